@@ -1,0 +1,52 @@
+# The front door. `make up` and `make test` are the two commands a newcomer needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+ENV := . toolchain/env.sh &&
+STACK ?= dev
+
+.PHONY: help toolchain up down destroy-local env preview destroy pulumi test lint bench
+
+help:
+	@echo "make up        toolchain + local stack + pulumi up (dev) + a demo job"
+	@echo "make test      lint and the whole test suite"
+	@echo "make down      stop the local stack (data kept); make destroy-local removes it"
+	@echo "make preview | destroy | pulumi ARGS='refresh'   pulumi on STACK (default dev)"
+	@echo "make bench     benchmarks, one JSON line per measurement"
+
+toolchain:
+	@bash toolchain/bootstrap.sh
+
+up: toolchain
+	@$(ENV) supaqueue dev up
+	@scripts/pulumi-stack.sh $(STACK) up --yes
+	@$(ENV) $(PY) scripts/demo.py
+
+down:
+	@$(ENV) supaqueue dev down
+
+destroy-local:
+	@$(ENV) supaqueue dev destroy
+
+env:
+	@$(ENV) supaqueue dev status -o env
+
+preview: toolchain
+	@scripts/pulumi-stack.sh $(STACK) preview --diff
+
+destroy: toolchain
+	@scripts/pulumi-stack.sh $(STACK) destroy --yes
+
+pulumi: toolchain
+	@scripts/pulumi-stack.sh $(STACK) $(ARGS)
+
+lint:
+	@$(ENV) ruff check . && ruff format --check components local_stack offline_plugins tests scripts benchmarks >/dev/null || true
+
+test: toolchain
+	@$(ENV) ruff check .
+	@$(ENV) $(PY) -m pytest
+
+bench: toolchain
+	@$(ENV) $(PY) benchmarks/engine_bench.py
+	@$(ENV) $(PY) benchmarks/pulumi_bench.py

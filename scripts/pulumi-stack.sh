@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs any pulumi command on a stack with the project's offline settings:
+#   scripts/pulumi-stack.sh STACK ARGS...      e.g. scripts/pulumi-stack.sh dev refresh
+# For the dev stack it also exports the local stack's settings (`supaqueue dev status -o env`)
+# and a generated passphrase kept beside the state (dev only: production stacks must set
+# PULUMI_CONFIG_PASSPHRASE or use a secrets provider of their own).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../toolchain/env.sh
+. "$here/../toolchain/env.sh"
+stack=${1:?usage: pulumi-stack.sh STACK PULUMI_ARGS...}
+shift
+cd "$SUPAQUEUE_ROOT"
+state_dir=${PULUMI_BACKEND_URL#file://}
+mkdir -p "$state_dir"
+if [ "$stack" = dev ]; then
+  pass_file="$state_dir/dev.passphrase"
+  [ -s "$pass_file" ] || (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(24))' >"$pass_file")
+  PULUMI_CONFIG_PASSPHRASE=$(cat "$pass_file")
+  export PULUMI_CONFIG_PASSPHRASE
+  env_lines=$(supaqueue dev status -o env) || {
+    echo "The local stack is not running: run 'make up' (or 'supaqueue dev up') first." >&2; exit 1; }
+  set -a
+  eval "$env_lines"
+  set +a
+fi
+pulumi stack select "$stack" >/dev/null 2>&1 || pulumi stack init "$stack" >/dev/null
+exec pulumi --stack "$stack" "$@"

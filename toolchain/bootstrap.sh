@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# `make toolchain`: installs everything supaqueue runs with, idempotently, cached outside the repo.
+# Only the package registries are used; see docs/architecture.md "Toolchain and cache".
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=env.sh
+. "$here/env.sh"
+root=$SUPAQUEUE_ROOT
+cache=$SUPAQUEUE_CACHE
+cli_version=v3.274.1
+deno_version=2.9.6
+mkdir -p "$cache/bin" "$PULUMI_HOME" "$root/.toolchain/bin"
+step() { printf '==> %s\n' "$*"; }
+die() { printf 'toolchain: %s\n' "$*" >&2; exit 1; }
+tree_hash() { (cd "$root" && find "$@" -type f ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16); }
+
+# 1. PostgreSQL 15 server and pg_cron (Debian packages) when missing.
+pgbin=/usr/lib/postgresql/15/bin
+if [ ! -x "$pgbin/postgres" ] || [ ! -f /usr/lib/postgresql/15/lib/pg_cron.so ] \
+   || [ ! -f /usr/share/postgresql/15/extension/pgcrypto.control ]; then
+  step "installing PostgreSQL 15 and pg_cron"
+  [ "$(id -u)" = 0 ] || die "PostgreSQL 15 and postgresql-15-cron are missing; install them (as root: apt-get install postgresql-15 postgresql-15-cron)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-15-cron postgresql-contrib >/dev/null
+fi
+
+# 2. The project venv (Pulumi.yaml's `virtualenv` option points here).
+py_stamp="$root/.venv/.supaqueue-deps"
+py_hash=$(sha256sum "$root/pyproject.toml" | cut -c1-16)
+if [ ! -x "$root/.venv/bin/python" ] || [ "$(cat "$py_stamp" 2>/dev/null)" != "$py_hash" ]; then
+  step "creating .venv"
+  python3 -m venv "$root/.venv"
+  mkdir -p "$cache/logs"
+  # compat mode: a .pth pointing at the repo, so `components`, `local_stack`, ... import from the checkout.
+  if ! "$root/.venv/bin/pip" install --disable-pip-version-check -e "$root[dev]" \
+       --config-settings editable_mode=compat >"$cache/logs/pip.log" 2>&1; then
+    tail -30 "$cache/logs/pip.log" >&2
+    die "installing the Python dependencies failed (full log: $cache/logs/pip.log)"
+  fi
+  echo "$py_hash" >"$py_stamp"
+fi
+
+# 3. The Pulumi CLI: an official one on PATH, else built from the Go module proxy.
+official=""
+if pulumi_path=$(PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -v "^$root/.toolchain/bin$" | paste -sd:) command -v pulumi 2>/dev/null); then
+  official=$(dirname "$(readlink -f "$pulumi_path")")
+fi
+if [ -n "$official" ]; then
+  step "using the Pulumi CLI on PATH ($official)"
+  for f in pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python; do
+    [ -e "$official/$f" ] && ln -sfn "$official/$f" "$root/.toolchain/bin/$f"
+  done
+else
+  if ! "$cache/bin/pulumi" version 2>/dev/null | grep -qx "$cli_version"; then
+    step "building the Pulumi CLI $cli_version from Go modules (first run only, a few minutes)"
+  fi
+  PULUMI_CLI_VERSION=$cli_version "$here/build-pulumi-cli.sh" "$cache/bin" >/dev/null
+  for f in pulumi pulumi-language-python-exec pulumi-resource-pulumi-python; do
+    ln -sfn "$cache/bin/$f" "$root/.toolchain/bin/$f"
+  done
+fi
+
+# 4. Deno, from the npm registry.
+deno="$cache/deno/node_modules/.bin/deno"
+if ! "$deno" --version 2>/dev/null | grep -q "^deno $deno_version"; then
+  step "installing Deno $deno_version"
+  npm install --silent --no-audit --no-fund --prefix "$cache/deno" "deno@$deno_version" >/dev/null
+fi
+ln -sfn "$deno" "$root/.toolchain/bin/deno"
+
+# 5. The language host and the random/command plugins.
+if [ -n "$official" ]; then
+  for spec in "random 4.21.4" "command 1.2.1"; do
+    # shellcheck disable=SC2086
+    set -- $spec
+    pulumi plugin ls --json 2>/dev/null | grep -q "\"name\": \"$1\"" && pulumi plugin ls 2>/dev/null | grep -q "$1 .*resource .*$2" \
+      || PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=false pulumi plugin install resource "$1" "$2"
+  done
+else
+  "$here/install-offline-plugins.sh"
+fi
+step "toolchain ready: $(pulumi version), $("$deno" --version | head -1)"

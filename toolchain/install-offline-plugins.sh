@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs the project's offline equivalents of the Python language host and the random/command
+# resource plugins (offline_plugins/), for machines where the official binaries cannot be had.
+# They run from a venv and a source copy in the cache, so they never depend on one checkout.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=env.sh
+. "$here/env.sh"
+root=$SUPAQUEUE_ROOT
+cache=$SUPAQUEUE_CACHE
+
+pins=$(grep -oE '"(pulumi|bcrypt)==[^"]+"' "$root/pyproject.toml" | tr -d '"' | sort | paste -sd' ')
+venv="$cache/plugin-venv"
+if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$pins" ]; then
+  echo "==> creating the offline plugins' venv ($pins)"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  # shellcheck disable=SC2086
+  "$venv/bin/pip" install -q --disable-pip-version-check $pins
+  echo "$pins" >"$venv/.pins"
+fi
+
+hash=$( (cd "$root" && find offline_plugins -type f -name '*.py' -print0 | sort -z | xargs -0 sha256sum; echo "$pins") | sha256sum | cut -c1-16)
+dest="$cache/offline-plugins/$hash"
+if [ ! -f "$dest/.complete" ]; then
+  rm -rf "$dest"
+  mkdir -p "$dest/bin"
+  (cd "$root" && find offline_plugins -type f -name '*.py' -print0 | xargs -0 cp --parents -t "$dest")
+  for pair in pulumi-language-python:language_host pulumi-resource-random:random_provider \
+              pulumi-resource-command:command_provider; do
+    exe=${pair%%:*} module=${pair##*:}
+    cat >"$dest/bin/$exe" <<SH
+#!/bin/sh
+# Offline equivalent of the official $exe (supaqueue toolchain, sources: $dest).
+PYTHONPATH="$dest" exec "$venv/bin/python" -u -m offline_plugins.$module "\$@"
+SH
+    chmod 0755 "$dest/bin/$exe"
+  done
+  touch "$dest/.complete"
+fi
+ln -sfn "$dest/bin/pulumi-language-python" "$cache/bin/pulumi-language-python"
+ln -sfn "$cache/bin/pulumi-language-python" "$root/.toolchain/bin/pulumi-language-python"
+
+stamp="$PULUMI_HOME/.supaqueue-offline-plugins"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$hash" ] \
+   || ! pulumi plugin ls 2>/dev/null | grep -qE '^random +resource +4\.21\.4' \
+   || ! pulumi plugin ls 2>/dev/null | grep -qE '^command +resource +1\.2\.1'; then
+  echo "==> installing the offline random 4.21.4 and command 1.2.1 plugins"
+  pulumi plugin install resource random 4.21.4 --file "$dest/bin/pulumi-resource-random" --reinstall >/dev/null
+  pulumi plugin install resource command 1.2.1 --file "$dest/bin/pulumi-resource-command" --reinstall >/dev/null
+  echo "$hash" >"$stamp"
+fi
