@@ -38,7 +38,12 @@ SH
   done
   touch "$dest/.complete"
 fi
-ln -sfn "$dest/bin/pulumi-language-python" "$cache/bin/pulumi-language-python"
+# A real file next to the CLI (not a symlink): the CLI warns about a language host on PATH
+# unless it resolves to the folder of the pulumi binary itself.
+if ! cmp -s "$dest/bin/pulumi-language-python" "$cache/bin/pulumi-language-python"; then
+  install -m 0755 "$dest/bin/pulumi-language-python" "$cache/bin/.pulumi-language-python.tmp"
+  mv -f "$cache/bin/.pulumi-language-python.tmp" "$cache/bin/pulumi-language-python"
+fi
 ln -sfn "$cache/bin/pulumi-language-python" "$root/.toolchain/bin/pulumi-language-python"
 
 stamp="$PULUMI_HOME/.supaqueue-offline-plugins"

@@ -1,0 +1,250 @@
+"""Benchmark of the SQL engine, no HTTP involved. Prints one JSON line per measurement.
+
+- end_current_job (completion + the next dispatch) on one connection, at 1k and at 100k queued
+  jobs: the cost must not grow with the backlog (target: cost@100k <= 1.3 x cost@1k);
+- pgbench (TPC-B-like, 1 client) on the same server in the same run (target: completions/s >=
+  0.5 x pgbench TPS);
+- one INSERT statement of 100k jobs (target: < 5 s).
+
+It starts its own temporary cluster (durable settings unless --fast) and removes it afterwards.
+Usage: python benchmarks/engine_bench.py [--completions 1000] [--pgbench-seconds 10] [--fast]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from components import migrations
+from local_stack.postgres import PG_BIN, Cluster, free_port, generate_password
+
+BENCH_DB = "supaqueue_bench"  # not `postgres`: no pg_cron tick runs there to disturb timings
+PGBENCH_DB = "pgbench"
+WORKERS = 10
+WARMUP = 50
+ROUNDS = 5
+
+
+def emit(record: dict[str, Any]) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def install(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        migrations.apply(conn, migrations.load_migrations())
+        conn.execute(
+            "insert into supaqueue.settings values ('dispatcher_slug', 'supaqueue'),"
+            " ('functions_url', 'http://127.0.0.1:9/functions/v1')"
+        )
+        conn.execute("select vault.create_secret('bench-only-secret', 'supaqueue_secret')")
+
+
+def new_queue(conn: psycopg.Connection, name: str, workers: int) -> str:
+    row = conn.execute(
+        "insert into supaqueue.queue (name, edge_function_name) values (%s, 'target')"
+        " returning id::text",
+        (name,),
+    ).fetchone()
+    assert row is not None
+    conn.execute("select supaqueue.set_worker_count(%s, %s)", (row[0], workers))
+    return str(row[0])
+
+
+def bulk_insert(conn: psycopg.Connection, queue: str, rows: int) -> float:
+    started = time.perf_counter()
+    conn.execute(
+        "insert into supaqueue.job (queue, payload)"
+        " select %s, jsonb_build_object('i', g) from generate_series(1, %s) g",
+        (queue, rows),
+    )
+    return time.perf_counter() - started
+
+
+def settle(conn: psycopg.Connection) -> None:
+    """Let the bulk load's after-effects (autovacuum, dirty buffers) finish before timing."""
+    conn.execute("vacuum analyze supaqueue.job")
+    conn.execute("checkpoint")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "select count(*) from pg_stat_activity where backend_type = 'autovacuum worker'"
+        ).fetchone()
+        if row == (0,):
+            return
+        time.sleep(0.2)
+
+
+class Lane:
+    """One queue with `queued` jobs waiting behind its workers, completed one job at a time."""
+
+    END = "select supaqueue.end_current_job(%s, true, true, 200, 'ok', null, null, '{}', 5)"
+    NEXT = (
+        "select c.id from supaqueue.current_job c join supaqueue.worker w on w.id = c.worker"
+        " where w.queue = %s and c.id <> all(%s::uuid[])"
+    )
+
+    def __init__(self, conn: psycopg.Connection, queued: int, completions: int) -> None:
+        self.conn = conn
+        self.queued = queued
+        self.completions = completions
+        self.queue = new_queue(conn, f"bench-{queued}", WORKERS)
+        # enough that at least `queued` jobs still wait after the last timed completion
+        bulk_insert(conn, self.queue, queued + completions + WARMUP)
+        self.leases = [str(r[0]) for r in conn.execute(self.NEXT, (self.queue, [])).fetchall()]
+        assert len(self.leases) == WORKERS, self.leases
+        self.timings: list[float] = []
+
+    def complete(self, count: int, timed: bool = True) -> None:
+        with self.conn.cursor() as cur:
+            for _ in range(count):
+                lease = self.leases.pop(0)
+                started = time.perf_counter()
+                cur.execute(self.END, (lease,), prepare=True)
+                row = cur.fetchone()
+                elapsed = time.perf_counter() - started
+                assert row == (True,), f"end_current_job returned {row}"
+                if timed:
+                    self.timings.append(elapsed)
+                # the freed worker took the next job: find its new lease (not timed)
+                fresh = self.conn.execute(self.NEXT, (self.queue, self.leases)).fetchone()
+                assert fresh is not None, "the completion did not dispatch the next job"
+                self.leases.append(str(fresh[0]))
+
+    def result(self) -> dict[str, Any]:
+        pending = self.conn.execute(
+            "select count(*) from supaqueue.job where queue = %s and status = 'pending'",
+            (self.queue,),
+        ).fetchone()
+        mean_ms = statistics.fmean(self.timings) * 1000
+        return {
+            "bench": "end_current_job",
+            "queued": self.queued,
+            "queued_at_end": int(pending[0]) if pending else None,
+            "completions": len(self.timings),
+            "mean_ms": round(mean_ms, 3),
+            "p50_ms": round(statistics.median(self.timings) * 1000, 3),
+            "p95_ms": round(statistics.quantiles(self.timings, n=20)[-1] * 1000, 3),
+            "completions_per_s": round(1000 / mean_ms, 1),
+        }
+
+
+class PgBench:
+    """pgbench TPC-B-like, 1 client, against the same server; run in slices between the others."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        self.env["PGPASSWORD"] = cluster.password  # environment, not the command line
+        self.common = ["-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres"]
+        with cluster.connect() as conn:
+            conn.execute(f"create database {PGBENCH_DB}")
+        subprocess.run(
+            [str(PG_BIN / "pgbench"), *self.common, "-i", "-s", "1", "-q", PGBENCH_DB],
+            env=self.env, check=True, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        self.transactions = 0
+        self.seconds = 0.0
+
+    def run(self, seconds: int) -> None:
+        proc = subprocess.run(
+            [str(PG_BIN / "pgbench"), *self.common, "-c", "1", "-j", "1", "-T", str(seconds),
+             "-n", PGBENCH_DB],
+            env=self.env, check=True, capture_output=True, text=True, timeout=seconds + 120,
+        )  # fmt: skip
+        done = re.search(r"number of transactions actually processed: (\d+)", proc.stdout)
+        tps = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", proc.stdout)
+        if done is None or tps is None:
+            raise RuntimeError(f"could not read pgbench's result:\n{proc.stdout}")
+        self.transactions += int(done.group(1))
+        self.seconds += int(done.group(1)) / float(tps.group(1))
+
+    def result(self) -> dict[str, Any]:
+        return {"bench": "pgbench", "clients": 1, "transactions": self.transactions,
+                "seconds": round(self.seconds, 2),
+                "tps": round(self.transactions / self.seconds, 1)}  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    root = Path(tempfile.mkdtemp(prefix="supaqueue-bench-"))
+    root.chmod(0o755)
+    cluster = Cluster(
+        data_dir=root / "pgdata", port=free_port(), password=generate_password(), fast=args.fast
+    )
+    try:
+        cluster.init()
+        cluster.start()
+        cluster.bootstrap("postgres")
+        with cluster.connect() as conn:
+            conn.execute(f"create database {BENCH_DB}")
+        cluster.bootstrap(BENCH_DB)
+        dsn = cluster.dsn(BENCH_DB)
+        install(dsn)
+        emit({"bench": "setup", "durable": not args.fast, "workers": WORKERS})
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            queue = new_queue(conn, "bulk", 4)
+            seconds = bulk_insert(conn, queue, 100_000)
+            emit({"bench": "bulk_insert", "rows": 100_000, "seconds": round(seconds, 3),
+                  "target_seconds": 5, "ok": seconds < 5})  # fmt: skip
+            conn.execute("select supaqueue.drop_queue(%s, true)", (queue,))
+
+            small = Lane(conn, 1_000, args.completions)
+            large = Lane(conn, 100_000, args.completions)
+            bench = PgBench(cluster)
+            settle(conn)
+            small.complete(WARMUP, timed=False)
+            large.complete(WARMUP, timed=False)
+            # Interleaved rounds: load from elsewhere on the machine hits all three alike.
+            for i in range(ROUNDS):
+                share = args.completions // ROUNDS + (1 if i < args.completions % ROUNDS else 0)
+                small.complete(share)
+                large.complete(share)
+                bench.run(max(1, args.pgbench_seconds // ROUNDS))
+            results = [small.result(), large.result(), bench.result()]
+        for record in results:
+            emit(record)
+        at_1k, at_100k, tpcb = results
+
+        growth = at_100k["mean_ms"] / at_1k["mean_ms"]
+        emit({"bench": "ratio", "name": "cost_100k_over_cost_1k", "value": round(growth, 3),
+              "target_max": 1.3, "ok": growth <= 1.3})  # fmt: skip
+        for row in (at_1k, at_100k):
+            share = row["completions_per_s"] / tpcb["tps"]
+            name = f"completions_per_s_over_pgbench_tps_at_{row['queued']}"
+            emit({"bench": "ratio", "name": name, "value": round(share, 3), "target_min": 0.5,
+                  "ok": share >= 0.5})  # fmt: skip
+        return 0
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--completions", type=int, default=1000, help="timed completions per size")
+    parser.add_argument("--pgbench-seconds", type=int, default=10)
+    parser.add_argument("--fast", action="store_true", help="fsync off (not comparable)")
+    args = parser.parse_args(argv)
+    if args.completions < 20 or args.pgbench_seconds < 1:
+        parser.error("--completions must be >= 20 and --pgbench-seconds >= 1")
+    try:
+        return run(args)
+    except (psycopg.Error, subprocess.CalledProcessError, RuntimeError, OSError) as exc:
+        detail = getattr(exc, "stderr", None) or ""
+        print(f"error: {exc} {detail}".strip(), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

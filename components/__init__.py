@@ -1,0 +1,1 @@
+"""supaqueue's Pulumi library: components, dynamic providers, clients and config validation."""

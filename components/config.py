@@ -1,0 +1,210 @@
+"""Stack config (namespace `supaqueue`): parsing, defaults, validation.
+
+`target: local` takes the values it lacks from the environment that `supaqueue dev status -o env`
+prints (scripts/pulumi-stack.sh exports it), so `Pulumi.dev.yaml` holds no credentials.
+Every problem is reported at once, each naming its key, before any resource is declared.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+from pulumi.runtime import config as runtime_config
+
+from components.clients.management_api import DEFAULT_URL as DEFAULT_MANAGEMENT_API_URL
+from components.clients.postgres import check_url
+from components.errors import ConfigError
+from components.queue_spec import validate_queue, with_defaults
+
+NAMESPACE = "supaqueue"
+TARGETS = ("local", "supabase")
+PROJECT_REF_PATTERN = re.compile(r"^[a-z]{20}$")
+
+# config key -> environment variable it falls back to with `target: local`
+LOCAL_ENV = {
+    "projectRef": "PROJECT_REF",
+    "accessToken": "ACCESS_TOKEN",
+    "dbUrl": "DB_URL",
+    "apiUrl": "API_URL",
+    "managementApiUrl": "MANAGEMENT_API_URL",
+    "serviceRoleKey": "SERVICE_ROLE_KEY",
+}
+KEYS = (
+    "target",
+    "projectRef",
+    "accessToken",
+    "dbUrl",
+    "apiUrl",
+    "managementApiUrl",
+    "serviceRoleKey",
+    "secretVersion",
+    "queues",
+    "demo",
+)
+SECRET_KEYS = ("accessToken", "dbUrl", "serviceRoleKey")
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """A validated stack config. Secret values are plain here; components wrap them as secrets."""
+
+    target: str
+    project_ref: str
+    api_url: str
+    management_api_url: str
+    access_token: str = field(repr=False)
+    db_url: str = field(repr=False)
+    service_role_key: str | None = field(repr=False)
+    secret_version: str
+    queues: list[dict[str, Any]]
+    demo: bool
+
+    @property
+    def functions_url(self) -> str:
+        return f"{self.api_url.rstrip('/')}/functions/v1"
+
+
+def _url_problem(value: str) -> str | None:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        return f"must be an http(s) URL, got {value!r}"
+    return None
+
+
+def _as_object(key: str, value: Any, problems: list[str]) -> Any:
+    """Config objects arrive as JSON text from the engine and as objects from tests."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            problems.append(f"{NAMESPACE}:{key}: is not valid JSON/YAML structure")
+            return None
+    return value
+
+
+def parse_stack_config(values: Mapping[str, Any], env: Mapping[str, str]) -> StackConfig:
+    """Validate raw config `values` (keys without namespace); raise ConfigError listing all."""
+    problems: list[str] = []
+    for key in values:
+        if key not in KEYS:
+            problems.append(f"{NAMESPACE}:{key}: unknown key; known keys: {', '.join(KEYS)}")
+
+    target = values.get("target")
+    if target not in TARGETS:
+        problems.append(
+            f"{NAMESPACE}:target: must be 'local' (the local stack) or 'supabase' "
+            f"(a real project), got {target!r}"
+        )
+
+    def text(key: str) -> str | None:
+        value = values.get(key)
+        if value is None and target == "local" and key in LOCAL_ENV:
+            value = env.get(LOCAL_ENV[key]) or None
+        if value is not None and not isinstance(value, str):
+            problems.append(f"{NAMESPACE}:{key}: must be a string")
+            return None
+        return value
+
+    def required(key: str) -> str:
+        value = text(key)
+        if value:
+            return value
+        if target == "local":
+            problems.append(
+                f"{NAMESPACE}:{key}: not set, and {LOCAL_ENV[key]} is not in the environment: "
+                "start the local stack (`supaqueue dev up`) and run pulumi through "
+                "scripts/pulumi-stack.sh (it exports `supaqueue dev status -o env`), "
+                f"or set {NAMESPACE}:{key}"
+            )
+        else:
+            secret = " --secret" if key in SECRET_KEYS else ""
+            problems.append(
+                f"{NAMESPACE}:{key}: required for target {target!r}: "
+                f"`pulumi config set{secret} {NAMESPACE}:{key} <value>`"
+            )
+        return ""
+
+    project_ref = required("projectRef")
+    if project_ref and not PROJECT_REF_PATTERN.match(project_ref):
+        problems.append(
+            f"{NAMESPACE}:projectRef: must be the 20 lowercase letters of the project ref, "
+            f"got {project_ref!r}"
+        )
+    access_token = required("accessToken")
+    db_url = required("dbUrl")
+    if db_url and (why := check_url(db_url)):
+        problems.append(f"{NAMESPACE}:dbUrl: {why}")
+
+    api_url = text("apiUrl") or (f"https://{project_ref}.supabase.co" if project_ref else "")
+    management_api_url = text("managementApiUrl") or DEFAULT_MANAGEMENT_API_URL
+    for key, url in (("apiUrl", api_url), ("managementApiUrl", management_api_url)):
+        if url and (why := _url_problem(url)):
+            problems.append(f"{NAMESPACE}:{key}: {why}")
+
+    version = values.get("secretVersion", "1")
+    if isinstance(version, bool) or not isinstance(version, str | int):
+        problems.append(f"{NAMESPACE}:secretVersion: must be a string or number")
+        version = "1"
+
+    demo = _as_object("demo", values.get("demo", False), problems)
+    if isinstance(demo, str):
+        demo = demo.lower()
+    if demo not in (True, False):
+        problems.append(f"{NAMESPACE}:demo: must be true or false, got {demo!r}")
+        demo = False
+
+    queues = _parse_queues(_as_object("queues", values.get("queues", []), problems), problems)
+
+    if problems:
+        raise ConfigError("invalid stack config:\n  - " + "\n  - ".join(problems))
+    return StackConfig(
+        target=str(target),
+        project_ref=project_ref,
+        api_url=api_url,
+        management_api_url=management_api_url,
+        access_token=access_token,
+        db_url=db_url,
+        service_role_key=text("serviceRoleKey"),
+        secret_version=str(version),
+        queues=queues,
+        demo=bool(demo),
+    )
+
+
+def _parse_queues(raw: Any, problems: list[str]) -> list[dict[str, Any]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        problems.append(f"{NAMESPACE}:queues: must be a list of queue objects")
+        return []
+    queues: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, queue in enumerate(raw):
+        found = validate_queue(queue, path=f"{NAMESPACE}:queues[{index}]")
+        problems.extend(str(problem) for problem in found)
+        if found:
+            continue
+        name = queue["name"]
+        if name in seen:
+            problems.append(f"{NAMESPACE}:queues[{index}].name: {name!r} is declared twice")
+        seen.add(name)
+        queues.append(with_defaults(queue))
+    return queues
+
+
+def raw_values() -> dict[str, Any]:
+    """Every `supaqueue:*` config value of the running stack (unknown keys included)."""
+    merged: dict[str, Any] = dict(runtime_config.get_config_env())
+    merged.update(runtime_config.CONFIG.get())
+    prefix = f"{NAMESPACE}:"
+    return {key[len(prefix) :]: value for key, value in merged.items() if key.startswith(prefix)}
+
+
+def load_stack_config(env: Mapping[str, str]) -> StackConfig:
+    """The running stack's config, validated (env: the process environment)."""
+    return parse_stack_config(raw_values(), env)

@@ -1,0 +1,34 @@
+"""The one root exception of the library and its kinds.
+
+Every error a user can cause (bad config, unreachable database, an API refusal) is one of
+these, with a message that names what to fix. `SupaqueueError` derives from `pulumi.RunError`
+so that the Pulumi program prints the message alone, without a Python traceback.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+
+class SupaqueueError(pulumi.RunError):
+    """Root of every error this library raises on purpose."""
+
+
+class ConfigError(SupaqueueError):
+    """Stack config or component arguments are invalid."""
+
+
+class DatabaseError(SupaqueueError):
+    """The database refused a connection or a statement."""
+
+
+class QueueNotEmptyError(DatabaseError):
+    """A queue still holds unfinished jobs and may not be dropped (SQLSTATE SQ001)."""
+
+
+class ManagementApiError(SupaqueueError):
+    """The Supabase Management API answered with an error."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code

@@ -1,0 +1,160 @@
+"""An Edge Function deployed from a source folder through the Management API.
+
+The diff is by content hash of the folder's files (components/edge_source.py): an edit to any
+deployed file redeploys, anything else leaves the function alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
+
+from components.edge_source import content_hash, source_files
+from components.providers.api_props import API_KEYS, api_client, check_api_props
+from components.providers.base import (
+    declared_outputs,
+    explicit_diff,
+    presented,
+    unknown_keys,
+    with_secret_outputs,
+)
+from components.queue_spec import SLUG_PATTERN
+
+DEPLOY_KEYS = ("source_dir", "content_hash", "verify_jwt", "entrypoint_path", "import_map_path")
+OUTPUTS = ("function_id", "version", "status")
+
+
+def _deploy(props: dict[str, Any]) -> dict[str, Any]:
+    files = source_files(Path(props["source_dir"]))
+    with api_client(props) as api:
+        deployed = api.deploy_function(
+            props["slug"],
+            files,
+            entrypoint_path=props["entrypoint_path"],
+            import_map_path=props.get("import_map_path"),
+            verify_jwt=bool(props["verify_jwt"]),
+        )
+    return {
+        **props,
+        # What was actually sent: if the files changed since preview, state says so.
+        "content_hash": content_hash(files),
+        "function_id": str(deployed.get("id", "")),
+        "version": deployed.get("version"),
+        "status": deployed.get("status"),
+    }
+
+
+class EdgeFunctionProvider(ResourceProvider):
+    @presented
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = check_api_props(news)
+        unknown = unknown_keys(news)
+        slug = news.get("slug")
+        if "slug" not in unknown and (not isinstance(slug, str) or not SLUG_PATTERN.match(slug)):
+            failures.append(CheckFailure("slug", f"{slug!r} is not a function slug"))
+        source_dir = news.get("source_dir")
+        if "source_dir" not in unknown and not (
+            isinstance(source_dir, str) and (Path(source_dir) / "index.ts").is_file()
+        ):
+            failures.append(CheckFailure("source_dir", f"{source_dir!r} has no index.ts"))
+        if not isinstance(news.get("verify_jwt"), bool):
+            failures.append(CheckFailure("verify_jwt", "must be true or false"))
+        inputs = {key: news.get(key) for key in (*API_KEYS, "slug", *DEPLOY_KEYS)}
+        inputs["entrypoint_path"] = inputs["entrypoint_path"] or "index.ts"
+        return CheckResult(inputs, failures)
+
+    @presented
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        return explicit_diff(
+            olds,
+            news,
+            updatable=(*DEPLOY_KEYS, "management_api_url", "access_token"),
+            identity=("slug", "project_ref"),
+        )
+
+    @presented
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(props["slug"], _deploy(props))
+
+    @presented
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        if all(olds.get(key) == news.get(key) for key in DEPLOY_KEYS):
+            # Only how we reach the API changed: nothing to redeploy.
+            return UpdateResult({**news, **{key: olds.get(key) for key in OUTPUTS}})
+        return UpdateResult(_deploy(news))
+
+    @presented
+    def read(self, slug: str, props: dict[str, Any]) -> ReadResult:
+        with api_client(props) as api:
+            found = api.get_function(slug)
+        if found is None:
+            return ReadResult("", {})
+        outs = {
+            **props,
+            "verify_jwt": found.get("verify_jwt", props.get("verify_jwt")),
+            "function_id": str(found.get("id", "")),
+            "version": found.get("version"),
+            "status": found.get("status"),
+        }
+        if found.get("version") != props.get("version"):
+            # Redeployed behind Pulumi's back: the deployed code is not what state says.
+            outs["content_hash"] = f"changed outside Pulumi (version {found.get('version')})"
+        return ReadResult(slug, outs)
+
+    @presented
+    def delete(self, slug: str, props: dict[str, Any]) -> None:
+        with api_client(props) as api:
+            api.delete_function(slug)
+
+
+class EdgeFunction(Resource, module="supaqueue", name="EdgeFunction"):
+    """A deployed Edge Function; `content_hash` is what its diff compares."""
+
+    function_id: pulumi.Output[str]
+    version: pulumi.Output[int]
+    status: pulumi.Output[str]
+    content_hash: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        management_api_url: pulumi.Input[str],
+        project_ref: pulumi.Input[str],
+        access_token: pulumi.Input[str],
+        slug: str,
+        source_dir: str,
+        content_hash: str,
+        verify_jwt: bool,
+        import_map_path: str | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "management_api_url": management_api_url,
+            "project_ref": project_ref,
+            "access_token": access_token,
+            "slug": slug,
+            "source_dir": source_dir,
+            "content_hash": content_hash,
+            "verify_jwt": verify_jwt,
+            "entrypoint_path": "index.ts",
+            "import_map_path": import_map_path,
+        }
+        super().__init__(
+            EdgeFunctionProvider(),
+            name,
+            declared_outputs(props, OUTPUTS),
+            with_secret_outputs(opts, ["access_token"]),
+        )

@@ -1,0 +1,55 @@
+-- Statements of the queue provider. Columns are those of sql/0001_schema.sql; workers are rows
+-- of supaqueue.worker managed by supaqueue.set_worker_count (it retires busy workers safely).
+
+-- name: insert_queue
+insert into supaqueue.queue (
+  name, edge_function_name, method, default_headers, max_attempts, backoff_base_ms,
+  backoff_max_ms, backoff_jitter, non_retryable_statuses, timeout_ms, rate_limit_per_second,
+  rate_limit_burst, paused, retention_seconds
+) values (
+  %(name)s, %(edge_function_name)s, %(method)s, %(default_headers)s, %(max_attempts)s,
+  %(backoff_base_ms)s, %(backoff_max_ms)s, %(backoff_jitter)s,
+  %(non_retryable_statuses)s::integer[],
+  %(timeout_ms)s, %(rate_limit_per_second)s, %(rate_limit_burst)s, %(paused)s,
+  %(retention_seconds)s
+)
+returning id::text;
+
+-- name: update_queue
+update supaqueue.queue set
+  name = %(name)s,
+  edge_function_name = %(edge_function_name)s,
+  method = %(method)s,
+  default_headers = %(default_headers)s,
+  max_attempts = %(max_attempts)s,
+  backoff_base_ms = %(backoff_base_ms)s,
+  backoff_max_ms = %(backoff_max_ms)s,
+  backoff_jitter = %(backoff_jitter)s,
+  non_retryable_statuses =
+    %(non_retryable_statuses)s::integer[],
+  timeout_ms = %(timeout_ms)s,
+  rate_limit_per_second = %(rate_limit_per_second)s,
+  rate_limit_burst = %(rate_limit_burst)s,
+  paused = %(paused)s,
+  retention_seconds = %(retention_seconds)s,
+  updated_at = now()
+where id = %(id)s::uuid
+returning id::text;
+
+-- name: set_worker_count
+select supaqueue.set_worker_count(%(id)s::uuid, %(workers)s);
+
+-- name: read_queue
+select q.id::text, q.name, q.edge_function_name, q.method, q.default_headers, q.max_attempts,
+       q.backoff_base_ms, q.backoff_max_ms, q.backoff_jitter, q.non_retryable_statuses,
+       q.timeout_ms, q.rate_limit_per_second, q.rate_limit_burst, q.paused, q.retention_seconds,
+       (select count(*) from supaqueue.worker w where w.queue = q.id and not w.retiring)::int
+         as workers
+from supaqueue.queue q
+where q.id = %(id)s::uuid;
+
+-- name: queue_table_exists
+select to_regclass('supaqueue.queue') is not null;
+
+-- name: drop_queue
+select supaqueue.drop_queue(%(id)s::uuid, %(discard)s);

@@ -1,0 +1,100 @@
+"""`Queue`: one supaqueue queue declared as code (token `supaqueue:index:Queue`).
+
+    emails = Queue("emails", {"name": "emails", "edge_function_name": "send-email",
+                              "workers": 5, "rate_limit_per_second": 10}, installation=sq)
+
+Stack config `supaqueue:queues` declares the same objects; `Supaqueue` turns each into a Queue.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Required, TypedDict
+
+import pulumi
+
+from components.errors import ConfigError
+from components.providers.queue import QueueResource
+from components.queue_spec import validate_queue, with_defaults
+
+
+class QueueArgs(TypedDict, total=False):
+    """A queue's settings. Only `name` and `edge_function_name` are required."""
+
+    name: Required[str]
+    """Queue name, unique in the project (letters, digits, '-', '_'; starts with a letter).
+    Renaming replaces the queue."""
+    edge_function_name: Required[str]
+    """Slug of the Edge Function each job calls (a slug, not a URL)."""
+    method: str
+    """HTTP method: GET, POST (default), PUT, PATCH or DELETE."""
+    headers: pulumi.Input[dict[str, str]]
+    """Extra request headers, e.g. Authorization. Kept secret in state."""
+    workers: int
+    """At most this many calls in flight (default 1)."""
+    max_attempts: int
+    """Attempts before a job fails for good (default 3)."""
+    backoff_base_ms: int
+    """First retry delay in ms (default 1000); doubles per attempt."""
+    backoff_max_ms: int
+    """Longest retry delay in ms (default 300000)."""
+    backoff_jitter: float
+    """Random share of each delay, 0..1 (default 0.1)."""
+    non_retryable_statuses: list[int]
+    """Statuses that fail a job at once (default: 4xx other than 408 and 429)."""
+    rate_limit_per_second: float
+    """Calls started per second at most (default: no limit)."""
+    rate_limit_burst: int
+    """Calls allowed at once above the rate (default: the rate)."""
+    timeout_ms: int
+    """Timeout of one call in ms (default 30000)."""
+    paused: bool
+    """A paused queue keeps its jobs and dispatches none (default false)."""
+    retention_seconds: int
+    """Finished jobs are deleted after this long (default: kept)."""
+    discard_unfinished_on_delete: bool
+    """Removing the queue may discard its unfinished jobs (default false: removal fails)."""
+
+
+class Installation(Protocol):
+    """What a queue needs from a supaqueue installation (a `Supaqueue` component)."""
+
+    @property
+    def db_url(self) -> pulumi.Input[str]: ...
+
+    @property
+    def queue_dependencies(self) -> list[pulumi.Resource]: ...
+
+
+class Queue(pulumi.ComponentResource):
+    queue_id: pulumi.Output[str]
+    """The queue's id (`supaqueue.queue.id`), for `INSERT INTO supaqueue.job (queue, …)`."""
+
+    def __init__(
+        self,
+        name: str,
+        args: QueueArgs,
+        *,
+        installation: Installation,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("supaqueue:index:Queue", name, None, opts)
+        plain = {key: value for key, value in args.items() if not _is_output(value)}
+        unknown = {key for key, value in args.items() if _is_output(value)}
+        problems = validate_queue(plain, path=f"queue {name!r}", unknown=unknown)
+        if problems:
+            raise ConfigError("invalid queue:\n  - " + "\n  - ".join(map(str, problems)))
+        props: dict[str, Any] = with_defaults(plain)
+        # Headers often carry credentials: secret in state whatever the caller passed.
+        props["headers"] = pulumi.Output.secret(args.get("headers") or {})
+        props["db_url"] = installation.db_url
+        self.resource = QueueResource(
+            f"{name}-queue",
+            props,
+            pulumi.ResourceOptions(parent=self, depends_on=installation.queue_dependencies),
+        )
+        self.queue_id = self.resource.queue_id
+        self.register_outputs({"queue_id": self.queue_id})
+
+
+def _is_output(value: Any) -> bool:
+    return isinstance(value, pulumi.Output)

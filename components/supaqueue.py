@@ -1,0 +1,217 @@
+"""`Supaqueue`: supaqueue installed into one Supabase project (token `supaqueue:index:Supaqueue`).
+
+Children, in dependency order: the generated secret; a Deno type check of the Edge Function (so a
+TypeScript error fails `pulumi up` before anything changes); the schema (migrations); the settings
+rows; the Vault entry `supaqueue_secret`; the function secret `SUPAQUEUE_SECRET`; the `supaqueue`
+Edge Function (verify_jwt off: it authenticates callers with the secret); the queues. With `demo`,
+also the example target function `demo-target`.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+from pathlib import Path
+from typing import Required, TypedDict
+
+import pulumi
+import pulumi_command as command
+import pulumi_random as random
+
+from components.config import StackConfig
+from components.edge_source import folder_hash
+from components.errors import ConfigError
+from components.providers.edge_function import EdgeFunction
+from components.providers.function_secret import FunctionSecret
+from components.providers.migrations import Migrations
+from components.providers.settings import Settings
+from components.providers.vault_secret import VaultSecret
+from components.queue import Queue, QueueArgs
+
+REPO = Path(__file__).resolve().parents[1]
+DISPATCHER_SLUG = "supaqueue"
+DEMO_SLUG = "demo-target"
+VAULT_SECRET_NAME = "supaqueue_secret"
+FUNCTION_SECRET_NAME = "SUPAQUEUE_SECRET"
+SECRET_LENGTH = 48
+
+
+class SupaqueueArgs(TypedDict, total=False):
+    """Where to install supaqueue and what to declare there."""
+
+    project_ref: Required[pulumi.Input[str]]
+    """The project ref (20 lowercase letters)."""
+    db_url: Required[pulumi.Input[str]]
+    """Postgres connection string of the project's database (kept secret)."""
+    access_token: Required[pulumi.Input[str]]
+    """Management API access token (kept secret)."""
+    api_url: Required[str]
+    """The project's URL (`https://<ref>.supabase.co`); functions live under /functions/v1."""
+    management_api_url: str
+    """The Management API (default `https://api.supabase.com`)."""
+    secret_version: str
+    """Change it to rotate the generated secret (Vault and the function secret, in place)."""
+    queues: list[QueueArgs]
+    """Queues to declare (see components.queue.QueueArgs)."""
+    demo: bool
+    """Also deploy the example target function `demo-target` (dev stacks)."""
+    edge_dir: str
+    """Folder holding `supaqueue/` (and `demo-target/`); default: the repo's `edge/`."""
+    migrations_dir: str
+    """Folder of the numbered migrations; default: the repo's `sql/`."""
+
+
+def args_from_config(config: StackConfig) -> SupaqueueArgs:
+    """Component arguments from a validated stack config, secrets wrapped as secrets."""
+    return SupaqueueArgs(
+        project_ref=config.project_ref,
+        db_url=pulumi.Output.secret(config.db_url),
+        access_token=pulumi.Output.secret(config.access_token),
+        api_url=config.api_url,
+        management_api_url=config.management_api_url,
+        secret_version=config.secret_version,
+        queues=[QueueArgs(**queue) for queue in config.queues],  # type: ignore[typeddict-item]
+        demo=config.demo,
+    )
+
+
+def deno_binary() -> str:
+    """The Deno the toolchain installed (env SUPAQUEUE_DENO overrides)."""
+    cache = Path(
+        os.environ.get("SUPAQUEUE_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "supaqueue"
+    )
+    candidates = [
+        os.environ.get("SUPAQUEUE_DENO"),
+        str(REPO / ".toolchain" / "bin" / "deno"),
+        str(cache / "deno" / "node_modules" / ".bin" / "deno"),
+        shutil.which("deno"),
+    ]
+    for candidate in candidates:
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise ConfigError("deno is not installed: run `make toolchain` (or set SUPAQUEUE_DENO)")
+
+
+class Supaqueue(pulumi.ComponentResource):
+    function_url: pulumi.Output[str]
+    """URL of the `supaqueue` Edge Function."""
+    schema_version: pulumi.Output[int]
+    """Version of the newest applied migration."""
+    queue_ids: pulumi.Output[dict[str, str]]
+    """Queue name → queue id."""
+
+    def __init__(
+        self, name: str, args: SupaqueueArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("supaqueue:index:Supaqueue", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        edge_dir = Path(args.get("edge_dir") or REPO / "edge")
+        migrations_dir = Path(args.get("migrations_dir") or REPO / "sql")
+        functions_url = f"{args['api_url'].rstrip('/')}/functions/v1"
+        self.db_url = args["db_url"]
+        api = {
+            "management_api_url": args.get("management_api_url") or "https://api.supabase.com",
+            "project_ref": args["project_ref"],
+            "access_token": args["access_token"],
+        }
+
+        secret = random.RandomPassword(
+            f"{name}-secret",
+            length=SECRET_LENGTH,
+            special=False,
+            keepers={"version": str(args.get("secret_version", "1"))},
+            opts=child,
+        )
+        # Secret whatever the random provider says: it feeds Vault and the function secret.
+        secret_value = pulumi.Output.secret(secret.result)
+        dispatcher_dir = edge_dir / DISPATCHER_SLUG
+        dispatcher_hash = folder_hash(dispatcher_dir)
+        check = self._deno_check(f"{name}-deno-check", dispatcher_dir, dispatcher_hash)
+
+        after_check = pulumi.ResourceOptions(parent=self, depends_on=[check])
+        self.schema = Migrations(f"{name}-schema", self.db_url, migrations_dir, after_check)
+        after_schema = pulumi.ResourceOptions(parent=self, depends_on=[self.schema])
+        self.settings = Settings(
+            f"{name}-settings",
+            self.db_url,
+            {"functions_url": functions_url, "dispatcher_slug": DISPATCHER_SLUG},
+            after_schema,
+        )
+        self.vault_secret = VaultSecret(
+            f"{name}-vault-secret", self.db_url, VAULT_SECRET_NAME, secret_value, after_schema
+        )
+        self.function_secret = FunctionSecret(
+            f"{name}-function-secret",
+            **api,
+            secret_name=FUNCTION_SECRET_NAME,
+            value=secret_value,
+            opts=after_check,
+        )
+        self.function = EdgeFunction(
+            f"{name}-function",
+            **api,
+            slug=DISPATCHER_SLUG,
+            source_dir=str(dispatcher_dir),
+            content_hash=dispatcher_hash,
+            verify_jwt=False,
+            import_map_path=_import_map(dispatcher_dir),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[check, self.function_secret]),
+        )
+        self.queue_dependencies: list[pulumi.Resource] = [
+            self.schema,
+            self.settings,
+            self.vault_secret,
+            self.function,
+        ]
+
+        if args.get("demo"):
+            demo_dir = edge_dir / DEMO_SLUG
+            demo_hash = folder_hash(demo_dir)
+            demo_check = self._deno_check(f"{name}-demo-deno-check", demo_dir, demo_hash)
+            self.demo_function = EdgeFunction(
+                f"{name}-demo-function",
+                **api,
+                slug=DEMO_SLUG,
+                source_dir=str(demo_dir),
+                content_hash=demo_hash,
+                verify_jwt=True,
+                import_map_path=_import_map(demo_dir),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[demo_check]),
+            )
+            self.queue_dependencies.append(self.demo_function)
+
+        self.queues = {
+            queue["name"]: Queue(
+                f"{name}-queue-{queue['name']}", queue, installation=self, opts=child
+            )
+            for queue in args.get("queues", [])
+        }
+
+        self.function_url = pulumi.Output.from_input(f"{functions_url}/{DISPATCHER_SLUG}")
+        self.schema_version = self.schema.schema_version
+        self.queue_ids = pulumi.Output.all(
+            **{queue_name: q.queue_id for queue_name, q in self.queues.items()}
+        )
+        self.register_outputs(
+            {
+                "function_url": self.function_url,
+                "schema_version": self.schema_version,
+                "queue_ids": self.queue_ids,
+            }
+        )
+
+    def _deno_check(self, name: str, folder: Path, content_hash: str) -> command.local.Command:
+        """`deno check` of a function folder, re-run whenever its files change."""
+        return command.local.Command(
+            name,
+            create=f"{shlex.quote(deno_binary())} check --quiet index.ts",
+            dir=str(folder),
+            triggers=[content_hash],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+
+def _import_map(folder: Path) -> str | None:
+    return "deno.json" if (folder / "deno.json").is_file() else None

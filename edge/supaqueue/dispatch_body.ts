@@ -1,0 +1,163 @@
+// The JSON body the SQL engine sends for each dispatched job (docs/architecture.md,
+// "Dispatch body"). Validated strictly: a malformed body is answered 400 and never
+// reaches the database. Unknown extra keys are ignored so the engine may add fields.
+export type JsonValue =
+  | null
+  | boolean
+  | number
+  | string
+  | JsonValue[]
+  | { [key: string]: JsonValue };
+
+export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+export const METHODS: readonly HttpMethod[] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+export interface Dispatch {
+  currentJob: { id: string; worker: string; job: string; leaseExpiresAt: string };
+  job: {
+    id: string;
+    queue: string;
+    payload: JsonValue;
+    attempts: number;
+    dependencyResults: Record<string, JsonValue>;
+  };
+  queue: {
+    id: string;
+    name: string;
+    edgeFunctionName: string;
+    method: HttpMethod;
+    defaultHeaders: Record<string, string>;
+    timeoutMs: number;
+  };
+}
+
+export class InvalidDispatch extends Error {}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+// A function slug, never a URL: no slashes, dots, query or scheme can get through.
+const SLUG = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
+// Above the Edge runtime's own wall-clock limit (400 s) a timeout cannot be honoured anyway.
+const MAX_TIMEOUT_MS = 3_600_000;
+
+type Obj = Record<string, unknown>;
+
+function isObject(value: unknown): value is Obj {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function object(parent: Obj, key: string, path: string): Obj {
+  const value = parent[key];
+  if (!isObject(value)) throw new InvalidDispatch(`${path}${key} must be an object`);
+  return value;
+}
+
+function uuid(parent: Obj, key: string, path: string): string {
+  const value = parent[key];
+  if (typeof value !== "string" || !UUID.test(value)) {
+    throw new InvalidDispatch(`${path}${key} must be a uuid`);
+  }
+  return value.toLowerCase();
+}
+
+function integer(parent: Obj, key: string, path: string, min: number, max: number): number {
+  const value = parent[key];
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidDispatch(`${path}${key} must be an integer between ${min} and ${max}`);
+  }
+  return value;
+}
+
+function timestamp(parent: Obj, key: string, path: string): string {
+  const value = parent[key];
+  if (typeof value !== "string" || Number.isNaN(Date.parse(value))) {
+    throw new InvalidDispatch(`${path}${key} must be a timestamp`);
+  }
+  return value;
+}
+
+function headers(value: unknown): Record<string, string> {
+  if (value === null || value === undefined) return {};
+  if (!isObject(value)) throw new InvalidDispatch("queue.default_headers must be an object");
+  const out: Record<string, string> = {};
+  for (const [name, headerValue] of Object.entries(value)) {
+    if (typeof headerValue !== "string") {
+      throw new InvalidDispatch(`queue.default_headers.${name} must be a string`);
+    }
+    try {
+      new Headers([[name, headerValue]]);
+    } catch {
+      throw new InvalidDispatch(`queue.default_headers.${name} is not a valid HTTP header`);
+    }
+    out[name] = headerValue;
+  }
+  return out;
+}
+
+function dependencyResults(value: unknown): Record<string, JsonValue> {
+  if (value === null || value === undefined) return {};
+  if (!isObject(value)) throw new InvalidDispatch("job.dependency_results must be an object");
+  for (const key of Object.keys(value)) {
+    if (!UUID.test(key)) throw new InvalidDispatch("job.dependency_results keys must be uuids");
+  }
+  return value as Record<string, JsonValue>;
+}
+
+export function parseDispatch(text: string): Dispatch {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new InvalidDispatch("body is not valid JSON");
+  }
+  if (!isObject(raw)) throw new InvalidDispatch("body must be a JSON object");
+
+  const cj = object(raw, "current_job", "");
+  const job = object(raw, "job", "");
+  const queue = object(raw, "queue", "");
+
+  const method = typeof queue.method === "string" ? queue.method.toUpperCase() : "";
+  if (!(METHODS as readonly string[]).includes(method)) {
+    throw new InvalidDispatch(`queue.method must be one of ${METHODS.join(", ")}`);
+  }
+  const slug = queue.edge_function_name;
+  if (typeof slug !== "string" || !SLUG.test(slug)) {
+    throw new InvalidDispatch("queue.edge_function_name must be a function slug");
+  }
+  if (typeof queue.name !== "string") throw new InvalidDispatch("queue.name must be a string");
+  if (!("payload" in job)) throw new InvalidDispatch("job.payload is missing");
+
+  const dispatch: Dispatch = {
+    currentJob: {
+      id: uuid(cj, "id", "current_job."),
+      worker: uuid(cj, "worker", "current_job."),
+      job: uuid(cj, "job", "current_job."),
+      leaseExpiresAt: timestamp(cj, "lease_expires_at", "current_job."),
+    },
+    job: {
+      id: uuid(job, "id", "job."),
+      queue: uuid(job, "queue", "job."),
+      payload: job.payload as JsonValue,
+      attempts: integer(job, "attempts", "job.", 0, 1_000_000),
+      dependencyResults: dependencyResults(job.dependency_results),
+    },
+    queue: {
+      id: uuid(queue, "id", "queue."),
+      name: queue.name,
+      edgeFunctionName: slug,
+      method: method as HttpMethod,
+      defaultHeaders: headers(queue.default_headers),
+      timeoutMs: integer(queue, "timeout_ms", "queue.", 1, MAX_TIMEOUT_MS),
+    },
+  };
+  if (dispatch.currentJob.job !== dispatch.job.id) {
+    throw new InvalidDispatch("current_job.job does not match job.id");
+  }
+  if (dispatch.job.queue !== dispatch.queue.id) {
+    throw new InvalidDispatch("job.queue does not match queue.id");
+  }
+  const payload = dispatch.job.payload;
+  if ((method === "GET" || method === "DELETE") && payload !== null && !isObject(payload)) {
+    throw new InvalidDispatch(`job.payload must be an object (or null) for ${method}`);
+  }
+  return dispatch;
+}

@@ -1,0 +1,125 @@
+"""The Edge Functions gateway: `/functions/v1/<slug>[/...]` proxied to the function's Deno
+process, with `verify_jwt` enforced first, as Supabase's relay does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from aiohttp import web
+
+from local_stack import jwt_keys
+from local_stack.edge_runtime import BootError, EdgeRuntime
+from local_stack.function_store import FunctionStore
+from local_stack.state import StackState
+
+log = logging.getLogger("supaqueue.gateway")
+IDLE_TIMEOUT_S = 150  # Supabase answers 504 after 150 s without a response
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+}
+RUNTIME_KEY = web.AppKey("edge_runtime", EdgeRuntime)
+STORE_KEY = web.AppKey("function_store", FunctionStore)
+STATE_KEY = web.AppKey("stack_state", StackState)
+SESSION_KEY = web.AppKey("proxy_session", aiohttp.ClientSession)
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"code": code, "message": message}, status=status)
+
+
+def _jwt_rejection(request: web.Request, jwt_secret: str) -> web.Response | None:
+    header = request.headers.get("Authorization", "")
+    if not header:
+        return _error(401, "UNAUTHORIZED_NO_AUTH_HEADER", "Missing authorization header")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return _error(401, "UNAUTHORIZED_INVALID_AUTH_HEADER", "Invalid authorization header")
+    if jwt_keys.verify(token.strip(), jwt_secret) is None:
+        return _error(401, "UNAUTHORIZED_LEGACY_JWT", "Invalid JWT")
+    return None
+
+
+async def invoke(request: web.Request) -> web.StreamResponse:
+    slug = request.match_info["slug"]
+    store = request.app[STORE_KEY]
+    record = store.get(slug)
+    if record is None:
+        return _error(404, "NOT_FOUND", "Requested function was not found")
+    # Browsers send CORS preflights without credentials; functions answer them themselves.
+    if record.verify_jwt and request.method != "OPTIONS":
+        rejection = _jwt_rejection(request, request.app[STATE_KEY].jwt_secret)
+        if rejection is not None:
+            return rejection
+    runtime = request.app[RUNTIME_KEY]
+    body = await request.read()
+    # A refused connection means the request never reached the function (its process just
+    # exited or is draining), so one retry on a fresh process is safe.
+    for attempt in (1, 2):
+        try:
+            worker = await runtime.worker_for(record)
+        except BootError as exc:
+            log.warning("%s", exc)
+            return _error(503, "BOOT_ERROR", "Function failed to start (please check logs)")
+        try:
+            return await _proxy(request, worker.port, slug, body)
+        except aiohttp.ClientConnectorError:
+            await runtime.discard(worker)
+            if attempt == 2:
+                break
+    return _error(502, "WORKER_ERROR", "Function is not accepting connections")
+
+
+async def _proxy(request: web.Request, port: int, slug: str, body: bytes) -> web.StreamResponse:
+    # Inside the function the path starts at the slug, as on Supabase.
+    tail = request.match_info.get("tail", "")
+    target = f"http://127.0.0.1:{port}/{slug}{tail}"
+    if request.query_string:
+        target += f"?{request.query_string}"
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+    headers["X-Forwarded-Host"] = request.host
+    session = request.app[SESSION_KEY]
+    response: web.StreamResponse | None = None
+    try:
+        async with session.request(
+            request.method,
+            target,
+            headers=headers,
+            data=body if body else None,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=IDLE_TIMEOUT_S),
+        ) as upstream:
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            for name, value in upstream.headers.items():
+                if name.lower() not in HOP_BY_HOP:
+                    response.headers.add(name, value)
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+    except aiohttp.ClientConnectorError:
+        raise
+    except (TimeoutError, aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
+        log.warning("function %s: %s", slug, exc or type(exc).__name__)
+        if response is not None and response.prepared:
+            return response  # headers already sent: the client sees a truncated body
+        if isinstance(exc, TimeoutError):
+            return _error(504, "IDLE_TIMEOUT", "Function did not respond in time")
+        return _error(502, "WORKER_ERROR", "Function exited before responding")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_route("*", r"/functions/v1/{slug}", invoke)
+    app.router.add_route("*", r"/functions/v1/{slug}{tail:/.*}", invoke)

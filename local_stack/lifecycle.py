@@ -1,0 +1,264 @@
+"""`supaqueue dev up/down/status/destroy`: start and stop the cluster and the daemon.
+
+Every failure raises `StackError` with one line that says what failed; `up` undoes whatever
+it started before raising, so a failed `up` leaves nothing half-started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from local_stack.edge_runtime import DRAIN_MS
+from local_stack.postgres import Cluster, ClusterError, free_port, port_in_use
+from local_stack.state import STACK_FILE, StackState, StateError, load, load_or_create
+
+HEALTH_TIMEOUT_S = 15.0
+DOWN_TIMEOUT_S = DRAIN_MS / 1000 + 15
+EXIT_PORT_TAKEN = 3  # the daemon's exit code when its port is taken
+
+
+class StackError(Exception):
+    """A one-line, user-facing reason why a command failed."""
+
+
+def cluster_for(state: StackState) -> Cluster:
+    return Cluster(
+        data_dir=state.pgdata,
+        port=state.postgres_port,
+        password=state.db_password,
+        log_file=state.logs_dir / "postgres.log",
+    )
+
+
+def _load(state_dir: Path) -> StackState | None:
+    try:
+        return load(state_dir)
+    except StateError as exc:
+        raise StackError(str(exc)) from exc
+
+
+# --- the daemon process ---------------------------------------------------------------------
+def daemon_pid(state: StackState) -> int | None:
+    """The pid of this stack's daemon when it runs (a stale or reused pid does not count)."""
+    try:
+        pid = int(state.pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    if stat.rsplit(")", 1)[1].split()[0] == "Z":
+        return None
+    if b"local_stack.daemon" in cmdline and str(state.dir).encode() in cmdline:
+        return pid
+    return None
+
+
+def healthy(state: StackState, timeout: float = 1.0) -> bool:
+    try:
+        response = httpx.get(f"{state.api_url}/_local/health", timeout=timeout)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+def _spawn_daemon(state: StackState) -> subprocess.Popen[bytes]:
+    state.logs_dir.mkdir(parents=True, exist_ok=True)
+    with (state.logs_dir / "daemon.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "local_stack.daemon", "--dir", str(state.dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(state.dir),
+            start_new_session=True,  # survives the CLI; `down` signals its process group
+        )
+    state.pid_file.write_text(f"{proc.pid}\n")
+    return proc
+
+
+def _wait_healthy(state: StackState, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code == EXIT_PORT_TAKEN:
+            raise StackError(f"API port {state.api_port} on 127.0.0.1 is already in use")
+        if code is not None:
+            raise StackError(
+                f"the daemon exited with code {code}; see {state.logs_dir / 'daemon.log'}"
+            )
+        if healthy(state, timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise StackError(f"the daemon did not answer within {HEALTH_TIMEOUT_S:.0f} s")
+
+
+def _stop_daemon(state: StackState, pid: int, timeout: float = DOWN_TIMEOUT_S) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    # The daemon's session also holds its Deno children: nothing of it may outlive `down`.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    while _alive(pid) and time.monotonic() < deadline + 5:
+        time.sleep(0.05)
+    state.pid_file.unlink(missing_ok=True)
+
+
+def _orphaned_functions(state: StackState) -> list[int]:
+    """Deno processes of this stack whose daemon died without stopping them (e.g. SIGKILL)."""
+    functions_dir = str(state.functions_dir)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if cwd.startswith(functions_dir) and b"edge_bootstrap.ts" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _kill_orphaned_functions(state: StackState) -> None:
+    for pid in _orphaned_functions(state):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+    except PermissionError:
+        return True
+    if stat.rsplit(")", 1)[1].split()[0] == "Z":
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # our own child (tests): reap it
+        return False
+    return True
+
+
+def _check_reachable_by_postgres(state_dir: Path) -> None:
+    """As root, Postgres runs as the `postgres` OS user, which must be able to enter the folder."""
+    if os.geteuid() != 0:
+        return
+    for folder in [state_dir, *state_dir.parents]:
+        if folder.exists() and not folder.stat().st_mode & 0o001:
+            raise StackError(
+                f"the postgres OS user cannot enter {folder} (mode "
+                f"{oct(folder.stat().st_mode & 0o777)}); chmod o+x it or choose another --dir"
+            )
+
+
+# --- commands -------------------------------------------------------------------------------
+def up(state_dir: Path) -> tuple[StackState, bool]:
+    """Start the stack; returns (state, True) when it was already running."""
+    try:
+        state = load_or_create(state_dir)
+    except (StateError, OSError) as exc:
+        raise StackError(f"cannot use state folder {state_dir}: {exc}") from exc
+    if not state.postgres_port or not state.api_port:
+        state.postgres_port = state.postgres_port or free_port()
+        state.api_port = state.api_port or free_port()
+        state.save()
+    _check_reachable_by_postgres(state.dir)
+    cluster = cluster_for(state)
+    pid = daemon_pid(state)
+    pg_running = cluster.is_running()
+    if pid is not None and pg_running and healthy(state):
+        return state, True
+    if not pg_running and port_in_use(state.postgres_port):
+        raise StackError(
+            f"Postgres port {state.postgres_port} on 127.0.0.1 is already in use "
+            f"(kept in {state.stack_file}; free it or edit postgres_port)"
+        )
+    if pid is None:
+        _kill_orphaned_functions(state)
+    if pid is None and port_in_use(state.api_port):
+        raise StackError(
+            f"API port {state.api_port} on 127.0.0.1 is already in use "
+            f"(kept in {state.stack_file}; free it or edit api_port)"
+        )
+
+    started_pg = False
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        cluster.init()
+        if not pg_running:
+            cluster.start()
+            started_pg = True
+        cluster.bootstrap()
+        if pid is not None and not healthy(state, timeout=3.0):
+            _stop_daemon(state, pid, timeout=5.0)  # alive but unresponsive: replace it
+            pid = None
+        if pid is None:
+            proc = _spawn_daemon(state)
+            _wait_healthy(state, proc)
+    except (StackError, ClusterError, OSError) as exc:
+        if proc is not None:
+            _stop_daemon(state, proc.pid, timeout=5.0)
+        if started_pg:
+            with contextlib.suppress(ClusterError):
+                cluster.stop()
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StackError(message) from exc
+    return state, False
+
+
+def down(state_dir: Path) -> bool:
+    """Stop everything; False when there was nothing to stop."""
+    state = _load(state_dir)
+    if state is None:
+        return False
+    stopped = False
+    pid = daemon_pid(state)
+    if pid is not None:
+        _stop_daemon(state, pid)
+        stopped = True
+    state.pid_file.unlink(missing_ok=True)
+    _kill_orphaned_functions(state)
+    cluster = cluster_for(state)
+    if cluster.is_running():
+        try:
+            cluster.stop()
+        except ClusterError as exc:
+            raise StackError(str(exc).splitlines()[0]) from exc
+        stopped = True
+    return stopped
+
+
+def running_state(state_dir: Path) -> StackState:
+    state = _load(state_dir)
+    if state is None:
+        raise StackError(f"no local stack in {state_dir}: run `supaqueue dev up`")
+    if daemon_pid(state) is None or not cluster_for(state).is_running() or not healthy(state):
+        raise StackError(f"the local stack in {state_dir} is not running: run `supaqueue dev up`")
+    return state
+
+
+def destroy(state_dir: Path) -> bool:
+    """`down`, then remove the state folder (data included). False when there was none."""
+    if not state_dir.exists():
+        return False
+    if not (state_dir / STACK_FILE).exists() and any(state_dir.iterdir()):
+        raise StackError(
+            f"{state_dir} holds no local stack ({STACK_FILE} missing); not removing it"
+        )
+    down(state_dir)
+    shutil.rmtree(state_dir)
+    return True

@@ -1,0 +1,32 @@
+-- Named queries of local_stack/net_sender.py (the pg_net background worker stand-in).
+-- A query runs from its `-- name: …` line to the next one.
+
+-- name: has_net_schema
+select to_regclass('net.http_request_queue')
+
+-- name: settings
+-- Custom settings with pg_net's defaults; unset placeholders read as NULL.
+select
+    coalesce(nullif(current_setting('pg_net.batch_size', true), ''), '200')::int as batch_size,
+    coalesce(nullif(current_setting('pg_net.ttl', true), ''), '6 hours')::interval as ttl
+
+-- name: purge_expired
+delete from net._http_response
+where created < now() - %(ttl)s::interval
+
+-- name: take_batch
+-- Runs in the transaction that also stores the responses: a crash mid-batch loses nothing.
+delete from net.http_request_queue q
+using (
+    select id
+    from net.http_request_queue
+    order by id
+    limit %(batch_size)s
+    for update skip locked
+) batch
+where q.id = batch.id
+returning q.id, q.method::text, q.url, q.headers, q.body, q.timeout_milliseconds
+
+-- name: insert_response
+insert into net._http_response (id, status_code, content_type, headers, content, timed_out, error_msg)
+values (%(id)s, %(status_code)s, %(content_type)s, %(headers)s, %(content)s, %(timed_out)s, %(error_msg)s)

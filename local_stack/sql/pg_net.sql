@@ -1,0 +1,208 @@
+-- Stand-in for the pg_net 0.20 extension: the same schema, tables, signatures and grants, so SQL
+-- written for Supabase runs unchanged. Requests are sent by local_stack/net_sender.py.
+-- Idempotent: safe to run again on every bootstrap.
+
+create schema if not exists net;
+
+-- As upstream: a domain over text, not an enum, so comparisons with plain text keep working.
+do $$
+begin
+    if not exists (
+        select 1 from pg_type t join pg_namespace n on n.oid = t.typnamespace
+        where n.nspname = 'net' and t.typname = 'http_method'
+    ) then
+        create domain net.http_method as text
+            check (value ilike 'get' or value ilike 'post' or value ilike 'delete');
+    end if;
+end
+$$;
+
+-- Pending requests; the sender deletes them in batches. UNLOGGED like upstream: lost on a crash.
+create unlogged table if not exists net.http_request_queue (
+    id bigserial,
+    method net.http_method not null,
+    url text not null,
+    headers jsonb not null,
+    body bytea,
+    timeout_milliseconds int not null
+);
+
+create unlogged table if not exists net._http_response (
+    id bigint,
+    status_code integer,
+    content_type text,
+    headers jsonb,
+    content text,
+    timed_out bool,
+    error_msg text,
+    created timestamptz not null default now()
+);
+
+create index if not exists _http_response_created_idx on net._http_response (created);
+
+-- Percent-encodes everything but RFC 3986 unreserved characters, byte by byte (UTF-8).
+create or replace function net._urlencode_string(string varchar)
+    returns text
+    language sql
+    immutable
+    strict
+as $$
+    select coalesce(string_agg(
+        case
+            when b between 48 and 57 or b between 65 and 90 or b between 97 and 122
+                 or b in (45, 46, 95, 126)
+            then chr(b)
+            else '%' || upper(lpad(to_hex(b), 2, '0'))
+        end, '' order by i), '')
+    from (
+        select i, get_byte(raw, i) as b
+        from (select convert_to(string, 'UTF8') as raw) s,
+             generate_series(0, length(convert_to(string, 'UTF8')) - 1) as i
+    ) bytes
+$$;
+
+create or replace function net._encode_url_with_params_array(url text, params_array text[])
+    returns text
+    language sql
+    immutable
+    strict
+as $$
+    select case
+        when cardinality(params_array) = 0 then url
+        when position('?' in url) > 0 then url || '&' || array_to_string(params_array, '&')
+        else url || '?' || array_to_string(params_array, '&')
+    end
+$$;
+
+-- Upstream registers a commit callback that wakes its worker. NOTIFY has the same semantics:
+-- delivered only when the transaction commits, dropped on rollback.
+create or replace function net.wake()
+    returns void
+    language sql
+as $$
+    select pg_notify('pg_net_wake', '')
+$$;
+
+create or replace function net.http_get(
+    url text,
+    params jsonb default '{}'::jsonb,
+    headers jsonb default '{}'::jsonb,
+    timeout_milliseconds integer default 5000
+)
+    returns bigint
+    language plpgsql
+    security definer
+    set search_path = net
+as $$
+declare
+    request_id bigint;
+    params_array text[];
+begin
+    select coalesce(array_agg(net._urlencode_string(key) || '=' || net._urlencode_string(value)), '{}')
+    into params_array
+    from jsonb_each_text(params);
+
+    insert into net.http_request_queue (method, url, headers, timeout_milliseconds)
+    values ('GET', net._encode_url_with_params_array(url, params_array), headers, timeout_milliseconds)
+    returning id into request_id;
+
+    perform net.wake();
+    return request_id;
+end
+$$;
+
+create or replace function net.http_post(
+    url text,
+    body jsonb default '{}'::jsonb,
+    params jsonb default '{}'::jsonb,
+    headers jsonb default '{"Content-Type": "application/json"}'::jsonb,
+    timeout_milliseconds integer default 5000
+)
+    returns bigint
+    language plpgsql
+    security definer
+    set search_path = net
+as $$
+declare
+    request_id bigint;
+    params_array text[];
+    content_type text;
+begin
+    select header_value into content_type
+    from jsonb_each_text(coalesce(headers, '{}'::jsonb)) r(header_name, header_value)
+    where lower(header_name) = 'content-type'
+    limit 1;
+
+    -- Headers given without a Content-Type get the JSON one added, as upstream does.
+    if content_type is null then
+        headers := headers || '{"Content-Type": "application/json"}'::jsonb;
+    end if;
+
+    if content_type <> 'application/json' then
+        raise exception 'Content-Type header must be "application/json"';
+    end if;
+
+    select coalesce(array_agg(net._urlencode_string(key) || '=' || net._urlencode_string(value)), '{}')
+    into params_array
+    from jsonb_each_text(params);
+
+    insert into net.http_request_queue (method, url, headers, body, timeout_milliseconds)
+    values (
+        'POST',
+        net._encode_url_with_params_array(url, params_array),
+        headers,
+        convert_to(body::text, 'UTF8'),
+        timeout_milliseconds
+    )
+    returning id into request_id;
+
+    perform net.wake();
+    return request_id;
+end
+$$;
+
+create or replace function net.http_delete(
+    url text,
+    params jsonb default '{}'::jsonb,
+    headers jsonb default '{}'::jsonb,
+    timeout_milliseconds integer default 5000,
+    body jsonb default null
+)
+    returns bigint
+    language plpgsql
+    security definer
+    set search_path = net
+as $$
+declare
+    request_id bigint;
+    params_array text[];
+begin
+    select coalesce(array_agg(net._urlencode_string(key) || '=' || net._urlencode_string(value)), '{}')
+    into params_array
+    from jsonb_each_text(params);
+
+    insert into net.http_request_queue (method, url, headers, body, timeout_milliseconds)
+    values (
+        'DELETE',
+        net._encode_url_with_params_array(url, params_array),
+        headers,
+        convert_to(body::text, 'UTF8'),
+        timeout_milliseconds
+    )
+    returning id into request_id;
+
+    perform net.wake();
+    return request_id;
+end
+$$;
+
+-- On Supabase every role may call the request functions; the tables stay private to their owner.
+grant usage on schema net to public;
+grant execute on function
+    net.http_get(text, jsonb, jsonb, integer),
+    net.http_post(text, jsonb, jsonb, jsonb, integer),
+    net.http_delete(text, jsonb, jsonb, integer, jsonb)
+    to public;
+grant all on schema net to postgres;
+grant all on all tables in schema net to postgres;
+grant select on net._http_response to service_role;

@@ -1,0 +1,1 @@
+"""Pieces the offline plugins share: serving a gRPC plugin and marshalling property values."""

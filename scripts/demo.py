@@ -1,0 +1,67 @@
+"""The end of `make up`: enqueue a demo job and a two-step pipeline on the dev stack, wait, print.
+
+Uses only SQL, as a user's code would (DB_URL from `supaqueue dev status -o env`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import psycopg
+
+TIMEOUT_S = 60.0
+
+
+def main() -> int:
+    dsn = os.environ.get("DB_URL")
+    if not dsn:
+        print("demo: DB_URL is not set (run through `make up`)", file=sys.stderr)
+        return 1
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        queues = dict(conn.execute("select name, id from supaqueue.queue").fetchall())
+        missing = {"demo-echo", "demo-pipeline"} - queues.keys()
+        if missing:
+            print(f"demo: queues {sorted(missing)} are not declared on this stack", file=sys.stderr)
+            return 1
+        (echo,) = conn.execute(
+            "insert into supaqueue.job (queue, payload) values (%s, %s) returning id",
+            (queues["demo-echo"], json.dumps({"hello": "from make up"})),
+        ).fetchone() or (None,)
+        (step1,) = conn.execute(
+            "select supaqueue.enqueue(%s, %s)",
+            (queues["demo-pipeline"], json.dumps({"step": 1})),
+        ).fetchone() or (None,)
+        (step2,) = conn.execute(
+            "select supaqueue.enqueue(%s, %s, _depends_on => array[%s]::uuid[])",
+            (queues["demo-pipeline"], json.dumps({"step": 2}), step1),
+        ).fetchone() or (None,)
+        jobs = {"demo-echo job": echo, "pipeline step 1": step1, "pipeline step 2": step2}
+        deadline = time.monotonic() + TIMEOUT_S
+        rows: dict[str, tuple[str, int, object]] = {}
+        while time.monotonic() < deadline:
+            rows = {
+                label: conn.execute(
+                    "select status::text, attempts, result from supaqueue.job where id = %s",
+                    (job_id,),
+                ).fetchone()
+                for label, job_id in jobs.items()
+            }
+            if all(r[0] in ("success", "failed", "cancelled") for r in rows.values()):
+                break
+            time.sleep(0.2)
+    ok = True
+    for label, (status, attempts, result) in rows.items():
+        ok = ok and status == "success"
+        print(f"demo: {label}: {status} after {attempts} attempt(s); result {json.dumps(result)}")
+    if not ok:
+        print("demo: not every demo job succeeded; see `.local-stack/logs/`", file=sys.stderr)
+        return 1
+    print("demo: the dev stack is up and a demo job succeeded.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,960 @@
+CREATE SCHEMA supaqueue;
+
+ALTER SCHEMA supaqueue OWNER TO postgres;
+
+CREATE TYPE supaqueue.job_status AS ENUM (
+    'pending',
+    'in_progress',
+    'success',
+    'failed',
+    'cancelled'
+);
+
+ALTER TYPE supaqueue.job_status OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _n integer;
+begin
+  with recursive dependents (job) as (
+    select d.job from supaqueue.job_dependency d where d.depends_on = _job
+    union
+    select d.job from supaqueue.job_dependency d join dependents x on d.depends_on = x.job
+  )
+  update supaqueue.job j
+    set status = 'cancelled', finished_at = now(), updated_at = now(), last_error = _reason
+    from dependents x
+    where j.id = x.job and j.status = 'pending';
+  get diagnostics _n = row_count;
+  return _n;
+end
+$$;
+
+ALTER FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) OWNER TO postgres;
+
+CREATE TABLE supaqueue.current_job (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    worker uuid NOT NULL,
+    job uuid NOT NULL,
+    is_complete boolean DEFAULT false NOT NULL,
+    is_successful boolean DEFAULT false NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    lease_expires_at timestamp with time zone NOT NULL,
+    request_id bigint
+);
+
+ALTER TABLE supaqueue.current_job OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) RETURNS uuid[]
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _job supaqueue.job;
+  _q supaqueue.queue;
+  _final boolean;
+  _delay_ms double precision;
+  _queues uuid[];
+begin
+  select * into _job from supaqueue.job where id = _cj.job for update;
+  select * into _q from supaqueue.queue where id = _job.queue;
+  _queues := array[_q.id];
+
+  insert into supaqueue.job_attempt (job, queue, attempt, worker, started_at, ended_at, outcome,
+                                     status_code, error, duration_ms, response_excerpt)
+    values (_job.id, _job.queue, _job.attempts, _cj.worker, _cj.started_at, clock_timestamp(),
+            _outcome, _status_code, left(_error, 2000),
+            coalesce(_duration_ms,
+                     (extract(epoch from clock_timestamp() - _cj.started_at) * 1000)::integer),
+            left(_response_excerpt, 2000));
+
+  delete from supaqueue.worker where id = _cj.worker and retiring;
+  if not found then
+    update supaqueue.worker set locked = false where id = _cj.worker;
+  end if;
+
+  if _outcome = 'success' then
+    update supaqueue.job
+      set status = 'success', result = _result, finished_at = now(), updated_at = now(),
+          last_status_code = _status_code, last_error = null
+      where id = _job.id;
+    -- Dependents whose last dependency this was become ready.
+    with released as (
+      update supaqueue.job j
+        set pending_dependencies = j.pending_dependencies - 1, updated_at = now()
+        from supaqueue.job_dependency d
+        where d.depends_on = _job.id and j.id = d.job and j.status = 'pending'
+        returning j.queue, j.pending_dependencies
+    )
+    select _queues || coalesce(array_agg(distinct r.queue), '{}')
+      into _queues
+      from released r where r.pending_dependencies = 0 and r.queue <> _q.id;
+    return _queues;
+  end if;
+
+  _final := _job.attempts >= _q.max_attempts
+    or (_status_code is not null and _status_code = any (_q.non_retryable_statuses));
+  if _final then
+    update supaqueue.job
+      set status = 'failed', finished_at = now(), updated_at = now(),
+          last_status_code = _status_code, last_error = left(_error, 2000)
+      where id = _job.id;
+    perform supaqueue._cancel_dependents(
+      _job.id, format('cancelled: job %s it depends on failed', _job.id));
+  else
+    _delay_ms := supaqueue.backoff_ms(_q, _job.attempts);
+    if _retry_after_seconds is not null then
+      _delay_ms := greatest(_delay_ms, _retry_after_seconds * 1000);
+    end if;
+    update supaqueue.job
+      set status = 'pending', run_at = now() + make_interval(secs => _delay_ms / 1000.0),
+          updated_at = now(), last_status_code = _status_code, last_error = left(_error, 2000)
+      where id = _job.id;
+  end if;
+  return _queues;
+end
+$$;
+
+ALTER FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.apply_privileges() RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _role text;
+begin
+  revoke all on schema supaqueue from public;
+  revoke all on all tables in schema supaqueue from public;
+  revoke all on all sequences in schema supaqueue from public;
+  revoke all on all routines in schema supaqueue from public;
+  foreach _role in array array['anon', 'authenticated'] loop
+    if exists (select 1 from pg_catalog.pg_roles where rolname = _role) then
+      execute format('revoke all on schema supaqueue from %I', _role);
+      execute format('revoke all on all tables in schema supaqueue from %I', _role);
+      execute format('revoke all on all sequences in schema supaqueue from %I', _role);
+      execute format('revoke all on all routines in schema supaqueue from %I', _role);
+    end if;
+  end loop;
+  if exists (select 1 from pg_catalog.pg_roles where rolname = 'service_role') then
+    grant usage on schema supaqueue to service_role;
+    grant select, insert, update, delete on all tables in schema supaqueue to service_role;
+    grant usage, select on all sequences in schema supaqueue to service_role;
+    grant execute on all routines in schema supaqueue to service_role;
+    -- removing the installation is the owner's (the Pulumi program's) business only
+    revoke execute on function supaqueue.uninstall() from service_role;
+  end if;
+end
+$$;
+
+ALTER FUNCTION supaqueue.apply_privileges() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.default_non_retryable_statuses() RETURNS integer[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select array(select s from pg_catalog.generate_series(400, 499) s where s not in (408, 429))
+$$;
+
+ALTER FUNCTION supaqueue.default_non_retryable_statuses() OWNER TO postgres;
+
+CREATE TABLE supaqueue.queue (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    name text NOT NULL,
+    edge_function_name text NOT NULL,
+    default_headers jsonb DEFAULT '{}'::jsonb NOT NULL,
+    method text DEFAULT 'POST'::text NOT NULL,
+    max_attempts integer DEFAULT 3 NOT NULL,
+    backoff_base_ms integer DEFAULT 1000 NOT NULL,
+    backoff_max_ms integer DEFAULT 300000 NOT NULL,
+    backoff_jitter double precision DEFAULT 0.1 NOT NULL,
+    non_retryable_statuses integer[] DEFAULT supaqueue.default_non_retryable_statuses() NOT NULL,
+    timeout_ms integer DEFAULT 30000 NOT NULL,
+    lease_grace_ms integer DEFAULT 30000 NOT NULL,
+    rate_limit_per_second double precision,
+    rate_limit_burst integer,
+    paused boolean DEFAULT false NOT NULL,
+    retention_seconds integer,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
+    CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
+    CONSTRAINT queue_default_headers_object CHECK ((jsonb_typeof(default_headers) = 'object'::text)),
+    CONSTRAINT queue_edge_function_name_is_slug CHECK ((edge_function_name ~ '^[A-Za-z0-9][A-Za-z0-9_-]*$'::text)),
+    CONSTRAINT queue_max_attempts_positive CHECK ((max_attempts >= 1)),
+    CONSTRAINT queue_method_known CHECK ((method = ANY (ARRAY['GET'::text, 'POST'::text, 'PUT'::text, 'PATCH'::text, 'DELETE'::text]))),
+    CONSTRAINT queue_rate_limit_burst_positive CHECK (((rate_limit_burst IS NULL) OR (rate_limit_burst >= 1))),
+    CONSTRAINT queue_rate_limit_positive CHECK (((rate_limit_per_second IS NULL) OR (rate_limit_per_second > (0)::double precision))),
+    CONSTRAINT queue_retention_non_negative CHECK (((retention_seconds IS NULL) OR (retention_seconds >= 0))),
+    CONSTRAINT queue_timeout_positive CHECK (((timeout_ms > 0) AND (lease_grace_ms >= 0)))
+);
+
+ALTER TABLE supaqueue.queue OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) RETURNS double precision
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  select least(
+    _q.backoff_max_ms::double precision,
+    least(_q.backoff_base_ms * power(2::double precision, least(greatest(_attempts - 1, 0), 60)),
+          _q.backoff_max_ms::double precision)
+      * (1 + _q.backoff_jitter * (2 * random() - 1)))
+$$;
+
+ALTER FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.dispatch(_queue uuid) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _q supaqueue.queue;
+  _url text;
+  _secret text;
+  _now timestamptz := clock_timestamp();
+  _capacity double precision;
+  _tokens double precision;
+  _budget integer;
+  _job supaqueue.job;
+  _worker uuid;
+  _cj supaqueue.current_job;
+  _body jsonb;
+  _n integer := 0;
+begin
+  select * into _q from supaqueue.queue where id = _queue;
+  if not found or _q.paused then
+    return 0;
+  end if;
+
+  -- Not configured yet (the Pulumi program writes these): jobs wait; the tick retries every second.
+  select rtrim(value, '/') into _url from supaqueue.settings where key = 'functions_url';
+  select ds.decrypted_secret into _secret
+    from vault.decrypted_secrets ds where ds.name = 'supaqueue_secret'
+    order by ds.created_at desc limit 1;
+  if _url is null or _secret is null then
+    return 0;
+  end if;
+  _url := _url || '/' || coalesce(
+    (select value from supaqueue.settings where key = 'dispatcher_slug'), 'supaqueue');
+
+  if _q.rate_limit_per_second is not null then
+    _capacity := greatest(1, coalesce(_q.rate_limit_burst, ceil(_q.rate_limit_per_second)));
+    -- Lock the bucket, never the queue row: enqueuers' foreign-key checks on queue stay unblocked.
+    select least(_capacity,
+                 b.tokens + extract(epoch from _now - b.refilled_at) * _q.rate_limit_per_second)
+      into _tokens
+      from supaqueue.queue_bucket b where b.queue = _queue for update;
+    if not found then
+      insert into supaqueue.queue_bucket (queue, tokens, refilled_at)
+        values (_queue, _capacity, _now) on conflict (queue) do nothing;
+      select least(_capacity,
+                   b.tokens + extract(epoch from _now - b.refilled_at) * _q.rate_limit_per_second)
+        into _tokens
+        from supaqueue.queue_bucket b where b.queue = _queue for update;
+    end if;
+    _budget := floor(_tokens);
+  end if;
+
+  loop
+    exit when _budget is not null and _n >= _budget;
+
+    -- Job first, then worker: a worker is only ever locked by a dispatcher that has a job for it.
+    select * into _job from supaqueue.job
+      where queue = _queue and status = 'pending' and pending_dependencies = 0
+        and run_at <= now()
+      order by priority desc, run_at, id
+      limit 1
+      for update skip locked;
+    exit when not found;
+
+    update supaqueue.worker set locked = true
+      where id = (select w.id from supaqueue.worker w
+                    where w.queue = _queue and not w.locked and not w.retiring
+                    limit 1 for update skip locked)
+      returning id into _worker;
+    exit when _worker is null;
+
+    update supaqueue.job
+      set status = 'in_progress', attempts = attempts + 1, updated_at = now()
+      where id = _job.id
+      returning * into _job;
+
+    insert into supaqueue.current_job (worker, job, started_at, lease_expires_at)
+      values (_worker, _job.id, _now,
+              _now + make_interval(secs => (_q.timeout_ms + _q.lease_grace_ms) / 1000.0))
+      returning * into _cj;
+
+    _body := jsonb_build_object(
+      'current_job', jsonb_build_object(
+        'id', _cj.id, 'worker', _cj.worker, 'job', _cj.job,
+        'lease_expires_at', _cj.lease_expires_at),
+      'job', jsonb_build_object(
+        'id', _job.id, 'queue', _job.queue, 'payload', _job.payload, 'attempts', _job.attempts,
+        'dependency_results', coalesce(
+          (select jsonb_object_agg(d.depends_on::text, coalesce(dj.result, 'null'::jsonb))
+             from supaqueue.job_dependency d
+             join supaqueue.job dj on dj.id = d.depends_on
+            where d.job = _job.id),
+          '{}'::jsonb)),
+      'queue', jsonb_build_object(
+        'id', _q.id, 'name', _q.name, 'edge_function_name', _q.edge_function_name,
+        'method', _q.method, 'default_headers', _q.default_headers, 'timeout_ms', _q.timeout_ms));
+
+    update supaqueue.current_job
+      set request_id = net.http_post(
+        url := _url,
+        body := _body,
+        headers := jsonb_build_object(
+          'Content-Type', 'application/json', 'supaqueue-secret', _secret),
+        timeout_milliseconds := 5000)
+      where id = _cj.id;
+
+    _worker := null;
+    _n := _n + 1;
+  end loop;
+
+  if _budget is not null then
+    update supaqueue.queue_bucket
+      set tokens = _tokens - _n, refilled_at = _now
+      where queue = _queue;
+  end if;
+  return _n;
+end
+$$;
+
+ALTER FUNCTION supaqueue.dispatch(_queue uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.drop_queue(_queue uuid, _discard_unfinished boolean DEFAULT false) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _name text;
+  _unfinished bigint;
+  _job uuid;
+begin
+  -- FOR UPDATE also blocks new jobs (their foreign-key check) until this transaction ends.
+  select name into _name from supaqueue.queue where id = _queue for update;
+  if not found then
+    return false;
+  end if;
+  _unfinished := supaqueue.unfinished_job_count(_queue);
+  if _unfinished > 0 and not coalesce(_discard_unfinished, false) then
+    raise exception 'queue "%" (%) still has % unfinished job(s)', _name, _queue, _unfinished
+      using errcode = 'SQ001',
+            hint = 'Let them finish, or drop the queue with _discard_unfinished => true '
+                   '(in Pulumi: discardUnfinishedJobs) to discard them.';
+  end if;
+  for _job in
+    select id from supaqueue.job where queue = _queue and status in ('pending', 'in_progress')
+  loop
+    perform supaqueue._cancel_dependents(
+      _job, format('cancelled: job %s it depends on was discarded with queue %s', _job, _name));
+  end loop;
+  delete from supaqueue.current_job where job in (select id from supaqueue.job where queue = _queue);
+  delete from supaqueue.job where queue = _queue;
+  delete from supaqueue.queue where id = _queue;
+  return true;
+end
+$$;
+
+ALTER FUNCTION supaqueue.drop_queue(_queue uuid, _discard_unfinished boolean) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer DEFAULT NULL::integer, _response_excerpt text DEFAULT NULL::text, _error text DEFAULT NULL::text, _retry_after_seconds numeric DEFAULT NULL::numeric, _result jsonb DEFAULT NULL::jsonb, _duration_ms integer DEFAULT NULL::integer) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _cj supaqueue.current_job;
+  _queue uuid;
+begin
+  -- Deleting the lease claims it: a concurrent duplicate waits here, then finds nothing.
+  delete from supaqueue.current_job where id = cur_job_id returning * into _cj;
+  if not found then
+    return false;
+  end if;
+  foreach _queue in array supaqueue._finish_attempt(
+    _cj,
+    case when coalesce(_is_complete and _is_successful, false) then 'success' else 'failure' end,
+    _status_code, _response_excerpt, _error,
+    case when _retry_after_seconds > 0 then _retry_after_seconds end,
+    _result, _duration_ms)
+  loop
+    perform supaqueue.dispatch(_queue);
+  end loop;
+  return true;
+end
+$$;
+
+ALTER FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb DEFAULT '{}'::jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_key text DEFAULT NULL::text, _depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _deps uuid[];
+  _found integer := 0;
+  _waiting integer := 0;
+  _doomed boolean := false;
+  _id uuid;
+  _left integer;
+begin
+  if _queue is null then
+    raise exception 'supaqueue.enqueue: _queue must not be null' using errcode = '22004';
+  end if;
+  if not exists (select 1 from supaqueue.queue where id = _queue) then
+    raise exception 'supaqueue.enqueue: there is no queue with id %', _queue using errcode = '23503';
+  end if;
+
+  _deps := array(select distinct d from unnest(coalesce(_depends_on, '{}'::uuid[])) d
+                 where d is not null);
+  if cardinality(_deps) > 0 then
+    -- FOR SHARE: a dependency cannot finish between this count and the edges below.
+    select count(*), count(*) filter (where s.status <> 'success'),
+           coalesce(bool_or(s.status in ('failed', 'cancelled')), false)
+      into _found, _waiting, _doomed
+      from (select j.status from supaqueue.job j where j.id = any (_deps) for share) s;
+    if _found < cardinality(_deps) then
+      raise exception 'supaqueue.enqueue: % of the jobs in _depends_on do not exist',
+        cardinality(_deps) - _found using errcode = '23503';
+    end if;
+  end if;
+
+  loop
+    -- One extra pending dependency holds the job back until its edges exist (see below).
+    insert into supaqueue.job (queue, payload, run_at, priority, dedup_key, pending_dependencies,
+                               status, finished_at, last_error)
+      values (_queue, coalesce(_payload, '{}'::jsonb), coalesce(_run_at, now()),
+              coalesce(_priority, 0), _dedup_key,
+              case when cardinality(_deps) > 0 and not _doomed then _waiting + 1 else 0 end,
+              case when _doomed then 'cancelled'::supaqueue.job_status else 'pending' end,
+              case when _doomed then now() end,
+              case when _doomed then 'a job it depends on failed or was cancelled' end)
+      on conflict (queue, dedup_key)
+        where dedup_key is not null and status in ('pending', 'in_progress')
+        do nothing
+      returning id into _id;
+    exit when _id is not null;
+    select id into _id from supaqueue.job
+      where queue = _queue and dedup_key = _dedup_key and status in ('pending', 'in_progress');
+    if found then
+      return _id;
+    end if;
+    -- the holder of the key finished in between: try again
+  end loop;
+
+  if cardinality(_deps) > 0 then
+    insert into supaqueue.job_dependency (job, depends_on) select _id, d from unnest(_deps) d;
+    if not _doomed then
+      update supaqueue.job set pending_dependencies = pending_dependencies - 1
+        where id = _id returning pending_dependencies into _left;
+      if _left = 0 then
+        perform supaqueue.dispatch(_queue);
+      end if;
+    end if;
+  end if;
+  return _id;
+end
+$$;
+
+ALTER FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _active integer;
+  _n integer;
+begin
+  if _count is null or _count < 0 then
+    raise exception 'supaqueue.set_worker_count: worker count must be 0 or more, got %', _count
+      using errcode = '22023';
+  end if;
+  -- serialises concurrent resizes of one queue
+  perform 1 from supaqueue.queue where id = _queue for no key update;
+  if not found then
+    raise exception 'supaqueue.set_worker_count: there is no queue with id %', _queue
+      using errcode = '23503';
+  end if;
+  select count(*) into _active from supaqueue.worker where queue = _queue and not retiring;
+
+  if _count > _active then
+    update supaqueue.worker set retiring = false
+      where id in (select id from supaqueue.worker where queue = _queue and retiring
+                   limit _count - _active);
+    get diagnostics _n = row_count;
+    insert into supaqueue.worker (queue)
+      select _queue from generate_series(1, _count - _active - _n);
+  elsif _count < _active then
+    delete from supaqueue.worker
+      where id in (select id from supaqueue.worker
+                    where queue = _queue and not locked and not retiring
+                    limit _active - _count for update skip locked);
+    get diagnostics _n = row_count;
+    if _active - _count - _n > 0 then
+      update supaqueue.worker set retiring = true
+        where id in (select id from supaqueue.worker where queue = _queue and not retiring
+                     order by locked desc limit _active - _count - _n for update);
+      -- a worker that was free after all (its dispatcher rolled back) can go now
+      delete from supaqueue.worker where queue = _queue and retiring and not locked;
+    end if;
+  end if;
+  return _count;
+end
+$$;
+
+ALTER FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.tg__job_inserted() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _queue uuid;
+begin
+  for _queue in
+    select distinct n.queue from new_jobs n where n.status = 'pending' and n.pending_dependencies = 0
+  loop
+    perform supaqueue.dispatch(_queue);
+  end loop;
+  return null;
+end
+$$;
+
+ALTER FUNCTION supaqueue.tg__job_inserted() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.tg__queue_updated() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _queue uuid;
+begin
+  for _queue in select n.id from new_queues n where not n.paused loop
+    perform supaqueue.dispatch(_queue);
+  end loop;
+  return null;
+end
+$$;
+
+ALTER FUNCTION supaqueue.tg__queue_updated() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.tg__worker_inserted() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _queue uuid;
+begin
+  for _queue in select distinct n.queue from new_workers n loop
+    perform supaqueue.dispatch(_queue);
+  end loop;
+  return null;
+end
+$$;
+
+ALTER FUNCTION supaqueue.tg__worker_inserted() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.tick() RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _cj supaqueue.current_job;
+  _queues uuid[] := '{}';
+  _queue uuid;
+  _q record;
+  _expired integer := 0;
+  _dispatched integer := 0;
+  _pruned integer := 0;
+  _n integer;
+begin
+  for _cj in
+    delete from supaqueue.current_job
+      where id in (select c.id from supaqueue.current_job c
+                    where c.lease_expires_at < clock_timestamp()
+                    order by c.lease_expires_at limit 1000
+                    for update skip locked)
+      returning *
+  loop
+    _queues := _queues || supaqueue._finish_attempt(
+      _cj, 'lease_expired', null, null,
+      format('lease expired at %s without a report from the dispatcher', _cj.lease_expires_at),
+      null, null, null);
+    _expired := _expired + 1;
+  end loop;
+
+  for _queue in
+    select q.id from supaqueue.queue q
+      where not q.paused
+        and exists (select 1 from supaqueue.worker w
+                     where w.queue = q.id and not w.locked and not w.retiring)
+  loop
+    _dispatched := _dispatched + supaqueue.dispatch(_queue);
+  end loop;
+
+  for _q in select id, retention_seconds from supaqueue.queue where retention_seconds is not null
+  loop
+    -- A finished job is kept while a dependent still waits: its result goes into that dispatch.
+    delete from supaqueue.job
+      where id in (
+        select j.id from supaqueue.job j
+          where j.queue = _q.id and j.finished_at is not null
+            and j.finished_at < now() - make_interval(secs => _q.retention_seconds)
+            and not exists (
+              select 1 from supaqueue.job_dependency d
+                join supaqueue.job dj on dj.id = d.job
+               where d.depends_on = j.id and dj.status in ('pending', 'in_progress'))
+          order by j.finished_at
+          limit 5000);
+    get diagnostics _n = row_count;
+    _pruned := _pruned + _n;
+  end loop;
+
+  return jsonb_build_object('expired', _expired, 'dispatched', _dispatched, 'pruned', _pruned);
+end
+$$;
+
+ALTER FUNCTION supaqueue.tick() OWNER TO postgres;
+
+CREATE PROCEDURE supaqueue.tick_loop(IN _seconds integer DEFAULT 59)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  _started timestamptz := pg_catalog.clock_timestamp();
+  _until timestamptz;
+begin
+  _until := least(_started + pg_catalog.make_interval(secs => _seconds),
+                  pg_catalog.date_trunc('minute', _started) + interval '58.5 seconds');
+  loop
+    -- uninstalled while running
+    exit when pg_catalog.to_regproc('supaqueue.tick') is null;
+    begin
+      perform supaqueue.tick();
+    exception when others then
+      raise warning 'supaqueue.tick failed: %', sqlerrm;
+    end;
+    commit;
+    exit when pg_catalog.clock_timestamp() >= _until;
+    perform pg_catalog.pg_sleep(1);
+    -- a fresh transaction after the sleep, so that the next tick's now() is not a second old
+    commit;
+  end loop;
+end
+$$;
+
+ALTER PROCEDURE supaqueue.tick_loop(IN _seconds integer) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.unfinished_job_count(_queue uuid) RETURNS bigint
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select count(*) from supaqueue.job
+   where queue = _queue and status in ('pending', 'in_progress')
+$$;
+
+ALTER FUNCTION supaqueue.unfinished_job_count(_queue uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.uninstall() RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  if to_regclass('cron.job') is not null then
+    perform cron.unschedule(j.jobid) from cron.job j where j.jobname like 'supaqueue%';
+  end if;
+  drop schema supaqueue cascade;
+end
+$$;
+
+ALTER FUNCTION supaqueue.uninstall() OWNER TO postgres;
+
+CREATE TABLE supaqueue.job (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    queue uuid NOT NULL,
+    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    status supaqueue.job_status DEFAULT 'pending'::supaqueue.job_status NOT NULL,
+    priority integer DEFAULT 0 NOT NULL,
+    run_at timestamp with time zone DEFAULT now() NOT NULL,
+    dedup_key text,
+    pending_dependencies integer DEFAULT 0 NOT NULL,
+    result jsonb,
+    last_status_code integer,
+    last_error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    CONSTRAINT job_finished_at_iff_final CHECK (((status = ANY (ARRAY['success'::supaqueue.job_status, 'failed'::supaqueue.job_status, 'cancelled'::supaqueue.job_status])) = (finished_at IS NOT NULL))),
+    CONSTRAINT job_pending_dependencies_non_negative CHECK ((pending_dependencies >= 0))
+);
+
+ALTER TABLE supaqueue.job OWNER TO postgres;
+
+CREATE TABLE supaqueue.job_attempt (
+    id bigint NOT NULL,
+    job uuid NOT NULL,
+    queue uuid NOT NULL,
+    attempt integer NOT NULL,
+    worker uuid,
+    started_at timestamp with time zone NOT NULL,
+    ended_at timestamp with time zone DEFAULT now() NOT NULL,
+    outcome text NOT NULL,
+    status_code integer,
+    error text,
+    duration_ms integer,
+    response_excerpt text,
+    CONSTRAINT job_attempt_outcome_known CHECK ((outcome = ANY (ARRAY['success'::text, 'failure'::text, 'lease_expired'::text])))
+);
+
+ALTER TABLE supaqueue.job_attempt OWNER TO postgres;
+
+ALTER TABLE supaqueue.job_attempt ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME supaqueue.job_attempt_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE supaqueue.job_dependency (
+    job uuid NOT NULL,
+    depends_on uuid NOT NULL,
+    CONSTRAINT job_dependency_not_self CHECK ((job <> depends_on))
+);
+
+ALTER TABLE supaqueue.job_dependency OWNER TO postgres;
+
+CREATE TABLE supaqueue.migrations (
+    version integer NOT NULL,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+ALTER TABLE supaqueue.migrations OWNER TO postgres;
+
+CREATE TABLE supaqueue.queue_bucket (
+    queue uuid NOT NULL,
+    tokens double precision NOT NULL,
+    refilled_at timestamp with time zone NOT NULL
+);
+
+ALTER TABLE supaqueue.queue_bucket OWNER TO postgres;
+
+CREATE TABLE supaqueue.worker (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    queue uuid NOT NULL,
+    locked boolean DEFAULT false NOT NULL,
+    retiring boolean DEFAULT false NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+ALTER TABLE supaqueue.worker OWNER TO postgres;
+
+CREATE VIEW supaqueue.queue_stats AS
+ SELECT q.id AS queue,
+    q.name,
+    q.paused,
+    COALESCE(c.pending, (0)::bigint) AS pending,
+    COALESCE(c.in_progress, (0)::bigint) AS in_progress,
+    COALESCE(c.success, (0)::bigint) AS success,
+    COALESCE(c.failed, (0)::bigint) AS failed,
+    COALESCE(c.cancelled, (0)::bigint) AS cancelled,
+    (now() - ( SELECT min(j.created_at) AS min
+           FROM supaqueue.job j
+          WHERE ((j.queue = q.id) AND (j.status = 'pending'::supaqueue.job_status)))) AS oldest_pending_age,
+    ( SELECT count(*) AS count
+           FROM supaqueue.worker w
+          WHERE ((w.queue = q.id) AND (NOT w.retiring))) AS workers,
+    ( SELECT count(*) AS count
+           FROM supaqueue.worker w
+          WHERE ((w.queue = q.id) AND w.locked)) AS busy_workers,
+    COALESCE(a.attempts, (0)::bigint) AS attempts_last_minute,
+    COALESCE(a.failures, (0)::bigint) AS failures_last_minute
+   FROM ((supaqueue.queue q
+     LEFT JOIN LATERAL ( SELECT count(*) FILTER (WHERE (j.status = 'pending'::supaqueue.job_status)) AS pending,
+            count(*) FILTER (WHERE (j.status = 'in_progress'::supaqueue.job_status)) AS in_progress,
+            count(*) FILTER (WHERE (j.status = 'success'::supaqueue.job_status)) AS success,
+            count(*) FILTER (WHERE (j.status = 'failed'::supaqueue.job_status)) AS failed,
+            count(*) FILTER (WHERE (j.status = 'cancelled'::supaqueue.job_status)) AS cancelled
+           FROM supaqueue.job j
+          WHERE (j.queue = q.id)) c ON (true))
+     LEFT JOIN LATERAL ( SELECT count(*) AS attempts,
+            count(*) FILTER (WHERE (h.outcome <> 'success'::text)) AS failures
+           FROM supaqueue.job_attempt h
+          WHERE ((h.queue = q.id) AND (h.ended_at > (now() - '00:01:00'::interval)))) a ON (true));
+
+ALTER TABLE supaqueue.queue_stats OWNER TO postgres;
+
+CREATE TABLE supaqueue.settings (
+    key text NOT NULL,
+    value text NOT NULL
+);
+
+ALTER TABLE supaqueue.settings OWNER TO postgres;
+
+ALTER TABLE ONLY supaqueue.current_job
+    ADD CONSTRAINT current_job_job_key UNIQUE (job);
+
+ALTER TABLE ONLY supaqueue.current_job
+    ADD CONSTRAINT current_job_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY supaqueue.current_job
+    ADD CONSTRAINT current_job_worker_key UNIQUE (worker);
+
+ALTER TABLE ONLY supaqueue.job_attempt
+    ADD CONSTRAINT job_attempt_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY supaqueue.job_dependency
+    ADD CONSTRAINT job_dependency_pkey PRIMARY KEY (job, depends_on);
+
+ALTER TABLE ONLY supaqueue.job
+    ADD CONSTRAINT job_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY supaqueue.migrations
+    ADD CONSTRAINT migrations_pkey PRIMARY KEY (version);
+
+ALTER TABLE ONLY supaqueue.queue_bucket
+    ADD CONSTRAINT queue_bucket_pkey PRIMARY KEY (queue);
+
+ALTER TABLE ONLY supaqueue.queue
+    ADD CONSTRAINT queue_name_key UNIQUE (name);
+
+ALTER TABLE ONLY supaqueue.queue
+    ADD CONSTRAINT queue_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY supaqueue.settings
+    ADD CONSTRAINT settings_pkey PRIMARY KEY (key);
+
+ALTER TABLE ONLY supaqueue.worker
+    ADD CONSTRAINT worker_pkey PRIMARY KEY (id);
+
+CREATE INDEX current_job_lease_idx ON supaqueue.current_job USING btree (lease_expires_at);
+
+CREATE INDEX job_attempt_job_idx ON supaqueue.job_attempt USING btree (job);
+
+CREATE INDEX job_attempt_queue_ended_idx ON supaqueue.job_attempt USING btree (queue, ended_at);
+
+CREATE UNIQUE INDEX job_dedup_key_idx ON supaqueue.job USING btree (queue, dedup_key) WHERE ((dedup_key IS NOT NULL) AND (status = ANY (ARRAY['pending'::supaqueue.job_status, 'in_progress'::supaqueue.job_status])));
+
+CREATE INDEX job_dependency_depends_on_idx ON supaqueue.job_dependency USING btree (depends_on);
+
+CREATE INDEX job_finished_idx ON supaqueue.job USING btree (queue, finished_at) WHERE (finished_at IS NOT NULL);
+
+CREATE INDEX job_ready_idx ON supaqueue.job USING btree (queue, priority DESC, run_at, id) WHERE ((status = 'pending'::supaqueue.job_status) AND (pending_dependencies = 0));
+
+CREATE INDEX job_unfinished_idx ON supaqueue.job USING btree (queue, created_at) WHERE (status = ANY (ARRAY['pending'::supaqueue.job_status, 'in_progress'::supaqueue.job_status]));
+
+CREATE INDEX worker_free_idx ON supaqueue.worker USING btree (queue) WHERE ((NOT locked) AND (NOT retiring));
+
+CREATE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.job REFERENCING NEW TABLE AS new_jobs FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__job_inserted();
+
+CREATE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.worker REFERENCING NEW TABLE AS new_workers FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__worker_inserted();
+
+CREATE TRIGGER _500_dispatch_after_update AFTER UPDATE ON supaqueue.queue REFERENCING NEW TABLE AS new_queues FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__queue_updated();
+
+ALTER TABLE ONLY supaqueue.current_job
+    ADD CONSTRAINT current_job_job_fkey FOREIGN KEY (job) REFERENCES supaqueue.job(id);
+
+ALTER TABLE ONLY supaqueue.current_job
+    ADD CONSTRAINT current_job_worker_fkey FOREIGN KEY (worker) REFERENCES supaqueue.worker(id);
+
+ALTER TABLE ONLY supaqueue.job_attempt
+    ADD CONSTRAINT job_attempt_job_fkey FOREIGN KEY (job) REFERENCES supaqueue.job(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY supaqueue.job_dependency
+    ADD CONSTRAINT job_dependency_depends_on_fkey FOREIGN KEY (depends_on) REFERENCES supaqueue.job(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY supaqueue.job_dependency
+    ADD CONSTRAINT job_dependency_job_fkey FOREIGN KEY (job) REFERENCES supaqueue.job(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY supaqueue.job
+    ADD CONSTRAINT job_queue_fkey FOREIGN KEY (queue) REFERENCES supaqueue.queue(id);
+
+ALTER TABLE ONLY supaqueue.queue_bucket
+    ADD CONSTRAINT queue_bucket_queue_fkey FOREIGN KEY (queue) REFERENCES supaqueue.queue(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY supaqueue.worker
+    ADD CONSTRAINT worker_queue_fkey FOREIGN KEY (queue) REFERENCES supaqueue.queue(id) ON DELETE CASCADE;
+
+GRANT USAGE ON SCHEMA supaqueue TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) TO service_role;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.current_job TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.apply_privileges() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.apply_privileges() TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.default_non_retryable_statuses() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.default_non_retryable_statuses() TO service_role;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.queue TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.dispatch(_queue uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.dispatch(_queue uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.drop_queue(_queue uuid, _discard_unfinished boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.drop_queue(_queue uuid, _discard_unfinished boolean) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.tg__job_inserted() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.tg__job_inserted() TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.tg__queue_updated() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.tg__queue_updated() TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.tg__worker_inserted() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.tg__worker_inserted() TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.tick() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.tick() TO service_role;
+
+REVOKE ALL ON PROCEDURE supaqueue.tick_loop(IN _seconds integer) FROM PUBLIC;
+GRANT ALL ON PROCEDURE supaqueue.tick_loop(IN _seconds integer) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.unfinished_job_count(_queue uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.unfinished_job_count(_queue uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.uninstall() FROM PUBLIC;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.job TO service_role;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.job_attempt TO service_role;
+
+GRANT SELECT,USAGE ON SEQUENCE supaqueue.job_attempt_id_seq TO service_role;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.job_dependency TO service_role;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.migrations TO service_role;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.queue_bucket TO service_role;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.worker TO service_role;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.queue_stats TO service_role;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.settings TO service_role;

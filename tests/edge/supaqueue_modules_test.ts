@@ -1,0 +1,179 @@
+// Deno unit tests of the pure modules of edge/supaqueue (run by test_deno_units.py).
+import { parseRetryAfter } from "../../edge/supaqueue/retry_after.ts";
+import { InvalidDispatch, parseDispatch } from "../../edge/supaqueue/dispatch_body.ts";
+import { buildRequest, pgSafeJson } from "../../edge/supaqueue/target_call.ts";
+import { secretMatches } from "../../edge/supaqueue/secret.ts";
+
+function assertEquals(actual: unknown, expected: unknown, what = ""): void {
+  const a = JSON.stringify(actual);
+  const e = JSON.stringify(expected);
+  if (a !== e) throw new Error(`${what} expected ${e}, got ${a}`);
+}
+
+function assertThrows(fn: () => unknown, match: RegExp): void {
+  try {
+    fn();
+  } catch (err) {
+    if (!(err instanceof InvalidDispatch)) throw new Error(`wrong error type: ${err}`);
+    if (!match.test(err.message)) throw new Error(`message ${err.message} does not match ${match}`);
+    return;
+  }
+  throw new Error(`did not throw ${match}`);
+}
+
+const ID = "11111111-1111-4111-8111-111111111111";
+const JOB = "22222222-2222-4222-8222-222222222222";
+const QUEUE = "33333333-3333-4333-8333-333333333333";
+
+function body(patch: (b: Record<string, Record<string, unknown>>) => void = () => {}): string {
+  const b: Record<string, Record<string, unknown>> = {
+    current_job: { id: ID, worker: ID, job: JOB, lease_expires_at: "2026-11-28T01:00:00+00:00" },
+    job: { id: JOB, queue: QUEUE, payload: { a: 1 }, attempts: 1, dependency_results: {} },
+    queue: {
+      id: QUEUE,
+      name: "q",
+      edge_function_name: "fn",
+      method: "POST",
+      default_headers: {},
+      timeout_ms: 1000,
+    },
+  };
+  patch(b);
+  return JSON.stringify(b);
+}
+
+Deno.test("Retry-After: delay-seconds", () => {
+  assertEquals(parseRetryAfter("17"), 17);
+  assertEquals(parseRetryAfter(" 0 "), 0);
+  assertEquals(parseRetryAfter("1.5"), 1.5);
+});
+
+Deno.test("Retry-After: HTTP date, relative to now, never negative", () => {
+  const now = new Date("2026-11-28T00:00:00Z");
+  assertEquals(parseRetryAfter("Sat, 28 Nov 2026 00:02:00 GMT", now), 120);
+  assertEquals(parseRetryAfter("Fri, 27 Nov 2026 23:00:00 GMT", now), 0);
+});
+
+Deno.test("Retry-After: absent or garbage is null", () => {
+  for (const v of [null, "", "soon", "-5", "12abc", "1e3"]) {
+    assertEquals(parseRetryAfter(v), null, `${v}`);
+  }
+});
+
+Deno.test("dispatch: a valid body parses, method upper-cased, uuids lower-cased", () => {
+  const d = parseDispatch(body((b) => {
+    b.queue.method = "get";
+    b.job.id = JOB.toUpperCase();
+    b.current_job.job = JOB;
+  }));
+  assertEquals(d.queue.method, "GET");
+  assertEquals(d.job.id, JOB);
+  assertEquals(d.queue.defaultHeaders, {});
+});
+
+Deno.test("dispatch: null headers and dependency results are empty objects", () => {
+  const d = parseDispatch(body((b) => {
+    b.queue.default_headers = null;
+    b.job.dependency_results = null;
+  }));
+  assertEquals(d.queue.defaultHeaders, {});
+  assertEquals(d.job.dependencyResults, {});
+});
+
+Deno.test("dispatch: malformed bodies are refused with a reason", () => {
+  assertThrows(() => parseDispatch("{"), /not valid JSON/);
+  assertThrows(() => parseDispatch("[]"), /must be a JSON object/);
+  assertThrows(
+    () => parseDispatch(body((b) => delete b.current_job)),
+    /current_job must be an object/,
+  );
+  assertThrows(
+    () => parseDispatch(body((b) => (b.current_job.id = "nope"))),
+    /current_job.id must be a uuid/,
+  );
+  assertThrows(() => parseDispatch(body((b) => (b.queue.method = "TRACE"))), /queue.method/);
+  assertThrows(
+    () => parseDispatch(body((b) => (b.queue.edge_function_name = "http://evil/x"))),
+    /slug/,
+  );
+  assertThrows(() => parseDispatch(body((b) => (b.queue.timeout_ms = 0))), /timeout_ms/);
+  assertThrows(() => parseDispatch(body((b) => (b.queue.timeout_ms = 1.5))), /timeout_ms/);
+  assertThrows(
+    () => parseDispatch(body((b) => (b.queue.default_headers = { a: 1 }))),
+    /must be a string/,
+  );
+  assertThrows(
+    () => parseDispatch(body((b) => (b.queue.default_headers = { "bad header": "x" }))),
+    /not a valid HTTP header/,
+  );
+  assertThrows(() => parseDispatch(body((b) => (b.current_job.job = ID))), /does not match job.id/);
+  assertThrows(() => parseDispatch(body((b) => (b.job.queue = ID))), /does not match queue.id/);
+  assertThrows(() => parseDispatch(body((b) => delete b.job.payload)), /payload is missing/);
+  assertThrows(() => parseDispatch(body((b) => (b.job.attempts = -1))), /attempts/);
+  assertThrows(
+    () =>
+      parseDispatch(body((b) => {
+        b.queue.method = "GET";
+        b.job.payload = [1];
+      })),
+    /must be an object/,
+  );
+  assertThrows(() => parseDispatch(body((b) => (b.job.dependency_results = { x: 1 }))), /uuids/);
+  assertThrows(
+    () => parseDispatch(body((b) => (b.current_job.lease_expires_at = "later"))),
+    /timestamp/,
+  );
+});
+
+Deno.test("request: POST sends the payload as JSON with the service-role bearer", () => {
+  const d = parseDispatch(body());
+  const { url, init } = buildRequest(d, { supabaseUrl: "http://h:1/", serviceRoleKey: "srk" });
+  assertEquals(url, "http://h:1/functions/v1/fn");
+  const headers = init.headers as Headers;
+  assertEquals(headers.get("authorization"), "Bearer srk");
+  assertEquals(headers.get("content-type"), "application/json");
+  assertEquals(headers.get("supaqueue-job-id"), JOB);
+  assertEquals(init.body, JSON.stringify({ a: 1 }));
+});
+
+Deno.test("request: GET encodes the payload as query parameters, no body", () => {
+  const d = parseDispatch(body((b) => {
+    b.queue.method = "GET";
+    b.job.payload = { s: "a b&c", n: 2, t: true, skip: null, list: [1, "x"], obj: { k: "v" } };
+  }));
+  const { url, init } = buildRequest(d, { supabaseUrl: "http://h:1", serviceRoleKey: "srk" });
+  assertEquals(
+    url,
+    "http://h:1/functions/v1/fn?s=a+b%26c&n=2&t=true&list=1&list=x&obj=%7B%22k%22%3A%22v%22%7D",
+  );
+  assertEquals(init.body, undefined);
+  assertEquals((init.headers as Headers).get("content-type"), null);
+});
+
+Deno.test("request: a queue's Authorization (any case) replaces the default", () => {
+  const d = parseDispatch(
+    body((b) => (b.queue.default_headers = { AUTHORIZATION: "Bearer mine", "x-a": "1" })),
+  );
+  const headers = buildRequest(d, { supabaseUrl: "http://h", serviceRoleKey: "srk" }).init
+    .headers as Headers;
+  assertEquals(headers.get("authorization"), "Bearer mine");
+  assertEquals(headers.get("x-a"), "1");
+});
+
+Deno.test("request: dependency results reach a pipeline step beside its payload", () => {
+  const d = parseDispatch(body((b) => (b.job.dependency_results = { [ID]: { out: 1 } })));
+  const init = buildRequest(d, { supabaseUrl: "http://h", serviceRoleKey: "k" }).init;
+  assertEquals(JSON.parse(init.body as string), { a: 1, dependency_results: { [ID]: { out: 1 } } });
+});
+
+Deno.test("results: U+0000 is dropped so Postgres jsonb accepts them", () => {
+  assertEquals(pgSafeJson({ "k\u0000": ["a\u0000b", 1, null] }), { k: ["ab", 1, null] });
+});
+
+Deno.test("secret: constant-time comparison accepts only the exact secret", async () => {
+  assertEquals(await secretMatches("s3cret", "s3cret"), true);
+  assertEquals(await secretMatches("s3cre", "s3cret"), false);
+  assertEquals(await secretMatches("s3cret ", "s3cret"), false);
+  assertEquals(await secretMatches(null, "s3cret"), false);
+  assertEquals(await secretMatches("", "s3cret"), false);
+});

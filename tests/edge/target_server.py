@@ -1,0 +1,142 @@
+"""A real loopback HTTP target (aiohttp) standing in for the queue's target Edge Function.
+
+Served at `/functions/v1/<slug>`; the slug picks the behaviour, every request is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+from aiohttp import web
+
+
+@dataclass
+class Seen:
+    """One request the target received."""
+
+    slug: str
+    method: str
+    query: list[tuple[str, str]]
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def json(self) -> object:
+        return json.loads(self.body)
+
+
+BIG_BODY = "x" * 10_000
+RETRY_AFTER_DATE_SECONDS = 120
+
+
+@dataclass
+class TargetServer:
+    host: str = "127.0.0.1"
+    seen: list[Seen] = field(default_factory=list)
+    port: int = 0
+    _loop: asyncio.AbstractEventLoop | None = None
+    _runner: web.AppRunner | None = None
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def requests_for(self, slug: str) -> list[Seen]:
+        with self._lock:
+            return [s for s in self.seen if s.slug == slug]
+
+    def wait_for(self, slug: str, count: int = 1, timeout: float = 10.0) -> list[Seen]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.requests_for(slug)
+            if len(got) >= count:
+                return got
+            time.sleep(0.02)
+        raise AssertionError(f"target {slug!r} got {len(self.requests_for(slug))} of {count} calls")
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        slug = request.match_info["slug"]
+        body = await request.read()
+        with self._lock:
+            self.seen.append(
+                Seen(
+                    slug,
+                    request.method,
+                    list(request.query.items()),
+                    {k.lower(): v for k, v in request.headers.items()},
+                    body,
+                    time.monotonic(),
+                )
+            )
+        if m := re.fullmatch(r"slow-(\d+)", slug):
+            await asyncio.sleep(int(m.group(1)) / 1000)
+            return web.json_response({"slow": True})
+        if m := re.fullmatch(r"status-(\d+)", slug):
+            return web.json_response({"status": int(m.group(1))}, status=int(m.group(1)))
+        if slug == "text":
+            return web.Response(text="plain words, not JSON", content_type="text/plain")
+        if slug == "broken-json":
+            return web.Response(text='{"truncated": ', content_type="application/json")
+        if slug == "big":
+            return web.Response(text=BIG_BODY, content_type="text/plain")
+        if slug == "nul-json":
+            return web.Response(text='{"a": "x\\u0000y"}', content_type="application/json")
+        if slug == "retry-after-seconds":
+            return web.json_response({"slow down": True}, status=429, headers={"Retry-After": "17"})
+        if slug == "retry-after-date":
+            when = datetime.now(UTC) + timedelta(seconds=RETRY_AFTER_DATE_SECONDS)
+            return web.json_response(
+                {"unavailable": True},
+                status=503,
+                headers={"Retry-After": format_datetime(when, usegmt=True)},
+            )
+        # Default: a 2xx JSON echo of what arrived.
+        return web.json_response(
+            {"echo": True, "method": request.method, "query": list(request.query.items())}
+        )
+
+    def start(self) -> TargetServer:
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            app = web.Application()
+            app.router.add_route("*", "/functions/v1/{slug}", self._handle)
+            self._runner = web.AppRunner(app, access_log=None)
+            try:
+                loop.run_until_complete(self._runner.setup())
+                site = web.TCPSite(self._runner, self.host, 0)
+                loop.run_until_complete(site.start())
+                self.port = int(self._runner.addresses[0][1])
+            except BaseException as exc:  # reported to the starting thread
+                errors.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._runner.cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="edge-test-target", daemon=True)
+        self._thread.start()
+        if not ready.wait(10) or errors:
+            raise RuntimeError(f"target server did not start: {errors}")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)

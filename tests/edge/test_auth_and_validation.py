@@ -1,0 +1,184 @@
+"""The function refuses what it must refuse, before anything reaches the target or the database."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.edge.conftest import deliver, function_env
+from tests.edge.engine import Engine
+from tests.edge.function_process import FunctionProcess
+from tests.edge.target_server import TargetServer
+
+SETTLE_S = 1.0  # long enough for any background work a wrongly accepted request would start
+
+
+def assert_untouched(
+    engine: Engine, target: TargetServer, slug: str, job_id: str, before: dict[str, Any]
+) -> None:
+    time.sleep(SETTLE_S)
+    assert engine.snapshot(job_id) == before
+    assert before["status"] == "in_progress" and before["leases"] == 1
+    assert target.requests_for(slug) == []
+
+
+@pytest.mark.parametrize(
+    "secret_header",
+    [None, "", "wrong", "x" * 500],
+    ids=["missing", "empty", "wrong", "long"],
+)
+def test_bad_secret_is_401_and_changes_nothing(
+    supaqueue_fn: FunctionProcess,
+    engine: Engine,
+    target: TargetServer,
+    secret_header: str | None,
+) -> None:
+    slug = f"auth-{len(secret_header or '')}-{secret_header is None}"
+    d = engine.dispatch(slug)
+    before = engine.snapshot(d.job_id)
+    response = deliver(supaqueue_fn, d, headers={"supaqueue-secret": secret_header})
+    assert response.status_code == 401
+    assert "supaqueue-secret" in response.json()["error"]
+    assert_untouched(engine, target, slug, d.job_id, before)
+
+
+def test_near_miss_secret_is_401(
+    supaqueue_fn: FunctionProcess, engine: Engine, dispatch_secret: str
+) -> None:
+    d = engine.dispatch("auth-near-miss")
+    for near in (dispatch_secret[:-1], dispatch_secret + "x", dispatch_secret.upper()):
+        if near != dispatch_secret:
+            assert deliver(supaqueue_fn, d, headers={"supaqueue-secret": near}).status_code == 401
+
+
+def test_only_post_is_accepted(supaqueue_fn: FunctionProcess, dispatch_secret: str) -> None:
+    response = httpx.get(supaqueue_fn.url, headers={"supaqueue-secret": dispatch_secret})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    # Without the secret nobody learns even that.
+    assert httpx.get(supaqueue_fn.url).status_code == 401
+
+
+def _mutations() -> dict[str, Callable[[dict[str, Any]], object]]:
+    def drop(section: str, key: str) -> Callable[[dict[str, Any]], object]:
+        return lambda b: b[section].pop(key)
+
+    def put(section: str, key: str, value: object) -> Callable[[dict[str, Any]], object]:
+        return lambda b: b[section].__setitem__(key, value)
+
+    return {
+        "no current_job": lambda b: b.pop("current_job"),
+        "no job": lambda b: b.pop("job"),
+        "queue not an object": lambda b: b.__setitem__("queue", "q"),
+        "bad lease id": put("current_job", "id", "not-a-uuid"),
+        "no worker": drop("current_job", "worker"),
+        "bad lease deadline": put("current_job", "lease_expires_at", "tomorrow"),
+        "job id mismatch": put("current_job", "job", "00000000-0000-4000-8000-000000000000"),
+        "queue id mismatch": put("job", "queue", "00000000-0000-4000-8000-000000000000"),
+        "no payload": drop("job", "payload"),
+        "attempts not integer": put("job", "attempts", "1"),
+        "dependency results not object": put("job", "dependency_results", [1]),
+        "unknown method": put("queue", "method", "TRACE"),
+        "url instead of slug": put("queue", "edge_function_name", "https://evil.example/x"),
+        "path in slug": put("queue", "edge_function_name", "../admin"),
+        "zero timeout": put("queue", "timeout_ms", 0),
+        "header value not string": put("queue", "default_headers", {"x-n": 1}),
+        "bad header name": put("queue", "default_headers", {"bad header": "v"}),
+    }
+
+
+MUTATIONS = _mutations()
+
+
+@pytest.mark.parametrize("case", sorted(MUTATIONS))
+def test_malformed_body_is_400_and_changes_nothing(
+    supaqueue_fn: FunctionProcess, engine: Engine, target: TargetServer, case: str
+) -> None:
+    slug = "bad-" + "".join(c if c.isalnum() else "-" for c in case)
+    d = engine.dispatch(slug)
+    before = engine.snapshot(d.job_id)
+    body = d.json()
+    MUTATIONS[case](body)
+    response = deliver(supaqueue_fn, d, body=json.dumps(body))
+    assert response.status_code == 400, response.text
+    reason = response.json()["error"]
+    assert isinstance(reason, str) and reason
+    assert_untouched(engine, target, slug, d.job_id, before)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "not valid JSON"),
+        (b"{", "not valid JSON"),
+        (b"[1]", "JSON object"),
+        (b"\xff\xfe", "not valid JSON"),
+        (b"null", "JSON object"),
+    ],
+    ids=["empty", "truncated", "array", "not-utf8", "null"],
+)
+def test_non_json_body_is_400(
+    supaqueue_fn: FunctionProcess, engine: Engine, target: TargetServer, raw: bytes, reason: str
+) -> None:
+    slug = f"raw-{raw.hex() or 'empty'}"
+    d = engine.dispatch(slug)
+    before = engine.snapshot(d.job_id)
+    response = deliver(supaqueue_fn, d, body=raw)
+    assert response.status_code == 400
+    assert reason in response.json()["error"]
+    assert_untouched(engine, target, slug, d.job_id, before)
+
+
+def test_missing_secret_env_is_500_clearly(
+    start_function: Callable[..., FunctionProcess],
+    target: TargetServer,
+    edge_db: str,
+    engine: Engine,
+) -> None:
+    env = function_env(target.url, edge_db, "unused")
+    env.pop("SUPAQUEUE_SECRET")
+    fn = start_function(env)
+    d = engine.dispatch("no-secret-env")
+    response = deliver(fn, d)
+    assert response.status_code == 500
+    assert "SUPAQUEUE_SECRET is not set" in response.json()["error"]
+    assert target.requests_for("no-secret-env") == []
+
+
+def test_missing_platform_env_is_500_naming_it(
+    start_function: Callable[..., FunctionProcess],
+    target: TargetServer,
+    edge_db: str,
+    engine: Engine,
+    dispatch_secret: str,
+) -> None:
+    env = function_env(target.url, edge_db, dispatch_secret)
+    env.pop("SUPABASE_DB_URL")
+    fn = start_function(env)
+    d = engine.dispatch("no-db-env")
+    response = deliver(fn, d)
+    assert response.status_code == 500
+    assert "SUPABASE_DB_URL" in response.json()["error"]
+    assert target.requests_for("no-db-env") == []
+
+
+def test_oversized_body_is_413(
+    supaqueue_fn: FunctionProcess, engine: Engine, target: TargetServer
+) -> None:
+    d = engine.dispatch("too-big")
+    before = engine.snapshot(d.job_id)
+    big = b'{"pad": "' + b"x" * (10 * 1024 * 1024) + b'"}'
+    assert deliver(supaqueue_fn, d, body=big).status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the cap applies while reading
+        for _ in range(11):
+            yield b"x" * (1024 * 1024)
+
+    response = httpx.post(supaqueue_fn.url, content=chunks(), headers=d.headers, timeout=30)
+    assert response.status_code == 413
+    assert_untouched(engine, target, "too-big", d.job_id, before)

@@ -1,0 +1,284 @@
+"""Whatever the target does, the right outcome reaches supaqueue.end_current_job."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+
+from tests.edge.conftest import deliver, function_env
+from tests.edge.engine import Engine
+from tests.edge.function_process import FunctionProcess
+from tests.edge.target_server import BIG_BODY, RETRY_AFTER_DATE_SECONDS, TargetServer
+
+ANSWER_AT_ONCE_S = 0.5
+
+
+def test_slow_target_still_gets_202_at_once(
+    supaqueue_fn: FunctionProcess, engine: Engine, target: TargetServer
+) -> None:
+    d = engine.dispatch("slow-3000", timeout_ms=10_000)
+    started = time.monotonic()
+    response = deliver(supaqueue_fn, d)
+    answered_in = time.monotonic() - started
+    assert response.status_code == 202
+    assert response.json() == {"accepted": True, "current_job": d.current_job_id}
+    assert answered_in < ANSWER_AT_ONCE_S, f"202 took {answered_in:.3f}s"
+    assert engine.job(d.job_id)["status"] == "in_progress"  # still running when pg_net is answered
+    print(f"\nslow target (3 s): 202 after {answered_in * 1000:.1f} ms")
+    [attempt] = engine.wait_attempts(d.job_id, timeout=15)
+    assert attempt["outcome"] == "success"
+    assert attempt["duration_ms"] >= 3000
+
+
+def test_2xx_json_is_success_with_result(supaqueue_fn: FunctionProcess, engine: Engine) -> None:
+    d = engine.dispatch("status-201")
+    deliver(supaqueue_fn, d)
+    [attempt] = engine.wait_attempts(d.job_id)
+    assert attempt["outcome"] == "success"
+    assert attempt["status_code"] == 201
+    assert attempt["error"] is None
+    assert attempt["response_excerpt"] == '{"status": 201}'
+    job = engine.job(d.job_id)
+    assert job["status"] == "success" and job["result"] == {"status": 201}
+    assert not engine.lease_held(d.current_job_id)
+
+
+def test_4xx_is_a_final_failure(supaqueue_fn: FunctionProcess, engine: Engine) -> None:
+    d = engine.dispatch("status-404", max_attempts=3)
+    deliver(supaqueue_fn, d)
+    [attempt] = engine.wait_attempts(d.job_id)
+    assert attempt["outcome"] == "failure"
+    assert attempt["status_code"] == 404
+    assert attempt["error"] == "HTTP 404 Not Found"
+    assert attempt["response_excerpt"] == '{"status": 404}'
+    job = engine.job(d.job_id)
+    # 404 is non-retryable by default: failed at once although attempts remain.
+    assert job["status"] == "failed" and job["attempts"] == 1 and job["last_status_code"] == 404
+    assert job["result"] is None
+
+
+def test_5xx_is_retried(supaqueue_fn: FunctionProcess, engine: Engine) -> None:
+    d = engine.dispatch("status-500", max_attempts=3)
+    deliver(supaqueue_fn, d)
+    [attempt] = engine.wait_attempts(d.job_id)
+    assert attempt["outcome"] == "failure" and attempt["status_code"] == 500
+    assert attempt["error"] == "HTTP 500 Internal Server Error"
+    job = engine.job(d.job_id)
+    assert job["status"] == "pending" and job["attempts"] == 1 and job["last_status_code"] == 500
+
+
+def test_redirect_is_not_followed(supaqueue_fn: FunctionProcess, engine: Engine) -> None:
+    """A target function answers; a 3xx is not success (the payload is never re-sent elsewhere)."""
+    d = engine.dispatch("status-302", max_attempts=1)
+    deliver(supaqueue_fn, d)
+    [attempt] = engine.wait_attempts(d.job_id)
+    assert attempt["outcome"] == "failure" and attempt["status_code"] == 302
+    assert attempt["error"] == "HTTP 302 Found"
+
+
+def test_5xx_on_last_attempt_fails_the_job(supaqueue_fn: FunctionProcess, engine: Engine) -> None:
+    d = engine.dispatch("status-503", max_attempts=1)
+    deliver(supaqueue_fn, d)
+    [attempt] = engine.wait_attempts(d.job_id)
+    assert attempt["outcome"] == "failure" and attempt["status_code"] == 503
+    assert engine.job(d.job_id)["status"] == "failed"
+
+
+def test_timeout_is_a_failure_with_the_reason(
+    supaqueue_fn: FunctionProcess, engine: Engine, target: TargetServer
+) -> None:
+    d = engine.dispatch("slow-5000", timeout_ms=500)
+    deliver(supaqueue_fn, d)
+    [attempt] = engine.wait_attempts(d.job_id, timeout=10)
+    assert attempt["outcome"] == "failure"
+    assert attempt["status_code"] is None
+    assert attempt["error"] == "Timeout of 500 ms reached"
+    assert 450 <= attempt["duration_ms"] < 2500
+    assert engine.job(d.job_id)["status"] == "failed"
+    assert len(target.requests_for("slow-5000")) == 1  # it was called, then abandoned
+
+
+def test_connection_refused_is_a_failure_with_the_reason(
+    refused_fn: FunctionProcess, engine: Engine
+) -> None:
+    d = engine.dispatch("anything", {"token": "payload-value"}, method="GET", max_attempts=2)
+    assert deliver(refused_fn, d).status_code == 202
+    [attempt] = engine.wait_attempts(d.job_id)
+    assert attempt["outcome"] == "failure"
+    assert attempt["status_code"] is None
+    assert attempt["error"].startswith("request failed: ")
+    assert "Connection refused" in attempt["error"]
+    assert "/functions/v1/anything" in attempt["error"]
+    assert "payload-value" not in attempt["error"]  # the query string stays out of stored errors
+    job = engine.job(d.job_id)
+    assert job["status"] == "pending" and job["last_error"] == attempt["error"]
+
+
+def test_non_json_2xx_is_success_without_result(
+    supaqueue_fn: FunctionProcess, engine: Engine
+) -> None:
+    d = engine.dispatch("text")
+    deliver(supaqueue_fn, d)
+    [attempt] = engine.wait_attempts(d.job_id)
+    assert attempt["outcome"] == "success"
+    assert attempt["response_excerpt"] == "plain words, not JSON"
+    job = engine.job(d.job_id)
+    assert job["status"] == "success" and job["result"] is None
+
+
+def test_broken_json_body_does_not_crash_anything(
+    supaqueue_fn: FunctionProcess, engine: Engine
+) -> None:
+    d = engine.dispatch("broken-json")
+    deliver(supaqueue_fn, d)
+    [attempt] = engine.wait_attempts(d.job_id)
+    assert attempt["outcome"] == "success"
+    assert attempt["response_excerpt"] == '{"truncated": '
+    assert engine.job(d.job_id)["result"] is None
+    # The function keeps serving.
+    d2 = engine.dispatch("status-200")
+    assert deliver(supaqueue_fn, d2).status_code == 202
+    engine.wait_attempts(d2.job_id)
+
+
+def test_nul_in_json_result_is_stored(supaqueue_fn: FunctionProcess, engine: Engine) -> None:
+    d = engine.dispatch("nul-json")
+    deliver(supaqueue_fn, d)
+    [attempt] = engine.wait_attempts(d.job_id)
+    assert attempt["outcome"] == "success"
+    assert engine.job(d.job_id)["result"] == {"a": "xy"}
+
+
+def test_large_body_is_excerpted(supaqueue_fn: FunctionProcess, engine: Engine) -> None:
+    d = engine.dispatch("big")
+    deliver(supaqueue_fn, d)
+    [attempt] = engine.wait_attempts(d.job_id)
+    assert attempt["response_excerpt"] == BIG_BODY[:2000]  # the engine keeps 2000 of our 2048
+
+
+def test_retry_after_seconds_delays_the_retry(
+    supaqueue_fn: FunctionProcess, engine: Engine
+) -> None:
+    d = engine.dispatch("retry-after-seconds", max_attempts=3)
+    deliver(supaqueue_fn, d)
+    [attempt] = engine.wait_attempts(d.job_id)
+    assert attempt["status_code"] == 429
+    job = engine.job(d.job_id)
+    assert job["status"] == "pending"
+    assert 15 <= job["run_in_s"] <= 17.5, job  # Retry-After: 17, far above the 1 s backoff
+
+
+def test_retry_after_http_date_delays_the_retry(
+    supaqueue_fn: FunctionProcess, engine: Engine
+) -> None:
+    d = engine.dispatch("retry-after-date", max_attempts=3)
+    deliver(supaqueue_fn, d)
+    [attempt] = engine.wait_attempts(d.job_id)
+    assert attempt["status_code"] == 503
+    job = engine.job(d.job_id)
+    assert job["status"] == "pending"
+    assert RETRY_AFTER_DATE_SECONDS - 5 <= job["run_in_s"] <= RETRY_AFTER_DATE_SECONDS + 1, job
+
+
+def test_duplicate_delivery_changes_nothing_the_second_time(
+    supaqueue_fn: FunctionProcess, engine: Engine, target: TargetServer
+) -> None:
+    d = engine.dispatch("dup")
+    assert deliver(supaqueue_fn, d).status_code == 202
+    engine.wait_attempts(d.job_id)
+    assert deliver(supaqueue_fn, d).status_code == 202
+    target.wait_for("dup", 2)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        reports = [
+            e
+            for e in supaqueue_fn.events()
+            if e.get("event") == "job_reported" and e.get("current_job") == d.current_job_id
+        ]
+        if len(reports) == 2:
+            break
+        time.sleep(0.05)
+    assert [r["lease_current"] for r in reports] == [True, False]
+    assert len(engine.attempts(d.job_id)) == 1
+    assert engine.job(d.job_id)["status"] == "success"
+
+
+def test_background_work_is_handed_to_wait_until(
+    start_function: Callable[..., FunctionProcess],
+    target: TargetServer,
+    edge_db: str,
+    dispatch_secret: str,
+    engine: Engine,
+) -> None:
+    """SIGTERM right after the 202: the runtime drains only work given to EdgeRuntime.waitUntil,
+    so the job is still reported and then the process exits cleanly."""
+    fn = start_function(function_env(target.url, edge_db, dispatch_secret))
+    d = engine.dispatch("slow-1500")
+    assert deliver(fn, d).status_code == 202
+    assert fn.proc is not None
+    fn.proc.send_signal(signal.SIGTERM)
+    assert fn.proc.wait(20) == 0
+    [attempt] = engine.attempts(d.job_id)
+    assert attempt["outcome"] == "success" and attempt["duration_ms"] >= 1500
+
+
+def test_plain_deno_without_edge_runtime_works(
+    start_function: Callable[..., FunctionProcess],
+    target: TargetServer,
+    edge_db: str,
+    dispatch_secret: str,
+    engine: Engine,
+) -> None:
+    """Where EdgeRuntime does not exist the promise just runs; failures never crash the process
+    (plain Deno, unlike the Edge runtime, would exit on an unhandled rejection)."""
+    fn = start_function(function_env(target.url, edge_db, dispatch_secret), plain=True)
+    for slug, outcome in [
+        ("status-202", "success"),
+        ("text", "success"),
+        ("slow-3000", "failure"),
+        ("status-500", "failure"),
+        ("broken-json", "success"),
+    ]:
+        d = engine.dispatch(slug, timeout_ms=300)
+        assert deliver(fn, d).status_code == 202
+        [attempt] = engine.wait_attempts(d.job_id)
+        assert attempt["outcome"] == outcome, (slug, attempt)
+    assert fn.alive
+
+
+def test_logs_hold_no_secrets(
+    supaqueue_fn: FunctionProcess, dispatch_secret: str, edge_db: str
+) -> None:
+    """After every case above, the function's log names jobs, never credentials."""
+    from urllib.parse import urlsplit
+
+    from tests.edge.conftest import SERVICE_ROLE_KEY
+
+    log = supaqueue_fn.log()
+    assert '"event":"job_reported"' in log
+    password = urlsplit(edge_db).password
+    assert password
+    for secret in (dispatch_secret, SERVICE_ROLE_KEY, password):
+        assert secret not in log
+
+
+def test_many_slow_jobs_in_flight_do_not_slow_the_answer(
+    supaqueue_fn: FunctionProcess, engine: Engine, target: TargetServer
+) -> None:
+    """40 dispatches to a 2 s target back to back: every 202 still comes at once."""
+    dispatches = [engine.dispatch("slow-2000", timeout_ms=10_000) for _ in range(40)]
+    times = []
+    for d in dispatches:
+        started = time.monotonic()
+        assert deliver(supaqueue_fn, d).status_code == 202
+        times.append(time.monotonic() - started)
+    times.sort()
+    print(
+        f"\n202 latency over 40 with 40 in flight: p50 {times[20] * 1000:.1f} ms,"
+        f" max {times[-1] * 1000:.1f} ms"
+    )
+    assert times[-1] < ANSWER_AT_ONCE_S
+    for d in dispatches:
+        [attempt] = engine.wait_attempts(d.job_id, timeout=20)
+        assert attempt["outcome"] == "success"

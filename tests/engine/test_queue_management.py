@@ -1,0 +1,128 @@
+"""What the Pulumi queue provider calls: worker count, unfinished count, drop; and retention."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from tests.engine.harness import Engine
+
+
+def _workers(engine: Engine, q: str) -> list[dict[str, object]]:
+    return list(engine.conn.execute(
+        "select locked, retiring from supaqueue.worker where queue = %s order by locked, retiring",
+        (q,),
+    ).fetchall())  # fmt: skip
+
+
+def test_set_worker_count_grows_and_shrinks_without_cutting_busy_workers(engine: Engine) -> None:
+    q = engine.queue(workers=0)
+    jobs = [engine.insert_job(q) for _ in range(6)]
+    assert engine.one("select supaqueue.set_worker_count(%s, 3)", (q,)) == 3
+    assert len(engine.new_requests()) == 3  # new workers dispatch at once
+    engine.conn.execute("select supaqueue.set_worker_count(%s, 1)", (q,))
+    # all three are busy: two are marked retiring, none removed, no call cut off
+    assert engine.in_flight(q) == 3
+    assert sum(1 for w in _workers(engine, q) if w["retiring"]) == 2
+    assert engine.one("select workers from supaqueue.queue_stats where queue = %s", (q,)) == 1
+    # a retiring worker's completion removes it instead of dispatching
+    for job in jobs[:3]:
+        engine.end(engine.current_job_of(job))
+    assert len(_workers(engine, q)) == 1
+    assert engine.in_flight(q) == 1
+    # growing again reuses retiring workers first, then adds
+    engine.conn.execute("select supaqueue.set_worker_count(%s, 4)", (q,))
+    assert len(_workers(engine, q)) == 4 and engine.in_flight(q) == 3
+    engine.conn.execute("select supaqueue.set_worker_count(%s, 0)", (q,))
+    assert all(w["retiring"] for w in _workers(engine, q))
+
+
+def test_unfinished_job_count(engine: Engine) -> None:
+    q = engine.queue(workers=1, max_attempts=1)
+    a, b, c = (engine.insert_job(q) for _ in range(3))
+    assert engine.one("select supaqueue.unfinished_job_count(%s)", (q,)) == 3
+    engine.end(engine.current_job_of(a))
+    engine.end(engine.current_job_of(b), success=False)
+    assert engine.one("select supaqueue.unfinished_job_count(%s)", (q,)) == 1
+    del c
+
+
+def test_drop_queue_refuses_with_unfinished_jobs_unless_discarding(engine: Engine) -> None:
+    q = engine.queue(workers=1, name="orders")
+    other = engine.queue(workers=0)
+    jobs = [engine.insert_job(q) for _ in range(3)]
+    dependent = engine.enqueue(other, _depends_on=[jobs[2]])
+    with pytest.raises(psycopg.Error) as info:
+        engine.conn.execute("select supaqueue.drop_queue(%s, false)", (q,))
+    assert info.value.sqlstate == "SQ001"
+    message = str(info.value.diag.message_primary)
+    assert '"orders"' in message and "3 unfinished job(s)" in message
+    assert engine.one("select count(*) from supaqueue.job where queue = %s", (q,)) == 3
+    cj = engine.current_job_of(jobs[0])
+    assert engine.one("select supaqueue.drop_queue(%s, true)", (q,)) is True
+    assert engine.one("select count(*) from supaqueue.queue where id = %s", (q,)) == 0
+    assert engine.one("select count(*) from supaqueue.job where queue = %s", (q,)) == 0
+    assert engine.one("select count(*) from supaqueue.worker where queue = %s", (q,)) == 0
+    assert engine.status(dependent) == "cancelled"
+    # the discarded call's late report changes nothing; dropping again is a no-op
+    assert engine.end(cj) is False
+    assert engine.one("select supaqueue.drop_queue(%s, false)", (q,)) is False
+
+
+def test_drop_empty_queue_needs_no_discard(engine: Engine) -> None:
+    q = engine.queue(workers=2)
+    job = engine.insert_job(q)
+    engine.end(engine.current_job_of(job))
+    assert engine.one("select supaqueue.drop_queue(%s, false)", (q,)) is True
+
+
+def test_retention_prunes_old_finished_jobs_and_their_history(engine: Engine) -> None:
+    q = engine.queue(workers=5, retention_seconds=60, max_attempts=1)
+    keep_forever = engine.queue(workers=1)
+    old = [engine.insert_job(q) for _ in range(3)]
+    for job in old:
+        engine.end(engine.current_job_of(job), success=job != old[2])
+    waiting = engine.enqueue(q)  # in flight: never pruned
+    kept = engine.insert_job(keep_forever)
+    engine.end(engine.current_job_of(kept))
+    engine.conn.execute("update supaqueue.job set finished_at = now() - interval '2 minutes'"
+                        " where finished_at is not null")  # fmt: skip
+    recent = engine.insert_job(q)
+    engine.end(engine.current_job_of(recent))
+    assert engine.tick()["pruned"] == 3
+    remaining = {r["id"] for r in engine.conn.execute("select id::text from supaqueue.job")}
+    assert remaining == {waiting, kept, recent}
+    history = engine.one(
+        "select count(*) from supaqueue.job_attempt where job = any(%s::uuid[])", (old,)
+    )
+    assert history == 0
+
+
+def test_retention_keeps_a_result_that_a_waiting_dependent_needs(engine: Engine) -> None:
+    q = engine.queue(workers=1, retention_seconds=0)
+    a = engine.enqueue(q)
+    b = engine.enqueue(q, _run_at="2999-01-01T00:00:00Z")
+    c = engine.enqueue(q, _depends_on=[a, b])
+    engine.end(engine.current_job_of(a), _result={"x": 1})
+    engine.tick()
+    assert engine.status(a) == "success" and engine.status(c) == "pending"
+
+
+def test_stats_view(engine: Engine) -> None:
+    q = engine.queue(workers=2, max_attempts=2, backoff_base_ms=60_000, name="stats")
+    jobs = [engine.insert_job(q) for _ in range(5)]
+    engine.end(engine.current_job_of(jobs[0]))
+    engine.end(engine.current_job_of(jobs[1]), success=False, _status_code=500)
+    engine.conn.execute("update supaqueue.job set created_at = now() - interval '10 minutes'"
+                        " where id = %s", (jobs[4],))  # fmt: skip
+    row = engine.conn.execute(
+        "select * from supaqueue.queue_stats where queue = %s", (q,)
+    ).fetchone()
+    assert row is not None
+    assert row["name"] == "stats" and row["paused"] is False
+    # jobs[1] waits for its retry; jobs[2] and [3] are in flight; jobs[4] waits for a worker
+    assert (row["pending"], row["in_progress"], row["success"], row["failed"],
+            row["cancelled"]) == (2, 2, 1, 0, 0)  # fmt: skip
+    assert row["workers"] == 2 and row["busy_workers"] == 2
+    assert row["attempts_last_minute"] == 2 and row["failures_last_minute"] == 1
+    assert 590 <= row["oldest_pending_age"].total_seconds() <= 700

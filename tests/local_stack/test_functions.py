@@ -1,0 +1,355 @@
+"""Edge Functions on the local stack: real Deno processes behind the real gateway."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+
+from tests.conftest import LocalStack
+
+ECHO = """
+Deno.serve(async (req) => {
+  const url = new URL(req.url);
+  const body = await req.text();
+  return Response.json({
+    version: "__VERSION__",
+    method: req.method,
+    path: url.pathname,
+    query: url.search,
+    body,
+    header: req.headers.get("x-probe"),
+  }, { status: Number(url.searchParams.get("status") ?? 200) });
+});
+"""
+
+ENV_DUMP = """
+Deno.serve(() => Response.json(Deno.env.toObject()));
+"""
+
+
+def _slug(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def _mgmt(stack: LocalStack, method: str, path: str, body: object = None) -> httpx.Response:
+    url = f"{stack.env['MANAGEMENT_API_URL']}/v1/projects/{stack.env['PROJECT_REF']}{path}"
+    headers = {"Authorization": f"Bearer {stack.env['ACCESS_TOKEN']}"}
+    return httpx.request(method, url, headers=headers, json=body, timeout=30)
+
+
+def _invoke(
+    stack: LocalStack,
+    path: str,
+    key: str | None = "ANON_KEY",
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    content: bytes | None = None,
+) -> httpx.Response:
+    """Call a function the way a client does: Bearer <legacy key> unless `key` is None."""
+    sent = dict(headers or {})
+    if key:
+        sent["Authorization"] = f"Bearer {stack.env[key]}"
+    url = f"{stack.env['FUNCTIONS_URL']}/{path}"
+    return httpx.request(method, url, headers=sent, content=content, timeout=60)
+
+
+def test_deploy_invoke_redeploy_delete(local_stack: LocalStack) -> None:
+    slug = _slug("echo")
+    first = local_stack.deploy(slug, {"index.ts": ECHO.replace("__VERSION__", "one")})
+    assert first["version"] == 1 and first["status"] == "ACTIVE"
+
+    reply = _invoke(local_stack, f"{slug}/a/b?x=1&y=two", method="POST", content=b"hello",
+                    headers={"x-probe": "p1"})  # fmt: skip
+    assert reply.status_code == 200
+    assert reply.json() == {
+        "version": "one",
+        "method": "POST",
+        "path": f"/{slug}/a/b",
+        "query": "?x=1&y=two",
+        "body": "hello",
+        "header": "p1",
+    }
+    assert _invoke(local_stack, f"{slug}?status=418").status_code == 418
+    for method in ("PUT", "PATCH", "DELETE"):
+        assert _invoke(local_stack, slug, method=method).json()["method"] == method
+
+    second = local_stack.deploy(slug, {"index.ts": ECHO.replace("__VERSION__", "two")})
+    assert second["version"] == 2 and second["id"] == first["id"]
+    assert second["ezbr_sha256"] != first["ezbr_sha256"]
+    assert _invoke(local_stack, slug).json()["version"] == "two"
+
+    assert _mgmt(local_stack, "DELETE", f"/functions/{slug}").status_code == 200
+    gone = _invoke(local_stack, slug)
+    assert gone.status_code == 404
+    assert gone.json() == {"code": "NOT_FOUND", "message": "Requested function was not found"}
+    # Its files go too, once its process has stopped.
+    deadline = time.monotonic() + 10
+    while (local_stack.dir / "functions" / slug).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (local_stack.dir / "functions" / slug).exists()
+
+
+def test_verify_jwt_enforced_before_the_function_runs(
+    local_stack: LocalStack, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    code = f"""
+Deno.serve(async () => {{
+  await Deno.writeTextFile({json.dumps(str(marker))}, "x", {{ append: true }});
+  return new Response("ran");
+}});
+"""
+    slug = _slug("guarded")
+    local_stack.deploy(slug, {"index.ts": code}, verify_jwt=True)
+    secret = local_stack.env["JWT_SECRET"]
+    other_secret = "not-the-project-jwt-secret-but-long-enough"
+    forged = jwt.encode({"role": "service_role"}, other_secret, algorithm="HS256")
+    expired = jwt.encode({"role": "anon", "exp": int(time.time()) - 60}, secret, algorithm="HS256")
+    cases = {
+        None: "UNAUTHORIZED_NO_AUTH_HEADER",
+        "Bearer not-a-jwt": "UNAUTHORIZED_LEGACY_JWT",
+        f"Bearer {forged}": "UNAUTHORIZED_LEGACY_JWT",
+        f"Bearer {expired}": "UNAUTHORIZED_LEGACY_JWT",
+        f"Basic {local_stack.env['ANON_KEY']}": "UNAUTHORIZED_INVALID_AUTH_HEADER",
+    }
+    for header, code_name in cases.items():
+        headers = {"Authorization": header} if header else {}
+        reply = _invoke(local_stack, slug, key=None, headers=headers)
+        assert reply.status_code == 401, header
+        assert reply.json()["code"] == code_name
+    assert not marker.exists(), "the function ran for a rejected request"
+
+    for key in ("ANON_KEY", "SERVICE_ROLE_KEY"):
+        assert _invoke(local_stack, slug, key=key).text == "ran"
+    user_jwt = jwt.encode({"role": "authenticated", "sub": "u1"}, secret, algorithm="HS256")
+    assert _invoke(local_stack, slug, key=None,
+                   headers={"Authorization": f"Bearer {user_jwt}"}).status_code == 200  # fmt: skip
+
+    open_slug = _slug("open")
+    local_stack.deploy(open_slug, {"index.ts": code}, verify_jwt=False)
+    assert _invoke(local_stack, open_slug, key=None).text == "ran"
+    assert marker.read_text() == "xxxx"
+
+
+def test_default_env_and_secrets_reach_the_function(local_stack: LocalStack) -> None:
+    slug = _slug("env")
+    local_stack.deploy(slug, {"index.ts": ENV_DUMP})
+    env = _invoke(local_stack, slug).json()
+    e = local_stack.env
+    assert env["SUPABASE_URL"] == e["API_URL"]
+    assert env["SUPABASE_DB_URL"] == e["DB_URL"]
+    assert env["SUPABASE_ANON_KEY"] == e["ANON_KEY"]
+    assert env["SUPABASE_SERVICE_ROLE_KEY"] == e["SERVICE_ROLE_KEY"]
+    claims = jwt.decode(env["SUPABASE_SERVICE_ROLE_KEY"], e["JWT_SECRET"], algorithms=["HS256"])
+    assert claims["role"] == "service_role" and claims["ref"] == e["PROJECT_REF"]
+    assert json.loads(env["SUPABASE_SECRET_KEYS"])["default"].startswith("sb_secret_")
+    assert json.loads(env["SUPABASE_PUBLISHABLE_KEYS"])["default"].startswith("sb_publishable_")
+    assert json.loads(env["SUPABASE_JWKS"]) == {"keys": []}
+    assert not any(k.startswith("SUPAQUEUE_EDGE_") for k in env), "runtime plumbing leaked"
+
+    name = f"TEST_SECRET_{uuid.uuid4().hex[:6].upper()}"
+    assert name not in env
+    assert (
+        _mgmt(local_stack, "POST", "/secrets", [{"name": name, "value": "v1"}]).status_code == 201
+    )
+    assert _invoke(local_stack, slug).json()[name] == "v1"
+    assert (
+        _mgmt(local_stack, "POST", "/secrets", [{"name": name, "value": "v2"}]).status_code == 201
+    )
+    assert _invoke(local_stack, slug).json()[name] == "v2"
+    assert _mgmt(local_stack, "DELETE", "/secrets", [name]).status_code == 200
+    assert name not in _invoke(local_stack, slug).json()
+
+
+def _wait_for(path: Path, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _background_writer(marker: Path, delay_ms: int) -> str:
+    return f"""
+Deno.serve(() => {{
+  EdgeRuntime.waitUntil((async () => {{
+    await new Promise((resolve) => setTimeout(resolve, {delay_ms}));
+    await Deno.writeTextFile({json.dumps(str(marker))}, "done");
+  }})());
+  return new Response("accepted", {{ status: 202 }});
+}});
+"""
+
+
+def test_wait_until_work_completes_after_the_response(
+    local_stack: LocalStack, tmp_path: Path
+) -> None:
+    marker = tmp_path / "background-done"
+    slug = _slug("bg")
+    local_stack.deploy(slug, {"index.ts": _background_writer(marker, 700)})
+    started = time.monotonic()
+    reply = _invoke(local_stack, slug)
+    answered = time.monotonic() - started
+    assert reply.status_code == 202 and reply.text == "accepted"
+    assert answered < 0.7 and not marker.exists(), "the response waited for the background work"
+    assert _wait_for(marker, 10), "waitUntil work never completed"
+
+
+def test_wait_until_work_survives_a_redeploy(local_stack: LocalStack, tmp_path: Path) -> None:
+    """A redeploy replaces the process, but the old one finishes its background work first."""
+    marker = tmp_path / "survived"
+    slug = _slug("drain")
+    local_stack.deploy(slug, {"index.ts": _background_writer(marker, 1500)})
+    assert _invoke(local_stack, slug).status_code == 202
+    local_stack.deploy(slug, {"index.ts": ECHO.replace("__VERSION__", "next")})
+    assert _invoke(local_stack, slug).json()["version"] == "next"
+    assert not marker.exists()
+    assert _wait_for(marker, 10), "redeploy killed pending waitUntil work"
+
+
+@pytest.mark.parametrize(
+    "serve_call",
+    [
+        "Deno.serve({ port: 1 }, handler)",
+        "Deno.serve({ handler, hostname: '0.0.0.0', port: 8000 })",
+        "Deno.serve(handler)",
+    ],
+)
+def test_every_deno_serve_form_is_served(local_stack: LocalStack, serve_call: str) -> None:
+    slug = _slug("serve")
+    code = f"const handler = () => new Response('ok');\n{serve_call};\n"
+    local_stack.deploy(slug, {"index.ts": code}, verify_jwt=False)
+    assert _invoke(local_stack, slug, key=None).text == "ok"
+
+
+def test_relative_imports_and_deno_json(local_stack: LocalStack) -> None:
+    slug = _slug("modules")
+    files = {
+        "deno.json": json.dumps({"imports": {"greet/": "./lib/"}}),
+        "index.ts": 'import { greet } from "greet/greet.ts";\n'
+        "Deno.serve(() => new Response(greet('edge')));\n",
+        "lib/greet.ts": "export const greet = (n: string) => `hello ${n}`;\n",
+    }
+    local_stack.deploy(slug, files, import_map="deno.json")
+    assert _invoke(local_stack, slug).text == "hello edge"
+
+
+def test_npm_postgres_reaches_the_database(local_stack: LocalStack) -> None:
+    """What the dispatcher does: `npm:postgres` over SUPABASE_DB_URL (npm: cached in DENO_DIR)."""
+    slug = _slug("db")
+    code = """
+import postgres from "npm:postgres@3.4.7";
+const sql = postgres(Deno.env.get("SUPABASE_DB_URL")!, { max: 1 });
+Deno.serve(async () => {
+  const [row] = await sql`select current_user as who, 40 + 2 as answer`;
+  return Response.json(row);
+});
+"""
+    local_stack.deploy(slug, {"index.ts": code})
+    assert _invoke(local_stack, slug).json() == {"who": "postgres", "answer": 42}
+
+
+def test_a_function_that_cannot_boot_answers_503(local_stack: LocalStack) -> None:
+    slug = _slug("broken")
+    local_stack.deploy(slug, {"index.ts": "this is not typescript ((("})
+    reply = _invoke(local_stack, slug)
+    assert reply.status_code == 503
+    assert reply.json()["code"] == "BOOT_ERROR"
+    log = (local_stack.dir / "logs" / "functions" / f"{slug}.log").read_text()
+    assert "BOOT_ERROR" in log
+
+
+def test_the_supabase_cli_form_layout_deploys_and_runs(local_stack: LocalStack) -> None:
+    """Paths as `supabase functions deploy --use-api` sends them: relative to the project root,
+    import map first, a shared module reached with `../`, an empty import_map_path when unset."""
+    slug = _slug("cli")
+    root = "supabase/functions"
+    metadata = {
+        "entrypoint_path": f"{root}/{slug}/index.ts",
+        "import_map_path": f"{root}/{slug}/deno.json",
+        "name": slug,
+        "static_patterns": [],
+        "verify_jwt": True,
+    }
+    files = [
+        ("metadata", (None, json.dumps(metadata) + "\n", None)),
+        ("file", (f"{root}/{slug}/deno.json", '{"imports": {}}', "application/octet-stream")),
+        ("file", (f"{root}/{slug}/index.ts",
+                  'import { shout } from "../_shared/shout.ts";\n'
+                  "Deno.serve(() => new Response(shout('cli')));\n", "application/octet-stream")),
+        ("file", (f"{root}/_shared/shout.ts",
+                  "export const shout = (s: string) => s.toUpperCase();\n",
+                  "application/octet-stream")),
+    ]  # fmt: skip
+    url = f"{local_stack.env['MANAGEMENT_API_URL']}/v1/projects/{local_stack.env['PROJECT_REF']}"
+    auth = {"Authorization": f"Bearer {local_stack.env['ACCESS_TOKEN']}"}
+    created = httpx.post(f"{url}/functions/deploy", params={"slug": slug}, files=files,
+                         headers=auth, timeout=60)  # fmt: skip
+    assert created.status_code == 201, created.text
+    assert created.json()["entrypoint_path"] == metadata["entrypoint_path"]
+    assert _invoke(local_stack, slug).text == "CLI"
+
+    metadata["import_map_path"] = ""  # the CLI sends "" when a function has no import map
+    files[0] = ("metadata", (None, json.dumps(metadata), None))
+    again = httpx.post(f"{url}/functions/deploy", params={"slug": slug}, files=files,
+                       headers=auth, timeout=60)  # fmt: skip
+    assert again.status_code == 201, again.text
+    assert again.json()["import_map"] is False and again.json()["version"] == 2
+    assert _invoke(local_stack, slug).text == "CLI"
+
+
+def test_a_crashed_function_answers_502_then_comes_back(local_stack: LocalStack) -> None:
+    slug = _slug("crash")
+    code = """
+Deno.serve((req) => {
+  if (new URL(req.url).pathname.endsWith("/die")) Deno.exit(7);
+  return new Response("alive");
+});
+"""
+    local_stack.deploy(slug, {"index.ts": code})
+    assert _invoke(local_stack, slug).text == "alive"
+    died = _invoke(local_stack, f"{slug}/die")
+    assert died.status_code == 502 and died.json()["code"] == "WORKER_ERROR"
+    assert _invoke(local_stack, slug).text == "alive"
+
+
+def test_redeploys_under_load_drop_no_request(local_stack: LocalStack) -> None:
+    """Blue/green: the new version starts before the old one stops taking requests."""
+    import asyncio
+
+    slug = _slug("load")
+    local_stack.deploy(slug, {"index.ts": ECHO.replace("__VERSION__", "0")})
+    url = f"{local_stack.env['FUNCTIONS_URL']}/{slug}"
+    auth = {"Authorization": f"Bearer {local_stack.env['ANON_KEY']}"}
+
+    async def hammer(stop: asyncio.Event, seen: list[tuple[int, str]]) -> None:
+        async with httpx.AsyncClient(headers=auth, timeout=30) as client:
+            while not stop.is_set() and len(seen) < 5000:  # bounded
+                reply = await client.get(url)
+                seen.append((reply.status_code, reply.json().get("version", "?")))
+
+    async def scenario() -> list[tuple[int, str]]:
+        stop = asyncio.Event()
+        seen: list[tuple[int, str]] = []
+        workers = [asyncio.create_task(hammer(stop, seen)) for _ in range(4)]
+        for version in ("1", "2", "3"):
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(
+                local_stack.deploy, slug, {"index.ts": ECHO.replace("__VERSION__", version)}
+            )
+        await asyncio.sleep(0.3)
+        stop.set()
+        await asyncio.gather(*workers)
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen and all(status == 200 for status, _ in seen), {s for s, _ in seen}
+    assert seen[-1][1] == "3"
+    assert {v for _, v in seen} >= {"0", "3"}

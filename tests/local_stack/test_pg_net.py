@@ -1,0 +1,614 @@
+"""The `net` stand-in and its sender, against real Postgres and a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+from aiohttp import web
+
+from local_stack.net_sender import run_sender
+from local_stack.postgres import free_port
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[2]
+
+
+class LoopThread:
+    """An asyncio loop in a thread: hosts the HTTP server and the sender while tests run SQL."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    at: float = field(default_factory=time.monotonic)
+
+
+class LoopbackServer:
+    """Routes: /echo, /slow?ms=N, /status/{code}, /hang. Records every request it receives."""
+
+    def __init__(self) -> None:
+        self.seen: list[Seen] = []
+        self.port = free_port()
+        self.runner: web.AppRunner | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def _record(self, request: web.Request) -> Seen:
+        seen = Seen(
+            request.method,
+            request.path,
+            dict(request.query),
+            dict(request.headers),
+            await request.read(),
+        )
+        self.seen.append(seen)
+        return seen
+
+    async def echo(self, request: web.Request) -> web.Response:
+        seen = await self._record(request)
+        return web.json_response(
+            {"method": seen.method, "query": seen.query, "body": seen.body.decode()},
+            headers={"X-Echo": "yes"},
+        )
+
+    async def slow(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        await asyncio.sleep(int(request.query["ms"]) / 1000)
+        return web.Response(text="slow done")
+
+    async def status(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        code = int(request.match_info["code"])
+        return web.Response(status=code, text=f"status {code}", headers={"X-Test": "kept"})
+
+    async def hang(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        await asyncio.sleep(30)
+        return web.Response(text="too late")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/echo", self.echo)
+        app.router.add_route("*", "/slow", self.slow)
+        app.router.add_route("*", "/status/{code}", self.status)
+        app.router.add_route("*", "/hang", self.hang)
+        self.runner = web.AppRunner(app, shutdown_timeout=1)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    def paths_with(self, key: str, value: str) -> list[Seen]:
+        return [s for s in self.seen if s.query.get(key) == value]
+
+
+@pytest.fixture
+def loop_thread() -> Iterator[LoopThread]:
+    lt = LoopThread()
+    try:
+        yield lt
+    finally:
+        lt.close()
+
+
+@pytest.fixture
+def server(loop_thread: LoopThread) -> Iterator[LoopbackServer]:
+    srv = LoopbackServer()
+    loop_thread.run(srv.start())
+    try:
+        yield srv
+    finally:
+        loop_thread.run(srv.stop())
+
+
+SenderStarter = Callable[[], None]
+
+
+@pytest.fixture
+def start_sender(pg_dsn: str, loop_thread: LoopThread) -> Iterator[SenderStarter]:
+    """Call to start the sender on this test's database (after any per-database settings)."""
+    stop: asyncio.Event | None = None
+    task: concurrent.futures.Future[None] | None = None
+
+    async def make_stop() -> asyncio.Event:
+        return asyncio.Event()
+
+    def start() -> None:
+        nonlocal stop, task
+        stop = loop_thread.run(make_stop())
+        task = asyncio.run_coroutine_threadsafe(run_sender(pg_dsn, stop), loop_thread.loop)
+
+    try:
+        yield start
+    finally:
+        if stop is not None and task is not None:
+            loop_thread.loop.call_soon_threadsafe(stop.set)
+            task.result(15)  # re-raises anything the sender died of
+
+
+def wait_for(fetch: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.02) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fetch()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def response_row(conn: psycopg.Connection, request_id: int) -> dict[str, Any] | None:
+    cur = conn.execute(
+        "select status_code, content_type, headers, content, timed_out, error_msg"
+        " from net._http_response where id = %s",
+        (request_id,),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None
+    names = ["status_code", "content_type", "headers", "content", "timed_out", "error_msg"]
+    return dict(zip(names, row, strict=True))
+
+
+def one(conn: psycopg.Connection, query: str, params: Any = None) -> Any:
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return row[0]
+
+
+# ---- schema, signatures, grants (no sender needed) --------------------------------------------
+
+
+def test_signatures_tables_and_grants_match_pg_net(pg_conn: psycopg.Connection) -> None:
+    args: dict[Any, Any] = dict(
+        pg_conn.execute(
+            "select p.proname, pg_get_function_arguments(p.oid) || ' -> ' ||"
+            " pg_get_function_result(p.oid)"
+            " from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
+            " where n.nspname = 'net' and p.proname like 'http\\_%'"
+        ).fetchall()
+    )
+    assert args == {
+        "http_post": "url text, body jsonb DEFAULT '{}'::jsonb, params jsonb DEFAULT '{}'::jsonb,"
+        ' headers jsonb DEFAULT \'{"Content-Type": "application/json"}\'::jsonb,'
+        " timeout_milliseconds integer DEFAULT 5000 -> bigint",
+        "http_get": "url text, params jsonb DEFAULT '{}'::jsonb, headers jsonb DEFAULT"
+        " '{}'::jsonb, timeout_milliseconds integer DEFAULT 5000 -> bigint",
+        "http_delete": "url text, params jsonb DEFAULT '{}'::jsonb, headers jsonb DEFAULT"
+        " '{}'::jsonb, timeout_milliseconds integer DEFAULT 5000, body jsonb DEFAULT NULL::jsonb"
+        " -> bigint",
+    }
+    persistence: dict[Any, Any] = dict(
+        pg_conn.execute(
+            "select relname, relpersistence from pg_class c join pg_namespace n"
+            " on n.oid = c.relnamespace where n.nspname = 'net' and c.relkind = 'r'"
+        ).fetchall()
+    )
+    assert persistence == {"http_request_queue": "u", "_http_response": "u"}
+    columns = pg_conn.execute(
+        "select column_name, data_type, is_nullable from information_schema.columns"
+        " where table_schema = 'net' and table_name = '_http_response' order by ordinal_position"
+    ).fetchall()
+    assert columns == [
+        ("id", "bigint", "YES"),
+        ("status_code", "integer", "YES"),
+        ("content_type", "text", "YES"),
+        ("headers", "jsonb", "YES"),
+        ("content", "text", "YES"),
+        ("timed_out", "boolean", "YES"),
+        ("error_msg", "text", "YES"),
+        ("created", "timestamp with time zone", "NO"),
+    ]
+    queue_columns = [
+        r[0]
+        for r in pg_conn.execute(
+            "select column_name from information_schema.columns where table_schema = 'net'"
+            " and table_name = 'http_request_queue' order by ordinal_position"
+        ).fetchall()
+    ]
+    assert queue_columns == ["id", "method", "url", "headers", "body", "timeout_milliseconds"]
+    index = one(
+        pg_conn,
+        "select indexdef from pg_indexes where schemaname = 'net' and tablename = '_http_response'",
+    )
+    assert "(created)" in index
+    with pytest.raises(psycopg.errors.CheckViolation):
+        pg_conn.execute("select 'PATCH'::net.http_method")
+    # Executable by everyone, as on Supabase: an unprivileged role can enqueue.
+    with pg_conn.transaction():
+        pg_conn.execute("set local role anon")
+        request_id = one(pg_conn, "select net.http_get('http://127.0.0.1:9/x')")
+        assert isinstance(request_id, int)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            pg_conn.execute("select * from net.http_request_queue")
+        raise psycopg.Rollback()
+
+
+def test_content_type_rule(pg_conn: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.errors.RaiseException) as info:
+        pg_conn.execute(
+            "select net.http_post('http://127.0.0.1:9/x',"
+            ' headers := \'{"Content-Type": "text/plain"}\')'
+        )
+    assert info.value.diag.message_primary == 'Content-Type header must be "application/json"'
+    with pg_conn.transaction():
+        added = one(
+            pg_conn,
+            "select net.http_post('http://127.0.0.1:9/x', headers := '{\"X-A\": \"1\"}')",
+        )
+        lower = one(
+            pg_conn,
+            "select net.http_post('http://127.0.0.1:9/x',"
+            ' headers := \'{"content-type": "application/json"}\')',
+        )
+        default = one(pg_conn, "select net.http_post('http://127.0.0.1:9/x', '{\"k\": [1, 2]}')")
+        rows: dict[Any, Any] = dict(
+            pg_conn.execute(
+                "select id, headers from net.http_request_queue where id = any(%s)",
+                ([added, lower, default],),
+            ).fetchall()
+        )
+        assert rows[added] == {"X-A": "1", "Content-Type": "application/json"}
+        assert rows[lower] == {"content-type": "application/json"}
+        assert rows[default] == {"Content-Type": "application/json"}
+        body, method, timeout = pg_conn.execute(
+            "select body, method, timeout_milliseconds from net.http_request_queue where id = %s",
+            (default,),
+        ).fetchone() or (None, None, None)
+        assert bytes(body) == b'{"k": [1, 2]}'
+        assert (method, timeout) == ("POST", 5000)
+        raise psycopg.Rollback()
+
+
+def test_params_are_url_encoded(pg_conn: psycopg.Connection) -> None:
+    with pg_conn.transaction():
+        request_id = one(
+            pg_conn,
+            "select net.http_get('http://127.0.0.1:9/x?a=1', params := '{\"q\": \"a b&ü\"}')",
+        )
+        url = one(pg_conn, "select url from net.http_request_queue where id = %s", (request_id,))
+        assert url == "http://127.0.0.1:9/x?a=1&q=a%20b%26%C3%BC"
+        raise psycopg.Rollback()
+
+
+# ---- delivery --------------------------------------------------------------------------------
+
+
+def test_post_is_delivered_after_commit_with_body_and_headers(
+    pg_conn: psycopg.Connection, server: LoopbackServer, start_sender: SenderStarter
+) -> None:
+    start_sender()
+    with pg_conn.transaction():
+        request_id = one(
+            pg_conn,
+            'select net.http_post(%s, body := \'{"hello": "world"}\','
+            ' params := \'{"tag": "post"}\','
+            ' headers := \'{"Content-Type": "application/json", "X-Custom": "v1"}\')',
+            (server.url("/echo"),),
+        )
+        time.sleep(1.2)
+        # Not before COMMIT: the sender is idle and the row is invisible to it.
+        assert server.paths_with("tag", "post") == []
+    row = wait_for(lambda: response_row(pg_conn, request_id))
+    [seen] = server.paths_with("tag", "post")
+    assert seen.method == "POST"
+    assert seen.body == b'{"hello": "world"}'
+    assert seen.headers["Content-Type"] == "application/json"
+    assert seen.headers["X-Custom"] == "v1"
+    assert seen.headers["User-Agent"].startswith("pg_net/")
+    assert row["status_code"] == 200
+    assert row["timed_out"] is False
+    assert row["error_msg"] is None
+    assert row["content_type"].startswith("application/json")
+    assert row["headers"]["X-Echo"] == "yes"
+    assert json.loads(row["content"])["body"] == '{"hello": "world"}'
+    assert one(pg_conn, "select count(*) from net.http_request_queue") == 0
+
+
+def test_get_and_delete_are_sent_with_their_method(
+    pg_conn: psycopg.Connection, server: LoopbackServer, start_sender: SenderStarter
+) -> None:
+    start_sender()
+    get_id = one(pg_conn, "select net.http_get(%s)", (server.url("/echo?tag=get"),))
+    del_id = one(
+        pg_conn,
+        "select net.http_delete(%s, body := '{\"gone\": true}')",
+        (server.url("/echo?tag=delete"),),
+    )
+    get_row = wait_for(lambda: response_row(pg_conn, get_id))
+    del_row = wait_for(lambda: response_row(pg_conn, del_id))
+    assert json.loads(get_row["content"])["method"] == "GET"
+    assert json.loads(del_row["content"]) == {
+        "method": "DELETE",
+        "query": {"tag": "delete"},
+        "body": '{"gone": true}',
+    }
+
+
+def test_rolled_back_request_is_never_sent(
+    pg_conn: psycopg.Connection, server: LoopbackServer, start_sender: SenderStarter
+) -> None:
+    start_sender()
+    with pg_conn.transaction():
+        rolled = one(pg_conn, "select net.http_get(%s)", (server.url("/echo?tag=rolled-back"),))
+        raise psycopg.Rollback()
+    # A committed request afterwards proves the sender was awake and has looked at the queue.
+    kept = one(pg_conn, "select net.http_get(%s)", (server.url("/echo?tag=committed"),))
+    wait_for(lambda: response_row(pg_conn, kept))
+    time.sleep(0.5)
+    assert server.paths_with("tag", "rolled-back") == []
+    assert len(server.paths_with("tag", "committed")) == 1
+    assert response_row(pg_conn, rolled) is None
+    assert one(pg_conn, "select count(*) from net.http_request_queue") == 0
+
+
+def test_a_batch_is_held_by_its_slowest_request(
+    pg_conn: psycopg.Connection, server: LoopbackServer, start_sender: SenderStarter
+) -> None:
+    start_sender()
+    slow_ms = 1500
+    with pg_conn.transaction():
+        slow = one(pg_conn, "select net.http_get(%s)", (server.url(f"/slow?ms={slow_ms}"),))
+        fast = [
+            one(pg_conn, "select net.http_get(%s)", (server.url(f"/echo?tag=fast&n={i}"),))
+            for i in range(5)
+        ]
+    committed = time.monotonic()
+    # Sent concurrently: all fast requests arrive well before the slow one finishes...
+    wait_for(lambda: len(server.paths_with("tag", "fast")) == 5, timeout=5)
+    assert max(s.at for s in server.paths_with("tag", "fast")) - committed < 1.0
+    # ...yet none of their responses is stored until the slow one is done (one transaction).
+    time.sleep(0.6)
+    assert response_row(pg_conn, fast[0]) is None
+    # A request committed meanwhile waits for the running batch too.
+    late = one(pg_conn, "select net.http_get(%s)", (server.url("/echo?tag=late"),))
+    late_committed = time.monotonic()
+    wait_for(lambda: response_row(pg_conn, fast[-1]), timeout=10)
+    visible = time.monotonic() - committed
+    assert visible >= slow_ms / 1000 - 0.05
+    assert all(response_row(pg_conn, i) for i in [slow, *fast])
+    [late_seen] = wait_for(lambda: server.paths_with("tag", "late"))
+    assert late_seen.at - committed >= slow_ms / 1000 - 0.05
+    assert late_seen.at - late_committed > 0.5
+    wait_for(lambda: response_row(pg_conn, late))
+
+
+def test_timeout_row(
+    pg_conn: psycopg.Connection, server: LoopbackServer, start_sender: SenderStarter
+) -> None:
+    start_sender()
+    begun = time.monotonic()
+    request_id = one(
+        pg_conn,
+        "select net.http_get(%s, timeout_milliseconds := 300)",
+        (server.url("/hang"),),
+    )
+    row = wait_for(lambda: response_row(pg_conn, request_id), timeout=10)
+    assert time.monotonic() - begun < 5
+    assert row["status_code"] is None
+    assert row["timed_out"] is True
+    assert row["error_msg"].startswith("Timeout of 300 ms reached. Total time: ")
+    assert "HTTP Request/Response time:" in row["error_msg"]
+    assert row["content"] is None and row["headers"] is None
+
+
+def test_connection_refused_row(pg_conn: psycopg.Connection, start_sender: SenderStarter) -> None:
+    start_sender()
+    dead = free_port()  # nothing listens here
+    request_id = one(pg_conn, "select net.http_post(%s)", (f"http://127.0.0.1:{dead}/nobody-home",))
+    row = wait_for(lambda: response_row(pg_conn, request_id))
+    assert row == {
+        "status_code": None,
+        "content_type": None,
+        "headers": None,
+        "content": None,
+        "timed_out": False,
+        "error_msg": "Couldn't connect to server",
+    }
+
+
+def test_4xx_and_5xx_are_stored_as_responses(
+    pg_conn: psycopg.Connection, server: LoopbackServer, start_sender: SenderStarter
+) -> None:
+    start_sender()
+    ids = {
+        code: one(pg_conn, "select net.http_post(%s)", (server.url(f"/status/{code}"),))
+        for code in (404, 429, 500, 503)
+    }
+    for code, request_id in ids.items():
+        row = wait_for(functools.partial(response_row, pg_conn, request_id))
+        assert row["status_code"] == code
+        assert row["content"] == f"status {code}"
+        assert row["headers"]["X-Test"] == "kept"
+        assert row["content_type"].startswith("text/plain")
+        assert row["timed_out"] is False
+        assert row["error_msg"] is None
+
+
+def test_batch_size_setting_splits_batches_one_second_apart(
+    pg_conn: psycopg.Connection, pg_dsn: str, server: LoopbackServer, start_sender: SenderStarter
+) -> None:
+    dbname = pg_dsn.rsplit("/", 1)[1]
+    pg_conn.execute(f"alter database {dbname} set pg_net.batch_size = 2")
+    start_sender()
+    with pg_conn.transaction():
+        for i in range(5):
+            one(pg_conn, "select net.http_get(%s)", (server.url(f"/echo?tag=b&n={i}"),))
+    wait_for(lambda: len(server.paths_with("tag", "b")) == 5, timeout=10)
+    seen = server.paths_with("tag", "b")
+    arrivals = sorted(s.at for s in seen)
+    # Batches of 2, 2, 1 (ORDER BY id), with the upstream 1 s wait between batches.
+    assert arrivals[1] - arrivals[0] < 0.5
+    assert arrivals[2] - arrivals[1] > 0.8
+    assert arrivals[4] - arrivals[3] > 0.8
+    order = [s.query["n"] for s in sorted(seen, key=lambda s: s.at)]
+    assert set(order[:2]) == {"0", "1"} and set(order[2:4]) == {"2", "3"} and order[4] == "4"
+
+
+def test_ttl_purges_old_responses(
+    pg_conn: psycopg.Connection, pg_dsn: str, server: LoopbackServer, start_sender: SenderStarter
+) -> None:
+    pg_conn.execute(
+        "insert into net._http_response (id, status_code, created) values"
+        " (-1, 200, now() - interval '7 hours'), (-2, 200, now() - interval '5 hours')"
+    )
+    start_sender()
+    # Default pg_net.ttl is 6 hours: the 7-hour-old row goes, the 5-hour-old one stays.
+    trigger = one(pg_conn, "select net.http_get(%s)", (server.url("/echo?tag=ttl"),))
+    wait_for(lambda: response_row(pg_conn, trigger))
+    ids = {r[0] for r in pg_conn.execute("select id from net._http_response").fetchall()}
+    assert -1 not in ids
+    assert -2 in ids
+
+
+def test_ttl_setting_is_honoured(
+    pg_conn: psycopg.Connection, pg_dsn: str, server: LoopbackServer, start_sender: SenderStarter
+) -> None:
+    dbname = pg_dsn.rsplit("/", 1)[1]
+    pg_conn.execute(f"alter database {dbname} set pg_net.ttl = '1 hour'")
+    pg_conn.execute(
+        "insert into net._http_response (id, status_code, created) values"
+        " (-1, 200, now() - interval '2 hours'), (-2, 200, now() - interval '30 minutes')"
+    )
+    start_sender()
+    trigger = one(pg_conn, "select net.http_get(%s)", (server.url("/echo?tag=ttl2"),))
+    wait_for(lambda: response_row(pg_conn, trigger))
+    ids = {r[0] for r in pg_conn.execute("select id from net._http_response").fetchall()}
+    assert -1 not in ids
+    assert -2 in ids
+
+
+def test_requests_queued_while_the_sender_was_down_are_sent_at_start(
+    pg_conn: psycopg.Connection, server: LoopbackServer, start_sender: SenderStarter
+) -> None:
+    request_id = one(pg_conn, "select net.http_get(%s)", (server.url("/echo?tag=early"),))
+    time.sleep(0.2)
+    assert server.paths_with("tag", "early") == []
+    start_sender()
+    row = wait_for(lambda: response_row(pg_conn, request_id))
+    assert row["status_code"] == 200
+
+
+# ---- the command-line entry point --------------------------------------------------------------
+
+
+def test_cli_sends_then_exits_quietly_on_sigterm(
+    pg_conn: psycopg.Connection, pg_dsn: str, server: LoopbackServer
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "local_stack.net_sender", pg_dsn],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        request_id = one(pg_conn, "select net.http_get(%s)", (server.url("/echo?tag=cli"),))
+        row = wait_for(lambda: response_row(pg_conn, request_id), timeout=20)
+        assert row["status_code"] == 200
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert "Traceback" not in err
+    assert pg_dsn.split(":")[2].split("@")[0] not in err  # the password is never logged
+
+
+def test_cli_bad_dsn_is_a_clear_error() -> None:
+    dead = free_port()
+    proc = subprocess.run(
+        [sys.executable, "-m", "local_stack.net_sender", f"postgresql://u:p@127.0.0.1:{dead}/x"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ},
+    )
+    assert proc.returncode == 1
+    assert "cannot connect to the database" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    usage = subprocess.run(
+        [sys.executable, "-m", "local_stack.net_sender"], capture_output=True, text=True
+    )
+    assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+def test_cli_on_a_database_without_net_is_a_clear_error(pg_cluster: Any) -> None:
+    name = "no_net_" + os.urandom(4).hex()
+    with pg_cluster.connect() as conn:
+        conn.execute(f"create database {name} template template0")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "local_stack.net_sender", pg_cluster.dsn(name)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=REPO,
+        )
+    finally:
+        with pg_cluster.connect() as conn:
+            conn.execute(f"drop database {name} with (force)")
+    assert proc.returncode == 1
+    assert "no net.http_request_queue" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_every_committed_request_is_sent_exactly_once_under_load(
+    pg_conn: psycopg.Connection, server: LoopbackServer, start_sender: SenderStarter
+) -> None:
+    start_sender()
+    transactions, per_transaction = 20, 50  # bounded: 1000 requests
+    for t in range(transactions):
+        with pg_conn.transaction():
+            pg_conn.execute(
+                "select net.http_post(%s, jsonb_build_object('n', n), params :="
+                " jsonb_build_object('tag', 'load', 'n', n::text))"
+                " from generate_series(%s::int, %s::int) n",
+                (server.url("/echo"), t * per_transaction, (t + 1) * per_transaction - 1),
+            )
+    total = transactions * per_transaction
+    wait_for(lambda: one(pg_conn, "select count(*) from net._http_response") >= total, timeout=60)
+    seen = sorted(int(s.query["n"]) for s in server.paths_with("tag", "load"))
+    assert seen == list(range(total))
+    stats = pg_conn.execute(
+        "select count(*), count(distinct id), count(*) filter (where status_code = 200)"
+        " from net._http_response"
+    ).fetchone()
+    assert stats == (total, total, total)
+    assert one(pg_conn, "select count(*) from net.http_request_queue") == 0

@@ -1,0 +1,104 @@
+"""The schema resource: apply, no-op diff, new migration → update, edited migration refused at
+check (preview) and at update, refresh, delete = uninstall (schema and cron jobs gone)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.migrations import load_migrations
+from components.providers.migrations import MigrationsProvider
+from tests.providers.conftest import REPO, failure_text, migrations_props, sql_value, uninstall
+
+
+@pytest.fixture
+def sql_copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "sql"
+    shutil.copytree(REPO / "sql", folder)
+    return folder
+
+
+def newest_version() -> int:
+    return max(m.version for m in load_migrations(REPO / "sql"))
+
+
+def test_create_read_diff_delete(db_url: str) -> None:
+    uninstall(db_url)
+    provider = MigrationsProvider()
+    props = provider.check({}, migrations_props(db_url))
+    assert props.failures == []
+    created = provider.create(props.inputs)
+    outs: dict[str, Any] = created.outs or {}
+    assert created.id == "supaqueue"
+    assert outs["schema_version"] == newest_version()
+    assert sql_value(db_url, "select max(version) from supaqueue.migrations") == newest_version()
+    assert [m["version"] for m in outs["migrations"]] == [
+        m.version for m in load_migrations(REPO / "sql")
+    ]
+
+    # Unchanged files: nothing to do, and never a replace.
+    diff = provider.diff(created.id, outs, props.inputs)
+    assert diff.changes is False and diff.replaces == []
+
+    read = provider.read(created.id, outs)
+    assert read.id == "supaqueue" and (read.outs or {})["schema_version"] == newest_version()
+
+    assert sql_value(db_url, "select count(*) from cron.job where jobname like 'supaqueue%%'") > 0
+    provider.delete(created.id, outs)
+    assert sql_value(db_url, "select to_regnamespace('supaqueue') is null") is True
+    assert sql_value(db_url, "select count(*) from cron.job where jobname like 'supaqueue%%'") == 0
+    # Refresh after an uninstall behind Pulumi's back: the resource is gone.
+    assert provider.read(created.id, outs).id == ""
+
+
+def test_a_new_migration_updates_in_place(db_url: str, sql_copy: Path) -> None:
+    uninstall(db_url)
+    provider = MigrationsProvider()
+    first = provider.check({}, migrations_props(db_url, sql_copy)).inputs
+    outs = provider.create(first).outs or {}
+    (sql_copy / "0099_extra.sql").write_text("create table supaqueue.extra (id int);\n")
+    second = provider.check(outs, migrations_props(db_url, sql_copy))
+    assert second.failures == []
+    diff = provider.diff("supaqueue", outs, second.inputs)
+    assert diff.changes is True and diff.replaces == []
+    updated = provider.update("supaqueue", outs, second.inputs).outs or {}
+    assert updated["schema_version"] == 99
+    assert sql_value(db_url, "select to_regclass('supaqueue.extra') is not null") is True
+    uninstall(db_url)
+
+
+def test_an_edited_applied_migration_is_refused_at_preview_and_update(
+    db_url: str, sql_copy: Path
+) -> None:
+    uninstall(db_url)
+    provider = MigrationsProvider()
+    outs = provider.create(provider.check({}, migrations_props(db_url, sql_copy)).inputs).outs
+    assert outs is not None
+    first = sorted(sql_copy.glob("0001_*.sql"))[0]
+    first.write_text(first.read_text() + "\n-- edited after it was applied\n")
+
+    checked = provider.check(outs, migrations_props(db_url, sql_copy))
+    (failure,) = checked.failures
+    assert failure.property == "migrations"
+    assert first.stem in failure.reason and "has changed" in failure.reason
+
+    text = failure_text(lambda: provider.update("supaqueue", outs, checked.inputs))
+    assert "MigrationEdited" in text and first.stem in text
+    assert "Traceback" not in text  # the user sees the message, not a Python stack
+    uninstall(db_url)
+
+
+def test_unreachable_database_is_a_clear_error(db_url: str) -> None:
+    provider = MigrationsProvider()
+    bad = db_url.rsplit(":", 1)[0] + ":1/postgres"
+    props = migrations_props(bad)
+    # check does not fail on connectivity (create reports it, with the reason)...
+    assert provider.check({}, props).failures == []
+    text = failure_text(lambda: provider.create(props))
+    assert "DatabaseError: cannot connect to the database postgres@127.0.0.1:1/postgres" in text
+    password = db_url.split("//", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    assert password not in text
+    assert "Traceback" not in text

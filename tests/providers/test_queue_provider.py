@@ -1,0 +1,223 @@
+"""The queue resource against the real engine SQL: create, in-place updates (same id, jobs
+kept), rename replaces, drift seen by read, delete refused with unfinished jobs (SQ001) unless
+discard, check failures naming the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from components.providers.queue import QueueProvider
+from components.queue_spec import FIELDS
+from tests.providers.conftest import failure_text, sql_value
+
+# Queue settings that are not columns of supaqueue.queue.
+NOT_COLUMNS = ("headers", "workers", "discard_unfinished_on_delete", "edge_function_name")
+
+
+def declare(db_url: str, **settings: Any) -> dict[str, Any]:
+    props = {"db_url": db_url, "name": "emails", "edge_function_name": "send-email", **settings}
+    checked = QueueProvider().check({}, {**props, "queue_id": None})
+    assert checked.failures == []
+    return checked.inputs
+
+
+def workers(db_url: str, queue_id: str) -> int:
+    return int(
+        sql_value(
+            db_url,
+            "select count(*) from supaqueue.worker where queue = %s and not retiring",
+            queue_id,
+        )
+    )
+
+
+def test_create_writes_the_row_and_workers(installed: dict[str, Any], db_url: str) -> None:
+    provider = QueueProvider()
+    props = declare(
+        db_url,
+        workers=3,
+        method="PUT",
+        headers={"Authorization": "Bearer t"},
+        rate_limit_per_second=2.5,
+        rate_limit_burst=5,
+        max_attempts=4,
+        non_retryable_statuses=[400, 422],
+        timeout_ms=5000,
+        retention_seconds=3600,
+    )
+    created = provider.create(props)
+    assert created.outs is not None and created.outs["queue_id"] == created.id
+    assert workers(db_url, created.id) == 3
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute(
+            "select name, edge_function_name, method, default_headers, max_attempts,"
+            " rate_limit_per_second, rate_limit_burst, non_retryable_statuses, timeout_ms,"
+            " retention_seconds, paused from supaqueue.queue where id = %s",
+            (created.id,),
+        ).fetchone()
+    assert row == (
+        "emails",
+        "send-email",
+        "PUT",
+        {"Authorization": "Bearer t"},
+        4,
+        2.5,
+        5,
+        [400, 422],
+        5000,
+        3600,
+        False,
+    )
+    read = provider.read(created.id, created.outs)
+    assert read.id == created.id
+    assert {k: (read.outs or {})[k] for k in FIELDS if k != "discard_unfinished_on_delete"} == {
+        k: props[k] for k in FIELDS if k != "discard_unfinished_on_delete"
+    }
+
+
+def test_defaults_match_the_engine_defaults(installed: dict[str, Any], db_url: str) -> None:
+    provider = QueueProvider()
+    props = declare(db_url)
+    created = provider.create(props)
+    read = provider.read(created.id, created.outs or {}).outs or {}
+    for key in FIELDS:
+        assert read[key] == props[key], key
+    # Our default list is the engine's own default.
+    engine_default = sql_value(db_url, "select supaqueue.default_non_retryable_statuses()")
+    assert props["non_retryable_statuses"] == engine_default
+    assert 408 not in engine_default and 429 not in engine_default
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("insert into supaqueue.queue (name, edge_function_name) values ('raw', 'f')")
+        row = conn.execute(
+            "select " + ", ".join(k for k in FIELDS if k not in NOT_COLUMNS)
+            + " from supaqueue.queue where name = 'raw'"
+        ).fetchone()
+    assert row is not None
+    columns = [k for k in FIELDS if k not in NOT_COLUMNS]
+    seed_defaults = dict(zip(columns, row, strict=True))
+    assert seed_defaults == {k: props[k] for k in columns if k != "name"} | {"name": "raw"}
+
+
+def test_updates_are_in_place_and_keep_jobs(installed: dict[str, Any], db_url: str) -> None:
+    provider = QueueProvider()
+    props = declare(db_url, workers=2)
+    created = provider.create(props)
+    outs = created.outs or {}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("update supaqueue.queue set paused = true where id = %s", (created.id,))
+        conn.execute("insert into supaqueue.job (queue, payload) values (%s, '{}')", (created.id,))
+    news = declare(db_url, workers=5, rate_limit_per_second=10.0, paused=True, headers={"X-A": "1"})
+    diff = provider.diff(created.id, outs, news)
+    assert diff.changes is True and diff.replaces == []
+    updated = provider.update(created.id, outs, news).outs or {}
+    assert updated["queue_id"] == created.id
+    assert workers(db_url, created.id) == 5
+    assert sql_value(db_url, "select rate_limit_per_second from supaqueue.queue") == 10.0
+    assert sql_value(db_url, "select count(*) from supaqueue.job where queue = %s", created.id) == 1
+    fewer = declare(db_url, workers=1, paused=True)
+    provider.update(created.id, updated, fewer)
+    assert workers(db_url, created.id) == 1
+
+
+def test_rename_replaces_and_other_changes_do_not(installed: dict[str, Any], db_url: str) -> None:
+    provider = QueueProvider()
+    olds = {**declare(db_url), "queue_id": "x"}
+    assert provider.diff("x", olds, declare(db_url, name="mails")).replaces == ["name"]
+    for change in ({"workers": 9}, {"paused": True}, {"headers": {"A": "b"}}, {"max_attempts": 9}):
+        diff = provider.diff("x", olds, declare(db_url, **change))
+        assert diff.changes is True and diff.replaces == [], change
+    assert provider.diff("x", olds, declare(db_url)).changes is False
+
+
+def test_refresh_sees_changes_made_behind_pulumis_back(
+    installed: dict[str, Any], db_url: str
+) -> None:
+    provider = QueueProvider()
+    props = declare(db_url, workers=2)
+    created = provider.create(props)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("select supaqueue.set_worker_count(%s, 7)", (created.id,))
+        conn.execute("update supaqueue.queue set max_attempts = 9 where id = %s", (created.id,))
+    refreshed = provider.read(created.id, created.outs or {}).outs or {}
+    assert refreshed["workers"] == 7 and refreshed["max_attempts"] == 9
+    # The next `up` sees the drift against the program and updates it back.
+    diff = provider.diff(created.id, refreshed, props)
+    assert diff.changes is True and diff.replaces == []
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("delete from supaqueue.queue where id = %s", (created.id,))
+    assert provider.read(created.id, created.outs or {}).id == ""
+
+
+def test_delete_refuses_unfinished_jobs_unless_discard(
+    installed: dict[str, Any], db_url: str
+) -> None:
+    provider = QueueProvider()
+    created = provider.create(declare(db_url, paused=True))
+    outs = created.outs or {}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("insert into supaqueue.job (queue, payload) values (%s, '{}')", (created.id,))
+        conn.execute("insert into supaqueue.job (queue, payload) values (%s, '{}')", (created.id,))
+    text = failure_text(lambda: provider.delete(created.id, outs))
+    assert "QueueNotEmptyError: cannot remove queue 'emails'" in text
+    assert "2 unfinished job(s)" in text
+    assert "discard_unfinished_on_delete: true" in text
+    assert "Traceback" not in text
+    assert sql_value(db_url, "select count(*) from supaqueue.queue") == 1
+
+    provider.delete(created.id, {**outs, "discard_unfinished_on_delete": True})
+    assert sql_value(db_url, "select count(*) from supaqueue.queue") == 0
+    assert sql_value(db_url, "select count(*) from supaqueue.job") == 0
+
+
+def test_delete_after_uninstall_is_a_no_op(db_url: str, installed: dict[str, Any]) -> None:
+    provider = QueueProvider()
+    created = provider.create(declare(db_url))
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("drop schema supaqueue cascade")
+    provider.delete(created.id, created.outs or {})
+    assert provider.read(created.id, created.outs or {}).id == ""
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "fragment"),
+    [
+        ({"workers": -1}, "workers", "at least 1"),
+        ({"name": "bad name"}, "name", "not a valid slug"),
+        (
+            {"edge_function_name": "https://x.supabase.co/functions/v1/f"},
+            "edge_function_name",
+            "not a URL",
+        ),
+        ({"headers": {"X": 1}}, "headers", "must be a string"),
+        ({"method": "FETCH"}, "method", "must be one of"),
+        ({"colour": "red"}, "colour", "unknown key"),
+        ({"db_url": "mysql://x"}, "db_url", "not a Postgres connection URL"),
+    ],
+)
+def test_check_names_the_field(change: dict[str, Any], field: str, fragment: str) -> None:
+    news = {"db_url": "postgresql://u:p@127.0.0.1:5432/db", "name": "q", "edge_function_name": "f"}
+    failures = QueueProvider().check({}, {**news, **change}).failures
+    found = {f.property: f.reason for f in failures}
+    assert field in found and fragment in found[field], found
+
+
+def test_numbers_arrive_as_floats_from_the_engine(installed: dict[str, Any], db_url: str) -> None:
+    provider = QueueProvider()
+    news = {
+        "db_url": db_url,
+        "name": "floats",
+        "edge_function_name": "f",
+        "workers": 2.0,
+        "timeout_ms": 5000.0,
+        "non_retryable_statuses": [400.0, 404.0],
+    }
+    checked = provider.check({}, news)
+    assert checked.failures == []
+    assert checked.inputs["workers"] == 2 and isinstance(checked.inputs["workers"], int)
+    # The engine serializes the checked inputs again before create: floats once more.
+    created = provider.create({**checked.inputs, "workers": 2.0, "timeout_ms": 5000.0})
+    assert workers(db_url, created.id) == 2
+    assert sql_value(db_url, "select non_retryable_statuses from supaqueue.queue") == [400, 404]

@@ -1,0 +1,1 @@
+"""Helpers the tests share: the toolchain environment and plugin launchers."""

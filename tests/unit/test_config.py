@@ -1,0 +1,126 @@
+"""Stack config validation: every problem named by its key, env fallback for target local."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components.config import parse_stack_config
+from components.errors import ConfigError
+
+LOCAL_ENV = {
+    "API_URL": "http://127.0.0.1:54321",
+    "DB_URL": "postgresql://postgres:pw@127.0.0.1:54322/postgres",
+    "PROJECT_REF": "abcdefghijklmnopqrst",
+    "MANAGEMENT_API_URL": "http://127.0.0.1:54321",
+    "ACCESS_TOKEN": "sbp_" + "a" * 40,
+}
+SUPABASE = {
+    "target": "supabase",
+    "projectRef": "qwertyuiopasdfghjklz",
+    "accessToken": "sbp_" + "b" * 40,
+    "dbUrl": "postgresql://postgres:pw@db.qwertyuiopasdfghjklz.supabase.co:5432/postgres",
+}
+
+
+def problems(values: dict[str, Any], env: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(values, env or {})
+    return str(caught.value)
+
+
+def test_local_target_takes_missing_values_from_the_environment() -> None:
+    config = parse_stack_config({"target": "local", "demo": "true"}, LOCAL_ENV)
+    assert config.project_ref == "abcdefghijklmnopqrst"
+    assert config.db_url == LOCAL_ENV["DB_URL"]
+    assert config.access_token == LOCAL_ENV["ACCESS_TOKEN"]
+    assert config.functions_url == "http://127.0.0.1:54321/functions/v1"
+    assert config.management_api_url == "http://127.0.0.1:54321"
+    assert config.demo is True
+    assert config.secret_version == "1"
+
+
+def test_config_values_win_over_the_environment() -> None:
+    config = parse_stack_config(
+        {"target": "local", "dbUrl": "postgresql://u:p@127.0.0.1:1/db"}, LOCAL_ENV
+    )
+    assert config.db_url == "postgresql://u:p@127.0.0.1:1/db"
+
+
+def test_local_target_without_the_environment_says_how_to_get_it() -> None:
+    text = problems({"target": "local"}, {})
+    for key, env in (
+        ("dbUrl", "DB_URL"),
+        ("accessToken", "ACCESS_TOKEN"),
+        ("projectRef", "PROJECT_REF"),
+    ):
+        assert f"supaqueue:{key}: not set, and {env} is not in the environment" in text
+    assert "supaqueue dev up" in text
+
+
+def test_supabase_target_needs_explicit_secrets_and_defaults_urls() -> None:
+    text = problems({"target": "supabase"}, LOCAL_ENV)
+    assert "pulumi config set --secret supaqueue:accessToken" in text
+    assert "pulumi config set --secret supaqueue:dbUrl" in text
+    config = parse_stack_config(SUPABASE, LOCAL_ENV)
+    assert config.api_url == "https://qwertyuiopasdfghjklz.supabase.co"
+    assert config.management_api_url == "https://api.supabase.com"
+
+
+def test_secrets_are_not_in_the_repr() -> None:
+    config = parse_stack_config(SUPABASE, {})
+    assert SUPABASE["accessToken"] not in repr(config)
+    assert "pw@" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"target": "cloud"}, "supaqueue:target: must be 'local'"),
+        ({"taget": "local"}, "supaqueue:taget: unknown key"),
+        ({"projectRef": "Not-A-Ref"}, "supaqueue:projectRef: must be the 20 lowercase letters"),
+        ({"dbUrl": "host=="}, "supaqueue:dbUrl: is not a Postgres connection URL"),
+        ({"apiUrl": "ftp://x"}, "supaqueue:apiUrl: must be an http(s) URL"),
+        ({"demo": "maybe"}, "supaqueue:demo:"),
+        ({"queues": {"name": "q"}}, "supaqueue:queues: must be a list"),
+    ],
+)
+def test_bad_values_are_named(values: dict[str, Any], expected: str) -> None:
+    assert expected in problems({**SUPABASE, **values})
+
+
+def test_queue_problems_name_the_queue_and_field() -> None:
+    queues = [
+        {"name": "ok", "edge_function_name": "fn"},
+        {
+            "name": "1bad",
+            "edge_function_name": "https://x.supabase.co/functions/v1/fn",
+            "workers": -1,
+            "method": "FETCH",
+            "headers": {"X-Num": 5},
+            "colour": "red",
+        },
+        {"name": "ok", "edge_function_name": "fn"},
+    ]
+    text = problems({**SUPABASE, "queues": queues})
+    assert "supaqueue:queues[1].name: '1bad' is not a valid slug" in text
+    assert "supaqueue:queues[1].edge_function_name: must be a function slug" in text
+    assert "not a URL" in text
+    assert "supaqueue:queues[1].workers: must be at least 1, got -1" in text
+    assert "supaqueue:queues[1].method: must be one of GET, POST, PUT, PATCH, DELETE" in text
+    assert "supaqueue:queues[1].headers: value of header 'X-Num' must be a string" in text
+    assert "supaqueue:queues[1].colour: unknown key" in text
+    assert "supaqueue:queues[2].name: 'ok' is declared twice" in text
+
+
+def test_queues_arrive_as_json_text_from_the_engine_and_get_defaults() -> None:
+    config = parse_stack_config(
+        {**SUPABASE, "queues": '[{"name": "emails", "edge_function_name": "send-email"}]'}, {}
+    )
+    (queue,) = config.queues
+    assert queue["workers"] == 1
+    assert queue["method"] == "POST"
+    assert queue["max_attempts"] == 3
+    assert queue["headers"] == {}
+    assert queue["discard_unfinished_on_delete"] is False

@@ -1,0 +1,266 @@
+"""Component wiring under Pulumi mocks: which resources, their parents, dependencies and secrets.
+
+The mock monitor records every RegisterResource request as the engine would receive it, so the
+assertions are on what the program really asks for (types, names, parents, secret inputs,
+additional secret outputs), not on our own objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from google.protobuf import struct_pb2
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+
+from components.config import parse_stack_config
+from components.errors import ConfigError
+from components.queue import Queue
+from components.supaqueue import Supaqueue, args_from_config
+
+DYNAMIC = "pulumi-python:dynamic/supaqueue:"
+SECRET_SIG = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
+DB_URL = "postgresql://postgres:hunter2hunter2@127.0.0.1:54322/postgres"
+TOKEN = "sbp_" + "c" * 40
+ENV = {
+    "API_URL": "http://127.0.0.1:54321",
+    "DB_URL": DB_URL,
+    "PROJECT_REF": "abcdefghijklmnopqrst",
+    "MANAGEMENT_API_URL": "http://127.0.0.1:54321",
+    "ACCESS_TOKEN": TOKEN,
+}
+QUEUES = [
+    {
+        "name": "emails",
+        "edge_function_name": "send-email",
+        "workers": 3,
+        "headers": {"Authorization": "Bearer target-token"},
+    },
+    {"name": "thumbs", "edge_function_name": "thumb", "rate_limit_per_second": 5},
+]
+
+
+@dataclass
+class Registration:
+    type: str
+    name: str
+    parent: str
+    urn: str
+    dependencies: list[str]
+    additional_secret_outputs: list[str]
+    raw: struct_pb2.Struct
+
+    def is_secret(self, key: str) -> bool:
+        value = self.raw.fields[key]
+        return value.HasField("struct_value") and SECRET_SIG in value.struct_value.fields
+
+
+@dataclass
+class Recorder(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        outs = dict(args.inputs)
+        if args.typ == DYNAMIC + "Queue":
+            outs["queue_id"] = f"id-of-{args.inputs['name']}"
+        if args.typ == DYNAMIC + "Migrations":
+            outs["schema_version"] = 6
+        if args.typ.startswith("random:"):
+            outs["result"] = "r" * 48
+        return f"{args.name}-id", outs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
+        return {}, []
+
+
+@dataclass
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    registrations: list[Registration] = field(default_factory=list)
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations = []
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        self.registrations.append(
+            Registration(
+                type=request.type,
+                name=request.name,
+                parent=request.parent,
+                urn=response.urn,
+                dependencies=list(request.dependencies),
+                additional_secret_outputs=list(request.additionalSecretOutputs),
+                raw=request.object,
+            )
+        )
+        return response
+
+
+@pytest.fixture
+def monitor() -> RecordingMonitor:
+    recorder = RecordingMonitor(Recorder())
+    pulumi.runtime.set_mocks(Recorder(), preview=False, monitor=recorder)
+    return recorder
+
+
+@pytest.fixture
+def edge_dir(tmp_path: Path) -> Path:
+    for slug in ("supaqueue", "demo-target"):
+        (tmp_path / slug).mkdir()
+        (tmp_path / slug / "index.ts").write_text(f"// {slug}\nDeno.serve(() => new Response());\n")
+        (tmp_path / slug / "deno.json").write_text("{}")
+    return tmp_path
+
+
+def install(edge_dir: Path, demo: bool = True) -> Supaqueue:
+    config = parse_stack_config(
+        {"target": "local", "demo": demo, "queues": QUEUES, "secretVersion": 2}, ENV
+    )
+    args = args_from_config(config)
+    args["edge_dir"] = str(edge_dir)
+    return Supaqueue("sq", args)
+
+
+def by_name(monitor: RecordingMonitor) -> dict[str, Registration]:
+    return {r.name: r for r in monitor.registrations if r.type != "pulumi:pulumi:Stack"}
+
+
+def deploy(monitor: RecordingMonitor, edge_dir: Path, demo: bool = True) -> dict[str, Any]:
+    """Run the component under mocks to completion; returns its resolved outputs."""
+    resolved: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> Any:
+        sq = install(edge_dir, demo)
+        outputs = pulumi.Output.all(sq.function_url, sq.queue_ids, sq.schema_version)
+        return outputs.apply(
+            lambda v: resolved.update(function_url=v[0], queue_ids=v[1], schema_version=v[2])
+        )
+
+    program()
+    return resolved
+
+
+def test_resources_names_and_parents(monitor: RecordingMonitor, edge_dir: Path) -> None:
+    deploy(monitor, edge_dir)
+    regs = by_name(monitor)
+    expected = {
+        "sq": "supaqueue:index:Supaqueue",
+        "sq-secret": "random:index/randomPassword:RandomPassword",
+        "sq-deno-check": "command:local:Command",
+        "sq-demo-deno-check": "command:local:Command",
+        "sq-schema": DYNAMIC + "Migrations",
+        "sq-settings": DYNAMIC + "Settings",
+        "sq-vault-secret": DYNAMIC + "VaultSecret",
+        "sq-function-secret": DYNAMIC + "FunctionSecret",
+        "sq-function": DYNAMIC + "EdgeFunction",
+        "sq-demo-function": DYNAMIC + "EdgeFunction",
+        "sq-queue-emails": "supaqueue:index:Queue",
+        "sq-queue-emails-queue": DYNAMIC + "Queue",
+        "sq-queue-thumbs": "supaqueue:index:Queue",
+        "sq-queue-thumbs-queue": DYNAMIC + "Queue",
+    }
+    assert {name: r.type for name, r in regs.items()} == expected
+    component = regs["sq"].urn
+    for name, reg in regs.items():
+        if name == "sq":
+            continue
+        want = regs[name.removesuffix("-queue")].urn if name.endswith("-queue") else component
+        assert reg.parent == want, name
+
+
+def test_dependencies_put_the_type_check_first(monitor: RecordingMonitor, edge_dir: Path) -> None:
+    deploy(monitor, edge_dir)
+    regs = by_name(monitor)
+    urn = {name: r.urn for name, r in regs.items()}
+    assert urn["sq-deno-check"] in regs["sq-schema"].dependencies
+    assert urn["sq-deno-check"] in regs["sq-function"].dependencies
+    assert urn["sq-function-secret"] in regs["sq-function"].dependencies
+    assert urn["sq-deno-check"] in regs["sq-function-secret"].dependencies
+    assert urn["sq-schema"] in regs["sq-settings"].dependencies
+    assert urn["sq-schema"] in regs["sq-vault-secret"].dependencies
+    assert urn["sq-demo-deno-check"] in regs["sq-demo-function"].dependencies
+    for queue in ("sq-queue-emails-queue", "sq-queue-thumbs-queue"):
+        deps = regs[queue].dependencies
+        for needed in ("sq-schema", "sq-settings", "sq-vault-secret", "sq-function"):
+            assert urn[needed] in deps, (queue, needed)
+
+
+def test_secrets_stay_secret(monitor: RecordingMonitor, edge_dir: Path) -> None:
+    deploy(monitor, edge_dir)
+    regs = by_name(monitor)
+    for name in ("sq-schema", "sq-settings", "sq-vault-secret", "sq-queue-emails-queue"):
+        assert regs[name].is_secret("db_url"), name
+        assert "db_url" in regs[name].additional_secret_outputs, name
+    for name in ("sq-function", "sq-function-secret", "sq-demo-function"):
+        assert regs[name].is_secret("access_token"), name
+        assert "access_token" in regs[name].additional_secret_outputs, name
+    assert regs["sq-vault-secret"].is_secret("secret")
+    assert "secret" in regs["sq-vault-secret"].additional_secret_outputs
+    assert regs["sq-function-secret"].is_secret("value")
+    assert "value" in regs["sq-function-secret"].additional_secret_outputs
+    assert regs["sq-queue-emails-queue"].is_secret("headers")
+    assert "headers" in regs["sq-queue-emails-queue"].additional_secret_outputs
+    # The dynamic provider itself is serialized into state: always secret.
+    assert regs["sq-queue-emails-queue"].is_secret("__provider")
+    # Nothing plain anywhere in what the engine receives.
+    for reg in monitor.registrations:
+        for key, value in reg.raw.fields.items():
+            if reg.is_secret(key):
+                continue
+            text = str(value)
+            assert "hunter2" not in text and TOKEN not in text, (reg.name, key)
+
+
+def test_inputs_and_outputs(monitor: RecordingMonitor, edge_dir: Path) -> None:
+    outputs = deploy(monitor, edge_dir)
+    assert outputs["function_url"] == "http://127.0.0.1:54321/functions/v1/supaqueue"
+    assert outputs["queue_ids"] == {"emails": "id-of-emails", "thumbs": "id-of-thumbs"}
+    assert outputs["schema_version"] == 6
+    regs = by_name(monitor)
+    settings = regs["sq-settings"].raw.fields["values"].struct_value.fields
+    assert settings["functions_url"].string_value == "http://127.0.0.1:54321/functions/v1"
+    assert settings["dispatcher_slug"].string_value == "supaqueue"
+    function = regs["sq-function"].raw.fields
+    assert function["slug"].string_value == "supaqueue"
+    assert function["verify_jwt"].bool_value is False
+    assert len(function["content_hash"].string_value) == 64
+    keepers = regs["sq-secret"].raw.fields["keepers"].struct_value.fields
+    assert keepers["version"].string_value == "2"
+    check_cmd = regs["sq-deno-check"].raw.fields
+    assert "check" in check_cmd["create"].string_value
+    assert check_cmd["dir"].string_value == str(edge_dir / "supaqueue")
+    triggers = check_cmd["triggers"].list_value.values
+    assert [t.string_value for t in triggers] == [function["content_hash"].string_value]
+    emails = regs["sq-queue-emails-queue"].raw.fields
+    assert emails["workers"].number_value == 3
+    assert emails["edge_function_name"].string_value == "send-email"
+    thumbs = regs["sq-queue-thumbs-queue"].raw.fields
+    assert thumbs["rate_limit_per_second"].number_value == 5
+
+
+def test_no_demo_no_demo_function(monitor: RecordingMonitor, edge_dir: Path) -> None:
+    deploy(monitor, edge_dir, demo=False)
+    names = set(by_name(monitor))
+    assert "sq-demo-function" not in names and "sq-demo-deno-check" not in names
+
+
+def test_a_bad_queue_in_the_python_api_is_a_clear_error(
+    monitor: RecordingMonitor, edge_dir: Path
+) -> None:
+    sq = install(edge_dir, demo=False)
+    with pytest.raises(ConfigError) as caught:
+        Queue("bad", {"name": "bad", "edge_function_name": "fn", "workers": 0}, installation=sq)
+    assert "queue 'bad'.workers: must be at least 1, got 0" in str(caught.value)
+
+
+def test_edge_folder_without_entrypoint_is_a_clear_error(
+    monitor: RecordingMonitor, tmp_path: Path
+) -> None:
+    (tmp_path / "supaqueue").mkdir()
+    with pytest.raises(ConfigError) as caught:
+        install(tmp_path, demo=False)
+    assert "has no index.ts entrypoint" in str(caught.value)
