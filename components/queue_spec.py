@@ -161,7 +161,8 @@ def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = Non
         "discard_unfinished_on_delete",
         lambda v: None if isinstance(v, bool) else f"must be true or false, got {v!r}",
     )
-    base, cap = raw.get("backoff_base_ms"), raw.get("backoff_max_ms")
+    base: Any = raw.get("backoff_base_ms")
+    cap: Any = raw.get("backoff_max_ms")
     if _is_int(base) and _is_int(cap) and cap < base:
         bad("backoff_max_ms", f"must be at least backoff_base_ms ({base}), got {cap}")
     if raw.get("rate_limit_burst") is not None and raw.get("rate_limit_per_second") is None:

@@ -19,6 +19,7 @@ import pulumi
 import pulumi_command as command
 import pulumi_random as random
 
+from components.clients.management_api import DEFAULT_URL as DEFAULT_MANAGEMENT_API_URL
 from components.config import StackConfig
 from components.edge_source import folder_hash
 from components.errors import ConfigError
@@ -112,7 +113,7 @@ class Supaqueue(pulumi.ComponentResource):
         functions_url = f"{args['api_url'].rstrip('/')}/functions/v1"
         self.db_url = args["db_url"]
         api = {
-            "management_api_url": args.get("management_api_url") or "https://api.supabase.com",
+            "management_api_url": args.get("management_api_url") or DEFAULT_MANAGEMENT_API_URL,
             "project_ref": args["project_ref"],
             "access_token": args["access_token"],
         }
@@ -125,7 +126,7 @@ class Supaqueue(pulumi.ComponentResource):
             opts=child,
         )
         # Secret whatever the random provider says: it feeds Vault and the function secret.
-        secret_value = pulumi.Output.secret(secret.result)
+        secret_value: pulumi.Output[str] = pulumi.Output.secret(secret.result)  # type: ignore[arg-type]
         dispatcher_dir = edge_dir / DISPATCHER_SLUG
         dispatcher_hash = folder_hash(dispatcher_dir)
         check = self._deno_check(f"{name}-deno-check", dispatcher_dir, dispatcher_hash)

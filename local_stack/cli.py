@@ -5,13 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from local_stack import lifecycle
 from local_stack.state import default_dir
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line and exit 1, like every other failure of the CLI (argparse would exit 2).
+        self.exit(1, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="supaqueue")
+    parser = _Parser(prog="supaqueue")
     groups = parser.add_subparsers(dest="group", required=True)
     dev = groups.add_parser("dev", help="the local Supabase stack")
     commands = dev.add_subparsers(dest="command", required=True)

@@ -10,6 +10,7 @@ const drainMs = Number(Deno.env.get("SUPAQUEUE_EDGE_DRAIN_MS") ?? "60000");
 // The function sees Supabase's environment only, not the runtime's plumbing.
 for (const name of CONTROL) Deno.env.delete(name);
 
+const PORT_TAKEN_EXIT = 75;
 const pending = new Set<Promise<unknown>>();
 
 (globalThis as unknown as { EdgeRuntime: unknown }).EdgeRuntime = {
@@ -84,6 +85,12 @@ if (!Number.isInteger(port) || port <= 0 || !entrypoint) {
 try {
   await import(entrypoint);
 } catch (err) {
+  if (err instanceof Deno.errors.AddrInUse) {
+    // Another process took the assigned port between its choice and our bind: the runtime
+    // retries on a new port when it sees this exit code.
+    console.error("edge bootstrap: port", port, "was taken; asking for another");
+    Deno.exit(PORT_TAKEN_EXIT);
+  }
   console.error("BOOT_ERROR: the function failed to load:", err);
   Deno.exit(1);
 }

@@ -25,10 +25,15 @@ log = logging.getLogger("supaqueue.edge")
 BOOTSTRAP = Path(__file__).with_name("edge_bootstrap.ts")
 BOOT_TIMEOUT_S = 90.0  # a cold DENO_DIR fetches npm: packages on first boot
 DRAIN_MS = 60_000  # how long a retiring function may finish in-flight and waitUntil work
+PORT_TAKEN_EXIT = 75  # edge_bootstrap.ts: the assigned port was taken before Deno bound it
 
 
 class BootError(RuntimeError):
     """The function's process did not come up; the message points at its log."""
+
+
+class PortTaken(BootError):
+    """Someone else bound the port chosen for the function first (a race worth one retry)."""
 
 
 def cache_dir() -> Path:
@@ -111,7 +116,10 @@ class EdgeRuntime:
             current = self._workers.get(record.slug)
             if current is not None and current.key == want and current.alive:
                 return current
-            fresh = await self._spawn(record, want)
+            try:
+                fresh = await self._spawn(record, want)
+            except PortTaken:
+                fresh = await self._spawn(record, want)
             self._workers[record.slug] = fresh
             if current is not None:
                 self._retire(current)
@@ -229,6 +237,8 @@ class EdgeRuntime:
         while time.monotonic() < deadline:
             if proc.returncode is not None:
                 log_file.close()
+                if proc.returncode == PORT_TAKEN_EXIT:
+                    raise PortTaken(f"port {port} for {record.slug} was taken")
                 raise BootError(
                     f"function {record.slug} v{record.version} exited while booting "
                     f"(exit {proc.returncode}); see {log_path}"

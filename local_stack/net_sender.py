@@ -34,6 +34,7 @@ BETWEEN_BATCHES_S = 1.0
 IDLE_RECHECK_S = 30.0
 RECONNECT_MAX_S = 10.0
 USER_AGENT = "pg_net/0.20.4"
+KEEPALIVE_S = 3.0
 
 # curl_easy_strerror() texts, which pg_net stores in error_msg.
 CURL_COULDNT_RESOLVE_HOST = "Couldn't resolve host name"
@@ -246,7 +247,7 @@ async def _wait_first(timeout: float, *events: asyncio.Event, guard: asyncio.Tas
         raise psycopg.OperationalError("the LISTEN connection closed")
 
 
-async def _serve(dsn: str, stop: asyncio.Event) -> None:
+async def _serve(dsn: str, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
     async with (
         await psycopg.AsyncConnection.connect(dsn, autocommit=True) as listen_conn,
         await psycopg.AsyncConnection.connect(dsn, autocommit=True) as work_conn,
@@ -261,9 +262,10 @@ async def _serve(dsn: str, stop: asyncio.Event) -> None:
         await listen_conn.execute(f"LISTEN {WAKE_CHANNEL}")
         wake = asyncio.Event()
         listener = asyncio.create_task(_listen(listen_conn, wake))
-        # The whole batch at once, like curl multi. A fresh connection per request: a kept-alive
-        # one closed by the server just as it is reused would turn into a spurious error row.
-        connector = aiohttp.TCPConnector(limit=0, force_close=True)
+        # The whole batch at once, like curl multi. Idle connections are dropped after 3 s, before
+        # any common server's keep-alive timeout (5 s), so a POST never goes out on a connection
+        # the server is closing (aiohttp retries only idempotent requests on one).
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S)
         try:
             async with aiohttp.ClientSession(
                 connector=connector,
@@ -284,6 +286,8 @@ async def _serve(dsn: str, stop: asyncio.Event) -> None:
                     if taken:
                         log.debug("sent %d requests", taken)
                     pause = BETWEEN_BATCHES_S if taken else IDLE_RECHECK_S
+                    if ready is not None:
+                        ready.set()  # listening, and the backlog found at start is handled
                     await _wait_first(pause, stop, wake, guard=listener)
         finally:
             listener.cancel()
@@ -291,14 +295,17 @@ async def _serve(dsn: str, stop: asyncio.Event) -> None:
                 await listener
 
 
-async def run_sender(dsn: str, stop: asyncio.Event) -> None:
-    """Send queued pg_net requests until `stop` is set. Reconnects if the database goes away."""
+async def run_sender(dsn: str, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+    """Send queued pg_net requests until `stop` is set. Reconnects if the database goes away.
+
+    `ready` (optional) is set once the sender listens for wakes and has taken its first batch.
+    """
     psycopg.conninfo.conninfo_to_dict(dsn)  # a malformed DSN is an error now, not a retry loop
     backoff = 0.2
     while not stop.is_set():
         began = time.monotonic()
         try:
-            await _serve(dsn, stop)
+            await _serve(dsn, stop, ready)
             return
         except psycopg.OperationalError as exc:
             if time.monotonic() - began > RECONNECT_MAX_S:

@@ -68,9 +68,9 @@ begin
                      (extract(epoch from clock_timestamp() - _cj.started_at) * 1000)::integer),
             left(_response_excerpt, 2000));
 
-  delete from supaqueue.worker where id = _cj.worker and retiring;
+  update supaqueue.worker set locked = false where id = _cj.worker and not retiring;
   if not found then
-    update supaqueue.worker set locked = false where id = _cj.worker;
+    delete from supaqueue.worker where id = _cj.worker;  -- retiring: its job was its last
   end if;
 
   if _outcome = 'success' then
@@ -79,6 +79,9 @@ begin
           last_status_code = _status_code, last_error = null
       where id = _job.id;
     -- Dependents whose last dependency this was become ready.
+    if not exists (select 1 from supaqueue.job_dependency d where d.depends_on = _job.id) then
+      return _queues;
+    end if;
     with released as (
       update supaqueue.job j
         set pending_dependencies = j.pending_dependencies - 1, updated_at = now()

@@ -38,7 +38,12 @@ begin
         and exists (select 1 from supaqueue.worker w
                      where w.queue = q.id and not w.locked and not w.retiring)
   loop
-    _dispatched := _dispatched + supaqueue.dispatch(_queue);
+    -- one queue's failure (say, a broken Vault entry) must not stop the others or the sweep
+    begin
+      _dispatched := _dispatched + supaqueue.dispatch(_queue);
+    exception when others then
+      raise warning 'supaqueue.tick: dispatch of queue % failed: %', _queue, sqlerrm;
+    end;
   end loop;
 
   for _q in select id, retention_seconds from supaqueue.queue where retention_seconds is not null
@@ -158,7 +163,6 @@ as $$
 declare
   _name text;
   _unfinished bigint;
-  _job uuid;
 begin
   -- FOR UPDATE also blocks new jobs (their foreign-key check) until this transaction ends.
   select name into _name from supaqueue.queue where id = _queue for update;
@@ -170,14 +174,21 @@ begin
     raise exception 'queue "%" (%) still has % unfinished job(s)', _name, _queue, _unfinished
       using errcode = 'SQ001',
             hint = 'Let them finish, or drop the queue with _discard_unfinished => true '
-                   '(in Pulumi: discardUnfinishedJobs) to discard them.';
+                   '(in Pulumi: discard_unfinished_on_delete: true) to discard them.';
   end if;
-  for _job in
-    select id from supaqueue.job where queue = _queue and status in ('pending', 'in_progress')
-  loop
-    perform supaqueue._cancel_dependents(
-      _job, format('cancelled: job %s it depends on was discarded with queue %s', _job, _name));
-  end loop;
+  -- One pass over the dependency graph for all discarded jobs at once.
+  with recursive dependents (job) as (
+    select d.job from supaqueue.job_dependency d
+      join supaqueue.job j on j.id = d.depends_on
+     where j.queue = _queue and j.status in ('pending', 'in_progress')
+    union
+    select d.job from supaqueue.job_dependency d join dependents x on d.depends_on = x.job
+  )
+  update supaqueue.job j
+    set status = 'cancelled', finished_at = now(), updated_at = now(),
+        last_error = format('cancelled: a job it depends on was discarded with queue %s', _name)
+    from dependents x
+    where j.id = x.job and j.status = 'pending' and j.queue <> _queue;
   delete from supaqueue.current_job where job in (select id from supaqueue.job where queue = _queue);
   delete from supaqueue.job where queue = _queue;
   delete from supaqueue.queue where id = _queue;

@@ -71,9 +71,9 @@ begin
                      (extract(epoch from clock_timestamp() - _cj.started_at) * 1000)::integer),
             left(_response_excerpt, 2000));
 
-  delete from supaqueue.worker where id = _cj.worker and retiring;
+  update supaqueue.worker set locked = false where id = _cj.worker and not retiring;
   if not found then
-    update supaqueue.worker set locked = false where id = _cj.worker;
+    delete from supaqueue.worker where id = _cj.worker;  -- retiring: its job was its last
   end if;
 
   if _outcome = 'success' then
@@ -82,6 +82,9 @@ begin
           last_status_code = _status_code, last_error = null
       where id = _job.id;
     -- Dependents whose last dependency this was become ready.
+    if not exists (select 1 from supaqueue.job_dependency d where d.depends_on = _job.id) then
+      return _queues;
+    end if;
     with released as (
       update supaqueue.job j
         set pending_dependencies = j.pending_dependencies - 1, updated_at = now()
@@ -221,7 +224,9 @@ declare
   _budget integer;
   _job supaqueue.job;
   _worker uuid;
-  _cj supaqueue.current_job;
+  _cj_id uuid;
+  _lease timestamptz;
+  _request bigint;
   _body jsonb;
   _n integer := 0;
 begin
@@ -230,16 +235,14 @@ begin
     return 0;
   end if;
 
-  -- Not configured yet (the Pulumi program writes these): jobs wait; the tick retries every second.
-  select rtrim(value, '/') into _url from supaqueue.settings where key = 'functions_url';
-  select ds.decrypted_secret into _secret
-    from vault.decrypted_secrets ds where ds.name = 'supaqueue_secret'
-    order by ds.created_at desc limit 1;
-  if _url is null or _secret is null then
+  -- Not configured yet (the Pulumi program writes it): jobs wait; the tick retries every second.
+  select rtrim(u.value, '/') || '/' || coalesce(s.value, 'supaqueue') into _url
+    from supaqueue.settings u
+    left join supaqueue.settings s on s.key = 'dispatcher_slug'
+    where u.key = 'functions_url';
+  if _url is null then
     return 0;
   end if;
-  _url := _url || '/' || coalesce(
-    (select value from supaqueue.settings where key = 'dispatcher_slug'), 'supaqueue');
 
   if _q.rate_limit_per_second is not null then
     _capacity := greatest(1, coalesce(_q.rate_limit_burst, ceil(_q.rate_limit_per_second)));
@@ -271,27 +274,30 @@ begin
       for update skip locked;
     exit when not found;
 
-    update supaqueue.worker set locked = true
-      where id = (select w.id from supaqueue.worker w
-                    where w.queue = _queue and not w.locked and not w.retiring
-                    limit 1 for update skip locked)
-      returning id into _worker;
+    select w.id into _worker from supaqueue.worker w
+      where w.queue = _queue and not w.locked and not w.retiring
+      limit 1 for update skip locked;
     exit when _worker is null;
 
+    -- Decrypted only when there is something to send: idle ticks stay cheap.
+    if _secret is null then
+      select ds.decrypted_secret into _secret
+        from vault.decrypted_secrets ds where ds.name = 'supaqueue_secret'
+        order by ds.created_at desc limit 1;
+      exit when _secret is null;  -- not configured yet, as above
+    end if;
+
+    update supaqueue.worker set locked = true where id = _worker;
     update supaqueue.job
       set status = 'in_progress', attempts = attempts + 1, updated_at = now()
       where id = _job.id
       returning * into _job;
 
-    insert into supaqueue.current_job (worker, job, started_at, lease_expires_at)
-      values (_worker, _job.id, _now,
-              _now + make_interval(secs => (_q.timeout_ms + _q.lease_grace_ms) / 1000.0))
-      returning * into _cj;
-
+    _cj_id := gen_random_uuid();
+    _lease := _now + make_interval(secs => (_q.timeout_ms + _q.lease_grace_ms) / 1000.0);
     _body := jsonb_build_object(
       'current_job', jsonb_build_object(
-        'id', _cj.id, 'worker', _cj.worker, 'job', _cj.job,
-        'lease_expires_at', _cj.lease_expires_at),
+        'id', _cj_id, 'worker', _worker, 'job', _job.id, 'lease_expires_at', _lease),
       'job', jsonb_build_object(
         'id', _job.id, 'queue', _job.queue, 'payload', _job.payload, 'attempts', _job.attempts,
         'dependency_results', coalesce(
@@ -304,14 +310,15 @@ begin
         'id', _q.id, 'name', _q.name, 'edge_function_name', _q.edge_function_name,
         'method', _q.method, 'default_headers', _q.default_headers, 'timeout_ms', _q.timeout_ms));
 
-    update supaqueue.current_job
-      set request_id = net.http_post(
-        url := _url,
-        body := _body,
-        headers := jsonb_build_object(
-          'Content-Type', 'application/json', 'supaqueue-secret', _secret),
-        timeout_milliseconds := 5000)
-      where id = _cj.id;
+    -- pg_net sends it only if this transaction commits.
+    _request := net.http_post(
+      url := _url,
+      body := _body,
+      headers := jsonb_build_object('Content-Type', 'application/json', 'supaqueue-secret', _secret),
+      timeout_milliseconds := 5000);
+
+    insert into supaqueue.current_job (id, worker, job, started_at, lease_expires_at, request_id)
+      values (_cj_id, _worker, _job.id, _now, _lease, _request);
 
     _worker := null;
     _n := _n + 1;
@@ -335,7 +342,6 @@ CREATE FUNCTION supaqueue.drop_queue(_queue uuid, _discard_unfinished boolean DE
 declare
   _name text;
   _unfinished bigint;
-  _job uuid;
 begin
   -- FOR UPDATE also blocks new jobs (their foreign-key check) until this transaction ends.
   select name into _name from supaqueue.queue where id = _queue for update;
@@ -347,14 +353,21 @@ begin
     raise exception 'queue "%" (%) still has % unfinished job(s)', _name, _queue, _unfinished
       using errcode = 'SQ001',
             hint = 'Let them finish, or drop the queue with _discard_unfinished => true '
-                   '(in Pulumi: discardUnfinishedJobs) to discard them.';
+                   '(in Pulumi: discard_unfinished_on_delete: true) to discard them.';
   end if;
-  for _job in
-    select id from supaqueue.job where queue = _queue and status in ('pending', 'in_progress')
-  loop
-    perform supaqueue._cancel_dependents(
-      _job, format('cancelled: job %s it depends on was discarded with queue %s', _job, _name));
-  end loop;
+  -- One pass over the dependency graph for all discarded jobs at once.
+  with recursive dependents (job) as (
+    select d.job from supaqueue.job_dependency d
+      join supaqueue.job j on j.id = d.depends_on
+     where j.queue = _queue and j.status in ('pending', 'in_progress')
+    union
+    select d.job from supaqueue.job_dependency d join dependents x on d.depends_on = x.job
+  )
+  update supaqueue.job j
+    set status = 'cancelled', finished_at = now(), updated_at = now(),
+        last_error = format('cancelled: a job it depends on was discarded with queue %s', _name)
+    from dependents x
+    where j.id = x.job and j.status = 'pending' and j.queue <> _queue;
   delete from supaqueue.current_job where job in (select id from supaqueue.job where queue = _queue);
   delete from supaqueue.job where queue = _queue;
   delete from supaqueue.queue where id = _queue;
@@ -596,7 +609,12 @@ begin
         and exists (select 1 from supaqueue.worker w
                      where w.queue = q.id and not w.locked and not w.retiring)
   loop
-    _dispatched := _dispatched + supaqueue.dispatch(_queue);
+    -- one queue's failure (say, a broken Vault entry) must not stop the others or the sweep
+    begin
+      _dispatched := _dispatched + supaqueue.dispatch(_queue);
+    exception when others then
+      raise warning 'supaqueue.tick: dispatch of queue % failed: %', _queue, sqlerrm;
+    end;
   end loop;
 
   for _q in select id, retention_seconds from supaqueue.queue where retention_seconds is not null

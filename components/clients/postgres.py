@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg import conninfo
@@ -26,7 +27,7 @@ def describe(db_url: str) -> str:
     return f"{user}@{host}:{port}/{dbname}"
 
 
-def check_url(db_url: str) -> str | None:
+def check_url(db_url: Any) -> str | None:
     """Why a database URL is unusable, or None when it parses."""
     if not isinstance(db_url, str) or not db_url.strip():
         return "is empty"

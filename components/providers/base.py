@@ -2,7 +2,7 @@
 
 Provider methods run in the dynamic-provider plugin process, which reports a failing method with
 `traceback.format_exc()`. `sys.tracebacklimit = 0` there makes that the exception line alone, so a
-user sees "DatabaseError: queue 'emails' still holds 3 unfinished jobs ..." and no Python stack.
+user sees "QueueNotEmptyError: cannot remove queue 'emails': ..." and no Python stack.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def presented(method: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        sys.tracebacklimit = 0
+        if _in_provider_process():
+            sys.tracebacklimit = 0
         args = tuple(plain(arg) for arg in args)  # type: ignore[assignment]
         try:
             return method(*args, **kwargs)
@@ -57,6 +58,13 @@ def presented(method: Callable[P, R]) -> Callable[P, R]:
             raise SupaqueueError(f"unexpected {type(exc).__name__}: {exc}") from None
 
     return wrapper
+
+
+def _in_provider_process() -> bool:
+    """True inside the dynamic-provider plugin (`python -m pulumi.dynamic`), the one process
+    where a traceback limit of 0 is wanted (the SDK's own resource code needs stack frames)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return spec is not None and spec.name.startswith("pulumi.dynamic")
 
 
 def is_unknown(value: Any) -> bool:

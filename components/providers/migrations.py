@@ -84,7 +84,7 @@ class MigrationsProvider(ResourceProvider):
         if "db_url" not in unknown and (why := check_url(db_url)):
             failures.append(CheckFailure("db_url", f"the database URL {why}"))
         if not failures and "db_url" not in unknown:
-            failures += _edited_failures(db_url, Path(folder))
+            failures += _edited_failures(str(db_url), Path(str(folder)))
         inputs = {"db_url": db_url, "migrations_dir": folder, "migrations": news.get("migrations")}
         return CheckResult(inputs, failures)
 

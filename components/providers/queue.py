@@ -143,9 +143,9 @@ class QueueProvider(ResourceProvider):
                 if exc.sqlstate == "SQ001":
                     primary = exc.diag.message_primary or str(exc)
                     raise QueueNotEmptyError(
-                        f"cannot remove queue {props.get('name')!r}: {primary}. Let them finish, "
-                        "or set discard_unfinished_on_delete: true on the queue (and `pulumi up`) "
-                        "to discard them."
+                        f"cannot remove queue {props.get('name')!r}: {primary}. Let them finish; "
+                        "or, to discard them, declare the queue again with "
+                        "discard_unfinished_on_delete: true, run `pulumi up`, then remove it."
                     ) from None
                 raise
 

@@ -6,13 +6,16 @@ import shutil
 import subprocess
 import sys
 import threading
+import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from components import migrations
 from components.migrations import MigrationEdited, MigrationError
+from local_stack.postgres import Cluster
 from tests.support.toolchain import REPO
 
 
@@ -185,3 +188,21 @@ def test_cli_status_apply_and_bad_input(pg_dsn: str) -> None:
     bad = run("status", "--dsn", "postgresql://postgres:wrong@127.0.0.1:1/nope")
     assert bad.returncode == 1 and bad.stderr.startswith("error:")
     assert "Traceback" not in bad.stderr
+
+
+def test_missing_pg_net_is_created_as_an_extension_or_named_clearly(pg_cluster: Cluster) -> None:
+    """Where no `net` schema exists, migration 0001 creates the pg_net extension (as on Supabase).
+    Here pg_net is not installable, so the install stops with an error naming it."""
+    name = f"bare_{uuid.uuid4().hex[:12]}"
+    with pg_cluster.connect() as admin:
+        admin.execute(sql.SQL("create database {} template template0").format(sql.Identifier(name)))
+    try:
+        with psycopg.connect(pg_cluster.dsn(name), autocommit=True) as conn:
+            with pytest.raises(MigrationError, match=r"0001_schema.*pg_net"):
+                migrations.apply(conn, migrations.load_migrations())
+            assert 1 not in migrations.applied(conn)
+    finally:
+        with pg_cluster.connect() as admin:
+            admin.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+            )

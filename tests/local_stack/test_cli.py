@@ -239,3 +239,10 @@ def test_down_after_a_killed_daemon_leaves_nothing_behind(state_dir: Path) -> No
     while stack_pids(state_dir) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert stack_pids(state_dir) == []
+
+
+@pytest.mark.parametrize("args", [("status", "-o", "yaml"), ("launch",), ("up", "--bogus")])
+def test_bad_usage_is_one_line_and_exit_1(args: tuple[str, ...]) -> None:
+    failed = supaqueue_dev(*args)
+    assert failed.returncode == 1
+    one_clear_line(failed.stderr)

@@ -353,3 +353,26 @@ def test_redeploys_under_load_drop_no_request(local_stack: LocalStack) -> None:
     assert seen and all(status == 200 for status, _ in seen), {s for s, _ in seen}
     assert seen[-1][1] == "3"
     assert {v for _, v in seen} >= {"0", "3"}
+
+
+def test_bootstrap_reports_a_taken_port_with_its_own_exit_code(tmp_path: Path) -> None:
+    """The runtime retries on a new port only for this exit code (75), not for broken code."""
+    import os
+    import socket
+    import subprocess
+
+    from local_stack.edge_runtime import BOOTSTRAP, PORT_TAKEN_EXIT, deno_binary
+
+    entry = tmp_path / "index.ts"
+    entry.write_text("Deno.serve(() => new Response('x'));\n")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        env = dict(os.environ, SUPAQUEUE_EDGE_PORT=str(holder.getsockname()[1]),
+                   SUPAQUEUE_EDGE_ENTRYPOINT=entry.as_uri())  # fmt: skip
+        cmd = [deno_binary(), "run", "--allow-all", "--no-config", str(BOOTSTRAP)]
+        taken = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert taken.returncode == PORT_TAKEN_EXIT, taken.stderr
+    entry.write_text("this is not typescript (((")
+    broken = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert broken.returncode == 1 and "BOOT_ERROR" in broken.stderr

@@ -148,10 +148,16 @@ def start_sender(pg_dsn: str, loop_thread: LoopThread) -> Iterator[SenderStarter
     async def make_stop() -> asyncio.Event:
         return asyncio.Event()
 
+    async def wait_ready(ready: asyncio.Event) -> None:
+        await asyncio.wait_for(ready.wait(), 15)
+
     def start() -> None:
         nonlocal stop, task
         stop = loop_thread.run(make_stop())
-        task = asyncio.run_coroutine_threadsafe(run_sender(pg_dsn, stop), loop_thread.loop)
+        ready = loop_thread.run(make_stop())
+        task = asyncio.run_coroutine_threadsafe(run_sender(pg_dsn, stop, ready), loop_thread.loop)
+        # Timing tests need the sender idle and listening before they commit.
+        loop_thread.run(wait_ready(ready))
 
     try:
         yield start

@@ -3,6 +3,7 @@ session's local stack (real Postgres with pg_cron, the Vault and Management API 
 
 from __future__ import annotations
 
+import sys
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -58,7 +59,12 @@ def failure_text(call: Callable[[], Any]) -> str:
     try:
         call()
     except Exception:
-        return traceback.format_exc()
+        # The plugin process runs with this limit (components/providers/base.py).
+        sys.tracebacklimit = 0
+        try:
+            return traceback.format_exc()
+        finally:
+            del sys.tracebacklimit
     raise AssertionError("the call did not fail")
 
 

@@ -92,7 +92,8 @@ def test_defaults_match_the_engine_defaults(installed: dict[str, Any], db_url: s
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("insert into supaqueue.queue (name, edge_function_name) values ('raw', 'f')")
         row = conn.execute(
-            "select " + ", ".join(k for k in FIELDS if k not in NOT_COLUMNS)
+            "select "
+            + ", ".join(k for k in FIELDS if k not in NOT_COLUMNS)
             + " from supaqueue.queue where name = 'raw'"
         ).fetchone()
     assert row is not None

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from components.config import parse_stack_config
 from components.errors import ConfigError
+from tests.support.toolchain import REPO
 
 LOCAL_ENV = {
     "API_URL": "http://127.0.0.1:54321",
@@ -124,3 +126,27 @@ def test_queues_arrive_as_json_text_from_the_engine_and_get_defaults() -> None:
     assert queue["max_attempts"] == 3
     assert queue["headers"] == {}
     assert queue["discard_unfinished_on_delete"] is False
+
+
+def stack_file(name: str) -> dict[str, Any]:
+    config = yaml.safe_load((REPO / name).read_text())["config"]
+    return {key.removeprefix("supaqueue:"): value for key, value in config.items()}
+
+
+def test_the_dev_stack_file_is_valid_with_the_local_stack_environment() -> None:
+    config = parse_stack_config(stack_file("Pulumi.dev.yaml"), LOCAL_ENV)
+    assert config.target == "local" and config.demo is True
+    assert [q["name"] for q in config.queues] == ["demo-echo", "demo-pipeline"]
+    assert {q["edge_function_name"] for q in config.queues} == {"demo-target"}
+
+
+def test_the_prod_example_is_valid_once_its_secrets_are_set() -> None:
+    values = stack_file("Pulumi.prod.example.yaml")
+    assert "accessToken" not in values and "dbUrl" not in values  # secrets stay out of files
+    text = problems(values)
+    assert "pulumi config set --secret supaqueue:accessToken" in text
+    config = parse_stack_config(
+        {**values, "accessToken": SUPABASE["accessToken"], "dbUrl": SUPABASE["dbUrl"]}, {}
+    )
+    assert config.target == "supabase"
+    assert [q["name"] for q in config.queues] == ["emails", "thumbnails"]
