@@ -20,7 +20,7 @@ toolchain:
 up: toolchain
 	@$(ENV) supaqueue dev up
 	@scripts/pulumi-stack.sh $(STACK) up --yes
-	@$(ENV) $(PY) scripts/demo.py
+	@$(ENV) set -a && eval "$$(supaqueue dev status -o env)" && set +a && $(PY) scripts/demo.py
 
 down:
 	@$(ENV) supaqueue dev down

@@ -2,7 +2,7 @@
 # Runs any pulumi command on a stack with the project's offline settings:
 #   scripts/pulumi-stack.sh STACK ARGS...      e.g. scripts/pulumi-stack.sh dev refresh
 # For the dev stack it also exports the local stack's settings (`supaqueue dev status -o env`)
-# and a generated passphrase kept beside the state (dev only: production stacks must set
+# and the dev stack's fixed passphrase (dev only: production stacks must set
 # PULUMI_CONFIG_PASSPHRASE or use a secrets provider of their own).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,10 +14,9 @@ cd "$SUPAQUEUE_ROOT"
 state_dir=${PULUMI_BACKEND_URL#file://}
 mkdir -p "$state_dir"
 if [ "$stack" = dev ]; then
-  pass_file="$state_dir/dev.passphrase"
-  [ -s "$pass_file" ] || (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(24))' >"$pass_file")
-  PULUMI_CONFIG_PASSPHRASE=$(cat "$pass_file")
-  export PULUMI_CONFIG_PASSPHRASE
+  # DEV ONLY: a fixed, public passphrase, so the salt committed in Pulumi.dev.yaml works on every
+  # clone. It guards only the throw-away credentials of the local stack on 127.0.0.1.
+  export PULUMI_CONFIG_PASSPHRASE=supaqueue-local-dev-only
   env_lines=$(supaqueue dev status -o env) || {
     echo "The local stack is not running: run 'make up' (or 'supaqueue dev up') first." >&2; exit 1; }
   set -a
