@@ -18,8 +18,18 @@ create table if not exists vault.secrets (
 
 create unique index if not exists secrets_name_idx on vault.secrets (name) where name is not null;
 
--- Read from the config file itself (pg_file_settings), not current_setting(): a session could SET
--- or pass its own path for a custom setting.
+-- Where the key file is: only ever a value written in a server config file, never a session's.
+-- `vault.key_file` is a custom (placeholder) setting, so any session can SET it, pass it as a
+-- connection option, or get it from ALTER ROLE/DATABASE ... SET; and placeholders are hidden from
+-- pg_settings, so their `source` cannot be checked. Hence:
+-- * fast path: the value the local stack writes in `supaqueue.conf` (read from the data directory,
+--   which sessions cannot write), used only when it is also the value in effect
+--   (current_setting), which confirms that it was parsed the way the server parses it and that no
+--   later config file (postgresql.auto.conf, ...) overrides it;
+-- * otherwise (no such file or line, a value with quotes or backslashes, a session override, an
+--   override in another config file): the config files themselves, via pg_file_settings, which
+--   re-parses them all (~0.25 ms, hence the fast path).
+-- A session can at most force the slow path; the path used always comes from a config file.
 create or replace function vault._key()
     returns text
     language plpgsql
@@ -28,14 +38,32 @@ create or replace function vault._key()
     set search_path = ''
 as $$
 declare
+    conf text;
+    line text;
     key_file text;
     key text;
 begin
-    select f.setting into key_file
-    from pg_catalog.pg_file_settings f
-    where f.name = 'vault.key_file' and f.error is null
-    order by f.seqno desc
-    limit 1;
+    -- A relative path is read from the data directory; NULL if the file does not exist.
+    conf := pg_catalog.pg_read_file('supaqueue.conf', 0, 65536, true);
+    if pg_catalog.octet_length(conf) < 65536 then  -- read whole (else: slow path)
+        -- The last line that sets it wins, as in the server.
+        select r.m[1] into line
+        from pg_catalog.regexp_matches(
+            conf, '^[ \t]*vault\.key_file(?:[ \t]*=[ \t]*|[ \t]+)(.*)$', 'gin')
+            with ordinality as r(m, n)
+        order by r.n desc
+        limit 1;
+    end if;
+    -- A plain quoted value only (no escapes to interpret); anything else takes the slow path.
+    key_file := pg_catalog.substring(line, '^''([^''\\]*)''[ \t]*(?:#.*)?$');
+    if key_file is null
+        or key_file is distinct from pg_catalog.current_setting('vault.key_file', true) then
+        select f.setting into key_file
+        from pg_catalog.pg_file_settings f
+        where f.name = 'vault.key_file' and f.error is null
+        order by f.seqno desc
+        limit 1;
+    end if;
     if key_file is null or key_file = '' then
         raise exception 'vault key is not configured'
             using hint = 'set vault.key_file = <path> in the server config (local_stack.postgres.Cluster does)';
@@ -60,7 +88,10 @@ as $$
         extensions.pgp_sym_encrypt(
             plain,
             vault._key() || ':' || secret_id::text || ':' || pg_catalog.encode(nonce, 'hex'),
-            'cipher-algo=aes256'),
+            -- s2k-mode=1 (salted, not iterated): the key is a random 256-bit file key, so iterating
+            -- the key derivation (the default, s2k-mode=3) only costs time. Decryption reads the
+            -- mode from each message, so ciphertexts written with mode 3 still decrypt.
+            'cipher-algo=aes256, s2k-mode=1'),
         'base64')
 $$;
 

@@ -171,6 +171,43 @@ def test_a_session_cannot_redirect_the_key(pg_conn: psycopg.Connection) -> None:
     assert decrypted(pg_conn, "key_redirect") == "steady"
 
 
+def test_connection_options_and_database_settings_cannot_redirect_the_key(
+    pg_conn: psycopg.Connection, pg_dsn: str
+) -> None:
+    pg_conn.execute("select vault.create_secret('steady', 'key_redirect')")
+    with psycopg.connect(pg_dsn, options="-c vault.key_file=/etc/hostname") as other:
+        assert one(other, "show vault.key_file") == "/etc/hostname"
+        assert decrypted(other, "key_redirect") == "steady"
+    dbname = one(pg_conn, "select current_database()")
+    pg_conn.execute(f"alter database \"{dbname}\" set vault.key_file = '/etc/hostname'")
+    with psycopg.connect(pg_dsn) as other:
+        assert one(other, "show vault.key_file") == "/etc/hostname"
+        assert decrypted(other, "key_redirect") == "steady"
+
+
+def test_fast_key_derivation_and_old_ciphertexts_still_decrypt(
+    pg_conn: psycopg.Connection,
+) -> None:
+    secret_id = one(pg_conn, "select vault.create_secret('fresh', 'fast_s2k')")
+    stored = base64.b64decode(
+        one(pg_conn, "select secret from vault.secrets where id = %s", (secret_id,))
+    )
+    # Symmetric-key session key packet (tag 3, new format): version 4, AES-256 (9), s2k type.
+    assert stored[0] == 0xC3 and stored[2:5] == bytes([4, 9, 1])
+    # A ciphertext written with the default iterated s2k (mode 3), as earlier versions did.
+    pg_conn.execute(
+        "update vault.secrets s set secret = pg_catalog.encode(extensions.pgp_sym_encrypt("
+        "'older', vault._key() || ':' || s.id::text || ':' || pg_catalog.encode(s.nonce, 'hex'),"
+        " 'cipher-algo=aes256, s2k-mode=3'), 'base64') where s.id = %s",
+        (secret_id,),
+    )
+    stored = base64.b64decode(
+        one(pg_conn, "select secret from vault.secrets where id = %s", (secret_id,))
+    )
+    assert stored[2:5] == bytes([4, 9, 3])
+    assert decrypted(pg_conn, "fast_s2k") == "older"
+
+
 def test_grants_as_on_supabase(pg_conn: psycopg.Connection) -> None:
     def can(role: str, check: str, obj: str, priv: str) -> bool:
         return bool(one(pg_conn, f"select has_{check}_privilege(%s, %s, %s)", (role, obj, priv)))
