@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -89,7 +90,7 @@ def main() -> int:
             ],
         )
         project.configure(target="local", queues=queues(QUEUE_COUNT + 1))
-        changed = {op for op in project.preview_ops().values() if op != "same"}
+        changed = {name: op for name, op in project.preview_ops().items() if op != "same"}
         output = ""
 
         def add_one() -> None:
@@ -97,18 +98,22 @@ def main() -> int:
             output = project.up()  # type: ignore[union-attr]
 
         elapsed = seconds(add_one)
-        # One queue is two resources: its supaqueue:index:Queue component and the row inside it.
+        # One queue is one resource: exactly one create, planned and done.
         report(
             "up_add_one_queue",
             [elapsed],
-            planned_ops=sorted(changed),
-            created_two_resources="+ 2 created" in output,
+            planned_ops=changed,
+            created_exactly_one=(
+                changed == {f"supaqueue-queue-bench-{QUEUE_COUNT:02d}": "create"}
+                and "+ 1 created" in output
+            ),
         )
         return 0
     finally:
         if project is not None:
             project.cleanup()
         dev("destroy", "--dir", str(state))
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,10 @@ class QueueNotEmptyError(DatabaseError):
     """A queue still holds unfinished jobs and may not be dropped (SQLSTATE SQ001)."""
 
 
+class QueueExistsError(DatabaseError):
+    """A queue's name is taken in the database by a queue this stack does not manage."""
+
+
 class ManagementApiError(SupaqueueError):
     """The Supabase Management API answered with an error."""
 

@@ -1,9 +1,11 @@
-"""`Queue`: one supaqueue queue declared as code (token `supaqueue:index:Queue`).
+"""`Queue`: one supaqueue queue as code, one resource (`pulumi-python:dynamic/supaqueue:Queue`).
 
     emails = Queue("emails", {"name": "emails", "edge_function_name": "send-email",
                               "workers": 5, "rate_limit_per_second": 10}, installation=sq)
 
-Stack config `supaqueue:queues` declares the same objects; `Supaqueue` turns each into a Queue.
+Stack config `supaqueue:queues` declares the same objects; `Supaqueue` turns each into a Queue
+named `<installation>-queue-<name>`. A queue is the dynamic resource itself (no wrapping
+component), so adding one queue to a stack is exactly one create.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 from typing import Any, Protocol, Required, TypedDict
 
 import pulumi
+from pulumi.dynamic import Resource
 
 from components.errors import ConfigError
-from components.providers.queue import QueueResource
+from components.providers.base import declared_outputs, with_secret_outputs
+from components.providers.queue import SECRET_OUTPUTS, QueueProvider
 from components.queue_spec import validate_queue, with_defaults
 
 
@@ -65,7 +69,15 @@ class Installation(Protocol):
     def queue_dependencies(self) -> list[pulumi.Resource]: ...
 
 
-class Queue(pulumi.ComponentResource):
+# Until this version a queue was a `supaqueue:index:Queue` component named `<name>` holding this
+# resource as `<name>-queue`; the alias lets existing stacks keep their queues (no replace).
+LEGACY_COMPONENT_TYPE = "supaqueue:index:Queue"
+TYPE = "pulumi-python:dynamic/supaqueue:Queue"
+
+
+class Queue(Resource, module="supaqueue", name="Queue"):
+    """One queue: its `supaqueue.queue` row and its workers (components/providers/queue.py)."""
+
     queue_id: pulumi.Output[str]
     """The queue's id (`supaqueue.queue.id`), for `INSERT INTO supaqueue.job (queue, …)`."""
 
@@ -77,7 +89,6 @@ class Queue(pulumi.ComponentResource):
         installation: Installation,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("supaqueue:index:Queue", name, None, opts)
         plain = {key: value for key, value in args.items() if not _is_output(value)}
         unknown = {key for key, value in args.items() if _is_output(value)}
         problems = validate_queue(plain, path=f"queue {name!r}", unknown=unknown)
@@ -87,13 +98,22 @@ class Queue(pulumi.ComponentResource):
         # Headers often carry credentials: secret in state whatever the caller passed.
         props["headers"] = pulumi.Output.secret(args.get("headers") or {})
         props["db_url"] = installation.db_url
-        self.resource = QueueResource(
-            f"{name}-queue",
-            props,
-            pulumi.ResourceOptions(parent=self, depends_on=installation.queue_dependencies),
+        own = pulumi.ResourceOptions(
+            depends_on=installation.queue_dependencies,
+            aliases=[legacy_urn(name, opts.parent if opts else None)],
         )
-        self.queue_id = self.resource.queue_id
-        self.register_outputs({"queue_id": self.queue_id})
+        super().__init__(
+            QueueProvider(),
+            name,
+            declared_outputs(props, ["queue_id"]),
+            with_secret_outputs(pulumi.ResourceOptions.merge(opts, own), SECRET_OUTPUTS),
+        )
+
+
+def legacy_urn(name: str, parent: pulumi.Resource | str | None) -> pulumi.Output[str]:
+    """The URN this queue had as `<name>-queue` inside a `supaqueue:index:Queue` component."""
+    component = pulumi.create_urn(name, LEGACY_COMPONENT_TYPE, parent=parent)
+    return pulumi.create_urn(f"{name}-queue", TYPE, parent=component)
 
 
 def _is_output(value: Any) -> bool:

@@ -3,8 +3,9 @@
 Children, in dependency order: the generated secret; a Deno type check of the Edge Function (so a
 TypeScript error fails `pulumi up` before anything changes); the schema (migrations); the settings
 rows; the Vault entry `supaqueue_secret`; the function secret `SUPAQUEUE_SECRET`; the `supaqueue`
-Edge Function (verify_jwt off: it authenticates callers with the secret); the queues. With `demo`,
-also the example target function `demo-target`.
+Edge Function (verify_jwt off: it authenticates callers with the secret); the queues, each one
+resource `<name>-queue-<queue name>` (components/queue.py). With `demo`, also the example target
+function `demo-target`.
 """
 
 from __future__ import annotations
@@ -183,6 +184,7 @@ class Supaqueue(pulumi.ComponentResource):
             )
             self.queue_dependencies.append(self.demo_function)
 
+        # One resource per queue, parented here: adding a queue to the stack is one create.
         self.queues = {
             queue["name"]: Queue(
                 f"{name}-queue-{queue['name']}", queue, installation=self, opts=child

@@ -2,7 +2,11 @@
 
 Every setting updates in place (the queue keeps its id and its jobs); only a rename replaces.
 Delete refuses while unfinished jobs exist, unless `discard_unfinished_on_delete` (SQLSTATE SQ001
-from `supaqueue.drop_queue`, shown as the database's message).
+from `supaqueue.drop_queue`, shown as the database's message). Create refuses a name already taken
+by a queue the stack does not manage (QueueExistsError, saying how to resolve it): the provider
+cannot adopt it, as Pulumi cannot import dynamic-provider resources (pulumi/pulumi#16175).
+
+The resource itself is `components.queue.Queue`.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-import pulumi
 from psycopg.types.json import Jsonb
 from pulumi.dynamic import (
     CheckFailure,
@@ -18,24 +21,22 @@ from pulumi.dynamic import (
     CreateResult,
     DiffResult,
     ReadResult,
-    Resource,
     ResourceProvider,
     UpdateResult,
 )
 
 from components.clients.postgres import check_url, connect
-from components.errors import DatabaseError, QueueNotEmptyError
+from components.errors import DatabaseError, QueueExistsError, QueueNotEmptyError
 from components.providers.base import (
-    declared_outputs,
     explicit_diff,
     presented,
     unknown_keys,
-    with_secret_outputs,
 )
 from components.queue_spec import FIELDS, coerce_integers, validate_queue, with_defaults
 from components.sql_files import queries
 
 SQL = "queue.sql"
+NAME_CONSTRAINT = "queue_name_key"  # unique (name) of supaqueue.queue
 IDENTITY = ("name",)
 UPDATABLE = (*(key for key in FIELDS if key not in IDENTITY), "db_url")
 SECRET_OUTPUTS = ["db_url", "headers"]
@@ -48,6 +49,20 @@ def _params(props: dict[str, Any], queue_id: str | None = None) -> dict[str, Any
     params["default_headers"] = Jsonb(dict(props.get("headers") or {}))
     params["id"] = queue_id
     return params
+
+
+def _name_taken(conn: psycopg.Connection, name: str) -> str:
+    """Why a queue named `name` cannot be created, and what to do about it."""
+    found = conn.execute(queries(SQL)["find_queue_by_name"], {"name": name}).fetchone()
+    queue_id, unfinished = (found[0], int(found[1])) if found else ("<id>", 0)
+    return (
+        f"queue {name!r} already exists in the database (id {queue_id}, {unfinished} unfinished "
+        "job(s)) but not in this stack's state: the state was lost, another stack declares it, "
+        "or it was made by hand in SQL. It cannot be adopted: `pulumi import` does not work for "
+        "supaqueue queues (a limit of Pulumi dynamic providers). Either remove it in SQL, "
+        f"`select supaqueue.drop_queue('{queue_id}');` (`, true` as second argument discards "
+        "its unfinished jobs), then run `pulumi up` again; or declare the queue under another name."
+    )
 
 
 def _read_row(conn: psycopg.Connection, queue_id: str) -> dict[str, Any] | None:
@@ -93,14 +108,21 @@ class QueueProvider(ResourceProvider):
     @presented
     def create(self, props: dict[str, Any]) -> CreateResult:
         text = queries(SQL)
-        with connect(props["db_url"]) as conn, conn.transaction():
-            row = conn.execute(text["insert_queue"], _params(props)).fetchone()
-            assert row is not None
-            queue_id = str(row[0])
-            conn.execute(
-                text["set_worker_count"], {"id": queue_id, "workers": int(props["workers"])}
-            )
-            written = _read_row(conn, queue_id)
+        with connect(props["db_url"]) as conn:
+            try:
+                with conn.transaction():
+                    row = conn.execute(text["insert_queue"], _params(props)).fetchone()
+                    assert row is not None
+                    queue_id = str(row[0])
+                    conn.execute(
+                        text["set_worker_count"],
+                        {"id": queue_id, "workers": int(props["workers"])},
+                    )
+                    written = _read_row(conn, queue_id)
+            except psycopg.errors.UniqueViolation as exc:
+                if exc.diag.constraint_name != NAME_CONSTRAINT:
+                    raise
+                raise QueueExistsError(_name_taken(conn, str(props["name"]))) from None
         return CreateResult(queue_id, _outs(props, queue_id, written))
 
     @presented
@@ -148,22 +170,3 @@ class QueueProvider(ResourceProvider):
                         "discard_unfinished_on_delete: true, run `pulumi up`, then remove it."
                     ) from None
                 raise
-
-
-class QueueResource(Resource, module="supaqueue", name="Queue"):
-    """The dynamic resource behind `components.queue.Queue`."""
-
-    queue_id: pulumi.Output[str]
-
-    def __init__(
-        self,
-        name: str,
-        props: dict[str, Any],
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        super().__init__(
-            QueueProvider(),
-            name,
-            declared_outputs(props, ["queue_id"]),
-            with_secret_outputs(opts, SECRET_OUTPUTS),
-        )

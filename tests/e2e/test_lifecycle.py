@@ -181,9 +181,9 @@ def test_lifecycle(project: PulumiProject, local_stack: Any) -> None:
     project.edit_edge_function("supaqueue", "\n// edited by the e2e test\n")
     ops = project.preview_ops()
     assert ops["supaqueue-schema"] == "same"  # never replaced
-    assert ops["supaqueue-queue-e2e-echo-queue"] == "update"
-    assert ops["supaqueue-queue-e2e-pipeline-queue"] == "same"
-    assert ops["supaqueue-queue-e2e-extra-queue"] == "create"
+    assert ops["supaqueue-queue-e2e-echo"] == "update"
+    assert ops["supaqueue-queue-e2e-pipeline"] == "same"
+    assert ops["supaqueue-queue-e2e-extra"] == "create"
     assert ops["supaqueue-function"] == "update"
     assert ops["supaqueue-vault-secret"] == "update"
     assert ops["supaqueue-function-secret"] == "update"
@@ -237,11 +237,11 @@ def test_lifecycle(project: PulumiProject, local_stack: Any) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("select supaqueue.set_worker_count(%s, 7)", (echo,))
     project.run("refresh", "--yes", "--skip-preview")
-    assert project.resource_outputs("supaqueue-queue-e2e-echo-queue")["workers"] == 7
+    assert project.resource_outputs("supaqueue-queue-e2e-echo")["workers"] == 7
     ops = project.preview_ops()
     # Only the drifted queue: refresh found nothing else changed (no false drift).
     assert {name: op for name, op in ops.items() if op != "same"} == {
-        "supaqueue-queue-e2e-echo-queue": "update"
+        "supaqueue-queue-e2e-echo": "update"
     }
     project.up()
     assert scalar(db_url, "select count(*) from supaqueue.worker where queue = %s", echo) == 4

@@ -1,6 +1,7 @@
 """The queue resource against the real engine SQL: create, in-place updates (same id, jobs
 kept), rename replaces, drift seen by read, delete refused with unfinished jobs (SQ001) unless
-discard, check failures naming the field."""
+discard, a name taken outside the stack's state refused with what to do, check failures naming
+the field."""
 
 from __future__ import annotations
 
@@ -171,6 +172,43 @@ def test_delete_refuses_unfinished_jobs_unless_discard(
     provider.delete(created.id, {**outs, "discard_unfinished_on_delete": True})
     assert sql_value(db_url, "select count(*) from supaqueue.queue") == 0
     assert sql_value(db_url, "select count(*) from supaqueue.job") == 0
+
+
+@pytest.mark.parametrize("made_by", ["hand", "lost state"])
+def test_create_of_a_name_taken_outside_the_state_says_what_to_do(
+    installed: dict[str, Any], db_url: str, made_by: str
+) -> None:
+    provider = QueueProvider()
+    if made_by == "hand":
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            row = conn.execute(
+                "insert into supaqueue.queue (name, edge_function_name)"
+                " values ('emails', 'by-hand') returning id::text"
+            ).fetchone()
+        assert row is not None
+        existing = str(row[0])
+    else:  # created by a stack whose state is gone: Pulumi creates it again
+        existing = provider.create(declare(db_url, workers=2)).id
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("insert into supaqueue.job (queue, payload) values (%s, '{}')", (existing,))
+    workers_before = workers(db_url, existing)
+
+    text = failure_text(lambda: provider.create(declare(db_url, workers=3)))
+    assert "QueueExistsError: queue 'emails' already exists in the database" in text
+    assert f"(id {existing}, 1 unfinished job(s))" in text
+    assert "not in this stack's state" in text
+    assert "`pulumi import` does not work for supaqueue queues" in text
+    assert f"select supaqueue.drop_queue('{existing}');" in text
+    assert "duplicate key" not in text and "Traceback" not in text
+    # Nothing changed: the existing queue keeps its row, workers and job.
+    assert sql_value(db_url, "select count(*) from supaqueue.queue") == 1
+    assert workers(db_url, existing) == workers_before
+    assert sql_value(db_url, "select count(*) from supaqueue.job") == 1
+
+    # Following the advice works: drop it (discarding its job), then create.
+    sql_value(db_url, "select supaqueue.drop_queue(%s, true)", existing)
+    created = provider.create(declare(db_url, workers=3))
+    assert created.id != existing and workers(db_url, created.id) == 3
 
 
 def test_delete_after_uninstall_is_a_no_op(db_url: str, installed: dict[str, Any]) -> None:

@@ -52,6 +52,7 @@ class Registration:
     urn: str
     dependencies: list[str]
     additional_secret_outputs: list[str]
+    alias_urns: list[str]
     raw: struct_pb2.Struct
 
     def is_secret(self, key: str) -> bool:
@@ -93,6 +94,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 urn=response.urn,
                 dependencies=list(request.dependencies),
                 additional_secret_outputs=list(request.additionalSecretOutputs),
+                alias_urns=[a.urn for a in request.aliases if a.urn] + list(request.aliasURNs),
                 raw=request.object,
             )
         )
@@ -158,18 +160,59 @@ def test_resources_names_and_parents(monitor: RecordingMonitor, edge_dir: Path) 
         "sq-function-secret": DYNAMIC + "FunctionSecret",
         "sq-function": DYNAMIC + "EdgeFunction",
         "sq-demo-function": DYNAMIC + "EdgeFunction",
-        "sq-queue-emails": "supaqueue:index:Queue",
-        "sq-queue-emails-queue": DYNAMIC + "Queue",
-        "sq-queue-thumbs": "supaqueue:index:Queue",
-        "sq-queue-thumbs-queue": DYNAMIC + "Queue",
+        # A queue is one resource: no component around it.
+        "sq-queue-emails": DYNAMIC + "Queue",
+        "sq-queue-thumbs": DYNAMIC + "Queue",
     }
     assert {name: r.type for name, r in regs.items()} == expected
     component = regs["sq"].urn
     for name, reg in regs.items():
-        if name == "sq":
-            continue
-        want = regs[name.removesuffix("-queue")].urn if name.endswith("-queue") else component
-        assert reg.parent == want, name
+        if name != "sq":
+            assert reg.parent == component, name
+
+
+def test_queues_keep_their_state_from_when_they_were_components(
+    monitor: RecordingMonitor, edge_dir: Path
+) -> None:
+    """Queues used to be `<name>-queue` inside a `supaqueue:index:Queue` component: the alias
+    lets an existing stack's queues carry on (no create, no delete) after an upgrade."""
+    deploy(monitor, edge_dir)
+    regs = by_name(monitor)
+    # The URN of a child: its parent's type chain, `$`, its own type, `::`, its name.
+    chain = regs["sq"].urn.rsplit("::", 1)[0]
+    assert chain.endswith("supaqueue:index:Supaqueue")
+    for queue in ("emails", "thumbs"):
+        legacy = (
+            f"{chain}$supaqueue:index:Queue"
+            f"$pulumi-python:dynamic/supaqueue:Queue::sq-queue-{queue}-queue"
+        )
+        assert regs[f"sq-queue-{queue}"].alias_urns == [legacy]
+
+
+def test_a_queue_from_the_python_api_is_one_resource(
+    monitor: RecordingMonitor, edge_dir: Path
+) -> None:
+    resolved: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> Any:
+        sq = install(edge_dir, demo=False)
+        queue = Queue("reports", {"name": "reports", "edge_function_name": "f"}, installation=sq)
+        return queue.queue_id.apply(lambda value: resolved.update(queue_id=value))
+
+    program()
+    regs = by_name(monitor)
+    reports = regs["reports"]
+    assert reports.type == DYNAMIC + "Queue"
+    assert not any(r.type == "supaqueue:index:Queue" for r in monitor.registrations)
+    assert resolved["queue_id"] == "id-of-reports"
+    assert reports.is_secret("headers") and reports.is_secret("db_url")
+    assert regs["sq-function"].urn in reports.dependencies
+    legacy = (
+        "urn:pulumi:stack::project::supaqueue:index:Queue"
+        "$pulumi-python:dynamic/supaqueue:Queue::reports-queue"
+    )
+    assert reports.alias_urns == [legacy]
 
 
 def test_dependencies_put_the_type_check_first(monitor: RecordingMonitor, edge_dir: Path) -> None:
@@ -183,7 +226,7 @@ def test_dependencies_put_the_type_check_first(monitor: RecordingMonitor, edge_d
     assert urn["sq-schema"] in regs["sq-settings"].dependencies
     assert urn["sq-schema"] in regs["sq-vault-secret"].dependencies
     assert urn["sq-demo-deno-check"] in regs["sq-demo-function"].dependencies
-    for queue in ("sq-queue-emails-queue", "sq-queue-thumbs-queue"):
+    for queue in ("sq-queue-emails", "sq-queue-thumbs"):
         deps = regs[queue].dependencies
         for needed in ("sq-schema", "sq-settings", "sq-vault-secret", "sq-function"):
             assert urn[needed] in deps, (queue, needed)
@@ -192,7 +235,7 @@ def test_dependencies_put_the_type_check_first(monitor: RecordingMonitor, edge_d
 def test_secrets_stay_secret(monitor: RecordingMonitor, edge_dir: Path) -> None:
     deploy(monitor, edge_dir)
     regs = by_name(monitor)
-    for name in ("sq-schema", "sq-settings", "sq-vault-secret", "sq-queue-emails-queue"):
+    for name in ("sq-schema", "sq-settings", "sq-vault-secret", "sq-queue-emails"):
         assert regs[name].is_secret("db_url"), name
         assert "db_url" in regs[name].additional_secret_outputs, name
     for name in ("sq-function", "sq-function-secret", "sq-demo-function"):
@@ -202,10 +245,10 @@ def test_secrets_stay_secret(monitor: RecordingMonitor, edge_dir: Path) -> None:
     assert "secret" in regs["sq-vault-secret"].additional_secret_outputs
     assert regs["sq-function-secret"].is_secret("value")
     assert "value" in regs["sq-function-secret"].additional_secret_outputs
-    assert regs["sq-queue-emails-queue"].is_secret("headers")
-    assert "headers" in regs["sq-queue-emails-queue"].additional_secret_outputs
+    assert regs["sq-queue-emails"].is_secret("headers")
+    assert "headers" in regs["sq-queue-emails"].additional_secret_outputs
     # The dynamic provider itself is serialized into state: always secret.
-    assert regs["sq-queue-emails-queue"].is_secret("__provider")
+    assert regs["sq-queue-emails"].is_secret("__provider")
     # Nothing plain anywhere in what the engine receives.
     for reg in monitor.registrations:
         for key, value in reg.raw.fields.items():
@@ -235,10 +278,10 @@ def test_inputs_and_outputs(monitor: RecordingMonitor, edge_dir: Path) -> None:
     assert check_cmd["dir"].string_value == str(edge_dir / "supaqueue")
     triggers = check_cmd["triggers"].list_value.values
     assert [t.string_value for t in triggers] == [function["content_hash"].string_value]
-    emails = regs["sq-queue-emails-queue"].raw.fields
+    emails = regs["sq-queue-emails"].raw.fields
     assert emails["workers"].number_value == 3
     assert emails["edge_function_name"].string_value == "send-email"
-    thumbs = regs["sq-queue-thumbs-queue"].raw.fields
+    thumbs = regs["sq-queue-thumbs"].raw.fields
     assert thumbs["rate_limit_per_second"].number_value == 5
 
 

@@ -48,6 +48,11 @@ select q.id::text, q.name, q.edge_function_name, q.method, q.default_headers, q.
 from supaqueue.queue q
 where q.id = %(id)s::uuid;
 
+-- name: find_queue_by_name
+select q.id::text, supaqueue.unfinished_job_count(q.id) as unfinished
+from supaqueue.queue q
+where q.name = %(name)s;
+
 -- name: queue_table_exists
 select to_regclass('supaqueue.queue') is not null;
 

@@ -1,0 +1,127 @@
+"""Queues and the stack state under the real engine: a stack made when a queue was a
+`supaqueue:index:Queue` component (holding the row resource `<name>-queue`) keeps its queues on
+upgrade; a queue name taken outside the stack's state fails `up` with what to do."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.pulumi_project import PulumiProject
+from tests.e2e.test_lifecycle import uninstall
+
+pytestmark = [pytest.mark.engine, pytest.mark.stack]
+
+QUEUES = [
+    {"name": f"state-{n}", "edge_function_name": "demo-target", "paused": True} for n in range(2)
+]
+QUEUE_TYPE = "pulumi-python:dynamic/supaqueue:Queue"
+LEGACY_COMPONENT = "supaqueue:index:Queue"
+
+# The program as it was: the real one, with each queue wrapped in a component as before.
+LEGACY_PREAMBLE = """
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import Resource
+
+import components.supaqueue
+from components.providers.base import declared_outputs, with_secret_outputs
+from components.providers.queue import SECRET_OUTPUTS, QueueProvider
+from components.queue_spec import with_defaults
+
+
+class QueueResource(Resource, module="supaqueue", name="Queue"):
+    queue_id: pulumi.Output[str]
+
+    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
+        super().__init__(
+            QueueProvider(),
+            name,
+            declared_outputs(props, ["queue_id"]),
+            with_secret_outputs(opts, SECRET_OUTPUTS),
+        )
+
+
+class Queue(pulumi.ComponentResource):
+    def __init__(self, name: str, args: Any, *, installation: Any, opts: Any = None) -> None:
+        super().__init__("supaqueue:index:Queue", name, None, opts)
+        props = with_defaults(dict(args))
+        props["headers"] = pulumi.Output.secret(args.get("headers") or {})
+        props["db_url"] = installation.db_url
+        self.resource = QueueResource(
+            f"{name}-queue",
+            props,
+            pulumi.ResourceOptions(parent=self, depends_on=installation.queue_dependencies),
+        )
+        self.queue_id = self.resource.queue_id
+        self.register_outputs({"queue_id": self.queue_id})
+
+
+components.supaqueue.Queue = Queue
+"""
+
+
+@pytest.fixture
+def project(local_stack: Any, tmp_path: Path) -> Iterator[PulumiProject]:
+    uninstall(local_stack.env["DB_URL"])
+    created = PulumiProject.create(tmp_path, "qstate", local_stack.env)
+    try:
+        yield created
+    finally:
+        created.cleanup()
+
+
+def planned(project: PulumiProject) -> list[tuple[str, str, str]]:
+    """(type, name, op) of every step `pulumi preview` plans, sames included."""
+    steps = json.loads(project.run("preview", "--json", "--show-sames").stdout)["steps"]
+    return [
+        (s["urn"].split("::")[-2].split("$")[-1], s["urn"].split("::")[-1], s["op"]) for s in steps
+    ]
+
+
+def test_queues_of_the_component_layout_are_kept_on_upgrade(project: PulumiProject) -> None:
+    program = project.workdir / "__main__.py"
+    real = program.read_text()
+    head, _, rest = real.partition("from components.config import")
+    program.write_text(head + LEGACY_PREAMBLE + "\nfrom components.config import" + rest)
+    project.configure(target="local", queues=QUEUES)
+    project.up()
+    before = project.outputs()["queue_ids"]
+    legacy_rows = {name for typ, name, _ in planned(project) if typ == QUEUE_TYPE}
+    assert legacy_rows == {"supaqueue-queue-state-0-queue", "supaqueue-queue-state-1-queue"}
+
+    program.write_text(real)
+    changed = {(typ, name, op) for typ, name, op in planned(project) if op != "same"}
+    # The rows are aliased to their new URNs (unchanged); only the empty components go.
+    assert changed == {
+        (LEGACY_COMPONENT, "supaqueue-queue-state-0", "delete"),
+        (LEGACY_COMPONENT, "supaqueue-queue-state-1", "delete"),
+    }
+    output = project.up()
+    assert "created" not in output and "- 2 deleted" in output
+    assert project.outputs()["queue_ids"] == before
+    project.run("preview", "--expect-no-changes")
+
+
+def test_a_queue_name_taken_outside_the_state_fails_up_with_what_to_do(
+    project: PulumiProject,
+) -> None:
+    project.configure(target="local", queues=QUEUES)
+    project.up()
+    queue_id = project.outputs()["queue_ids"]["state-1"]
+    state = json.loads(project.exported_state())["deployment"]["resources"]
+    urn = next(r["urn"] for r in state if r["urn"].endswith("::supaqueue-queue-state-1"))
+    project.run("state", "delete", "--yes", urn)  # the state of one queue is lost
+
+    failed = project.run("up", "--yes", "--skip-preview", check=False)
+    assert failed.returncode != 0
+    output = failed.stdout + failed.stderr
+    assert "QueueExistsError: queue 'state-1' already exists in the database" in output
+    assert "not in this stack's state" in output
+    assert f"select supaqueue.drop_queue('{queue_id}');" in output
+    assert "duplicate key" not in output and "Traceback" not in output
