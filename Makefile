@@ -9,7 +9,7 @@ STACK ?= dev
 
 help:
 	@echo "make up        toolchain + local stack + pulumi up (dev) + a demo job"
-	@echo "make test      lint and the whole test suite"
+	@echo "make test      lint (ruff, mypy) and the whole test suite"
 	@echo "make down      stop the local stack (data kept); make destroy-local removes it"
 	@echo "make preview | destroy | pulumi ARGS='refresh'   pulumi on STACK (default dev)"
 	@echo "make bench     benchmarks, one JSON line per measurement"
@@ -40,11 +40,10 @@ destroy: toolchain
 pulumi: toolchain
 	@scripts/pulumi-stack.sh $(STACK) $(ARGS)
 
-lint:
-	@$(ENV) ruff check . && ruff format --check components local_stack offline_plugins tests scripts benchmarks >/dev/null || true
+lint: toolchain
+	@$(ENV) ruff check . && ruff format --check . && mypy components local_stack offline_plugins scripts benchmarks tests
 
-test: toolchain
-	@$(ENV) ruff check .
+test: lint
 	@$(ENV) $(PY) -m pytest
 
 bench: toolchain

@@ -21,34 +21,47 @@ def main() -> int:
         print("demo: DB_URL is not set (run through `make up`)", file=sys.stderr)
         return 1
     with psycopg.connect(dsn, autocommit=True) as conn:
-        queues = dict(conn.execute("select name, id from supaqueue.queue").fetchall())
+        queues: dict[str, object] = {
+            name: queue_id
+            for name, queue_id in conn.execute("select name, id from supaqueue.queue").fetchall()
+        }
         missing = {"demo-echo", "demo-pipeline"} - queues.keys()
         if missing:
             print(f"demo: queues {sorted(missing)} are not declared on this stack", file=sys.stderr)
             return 1
-        (echo,) = conn.execute(
+
+        def one(query: str, *params: object) -> object:
+            row = conn.execute(query, params).fetchone()
+            assert row is not None
+            return row[0]
+
+        # The seed's plain INSERT, and a two-step pipeline through supaqueue.enqueue.
+        echo = one(
             "insert into supaqueue.job (queue, payload) values (%s, %s) returning id",
-            (queues["demo-echo"], json.dumps({"hello": "from make up"})),
-        ).fetchone() or (None,)
-        (step1,) = conn.execute(
-            "select supaqueue.enqueue(%s, %s)",
-            (queues["demo-pipeline"], json.dumps({"step": 1})),
-        ).fetchone() or (None,)
-        (step2,) = conn.execute(
+            queues["demo-echo"],
+            json.dumps({"hello": "from make up"}),
+        )
+        step1 = one(
+            "select supaqueue.enqueue(%s, %s)", queues["demo-pipeline"], json.dumps({"step": 1})
+        )
+        step2 = one(
             "select supaqueue.enqueue(%s, %s, _depends_on => array[%s]::uuid[])",
-            (queues["demo-pipeline"], json.dumps({"step": 2}), step1),
-        ).fetchone() or (None,)
+            queues["demo-pipeline"],
+            json.dumps({"step": 2}),
+            step1,
+        )
         jobs = {"demo-echo job": echo, "pipeline step 1": step1, "pipeline step 2": step2}
         deadline = time.monotonic() + TIMEOUT_S
-        rows: dict[str, tuple[str, int, object]] = {}
+        rows: dict[str, tuple[object, ...]] = {}
         while time.monotonic() < deadline:
-            rows = {
-                label: conn.execute(
+            rows = {}
+            for label, job_id in jobs.items():
+                row = conn.execute(
                     "select status::text, attempts, result from supaqueue.job where id = %s",
                     (job_id,),
                 ).fetchone()
-                for label, job_id in jobs.items()
-            }
+                assert row is not None
+                rows[label] = tuple(row)
             if all(r[0] in ("success", "failed", "cancelled") for r in rows.values()):
                 break
             time.sleep(0.2)
