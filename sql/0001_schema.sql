@@ -57,7 +57,9 @@ create table supaqueue.queue (
   constraint queue_max_attempts_positive check (max_attempts >= 1),
   constraint queue_backoff_valid check (backoff_base_ms >= 0 and backoff_max_ms >= backoff_base_ms),
   constraint queue_backoff_jitter_fraction check (backoff_jitter >= 0 and backoff_jitter <= 1),
-  constraint queue_timeout_positive check (timeout_ms > 0 and lease_grace_ms >= 0),
+  -- at most one hour: the supaqueue Edge Function refuses (400) a dispatch with a longer timeout
+  constraint queue_timeout_positive
+    check (timeout_ms > 0 and timeout_ms <= 3600000 and lease_grace_ms >= 0),
   constraint queue_rate_limit_positive check (rate_limit_per_second is null or rate_limit_per_second > 0),
   constraint queue_rate_limit_burst_positive check (rate_limit_burst is null or rate_limit_burst >= 1),
   constraint queue_retention_non_negative check (retention_seconds is null or retention_seconds >= 0)

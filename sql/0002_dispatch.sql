@@ -22,6 +22,7 @@ declare
   _request bigint;
   _body jsonb;
   _n integer := 0;
+  _prio integer;
 begin
   select * into _q from supaqueue.queue where id = _queue;
   if not found or _q.paused then
@@ -40,32 +41,60 @@ begin
   if _q.rate_limit_per_second is not null then
     _capacity := greatest(1, coalesce(_q.rate_limit_burst, ceil(_q.rate_limit_per_second)));
     -- Lock the bucket, never the queue row: enqueuers' foreign-key checks on queue stay unblocked.
+    -- SKIP LOCKED: while another transaction holds the bucket (it may be a user's transaction
+    -- that enqueued and is still open) that one dispatches this queue; the tick retries within a
+    -- second. Waiting instead would stall completions and the tick of every queue behind it.
     select least(_capacity,
                  b.tokens + extract(epoch from _now - b.refilled_at) * _q.rate_limit_per_second)
       into _tokens
-      from supaqueue.queue_bucket b where b.queue = _queue for update;
+      from supaqueue.queue_bucket b where b.queue = _queue for update skip locked;
     if not found then
+      if exists (select 1 from supaqueue.queue_bucket b where b.queue = _queue) then
+        return 0;
+      end if;
       insert into supaqueue.queue_bucket (queue, tokens, refilled_at)
         values (_queue, _capacity, _now) on conflict (queue) do nothing;
       select least(_capacity,
                    b.tokens + extract(epoch from _now - b.refilled_at) * _q.rate_limit_per_second)
         into _tokens
-        from supaqueue.queue_bucket b where b.queue = _queue for update;
+        from supaqueue.queue_bucket b where b.queue = _queue for update skip locked;
+      if not found then
+        return 0;
+      end if;
     end if;
-    _budget := floor(_tokens);
+    -- a rate far beyond reach (1e10/s) must not overflow the integer budget
+    _budget := least(floor(_tokens), 2147483647);
   end if;
+
+  -- The highest priority that has ready jobs. Jobs are probed one priority at a time, so that
+  -- `run_at <= now()` bounds each index range: jobs delayed to later (run_at, backoff) are never
+  -- read, however many there are. The cost grows with the number of distinct priorities only.
+  select j.priority into _prio from supaqueue.job j
+    where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+    order by j.priority desc
+    limit 1;
 
   loop
     exit when _budget is not null and _n >= _budget;
 
     -- Job first, then worker: a worker is only ever locked by a dispatcher that has a job for it.
-    select * into _job from supaqueue.job
-      where queue = _queue and status = 'pending' and pending_dependencies = 0
-        and run_at <= now()
-      order by priority desc, run_at, id
-      limit 1
-      for update skip locked;
-    exit when not found;
+    loop
+      exit when _prio is null;
+      select * into _job from supaqueue.job
+        where queue = _queue and status = 'pending' and pending_dependencies = 0
+          and priority = _prio and run_at <= now()
+        order by run_at, id
+        limit 1
+        for update skip locked;
+      exit when found;
+      -- nothing due (or everything taken) at this priority: the next lower one
+      select j.priority into _prio from supaqueue.job j
+        where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+          and j.priority < _prio
+        order by j.priority desc
+        limit 1;
+    end loop;
+    exit when _prio is null;
 
     select w.id into _worker from supaqueue.worker w
       where w.queue = _queue and not w.locked and not w.retiring
@@ -87,7 +116,7 @@ begin
       returning * into _job;
 
     _cj_id := gen_random_uuid();
-    _lease := _now + make_interval(secs => (_q.timeout_ms + _q.lease_grace_ms) / 1000.0);
+    _lease := _now + make_interval(secs => (_q.timeout_ms::bigint + _q.lease_grace_ms) / 1000.0);
     _body := jsonb_build_object(
       'current_job', jsonb_build_object(
         'id', _cj_id, 'worker', _worker, 'job', _job.id, 'lease_expires_at', _lease),

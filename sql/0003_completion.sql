@@ -7,18 +7,25 @@ set search_path = ''
 as $$
 declare
   _n integer;
+  _total integer := 0;
 begin
-  with recursive dependents (job) as (
-    select d.job from supaqueue.job_dependency d where d.depends_on = _job
-    union
-    select d.job from supaqueue.job_dependency d join dependents x on d.depends_on = x.job
-  )
-  update supaqueue.job j
-    set status = 'cancelled', finished_at = now(), updated_at = now(), last_error = _reason
-    from dependents x
-    where j.id = x.job and j.status = 'pending';
-  get diagnostics _n = row_count;
-  return _n;
+  -- Repeated until a pass cancels nothing: a pass may wait for an enqueue that holds a dependent
+  -- FOR SHARE, and that enqueue's new edge is only visible to the next statement's snapshot.
+  loop
+    with recursive dependents (job) as (
+      select d.job from supaqueue.job_dependency d where d.depends_on = _job
+      union
+      select d.job from supaqueue.job_dependency d join dependents x on d.depends_on = x.job
+    )
+    update supaqueue.job j
+      set status = 'cancelled', finished_at = now(), updated_at = now(), last_error = _reason
+      from dependents x
+      where j.id = x.job and j.status = 'pending';
+    get diagnostics _n = row_count;
+    exit when _n = 0;
+    _total := _total + _n;
+  end loop;
+  return _total;
 end
 $$;
 
@@ -148,7 +155,9 @@ begin
     _cj,
     case when coalesce(_is_complete and _is_successful, false) then 'success' else 'failure' end,
     _status_code, _response_excerpt, _error,
-    case when _retry_after_seconds > 0 then _retry_after_seconds end,
+    -- capped at one year: a larger Retry-After (or NaN/Infinity) would overflow run_at and make
+    -- the report itself fail
+    case when _retry_after_seconds > 0 then least(_retry_after_seconds, 31536000) end,
     _result, _duration_ms)
   loop
     perform supaqueue.dispatch(_queue);

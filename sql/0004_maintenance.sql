@@ -176,6 +176,10 @@ begin
             hint = 'Let them finish, or drop the queue with _discard_unfinished => true '
                    '(in Pulumi: discard_unfinished_on_delete: true) to discard them.';
   end if;
+  -- Wait for enqueues that hold one of these jobs FOR SHARE (a new dependent elsewhere), so that
+  -- the pass below sees their edges; later ones find the jobs gone and fail.
+  perform 1 from supaqueue.job where queue = _queue and status in ('pending', 'in_progress')
+    for update;
   -- One pass over the dependency graph for all discarded jobs at once.
   with recursive dependents (job) as (
     select d.job from supaqueue.job_dependency d

@@ -18,18 +18,25 @@ CREATE FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) RETURNS in
     AS $$
 declare
   _n integer;
+  _total integer := 0;
 begin
-  with recursive dependents (job) as (
-    select d.job from supaqueue.job_dependency d where d.depends_on = _job
-    union
-    select d.job from supaqueue.job_dependency d join dependents x on d.depends_on = x.job
-  )
-  update supaqueue.job j
-    set status = 'cancelled', finished_at = now(), updated_at = now(), last_error = _reason
-    from dependents x
-    where j.id = x.job and j.status = 'pending';
-  get diagnostics _n = row_count;
-  return _n;
+  -- Repeated until a pass cancels nothing: a pass may wait for an enqueue that holds a dependent
+  -- FOR SHARE, and that enqueue's new edge is only visible to the next statement's snapshot.
+  loop
+    with recursive dependents (job) as (
+      select d.job from supaqueue.job_dependency d where d.depends_on = _job
+      union
+      select d.job from supaqueue.job_dependency d join dependents x on d.depends_on = x.job
+    )
+    update supaqueue.job j
+      set status = 'cancelled', finished_at = now(), updated_at = now(), last_error = _reason
+      from dependents x
+      where j.id = x.job and j.status = 'pending';
+    get diagnostics _n = row_count;
+    exit when _n = 0;
+    _total := _total + _n;
+  end loop;
+  return _total;
 end
 $$;
 
@@ -192,7 +199,7 @@ CREATE TABLE supaqueue.queue (
     CONSTRAINT queue_rate_limit_burst_positive CHECK (((rate_limit_burst IS NULL) OR (rate_limit_burst >= 1))),
     CONSTRAINT queue_rate_limit_positive CHECK (((rate_limit_per_second IS NULL) OR (rate_limit_per_second > (0)::double precision))),
     CONSTRAINT queue_retention_non_negative CHECK (((retention_seconds IS NULL) OR (retention_seconds >= 0))),
-    CONSTRAINT queue_timeout_positive CHECK (((timeout_ms > 0) AND (lease_grace_ms >= 0)))
+    CONSTRAINT queue_timeout_positive CHECK (((timeout_ms > 0) AND (timeout_ms <= 3600000) AND (lease_grace_ms >= 0)))
 );
 
 ALTER TABLE supaqueue.queue OWNER TO postgres;
@@ -229,6 +236,7 @@ declare
   _request bigint;
   _body jsonb;
   _n integer := 0;
+  _prio integer;
 begin
   select * into _q from supaqueue.queue where id = _queue;
   if not found or _q.paused then
@@ -247,32 +255,60 @@ begin
   if _q.rate_limit_per_second is not null then
     _capacity := greatest(1, coalesce(_q.rate_limit_burst, ceil(_q.rate_limit_per_second)));
     -- Lock the bucket, never the queue row: enqueuers' foreign-key checks on queue stay unblocked.
+    -- SKIP LOCKED: while another transaction holds the bucket (it may be a user's transaction
+    -- that enqueued and is still open) that one dispatches this queue; the tick retries within a
+    -- second. Waiting instead would stall completions and the tick of every queue behind it.
     select least(_capacity,
                  b.tokens + extract(epoch from _now - b.refilled_at) * _q.rate_limit_per_second)
       into _tokens
-      from supaqueue.queue_bucket b where b.queue = _queue for update;
+      from supaqueue.queue_bucket b where b.queue = _queue for update skip locked;
     if not found then
+      if exists (select 1 from supaqueue.queue_bucket b where b.queue = _queue) then
+        return 0;
+      end if;
       insert into supaqueue.queue_bucket (queue, tokens, refilled_at)
         values (_queue, _capacity, _now) on conflict (queue) do nothing;
       select least(_capacity,
                    b.tokens + extract(epoch from _now - b.refilled_at) * _q.rate_limit_per_second)
         into _tokens
-        from supaqueue.queue_bucket b where b.queue = _queue for update;
+        from supaqueue.queue_bucket b where b.queue = _queue for update skip locked;
+      if not found then
+        return 0;
+      end if;
     end if;
-    _budget := floor(_tokens);
+    -- a rate far beyond reach (1e10/s) must not overflow the integer budget
+    _budget := least(floor(_tokens), 2147483647);
   end if;
+
+  -- The highest priority that has ready jobs. Jobs are probed one priority at a time, so that
+  -- `run_at <= now()` bounds each index range: jobs delayed to later (run_at, backoff) are never
+  -- read, however many there are. The cost grows with the number of distinct priorities only.
+  select j.priority into _prio from supaqueue.job j
+    where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+    order by j.priority desc
+    limit 1;
 
   loop
     exit when _budget is not null and _n >= _budget;
 
     -- Job first, then worker: a worker is only ever locked by a dispatcher that has a job for it.
-    select * into _job from supaqueue.job
-      where queue = _queue and status = 'pending' and pending_dependencies = 0
-        and run_at <= now()
-      order by priority desc, run_at, id
-      limit 1
-      for update skip locked;
-    exit when not found;
+    loop
+      exit when _prio is null;
+      select * into _job from supaqueue.job
+        where queue = _queue and status = 'pending' and pending_dependencies = 0
+          and priority = _prio and run_at <= now()
+        order by run_at, id
+        limit 1
+        for update skip locked;
+      exit when found;
+      -- nothing due (or everything taken) at this priority: the next lower one
+      select j.priority into _prio from supaqueue.job j
+        where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+          and j.priority < _prio
+        order by j.priority desc
+        limit 1;
+    end loop;
+    exit when _prio is null;
 
     select w.id into _worker from supaqueue.worker w
       where w.queue = _queue and not w.locked and not w.retiring
@@ -294,7 +330,7 @@ begin
       returning * into _job;
 
     _cj_id := gen_random_uuid();
-    _lease := _now + make_interval(secs => (_q.timeout_ms + _q.lease_grace_ms) / 1000.0);
+    _lease := _now + make_interval(secs => (_q.timeout_ms::bigint + _q.lease_grace_ms) / 1000.0);
     _body := jsonb_build_object(
       'current_job', jsonb_build_object(
         'id', _cj_id, 'worker', _worker, 'job', _job.id, 'lease_expires_at', _lease),
@@ -355,6 +391,10 @@ begin
             hint = 'Let them finish, or drop the queue with _discard_unfinished => true '
                    '(in Pulumi: discard_unfinished_on_delete: true) to discard them.';
   end if;
+  -- Wait for enqueues that hold one of these jobs FOR SHARE (a new dependent elsewhere), so that
+  -- the pass below sees their edges; later ones find the jobs gone and fail.
+  perform 1 from supaqueue.job where queue = _queue and status in ('pending', 'in_progress')
+    for update;
   -- One pass over the dependency graph for all discarded jobs at once.
   with recursive dependents (job) as (
     select d.job from supaqueue.job_dependency d
@@ -394,7 +434,9 @@ begin
     _cj,
     case when coalesce(_is_complete and _is_successful, false) then 'success' else 'failure' end,
     _status_code, _response_excerpt, _error,
-    case when _retry_after_seconds > 0 then _retry_after_seconds end,
+    -- capped at one year: a larger Retry-After (or NaN/Infinity) would overflow run_at and make
+    -- the report itself fail
+    case when _retry_after_seconds > 0 then least(_retry_after_seconds, 31536000) end,
     _result, _duration_ms)
   loop
     perform supaqueue.dispatch(_queue);

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+
 from tests.engine.harness import Engine
 
 
@@ -58,3 +64,88 @@ def test_retried_dependency_keeps_dependents_waiting(engine: Engine) -> None:
     b = engine.enqueue(q, _depends_on=[a])
     engine.end(engine.current_job_of(a), success=False, _status_code=503)
     assert engine.status(a) == "pending" and engine.status(b) == "pending"
+
+
+def _start_blocked(engine: Engine, action: Callable[[], None]) -> Callable[[], None]:
+    """Start `action` in a thread and return once it waits for a lock (an open transaction of
+    the caller's); the returned function joins it and re-raises what it raised."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            action()
+        except BaseException as exc:  # re-raised by join()
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not engine.one(
+        "select count(*) from pg_stat_activity"
+        " where datname = current_database() and wait_event_type = 'Lock'"
+    ):
+        assert time.monotonic() < deadline, "the action never waited for the open transaction"
+        time.sleep(0.02)
+
+    def join() -> None:
+        thread.join(10)
+        assert not thread.is_alive()
+        if errors:
+            raise errors[0]
+
+    return join
+
+
+def test_dependent_enqueued_while_its_dependency_is_being_cancelled_is_cancelled(
+    engine_dsn: str, engine: Engine
+) -> None:
+    # root -> child already exist; a transaction enqueues grandchild (depending on child) and
+    # is still open when root fails for good. The cancellation waits for that transaction (its
+    # FOR SHARE on child) and must then also cancel grandchild, not leave it pending forever.
+    q = engine.queue(workers=1, max_attempts=1)
+    root = engine.enqueue(q)
+    child = engine.enqueue(q, _depends_on=[root])
+    root_lease = engine.current_job_of(root)
+    with psycopg.connect(engine_dsn) as other:
+        grandchild = str(other.execute(
+            "select supaqueue.enqueue(%s, '{}', _depends_on => array[%s]::uuid[])::text",
+            (q, child),
+        ).fetchone()[0])  # type: ignore[index]  # fmt: skip
+
+        def fail_root() -> None:
+            with psycopg.connect(engine_dsn, autocommit=True) as conn:
+                conn.execute(
+                    "select supaqueue.end_current_job(%s, true, false, 400)", (root_lease,)
+                )
+
+        join = _start_blocked(engine, fail_root)
+        other.commit()
+    join()
+    assert engine.status(root) == "failed"
+    assert engine.status(child) == "cancelled"
+    assert engine.status(grandchild) == "cancelled"
+
+
+def test_dependent_enqueued_while_its_queue_is_dropped_is_cancelled(
+    engine_dsn: str, engine: Engine
+) -> None:
+    # A job in another queue is being enqueued (still open) with a dependency on a job of the
+    # queue being dropped with its unfinished jobs: it must end cancelled, not pending forever.
+    doomed = engine.queue(workers=0)
+    other_q = engine.queue(workers=0)
+    dep = engine.enqueue(doomed)
+    with psycopg.connect(engine_dsn) as other:
+        dependent = str(other.execute(
+            "select supaqueue.enqueue(%s, '{}', _depends_on => array[%s]::uuid[])::text",
+            (other_q, dep),
+        ).fetchone()[0])  # type: ignore[index]  # fmt: skip
+
+        def drop() -> None:
+            with psycopg.connect(engine_dsn, autocommit=True) as conn:
+                conn.execute("select supaqueue.drop_queue(%s, true)", (doomed,))
+
+        join = _start_blocked(engine, drop)
+        other.commit()
+    join()
+    assert engine.one("select count(*) from supaqueue.queue where id = %s", (doomed,)) == 0
+    assert engine.status(dependent) == "cancelled"

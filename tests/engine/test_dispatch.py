@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import psycopg
 import pytest
@@ -191,3 +192,68 @@ def test_bad_input_is_refused_with_clear_errors(engine: Engine) -> None:
         engine.enqueue(q, _depends_on=["00000000-0000-0000-0000-000000000000"])
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="0 or more"):
         engine.conn.execute("select supaqueue.set_worker_count(%s, -1)", (q,))
+
+
+def _job_blocks_read(engine: Engine, statement: str, params: Any) -> int:
+    """Pages of supaqueue.job and its indexes read while running `statement` (rolled back)."""
+    count = (
+        "select sum(pg_stat_get_xact_blocks_fetched(c.oid))::bigint from pg_class c"
+        " where c.oid = 'supaqueue.job'::regclass"
+        "    or c.oid in (select indexrelid from pg_index"
+        "                  where indrelid = 'supaqueue.job'::regclass)"
+    )
+    with engine.conn.transaction(force_rollback=True):
+        before = int(engine.one(count))
+        engine.conn.execute(statement, params)
+        return int(engine.one(count)) - before
+
+
+def test_delayed_backlog_is_not_scanned_by_dispatch(engine: Engine) -> None:
+    # 100k jobs waiting for a later run_at (scheduled, or backing off) at a higher priority than
+    # the one due job: dispatch, run by every completion and every tick, must not read them all.
+    # (About 100 pages for a completion and 30 for a tick; reading the backlog took over 2000.)
+    q = engine.queue(workers=1)
+    busy = engine.insert_job(q)
+    [req] = engine.new_requests()
+    engine.conn.execute(
+        "insert into supaqueue.job (queue, priority, run_at)"
+        " select %s, 1 + i %% 3, now() + interval '1 day' from generate_series(1, 100000) i",
+        (q,),
+    )
+    due = engine.insert_job(q)
+    engine.conn.execute("analyze supaqueue.job")
+    read = _job_blocks_read(
+        engine, "select supaqueue.end_current_job(%s, true, true)", (req.current_job,)
+    )
+    assert read < 400, f"one completion read {read} pages of supaqueue.job"
+    assert engine.end(req.current_job)
+    [nxt] = engine.new_requests()
+    assert nxt.job == due and engine.status(busy) == "success"
+    assert engine.end(nxt.current_job)
+    # only delayed jobs left and a free worker: the tick probes the queue every second
+    read = _job_blocks_read(engine, "select supaqueue.tick()", None)
+    assert read < 400, f"one tick read {read} pages of supaqueue.job"
+
+
+def test_extreme_policy_values_do_not_break_dispatch(engine: Engine) -> None:
+    # A rate limit far above anything reachable (accepted by the Pulumi config: any number above 0)
+    # and a long lease grace must not make dispatch, and so the enqueue itself, fail
+    # (the token budget and timeout + grace overflowed `integer`).
+    q = engine.queue(workers=2, rate_limit_per_second=1e10, lease_grace_ms=2_147_483_647)
+    job = engine.insert_job(q)
+    [req] = engine.new_requests()
+    assert req.job == job
+    lease_in_days = engine.one(
+        "select extract(epoch from lease_expires_at - started_at) / 86400"
+        " from supaqueue.current_job where job = %s",
+        (job,),
+    )
+    assert 24 < float(lease_in_days) < 25
+
+
+def test_timeout_beyond_what_the_dispatcher_accepts_is_refused(engine: Engine) -> None:
+    # The supaqueue Edge Function answers 400 to a dispatch whose queue.timeout_ms is above one
+    # hour, so such a queue's jobs would only ever end by lease expiry: refuse it up front.
+    engine.queue(workers=0, timeout_ms=3_600_000)
+    with pytest.raises(psycopg.errors.CheckViolation, match="queue_timeout_positive"):
+        engine.queue(workers=0, timeout_ms=3_600_001)

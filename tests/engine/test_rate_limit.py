@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import psycopg
+
 from tests.engine.harness import Engine
 
 
@@ -50,3 +52,23 @@ def test_no_rate_limit_by_default(engine: Engine) -> None:
         "insert into supaqueue.job (queue) select %s from generate_series(1, 50)", (q,)
     )
     assert len(engine.new_requests()) == 50
+
+
+def test_open_enqueue_transaction_does_not_block_tick_or_completions(
+    engine_dsn: str, engine: Engine
+) -> None:
+    # A user's transaction that enqueued into a rate-limited queue and is still open must not
+    # make the tick (every queue's leases, dispatch, retention) or completions wait for it.
+    q = engine.queue(workers=2, rate_limit_per_second=100)
+    first = engine.insert_job(q)
+    [req] = engine.new_requests()
+    with psycopg.connect(engine_dsn) as other:
+        other.execute("insert into supaqueue.job (queue) values (%s)", (q,))  # left open
+        engine.conn.execute("set lock_timeout = '2s'")
+        warnings: list[str] = []
+        engine.conn.add_notice_handler(lambda diag: warnings.append(str(diag.message_primary)))
+        engine.tick()
+        assert warnings == [], "the tick waited for the open transaction"
+        assert engine.end(req.current_job)
+        other.rollback()
+    assert engine.status(first) == "success"

@@ -175,3 +175,17 @@ def test_history_records_each_attempt(engine: Engine) -> None:
     assert rows[0]["error"] == "upstream 500" and rows[0]["duration_ms"] == 1234
     assert rows[0]["n"] == 2000, "response excerpts are truncated"
     assert rows[1]["duration_ms"] is not None and all(r["ordered"] for r in rows)
+
+
+def test_huge_retry_after_is_capped_not_an_error(engine: Engine) -> None:
+    # A target answering `Retry-After: 10000000000000` (or an HTTP date far ahead) must not make
+    # the report fail (timestamp out of range), which would lose the attempt's outcome and keep
+    # the worker busy until the lease expires. The delay is capped at one year.
+    q = engine.queue(workers=1, max_attempts=3, backoff_jitter=0)
+    job = engine.insert_job(q)
+    state = _fail_once(engine, job, _status_code=503, _retry_after_seconds=10**13)
+    assert state["status"] == "pending" and state["last_status_code"] == 503
+    assert state["run_in_s"] == pytest.approx(365 * 86400, abs=5)
+    assert engine.in_flight(q) == 0
+    free = engine.one("select count(*) from supaqueue.worker where queue = %s and not locked", (q,))
+    assert free == 1
