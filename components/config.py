@@ -70,7 +70,11 @@ class StackConfig:
 
 
 def _url_problem(value: str) -> str | None:
-    parsed = urlparse(value)
+    try:
+        parsed = urlparse(value)
+        parsed.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        return f"is not a valid URL ({exc}), got {value!r}"
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         return f"must be an http(s) URL, got {value!r}"
     return None

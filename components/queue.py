@@ -18,7 +18,7 @@ from pulumi.dynamic import Resource
 from components.errors import ConfigError
 from components.providers.base import declared_outputs, with_secret_outputs
 from components.providers.queue import SECRET_OUTPUTS, QueueProvider
-from components.queue_spec import validate_queue, with_defaults
+from components.queue_spec import Problem, validate_queue, with_defaults
 
 
 class QueueArgs(TypedDict, total=False):
@@ -89,11 +89,10 @@ class Queue(Resource, module="supaqueue", name="Queue"):
         installation: Installation,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        plain = {key: value for key, value in args.items() if not _is_output(value)}
-        unknown = {key for key, value in args.items() if _is_output(value)}
-        problems = validate_queue(plain, path=f"queue {name!r}", unknown=unknown)
+        problems = queue_problems(name, args)
         if problems:
             raise ConfigError("invalid queue:\n  - " + "\n  - ".join(map(str, problems)))
+        plain = {key: value for key, value in args.items() if not _is_output(value)}
         props: dict[str, Any] = with_defaults(plain)
         # Headers often carry credentials: secret in state whatever the caller passed.
         props["headers"] = pulumi.Output.secret(args.get("headers") or {})
@@ -108,6 +107,13 @@ class Queue(Resource, module="supaqueue", name="Queue"):
             declared_outputs(props, ["queue_id"]),
             with_secret_outputs(pulumi.ResourceOptions.merge(opts, own), SECRET_OUTPUTS),
         )
+
+
+def queue_problems(name: str, args: QueueArgs) -> list[Problem]:
+    """What is wrong with the arguments of the queue resource `name` (outputs: not known yet)."""
+    plain = {key: value for key, value in args.items() if not _is_output(value)}
+    unknown = {key for key, value in args.items() if _is_output(value)}
+    return validate_queue(plain, path=f"queue {name!r}", unknown=unknown)
 
 
 def legacy_urn(name: str, parent: pulumi.Resource | str | None) -> pulumi.Output[str]:

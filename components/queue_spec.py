@@ -178,6 +178,10 @@ def _headers_problem(value: Any) -> str | None:
             return f"{name!r} is not a valid header name"
         if not isinstance(header, str):
             return f"value of header {name!r} must be a string, got {type(header).__name__}"
+        if any(char in header for char in "\r\n\0"):
+            # No HTTP client sends it (every call would fail); the value itself is not shown:
+            # header values are often credentials.
+            return f"value of header {name!r} must not contain CR, LF or NUL characters"
     return None
 
 

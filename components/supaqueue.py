@@ -29,7 +29,7 @@ from components.providers.function_secret import FunctionSecret
 from components.providers.migrations import Migrations
 from components.providers.settings import Settings
 from components.providers.vault_secret import VaultSecret
-from components.queue import Queue, QueueArgs
+from components.queue import Queue, QueueArgs, queue_problems
 
 REPO = Path(__file__).resolve().parents[1]
 DISPATCHER_SLUG = "supaqueue"
@@ -110,6 +110,22 @@ class Supaqueue(pulumi.ComponentResource):
         super().__init__("supaqueue:index:Supaqueue", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         edge_dir = Path(args.get("edge_dir") or REPO / "edge")
+        # Everything that can be wrong with the arguments is found before the first child is
+        # declared: a child declared before an error would still be created or updated (the
+        # program waits for its registrations), leaving the installation half-changed.
+        dispatcher_dir = edge_dir / DISPATCHER_SLUG
+        dispatcher_hash = folder_hash(dispatcher_dir)
+        demo_dir = edge_dir / DEMO_SLUG
+        demo_hash = folder_hash(demo_dir) if args.get("demo") else ""
+        deno_binary()
+        queue_args = list(args.get("queues", []))
+        problems = [
+            str(problem)
+            for queue in queue_args
+            for problem in queue_problems(f"{name}-queue-{queue.get('name')}", queue)
+        ]
+        if problems:
+            raise ConfigError("invalid queue:\n  - " + "\n  - ".join(problems))
         migrations_dir = Path(args.get("migrations_dir") or REPO / "sql")
         functions_url = f"{args['api_url'].rstrip('/')}/functions/v1"
         self.db_url = args["db_url"]
@@ -128,8 +144,6 @@ class Supaqueue(pulumi.ComponentResource):
         )
         # Secret whatever the random provider says: it feeds Vault and the function secret.
         secret_value: pulumi.Output[str] = pulumi.Output.secret(secret.result)  # type: ignore[arg-type]
-        dispatcher_dir = edge_dir / DISPATCHER_SLUG
-        dispatcher_hash = folder_hash(dispatcher_dir)
         check = self._deno_check(f"{name}-deno-check", dispatcher_dir, dispatcher_hash)
 
         after_check = pulumi.ResourceOptions(parent=self, depends_on=[check])
@@ -169,8 +183,6 @@ class Supaqueue(pulumi.ComponentResource):
         ]
 
         if args.get("demo"):
-            demo_dir = edge_dir / DEMO_SLUG
-            demo_hash = folder_hash(demo_dir)
             demo_check = self._deno_check(f"{name}-demo-deno-check", demo_dir, demo_hash)
             self.demo_function = EdgeFunction(
                 f"{name}-demo-function",
@@ -189,14 +201,14 @@ class Supaqueue(pulumi.ComponentResource):
             queue["name"]: Queue(
                 f"{name}-queue-{queue['name']}", queue, installation=self, opts=child
             )
-            for queue in args.get("queues", [])
+            for queue in queue_args
         }
 
         self.function_url = pulumi.Output.from_input(f"{functions_url}/{DISPATCHER_SLUG}")
         self.schema_version = self.schema.schema_version
-        self.queue_ids = pulumi.Output.all(
-            **{queue_name: q.queue_id for queue_name, q in self.queues.items()}
-        )
+        ids = {queue_name: q.queue_id for queue_name, q in self.queues.items()}
+        # Output.all() of nothing is a list: a stack without queues still outputs a map.
+        self.queue_ids = pulumi.Output.all(**ids) if ids else pulumi.Output.from_input({})
         self.register_outputs(
             {
                 "function_url": self.function_url,

@@ -11,8 +11,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 stack=${1:?usage: pulumi-stack.sh STACK PULUMI_ARGS...}
 shift
 cd "$SUPAQUEUE_ROOT"
-state_dir=${PULUMI_BACKEND_URL#file://}
-mkdir -p "$state_dir"
+# Only a file backend is a folder here; any other backend (s3://, https://, ...) is left alone.
+case "$PULUMI_BACKEND_URL" in
+  file://*) state_dir=${PULUMI_BACKEND_URL#file://}; mkdir -p "${state_dir%%\?*}" ;;
+esac
 if [ "$stack" = dev ]; then
   # DEV ONLY: a fixed, public passphrase, so the salt committed in Pulumi.dev.yaml works on every
   # clone. It guards only the throw-away credentials of the local stack on 127.0.0.1.

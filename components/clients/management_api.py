@@ -8,6 +8,7 @@ Error messages carry the API's own message; the access token never appears in th
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import json
 import time
@@ -32,9 +33,9 @@ def retry_delay(response: httpx.Response, attempt: int, now: float | None = None
         try:
             return _bounded(float(retry_after))
         except ValueError:
-            when = email.utils.parsedate_to_datetime(retry_after)
+            when = _http_date(retry_after)
             if when is not None:
-                return _bounded(when.timestamp() - now)
+                return _bounded(when - now)
     reset = response.headers.get("x-ratelimit-reset")
     if reset:
         try:
@@ -45,6 +46,18 @@ def retry_delay(response: httpx.Response, attempt: int, now: float | None = None
             # An epoch timestamp or a number of seconds: both forms are in use.
             return _bounded(value - now if value > 1_000_000_000 else value)
     return _bounded(0.5 * 2**attempt)
+
+
+def _http_date(value: str) -> float | None:
+    """An HTTP date as an epoch timestamp; None when the value is not one (Python raises
+    ValueError there, which must not turn a 429 into a failed deployment)."""
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # HTTP dates are GMT
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()
 
 
 def _bounded(seconds: float) -> float:

@@ -33,6 +33,9 @@ from components.providers.base import (
 from components.queue_spec import SLUG_PATTERN
 
 DEPLOY_KEYS = ("source_dir", "content_hash", "verify_jwt", "entrypoint_path", "import_map_path")
+# What the deployed function is. `source_dir` is only where the files are on this machine (an
+# absolute path, different in every checkout and CI runner): `content_hash` says what they hold.
+DEPLOYED_KEYS = tuple(key for key in DEPLOY_KEYS if key != "source_dir")
 OUTPUTS = ("function_id", "version", "status")
 
 
@@ -80,7 +83,7 @@ class EdgeFunctionProvider(ResourceProvider):
         return explicit_diff(
             olds,
             news,
-            updatable=(*DEPLOY_KEYS, "management_api_url", "access_token"),
+            updatable=(*DEPLOYED_KEYS, "management_api_url", "access_token"),
             identity=("slug", "project_ref"),
         )
 
@@ -90,8 +93,8 @@ class EdgeFunctionProvider(ResourceProvider):
 
     @presented
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        if all(olds.get(key) == news.get(key) for key in DEPLOY_KEYS):
-            # Only how we reach the API changed: nothing to redeploy.
+        if all(olds.get(key) == news.get(key) for key in DEPLOYED_KEYS):
+            # Only how we reach the API (or where the files are) changed: nothing to redeploy.
             return UpdateResult({**news, **{key: olds.get(key) for key in OUTPUTS}})
         return UpdateResult(_deploy(news))
 

@@ -220,3 +220,19 @@ def test_retry_delay_reads_every_header_form() -> None:
     assert delay({"X-RateLimit-Reset": str(int(now) + 5)}, now=now) == pytest.approx(5, abs=1)
     assert delay({}, attempt=2) == 2.0
     assert delay({"Retry-After": "100000"}) == management_api.MAX_WAIT_SECONDS
+
+
+def test_retry_delay_survives_a_retry_after_that_is_no_date() -> None:
+    """An unparseable Retry-After falls back to the other headers or backoff: it must not turn
+    a 429 into a failed deployment (Python's date parser raises ValueError on it)."""
+    request = httpx.Request("GET", "http://127.0.0.1/")
+
+    def delay(headers: dict[str, str], attempt: int = 0, now: float = 1_000.0) -> float:
+        return retry_delay(httpx.Response(429, headers=headers, request=request), attempt, now)
+
+    assert delay({"Retry-After": "soon"}, attempt=1) == 1.0
+    assert delay({"Retry-After": "soon", "X-RateLimit-Reset": "4"}) == 4
+    # A date without a zone is GMT, as HTTP dates are.
+    now = time.time()
+    naive = formatdate(now + 10, usegmt=True).replace(" GMT", "")
+    assert 9 <= delay({"Retry-After": naive}, now=now) <= 10

@@ -150,3 +150,12 @@ def test_the_prod_example_is_valid_once_its_secrets_are_set() -> None:
     )
     assert config.target == "supabase"
     assert [q["name"] for q in config.queues] == ["emails", "thumbnails"]
+
+
+@pytest.mark.parametrize(
+    ("key", "url"),
+    [("apiUrl", "http://[::1"), ("managementApiUrl", "https://api.supabase.com:443x")],
+)
+def test_a_malformed_url_is_a_config_error_not_a_traceback(key: str, url: str) -> None:
+    text = problems({"target": "local", key: url}, LOCAL_ENV)
+    assert f"supaqueue:{key}: is not a valid URL" in text

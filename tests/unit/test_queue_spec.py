@@ -67,3 +67,15 @@ def test_unknown_values_are_not_judged_at_preview() -> None:
 
 def test_not_an_object() -> None:
     assert [str(p) for p in validate_queue(["x"])] == ["queue: must be an object, got list"]
+
+
+@pytest.mark.parametrize("value", ["Bearer abc\r\nX-Injected: 1", "abc\n", "a\0b"])
+def test_header_values_with_line_breaks_are_refused_without_showing_them(value: str) -> None:
+    """fetch() refuses such a header, so every call of the queue would fail at run time."""
+    found = validate_queue(
+        {"name": "q", "edge_function_name": "fn", "headers": {"Authorization": value}}
+    )
+    assert [str(p) for p in found] == [
+        "queue.headers: value of header 'Authorization' must not contain CR, LF or NUL characters"
+    ]
+    assert value not in str(found[0])

@@ -307,3 +307,57 @@ def test_edge_folder_without_entrypoint_is_a_clear_error(
     with pytest.raises(ConfigError) as caught:
         install(tmp_path, demo=False)
     assert "has no index.ts entrypoint" in str(caught.value)
+
+
+def declared_children(monitor: RecordingMonitor) -> list[str]:
+    return [
+        r.name
+        for r in monitor.registrations
+        if r.type not in ("pulumi:pulumi:Stack", "supaqueue:index:Supaqueue")
+    ]
+
+
+def test_a_bad_demo_folder_fails_before_any_child_is_declared(
+    monitor: RecordingMonitor, edge_dir: Path
+) -> None:
+    """A child declared before the error would still be created or updated (the program waits
+    for its registrations): the schema, Vault entry, function... would change on bad input."""
+    (edge_dir / "demo-target" / "index.ts").unlink()
+
+    @pulumi.runtime.test
+    def program() -> None:
+        with pytest.raises(ConfigError, match=r"has no index\.ts entrypoint"):
+            install(edge_dir, demo=True)
+
+    program()
+    assert declared_children(monitor) == []
+
+
+def test_a_bad_queue_of_the_component_fails_before_any_child_is_declared(
+    monitor: RecordingMonitor, edge_dir: Path
+) -> None:
+    config = parse_stack_config({"target": "local", "queues": QUEUES}, ENV)
+    args = args_from_config(config)
+    args["edge_dir"] = str(edge_dir)
+    args["queues"] = [*args["queues"], {"name": "bad", "edge_function_name": "fn", "workers": 0}]
+
+    @pulumi.runtime.test
+    def program() -> None:
+        with pytest.raises(ConfigError, match=r"queue 'sq-queue-bad'.workers: must be at least 1"):
+            Supaqueue("sq", args)
+
+    program()
+    assert declared_children(monitor) == []
+
+
+def test_queue_ids_is_a_map_even_without_queues(monitor: RecordingMonitor, edge_dir: Path) -> None:
+    resolved: dict[str, Any] = {}
+    args = args_from_config(parse_stack_config({"target": "local"}, ENV))
+    args["edge_dir"] = str(edge_dir)
+
+    @pulumi.runtime.test
+    def program() -> Any:
+        return Supaqueue("sq", args).queue_ids.apply(lambda ids: resolved.update(ids=ids))
+
+    program()
+    assert resolved["ids"] == {}
