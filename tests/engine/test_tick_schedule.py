@@ -6,6 +6,7 @@ import shutil
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,6 +88,14 @@ def test_pg_cron_job_exists_and_actually_ticks(cron_cluster: Cluster) -> None:
             assert job == ("1 seconds", "select supaqueue.tick()", "postgres", True)
         else:
             assert job == ("* * * * *", "call supaqueue.tick_loop()", "postgres", True)
+            # Said loudly: the branch real Supabase takes (pg_cron >= 1.5) cannot run here.
+            warnings.warn(
+                f"NOT TESTED HERE: pg_cron {extversion[0]} is installed, so only the 1.4 path "
+                "(per-minute job looping tick every second) ran; the >= 1.5 '1 seconds' schedule "
+                "that Supabase uses needs a newer pg_cron than this machine can install",
+                UserWarning,
+                stacklevel=1,
+            )
         conn.execute(
             "insert into supaqueue.settings values ('functions_url', %s)", (FUNCTIONS_URL,)
         )
