@@ -51,7 +51,7 @@ if [ -n "$official" ]; then
     [ -e "$official/$f" ] && ln -sfn "$official/$f" "$root/.toolchain/bin/$f"
   done
 else
-  if ! "$cache/bin/pulumi" version 2>/dev/null | grep -qx "$cli_version"; then
+  if [ "$("$cache/bin/pulumi" version 2>/dev/null || true)" != "$cli_version" ]; then
     step "building the Pulumi CLI $cli_version from Go modules (first run only, a few minutes)"
   fi
   PULUMI_CLI_VERSION=$cli_version "$here/build-pulumi-cli.sh" "$cache/bin" >/dev/null
@@ -62,7 +62,9 @@ fi
 
 # 4. Deno, from the npm registry.
 deno="$cache/deno/node_modules/.bin/deno"
-if ! "$deno" --version 2>/dev/null | grep -q "^deno $deno_version"; then
+# Compare captured output: `cmd | grep -q` under pipefail fails whenever grep exits first.
+deno_banner=$("$deno" --version 2>/dev/null || true)
+if [[ "$deno_banner" != "deno $deno_version "* ]]; then
   step "installing Deno $deno_version"
   npm install --silent --no-audit --no-fund --prefix "$cache/deno" "deno@$deno_version" >/dev/null
 fi
@@ -70,10 +72,11 @@ ln -sfn "$deno" "$root/.toolchain/bin/deno"
 
 # 5. The language host and the random/command plugins.
 if [ -n "$official" ]; then
+  installed=$(pulumi plugin ls 2>/dev/null || true)
   for spec in "random 4.21.4" "command 1.2.1"; do
     # shellcheck disable=SC2086
     set -- $spec
-    pulumi plugin ls --json 2>/dev/null | grep -q "\"name\": \"$1\"" && pulumi plugin ls 2>/dev/null | grep -q "$1 .*resource .*$2" \
+    grep -qE "^$1 +resource +${2//./\\.} " <<<"$installed" \
       || PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=false pulumi plugin install resource "$1" "$2"
   done
 else

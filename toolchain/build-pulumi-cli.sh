@@ -5,7 +5,7 @@ set -euo pipefail
 dest=${1:?usage: build-pulumi-cli.sh DEST_DIR}
 version=${PULUMI_CLI_VERSION:-v3.274.1}
 mkdir -p "$dest"
-if [ -x "$dest/pulumi" ] && "$dest/pulumi" version 2>/dev/null | grep -qx "$version"; then
+if [ -x "$dest/pulumi" ] && [ "$("$dest/pulumi" version 2>/dev/null || true)" = "$version" ]; then
   exit 0
 fi
 work=$(mktemp -d)

@@ -47,9 +47,11 @@ fi
 ln -sfn "$cache/bin/pulumi-language-python" "$root/.toolchain/bin/pulumi-language-python"
 
 stamp="$PULUMI_HOME/.supaqueue-offline-plugins"
+# Read the list once: `pulumi plugin ls | grep -q` under pipefail fails whenever grep exits first.
+installed=$(pulumi plugin ls 2>/dev/null || true)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$hash" ] \
-   || ! pulumi plugin ls 2>/dev/null | grep -qE '^random +resource +4\.21\.4' \
-   || ! pulumi plugin ls 2>/dev/null | grep -qE '^command +resource +1\.2\.1'; then
+   || ! grep -qE '^random +resource +4\.21\.4' <<<"$installed" \
+   || ! grep -qE '^command +resource +1\.2\.1' <<<"$installed"; then
   echo "==> installing the offline random 4.21.4 and command 1.2.1 plugins"
   pulumi plugin install resource random 4.21.4 --file "$dest/bin/pulumi-resource-random" --reinstall >/dev/null
   pulumi plugin install resource command 1.2.1 --file "$dest/bin/pulumi-resource-command" --reinstall >/dev/null
