@@ -83,6 +83,34 @@ as $$
     select pg_notify('pg_net_wake', '')
 $$;
 
+-- The body every request function shares: encode params into the URL, queue the row, wake the sender.
+create or replace function net._queue_request(
+    method text, url text, params jsonb, headers jsonb, body bytea, timeout_milliseconds integer
+)
+    returns bigint
+    language plpgsql
+    set search_path = net
+as $$
+declare
+    request_id bigint;
+    params_array text[];
+begin
+    select coalesce(array_agg(net._urlencode_string(key) || '=' || net._urlencode_string(value)), '{}')
+    into params_array
+    from jsonb_each_text(params);
+
+    insert into net.http_request_queue (method, url, headers, body, timeout_milliseconds)
+    values (method, net._encode_url_with_params_array(url, params_array), headers, body,
+            timeout_milliseconds)
+    returning id into request_id;
+
+    perform net.wake();
+    return request_id;
+end
+$$;
+-- Only the request functions (running as the owner) call it; callers go through them.
+revoke execute on function net._queue_request(text, text, jsonb, jsonb, bytea, integer) from public;
+
 create or replace function net.http_get(
     url text,
     params jsonb default '{}'::jsonb,
@@ -94,20 +122,8 @@ create or replace function net.http_get(
     security definer
     set search_path = net
 as $$
-declare
-    request_id bigint;
-    params_array text[];
 begin
-    select coalesce(array_agg(net._urlencode_string(key) || '=' || net._urlencode_string(value)), '{}')
-    into params_array
-    from jsonb_each_text(params);
-
-    insert into net.http_request_queue (method, url, headers, timeout_milliseconds)
-    values ('GET', net._encode_url_with_params_array(url, params_array), headers, timeout_milliseconds)
-    returning id into request_id;
-
-    perform net.wake();
-    return request_id;
+    return net._queue_request('GET', url, params, headers, null, timeout_milliseconds);
 end
 $$;
 
@@ -124,8 +140,6 @@ create or replace function net.http_post(
     set search_path = net
 as $$
 declare
-    request_id bigint;
-    params_array text[];
     content_type text;
 begin
     select header_value into content_type
@@ -142,22 +156,8 @@ begin
         raise exception 'Content-Type header must be "application/json"';
     end if;
 
-    select coalesce(array_agg(net._urlencode_string(key) || '=' || net._urlencode_string(value)), '{}')
-    into params_array
-    from jsonb_each_text(params);
-
-    insert into net.http_request_queue (method, url, headers, body, timeout_milliseconds)
-    values (
-        'POST',
-        net._encode_url_with_params_array(url, params_array),
-        headers,
-        convert_to(body::text, 'UTF8'),
-        timeout_milliseconds
-    )
-    returning id into request_id;
-
-    perform net.wake();
-    return request_id;
+    return net._queue_request(
+        'POST', url, params, headers, convert_to(body::text, 'UTF8'), timeout_milliseconds);
 end
 $$;
 
@@ -173,26 +173,9 @@ create or replace function net.http_delete(
     security definer
     set search_path = net
 as $$
-declare
-    request_id bigint;
-    params_array text[];
 begin
-    select coalesce(array_agg(net._urlencode_string(key) || '=' || net._urlencode_string(value)), '{}')
-    into params_array
-    from jsonb_each_text(params);
-
-    insert into net.http_request_queue (method, url, headers, body, timeout_milliseconds)
-    values (
-        'DELETE',
-        net._encode_url_with_params_array(url, params_array),
-        headers,
-        convert_to(body::text, 'UTF8'),
-        timeout_milliseconds
-    )
-    returning id into request_id;
-
-    perform net.wake();
-    return request_id;
+    return net._queue_request(
+        'DELETE', url, params, headers, convert_to(body::text, 'UTF8'), timeout_milliseconds);
 end
 $$;
 
