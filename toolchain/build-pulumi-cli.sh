@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Pulumi CLI from the Go module proxy into $1 (a cache folder), once.
-# No registry we reach ships the CLI binary; design.md records the recipe.
+# No registry we reach ships the CLI binary; docs/design.md records the recipe.
 set -euo pipefail
 dest=${1:?usage: build-pulumi-cli.sh DEST_DIR}
 version=${PULUMI_CLI_VERSION:-v3.274.1}

@@ -1,6 +1,8 @@
-"""The few Supabase Management API operations supaqueue uses (reference/supabase-platform.md).
+"""The few Supabase Management API operations supaqueue uses.
 
-Requests follow the OpenAPI document in shared/reference. A 429 is waited out and retried
+See docs/reference/supabase-platform.md.
+
+Requests follow the OpenAPI document in docs/reference/. A 429 is waited out and retried
 (Retry-After, else X-RateLimit-Reset, else exponential backoff), a bounded number of times,
 because the API allows 120 requests/minute and a deployment must not fail on that.
 Error messages carry the API's own message; the access token never appears in them.

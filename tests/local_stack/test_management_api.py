@@ -18,8 +18,8 @@ from local_stack.openapi_contract import SERVED, SUBSET_FILE, Contract, extract_
 from tests.conftest import LocalStack
 
 REFERENCE = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
+    Path(__file__).resolve().parents[2]
+    / "docs"
     / "reference"
     / "supabase-management-api.openapi.json"
 )
