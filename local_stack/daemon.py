@@ -76,7 +76,8 @@ async def _run_net_sender(state: StackState, stop: asyncio.Event, status: Sender
         return
     status.state = "running"
     try:
-        await run_sender(state.db_url, stop)
+        # As pg_net's own worker: privileged, reading its settings from the server config.
+        await run_sender(state.admin_db_url, stop)
         status.state = "stopped"
     except Exception:
         status.state = "failed"

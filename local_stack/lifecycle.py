@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -18,7 +19,14 @@ from pathlib import Path
 import httpx
 
 from local_stack.edge_runtime import DRAIN_MS
-from local_stack.postgres import Cluster, ClusterError, free_port, port_in_use
+from local_stack.postgres import (
+    ADMIN_ROLE,
+    USER_ROLE,
+    Cluster,
+    ClusterError,
+    free_port,
+    port_in_use,
+)
 from local_stack.state import STACK_FILE, StackState, StateError, load, load_or_create
 
 HEALTH_TIMEOUT_S = 15.0
@@ -31,11 +39,14 @@ class StackError(Exception):
 
 
 def cluster_for(state: StackState) -> Cluster:
+    legacy = not state.admin_password  # made before the hosted role model: postgres is superuser
     return Cluster(
         data_dir=state.pgdata,
         port=state.postgres_port,
         password=state.db_password,
         log_file=state.logs_dir / "postgres.log",
+        admin_password=state.admin_password,
+        admin_user=USER_ROLE if legacy else ADMIN_ROLE,
     )
 
 
@@ -175,6 +186,9 @@ def up(state_dir: Path) -> tuple[StackState, bool]:
     if not state.postgres_port or not state.api_port:
         state.postgres_port = state.postgres_port or free_port()
         state.api_port = state.api_port or free_port()
+        state.save()
+    if not state.admin_password and not state.pgdata.joinpath("PG_VERSION").exists():
+        state.admin_password = secrets.token_hex(16)  # no cluster yet: start on the role model
         state.save()
     _check_reachable_by_postgres(state.dir)
     cluster = cluster_for(state)

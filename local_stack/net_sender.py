@@ -247,6 +247,34 @@ async def _wait_first(timeout: float, *events: asyncio.Event, guard: asyncio.Tas
         raise psycopg.OperationalError("the LISTEN connection closed")
 
 
+class _Settings:
+    """`pg_net.batch_size` / `pg_net.ttl` as pg_net takes them: from the server configuration,
+    read again only after the server reloads it (`ALTER SYSTEM SET …; SELECT pg_reload_conf()`)."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.conn = conn
+        self.loaded_at: Any = None
+        self.values: tuple[int, Any] = (200, "6 hours")
+        self.query: str | None = None
+
+    async def current(self) -> tuple[int, Any]:
+        if self.query is None:
+            cur = await self.conn.execute(QUERIES["is_superuser"])
+            row = await cur.fetchone()
+            superuser = bool(row and row[0])
+            self.query = QUERIES["settings_from_config" if superuser else "settings_in_session"]
+        cur = await self.conn.execute(QUERIES["conf_load_time"])
+        row = await cur.fetchone()
+        loaded_at = row[0] if row else None
+        if loaded_at != self.loaded_at:
+            cur = await self.conn.execute(self.query)  # type: ignore[arg-type]
+            values = await cur.fetchone()
+            assert values is not None
+            self.values = (int(values[0]), values[1])
+            self.loaded_at = loaded_at
+        return self.values
+
+
 async def _serve(dsn: str, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
     async with (
         await psycopg.AsyncConnection.connect(dsn, autocommit=True) as listen_conn,
@@ -275,12 +303,10 @@ async def _serve(dsn: str, stop: asyncio.Event, ready: asyncio.Event | None) -> 
                 skip_auto_headers=("Content-Type",),
             ) as http:
                 log.info("net sender ready")
+                settings = _Settings(work_conn)
                 while not stop.is_set():
                     wake.clear()
-                    cur = await work_conn.execute(QUERIES["settings"])
-                    settings = await cur.fetchone()
-                    assert settings is not None
-                    batch_size, ttl = settings
+                    batch_size, ttl = await settings.current()
                     await work_conn.execute(QUERIES["purge_expired"], {"ttl": ttl})
                     taken = await process_batch(work_conn, http, batch_size)
                     if taken:

@@ -18,17 +18,15 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
-from local_stack.standins import install_standins
+from local_stack.standins import install_standins, standin_sql
 
 PG_BIN = Path(os.environ.get("SUPAQUEUE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_OS_USER = "postgres"
-# Roles a Supabase database has; NOLOGIN is enough here because only `postgres` logs in.
-SUPABASE_ROLES: dict[str, str] = {
-    "anon": "NOLOGIN NOINHERIT",
-    "authenticated": "NOLOGIN NOINHERIT",
-    "service_role": "NOLOGIN NOINHERIT BYPASSRLS",
-    "authenticator": "NOLOGIN NOINHERIT",
-}
+# The role model of hosted Supabase (docs/architecture.md, "Roles"): the cluster's superuser is
+# ADMIN_ROLE, which sets everything up; `postgres`, the role users and supaqueue connect as, is not
+# a superuser. Roles and grants are in local_stack/sql/roles.sql and hosted_grants.sql.
+ADMIN_ROLE = "supabase_admin"
+USER_ROLE = "postgres"
 LOG_TAIL_LINES = 30
 
 
@@ -78,6 +76,10 @@ class Cluster:
     default next to it, in the stack's state dir); only its path reaches the server, as the custom
     setting `vault.key_file` in `supaqueue.conf`, so neither the data dir nor a dump holds the key.
     `fast=True` turns fsync off: for throwaway test clusters only, never the user's stack.
+
+    `admin_user` (default `supabase_admin`) is the superuser initdb creates, with `admin_password`
+    (generated when not given); `password` is the non-superuser `postgres` role's. A stack made
+    before the hosted role model passes `admin_user="postgres"`: then `postgres` stays superuser.
     """
 
     data_dir: Path
@@ -88,9 +90,15 @@ class Cluster:
     vault_key_file: Path | None = None
     fast: bool = False
     start_timeout: float = 30.0
+    admin_password: str = ""
+    admin_user: str = ADMIN_ROLE
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
+        if self.admin_user == USER_ROLE:
+            self.admin_password = self.password
+        elif not self.admin_password:
+            self.admin_password = generate_password()
         if self.log_file is None:
             self.log_file = self.data_dir.parent / "logs" / "postgres.log"
         if self.vault_key_file is None:
@@ -108,13 +116,28 @@ class Cluster:
         assert self.vault_key_file is not None
         return Path(self.vault_key_file)
 
-    def dsn(self, dbname: str = "postgres", user: str = "postgres") -> str:
+    @property
+    def hosted_roles(self) -> bool:
+        """True when `postgres` is demoted as on hosted Supabase (False: a pre-role-model stack)."""
+        return self.admin_user != USER_ROLE
+
+    def dsn(self, dbname: str = "postgres", user: str = USER_ROLE) -> str:
+        """A DSN as `user`: `postgres` (default) or the admin role (setup only)."""
+        if user not in (USER_ROLE, self.admin_user):
+            raise ValueError(f"no password known for role {user}")
+        secret = self.admin_password if user == self.admin_user else self.password
         # Quoted so a chosen password with @ / : still parses; generated ones need no quoting.
-        pw = quote(self.password, safe="")
+        pw = quote(secret, safe="")
         return f"postgresql://{quote(user, safe='')}:{pw}@127.0.0.1:{self.port}/{quote(dbname)}"
 
-    def connect(self, dbname: str = "postgres", autocommit: bool = True) -> psycopg.Connection:
-        return psycopg.connect(self.dsn(dbname), autocommit=autocommit, connect_timeout=10)
+    def connect(
+        self, dbname: str = "postgres", autocommit: bool = True, user: str = USER_ROLE
+    ) -> psycopg.Connection:
+        return psycopg.connect(self.dsn(dbname, user), autocommit=autocommit, connect_timeout=10)
+
+    def admin_connect(self, dbname: str = "postgres") -> psycopg.Connection:
+        """The superuser's connection: for setting the cluster up, never for what users do."""
+        return self.connect(dbname, user=self.admin_user)
 
     def _run_pg(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a Postgres binary as the postgres OS user when we are root."""
@@ -194,12 +217,12 @@ class Cluster:
         pwfile = Path(pwfile_name)
         try:
             with os.fdopen(fd, "w") as f:
-                f.write(self.password + "\n")
+                f.write(self.admin_password + "\n")
             _chown_to_pg(pwfile)
             self._run_pg(
                 "initdb",
                 "-D", str(self.data_dir),
-                "-U", "postgres",
+                "-U", self.admin_user,
                 "--pwfile", str(pwfile),
                 "--auth-host=scram-sha-256",
                 "--auth-local=scram-sha-256",
@@ -321,7 +344,7 @@ class Cluster:
         last: Exception | None = None
         while time.monotonic() < deadline:
             try:
-                with self.connect() as conn:
+                with self.admin_connect() as conn:
                     conn.execute("select 1")
                 return
             except psycopg.Error as exc:
@@ -365,28 +388,36 @@ class Cluster:
     # ---- bootstrap ---------------------------------------------------------------------------
 
     def bootstrap(self, dbname: str = "postgres") -> None:
-        """Make `dbname` look like a Supabase database. Idempotent.
+        """Make `dbname` look like a Supabase database, as the admin role. Idempotent.
 
         Roles are cluster-wide; pg_cron can only live in `cron.database_name` (postgres), so other
         databases (e.g. test templates) get pgcrypto and the stand-ins but no `cron` schema.
         """
-        with self.connect(dbname) as conn:
-            ensure_roles(conn)
+        with self.admin_connect(dbname) as conn:
+            ensure_roles(conn, self.password if self.hosted_roles else None)
             conn.execute("create schema if not exists extensions")
-            conn.execute("grant usage on schema extensions to anon, authenticated, service_role")
             conn.execute("create extension if not exists pgcrypto with schema extensions")
             if dbname == "postgres":
                 conn.execute("create extension if not exists pg_cron")
             install_standins(conn)
+            if self.hosted_roles:
+                conn.execute(standin_sql("hosted_grants.sql"))  # type: ignore[arg-type]
 
 
-def ensure_roles(conn: psycopg.Connection) -> None:
-    for role, attrs in SUPABASE_ROLES.items():
-        exists = conn.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("create role {} " + attrs).format(sql.Identifier(role)))
-    # As on Supabase: the API roles are granted to authenticator, which switches into them.
-    conn.execute("grant anon, authenticated, service_role to authenticator")
+def ensure_roles(conn: psycopg.Connection, user_password: str | None) -> None:
+    """The API roles; with `user_password`, also `postgres` as hosted Supabase has it (not a
+    superuser). Run as the admin role. The password is sent as a SCRAM verifier, never in clear."""
+    conn.execute(standin_sql("roles.sql"))  # type: ignore[arg-type]
+    if user_password is not None:
+        conn.execute(standin_sql("hosted_roles.sql"))  # type: ignore[arg-type]
+        verifier = conn.pgconn.encrypt_password(
+            user_password.encode(), USER_ROLE.encode(), b"scram-sha-256"
+        )
+        conn.execute(
+            sql.SQL("alter role {} password {}").format(
+                sql.Identifier(USER_ROLE), sql.Literal(verifier.decode())
+            )
+        )
     conn.execute('alter role postgres set search_path = "$user", public, extensions')
 
 

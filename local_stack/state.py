@@ -41,6 +41,9 @@ class StackState:
     publishable_key: str
     postgres_port: int = 0
     api_port: int = 0
+    # The cluster superuser's (`supabase_admin`) password. Empty in a stack made before the hosted
+    # role model, whose `postgres` is still the superuser (see lifecycle.cluster_for).
+    admin_password: str = ""
 
     # --- derived paths -------------------------------------------------------------------
     @property
@@ -75,6 +78,16 @@ class StackState:
     @property
     def db_url(self) -> str:
         return f"postgresql://postgres:{self.db_password}@127.0.0.1:{self.postgres_port}/postgres"
+
+    @property
+    def admin_db_url(self) -> str:
+        """The cluster superuser's URL: the stack's own processes (the pg_net sender) only."""
+        if not self.admin_password:  # a stack made before the hosted role model
+            return self.db_url
+        return (
+            f"postgresql://supabase_admin:{self.admin_password}@127.0.0.1:{self.postgres_port}"
+            "/postgres"
+        )
 
     def env(self) -> dict[str, str]:
         """What `supaqueue dev status -o env` prints (Supabase CLI names where they apply)."""
@@ -120,6 +133,7 @@ def generate(state_dir: Path) -> StackState:
         access_token=jwt_keys.new_access_token(),
         secret_key=jwt_keys.new_secret_key(),
         publishable_key=jwt_keys.new_publishable_key(),
+        admin_password=secrets.token_hex(16),
     )
 
 

@@ -4,8 +4,28 @@
 -- name: has_net_schema
 select to_regclass('net.http_request_queue')
 
--- name: settings
--- Custom settings with pg_net's defaults; unset placeholders read as NULL.
+-- name: conf_load_time
+-- Changes when the server reloads its configuration: the sender then reads its settings again.
+select pg_catalog.pg_conf_load_time()
+
+-- name: is_superuser
+select pg_catalog.current_setting('is_superuser') = 'on'
+
+-- name: settings_from_config
+-- pg_net's settings are server settings (postgresql.conf / ALTER SYSTEM, then a reload): the real
+-- extension refuses a per-database or per-role SET. A superuser session (as the real worker is)
+-- reads the config files themselves, so such a SET, where one got in, changes nothing here either.
+select
+    coalesce((select f.setting from pg_catalog.pg_file_settings f
+              where f.name = 'pg_net.batch_size' and f.error is null
+              order by f.seqno desc limit 1), '200')::int as batch_size,
+    coalesce((select f.setting from pg_catalog.pg_file_settings f
+              where f.name = 'pg_net.ttl' and f.error is null
+              order by f.seqno desc limit 1), '6 hours')::interval as ttl
+
+-- name: settings_in_session
+-- Without superuser, pg_file_settings is closed: the values the session has loaded (which only a
+-- superuser could have overridden per database or role).
 select
     coalesce(nullif(current_setting('pg_net.batch_size', true), ''), '200')::int as batch_size,
     coalesce(nullif(current_setting('pg_net.ttl', true), ''), '6 hours')::interval as ttl

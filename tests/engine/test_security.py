@@ -87,6 +87,8 @@ def test_catalog_grants_nothing_to_public_or_api_roles(engine: Engine) -> None:
 def test_a_new_role_with_only_public_rights_is_denied(engine: Engine) -> None:
     name = f"nobody_{uuid.uuid4().hex[:8]}"
     engine.conn.execute(sql.SQL("create role {}").format(sql.Identifier(name)))
+    # postgres is not a superuser (as on Supabase): it may SET ROLE only to roles it is a member of.
+    engine.conn.execute(sql.SQL("grant {} to current_user").format(sql.Identifier(name)))
     try:
         with psycopg.connect(engine.dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("set role {}").format(sql.Identifier(name)))

@@ -19,10 +19,11 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
+from psycopg import sql
 from aiohttp import web
 
 from local_stack.net_sender import run_sender
-from local_stack.postgres import free_port
+from local_stack.postgres import Cluster, free_port
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
@@ -136,7 +137,7 @@ def server(loop_thread: LoopThread) -> Iterator[LoopbackServer]:
         loop_thread.run(srv.stop())
 
 
-SenderStarter = Callable[[], None]
+SenderStarter = Callable[..., None]
 
 
 @pytest.fixture
@@ -151,11 +152,14 @@ def start_sender(pg_dsn: str, loop_thread: LoopThread) -> Iterator[SenderStarter
     async def wait_ready(ready: asyncio.Event) -> None:
         await asyncio.wait_for(ready.wait(), 15)
 
-    def start() -> None:
+    def start(dsn: str | None = None) -> None:
+        """`dsn`: connect as someone else than `postgres` (the stack runs it as the superuser)."""
         nonlocal stop, task
         stop = loop_thread.run(make_stop())
         ready = loop_thread.run(make_stop())
-        task = asyncio.run_coroutine_threadsafe(run_sender(pg_dsn, stop, ready), loop_thread.loop)
+        task = asyncio.run_coroutine_threadsafe(
+            run_sender(dsn or pg_dsn, stop, ready), loop_thread.loop
+        )
         # Timing tests need the sender idle and listening before they commit.
         loop_thread.run(wait_ready(ready))
 
@@ -465,11 +469,66 @@ def test_4xx_and_5xx_are_stored_as_responses(
         assert row["error_msg"] is None
 
 
-def test_batch_size_setting_splits_batches_one_second_apart(
-    pg_conn: psycopg.Connection, pg_dsn: str, server: LoopbackServer, start_sender: SenderStarter
+ServerSetting = Callable[[str, str], None]
+
+
+@pytest.fixture
+def server_setting(pg_cluster: Cluster) -> Iterator[ServerSetting]:
+    """Set a pg_net setting the way pg_net takes it: `ALTER SYSTEM` (superuser) and a reload.
+    Reset (and reloaded) afterwards: the cluster is shared by the session."""
+    changed: list[str] = []
+
+    def reload_and_wait(name: str, expected: str) -> None:
+        with pg_cluster.admin_connect() as admin:
+            admin.execute("select pg_reload_conf()")
+        # The reload is asynchronous: wait until a new session sees the value.
+        def loaded() -> bool:
+            with pg_cluster.connect() as conn:
+                row = conn.execute("select current_setting(%s, true)", (name,)).fetchone()
+            return bool(row) and (row[0] or "") == expected
+        wait_for(loaded, timeout=30)
+
+    def set_(name: str, value: str) -> None:
+        assert name in ("pg_net.batch_size", "pg_net.ttl")
+        with pg_cluster.admin_connect() as admin:
+            # The stand-in defines no GUCs: a placeholder must exist before ALTER SYSTEM takes it.
+            admin.execute("select set_config(%s, %s, false)", (name, value))
+            admin.execute(
+                sql.SQL("alter system set {} = {}").format(sql.SQL(name), sql.Literal(value))
+            )
+        changed.append(name)
+        reload_and_wait(name, value)
+
+    try:
+        yield set_
+    finally:
+        for name in changed:
+            with pg_cluster.admin_connect() as admin:
+                admin.execute("select set_config(%s, '', false)", (name,))
+                admin.execute(f"alter system reset {name}")
+            reload_and_wait(name, "")
+
+
+def test_pg_net_settings_cannot_be_set_per_database_or_session(
+    pg_conn: psycopg.Connection, pg_dsn: str
 ) -> None:
+    """pg_net refuses these (server settings); here `postgres`, not a superuser, is refused too."""
     dbname = pg_dsn.rsplit("/", 1)[1]
-    pg_conn.execute(f"alter database {dbname} set pg_net.batch_size = 2")
+    for statement in (
+        f"alter database {dbname} set pg_net.batch_size = 2",
+        "alter role postgres set pg_net.ttl = '1 hour'",
+    ):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            pg_conn.execute(statement)
+
+
+def test_batch_size_setting_splits_batches_one_second_apart(
+    pg_conn: psycopg.Connection,
+    server: LoopbackServer,
+    start_sender: SenderStarter,
+    server_setting: ServerSetting,
+) -> None:
+    server_setting("pg_net.batch_size", "2")
     start_sender()
     with pg_conn.transaction():
         for i in range(5):
@@ -483,6 +542,36 @@ def test_batch_size_setting_splits_batches_one_second_apart(
     assert arrivals[4] - arrivals[3] > 0.8
     order = [s.query["n"] for s in sorted(seen, key=lambda s: s.at)]
     assert set(order[:2]) == {"0", "1"} and set(order[2:4]) == {"2", "3"} and order[4] == "4"
+
+
+def test_a_superuser_sender_takes_settings_from_the_config_after_a_reload(
+    pg_cluster: Cluster,
+    pg_conn: psycopg.Connection,
+    pg_dsn: str,
+    server: LoopbackServer,
+    start_sender: SenderStarter,
+    server_setting: ServerSetting,
+) -> None:
+    """As the stack runs it (superuser): a per-database SET, which pg_net refuses, changes
+    nothing; the server config, after a reload, does — without restarting the sender."""
+    dbname = pg_dsn.rsplit("/", 1)[1]
+    with pg_cluster.admin_connect(dbname) as admin:
+        admin.execute(f"alter database {dbname} set pg_net.batch_size = 1")
+    start_sender(pg_cluster.dsn(dbname, user=pg_cluster.admin_user))
+
+    def burst(tag: str) -> list[float]:
+        with pg_conn.transaction():
+            for i in range(4):
+                one(pg_conn, "select net.http_get(%s)", (server.url(f"/echo?tag={tag}&n={i}"),))
+        wait_for(lambda: len(server.paths_with("tag", tag)) == 4, timeout=15)
+        return sorted(s.at for s in server.paths_with("tag", tag))
+
+    together = burst("db_set_ignored")  # default batch size 200: all four in one batch
+    assert together[3] - together[0] < 0.5
+    server_setting("pg_net.batch_size", "2")
+    split = burst("after_reload")  # batches of 2 and 2, one second apart
+    assert split[1] - split[0] < 0.5
+    assert split[2] - split[1] > 0.8
 
 
 def test_ttl_purges_old_responses(
@@ -502,10 +591,12 @@ def test_ttl_purges_old_responses(
 
 
 def test_ttl_setting_is_honoured(
-    pg_conn: psycopg.Connection, pg_dsn: str, server: LoopbackServer, start_sender: SenderStarter
+    pg_conn: psycopg.Connection,
+    server: LoopbackServer,
+    start_sender: SenderStarter,
+    server_setting: ServerSetting,
 ) -> None:
-    dbname = pg_dsn.rsplit("/", 1)[1]
-    pg_conn.execute(f"alter database {dbname} set pg_net.ttl = '1 hour'")
+    server_setting("pg_net.ttl", "1 hour")
     pg_conn.execute(
         "insert into net._http_response (id, status_code, created) values"
         " (-1, 200, now() - interval '2 hours'), (-2, 200, now() - interval '30 minutes')"

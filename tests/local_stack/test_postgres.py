@@ -48,7 +48,8 @@ def _processes_using(data_dir: Path) -> list[int]:
 
 
 def test_session_cluster_is_bootstrapped_like_supabase(pg_cluster: Cluster) -> None:
-    with pg_cluster.connect() as conn:
+    # Settings and pg_hba rules are the superuser's to read (as on Supabase).
+    with pg_cluster.admin_connect() as conn:
         settings: dict[Any, Any] = dict(
             conn.execute(
                 "select name, setting from pg_settings where name = any(%s)",
@@ -73,10 +74,20 @@ def test_session_cluster_is_bootstrapped_like_supabase(pg_cluster: Cluster) -> N
         roles: dict[Any, Any] = dict(
             conn.execute(
                 "select rolname, rolcanlogin from pg_roles where rolname = any(%s)",
-                (["postgres", "anon", "authenticated", "service_role", "authenticator"],),
+                (
+                    [
+                        "supabase_admin",
+                        "postgres",
+                        "anon",
+                        "authenticated",
+                        "service_role",
+                        "authenticator",
+                    ],
+                ),
             ).fetchall()
         )
         assert roles == {
+            "supabase_admin": True,
             "postgres": True,
             "anon": False,
             "authenticated": False,
@@ -93,6 +104,97 @@ def test_session_cluster_is_bootstrapped_like_supabase(pg_cluster: Cluster) -> N
         assert hba, "pg_hba.conf has no rules"
         assert all(method == "scram-sha-256" for _, _, method in hba)
         assert {address for kind, address, _ in hba if kind == "host"} == {"127.0.0.1"}
+
+
+def test_postgres_has_the_hosted_role_model(pg_cluster: Cluster) -> None:
+    """As on hosted Supabase (docs/reference/supabase-platform.md, "Roles")."""
+    with pg_cluster.connect() as conn:
+        attrs = conn.execute(
+            "select rolsuper, rolcreatedb, rolcreaterole, rolcanlogin, rolreplication,"
+            " rolbypassrls from pg_roles where rolname = current_user"
+        ).fetchone()
+        assert conn.execute("select current_user").fetchone() == ("postgres",)
+        assert attrs == (False, True, True, True, True, True)
+        admin = conn.execute(
+            "select rolsuper from pg_roles where rolname = 'supabase_admin'"
+        ).fetchone()
+        assert admin == (True,)
+        member_of = {
+            r[0]
+            for r in conn.execute(
+                "select b.rolname from pg_auth_members m join pg_roles b on b.oid = m.roleid"
+                " join pg_roles u on u.oid = m.member where u.rolname = 'postgres'"
+            ).fetchall()
+        }
+        assert member_of == {
+            "anon",
+            "authenticated",
+            "service_role",
+            "pg_monitor",
+            "pg_read_all_data",
+            "pg_signal_backend",
+        }
+
+        def may(privilege: str, obj: str, kind: str = "table") -> bool:
+            row = conn.execute(
+                f"select has_{kind}_privilege('postgres', %s, %s)", (obj, privilege)
+            ).fetchone()
+            return bool(row and row[0])
+
+        assert may("CREATE", "postgres", "database")
+        # pg_cron: use it, read the jobs (only the functions write them), prune the history.
+        assert may("USAGE", "cron", "schema")
+        assert may("EXECUTE", "cron.schedule(text, text, text)", "function")
+        assert may("EXECUTE", "cron.unschedule(bigint)", "function")
+        assert may("SELECT", "cron.job")
+        assert not may("INSERT", "cron.job") and not may("UPDATE", "cron.job")
+        assert not may("DELETE", "cron.job")
+        assert may("DELETE", "cron.job_run_details") and may("SELECT", "cron.job_run_details")
+        # Vault: read and delete; write through the functions only.
+        assert may("USAGE", "vault", "schema")
+        for relation in ("vault.secrets", "vault.decrypted_secrets"):
+            assert may("SELECT", relation) and may("DELETE", relation)
+            assert not may("INSERT", relation) and not may("UPDATE", relation)
+        assert may("EXECUTE", "vault.create_secret(text, text, text, uuid)", "function")
+        assert may("EXECUTE", "vault.update_secret(uuid, text, text, text, uuid)", "function")
+        # pg_net: everyone may call it.
+        assert may("EXECUTE", "net.http_post(text, jsonb, jsonb, jsonb, integer)", "function")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "alter system set work_mem = '8MB'",
+        "select pg_read_file('postgresql.conf')",
+        "alter role postgres superuser",
+        "insert into vault.secrets (secret) values ('x')",
+        "update cron.job set active = false",
+        "copy (select 1) to program 'true'",
+    ],
+)
+def test_superuser_statements_fail_for_postgres_as_on_supabase(
+    pg_cluster: Cluster, statement: str
+) -> None:
+    with (
+        pg_cluster.connect() as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute(statement)
+
+
+def test_test_databases_have_the_role_model_too(pg_conn: psycopg.Connection) -> None:
+    row = pg_conn.execute(
+        "select current_user, rolsuper from pg_roles where rolname = current_user"
+    ).fetchone()
+    assert row == ("postgres", False)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        pg_conn.execute("insert into vault.secrets (secret) values ('x')")
+    secret = pg_conn.execute("select vault.create_secret('s3cret', 'probe')").fetchone()
+    assert secret is not None
+    decrypted = pg_conn.execute(
+        "select decrypted_secret from vault.decrypted_secrets where name = 'probe'"
+    ).fetchone()
+    assert decrypted == ("s3cret",)
 
 
 def test_password_is_required(pg_cluster: Cluster) -> None:

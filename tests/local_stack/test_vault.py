@@ -153,14 +153,21 @@ def test_delete_by_name_and_by_id(pg_conn: psycopg.Connection) -> None:
     assert one(pg_conn, "select count(*) from vault.secrets") == 0
 
 
-def test_ciphertext_is_bound_to_its_row(pg_conn: psycopg.Connection) -> None:
+def superuser(pg_cluster: Cluster, conn: psycopg.Connection) -> psycopg.Connection:
+    """The cluster's superuser in `conn`'s database: only it may write vault.secrets directly
+    (as on Supabase), so tampering tests take its rights."""
+    return pg_cluster.admin_connect(one(conn, "select current_database()"))
+
+
+def test_ciphertext_is_bound_to_its_row(pg_conn: psycopg.Connection, pg_cluster: Cluster) -> None:
     a = one(pg_conn, "select vault.create_secret('alpha', 'bound_a')")
     b = one(pg_conn, "select vault.create_secret('beta', 'bound_b')")
-    pg_conn.execute(
-        "update vault.secrets set secret = (select secret from vault.secrets where id = %s)"
-        " where id = %s",
-        (a, b),
-    )
+    with superuser(pg_cluster, pg_conn) as admin:
+        admin.execute(
+            "update vault.secrets set secret = (select secret from vault.secrets where id = %s)"
+            " where id = %s",
+            (a, b),
+        )
     with pytest.raises(psycopg.errors.ExternalRoutineInvocationException, match="Wrong key"):
         decrypted(pg_conn, "bound_b")
 
@@ -172,21 +179,25 @@ def test_a_session_cannot_redirect_the_key(pg_conn: psycopg.Connection) -> None:
 
 
 def test_connection_options_and_database_settings_cannot_redirect_the_key(
-    pg_conn: psycopg.Connection, pg_dsn: str
+    pg_conn: psycopg.Connection, pg_dsn: str, pg_cluster: Cluster
 ) -> None:
     pg_conn.execute("select vault.create_secret('steady', 'key_redirect')")
     with psycopg.connect(pg_dsn, options="-c vault.key_file=/etc/hostname") as other:
         assert one(other, "show vault.key_file") == "/etc/hostname"
         assert decrypted(other, "key_redirect") == "steady"
     dbname = one(pg_conn, "select current_database()")
-    pg_conn.execute(f"alter database \"{dbname}\" set vault.key_file = '/etc/hostname'")
+    redirect = f"alter database \"{dbname}\" set vault.key_file = '/etc/hostname'"
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        pg_conn.execute(redirect)  # postgres is no superuser (as on Supabase)
+    with pg_cluster.admin_connect(dbname) as admin:
+        admin.execute(redirect)  # even a superuser's database setting is not followed
     with psycopg.connect(pg_dsn) as other:
         assert one(other, "show vault.key_file") == "/etc/hostname"
         assert decrypted(other, "key_redirect") == "steady"
 
 
 def test_fast_key_derivation_and_old_ciphertexts_still_decrypt(
-    pg_conn: psycopg.Connection,
+    pg_conn: psycopg.Connection, pg_cluster: Cluster
 ) -> None:
     secret_id = one(pg_conn, "select vault.create_secret('fresh', 'fast_s2k')")
     stored = base64.b64decode(
@@ -195,12 +206,13 @@ def test_fast_key_derivation_and_old_ciphertexts_still_decrypt(
     # Symmetric-key session key packet (tag 3, new format): version 4, AES-256 (9), s2k type.
     assert stored[0] == 0xC3 and stored[2:5] == bytes([4, 9, 1])
     # A ciphertext written with the default iterated s2k (mode 3), as earlier versions did.
-    pg_conn.execute(
-        "update vault.secrets s set secret = pg_catalog.encode(extensions.pgp_sym_encrypt("
-        "'older', vault._key() || ':' || s.id::text || ':' || pg_catalog.encode(s.nonce, 'hex'),"
-        " 'cipher-algo=aes256, s2k-mode=3'), 'base64') where s.id = %s",
-        (secret_id,),
-    )
+    with superuser(pg_cluster, pg_conn) as admin:
+        admin.execute(
+            "update vault.secrets s set secret = pg_catalog.encode(extensions.pgp_sym_encrypt("
+            "'older', vault._key() || ':' || s.id::text || ':' || pg_catalog.encode(s.nonce, 'hex'),"
+            " 'cipher-algo=aes256, s2k-mode=3'), 'base64') where s.id = %s",
+            (secret_id,),
+        )
     stored = base64.b64decode(
         one(pg_conn, "select secret from vault.secrets where id = %s", (secret_id,))
     )
@@ -221,8 +233,9 @@ def test_grants_as_on_supabase(pg_conn: psycopg.Connection) -> None:
             assert can(role, "table", rel, "delete")
         assert can(role, "function", create, "execute")
         assert can(role, "function", update, "execute")
-    assert not can("service_role", "table", "vault.secrets", "insert")
-    assert not can("service_role", "table", "vault.secrets", "update")
+    for role in ("postgres", "service_role"):
+        assert not can(role, "table", "vault.secrets", "insert")
+        assert not can(role, "table", "vault.secrets", "update")
     for role in ("anon", "authenticated", "authenticator"):
         assert not can(role, "schema", "vault", "usage")
         assert not can(role, "function", create, "execute")
@@ -250,8 +263,9 @@ def test_neither_key_nor_plaintext_is_in_the_data_dir(
 ) -> None:
     value = "needle-" + secrets.token_hex(16)
     pg_conn.execute("select vault.create_secret(%s, 'needle')", (value,))
-    pg_conn.execute("checkpoint")
-    pg_conn.execute("select pg_switch_wal()")
+    with pg_cluster.admin_connect() as admin:  # flushing the server is the superuser's
+        admin.execute("checkpoint")
+        admin.execute("select pg_switch_wal()")
     key = pg_cluster.key_path.read_text().strip()
     assert len(key) >= 32
     assert not pg_cluster.key_path.resolve().is_relative_to(pg_cluster.data_dir)
