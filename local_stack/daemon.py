@@ -1,7 +1,17 @@
-"""The local stack's one background process: the HTTP server (Edge gateway + Management API
-stand-in), the pg_net sender and the Deno children. SIGTERM stops the children, then exits.
+"""The local stack's background processes.
 
-Run by `supaqueue dev up` as `python -m local_stack.daemon --dir <state>`.
+`python -m local_stack.daemon --dir <state>` (started by `supaqueue dev up`) is a small supervisor;
+it runs each part as a child process of its own and restarts a part that dies:
+- `--part gateway`: the HTTP server (Edge gateway + Management API stand-in) and, below it, one
+  Deno process per function;
+- `--part net-sender`: the pg_net stand-in's sender, only when `net` is the stand-in (beside the
+  real pg_net's worker both would send).
+Every child ends with its parent (local_stack/processes.py), so a killed supervisor leaves
+nothing behind. SIGTERM stops the parts (the gateway lets functions drain), then the supervisor.
+The supervisor writes what runs to `<state>/parts.json` (`/_local/health` reports it). A test may
+stop the sender on purpose with `PUT /_local/net-sender {"running": false}` (which creates
+`<state>/net-sender.off`; while it exists the sender is not restarted) and start it again with
+`{"running": true}`.
 """
 
 from __future__ import annotations
@@ -9,36 +19,95 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import signal
+import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import psycopg
 from aiohttp import web
 
 from local_stack import gateway, management_api
-from local_stack.edge_runtime import EdgeRuntime
+from local_stack.edge_runtime import DRAIN_MS, EdgeRuntime
+from local_stack.extensions import REAL
+from local_stack.extensions import detect as detect_extensions
 from local_stack.function_store import FunctionStore
+from local_stack.postgres import PG_BIN
+from local_stack.processes import die_with_parent
 from local_stack.rate_limit import RateLimiter, limit_from_env
 from local_stack.secret_store import SecretStore
-from local_stack.state import StackState, StateError, load
+from local_stack.state import StackState, StateError, load, write_private
 
 log = logging.getLogger("supaqueue.daemon")
 
-
-@dataclass
-class SenderStatus:
-    state: str = "starting"
-
-
-NET_SENDER_KEY = web.AppKey("net_sender_status", SenderStatus)
 EXIT_PORT_TAKEN = 3
+PARTS_FILE = "parts.json"
+SENDER_OFF_FILE = "net-sender.off"
+RESTART_FIRST_S = 0.5  # first restart delay; doubles per quick death, up to RESTART_MAX_S
+RESTART_MAX_S = 10.0
+STABLE_S = 30.0  # a part that ran this long starts again at the first delay
+POLL_S = 0.1
+HOOK_WAIT_S = 20.0
 
 
+# --- what runs (written by the supervisor, read by the gateway) -------------------------------
+def parts_path(state: StackState) -> Path:
+    return state.dir / PARTS_FILE
+
+
+def read_parts(state: StackState) -> dict[str, Any]:
+    try:
+        data = json.loads(parts_path(state).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+# --- the gateway part -------------------------------------------------------------------------
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "net_sender": request.app[NET_SENDER_KEY].state})
+    parts = read_parts(request.app[gateway.STATE_KEY])
+    return web.json_response(
+        {
+            "status": "ok",
+            "net_sender": parts.get("net_sender", "unknown"),
+            "net": parts.get("net", "unknown"),
+            "vault": parts.get("vault", "unknown"),
+        }
+    )
+
+
+async def net_sender_switch(request: web.Request) -> web.Response:
+    """Test hook: stop the sender on purpose (not restarted) or start it again."""
+    if management_api.bearer_token(request) is None:
+        return management_api.error(401, "Unauthorized")
+    try:
+        body = json.loads(await request.read())
+        running = body["running"]
+        if not isinstance(running, bool):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        return management_api.error(400, 'expected {"running": true | false}')
+    state = request.app[gateway.STATE_KEY]
+    off = state.dir / SENDER_OFF_FILE
+    if running:
+        off.unlink(missing_ok=True)
+    else:
+        off.touch()
+    wanted = {"running", "not needed"} if running else {"stopped", "not needed"}
+    deadline = time.monotonic() + HOOK_WAIT_S
+    while time.monotonic() < deadline:
+        status = read_parts(state).get("net_sender")
+        if status in wanted:
+            return web.json_response({"net_sender": status})
+        await asyncio.sleep(POLL_S)
+    return management_api.error(503, f"the supervisor did not report the sender {wanted}")
 
 
 def create_app(state: StackState, runtime: EdgeRuntime, store: FunctionStore,
@@ -51,7 +120,6 @@ def create_app(state: StackState, runtime: EdgeRuntime, store: FunctionStore,
     app[gateway.RUNTIME_KEY] = runtime
     app[management_api.SECRETS_KEY] = secrets
     app[management_api.LIMITER_KEY] = RateLimiter(limit_from_env())
-    app[NET_SENDER_KEY] = SenderStatus()
 
     async def proxy_session(app: web.Application):  # type: ignore[no-untyped-def]
         # Raw bytes both ways: the gateway must not re-encode what functions send.
@@ -62,29 +130,13 @@ def create_app(state: StackState, runtime: EdgeRuntime, store: FunctionStore,
 
     app.cleanup_ctx.append(proxy_session)
     app.router.add_get("/_local/health", health)
+    app.router.add_put("/_local/net-sender", net_sender_switch)
     gateway.add_routes(app)
     management_api.add_routes(app)
     return app
 
 
-async def _run_net_sender(state: StackState, stop: asyncio.Event, status: SenderStatus) -> None:
-    try:
-        from local_stack.net_sender import run_sender
-    except ImportError as exc:
-        status.state = "missing"
-        log.error("net sender unavailable: %s", exc)
-        return
-    status.state = "running"
-    try:
-        # As pg_net's own worker: privileged, reading its settings from the server config.
-        await run_sender(state.admin_db_url, stop)
-        status.state = "stopped"
-    except Exception:
-        status.state = "failed"
-        log.exception("net sender failed")
-
-
-async def serve(state: StackState) -> int:
+async def serve_gateway(state: StackState) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -103,26 +155,187 @@ async def serve(state: StackState) -> int:
         log.error("cannot listen on 127.0.0.1:%s: %s", state.api_port, exc.strerror or exc)
         await runner.cleanup()
         return EXIT_PORT_TAKEN
-    log.info("serving on %s", state.api_url)
-
-    sender = asyncio.create_task(_run_net_sender(state, stop, app[NET_SENDER_KEY]))
-    for record in store.all():  # deployed functions come back on `up`
+    log.info("gateway serving on %s", state.api_url)
+    for record in store.all():  # deployed functions come back on `up` or a restart
         runtime.warm(record)
 
     await stop.wait()
-    log.info("stopping")
+    log.info("gateway stopping")
     await runtime.stop_all()
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(sender, 10)
     await runner.cleanup()
     return 0
+
+
+# --- the sender part --------------------------------------------------------------------------
+async def serve_net_sender(state: StackState) -> int:
+    from local_stack.net_sender import run_sender
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # As pg_net's own worker: privileged, reading its settings from the server config.
+    await run_sender(state.admin_db_url, stop)
+    return 0
+
+
+# --- the supervisor ---------------------------------------------------------------------------
+@dataclass
+class Part:
+    name: str
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    next_start: float = 0.0
+    delay: float = RESTART_FIRST_S
+    restarts: int = 0
+    ever_started: bool = False
+    pids: list[int] = field(default_factory=list)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def providers(state: StackState) -> dict[str, str]:
+    """What provides `net` and `vault` in the stack's database (the truth, not the plan)."""
+    try:
+        with psycopg.connect(state.admin_db_url, connect_timeout=10) as conn:
+            rows = conn.execute(
+                "select extname from pg_catalog.pg_extension where extname = any(%s)",
+                (list(REAL),),
+            ).fetchall()
+        real = {r[0] for r in rows}
+    except psycopg.Error as exc:
+        log.warning("cannot read the installed extensions (%s); using what is on disk", exc)
+        real = set(detect_extensions(PG_BIN).installed)
+    return {schema: ("extension" if ext in real else "stand-in") for ext, schema in REAL.items()}
+
+
+class Supervisor:
+    def __init__(self, state: StackState) -> None:
+        self.state = state
+        self.stopping = False
+        self.gateway = Part("gateway")
+        self.sender = Part("net-sender")
+        self.provided = providers(state)
+        self.sender_needed = self.provided["net"] == "stand-in"
+        self.written: dict[str, Any] = {}
+
+    def _spawn(self, part: Part) -> None:
+        cmd = [sys.executable, "-m", "local_stack.daemon", "--dir", str(self.state.dir)]
+        part.proc = subprocess.Popen(
+            [*cmd, "--part", part.name],
+            stdin=subprocess.DEVNULL,
+            cwd=str(self.state.dir),
+            preexec_fn=die_with_parent,
+        )
+        part.started_at = time.monotonic()
+        if part.ever_started:
+            part.restarts += 1
+        part.ever_started = True
+        log.info("%s started (pid %s)", part.name, part.proc.pid)
+
+    def _reap(self, part: Part) -> int | None:
+        """The exit code when the part just died (then schedules its restart), else None."""
+        if part.proc is None or part.proc.poll() is None:
+            return None
+        code = part.proc.returncode
+        ran = time.monotonic() - part.started_at
+        part.proc = None
+        part.delay = RESTART_FIRST_S if ran >= STABLE_S else part.delay
+        part.next_start = time.monotonic() + part.delay
+        log.warning("%s exited (code %s) after %.1f s; restarting in %.1f s",
+                    part.name, code, ran, part.delay)  # fmt: skip
+        part.delay = min(part.delay * 2, RESTART_MAX_S)
+        return code
+
+    def _sender_status(self) -> str:
+        if not self.sender_needed:
+            return "not needed"
+        if (self.state.dir / SENDER_OFF_FILE).exists():
+            return "running" if self.sender.running else "stopped"
+        return "running" if self.sender.running else "restarting"
+
+    def _write(self) -> None:
+        data = {
+            **self.provided,
+            "net_sender": self._sender_status(),
+            "pids": {
+                "supervisor": os.getpid(),
+                "gateway": self.gateway.proc.pid if self.gateway.running else None,  # type: ignore[union-attr]
+                "net_sender": self.sender.proc.pid if self.sender.running else None,  # type: ignore[union-attr]
+            },
+            "restarts": {"gateway": self.gateway.restarts, "net_sender": self.sender.restarts},
+        }
+        if data != self.written:
+            write_private(parts_path(self.state), json.dumps(data) + "\n")
+            self.written = data
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        (self.state.dir / SENDER_OFF_FILE).unlink(missing_ok=True)  # a fresh `up` sends
+        log.info("net: %s, vault: %s", self.provided["net"], self.provided["vault"])
+        try:
+            while not self.stopping:
+                now = time.monotonic()
+                code = self._reap(self.gateway)
+                if code == EXIT_PORT_TAKEN and self.gateway.restarts == 0:
+                    return EXIT_PORT_TAKEN  # `up` reports the taken port
+                if not self.gateway.running and now >= self.gateway.next_start:
+                    self._spawn(self.gateway)
+                self._reap(self.sender)
+                want_sender = self.sender_needed and not (self.state.dir / SENDER_OFF_FILE).exists()
+                if want_sender and not self.sender.running and now >= self.sender.next_start:
+                    self._spawn(self.sender)
+                elif not want_sender and self.sender.running:
+                    log.info("net-sender stopped on purpose")
+                    _stop(self.sender, timeout=15)
+                    self.sender.delay = RESTART_FIRST_S
+                    self.sender.next_start = 0.0
+                self._write()
+                time.sleep(POLL_S)
+        finally:
+            self._shutdown()
+        return 0
+
+    def _on_signal(self, _signum: int, _frame: object) -> None:
+        self.stopping = True
+
+    def _shutdown(self) -> None:
+        log.info("stopping")
+        for part in (self.sender, self.gateway):
+            if part.running:
+                with contextlib.suppress(ProcessLookupError):
+                    part.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        _stop(self.sender, timeout=15)
+        _stop(self.gateway, timeout=DRAIN_MS / 1000 + 10)
+        parts_path(self.state).unlink(missing_ok=True)
+
+
+def _stop(part: Part, timeout: float) -> None:
+    if part.proc is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        part.proc.send_signal(signal.SIGTERM)
+    try:
+        part.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        part.proc.kill()
+        part.proc.wait(10)
+    part.proc = None
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local_stack.daemon")
     parser.add_argument("--dir", required=True, type=Path)
+    parser.add_argument("--part", choices=["supervisor", "gateway", "net-sender"],
+                        default="supervisor")  # fmt: skip
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s {args.part} %(name)s %(levelname)s %(message)s",
+    )
     try:
         state = load(args.dir.resolve())
     except StateError as exc:
@@ -131,7 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     if state is None or not state.api_port:
         log.error("no stack in %s: run `supaqueue dev up`", args.dir)
         return 1
-    return asyncio.run(serve(state))
+    if args.part == "gateway":
+        return asyncio.run(serve_gateway(state))
+    if args.part == "net-sender":
+        return asyncio.run(serve_net_sender(state))
+    return Supervisor(state).run()
 
 
 if __name__ == "__main__":

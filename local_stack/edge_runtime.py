@@ -19,6 +19,7 @@ from typing import IO
 
 from local_stack.function_store import FunctionRecord, FunctionStore
 from local_stack.postgres import free_port
+from local_stack.processes import die_with_parent
 from local_stack.state import REPO_ROOT, StackState
 
 log = logging.getLogger("supaqueue.edge")
@@ -231,6 +232,7 @@ class EdgeRuntime:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log_file,
             stderr=log_file,
+            preexec_fn=die_with_parent,  # a killed gateway leaves no Deno process behind
         )
         worker = Worker(record.slug, key, record.source_dir, port, proc, log_file)
         deadline = time.monotonic() + BOOT_TIMEOUT_S

@@ -38,6 +38,16 @@ class StackError(Exception):
     """A one-line, user-facing reason why a command failed."""
 
 
+def one_line(exc: BaseException) -> str:
+    """The first line of an error's message (Postgres adds DETAIL/HINT lines, ClusterError the
+    server log), prefixed with its kind when that is not already a StackError."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, StackError | ClusterError):
+        return first
+    return f"{type(exc).__name__}: {first}" if text else first
+
+
 def cluster_for(state: StackState) -> Cluster:
     legacy = not state.admin_password  # made before the hosted role model: postgres is superuser
     return Cluster(
@@ -178,7 +188,17 @@ def _check_reachable_by_postgres(state_dir: Path) -> None:
 
 # --- commands -------------------------------------------------------------------------------
 def up(state_dir: Path) -> tuple[StackState, bool]:
-    """Start the stack; returns (state, True) when it was already running."""
+    """Start the stack; returns (state, True) when it was already running. Any failure is one
+    StackError line, and whatever this call started is stopped again."""
+    try:
+        return _up(state_dir)
+    except StackError:
+        raise
+    except Exception as exc:
+        raise StackError(one_line(exc)) from exc
+
+
+def _up(state_dir: Path) -> tuple[StackState, bool]:
     try:
         state = load_or_create(state_dir)
     except (StateError, OSError) as exc:
@@ -223,14 +243,15 @@ def up(state_dir: Path) -> tuple[StackState, bool]:
         if pid is None:
             proc = _spawn_daemon(state)
             _wait_healthy(state, proc)
-    except (StackError, ClusterError, OSError) as exc:
+    except Exception as exc:
+        # Anything (a database error while bootstrapping, too): undo what this call started and
+        # say in one line what failed, never a traceback.
         if proc is not None:
             _stop_daemon(state, proc.pid, timeout=5.0)
         if started_pg:
-            with contextlib.suppress(ClusterError):
+            with contextlib.suppress(Exception):
                 cluster.stop()
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise StackError(message) from exc
+        raise StackError(one_line(exc)) from exc
     return state, False
 
 

@@ -71,7 +71,7 @@ async def _json_body(request: web.Request, op: Operation) -> tuple[Any, web.Resp
 
 
 # --- auth and rate limit --------------------------------------------------------------------
-def _bearer_token(request: web.Request) -> str | None:
+def bearer_token(request: web.Request) -> str | None:
     """The request's access token when it is the project's (compared in constant time)."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     expected = request.app[STATE_KEY].access_token.encode()
@@ -84,7 +84,7 @@ def _bearer_token(request: web.Request) -> str | None:
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith("/v1/"):
         return await handler(request)
-    token = _bearer_token(request)
+    token = bearer_token(request)
     if token is None:
         return error(401, "Unauthorized")
     route = request.match_info.route
@@ -262,7 +262,7 @@ async def api_keys(request: web.Request) -> web.Response:
 # --- local-only hooks -----------------------------------------------------------------------
 async def set_rate_limit(request: web.Request) -> web.Response:
     """Test hook: change the per-minute limit so clients meet real 429s (not a Supabase route)."""
-    if _bearer_token(request) is None:
+    if bearer_token(request) is None:
         return error(401, "Unauthorized")
     try:
         body = json.loads(await request.read())

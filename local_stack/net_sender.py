@@ -287,6 +287,13 @@ async def _serve(dsn: str, stop: asyncio.Event, ready: asyncio.Event | None) -> 
                 "this database has no net.http_request_queue: install pg_net or the stand-in"
                 " (local_stack.standins.install_standins) first"
             )
+        cur = await work_conn.execute(QUERIES["net_is_the_extension"])
+        real = await cur.fetchone()
+        if real and real[0]:
+            raise NetSenderError(
+                "net belongs to the real pg_net extension, whose worker sends: not starting the"
+                " stand-in sender beside it"
+            )
         await listen_conn.execute(f"LISTEN {WAKE_CHANNEL}")
         wake = asyncio.Event()
         listener = asyncio.create_task(_listen(listen_conn, wake))

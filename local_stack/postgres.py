@@ -6,6 +6,7 @@ import contextlib
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,8 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
+from local_stack.extensions import ExtensionPlan
+from local_stack.extensions import detect as detect_extensions
 from local_stack.standins import install_standins, standin_sql
 
 PG_BIN = Path(os.environ.get("SUPAQUEUE_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -92,6 +95,8 @@ class Cluster:
     start_timeout: float = 30.0
     admin_password: str = ""
     admin_user: str = ADMIN_ROLE
+    # Which real extensions to preload and use (default: what this machine has installed).
+    extensions: ExtensionPlan | None = None
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
@@ -103,6 +108,8 @@ class Cluster:
             self.log_file = self.data_dir.parent / "logs" / "postgres.log"
         if self.vault_key_file is None:
             self.vault_key_file = self.data_dir.parent / "vault.key"
+        if self.extensions is None:
+            self.extensions = detect_extensions(PG_BIN)
 
     # ---- paths and helpers -------------------------------------------------------------------
 
@@ -115,6 +122,16 @@ class Cluster:
     def key_path(self) -> Path:
         assert self.vault_key_file is not None
         return Path(self.vault_key_file)
+
+    @property
+    def getkey_script(self) -> Path:
+        """For the real supabase_vault: prints the key file (64 hex characters), next to it."""
+        return self.key_path.with_name("vault-getkey")
+
+    @property
+    def plan(self) -> ExtensionPlan:
+        assert self.extensions is not None
+        return self.extensions
 
     @property
     def hosted_roles(self) -> bool:
@@ -205,6 +222,11 @@ class Cluster:
         _chown_to_pg(key)
         os.chmod(key, 0o600)
         self._check_reachable(key, "-r")
+        if "supabase_vault" in self.plan.installed:
+            script = self.getkey_script
+            script.write_text(f"#!/bin/sh\nexec cat {shlex.quote(str(key))}\n")
+            _chown_to_pg(script)
+            os.chmod(script, 0o700)
 
     def _initdb(self) -> None:
         if self.data_dir.exists() and any(self.data_dir.iterdir()):
@@ -275,7 +297,10 @@ class Cluster:
             "listen_addresses = '127.0.0.1'",
             f"port = {self.port}",
             f"unix_socket_directories = {_conf_str(sockets)}",
-            "shared_preload_libraries = 'pg_cron'",
+            *(
+                f"{name} = {_conf_str(value)}"
+                for name, value in self.plan.settings(self.getkey_script).items()
+            ),
             "cron.database_name = 'postgres'",
             "cron.use_background_workers = on",
             # pg_cron takes one worker per running job (default cap 32) plus its launcher.

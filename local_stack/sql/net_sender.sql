@@ -4,6 +4,10 @@
 -- name: has_net_schema
 select to_regclass('net.http_request_queue')
 
+-- name: net_is_the_extension
+-- The real pg_net sends with its own worker: a second sender beside it would race it for rows.
+select exists (select 1 from pg_catalog.pg_extension where extname = 'pg_net')
+
 -- name: conf_load_time
 -- Changes when the server reloads its configuration: the sender then reads its settings again.
 select pg_catalog.pg_conf_load_time()

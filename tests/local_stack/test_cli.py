@@ -246,3 +246,39 @@ def test_bad_usage_is_one_line_and_exit_1(args: tuple[str, ...]) -> None:
     failed = supaqueue_dev(*args)
     assert failed.returncode == 1
     one_clear_line(failed.stderr)
+
+
+def test_a_failed_bootstrap_is_one_line_and_stops_what_up_started(state_dir: Path) -> None:
+    """Any failure of `up` (here: the database refuses the stand-ins' setup) is one line, and
+    the Postgres that this `up` started is stopped again."""
+    ok("up", "--dir", str(state_dir))
+    saved = json.loads((state_dir / "stack.json").read_text())
+    admin = (
+        f"postgresql://supabase_admin:{saved['admin_password']}"
+        f"@127.0.0.1:{saved['postgres_port']}/postgres"
+    )
+    with psycopg.connect(admin, autocommit=True) as conn:
+        # pgcrypto moved out of `extensions`: the vault stand-in cannot be set up any more.
+        conn.execute("drop extension pgcrypto cascade")
+        conn.execute("create extension pgcrypto with schema public")
+    ok("down", "--dir", str(state_dir))
+    failed = supaqueue_dev("up", "--dir", str(state_dir))
+    assert failed.returncode == 1
+    line = one_clear_line(failed.stderr)
+    assert line.startswith("supaqueue dev up: ") and "pgcrypto" in line, line
+    assert stack_pids(state_dir) == []
+    assert not port_in_use(saved["postgres_port"]) and not port_in_use(saved["api_port"])
+
+
+def test_health_says_what_provides_net_and_vault(local_stack: LocalStack) -> None:
+    from local_stack.extensions import detect
+    from local_stack.postgres import PG_BIN
+
+    health = httpx.get(f"{local_stack.env['API_URL']}/_local/health").json()
+    plan = detect(PG_BIN)
+    assert health["net"] == plan.provider("pg_net")
+    assert health["vault"] == plan.provider("supabase_vault")
+    assert health["net_sender"] == ("running" if plan.standin_sender else "not needed")
+    with psycopg.connect(local_stack.env["DB_URL"]) as conn:
+        row = conn.execute("show shared_preload_libraries").fetchone()
+    assert row == (",".join(plan.preload),)

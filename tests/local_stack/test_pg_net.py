@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
-from psycopg import sql
 from aiohttp import web
+from psycopg import sql
 
 from local_stack.net_sender import run_sender
 from local_stack.postgres import Cluster, free_port
@@ -481,11 +481,13 @@ def server_setting(pg_cluster: Cluster) -> Iterator[ServerSetting]:
     def reload_and_wait(name: str, expected: str) -> None:
         with pg_cluster.admin_connect() as admin:
             admin.execute("select pg_reload_conf()")
+
         # The reload is asynchronous: wait until a new session sees the value.
         def loaded() -> bool:
             with pg_cluster.connect() as conn:
                 row = conn.execute("select current_setting(%s, true)", (name,)).fetchone()
-            return bool(row) and (row[0] or "") == expected
+            return row is not None and (row[0] or "") == expected
+
         wait_for(loaded, timeout=30)
 
     def set_(name: str, value: str) -> None:

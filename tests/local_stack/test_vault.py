@@ -209,8 +209,9 @@ def test_fast_key_derivation_and_old_ciphertexts_still_decrypt(
     with superuser(pg_cluster, pg_conn) as admin:
         admin.execute(
             "update vault.secrets s set secret = pg_catalog.encode(extensions.pgp_sym_encrypt("
-            "'older', vault._key() || ':' || s.id::text || ':' || pg_catalog.encode(s.nonce, 'hex'),"
-            " 'cipher-algo=aes256, s2k-mode=3'), 'base64') where s.id = %s",
+            "'older', vault._key() || ':' || s.id::text || ':'"
+            " || pg_catalog.encode(s.nonce, 'hex'), 'cipher-algo=aes256, s2k-mode=3'), 'base64')"
+            " where s.id = %s",
             (secret_id,),
         )
     stored = base64.b64decode(
