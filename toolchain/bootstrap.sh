@@ -60,6 +60,10 @@ else
   done
 fi
 
+# The dynamic-provider launcher: ours (upstream's, plus a guard so no provider outlives its CLI),
+# first on PATH, where the CLI looks before its own folder.
+ln -sfn "$root/toolchain/pulumi-resource-pulumi-python" "$root/.toolchain/bin/pulumi-resource-pulumi-python"
+
 # 4. Deno, from the npm registry.
 deno="$cache/deno/node_modules/.bin/deno"
 # Compare captured output: `cmd | grep -q` under pipefail fails whenever grep exits first.

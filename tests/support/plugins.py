@@ -32,10 +32,12 @@ def write_launcher(directory: Path, exe_name: str, module: str) -> Path:
 
 
 def link_cli_companions(directory: Path) -> None:
-    """Link the exec shim and the dynamic-provider plugin from the toolchain cache."""
+    """Link the exec shim (from the toolchain cache) and the dynamic-provider plugin (the repo's
+    guarded launcher, as make toolchain does)."""
     directory.mkdir(parents=True, exist_ok=True)
     for name in CLI_COMPANIONS:
-        target = require(CACHE / "bin" / name)
+        own = REPO / "toolchain" / name
+        target = own if own.exists() else require(CACHE / "bin" / name)
         link = directory / name
         if not link.exists():
             link.symlink_to(target)
