@@ -17,6 +17,7 @@ from typing import Any
 from local_stack.state import write_private
 
 RECORD_FILE = "function.json"
+PENDING_FILE = "pending.json"  # bundle-only uploads, live only after a bulk update
 SLUG_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
@@ -103,10 +104,36 @@ class FunctionStore:
     def source_path(self, record: FunctionRecord) -> Path:
         return self.root / record.slug / record.source_dir
 
+    def _pending_path(self, slug: str) -> Path:
+        return self.root / slug / PENDING_FILE
+
+    def pending(self, slug: str) -> dict[int, FunctionRecord]:
+        """Bundle-only uploads of `slug` by version (prepared, not live)."""
+        if not SLUG_PATTERN.match(slug):
+            return {}
+        try:
+            data = json.loads(self._pending_path(slug).read_text())
+        except FileNotFoundError:
+            return {}
+        return {int(v): FunctionRecord(**r) for v, r in data.items()}
+
+    def _save_pending(self, slug: str, records: dict[int, FunctionRecord]) -> None:
+        path = self._pending_path(slug)
+        if records:
+            data = {str(v): asdict(r) for v, r in records.items()}
+            write_private(path, json.dumps(data, indent=2) + "\n")
+        else:
+            path.unlink(missing_ok=True)
+
     def deploy(
-        self, slug: str, metadata: dict[str, Any], files: dict[str, bytes]
+        self,
+        slug: str,
+        metadata: dict[str, Any],
+        files: dict[str, bytes],
+        bundle_only: bool = False,
     ) -> FunctionRecord:
-        """Write a new version and make it current; returns the record (version bumped)."""
+        """Write a new version and make it current; returns the record (version bumped).
+        `bundle_only`: write it but keep it pending until `activate` (the bulk update)."""
         if not SLUG_PATTERN.match(slug):
             raise DeployError(f"slug {slug!r} must match {SLUG_PATTERN.pattern}")
         if not files:
@@ -122,7 +149,8 @@ class FunctionStore:
 
         previous = self.get(slug)
         now = int(time.time() * 1000)
-        version = previous.version + 1 if previous else 1
+        pending = self.pending(slug)
+        version = max([previous.version if previous else 0, *pending]) + 1
         source_dir = f"v{version}-{uuid.uuid4().hex[:8]}"
         target = self.root / slug / source_dir
         for name, data in files.items():
@@ -143,14 +171,52 @@ class FunctionStore:
             source_dir=source_dir,
             static_patterns=[str(p) for p in metadata.get("static_patterns") or []],
         )
-        write_private(self._record_path(slug), json.dumps(asdict(record), indent=2) + "\n")
+        if bundle_only:
+            self._save_pending(slug, {**pending, version: record})
+        else:
+            write_private(self._record_path(slug), json.dumps(asdict(record), indent=2) + "\n")
         return record
+
+    def activate(self, slug: str, version: int, changes: dict[str, Any]) -> FunctionRecord:
+        """Make a pending upload (or, for the live version, its settings) current: what a bulk
+        update does for one function. KeyError when neither exists."""
+        pending = self.pending(slug)
+        current = self.get(slug)
+        if version in pending:
+            record = pending.pop(version)
+        elif current is not None and current.version == version:
+            record = current
+        else:
+            raise KeyError(f"function {slug} version {version} was not uploaded")
+        for key in ("name", "verify_jwt"):
+            if key in changes:
+                setattr(record, key, changes[key])
+        if changes.get("entrypoint_path"):
+            record.entrypoint_path = normalize_path(changes["entrypoint_path"], "entrypoint_path")
+        record.status = "ACTIVE"
+        record.updated_at = int(time.time() * 1000)
+        if current is not None:
+            record.id, record.created_at = current.id, current.created_at
+        write_private(self._record_path(slug), json.dumps(asdict(record), indent=2) + "\n")
+        # Older pending uploads can never go live now.
+        self._save_pending(slug, {v: r for v, r in pending.items() if v > record.version})
+        return record
+
+    def source(self, record: FunctionRecord) -> dict[str, bytes]:
+        """The files of `record`'s version by relative path."""
+        base = self.source_path(record)
+        return {
+            str(path.relative_to(base)): path.read_bytes()
+            for path in sorted(base.rglob("*"))
+            if path.is_file()
+        }
 
     def delete(self, slug: str) -> FunctionRecord | None:
         """Forget the function; its files go once the runtime has stopped serving them."""
         record = self.get(slug)
         if record is not None:
             self._record_path(slug).unlink()
+            self._pending_path(slug).unlink(missing_ok=True)  # uploads that never went live
         return record
 
     def prune(self, slug: str, keep: set[str]) -> None:
@@ -160,6 +226,7 @@ class FunctionStore:
             return
         current = self.get(slug)
         keep = keep | ({current.source_dir} if current else set())
+        keep |= {r.source_dir for r in self.pending(slug).values()}
         for child in folder.iterdir():
             if child.is_dir() and child.name not in keep:
                 shutil.rmtree(child, ignore_errors=True)

@@ -5,6 +5,7 @@ so a drift shows up in tests rather than in a user's deployment).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -12,8 +13,10 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from aiohttp import BodyPartReader, web
 
 from local_stack.function_store import DeployError, normalize_path
@@ -86,15 +89,38 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     token = bearer_token(request)
     if token is None:
-        return error(401, "Unauthorized")
+        refused = error(401, "Unauthorized")
+        log_rejected(request, refused)
+        return refused
     route = request.match_info.route
     template = route.resource.canonical if route.resource is not None else request.path
     decision = request.app[LIMITER_KEY].check((token, request.method, template))
     if not decision.allowed:
-        return error(429, "Too many requests: rate limit exceeded", headers=decision.headers())
-    response = await handler(request)
+        limited = error(429, "Too many requests: rate limit exceeded", headers=decision.headers())
+        log_rejected(request, limited)
+        return limited
+    response: web.StreamResponse
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status not in (404, 405):
+            raise
+        # An unrouted path or method: the real API answers in its own shape, not plain text.
+        response = error(404, f"Cannot {request.method} {request.path}")
     response.headers.update(decision.headers())
+    if response.status >= 400:
+        log_rejected(request, response)
     return response
+
+
+def log_rejected(request: web.Request, response: web.StreamResponse) -> None:
+    """One line per rejected request: method, path (no query: it may hold values), status and
+    the message returned; never a header (the token) or a body (secrets)."""
+    message = ""
+    if isinstance(response, web.Response) and response.body is not None:
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            message = str(json.loads(bytes(response.body)).get("message", ""))  # type: ignore[arg-type]
+    log.warning("rejected %s %s: %s %s", request.method, request.path, response.status, message)
 
 
 # --- functions ------------------------------------------------------------------------------
@@ -115,11 +141,14 @@ async def deploy_function(request: web.Request) -> web.Response:
     problems = op.request_errors("multipart/form-data", form_view)
     if problems:
         return error(400, "; ".join(problems))
+    # bundleOnly: prepared, not live, until a bulk update (`PUT …/functions`) names it.
+    bundle_only = request.query.get("bundleOnly") == "true"
     try:
-        record = request.app[STORE_KEY].deploy(slug, metadata, files)
+        record = request.app[STORE_KEY].deploy(slug, metadata, files, bundle_only=bundle_only)
     except DeployError as exc:
         return error(400, str(exc))
-    request.app[RUNTIME_KEY].warm(record)
+    if not bundle_only:
+        request.app[RUNTIME_KEY].warm(record)
     return respond(op, 201, record.api_view())
 
 
@@ -182,6 +211,87 @@ async def delete_function(request: web.Request) -> web.Response:
         return error(404, "Function not found")
     await request.app[RUNTIME_KEY].remove(slug)
     return respond(op, 200)
+
+
+async def bulk_update_functions(request: web.Request) -> web.Response:
+    """Make the named uploads live together (the Supabase CLI's multi-function deploy). All or
+    nothing: an item naming a version that was never uploaded changes no function."""
+    op, bad = _operation(request, "put", "/v1/projects/{ref}/functions")
+    if bad:
+        return bad
+    body, bad = await _json_body(request, op)
+    if bad:
+        return bad
+    store = request.app[STORE_KEY]
+    for item in body:
+        slug, version = item["slug"], item["version"]
+        current = store.get(slug)
+        if version not in store.pending(slug) and (current is None or current.version != version):
+            return error(404, f"Function {slug} version {version} was not uploaded")
+    changes_keys = ("name", "verify_jwt", "entrypoint_path")
+    try:
+        records = [
+            store.activate(
+                item["slug"], item["version"], {k: item[k] for k in changes_keys if k in item}
+            )
+            for item in body
+        ]
+    except DeployError as exc:
+        return error(400, str(exc))
+    for record in records:
+        request.app[RUNTIME_KEY].warm(record)
+    return respond(op, 200, {"functions": [r.api_view() for r in records]})
+
+
+async def function_body(request: web.Request) -> web.StreamResponse:
+    """The deployed files. Supabase answers an eszip bundle, or the files as multipart/form-data
+    when asked; the stand-in keeps sources only, so it answers the multipart form."""
+    _op, bad = _operation(request, "get", "/v1/projects/{ref}/functions/{function_slug}/body")
+    if bad:
+        return bad
+    store = request.app[STORE_KEY]
+    record = store.get(request.match_info["function_slug"])
+    if record is None:
+        return error(404, "Function not found")
+    if "multipart/form-data" not in request.headers.get("Accept", ""):
+        return error(500, "the local stack serves function bodies as multipart/form-data only"
+                          " (Accept: multipart/form-data); it keeps no eszip bundles")  # fmt: skip
+    with aiohttp.MultipartWriter("form-data") as form:
+        meta = form.append_json({"entrypoint_path": record.entrypoint_path,
+                                 "import_map_path": record.import_map_path})  # fmt: skip
+        meta.set_content_disposition("form-data", name="metadata")
+        for name, data in store.source(record).items():
+            # The relative path as is (aiohttp would percent-encode its slashes), as uploaded.
+            quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+            form.append(data, {
+                "Content-Type": "application/octet-stream",
+                "Content-Disposition": f'form-data; name="file"; filename="{quoted}"',
+            })  # fmt: skip
+    response = web.Response(status=200, body=form)
+    response.content_type = "multipart/form-data"
+    response.headers["Content-Type"] = form.content_type
+    return response
+
+
+# --- the project ----------------------------------------------------------------------------
+async def get_project(request: web.Request) -> web.Response:
+    op, bad = _operation(request, "get", "/v1/projects/{ref}")
+    if bad:
+        return bad
+    state = request.app[STATE_KEY]
+    created = datetime.fromtimestamp(state.stack_file.stat().st_mtime, UTC).isoformat()
+    return respond(op, 200, {
+        "id": state.project_ref,
+        "ref": state.project_ref,
+        "organization_id": "local",
+        "organization_slug": "local",
+        "name": "supaqueue local stack",
+        "region": "local",
+        "created_at": created,
+        "status": "ACTIVE_HEALTHY",
+        "database": {"host": "127.0.0.1", "version": "15", "postgres_engine": "15",
+                     "release_channel": "ga"},
+    })  # fmt: skip
 
 
 # --- secrets --------------------------------------------------------------------------------
@@ -277,7 +387,10 @@ async def set_rate_limit(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     r = app.router
+    r.add_get("/v1/projects/{ref}", get_project, allow_head=False)
     r.add_post("/v1/projects/{ref}/functions/deploy", deploy_function)
+    r.add_put("/v1/projects/{ref}/functions", bulk_update_functions)
+    r.add_get("/v1/projects/{ref}/functions/{function_slug}/body", function_body, allow_head=False)
     r.add_get("/v1/projects/{ref}/functions", list_functions, allow_head=False)
     r.add_get("/v1/projects/{ref}/functions/{function_slug}", get_function, allow_head=False)
     r.add_delete("/v1/projects/{ref}/functions/{function_slug}", delete_function)

@@ -22,7 +22,10 @@ SUBSET_FILE = Path(__file__).with_name("management_api.openapi.json")
 
 # (method, path template) of every route the stand-in serves.
 SERVED: tuple[tuple[str, str], ...] = (
+    ("get", "/v1/projects/{ref}"),
     ("post", "/v1/projects/{ref}/functions/deploy"),
+    ("put", "/v1/projects/{ref}/functions"),
+    ("get", "/v1/projects/{ref}/functions/{function_slug}/body"),
     ("get", "/v1/projects/{ref}/functions"),
     ("get", "/v1/projects/{ref}/functions/{function_slug}"),
     ("delete", "/v1/projects/{ref}/functions/{function_slug}"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -283,3 +284,114 @@ def test_rate_limit_answers_429_with_headers(api: Api, low_rate_limit: int) -> N
     assert 1 <= int(limited.headers["Retry-After"]) <= 60
     # Per endpoint, as on Supabase: another route still answers.
     assert api.call("GET", "/functions").status_code == 200
+
+
+# --- what the Supabase CLI uses besides -----------------------------------------------------
+def test_the_project_read_matches_the_document(api: Api, reference: Contract) -> None:
+    """The CLI reads the project after every command with --project-ref."""
+    project = httpx.get(api.base, headers=api.auth, timeout=30)
+    assert project.status_code == 200, project.text
+    assert_documented(reference, "get", "/v1/projects/{ref}", project)
+    assert project.json()["ref"] == api.stack.env["PROJECT_REF"]
+    assert project.json()["status"] == "ACTIVE_HEALTHY"
+    other = httpx.get(api.base.replace(api.stack.env["PROJECT_REF"], "a" * 20),
+                      headers=api.auth, timeout=30)  # fmt: skip
+    assert other.status_code == 404 and "message" in other.json()
+
+
+def test_bundle_only_uploads_go_live_together_with_the_bulk_update(
+    api: Api, reference: Contract
+) -> None:
+    """`supabase functions deploy` (no slug): each function uploaded with bundleOnly=true, then
+    one `PUT …/functions` makes them live. Until then they are prepared, not live."""
+    live_slug, new_slug = f"bulk-live-{uuid.uuid4().hex[:6]}", f"bulk-new-{uuid.uuid4().hex[:6]}"
+    first = api.call("POST", "/functions/deploy", params={"slug": live_slug},
+                     files=deploy_form({"entrypoint_path": "index.ts", "verify_jwt": False},
+                                       {"index.ts": HELLO}))  # fmt: skip
+    assert first.status_code == 201, first.text
+    updated_code = "Deno.serve(() => new Response('v2'));\n"
+    uploads = {}
+    for slug, code in ((live_slug, updated_code), (new_slug, HELLO)):
+        params = {"slug": slug, "bundleOnly": "true"}
+        assert not reference.operation(
+            "post", "/v1/projects/{ref}/functions/deploy"
+        ).parameter_errors({"ref": api.stack.env["PROJECT_REF"]}, params)
+        up = api.call("POST", "/functions/deploy", params=params,
+                      files=deploy_form({"entrypoint_path": "index.ts", "verify_jwt": False},
+                                        {"index.ts": code}))  # fmt: skip
+        assert up.status_code == 201, up.text
+        assert_documented(reference, "post", "/v1/projects/{ref}/functions/deploy", up)
+        uploads[slug] = up.json()
+    # Prepared, not live: the old version still serves, the new function does not exist yet.
+    assert api.call("GET", f"/functions/{new_slug}").status_code == 404
+    assert new_slug not in {f["slug"] for f in api.call("GET", "/functions").json()}
+    assert api.call("GET", f"/functions/{live_slug}").json()["version"] == 1
+    functions_url = api.stack.env["FUNCTIONS_URL"]
+    assert httpx.get(f"{functions_url}/{live_slug}", timeout=60).text == "hi"
+    assert httpx.get(f"{functions_url}/{new_slug}", timeout=60).status_code == 404
+
+    body = list(uploads.values())
+    assert not reference.operation("put", "/v1/projects/{ref}/functions").request_errors(
+        "application/json", body
+    )
+    bulk = api.call("PUT", "/functions", json=body)
+    assert bulk.status_code == 200, bulk.text
+    assert_documented(reference, "put", "/v1/projects/{ref}/functions", bulk)
+    assert {(f["slug"], f["version"]) for f in bulk.json()["functions"]} == {
+        (live_slug, 2), (new_slug, 1)}  # fmt: skip
+    assert api.call("GET", f"/functions/{new_slug}").status_code == 200
+    assert httpx.get(f"{functions_url}/{live_slug}", timeout=60).text == "v2"
+    assert httpx.get(f"{functions_url}/{new_slug}", timeout=60).text == "hi"
+    # A bulk update naming a version nobody uploaded changes nothing.
+    stale = api.call("PUT", "/functions", json=[{**uploads[new_slug], "version": 7}])
+    assert stale.status_code == 404 and "version 7" in stale.json()["message"]
+    for slug in (live_slug, new_slug):
+        assert api.call("DELETE", f"/functions/{slug}").status_code == 200
+
+
+def test_the_function_body_is_served_as_its_files(api: Api) -> None:
+    """`supabase functions download` reads `GET …/functions/{slug}/body`; the stand-in keeps
+    sources, not eszip bundles, so it answers the multipart form of the files."""
+    slug = f"body-{uuid.uuid4().hex[:8]}"
+    files = {"index.ts": 'import { x } from "./lib/x.ts";\nDeno.serve(() => new Response(x));\n',
+             "lib/x.ts": 'export const x = "x";\n'}  # fmt: skip
+    made = api.call("POST", "/functions/deploy", params={"slug": slug},
+                    files=deploy_form({"entrypoint_path": "index.ts"}, files))  # fmt: skip
+    assert made.status_code == 201, made.text
+    body = api.call("GET", f"/functions/{slug}/body", headers={"Accept": "multipart/form-data"})
+    assert body.status_code == 200, body.text
+    assert body.headers["content-type"].startswith("multipart/form-data")
+    import email.parser
+    import email.policy
+
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + body.headers["content-type"].encode() + b"\r\n\r\n" + body.content
+    )
+    got = {part.get_filename(): part.get_content() for part in message.iter_parts()
+           if part.get_filename()}  # fmt: skip
+    assert {name: (text.decode() if isinstance(text, bytes) else text)
+            for name, text in got.items()} == files  # fmt: skip
+    assert api.call("GET", "/functions/no-such-function/body").status_code == 404
+    assert api.call("DELETE", f"/functions/{slug}").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1/projects/{ref}/no-such-route"), ("GET", "/v1/organizations"),
+     ("PATCH", "/v1/projects/{ref}/functions"), ("POST", "/v1/projects/{ref}/api-keys")],
+)  # fmt: skip
+def test_unknown_routes_answer_in_the_api_error_shape_and_are_logged(
+    api: Api, method: str, path: str
+) -> None:
+    url = api.stack.env["MANAGEMENT_API_URL"] + path.format(ref=api.stack.env["PROJECT_REF"])
+    answer = httpx.request(method, url, headers=api.auth, timeout=30)
+    assert answer.status_code in (404, 405)
+    assert answer.headers["content-type"].startswith("application/json")
+    assert set(answer.json()) == {"message"} and path.split("/")[2] in answer.json()["message"]
+    log = (api.stack.dir / "logs" / "daemon.log").read_text()
+    wanted = f"{method} {url.split('127.0.0.1', 1)[1].split('/', 1)[1]}"
+    deadline = time.monotonic() + 10
+    while wanted not in log and time.monotonic() < deadline:
+        time.sleep(0.1)
+        log = (api.stack.dir / "logs" / "daemon.log").read_text()
+    assert f"rejected {method} /{wanted.split(' ', 1)[1]}" in log
