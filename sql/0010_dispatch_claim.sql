@@ -279,6 +279,11 @@ begin
   if not found then
     return null;
   end if;
+  -- The claim's commit need not wait for the WAL flush: the function's next step is an HTTP
+  -- call, not a write. A crash that loses the claim leaves the lease as dispatched (unclaimed,
+  -- deadline from the dispatch), and pg_net's queue is lost with it, so nothing claims it again:
+  -- at worst the job is retried once more (at-least-once), as after any crash.
+  perform set_config('synchronous_commit', 'off', true);
 
   -- Enqueue refuses large payloads; this also covers a payload updated in place since.
   select octet_length(j.payload::text) into _bytes from supaqueue.job j where j.id = _cj.job;
