@@ -47,6 +47,7 @@ async function claim(sql: Sql, ref: DispatchRef): Promise<Dispatch | null> {
         return null;
       }
       // An upgrade in progress: the database still sends whole jobs and cannot claim.
+      log("info", "dispatch_unclaimed_legacy", fields);
       break;
   }
   const source = claimed.kind === "claimed" ? claimed.job : ref.legacy;
