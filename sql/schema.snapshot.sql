@@ -257,15 +257,16 @@ declare
   _cj supaqueue.current_job;
   _bytes bigint;
   _reason text;
+  _now timestamptz := clock_timestamp();
 begin
   update supaqueue.current_job c
-     set claimed_at = clock_timestamp(),
-         lease_expires_at = clock_timestamp()
+     set claimed_at = _now,
+         lease_expires_at = _now
            + make_interval(secs => (q.timeout_ms::bigint + q.lease_grace_ms) / 1000.0)
     from supaqueue.job j, supaqueue.queue q
    where c.id = cur_job_id
      and c.claimed_at is null
-     and c.lease_expires_at > clock_timestamp()
+     and c.lease_expires_at > _now
      and j.id = c.job and j.status = 'in_progress'
      and (_attempt is null or j.attempts = _attempt)
      and q.id = j.queue
