@@ -19,7 +19,7 @@ from pulumi.runtime import config as runtime_config
 from components.clients.management_api import DEFAULT_URL as DEFAULT_MANAGEMENT_API_URL
 from components.clients.postgres import check_url
 from components.errors import ConfigError
-from components.queue_spec import validate_queue, with_defaults
+from components.providers.queue.spec import validate_queue, with_defaults
 
 NAMESPACE = "supaqueue"
 TARGETS = ("local", "supabase")

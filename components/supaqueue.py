@@ -4,15 +4,13 @@ Children, in dependency order: the generated secret; a Deno type check of the Ed
 TypeScript error fails `pulumi up` before anything changes); the schema (migrations); the settings
 rows; the Vault entry `supaqueue_secret`; the function secret `SUPAQUEUE_SECRET`; the `supaqueue`
 Edge Function (verify_jwt off: it authenticates callers with the secret); the queues, each one
-resource `<name>-queue-<queue name>` (components/queue.py). With `demo`, also the example target
-function `demo-target`.
+resource `<name>-queue-<queue name>` (components/providers/queue/). With `demo`, also the example
+target function `demo-target`.
 """
 
 from __future__ import annotations
 
-import os
 import shlex
-import shutil
 from pathlib import Path
 from typing import Required, TypedDict
 
@@ -27,11 +25,11 @@ from components.errors import ConfigError
 from components.providers.edge_function import EdgeFunction
 from components.providers.function_secret import FunctionSecret
 from components.providers.migrations import Migrations
+from components.providers.queue import Queue, QueueArgs, queue_problems
 from components.providers.settings import Settings
 from components.providers.vault_secret import VaultSecret
-from components.queue import Queue, QueueArgs, queue_problems
+from components.toolchain import REPO, find_deno
 
-REPO = Path(__file__).resolve().parents[1]
 DISPATCHER_SLUG = "supaqueue"
 DEMO_SLUG = "demo-target"
 VAULT_SECRET_NAME = "supaqueue_secret"
@@ -55,7 +53,7 @@ class SupaqueueArgs(TypedDict, total=False):
     secret_version: str
     """Change it to rotate the generated secret (Vault and the function secret, in place)."""
     queues: list[QueueArgs]
-    """Queues to declare (see components.queue.QueueArgs)."""
+    """Queues to declare (see components.providers.queue.QueueArgs)."""
     demo: bool
     """Also deploy the example target function `demo-target` (dev stacks)."""
     edge_dir: str
@@ -80,20 +78,10 @@ def args_from_config(config: StackConfig) -> SupaqueueArgs:
 
 def deno_binary() -> str:
     """The Deno the toolchain installed (env SUPAQUEUE_DENO overrides)."""
-    cache = Path(
-        os.environ.get("SUPAQUEUE_CACHE")
-        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "supaqueue"
-    )
-    candidates = [
-        os.environ.get("SUPAQUEUE_DENO"),
-        str(REPO / ".toolchain" / "bin" / "deno"),
-        str(cache / "deno" / "node_modules" / ".bin" / "deno"),
-        shutil.which("deno"),
-    ]
-    for candidate in candidates:
-        if candidate and Path(candidate).exists():
-            return candidate
-    raise ConfigError("deno is not installed: run `make toolchain` (or set SUPAQUEUE_DENO)")
+    found = find_deno()
+    if found is None:
+        raise ConfigError("deno is not installed: run `make toolchain` (or set SUPAQUEUE_DENO)")
+    return found
 
 
 class Supaqueue(pulumi.ComponentResource):

@@ -30,7 +30,7 @@ from components.providers.base import (
     unknown_keys,
     with_secret_outputs,
 )
-from components.queue_spec import SLUG_PATTERN
+from components.providers.queue.spec import SLUG_PATTERN
 
 DEPLOY_KEYS = ("source_dir", "content_hash", "verify_jwt", "entrypoint_path", "import_map_path")
 # What the deployed function is. `source_dir` is only where the files are on this machine (an

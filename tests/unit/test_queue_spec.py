@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from components.queue_spec import FIELDS, validate_queue, with_defaults
+from components.providers.queue.spec import FIELDS, validate_queue, with_defaults
 
 BASE = {"name": "emails", "edge_function_name": "send-email"}
 

@@ -17,8 +17,8 @@ from pulumi.dynamic import Resource
 
 from components.errors import ConfigError
 from components.providers.base import declared_outputs, with_secret_outputs
-from components.providers.queue import SECRET_OUTPUTS, QueueProvider
-from components.queue_spec import Problem, validate_queue, with_defaults
+from components.providers.queue.provider import SECRET_OUTPUTS, QueueProvider
+from components.providers.queue.spec import Problem, validate_queue, with_defaults
 
 
 class QueueArgs(TypedDict, total=False):
@@ -76,7 +76,7 @@ TYPE = "pulumi-python:dynamic/supaqueue:Queue"
 
 
 class Queue(Resource, module="supaqueue", name="Queue"):
-    """One queue: its `supaqueue.queue` row and its workers (components/providers/queue.py)."""
+    """One queue: its `supaqueue.queue` row and its workers (provider.py, beside this file)."""
 
     queue_id: pulumi.Output[str]
     """The queue's id (`supaqueue.queue.id`), for `INSERT INTO supaqueue.job (queue, …)`."""
