@@ -22,6 +22,7 @@ from components.clients.management_api import DEFAULT_URL as DEFAULT_MANAGEMENT_
 from components.config import StackConfig
 from components.edge_source import folder_hash
 from components.errors import ConfigError
+from components.providers.api_props import ApiTarget
 from components.providers.edge_function import EdgeFunction
 from components.providers.function_secret import FunctionSecret
 from components.providers.migrations import Migrations
@@ -117,11 +118,11 @@ class Supaqueue(pulumi.ComponentResource):
         migrations_dir = Path(args.get("migrations_dir") or REPO / "sql")
         functions_url = f"{args['api_url'].rstrip('/')}/functions/v1"
         self.db_url = args["db_url"]
-        api = {
-            "management_api_url": args.get("management_api_url") or DEFAULT_MANAGEMENT_API_URL,
-            "project_ref": args["project_ref"],
-            "access_token": args["access_token"],
-        }
+        api = ApiTarget(
+            url=args.get("management_api_url") or DEFAULT_MANAGEMENT_API_URL,
+            project_ref=args["project_ref"],
+            access_token=args["access_token"],
+        )
 
         secret = random.RandomPassword(
             f"{name}-secret",
@@ -148,14 +149,14 @@ class Supaqueue(pulumi.ComponentResource):
         )
         self.function_secret = FunctionSecret(
             f"{name}-function-secret",
-            **api,
+            api=api,
             secret_name=FUNCTION_SECRET_NAME,
             value=secret_value,
             opts=after_check,
         )
         self.function = EdgeFunction(
             f"{name}-function",
-            **api,
+            api=api,
             slug=DISPATCHER_SLUG,
             source_dir=str(dispatcher_dir),
             content_hash=dispatcher_hash,
@@ -174,7 +175,7 @@ class Supaqueue(pulumi.ComponentResource):
             demo_check = self._deno_check(f"{name}-demo-deno-check", demo_dir, demo_hash)
             self.demo_function = EdgeFunction(
                 f"{name}-demo-function",
-                **api,
+                api=api,
                 slug=DEMO_SLUG,
                 source_dir=str(demo_dir),
                 content_hash=demo_hash,

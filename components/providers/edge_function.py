@@ -22,7 +22,14 @@ from pulumi.dynamic import (
 )
 
 from components.edge_source import content_hash, source_files
-from components.providers.api_props import API_KEYS, api_client, check_api_props
+from components.providers.api_props import (
+    API_KEYS,
+    API_SECRET_OUTPUTS,
+    API_UPDATABLE,
+    ApiTarget,
+    api_client,
+    check_api_props,
+)
 from components.providers.base import (
     declared_outputs,
     explicit_diff,
@@ -83,7 +90,7 @@ class EdgeFunctionProvider(ResourceProvider):
         return explicit_diff(
             olds,
             news,
-            updatable=(*DEPLOYED_KEYS, "management_api_url", "access_token"),
+            updatable=(*DEPLOYED_KEYS, *API_UPDATABLE),
             identity=("slug", "project_ref"),
         )
 
@@ -134,9 +141,7 @@ class EdgeFunction(Resource, module="supaqueue", name="EdgeFunction"):
         self,
         name: str,
         *,
-        management_api_url: pulumi.Input[str],
-        project_ref: pulumi.Input[str],
-        access_token: pulumi.Input[str],
+        api: ApiTarget,
         slug: str,
         source_dir: str,
         content_hash: str,
@@ -145,9 +150,7 @@ class EdgeFunction(Resource, module="supaqueue", name="EdgeFunction"):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
-            "management_api_url": management_api_url,
-            "project_ref": project_ref,
-            "access_token": access_token,
+            **api.props(),
             "slug": slug,
             "source_dir": source_dir,
             "content_hash": content_hash,
@@ -159,5 +162,5 @@ class EdgeFunction(Resource, module="supaqueue", name="EdgeFunction"):
             EdgeFunctionProvider(),
             name,
             declared_outputs(props, OUTPUTS),
-            with_secret_outputs(opts, ["access_token"]),
+            with_secret_outputs(opts, API_SECRET_OUTPUTS),
         )
