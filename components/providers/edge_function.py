@@ -72,7 +72,8 @@ class EdgeFunctionProvider(ResourceProvider):
         failures = check_api_props(news)
         unknown = unknown_keys(news)
         slug = news.get("slug")
-        if "slug" not in unknown and (not isinstance(slug, str) or not SLUG_PATTERN.match(slug)):
+        is_slug = isinstance(slug, str) and SLUG_PATTERN.fullmatch(slug) is not None
+        if "slug" not in unknown and not is_slug:
             failures.append(CheckFailure("slug", f"{slug!r} is not a function slug"))
         source_dir = news.get("source_dir")
         if "source_dir" not in unknown and not (

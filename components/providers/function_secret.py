@@ -31,7 +31,7 @@ from components.providers.api_props import (
 )
 from components.providers.base import explicit_diff, presented, unknown_keys, with_secret_outputs
 
-NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: `$` would allow a final \n
 MAX_VALUE_LENGTH = 24_576
 
 
@@ -56,7 +56,7 @@ class FunctionSecretProvider(ResourceProvider):
         unknown = unknown_keys(news)
         name = news.get("name")
         if "name" not in unknown:
-            if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
                 failures.append(CheckFailure("name", f"{name!r} is not an environment name"))
             elif name.upper().startswith("SUPABASE_"):
                 failures.append(CheckFailure("name", "names starting with SUPABASE_ are reserved"))
