@@ -193,3 +193,40 @@ def test_edge_function_agrees_with_sql(conn: psycopg.Connection, tmp_path: Any) 
     for (slug, timeout), edge_ok in zip(cases, edge, strict=True):
         values = {"edge_function_name": slug, "timeout_ms": timeout}
         assert edge_ok is _sql_accepts(conn, values), f"edge function on {values}"
+
+
+def test_upgrade_keeps_queues_made_under_the_older_rules(pg_dsn: str) -> None:
+    """Data safety: the tightened limits never refuse an upgrade nor touch an existing queue."""
+    from components import migrations
+
+    loaded = migrations.load_migrations()
+    mine = next(m for m in loaded if m.name == "one_authority")
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        migrations.apply(conn, [m for m in loaded if m.version < mine.version])
+        conn.execute(
+            "insert into supaqueue.queue (name, edge_function_name, timeout_ms, max_attempts,"
+            " rate_limit_per_second) values ('9 old queue', '1fn', 3600000, 500, 1e308)"
+        )
+        notices: list[str] = []
+        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        migrations.apply(conn, loaded)
+        row = conn.execute(
+            "select edge_function_name, timeout_ms, max_attempts from supaqueue.queue"
+            " where name = '9 old queue'"
+        ).fetchone()
+        assert row == ("1fn", 3600000, 500)
+        assert any("queue_timeout_range" in n and "kept as they are" in n for n in notices)
+        validated = dict(
+            conn.execute(
+                "select conname, convalidated from pg_constraint"
+                " where conrelid = 'supaqueue.queue'::regclass and contype = 'c'"
+            ).fetchall()
+        )
+        assert validated["queue_timeout_range"] is False
+        assert validated["queue_method_known"] is True
+        # a new queue must follow the new rules all the same
+        with pytest.raises(psycopg.errors.CheckViolation, match="queue_timeout_range"):
+            conn.execute(
+                "insert into supaqueue.queue (name, edge_function_name, timeout_ms)"
+                " values ('new', 'fn', 3600000)"
+            )
