@@ -99,14 +99,14 @@ class Cluster:
 
     @classmethod
     @contextlib.contextmanager
-    def temporary(cls, prefix: str = "supaqueue-pg-") -> Iterator[Cluster]:
-        """A throwaway cluster (fsync off) in a new temp dir, its `postgres` database bootstrapped;
-        stopped and deleted on exit. For tests and tooling, never the user's stack."""
+    def temporary(cls, prefix: str = "supaqueue-pg-", fast: bool = True) -> Iterator[Cluster]:
+        """A throwaway cluster (fsync off unless `fast=False`) in a new temp dir, its `postgres`
+        database bootstrapped; stopped and deleted on exit. For tests and tooling only."""
         # mkdtemp under /tmp (not pytest's 0700 basetemp), 0755: the postgres OS user must reach it.
         root = Path(tempfile.mkdtemp(prefix=prefix))
         os.chmod(root, 0o755)
         cluster = cls(
-            data_dir=root / "pgdata", port=free_port(), password=generate_password(), fast=True
+            data_dir=root / "pgdata", port=free_port(), password=generate_password(), fast=fast
         )
         try:
             cluster.init()
