@@ -216,7 +216,7 @@ def test_upgrade_keeps_queues_made_under_the_older_rules(pg_dsn: str) -> None:
         ).fetchone()
         assert row == ("1fn", 3600000, 500)
         assert any("queue_timeout_range" in n and "kept as they are" in n for n in notices)
-        validated = dict(
+        validated: dict[str, bool] = dict(
             conn.execute(
                 "select conname, convalidated from pg_constraint"
                 " where conrelid = 'supaqueue.queue'::regclass and contype = 'c'"
