@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from components.queue_spec import validate_queue
+from components.providers.queue.spec import validate_queue
 from tests.edge.function_process import deno_binary, deno_env
 
 CHECK = """
