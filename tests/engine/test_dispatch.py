@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from components.providers.queue.spec import MAX_RATE_PER_SECOND, MAX_TIMEOUT_MS
 from tests.engine.harness import FUNCTIONS_URL, SECRET, Engine
 
 
@@ -30,22 +31,31 @@ def test_seed_statements_dispatch_one_post_with_the_contract_body(engine: Engine
         "select id::text, worker::text, lease_expires_at from supaqueue.current_job"
     ).fetchone()
     assert cj is not None
-    body = req.body
-    assert body["current_job"]["id"] == cj["id"] and body["current_job"]["job"] == job_id
-    assert body["current_job"]["worker"] == cj["worker"]
-    assert body["job"] == {
+    # pg_net carries references only (docs/architecture.md, "Dispatch body").
+    assert req.body == {"current_job": {"id": cj["id"], "job": job_id, "attempt": 1}}
+    # Until claimed, the lease (for the delivery) is queue timeout + grace from the dispatch.
+    lease_s = engine.one(
+        "select extract(epoch from lease_expires_at - started_at)::float from supaqueue.current_job"
+    )
+    assert lease_s == pytest.approx(60.0)
+    # The function's claim returns the rest, read from the database.
+    claimed = engine.claim(cj["id"], 1)
+    assert claimed["current_job"]["id"] == cj["id"] and claimed["current_job"]["job"] == job_id
+    assert claimed["current_job"]["worker"] == cj["worker"]
+    assert claimed["job"] == {
         "id": job_id, "queue": queue_id, "payload": {"arg1": "val"}, "attempts": 1,
         "dependency_results": {},
     }  # fmt: skip
-    assert body["queue"] == {
+    assert claimed["queue"] == {
         "id": queue_id, "name": "emails", "edge_function_name": "send-email", "method": "POST",
         "default_headers": {}, "timeout_ms": 30000,
     }  # fmt: skip
+    assert claimed["limits"] == {"max_result_bytes": 1048576}
     assert engine.status(job_id) == "in_progress"
     assert engine.one("select locked from supaqueue.worker where queue = %s", (queue_id,)) is True
-    # The lease: queue timeout + grace from now.
+    # Claimed, the lease restarts: timeout + grace from the claim.
     lease_s = engine.one(
-        "select extract(epoch from lease_expires_at - started_at)::float from supaqueue.current_job"
+        "select extract(epoch from lease_expires_at - claimed_at)::float from supaqueue.current_job"
     )
     assert lease_s == pytest.approx(60.0)
 
@@ -236,10 +246,12 @@ def test_delayed_backlog_is_not_scanned_by_dispatch(engine: Engine) -> None:
 
 
 def test_extreme_policy_values_do_not_break_dispatch(engine: Engine) -> None:
-    # A rate limit far above anything reachable (accepted by the Pulumi config: any number above 0)
-    # and a long lease grace must not make dispatch, and so the enqueue itself, fail
-    # (the token budget and timeout + grace overflowed `integer`).
-    q = engine.queue(workers=2, rate_limit_per_second=1e10, lease_grace_ms=2_147_483_647)
+    # The highest rate limit allowed (far above anything reachable) and a long lease grace must
+    # not make dispatch, and so the enqueue itself, fail (the token budget and timeout + grace
+    # overflowed `integer`).
+    q = engine.queue(
+        workers=2, rate_limit_per_second=MAX_RATE_PER_SECOND, lease_grace_ms=2_147_483_647
+    )
     job = engine.insert_job(q)
     [req] = engine.new_requests()
     assert req.job == job
@@ -252,8 +264,9 @@ def test_extreme_policy_values_do_not_break_dispatch(engine: Engine) -> None:
 
 
 def test_timeout_beyond_what_the_dispatcher_accepts_is_refused(engine: Engine) -> None:
-    # The supaqueue Edge Function answers 400 to a dispatch whose queue.timeout_ms is above one
-    # hour, so such a queue's jobs would only ever end by lease expiry: refuse it up front.
-    engine.queue(workers=0, timeout_ms=3_600_000)
-    with pytest.raises(psycopg.errors.CheckViolation, match="queue_timeout_positive"):
-        engine.queue(workers=0, timeout_ms=3_600_001)
+    # The supaqueue Edge Function answers 400 to a dispatch whose queue.timeout_ms is above what
+    # it can wait for and still report, so such a queue's jobs would only ever end by lease
+    # expiry: refuse it up front (the bound itself: tests/engine/test_queue_limits.py).
+    engine.queue(workers=0, timeout_ms=MAX_TIMEOUT_MS)
+    with pytest.raises(psycopg.errors.CheckViolation, match="queue_timeout_range"):
+        engine.queue(workers=0, timeout_ms=MAX_TIMEOUT_MS + 1)
