@@ -42,17 +42,15 @@ def test_plugins_match_what_the_pinned_wheels_request(tmp_path: Path) -> None:
 
 
 def test_companions_of_the_cli_are_linked() -> None:
-    for name in (
-        "pulumi-language-python",
-        "pulumi-language-python-exec",
-        "pulumi-resource-pulumi-python",
-        "deno",
-    ):
+    for name in ("pulumi-language-python", "pulumi-language-python-exec", "deno"):
         path = TOOLBIN / name
         assert path.exists(), f"{path} is missing"
         assert (
             path.resolve().is_relative_to(CACHE) or path.resolve().parent == PULUMI.resolve().parent
         )
+    # The dynamic-provider launcher is the repo's guarded one (tests/e2e/test_no_orphans.py).
+    launcher = TOOLBIN / "pulumi-resource-pulumi-python"
+    assert launcher.resolve() == REPO / "toolchain" / "pulumi-resource-pulumi-python"
 
 
 def test_deno_runs() -> None:
