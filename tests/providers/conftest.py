@@ -32,8 +32,20 @@ def api(local_stack: Any) -> dict[str, str]:
     }
 
 
-def migrations_props(db_url: str, folder: Path = REPO / "sql") -> dict[str, Any]:
-    return {"db_url": db_url, "migrations_dir": str(folder), "migrations": declared(folder)}
+STACK = "supaqueue/provider-tests"
+# What a queue of the stack STACK receives as its `owner` input.
+QUEUE_OWNER = {"stack": STACK, "stack_id": "queue-owner-of-provider-tests"}
+
+
+def migrations_props(
+    db_url: str, folder: Path = REPO / "sql", stack: str = STACK
+) -> dict[str, Any]:
+    return {
+        "db_url": db_url,
+        "migrations_dir": str(folder),
+        "migrations": declared(folder),
+        "owner": {"stack": stack},
+    }
 
 
 def uninstall(db_url: str) -> None:
