@@ -66,7 +66,8 @@ def test_a_second_stack_is_refused_at_check_and_changes_nothing(
         assert "nothing was changed" in failure.reason
         assert "supaqueue:installation: external" in failure.reason
         # Even if the engine went on, create refuses before applying anything.
-        text = failure_text(lambda checked=checked: provider.create(checked.inputs))
+        inputs = checked.inputs
+        text = failure_text(lambda: provider.create(inputs))  # noqa: B023 - called at once
         assert "OwnershipError" in text and f"'{STACK}'" in text and "Traceback" not in text
     assert snapshot(db_url) == before
     # The owner itself passes (its state keeps the stack id).
