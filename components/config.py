@@ -202,10 +202,10 @@ def _boolean(key: str, values: Mapping[str, Any], problems: list[str]) -> bool:
     value = _as_object(key, values.get(key, False), problems)
     if isinstance(value, str):
         value = value.lower()
-    if value not in (True, False):
+    if not isinstance(value, bool):  # not `in (True, False)`: 1 == True
         problems.append(f"{NAMESPACE}:{key}: must be true or false, got {value!r}")
         return False
-    return bool(value)
+    return value
 
 
 def _parse_queues(raw: Any, problems: list[str]) -> list[dict[str, Any]]:
