@@ -57,7 +57,12 @@ def dev_side(env: dict[str, str]) -> dict[str, Any]:
         )
         state = {
             "migrations": rows("select version, applied_at from supaqueue.migrations"),
-            "owner": rows("select stack, stack_id from supaqueue.installation_owner"),
+            "owner": rows(
+                "select stack, stack_id from supaqueue.installation_owner"
+                if conn.execute("select to_regclass('supaqueue.installation_owner')").fetchone()
+                != (None,)
+                else "select 'none', 'none'"  # (an installation from before ownership records)
+            ),
             "vault": [hashlib.sha256(s[0].encode()).hexdigest() for s in secret],
             "queues": rows(
                 "select q.id, q.name, q.paused, q.owner_stack, count(w.id) from supaqueue.queue q"
@@ -109,7 +114,6 @@ def test_two_stacks_on_one_project(
     done = "select count(*) from supaqueue.job where queue = %s and status = 'success'"
     wait_for(db_url, done, 5, dev_ids["dev-echo"])
     before = dev_side(env)
-    assert before["owner"][0][0] == "supaqueue/dev"
     assert before["jobs"] == [("dev-echo", "success", 5), ("dev-held", "pending", 3)]
     assert [row[0] for row in before["cron"]] == ["supaqueue-tick"]
 
@@ -120,6 +124,7 @@ def test_two_stacks_on_one_project(
         assert "owned by the Pulumi stack 'supaqueue/dev'" in out, out[-3000:]
         assert "supaqueue:installation: external" in out
     assert dev_side(env) == before
+    assert before["owner"][0][0] == "supaqueue/dev"
     assert scalar(db_url, "select count(*) from supaqueue.queue where name = 'prod-emails'") == 0
     prod_state = prod.exported_state()
     for kind in ("Migrations", "VaultSecret", "FunctionSecret", "EdgeFunction", "Settings"):
