@@ -65,9 +65,9 @@ def dev_side(env: dict[str, str]) -> dict[str, Any]:
             ),
             "vault": [hashlib.sha256(s[0].encode()).hexdigest() for s in secret],
             "queues": rows(
-                "select q.id, q.name, q.paused, q.owner_stack, count(w.id) from supaqueue.queue q"
+                "select q.id, q.name, q.paused, count(w.id) from supaqueue.queue q"
                 " left join supaqueue.worker w on w.queue = q.id"
-                " where q.name like 'dev-%' group by 1, 2, 3, 4 order by 2"
+                " where q.name like 'dev-%' group by 1, 2, 3 order by 2"
             ),
             "jobs": rows(
                 "select q.name, j.status::text, count(*) from supaqueue.job j"
