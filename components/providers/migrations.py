@@ -102,8 +102,7 @@ class MigrationsProvider(ResourceProvider):
         if not isinstance(drop_dependents, bool):
             failures.append(CheckFailure("drop_dependents", "must be true or false"))
         if not failures and "db_url" not in unknown:
-            failures += _edited_failures(str(db_url), Path(str(folder)))
-            failures += _ownership_failures(str(db_url), owner, in_state=bool(olds))
+            failures += _database_failures(str(db_url), Path(str(folder)), owner, bool(olds))
         inputs = {
             "db_url": db_url,
             "migrations_dir": folder,
@@ -161,25 +160,18 @@ class MigrationsProvider(ResourceProvider):
                 raise
 
 
-def _ownership_failures(db_url: str, owner: dict[str, Any], in_state: bool) -> list[CheckFailure]:
-    """Another stack's installation, or this stack's vanished one, refused at preview."""
+def _database_failures(
+    db_url: str, folder: Path, owner: dict[str, Any], in_state: bool
+) -> list[CheckFailure]:
+    """Found at preview, on one connection: another stack's installation, or this stack's
+    vanished one (ownership first: then nothing else matters); an edited applied migration.
+    An unreachable database is not a check failure: create/update report it with its message."""
     me = ownership.stack_of({"owner": owner})
-    if me is None:
-        return []
-    try:
-        with connect(db_url) as conn:
-            problem = ownership.install_problem(conn, me, in_state)
-    except (DatabaseError, psycopg.Error):
-        return []  # create/update report an unreachable database with its own message
-    return [CheckFailure("owner", problem)] if problem else []
-
-
-def _edited_failures(db_url: str, folder: Path) -> list[CheckFailure]:
-    """An edited applied migration, reported at preview. An unreachable database is not a
-    check failure: create/update report it with its own message."""
     try:
         loaded = runner.load_migrations(folder)
         with connect(db_url) as conn:
+            if me is not None and (problem := ownership.install_problem(conn, me, in_state)):
+                return [CheckFailure("owner", problem)]
             runner.plan(conn, loaded)
     except runner.MigrationError as exc:
         return [CheckFailure("migrations", str(exc))]
