@@ -21,7 +21,7 @@ alter table supaqueue.queue
 -- The pg_cron jobs supaqueue schedules: uninstall removes these names exactly, nothing else.
 -- Whoever schedules another job adds its name here.
 create function supaqueue.cron_job_names() returns text[]
-language sql immutable
+language sql immutable security definer
 set search_path = ''
 as $$ select array['supaqueue-tick'] $$;
 
@@ -34,7 +34,7 @@ as $$ select array['supaqueue-tick'] $$;
 -- works for a non-superuser owner (the `postgres` role on Supabase).
 create function supaqueue.external_dependents()
 returns table (object_type text, object_identity text)
-language sql stable
+language sql stable security definer
 set search_path = ''
 as $$
   with recursive reached(classid, objid, objsubid) as (

@@ -220,7 +220,7 @@ $$;
 ALTER FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.cron_job_names() RETURNS text[]
-    LANGUAGE sql IMMUTABLE
+    LANGUAGE sql IMMUTABLE SECURITY DEFINER
     SET search_path TO ''
     AS $$ select array['supaqueue-tick'] $$;
 
@@ -529,7 +529,7 @@ $$;
 ALTER FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.external_dependents() RETURNS TABLE(object_type text, object_identity text)
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
     AS $$
   with recursive reached(classid, objid, objsubid) as (

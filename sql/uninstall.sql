@@ -7,7 +7,7 @@
 -- NNNN_<name>.sql). The Vault secret is the provider's.
 create or replace function pg_temp.supaqueue_external_dependents()
 returns table (object_type text, object_identity text)
-language sql stable
+language sql stable security definer
 set search_path = ''
 as $$
   with recursive reached(classid, objid, objsubid) as (

@@ -175,7 +175,8 @@ def destroy_problems(
         return [
             f"supaqueue in this database is owned by the Pulumi stack {owner.label()}, not by "
             f"{who}: it is not removed. If this stack's state holds it by mistake, remove it "
-            "from the state with `pulumi state delete <urn>` (the URNs: `pulumi stack --show-urns`)"
+            "from the state with `pulumi state delete --target-dependents '<urn>'` "
+            "(the URNs: `pulumi stack --show-urns`)"
         ]
     problems = []
     if _one(conn, text["owner_table_exists"]):
@@ -225,5 +226,6 @@ def queue_problem(
     return (
         f"queue {name!r} ({queue_id}) is owned by the Pulumi stack {owner.label()}, not by "
         f"{who}: it was not changed. Change it from its own stack; if this stack's state holds "
-        "it by mistake, remove it from the state with `pulumi state delete <urn>`"
+        "it by mistake, remove it from the state with "
+        "`pulumi state delete --target-dependents '<urn>'`"
     )

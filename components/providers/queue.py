@@ -102,7 +102,8 @@ class QueueProvider(ResourceProvider):
         if "db_url" not in unknown and (why := check_url(db_url)):
             failures.append(CheckFailure("db_url", f"the database URL {why}"))
         owner = news.get("owner")
-        if "owner" not in unknown and ownership.stack_of(news) is None:
+        # No owner: a queue like one made in SQL (programs from before ownership records).
+        if "owner" not in unknown and owner is not None and ownership.stack_of(news) is None:
             failures.append(CheckFailure("owner", "must name the stack that declares the queue"))
         extra = [
             key for key in news if key not in (*FIELDS, "db_url", "owner", "queue_id", "__provider")
