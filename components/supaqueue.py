@@ -1,6 +1,7 @@
 """`Supaqueue`: supaqueue installed into one Supabase project (token `supaqueue:index:Supaqueue`).
 
-Children, in dependency order: the generated secret; a Deno type check of the Edge Function (so a
+Children, in dependency order: the stack id (providers/stack_identity.py); the generated
+secret; a Deno type check of the Edge Function (so a
 TypeScript error fails `pulumi up` before anything changes); the schema (migrations), which is
 also the ownership gate: everything that changes the project (settings rows, the Vault entry
 `supaqueue_secret`, the function secret `SUPAQUEUE_SECRET`, the `supaqueue` Edge Function with
@@ -35,6 +36,7 @@ from components.providers.external_installation import ExternalInstallation
 from components.providers.function_secret import FunctionSecret
 from components.providers.migrations import Migrations
 from components.providers.settings import Settings
+from components.providers.stack_identity import StackIdentity
 from components.providers.vault_secret import VaultSecret
 from components.queue import Queue, QueueArgs, queue_problems
 
@@ -149,13 +151,17 @@ class Supaqueue(pulumi.ComponentResource):
         migrations_dir = Path(args.get("migrations_dir") or REPO / "sql")
         functions_url = f"{args['api_url'].rstrip('/')}/functions/v1"
         self.db_url = args["db_url"]
+        # Who this stack is, as the database records owners (providers/ownership.py).
         stack = f"{pulumi.get_project()}/{pulumi.get_stack()}"
+        self.identity = StackIdentity(f"{name}-stack-id", stack, opts=child)
+        self.owner = self.identity.owner
+        # The name plainly, the id as an output: a preview of a new stack knows who it is.
+        owner = {"stack": stack, "stack_id": self.identity.stack_id}
 
         if mode == "external":
             self.external = ExternalInstallation(
-                f"{name}-external", db_url=self.db_url, stack=stack, opts=child
+                f"{name}-external", db_url=self.db_url, owner=owner, opts=child
             )
-            self.owner = self.external.owner
             self.queue_dependencies: list[pulumi.Resource] = [self.external]
             self._declare_queues(name, queue_args, child)
             self._finish(functions_url, self.external.schema_version)
@@ -189,10 +195,9 @@ class Supaqueue(pulumi.ComponentResource):
             self.db_url,
             migrations_dir,
             after_check,
-            stack=stack,
+            owner=owner,
             drop_dependents=drop_dependents,
         )
-        self.owner = self.schema.owner
         after_schema = pulumi.ResourceOptions(parent=self, depends_on=[self.schema])
         self.settings = Settings(
             f"{name}-settings",

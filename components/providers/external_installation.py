@@ -3,8 +3,7 @@
 
 It never touches the schema, the Vault entry, the function secret or the function. Its check
 refuses when supaqueue is not installed, or when this very stack owns it (switching the owner to
-`external` would make `up` uninstall it). It holds the stack's id (made at its first check, kept
-in state), which the stack's queues record as their owner. Delete removes nothing.
+`external` would make `up` uninstall it). Delete removes nothing.
 """
 
 from __future__ import annotations
@@ -55,14 +54,14 @@ def _outs(props: dict[str, Any]) -> dict[str, Any]:
 
 class ExternalInstallationProvider(ResourceProvider):
     @presented
-    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
         unknown = unknown_keys(news)
         db_url = news.get("db_url")
-        owner = ownership.owner_input(olds, news)
+        owner = news.get("owner")
         if "db_url" not in unknown and (why := check_url(db_url)):
             failures.append(CheckFailure("db_url", f"the database URL {why}"))
-        elif "db_url" not in unknown:
+        elif not {"db_url", "owner"} & unknown:
             try:
                 if problem := _problem({"db_url": db_url, "owner": owner}):
                     failures.append(CheckFailure("installation", problem))
@@ -98,7 +97,6 @@ class ExternalInstallationProvider(ResourceProvider):
 class ExternalInstallation(Resource, module="supaqueue", name="ExternalInstallation"):
     """supaqueue as installed by another stack; this stack only declares queues in it."""
 
-    owner: pulumi.Output[dict[str, str]]
     schema_version: pulumi.Output[int]
 
     def __init__(
@@ -106,10 +104,10 @@ class ExternalInstallation(Resource, module="supaqueue", name="ExternalInstallat
         name: str,
         *,
         db_url: pulumi.Input[str],
-        stack: str,
+        owner: pulumi.Input[dict[str, Any]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        props = {"db_url": db_url, "owner": {"stack": stack}}
+        props = {"db_url": db_url, "owner": owner}
         super().__init__(
             ExternalInstallationProvider(),
             name,

@@ -10,6 +10,7 @@ schema depends on it. No input ever replaces this resource: replacing would drop
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from pulumi.dynamic import (
 
 from components import migrations as runner
 from components.clients.postgres import check_url, connect
-from components.errors import DatabaseError, OwnershipError
+from components.errors import DatabaseError, OwnershipError, SupaqueueError
 from components.providers import ownership
 from components.providers.base import (
     declared_outputs,
@@ -60,6 +61,14 @@ def _ledger(conn: psycopg.Connection) -> list[dict[str, Any]] | None:
     return [{"version": v, "name": n, "checksum": c} for v, n, c in rows]
 
 
+def _claim(conn: psycopg.Connection, me: ownership.Stack) -> None:
+    """Record `me` as the owner once the ownership table exists (migration 0007)."""
+    row = conn.execute(queries("ownership.sql")["owner_table_exists"]).fetchone()
+    if row and row[0]:
+        with conn.transaction():
+            ownership.claim(conn, me)
+
+
 def _outs(props: dict[str, Any], ledger: list[dict[str, Any]]) -> dict[str, Any]:
     version = max((m["version"] for m in ledger), default=0)
     return {**props, "migrations": ledger, "schema_version": version}
@@ -75,9 +84,15 @@ def _migrate(props: dict[str, Any], in_state: bool) -> dict[str, Any]:
         if problem := ownership.install_problem(conn, me, in_state):
             raise OwnershipError(problem)
         runner.plan(conn, loaded)  # raises MigrationEdited before anything runs
-        runner.apply(conn, loaded)
-        with conn.transaction():
-            ownership.claim(conn, me)
+        try:
+            runner.apply(conn, loaded)
+        except Exception:
+            # Even when a later migration failed: the retry of this stack's `up` (whose state
+            # does not hold the resource after a failed create) must find the installation its own.
+            with contextlib.suppress(psycopg.Error, SupaqueueError):
+                _claim(conn, me)
+            raise
+        _claim(conn, me)
         ledger = _ledger(conn)
     if ledger is None:
         raise DatabaseError("migrations ran but supaqueue.migrations does not exist")
@@ -95,14 +110,14 @@ class MigrationsProvider(ResourceProvider):
             failures.append(CheckFailure("migrations_dir", f"{folder!r} is not a folder"))
         if "db_url" not in unknown and (why := check_url(db_url)):
             failures.append(CheckFailure("db_url", f"the database URL {why}"))
-        owner = ownership.owner_input(olds, news)
-        if "owner" not in unknown and ownership.stack_of({"owner": owner}) is None:
+        owner = news.get("owner")
+        if "owner" not in unknown and ownership.stack_of(news) is None:
             failures.append(CheckFailure("owner", "must name the stack (`<project>/<stack>`)"))
         drop_dependents = news.get("drop_dependents", False)
         if not isinstance(drop_dependents, bool):
             failures.append(CheckFailure("drop_dependents", "must be true or false"))
-        if not failures and "db_url" not in unknown:
-            failures += _database_failures(str(db_url), Path(str(folder)), owner, bool(olds))
+        if not failures and not {"db_url", "owner"} & unknown:
+            failures += _database_failures(str(db_url), Path(str(folder)), news, bool(olds))
         inputs = {
             "db_url": db_url,
             "migrations_dir": folder,
@@ -161,12 +176,12 @@ class MigrationsProvider(ResourceProvider):
 
 
 def _database_failures(
-    db_url: str, folder: Path, owner: dict[str, Any], in_state: bool
+    db_url: str, folder: Path, news: dict[str, Any], in_state: bool
 ) -> list[CheckFailure]:
     """Found at preview, on one connection: another stack's installation, or this stack's
     vanished one (ownership first: then nothing else matters); an edited applied migration.
     An unreachable database is not a check failure: create/update report it with its message."""
-    me = ownership.stack_of({"owner": owner})
+    me = ownership.stack_of(news)
     try:
         loaded = runner.load_migrations(folder)
         with connect(db_url) as conn:
@@ -196,14 +211,14 @@ class Migrations(Resource, module="supaqueue", name="Migrations"):
         migrations_dir: Path,
         opts: pulumi.ResourceOptions | None = None,
         *,
-        stack: str,
+        owner: pulumi.Input[dict[str, Any]],
         drop_dependents: bool = False,
     ) -> None:
         props = {
             "db_url": db_url,
             "migrations_dir": str(migrations_dir),
             "migrations": declared(migrations_dir),
-            "owner": {"stack": stack},
+            "owner": owner,
             "drop_dependents": drop_dependents,
         }
         super().__init__(

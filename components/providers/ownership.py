@@ -4,21 +4,21 @@ An installation (the schema, the Vault entry, the function secret, the `supaqueu
 belongs to the one Pulumi stack that installed it; the database records it in
 `supaqueue.installation_owner` (sql/0007_ownership.sql). A queue belongs to the stack that
 declared it (`supaqueue.queue.owner_stack[_id]`). A stack is `<project>/<stack>` plus a stack id,
-a random value made once and kept in that stack's state (two checkouts both named `dev` differ in
-it). Every rule here is enforced before anything changes: the schema resource's `check` (so
-preview and up stop first), the destroy guard's delete (so destroy stops first), and again in
-the writes themselves.
+a random value made once and kept in that stack's state (providers/stack_identity.py; two
+checkouts both named `dev` differ in it). Every rule here is enforced before anything changes:
+the schema resource's `check` (so preview and up stop first), the destroy guard's delete (so
+destroy stops first), and again in the writes themselves.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
 from components.errors import OwnershipError
+from components.providers.base import is_unknown
 from components.sql_files import queries
 
 SQL = "ownership.sql"
@@ -48,25 +48,15 @@ class Recorded:
     owner: Stack | None  # None: installed before ownership records, or never claimed
 
 
-def new_stack_id() -> str:
-    return uuid.uuid4().hex
-
-
-def owner_input(olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
-    """The `owner` input: the new stack name, with the stack id kept from state (or made now,
-    the first time: `check` is where a stack id comes to be, and the state keeps it)."""
-    new = dict(news.get("owner") or {})
-    old = olds.get("owner") or {}
-    new["stack_id"] = old.get("stack_id") or new.get("stack_id") or new_stack_id()
-    return new
-
-
 def stack_of(props: dict[str, Any]) -> Stack | None:
+    """The stack in a resource's `owner` input; its id is None while unknown (a preview of a
+    new stack: it cannot be any recorded owner's id)."""
     owner = props.get("owner")
     if not isinstance(owner, dict) or not isinstance(owner.get("stack"), str):
         return None
     stack_id = owner.get("stack_id")
-    return Stack(owner["stack"], stack_id if isinstance(stack_id, str) and stack_id else None)
+    known = isinstance(stack_id, str) and stack_id and not is_unknown(stack_id)
+    return Stack(owner["stack"], stack_id if known else None)
 
 
 def recorded(conn: psycopg.Connection) -> Recorded:
@@ -114,7 +104,9 @@ def install_problem(conn: psycopg.Connection, me: Stack, in_state: bool) -> str 
             "in it from this stack, set `supaqueue:installation: external`. To make this stack "
             "its owner, run in SQL "
             f"`insert into supaqueue.installation_owner (stack) values ('{me.name}');` "
-            "then `pulumi up`."
+            "then `pulumi up`. If it is what is left of a failed first `up` (it holds no "
+            "queues), remove it with `python -m components.migrations uninstall --dsn <dbUrl>` "
+            "and run `pulumi up` again."
         )
     if _is(owner, me):
         return None

@@ -159,8 +159,7 @@ def test_two_stacks_on_one_project(
     dev.run("refresh", "--yes", "--skip-preview")
     dev.up()
     again = dev_side(env)
-    # Owned by dev again (a new stack id: the refresh forgot the schema resource that held it).
-    assert [row[0] for row in again["owner"]] == ["supaqueue/dev"]
+    assert again["owner"] == before["owner"]  # the same stack id: kept by its own resource
     assert [row[1] for row in again["queues"]] == ["dev-echo", "dev-held"]
     dev.run("destroy", "--yes", "--skip-preview")
     assert scalar(db_url, "select to_regnamespace('supaqueue') is null") is True

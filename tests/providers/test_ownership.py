@@ -9,11 +9,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from pulumi.runtime import rpc
 
 from components.providers.destroy_guard import DestroyGuardProvider
 from components.providers.external_installation import ExternalInstallationProvider
 from components.providers.migrations import MigrationsProvider
 from components.providers.queue import QueueProvider
+from components.providers.stack_identity import StackIdentityProvider
 from tests.providers.conftest import (
     STACK,
     failure_text,
@@ -58,13 +60,22 @@ def test_a_second_stack_is_refused_at_check_and_changes_nothing(
     provider = MigrationsProvider()
     before = snapshot(db_url)
     assert before[1] == f"{STACK}:{installed['owner']['stack_id']}"
-    for stack in (PROD, STACK):  # another stack; and another checkout with the same name
-        checked = provider.check({}, migrations_props(db_url, stack=stack))
+    others = [
+        migrations_props(db_url, stack=PROD, stack_id="prod-id"),
+        # another checkout with the same stack name (its own state, its own stack id)
+        migrations_props(db_url, stack_id="other-checkout-id"),
+        # a new stack's preview: its stack id is not known yet
+        migrations_props(db_url, stack=PROD, stack_id=rpc.UNKNOWN),
+    ]
+    for props in others:
+        checked = provider.check({}, props)
         (failure,) = checked.failures
         assert failure.property == "owner"
         assert f"owned by the Pulumi stack '{STACK}'" in failure.reason
         assert "nothing was changed" in failure.reason
         assert "supaqueue:installation: external" in failure.reason
+        if props["owner"]["stack_id"] == rpc.UNKNOWN:
+            continue
         # Even if the engine went on, create refuses before applying anything.
         inputs = checked.inputs
         text = failure_text(lambda: provider.create(inputs))  # noqa: B023 - called at once
@@ -94,7 +105,7 @@ def test_an_installation_from_before_ownership_is_claimed_by_its_own_stack(
     legacy_state = {k: installed[k] for k in ("db_url", "migrations_dir", "migrations")}
 
     # A stack whose state does not hold the schema may not take it...
-    (failure,) = provider.check({}, migrations_props(db_url, stack=PROD)).failures
+    (failure,) = provider.check({}, migrations_props(db_url, stack=PROD, stack_id="p")).failures
     assert "no stack owns it" in failure.reason
     assert f"values ('{PROD}')" in failure.reason  # how to hand it over explicitly
 
@@ -106,7 +117,7 @@ def test_an_installation_from_before_ownership_is_claimed_by_its_own_stack(
     provider.update("supaqueue", legacy_state, checked.inputs)
     stack_id = checked.inputs["owner"]["stack_id"]
     assert snapshot(db_url)[1] == f"{STACK}:{stack_id}"
-    (failure,) = provider.check({}, migrations_props(db_url, stack=PROD)).failures
+    (failure,) = provider.check({}, migrations_props(db_url, stack=PROD, stack_id="p")).failures
     assert f"owned by the Pulumi stack '{STACK}'" in failure.reason
 
 
@@ -114,7 +125,7 @@ def test_an_explicit_hand_over(installed: dict[str, Any], db_url: str) -> None:
     provider = MigrationsProvider()
     execute(db_url, "update supaqueue.installation_owner set stack = %s, stack_id = null", PROD)
     assert provider.check({}, migrations_props(db_url, stack="supaqueue/other")).failures
-    checked = provider.check({}, migrations_props(db_url, stack=PROD))
+    checked = provider.check({}, migrations_props(db_url, stack=PROD, stack_id="prod-id"))
     assert checked.failures == []
     created = provider.create(checked.inputs)
     assert created.outs is not None
@@ -216,7 +227,7 @@ def test_destroy_refuses_while_user_objects_depend_on_the_schema(
 
 def test_an_external_installation(installed: dict[str, Any], db_url: str) -> None:
     provider = ExternalInstallationProvider()
-    news = {"db_url": db_url, "owner": {"stack": PROD}}
+    news = {"db_url": db_url, "owner": {"stack": PROD, "stack_id": "prod-id"}}
     checked = provider.check({}, news)
     assert checked.failures == []
     created = provider.create(checked.inputs)
@@ -234,3 +245,32 @@ def test_an_external_installation(installed: dict[str, Any], db_url: str) -> Non
     uninstall(db_url)
     (failure,) = provider.check({}, news).failures
     assert "supaqueue is not installed in this database" in failure.reason
+
+
+def test_the_stack_id_is_made_once_and_kept() -> None:
+    provider = StackIdentityProvider()
+    first = provider.check({}, {"stack": STACK}).inputs
+    assert len(first["stack_id"]) == 32
+    assert provider.check(first, {"stack": STACK}).inputs == first  # kept from state
+    assert provider.check({}, {"stack": STACK}).inputs["stack_id"] != first["stack_id"]
+    (failure,) = provider.check({}, {"stack": "no-project"}).failures
+    assert failure.property == "stack"
+
+
+def test_a_failed_first_up_is_retried_by_the_same_stack(db_url: str, sql_copy: Any) -> None:
+    """The schema's create failed in a migration after the ownership records exist: the state
+    does not hold the schema, yet the retry (same stack id, kept by the stack id resource) must
+    be allowed, and another stack must not."""
+    uninstall(db_url)
+    broken = sql_copy / "0099_broken.sql"
+    broken.write_text("select 1 / 0;\n")
+    provider = MigrationsProvider()
+    props = provider.check({}, migrations_props(db_url, sql_copy)).inputs
+    text = failure_text(lambda: provider.create(props))
+    assert "0099_broken" in text and "division by zero" in text
+    broken.write_text("select 1;\n")
+    assert provider.check({}, migrations_props(db_url, sql_copy, stack=PROD, stack_id="p")).failures
+    retry = provider.check({}, migrations_props(db_url, sql_copy))
+    assert retry.failures == []
+    assert (provider.create(retry.inputs).outs or {})["schema_version"] == 99
+    uninstall(db_url)

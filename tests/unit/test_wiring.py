@@ -151,6 +151,7 @@ def test_resources_names_and_parents(monitor: RecordingMonitor, edge_dir: Path) 
     regs = by_name(monitor)
     expected = {
         "sq": "supaqueue:index:Supaqueue",
+        "sq-stack-id": DYNAMIC + "StackIdentity",
         "sq-secret": "random:index/randomPassword:RandomPassword",
         "sq-deno-check": "command:local:Command",
         "sq-demo-deno-check": "command:local:Command",
@@ -274,6 +275,7 @@ def test_an_external_installation_declares_only_queues(
     regs = by_name(monitor)
     assert {name: r.type for name, r in regs.items()} == {
         "sq": "supaqueue:index:Supaqueue",
+        "sq-stack-id": DYNAMIC + "StackIdentity",
         "sq-external": DYNAMIC + "ExternalInstallation",
         "sq-queue-emails": DYNAMIC + "Queue",
         "sq-queue-thumbs": DYNAMIC + "Queue",
