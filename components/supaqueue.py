@@ -1,13 +1,14 @@
 """`Supaqueue`: supaqueue installed into one Supabase project (token `supaqueue:index:Supaqueue`).
 
 Children, in dependency order: the stack id (providers/stack_identity.py); the generated
-secret; a Deno type check of the Edge Function (so a
-TypeScript error fails `pulumi up` before anything changes); the schema (migrations), which is
-also the ownership gate: everything that changes the project (settings rows, the Vault entry
-`supaqueue_secret`, the function secret `SUPAQUEUE_SECRET`, the `supaqueue` Edge Function with
-verify_jwt off, the queues `<name>-queue-<queue name>`) depends on it, so an installation another
-stack owns stops preview and `up` before any change; with `demo`, also the example target function
-`demo-target`; last, the destroy guard, which a destroy deletes first (providers/destroy_guard.py).
+secret; a Deno type check of the Edge Function (so a TypeScript error fails `pulumi up` before
+anything changes); the schema (migrations), which is also the ownership gate: everything that
+changes the project (settings rows, the Vault entry `supaqueue_secret`, the function secret
+`SUPAQUEUE_SECRET`, the `supaqueue` Edge Function with verify_jwt off, the queues
+`<name>-queue-<queue name>` of components/providers/queue/) depends on it, so an installation
+another stack owns stops preview and `up` before any change; with `demo`, also the example target
+function `demo-target`; last, the destroy guard, which a destroy deletes first
+(providers/destroy_guard.py).
 
 With `installation: "external"` the component declares only its queues, in an installation
 another stack owns (providers/external_installation.py): no secret, schema, settings, Vault
@@ -16,9 +17,7 @@ entry or function.
 
 from __future__ import annotations
 
-import os
 import shlex
-import shutil
 from pathlib import Path
 from typing import Literal, Required, TypedDict
 
@@ -30,17 +29,18 @@ from components.clients.management_api import DEFAULT_URL as DEFAULT_MANAGEMENT_
 from components.config import StackConfig
 from components.edge_source import folder_hash
 from components.errors import ConfigError
+from components.providers.api_props import ApiTarget
 from components.providers.destroy_guard import DestroyGuard
 from components.providers.edge_function import EdgeFunction
 from components.providers.external_installation import ExternalInstallation
 from components.providers.function_secret import FunctionSecret
 from components.providers.migrations import Migrations
+from components.providers.queue import Queue, QueueArgs, queue_problems
 from components.providers.settings import Settings
 from components.providers.stack_identity import StackIdentity
 from components.providers.vault_secret import VaultSecret
-from components.queue import Queue, QueueArgs, queue_problems
+from components.toolchain import REPO, find_deno
 
-REPO = Path(__file__).resolve().parents[1]
 DISPATCHER_SLUG = "supaqueue"
 DEMO_SLUG = "demo-target"
 VAULT_SECRET_NAME = "supaqueue_secret"
@@ -65,7 +65,7 @@ class SupaqueueArgs(TypedDict, total=False):
     secret_version: str
     """Change it to rotate the generated secret (Vault and the function secret, in place)."""
     queues: list[QueueArgs]
-    """Queues to declare (see components.queue.QueueArgs)."""
+    """Queues to declare (see components.providers.queue.QueueArgs)."""
     demo: bool
     """Also deploy the example target function `demo-target` (dev stacks)."""
     installation: Literal["owner", "external"]
@@ -97,20 +97,10 @@ def args_from_config(config: StackConfig) -> SupaqueueArgs:
 
 def deno_binary() -> str:
     """The Deno the toolchain installed (env SUPAQUEUE_DENO overrides)."""
-    cache = Path(
-        os.environ.get("SUPAQUEUE_CACHE")
-        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "supaqueue"
-    )
-    candidates = [
-        os.environ.get("SUPAQUEUE_DENO"),
-        str(REPO / ".toolchain" / "bin" / "deno"),
-        str(cache / "deno" / "node_modules" / ".bin" / "deno"),
-        shutil.which("deno"),
-    ]
-    for candidate in candidates:
-        if candidate and Path(candidate).exists():
-            return candidate
-    raise ConfigError("deno is not installed: run `make toolchain` (or set SUPAQUEUE_DENO)")
+    found = find_deno()
+    if found is None:
+        raise ConfigError("deno is not installed: run `make toolchain` (or set SUPAQUEUE_DENO)")
+    return found
 
 
 class Supaqueue(pulumi.ComponentResource):
@@ -169,11 +159,11 @@ class Supaqueue(pulumi.ComponentResource):
 
         if not args.get("access_token"):
             raise ConfigError("access_token is required to install supaqueue (installation: owner)")
-        api = {
-            "management_api_url": args.get("management_api_url") or DEFAULT_MANAGEMENT_API_URL,
-            "project_ref": args["project_ref"],
-            "access_token": args["access_token"],
-        }
+        api = ApiTarget(
+            url=args.get("management_api_url") or DEFAULT_MANAGEMENT_API_URL,
+            project_ref=args["project_ref"],
+            access_token=args["access_token"],
+        )
         drop_dependents = bool(args.get("drop_dependents_on_destroy", False))
 
         secret = random.RandomPassword(
@@ -210,14 +200,14 @@ class Supaqueue(pulumi.ComponentResource):
         )
         self.function_secret = FunctionSecret(
             f"{name}-function-secret",
-            **api,
+            api=api,
             secret_name=FUNCTION_SECRET_NAME,
             value=secret_value,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[check, self.schema]),
         )
         self.function = EdgeFunction(
             f"{name}-function",
-            **api,
+            api=api,
             slug=DISPATCHER_SLUG,
             source_dir=str(dispatcher_dir),
             content_hash=dispatcher_hash,
@@ -238,7 +228,7 @@ class Supaqueue(pulumi.ComponentResource):
             demo_check = self._deno_check(f"{name}-demo-deno-check", demo_dir, demo_hash)
             self.demo_function = EdgeFunction(
                 f"{name}-demo-function",
-                **api,
+                api=api,
                 slug=DEMO_SLUG,
                 source_dir=str(demo_dir),
                 content_hash=demo_hash,

@@ -9,7 +9,7 @@ Each queue records the stack that declared it (`owner`); a stack never changes o
 queue another stack owns (providers/ownership.py). A queue with no owner yet (made before
 ownership records) is claimed by the next update of the stack whose state holds it.
 
-The resource itself is `components.queue.Queue`.
+The resource itself is `Queue` (resource.py, beside this file).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from components.providers.base import (
     presented,
     unknown_keys,
 )
-from components.queue_spec import FIELDS, coerce_integers, validate_queue, with_defaults
+from components.providers.queue.spec import FIELDS, coerce_integers, validate_queue, with_defaults
 from components.sql_files import queries
 
 SQL = "queue.sql"
