@@ -2,13 +2,14 @@
 
 Children, in dependency order: the stack id (providers/stack_identity.py); the generated
 secret; a Deno type check of the Edge Function (so a TypeScript error fails `pulumi up` before
-anything changes); the schema (migrations), which is also the ownership gate: everything that
-changes the project (settings rows, the Vault entry `supaqueue_secret`, the function secret
-`SUPAQUEUE_SECRET`, the `supaqueue` Edge Function with verify_jwt off, the queues
-`<name>-queue-<queue name>` of components/providers/queue/) depends on it, so an installation
-another stack owns stops preview and `up` before any change; with `demo`, also the example target
-function `demo-target`; last, the destroy guard, which a destroy deletes first
-(providers/destroy_guard.py).
+anything changes); the ownership gate (providers/ownership_gate.py), on which everything that
+changes the project depends, so an installation another stack owns stops preview and `up` before
+any change; the function secret `SUPAQUEUE_SECRET`; the `supaqueue` Edge Function (verify_jwt
+off; deployed before the schema: a new function runs what an older schema dispatches, not the
+reverse); the schema (migrations; it records the owner); the settings rows; the Vault entry
+`supaqueue_secret`; the queues `<name>-queue-<queue name>` (components/providers/queue/); with
+`demo`, also the example target function `demo-target`; last, the destroy guard, which a destroy
+deletes first (providers/destroy_guard.py).
 
 With `installation: "external"` the component declares only its queues, in an installation
 another stack owns (providers/external_installation.py): no secret, schema, settings, Vault
@@ -35,6 +36,7 @@ from components.providers.edge_function import EdgeFunction
 from components.providers.external_installation import ExternalInstallation
 from components.providers.function_secret import FunctionSecret
 from components.providers.migrations import Migrations
+from components.providers.ownership_gate import OwnershipGate
 from components.providers.queue import Queue, QueueArgs, queue_problems
 from components.providers.settings import Settings
 from components.providers.stack_identity import StackIdentity
@@ -178,13 +180,43 @@ class Supaqueue(pulumi.ComponentResource):
         check = self._deno_check(f"{name}-deno-check", dispatcher_dir, dispatcher_hash)
 
         after_check = pulumi.ResourceOptions(parent=self, depends_on=[check])
-        # The schema's check is the ownership gate: every resource that changes the project
-        # depends on it, so another stack's installation stops them all before any change.
+        # The gate first: everything that changes the project depends on it, so another
+        # stack's installation stops them all at preview, before any change.
+        self.gate = OwnershipGate(
+            f"{name}-ownership-gate",
+            db_url=self.db_url,
+            owner=owner,
+            secret=secret_value,
+            vault_secret_name=VAULT_SECRET_NAME,
+            opts=after_check,
+        )
+        after_gate = pulumi.ResourceOptions(parent=self, depends_on=[check, self.gate])
+        self.function_secret = FunctionSecret(
+            f"{name}-function-secret",
+            api=api,
+            secret_name=FUNCTION_SECRET_NAME,
+            value=secret_value,
+            opts=after_gate,
+        )
+        self.function = EdgeFunction(
+            f"{name}-function",
+            api=api,
+            slug=DISPATCHER_SLUG,
+            source_dir=str(dispatcher_dir),
+            content_hash=dispatcher_hash,
+            verify_jwt=False,
+            import_map_path=_import_map(dispatcher_dir),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[check, self.gate, self.function_secret]
+            ),
+        )
+        # The function first: a new function also runs what an older schema dispatches (whole
+        # jobs, no claim), while an old function cannot run what a newer schema dispatches.
         self.schema = Migrations(
             f"{name}-schema",
             self.db_url,
             migrations_dir,
-            after_check,
+            pulumi.ResourceOptions(parent=self, depends_on=[check, self.gate, self.function]),
             owner=owner,
             drop_dependents=drop_dependents,
         )
@@ -197,25 +229,6 @@ class Supaqueue(pulumi.ComponentResource):
         )
         self.vault_secret = VaultSecret(
             f"{name}-vault-secret", self.db_url, VAULT_SECRET_NAME, secret_value, after_schema
-        )
-        self.function_secret = FunctionSecret(
-            f"{name}-function-secret",
-            api=api,
-            secret_name=FUNCTION_SECRET_NAME,
-            value=secret_value,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[check, self.schema]),
-        )
-        self.function = EdgeFunction(
-            f"{name}-function",
-            api=api,
-            slug=DISPATCHER_SLUG,
-            source_dir=str(dispatcher_dir),
-            content_hash=dispatcher_hash,
-            verify_jwt=False,
-            import_map_path=_import_map(dispatcher_dir),
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[check, self.schema, self.function_secret]
-            ),
         )
         self.queue_dependencies = [
             self.schema,
@@ -234,7 +247,7 @@ class Supaqueue(pulumi.ComponentResource):
                 content_hash=demo_hash,
                 verify_jwt=True,
                 import_map_path=_import_map(demo_dir),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[demo_check, self.schema]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[demo_check, self.gate]),
             )
             self.queue_dependencies.append(self.demo_function)
 

@@ -81,12 +81,16 @@ def _is(owner: Stack, me: Stack) -> bool:
     return owner.stack_id == me.stack_id
 
 
-def install_problem(conn: psycopg.Connection, me: Stack, in_state: bool) -> str | None:
+def install_problem(
+    conn: psycopg.Connection, me: Stack, in_state: bool, *, vanished_ok: bool = False
+) -> str | None:
     """Why the stack `me` may not install or update supaqueue here (None: it may).
-    `in_state`: this stack's state already holds the schema resource."""
+    `in_state`: this stack installed it (its state holds the schema resource, or the gate
+    recognised its secret). `vanished_ok`: not installed is fine (the gate: the schema's own
+    check tells a fresh install from a vanished one)."""
     found = recorded(conn)
     if not found.installed:
-        if in_state:
+        if in_state and not vanished_ok:
             return (
                 "supaqueue is recorded in this stack's state but is not installed in the "
                 "database (it was removed by hand or by another stack). Nothing was changed: "

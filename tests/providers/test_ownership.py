@@ -14,6 +14,7 @@ from pulumi.runtime import rpc
 from components.providers.destroy_guard import DestroyGuardProvider
 from components.providers.external_installation import ExternalInstallationProvider
 from components.providers.migrations import MigrationsProvider
+from components.providers.ownership_gate import OwnershipGateProvider
 from components.providers.queue import QueueProvider
 from components.providers.stack_identity import StackIdentityProvider
 from tests.providers.conftest import (
@@ -274,3 +275,37 @@ def test_a_failed_first_up_is_retried_by_the_same_stack(db_url: str, sql_copy: A
     assert retry.failures == []
     assert (provider.create(retry.inputs).outs or {})["schema_version"] == 99
     uninstall(db_url)
+
+
+def test_the_gate_refuses_before_any_change_and_knows_a_legacy_owner_by_its_secret(
+    installed: dict[str, Any], db_url: str
+) -> None:
+    gate = OwnershipGateProvider()
+    name = "supaqueue_gate_test_secret"
+    ours, theirs = "o" * 48, "t" * 48
+
+    def props(stack: str, stack_id: str, secret: str) -> dict[str, Any]:
+        owner = {"stack": stack, "stack_id": stack_id}
+        return {"db_url": db_url, "owner": owner, "secret": secret, "vault_secret_name": name}
+
+    execute(db_url, "delete from vault.secrets where name = %s", name)
+    execute(db_url, "select vault.create_secret(%s, %s)", ours, name)
+    try:
+        assert gate.check({}, props(STACK, installed["owner"]["stack_id"], ours)).failures == []
+        for other in (props(PROD, "p", theirs), props(PROD, rpc.UNKNOWN, theirs)):
+            (failure,) = gate.check({}, other).failures
+            assert f"owned by the Pulumi stack '{STACK}'" in failure.reason
+        text = failure_text(lambda: gate.create(props(PROD, "p", theirs)))
+        assert "OwnershipError" in text
+
+        # Installed before ownership records: only the stack whose secret is in Vault passes.
+        execute(db_url, "delete from supaqueue.installation_owner")
+        (failure,) = gate.check({}, props(PROD, "p", theirs)).failures
+        assert "no stack owns it" in failure.reason
+        assert gate.check({}, props(STACK, "new-id", ours)).failures == []
+
+        # Not installed: the gate lets it through (the schema's check tells fresh from vanished).
+        uninstall(db_url)
+        assert gate.check({}, props(PROD, "p", theirs)).failures == []
+    finally:
+        execute(db_url, "delete from vault.secrets where name = %s", name)

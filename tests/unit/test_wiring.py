@@ -152,6 +152,7 @@ def test_resources_names_and_parents(monitor: RecordingMonitor, edge_dir: Path) 
     expected = {
         "sq": "supaqueue:index:Supaqueue",
         "sq-stack-id": DYNAMIC + "StackIdentity",
+        "sq-ownership-gate": DYNAMIC + "OwnershipGate",
         "sq-secret": "random:index/randomPassword:RandomPassword",
         "sq-deno-check": "command:local:Command",
         "sq-demo-deno-check": "command:local:Command",
@@ -222,6 +223,8 @@ def test_dependencies_put_the_type_check_first(monitor: RecordingMonitor, edge_d
     regs = by_name(monitor)
     urn = {name: r.urn for name, r in regs.items()}
     assert urn["sq-deno-check"] in regs["sq-schema"].dependencies
+    # upgrades: the new function (which claims, and still runs whole-job dispatches) goes first
+    assert urn["sq-function"] in regs["sq-schema"].dependencies
     assert urn["sq-deno-check"] in regs["sq-function"].dependencies
     assert urn["sq-function-secret"] in regs["sq-function"].dependencies
     assert urn["sq-deno-check"] in regs["sq-function-secret"].dependencies
@@ -234,28 +237,30 @@ def test_dependencies_put_the_type_check_first(monitor: RecordingMonitor, edge_d
             assert urn[needed] in deps, (queue, needed)
 
 
-def test_the_schema_gates_every_change_and_the_guard_is_deleted_first(
+def test_the_gate_comes_before_every_change_and_the_guard_is_deleted_first(
     monitor: RecordingMonitor, edge_dir: Path
 ) -> None:
-    """The schema's check refuses another stack's installation: everything that changes the
-    project depends on it, so nothing runs before it. A destroy deletes dependents first: the
-    guard depends on everything, so its refusal stops the destroy before any delete."""
+    """The gate's check refuses another stack's installation: everything that changes the
+    project depends on it (directly, or through the schema), so nothing runs before it. A
+    destroy deletes dependents first: the guard depends on everything, so its refusal stops the
+    destroy before any delete."""
     deploy(monitor, edge_dir)
     regs = by_name(monitor)
     urn = {name: r.urn for name, r in regs.items()}
-    changes = (
-        "sq-settings",
-        "sq-vault-secret",
+    for name in ("sq-function-secret", "sq-function", "sq-demo-function", "sq-schema"):
+        assert urn["sq-ownership-gate"] in regs[name].dependencies, name
+    after_schema = ("sq-settings", "sq-vault-secret", "sq-queue-emails", "sq-queue-thumbs")
+    for name in after_schema:
+        assert urn["sq-schema"] in regs[name].dependencies, name
+    assert urn["sq-stack-id"] in regs["sq-ownership-gate"].dependencies
+    guard = regs["sq-destroy-guard"].dependencies
+    for name in (
+        "sq-schema",
         "sq-function-secret",
         "sq-function",
         "sq-demo-function",
-        "sq-queue-emails",
-        "sq-queue-thumbs",
-    )
-    for name in changes:
-        assert urn["sq-schema"] in regs[name].dependencies, name
-    guard = regs["sq-destroy-guard"].dependencies
-    for name in ("sq-schema", *changes):
+        *after_schema,
+    ):
         assert urn[name] in guard, name
 
 

@@ -38,3 +38,9 @@ select owner_stack, owner_stack_id from supaqueue.queue where id = %(id)s::uuid 
 
 -- name: schema_version
 select max(version) from supaqueue.migrations;
+
+-- name: vault_exists
+select to_regclass('vault.decrypted_secrets') is not null;
+
+-- name: vault_secret
+select decrypted_secret from vault.decrypted_secrets where name = %(name)s;
