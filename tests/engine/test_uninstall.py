@@ -9,13 +9,11 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from components import migrations
 from local_stack.postgres import Cluster, free_port, generate_password
@@ -52,42 +50,14 @@ EXPECTED = [
 ]
 
 
-def make_owner(admin: psycopg.Connection, dbname: str) -> str:
-    """A role like Supabase's `postgres`: no superuser, all rights on the database, member of
-    the API roles, pg_cron's grants. Returns its name."""
-    role = f"sq_owner_{uuid.uuid4().hex[:8]}"
-    ident = sql.Identifier(role)
-    admin.execute(sql.SQL("create role {} nosuperuser createdb createrole").format(ident))
-    admin.execute(sql.SQL("grant all on database {} to {}").format(sql.Identifier(dbname), ident))
-    admin.execute(sql.SQL("grant anon, authenticated, service_role to {}").format(ident))
-    admin.execute(
-        sql.SQL("grant pg_monitor, pg_read_all_data, pg_signal_backend to {}").format(ident)
-    )
-    admin.execute(sql.SQL("grant create on schema public to {}").format(ident))
-    for schema in ("net", "vault", "extensions"):
-        admin.execute(
-            sql.SQL("grant usage on schema {} to {}").format(sql.Identifier(schema), ident)
-        )
-    admin.execute(sql.SQL("grant all on all functions in schema vault to {}").format(ident))
-    admin.execute(sql.SQL("grant select, delete on all tables in schema vault to {}").format(ident))
-    if admin.execute("select to_regclass('cron.job') is not null").fetchone() == (True,):
-        admin.execute(sql.SQL("grant usage on schema cron to {}").format(ident))
-        admin.execute(sql.SQL("grant select on cron.job to {}").format(ident))
-        admin.execute(sql.SQL("grant all on all functions in schema cron to {}").format(ident))
-    return role
-
-
-def drop_owner(admin: psycopg.Connection, role: str) -> None:
-    admin.execute(sql.SQL("drop owned by {} cascade").format(sql.Identifier(role)))
-    admin.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
-
-
-def as_owner(dsn: str, role: str) -> psycopg.Connection:
+def as_owner(dsn: str) -> psycopg.Connection:
+    """`postgres`, which the local stack makes as hosted Supabase has it: no superuser, all rights
+    on the database, member of the API roles, pg_cron's and Vault's grants
+    (docs/architecture.md, "Roles")."""
     conn = psycopg.connect(dsn, autocommit=True)
-    conn.execute(sql.SQL("set role {}").format(sql.Identifier(role)))
     assert conn.execute(
-        "select rolsuper from pg_roles where rolname = current_user"
-    ).fetchone() == (False,)
+        "select current_user, rolsuper from pg_roles where rolname = current_user"
+    ).fetchone() == ("postgres", False)
     return conn
 
 
@@ -108,15 +78,9 @@ WAYS: dict[str, Callable[[psycopg.Connection], None]] = {
 @pytest.fixture
 def owner_conn(pg_dsn: str) -> Iterator[psycopg.Connection]:
     """supaqueue installed by a non-superuser owner, in a fresh database."""
-    dbname = psycopg.conninfo.conninfo_to_dict(pg_dsn)["dbname"]
-    with psycopg.connect(pg_dsn, autocommit=True) as admin:
-        role = make_owner(admin, str(dbname))
-        try:
-            with as_owner(pg_dsn, role) as conn:
-                migrations.apply(conn, migrations.load_migrations())
-                yield conn
-        finally:
-            drop_owner(admin, role)
+    with as_owner(pg_dsn) as conn:
+        migrations.apply(conn, migrations.load_migrations())
+        yield conn
 
 
 def test_dependents_outside_the_schema_are_found(owner_conn: psycopg.Connection) -> None:
@@ -203,28 +167,25 @@ def cron_cluster() -> Iterator[Cluster]:
 def test_only_supaqueues_own_cron_jobs_are_unscheduled(cron_cluster: Cluster) -> None:
     dsn = cron_cluster.dsn()
     jobs = "select jobname from cron.job order by jobname"
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        role = make_owner(admin, "postgres")
-        for way in sorted(WAYS):
-            with as_owner(dsn, role) as conn:
-                migrations.apply(conn, migrations.load_migrations())
-                names = conn.execute("select supaqueue.cron_job_names()").fetchone()
-                assert names == (["supaqueue-tick"],)
-                # The user's own jobs, one of them named like supaqueue's.
-                conn.execute(
-                    "select cron.schedule('supaqueue-nightly-report', '0 3 * * *', 'select 1')"
-                )
-                conn.execute("select cron.schedule('cleanup', '0 4 * * *', 'select 1')")
-                assert [r[0] for r in conn.execute(jobs)] == [
-                    "cleanup",
-                    "supaqueue-nightly-report",
-                    "supaqueue-tick",
-                ]
-                WAYS[way](conn)
-                assert [r[0] for r in conn.execute(jobs)] == [
-                    "cleanup",
-                    "supaqueue-nightly-report",
-                ], way
-                conn.execute("select cron.unschedule('cleanup')")
-                conn.execute("select cron.unschedule('supaqueue-nightly-report')")
-        drop_owner(admin, role)
+    for way in sorted(WAYS):
+        with as_owner(dsn) as conn:
+            migrations.apply(conn, migrations.load_migrations())
+            names = conn.execute("select supaqueue.cron_job_names()").fetchone()
+            assert names == (["supaqueue-tick"],)
+            # The user's own jobs, one of them named like supaqueue's.
+            conn.execute(
+                "select cron.schedule('supaqueue-nightly-report', '0 3 * * *', 'select 1')"
+            )
+            conn.execute("select cron.schedule('cleanup', '0 4 * * *', 'select 1')")
+            assert [r[0] for r in conn.execute(jobs)] == [
+                "cleanup",
+                "supaqueue-nightly-report",
+                "supaqueue-tick",
+            ]
+            WAYS[way](conn)
+            assert [r[0] for r in conn.execute(jobs)] == [
+                "cleanup",
+                "supaqueue-nightly-report",
+            ], way
+            conn.execute("select cron.unschedule('cleanup')")
+            conn.execute("select cron.unschedule('supaqueue-nightly-report')")
