@@ -1,0 +1,332 @@
+-- supaqueue 0013: table events and schedules that enqueue jobs (declared by the Pulumi program).
+
+-- Table-event triggers. Each row owns, on the user's table, one trigger per event and one
+-- function per trigger (in this schema). Nothing else of the user's table is ever changed.
+create table supaqueue.table_trigger (
+  id uuid primary key default gen_random_uuid(),
+  name text not null,
+  -- no cascade: a queue that a trigger feeds cannot be dropped from under it (the user's writes
+  -- would fail); remove the trigger first
+  queue uuid not null references supaqueue.queue (id),
+  table_schema text not null,
+  table_name text not null,
+  events text[] not null,
+  condition text,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint table_trigger_name_key unique (name),
+  constraint table_trigger_name_is_slug check (name ~ '^[A-Za-z][A-Za-z0-9_-]*$'),
+  constraint table_trigger_events_known check (
+    cardinality(events) between 1 and 3 and events <@ array['INSERT', 'UPDATE', 'DELETE'])
+);
+
+-- Schedules, evaluated by supaqueue.tick() (no pg_cron job of their own).
+create table supaqueue.schedule (
+  id uuid primary key default gen_random_uuid(),
+  name text not null,
+  queue uuid not null references supaqueue.queue (id),
+  cron text not null,
+  timezone text not null default 'UTC',
+  payload jsonb not null default '{}',
+  -- the first slot not enqueued yet; the tick enqueues the latest slot <= now() once this is due
+  next_run_at timestamptz not null,
+  last_slot timestamptz,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint schedule_name_key unique (name),
+  constraint schedule_name_is_slug check (name ~ '^[A-Za-z][A-Za-z0-9_-]*$')
+);
+create index schedule_next_run_at_idx on supaqueue.schedule (next_run_at);
+
+-- Names of what a table trigger owns, for one event. PostgreSQL would silently cut a name
+-- longer than 63 bytes (and so could mix two triggers up): refuse instead.
+create function supaqueue._table_trigger_names(_name text, _event text, out trigger_name text,
+                                               out function_name text)
+language plpgsql immutable
+set search_path = ''
+as $$
+begin
+  trigger_name := 'supaqueue_' || _name || '_' || pg_catalog.lower(_event);
+  function_name := 'tg_hook_' || _name || '_' || pg_catalog.lower(_event);
+  if pg_catalog.octet_length(function_name) > 63 or pg_catalog.octet_length(trigger_name) > 63 then
+    raise exception 'name: % is too long for a trigger name', pg_catalog.quote_literal(_name)
+      using errcode = '22023';
+  end if;
+end
+$$;
+
+-- Drops what trigger _id owns on its table (as recorded), never the table or anything else.
+create function supaqueue._remove_table_trigger_objects(_id uuid) returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  _t supaqueue.table_trigger;
+  _event text;
+  _names record;
+begin
+  select * into _t from supaqueue.table_trigger where id = _id;
+  if not found then
+    return;
+  end if;
+  foreach _event in array array['INSERT', 'UPDATE', 'DELETE'] loop
+    _names := supaqueue._table_trigger_names(_t.name, _event);
+    if exists (select 1 from pg_catalog.pg_trigger
+                where tgname = _names.trigger_name and not tgisinternal
+                  and tgrelid = pg_catalog.to_regclass(
+                    pg_catalog.format('%I.%I', _t.table_schema, _t.table_name))) then
+      execute pg_catalog.format('drop trigger %I on %I.%I', _names.trigger_name,
+                                _t.table_schema, _t.table_name);
+    end if;
+    if pg_catalog.to_regprocedure(pg_catalog.format('supaqueue.%I()', _names.function_name))
+       is not null then
+      execute pg_catalog.format('drop function supaqueue.%I()', _names.function_name);
+    end if;
+  end loop;
+end
+$$;
+
+-- (Re)creates the triggers of row _id on its table. INSERT and DELETE are statement-level with a
+-- transition table: a bulk statement enqueues all its jobs in one set-based INSERT. UPDATE is
+-- row-level: its old and new rows cannot be paired from transition tables in general.
+-- The functions are SECURITY DEFINER (owned by the installer, the schema owner) with an empty
+-- search_path, so that any role writing the table can enqueue without rights on supaqueue; the
+-- condition is the stack's own SQL and runs under that same search_path.
+-- SECURITY INVOKER itself: only a role that may create triggers on the table can install one.
+create function supaqueue._install_table_trigger_objects(_id uuid) returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  _t supaqueue.table_trigger;
+  _event text;
+  _names record;
+  _alias text;
+  _body text;
+  _record text;
+  _old_record text;
+  _where text;
+begin
+  select * into _t from supaqueue.table_trigger where id = _id;
+  _where := case when _t.condition is null then '' else pg_catalog.format(' where (%s)', _t.condition) end;
+  foreach _event in array _t.events loop
+    _names := supaqueue._table_trigger_names(_t.name, _event);
+    if _t.condition is not null then
+      -- the condition as the trigger will evaluate it: rows of this table as NEW and/or OLD
+      begin
+        execute pg_catalog.format('select 1 from %s where (%s)::boolean limit 0',
+          case _event
+            when 'INSERT' then pg_catalog.format('%I.%I as new', _t.table_schema, _t.table_name)
+            when 'DELETE' then pg_catalog.format('%I.%I as old', _t.table_schema, _t.table_name)
+            else pg_catalog.format('%I.%I as new, %I.%I as old', _t.table_schema,
+                                   _t.table_name, _t.table_schema, _t.table_name) end,
+          _t.condition);
+      exception when others then
+        raise exception 'when: % is not a valid condition for % on %.%: %',
+          pg_catalog.quote_literal(_t.condition), _event, _t.table_schema, _t.table_name, sqlerrm
+          using errcode = '22023';
+      end;
+    end if;
+    if _event = 'UPDATE' then
+      _body := pg_catalog.format(
+        'begin insert into supaqueue.job (queue, payload) values (%L::uuid, '
+        'pg_catalog.jsonb_build_object(''type'', TG_OP, ''table'', TG_TABLE_NAME, '
+        '''schema'', TG_TABLE_SCHEMA, ''record'', pg_catalog.to_jsonb(NEW), '
+        '''old_record'', pg_catalog.to_jsonb(OLD))); return null; end', _t.queue);
+    else
+      _alias := case _event when 'INSERT' then 'new' else 'old' end;
+      _record := case _event when 'INSERT' then 'pg_catalog.to_jsonb(new.*)' else 'null' end;
+      _old_record := case _event when 'INSERT' then 'null' else 'pg_catalog.to_jsonb(old.*)' end;
+      -- use_column: `new`/`old` are the transition table's rows, not PL/pgSQL's (null) NEW/OLD
+      _body := pg_catalog.format(
+        '#variable_conflict use_column' || chr(10) ||
+        'begin insert into supaqueue.job (queue, payload) select %L::uuid, '
+        'pg_catalog.jsonb_build_object(''type'', TG_OP, ''table'', TG_TABLE_NAME, '
+        '''schema'', TG_TABLE_SCHEMA, ''record'', %s, ''old_record'', %s) '
+        'from supaqueue_%s_rows as %s%s; return null; end',
+        _t.queue, _record, _old_record, _alias, _alias, _where);
+    end if;
+    execute pg_catalog.format(
+      'create or replace function supaqueue.%I() returns trigger language plpgsql '
+      'security definer set search_path = '''' as %L', _names.function_name, _body);
+    execute pg_catalog.format('revoke all on function supaqueue.%I() from public',
+                              _names.function_name);
+    if _event = 'UPDATE' then
+      execute pg_catalog.format(
+        'create trigger %I after update on %I.%I for each row%s execute function supaqueue.%I()',
+        _names.trigger_name, _t.table_schema, _t.table_name,
+        case when _t.condition is null then '' else pg_catalog.format(' when (%s)', _t.condition) end,
+        _names.function_name);
+    else
+      execute pg_catalog.format(
+        'create trigger %I after %s on %I.%I referencing %s table as supaqueue_%s_rows '
+        'for each statement execute function supaqueue.%I()',
+        _names.trigger_name, pg_catalog.lower(_event), _t.table_schema, _t.table_name,
+        _alias, _alias, _names.function_name);
+    end if;
+  end loop;
+end
+$$;
+
+-- Creates (_id null) or changes table trigger _name; returns its id. Raises 23505 on
+-- table_trigger_name_key when creating a name that exists.
+create function supaqueue.set_table_trigger(
+  _id uuid, _name text, _queue uuid, _table_schema text, _table_name text, _events text[],
+  _condition text default null
+) returns uuid
+language plpgsql
+set search_path = ''
+as $$
+declare
+  _events_sorted text[];
+begin
+  if pg_catalog.to_regclass(pg_catalog.format('%I.%I', _table_schema, _table_name)) is null then
+    raise exception 'table: %.% does not exist', _table_schema, _table_name
+      using errcode = '42P01';
+  end if;
+  _events_sorted := array(select e from pg_catalog.unnest(array['INSERT', 'UPDATE', 'DELETE'])
+                           with ordinality as k(e, n)
+                           where e = any (_events) order by n);
+  if _id is null then
+    insert into supaqueue.table_trigger (name, queue, table_schema, table_name, events, condition)
+      values (_name, _queue, _table_schema, _table_name, _events_sorted, _condition)
+      returning id into _id;
+  else
+    perform supaqueue._remove_table_trigger_objects(_id);
+    update supaqueue.table_trigger
+       set name = _name, queue = _queue, table_schema = _table_schema, table_name = _table_name,
+           events = _events_sorted, condition = _condition, updated_at = now()
+     where id = _id;
+    if not found then
+      raise exception 'table trigger % (%) does not exist', _name, _id using errcode = 'P0002';
+    end if;
+  end if;
+  perform supaqueue._install_table_trigger_objects(_id);
+  return _id;
+end
+$$;
+
+-- Removes table trigger _id: its triggers and functions, then its row. False if there is none.
+create function supaqueue.drop_table_trigger(_id uuid) returns boolean
+language plpgsql
+set search_path = ''
+as $$
+begin
+  perform supaqueue._remove_table_trigger_objects(_id);
+  delete from supaqueue.table_trigger where id = _id;
+  return found;
+end
+$$;
+
+-- Enqueues one job per due schedule: for the latest slot <= now() (a schedule that missed slots,
+-- e.g. during downtime, gets one job, for the latest missed slot). FOR UPDATE SKIP LOCKED and
+-- next_run_at moving past the slot in the same transaction mean two ticks never enqueue the same
+-- slot; the job's dedup key (schedule:<name>:<slot in UTC>) says which slot it is.
+create function supaqueue.enqueue_due_schedules() returns integer
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+  _s supaqueue.schedule;
+  _spec supaqueue.cron_spec;
+  _slot timestamptz;
+  _now timestamptz := now();
+  _enqueued integer := 0;
+begin
+  for _s in
+    select * from supaqueue.schedule where next_run_at <= _now
+      order by next_run_at limit 1000 for update skip locked
+  loop
+    -- one broken schedule must not stop the others or the tick
+    begin
+      _spec := supaqueue.cron_parse(_s.cron);
+      _slot := supaqueue._cron_latest_slot(_spec, _s.timezone, _s.next_run_at, _now);
+      insert into supaqueue.job (queue, payload, run_at, dedup_key)
+        values (_s.queue, _s.payload, _slot,
+                'schedule:' || _s.name || ':'
+                || pg_catalog.to_char(_slot at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+        on conflict (queue, dedup_key)
+          where dedup_key is not null and status in ('pending', 'in_progress')
+          do nothing;
+      update supaqueue.schedule
+         set last_slot = _slot,
+             next_run_at = coalesce(supaqueue._cron_next(_spec, _slot, _s.timezone), 'infinity')
+       where id = _s.id;
+      _enqueued := _enqueued + 1;
+    exception when others then
+      raise warning 'supaqueue: schedule % could not enqueue: %', _s.name, sqlerrm;
+    end;
+  end loop;
+  return _enqueued;
+end
+$$;
+
+-- = 0004's tick plus one call: enqueue_due_schedules() first.
+create or replace function supaqueue.tick() returns jsonb
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+  _cj supaqueue.current_job;
+  _queues uuid[] := '{}';
+  _queue uuid;
+  _q record;
+  _expired integer := 0;
+  _dispatched integer := 0;
+  _pruned integer := 0;
+  _n integer;
+begin
+  perform supaqueue.enqueue_due_schedules();
+
+  for _cj in
+    delete from supaqueue.current_job
+      where id in (select c.id from supaqueue.current_job c
+                    where c.lease_expires_at < clock_timestamp()
+                    order by c.lease_expires_at limit 1000
+                    for update skip locked)
+      returning *
+  loop
+    _queues := _queues || supaqueue._finish_attempt(
+      _cj, 'lease_expired', null, null,
+      format('lease expired at %s without a report from the dispatcher', _cj.lease_expires_at),
+      null, null, null);
+    _expired := _expired + 1;
+  end loop;
+
+  for _queue in
+    select q.id from supaqueue.queue q
+      where not q.paused
+        and exists (select 1 from supaqueue.worker w
+                     where w.queue = q.id and not w.locked and not w.retiring)
+  loop
+    -- one queue's failure (say, a broken Vault entry) must not stop the others or the sweep
+    begin
+      _dispatched := _dispatched + supaqueue.dispatch(_queue);
+    exception when others then
+      raise warning 'supaqueue.tick: dispatch of queue % failed: %', _queue, sqlerrm;
+    end;
+  end loop;
+
+  for _q in select id, retention_seconds from supaqueue.queue where retention_seconds is not null
+  loop
+    -- A finished job is kept while a dependent still waits: its result goes into that dispatch.
+    delete from supaqueue.job
+      where id in (
+        select j.id from supaqueue.job j
+          where j.queue = _q.id and j.finished_at is not null
+            and j.finished_at < now() - make_interval(secs => _q.retention_seconds)
+            and not exists (
+              select 1 from supaqueue.job_dependency d
+                join supaqueue.job dj on dj.id = d.job
+               where d.depends_on = j.id and dj.status in ('pending', 'in_progress'))
+          order by j.finished_at
+          limit 5000);
+    get diagnostics _n = row_count;
+    _pruned := _pruned + _n;
+  end loop;
+
+  return jsonb_build_object('expired', _expired, 'dispatched', _dispatched, 'pruned', _pruned);
+end
+$$;
+
+select supaqueue.apply_privileges();
