@@ -14,7 +14,7 @@ import os
 import shlex
 import shutil
 from pathlib import Path
-from typing import Required, TypedDict
+from typing import Any, Required, TypedDict
 
 import pulumi
 import pulumi_command as command
@@ -30,6 +30,10 @@ from components.providers.migrations import Migrations
 from components.providers.settings import Settings
 from components.providers.vault_secret import VaultSecret
 from components.queue import Queue, QueueArgs, queue_problems
+from components.schedule import Schedule, ScheduleArgs
+from components.schedule_spec import validate_schedule
+from components.trigger import Trigger, TriggerArgs
+from components.trigger_spec import validate_trigger
 
 REPO = Path(__file__).resolve().parents[1]
 DISPATCHER_SLUG = "supaqueue"
@@ -37,6 +41,10 @@ DEMO_SLUG = "demo-target"
 VAULT_SECRET_NAME = "supaqueue_secret"
 FUNCTION_SECRET_NAME = "SUPAQUEUE_SECRET"
 SECRET_LENGTH = 48
+
+
+# A trigger or schedule as the stack config declares it: its queue by name.
+HookByName = dict[str, Any]
 
 
 class SupaqueueArgs(TypedDict, total=False):
@@ -56,6 +64,10 @@ class SupaqueueArgs(TypedDict, total=False):
     """Change it to rotate the generated secret (Vault and the function secret, in place)."""
     queues: list[QueueArgs]
     """Queues to declare (see components.queue.QueueArgs)."""
+    triggers: list[HookByName]
+    """Table triggers to declare (components.trigger.TriggerArgs, `queue` a name in `queues`)."""
+    schedules: list[HookByName]
+    """Schedules to declare (components.schedule.ScheduleArgs, `queue` a name in `queues`)."""
     demo: bool
     """Also deploy the example target function `demo-target` (dev stacks)."""
     edge_dir: str
@@ -74,6 +86,8 @@ def args_from_config(config: StackConfig) -> SupaqueueArgs:
         management_api_url=config.management_api_url,
         secret_version=config.secret_version,
         queues=[QueueArgs(**queue) for queue in config.queues],  # type: ignore[typeddict-item]
+        triggers=[dict(trigger) for trigger in config.triggers],
+        schedules=[dict(schedule) for schedule in config.schedules],
         demo=config.demo,
     )
 
@@ -103,6 +117,8 @@ class Supaqueue(pulumi.ComponentResource):
     """Version of the newest applied migration."""
     queue_ids: pulumi.Output[dict[str, str]]
     """Queue name → queue id."""
+    schedule_next_runs: pulumi.Output[dict[str, list[str]]]
+    """Schedule name → its next run times (UTC, ISO 8601) as of the last `up`/`refresh`."""
 
     def __init__(
         self, name: str, args: SupaqueueArgs, opts: pulumi.ResourceOptions | None = None
@@ -126,6 +142,27 @@ class Supaqueue(pulumi.ComponentResource):
         ]
         if problems:
             raise ConfigError("invalid queue:\n  - " + "\n  - ".join(problems))
+        trigger_args = list(args.get("triggers", []))
+        schedule_args = list(args.get("schedules", []))
+        queue_names = {queue.get("name") for queue in queue_args}
+        problems = [
+            str(problem)
+            for kind, items, validate in (
+                ("trigger", trigger_args, validate_trigger),
+                ("schedule", schedule_args, validate_schedule),
+            )
+            for item in items
+            for problem in validate(item, path=f"{kind} {item.get('name')!r}")
+        ]
+        problems += [
+            f"{kind} {item.get('name')!r}.queue: {item.get('queue')!r} is not one of the queues "
+            "declared here"
+            for kind, items in (("trigger", trigger_args), ("schedule", schedule_args))
+            for item in items
+            if item.get("queue") is not None and item.get("queue") not in queue_names
+        ]
+        if problems:
+            raise ConfigError("invalid trigger or schedule:\n  - " + "\n  - ".join(problems))
         migrations_dir = Path(args.get("migrations_dir") or REPO / "sql")
         functions_url = f"{args['api_url'].rstrip('/')}/functions/v1"
         self.db_url = args["db_url"]
@@ -204,16 +241,41 @@ class Supaqueue(pulumi.ComponentResource):
             for queue in queue_args
         }
 
+        # Each after its queue (it depends on it): removing both removes the trigger first.
+        self.triggers = {
+            trigger["name"]: Trigger(
+                f"{name}-trigger-{trigger['name']}",
+                TriggerArgs(**{**trigger, "queue": self.queues[trigger["queue"]]}),  # type: ignore[typeddict-item]
+                installation=self,
+                opts=child,
+            )
+            for trigger in trigger_args
+        }
+        self.schedules = {
+            schedule["name"]: Schedule(
+                f"{name}-schedule-{schedule['name']}",
+                ScheduleArgs(**{**schedule, "queue": self.queues[schedule["queue"]]}),  # type: ignore[typeddict-item]
+                installation=self,
+                opts=child,
+            )
+            for schedule in schedule_args
+        }
+
         self.function_url = pulumi.Output.from_input(f"{functions_url}/{DISPATCHER_SLUG}")
         self.schema_version = self.schema.schema_version
         ids = {queue_name: q.queue_id for queue_name, q in self.queues.items()}
         # Output.all() of nothing is a list: a stack without queues still outputs a map.
         self.queue_ids = pulumi.Output.all(**ids) if ids else pulumi.Output.from_input({})
+        runs = {schedule_name: s.next_runs for schedule_name, s in self.schedules.items()}
+        self.schedule_next_runs = (
+            pulumi.Output.all(**runs) if runs else pulumi.Output.from_input({})
+        )
         self.register_outputs(
             {
                 "function_url": self.function_url,
                 "schema_version": self.schema_version,
                 "queue_ids": self.queue_ids,
+                "schedule_next_runs": self.schedule_next_runs,
             }
         )
 
