@@ -1,0 +1,253 @@
+"""Table-event triggers (sql/0013): Supabase's webhook payload per event, same transaction as the
+row change, one set-based enqueue per bulk statement, conditions, in-place changes, removal that
+leaves the user's table as it was, and rights (any role writing the table can enqueue)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.engine.harness import Engine
+
+TABLE = "public.orders"
+
+
+@pytest.fixture
+def orders(engine: Engine) -> str:
+    engine.conn.execute(
+        'create table public.orders (id bigint primary key, status text, "Total €" numeric)'
+    )
+    return TABLE
+
+
+def set_trigger(
+    engine: Engine,
+    queue: str,
+    events: list[str],
+    when: str | None = None,
+    trigger_id: str | None = None,
+    name: str = "new-orders",
+    table: tuple[str, str] = ("public", "orders"),
+) -> str:
+    return str(
+        engine.one(
+            "select supaqueue.set_table_trigger(%s, %s, %s, %s, %s, %s, %s)::text",
+            (trigger_id, name, queue, table[0], table[1], events, when),
+        )
+    )
+
+
+def payloads(engine: Engine) -> list[dict[str, Any]]:
+    rows = engine.conn.execute(
+        "select payload from supaqueue.job order by created_at, payload->>'type',"
+        " payload->'record'->>'id', payload->'old_record'->>'id'"
+    ).fetchall()
+    return [row["payload"] for row in rows]
+
+
+def our_triggers(engine: Engine, table: str = TABLE) -> list[str]:
+    rows = engine.conn.execute(
+        "select tgname from pg_trigger where not tgisinternal and tgrelid = %s::regclass"
+        " order by tgname",
+        (table,),
+    ).fetchall()
+    return [row["tgname"] for row in rows]
+
+
+def hook_functions(engine: Engine) -> int:
+    return int(engine.one("select count(*) from pg_proc where proname like 'tg_hook_%%'"))
+
+
+def test_payload_is_supabase_webhook_shape_for_each_event(engine: Engine, orders: str) -> None:
+    q = engine.queue(workers=0)
+    set_trigger(engine, q, ["INSERT", "UPDATE", "DELETE"])
+    assert our_triggers(engine) == [
+        "supaqueue_new-orders_delete",
+        "supaqueue_new-orders_insert",
+        "supaqueue_new-orders_update",
+    ]
+    engine.conn.execute("insert into public.orders values (1, 'new', 9.5)")
+    engine.conn.execute("update public.orders set status = 'paid' where id = 1")
+    engine.conn.execute("delete from public.orders where id = 1")
+    row = {"id": 1, "status": "new", "Total €": 9.5}
+    paid = {**row, "status": "paid"}
+    common = {"table": "orders", "schema": "public"}
+    assert payloads(engine) == [
+        {"type": "INSERT", **common, "record": row, "old_record": None},
+        {"type": "UPDATE", **common, "record": paid, "old_record": row},
+        {"type": "DELETE", **common, "record": None, "old_record": paid},
+    ]
+    assert engine.one("select count(distinct queue) from supaqueue.job") == 1
+    assert engine.one("select min(queue::text) from supaqueue.job") == q
+
+
+def test_jobs_roll_back_with_the_row_change(engine: Engine, orders: str) -> None:
+    q = engine.queue(workers=0)
+    set_trigger(engine, q, ["INSERT"])
+    with psycopg.connect(engine.dsn) as conn:
+        conn.execute("insert into public.orders values (1, 'new', 1)")
+        assert conn.execute("select count(*) from supaqueue.job").fetchone() == (1,)
+        conn.rollback()
+    assert engine.one("select count(*) from supaqueue.job") == 0
+    with psycopg.connect(engine.dsn) as conn:
+        conn.execute("insert into public.orders values (2, 'new', 1)")
+        conn.commit()
+    assert engine.one("select count(*) from supaqueue.job") == 1
+
+
+def test_bulk_insert_is_one_set_based_enqueue(engine: Engine, orders: str) -> None:
+    q = engine.queue(workers=1)
+    set_trigger(engine, q, ["INSERT", "DELETE"], when=None)
+    # statement-level (tgtype bit 0 unset), reading the statement's transition table
+    shape = engine.conn.execute(
+        "select tgname, tgtype & 1 as per_row, tgnewtable, tgoldtable from pg_trigger"
+        " where tgrelid = 'public.orders'::regclass and not tgisinternal order by tgname"
+    ).fetchall()
+    assert [tuple(row.values()) for row in shape] == [
+        ("supaqueue_new-orders_delete", 0, None, "supaqueue_old_rows"),
+        ("supaqueue_new-orders_insert", 0, "supaqueue_new_rows", None),
+    ]
+    engine.conn.execute(
+        "insert into public.orders select g, 'new', g from generate_series(1, 5000) g"
+    )
+    assert engine.one("select count(*) from supaqueue.job") == 5000
+    # One dispatch for the whole statement: the single worker holds exactly one job.
+    assert engine.in_flight(q) == 1
+    engine.conn.execute("delete from public.orders where id <= 100")
+    assert engine.one("select count(*) from supaqueue.job where payload->>'type' = 'DELETE'") == 100
+
+
+def test_when_condition_filters_rows(engine: Engine, orders: str) -> None:
+    q = engine.queue(workers=0)
+    set_trigger(engine, q, ["INSERT", "UPDATE"], when="NEW.status = 'paid'")
+    engine.conn.execute("insert into public.orders values (1, 'new', 1), (2, 'paid', 2)")
+    engine.conn.execute("update public.orders set status = 'paid' where id = 1")
+    engine.conn.execute("update public.orders set status = 'refunded' where id = 2")
+    got = [(p["type"], p["record"]["id"]) for p in payloads(engine)]
+    assert got == [("INSERT", 2), ("UPDATE", 1)]
+
+    # OLD and NEW together on UPDATE
+    set_trigger(
+        engine,
+        q,
+        ["UPDATE"],
+        when="OLD.status is distinct from NEW.status",
+        trigger_id=engine.one("select id::text from supaqueue.table_trigger"),
+    )
+    engine.conn.execute("delete from supaqueue.job")
+    engine.conn.execute("update public.orders set status = status")  # no change: no job
+    engine.conn.execute("update public.orders set status = 'done' where id = 1")
+    assert [(p["type"], p["record"]["id"]) for p in payloads(engine)] == [("UPDATE", 1)]
+
+
+@pytest.mark.parametrize(
+    ("events", "when", "says"),
+    [
+        (["DELETE"], "NEW.status = 'paid'", 'missing FROM-clause entry for table "new"'),
+        (["INSERT"], "OLD.id > 1", 'missing FROM-clause entry for table "old"'),
+        (["INSERT"], "NEW.nope = 1", "column new.nope does not exist"),
+        (["INSERT"], "NEW.id", "cannot cast type bigint to boolean"),
+    ],
+)
+def test_invalid_condition_installs_nothing(
+    engine: Engine, orders: str, events: list[str], when: str, says: str
+) -> None:
+    q = engine.queue(workers=0)
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
+        set_trigger(engine, q, events, when=when)
+    message = caught.value.diag.message_primary or ""
+    assert message.startswith("when: ") and says in message
+    assert our_triggers(engine) == []
+    assert engine.one("select count(*) from supaqueue.table_trigger") == 0
+    assert hook_functions(engine) == 0
+
+
+def test_missing_table_is_refused(engine: Engine) -> None:
+    q = engine.queue(workers=0)
+    with pytest.raises(psycopg.errors.UndefinedTable, match=r"table: public\.nope does not exist"):
+        set_trigger(engine, q, ["INSERT"], table=("public", "nope"))
+    assert engine.one("select count(*) from supaqueue.table_trigger") == 0
+
+
+def test_changes_in_place_then_removal_leaves_the_table_as_it_was(
+    engine: Engine, orders: str
+) -> None:
+    q = engine.queue(workers=0)
+    other = engine.queue(workers=0)
+    engine.conn.execute("create table public.invoices (id int)")
+    engine.conn.execute("insert into public.orders values (1, 'new', 1)")
+    before = engine.one("select count(*) from pg_trigger where tgrelid = 'public.orders'::regclass")
+    trigger = set_trigger(engine, q, ["INSERT", "UPDATE"])
+    # other events, another queue: same id, old triggers gone
+    assert set_trigger(engine, other, ["DELETE"], trigger_id=trigger) == trigger
+    assert our_triggers(engine) == ["supaqueue_new-orders_delete"]
+    engine.conn.execute("delete from public.orders")
+    assert engine.one("select queue::text from supaqueue.job") == other
+    # another table: the triggers move
+    set_trigger(engine, other, ["INSERT"], trigger_id=trigger, table=("public", "invoices"))
+    assert our_triggers(engine) == []
+    assert our_triggers(engine, "public.invoices") == ["supaqueue_new-orders_insert"]
+    assert hook_functions(engine) == 1
+
+    assert engine.one("select supaqueue.drop_table_trigger(%s)", (trigger,)) is True
+    assert our_triggers(engine, "public.invoices") == []
+    assert hook_functions(engine) == 0
+    assert (
+        engine.one("select count(*) from pg_trigger where tgrelid = 'public.orders'::regclass")
+        == before
+    )
+    assert engine.one("select to_regclass('public.invoices') is not null") is True
+    assert engine.one("select supaqueue.drop_table_trigger(%s)", (trigger,)) is False
+
+
+def test_uninstall_removes_our_triggers_and_keeps_the_table(engine: Engine, orders: str) -> None:
+    q = engine.queue(workers=0)
+    set_trigger(engine, q, ["INSERT", "UPDATE", "DELETE"])
+    engine.conn.execute("insert into public.orders values (1, 'new', 1)")
+    engine.conn.execute("select supaqueue.uninstall()")
+    assert our_triggers(engine) == []
+    engine.conn.execute("insert into public.orders values (2, 'new', 2)")
+    assert engine.one("select count(*) from public.orders") == 2
+
+
+def test_a_queue_fed_by_a_trigger_cannot_be_dropped(engine: Engine, orders: str) -> None:
+    q = engine.queue(workers=0)
+    set_trigger(engine, q, ["INSERT"])
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="table_trigger"):
+        engine.conn.execute("select supaqueue.drop_queue(%s)", (q,))
+    engine.conn.execute("insert into public.orders values (1, 'new', 1)")  # still works
+    assert engine.one("select count(*) from supaqueue.job") == 1
+
+
+def test_any_role_writing_the_table_enqueues(engine: Engine, orders: str) -> None:
+    """The trigger function runs as its owner: `authenticated` has no right on supaqueue but
+    its writes to the user's table still enqueue (and it cannot read the jobs)."""
+    q = engine.queue(workers=0)
+    set_trigger(engine, q, ["INSERT"], when="NEW.status = 'paid'")
+    engine.conn.execute("grant insert, select on public.orders to authenticated")
+    with psycopg.connect(engine.dsn) as conn:
+        conn.execute("set role authenticated")
+        conn.execute("insert into public.orders values (1, 'paid', 1)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("select count(*) from supaqueue.job")
+        conn.rollback()
+        conn.execute("set role authenticated")
+        conn.execute("insert into public.orders values (2, 'paid', 1)")
+        conn.commit()
+    assert [p["record"]["id"] for p in payloads(engine)] == [2]
+
+
+def test_condition_runs_with_an_empty_search_path(engine: Engine, orders: str) -> None:
+    """A function outside pg_catalog must be schema-qualified: refused at install, not at the
+    first insert (which would fail the user's write)."""
+    q = engine.queue(workers=0)
+    engine.conn.execute(
+        "create function public.is_big(numeric) returns boolean language sql as 'select $1 > 10'"
+    )
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="is_big"):
+        set_trigger(engine, q, ["INSERT"], when='is_big(NEW."Total €")')
+    set_trigger(engine, q, ["INSERT"], when='public.is_big(NEW."Total €")')
+    engine.conn.execute("insert into public.orders values (1, 'new', 5), (2, 'new', 50)")
+    assert [p["record"]["id"] for p in payloads(engine)] == [2]
