@@ -1,0 +1,176 @@
+"""Benchmark of table triggers: rows/s of one 100k-row INSERT into a user table without a trigger,
+with a supaqueue trigger (statement-level, one set-based enqueue), with a `when` condition that
+keeps half the rows, and, for comparison, with a plain row-level trigger enqueuing each row on
+its own (the per-row design the statement-level one replaces). Prints one JSON line each.
+
+It starts its own temporary cluster (durable settings unless --fast) and removes it afterwards.
+Usage: python benchmarks/trigger_bench.py [--rows 100000] [--rounds 3] [--fast]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from benchmarks.engine_bench import BENCH_DB, install, new_queue
+from local_stack.postgres import Cluster, free_port, generate_password
+
+WORKERS = 10
+ROW_LEVEL_FUNCTION = """
+create function public.bench_row_enqueue() returns trigger language plpgsql as $$
+begin
+  insert into supaqueue.job (queue, payload) values (TG_ARGV[0]::uuid,
+    jsonb_build_object('type', TG_OP, 'table', TG_TABLE_NAME, 'schema', TG_TABLE_SCHEMA,
+                       'record', to_jsonb(NEW), 'old_record', null));
+  return null;
+end $$
+"""
+
+
+def emit(record: dict[str, Any]) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def insert_rows(conn: psycopg.Connection, rows: int) -> float:
+    """Seconds of one INSERT of `rows` rows (half of them 'paid')."""
+    started = time.perf_counter()
+    conn.execute(
+        "insert into public.bench_orders (id, status, amount, note)"
+        " select g, case when g %% 2 = 0 then 'paid' else 'new' end, g * 1.5, 'order ' || g"
+        " from generate_series(1, %s) g",
+        (rows,),
+    )
+    return time.perf_counter() - started
+
+
+def reset(conn: psycopg.Connection) -> None:
+    """Empty table and jobs, free workers: each round starts alike (not timed)."""
+    conn.execute("truncate public.bench_orders")
+    conn.execute("delete from supaqueue.current_job")
+    conn.execute("update supaqueue.worker set locked = false where locked")
+    conn.execute("truncate supaqueue.job cascade")
+    conn.execute("vacuum analyze public.bench_orders")
+    conn.execute("checkpoint")
+
+
+def measure(
+    conn: psycopg.Connection, name: str, rows: int, rounds: int, setup: Callable[[], None]
+) -> dict[str, Any]:
+    setup()
+    seconds: list[float] = []
+    jobs = 0
+    for _ in range(rounds):
+        reset(conn)
+        seconds.append(insert_rows(conn, rows))
+        row = conn.execute("select count(*) from supaqueue.job").fetchone()
+        jobs = int(row[0]) if row else 0
+    median = statistics.median(seconds)
+    record = {
+        "bench": "bulk_insert_with_trigger",
+        "variant": name,
+        "rows": rows,
+        "jobs": jobs,
+        "rounds": rounds,
+        "seconds_median": round(median, 3),
+        "rows_per_s": round(rows / median),
+    }
+    emit(record)
+    return record
+
+
+def drop_triggers(conn: psycopg.Connection) -> None:
+    conn.execute("select supaqueue.drop_table_trigger(id) from supaqueue.table_trigger")
+    conn.execute("drop trigger if exists bench_row_level on public.bench_orders")
+
+
+def run(args: argparse.Namespace) -> int:
+    root = Path(tempfile.mkdtemp(prefix="supaqueue-trigger-bench-"))
+    root.chmod(0o755)
+    cluster = Cluster(
+        data_dir=root / "pgdata", port=free_port(), password=generate_password(), fast=args.fast
+    )
+    try:
+        cluster.init()
+        cluster.start()
+        cluster.bootstrap("postgres")
+        with cluster.connect() as conn:
+            conn.execute(f"create database {BENCH_DB}")
+        cluster.bootstrap(BENCH_DB)
+        dsn = cluster.dsn(BENCH_DB)
+        install(dsn)
+        emit({"bench": "setup", "durable": not args.fast, "workers": WORKERS})
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                "create table public.bench_orders"
+                " (id bigint primary key, status text, amount numeric, note text)"
+            )
+            conn.execute(ROW_LEVEL_FUNCTION)
+            queue = new_queue(conn, "bench-hooks", WORKERS)
+
+            def supaqueue_trigger(when: str | None) -> Callable[[], None]:
+                def setup() -> None:
+                    drop_triggers(conn)
+                    conn.execute(
+                        "select supaqueue.set_table_trigger(null, 'bench', %s, 'public',"
+                        " 'bench_orders', array['INSERT'], %s)",
+                        (queue, when),
+                    )
+
+                return setup
+
+            def row_level() -> None:
+                drop_triggers(conn)
+                conn.execute(
+                    "create trigger bench_row_level after insert on public.bench_orders"
+                    f" for each row execute function public.bench_row_enqueue('{queue}')"
+                )
+
+            none = measure(conn, "no_trigger", args.rows, args.rounds, lambda: drop_triggers(conn))
+            statement = measure(
+                conn, "supaqueue_statement_level", args.rows, args.rounds, supaqueue_trigger(None)
+            )
+            measure(
+                conn,
+                "supaqueue_statement_level_when_half",
+                args.rows,
+                args.rounds,
+                supaqueue_trigger("NEW.status = 'paid'"),
+            )
+            per_row = measure(conn, "row_level_reference", args.rows, args.rounds, row_level)
+        emit({"bench": "ratio", "name": "rows_per_s_with_trigger_over_without",
+              "value": round(statement["rows_per_s"] / none["rows_per_s"], 3)})  # fmt: skip
+        emit({"bench": "ratio", "name": "statement_level_over_row_level_rows_per_s",
+              "value": round(statement["rows_per_s"] / per_row["rows_per_s"], 3)})  # fmt: skip
+        return 0
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--fast", action="store_true", help="fsync off (not comparable)")
+    args = parser.parse_args(argv)
+    if args.rows < 1 or args.rounds < 1:
+        parser.error("--rows and --rounds must be at least 1")
+    try:
+        return run(args)
+    except (psycopg.Error, RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
