@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from engine_bench import BENCH_DB, install, new_queue  # the same cluster setup
 
-from benchmarks.engine_bench import BENCH_DB, install, new_queue
 from local_stack.postgres import Cluster, free_port, generate_password
 
 WORKERS = 10
