@@ -239,6 +239,9 @@ declare
   _instants timestamptz[];
   _wildcard boolean := _spec.minute_star or _spec.hour_star;
 begin
+  if not pg_catalog.isfinite(_after) then
+    return null;
+  end if;
   if _spec.seconds is not null then
     return pg_catalog.to_timestamp(
       (pg_catalog.floor(pg_catalog.date_part('epoch', _after) / _spec.seconds) + 1) * _spec.seconds);

@@ -279,3 +279,11 @@ def test_far_and_dense_schedules(engine: Engine) -> None:
     assert len(row["yearly"]) == 5 and len(row["dense"]) == 100
     years = [r.year for r in row["yearly"]]
     assert years == sorted(years) and len(set(years)) == 5
+
+
+def test_no_slot_after_infinity(engine: Engine) -> None:
+    row = engine.conn.execute(
+        "select supaqueue.cron_next('* * * * *', 'infinity') as a,"
+        " supaqueue.cron_next('5 seconds', 'infinity') as b"
+    ).fetchone()
+    assert row == {"a": None, "b": None}
