@@ -2,7 +2,8 @@
 with a supaqueue trigger (statement-level, one set-based enqueue), with a `when` condition that
 keeps half the rows; for comparison, the same INSERT followed by one statement writing the same
 jobs (the floor: what the jobs themselves cost), and a plain row-level trigger enqueuing each row
-on its own (the per-row design the statement-level one replaces). Prints one JSON line each.
+on its own (the per-row design the statement-level one replaces). Also one UPDATE of every row
+without and with a supaqueue UPDATE trigger (row-level). Prints one JSON line each.
 
 It starts its own temporary cluster (durable settings unless --fast) and removes it afterwards.
 Usage: python benchmarks/trigger_bench.py [--rows 100000] [--rounds 3] [--fast]
@@ -67,6 +68,16 @@ def insert_rows_then_jobs(conn: psycopg.Connection, rows: int, queue: str) -> fl
     return time.perf_counter() - started
 
 
+def update_rows(conn: psycopg.Connection, rows: int) -> float:
+    """Seconds of one UPDATE of every row (inserted first, not timed, jobs of that removed)."""
+    insert_rows(conn, rows)
+    conn.execute("truncate supaqueue.job cascade")
+    conn.execute("vacuum analyze public.bench_orders")
+    started = time.perf_counter()
+    conn.execute("update public.bench_orders set status = 'shipped'")
+    return time.perf_counter() - started
+
+
 def reset(conn: psycopg.Connection) -> None:
     """Empty table and jobs, free workers: each round starts alike (not timed)."""
     conn.execute("truncate public.bench_orders")
@@ -95,7 +106,9 @@ def measure(
         jobs = int(row[0]) if row else 0
     median = statistics.median(seconds)
     record = {
-        "bench": "bulk_insert_with_trigger",
+        "bench": "bulk_update_with_trigger"
+        if name.startswith("update")
+        else "bulk_insert_with_trigger",
         "variant": name,
         "rows": rows,
         "jobs": jobs,
@@ -136,13 +149,13 @@ def run(args: argparse.Namespace) -> int:
             conn.execute(ROW_LEVEL_FUNCTION)
             queue = new_queue(conn, "bench-hooks", WORKERS)
 
-            def supaqueue_trigger(when: str | None) -> Callable[[], None]:
+            def supaqueue_trigger(when: str | None, event: str = "INSERT") -> Callable[[], None]:
                 def setup() -> None:
                     drop_triggers(conn)
                     conn.execute(
                         "select supaqueue.set_table_trigger(null, 'bench', %s, 'public',"
-                        " 'bench_orders', array['INSERT'], %s)",
-                        (queue, when),
+                        " 'bench_orders', array[%s], %s)",
+                        (queue, event, when),
                     )
 
                 return setup
@@ -174,10 +187,23 @@ def run(args: argparse.Namespace) -> int:
                 lambda: insert_rows_then_jobs(conn, args.rows, queue),
             )
             per_row = measure(conn, "row_level_reference", args.rows, args.rounds, row_level)
+            # UPDATE triggers are row-level (old and new rows cannot be paired in general).
+            updated = lambda: update_rows(conn, args.rows)  # noqa: E731
+            plain_update = measure(
+                conn, "update_no_trigger", args.rows, args.rounds, lambda: drop_triggers(conn),
+                updated,
+            )  # fmt: skip
+            hooked_update = measure(
+                conn, "update_supaqueue_row_level", args.rows, args.rounds,
+                supaqueue_trigger(None, "UPDATE"), updated,
+            )  # fmt: skip
         emit({"bench": "ratio", "name": "rows_per_s_with_trigger_over_without",
               "value": round(statement["rows_per_s"] / none["rows_per_s"], 3)})  # fmt: skip
         emit({"bench": "ratio", "name": "rows_per_s_with_trigger_over_writing_the_jobs_directly",
               "value": round(statement["rows_per_s"] / floor["rows_per_s"], 3)})  # fmt: skip
+        update_ratio = hooked_update["rows_per_s"] / plain_update["rows_per_s"]
+        emit({"bench": "ratio", "name": "update_rows_per_s_with_trigger_over_without",
+              "value": round(update_ratio, 3)})  # fmt: skip
         emit({"bench": "ratio", "name": "statement_level_over_row_level_rows_per_s",
               "value": round(statement["rows_per_s"] / per_row["rows_per_s"], 3)})  # fmt: skip
         return 0
