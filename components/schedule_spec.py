@@ -2,7 +2,7 @@
 
 Used by the stack config (`supaqueue:schedules`), the `Schedule` resource and its provider's
 `check`. The cron expression and time zone are checked by the database's own evaluator
-(`supaqueue.cron_next_runs`, sql/0012), the one authority on what a schedule means.
+(`supaqueue.cron_next_runs`, sql/*_cron.sql), the one authority on what a schedule means.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from components.queue_spec import SLUG_PATTERN, Problem
 
 EVENTS = ("INSERT", "UPDATE", "DELETE")
 # The SQL names of what a trigger owns are 'supaqueue_<name>_<event>' and
-# 'tg_hook_<name>_<event>' (sql/0013): 40 keeps both within PostgreSQL's 63 bytes.
+# 'tg_hook_<name>_<event>' (sql/*_hooks.sql): 40 keeps both within PostgreSQL's 63 bytes.
 MAX_NAME_LENGTH = 40
 # 'schema.table', each part the name as it is in the database (case-sensitive, unquoted).
 TABLE_PATTERN = re.compile(r"^([^.\s\"]+)\.([^.\s\"]+)$")

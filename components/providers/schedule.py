@@ -1,6 +1,6 @@
 """A schedule: a row of `supaqueue.schedule`, whose due slots `supaqueue.tick()` enqueues.
 
-The database's evaluator (sql/0012_cron.sql) is the one authority on a cron expression: `check`
+The database's evaluator (sql/*_cron.sql) is the one authority on a cron expression: `check`
 runs it at preview, to refuse a bad `cron` or `timezone` with the field named and to show the
 next run times (`next_runs`). Before supaqueue is installed (or upgraded to the evaluator), it
 runs that migration's file inside a transaction that is rolled back. Every setting but the name

@@ -1,4 +1,4 @@
-"""The schedule evaluator (sql/0012_cron.sql): pg_cron's syntax, cron's day rule, '<n> seconds',
+"""The schedule evaluator (sql/*_cron.sql): pg_cron's syntax, cron's day rule, '<n> seconds',
 time zones across DST changes, and clear errors. Checked against a brute-force reference (every
 minute, Python's zoneinfo) on random expressions."""
 

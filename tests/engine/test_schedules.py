@@ -1,4 +1,4 @@
-"""Schedules (sql/0013), evaluated by supaqueue.tick(): one job per due slot with a dedup key
+"""Schedules (sql/*_hooks.sql), evaluated by supaqueue.tick(): one job per due slot with a dedup key
 per slot, never twice for a slot (repeated or concurrent ticks), only the latest missed slot
 after downtime, and firing on the pg_cron 1.4 path (the looping tick) here."""
 

@@ -1,4 +1,4 @@
--- Statements of the schedule provider (sql/0012_cron.sql: the evaluator; sql/0013_hooks.sql:
+-- Statements of the schedule provider (sql/*_cron.sql: the evaluator; sql/*_hooks.sql:
 -- supaqueue.schedule, evaluated by supaqueue.tick()).
 
 -- name: evaluator_installed

@@ -1,4 +1,4 @@
--- Statements of the table trigger provider (sql/0013_hooks.sql: supaqueue.table_trigger,
+-- Statements of the table trigger provider (sql/*_hooks.sql: supaqueue.table_trigger,
 -- set_table_trigger, drop_table_trigger).
 
 -- name: table_info
