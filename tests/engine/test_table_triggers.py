@@ -1,6 +1,7 @@
 """Table-event triggers (sql/*_hooks.sql): Supabase's webhook payload per event, same transaction
-as the row change, one set-based enqueue per bulk statement, conditions, in-place changes, removal that
-leaves the user's table as it was, and rights (any role writing the table can enqueue)."""
+as the row change, one set-based enqueue per bulk statement, conditions, in-place changes,
+removal that leaves the user's table as it was, and rights (any role writing the table can
+enqueue)."""
 
 from __future__ import annotations
 
