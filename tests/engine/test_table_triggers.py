@@ -5,6 +5,7 @@ enqueue)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import psycopg
@@ -252,3 +253,54 @@ def test_condition_runs_with_an_empty_search_path(engine: Engine, orders: str) -
     set_trigger(engine, q, ["INSERT"], when='public.is_big(NEW."Total €")')
     engine.conn.execute("insert into public.orders values (1, 'new', 5), (2, 'new', 50)")
     assert [p["record"]["id"] for p in payloads(engine)] == [2]
+
+
+def test_installed_and_used_by_a_non_superuser_owner(pg_dsn: str) -> None:
+    """As on hosted Supabase (and the local stack after #16): the installer is not a superuser;
+    it owns supaqueue and the tables it created, and that is enough to install a trigger; a table
+    it does not own is refused by PostgreSQL itself."""
+    from components import migrations
+
+    role = f"owner_{uuid.uuid4().hex[:8]}"
+    password = uuid.uuid4().hex
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        admin.execute(f"create role {role} nosuperuser login password '{password}'")
+        admin.execute(f"grant create on database {admin.info.dbname} to {role}")
+        # the memberships `postgres` has on Supabase
+        admin.execute(f"grant authenticated, anon, service_role, pg_monitor to {role}")
+        admin.execute(f"grant create on schema public to {role}")
+        admin.execute("create table public.not_theirs (id int)")
+    dsn = f"postgresql://{role}:{password}@{pg_dsn.split('@', 1)[1]}"
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            migrations.apply(conn, migrations.load_migrations())
+            conn.execute("create table public.orders (id int primary key, status text)")
+            conn.execute("grant insert on public.orders to authenticated")
+            q = conn.execute(
+                "insert into supaqueue.queue (name, edge_function_name) values ('q', 'f')"
+                " returning id"
+            ).fetchone()
+            assert q is not None
+            conn.execute(
+                "select supaqueue.set_table_trigger(null, 't', %s, 'public', 'orders',"
+                " array['INSERT'], null)",
+                (q[0],),
+            )
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(
+                    "select supaqueue.set_table_trigger(null, 'u', %s, 'public', 'not_theirs',"
+                    " array['INSERT'], null)",
+                    (q[0],),
+                )
+            conn.execute("set role authenticated")
+            conn.execute("insert into public.orders values (1, 'new')")
+            conn.execute("reset role")
+            assert conn.execute("select count(*) from supaqueue.job").fetchone() == (1,)
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            admin.execute("drop schema if exists supaqueue cascade")
+            admin.execute("drop table if exists public.orders, public.not_theirs")
+            admin.execute(f"revoke create on database {admin.info.dbname} from {role}")
+            admin.execute(f"revoke create on schema public from {role}")
+            admin.execute(f"drop owned by {role}")
+            admin.execute(f"drop role {role}")
