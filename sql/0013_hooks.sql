@@ -38,21 +38,41 @@ create table supaqueue.schedule (
 );
 create index schedule_next_run_at_idx on supaqueue.schedule (next_run_at);
 
--- Names of what a table trigger owns, for one event. PostgreSQL would silently cut a name
--- longer than 63 bytes (and so could mix two triggers up): refuse instead.
-create function supaqueue._table_trigger_names(_name text, _event text, out trigger_name text,
+-- Rows an UPDATE trigger captured, until its statement-level part turns them into jobs at the end
+-- of the same statement (see below). Unlogged: the rows never outlive their transaction.
+create unlogged table supaqueue.table_trigger_buffer (
+  trigger uuid not null,
+  record jsonb,
+  old_record jsonb
+);
+
+-- Names of what a table trigger owns for one part ('insert', 'update', 'update_flush',
+-- 'delete'). PostgreSQL would silently cut a name longer than 63 bytes (and so could mix two
+-- triggers up): refuse instead.
+create function supaqueue._table_trigger_names(_name text, _part text, out trigger_name text,
                                                out function_name text)
 language plpgsql immutable
 set search_path = ''
 as $$
 begin
-  trigger_name := 'supaqueue_' || _name || '_' || pg_catalog.lower(_event);
-  function_name := 'tg_hook_' || _name || '_' || pg_catalog.lower(_event);
+  trigger_name := 'supaqueue_' || _name || '_' || _part;
+  function_name := 'tg_hook_' || _name || '_' || _part;
   if pg_catalog.octet_length(function_name) > 63 or pg_catalog.octet_length(trigger_name) > 63 then
     raise exception 'name: % is too long for a trigger name', pg_catalog.quote_literal(_name)
       using errcode = '22023';
   end if;
 end
+$$;
+
+-- The parts events need: UPDATE is two triggers (capture each row, then enqueue them all).
+create function supaqueue._table_trigger_parts(_events text[]) returns text[]
+language sql immutable
+set search_path = ''
+as $$
+  select array(select p from pg_catalog.unnest(array['insert', 'update', 'update_flush', 'delete'])
+                 with ordinality as k(p, n)
+                where pg_catalog.upper(pg_catalog.split_part(p, '_', 1)) = any (_events)
+                order by n)
 $$;
 
 -- Drops what trigger _id owns on its table (as recorded), never the table or anything else.
@@ -62,15 +82,15 @@ set search_path = ''
 as $$
 declare
   _t supaqueue.table_trigger;
-  _event text;
+  _part text;
   _names record;
 begin
   select * into _t from supaqueue.table_trigger where id = _id;
   if not found then
     return;
   end if;
-  foreach _event in array array['INSERT', 'UPDATE', 'DELETE'] loop
-    _names := supaqueue._table_trigger_names(_t.name, _event);
+  foreach _part in array supaqueue._table_trigger_parts(array['INSERT', 'UPDATE', 'DELETE']) loop
+    _names := supaqueue._table_trigger_names(_t.name, _part);
     if exists (select 1 from pg_catalog.pg_trigger
                 where tgname = _names.trigger_name and not tgisinternal
                   and tgrelid = pg_catalog.to_regclass(
@@ -83,12 +103,15 @@ begin
       execute pg_catalog.format('drop function supaqueue.%I()', _names.function_name);
     end if;
   end loop;
+  delete from supaqueue.table_trigger_buffer where trigger = _id;
 end
 $$;
 
--- (Re)creates the triggers of row _id on its table. INSERT and DELETE are statement-level with a
--- transition table: a bulk statement enqueues all its jobs in one set-based INSERT. UPDATE is
--- row-level: its old and new rows cannot be paired from transition tables in general.
+-- (Re)creates the triggers of row _id on its table, so that a bulk statement enqueues all its
+-- jobs in one set-based INSERT. INSERT and DELETE: statement-level with a transition table.
+-- UPDATE: a statement's old and new rows cannot be paired from its transition tables in general,
+-- so a row-level trigger (the condition as its WHEN) captures each pair into
+-- supaqueue.table_trigger_buffer, and a statement-level one moves them all into jobs.
 -- The functions are SECURITY DEFINER (owned by the installer, the schema owner) with an empty
 -- search_path, so that any role writing the table can enqueue without rights on supaqueue; the
 -- condition is the stack's own SQL and runs under that same search_path.
@@ -100,18 +123,20 @@ as $$
 declare
   _t supaqueue.table_trigger;
   _event text;
+  _part text;
   _names record;
   _alias text;
   _body text;
-  _record text;
-  _old_record text;
-  _where text;
+  _trigger text;
+  _when text;
+  -- format() pattern of a Database Webhook payload: type, record, old_record
+  _payload constant text :=
+    'pg_catalog.jsonb_build_object(''type'', %L, ''table'', TG_TABLE_NAME, '
+    '''schema'', TG_TABLE_SCHEMA, ''record'', %s, ''old_record'', %s)';
 begin
   select * into _t from supaqueue.table_trigger where id = _id;
-  _where := case when _t.condition is null then '' else pg_catalog.format(' where (%s)', _t.condition) end;
-  foreach _event in array _t.events loop
-    _names := supaqueue._table_trigger_names(_t.name, _event);
-    if _t.condition is not null then
+  if _t.condition is not null then
+    foreach _event in array _t.events loop
       -- the condition as the trigger will evaluate it: rows of this table as NEW and/or OLD
       begin
         execute pg_catalog.format('select 1 from %s where (%s)::boolean limit 0',
@@ -126,44 +151,57 @@ begin
           pg_catalog.quote_literal(_t.condition), _event, _t.table_schema, _t.table_name, sqlerrm
           using errcode = '22023';
       end;
-    end if;
-    if _event = 'UPDATE' then
-      _body := pg_catalog.format(
-        'begin insert into supaqueue.job (queue, payload) values (%L::uuid, '
-        'pg_catalog.jsonb_build_object(''type'', TG_OP, ''table'', TG_TABLE_NAME, '
-        '''schema'', TG_TABLE_SCHEMA, ''record'', pg_catalog.to_jsonb(NEW), '
-        '''old_record'', pg_catalog.to_jsonb(OLD))); return null; end', _t.queue);
-    else
-      _alias := case _event when 'INSERT' then 'new' else 'old' end;
-      _record := case _event when 'INSERT' then 'pg_catalog.to_jsonb(new.*)' else 'null' end;
-      _old_record := case _event when 'INSERT' then 'null' else 'pg_catalog.to_jsonb(old.*)' end;
+    end loop;
+  end if;
+  foreach _part in array supaqueue._table_trigger_parts(_t.events) loop
+    _names := supaqueue._table_trigger_names(_t.name, _part);
+    if _part in ('insert', 'delete') then
+      _alias := case _part when 'insert' then 'new' else 'old' end;
+      _when := case when _t.condition is null then ''
+                    else pg_catalog.format(' where (%s)', _t.condition) end;
       -- use_column: `new`/`old` are the transition table's rows, not PL/pgSQL's (null) NEW/OLD
+      _body := '#variable_conflict use_column' || chr(10)
+        || 'begin insert into supaqueue.job (queue, payload) select '
+        || pg_catalog.quote_literal(_t.queue) || '::uuid, '
+        || pg_catalog.format(_payload, pg_catalog.upper(_part),
+             case _part when 'insert' then 'pg_catalog.to_jsonb(new.*)' else 'null' end,
+             case _part when 'insert' then 'null' else 'pg_catalog.to_jsonb(old.*)' end)
+        || pg_catalog.format(' from supaqueue_%s_rows as %s', _alias, _alias)
+        || _when || '; return null; end';
+      _trigger := pg_catalog.format(
+        'create trigger %I after %s on %I.%I referencing %s table as supaqueue_%s_rows '
+        'for each statement execute function supaqueue.%I()',
+        _names.trigger_name, _part, _t.table_schema, _t.table_name, _alias, _alias,
+        _names.function_name);
+    elsif _part = 'update' then
       _body := pg_catalog.format(
-        '#variable_conflict use_column' || chr(10) ||
-        'begin insert into supaqueue.job (queue, payload) select %L::uuid, '
-        'pg_catalog.jsonb_build_object(''type'', TG_OP, ''table'', TG_TABLE_NAME, '
-        '''schema'', TG_TABLE_SCHEMA, ''record'', %s, ''old_record'', %s) '
-        'from supaqueue_%s_rows as %s%s; return null; end',
-        _t.queue, _record, _old_record, _alias, _alias, _where);
+        'begin insert into supaqueue.table_trigger_buffer (trigger, record, old_record) '
+        'values (%L::uuid, pg_catalog.to_jsonb(NEW), pg_catalog.to_jsonb(OLD)); '
+        'return null; end', _t.id);
+      _trigger := pg_catalog.format(
+        'create trigger %I after update on %I.%I for each row%s execute function supaqueue.%I()',
+        _names.trigger_name, _t.table_schema, _t.table_name,
+        case when _t.condition is null then ''
+             else pg_catalog.format(' when (%s)', _t.condition) end,
+        _names.function_name);
+    else  -- update_flush: after the statement's row-level captures, all of them at once
+      _body := 'begin with captured as (delete from supaqueue.table_trigger_buffer b where '
+        || pg_catalog.format('b.trigger = %L::uuid', _t.id)
+        || ' returning b.record, b.old_record) insert into supaqueue.job (queue, payload) select '
+        || pg_catalog.quote_literal(_t.queue) || '::uuid, '
+        || pg_catalog.format(_payload, 'UPDATE', 'c.record', 'c.old_record')
+        || ' from captured c; return null; end';
+      _trigger := pg_catalog.format(
+        'create trigger %I after update on %I.%I for each statement '
+        'execute function supaqueue.%I()',
+        _names.trigger_name, _t.table_schema, _t.table_name, _names.function_name);
     end if;
     execute pg_catalog.format(
       'create or replace function supaqueue.%I() returns trigger language plpgsql '
       'security definer set search_path = '''' as %L', _names.function_name, _body);
     execute pg_catalog.format('revoke all on function supaqueue.%I() from public',
                               _names.function_name);
-    if _event = 'UPDATE' then
-      execute pg_catalog.format(
-        'create trigger %I after update on %I.%I for each row%s execute function supaqueue.%I()',
-        _names.trigger_name, _t.table_schema, _t.table_name,
-        case when _t.condition is null then '' else pg_catalog.format(' when (%s)', _t.condition) end,
-        _names.function_name);
-    else
-      execute pg_catalog.format(
-        'create trigger %I after %s on %I.%I referencing %s table as supaqueue_%s_rows '
-        'for each statement execute function supaqueue.%I()',
-        _names.trigger_name, pg_catalog.lower(_event), _t.table_schema, _t.table_name,
-        _alias, _alias, _names.function_name);
-    end if;
+    execute _trigger;
   end loop;
 end
 $$;

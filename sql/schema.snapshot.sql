@@ -398,18 +398,20 @@ CREATE FUNCTION supaqueue._install_table_trigger_objects(_id uuid) RETURNS void
 declare
   _t supaqueue.table_trigger;
   _event text;
+  _part text;
   _names record;
   _alias text;
   _body text;
-  _record text;
-  _old_record text;
-  _where text;
+  _trigger text;
+  _when text;
+  -- format() pattern of a Database Webhook payload: type, record, old_record
+  _payload constant text :=
+    'pg_catalog.jsonb_build_object(''type'', %L, ''table'', TG_TABLE_NAME, '
+    '''schema'', TG_TABLE_SCHEMA, ''record'', %s, ''old_record'', %s)';
 begin
   select * into _t from supaqueue.table_trigger where id = _id;
-  _where := case when _t.condition is null then '' else pg_catalog.format(' where (%s)', _t.condition) end;
-  foreach _event in array _t.events loop
-    _names := supaqueue._table_trigger_names(_t.name, _event);
-    if _t.condition is not null then
+  if _t.condition is not null then
+    foreach _event in array _t.events loop
       -- the condition as the trigger will evaluate it: rows of this table as NEW and/or OLD
       begin
         execute pg_catalog.format('select 1 from %s where (%s)::boolean limit 0',
@@ -424,44 +426,57 @@ begin
           pg_catalog.quote_literal(_t.condition), _event, _t.table_schema, _t.table_name, sqlerrm
           using errcode = '22023';
       end;
-    end if;
-    if _event = 'UPDATE' then
-      _body := pg_catalog.format(
-        'begin insert into supaqueue.job (queue, payload) values (%L::uuid, '
-        'pg_catalog.jsonb_build_object(''type'', TG_OP, ''table'', TG_TABLE_NAME, '
-        '''schema'', TG_TABLE_SCHEMA, ''record'', pg_catalog.to_jsonb(NEW), '
-        '''old_record'', pg_catalog.to_jsonb(OLD))); return null; end', _t.queue);
-    else
-      _alias := case _event when 'INSERT' then 'new' else 'old' end;
-      _record := case _event when 'INSERT' then 'pg_catalog.to_jsonb(new.*)' else 'null' end;
-      _old_record := case _event when 'INSERT' then 'null' else 'pg_catalog.to_jsonb(old.*)' end;
+    end loop;
+  end if;
+  foreach _part in array supaqueue._table_trigger_parts(_t.events) loop
+    _names := supaqueue._table_trigger_names(_t.name, _part);
+    if _part in ('insert', 'delete') then
+      _alias := case _part when 'insert' then 'new' else 'old' end;
+      _when := case when _t.condition is null then ''
+                    else pg_catalog.format(' where (%s)', _t.condition) end;
       -- use_column: `new`/`old` are the transition table's rows, not PL/pgSQL's (null) NEW/OLD
+      _body := '#variable_conflict use_column' || chr(10)
+        || 'begin insert into supaqueue.job (queue, payload) select '
+        || pg_catalog.quote_literal(_t.queue) || '::uuid, '
+        || pg_catalog.format(_payload, pg_catalog.upper(_part),
+             case _part when 'insert' then 'pg_catalog.to_jsonb(new.*)' else 'null' end,
+             case _part when 'insert' then 'null' else 'pg_catalog.to_jsonb(old.*)' end)
+        || pg_catalog.format(' from supaqueue_%s_rows as %s', _alias, _alias)
+        || _when || '; return null; end';
+      _trigger := pg_catalog.format(
+        'create trigger %I after %s on %I.%I referencing %s table as supaqueue_%s_rows '
+        'for each statement execute function supaqueue.%I()',
+        _names.trigger_name, _part, _t.table_schema, _t.table_name, _alias, _alias,
+        _names.function_name);
+    elsif _part = 'update' then
       _body := pg_catalog.format(
-        '#variable_conflict use_column' || chr(10) ||
-        'begin insert into supaqueue.job (queue, payload) select %L::uuid, '
-        'pg_catalog.jsonb_build_object(''type'', TG_OP, ''table'', TG_TABLE_NAME, '
-        '''schema'', TG_TABLE_SCHEMA, ''record'', %s, ''old_record'', %s) '
-        'from supaqueue_%s_rows as %s%s; return null; end',
-        _t.queue, _record, _old_record, _alias, _alias, _where);
+        'begin insert into supaqueue.table_trigger_buffer (trigger, record, old_record) '
+        'values (%L::uuid, pg_catalog.to_jsonb(NEW), pg_catalog.to_jsonb(OLD)); '
+        'return null; end', _t.id);
+      _trigger := pg_catalog.format(
+        'create trigger %I after update on %I.%I for each row%s execute function supaqueue.%I()',
+        _names.trigger_name, _t.table_schema, _t.table_name,
+        case when _t.condition is null then ''
+             else pg_catalog.format(' when (%s)', _t.condition) end,
+        _names.function_name);
+    else  -- update_flush: after the statement's row-level captures, all of them at once
+      _body := 'begin with captured as (delete from supaqueue.table_trigger_buffer b where '
+        || pg_catalog.format('b.trigger = %L::uuid', _t.id)
+        || ' returning b.record, b.old_record) insert into supaqueue.job (queue, payload) select '
+        || pg_catalog.quote_literal(_t.queue) || '::uuid, '
+        || pg_catalog.format(_payload, 'UPDATE', 'c.record', 'c.old_record')
+        || ' from captured c; return null; end';
+      _trigger := pg_catalog.format(
+        'create trigger %I after update on %I.%I for each statement '
+        'execute function supaqueue.%I()',
+        _names.trigger_name, _t.table_schema, _t.table_name, _names.function_name);
     end if;
     execute pg_catalog.format(
       'create or replace function supaqueue.%I() returns trigger language plpgsql '
       'security definer set search_path = '''' as %L', _names.function_name, _body);
     execute pg_catalog.format('revoke all on function supaqueue.%I() from public',
                               _names.function_name);
-    if _event = 'UPDATE' then
-      execute pg_catalog.format(
-        'create trigger %I after update on %I.%I for each row%s execute function supaqueue.%I()',
-        _names.trigger_name, _t.table_schema, _t.table_name,
-        case when _t.condition is null then '' else pg_catalog.format(' when (%s)', _t.condition) end,
-        _names.function_name);
-    else
-      execute pg_catalog.format(
-        'create trigger %I after %s on %I.%I referencing %s table as supaqueue_%s_rows '
-        'for each statement execute function supaqueue.%I()',
-        _names.trigger_name, pg_catalog.lower(_event), _t.table_schema, _t.table_name,
-        _alias, _alias, _names.function_name);
-    end if;
+    execute _trigger;
   end loop;
 end
 $$;
@@ -474,15 +489,15 @@ CREATE FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) RETURNS void
     AS $$
 declare
   _t supaqueue.table_trigger;
-  _event text;
+  _part text;
   _names record;
 begin
   select * into _t from supaqueue.table_trigger where id = _id;
   if not found then
     return;
   end if;
-  foreach _event in array array['INSERT', 'UPDATE', 'DELETE'] loop
-    _names := supaqueue._table_trigger_names(_t.name, _event);
+  foreach _part in array supaqueue._table_trigger_parts(array['INSERT', 'UPDATE', 'DELETE']) loop
+    _names := supaqueue._table_trigger_names(_t.name, _part);
     if exists (select 1 from pg_catalog.pg_trigger
                 where tgname = _names.trigger_name and not tgisinternal
                   and tgrelid = pg_catalog.to_regclass(
@@ -495,18 +510,19 @@ begin
       execute pg_catalog.format('drop function supaqueue.%I()', _names.function_name);
     end if;
   end loop;
+  delete from supaqueue.table_trigger_buffer where trigger = _id;
 end
 $$;
 
 ALTER FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) OWNER TO postgres;
 
-CREATE FUNCTION supaqueue._table_trigger_names(_name text, _event text, OUT trigger_name text, OUT function_name text) RETURNS record
+CREATE FUNCTION supaqueue._table_trigger_names(_name text, _part text, OUT trigger_name text, OUT function_name text) RETURNS record
     LANGUAGE plpgsql IMMUTABLE
     SET search_path TO ''
     AS $$
 begin
-  trigger_name := 'supaqueue_' || _name || '_' || pg_catalog.lower(_event);
-  function_name := 'tg_hook_' || _name || '_' || pg_catalog.lower(_event);
+  trigger_name := 'supaqueue_' || _name || '_' || _part;
+  function_name := 'tg_hook_' || _name || '_' || _part;
   if pg_catalog.octet_length(function_name) > 63 or pg_catalog.octet_length(trigger_name) > 63 then
     raise exception 'name: % is too long for a trigger name', pg_catalog.quote_literal(_name)
       using errcode = '22023';
@@ -514,7 +530,19 @@ begin
 end
 $$;
 
-ALTER FUNCTION supaqueue._table_trigger_names(_name text, _event text, OUT trigger_name text, OUT function_name text) OWNER TO postgres;
+ALTER FUNCTION supaqueue._table_trigger_names(_name text, _part text, OUT trigger_name text, OUT function_name text) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._table_trigger_parts(_events text[]) RETURNS text[]
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+  select array(select p from pg_catalog.unnest(array['insert', 'update', 'update_flush', 'delete'])
+                 with ordinality as k(p, n)
+                where pg_catalog.upper(pg_catalog.split_part(p, '_', 1)) = any (_events)
+                order by n)
+$$;
+
+ALTER FUNCTION supaqueue._table_trigger_parts(_events text[]) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._utc_offset(_at timestamp with time zone, _tz text) RETURNS interval
     LANGUAGE sql STABLE
@@ -1475,6 +1503,14 @@ CREATE TABLE supaqueue.table_trigger (
 
 ALTER TABLE supaqueue.table_trigger OWNER TO postgres;
 
+CREATE UNLOGGED TABLE supaqueue.table_trigger_buffer (
+    trigger uuid NOT NULL,
+    record jsonb,
+    old_record jsonb
+);
+
+ALTER TABLE supaqueue.table_trigger_buffer OWNER TO postgres;
+
 ALTER TABLE ONLY supaqueue.current_job
     ADD CONSTRAINT current_job_job_key UNIQUE (job);
 
@@ -1613,8 +1649,11 @@ GRANT ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid) TO serv
 REVOKE ALL ON FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) TO service_role;
 
-REVOKE ALL ON FUNCTION supaqueue._table_trigger_names(_name text, _event text, OUT trigger_name text, OUT function_name text) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._table_trigger_names(_name text, _event text, OUT trigger_name text, OUT function_name text) TO service_role;
+REVOKE ALL ON FUNCTION supaqueue._table_trigger_names(_name text, _part text, OUT trigger_name text, OUT function_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._table_trigger_names(_name text, _part text, OUT trigger_name text, OUT function_name text) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._table_trigger_parts(_events text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._table_trigger_parts(_events text[]) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._utc_offset(_at timestamp with time zone, _tz text) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._utc_offset(_at timestamp with time zone, _tz text) TO service_role;
@@ -1704,3 +1743,5 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.schedule TO service_role;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.settings TO service_role;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.table_trigger TO service_role;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.table_trigger_buffer TO service_role;

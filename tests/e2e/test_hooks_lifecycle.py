@@ -168,6 +168,7 @@ def test_triggers_and_schedules_lifecycle(project: PulumiProject, local_stack: A
     assert triggers_on_orders(db_url) == [
         "supaqueue_e2e-orders_insert",
         "supaqueue_e2e-orders_update",
+        "supaqueue_e2e-orders_update_flush",
     ]
     execute(db_url, "update public.e2e_orders set status = 'shipped' where id = 1")
     wait_for(db_url, TRIGGER_JOBS_OK, 1, "UPDATE")

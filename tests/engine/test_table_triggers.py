@@ -69,6 +69,7 @@ def test_payload_is_supabase_webhook_shape_for_each_event(engine: Engine, orders
         "supaqueue_new-orders_delete",
         "supaqueue_new-orders_insert",
         "supaqueue_new-orders_update",
+        "supaqueue_new-orders_update_flush",
     ]
     engine.conn.execute("insert into public.orders values (1, 'new', 9.5)")
     engine.conn.execute("update public.orders set status = 'paid' where id = 1")
@@ -304,3 +305,43 @@ def test_installed_and_used_by_a_non_superuser_owner(pg_dsn: str) -> None:
             admin.execute(f"revoke create on schema public from {role}")
             admin.execute(f"drop owned by {role}")
             admin.execute(f"drop role {role}")
+
+
+def test_bulk_update_pairs_each_row_and_enqueues_once_per_statement(
+    engine: Engine, orders: str
+) -> None:
+    """UPDATE: each row's old and new values captured by a row-level trigger, enqueued by one
+    statement-level INSERT; pairs stay right even when the key changes; nothing is left over."""
+    q = engine.queue(workers=1)
+    engine.conn.execute(
+        "insert into public.orders select g, 'new', g from generate_series(1, 3000) g"
+    )
+    set_trigger(engine, q, ["UPDATE"], when="NEW.status <> OLD.status")
+    engine.conn.execute("update public.orders set status = 'paid', id = id + 10000")
+    rows = engine.conn.execute(
+        "select count(*) as jobs,"
+        " count(*) filter (where (payload->'record'->>'id')::int"
+        "                         = (payload->'old_record'->>'id')::int + 10000"
+        "                     and payload->'record'->>'status' = 'paid'"
+        "                     and payload->'old_record'->>'status' = 'new') as paired"
+        " from supaqueue.job"
+    ).fetchone()
+    assert rows == {"jobs": 3000, "paired": 3000}
+    assert engine.in_flight(q) == 1  # one dispatch for the statement
+    assert engine.one("select count(*) from supaqueue.table_trigger_buffer") == 0
+    engine.conn.execute("update public.orders set status = status")  # WHEN filters all
+    assert engine.one("select count(*) from supaqueue.job") == 3000
+
+
+def test_update_rolled_back_to_a_savepoint_enqueues_nothing(engine: Engine, orders: str) -> None:
+    q = engine.queue(workers=0)
+    engine.conn.execute("insert into public.orders values (1, 'new', 1), (2, 'new', 2)")
+    set_trigger(engine, q, ["UPDATE"])
+    with psycopg.connect(engine.dsn) as conn:
+        conn.execute("savepoint s")
+        conn.execute("update public.orders set status = 'x' where id = 1")
+        conn.execute("rollback to savepoint s")
+        conn.execute("update public.orders set status = 'y' where id = 2")
+        conn.commit()
+    assert [(p["record"]["id"], p["record"]["status"]) for p in payloads(engine)] == [(2, "y")]
+    assert engine.one("select count(*) from supaqueue.table_trigger_buffer") == 0

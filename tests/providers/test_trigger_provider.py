@@ -128,7 +128,11 @@ def test_create_update_read_delete(installed: dict[str, Any], db_url: str, order
     created = provider.create(props)
     outs = created.outs or {}
     assert outs["trigger_id"] == created.id
-    assert triggers_on(db_url) == ["supaqueue_new-orders_insert", "supaqueue_new-orders_update"]
+    assert triggers_on(db_url) == [
+        "supaqueue_new-orders_insert",
+        "supaqueue_new-orders_update",
+        "supaqueue_new-orders_update_flush",
+    ]
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("insert into public.hook_orders values (1, 'new')")
     payload = sql_value(db_url, "select payload from supaqueue.job where queue = %s", q)
@@ -199,7 +203,11 @@ def test_create_of_a_name_taken_outside_the_state_says_what_to_do(
         in text
     )
     assert f"select supaqueue.drop_table_trigger('{existing}');" in text
-    assert triggers_on(db_url) == ["supaqueue_new-orders_insert", "supaqueue_new-orders_update"]
+    assert triggers_on(db_url) == [
+        "supaqueue_new-orders_insert",
+        "supaqueue_new-orders_update",
+        "supaqueue_new-orders_update_flush",
+    ]
 
 
 def test_delete_after_uninstall_is_a_no_op(

@@ -28,13 +28,16 @@ select supaqueue.set_table_trigger(
 
 -- name: read_trigger
 select t.name, t.queue::text as queue_id, t.table_schema, t.table_name, t.events, t.condition,
+       -- events whose triggers are all there (UPDATE has two: `_update` and `_update_flush`)
        array(select e from pg_catalog.unnest(t.events) e
-              where exists (
-                select 1 from pg_catalog.pg_trigger g
-                 where not g.tgisinternal
-                   and g.tgname = 'supaqueue_' || t.name || '_' || pg_catalog.lower(e)
-                   and g.tgrelid = pg_catalog.to_regclass(
-                     pg_catalog.format('%%I.%%I', t.table_schema, t.table_name)))) as installed
+              where not exists (
+                select 1 from pg_catalog.unnest(supaqueue._table_trigger_parts(array[e])) p
+                 where not exists (
+                   select 1 from pg_catalog.pg_trigger g
+                    where not g.tgisinternal
+                      and g.tgname = 'supaqueue_' || t.name || '_' || p
+                      and g.tgrelid = pg_catalog.to_regclass(
+                        pg_catalog.format('%%I.%%I', t.table_schema, t.table_name))))) as installed
 from supaqueue.table_trigger t
 where t.id = %(id)s::uuid;
 
