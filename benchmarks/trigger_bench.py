@@ -3,7 +3,7 @@ with a supaqueue trigger (statement-level, one set-based enqueue), with a `when`
 keeps half the rows; for comparison, the same INSERT followed by one statement writing the same
 jobs (the floor: what the jobs themselves cost), and a plain row-level trigger enqueuing each row
 on its own (the per-row design the statement-level one replaces). Also one UPDATE of every row
-without and with a supaqueue UPDATE trigger (row-level). Prints one JSON line each.
+without and with a supaqueue UPDATE trigger. Prints one JSON line each.
 
 It starts its own temporary cluster (durable settings unless --fast) and removes it afterwards.
 Usage: python benchmarks/trigger_bench.py [--rows 100000] [--rounds 3] [--fast]
@@ -187,14 +187,14 @@ def run(args: argparse.Namespace) -> int:
                 lambda: insert_rows_then_jobs(conn, args.rows, queue),
             )
             per_row = measure(conn, "row_level_reference", args.rows, args.rounds, row_level)
-            # UPDATE triggers are row-level (old and new rows cannot be paired in general).
+            # UPDATE: row-level capture, one statement-level INSERT of the jobs.
             updated = lambda: update_rows(conn, args.rows)  # noqa: E731
             plain_update = measure(
                 conn, "update_no_trigger", args.rows, args.rounds, lambda: drop_triggers(conn),
                 updated,
             )  # fmt: skip
             hooked_update = measure(
-                conn, "update_supaqueue_row_level", args.rows, args.rounds,
+                conn, "update_supaqueue_capture_then_one_insert", args.rows, args.rounds,
                 supaqueue_trigger(None, "UPDATE"), updated,
             )  # fmt: skip
         emit({"bench": "ratio", "name": "rows_per_s_with_trigger_over_without",
