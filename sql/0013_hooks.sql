@@ -1,7 +1,8 @@
 -- supaqueue 0013: table events and schedules that enqueue jobs (declared by the Pulumi program).
 
--- Table-event triggers. Each row owns, on the user's table, one trigger per event and one
--- function per trigger (in this schema). Nothing else of the user's table is ever changed.
+-- Table-event triggers. Each row owns, on the user's table, its triggers (one per event, two for
+-- UPDATE) and one function per trigger (in this schema). Nothing else of the user's table is
+-- ever changed.
 create table supaqueue.table_trigger (
   id uuid primary key default gen_random_uuid(),
   name text not null,

@@ -1,6 +1,6 @@
-"""A table trigger: a row of `supaqueue.table_trigger` and, on the user's table, one trigger per
-event (with its function in schema supaqueue), made by `supaqueue.set_table_trigger`
-(sql/*_hooks.sql).
+"""A table trigger: a row of `supaqueue.table_trigger` and, on the user's table, our triggers for
+its events (two for UPDATE), each with its function in schema supaqueue, made by
+`supaqueue.set_table_trigger` (sql/*_hooks.sql).
 
 `check` asks the database (at preview) whether the table exists, whether this role may create
 triggers on it, and whether `when` is a valid condition there (planned in a transaction that is
