@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import psycopg
 from engine_bench import BENCH_DB, install, new_queue  # the same cluster setup
 
-from local_stack.postgres import Cluster, free_port, generate_password
+from local_stack.postgres import Cluster
 
 WORKERS = 10
 ROW_LEVEL_FUNCTION = """
@@ -126,15 +123,7 @@ def drop_triggers(conn: psycopg.Connection) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    root = Path(tempfile.mkdtemp(prefix="supaqueue-trigger-bench-"))
-    root.chmod(0o755)
-    cluster = Cluster(
-        data_dir=root / "pgdata", port=free_port(), password=generate_password(), fast=args.fast
-    )
-    try:
-        cluster.init()
-        cluster.start()
-        cluster.bootstrap("postgres")
+    with Cluster.temporary(prefix="supaqueue-trigger-bench-", fast=args.fast) as cluster:
         with cluster.connect() as conn:
             conn.execute(f"create database {BENCH_DB}")
         cluster.bootstrap(BENCH_DB)
@@ -207,9 +196,6 @@ def run(args: argparse.Namespace) -> int:
         emit({"bench": "ratio", "name": "statement_level_over_row_level_rows_per_s",
               "value": round(statement["rows_per_s"] / per_row["rows_per_s"], 3)})  # fmt: skip
         return 0
-    finally:
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,9 +13,9 @@ import pytest
 
 from components.config import parse_stack_config
 from components.errors import ConfigError
-from components.schedule import Schedule
+from components.providers.schedule import Schedule
+from components.providers.trigger import Trigger
 from components.supaqueue import Supaqueue, args_from_config
-from components.trigger import Trigger
 from tests.unit.test_wiring import DYNAMIC, ENV, QUEUES, Recorder, RecordingMonitor, by_name
 
 TRIGGER = {"name": "new-orders", "table": "public.orders", "events": ["insert", "UPDATE"],

@@ -19,10 +19,10 @@ from pulumi.dynamic import Resource
 
 from components.errors import ConfigError
 from components.providers.base import declared_outputs, with_secret_outputs
-from components.providers.schedule import SECRET_OUTPUTS, ScheduleProvider
-from components.queue import Installation, Queue
-from components.queue_spec import Problem
-from components.schedule_spec import DEFAULT_TIMEZONE, validate_schedule
+from components.providers.queue.resource import Installation, Queue
+from components.providers.queue.spec import Problem
+from components.providers.schedule.provider import SECRET_OUTPUTS, ScheduleProvider
+from components.providers.schedule.spec import DEFAULT_TIMEZONE, validate_schedule
 
 
 class ScheduleArgs(TypedDict, total=False):

@@ -11,8 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from components.queue_spec import Problem
-from components.trigger_spec import name_problem
+from components.providers.queue.spec import Problem
+from components.providers.trigger.spec import name_problem
 
 DEFAULT_TIMEZONE = "UTC"
 # How many upcoming run times preview and the outputs show.

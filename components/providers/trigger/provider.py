@@ -29,14 +29,14 @@ from pulumi.dynamic import (
 from components.clients.postgres import check_url, connect, sql_message
 from components.errors import ConfigError, DatabaseError, NameTakenError
 from components.providers.base import explicit_diff, presented, unknown_keys
-from components.sql_files import queries
-from components.trigger_spec import (
+from components.providers.trigger.spec import (
     FIELDS,
     normalized_events,
     normalized_when,
     split_table,
     validate_trigger,
 )
+from components.sql_files import queries
 
 SQL = "trigger.sql"
 NAME_CONSTRAINT = "table_trigger_name_key"

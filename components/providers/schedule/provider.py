@@ -30,7 +30,12 @@ from components import migrations
 from components.clients.postgres import check_url, connect, sql_message
 from components.errors import DatabaseError, NameTakenError
 from components.providers.base import explicit_diff, presented, unknown_keys
-from components.schedule_spec import DEFAULT_TIMEZONE, FIELDS, NEXT_RUNS_SHOWN, validate_schedule
+from components.providers.schedule.spec import (
+    DEFAULT_TIMEZONE,
+    FIELDS,
+    NEXT_RUNS_SHOWN,
+    validate_schedule,
+)
 from components.sql_files import queries
 
 SQL = "schedule.sql"

@@ -19,10 +19,10 @@ from pulumi.dynamic import Resource
 
 from components.errors import ConfigError
 from components.providers.base import declared_outputs, with_secret_outputs
-from components.providers.trigger import SECRET_OUTPUTS, TriggerProvider
-from components.queue import Installation, Queue
-from components.queue_spec import Problem
-from components.trigger_spec import validate_trigger
+from components.providers.queue.resource import Installation, Queue
+from components.providers.queue.spec import Problem
+from components.providers.trigger.provider import SECRET_OUTPUTS, TriggerProvider
+from components.providers.trigger.spec import validate_trigger
 
 
 class TriggerArgs(TypedDict, total=False):

@@ -11,14 +11,14 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from components.queue_spec import SLUG_PATTERN, Problem
+from components.providers.queue.spec import SLUG_PATTERN, Problem
 
 EVENTS = ("INSERT", "UPDATE", "DELETE")
 # The SQL names of what a trigger owns are 'supaqueue_<name>_<event>' and
 # 'tg_hook_<name>_<event>' (sql/*_hooks.sql): 40 keeps both within PostgreSQL's 63 bytes.
 MAX_NAME_LENGTH = 40
 # 'schema.table', each part the name as it is in the database (case-sensitive, unquoted).
-TABLE_PATTERN = re.compile(r"^([^.\s\"]+)\.([^.\s\"]+)$")
+TABLE_PATTERN = re.compile(r"([^.\s\"]+)\.([^.\s\"]+)")  # use fullmatch
 # Schemas whose tables are never given a trigger: ours (a loop) and the catalogs.
 FORBIDDEN_SCHEMAS = ("supaqueue", "pg_catalog", "information_schema", "net", "vault", "cron")
 FIELDS = {
@@ -36,7 +36,7 @@ def name_problem(value: Any) -> str | None:
     """Why `value` cannot be a trigger or schedule name."""
     if not isinstance(value, str) or not value:
         return "must be a non-empty string"
-    if not SLUG_PATTERN.match(value):
+    if not SLUG_PATTERN.fullmatch(value):
         return f"{value!r} is not valid: start with a letter, then letters, digits, '-' or '_'"
     if len(value) > MAX_NAME_LENGTH:
         return f"is longer than {MAX_NAME_LENGTH} characters"
@@ -45,14 +45,14 @@ def name_problem(value: Any) -> str | None:
 
 def split_table(table: str) -> tuple[str, str]:
     """('public', 'orders') of 'public.orders' (validated first)."""
-    match = TABLE_PATTERN.match(table)
+    match = TABLE_PATTERN.fullmatch(table)
     if not match:
         raise ValueError(f"not a schema-qualified table: {table!r}")
     return match.group(1), match.group(2)
 
 
 def table_problem(value: Any) -> str | None:
-    if not isinstance(value, str) or not TABLE_PATTERN.match(value):
+    if not isinstance(value, str) or not TABLE_PATTERN.fullmatch(value):
         return f"must be a schema-qualified table name such as 'public.orders', got {value!r}"
     schema, _ = split_table(value)
     if schema in FORBIDDEN_SCHEMAS:
