@@ -155,6 +155,7 @@ class Supaqueue(pulumi.ComponentResource):
         if problems:
             raise ConfigError("invalid trigger or schedule:\n  - " + "\n  - ".join(problems))
         migrations_dir = Path(args.get("migrations_dir") or REPO / "sql")
+        self.migrations_dir = str(migrations_dir)
         functions_url = f"{args['api_url'].rstrip('/')}/functions/v1"
         self.db_url = args["db_url"]
         api = ApiTarget(

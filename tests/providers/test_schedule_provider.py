@@ -11,7 +11,7 @@ import psycopg
 
 from components.providers.queue import QueueProvider
 from components.providers.schedule import ScheduleProvider
-from tests.providers.conftest import failure_text, sql_value, uninstall
+from tests.providers.conftest import REPO, failure_text, sql_value, uninstall
 
 
 def queue(db_url: str, name: str = "scheduled") -> str:
@@ -42,7 +42,12 @@ def declare(db_url: str, queue_id: Any, **settings: Any) -> dict[str, Any]:
 
 def test_preview_validates_and_shows_next_runs_before_install(db_url: str) -> None:
     uninstall(db_url)
-    props = declare(db_url, "00000000-0000-0000-0000-000000000000", timezone="Europe/Paris")
+    props = declare(
+        db_url,
+        "00000000-0000-0000-0000-000000000000",
+        timezone="Europe/Paris",
+        migrations_dir=str(REPO / "sql"),
+    )
     assert props["timezone"] == "Europe/Paris"
     runs = [
         datetime.strptime(r, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) for r in props["next_runs"]

@@ -44,7 +44,8 @@ EVALUATOR_MIGRATION = "cron"  # sql/NNNN_cron.sql
 IDENTITY = ("name",)
 UPDATABLE = ("cron", "timezone", "payload", "queue_id", "db_url")
 SECRET_OUTPUTS = ["db_url"]
-INPUTS = ("name", "cron", "timezone", "payload", "queue_id", "db_url")
+# migrations_dir: where the evaluator's migration is, for preview before install (never a diff)
+INPUTS = ("name", "cron", "timezone", "payload", "queue_id", "db_url", "migrations_dir")
 # Computed, shown at preview and in outputs; never a reason to update.
 COMPUTED = ("next_runs", "next_run_at", "schedule_id")
 
@@ -53,15 +54,19 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _evaluator_sql() -> str:
-    for migration in migrations.load_migrations():
+def _evaluator_sql(migrations_dir: str | None) -> str:
+    for migration in migrations.load_migrations(migrations_dir or migrations.SQL_DIR):
         if migration.name == EVALUATOR_MIGRATION:
             return migration.path.read_text()
     raise DatabaseError(f"the migration '*_{EVALUATOR_MIGRATION}.sql' is missing from sql/")
 
 
 def next_runs(
-    conn: psycopg.Connection, cron: str, timezone: str, count: int = NEXT_RUNS_SHOWN
+    conn: psycopg.Connection,
+    cron: str,
+    timezone: str,
+    count: int = NEXT_RUNS_SHOWN,
+    migrations_dir: str | None = None,
 ) -> list[str]:
     """The next `count` run times (UTC, ISO 8601); psycopg errors for a bad schedule."""
     text = queries(SQL)
@@ -74,16 +79,18 @@ def next_runs(
             schema = conn.execute(text["schema_exists"]).fetchone()
             if not (schema and schema[0]):
                 conn.execute(text["create_schema"])
-            conn.execute(_evaluator_sql().encode())
+            conn.execute(_evaluator_sql(migrations_dir).encode())
             row = conn.execute(text["next_runs"], params).fetchone()
     assert row is not None
     return [iso(moment) for moment in row[0]]
 
 
-def schedule_problems(conn: psycopg.Connection, cron: str, timezone: str) -> list[tuple[str, str]]:
+def schedule_problems(
+    conn: psycopg.Connection, cron: str, timezone: str, migrations_dir: str | None = None
+) -> list[tuple[str, str]]:
     """(field, reason) when the evaluator refuses the schedule."""
     try:
-        next_runs(conn, cron, timezone, 1)
+        next_runs(conn, cron, timezone, 1, migrations_dir)
     except psycopg.errors.InvalidParameterValue as exc:
         message = sql_message(exc)
         field, _, reason = message.partition(": ")
@@ -161,11 +168,14 @@ class ScheduleProvider(ResourceProvider):
             inputs["payload"] = news.get("payload") or {}
         if not failures and not unknown & {"db_url", "cron", "timezone"}:
             with connect(str(db_url)) as conn:
-                problems = schedule_problems(conn, inputs["cron"], inputs["timezone"])
+                folder = inputs.get("migrations_dir")
+                problems = schedule_problems(conn, inputs["cron"], inputs["timezone"], folder)
                 failures += [CheckFailure(field, reason) for field, reason in problems]
                 if not problems:
                     # shown by `pulumi preview --diff`; diff() ignores it
-                    inputs["next_runs"] = next_runs(conn, inputs["cron"], inputs["timezone"])
+                    inputs["next_runs"] = next_runs(
+                        conn, inputs["cron"], inputs["timezone"], migrations_dir=folder
+                    )
         return CheckResult(inputs, failures)
 
     @presented

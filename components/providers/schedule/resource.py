@@ -12,7 +12,7 @@ into a Schedule named `<installation>-schedule-<name>`.
 
 from __future__ import annotations
 
-from typing import Any, Required, TypedDict
+from typing import Any, Protocol, Required, TypedDict
 
 import pulumi
 from pulumi.dynamic import Resource
@@ -40,6 +40,13 @@ class ScheduleArgs(TypedDict, total=False):
     """IANA time zone the cron fields are read in (default UTC)."""
 
 
+class ScheduleInstallation(Installation, Protocol):
+    """A supaqueue installation, and where its migrations are (the evaluator's, for preview)."""
+
+    @property
+    def migrations_dir(self) -> str: ...
+
+
 class Schedule(Resource, module="supaqueue", name="Schedule"):
     """One schedule → jobs of one queue (components/providers/schedule.py)."""
 
@@ -55,7 +62,7 @@ class Schedule(Resource, module="supaqueue", name="Schedule"):
         name: str,
         args: ScheduleArgs,
         *,
-        installation: Installation,
+        installation: ScheduleInstallation,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         problems = schedule_problems(name, args)
@@ -69,6 +76,7 @@ class Schedule(Resource, module="supaqueue", name="Schedule"):
             "payload": dict(args.get("payload") or {}),
             "queue_id": queue.queue_id,
             "db_url": installation.db_url,
+            "migrations_dir": installation.migrations_dir,
         }
         own = pulumi.ResourceOptions(depends_on=[queue, *installation.queue_dependencies])
         super().__init__(
