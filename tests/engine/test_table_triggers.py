@@ -5,12 +5,15 @@ enqueue)."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from typing import Any
 
 import psycopg
 import pytest
 
+from components.providers.trigger.spec import MAX_NAME_LENGTH
 from tests.engine.harness import Engine
 
 TABLE = "public.orders"
@@ -345,3 +348,65 @@ def test_update_rolled_back_to_a_savepoint_enqueues_nothing(engine: Engine, orde
         conn.commit()
     assert [(p["record"]["id"], p["record"]["status"]) for p in payloads(engine)] == [(2, "y")]
     assert engine.one("select count(*) from supaqueue.table_trigger_buffer") == 0
+
+
+def test_concurrent_updates_each_enqueue_their_own_rows(engine: Engine, orders: str) -> None:
+    """The capture buffer is shared: a statement's flush must take only its own rows. T1's
+    rows sit captured (a slow trigger of the user's runs after ours) while T2 updates and
+    flushes; each transaction's rows become jobs once, with the right pairs."""
+    q = engine.queue(workers=0)
+    engine.conn.execute("insert into public.orders select g, 'new', g from generate_series(1, 4) g")
+    set_trigger(engine, q, ["UPDATE"])
+    engine.conn.execute(
+        "create function public.slow() returns trigger language plpgsql as"
+        " $$ begin perform pg_sleep(0.5); return null; end $$"
+    )
+    # AFTER ROW triggers fire in name order: ours (supaqueue_…) first, then this one
+    engine.conn.execute(
+        "create trigger zz_slow after update on public.orders for each row"
+        " when (NEW.id <= 2) execute function public.slow()"
+    )
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with psycopg.connect(engine.dsn, autocommit=True) as conn:
+                conn.execute("update public.orders set status = 't1' where id <= 2")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    t1 = threading.Thread(target=first)
+    t1.start()
+    deadline = time.monotonic() + 30
+    # T1 is in the slow trigger: our capture of its first row already ran (uncommitted rows,
+    # invisible here and to T2)
+    while not engine.one(
+        "select count(*) from pg_stat_activity where wait_event = 'PgSleep'"
+        " and query like 'update public.orders set status = ''t1''%%'"
+    ):
+        assert time.monotonic() < deadline, "T1 never reached its slow trigger"
+        time.sleep(0.01)
+    engine.conn.execute("update public.orders set status = 't2' where id > 2")
+    assert sorted((p["record"]["id"], p["record"]["status"]) for p in payloads(engine)) == [
+        (3, "t2"),
+        (4, "t2"),
+    ]
+    t1.join(timeout=60)
+    assert not t1.is_alive() and errors == []
+    got = sorted(
+        (p["record"]["id"], p["record"]["status"], p["old_record"]["status"])
+        for p in payloads(engine)
+    )
+    assert got == [(1, "t1", "new"), (2, "t1", "new"), (3, "t2", "new"), (4, "t2", "new")]
+    assert engine.one("select count(*) from supaqueue.table_trigger_buffer") == 0
+
+
+def test_name_length_limit_is_what_the_database_can_name(engine: Engine, orders: str) -> None:
+    """MAX_NAME_LENGTH (components/providers/trigger/spec.py) is the longest name whose
+    longest object name ('supaqueue_<name>_update_flush') fits PostgreSQL's 63 bytes."""
+    q = engine.queue(workers=0)
+    longest = "t" * MAX_NAME_LENGTH
+    set_trigger(engine, q, ["INSERT", "UPDATE", "DELETE"], name=longest)
+    assert len(our_triggers(engine)) == 4
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="too long for a trigger name"):
+        set_trigger(engine, q, ["UPDATE"], name=longest + "t")
