@@ -410,3 +410,19 @@ def test_name_length_limit_is_what_the_database_can_name(engine: Engine, orders:
     assert len(our_triggers(engine)) == 4
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="too long for a trigger name"):
         set_trigger(engine, q, ["UPDATE"], name=longest + "t")
+
+
+def test_a_row_over_the_payload_limit_fails_the_statement_not_silently(
+    engine: Engine, orders: str
+) -> None:
+    """A job is never dropped: a row whose webhook payload exceeds the job payload limit makes
+    the user's statement fail with supaqueue's message, and nothing of it is written."""
+    q = engine.queue(workers=0)
+    set_trigger(engine, q, ["INSERT"])
+    limit = engine.one("select supaqueue.max_payload_bytes()")
+    with pytest.raises(psycopg.errors.ProgramLimitExceeded, match="over the limit of"):
+        engine.conn.execute(
+            "insert into public.orders values (1, 'new', 1), (2, repeat('x', %s), 2)", (limit,)
+        )
+    assert engine.one("select count(*) from public.orders") == 0
+    assert engine.one("select count(*) from supaqueue.job") == 0
