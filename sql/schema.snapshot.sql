@@ -472,7 +472,16 @@ begin
              case _part when 'insert' then 'pg_catalog.to_jsonb(new.*)' else 'null' end,
              case _part when 'insert' then 'null' else 'pg_catalog.to_jsonb(old.*)' end)
         || pg_catalog.format(' from supaqueue_%s_rows as %s', _alias, _alias)
-        || _when || '; return null; end';
+        || _when || '; return null;'
+        -- PostgreSQL tracks no dependency of a function body on the columns its condition
+        -- uses: a column dropped later fails the user's statement; say which trigger and why.
+        || case when _t.condition is null then '' else pg_catalog.format(
+             ' exception when undefined_column or undefined_function or undefined_table then'
+             ' raise exception %L, sqlerrm using errcode = sqlstate, hint = %L;',
+             pg_catalog.format('supaqueue trigger %s (%s on %s.%s): its condition fails: %%s',
+                               _t.name, pg_catalog.upper(_part), _t.table_schema, _t.table_name),
+             'Change or remove its `when` in the stack, then run `pulumi up`.') end
+        || ' end';
       _trigger := pg_catalog.format(
         'create trigger %I after %s on %I.%I referencing %s table as supaqueue_%s_rows '
         'for each statement execute function supaqueue.%I()',

@@ -426,3 +426,21 @@ def test_a_row_over_the_payload_limit_fails_the_statement_not_silently(
         )
     assert engine.one("select count(*) from public.orders") == 0
     assert engine.one("select count(*) from supaqueue.job") == 0
+
+
+def test_a_condition_broken_by_a_later_schema_change_names_the_trigger(
+    engine: Engine, orders: str
+) -> None:
+    """PostgreSQL lets the user drop a column a statement-level condition uses: the next write
+    fails (never a silently lost event) with a message naming our trigger and what to do."""
+    q = engine.queue(workers=0)
+    set_trigger(engine, q, ["INSERT"], when="NEW.status = 'paid'")
+    engine.conn.execute("alter table public.orders drop column status")
+    with pytest.raises(psycopg.errors.UndefinedColumn) as caught:
+        engine.conn.execute("insert into public.orders values (1, 1)")
+    diag = caught.value.diag
+    assert (diag.message_primary or "").startswith(
+        "supaqueue trigger new-orders (INSERT on public.orders): its condition fails:"
+    )
+    assert "pulumi up" in (diag.message_hint or "")
+    assert engine.one("select count(*) from public.orders") == 0
