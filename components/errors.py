@@ -40,3 +40,7 @@ class ManagementApiError(SupaqueueError):
 
 class NameTakenError(DatabaseError):
     """A trigger or schedule name is taken in the database by one this stack does not manage."""
+
+
+class OwnershipError(SupaqueueError):
+    """What another stack (or the user) owns would be changed or destroyed: refused."""

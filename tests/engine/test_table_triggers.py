@@ -15,6 +15,7 @@ import pytest
 
 from components.providers.trigger.spec import MAX_NAME_LENGTH
 from tests.engine.harness import Engine
+from tests.support.toolchain import REPO
 
 TABLE = "public.orders"
 
@@ -208,11 +209,30 @@ def test_changes_in_place_then_removal_leaves_the_table_as_it_was(
     assert engine.one("select supaqueue.drop_table_trigger(%s)", (trigger,)) is False
 
 
-def test_uninstall_removes_our_triggers_and_keeps_the_table(engine: Engine, orders: str) -> None:
+@pytest.mark.parametrize("way", ["function", "script"])
+def test_uninstall_removes_our_triggers_and_keeps_the_table(
+    engine: Engine, orders: str, way: str
+) -> None:
+    """Our triggers are supaqueue's, not objects of the user's that depend on it: they do not
+    stop an uninstall (nor a destroy), and go with the schema; a user's own trigger running a
+    supaqueue function still does."""
     q = engine.queue(workers=0)
     set_trigger(engine, q, ["INSERT", "UPDATE", "DELETE"])
     engine.conn.execute("insert into public.orders values (1, 'new', 1)")
-    engine.conn.execute("select supaqueue.uninstall()")
+    assert engine.conn.execute("select * from supaqueue.external_dependents()").fetchall() == []
+    # a trigger of the user's running one of our functions is theirs: it is listed
+    engine.conn.execute(
+        "create trigger users_own after insert on public.orders"
+        ' execute function supaqueue."tg_hook_new-orders_insert"()'
+    )
+    listed = engine.conn.execute("select * from supaqueue.external_dependents()").fetchall()
+    assert [tuple(row.values()) for row in listed] == [("trigger", "users_own on public.orders")]
+    engine.conn.execute("drop trigger users_own on public.orders")
+    if way == "function":
+        engine.conn.execute("select supaqueue.uninstall()")
+    else:
+        engine.conn.execute((REPO / "sql" / "uninstall.sql").read_text())
+    assert engine.one("select to_regnamespace('supaqueue') is null") is True
     assert our_triggers(engine) == []
     engine.conn.execute("insert into public.orders values (2, 'new', 2)")
     assert engine.one("select count(*) from public.orders") == 2
