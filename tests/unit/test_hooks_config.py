@@ -158,3 +158,38 @@ def test_a_bad_trigger_of_the_component_fails_before_any_child_is_declared(
 
     program()
     assert [r.name for r in monitor.registrations if r.type.startswith(DYNAMIC)] == []
+
+
+def test_with_an_external_installation_too(monitor: RecordingMonitor, edge_dir: Path) -> None:
+    """A stack that only declares queues in another stack's installation declares its triggers
+    and schedules too: they belong to it, after its queues; the destroy guard (owner mode only)
+    is not involved."""
+
+    @pulumi.runtime.test
+    def program() -> Any:
+        return deploy(edge_dir, installation="external").queue_ids
+
+    program()
+    regs = by_name(monitor)
+    assert {name for name in regs if name.startswith(("sq-trigger", "sq-schedule"))} == {
+        "sq-trigger-new-orders",
+        "sq-schedule-nightly",
+    }
+    assert regs["sq-external"].urn in regs["sq-trigger-new-orders"].dependencies
+    assert regs["sq-queue-emails"].urn in regs["sq-trigger-new-orders"].dependencies
+    assert regs["sq-queue-thumbs"].urn in regs["sq-schedule-nightly"].dependencies
+
+
+def test_the_destroy_guard_goes_first(monitor: RecordingMonitor, edge_dir: Path) -> None:
+    """Owner mode: the guard depends on the triggers and schedules, so a destroy checks before
+    anything is removed."""
+
+    @pulumi.runtime.test
+    def program() -> Any:
+        return deploy(edge_dir).queue_ids
+
+    program()
+    regs = by_name(monitor)
+    guard = regs["sq-destroy-guard"].dependencies
+    assert regs["sq-trigger-new-orders"].urn in guard
+    assert regs["sq-schedule-nightly"].urn in guard
