@@ -12,6 +12,48 @@ CREATE TYPE supaqueue.job_status AS ENUM (
 
 ALTER TYPE supaqueue.job_status OWNER TO postgres;
 
+CREATE TABLE supaqueue.current_job (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    worker uuid NOT NULL,
+    job uuid NOT NULL,
+    is_complete boolean DEFAULT false NOT NULL,
+    is_successful boolean DEFAULT false NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    lease_expires_at timestamp with time zone NOT NULL,
+    request_id bigint
+);
+
+ALTER TABLE supaqueue.current_job OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._cancel_attempt(_cj supaqueue.current_job) RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _j supaqueue.job;
+begin
+  select * into _j from supaqueue.job where id = _cj.job for update;
+  insert into supaqueue.job_attempt (job, queue, attempt, worker, started_at, ended_at, outcome,
+                                     error, duration_ms)
+    values (_j.id, _j.queue, _j.attempts, _cj.worker, _cj.started_at, clock_timestamp(),
+            'cancelled', 'cancelled by the operator while in progress',
+            (extract(epoch from clock_timestamp() - _cj.started_at) * 1000)::integer);
+  update supaqueue.worker set locked = false where id = _cj.worker and not retiring;
+  if not found then
+    delete from supaqueue.worker where id = _cj.worker;
+  end if;
+  update supaqueue.job
+    set status = 'cancelled', finished_at = now(), updated_at = now(),
+        cancelled_by_operator = true, last_error = 'cancelled by the operator'
+    where id = _j.id;
+  perform supaqueue._cancel_dependents(
+    _j.id, format('cancelled: job %s it depends on was cancelled by the operator', _j.id));
+  return _j.queue;
+end
+$$;
+
+ALTER FUNCTION supaqueue._cancel_attempt(_cj supaqueue.current_job) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -41,19 +83,6 @@ end
 $$;
 
 ALTER FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) OWNER TO postgres;
-
-CREATE TABLE supaqueue.current_job (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    worker uuid NOT NULL,
-    job uuid NOT NULL,
-    is_complete boolean DEFAULT false NOT NULL,
-    is_successful boolean DEFAULT false NOT NULL,
-    started_at timestamp with time zone DEFAULT now() NOT NULL,
-    lease_expires_at timestamp with time zone NOT NULL,
-    request_id bigint
-);
-
-ALTER TABLE supaqueue.current_job OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) RETURNS uuid[]
     LANGUAGE plpgsql SECURITY DEFINER
@@ -130,6 +159,41 @@ $$;
 
 ALTER FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue._revive_dependents(_job uuid) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _frontier uuid[] := array[_job];
+  _total integer := 0;
+begin
+  loop
+    with revived as (
+      update supaqueue.job j
+        set status = 'pending', finished_at = null, updated_at = now(), run_at = now(),
+            attempts = 0, result = null, last_error = null, last_status_code = null,
+            pending_dependencies = (
+              select count(*) from supaqueue.job_dependency d
+                join supaqueue.job dj on dj.id = d.depends_on
+               where d.job = j.id and dj.status <> 'success')
+        where j.status = 'cancelled' and not j.cancelled_by_operator
+          and exists (select 1 from supaqueue.job_dependency d
+                       where d.job = j.id and d.depends_on = any (_frontier))
+          and not exists (select 1 from supaqueue.job_dependency d
+                            join supaqueue.job dj on dj.id = d.depends_on
+                           where d.job = j.id and dj.status in ('failed', 'cancelled'))
+        returning j.id
+    )
+    select coalesce(array_agg(id), '{}') into _frontier from revived;
+    exit when cardinality(_frontier) = 0;
+    _total := _total + cardinality(_frontier);
+  end loop;
+  return _total;
+end
+$$;
+
+ALTER FUNCTION supaqueue._revive_dependents(_job uuid) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.apply_privileges() RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -190,6 +254,7 @@ CREATE TABLE supaqueue.queue (
     retention_seconds integer,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    operator_paused_at timestamp with time zone,
     CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
     CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
     CONSTRAINT queue_default_headers_object CHECK ((jsonb_typeof(default_headers) = 'object'::text)),
@@ -217,6 +282,64 @@ $$;
 
 ALTER FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.cancel_job(_job uuid) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _cj supaqueue.current_job;
+  _j supaqueue.job;
+begin
+  -- Locks are taken in the order a report takes them (lease, then job), so a cancel and a report
+  -- never deadlock. The rare case that needs the other order retries in a subtransaction, which
+  -- lets go of the job's lock in between.
+  for _try in 1..200 loop
+    begin
+      -- 1. Claim the lease as a report does; waits for a report in flight, which then wins.
+      delete from supaqueue.current_job where job = _job returning * into _cj;
+      if found then
+        perform supaqueue.dispatch(supaqueue._cancel_attempt(_cj));  -- a worker is free
+        return true;
+      end if;
+      select * into _j from supaqueue.job where id = _job for update;
+      if not found then
+        raise exception 'supaqueue.cancel_job: there is no job with id %', _job
+          using errcode = 'SQ002';
+      end if;
+      if _j.status = 'pending' then
+        update supaqueue.job
+          set status = 'cancelled', finished_at = now(), updated_at = now(),
+              cancelled_by_operator = true, last_error = 'cancelled by the operator'
+          where id = _job;
+        perform supaqueue._cancel_dependents(
+          _job, format('cancelled: job %s it depends on was cancelled by the operator', _job));
+        return true;
+      end if;
+      if _j.status <> 'in_progress' then
+        return false;
+      end if;
+      -- 2. Dispatched after step 1 looked: its lease is there now, unless a report holds it.
+      delete from supaqueue.current_job
+        where id in (select c.id from supaqueue.current_job c where c.job = _job
+                     for update skip locked)
+        returning * into _cj;
+      if found then
+        perform supaqueue.dispatch(supaqueue._cancel_attempt(_cj));
+        return true;
+      end if;
+      -- A report holds the lease and waits for the job row we hold: give it way and look again.
+      raise exception 'retry' using errcode = 'SQ099';
+    exception when sqlstate 'SQ099' then
+      perform pg_catalog.pg_sleep(0.01);
+    end;
+  end loop;
+  raise exception 'supaqueue.cancel_job: job % kept changing state; try again', _job
+    using errcode = '40001';
+end
+$$;
+
+ALTER FUNCTION supaqueue.cancel_job(_job uuid) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.dispatch(_queue uuid) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -239,7 +362,7 @@ declare
   _prio integer;
 begin
   select * into _q from supaqueue.queue where id = _queue;
-  if not found or _q.paused then
+  if not found or _q.paused or _q.operator_paused_at is not null then
     return 0;
   end if;
 
@@ -519,6 +642,327 @@ $$;
 
 ALTER FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.job_detail(_job uuid) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select jsonb_build_object(
+    'id', j.id, 'queue', j.queue, 'queue_name', q.name, 'status', j.status,
+    'payload', j.payload, 'result', j.result, 'attempts', j.attempts,
+    'max_attempts', q.max_attempts, 'priority', j.priority, 'run_at', j.run_at,
+    'dedup_key', j.dedup_key, 'pending_dependencies', j.pending_dependencies,
+    'last_status_code', j.last_status_code, 'last_error', j.last_error,
+    'cancelled_by_operator', j.cancelled_by_operator,
+    'created_at', j.created_at, 'updated_at', j.updated_at, 'finished_at', j.finished_at,
+    'lease', (select jsonb_build_object('id', c.id, 'worker', c.worker, 'started_at', c.started_at,
+                                        'lease_expires_at', c.lease_expires_at)
+                from supaqueue.current_job c where c.job = j.id),
+    'attempt_history', coalesce((
+      select jsonb_agg(jsonb_build_object(
+               'attempt', h.attempt, 'outcome', h.outcome, 'status_code', h.status_code,
+               'started_at', h.started_at, 'ended_at', h.ended_at, 'duration_ms', h.duration_ms,
+               'error', h.error, 'response_excerpt', h.response_excerpt) order by h.id)
+        from supaqueue.job_attempt h where h.job = j.id), '[]'::jsonb),
+    'depends_on', coalesce((
+      select jsonb_agg(jsonb_build_object('id', dj.id, 'status', dj.status, 'queue_name', dq.name)
+                       order by dj.created_at)
+        from supaqueue.job_dependency d
+        join supaqueue.job dj on dj.id = d.depends_on
+        join supaqueue.queue dq on dq.id = dj.queue
+       where d.job = j.id), '[]'::jsonb),
+    'dependents', coalesce((
+      select jsonb_agg(jsonb_build_object('id', dj.id, 'status', dj.status, 'queue_name', dq.name)
+                       order by dj.created_at)
+        from supaqueue.job_dependency d
+        join supaqueue.job dj on dj.id = d.job
+        join supaqueue.queue dq on dq.id = dj.queue
+       where d.depends_on = j.id), '[]'::jsonb))
+  from supaqueue.job j join supaqueue.queue q on q.id = j.queue
+  where j.id = _job
+$$;
+
+ALTER FUNCTION supaqueue.job_detail(_job uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.list_jobs(_queue uuid DEFAULT NULL::uuid, _statuses supaqueue.job_status[] DEFAULT NULL::supaqueue.job_status[], _created_after timestamp with time zone DEFAULT NULL::timestamp with time zone, _created_before timestamp with time zone DEFAULT NULL::timestamp with time zone, _error_contains text DEFAULT NULL::text, _before_created timestamp with time zone DEFAULT NULL::timestamp with time zone, _before_id uuid DEFAULT NULL::uuid, _limit integer DEFAULT 50) RETURNS TABLE(id uuid, queue uuid, queue_name text, status supaqueue.job_status, attempts integer, priority integer, run_at timestamp with time zone, created_at timestamp with time zone, finished_at timestamp with time zone, pending_dependencies integer, last_status_code integer, last_error text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _states supaqueue.job_status[] := coalesce(
+    _statuses, enum_range(null::supaqueue.job_status));
+  _c timestamptz := least(coalesce(_before_created, 'infinity'),
+                          coalesce(_created_before, 'infinity'));
+  _i uuid := case when _before_created is not null and _before_created <= coalesce(
+                      _created_before, 'infinity')
+                  then coalesce(_before_id, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
+                  else 'ffffffff-ffff-ffff-ffff-ffffffffffff' end;
+  _from timestamptz := coalesce(_created_after, '-infinity');
+  _n integer := least(greatest(coalesce(_limit, 50), 1), 1000);
+  _needle text := lower(_error_contains);
+begin
+  if _queue is null then
+    return query
+      select j.id, j.queue, q.name, j.status, j.attempts, j.priority, j.run_at, j.created_at,
+             j.finished_at, j.pending_dependencies, j.last_status_code, left(j.last_error, 300)
+        from unnest(_states) s(state)
+        cross join lateral (
+          select * from supaqueue.job x
+           where x.status = s.state and (x.created_at, x.id) < (_c, _i)
+             and x.created_at >= _from
+             and (_needle is null or strpos(lower(coalesce(x.last_error, '')), _needle) > 0)
+           order by x.created_at desc, x.id desc
+           limit _n) j
+        join supaqueue.queue q on q.id = j.queue
+       order by j.created_at desc, j.id desc
+       limit _n;
+  else
+    return query
+      select j.id, j.queue, q.name, j.status, j.attempts, j.priority, j.run_at, j.created_at,
+             j.finished_at, j.pending_dependencies, j.last_status_code, left(j.last_error, 300)
+        from unnest(_states) s(state)
+        cross join lateral (
+          select * from supaqueue.job x
+           where x.queue = _queue and x.status = s.state and (x.created_at, x.id) < (_c, _i)
+             and x.created_at >= _from
+             and (_needle is null or strpos(lower(coalesce(x.last_error, '')), _needle) > 0)
+           order by x.created_at desc, x.id desc
+           limit _n) j
+        join supaqueue.queue q on q.id = j.queue
+       order by j.created_at desc, j.id desc
+       limit _n;
+  end if;
+end
+$$;
+
+ALTER FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.pause_queue(_queue uuid) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _q supaqueue.queue;
+begin
+  update supaqueue.queue set operator_paused_at = coalesce(operator_paused_at, now())
+    where id = _queue returning * into _q;
+  if not found then
+    raise exception 'supaqueue.pause_queue: there is no queue with id %', _queue
+      using errcode = 'SQ002';
+  end if;
+  return jsonb_build_object('queue', _q.id, 'name', _q.name, 'paused_by_stack', _q.paused,
+                            'paused_by_operator_since', _q.operator_paused_at);
+end
+$$;
+
+ALTER FUNCTION supaqueue.pause_queue(_queue uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[] DEFAULT ARRAY['success'::supaqueue.job_status, 'failed'::supaqueue.job_status, 'cancelled'::supaqueue.job_status], _older_than timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _n bigint;
+begin
+  if not exists (select 1 from supaqueue.queue where id = _queue) then
+    raise exception 'supaqueue.purge_jobs: there is no queue with id %', _queue
+      using errcode = 'SQ002';
+  end if;
+  if _statuses is null or cardinality(_statuses) = 0
+     or _statuses && array['pending', 'in_progress']::supaqueue.job_status[] then
+    raise exception 'supaqueue.purge_jobs: only finished jobs (success, failed, cancelled) can be purged, got %',
+      coalesce(_statuses::text, 'null') using errcode = '22023';
+  end if;
+  -- The conditions sit on the deleted row itself, so a job retried meanwhile is re-checked and kept.
+  delete from supaqueue.job j
+    where j.queue = _queue and j.status = any (_statuses) and j.finished_at is not null
+      and j.finished_at < coalesce(_older_than, 'infinity')
+      and not exists (
+        select 1 from supaqueue.job_dependency d
+          join supaqueue.job dj on dj.id = d.job
+         where d.depends_on = j.id and dj.status in ('pending', 'in_progress'));
+  get diagnostics _n = row_count;
+  return _n;
+end
+$$;
+
+ALTER FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.queue_figures(_window interval DEFAULT '01:00:00'::interval) RETURNS TABLE(queue uuid, name text, paused_by_stack boolean, paused_by_operator_since timestamp with time zone, workers integer, busy_workers integer, rate_limit_per_second double precision, pending bigint, ready bigint, in_progress bigint, oldest_pending_age_seconds double precision, succeeded bigint, failed bigint, attempts bigint, failed_attempts bigint, succeeded_per_minute double precision, failed_per_minute double precision, attempt_p50_ms double precision, attempt_p95_ms double precision)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select q.id, q.name, q.paused, q.operator_paused_at,
+         w.workers, w.busy, q.rate_limit_per_second,
+         u.pending, u.ready, u.in_progress,
+         extract(epoch from now() - u.oldest_pending)::double precision,
+         f.succeeded, f.failed, a.attempts, a.failures,
+         f.succeeded / greatest(extract(epoch from _window) / 60, 1e-9),
+         f.failed / greatest(extract(epoch from _window) / 60, 1e-9),
+         a.p50, a.p95
+    from supaqueue.queue q
+    cross join lateral (
+      select count(*) filter (where not wk.retiring)::integer as workers,
+             count(*) filter (where wk.locked)::integer as busy
+        from supaqueue.worker wk where wk.queue = q.id) w
+    cross join lateral (
+      select count(*) filter (where j.status = 'pending') as pending,
+             count(*) filter (where j.status = 'pending' and j.pending_dependencies = 0
+                                and j.run_at <= now()) as ready,
+             count(*) filter (where j.status = 'in_progress') as in_progress,
+             min(j.created_at) filter (where j.status = 'pending') as oldest_pending
+        from supaqueue.job j
+       where j.queue = q.id and j.status in ('pending', 'in_progress')) u
+    cross join lateral (
+      select count(*) filter (where j.status = 'success') as succeeded,
+             count(*) filter (where j.status = 'failed') as failed
+        from supaqueue.job j
+       where j.queue = q.id and j.finished_at is not null and j.finished_at > now() - _window) f
+    cross join lateral (
+      select count(*) as attempts,
+             count(*) filter (where h.outcome <> 'success') as failures,
+             percentile_cont(0.5) within group (order by h.duration_ms) as p50,
+             percentile_cont(0.95) within group (order by h.duration_ms) as p95
+        from supaqueue.job_attempt h
+       where h.queue = q.id and h.ended_at > now() - _window) a
+   order by q.name
+$$;
+
+ALTER FUNCTION supaqueue.queue_figures(_window interval) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.queue_series(_window interval DEFAULT '01:00:00'::interval, _bucket_seconds integer DEFAULT 60) RETURNS TABLE(queue uuid, bucket timestamp with time zone, succeeded bigint, failed bigint, cancelled bigint, failed_attempts bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  with jobs as (
+    select j.queue, pg_catalog.date_bin(make_interval(secs => _bucket_seconds), j.finished_at,
+                                        'epoch'::timestamptz) as bucket,
+           count(*) filter (where j.status = 'success') as succeeded,
+           count(*) filter (where j.status = 'failed') as failed,
+           count(*) filter (where j.status = 'cancelled') as cancelled
+      from supaqueue.queue q
+      join supaqueue.job j on j.queue = q.id
+     where j.finished_at is not null and j.finished_at > now() - _window
+     group by 1, 2
+  ), tries as (
+    select h.queue, pg_catalog.date_bin(make_interval(secs => _bucket_seconds), h.ended_at,
+                                        'epoch'::timestamptz) as bucket,
+           count(*) as failed_attempts
+      from supaqueue.queue q
+      join supaqueue.job_attempt h on h.queue = q.id
+     where h.ended_at > now() - _window and h.outcome <> 'success'
+     group by 1, 2
+  )
+  select coalesce(jobs.queue, tries.queue), coalesce(jobs.bucket, tries.bucket),
+         coalesce(jobs.succeeded, 0), coalesce(jobs.failed, 0), coalesce(jobs.cancelled, 0),
+         coalesce(tries.failed_attempts, 0)
+    from jobs full join tries on tries.queue = jobs.queue and tries.bucket = jobs.bucket
+   order by 1, 2
+$$;
+
+ALTER FUNCTION supaqueue.queue_series(_window interval, _bucket_seconds integer) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.resume_queue(_queue uuid) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _q supaqueue.queue;
+begin
+  update supaqueue.queue set operator_paused_at = null where id = _queue returning * into _q;
+  if not found then
+    raise exception 'supaqueue.resume_queue: there is no queue with id %', _queue
+      using errcode = 'SQ002';
+  end if;
+  -- the queue's update trigger has dispatched it already, unless the stack declares it paused
+  return jsonb_build_object('queue', _q.id, 'name', _q.name, 'paused_by_stack', _q.paused,
+                            'paused_by_operator_since', null);
+end
+$$;
+
+ALTER FUNCTION supaqueue.resume_queue(_queue uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone DEFAULT NULL::timestamp with time zone, _error_contains text DEFAULT NULL::text) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _id uuid;
+  _n integer := 0;
+begin
+  if not exists (select 1 from supaqueue.queue where id = _queue) then
+    raise exception 'supaqueue.retry_failed_jobs: there is no queue with id %', _queue
+      using errcode = 'SQ002';
+  end if;
+  for _id in
+    select j.id from supaqueue.job j
+     where j.queue = _queue and j.status = 'failed'
+       and j.finished_at >= coalesce(_since, '-infinity')
+       and (_error_contains is null
+            or strpos(lower(coalesce(j.last_error, '')), lower(_error_contains)) > 0)
+     order by j.finished_at
+  loop
+    begin
+      if supaqueue.retry_job(_id) then
+        _n := _n + 1;
+      end if;
+    exception when sqlstate 'SQ004' then
+      null;  -- its dedup key is taken (by a job retried just before, say): it stays failed
+    end;
+  end loop;
+  return _n;
+end
+$$;
+
+ALTER FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.retry_job(_job uuid) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _j supaqueue.job;
+  _blocker uuid;
+  _holder uuid;
+begin
+  select * into _j from supaqueue.job where id = _job for update;
+  if not found then
+    raise exception 'supaqueue.retry_job: there is no job with id %', _job using errcode = 'SQ002';
+  end if;
+  if _j.status not in ('failed', 'cancelled') then
+    return false;
+  end if;
+  select d.depends_on into _blocker from supaqueue.job_dependency d
+    join supaqueue.job dj on dj.id = d.depends_on
+   where d.job = _job and dj.status in ('failed', 'cancelled') limit 1;
+  if found then
+    raise exception 'supaqueue.retry_job: job % depends on job %, which did not succeed', _job,
+      _blocker using errcode = 'SQ003',
+      hint = format('Retry job %s instead: its cancelled dependents come back with it.', _blocker);
+  end if;
+  if _j.dedup_key is not null then
+    select id into _holder from supaqueue.job
+     where queue = _j.queue and dedup_key = _j.dedup_key and status in ('pending', 'in_progress');
+    if found then
+      raise exception 'supaqueue.retry_job: job %''s dedup key is held by unfinished job %',
+        _job, _holder using errcode = 'SQ004';
+    end if;
+  end if;
+  update supaqueue.job
+    set status = 'pending', finished_at = null, updated_at = now(), run_at = now(), attempts = 0,
+        result = null, cancelled_by_operator = false,
+        pending_dependencies = (
+          select count(*) from supaqueue.job_dependency d
+            join supaqueue.job dj on dj.id = d.depends_on
+           where d.job = _job and dj.status <> 'success')
+    where id = _job;
+  perform supaqueue._revive_dependents(_job);
+  perform supaqueue.dispatch(_j.queue);
+  return true;
+end
+$$;
+
+ALTER FUNCTION supaqueue.retry_job(_job uuid) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -647,7 +1091,7 @@ begin
 
   for _queue in
     select q.id from supaqueue.queue q
-      where not q.paused
+      where not q.paused and q.operator_paused_at is null
         and exists (select 1 from supaqueue.worker w
                      where w.queue = q.id and not w.locked and not w.retiring)
   loop
@@ -662,8 +1106,9 @@ begin
   for _q in select id, retention_seconds from supaqueue.queue where retention_seconds is not null
   loop
     -- A finished job is kept while a dependent still waits: its result goes into that dispatch.
-    delete from supaqueue.job
-      where id in (
+    delete from supaqueue.job dead
+      where dead.finished_at is not null
+        and dead.id in (
         select j.id from supaqueue.job j
           where j.queue = _q.id and j.finished_at is not null
             and j.finished_at < now() - make_interval(secs => _q.retention_seconds)
@@ -751,6 +1196,7 @@ CREATE TABLE supaqueue.job (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     finished_at timestamp with time zone,
+    cancelled_by_operator boolean DEFAULT false NOT NULL,
     CONSTRAINT job_finished_at_iff_final CHECK (((status = ANY (ARRAY['success'::supaqueue.job_status, 'failed'::supaqueue.job_status, 'cancelled'::supaqueue.job_status])) = (finished_at IS NOT NULL))),
     CONSTRAINT job_pending_dependencies_non_negative CHECK ((pending_dependencies >= 0))
 );
@@ -770,7 +1216,7 @@ CREATE TABLE supaqueue.job_attempt (
     error text,
     duration_ms integer,
     response_excerpt text,
-    CONSTRAINT job_attempt_outcome_known CHECK ((outcome = ANY (ARRAY['success'::text, 'failure'::text, 'lease_expired'::text])))
+    CONSTRAINT job_attempt_outcome_known CHECK ((outcome = ANY (ARRAY['success'::text, 'failure'::text, 'lease_expired'::text, 'cancelled'::text])))
 );
 
 ALTER TABLE supaqueue.job_attempt OWNER TO postgres;
@@ -909,7 +1355,11 @@ CREATE INDEX job_dependency_depends_on_idx ON supaqueue.job_dependency USING btr
 
 CREATE INDEX job_finished_idx ON supaqueue.job USING btree (queue, finished_at) WHERE (finished_at IS NOT NULL);
 
+CREATE INDEX job_queue_status_created_idx ON supaqueue.job USING btree (queue, status, created_at DESC, id DESC);
+
 CREATE INDEX job_ready_idx ON supaqueue.job USING btree (queue, priority DESC, run_at, id) WHERE ((status = 'pending'::supaqueue.job_status) AND (pending_dependencies = 0));
+
+CREATE INDEX job_status_created_idx ON supaqueue.job USING btree (status, created_at DESC, id DESC);
 
 CREATE INDEX job_unfinished_idx ON supaqueue.job USING btree (queue, created_at) WHERE (status = ANY (ARRAY['pending'::supaqueue.job_status, 'in_progress'::supaqueue.job_status]));
 
@@ -947,13 +1397,19 @@ ALTER TABLE ONLY supaqueue.worker
 
 GRANT USAGE ON SCHEMA supaqueue TO service_role;
 
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.current_job TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._cancel_attempt(_cj supaqueue.current_job) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._cancel_attempt(_cj supaqueue.current_job) TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.current_job TO service_role;
-
 REVOKE ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._revive_dependents(_job uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._revive_dependents(_job uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.apply_privileges() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.apply_privileges() TO service_role;
@@ -966,6 +1422,9 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.queue TO service_role;
 REVOKE ALL ON FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.cancel_job(_job uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.cancel_job(_job uuid) TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.dispatch(_queue uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.dispatch(_queue uuid) TO service_role;
 
@@ -977,6 +1436,33 @@ GRANT ALL ON FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete bo
 
 REVOKE ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.job_detail(_job uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.job_detail(_job uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.pause_queue(_queue uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.pause_queue(_queue uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.queue_figures(_window interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.queue_figures(_window interval) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.queue_series(_window interval, _bucket_seconds integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.queue_series(_window interval, _bucket_seconds integer) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.resume_queue(_queue uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.resume_queue(_queue uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.retry_job(_job uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.retry_job(_job uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) TO service_role;
