@@ -20,6 +20,12 @@ alter table supaqueue.job_attempt add constraint job_attempt_outcome_known
 create index job_status_created_idx on supaqueue.job (status, created_at desc, id desc);
 create index job_queue_status_created_idx
   on supaqueue.job (queue, status, created_at desc, id desc);
+-- Unfinished jobs by queue and state, covering what queue_figures counts (an index-only scan
+-- however large the backlog). Replaces job_unfinished_idx (queue, created_at), which it serves.
+create index job_unfinished_state_idx
+  on supaqueue.job (queue, status, created_at) include (pending_dependencies, run_at)
+  where status in ('pending', 'in_progress');
+drop index supaqueue.job_unfinished_idx;
 
 -- 0002's dispatch, changed in one place: a queue paused by the operator does not dispatch.
 create or replace function supaqueue.dispatch(_queue uuid) returns integer
@@ -328,13 +334,30 @@ begin
 end
 $$;
 
+-- The failed jobs of a queue that retry_failed_jobs retries (one authority for its dry run too).
+create function supaqueue._failed_jobs(
+  _queue uuid, _since timestamptz, _error_contains text
+) returns setof uuid
+language sql stable security definer
+set search_path = ''
+as $$
+  select j.id from supaqueue.job j
+   where j.queue = _queue and j.status = 'failed'
+     and j.finished_at >= coalesce(_since, '-infinity')
+     and (_error_contains is null
+          or strpos(lower(coalesce(j.last_error, '')), lower(_error_contains)) > 0)
+   order by j.finished_at
+$$;
+
 -- Retries every failed job of a queue (optionally only those that failed since _since, or whose
 -- last error contains _error_contains, case-insensitively). Jobs whose dedup key is held by an
--- unfinished job are left failed. Returns how many were retried.
+-- unfinished job are left failed. Returns how many were retried; with _dry_run, how many
+-- failed jobs match, changing nothing.
 create function supaqueue.retry_failed_jobs(
   _queue uuid,
   _since timestamptz default null,
-  _error_contains text default null
+  _error_contains text default null,
+  _dry_run boolean default false
 ) returns integer
 language plpgsql security definer
 set search_path = ''
@@ -347,14 +370,11 @@ begin
     raise exception 'supaqueue.retry_failed_jobs: there is no queue with id %', _queue
       using errcode = 'SQ002';
   end if;
-  for _id in
-    select j.id from supaqueue.job j
-     where j.queue = _queue and j.status = 'failed'
-       and j.finished_at >= coalesce(_since, '-infinity')
-       and (_error_contains is null
-            or strpos(lower(coalesce(j.last_error, '')), lower(_error_contains)) > 0)
-     order by j.finished_at
-  loop
+  if _dry_run then
+    select count(*) into _n from supaqueue._failed_jobs(_queue, _since, _error_contains);
+    return _n;
+  end if;
+  for _id in select f from supaqueue._failed_jobs(_queue, _since, _error_contains) f loop
     begin
       if supaqueue.retry_job(_id) then
         _n := _n + 1;
@@ -456,13 +476,31 @@ begin
 end
 $$;
 
+-- The jobs purge_jobs deletes: finished, in one of _statuses, finished before _older_than, and
+-- not waited for by an unfinished dependent (its result goes into that dispatch).
+create function supaqueue._purgeable_jobs(
+  _queue uuid, _statuses supaqueue.job_status[], _older_than timestamptz
+) returns setof uuid
+language sql stable security definer
+set search_path = ''
+as $$
+  select j.id from supaqueue.job j
+   where j.queue = _queue and j.status = any (_statuses) and j.finished_at is not null
+     and j.finished_at < coalesce(_older_than, 'infinity')
+     and not exists (
+       select 1 from supaqueue.job_dependency d
+         join supaqueue.job dj on dj.id = d.job
+        where d.depends_on = j.id and dj.status in ('pending', 'in_progress'))
+$$;
+
 -- Deletes finished jobs of a queue (with their attempt history) in the given states that
--- finished before _older_than. A job another job still waits for is kept (its result goes into
--- that dispatch). Returns how many were deleted.
+-- finished before _older_than, except those another job still waits for. Returns how many were
+-- deleted; with _dry_run, how many would be, changing nothing.
 create function supaqueue.purge_jobs(
   _queue uuid,
   _statuses supaqueue.job_status[] default array['success', 'failed', 'cancelled']::supaqueue.job_status[],
-  _older_than timestamptz default null
+  _older_than timestamptz default null,
+  _dry_run boolean default false
 ) returns bigint
 language plpgsql security definer
 set search_path = ''
@@ -479,14 +517,15 @@ begin
     raise exception 'supaqueue.purge_jobs: only finished jobs (success, failed, cancelled) can be purged, got %',
       coalesce(_statuses::text, 'null') using errcode = '22023';
   end if;
-  -- The conditions sit on the deleted row itself, so a job retried meanwhile is re-checked and kept.
+  if _dry_run then
+    select count(*) into _n from supaqueue._purgeable_jobs(_queue, _statuses, _older_than);
+    return _n;
+  end if;
+  -- finished_at and status are checked again on the deleted row itself: a job retried while
+  -- this waited for its lock is pending again and is kept
   delete from supaqueue.job j
-    where j.queue = _queue and j.status = any (_statuses) and j.finished_at is not null
-      and j.finished_at < coalesce(_older_than, 'infinity')
-      and not exists (
-        select 1 from supaqueue.job_dependency d
-          join supaqueue.job dj on dj.id = d.job
-         where d.depends_on = j.id and dj.status in ('pending', 'in_progress'));
+    using supaqueue._purgeable_jobs(_queue, _statuses, _older_than) p (id)
+    where j.id = p.id and j.finished_at is not null and j.status = any (_statuses);
   get diagnostics _n = row_count;
   return _n;
 end
@@ -532,6 +571,9 @@ begin
 end
 $$;
 
+-- The read functions below set jit = off: their cost estimates (small tables, unknown windows)
+-- pass the JIT threshold, and compiling would take ~100x longer than running them.
+
 -- Per-queue figures over the last _window: jobs that succeeded / failed (finally) and attempts,
 -- per minute and in total, attempt duration p50/p95, depth, oldest pending age, busy and total
 -- workers, rate limit and pause state. Reads only index ranges bounded by the window or by
@@ -560,6 +602,7 @@ returns table (
 )
 language sql stable security definer
 set search_path = ''
+set jit = off
 as $$
   select q.id, q.name, q.paused, q.operator_paused_at,
          w.workers, w.busy, q.rate_limit_per_second,
@@ -612,31 +655,33 @@ create function supaqueue.queue_series(
 )
 language sql stable security definer
 set search_path = ''
+set jit = off
 as $$
-  with jobs as (
-    select j.queue, pg_catalog.date_bin(make_interval(secs => _bucket_seconds), j.finished_at,
-                                        'epoch'::timestamptz) as bucket,
-           count(*) filter (where j.status = 'success') as succeeded,
-           count(*) filter (where j.status = 'failed') as failed,
-           count(*) filter (where j.status = 'cancelled') as cancelled
-      from supaqueue.queue q
-      join supaqueue.job j on j.queue = q.id
-     where j.finished_at is not null and j.finished_at > now() - _window
-     group by 1, 2
-  ), tries as (
-    select h.queue, pg_catalog.date_bin(make_interval(secs => _bucket_seconds), h.ended_at,
-                                        'epoch'::timestamptz) as bucket,
-           count(*) as failed_attempts
-      from supaqueue.queue q
-      join supaqueue.job_attempt h on h.queue = q.id
-     where h.ended_at > now() - _window and h.outcome <> 'success'
-     group by 1, 2
-  )
-  select coalesce(jobs.queue, tries.queue), coalesce(jobs.bucket, tries.bucket),
-         coalesce(jobs.succeeded, 0), coalesce(jobs.failed, 0), coalesce(jobs.cancelled, 0),
-         coalesce(tries.failed_attempts, 0)
-    from jobs full join tries on tries.queue = jobs.queue and tries.bucket = jobs.bucket
-   order by 1, 2
+  -- per queue, so that each part is one range of job_finished_idx / job_attempt_queue_ended_idx
+  select q.id, s.bucket, coalesce(s.succeeded, 0), coalesce(s.failed, 0),
+         coalesce(s.cancelled, 0), coalesce(s.failed_attempts, 0)
+    from supaqueue.queue q
+    cross join lateral (
+      select coalesce(jb.bucket, tb.bucket) as bucket, jb.succeeded, jb.failed, jb.cancelled,
+             tb.failed_attempts
+        from (
+          select pg_catalog.date_bin(make_interval(secs => _bucket_seconds), j.finished_at,
+                                     'epoch'::timestamptz) as bucket,
+                 count(*) filter (where j.status = 'success') as succeeded,
+                 count(*) filter (where j.status = 'failed') as failed,
+                 count(*) filter (where j.status = 'cancelled') as cancelled
+            from supaqueue.job j
+           where j.queue = q.id and j.finished_at is not null
+             and j.finished_at > now() - _window
+           group by 1) jb
+        full join (
+          select pg_catalog.date_bin(make_interval(secs => _bucket_seconds), h.ended_at,
+                                     'epoch'::timestamptz) as bucket,
+                 count(*) as failed_attempts
+            from supaqueue.job_attempt h
+           where h.queue = q.id and h.ended_at > now() - _window and h.outcome <> 'success'
+           group by 1) tb on tb.bucket = jb.bucket) s
+   order by q.id, s.bucket
 $$;
 
 -- One page of the job list, newest first (created_at, then id), with optional filters. Keyset
@@ -669,6 +714,7 @@ create function supaqueue.list_jobs(
 )
 language plpgsql stable security definer
 set search_path = ''
+set jit = off
 as $$
 declare
   _states supaqueue.job_status[] := coalesce(
@@ -723,6 +769,7 @@ $$;
 create function supaqueue.job_detail(_job uuid) returns jsonb
 language sql stable security definer
 set search_path = ''
+set jit = off
 as $$
   select jsonb_build_object(
     'id', j.id, 'queue', j.queue, 'queue_name', q.name, 'status', j.status,

@@ -84,6 +84,20 @@ $$;
 
 ALTER FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) RETURNS SETOF uuid
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select j.id from supaqueue.job j
+   where j.queue = _queue and j.status = 'failed'
+     and j.finished_at >= coalesce(_since, '-infinity')
+     and (_error_contains is null
+          or strpos(lower(coalesce(j.last_error, '')), lower(_error_contains)) > 0)
+   order by j.finished_at
+$$;
+
+ALTER FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) RETURNS uuid[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -158,6 +172,21 @@ end
 $$;
 
 ALTER FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) RETURNS SETOF uuid
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select j.id from supaqueue.job j
+   where j.queue = _queue and j.status = any (_statuses) and j.finished_at is not null
+     and j.finished_at < coalesce(_older_than, 'infinity')
+     and not exists (
+       select 1 from supaqueue.job_dependency d
+         join supaqueue.job dj on dj.id = d.job
+        where d.depends_on = j.id and dj.status in ('pending', 'in_progress'))
+$$;
+
+ALTER FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._revive_dependents(_job uuid) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
@@ -645,6 +674,7 @@ ALTER FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp 
 CREATE FUNCTION supaqueue.job_detail(_job uuid) RETURNS jsonb
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
+    SET jit TO 'off'
     AS $$
   select jsonb_build_object(
     'id', j.id, 'queue', j.queue, 'queue_name', q.name, 'status', j.status,
@@ -686,6 +716,7 @@ ALTER FUNCTION supaqueue.job_detail(_job uuid) OWNER TO postgres;
 CREATE FUNCTION supaqueue.list_jobs(_queue uuid DEFAULT NULL::uuid, _statuses supaqueue.job_status[] DEFAULT NULL::supaqueue.job_status[], _created_after timestamp with time zone DEFAULT NULL::timestamp with time zone, _created_before timestamp with time zone DEFAULT NULL::timestamp with time zone, _error_contains text DEFAULT NULL::text, _before_created timestamp with time zone DEFAULT NULL::timestamp with time zone, _before_id uuid DEFAULT NULL::uuid, _limit integer DEFAULT 50) RETURNS TABLE(id uuid, queue uuid, queue_name text, status supaqueue.job_status, attempts integer, priority integer, run_at timestamp with time zone, created_at timestamp with time zone, finished_at timestamp with time zone, pending_dependencies integer, last_status_code integer, last_error text)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
+    SET jit TO 'off'
     AS $$
 declare
   _states supaqueue.job_status[] := coalesce(
@@ -756,7 +787,7 @@ $$;
 
 ALTER FUNCTION supaqueue.pause_queue(_queue uuid) OWNER TO postgres;
 
-CREATE FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[] DEFAULT ARRAY['success'::supaqueue.job_status, 'failed'::supaqueue.job_status, 'cancelled'::supaqueue.job_status], _older_than timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS bigint
+CREATE FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[] DEFAULT ARRAY['success'::supaqueue.job_status, 'failed'::supaqueue.job_status, 'cancelled'::supaqueue.job_status], _older_than timestamp with time zone DEFAULT NULL::timestamp with time zone, _dry_run boolean DEFAULT false) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -772,24 +803,26 @@ begin
     raise exception 'supaqueue.purge_jobs: only finished jobs (success, failed, cancelled) can be purged, got %',
       coalesce(_statuses::text, 'null') using errcode = '22023';
   end if;
-  -- The conditions sit on the deleted row itself, so a job retried meanwhile is re-checked and kept.
+  if _dry_run then
+    select count(*) into _n from supaqueue._purgeable_jobs(_queue, _statuses, _older_than);
+    return _n;
+  end if;
+  -- finished_at and status are checked again on the deleted row itself: a job retried while
+  -- this waited for its lock is pending again and is kept
   delete from supaqueue.job j
-    where j.queue = _queue and j.status = any (_statuses) and j.finished_at is not null
-      and j.finished_at < coalesce(_older_than, 'infinity')
-      and not exists (
-        select 1 from supaqueue.job_dependency d
-          join supaqueue.job dj on dj.id = d.job
-         where d.depends_on = j.id and dj.status in ('pending', 'in_progress'));
+    using supaqueue._purgeable_jobs(_queue, _statuses, _older_than) p (id)
+    where j.id = p.id and j.finished_at is not null and j.status = any (_statuses);
   get diagnostics _n = row_count;
   return _n;
 end
 $$;
 
-ALTER FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) OWNER TO postgres;
+ALTER FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone, _dry_run boolean) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.queue_figures(_window interval DEFAULT '01:00:00'::interval) RETURNS TABLE(queue uuid, name text, paused_by_stack boolean, paused_by_operator_since timestamp with time zone, workers integer, busy_workers integer, rate_limit_per_second double precision, pending bigint, ready bigint, in_progress bigint, oldest_pending_age_seconds double precision, succeeded bigint, failed bigint, attempts bigint, failed_attempts bigint, succeeded_per_minute double precision, failed_per_minute double precision, attempt_p50_ms double precision, attempt_p95_ms double precision)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
+    SET jit TO 'off'
     AS $$
   select q.id, q.name, q.paused, q.operator_paused_at,
          w.workers, w.busy, q.rate_limit_per_second,
@@ -832,31 +865,33 @@ ALTER FUNCTION supaqueue.queue_figures(_window interval) OWNER TO postgres;
 CREATE FUNCTION supaqueue.queue_series(_window interval DEFAULT '01:00:00'::interval, _bucket_seconds integer DEFAULT 60) RETURNS TABLE(queue uuid, bucket timestamp with time zone, succeeded bigint, failed bigint, cancelled bigint, failed_attempts bigint)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
+    SET jit TO 'off'
     AS $$
-  with jobs as (
-    select j.queue, pg_catalog.date_bin(make_interval(secs => _bucket_seconds), j.finished_at,
-                                        'epoch'::timestamptz) as bucket,
-           count(*) filter (where j.status = 'success') as succeeded,
-           count(*) filter (where j.status = 'failed') as failed,
-           count(*) filter (where j.status = 'cancelled') as cancelled
-      from supaqueue.queue q
-      join supaqueue.job j on j.queue = q.id
-     where j.finished_at is not null and j.finished_at > now() - _window
-     group by 1, 2
-  ), tries as (
-    select h.queue, pg_catalog.date_bin(make_interval(secs => _bucket_seconds), h.ended_at,
-                                        'epoch'::timestamptz) as bucket,
-           count(*) as failed_attempts
-      from supaqueue.queue q
-      join supaqueue.job_attempt h on h.queue = q.id
-     where h.ended_at > now() - _window and h.outcome <> 'success'
-     group by 1, 2
-  )
-  select coalesce(jobs.queue, tries.queue), coalesce(jobs.bucket, tries.bucket),
-         coalesce(jobs.succeeded, 0), coalesce(jobs.failed, 0), coalesce(jobs.cancelled, 0),
-         coalesce(tries.failed_attempts, 0)
-    from jobs full join tries on tries.queue = jobs.queue and tries.bucket = jobs.bucket
-   order by 1, 2
+  -- per queue, so that each part is one range of job_finished_idx / job_attempt_queue_ended_idx
+  select q.id, s.bucket, coalesce(s.succeeded, 0), coalesce(s.failed, 0),
+         coalesce(s.cancelled, 0), coalesce(s.failed_attempts, 0)
+    from supaqueue.queue q
+    cross join lateral (
+      select coalesce(jb.bucket, tb.bucket) as bucket, jb.succeeded, jb.failed, jb.cancelled,
+             tb.failed_attempts
+        from (
+          select pg_catalog.date_bin(make_interval(secs => _bucket_seconds), j.finished_at,
+                                     'epoch'::timestamptz) as bucket,
+                 count(*) filter (where j.status = 'success') as succeeded,
+                 count(*) filter (where j.status = 'failed') as failed,
+                 count(*) filter (where j.status = 'cancelled') as cancelled
+            from supaqueue.job j
+           where j.queue = q.id and j.finished_at is not null
+             and j.finished_at > now() - _window
+           group by 1) jb
+        full join (
+          select pg_catalog.date_bin(make_interval(secs => _bucket_seconds), h.ended_at,
+                                     'epoch'::timestamptz) as bucket,
+                 count(*) as failed_attempts
+            from supaqueue.job_attempt h
+           where h.queue = q.id and h.ended_at > now() - _window and h.outcome <> 'success'
+           group by 1) tb on tb.bucket = jb.bucket) s
+   order by q.id, s.bucket
 $$;
 
 ALTER FUNCTION supaqueue.queue_series(_window interval, _bucket_seconds integer) OWNER TO postgres;
@@ -881,7 +916,7 @@ $$;
 
 ALTER FUNCTION supaqueue.resume_queue(_queue uuid) OWNER TO postgres;
 
-CREATE FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone DEFAULT NULL::timestamp with time zone, _error_contains text DEFAULT NULL::text) RETURNS integer
+CREATE FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone DEFAULT NULL::timestamp with time zone, _error_contains text DEFAULT NULL::text, _dry_run boolean DEFAULT false) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -893,14 +928,11 @@ begin
     raise exception 'supaqueue.retry_failed_jobs: there is no queue with id %', _queue
       using errcode = 'SQ002';
   end if;
-  for _id in
-    select j.id from supaqueue.job j
-     where j.queue = _queue and j.status = 'failed'
-       and j.finished_at >= coalesce(_since, '-infinity')
-       and (_error_contains is null
-            or strpos(lower(coalesce(j.last_error, '')), lower(_error_contains)) > 0)
-     order by j.finished_at
-  loop
+  if _dry_run then
+    select count(*) into _n from supaqueue._failed_jobs(_queue, _since, _error_contains);
+    return _n;
+  end if;
+  for _id in select f from supaqueue._failed_jobs(_queue, _since, _error_contains) f loop
     begin
       if supaqueue.retry_job(_id) then
         _n := _n + 1;
@@ -913,7 +945,7 @@ begin
 end
 $$;
 
-ALTER FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) OWNER TO postgres;
+ALTER FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text, _dry_run boolean) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.retry_job(_job uuid) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1361,7 +1393,7 @@ CREATE INDEX job_ready_idx ON supaqueue.job USING btree (queue, priority DESC, r
 
 CREATE INDEX job_status_created_idx ON supaqueue.job USING btree (status, created_at DESC, id DESC);
 
-CREATE INDEX job_unfinished_idx ON supaqueue.job USING btree (queue, created_at) WHERE (status = ANY (ARRAY['pending'::supaqueue.job_status, 'in_progress'::supaqueue.job_status]));
+CREATE INDEX job_unfinished_state_idx ON supaqueue.job USING btree (queue, status, created_at) INCLUDE (pending_dependencies, run_at) WHERE (status = ANY (ARRAY['pending'::supaqueue.job_status, 'in_progress'::supaqueue.job_status]));
 
 CREATE INDEX worker_free_idx ON supaqueue.worker USING btree (queue) WHERE ((NOT locked) AND (NOT retiring));
 
@@ -1405,8 +1437,14 @@ GRANT ALL ON FUNCTION supaqueue._cancel_attempt(_cj supaqueue.current_job) TO se
 REVOKE ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._revive_dependents(_job uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._revive_dependents(_job uuid) TO service_role;
@@ -1446,8 +1484,8 @@ GRANT ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_s
 REVOKE ALL ON FUNCTION supaqueue.pause_queue(_queue uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.pause_queue(_queue uuid) TO service_role;
 
-REVOKE ALL ON FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) TO service_role;
+REVOKE ALL ON FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone, _dry_run boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone, _dry_run boolean) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.queue_figures(_window interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.queue_figures(_window interval) TO service_role;
@@ -1458,8 +1496,8 @@ GRANT ALL ON FUNCTION supaqueue.queue_series(_window interval, _bucket_seconds i
 REVOKE ALL ON FUNCTION supaqueue.resume_queue(_queue uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.resume_queue(_queue uuid) TO service_role;
 
-REVOKE ALL ON FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) TO service_role;
+REVOKE ALL ON FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text, _dry_run boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text, _dry_run boolean) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.retry_job(_job uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.retry_job(_job uuid) TO service_role;

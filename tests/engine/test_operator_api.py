@@ -67,9 +67,9 @@ def wait_until_blocked(engine: Engine, application_name: str) -> None:
     raise AssertionError(f"{application_name} never waited for a lock")
 
 
-def in_thread(dsn: str, name: str, fn: Callable[[psycopg.Connection], Any]) -> tuple[
-    threading.Thread, dict[str, Any]
-]:
+def in_thread(
+    dsn: str, name: str, fn: Callable[[psycopg.Connection], Any]
+) -> tuple[threading.Thread, dict[str, Any]]:
     """Run fn on its own autocommit connection (application_name = name) in a thread."""
     out: dict[str, Any] = {}
 
@@ -182,6 +182,8 @@ def test_retry_failed_jobs_of_a_queue_by_time_and_error(engine: Engine) -> None:
         "update supaqueue.job set status = 'failed', finished_at = now() where id = %s",
         (elsewhere,),
     )
+    dry = "select supaqueue.retry_failed_jobs(%s, _error_contains => 'TIMEOUT', _dry_run => true)"
+    assert call(engine, dry, (q,)) == 1 and engine.status(jobs[1]) == "failed"
     retried = call(
         engine,
         "select supaqueue.retry_failed_jobs(%s, _error_contains => 'TIMEOUT')",
@@ -374,13 +376,17 @@ def test_cancels_racing_reports_and_dispatches_keep_every_invariant(
     assert {r["s"] for r in statuses} <= {"success", "failed", "cancelled"}
     invariants(engine)
     # a cancelled job never also got a success recorded
-    assert engine.one(
-        "select count(*) from supaqueue.job j where j.status = 'cancelled' and exists"
-        " (select 1 from supaqueue.job_attempt a where a.job = j.id and a.outcome = 'success')"
-    ) == 0
-    assert engine.one(
-        "select count(*) from supaqueue.worker where queue = %s and not locked", (q,)
-    ) == 4
+    assert (
+        engine.one(
+            "select count(*) from supaqueue.job j where j.status = 'cancelled' and exists"
+            " (select 1 from supaqueue.job_attempt a where a.job = j.id and a.outcome = 'success')"
+        )
+        == 0
+    )
+    assert (
+        engine.one("select count(*) from supaqueue.worker where queue = %s and not locked", (q,))
+        == 4
+    )
 
 
 # --- purge --------------------------------------------------------------------------------
@@ -412,11 +418,24 @@ def test_purge_deletes_finished_jobs_by_state_and_age_and_keeps_what_others_wait
     )
     dependent = engine.enqueue(engine.queue(workers=0, paused=True), _depends_on=[needed])
     day_ago = "now() - interval '1 day'"
-    assert call(
-        engine,
-        f"select supaqueue.purge_jobs(%s, array['success']::supaqueue.job_status[], {day_ago})",
-        (q,),
-    ) == 1
+    assert (
+        call(
+            engine,
+            f"select supaqueue.purge_jobs(%s, array['success']::supaqueue.job_status[], {day_ago},"
+            " _dry_run => true)",
+            (q,),
+        )
+        == 1
+    )
+    assert engine.status(old_ok) == "success"
+    assert (
+        call(
+            engine,
+            f"select supaqueue.purge_jobs(%s, array['success']::supaqueue.job_status[], {day_ago})",
+            (q,),
+        )
+        == 1
+    )
     gone = engine.one(
         "select array_agg(id::text) from supaqueue.job where id = any(%s::uuid[])",
         ([old_ok, new_ok, old_failed, pending, needed, dependent],),
