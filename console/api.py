@@ -29,6 +29,12 @@ class ConsoleError(Exception):
     exit_code = 1
 
 
+class BadInputError(ConsoleError):
+    """An argument is malformed (named in the message). Exit code 2, as click's usage errors."""
+
+    exit_code = 2
+
+
 class NotFoundError(ConsoleError):
     """No such job or queue. Exit code 3."""
 
@@ -62,7 +68,7 @@ def parse_uuid(value: str, what: str = "job id") -> str:
     try:
         return str(uuid.UUID(value.strip()))
     except (ValueError, AttributeError):
-        raise ConsoleError(f"{what} {value!r} is not a UUID") from None
+        raise BadInputError(f"{what} {value!r} is not a UUID") from None
 
 
 @dataclass
@@ -122,7 +128,7 @@ class Operator:
         """One page, newest first; `after_job` is the last job of the previous page."""
         for state in states or []:
             if state not in STATES:
-                raise ConsoleError(f"state {state!r} is not one of {', '.join(STATES)}")
+                raise BadInputError(f"state {state!r} is not one of {', '.join(STATES)}")
         before_created = None
         if after_job:
             after_job = parse_uuid(after_job, "--after job id")
@@ -161,10 +167,15 @@ class Operator:
         error: str | None = None,
         dry_run: bool = False,
     ) -> int:
-        return int(self._value(
-            "retry_failed_jobs", queue=self.queue_id(queue), since=since, error=error or None,
-            dry_run=dry_run,
-        ))  # fmt: skip
+        return int(
+            self._value(
+                "retry_failed_jobs",
+                queue=self.queue_id(queue),
+                since=since,
+                error=error or None,
+                dry_run=dry_run,
+            )
+        )
 
     def cancel(self, job_id: str) -> bool:
         """True when cancelled; False when the job had already finished."""
@@ -179,13 +190,18 @@ class Operator:
     ) -> int:
         for state in states:
             if state not in FINISHED_STATES:
-                raise ConsoleError(
+                raise BadInputError(
                     f"state {state!r} cannot be purged: only {', '.join(FINISHED_STATES)}"
                 )
-        return int(self._value(
-            "purge_jobs", queue=self.queue_id(queue), statuses=states, older_than=older_than,
-            dry_run=dry_run,
-        ))  # fmt: skip
+        return int(
+            self._value(
+                "purge_jobs",
+                queue=self.queue_id(queue),
+                statuses=states,
+                older_than=older_than,
+                dry_run=dry_run,
+            )
+        )
 
     def pause(self, queue: str) -> dict[str, Any]:
         return dict(self._value("pause_queue", queue=self.queue_id(queue)))

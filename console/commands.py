@@ -23,7 +23,7 @@ from rich.live import Live
 from console import render
 from console.api import FINISHED_STATES, STATES, ConsoleError, Operator, connect
 from console.target import resolve_db_url
-from console.timeparse import TimeParam, WindowParam
+from console.timeparse import TimeParam, WindowParam, interval
 
 EXIT_NOTHING_TO_DO = 4
 EXIT_NOT_CONFIRMED = 5
@@ -158,12 +158,11 @@ def status(
     times: int | None,
 ) -> None:
     """Every queue: state, workers busy/total, rate limit, depth, throughput, attempt times."""
-    label = click.get_current_context().params.get("window")
     with operator(db_url, stack) as op:
 
         def draw() -> Any:
-            rows = op.figures(window)
-            return render.to_json(rows) if as_json else render.status_table(rows, str(label))
+            rows = op.figures(interval(window))
+            return render.to_json(rows) if as_json else render.status_table(rows, window)
 
         repeat(watch, times, draw, as_json)
 

@@ -184,4 +184,8 @@ def job_view(job: dict[str, Any]) -> Group:
 
 
 def console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    # Piped into a file or another program: wide enough that no column is cut short.
+    out = Console(highlight=False, soft_wrap=False)
+    if not out.is_terminal:
+        out = Console(highlight=False, soft_wrap=False, width=200)
+    return out

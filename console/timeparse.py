@@ -37,8 +37,15 @@ class TimeParam(click.ParamType):
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def interval(window: str) -> str:
+    """`1h` as a Postgres interval text."""
+    age = parse_age(window)
+    assert age is not None
+    return f"{age.total_seconds()} seconds"
+
+
 class WindowParam(click.ParamType):
-    """A window length (`15m`, `1h`, `1d`) as a Postgres interval text."""
+    """A window length (`15m`, `1h`, `1d`), checked and kept as written."""
 
     name = "WINDOW"
 
@@ -46,4 +53,4 @@ class WindowParam(click.ParamType):
         age = parse_age(str(value))
         if age is None or age.total_seconds() <= 0:
             self.fail(f"{value!r} is not a window like 15m, 1h or 1d", param, ctx)
-        return f"{age.total_seconds()} seconds"
+        return str(value).strip().lower()

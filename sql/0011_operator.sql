@@ -688,7 +688,7 @@ $$;
 -- paging: pass the last row's created_at and id as _before_created / _before_id for the next
 -- page. Each state is read as one bounded index range (job_status_created_idx or
 -- job_queue_status_created_idx), so a page costs about _limit rows per state, at any table size;
--- only _error_contains filters rows after reading them.
+-- only _error_contains filters rows after reading them (those of unsuccessful jobs only).
 create function supaqueue.list_jobs(
   _queue uuid default null,
   _statuses supaqueue.job_status[] default null,
@@ -729,6 +729,11 @@ declare
   _n integer := least(greatest(coalesce(_limit, 50), 1), 1000);
   _needle text := lower(_error_contains);
 begin
+  if _needle is not null then
+    -- a successful job has no last_error (its success clears it), so a search by error text
+    -- never reads the (usually largest) range of successful jobs
+    _states := array_remove(_states, 'success');
+  end if;
   if _queue is null then
     return query
       select j.id, j.queue, q.name, j.status, j.attempts, j.priority, j.run_at, j.created_at,

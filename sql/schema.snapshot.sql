@@ -731,6 +731,11 @@ declare
   _n integer := least(greatest(coalesce(_limit, 50), 1), 1000);
   _needle text := lower(_error_contains);
 begin
+  if _needle is not null then
+    -- a successful job has no last_error (its success clears it), so a search by error text
+    -- never reads the (usually largest) range of successful jobs
+    _states := array_remove(_states, 'success');
+  end if;
   if _queue is null then
     return query
       select j.id, j.queue, q.name, j.status, j.attempts, j.priority, j.run_at, j.created_at,

@@ -564,9 +564,14 @@ def test_list_jobs_pages_by_keyset_through_every_job_once(engine: Engine) -> Non
                 " _statuses => %(statuses)s::supaqueue.job_status[],"
                 " _error_contains => %(error)s, _before_created => %(c)s, _before_id => %(i)s,"
                 " _limit => 8)",
-                {"queue": filters.get("queue"), "statuses": filters.get("statuses"),
-                 "error": filters.get("error"), "c": cursor[0], "i": cursor[1]},
-            ).fetchall()  # fmt: skip
+                {
+                    "queue": filters.get("queue"),
+                    "statuses": filters.get("statuses"),
+                    "error": filters.get("error"),
+                    "c": cursor[0],
+                    "i": cursor[1],
+                },
+            ).fetchall()
             if not rows:
                 return seen
             seen += rows
@@ -587,8 +592,13 @@ def test_list_jobs_pages_by_keyset_through_every_job_once(engine: Engine) -> Non
 def test_job_detail_shows_attempts_and_pipeline(engine: Engine) -> None:
     q = engine.queue(workers=1, name="detail")
     a = engine.enqueue(q, {"step": 1})
-    engine.end(engine.current_job_of(a), success=False, _status_code=503, _error="HTTP 503 x",
-               _response_excerpt="busy")  # fmt: skip
+    engine.end(
+        engine.current_job_of(a),
+        success=False,
+        _status_code=503,
+        _error="HTTP 503 x",
+        _response_excerpt="busy",
+    )
     engine.make_due(a)
     engine.tick()
     engine.end(engine.current_job_of(a), _status_code=200, _result={"ok": 1})
@@ -609,8 +619,11 @@ def test_job_detail_shows_attempts_and_pipeline(engine: Engine) -> None:
 def test_operator_functions_are_denied_to_api_roles(engine: Engine, role: str) -> None:
     with psycopg.connect(engine.dsn, autocommit=True, row_factory=dict_row) as conn:
         conn.execute(f"set role {role}")
-        for fn in ("supaqueue.queue_figures()", "supaqueue.retry_job(gen_random_uuid())",
-                   "supaqueue.pause_queue(gen_random_uuid())"):  # fmt: skip
+        for fn in (
+            "supaqueue.queue_figures()",
+            "supaqueue.retry_job(gen_random_uuid())",
+            "supaqueue.pause_queue(gen_random_uuid())",
+        ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"select {fn}")
 

@@ -121,8 +121,9 @@ def test_security_definer_functions_pin_an_empty_search_path(engine: Engine) -> 
     assert len(definers) >= 10
     for r in definers:
         # jit=off is allowed besides: the operator's read functions (sql/0011) set it
-        assert r["config"][0] == 'search_path=""', r["signature"]
-        assert set(r["config"][1:]) <= {"jit=off"}, r["signature"]
+        config: list[str] = r["config"]  # type: ignore[assignment]
+        assert config[0] == 'search_path=""', r["signature"]
+        assert set(config[1:]) <= {"jit=off"}, r["signature"]
     # the only routine allowed to run without SECURITY DEFINER + search_path is the tick loop
     # (a procedure with either may not COMMIT); it qualifies every name it uses.
     invokers = {str(r["name"]) for r in routines if not r["definer"]}
