@@ -8,6 +8,7 @@ import pty
 import select
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -51,6 +52,24 @@ def test_help_lists_dev_and_operator_commands() -> None:
     assert dev.returncode == 0 and "{up,down,status,destroy}" in dev.stdout
     bad = supaqueue("dev", "nonsense")
     assert bad.returncode == 1 and "invalid choice" in bad.stderr
+
+
+def test_dev_through_the_root_is_the_local_stack_cli_unchanged(tmp_path: Path) -> None:
+    args = ["dev", "status", "--dir", str(tmp_path / "none"), "-o", "env"]
+    direct = subprocess.run(
+        [sys.executable, "-m", "local_stack.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    rooted = supaqueue(*args)
+    assert (rooted.returncode, rooted.stdout, rooted.stderr) == (
+        direct.returncode,
+        direct.stdout,
+        direct.stderr,
+    )
+    assert rooted.returncode == 1 and "no local stack" in rooted.stderr
 
 
 def test_status_table_json_and_watch(jobs: Jobs) -> None:

@@ -139,7 +139,7 @@ def screenshot(browser: WebDriver, tmp_path: Path, name: str) -> None:
     assert browser.save_screenshot(str(path))
     assert path.stat().st_size > 10_000
     target = os.environ.get("SUPAQUEUE_SCREENSHOT_DIR")
-    if target:
+    if target and name.startswith("dashboard-"):
         Path(target).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, Path(target) / path.name)
 
@@ -186,7 +186,7 @@ def test_pages_render_with_charts_and_live_updates(
         ),
     )
     assert browser.execute_script("return window.__noReload") is True
-    screenshot(browser, tmp_path, "dashboard-queues")
+    screenshot(browser, tmp_path, "check-queues")
 
     browser.get(f"{ui.origin}/jobs")
     wait_for("every job", lambda: len(rows(browser, "jobs")) == 9)
@@ -202,7 +202,7 @@ def test_pages_render_with_charts_and_live_updates(
     wait_for("the error filter", lambda: len(rows(browser, "jobs")) == 1)
     browser.get(f"{ui.origin}/jobs")
     wait_for("every job", lambda: len(rows(browser, "jobs")) == 9)
-    screenshot(browser, tmp_path, "dashboard-jobs")
+    screenshot(browser, tmp_path, "check-jobs")
 
     browser.get(f"{ui.origin}/jobs/{jobs.failed}")
     wait_for("the attempts", lambda: len(rows(browser, "attempts")) == 1)
@@ -211,17 +211,27 @@ def test_pages_render_with_charts_and_live_updates(
     assert jobs.cancelled in browser.find_element(By.ID, "dependents").text
     assert "bob@example.com" in browser.find_element(By.ID, "payload").text
     assert browser.find_element(By.ID, "retry").is_displayed()
-    screenshot(browser, tmp_path, "dashboard-job")
+    screenshot(browser, tmp_path, "check-job")
 
 
 def test_job_list_pages_by_keyset(browser: WebDriver, ui: Ui, jobs: Jobs) -> None:
     jobs.engine.conn.execute(
-        "insert into supaqueue.job (queue, payload) select %s, '{}' from generate_series(1, 60)",
+        # older than the other jobs: an unfiltered first page would show those first
+        "insert into supaqueue.job (queue, payload, created_at)"
+        " select %s, '{}', now() - interval '1 hour' from generate_series(1, 60)",
         (jobs.reports,),
     )
     login(browser, ui)
     browser.get(f"{ui.origin}/jobs?queue=reports")
-    wait_for("a full first page", lambda: len(rows(browser, "jobs")) == 50)
+    # the very first load already applies ?queue= (it once listed every queue until a refresh)
+    wait_for(
+        "the first load",
+        lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-loads") is not None,
+    )
+    assert len(rows(browser, "jobs")) == 50
+    assert {
+        r.find_element(By.CSS_SELECTOR, "td:nth-child(2)").text for r in rows(browser, "jobs")
+    } == {"reports"}
     first = {r.get_attribute("data-job") for r in rows(browser, "jobs")}
     browser.find_element(By.ID, "next").click()
     wait_for("the second page", lambda: len(rows(browser, "jobs")) == 13)
@@ -335,3 +345,72 @@ def test_refused_without_the_token_or_the_csrf_token(
     # nothing listens anywhere but 127.0.0.1
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.2", ui.port), timeout=5).close()
+
+
+HISTORY = """
+with finished as (
+  insert into supaqueue.job (queue, payload, status, attempts, created_at, finished_at,
+                            last_status_code, last_error, result)
+  select q.id, jsonb_build_object('n', g), s.status, 1, t.at - interval '2 seconds', t.at,
+         case when s.status = 'success' then 200 else 503 end,
+         case when s.status = 'failed' then 'HTTP 503 Service Unavailable' end,
+         case when s.status = 'success' then '{"ok": true}'::jsonb end
+    from supaqueue.queue q, generate_series(1, %(n)s) g,
+         lateral (select now() - (g * 3600.0 / %(n)s) * interval '1 second'
+                    + (hashtext(q.name) %% 7) * interval '1 second' as at) t,
+         lateral (select (case when (g + length(q.name)) %% 11 = 0 then 'failed'
+                               else 'success' end)::supaqueue.job_status as status) s
+   where q.name in ('emails', 'thumbnails')
+  returning id, queue, status, finished_at
+)
+insert into supaqueue.job_attempt (job, queue, attempt, started_at, ended_at, outcome,
+                                   status_code, error, duration_ms)
+select id, queue, 1, finished_at - interval '1 second', finished_at,
+       case when status = 'success' then 'success' else 'failure' end,
+       case when status = 'success' then 200 else 503 end,
+       case when status = 'failed' then 'HTTP 503 Service Unavailable' end,
+       80 + abs(hashtext(id::text)) %% 900
+  from finished
+"""
+
+
+def test_screenshots_with_an_hour_of_history(
+    browser: WebDriver, jobs: Jobs, tmp_path: Path
+) -> None:
+    """The README's screenshots: an hour of traffic on two queues, charts full of it."""
+    thumbnails = jobs.engine.queue(workers=3, name="thumbnails", timeout_ms=120000)
+    jobs.engine.conn.execute(HISTORY, {"n": 240})
+    for i in range(5):
+        jobs.engine.insert_job(thumbnails, {"image": i})
+    server = Ui(jobs.dsn)
+    try:
+        login(browser, server)
+        points = wait_for(
+            "an hour of points",
+            lambda: browser.execute_script(
+                "const c = window.sqCharts.thumbnails;"
+                "return c && c.throughput.data[1].filter((v) => v > 0).length;"
+            ),
+        )
+        assert points >= 50
+        wait_for(
+            "a few depth samples",
+            lambda: browser.execute_script(
+                "return window.sqCharts.thumbnails.depth.data[0].length >= 3"
+            ),
+        )
+        browser.set_window_size(1440, 1480)
+        screenshot(browser, tmp_path, "dashboard-queues")
+        browser.set_window_size(1440, 1000)
+        browser.get(f"{server.origin}/jobs?queue=emails")
+        wait_for("a full page", lambda: len(rows(browser, "jobs")) == 50)
+        queues = {
+            r.find_element(By.CSS_SELECTOR, "td:nth-child(2)").text for r in rows(browser, "jobs")
+        }
+        assert queues == {"emails"}  # the ?queue= filter holds from the first load
+        screenshot(browser, tmp_path, "dashboard-jobs")
+        browser.get(f"{server.origin}/jobs/{jobs.failed}")
+        wait_for("the attempts", lambda: len(rows(browser, "attempts")) == 1)
+        screenshot(browser, tmp_path, "dashboard-job")
+    finally:
+        server.stop()

@@ -8,6 +8,7 @@ const SERIES_EVERY_MS = 15000;
 const JOBS_EVERY_MS = 5000;
 const JOB_EVERY_MS = 3000;
 const DEPTH_SAMPLES = 200;
+const DEPTH_WINDOW_S = 600;
 window.sqCharts = {};  // queue name -> {throughput, depth}: read by the browser tests
 
 function el(tag, attrs = {}, ...children) {
@@ -183,15 +184,23 @@ function chartsOf(name) {
   const card = el("article", {class: "chart-card", "data-queue": name}, el("h3", {}, name));
   document.getElementById("charts").append(card);
   const width = Math.min(560, Math.max(320, card.clientWidth - 16));
+  // y from 0, at least to 1: an idle queue shows a flat line at the bottom, not a scale to 100
+  const fromZero = {y: {range: (u, min, max) => [0, Math.max(1, max)]}};
   const throughput = new uPlot({
-    title: "jobs per minute (last hour)", width, height: 180,
+    title: "jobs per minute (last hour)", width, height: 180, scales: fromZero,
     series: [{}, {label: "succeeded", stroke: "#2e9d5b", width: 2},
              {label: "failed", stroke: "#d64545", width: 2},
              {label: "failed attempts", stroke: "#e59a2f", dash: [4, 4]}],
     axes: [{}, {size: 40}],
   }, [[], [], [], []], card);
+  // from the first sample (at least a minute, at most DEPTH_WINDOW_S) to now
+  const lastMinutes = (u, min) => {
+    const now = Date.now() / 1000;
+    return [now - Math.min(DEPTH_WINDOW_S, Math.max(60, now - (min ?? now))), now];
+  };
   const depthChart = new uPlot({
-    title: "depth (since this page opened)", width, height: 140,
+    title: "depth (sampled since this page opened)", width, height: 140,
+    scales: {...fromZero, x: {time: true, range: lastMinutes}},
     series: [{}, {label: "pending", stroke: "#3b7dd8", width: 2},
              {label: "running", stroke: "#8a5cd8", width: 2}],
     axes: [{}, {size: 40}],
@@ -231,12 +240,6 @@ function jobsPage() {
   let cursor = null;  // last job of the previous page (keyset paging)
   let pageNo = 1;
 
-  api("/api/figures").then((queues) => {
-    const select = form.elements.queue;
-    const wanted = params.get("queue") || "";
-    for (const q of queues) select.append(el("option", {value: q.name}, q.name));
-    select.value = wanted;
-  });
 
   function query() {
     const q = new URLSearchParams();
@@ -266,6 +269,7 @@ function jobsPage() {
     document.getElementById("first").disabled = pageNo === 1;
     document.getElementById("page-info").textContent =
       rows.length ? `page ${pageNo}` : "no jobs match";
+    document.body.dataset.loads = String(Number(document.body.dataset.loads || 0) + 1);
   }
 
   form.addEventListener("submit", (event) => {
@@ -282,8 +286,14 @@ function jobsPage() {
     cursor = null; pageNo = 1;
     guarded("Jobs", load);
   });
-  // live: the first page follows new jobs; later pages stay put while being read
-  every(JOBS_EVERY_MS, async () => { if (pageNo === 1) await load(); });
+  // The queue list first, so that a ?queue= filter applies from the first load on; then live:
+  // the first page follows new jobs, later pages stay put while being read.
+  api("/api/figures").then((queues) => {
+    const select = form.elements.queue;
+    for (const q of queues) select.append(el("option", {value: q.name}, q.name));
+    select.value = params.get("queue") || "";
+    every(JOBS_EVERY_MS, async () => { if (pageNo === 1) await load(); });
+  }, (err) => flash(`Jobs: ${err.message}`, "error"));
 }
 
 // --- job page --------------------------------------------------------------------------
