@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import os
 import secrets
 import signal
 import sys
@@ -283,7 +284,11 @@ async def run(dashboard: Dashboard, port: int, open_browser: bool) -> None:
     dashboard.port = int(runner.addresses[0][1])
     print(f"supaqueue ui: {dashboard.url()}", flush=True)
     print("(a one-time link: it opens one browser session; Ctrl-C stops)", flush=True)
-    if open_browser:
+    # without a display, webbrowser would start a text browser in this very terminal
+    has_display = (
+        sys.platform != "linux" or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+    if open_browser and has_display:
         webbrowser.open(dashboard.url())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

