@@ -11,9 +11,11 @@ alter table supaqueue.job add column cancelled_by_operator boolean not null defa
 alter table supaqueue.queue add column operator_paused_at timestamptz;
 
 -- An in-progress attempt that the operator cancelled is recorded in the history as such.
+-- NOT VALID: existing rows met the stricter check already, and validating would scan the whole
+-- history under this migration's exclusive lock.
 alter table supaqueue.job_attempt drop constraint job_attempt_outcome_known;
 alter table supaqueue.job_attempt add constraint job_attempt_outcome_known
-  check (outcome in ('success', 'failure', 'lease_expired', 'cancelled'));
+  check (outcome in ('success', 'failure', 'lease_expired', 'cancelled')) not valid;
 
 -- Keyset paging of the job list, newest first, by state (and by queue and state). The list of
 -- every state is a merge of one bounded range per state, so no filter scans the whole table.
@@ -721,9 +723,11 @@ declare
     _statuses, enum_range(null::supaqueue.job_status));
   _c timestamptz := least(coalesce(_before_created, 'infinity'),
                           coalesce(_created_before, 'infinity'));
-  _i uuid := case when _before_created is not null and _before_created <= coalesce(
-                      _created_before, 'infinity')
+  -- with _c from _created_before, the smallest uuid makes the bound strict (created before it)
+  _i uuid := case when _before_created < coalesce(_created_before, 'infinity')
                   then coalesce(_before_id, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
+                  when _created_before is not null
+                  then '00000000-0000-0000-0000-000000000000'
                   else 'ffffffff-ffff-ffff-ffff-ffffffffffff' end;
   _from timestamptz := coalesce(_created_after, '-infinity');
   _n integer := least(greatest(coalesce(_limit, 50), 1), 1000);

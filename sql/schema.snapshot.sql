@@ -723,9 +723,11 @@ declare
     _statuses, enum_range(null::supaqueue.job_status));
   _c timestamptz := least(coalesce(_before_created, 'infinity'),
                           coalesce(_created_before, 'infinity'));
-  _i uuid := case when _before_created is not null and _before_created <= coalesce(
-                      _created_before, 'infinity')
+  -- with _c from _created_before, the smallest uuid makes the bound strict (created before it)
+  _i uuid := case when _before_created < coalesce(_created_before, 'infinity')
                   then coalesce(_before_id, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
+                  when _created_before is not null
+                  then '00000000-0000-0000-0000-000000000000'
                   else 'ffffffff-ffff-ffff-ffff-ffffffffffff' end;
   _from timestamptz := coalesce(_created_after, '-infinity');
   _n integer := least(greatest(coalesce(_limit, 50), 1), 1000);
@@ -1252,8 +1254,7 @@ CREATE TABLE supaqueue.job_attempt (
     status_code integer,
     error text,
     duration_ms integer,
-    response_excerpt text,
-    CONSTRAINT job_attempt_outcome_known CHECK ((outcome = ANY (ARRAY['success'::text, 'failure'::text, 'lease_expired'::text, 'cancelled'::text])))
+    response_excerpt text
 );
 
 ALTER TABLE supaqueue.job_attempt OWNER TO postgres;
@@ -1352,6 +1353,9 @@ ALTER TABLE ONLY supaqueue.current_job
 
 ALTER TABLE ONLY supaqueue.current_job
     ADD CONSTRAINT current_job_worker_key UNIQUE (worker);
+
+ALTER TABLE supaqueue.job_attempt
+    ADD CONSTRAINT job_attempt_outcome_known CHECK ((outcome = ANY (ARRAY['success'::text, 'failure'::text, 'lease_expired'::text, 'cancelled'::text]))) NOT VALID;
 
 ALTER TABLE ONLY supaqueue.job_attempt
     ADD CONSTRAINT job_attempt_pkey PRIMARY KEY (id);

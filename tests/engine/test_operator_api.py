@@ -587,6 +587,19 @@ def test_list_jobs_pages_by_keyset_through_every_job_once(engine: Engine) -> Non
     assert len(failed) == 10 and {r["queue_name"] for r in failed} == {"listed"}
     assert len(pages(error="service unavailable")) == 10
     assert len(pages(statuses=["pending", "failed"])) == 54
+    # a time range: created within [newest - 3 s, newest), strictly before its upper bound
+    newest = every[0]["created_at"]
+    window = engine.conn.execute(
+        "select count(*) as n from supaqueue.list_jobs(_queue => %s,"
+        " _created_after => %s::timestamptz - interval '3 s', _created_before => %s, _limit => 100)",
+        (q, newest, newest),
+    ).fetchone()
+    expected = sum(
+        1
+        for r in every
+        if (newest - r["created_at"]).total_seconds() <= 3 and r["created_at"] < newest
+    )
+    assert window is not None and window["n"] == expected > 0
 
 
 def test_job_detail_shows_attempts_and_pipeline(engine: Engine) -> None:
