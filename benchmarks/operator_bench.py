@@ -6,7 +6,8 @@ with one attempt each, ~2 % pending, ~3 % failed, ~1 % cancelled. Then times, ov
 - `supaqueue.queue_series()` (the dashboard's charts, last hour per minute; target p95 < 250 ms)
 - a `supaqueue.list_jobs()` page of 50: first page, a deep page (keyset after 20 pages), by
   queue, by queue and state, by error text (target p95 < 50 ms for the keyset pages)
-- `supaqueue.job_detail()` of one job.
+- `supaqueue.job_detail()` of one job;
+- once, `supaqueue.retry_failed_jobs()` of one queue (every failed job of it).
 
 It starts its own temporary cluster (fsync off unless --durable) and removes it afterwards.
 Usage: python benchmarks/operator_bench.py [--jobs 1000000] [--calls 30] [--durable]
@@ -181,6 +182,17 @@ def run(args: argparse.Namespace) -> int:
                 if target is not None:
                     record |= {"target_p95_ms": target, "ok": result["p95_ms"] < target}
                 emit(record)
+            # Last, as it changes the data: one bulk retry of every failed job of one queue.
+            started = time.perf_counter()
+            row = conn.execute("select supaqueue.retry_failed_jobs(%s)", (queue[0],)).fetchone()
+            emit(
+                {
+                    "bench": "retry_failed_jobs_one_queue",
+                    "jobs": args.jobs,
+                    "retried": row[0] if row else None,
+                    "seconds": round(time.perf_counter() - started, 2),
+                }
+            )
         return 0
     finally:
         cluster.stop()

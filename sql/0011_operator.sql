@@ -288,9 +288,10 @@ end
 $$;
 
 -- Retries one failed or cancelled job with fresh attempts (its attempt history is kept), and
--- brings back the dependents its failure cancelled. Returns false, changing nothing, when the
--- job is not failed or cancelled (say, another operator retried it first).
-create function supaqueue.retry_job(_job uuid) returns boolean
+-- brings back the dependents its failure cancelled; the caller dispatches. Returns false,
+-- changing nothing, when the job is not failed or cancelled (say, another operator retried it
+-- first), or when it cannot be retried and not _strict; with _strict, says why in an error.
+create function supaqueue._retry_job(_job uuid, _strict boolean) returns boolean
 language plpgsql security definer
 set search_path = ''
 as $$
@@ -310,6 +311,9 @@ begin
     join supaqueue.job dj on dj.id = d.depends_on
    where d.job = _job and dj.status in ('failed', 'cancelled') limit 1;
   if found then
+    if not _strict then
+      return false;
+    end if;
     raise exception 'supaqueue.retry_job: job % depends on job %, which did not succeed', _job,
       _blocker using errcode = 'SQ003',
       hint = format('Retry job %s instead: its cancelled dependents come back with it.', _blocker);
@@ -318,6 +322,9 @@ begin
     select id into _holder from supaqueue.job
      where queue = _j.queue and dedup_key = _j.dedup_key and status in ('pending', 'in_progress');
     if found then
+      if not _strict then
+        return false;
+      end if;
       raise exception 'supaqueue.retry_job: job %''s dedup key is held by unfinished job %',
         _job, _holder using errcode = 'SQ004';
     end if;
@@ -331,7 +338,20 @@ begin
            where d.job = _job and dj.status <> 'success')
     where id = _job;
   perform supaqueue._revive_dependents(_job);
-  perform supaqueue.dispatch(_j.queue);
+  return true;
+end
+$$;
+
+-- Retries one failed or cancelled job (see _retry_job); refuses, saying why, one that cannot be.
+create function supaqueue.retry_job(_job uuid) returns boolean
+language plpgsql security definer
+set search_path = ''
+as $$
+begin
+  if not supaqueue._retry_job(_job, true) then
+    return false;
+  end if;
+  perform supaqueue.dispatch(j.queue) from supaqueue.job j where j.id = _job;
   return true;
 end
 $$;
@@ -377,14 +397,14 @@ begin
     return _n;
   end if;
   for _id in select f from supaqueue._failed_jobs(_queue, _since, _error_contains) f loop
-    begin
-      if supaqueue.retry_job(_id) then
-        _n := _n + 1;
-      end if;
-    exception when sqlstate 'SQ004' then
-      null;  -- its dedup key is taken (by a job retried just before, say): it stays failed
-    end;
+    -- not strict: a job whose dedup key is taken (by one retried just before, say) stays failed
+    if supaqueue._retry_job(_id, false) then
+      _n := _n + 1;
+    end if;
   end loop;
+  if _n > 0 then
+    perform supaqueue.dispatch(_queue);
+  end if;
   return _n;
 end
 $$;

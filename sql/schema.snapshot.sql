@@ -188,6 +188,59 @@ $$;
 
 ALTER FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue._retry_job(_job uuid, _strict boolean) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _j supaqueue.job;
+  _blocker uuid;
+  _holder uuid;
+begin
+  select * into _j from supaqueue.job where id = _job for update;
+  if not found then
+    raise exception 'supaqueue.retry_job: there is no job with id %', _job using errcode = 'SQ002';
+  end if;
+  if _j.status not in ('failed', 'cancelled') then
+    return false;
+  end if;
+  select d.depends_on into _blocker from supaqueue.job_dependency d
+    join supaqueue.job dj on dj.id = d.depends_on
+   where d.job = _job and dj.status in ('failed', 'cancelled') limit 1;
+  if found then
+    if not _strict then
+      return false;
+    end if;
+    raise exception 'supaqueue.retry_job: job % depends on job %, which did not succeed', _job,
+      _blocker using errcode = 'SQ003',
+      hint = format('Retry job %s instead: its cancelled dependents come back with it.', _blocker);
+  end if;
+  if _j.dedup_key is not null then
+    select id into _holder from supaqueue.job
+     where queue = _j.queue and dedup_key = _j.dedup_key and status in ('pending', 'in_progress');
+    if found then
+      if not _strict then
+        return false;
+      end if;
+      raise exception 'supaqueue.retry_job: job %''s dedup key is held by unfinished job %',
+        _job, _holder using errcode = 'SQ004';
+    end if;
+  end if;
+  update supaqueue.job
+    set status = 'pending', finished_at = null, updated_at = now(), run_at = now(), attempts = 0,
+        result = null, cancelled_by_operator = false,
+        pending_dependencies = (
+          select count(*) from supaqueue.job_dependency d
+            join supaqueue.job dj on dj.id = d.depends_on
+           where d.job = _job and dj.status <> 'success')
+    where id = _job;
+  perform supaqueue._revive_dependents(_job);
+  return true;
+end
+$$;
+
+ALTER FUNCTION supaqueue._retry_job(_job uuid, _strict boolean) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue._revive_dependents(_job uuid) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -940,14 +993,14 @@ begin
     return _n;
   end if;
   for _id in select f from supaqueue._failed_jobs(_queue, _since, _error_contains) f loop
-    begin
-      if supaqueue.retry_job(_id) then
-        _n := _n + 1;
-      end if;
-    exception when sqlstate 'SQ004' then
-      null;  -- its dedup key is taken (by a job retried just before, say): it stays failed
-    end;
+    -- not strict: a job whose dedup key is taken (by one retried just before, say) stays failed
+    if supaqueue._retry_job(_id, false) then
+      _n := _n + 1;
+    end if;
   end loop;
+  if _n > 0 then
+    perform supaqueue.dispatch(_queue);
+  end if;
   return _n;
 end
 $$;
@@ -958,44 +1011,11 @@ CREATE FUNCTION supaqueue.retry_job(_job uuid) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
-declare
-  _j supaqueue.job;
-  _blocker uuid;
-  _holder uuid;
 begin
-  select * into _j from supaqueue.job where id = _job for update;
-  if not found then
-    raise exception 'supaqueue.retry_job: there is no job with id %', _job using errcode = 'SQ002';
-  end if;
-  if _j.status not in ('failed', 'cancelled') then
+  if not supaqueue._retry_job(_job, true) then
     return false;
   end if;
-  select d.depends_on into _blocker from supaqueue.job_dependency d
-    join supaqueue.job dj on dj.id = d.depends_on
-   where d.job = _job and dj.status in ('failed', 'cancelled') limit 1;
-  if found then
-    raise exception 'supaqueue.retry_job: job % depends on job %, which did not succeed', _job,
-      _blocker using errcode = 'SQ003',
-      hint = format('Retry job %s instead: its cancelled dependents come back with it.', _blocker);
-  end if;
-  if _j.dedup_key is not null then
-    select id into _holder from supaqueue.job
-     where queue = _j.queue and dedup_key = _j.dedup_key and status in ('pending', 'in_progress');
-    if found then
-      raise exception 'supaqueue.retry_job: job %''s dedup key is held by unfinished job %',
-        _job, _holder using errcode = 'SQ004';
-    end if;
-  end if;
-  update supaqueue.job
-    set status = 'pending', finished_at = null, updated_at = now(), run_at = now(), attempts = 0,
-        result = null, cancelled_by_operator = false,
-        pending_dependencies = (
-          select count(*) from supaqueue.job_dependency d
-            join supaqueue.job dj on dj.id = d.depends_on
-           where d.job = _job and dj.status <> 'success')
-    where id = _job;
-  perform supaqueue._revive_dependents(_job);
-  perform supaqueue.dispatch(_j.queue);
+  perform supaqueue.dispatch(j.queue) from supaqueue.job j where j.id = _job;
   return true;
 end
 $$;
@@ -1454,6 +1474,9 @@ GRANT ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outc
 
 REVOKE ALL ON FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._retry_job(_job uuid, _strict boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._retry_job(_job uuid, _strict boolean) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._revive_dependents(_job uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._revive_dependents(_job uuid) TO service_role;

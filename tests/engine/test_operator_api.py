@@ -152,6 +152,18 @@ def test_retry_refuses_when_the_dedup_key_is_taken(engine: Engine) -> None:
     assert engine.status(first) == "failed"
 
 
+def test_retry_of_every_failed_job_leaves_a_dedup_conflict_failed(engine: Engine) -> None:
+    q = engine.queue(workers=0, max_attempts=1)
+    twins = [engine.insert_job(q) for _ in range(2)]
+    engine.conn.execute(
+        "update supaqueue.job set status = 'failed', finished_at = now(), dedup_key = 'same'"
+        " where id = any(%s::uuid[])",
+        (twins,),
+    )
+    assert call(engine, "select supaqueue.retry_failed_jobs(%s)", (q,)) == 1
+    assert sorted(engine.status(t) for t in twins) == ["failed", "pending"]
+
+
 def test_retry_does_not_bring_back_a_dependent_the_operator_cancelled(engine: Engine) -> None:
     q = engine.queue(workers=1, max_attempts=1)
     a = engine.enqueue(q)
@@ -591,7 +603,8 @@ def test_list_jobs_pages_by_keyset_through_every_job_once(engine: Engine) -> Non
     newest = every[0]["created_at"]
     window = engine.conn.execute(
         "select count(*) as n from supaqueue.list_jobs(_queue => %s,"
-        " _created_after => %s::timestamptz - interval '3 s', _created_before => %s, _limit => 100)",
+        " _created_after => %s::timestamptz - interval '3 s', _created_before => %s,"
+        " _limit => 100)",
         (q, newest, newest),
     ).fetchone()
     expected = sum(
