@@ -662,8 +662,11 @@ as $$
    order by q.name
 $$;
 
--- Per-queue time series for charts: per _bucket_seconds over the last _window, jobs that
--- succeeded, failed and were cancelled, and attempts that failed. Empty buckets are left out.
+-- Per-queue time series for charts, one row per queue and _bucket_seconds bucket of the last
+-- _window (empty buckets included): jobs that succeeded, failed and were cancelled in the bucket,
+-- attempts that failed, and the depth (unfinished jobs) at the bucket's end. The depth is
+-- rebuilt from the jobs unfinished now and those finished within the window (+1 when created,
+-- -1 when finished), so it needs no history table and reads the same index ranges as the rest.
 create function supaqueue.queue_series(
   _window interval default '1 hour',
   _bucket_seconds integer default 60
@@ -673,37 +676,61 @@ create function supaqueue.queue_series(
   succeeded bigint,
   failed bigint,
   cancelled bigint,
-  failed_attempts bigint
+  failed_attempts bigint,
+  depth bigint
 )
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = ''
 set jit = off
 as $$
-  -- per queue, so that each part is one range of job_finished_idx / job_attempt_queue_ended_idx
-  select q.id, s.bucket, coalesce(s.succeeded, 0), coalesce(s.failed, 0),
-         coalesce(s.cancelled, 0), coalesce(s.failed_attempts, 0)
-    from supaqueue.queue q
-    cross join lateral (
-      select coalesce(jb.bucket, tb.bucket) as bucket, jb.succeeded, jb.failed, jb.cancelled,
-             tb.failed_attempts
-        from (
-          select pg_catalog.date_bin(make_interval(secs => _bucket_seconds), j.finished_at,
-                                     'epoch'::timestamptz) as bucket,
-                 count(*) filter (where j.status = 'success') as succeeded,
-                 count(*) filter (where j.status = 'failed') as failed,
-                 count(*) filter (where j.status = 'cancelled') as cancelled
-            from supaqueue.job j
-           where j.queue = q.id and j.finished_at is not null
-             and j.finished_at > now() - _window
-           group by 1) jb
-        full join (
-          select pg_catalog.date_bin(make_interval(secs => _bucket_seconds), h.ended_at,
-                                     'epoch'::timestamptz) as bucket,
-                 count(*) as failed_attempts
-            from supaqueue.job_attempt h
-           where h.queue = q.id and h.ended_at > now() - _window and h.outcome <> 'success'
-           group by 1) tb on tb.bucket = jb.bucket) s
-   order by q.id, s.bucket
+declare
+  _step interval := make_interval(secs => greatest(coalesce(_bucket_seconds, 60), 1));
+  _start timestamptz := now() - _window;
+  _q uuid;
+begin
+  -- per queue, so that each part is one range of its indexes
+  for _q in select q.id from supaqueue.queue q order by q.id loop
+    return query
+      with finished as (
+        select j.created_at, j.finished_at, j.status from supaqueue.job j
+         where j.queue = _q and j.finished_at is not null and j.finished_at > _start
+      ), changes as (
+        select pg_catalog.date_bin(_step, e.at, 'epoch'::timestamptz) as bucket,
+               sum(e.delta) as delta
+          from (
+            select greatest(j.created_at, _start) as at, 1 as delta from supaqueue.job j
+             where j.queue = _q and j.status in ('pending', 'in_progress')
+            union all
+            select v.at, v.delta from finished f
+              cross join lateral (values (greatest(f.created_at, _start), 1),
+                                         (f.finished_at, -1)) v (at, delta)
+          ) e
+         group by 1
+      ), ended as (
+        select pg_catalog.date_bin(_step, f.finished_at, 'epoch'::timestamptz) as bucket,
+               count(*) filter (where f.status = 'success') as succeeded,
+               count(*) filter (where f.status = 'failed') as failed,
+               count(*) filter (where f.status = 'cancelled') as cancelled
+          from finished f group by 1
+      ), tries as (
+        select pg_catalog.date_bin(_step, h.ended_at, 'epoch'::timestamptz) as bucket,
+               count(*) as failed_attempts
+          from supaqueue.job_attempt h
+         where h.queue = _q and h.ended_at > _start and h.outcome <> 'success'
+         group by 1
+      )
+      select _q, b.bucket, coalesce(e.succeeded, 0), coalesce(e.failed, 0),
+             coalesce(e.cancelled, 0), coalesce(t.failed_attempts, 0),
+             (sum(coalesce(c.delta, 0)) over (order by b.bucket))::bigint
+        from generate_series(pg_catalog.date_bin(_step, _start, 'epoch'::timestamptz),
+                             pg_catalog.date_bin(_step, now(), 'epoch'::timestamptz),
+                             _step) b (bucket)
+        left join changes c on c.bucket = b.bucket
+        left join ended e on e.bucket = b.bucket
+        left join tries t on t.bucket = b.bucket
+       order by b.bucket;
+  end loop;
+end
 $$;
 
 -- One page of the job list, newest first (created_at, then id), with optional filters. Keyset

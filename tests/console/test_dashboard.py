@@ -168,16 +168,17 @@ def test_pages_render_with_charts_and_live_updates(
             "const c = window.sqCharts.emails;"
             "if (!c || c.throughput.data[0].length !== 61) return null;"
             "const sum = (i) => c.throughput.data[i].reduce((a, b) => a + b, 0);"
-            "return [sum(1), sum(2), c.depth.data[0].length];"
+            "return [sum(1), sum(2), c.depth.data[1].length, c.depth.data[1][60]];"
         ),
     )
-    assert totals[0] == 1 and totals[1] == 1 and totals[2] >= 1
+    # one success, one failure; the depth now: one pending, one in progress
+    assert totals == [1, 1, 61, 2]
     assert len(browser.find_elements(By.CSS_SELECTOR, "#charts canvas")) >= 4
     # live: a new job shows up without a reload
     browser.execute_script("window.__noReload = true")
     jobs.engine.insert_job(jobs.reports, {"report": 99})
     wait_for(
-        "the new job in the depth",
+        "the new job in the table",
         lambda: (
             browser.find_element(
                 By.CSS_SELECTOR, '#queues tr[data-queue="reports"] td:nth-child(5)'
@@ -347,11 +348,13 @@ def test_refused_without_the_token_or_the_csrf_token(
         socket.create_connection(("127.0.0.2", ui.port), timeout=5).close()
 
 
+# an hour of traffic: jobs waited up to 10 minutes, 1 in 11 failed
 HISTORY = """
 with finished as (
   insert into supaqueue.job (queue, payload, status, attempts, created_at, finished_at,
                             last_status_code, last_error, result)
-  select q.id, jsonb_build_object('n', g), s.status, 1, t.at - interval '2 seconds', t.at,
+  select q.id, jsonb_build_object('n', g), s.status, 1,
+         t.at - (g %% 40) * interval '15 seconds', t.at,
          case when s.status = 'success' then 200 else 503 end,
          case when s.status = 'failed' then 'HTTP 503 Service Unavailable' end,
          case when s.status = 'success' then '{"ok": true}'::jsonb end
@@ -393,12 +396,8 @@ def test_screenshots_with_an_hour_of_history(
             ),
         )
         assert points >= 50
-        wait_for(
-            "a few depth samples",
-            lambda: browser.execute_script(
-                "return window.sqCharts.thumbnails.depth.data[0].length >= 3"
-            ),
-        )
+        depth = browser.execute_script("return window.sqCharts.thumbnails.depth.data[1]")
+        assert depth[-1] == 5  # 2 pending + 3 in progress now
         browser.set_window_size(1440, 1480)
         screenshot(browser, tmp_path, "dashboard-queues")
         browser.set_window_size(1440, 1000)

@@ -551,6 +551,32 @@ def test_queue_figures_and_series(engine: Engine) -> None:
     assert series is not None and (series["s"], series["f"], series["fa"]) == (2, 1, 1)
 
 
+def test_queue_series_rebuilds_the_depth_of_the_last_hour(engine: Engine) -> None:
+    q = engine.queue(workers=0, name="depth")
+    # (created, finished) in minutes ago; None = unfinished now
+    spans = [(30, 10), (20, None), (120, 5), (120, 90), (3, None), (50, 49)]
+    for created, finished in spans:
+        job = engine.insert_job(q)
+        engine.conn.execute(
+            "update supaqueue.job set created_at = now() - %s * interval '1 minute',"
+            " status = (case when %s::int is null then 'pending' else 'success' end)"
+            "::supaqueue.job_status,"
+            " finished_at = now() - %s * interval '1 minute' where id = %s",
+            (created, finished, finished, job),
+        )
+    rows = engine.conn.execute(
+        "select bucket, depth, succeeded, extract(epoch from now() - bucket) / 60 as ago"
+        " from supaqueue.queue_series(interval '1 hour', 60) where queue = %s order by bucket",
+        (q,),
+    ).fetchall()
+    assert len(rows) in (60, 61)  # every minute of the hour, empty ones too
+    for row in rows:
+        end = row["ago"] - 1  # minutes ago at the bucket's end
+        expected = sum(1 for c, f in spans if c > end and (f is None or f <= end))
+        assert row["depth"] == expected, (row, expected)
+    assert rows[-1]["depth"] == 2 and sum(r["succeeded"] for r in rows) == 3
+
+
 def test_list_jobs_pages_by_keyset_through_every_job_once(engine: Engine) -> None:
     q = engine.queue(workers=0, name="listed")
     other = engine.queue(workers=0)

@@ -11,7 +11,7 @@ select name from supaqueue.queue order by name
 select * from supaqueue.queue_figures(%(window)s::interval)
 
 -- name: series
-select queue, bucket, succeeded, failed, cancelled, failed_attempts
+select queue, bucket, succeeded, failed, cancelled, failed_attempts, depth
   from supaqueue.queue_series(%(window)s::interval, %(bucket_seconds)s)
 
 -- name: list_jobs

@@ -4,11 +4,9 @@
 
 const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const FIGURES_EVERY_MS = 3000;
-const SERIES_EVERY_MS = 15000;
+const SERIES_EVERY_MS = 10000;
 const JOBS_EVERY_MS = 5000;
 const JOB_EVERY_MS = 3000;
-const DEPTH_SAMPLES = 200;
-const DEPTH_WINDOW_S = 600;
 window.sqCharts = {};  // queue name -> {throughput, depth}: read by the browser tests
 
 function el(tag, attrs = {}, ...children) {
@@ -151,8 +149,6 @@ function queueActions(q) {
   return el("td", {class: "actions"}, toggle, " ", purge);
 }
 
-const depth = {};  // queue name -> [[times], [pending], [running]] sampled by this page
-
 async function refreshFigures() {
   const rows = await api("/api/figures");
   const body = document.querySelector("#queues tbody");
@@ -170,13 +166,7 @@ async function refreshFigures() {
     el("td", {class: "num"}, fmt.ms(q.attempt_p50_ms)),
     el("td", {class: "num"}, fmt.ms(q.attempt_p95_ms)),
     queueActions(q))));
-  const now = Date.now() / 1000;
-  for (const q of rows) {
-    const d = (depth[q.name] ??= [[], [], []]);
-    d[0].push(now); d[1].push(Number(q.pending)); d[2].push(Number(q.in_progress));
-    if (d[0].length > DEPTH_SAMPLES) d.forEach((s) => s.shift());
-    chartsOf(q.name).depth.setData(d);
-  }
+  for (const q of rows) chartsOf(q.name);
 }
 
 function chartsOf(name) {
@@ -194,17 +184,11 @@ function chartsOf(name) {
     axes: [{}, {size: 40}],
   }, [[], [], [], []], card);
   // from the first sample (at least a minute, at most DEPTH_WINDOW_S) to now
-  const lastMinutes = (u, min) => {
-    const now = Date.now() / 1000;
-    return [now - Math.min(DEPTH_WINDOW_S, Math.max(60, now - (min ?? now))), now];
-  };
   const depthChart = new uPlot({
-    title: "depth (sampled since this page opened)", width, height: 140,
-    scales: {...fromZero, x: {time: true, range: lastMinutes}},
-    series: [{}, {label: "pending", stroke: "#3b7dd8", width: 2},
-             {label: "running", stroke: "#8a5cd8", width: 2}],
+    title: "depth: unfinished jobs (last hour)", width, height: 140, scales: fromZero,
+    series: [{}, {label: "unfinished", stroke: "#3b7dd8", width: 2, fill: "rgba(59,125,216,.12)"}],
     axes: [{}, {size: 40}],
-  }, [[], [], []], card);
+  }, [[], []], card);
   window.sqCharts[name] = {throughput, depth: depthChart};
   return window.sqCharts[name];
 }
@@ -214,15 +198,14 @@ async function refreshSeries(names) {
   const byQueue = {};
   for (const r of rows) (byQueue[r.queue] ??= []).push(r);
   const figures = await api("/api/figures");
-  const end = Math.floor(Date.now() / 60000) * 60;
   for (const q of figures) {
-    // one point per minute of the last hour, zero where nothing happened
-    const minutes = Array.from({length: 61}, (_, i) => end - (60 - i) * 60);
-    const at = Object.fromEntries((byQueue[q.queue] ?? []).map(
-      (r) => [Math.floor(Date.parse(r.bucket) / 1000), r]));
-    const pick = (key) => minutes.map((t) => (at[t] ? Number(at[t][key]) : 0));
-    chartsOf(q.name).throughput.setData(
-      [minutes, pick("succeeded"), pick("failed"), pick("failed_attempts")]);
+    // one row per minute of the last hour (the API includes empty minutes)
+    const series = byQueue[q.queue] ?? [];
+    const times = series.map((r) => Date.parse(r.bucket) / 1000);
+    const pick = (key) => series.map((r) => Number(r[key]));
+    const charts = chartsOf(q.name);
+    charts.throughput.setData([times, pick("succeeded"), pick("failed"), pick("failed_attempts")]);
+    charts.depth.setData([times, pick("depth")]);
   }
 }
 
