@@ -112,7 +112,10 @@ def repeat(watch: float | None, times: int | None, draw: Callable[[], Any], as_j
     """Print once, or (--watch) redraw until interrupted or `times` draws."""
     out = render.console()
     if watch is None:
-        out.print(draw()) if not as_json else click.echo(draw())
+        if as_json:
+            click.echo(draw())
+        else:
+            out.print(draw())
         return
     count = 0
     if as_json:  # one JSON document per line, for scripts that follow
