@@ -17,19 +17,16 @@ alter table supaqueue.job_attempt drop constraint job_attempt_outcome_known;
 alter table supaqueue.job_attempt add constraint job_attempt_outcome_known
   check (outcome in ('success', 'failure', 'lease_expired', 'cancelled')) not valid;
 
--- Keyset paging of the job list, newest first, by state (and by queue and state). The list of
--- every state is a merge of one bounded range per state, so no filter scans the whole table.
-create index job_status_created_idx on supaqueue.job (status, created_at desc, id desc);
+-- The job list pages by keyset, newest first, one bounded range per queue and state of this
+-- index; queue_figures counts unfinished jobs from it with index-only scans. It replaces
+-- job_unfinished_idx (queue, created_at) of unfinished jobs, which it serves as well, so the
+-- engine keeps as many indexes to write as before.
 create index job_queue_status_created_idx
   on supaqueue.job (queue, status, created_at desc, id desc);
--- Unfinished jobs by queue and state, covering what queue_figures counts (an index-only scan
--- however large the backlog). Replaces job_unfinished_idx (queue, created_at), which it serves.
-create index job_unfinished_state_idx
-  on supaqueue.job (queue, status, created_at) include (pending_dependencies, run_at)
-  where status in ('pending', 'in_progress');
 drop index supaqueue.job_unfinished_idx;
 
--- 0002's dispatch, changed in one place: a queue paused by the operator does not dispatch.
+-- 0010's dispatch (references only, claimed by the function), changed in one place: a queue
+-- paused by the operator does not dispatch.
 create or replace function supaqueue.dispatch(_queue uuid) returns integer
 language plpgsql security definer
 set search_path = ''
@@ -144,20 +141,10 @@ begin
 
     _cj_id := gen_random_uuid();
     _lease := _now + make_interval(secs => (_q.timeout_ms::bigint + _q.lease_grace_ms) / 1000.0);
+    -- References only: the function claims the lease and reads the rest from the database, so
+    -- what goes through pg_net stays this small whatever the payload and dependency results.
     _body := jsonb_build_object(
-      'current_job', jsonb_build_object(
-        'id', _cj_id, 'worker', _worker, 'job', _job.id, 'lease_expires_at', _lease),
-      'job', jsonb_build_object(
-        'id', _job.id, 'queue', _job.queue, 'payload', _job.payload, 'attempts', _job.attempts,
-        'dependency_results', coalesce(
-          (select jsonb_object_agg(d.depends_on::text, coalesce(dj.result, 'null'::jsonb))
-             from supaqueue.job_dependency d
-             join supaqueue.job dj on dj.id = d.depends_on
-            where d.job = _job.id),
-          '{}'::jsonb)),
-      'queue', jsonb_build_object(
-        'id', _q.id, 'name', _q.name, 'edge_function_name', _q.edge_function_name,
-        'method', _q.method, 'default_headers', _q.default_headers, 'timeout_ms', _q.timeout_ms));
+      'current_job', jsonb_build_object('id', _cj_id, 'job', _job.id, 'attempt', _job.attempts));
 
     -- pg_net sends it only if this transaction commits.
     _request := net.http_post(
@@ -599,7 +586,7 @@ $$;
 -- Per-queue figures over the last _window: jobs that succeeded / failed (finally) and attempts,
 -- per minute and in total, attempt duration p50/p95, depth, oldest pending age, busy and total
 -- workers, rate limit and pause state. Reads only index ranges bounded by the window or by
--- unfinished jobs, so it stays cheap on a large table of finished jobs.
+-- unfinished jobs (index-only scans), so it stays cheap on a large table of finished jobs.
 create function supaqueue.queue_figures(_window interval default '1 hour')
 returns table (
   queue uuid,
@@ -641,10 +628,12 @@ as $$
         from supaqueue.worker wk where wk.queue = q.id) w
     cross join lateral (
       select count(*) filter (where j.status = 'pending') as pending,
-             count(*) filter (where j.status = 'pending' and j.pending_dependencies = 0
-                                and j.run_at <= now()) as ready,
              count(*) filter (where j.status = 'in_progress') as in_progress,
-             min(j.created_at) filter (where j.status = 'pending') as oldest_pending
+             min(j.created_at) filter (where j.status = 'pending') as oldest_pending,
+             -- job_ready_idx holds exactly the pending jobs without unfinished dependencies
+             (select count(*) from supaqueue.job r
+               where r.queue = q.id and r.status = 'pending' and r.pending_dependencies = 0
+                 and r.run_at <= now()) as ready
         from supaqueue.job j
        where j.queue = q.id and j.status in ('pending', 'in_progress')) u
     cross join lateral (
@@ -735,8 +724,8 @@ $$;
 
 -- One page of the job list, newest first (created_at, then id), with optional filters. Keyset
 -- paging: pass the last row's created_at and id as _before_created / _before_id for the next
--- page. Each state is read as one bounded index range (job_status_created_idx or
--- job_queue_status_created_idx), so a page costs about _limit rows per state, at any table size;
+-- page. Each queue and state is read as one bounded range of job_queue_status_created_idx, so a
+-- page costs about _limit rows per queue and state, at any table size;
 -- only _error_contains filters rows after reading them (those of unsuccessful jobs only).
 create function supaqueue.list_jobs(
   _queue uuid default null,
@@ -789,10 +778,11 @@ begin
     return query
       select j.id, j.queue, q.name, j.status, j.attempts, j.priority, j.run_at, j.created_at,
              j.finished_at, j.pending_dependencies, j.last_status_code, left(j.last_error, 300)
-        from unnest(_states) s(state)
+        from supaqueue.queue qq
+        cross join unnest(_states) s(state)
         cross join lateral (
           select * from supaqueue.job x
-           where x.status = s.state and (x.created_at, x.id) < (_c, _i)
+           where x.queue = qq.id and x.status = s.state and (x.created_at, x.id) < (_c, _i)
              and x.created_at >= _from
              and (_needle is null or strpos(lower(coalesce(x.last_error, '')), _needle) > 0)
            order by x.created_at desc, x.id desc
@@ -836,6 +826,7 @@ as $$
     'cancelled_by_operator', j.cancelled_by_operator,
     'created_at', j.created_at, 'updated_at', j.updated_at, 'finished_at', j.finished_at,
     'lease', (select jsonb_build_object('id', c.id, 'worker', c.worker, 'started_at', c.started_at,
+                                        'claimed_at', c.claimed_at,
                                         'lease_expires_at', c.lease_expires_at)
                 from supaqueue.current_job c where c.job = j.id),
     'attempt_history', coalesce((

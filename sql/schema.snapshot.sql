@@ -18,7 +18,8 @@ CREATE TABLE supaqueue.current_job (
     job uuid NOT NULL,
     started_at timestamp with time zone DEFAULT now() NOT NULL,
     lease_expires_at timestamp with time zone NOT NULL,
-    request_id bigint
+    request_id bigint,
+    claimed_at timestamp with time zone
 );
 
 ALTER TABLE supaqueue.current_job OWNER TO postgres;
@@ -82,6 +83,33 @@ $$;
 
 ALTER FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select jsonb_build_object(
+    'current_job', jsonb_build_object(
+      'id', _cj.id, 'worker', _cj.worker, 'job', _cj.job,
+      'lease_expires_at', _cj.lease_expires_at, 'claimed_at', _cj.claimed_at),
+    'job', jsonb_build_object(
+      'id', j.id, 'queue', j.queue, 'payload', j.payload, 'attempts', j.attempts,
+      'dependency_results', coalesce(
+        (select jsonb_object_agg(d.depends_on::text, coalesce(dj.result, 'null'::jsonb))
+           from supaqueue.job_dependency d
+           join supaqueue.job dj on dj.id = d.depends_on
+          where d.job = j.id),
+        '{}'::jsonb)),
+    'queue', jsonb_build_object(
+      'id', q.id, 'name', q.name, 'edge_function_name', q.edge_function_name,
+      'method', q.method, 'default_headers', q.default_headers, 'timeout_ms', q.timeout_ms),
+    'limits', jsonb_build_object('max_result_bytes', supaqueue.max_result_bytes()))
+  from supaqueue.job j
+  join supaqueue.queue q on q.id = j.queue
+  where j.id = _cj.job
+$$;
+
+ALTER FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) RETURNS SETOF uuid
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -106,7 +134,11 @@ declare
   _final boolean;
   _delay_ms double precision;
   _queues uuid[];
+  _refused boolean := _outcome = 'refused';
 begin
+  if _outcome = 'lease_expired' and _cj.claimed_at is null then
+    _error := _error || ' (never claimed: the dispatch was not delivered to the function in time)';
+  end if;
   select * into _job from supaqueue.job where id = _cj.job for update;
   select * into _q from supaqueue.queue where id = _job.queue;
   _queues := array[_q.id];
@@ -114,7 +146,7 @@ begin
   insert into supaqueue.job_attempt (job, queue, attempt, worker, started_at, ended_at, outcome,
                                      status_code, error, duration_ms, response_excerpt)
     values (_job.id, _job.queue, _job.attempts, _cj.worker, _cj.started_at, clock_timestamp(),
-            _outcome, _status_code, left(_error, 2000),
+            case when _refused then 'failure' else _outcome end, _status_code, left(_error, 2000),
             coalesce(_duration_ms,
                      (extract(epoch from clock_timestamp() - _cj.started_at) * 1000)::integer),
             left(_response_excerpt, 2000));
@@ -146,7 +178,7 @@ begin
     return _queues;
   end if;
 
-  _final := _job.attempts >= _q.max_attempts
+  _final := _refused or _job.attempts >= _q.max_attempts
     or (_status_code is not null and _status_code = any (_q.non_retryable_statuses));
   if _final then
     update supaqueue.job
@@ -421,6 +453,62 @@ $$;
 
 ALTER FUNCTION supaqueue.cancel_job(_job uuid) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer DEFAULT NULL::integer) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _cj supaqueue.current_job;
+  _bytes bigint;
+  _reason text;
+  _now timestamptz := clock_timestamp();
+begin
+  update supaqueue.current_job c
+     set claimed_at = _now,
+         lease_expires_at = _now
+           + make_interval(secs => (q.timeout_ms::bigint + q.lease_grace_ms) / 1000.0)
+    from supaqueue.job j, supaqueue.queue q
+   where c.id = cur_job_id
+     and c.claimed_at is null
+     and c.lease_expires_at > _now
+     and j.id = c.job and j.status = 'in_progress'
+     and (_attempt is null or j.attempts = _attempt)
+     and q.id = j.queue
+  returning c.* into _cj;
+  if not found then
+    return null;
+  end if;
+  -- The claim's commit need not wait for the WAL flush: the function's next step is an HTTP
+  -- call, not a write. A crash that loses the claim leaves the lease as dispatched (unclaimed,
+  -- deadline from the dispatch), and pg_net's queue is lost with it, so nothing claims it again:
+  -- at worst the job is retried once more (at-least-once), as after any crash.
+  perform set_config('synchronous_commit', 'off', true);
+
+  -- Enqueue refuses large payloads; this also covers a payload updated in place since.
+  select octet_length(j.payload::text) into _bytes from supaqueue.job j where j.id = _cj.job;
+  if _bytes > supaqueue.max_payload_bytes() then
+    _reason := format('the payload is %s bytes, over the limit of %s bytes',
+                      _bytes, supaqueue.max_payload_bytes());
+  else
+    select coalesce(sum(octet_length(dj.result::text)), 0) into _bytes
+      from supaqueue.job_dependency d
+      join supaqueue.job dj on dj.id = d.depends_on
+     where d.job = _cj.job;
+    if _bytes > supaqueue.max_dependency_results_bytes() then
+      _reason := format('the results of the jobs it depends on total %s bytes, over the limit'
+                        ' of %s bytes', _bytes, supaqueue.max_dependency_results_bytes());
+    end if;
+  end if;
+  if _reason is not null then
+    perform supaqueue.refuse_current_job(_cj.id, _reason);
+    return jsonb_build_object('refused', _reason);
+  end if;
+  return supaqueue._claimed_job(_cj);
+end
+$$;
+
+ALTER FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.dispatch(_queue uuid) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -535,20 +623,10 @@ begin
 
     _cj_id := gen_random_uuid();
     _lease := _now + make_interval(secs => (_q.timeout_ms::bigint + _q.lease_grace_ms) / 1000.0);
+    -- References only: the function claims the lease and reads the rest from the database, so
+    -- what goes through pg_net stays this small whatever the payload and dependency results.
     _body := jsonb_build_object(
-      'current_job', jsonb_build_object(
-        'id', _cj_id, 'worker', _worker, 'job', _job.id, 'lease_expires_at', _lease),
-      'job', jsonb_build_object(
-        'id', _job.id, 'queue', _job.queue, 'payload', _job.payload, 'attempts', _job.attempts,
-        'dependency_results', coalesce(
-          (select jsonb_object_agg(d.depends_on::text, coalesce(dj.result, 'null'::jsonb))
-             from supaqueue.job_dependency d
-             join supaqueue.job dj on dj.id = d.depends_on
-            where d.job = _job.id),
-          '{}'::jsonb)),
-      'queue', jsonb_build_object(
-        'id', _q.id, 'name', _q.name, 'edge_function_name', _q.edge_function_name,
-        'method', _q.method, 'default_headers', _q.default_headers, 'timeout_ms', _q.timeout_ms));
+      'current_job', jsonb_build_object('id', _cj_id, 'job', _job.id, 'attempt', _job.attempts));
 
     -- pg_net sends it only if this transaction commits.
     _request := net.http_post(
@@ -737,6 +815,7 @@ CREATE FUNCTION supaqueue.job_detail(_job uuid) RETURNS jsonb
     'cancelled_by_operator', j.cancelled_by_operator,
     'created_at', j.created_at, 'updated_at', j.updated_at, 'finished_at', j.finished_at,
     'lease', (select jsonb_build_object('id', c.id, 'worker', c.worker, 'started_at', c.started_at,
+                                        'claimed_at', c.claimed_at,
                                         'lease_expires_at', c.lease_expires_at)
                 from supaqueue.current_job c where c.job = j.id),
     'attempt_history', coalesce((
@@ -794,10 +873,11 @@ begin
     return query
       select j.id, j.queue, q.name, j.status, j.attempts, j.priority, j.run_at, j.created_at,
              j.finished_at, j.pending_dependencies, j.last_status_code, left(j.last_error, 300)
-        from unnest(_states) s(state)
+        from supaqueue.queue qq
+        cross join unnest(_states) s(state)
         cross join lateral (
           select * from supaqueue.job x
-           where x.status = s.state and (x.created_at, x.id) < (_c, _i)
+           where x.queue = qq.id and x.status = s.state and (x.created_at, x.id) < (_c, _i)
              and x.created_at >= _from
              and (_needle is null or strpos(lower(coalesce(x.last_error, '')), _needle) > 0)
            order by x.created_at desc, x.id desc
@@ -825,6 +905,27 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.max_dependency_results_bytes() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select 16777216 $$;
+
+ALTER FUNCTION supaqueue.max_dependency_results_bytes() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.max_payload_bytes() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select 1048576 $$;
+
+ALTER FUNCTION supaqueue.max_payload_bytes() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.max_result_bytes() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select 1048576 $$;
+
+ALTER FUNCTION supaqueue.max_result_bytes() OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.pause_queue(_queue uuid) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
@@ -898,10 +999,12 @@ CREATE FUNCTION supaqueue.queue_figures(_window interval DEFAULT '01:00:00'::int
         from supaqueue.worker wk where wk.queue = q.id) w
     cross join lateral (
       select count(*) filter (where j.status = 'pending') as pending,
-             count(*) filter (where j.status = 'pending' and j.pending_dependencies = 0
-                                and j.run_at <= now()) as ready,
              count(*) filter (where j.status = 'in_progress') as in_progress,
-             min(j.created_at) filter (where j.status = 'pending') as oldest_pending
+             min(j.created_at) filter (where j.status = 'pending') as oldest_pending,
+             -- job_ready_idx holds exactly the pending jobs without unfinished dependencies
+             (select count(*) from supaqueue.job r
+               where r.queue = q.id and r.status = 'pending' and r.pending_dependencies = 0
+                 and r.run_at <= now()) as ready
         from supaqueue.job j
        where j.queue = q.id and j.status in ('pending', 'in_progress')) u
     cross join lateral (
@@ -977,6 +1080,31 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.queue_series(_window interval, _bucket_seconds integer) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _cj supaqueue.current_job;
+  _queue uuid;
+begin
+  delete from supaqueue.current_job where id = cur_job_id and claimed_at is not null
+    returning * into _cj;
+  if not found then
+    return false;
+  end if;
+  foreach _queue in array supaqueue._finish_attempt(
+    _cj, 'refused', null, null,
+    'refused by the dispatcher: ' || coalesce(_reason, 'no reason given'), null, null, null)
+  loop
+    perform supaqueue.dispatch(_queue);
+  end loop;
+  return true;
+end
+$$;
+
+ALTER FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.resume_queue(_queue uuid) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1116,6 +1244,26 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.tg__dispatch_after_insert() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.tg__job_payload_limit() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _largest bigint;
+begin
+  select max(octet_length(n.payload::text)) into _largest from new_rows n;
+  if _largest > supaqueue.max_payload_bytes() then
+    raise exception 'supaqueue: a job payload is % bytes, over the limit of % bytes',
+      _largest, supaqueue.max_payload_bytes()
+      using errcode = '54000',
+            hint = 'Keep large data in a table or in Storage and put its key in the payload.';
+  end if;
+  return null;
+end
+$$;
+
+ALTER FUNCTION supaqueue.tg__job_payload_limit() OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.tg__queue_updated() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1434,11 +1582,9 @@ CREATE INDEX job_queue_status_created_idx ON supaqueue.job USING btree (queue, s
 
 CREATE INDEX job_ready_idx ON supaqueue.job USING btree (queue, priority DESC, run_at, id) WHERE ((status = 'pending'::supaqueue.job_status) AND (pending_dependencies = 0));
 
-CREATE INDEX job_status_created_idx ON supaqueue.job USING btree (status, created_at DESC, id DESC);
-
-CREATE INDEX job_unfinished_state_idx ON supaqueue.job USING btree (queue, status, created_at) INCLUDE (pending_dependencies, run_at) WHERE (status = ANY (ARRAY['pending'::supaqueue.job_status, 'in_progress'::supaqueue.job_status]));
-
 CREATE INDEX worker_free_idx ON supaqueue.worker USING btree (queue) WHERE ((NOT locked) AND (NOT retiring));
+
+CREATE TRIGGER _400_job_payload_limit AFTER INSERT ON supaqueue.job REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__job_payload_limit();
 
 CREATE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.job REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__dispatch_after_insert();
 
@@ -1480,6 +1626,9 @@ GRANT ALL ON FUNCTION supaqueue._cancel_attempt(_cj supaqueue.current_job) TO se
 REVOKE ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) TO service_role;
 
@@ -1509,6 +1658,9 @@ GRANT ALL ON FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer
 REVOKE ALL ON FUNCTION supaqueue.cancel_job(_job uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.cancel_job(_job uuid) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer) TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.dispatch(_queue uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.dispatch(_queue uuid) TO service_role;
 
@@ -1527,6 +1679,15 @@ GRANT ALL ON FUNCTION supaqueue.job_detail(_job uuid) TO service_role;
 REVOKE ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.max_dependency_results_bytes() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.max_dependency_results_bytes() TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.max_payload_bytes() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.max_payload_bytes() TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.max_result_bytes() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.max_result_bytes() TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.pause_queue(_queue uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.pause_queue(_queue uuid) TO service_role;
 
@@ -1538,6 +1699,9 @@ GRANT ALL ON FUNCTION supaqueue.queue_figures(_window interval) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.queue_series(_window interval, _bucket_seconds integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.queue_series(_window interval, _bucket_seconds integer) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.resume_queue(_queue uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.resume_queue(_queue uuid) TO service_role;
@@ -1553,6 +1717,9 @@ GRANT ALL ON FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) TO
 
 REVOKE ALL ON FUNCTION supaqueue.tg__dispatch_after_insert() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.tg__dispatch_after_insert() TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.tg__job_payload_limit() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.tg__job_payload_limit() TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.tg__queue_updated() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.tg__queue_updated() TO service_role;

@@ -134,6 +134,20 @@ def rows(browser: WebDriver, table: str) -> list[Any]:
     return browser.find_elements(By.CSS_SELECTOR, f"#{table} tbody tr")
 
 
+def table(browser: WebDriver, name: str) -> list[tuple[str, list[str]]]:
+    """(data-job or data-queue, cell texts) of each row, read in one script: the live refresh
+    re-renders rows, so elements found one at a time could go stale in between."""
+    found: list[tuple[str, list[str]]] = [
+        (key, cells)
+        for key, cells in browser.execute_script(
+            f"return [...document.querySelectorAll('#{name} tbody tr')].map((tr) =>"
+            " [tr.dataset.job || tr.dataset.queue || '',"
+            "  [...tr.querySelectorAll('td')].map((td) => td.textContent)])"
+        )
+    ]
+    return found
+
+
 def screenshot(browser: WebDriver, tmp_path: Path, name: str) -> None:
     path = tmp_path / f"{name}.png"
     assert browser.save_screenshot(str(path))
@@ -142,6 +156,16 @@ def screenshot(browser: WebDriver, tmp_path: Path, name: str) -> None:
     if target and name.startswith("dashboard-"):
         Path(target).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, Path(target) / path.name)
+
+
+def click(browser: WebDriver, selector: str) -> None:
+    """Click the element, found again if a live refresh replaced it in between."""
+
+    def attempt() -> bool:
+        browser.find_element(By.CSS_SELECTOR, selector).click()
+        return True
+
+    wait_for(f"a click on {selector}", attempt)
 
 
 def confirm_dialog(browser: WebDriver, yes: bool) -> str:
@@ -195,7 +219,7 @@ def test_pages_render_with_charts_and_live_updates(
     browser.find_element(By.CSS_SELECTOR, "#filters button").click()
     wait_for(
         "the failed job alone",
-        lambda: [r.get_attribute("data-job") for r in rows(browser, "jobs")] == [jobs.failed],
+        lambda: [key for key, _ in table(browser, "jobs")] == [jobs.failed],
     )
     Select(browser.find_element(By.NAME, "state")).select_by_value("")
     browser.find_element(By.NAME, "error").send_keys("unavailable")
@@ -207,7 +231,7 @@ def test_pages_render_with_charts_and_live_updates(
 
     browser.get(f"{ui.origin}/jobs/{jobs.failed}")
     wait_for("the attempts", lambda: len(rows(browser, "attempts")) == 1)
-    attempt = rows(browser, "attempts")[0].text
+    attempt = " ".join(table(browser, "attempts")[0][1])
     assert "HTTP 503 Service Unavailable" in attempt and "busy" in attempt and "900 ms" in attempt
     assert jobs.cancelled in browser.find_element(By.ID, "dependents").text
     assert "bob@example.com" in browser.find_element(By.ID, "payload").text
@@ -229,14 +253,12 @@ def test_job_list_pages_by_keyset(browser: WebDriver, ui: Ui, jobs: Jobs) -> Non
         "the first load",
         lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-loads") is not None,
     )
-    assert len(rows(browser, "jobs")) == 50
-    assert {
-        r.find_element(By.CSS_SELECTOR, "td:nth-child(2)").text for r in rows(browser, "jobs")
-    } == {"reports"}
-    first = {r.get_attribute("data-job") for r in rows(browser, "jobs")}
+    page = table(browser, "jobs")
+    assert len(page) == 50 and {cells[1] for _, cells in page} == {"reports"}
+    first = {key for key, _ in page}
     browser.find_element(By.ID, "next").click()
     wait_for("the second page", lambda: len(rows(browser, "jobs")) == 13)
-    second = {r.get_attribute("data-job") for r in rows(browser, "jobs")}
+    second = {key for key, _ in table(browser, "jobs")}
     assert not first & second
     assert browser.find_element(By.ID, "page-info").text == "page 2"
 
@@ -272,11 +294,7 @@ def test_actions_work_once_confirmed(browser: WebDriver, ui: Ui, jobs: Jobs) -> 
     )
 
     browser.get(ui.origin + "/")
-    pause = wait_for(
-        "the pause button",
-        lambda: browser.find_element(By.CSS_SELECTOR, 'button.pause[data-queue="emails"]'),
-    )
-    pause.click()
+    click(browser, 'button.pause[data-queue="emails"]')
     assert "Pause queue emails" in confirm_dialog(browser, yes=True)
     paused = "select operator_paused_at is not null from supaqueue.queue where name = 'emails'"
     wait_for("the pause", lambda: jobs.engine.one(paused) is True)
@@ -287,7 +305,7 @@ def test_actions_work_once_confirmed(browser: WebDriver, ui: Ui, jobs: Jobs) -> 
             in browser.find_element(By.CSS_SELECTOR, '#queues tr[data-queue="emails"]').text
         ),
     )
-    browser.find_element(By.CSS_SELECTOR, 'button.pause[data-queue="emails"]').click()
+    click(browser, 'button.pause[data-queue="emails"]')
     confirm_dialog(browser, yes=True)
     wait_for("the resume", lambda: jobs.engine.one(paused) is False)
 
@@ -297,7 +315,7 @@ def test_actions_work_once_confirmed(browser: WebDriver, ui: Ui, jobs: Jobs) -> 
     )
     before = jobs.engine.one(finished)
     assert before >= 2
-    browser.find_element(By.CSS_SELECTOR, 'button.purge[data-queue="emails"]').click()
+    click(browser, 'button.purge[data-queue="emails"]')
     assert "Delete the finished jobs" in confirm_dialog(browser, yes=True)
     wait_for("the purge", lambda: jobs.engine.one(finished) == 0)
     wait_for("the message", lambda: "purged" in browser.find_element(By.ID, "flash").text)
@@ -403,9 +421,7 @@ def test_screenshots_with_an_hour_of_history(
         browser.set_window_size(1440, 1000)
         browser.get(f"{server.origin}/jobs?queue=emails")
         wait_for("a full page", lambda: len(rows(browser, "jobs")) == 50)
-        queues = {
-            r.find_element(By.CSS_SELECTOR, "td:nth-child(2)").text for r in rows(browser, "jobs")
-        }
+        queues = {cells[1] for _, cells in table(browser, "jobs")}
         assert queues == {"emails"}  # the ?queue= filter holds from the first load
         screenshot(browser, tmp_path, "dashboard-jobs")
         browser.get(f"{server.origin}/jobs/{jobs.failed}")
