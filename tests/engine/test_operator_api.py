@@ -336,6 +336,34 @@ def test_a_cancel_in_flight_wins_over_a_report_that_waits_for_it(
     invariants(engine)
 
 
+def test_cancel_racing_the_dispatchers_claim(engine_dsn: str, engine: Engine) -> None:
+    """The claim (sql/0010) that waits for nothing and the cancel that waits for it: the cancel
+    takes the claimed lease, so the function's report changes nothing; after a cancel, a late
+    claim gets nothing, so the target is never called."""
+    q = engine.queue(workers=2)
+    claimed_job = engine.enqueue(q)
+    lease = engine.current_job_of(claimed_job)
+    with psycopg.connect(engine_dsn, application_name="claimer") as claimer:
+        row = claimer.execute("select supaqueue.claim_current_job(%s)", (lease,)).fetchone()
+        assert row is not None and row[0] is not None
+        thread, out = in_thread(
+            engine_dsn,
+            "canceller",
+            lambda c: c.execute("select supaqueue.cancel_job(%s)", (claimed_job,)).fetchone(),
+        )
+        wait_until_blocked(engine, "canceller")
+        claimer.commit()
+    assert joined(thread, out) == (True,)
+    assert engine.end(lease, _status_code=200) is False
+    assert engine.status(claimed_job) == "cancelled"
+
+    late_job = engine.enqueue(q)
+    late_lease = engine.current_job_of(late_job)
+    assert call(engine, "select supaqueue.cancel_job(%s)", (late_job,)) is True
+    assert call(engine, "select supaqueue.claim_current_job(%s)", (late_lease,)) is None
+    invariants(engine)
+
+
 def test_cancels_racing_reports_and_dispatches_keep_every_invariant(
     engine_dsn: str, engine: Engine
 ) -> None:
