@@ -36,3 +36,11 @@ class ManagementApiError(SupaqueueError):
     def __init__(self, message: str, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+class NameTakenError(DatabaseError):
+    """A trigger or schedule name is taken in the database by one this stack does not manage."""
+
+
+class OwnershipError(SupaqueueError):
+    """What another stack (or the user) owns would be changed or destroyed: refused."""

@@ -1,4 +1,4 @@
-"""The operator API (sql/0011): retry, cancel, purge, pause/resume, figures, job list and detail,
+"""The operator API (sql/0014_operator.sql): retry, cancel, purge, pause/resume, figures, job list and detail,
 each keeping the engine's invariants, including races with the tick and with reports on two real
 connections."""
 

@@ -1,4 +1,4 @@
--- supaqueue 0011: the operator API (retry, cancel, purge, pause/resume, figures, job list and
+-- supaqueue 0014: the operator API (retry, cancel, purge, pause/resume, figures, job list and
 -- detail). The CLI (`supaqueue status|jobs|job|retry|cancel|purge|pause|resume`) and the dashboard
 -- call only these functions; each keeps the engine's invariants (worker locks, leases,
 -- dependents, attempt history) under concurrency.
@@ -169,9 +169,10 @@ begin
 end
 $$;
 
--- 0004's tick, changed in one place: the retention prune re-checks `finished_at` on the row it
--- deletes. A job retried while the prune waited for its lock is pending again and must be kept
--- (the `id in (…)` subquery alone would still match the row's old, finished version).
+-- = 0013's tick (schedules first) with two changes: an operator-paused queue is skipped, and the
+-- retention prune re-checks `finished_at` on the row it deletes. A job retried while the prune
+-- waited for its lock is pending again and must be kept (the `id in (…)` subquery alone would
+-- still match the row's old, finished version).
 create or replace function supaqueue.tick() returns jsonb
 language plpgsql security definer
 set search_path = ''
@@ -186,6 +187,8 @@ declare
   _pruned integer := 0;
   _n integer;
 begin
+  perform supaqueue.enqueue_due_schedules();
+
   for _cj in
     delete from supaqueue.current_job
       where id in (select c.id from supaqueue.current_job c
