@@ -1,6 +1,6 @@
-"""The operator API (sql/0014_operator.sql): retry, cancel, purge, pause/resume, figures, job list and detail,
-each keeping the engine's invariants, including races with the tick and with reports on two real
-connections."""
+"""The operator API (sql/0014_operator.sql): retry, cancel, purge, pause/resume, figures, job
+list and detail, each keeping the engine's invariants, including races with the tick, with
+reports and with the dispatcher's claim on two real connections."""
 
 from __future__ import annotations
 
