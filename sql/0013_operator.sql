@@ -1,4 +1,4 @@
--- supaqueue 0014: the operator API (retry, cancel, purge, pause/resume, figures, job list and
+-- supaqueue 0013: the operator API (retry, cancel, purge, pause/resume, figures, job list and
 -- detail). The CLI (`supaqueue status|jobs|job|retry|cancel|purge|pause|resume`) and the dashboard
 -- call only these functions; each keeps the engine's invariants (worker locks, leases,
 -- dependents, attempt history) under concurrency.
@@ -169,7 +169,7 @@ begin
 end
 $$;
 
--- = 0013's tick (schedules first) with two changes: an operator-paused queue is skipped, and the
+-- = 0012's tick (schedules first) with two changes: an operator-paused queue is skipped, and the
 -- retention prune re-checks `finished_at` on the row it deletes. A job retried while the prune
 -- waited for its lock is pending again and must be kept (the `id in (…)` subquery alone would
 -- still match the row's old, finished version).

@@ -1,4 +1,4 @@
-"""The operator API (sql/0014_operator.sql): retry, cancel, purge, pause/resume, figures, job
+"""The operator API (sql/0013_operator.sql): retry, cancel, purge, pause/resume, figures, job
 list and detail, each keeping the engine's invariants, including races with the tick, with
 reports and with the dispatcher's claim on two real connections."""
 
