@@ -23,6 +23,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from components.clients.postgres import connect
 from components.errors import DatabaseError, SupaqueueError
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -334,7 +335,7 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     if not args.dsn:
         raise MigrationError("no database: pass --dsn or set DB_URL")
-    with psycopg.connect(args.dsn, autocommit=True, connect_timeout=10) as conn:
+    with connect(args.dsn) as conn:  # its errors never show the password
         if args.command == "uninstall":
             uninstall(conn, directory)
             print("supaqueue uninstalled")
