@@ -101,7 +101,8 @@ def test_a_client_error_is_not_retried(faulty: dict[str, str]) -> None:
 def test_the_hook_refuses_a_bad_plan_and_a_bad_token(api: dict[str, str]) -> None:
     url = f"{api['management_api_url']}/_local/management-faults"
     auth = {"Authorization": f"Bearer {api['access_token']}"}
-    for body in ({"faults": [404]}, {"faults": "drop"}, {"nope": []}):
+    bodies: list[object] = [{"faults": [404]}, {"faults": "drop"}, {"nope": []}]
+    for body in bodies:
         response = httpx.put(url, json=body, headers=auth, timeout=30)
         assert response.status_code == 400, body
     response = httpx.put(url, json={"faults": [503]}, headers={"Authorization": "Bearer x"})
