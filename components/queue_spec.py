@@ -23,6 +23,8 @@ MAX_SLUG_LENGTH = 63
 MAX_WORKERS = 1000
 # Supabase's wall-clock limit for a function is 400 s on paid plans.
 MAX_TIMEOUT_MS = 400_000
+# = constraint queue_lease_grace_at_most_an_hour (sql/0009); tests/engine/test_lease_grace.py
+MAX_LEASE_GRACE_MS = 3_600_000
 
 
 # = supaqueue.default_non_retryable_statuses() (sql/0001): a timeout or a rate limit is worth
@@ -55,6 +57,12 @@ FIELDS: dict[str, Field] = {
     "rate_limit_per_second": Field(None, "calls started per second at most (null: no limit)"),
     "rate_limit_burst": Field(None, "calls allowed at once above the rate (null: the rate)"),
     "timeout_ms": Field(30_000, "timeout of one call in ms"),
+    "lease_grace_ms": Field(
+        30_000,
+        "ms a call's lease lasts beyond timeout_ms (pg_net delivery, the report back); a lost "
+        "dispatch holds its worker for timeout + grace; shorter than the worst report delay "
+        "means duplicate attempts",
+    ),
     "paused": Field(False, "a paused queue dispatches nothing; jobs wait"),
     "retention_seconds": Field(None, "finished jobs are deleted after this long (null: kept)"),
     "discard_unfinished_on_delete": Field(
@@ -155,6 +163,7 @@ def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = Non
     )
     check("rate_limit_burst", lambda v: _int_problem(v, 1))
     check("timeout_ms", lambda v: _int_problem(v, 100, MAX_TIMEOUT_MS))
+    check("lease_grace_ms", lambda v: _int_problem(v, 0, MAX_LEASE_GRACE_MS))
     check("paused", lambda v: None if isinstance(v, bool) else f"must be true or false, got {v!r}")
     check("retention_seconds", lambda v: _int_problem(v, 0))
     check(
@@ -201,6 +210,7 @@ INTEGER_FIELDS = (
     "backoff_max_ms",
     "rate_limit_burst",
     "timeout_ms",
+    "lease_grace_ms",
     "retention_seconds",
 )
 

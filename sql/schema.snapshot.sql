@@ -136,6 +136,7 @@ CREATE FUNCTION supaqueue.apply_privileges() RETURNS void
     AS $$
 declare
   _role text;
+  _routine regprocedure;
 begin
   revoke all on schema supaqueue from public;
   revoke all on all tables in schema supaqueue from public;
@@ -150,12 +151,24 @@ begin
     end if;
   end loop;
   if exists (select 1 from pg_catalog.pg_roles where rolname = 'service_role') then
+    revoke all on all tables in schema supaqueue from service_role;
+    revoke all on all sequences in schema supaqueue from service_role;
+    revoke all on all routines in schema supaqueue from service_role;
     grant usage on schema supaqueue to service_role;
-    grant select, insert, update, delete on all tables in schema supaqueue to service_role;
-    grant usage, select on all sequences in schema supaqueue to service_role;
-    grant execute on all routines in schema supaqueue to service_role;
-    -- removing the installation is the owner's (the Pulumi program's) business only
-    revoke execute on function supaqueue.uninstall() from service_role;
+    -- Reading is harmless; enqueueing by INSERT names only these columns (docs/architecture.md).
+    grant select on all tables in schema supaqueue to service_role;
+    grant insert (queue, payload, priority, run_at, dedup_key) on supaqueue.job to service_role;
+    -- Every routine but the internal ones (named `_…`, trigger functions) and the owner's (the
+    -- Pulumi program's): those take the engine's rows as given, or change what a stack owns.
+    for _routine in
+      select p.oid::regprocedure from pg_catalog.pg_proc p
+        where p.pronamespace = 'supaqueue'::regnamespace
+          and p.proname not like '\_%'
+          and p.prorettype <> 'pg_catalog.trigger'::pg_catalog.regtype
+          and p.proname <> all (supaqueue.owner_only_routines())
+    loop
+      execute format('grant execute on routine %s to service_role', _routine);
+    end loop;
   end if;
 end
 $$;
@@ -194,6 +207,7 @@ CREATE TABLE supaqueue.queue (
     CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
     CONSTRAINT queue_default_headers_object CHECK ((jsonb_typeof(default_headers) = 'object'::text)),
     CONSTRAINT queue_edge_function_name_is_slug CHECK ((edge_function_name ~ '^[A-Za-z0-9][A-Za-z0-9_-]*$'::text)),
+    CONSTRAINT queue_lease_grace_at_most_an_hour CHECK ((lease_grace_ms <= 3600000)),
     CONSTRAINT queue_max_attempts_positive CHECK ((max_attempts >= 1)),
     CONSTRAINT queue_method_known CHECK ((method = ANY (ARRAY['GET'::text, 'POST'::text, 'PUT'::text, 'PATCH'::text, 'DELETE'::text]))),
     CONSTRAINT queue_rate_limit_burst_positive CHECK (((rate_limit_burst IS NULL) OR (rate_limit_burst >= 1))),
@@ -216,6 +230,70 @@ CREATE FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) RETU
 $$;
 
 ALTER FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.cron_drift(_pg_cron_version text DEFAULT NULL::text) RETURNS text[]
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _version text := coalesce(_pg_cron_version,
+    (select e.extversion from pg_catalog.pg_extension e where e.extname = 'pg_cron'));
+  _want record;
+  _have record;
+  _drift text[] := '{}';
+begin
+  if _version is null or pg_catalog.to_regclass('cron.job') is null then
+    return _drift;
+  end if;
+  for _want in select * from supaqueue.cron_jobs_for(_version) order by 1 loop
+    -- pg_cron's row security shows a role its own jobs only: these are the installer's.
+    select j.schedule, j.command, j.active, j.database into _have
+      from cron.job j
+     where j.jobname = _want.jobname and j.username = current_user;
+    if not found then
+      _drift := _drift || format('%s is not scheduled; pg_cron %s needs %L at %L',
+                                 _want.jobname, _version, _want.command, _want.schedule);
+    elsif _have.schedule is distinct from _want.schedule
+       or _have.command is distinct from _want.command then
+      _drift := _drift || format('%s runs %L at %L; pg_cron %s needs %L at %L',
+                                 _want.jobname, _have.command, _have.schedule, _version,
+                                 _want.command, _want.schedule);
+    elsif not _have.active or _have.database is distinct from pg_catalog.current_database() then
+      _drift := _drift || format('%s is inactive or runs in database %L; it must run in %L',
+                                 _want.jobname, _have.database, pg_catalog.current_database());
+    end if;
+  end loop;
+  return _drift;
+end
+$$;
+
+ALTER FUNCTION supaqueue.cron_drift(_pg_cron_version text) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.cron_job_names() RETURNS text[]
+    LANGUAGE sql IMMUTABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select array(select c.jobname from supaqueue.cron_jobs_for('0') c order by 1)
+$$;
+
+ALTER FUNCTION supaqueue.cron_job_names() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.cron_jobs_for(_pg_cron_version text) RETURNS TABLE(jobname text, schedule text, command text)
+    LANGUAGE sql IMMUTABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select j.jobname, j.schedule, j.command
+  from (select pg_catalog.string_to_array(pg_catalog.split_part(_pg_cron_version, '-', 1), '.')
+                 ::integer[] >= array[1, 5] as seconds) v,
+  lateral (values
+    ('supaqueue-tick',
+     case when v.seconds then '1 seconds' else '* * * * *' end,
+     case when v.seconds then 'select supaqueue.tick()' else 'call supaqueue.tick_loop()' end),
+    ('supaqueue-cron-history', '*/10 * * * *', 'select supaqueue.prune_cron_history()')
+  ) j (jobname, schedule, command)
+$$;
+
+ALTER FUNCTION supaqueue.cron_jobs_for(_pg_cron_version text) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.dispatch(_queue uuid) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
@@ -518,6 +596,67 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.owner_only_routines() RETURNS text[]
+    LANGUAGE sql IMMUTABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select array[
+    'apply_privileges', 'owner_only_routines', 'uninstall',
+    -- pg_cron runs these; the Pulumi program changes queues and the schedule
+    'tick_loop', 'dispatch', 'set_worker_count', 'drop_queue',
+    'cron_jobs_for', 'cron_drift', 'reconcile_cron', 'prune_cron_history', 'cron_job_names']
+$$;
+
+ALTER FUNCTION supaqueue.owner_only_routines() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.prune_cron_history(_keep interval DEFAULT '01:00:00'::interval) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _n bigint;
+begin
+  if pg_catalog.to_regclass('cron.job_run_details') is null then
+    return 0;
+  end if;
+  delete from cron.job_run_details d
+   where d.jobid in (select j.jobid from cron.job j
+                      where j.username = current_user
+                        and j.jobname = any (supaqueue.cron_job_names()))
+     and coalesce(d.end_time, d.start_time + interval '1 day') < pg_catalog.now() - _keep;
+  get diagnostics _n = row_count;
+  return _n;
+end
+$$;
+
+ALTER FUNCTION supaqueue.prune_cron_history(_keep interval) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.reconcile_cron() RETURNS text[]
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _drift text[] := supaqueue.cron_drift();
+  _want record;
+begin
+  if cardinality(_drift) = 0 then
+    return _drift;
+  end if;
+  for _want in
+    select * from supaqueue.cron_jobs_for(
+      (select e.extversion from pg_catalog.pg_extension e where e.extname = 'pg_cron'))
+  loop
+    perform cron.unschedule(j.jobid) from cron.job j
+      where j.jobname = _want.jobname and j.username = current_user
+        and (not j.active or j.database is distinct from pg_catalog.current_database());
+    perform cron.schedule(_want.jobname, _want.schedule, _want.command);
+  end loop;
+  return _drift;
+end
+$$;
+
+ALTER FUNCTION supaqueue.reconcile_cron() OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
@@ -948,29 +1087,30 @@ ALTER TABLE ONLY supaqueue.worker
 GRANT USAGE ON SCHEMA supaqueue TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.current_job TO service_role;
+GRANT SELECT ON TABLE supaqueue.current_job TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.apply_privileges() FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.apply_privileges() TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.default_non_retryable_statuses() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.default_non_retryable_statuses() TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.queue TO service_role;
+GRANT SELECT ON TABLE supaqueue.queue TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.cron_drift(_pg_cron_version text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue.cron_job_names() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue.cron_jobs_for(_pg_cron_version text) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue.dispatch(_queue uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.dispatch(_queue uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.drop_queue(_queue uuid, _discard_unfinished boolean) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.drop_queue(_queue uuid, _discard_unfinished boolean) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) TO service_role;
@@ -978,43 +1118,52 @@ GRANT ALL ON FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete bo
 REVOKE ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.owner_only_routines() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue.prune_cron_history(_keep interval) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue.reconcile_cron() FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.tg__job_inserted() FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.tg__job_inserted() TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.tg__queue_updated() FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.tg__queue_updated() TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.tg__worker_inserted() FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.tg__worker_inserted() TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.tick() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.tick() TO service_role;
 
 REVOKE ALL ON PROCEDURE supaqueue.tick_loop(IN _seconds integer) FROM PUBLIC;
-GRANT ALL ON PROCEDURE supaqueue.tick_loop(IN _seconds integer) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.unfinished_job_count(_queue uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.unfinished_job_count(_queue uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.uninstall() FROM PUBLIC;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.job TO service_role;
+GRANT SELECT ON TABLE supaqueue.job TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.job_attempt TO service_role;
+GRANT INSERT(queue) ON TABLE supaqueue.job TO service_role;
 
-GRANT SELECT,USAGE ON SEQUENCE supaqueue.job_attempt_id_seq TO service_role;
+GRANT INSERT(payload) ON TABLE supaqueue.job TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.job_dependency TO service_role;
+GRANT INSERT(priority) ON TABLE supaqueue.job TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.migrations TO service_role;
+GRANT INSERT(run_at) ON TABLE supaqueue.job TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.queue_bucket TO service_role;
+GRANT INSERT(dedup_key) ON TABLE supaqueue.job TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.worker TO service_role;
+GRANT SELECT ON TABLE supaqueue.job_attempt TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.queue_stats TO service_role;
+GRANT SELECT ON TABLE supaqueue.job_dependency TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.settings TO service_role;
+GRANT SELECT ON TABLE supaqueue.migrations TO service_role;
+
+GRANT SELECT ON TABLE supaqueue.queue_bucket TO service_role;
+
+GRANT SELECT ON TABLE supaqueue.worker TO service_role;
+
+GRANT SELECT ON TABLE supaqueue.queue_stats TO service_role;
+
+GRANT SELECT ON TABLE supaqueue.settings TO service_role;

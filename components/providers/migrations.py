@@ -26,6 +26,7 @@ from pulumi.dynamic import (
 from components import migrations as runner
 from components.clients.postgres import check_url, connect
 from components.errors import DatabaseError
+from components.providers import cron_upkeep
 from components.providers.base import (
     declared_outputs,
     explicit_diff,
@@ -67,9 +68,10 @@ def _migrate(props: dict[str, Any]) -> dict[str, Any]:
         runner.plan(conn, loaded)  # raises MigrationEdited before anything runs
         runner.apply(conn, loaded)
         ledger = _ledger(conn)
+        cron_drift = cron_upkeep.reconcile(conn)
     if ledger is None:
         raise DatabaseError("migrations ran but supaqueue.migrations does not exist")
-    return _outs(props, ledger)
+    return {**_outs(props, ledger), cron_upkeep.KEY: cron_drift}
 
 
 class MigrationsProvider(ResourceProvider):
@@ -86,12 +88,16 @@ class MigrationsProvider(ResourceProvider):
         if not failures and "db_url" not in unknown:
             failures += _edited_failures(str(db_url), Path(str(folder)))
         inputs = {"db_url": db_url, "migrations_dir": folder, "migrations": news.get("migrations")}
+        # Checked on every preview and up: drift found here makes the diff, and `up` repairs it.
+        inputs[cron_upkeep.KEY] = (
+            cron_upkeep.drift(str(db_url)) if not failures and "db_url" not in unknown else []
+        )
         return CheckResult(inputs, failures)
 
     @presented
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # migrations_dir is where the files are, not what they say: it never forces an update.
-        return explicit_diff(olds, news, updatable=("migrations", "db_url"))
+        return explicit_diff(olds, news, updatable=("migrations", "db_url", cron_upkeep.KEY))
 
     @presented
     def create(self, props: dict[str, Any]) -> CreateResult:
