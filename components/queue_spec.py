@@ -23,8 +23,8 @@ MAX_SLUG_LENGTH = 63
 MAX_WORKERS = 1000
 # Supabase's wall-clock limit for a function is 400 s on paid plans.
 MAX_TIMEOUT_MS = 400_000
-# = constraint queue_lease_grace_at_most_an_hour (sql/0009); tests/engine/test_lease_grace.py
-MAX_LEASE_GRACE_MS = 3_600_000
+# The column's range (sql/0001: integer, lease_grace_ms >= 0); tests/engine/test_lease_grace.py
+MAX_LEASE_GRACE_MS = 2_147_483_647
 
 
 # = supaqueue.default_non_retryable_statuses() (sql/0001): a timeout or a rate limit is worth

@@ -1,8 +1,7 @@
 -- supaqueue 0009: safe under real faults.
 -- 1. service_role gets the documented interface only (reads, enqueue, report, tick): every other
 --    write goes through the engine's SECURITY DEFINER functions, which keep the invariants.
--- 2. lease_grace_ms is a queue setting (Pulumi): bounded like timeout_ms.
--- 3. supaqueue's pg_cron jobs: the schedule chosen by the pg_cron version in one place,
+-- 2. supaqueue's pg_cron jobs: the schedule chosen by the pg_cron version in one place,
 --    reconciled by every `pulumi up` (not only once by 0006), and their run history bounded.
 
 -- 1 ---------------------------------------------------------------------------------------------
@@ -64,12 +63,6 @@ end
 $$;
 
 -- 2 ---------------------------------------------------------------------------------------------
--- At most an hour, as timeout_ms: a lost dispatch holds its worker for timeout + grace.
--- components/queue_spec.py MAX_LEASE_GRACE_MS checks the same bound at preview.
-alter table supaqueue.queue
-  add constraint queue_lease_grace_at_most_an_hour check (lease_grace_ms <= 3600000);
-
--- 3 ---------------------------------------------------------------------------------------------
 -- supaqueue's pg_cron jobs for a pg_cron version: pg_cron >= 1.5 (Supabase ships 1.6) runs the
 -- tick every second itself; older ones only once a minute, so that job runs the looping call.
 -- The run history job keeps pg_cron's job_run_details bounded (pg_cron never prunes it).

@@ -207,7 +207,6 @@ CREATE TABLE supaqueue.queue (
     CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
     CONSTRAINT queue_default_headers_object CHECK ((jsonb_typeof(default_headers) = 'object'::text)),
     CONSTRAINT queue_edge_function_name_is_slug CHECK ((edge_function_name ~ '^[A-Za-z0-9][A-Za-z0-9_-]*$'::text)),
-    CONSTRAINT queue_lease_grace_at_most_an_hour CHECK ((lease_grace_ms <= 3600000)),
     CONSTRAINT queue_max_attempts_positive CHECK ((max_attempts >= 1)),
     CONSTRAINT queue_method_known CHECK ((method = ANY (ARRAY['GET'::text, 'POST'::text, 'PUT'::text, 'PATCH'::text, 'DELETE'::text]))),
     CONSTRAINT queue_rate_limit_burst_positive CHECK (((rate_limit_burst IS NULL) OR (rate_limit_burst >= 1))),

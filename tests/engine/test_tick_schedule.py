@@ -263,3 +263,43 @@ def test_run_history_is_bounded_to_supaqueue_own_rows(cron_cluster: Cluster) -> 
         # uninstall removes supaqueue's jobs (the user's 'supaqueue-reports' is the data-safety
         # work's business: issue 14, item 3)
         migrations.uninstall(conn)
+
+
+def test_pruning_needs_only_the_grants_postgres_has_on_supabase(cron_cluster: Cluster) -> None:
+    """On Supabase `postgres` is no superuser: it may SELECT cron.job and SELECT/DELETE
+    cron.job_run_details, and pg_cron's row security shows it its own jobs only. The pruning,
+    run as such a role, deletes that role's supaqueue rows and cannot see anyone else's."""
+    with psycopg.connect(cron_cluster.dsn(), autocommit=True) as conn:
+        migrations.apply(conn, migrations.load_migrations())
+        conn.execute("create role hosted_postgres nologin nosuperuser nobypassrls")
+        conn.execute("grant usage on schema cron, supaqueue to hosted_postgres")
+        conn.execute("grant select on cron.job to hosted_postgres")
+        conn.execute("grant select, delete on cron.job_run_details to hosted_postgres")
+        conn.execute(
+            "grant execute on function supaqueue.cron_job_names(), supaqueue.cron_jobs_for(text)"
+            " to hosted_postgres"
+        )
+        conn.execute(
+            "alter function supaqueue.prune_cron_history(interval) owner to hosted_postgres"
+        )
+        # as if hosted_postgres had installed supaqueue (jobs inactive: nobody logs in as it)
+        conn.execute(
+            "update cron.job set username = 'hosted_postgres', active = false"
+            " where jobname in ('supaqueue-tick', 'supaqueue-cron-history')"
+        )
+        conn.execute(
+            "select cron.schedule('supaqueue-tick', '0 0 1 1 *', 'select 1')"
+        )  # another user's
+        jobs = conn.execute("select jobid, username from cron.job").fetchall()
+        for runid, (jobid, username) in enumerate(jobs * 2, start=20_000_000):
+            conn.execute(
+                "insert into cron.job_run_details (jobid, runid, database, username, command,"
+                " status, start_time, end_time) values (%s, %s, 'postgres', %s, 'x', 'succeeded',"
+                " now() - interval '3 hours', now() - interval '3 hours')",
+                (jobid, runid, username),
+            )
+        assert conn.execute("select supaqueue.prune_cron_history()").fetchone() == (4,)
+        left = conn.execute(
+            "select username, count(*) from cron.job_run_details where runid >= 20000000 group by 1"
+        ).fetchall()
+        assert left == [("postgres", 2)]
