@@ -3,18 +3,15 @@ the schedule reconciled to the pg_cron present, supaqueue's run history in pg_cr
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from components import migrations
-from local_stack.postgres import Cluster, free_port, generate_password
+from local_stack.postgres import Cluster
 from tests.engine.harness import FUNCTIONS_URL, SECRET, Engine
 from tests.support.pg_cron import has_seconds_schedules, pg_cron_version, warn_not_tested_here
 
@@ -56,19 +53,8 @@ def test_tick_loop_ticks_every_second_and_commits_each_tick(engine: Engine) -> N
 def cron_cluster() -> Iterator[Cluster]:
     """A cluster of its own: installing into its `postgres` database (where pg_cron lives) must
     not disturb the session cluster other tests share."""
-    root = Path(tempfile.mkdtemp(prefix="supaqueue-cron-test-"))
-    root.chmod(0o755)
-    cluster = Cluster(
-        data_dir=root / "pgdata", port=free_port(), password=generate_password(), fast=True
-    )
-    try:
-        cluster.init()
-        cluster.start()
-        cluster.bootstrap("postgres")
+    with Cluster.temporary(prefix="supaqueue-cron-test-") as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 TICK_JOBS = "select jobname, schedule, command, database, active from cron.job order by jobname"

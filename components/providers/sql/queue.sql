@@ -43,7 +43,8 @@ select supaqueue.set_worker_count(%(id)s::uuid, %(workers)s);
 -- name: read_queue
 select q.id::text, q.name, q.edge_function_name, q.method, q.default_headers, q.max_attempts,
        q.backoff_base_ms, q.backoff_max_ms, q.backoff_jitter, q.non_retryable_statuses,
-       q.timeout_ms, q.lease_grace_ms, q.rate_limit_per_second, q.rate_limit_burst, q.paused, q.retention_seconds,
+       q.timeout_ms, q.lease_grace_ms, q.rate_limit_per_second, q.rate_limit_burst, q.paused,
+       q.retention_seconds,
        (select count(*) from supaqueue.worker w where w.queue = q.id and not w.retiring)::int
          as workers
 from supaqueue.queue q
