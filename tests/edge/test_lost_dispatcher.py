@@ -132,10 +132,11 @@ def test_a_killed_dispatcher_stalls_the_queue_for_timeout_plus_grace_only(
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
         assert len(lost) == WORKERS
+        lease_s = (TIMEOUT_MS + GRACE_MS) / 1000
         for lease in lost:  # the queue's own grace, not the default 30 s
-            assert (lease["lease_expires_at"] - lease["started_at"]).total_seconds() == (
-                (TIMEOUT_MS + GRACE_MS) / 1000
-            )
+            # counted from dispatch, or from the function's claim of it (a moment later)
+            held = (lease["lease_expires_at"] - lease["started_at"]).total_seconds()
+            assert lease_s <= held <= lease_s + 5, held
 
         total = WORKERS + SHORT_JOBS
         bound_s = (TIMEOUT_MS + GRACE_MS) / 1000 + SLACK_S
