@@ -21,7 +21,7 @@ from tests.edge.test_on_local_stack import Installed, installed  # noqa: F401  (
 WORKERS = 20
 TIMEOUT_MS = 5_000
 GRACE_MS = 3_000
-LONG_MS = 2_500  # the calls in flight when the process dies
+LONG_MS = 3_000  # the calls in flight when the process dies
 SHORT_JOBS = 40  # queued behind them
 SLACK_S = 10.0  # "a few seconds": a tick, a retry's backoff, a fresh process, a loaded machine
 LOOP_RUNNING = (
@@ -122,16 +122,21 @@ def test_a_killed_dispatcher_stalls_the_queue_for_timeout_plus_grace_only(
         _wait(f"{WORKERS} dispatches accepted", lambda: accepted() == WORKERS, 60)
         pids = _function_pids(inst.stack.dir, inst.dispatcher)
         assert pids, "the supaqueue function's process was not found"
-        lost = conn.execute(
-            "select c.job, c.started_at, c.lease_expires_at, clock_timestamp() as killed_at"
-            " from supaqueue.current_job c join supaqueue.job j on j.id = c.job"
-            " where j.queue = %s",
-            (queue.id,),
-        ).fetchall()
+        row = conn.execute("select clock_timestamp() as now").fetchone()
+        assert row is not None
+        killed_at = row["now"]
         killed = time.monotonic()
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
-        assert len(lost) == WORKERS
+        # The leases left now lost their reports with the process (a report is one transaction:
+        # killed half-way, it rolls back). Normally all of them: each call takes LONG_MS.
+        lost = conn.execute(
+            "select c.job, c.started_at, c.lease_expires_at"
+            " from supaqueue.current_job c join supaqueue.job j on j.id = c.job"
+            " where j.queue = %s and c.started_at < %s",
+            (queue.id, killed_at),
+        ).fetchall()
+        assert len(lost) >= WORKERS // 2, f"only {len(lost)} calls were in flight at the kill"
         lease_s = (TIMEOUT_MS + GRACE_MS) / 1000
         for lease in lost:  # the queue's own grace, not the default 30 s
             # counted from dispatch, or from the function's claim of it (a moment later)
@@ -166,12 +171,11 @@ def test_a_killed_dispatcher_stalls_the_queue_for_timeout_plus_grace_only(
         for job in jobs:
             expected = ["lease_expired", "success"] if job["id"] in lost_ids else ["success"]
             assert job["outcomes"] == expected, job
-        killed_at = lost[0]["killed_at"]
         stalled_s = max(
             (j["expired_at"] - killed_at).total_seconds() for j in jobs if j["id"] in lost_ids
         )
         print(
-            f"\nkilled the supaqueue function with {WORKERS} calls in flight"
+            f"\nkilled the supaqueue function with {len(lost)} calls in flight"
             f" (timeout {TIMEOUT_MS} ms + grace {GRACE_MS} ms): their leases ended"
             f" {stalled_s:.1f} s after the kill; all {total} jobs final {all_final_s:.1f} s"
             f" after the kill (bound {bound_s:.0f} s); 0 lost"
