@@ -26,6 +26,9 @@ DEFAULT_URL = "https://api.supabase.com"
 MAX_ATTEMPTS = 6
 MAX_WAIT_SECONDS = 60.0
 REQUEST_TIMEOUT_SECONDS = 60.0
+# Refused, reset, timed out, or closed without an answer: worth another try. (A bad URL or an
+# unsupported scheme is not: it fails at once.)
+TRANSIENT_ERRORS = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
 
 
 def is_transient(status_code: int) -> bool:
@@ -208,7 +211,7 @@ class ManagementApi:
             try:
                 # DELETE with a body is not in httpx's shortcuts; `request` takes it.
                 response = self._client.request(method, url, json=json_body, data=data, files=files)
-            except httpx.TransportError as exc:
+            except TRANSIENT_ERRORS as exc:
                 if not last:
                     self._sleep(retry_delay(None, attempt))
                     continue
