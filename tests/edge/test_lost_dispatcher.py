@@ -1,8 +1,8 @@
-"""The `supaqueue` function's process killed under load, on the whole local stack: the calls in
-flight lose their reports, their leases expire `timeout_ms + lease_grace_ms` after dispatch, the
-tick (real pg_cron) fails those attempts and retries them, and every job ends `success`: none
-lost, none stalled longer than timeout + grace + a few seconds. The queue is declared through
-the Pulumi queue provider with its own `lease_grace_ms`, as a stack would declare it.
+"""The `supaqueue` function's process killed under load, on the whole local stack: the calls
+in flight lose their reports, their leases expire `timeout_ms + lease_grace_ms` after their
+claim, the tick (real pg_cron) fails those attempts and retries them, and every job ends
+`success`: none lost, none stalled longer than timeout + grace + a few seconds. The queue is
+declared through the Pulumi queue provider with its own `lease_grace_ms`, as a stack would.
 """
 
 from __future__ import annotations
