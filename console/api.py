@@ -20,7 +20,7 @@ from components.clients.postgres import check_url, describe, sql_message
 STATES = ("pending", "in_progress", "success", "failed", "cancelled")
 FINISHED_STATES = ("success", "failed", "cancelled")
 # SQLSTATEs the operator API raises (sql/0013_operator.sql)
-_NOT_FOUND = "SQ002"
+_NOT_FOUND = "SQ005"
 
 
 class ConsoleError(Exception):
