@@ -35,6 +35,7 @@ import psycopg
 from aiohttp import web
 
 from local_stack import gateway, management_api
+from local_stack.api_faults import FaultPlan
 from local_stack.edge_runtime import DRAIN_MS, EdgeRuntime
 from local_stack.extensions import REAL
 from local_stack.extensions import detect as detect_extensions
@@ -120,6 +121,7 @@ def create_app(state: StackState, runtime: EdgeRuntime, store: FunctionStore,
     app[gateway.RUNTIME_KEY] = runtime
     app[management_api.SECRETS_KEY] = secrets
     app[management_api.LIMITER_KEY] = RateLimiter(limit_from_env())
+    app[management_api.FAULTS_KEY] = FaultPlan()
 
     async def proxy_session(app: web.Application):  # type: ignore[no-untyped-def]
         # Raw bytes both ways: the gateway must not re-encode what functions send.
