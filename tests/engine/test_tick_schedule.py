@@ -211,7 +211,10 @@ def test_the_schedule_is_reconciled_to_the_pg_cron_present(cron_cluster: Cluster
 def test_run_history_is_bounded_to_supaqueue_own_rows(cron_cluster: Cluster) -> None:
     """pg_cron keeps a row per run (86,400 a day for a '1 seconds' job) and never prunes them:
     supaqueue deletes its own jobs' rows after an hour, and nobody else's."""
-    with psycopg.connect(cron_cluster.dsn(), autocommit=True) as conn:
+    with (
+        psycopg.connect(cron_cluster.dsn(), autocommit=True) as conn,
+        cron_cluster.admin_connect() as pg_cron,  # writes run rows as pg_cron itself does
+    ):
         migrations.apply(conn, migrations.load_migrations())
         # a user's job whose name merely starts with supaqueue, and another user job
         conn.execute("select cron.schedule('supaqueue-reports', '0 3 * * *', 'select 1')")
@@ -222,7 +225,7 @@ def test_run_history_is_bounded_to_supaqueue_own_rows(cron_cluster: Cluster) -> 
         def run(job: str, age: str, ended: bool = True) -> None:
             nonlocal runid
             runid += 1
-            conn.execute(
+            pg_cron.execute(
                 "insert into cron.job_run_details (jobid, runid, database, username, command,"
                 " status, start_time, end_time) values (%s, %s, 'postgres', 'postgres', 'x',"
                 " %s, now() - %s::interval, case when %s then now() - %s::interval end)",
@@ -255,8 +258,10 @@ def test_pruning_needs_only_the_grants_postgres_has_on_supabase(cron_cluster: Cl
     """On Supabase `postgres` is no superuser: it may SELECT cron.job and SELECT/DELETE
     cron.job_run_details, and pg_cron's row security shows it its own jobs only. The pruning,
     run as such a role, deletes that role's supaqueue rows and cannot see anyone else's."""
-    with psycopg.connect(cron_cluster.dsn(), autocommit=True) as conn:
-        migrations.apply(conn, migrations.load_migrations())
+    with psycopg.connect(cron_cluster.dsn(), autocommit=True) as owner:
+        migrations.apply(owner, migrations.load_migrations())
+    # The set-up (a role, pg_cron's own rows) is the superuser's.
+    with cron_cluster.admin_connect() as conn:
         conn.execute("create role hosted_postgres nologin nosuperuser nobypassrls")
         conn.execute("grant usage on schema cron, supaqueue to hosted_postgres")
         conn.execute("grant select on cron.job to hosted_postgres")
@@ -273,9 +278,8 @@ def test_pruning_needs_only_the_grants_postgres_has_on_supabase(cron_cluster: Cl
             "update cron.job set username = 'hosted_postgres', active = false"
             " where jobname in ('supaqueue-tick', 'supaqueue-cron-history')"
         )
-        conn.execute(
-            "select cron.schedule('supaqueue-tick', '0 0 1 1 *', 'select 1')"
-        )  # another user's
+        with psycopg.connect(cron_cluster.dsn(), autocommit=True) as other:  # another user's
+            other.execute("select cron.schedule('supaqueue-tick', '0 0 1 1 *', 'select 1')")
         jobs = conn.execute("select jobid, username from cron.job").fetchall()
         for runid, (jobid, username) in enumerate(jobs * 2, start=20_000_000):
             conn.execute(
