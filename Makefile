@@ -49,3 +49,4 @@ test: lint
 bench: toolchain
 	@$(ENV) $(PY) benchmarks/engine_bench.py
 	@$(ENV) $(PY) benchmarks/pulumi_bench.py
+	@$(ENV) $(PY) benchmarks/e2e_bench.py
