@@ -196,6 +196,9 @@ def per_job(before: Reading, after: Reading, jobs: int) -> dict[str, Any]:
         "target_cpu_ms_per_job": round(cpu.parts.get(f"function:{TARGET}", 0.0) * 1000 / jobs, 3),
         # cores the stack kept busy, and how busy the whole 2-core machine was (others' tests too)
         "stack_cores_busy": round(ours / seconds, 2) if seconds > 0 else None,
+        # the rate the stack's CPU cost allows on this machine alone (every core ours): a
+        # figure that others' load on a shared machine does not distort, unlike jobs/s
+        "cpu_bound_jobs_per_s": round((os.cpu_count() or 1) * jobs / ours, 1) if ours else None,
         "machine_busy_fraction": round(busy, 3) if busy is not None else None,
         "cpu_count": os.cpu_count(),
     }
