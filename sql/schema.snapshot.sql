@@ -50,10 +50,38 @@ CREATE TABLE supaqueue.current_job (
     is_successful boolean DEFAULT false NOT NULL,
     started_at timestamp with time zone DEFAULT now() NOT NULL,
     lease_expires_at timestamp with time zone NOT NULL,
-    request_id bigint
+    request_id bigint,
+    claimed_at timestamp with time zone
 );
 
 ALTER TABLE supaqueue.current_job OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select jsonb_build_object(
+    'current_job', jsonb_build_object(
+      'id', _cj.id, 'worker', _cj.worker, 'job', _cj.job,
+      'lease_expires_at', _cj.lease_expires_at, 'claimed_at', _cj.claimed_at),
+    'job', jsonb_build_object(
+      'id', j.id, 'queue', j.queue, 'payload', j.payload, 'attempts', j.attempts,
+      'dependency_results', coalesce(
+        (select jsonb_object_agg(d.depends_on::text, coalesce(dj.result, 'null'::jsonb))
+           from supaqueue.job_dependency d
+           join supaqueue.job dj on dj.id = d.depends_on
+          where d.job = j.id),
+        '{}'::jsonb)),
+    'queue', jsonb_build_object(
+      'id', q.id, 'name', q.name, 'edge_function_name', q.edge_function_name,
+      'method', q.method, 'default_headers', q.default_headers, 'timeout_ms', q.timeout_ms),
+    'limits', jsonb_build_object('max_result_bytes', supaqueue.max_result_bytes()))
+  from supaqueue.job j
+  join supaqueue.queue q on q.id = j.queue
+  where j.id = _cj.job
+$$;
+
+ALTER FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) RETURNS uuid[]
     LANGUAGE plpgsql SECURITY DEFINER
@@ -65,7 +93,11 @@ declare
   _final boolean;
   _delay_ms double precision;
   _queues uuid[];
+  _refused boolean := _outcome = 'refused';
 begin
+  if _outcome = 'lease_expired' and _cj.claimed_at is null then
+    _error := _error || ' (never claimed: the dispatch was not delivered to the function in time)';
+  end if;
   select * into _job from supaqueue.job where id = _cj.job for update;
   select * into _q from supaqueue.queue where id = _job.queue;
   _queues := array[_q.id];
@@ -73,7 +105,7 @@ begin
   insert into supaqueue.job_attempt (job, queue, attempt, worker, started_at, ended_at, outcome,
                                      status_code, error, duration_ms, response_excerpt)
     values (_job.id, _job.queue, _job.attempts, _cj.worker, _cj.started_at, clock_timestamp(),
-            _outcome, _status_code, left(_error, 2000),
+            case when _refused then 'failure' else _outcome end, _status_code, left(_error, 2000),
             coalesce(_duration_ms,
                      (extract(epoch from clock_timestamp() - _cj.started_at) * 1000)::integer),
             left(_response_excerpt, 2000));
@@ -105,7 +137,7 @@ begin
     return _queues;
   end if;
 
-  _final := _job.attempts >= _q.max_attempts
+  _final := _refused or _job.attempts >= _q.max_attempts
     or (_status_code is not null and _status_code = any (_q.non_retryable_statuses));
   if _final then
     update supaqueue.job
@@ -216,6 +248,56 @@ CREATE FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) RETU
 $$;
 
 ALTER FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer DEFAULT NULL::integer) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _cj supaqueue.current_job;
+  _bytes bigint;
+  _reason text;
+begin
+  update supaqueue.current_job c
+     set claimed_at = clock_timestamp(),
+         lease_expires_at = clock_timestamp()
+           + make_interval(secs => (q.timeout_ms::bigint + q.lease_grace_ms) / 1000.0)
+    from supaqueue.job j, supaqueue.queue q
+   where c.id = cur_job_id
+     and c.claimed_at is null
+     and c.lease_expires_at > clock_timestamp()
+     and j.id = c.job and j.status = 'in_progress'
+     and (_attempt is null or j.attempts = _attempt)
+     and q.id = j.queue
+  returning c.* into _cj;
+  if not found then
+    return null;
+  end if;
+
+  -- Enqueue refuses large payloads; this also covers a payload updated in place since.
+  select octet_length(j.payload::text) into _bytes from supaqueue.job j where j.id = _cj.job;
+  if _bytes > supaqueue.max_payload_bytes() then
+    _reason := format('the payload is %s bytes, over the limit of %s bytes',
+                      _bytes, supaqueue.max_payload_bytes());
+  else
+    select coalesce(sum(octet_length(dj.result::text)), 0) into _bytes
+      from supaqueue.job_dependency d
+      join supaqueue.job dj on dj.id = d.depends_on
+     where d.job = _cj.job;
+    if _bytes > supaqueue.max_dependency_results_bytes() then
+      _reason := format('the results of the jobs it depends on total %s bytes, over the limit'
+                        ' of %s bytes', _bytes, supaqueue.max_dependency_results_bytes());
+    end if;
+  end if;
+  if _reason is not null then
+    perform supaqueue.refuse_current_job(_cj.id, _reason);
+    return jsonb_build_object('refused', _reason);
+  end if;
+  return supaqueue._claimed_job(_cj);
+end
+$$;
+
+ALTER FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.dispatch(_queue uuid) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
@@ -331,20 +413,10 @@ begin
 
     _cj_id := gen_random_uuid();
     _lease := _now + make_interval(secs => (_q.timeout_ms::bigint + _q.lease_grace_ms) / 1000.0);
+    -- References only: the function claims the lease and reads the rest from the database, so
+    -- what goes through pg_net stays this small whatever the payload and dependency results.
     _body := jsonb_build_object(
-      'current_job', jsonb_build_object(
-        'id', _cj_id, 'worker', _worker, 'job', _job.id, 'lease_expires_at', _lease),
-      'job', jsonb_build_object(
-        'id', _job.id, 'queue', _job.queue, 'payload', _job.payload, 'attempts', _job.attempts,
-        'dependency_results', coalesce(
-          (select jsonb_object_agg(d.depends_on::text, coalesce(dj.result, 'null'::jsonb))
-             from supaqueue.job_dependency d
-             join supaqueue.job dj on dj.id = d.depends_on
-            where d.job = _job.id),
-          '{}'::jsonb)),
-      'queue', jsonb_build_object(
-        'id', _q.id, 'name', _q.name, 'edge_function_name', _q.edge_function_name,
-        'method', _q.method, 'default_headers', _q.default_headers, 'timeout_ms', _q.timeout_ms));
+      'current_job', jsonb_build_object('id', _cj_id, 'job', _job.id, 'attempt', _job.attempts));
 
     -- pg_net sends it only if this transaction commits.
     _request := net.http_post(
@@ -519,6 +591,52 @@ $$;
 
 ALTER FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.max_dependency_results_bytes() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select 16777216 $$;
+
+ALTER FUNCTION supaqueue.max_dependency_results_bytes() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.max_payload_bytes() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select 1048576 $$;
+
+ALTER FUNCTION supaqueue.max_payload_bytes() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.max_result_bytes() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select 1048576 $$;
+
+ALTER FUNCTION supaqueue.max_result_bytes() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _cj supaqueue.current_job;
+  _queue uuid;
+begin
+  delete from supaqueue.current_job where id = cur_job_id and claimed_at is not null
+    returning * into _cj;
+  if not found then
+    return false;
+  end if;
+  foreach _queue in array supaqueue._finish_attempt(
+    _cj, 'refused', null, null,
+    'refused by the dispatcher: ' || coalesce(_reason, 'no reason given'), null, null, null)
+  loop
+    perform supaqueue.dispatch(_queue);
+  end loop;
+  return true;
+end
+$$;
+
+ALTER FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -572,7 +690,15 @@ CREATE FUNCTION supaqueue.tg__job_inserted() RETURNS trigger
     AS $$
 declare
   _queue uuid;
+  _largest bigint;
 begin
+  select max(octet_length(n.payload::text)) into _largest from new_jobs n;
+  if _largest > supaqueue.max_payload_bytes() then
+    raise exception 'supaqueue: a job payload is % bytes, over the limit of % bytes',
+      _largest, supaqueue.max_payload_bytes()
+      using errcode = '54000',
+            hint = 'Keep large data in a table or in Storage and put its key in the payload.';
+  end if;
   for _queue in
     select distinct n.queue from new_jobs n where n.status = 'pending' and n.pending_dependencies = 0
   loop
@@ -952,6 +1078,9 @@ GRANT ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) TO s
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.current_job TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) TO service_role;
 
@@ -966,6 +1095,9 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.queue TO service_role;
 REVOKE ALL ON FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer) TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.dispatch(_queue uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.dispatch(_queue uuid) TO service_role;
 
@@ -977,6 +1109,18 @@ GRANT ALL ON FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete bo
 
 REVOKE ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.max_dependency_results_bytes() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.max_dependency_results_bytes() TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.max_payload_bytes() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.max_payload_bytes() TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.max_result_bytes() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.max_result_bytes() TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) TO service_role;

@@ -1,6 +1,7 @@
-// The JSON body the SQL engine sends for each dispatched job (docs/architecture.md,
-// "Dispatch body"). Validated strictly: a malformed body is answered 400 and never
-// reaches the database. Unknown extra keys are ignored so the engine may add fields.
+// What the function receives (docs/architecture.md, "Dispatch body"): pg_net's body carries only
+// references to a lease, `{"current_job": {"id", "job", "attempt"}}`; the claim
+// (`supaqueue.claim_current_job`) returns the job to run in the shape of `Dispatch`.
+// Both are validated strictly; unknown extra keys are ignored so the engine may add fields.
 export type JsonValue =
   | null
   | boolean
@@ -11,6 +12,15 @@ export type JsonValue =
 
 export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 export const METHODS: readonly HttpMethod[] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+// References to one lease. `legacy` is a whole job as engines before the claim sent it
+// (run only while the database has no claim function yet: an upgrade in progress).
+export interface DispatchRef {
+  currentJob: string;
+  job: string | null;
+  attempt: number | null;
+  legacy: unknown;
+}
 
 export interface Dispatch {
   currentJob: { id: string; worker: string; job: string; leaseExpiresAt: string };
@@ -29,7 +39,12 @@ export interface Dispatch {
     defaultHeaders: Record<string, string>;
     timeoutMs: number;
   };
+  // Bytes of a target's answer kept as the job's result (supaqueue.max_result_bytes()).
+  maxResultBytes: number;
 }
+
+// What engines without `limits` in their claim kept (then a constant in target_call.ts).
+const LEGACY_MAX_RESULT_BYTES = 1024 * 1024;
 
 export class InvalidDispatch extends Error {}
 
@@ -102,13 +117,27 @@ function dependencyResults(value: unknown): Record<string, JsonValue> {
   return value as Record<string, JsonValue>;
 }
 
-export function parseDispatch(text: string): Dispatch {
-  let raw: unknown;
+function parseJson(text: string): unknown {
   try {
-    raw = JSON.parse(text);
+    return JSON.parse(text);
   } catch {
     throw new InvalidDispatch("body is not valid JSON");
   }
+}
+
+export function parseRef(text: string): DispatchRef {
+  const raw = parseJson(text);
+  if (!isObject(raw)) throw new InvalidDispatch("body must be a JSON object");
+  const cj = object(raw, "current_job", "");
+  const job = "job" in cj ? uuid(cj, "job", "current_job.") : null;
+  const attempt = "attempt" in cj ? integer(cj, "attempt", "current_job.", 1, 1_000_000) : null;
+  const legacy = isObject(raw.job) && isObject(raw.queue) ? raw : null;
+  return { currentJob: uuid(cj, "id", "current_job."), job, attempt, legacy };
+}
+
+// A claimed job (an object from the database) or, for the legacy path, a whole old body.
+export function parseDispatch(value: unknown): Dispatch {
+  const raw = typeof value === "string" ? parseJson(value) : value;
   if (!isObject(raw)) throw new InvalidDispatch("body must be a JSON object");
 
   const cj = object(raw, "current_job", "");
@@ -148,6 +177,9 @@ export function parseDispatch(text: string): Dispatch {
       defaultHeaders: headers(queue.default_headers),
       timeoutMs: integer(queue, "timeout_ms", "queue.", 1, MAX_TIMEOUT_MS),
     },
+    maxResultBytes: isObject(raw.limits)
+      ? integer(raw.limits, "max_result_bytes", "limits.", 0, 2 ** 31 - 1)
+      : LEGACY_MAX_RESULT_BYTES,
   };
   if (dispatch.currentJob.job !== dispatch.job.id) {
     throw new InvalidDispatch("current_job.job does not match job.id");

@@ -1,6 +1,9 @@
-// Reports one outcome with `select supaqueue.end_current_job(...)` over SUPABASE_DB_URL.
-// Transient database errors are retried with backoff; nothing secret is ever logged.
+// The function's database calls over SUPABASE_DB_URL: claim a dispatched lease
+// (`supaqueue.claim_current_job`), refuse it (`refuse_current_job`) or report its outcome
+// (`end_current_job`). Transient database errors are retried with backoff; nothing secret is
+// ever logged.
 import postgres from "postgres";
+import type { DispatchRef } from "./dispatch_body.ts";
 import type { Outcome } from "./target_call.ts";
 import { log } from "./log.ts";
 
@@ -27,20 +30,119 @@ export function database(url: string): Sql {
   return sql;
 }
 
+function sqlState(err: unknown): string | null {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : null;
+}
+
 // SQLSTATE classes worth another try: connection problems, resource limits, operator
 // intervention (restart), and serialization/deadlock failures. Anything else will not heal.
 function isTransient(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  if (typeof code !== "string" || !/^[0-9A-Z]{5}$/.test(code)) return true; // network-level
+  const code = sqlState(err);
+  if (code === null) return true; // network-level
   return ["08", "53", "57", "40"].includes(code.slice(0, 2)) || code === "55P03";
 }
 
 function describe(err: unknown): { message: string; code: string | null } {
-  const e = err as { message?: unknown; code?: unknown };
+  const e = err as { message?: unknown };
   const message = typeof e.message === "string" ? e.message : String(err);
   // postgres.js errors can quote the connection target; strip anything URL-shaped with credentials.
   const clean = message.replace(/postgres(?:ql)?:\/\/[^\s'"]+/gi, "<database url>");
-  return { message: clean.slice(0, 500), code: typeof e.code === "string" ? e.code : null };
+  return { message: clean.slice(0, 500), code: sqlState(err) };
+}
+
+class Permanent extends Error {
+  constructor(readonly failure: unknown) {
+    super("permanent database error");
+  }
+}
+
+// Runs `call`, retrying transient errors. Returns its value, or throws Permanent (after logging
+// `event` once per failed try) when it cannot succeed.
+async function withRetries<T>(
+  event: string,
+  currentJob: string,
+  call: () => Promise<T>,
+): Promise<T> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      const { message, code } = describe(err);
+      const transient = isTransient(err);
+      const last = attempt >= ATTEMPTS || !transient;
+      log(last ? "error" : "warn", event, {
+        current_job: currentJob,
+        attempt,
+        transient,
+        code,
+        message,
+      });
+      if (last) throw new Permanent(err);
+      await new Promise((resolve) => setTimeout(resolve, FIRST_DELAY_MS * 2 ** (attempt - 1)));
+    }
+  }
+}
+
+export type Claim =
+  | { kind: "claimed"; job: unknown }
+  | { kind: "not_current" }
+  | { kind: "refused"; reason: string }
+  // the database has no claim function yet (its migrations are older than this function)
+  | { kind: "no_claim_function" }
+  | { kind: "failed" };
+
+export async function claimCurrentJob(sql: Sql, ref: DispatchRef): Promise<Claim> {
+  try {
+    const rows = await withRetries("claim_failed", ref.currentJob, () =>
+      sql`
+        select supaqueue.claim_current_job(${ref.currentJob}::uuid, ${ref.attempt}::integer)
+          as claimed`);
+    const claimed = rows[0]?.claimed as unknown;
+    if (claimed === null || claimed === undefined) return { kind: "not_current" };
+    const refused = (claimed as { refused?: unknown }).refused;
+    if (typeof refused === "string") return { kind: "refused", reason: refused };
+    return { kind: "claimed", job: claimed };
+  } catch (err) {
+    if (err instanceof Permanent && sqlState(err.failure) === "42883") {
+      return { kind: "no_claim_function" };
+    }
+    return { kind: "failed" };
+  }
+}
+
+export async function refuseCurrentJob(
+  sql: Sql,
+  currentJobId: string,
+  reason: string,
+): Promise<boolean | null> {
+  try {
+    const rows = await withRetries("refuse_failed", currentJobId, () =>
+      sql`
+        select supaqueue.refuse_current_job(${currentJobId}::uuid, ${reason}::text) as current`);
+    return rows[0]?.current === true;
+  } catch {
+    return null;
+  }
+}
+
+// SQLSTATEs of a result the database cannot store as jsonb (bad text, too deeply nested):
+// the report is then sent again with the result kept as text, so the status is never lost.
+function unstorable(err: unknown): boolean {
+  const code = sqlState(err) ?? "";
+  return code.startsWith("22") || code === "54001";
+}
+
+async function report(sql: Sql, currentJobId: string, outcome: Outcome): Promise<boolean> {
+  // jsonb goes over the wire as text and is cast in SQL, so postgres.js never re-encodes it.
+  const rows = await sql`
+    select supaqueue.end_current_job(
+      ${currentJobId}::uuid, true, ${outcome.isSuccessful}::boolean,
+      ${outcome.statusCode}::integer, ${outcome.responseExcerpt}::text,
+      ${outcome.error ?? outcome.note}::text, ${outcome.retryAfterSeconds}::numeric,
+      ${outcome.result}::text::jsonb, ${outcome.durationMs}::integer
+    ) as current`;
+  return rows[0]?.current === true;
 }
 
 export async function endCurrentJob(
@@ -48,32 +150,23 @@ export async function endCurrentJob(
   currentJobId: string,
   outcome: Outcome,
 ): Promise<boolean | null> {
-  const result = outcome.result === null ? null : JSON.stringify(outcome.result);
-  for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
-    try {
-      // jsonb goes over the wire as text and is cast in SQL, so postgres.js never re-encodes it.
-      const rows = await sql`
-        select supaqueue.end_current_job(
-          ${currentJobId}::uuid, true, ${outcome.isSuccessful}::boolean,
-          ${outcome.statusCode}::integer, ${outcome.responseExcerpt}::text, ${outcome.error}::text,
-          ${outcome.retryAfterSeconds}::numeric, ${result}::text::jsonb,
-          ${outcome.durationMs}::integer
-        ) as current`;
-      return rows[0]?.current === true;
-    } catch (err) {
-      const { message, code } = describe(err);
-      const transient = isTransient(err);
-      const last = attempt === ATTEMPTS || !transient;
-      log(last ? "error" : "warn", "report_failed", {
-        current_job: currentJobId,
-        attempt,
-        transient,
-        code,
-        message,
-      });
-      if (last) return null;
-      await new Promise((resolve) => setTimeout(resolve, FIRST_DELAY_MS * 2 ** (attempt - 1)));
-    }
+  let sent = outcome;
+  try {
+    return await withRetries("report_failed", currentJobId, async () => {
+      try {
+        return await report(sql, currentJobId, sent);
+      } catch (err) {
+        if (sent.result === null || sent.resultText === null || !unstorable(err)) throw err;
+        const { code } = describe(err);
+        sent = {
+          ...sent,
+          result: JSON.stringify(sent.resultText),
+          note: `result kept as text: the database could not store it as JSON (${code})`,
+        };
+        return await report(sql, currentJobId, sent);
+      }
+    });
+  } catch {
+    return null;
   }
-  return null;
 }

@@ -11,7 +11,12 @@ export interface Outcome {
   responseExcerpt: string | null;
   error: string | null;
   retryAfterSeconds: number | null;
-  result: JsonValue | null;
+  // The answer as JSON text that Postgres jsonb accepts, or null (not JSON, too large).
+  result: string | null;
+  // The answer's text, kept (as a JSON string) if the database refuses `result` after all.
+  resultText: string | null;
+  // Why the result is not stored exactly as sent; recorded in the attempt's `error`.
+  note: string | null;
   durationMs: number;
 }
 
@@ -21,8 +26,6 @@ export interface TargetEnv {
 }
 
 const EXCERPT_CHARS = 2048;
-// Bodies beyond this are not kept whole: the excerpt still comes, the JSON result does not.
-const MAX_BODY_BYTES = 1024 * 1024;
 const BODY_METHODS = new Set(["POST", "PUT", "PATCH"]);
 
 type JsonObject = { [key: string]: JsonValue };
@@ -94,17 +97,6 @@ function withoutNul(text: string): string {
   return text.includes("\u0000") ? text.replaceAll("\u0000", "") : text;
 }
 
-export function pgSafeJson(value: JsonValue): JsonValue {
-  if (typeof value === "string") return withoutNul(value);
-  if (Array.isArray(value)) return value.map(pgSafeJson);
-  if (isObject(value)) {
-    const out: JsonObject = {};
-    for (const [key, item] of Object.entries(value)) out[withoutNul(key)] = pgSafeJson(item);
-    return out;
-  }
-  return value;
-}
-
 function excerpt(text: string): string {
   let cut = text.slice(0, EXCERPT_CHARS);
   const last = cut.charCodeAt(cut.length - 1);
@@ -112,14 +104,52 @@ function excerpt(text: string): string {
   return withoutNul(cut);
 }
 
-function jsonResult(text: string, contentType: string | null): JsonValue | null {
+// An escape `\uXXXX` in JSON text is one when preceded by an even run of backslashes.
+const NUL_ESCAPE = /(?<!\\)((?:\\\\)*)\\u0000/g;
+// JSON.stringify escapes only lone surrogates (pairs are written as characters).
+const LONE_SURROGATE_ESCAPE = /(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/gi;
+
+// The JSON text of a parsed value, made storable as Postgres jsonb: U+0000 dropped and lone
+// surrogates (a string cut inside an emoji) replaced by U+FFFD, at any depth without recursion
+// in our code. Returns a note when anything was changed.
+export function storableJson(value: unknown): { json: string; note: string | null } {
+  const text = JSON.stringify(value);
+  const withoutNuls = text.replace(NUL_ESCAPE, "$1");
+  const json = withoutNuls.replace(LONE_SURROGATE_ESCAPE, "$1\\ufffd");
+  const changes = [
+    withoutNuls !== text ? "U+0000 removed" : null,
+    json !== withoutNuls ? "lone surrogates replaced by U+FFFD" : null,
+  ].filter((c) => c !== null);
+  return { json, note: changes.length ? `result stored with ${changes.join(", ")}` : null };
+}
+
+type Result = Pick<Outcome, "result" | "resultText" | "note">;
+
+function jsonResult(text: string, contentType: string | null, truncated: number | null): Result {
   const trimmed = text.trim();
   const looksJson = /json/i.test(contentType ?? "") || /^[[{]/.test(trimmed);
-  if (!looksJson || trimmed === "") return null;
+  const none = { result: null, resultText: null, note: null };
+  if (!looksJson || trimmed === "") return none;
+  if (truncated !== null) {
+    return { ...none, note: `result not stored: the answer is over ${truncated} bytes` };
+  }
+  let value: unknown;
   try {
-    return pgSafeJson(JSON.parse(trimmed) as JsonValue);
+    value = JSON.parse(trimmed);
   } catch {
-    return null;
+    return none; // not JSON after all: the excerpt has it
+  }
+  const resultText = withoutNul(trimmed).toWellFormed();
+  try {
+    const { json, note } = storableJson(value);
+    return { result: json, resultText, note };
+  } catch {
+    // Too deep even to write out again: keep the text.
+    return {
+      result: JSON.stringify(resultText),
+      resultText,
+      note: "result kept as text: nested too deeply to store as JSON",
+    };
   }
 }
 
@@ -154,6 +184,8 @@ export async function callTarget(d: Dispatch, env: TargetEnv): Promise<Outcome> 
       error: describeError(err, d.queue.timeoutMs, url),
       retryAfterSeconds: null,
       result: null,
+      resultText: null,
+      note: null,
       durationMs: elapsed(),
     };
   }
@@ -163,13 +195,16 @@ export async function callTarget(d: Dispatch, env: TargetEnv): Promise<Outcome> 
   let truncated = false;
   let bodyError: string | null = null;
   try {
-    const read = await readCapped(response.body, MAX_BODY_BYTES);
+    const read = await readCapped(response.body, d.maxResultBytes);
     truncated = read.truncated;
     text = new TextDecoder().decode(read.bytes);
   } catch (err) {
     bodyError = `${describeError(err, d.queue.timeoutMs, url)} while reading the response body`;
   }
   const ok = status >= 200 && status < 300 && bodyError === null;
+  const result: Result = bodyError !== null
+    ? { result: null, resultText: null, note: null }
+    : jsonResult(text, response.headers.get("content-type"), truncated ? d.maxResultBytes : null);
   return {
     isSuccessful: ok,
     statusCode: status,
@@ -177,9 +212,7 @@ export async function callTarget(d: Dispatch, env: TargetEnv): Promise<Outcome> 
     error: bodyError ??
       (ok ? null : `HTTP ${status}${response.statusText ? ` ${response.statusText}` : ""}`),
     retryAfterSeconds,
-    result: truncated || bodyError !== null
-      ? null
-      : jsonResult(text, response.headers.get("content-type")),
+    ...result,
     durationMs: elapsed(),
   };
 }

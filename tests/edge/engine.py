@@ -105,18 +105,18 @@ class Engine:
 
     def dispatched(self, job_id: str) -> Dispatched:
         row = self.conn.execute(
-            "select r.url, r.headers, r.body, cj.id as cj, cj.worker"
+            "select r.url, r.headers, r.body, cj.id as cj, cj.worker, j.queue"
             " from net.http_request_queue r"
             " join supaqueue.current_job cj on cj.request_id = r.id"
+            " join supaqueue.job j on j.id = cj.job"
             " where cj.job = %s",
             (job_id,),
         ).fetchone()
         if row is None:
             raise AssertionError(f"the engine did not dispatch job {job_id}: {self.job(job_id)}")
-        body = json.loads(bytes(row["body"]))
         return Dispatched(
             job_id,
-            body["queue"]["id"],
+            str(row["queue"]),
             str(row["cj"]),
             row["url"],
             dict(row["headers"]),

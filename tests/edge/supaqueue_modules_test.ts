@@ -1,7 +1,7 @@
 // Deno unit tests of the pure modules of edge/supaqueue (run by test_deno_units.py).
 import { parseRetryAfter } from "../../edge/supaqueue/retry_after.ts";
-import { InvalidDispatch, parseDispatch } from "../../edge/supaqueue/dispatch_body.ts";
-import { buildRequest, pgSafeJson } from "../../edge/supaqueue/target_call.ts";
+import { InvalidDispatch, parseDispatch, parseRef } from "../../edge/supaqueue/dispatch_body.ts";
+import { buildRequest, storableJson } from "../../edge/supaqueue/target_call.ts";
 import { secretMatches } from "../../edge/supaqueue/secret.ts";
 
 function assertEquals(actual: unknown, expected: unknown, what = ""): void {
@@ -166,8 +166,47 @@ Deno.test("request: dependency results reach a pipeline step beside its payload"
   assertEquals(JSON.parse(init.body as string), { a: 1, dependency_results: { [ID]: { out: 1 } } });
 });
 
-Deno.test("results: U+0000 is dropped so Postgres jsonb accepts them", () => {
-  assertEquals(pgSafeJson({ "k\u0000": ["a\u0000b", 1, null] }), { k: ["ab", 1, null] });
+Deno.test("results: U+0000 is dropped so Postgres jsonb accepts them, with a note", () => {
+  const { json, note } = storableJson({ "k\u0000": ["a\u0000b", 1, null] });
+  assertEquals(JSON.parse(json), { k: ["ab", 1, null] });
+  assertEquals(note, "result stored with U+0000 removed");
+});
+
+Deno.test("results: lone surrogates become U+FFFD; pairs and escaped backslashes are kept", () => {
+  const { json, note } = storableJson({ s: "Great job \ud83d", t: "\ud83d\ude00", u: "\\u0000" });
+  assertEquals(JSON.parse(json), { s: "Great job \ufffd", t: "\ud83d\ude00", u: "\\u0000" });
+  assertEquals(note, "result stored with lone surrogates replaced by U+FFFD");
+  assertEquals(storableJson({ a: [1, "x"] }), { json: '{"a":[1,"x"]}', note: null });
+});
+
+Deno.test("results: any depth is handled without recursion in our code", () => {
+  const depth = 200_000;
+  const { json, note } = storableJson(
+    JSON.parse("[".repeat(depth) + '"\\ud83d"' + "]".repeat(depth)),
+  );
+  assertEquals(json.length, 2 * depth + 8);
+  assertEquals(note, "result stored with lone surrogates replaced by U+FFFD");
+});
+
+Deno.test("dispatch reference: only current_job is needed; job and attempt are checked", () => {
+  assertEquals(
+    parseRef(JSON.stringify({ current_job: { id: ID, job: JOB, attempt: 2 } })),
+    { currentJob: ID, job: JOB, attempt: 2, legacy: null },
+  );
+  assertEquals(parseRef(JSON.stringify({ current_job: { id: ID } })).attempt, null);
+  assertThrows(() => parseRef(JSON.stringify({ current_job: { id: "x" } })), /uuid/);
+  assertThrows(() => parseRef(JSON.stringify({ current_job: { id: ID, attempt: 0 } })), /attempt/);
+  assertThrows(() => parseRef(JSON.stringify({ job: {} })), /current_job must be an object/);
+  // A whole job as engines before the claim sent it is kept for the upgrade path.
+  assertEquals(parseRef(body()).legacy !== null, true);
+});
+
+Deno.test("dispatch: the result limit comes from the claim", () => {
+  assertEquals(parseDispatch(body()).maxResultBytes, 1024 * 1024);
+  const d = parseDispatch(
+    JSON.stringify({ ...JSON.parse(body()), limits: { max_result_bytes: 7 } }),
+  );
+  assertEquals(d.maxResultBytes, 7);
 });
 
 Deno.test("secret: constant-time comparison accepts only the exact secret", async () => {

@@ -27,12 +27,35 @@ class Seen:
     headers: dict[str, str]
     body: bytes
     at: float
+    # when the answer was written (monotonic); None while the call is in flight
+    ended: float | None = None
 
     def json(self) -> object:
         return json.loads(self.body)
 
 
 BIG_BODY = "x" * 10_000
+# Bodies the fan-in tests send: many dependency results of 1 MiB each.
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
+
+
+def json_of_size(size: int) -> str:
+    """A JSON object whose text is exactly `size` bytes."""
+    return '{"x": "' + "y" * (size - len('{"x": ""}')) + '"}'
+
+
+def max_in_flight(calls: list[Seen]) -> int:
+    """The most calls that were in flight at the same time (a call still open counts)."""
+    edges = sorted(
+        [(c.at, 1) for c in calls] + [(c.ended, -1) for c in calls if c.ended is not None],
+        key=lambda e: (e[0], e[1]),  # at equal times an end comes before a start
+    )
+    most = current = 0
+    for _, step in edges:
+        current += step
+        most = max(most, current)
+    return most
+
 RETRY_AFTER_DATE_SECONDS = 120
 
 
@@ -66,17 +89,22 @@ class TargetServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         slug = request.match_info["slug"]
         body = await request.read()
+        seen = Seen(
+            slug,
+            request.method,
+            list(request.query.items()),
+            {k.lower(): v for k, v in request.headers.items()},
+            body,
+            time.monotonic(),
+        )
         with self._lock:
-            self.seen.append(
-                Seen(
-                    slug,
-                    request.method,
-                    list(request.query.items()),
-                    {k.lower(): v for k, v in request.headers.items()},
-                    body,
-                    time.monotonic(),
-                )
-            )
+            self.seen.append(seen)
+        try:
+            return await self._answer(slug, request)
+        finally:
+            seen.ended = time.monotonic()
+
+    async def _answer(self, slug: str, request: web.Request) -> web.StreamResponse:
         if m := re.fullmatch(r"slow-(\d+)", slug):
             await asyncio.sleep(int(m.group(1)) / 1000)
             return web.json_response({"slow": True})
@@ -88,6 +116,15 @@ class TargetServer:
             return web.Response(text='{"truncated": ', content_type="application/json")
         if slug == "big":
             return web.Response(text=BIG_BODY, content_type="text/plain")
+        if m := re.fullmatch(r"json-of-(\d+)-bytes", slug):
+            return web.Response(text=json_of_size(int(m.group(1))), content_type="application/json")
+        if slug == "lone-surrogate":  # a string cut in the middle of an emoji
+            return web.Response(
+                text='{"summary": "Great job \\ud83d"}', content_type="application/json"
+            )
+        if m := re.fullmatch(r"deep-json-(\d+)", slug):
+            depth = int(m.group(1))
+            return web.Response(text="[" * depth + "]" * depth, content_type="application/json")
         if slug == "nul-json":
             return web.Response(text='{"a": "x\\u0000y"}', content_type="application/json")
         if slug == "retry-after-seconds":
@@ -112,7 +149,7 @@ class TargetServer:
             loop = asyncio.new_event_loop()
             self._loop = loop
             asyncio.set_event_loop(loop)
-            app = web.Application()
+            app = web.Application(client_max_size=MAX_REQUEST_BYTES)
             app.router.add_route("*", "/functions/v1/{slug}", self._handle)
             self._runner = web.AppRunner(app, access_log=None)
             try:

@@ -65,30 +65,20 @@ def test_only_post_is_accepted(supaqueue_fn: FunctionProcess, dispatch_secret: s
 
 
 def _mutations() -> dict[str, Callable[[dict[str, Any]], object]]:
-    def drop(section: str, key: str) -> Callable[[dict[str, Any]], object]:
-        return lambda b: b[section].pop(key)
+    def drop(key: str) -> Callable[[dict[str, Any]], object]:
+        return lambda b: b["current_job"].pop(key)
 
-    def put(section: str, key: str, value: object) -> Callable[[dict[str, Any]], object]:
-        return lambda b: b[section].__setitem__(key, value)
+    def put(key: str, value: object) -> Callable[[dict[str, Any]], object]:
+        return lambda b: b["current_job"].__setitem__(key, value)
 
     return {
         "no current_job": lambda b: b.pop("current_job"),
-        "no job": lambda b: b.pop("job"),
-        "queue not an object": lambda b: b.__setitem__("queue", "q"),
-        "bad lease id": put("current_job", "id", "not-a-uuid"),
-        "no worker": drop("current_job", "worker"),
-        "bad lease deadline": put("current_job", "lease_expires_at", "tomorrow"),
-        "job id mismatch": put("current_job", "job", "00000000-0000-4000-8000-000000000000"),
-        "queue id mismatch": put("job", "queue", "00000000-0000-4000-8000-000000000000"),
-        "no payload": drop("job", "payload"),
-        "attempts not integer": put("job", "attempts", "1"),
-        "dependency results not object": put("job", "dependency_results", [1]),
-        "unknown method": put("queue", "method", "TRACE"),
-        "url instead of slug": put("queue", "edge_function_name", "https://evil.example/x"),
-        "path in slug": put("queue", "edge_function_name", "../admin"),
-        "zero timeout": put("queue", "timeout_ms", 0),
-        "header value not string": put("queue", "default_headers", {"x-n": 1}),
-        "bad header name": put("queue", "default_headers", {"bad header": "v"}),
+        "current_job not an object": lambda b: b.__setitem__("current_job", "cj"),
+        "no lease id": drop("id"),
+        "bad lease id": put("id", "not-a-uuid"),
+        "bad job id": put("job", "not-a-uuid"),
+        "attempt not integer": put("attempt", "1"),
+        "attempt zero": put("attempt", 0),
     }
 
 
@@ -109,6 +99,45 @@ def test_malformed_body_is_400_and_changes_nothing(
     reason = response.json()["error"]
     assert isinstance(reason, str) and reason
     assert_untouched(engine, target, slug, d.job_id, before)
+
+
+def test_reference_to_another_attempt_claims_nothing(
+    supaqueue_fn: FunctionProcess, engine: Engine, target: TargetServer
+) -> None:
+    """A well-formed dispatch whose lease is not current (here: it names an attempt the job is
+    not in) is accepted by HTTP, then claims nothing: no target call, no change."""
+    d = engine.dispatch("not-current")
+    before = engine.snapshot(d.job_id)
+    body = d.json()
+    body["current_job"]["attempt"] += 1
+    assert deliver(supaqueue_fn, d, body=json.dumps(body)).status_code == 202
+    assert_untouched(engine, target, "not-current", d.job_id, before)
+    assert any(
+        e.get("event") == "dispatch_not_current" and e.get("current_job") == d.current_job_id
+        for e in supaqueue_fn.events()
+    )
+
+
+def test_whole_job_body_of_an_older_engine_is_claimed_by_its_lease(
+    supaqueue_fn: FunctionProcess, engine: Engine, target: TargetServer
+) -> None:
+    """During an upgrade pg_net may still deliver the old body (the whole job): the function
+    claims its lease like any other, so the job runs once, from the database's copy."""
+    d = engine.dispatch("old-body", {"from": "database"})
+    old = {
+        "current_job": {
+            "id": d.current_job_id, "worker": d.json()["current_job"].get("worker", d.current_job_id),
+            "job": d.job_id, "lease_expires_at": "2026-11-28T01:00:00+00:00",
+        },
+        "job": {"id": d.job_id, "queue": d.queue_id, "payload": {"from": "body"}, "attempts": 1},
+        "queue": {"id": d.queue_id, "name": "q", "edge_function_name": "old-body",
+                  "method": "POST", "default_headers": {}, "timeout_ms": 10000},
+    }  # fmt: skip
+    assert deliver(supaqueue_fn, d, body=json.dumps(old)).status_code == 202
+    [seen] = target.wait_for("old-body")
+    assert seen.json() == {"from": "database"}
+    [attempt] = engine.wait_attempts(d.job_id)
+    assert attempt["outcome"] == "success"
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
-"""Database trouble while reporting: retried when it may heal, logged clearly, never a crash,
-and never a secret in the logs."""
+"""Database trouble while claiming or reporting (one retry policy for both, report.ts): retried
+when it may heal, logged clearly, never a crash, never a target call without a claim, and never
+a secret in the logs."""
 
 from __future__ import annotations
 
@@ -44,14 +45,13 @@ def test_unreachable_database_is_retried_then_given_up(
     fn = start_function(function_env(target.url, db_url, dispatch_secret))
     d = engine.dispatch("db-down")
     assert deliver(fn, d).status_code == 202
-    target.wait_for("db-down")
-    failures = wait_events(fn, "report_failed", 5, timeout=30)
+    failures = wait_events(fn, "claim_failed", 5, timeout=30)
     assert [f["attempt"] for f in failures] == [1, 2, 3, 4, 5]
     assert all(f["transient"] is True for f in failures)
     assert [f["level"] for f in failures] == ["warn"] * 4 + ["error"]
-    [reported] = wait_events(fn, "job_reported", 1, timeout=5)
-    assert reported["lease_current"] is None and reported["level"] == "error"
-    # The lease is untouched (the engine's sweeper will reclaim it), and the function still serves.
+    # Not claimed, so the target is never called; the lease is untouched (the engine's sweeper
+    # will reclaim it), and the function still serves.
+    assert target.requests_for("db-down") == []
     assert engine.lease_held(d.current_job_id)
     assert deliver(fn, engine.dispatch("db-down-again")).status_code == 202
     assert_no_secrets(fn, password, dispatch_secret, SERVICE_ROLE_KEY)
@@ -68,9 +68,10 @@ def test_database_without_supaqueue_is_not_retried(
     fn = start_function(function_env(target.url, pg_cluster.dsn("postgres"), dispatch_secret))
     d = engine.dispatch("no-schema")
     assert deliver(fn, d).status_code == 202
-    [failure] = wait_events(fn, "report_failed", 1, timeout=15)
+    [failure] = wait_events(fn, "claim_failed", 1, timeout=15)
     time.sleep(1)
-    assert len([e for e in fn.events() if e.get("event") == "report_failed"]) == 1
+    assert len([e for e in fn.events() if e.get("event") == "claim_failed"]) == 1
+    assert target.requests_for("no-schema") == []
     assert failure["transient"] is False and failure["level"] == "error"
     assert failure["code"] == "3F000"  # invalid_schema_name
     assert "supaqueue" in str(failure["message"])

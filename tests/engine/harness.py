@@ -60,7 +60,11 @@ class Request:
 
     @property
     def job(self) -> str:
-        return str(self.body["job"]["id"])
+        return str(self.body["current_job"]["job"])
+
+    @property
+    def attempt(self) -> int:
+        return int(self.body["current_job"]["attempt"])
 
 
 class Engine:
@@ -133,6 +137,13 @@ class Engine:
         return bool(self.one(
             f"select supaqueue.end_current_job(%(id)s, %(c)s, %(s)s{args})", params
         ))  # fmt: skip
+
+    def claim(self, current_job: str, attempt: int | None = None) -> Any:
+        """What the function's first call returns: the claimed job, None (not current) or
+        {"refused": reason}."""
+        return self.one(
+            "select supaqueue.claim_current_job(%s, %s::integer) as claimed", (current_job, attempt)
+        )
 
     def tick(self) -> dict[str, int]:
         return dict(self.one("select supaqueue.tick()"))

@@ -30,22 +30,31 @@ def test_seed_statements_dispatch_one_post_with_the_contract_body(engine: Engine
         "select id::text, worker::text, lease_expires_at from supaqueue.current_job"
     ).fetchone()
     assert cj is not None
-    body = req.body
-    assert body["current_job"]["id"] == cj["id"] and body["current_job"]["job"] == job_id
-    assert body["current_job"]["worker"] == cj["worker"]
-    assert body["job"] == {
+    # pg_net carries references only (docs/architecture.md, "Dispatch body").
+    assert req.body == {"current_job": {"id": cj["id"], "job": job_id, "attempt": 1}}
+    # Until claimed, the lease (for the delivery) is queue timeout + grace from the dispatch.
+    lease_s = engine.one(
+        "select extract(epoch from lease_expires_at - started_at)::float from supaqueue.current_job"
+    )
+    assert lease_s == pytest.approx(60.0)
+    # The function's claim returns the rest, read from the database.
+    claimed = engine.claim(cj["id"], 1)
+    assert claimed["current_job"]["id"] == cj["id"] and claimed["current_job"]["job"] == job_id
+    assert claimed["current_job"]["worker"] == cj["worker"]
+    assert claimed["job"] == {
         "id": job_id, "queue": queue_id, "payload": {"arg1": "val"}, "attempts": 1,
         "dependency_results": {},
     }  # fmt: skip
-    assert body["queue"] == {
+    assert claimed["queue"] == {
         "id": queue_id, "name": "emails", "edge_function_name": "send-email", "method": "POST",
         "default_headers": {}, "timeout_ms": 30000,
     }  # fmt: skip
+    assert claimed["limits"] == {"max_result_bytes": 1048576}
     assert engine.status(job_id) == "in_progress"
     assert engine.one("select locked from supaqueue.worker where queue = %s", (queue_id,)) is True
-    # The lease: queue timeout + grace from now.
+    # Claimed, the lease restarts: timeout + grace from the claim.
     lease_s = engine.one(
-        "select extract(epoch from lease_expires_at - started_at)::float from supaqueue.current_job"
+        "select extract(epoch from lease_expires_at - claimed_at)::float from supaqueue.current_job"
     )
     assert lease_s == pytest.approx(60.0)
 

@@ -105,7 +105,7 @@ def test_expired_lease_is_retried_and_its_late_report_ignored(engine: Engine) ->
     # the worker was freed and the retry dispatched under a new lease
     [second] = engine.new_requests()
     assert second.job == job and second.current_job != first.current_job
-    assert second.body["job"]["attempts"] == 2
+    assert second.attempt == 2
     history = engine.conn.execute(
         "select attempt, outcome, error from supaqueue.job_attempt where job = %s", (job,)
     ).fetchall()
