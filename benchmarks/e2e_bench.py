@@ -16,8 +16,12 @@ function's Deno process, and how busy the whole machine was (others' load shows 
 Targets (issue #11): >= 1000 jobs/s, <= 0.05 pg_net requests and dispatcher invocations per job
 at saturation, enqueue → target p50 <= 10 ms on an idle queue.
 
+Each measurement runs twice where the engine chains (sql/0014): chain "off" (chain_max_jobs = 1:
+one job per dispatcher invocation, every job through pg_net, as before chaining) and "on" (the
+default budget), interleaved, so before and after come from the same run and the same load.
+
 Usage: python benchmarks/e2e_bench.py [--jobs 10000] [--workers 10,50] [--rate 20]
-                                      [--rate-seconds 10] [--keep]
+                                      [--rate-seconds 10] [--chain off,on] [--keep]
 """
 
 from __future__ import annotations
@@ -249,7 +253,9 @@ def bulk(conn: psycopg.Connection, queue: str, jobs: int) -> None:
     )
 
 
-def throughput(stack: Stack, conn: psycopg.Connection, workers: int, jobs: int) -> None:
+def throughput(
+    stack: Stack, conn: psycopg.Connection, label: dict[str, Any], workers: int, jobs: int
+) -> None:
     queue = new_queue(conn, f"bench-throughput-w{workers}-{uuid.uuid4().hex[:6]}", workers)
     before = read(stack, conn)
     bulk(conn, queue, jobs)
@@ -265,19 +271,25 @@ def throughput(stack: Stack, conn: psycopg.Connection, workers: int, jobs: int) 
     seconds = float(row[0])
     rate = jobs / seconds
     figures = per_job(before, after, jobs)
-    emit({"bench": "e2e_throughput", "workers": workers, "jobs": jobs,
+    emit({"bench": "e2e_throughput", **label, "workers": workers, "jobs": jobs,
           "seconds": round(seconds, 2), "jobs_per_s": round(rate, 1),
           "target_min": TARGET_JOBS_PER_S, "ok": rate >= TARGET_JOBS_PER_S})  # fmt: skip
     for name in ("pg_net_requests_per_job", "dispatcher_invocations_per_job"):
         value = figures[name]
-        emit({"bench": "e2e_saturation", "workers": workers, "measure": name, "value": value,
+        emit({"bench": "e2e_saturation", **label, "workers": workers, "measure": name,
+              "value": value,
               "target_max": TARGET_PER_JOB, "ok": value <= TARGET_PER_JOB})  # fmt: skip
-    emit({"bench": "e2e_cost", "workers": workers, "load": "saturation", **figures})
+    emit({"bench": "e2e_cost", **label, "workers": workers, "load": "saturation", **figures})
     conn.execute("select supaqueue.drop_queue(%s, true)", (queue,))
 
 
 def latency(
-    stack: Stack, conn: psycopg.Connection, workers: int, rate: float, seconds: float
+    stack: Stack,
+    conn: psycopg.Connection,
+    label: dict[str, Any],
+    workers: int,
+    rate: float,
+    seconds: float,
 ) -> None:
     queue = new_queue(conn, f"bench-latency-w{workers}-{uuid.uuid4().hex[:6]}", workers)
     count = max(1, int(rate * seconds))
@@ -311,10 +323,10 @@ def latency(
     millis = sorted(arrived[job] - at for job, at in sent)
     p50 = statistics.median(millis)
     p95 = statistics.quantiles(millis, n=20)[-1] if len(millis) >= 2 else millis[0]
-    emit({"bench": "e2e_latency", "workers": workers, "rate_per_s": rate, "jobs": count,
+    emit({"bench": "e2e_latency", **label, "workers": workers, "rate_per_s": rate, "jobs": count,
           "enqueue_to_target_p50_ms": round(p50, 2), "enqueue_to_target_p95_ms": round(p95, 2),
           "target_p50_max_ms": TARGET_IDLE_P50_MS, "ok": p50 <= TARGET_IDLE_P50_MS})  # fmt: skip
-    emit({"bench": "e2e_cost", "workers": workers, "load": f"{rate:g}/s",
+    emit({"bench": "e2e_cost", **label, "workers": workers, "load": f"{rate:g}/s",
           **per_job(before, after, count)})  # fmt: skip
     conn.execute("select supaqueue.drop_queue(%s, true)", (queue,))
 
@@ -328,16 +340,37 @@ def warm_up(conn: psycopg.Connection) -> None:
     conn.execute("select supaqueue.drop_queue(%s, true)", (queue,))
 
 
+def chain_modes(conn: psycopg.Connection, wanted: list[str]) -> list[str]:
+    """The chain modes to measure: both where the engine chains (off = one job per dispatcher
+    invocation, every job through pg_net, as before chaining), else what this engine does."""
+    row = conn.execute("select to_regproc('supaqueue.report_and_claim') is not null").fetchone()
+    return wanted if row == (True,) else ["unsupported"]
+
+
+def set_chain(conn: psycopg.Connection, mode: str) -> None:
+    if mode == "unsupported":
+        return
+    conn.execute("delete from supaqueue.settings where key = 'chain_max_jobs'")
+    if mode == "off":  # the budget's default otherwise (sql/0014_chained_dispatch.sql)
+        conn.execute("insert into supaqueue.settings (key, value) values ('chain_max_jobs', '1')")
+
+
 def run(args: argparse.Namespace) -> int:
     with local_stack(args.keep) as stack:
         install(stack)
         with psycopg.connect(stack.env["DB_URL"], autocommit=True) as conn:
+            modes = chain_modes(conn, args.chain)
             warm_up(conn)
             emit({"bench": "e2e_setup", "jobs": args.jobs, "workers": args.workers,
-                  "rate_per_s": args.rate, "rate_seconds": args.rate_seconds})  # fmt: skip
+                  "rate_per_s": args.rate, "rate_seconds": args.rate_seconds,
+                  "chain_modes": modes})  # fmt: skip
+            # modes interleaved per worker count: others' load on the machine hits both alike
             for workers in args.workers:
-                throughput(stack, conn, workers, args.jobs)
-                latency(stack, conn, workers, args.rate, args.rate_seconds)
+                for mode in modes:
+                    set_chain(conn, mode)
+                    label = {"chain": mode}
+                    throughput(stack, conn, label, workers, args.jobs)
+                    latency(stack, conn, label, workers, args.rate, args.rate_seconds)
     return 0
 
 
@@ -351,12 +384,20 @@ def _workers(text: str) -> list[int]:
     return counts
 
 
+def _modes(text: str) -> list[str]:
+    modes = [part.strip() for part in text.split(",") if part.strip()]
+    if not modes or set(modes) - {"off", "on"}:
+        raise argparse.ArgumentTypeError("--chain: off, on or off,on")
+    return modes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs per throughput run")
     parser.add_argument("--workers", type=_workers, default=[10, 50], help="e.g. 10,50")
     parser.add_argument("--rate", type=float, default=20.0, help="jobs/s of the latency run")
     parser.add_argument("--rate-seconds", type=float, default=10.0)
+    parser.add_argument("--chain", type=_modes, default=["off", "on"], help="e.g. on or off,on")
     parser.add_argument("--keep", action="store_true", help="keep the local stack (debugging)")
     args = parser.parse_args(argv)
     if args.jobs < 1 or not 0 < args.rate <= 1000 or not 0 < args.rate_seconds <= 600:

@@ -15,14 +15,17 @@ alter table supaqueue.settings add constraint settings_chain_max_seconds_valid
 -- How long one dispatcher invocation may keep claiming jobs: at most max_jobs jobs (0 turns
 -- chaining off), and a next job only while the invocation's age plus that job's timeout stays
 -- within max_seconds. Defaults 50 jobs / 60 s; the reasons are in docs/architecture.md.
+-- PL/pgSQL, not SQL: it runs once per report, and PL/pgSQL keeps its plans between calls.
 create function supaqueue.chain_budget(out max_jobs integer, out max_seconds integer)
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = ''
 as $$
-  select coalesce((select s.value::integer from supaqueue.settings s
-                    where s.key = 'chain_max_jobs'), 50),
-         coalesce((select s.value::integer from supaqueue.settings s
-                    where s.key = 'chain_max_seconds'), 60)
+begin
+  max_jobs := coalesce((select s.value::integer from supaqueue.settings s
+                         where s.key = 'chain_max_jobs'), 50);
+  max_seconds := coalesce((select s.value::integer from supaqueue.settings s
+                            where s.key = 'chain_max_seconds'), 60);
+end
 $$;
 
 -- Hands free workers of one queue the next ready jobs (priority, then run_at), one pg_net POST
@@ -53,6 +56,14 @@ declare
 begin
   select * into _q from supaqueue.queue where id = _queue;
   if not found or _q.paused then
+    return 0;
+  end if;
+
+  -- Every worker busy (the usual case at saturation, after each report): nothing to do, and no
+  -- job row gets probed or locked for nothing.
+  if _chain_worker is null and not exists (
+       select 1 from supaqueue.worker w where w.queue = _queue and not w.locked and not w.retiring)
+  then
     return 0;
   end if;
 
@@ -187,10 +198,46 @@ begin
 end
 $$;
 
-create or replace function supaqueue.dispatch(_queue uuid) returns integer
-language sql security definer
+-- As in 0010 (the document every claim returns), in PL/pgSQL instead of SQL: it runs once per
+-- job, and a SQL function with SET options is planned again on every call (a third of a
+-- chained job's database time); PL/pgSQL keeps the plan.
+create or replace function supaqueue._claimed_job(_cj supaqueue.current_job) returns jsonb
+language plpgsql stable security definer
 set search_path = ''
-as $$ select supaqueue._dispatch(_queue, null) $$;
+as $$
+begin
+  return (
+    select jsonb_build_object(
+      'current_job', jsonb_build_object(
+        'id', _cj.id, 'worker', _cj.worker, 'job', _cj.job,
+        'lease_expires_at', _cj.lease_expires_at, 'claimed_at', _cj.claimed_at),
+      'job', jsonb_build_object(
+        'id', j.id, 'queue', j.queue, 'payload', j.payload, 'attempts', j.attempts,
+        'dependency_results', coalesce(
+          (select jsonb_object_agg(d.depends_on::text, coalesce(dj.result, 'null'::jsonb))
+             from supaqueue.job_dependency d
+             join supaqueue.job dj on dj.id = d.depends_on
+            where d.job = j.id),
+          '{}'::jsonb)),
+      'queue', jsonb_build_object(
+        'id', q.id, 'name', q.name, 'edge_function_name', q.edge_function_name,
+        'method', q.method, 'default_headers', q.default_headers, 'timeout_ms', q.timeout_ms),
+      'limits', jsonb_build_object('max_result_bytes', supaqueue.max_result_bytes()))
+    from supaqueue.job j
+    join supaqueue.queue q on q.id = j.queue
+    where j.id = _cj.job
+  );
+end
+$$;
+
+create or replace function supaqueue.dispatch(_queue uuid) returns integer
+language plpgsql security definer
+set search_path = ''
+as $$
+begin
+  return supaqueue._dispatch(_queue, null);
+end
+$$;
 
 -- Reports an ended attempt (as end_current_job) and, when _chain_jobs and _chain_elapsed_ms are
 -- given (the jobs this invocation has run, its age by its own clock) and the chain budget allows,
@@ -269,12 +316,14 @@ create or replace function supaqueue.end_current_job(
   _result jsonb default null,
   _duration_ms integer default null
 ) returns boolean
-language sql security definer
+language plpgsql security definer
 set search_path = ''
 as $$
-  select (supaqueue.report_and_claim(cur_job_id, _is_complete, _is_successful, _status_code,
+begin
+  return (supaqueue.report_and_claim(cur_job_id, _is_complete, _is_successful, _status_code,
                                      _response_excerpt, _error, _retry_after_seconds, _result,
-                                     _duration_ms) ->> 'current')::boolean
+                                     _duration_ms) ->> 'current')::boolean;
+end
 $$;
 
 select supaqueue.apply_privileges();

@@ -57,28 +57,32 @@ CREATE TABLE supaqueue.current_job (
 ALTER TABLE supaqueue.current_job OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) RETURNS jsonb
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
     AS $$
-  select jsonb_build_object(
-    'current_job', jsonb_build_object(
-      'id', _cj.id, 'worker', _cj.worker, 'job', _cj.job,
-      'lease_expires_at', _cj.lease_expires_at, 'claimed_at', _cj.claimed_at),
-    'job', jsonb_build_object(
-      'id', j.id, 'queue', j.queue, 'payload', j.payload, 'attempts', j.attempts,
-      'dependency_results', coalesce(
-        (select jsonb_object_agg(d.depends_on::text, coalesce(dj.result, 'null'::jsonb))
-           from supaqueue.job_dependency d
-           join supaqueue.job dj on dj.id = d.depends_on
-          where d.job = j.id),
-        '{}'::jsonb)),
-    'queue', jsonb_build_object(
-      'id', q.id, 'name', q.name, 'edge_function_name', q.edge_function_name,
-      'method', q.method, 'default_headers', q.default_headers, 'timeout_ms', q.timeout_ms),
-    'limits', jsonb_build_object('max_result_bytes', supaqueue.max_result_bytes()))
-  from supaqueue.job j
-  join supaqueue.queue q on q.id = j.queue
-  where j.id = _cj.job
+begin
+  return (
+    select jsonb_build_object(
+      'current_job', jsonb_build_object(
+        'id', _cj.id, 'worker', _cj.worker, 'job', _cj.job,
+        'lease_expires_at', _cj.lease_expires_at, 'claimed_at', _cj.claimed_at),
+      'job', jsonb_build_object(
+        'id', j.id, 'queue', j.queue, 'payload', j.payload, 'attempts', j.attempts,
+        'dependency_results', coalesce(
+          (select jsonb_object_agg(d.depends_on::text, coalesce(dj.result, 'null'::jsonb))
+             from supaqueue.job_dependency d
+             join supaqueue.job dj on dj.id = d.depends_on
+            where d.job = j.id),
+          '{}'::jsonb)),
+      'queue', jsonb_build_object(
+        'id', q.id, 'name', q.name, 'edge_function_name', q.edge_function_name,
+        'method', q.method, 'default_headers', q.default_headers, 'timeout_ms', q.timeout_ms),
+      'limits', jsonb_build_object('max_result_bytes', supaqueue.max_result_bytes()))
+    from supaqueue.job j
+    join supaqueue.queue q on q.id = j.queue
+    where j.id = _cj.job
+  );
+end
 $$;
 
 ALTER FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) OWNER TO postgres;
@@ -106,6 +110,14 @@ declare
 begin
   select * into _q from supaqueue.queue where id = _queue;
   if not found or _q.paused then
+    return 0;
+  end if;
+
+  -- Every worker busy (the usual case at saturation, after each report): nothing to do, and no
+  -- job row gets probed or locked for nothing.
+  if _chain_worker is null and not exists (
+       select 1 from supaqueue.worker w where w.queue = _queue and not w.locked and not w.retiring)
+  then
     return 0;
   end if;
 
@@ -409,13 +421,15 @@ $$;
 ALTER FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.chain_budget(OUT max_jobs integer, OUT max_seconds integer) RETURNS record
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
     AS $$
-  select coalesce((select s.value::integer from supaqueue.settings s
-                    where s.key = 'chain_max_jobs'), 50),
-         coalesce((select s.value::integer from supaqueue.settings s
-                    where s.key = 'chain_max_seconds'), 60)
+begin
+  max_jobs := coalesce((select s.value::integer from supaqueue.settings s
+                         where s.key = 'chain_max_jobs'), 50);
+  max_seconds := coalesce((select s.value::integer from supaqueue.settings s
+                            where s.key = 'chain_max_seconds'), 60);
+end
 $$;
 
 ALTER FUNCTION supaqueue.chain_budget(OUT max_jobs integer, OUT max_seconds integer) OWNER TO postgres;
@@ -471,9 +485,13 @@ $$;
 ALTER FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.dispatch(_queue uuid) RETURNS integer
-    LANGUAGE sql SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
-    AS $$ select supaqueue._dispatch(_queue, null) $$;
+    AS $$
+begin
+  return supaqueue._dispatch(_queue, null);
+end
+$$;
 
 ALTER FUNCTION supaqueue.dispatch(_queue uuid) OWNER TO postgres;
 
@@ -524,12 +542,14 @@ $$;
 ALTER FUNCTION supaqueue.drop_queue(_queue uuid, _discard_unfinished boolean) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer DEFAULT NULL::integer, _response_excerpt text DEFAULT NULL::text, _error text DEFAULT NULL::text, _retry_after_seconds numeric DEFAULT NULL::numeric, _result jsonb DEFAULT NULL::jsonb, _duration_ms integer DEFAULT NULL::integer) RETURNS boolean
-    LANGUAGE sql SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
-  select (supaqueue.report_and_claim(cur_job_id, _is_complete, _is_successful, _status_code,
+begin
+  return (supaqueue.report_and_claim(cur_job_id, _is_complete, _is_successful, _status_code,
                                      _response_excerpt, _error, _retry_after_seconds, _result,
-                                     _duration_ms) ->> 'current')::boolean
+                                     _duration_ms) ->> 'current')::boolean;
+end
 $$;
 
 ALTER FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) OWNER TO postgres;
