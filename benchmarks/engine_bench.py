@@ -2,6 +2,8 @@
 
 - end_current_job (completion + the next dispatch) on one connection, at 1k and at 100k queued
   jobs: the cost must not grow with the backlog (target: cost@100k <= 1.3 x cost@1k);
+- claim_current_job, the function's first call for each dispatch (the lease check of issue
+  #15.1), timed apart: `claim_mean_ms`, and the whole per-job cost `per_job_mean_ms` (claim + end);
 - pgbench (TPC-B-like, 1 client) on the same server in the same run (target: completions/s >=
   0.5 x pgbench TPS);
 - one INSERT statement of 100k jobs (target: < 5 s).
@@ -90,6 +92,7 @@ class Lane:
     """One queue with `queued` jobs waiting behind its workers, completed one job at a time."""
 
     END = "select supaqueue.end_current_job(%s, true, true, 200, 'ok', null, null, '{}', 5)"
+    CLAIM = "select supaqueue.claim_current_job(%s) is not null"
     NEXT = (
         "select c.id from supaqueue.current_job c join supaqueue.worker w on w.id = c.worker"
         " where w.queue = %s and c.id <> all(%s::uuid[])"
@@ -105,11 +108,20 @@ class Lane:
         self.leases = [str(r[0]) for r in conn.execute(self.NEXT, (self.queue, [])).fetchall()]
         assert len(self.leases) == WORKERS, self.leases
         self.timings: list[float] = []
+        self.claims: list[float] = []
 
     def complete(self, count: int, timed: bool = True) -> None:
         with self.conn.cursor() as cur:
             for _ in range(count):
                 lease = self.leases.pop(0)
+                # what the function does first with each dispatch
+                started = time.perf_counter()
+                cur.execute(self.CLAIM, (lease,), prepare=True)
+                claimed = cur.fetchone()
+                elapsed = time.perf_counter() - started
+                assert claimed == (True,), f"claim_current_job returned {claimed}"
+                if timed:
+                    self.claims.append(elapsed)
                 started = time.perf_counter()
                 cur.execute(self.END, (lease,), prepare=True)
                 row = cur.fetchone()
@@ -128,6 +140,7 @@ class Lane:
             (self.queue,),
         ).fetchone()
         mean_ms = statistics.fmean(self.timings) * 1000
+        claim_ms = statistics.fmean(self.claims) * 1000
         return {
             "bench": "end_current_job",
             "queued": self.queued,
@@ -137,6 +150,9 @@ class Lane:
             "p50_ms": round(statistics.median(self.timings) * 1000, 3),
             "p95_ms": round(statistics.quantiles(self.timings, n=20)[-1] * 1000, 3),
             "completions_per_s": round(1000 / mean_ms, 1),
+            "claim_mean_ms": round(claim_ms, 3),
+            "claim_p95_ms": round(statistics.quantiles(self.claims, n=20)[-1] * 1000, 3),
+            "per_job_mean_ms": round(mean_ms + claim_ms, 3),
         }
 
 

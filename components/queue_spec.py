@@ -170,18 +170,32 @@ def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = Non
     return problems
 
 
+# What an HTTP field value may hold (RFC 9110 field-value, without the obsolete non-ASCII
+# obs-text, which fetch() would send as Latin-1 bytes, never as the UTF-8 the user wrote):
+# visible ASCII, with spaces and tabs inside. tests/edge/test_header_rules.py checks that
+# everything accepted here is accepted by the Deno runtime the supaqueue function calls with.
+HEADER_VALUE_PATTERN = re.compile(r"[!-~]([\t -~]*[!-~])?")
+
+
 def _headers_problem(value: Any) -> str | None:
+    """Header names and values that HTTP cannot carry, refused at preview. The value itself is
+    never shown: header values are often credentials."""
     if not isinstance(value, Mapping):
         return f"must be an object of header name to string value, got {type(value).__name__}"
     for name, header in value.items():
-        if not isinstance(name, str) or not HEADER_NAME_PATTERN.match(name):
+        if not isinstance(name, str) or not HEADER_NAME_PATTERN.fullmatch(name):
             return f"{name!r} is not a valid header name"
         if not isinstance(header, str):
             return f"value of header {name!r} must be a string, got {type(header).__name__}"
         if any(char in header for char in "\r\n\0"):
-            # No HTTP client sends it (every call would fail); the value itself is not shown:
-            # header values are often credentials.
+            # No HTTP client sends it (every call would fail).
             return f"value of header {name!r} must not contain CR, LF or NUL characters"
+        if header and not HEADER_VALUE_PATTERN.fullmatch(header):
+            return (
+                f"value of header {name!r} may hold only printable ASCII characters, with spaces"
+                " or tabs between them (no other control characters, no leading or trailing"
+                " space, no characters such as '€')"
+            )
     return None
 
 

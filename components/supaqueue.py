@@ -147,17 +147,6 @@ class Supaqueue(pulumi.ComponentResource):
         check = self._deno_check(f"{name}-deno-check", dispatcher_dir, dispatcher_hash)
 
         after_check = pulumi.ResourceOptions(parent=self, depends_on=[check])
-        self.schema = Migrations(f"{name}-schema", self.db_url, migrations_dir, after_check)
-        after_schema = pulumi.ResourceOptions(parent=self, depends_on=[self.schema])
-        self.settings = Settings(
-            f"{name}-settings",
-            self.db_url,
-            {"functions_url": functions_url, "dispatcher_slug": DISPATCHER_SLUG},
-            after_schema,
-        )
-        self.vault_secret = VaultSecret(
-            f"{name}-vault-secret", self.db_url, VAULT_SECRET_NAME, secret_value, after_schema
-        )
         self.function_secret = FunctionSecret(
             f"{name}-function-secret",
             **api,
@@ -174,6 +163,24 @@ class Supaqueue(pulumi.ComponentResource):
             verify_jwt=False,
             import_map_path=_import_map(dispatcher_dir),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[check, self.function_secret]),
+        )
+        # The function first: a new function also runs what an older schema dispatches (whole
+        # jobs, no claim), while an old function cannot run what a newer schema dispatches.
+        self.schema = Migrations(
+            f"{name}-schema",
+            self.db_url,
+            migrations_dir,
+            pulumi.ResourceOptions(parent=self, depends_on=[check, self.function]),
+        )
+        after_schema = pulumi.ResourceOptions(parent=self, depends_on=[self.schema])
+        self.settings = Settings(
+            f"{name}-settings",
+            self.db_url,
+            {"functions_url": functions_url, "dispatcher_slug": DISPATCHER_SLUG},
+            after_schema,
+        )
+        self.vault_secret = VaultSecret(
+            f"{name}-vault-secret", self.db_url, VAULT_SECRET_NAME, secret_value, after_schema
         )
         self.queue_dependencies: list[pulumi.Resource] = [
             self.schema,

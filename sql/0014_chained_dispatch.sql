@@ -268,6 +268,7 @@ declare
   _budget record;
   _next jsonb;
   _next_id uuid;
+  _sync text;
 begin
   -- Deleting the lease claims it: a concurrent duplicate waits here, then finds nothing.
   delete from supaqueue.current_job where id = cur_job_id returning * into _cj;
@@ -293,7 +294,11 @@ begin
        and _chain_elapsed_ms + _timeout_ms <= _budget.max_seconds * 1000
        and supaqueue._dispatch(_queue, _cj.worker) = 1 then
       select c.id into _next_id from supaqueue.current_job c where c.worker = _cj.worker;
+      -- The claim turns off the wait for the WAL flush for its transaction (0010); this one also
+      -- holds the report, which stays as durable as end_current_job's.
+      _sync := current_setting('synchronous_commit');
       _next := supaqueue.claim_current_job(_next_id);
+      perform set_config('synchronous_commit', _sync, true);
     end if;
   end if;
 

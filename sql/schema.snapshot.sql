@@ -442,15 +442,16 @@ declare
   _cj supaqueue.current_job;
   _bytes bigint;
   _reason text;
+  _now timestamptz := clock_timestamp();
 begin
   update supaqueue.current_job c
-     set claimed_at = clock_timestamp(),
-         lease_expires_at = clock_timestamp()
+     set claimed_at = _now,
+         lease_expires_at = _now
            + make_interval(secs => (q.timeout_ms::bigint + q.lease_grace_ms) / 1000.0)
     from supaqueue.job j, supaqueue.queue q
    where c.id = cur_job_id
      and c.claimed_at is null
-     and c.lease_expires_at > clock_timestamp()
+     and c.lease_expires_at > _now
      and j.id = c.job and j.status = 'in_progress'
      and (_attempt is null or j.attempts = _attempt)
      and q.id = j.queue
@@ -458,6 +459,11 @@ begin
   if not found then
     return null;
   end if;
+  -- The claim's commit need not wait for the WAL flush: the function's next step is an HTTP
+  -- call, not a write. A crash that loses the claim leaves the lease as dispatched (unclaimed,
+  -- deadline from the dispatch), and pg_net's queue is lost with it, so nothing claims it again:
+  -- at worst the job is retried once more (at-least-once), as after any crash.
+  perform set_config('synchronous_commit', 'off', true);
 
   -- Enqueue refuses large payloads; this also covers a payload updated in place since.
   select octet_length(j.payload::text) into _bytes from supaqueue.job j where j.id = _cj.job;
@@ -684,6 +690,7 @@ declare
   _budget record;
   _next jsonb;
   _next_id uuid;
+  _sync text;
 begin
   -- Deleting the lease claims it: a concurrent duplicate waits here, then finds nothing.
   delete from supaqueue.current_job where id = cur_job_id returning * into _cj;
@@ -709,7 +716,11 @@ begin
        and _chain_elapsed_ms + _timeout_ms <= _budget.max_seconds * 1000
        and supaqueue._dispatch(_queue, _cj.worker) = 1 then
       select c.id into _next_id from supaqueue.current_job c where c.worker = _cj.worker;
+      -- The claim turns off the wait for the WAL flush for its transaction (0010); this one also
+      -- holds the report, which stays as durable as end_current_job's.
+      _sync := current_setting('synchronous_commit');
       _next := supaqueue.claim_current_job(_next_id);
+      perform set_config('synchronous_commit', _sync, true);
     end if;
   end if;
 

@@ -58,6 +58,7 @@ async function accept(
         return null;
       }
       // An upgrade in progress: the database still sends whole jobs and cannot claim.
+      log("info", "dispatch_unclaimed_legacy", fields);
       break;
   }
   const source = claimed.kind === "claimed" ? claimed.job : expected.legacy;

@@ -58,17 +58,19 @@ class Permanent extends Error {
 }
 
 // Runs `call`, retrying transient errors. Returns its value, or throws Permanent (after logging
-// `event` once per failed try) when it cannot succeed.
+// `event` once per failed try, unless the SQLSTATE is `expected`) when it cannot succeed.
 async function withRetries<T>(
   event: string,
   currentJob: string,
   call: () => Promise<T>,
+  expected: string[] = [],
 ): Promise<T> {
   for (let attempt = 1;; attempt++) {
     try {
       return await call();
     } catch (err) {
       const { message, code } = describe(err);
+      if (code !== null && expected.includes(code)) throw new Permanent(err);
       const transient = isTransient(err);
       const last = attempt >= ATTEMPTS || !transient;
       log(last ? "error" : "warn", event, {
@@ -83,6 +85,9 @@ async function withRetries<T>(
     }
   }
 }
+
+// The database's migrations predate the claim (an upgrade in progress): not an error.
+const UNDEFINED_FUNCTION = "42883";
 
 export type Claim =
   | { kind: "claimed"; job: unknown }
@@ -102,13 +107,18 @@ function claimOf(claimed: unknown): Claim {
 
 export async function claimCurrentJob(sql: Sql, ref: DispatchRef): Promise<Claim> {
   try {
-    const rows = await withRetries("claim_failed", ref.currentJob, () =>
-      sql`
-        select supaqueue.claim_current_job(${ref.currentJob}::uuid, ${ref.attempt}::integer)
-          as claimed`);
+    const rows = await withRetries(
+      "claim_failed",
+      ref.currentJob,
+      () =>
+        sql`
+          select supaqueue.claim_current_job(${ref.currentJob}::uuid, ${ref.attempt}::integer)
+            as claimed`,
+      [UNDEFINED_FUNCTION],
+    );
     return claimOf(rows[0]?.claimed as unknown);
   } catch (err) {
-    if (err instanceof Permanent && sqlState(err.failure) === "42883") {
+    if (err instanceof Permanent && sqlState(err.failure) === UNDEFINED_FUNCTION) {
       return { kind: "no_claim_function" };
     }
     return { kind: "failed" };
@@ -200,7 +210,7 @@ export async function reportOutcome(
       try {
         return await report(sql, currentJobId, sent, chain);
       } catch (err) {
-        if (chain !== null && !chainUnsupported && sqlState(err) === "42883") {
+        if (chain !== null && !chainUnsupported && sqlState(err) === UNDEFINED_FUNCTION) {
           chainUnsupported = true; // older migrations: report without chaining
           return await report(sql, currentJobId, sent, null);
         }

@@ -56,6 +56,7 @@ def max_in_flight(calls: list[Seen]) -> int:
         most = max(most, current)
     return most
 
+
 RETRY_AFTER_DATE_SECONDS = 120
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.edge.conftest import deliver, function_env
-from tests.edge.engine import Engine
+from tests.edge.engine import Dispatched, Engine
 from tests.edge.function_process import FunctionProcess
 from tests.edge.target_server import TargetServer
 
@@ -118,26 +118,57 @@ def test_reference_to_another_attempt_claims_nothing(
     )
 
 
+def _old_body(d: Dispatched, payload: object, slug: str) -> str:
+    """The whole job, as engines before the claim sent it through pg_net."""
+    return json.dumps({
+        "current_job": {"id": d.current_job_id, "worker": d.current_job_id, "job": d.job_id,
+                        "lease_expires_at": "2026-11-28T01:00:00+00:00"},
+        "job": {"id": d.job_id, "queue": d.queue_id, "payload": payload, "attempts": 1},
+        "queue": {"id": d.queue_id, "name": "q", "edge_function_name": slug, "method": "POST",
+                  "default_headers": {}, "timeout_ms": 10000},
+    })  # fmt: skip
+
+
 def test_whole_job_body_of_an_older_engine_is_claimed_by_its_lease(
     supaqueue_fn: FunctionProcess, engine: Engine, target: TargetServer
 ) -> None:
     """During an upgrade pg_net may still deliver the old body (the whole job): the function
     claims its lease like any other, so the job runs once, from the database's copy."""
     d = engine.dispatch("old-body", {"from": "database"})
-    old = {
-        "current_job": {
-            "id": d.current_job_id, "worker": d.json()["current_job"].get("worker", d.current_job_id),
-            "job": d.job_id, "lease_expires_at": "2026-11-28T01:00:00+00:00",
-        },
-        "job": {"id": d.job_id, "queue": d.queue_id, "payload": {"from": "body"}, "attempts": 1},
-        "queue": {"id": d.queue_id, "name": "q", "edge_function_name": "old-body",
-                  "method": "POST", "default_headers": {}, "timeout_ms": 10000},
-    }  # fmt: skip
-    assert deliver(supaqueue_fn, d, body=json.dumps(old)).status_code == 202
+    body = _old_body(d, {"from": "body"}, "old-body")
+    assert deliver(supaqueue_fn, d, body=body).status_code == 202
     [seen] = target.wait_for("old-body")
     assert seen.json() == {"from": "database"}
     [attempt] = engine.wait_attempts(d.job_id)
     assert attempt["outcome"] == "success"
+
+
+def test_database_without_the_claim_runs_old_bodies_as_before(
+    supaqueue_fn: FunctionProcess, engine: Engine, target: TargetServer
+) -> None:
+    """The function is deployed before the migrations: until they ran, the database has no
+    claim function and sends whole jobs, which the new function runs as the old one did."""
+    old = engine.dispatch("no-claim-yet", {"from": "body"})
+    new = engine.dispatch("no-claim-ref")
+    engine.conn.execute(
+        "alter function supaqueue.claim_current_job(uuid, integer) rename to claim_hidden"
+    )
+    try:
+        body = _old_body(old, {"from": "body"}, "no-claim-yet")
+        assert deliver(supaqueue_fn, old, body=body).status_code == 202
+        [attempt] = engine.wait_attempts(old.job_id)
+        assert attempt["outcome"] == "success"
+        assert [s.json() for s in target.requests_for("no-claim-yet")] == [{"from": "body"}]
+        # A reference alone cannot be run without the claim: nothing is called.
+        assert deliver(supaqueue_fn, new).status_code == 202
+        time.sleep(SETTLE_S)
+        assert target.requests_for("no-claim-ref") == []
+    finally:
+        engine.conn.execute(
+            "alter function supaqueue.claim_hidden(uuid, integer) rename to claim_current_job"
+        )
+    events = {e.get("event") for e in supaqueue_fn.events()}
+    assert {"dispatch_unclaimed_legacy", "dispatch_not_claimable"} <= events
 
 
 @pytest.mark.parametrize(

@@ -125,7 +125,7 @@ def test_fan_in_of_eleven_one_mib_results(
     step_queue = engine.queue("fan-in-step", max_attempts=1)
     deps = [engine.enqueue(deps_queue, {"part": i}) for i in range(11)]
     step_row = engine.conn.execute(
-        "select supaqueue.enqueue(%s, '{\"step\": \"merge\"}'::jsonb, _depends_on => %s::uuid[])"
+        'select supaqueue.enqueue(%s, \'{"step": "merge"}\'::jsonb, _depends_on => %s::uuid[])'
         " as id",
         (step_queue, deps),
     ).fetchone()
@@ -148,7 +148,7 @@ def test_fan_in_of_eleven_one_mib_results(
     results = received["dependency_results"]
     assert sorted(results) == sorted(deps)
     assert all(results[dep] == json.loads(json_of_size(MIB)) for dep in deps)
-    print(f"\nfan-in: step received {len(seen.body)} bytes; largest pg_net body {bodies['n']} bytes")
+    print(f"\nfan-in: step got {len(seen.body)} bytes; largest pg_net body {bodies['n']} bytes")
     [attempt] = engine.wait_attempts(step, timeout=30)
     assert attempt["outcome"] == "success"
     assert engine.job(step)["status"] == "success"

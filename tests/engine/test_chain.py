@@ -292,3 +292,15 @@ def test_budget_defaults_and_settings(engine: Engine) -> None:
         "max_jobs": 200,
         "max_seconds": 120,
     }
+
+
+def test_a_chained_report_stays_durable(engine: Engine) -> None:
+    """The claim lets its own commit skip the WAL flush (0010); a report that claims the next job
+    in its transaction must not inherit that: it commits as durably as end_current_job."""
+    q = engine.queue(workers=1)
+    _, cj = _first(engine, q)
+    engine.insert_job(q)
+    with engine.conn.transaction():
+        engine.conn.execute("set local synchronous_commit = on")  # test clusters run with off
+        assert engine.report_and_claim(cj)["next"] is not None
+        assert engine.one("show synchronous_commit") == "on"

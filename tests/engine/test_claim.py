@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from tests.engine.harness import Engine
 
@@ -169,3 +170,22 @@ def test_dependency_results_over_the_limit_are_refused_at_the_claim(engine: Engi
     state = engine.job(step)
     assert state["status"] == "failed" and state["attempts"] == 1
     assert state["last_error"] == f"refused by the dispatcher: {reason}"
+
+
+def test_payload_grown_in_place_is_refused_at_the_claim(engine: Engine) -> None:
+    """Enqueue refuses large payloads; one updated in place afterwards is refused, final, with
+    the reason, when its dispatch is claimed."""
+    q = engine.queue(workers=0, max_attempts=3)
+    job = engine.insert_job(q)
+    engine.conn.execute(
+        "update supaqueue.job set payload = %s where id = %s", (Jsonb(_big(2 * MIB)), job)
+    )
+    engine.conn.execute("select supaqueue.set_worker_count(%s, 1)", (q,))
+    [req] = engine.new_requests()
+    reason = f"the payload is {2 * MIB} bytes, over the limit of {MIB} bytes"
+    assert engine.claim(req.current_job) == {"refused": reason}
+    state = engine.job(job)
+    assert (
+        state["status"] == "failed"
+        and state["last_error"] == f"refused by the dispatcher: {reason}"
+    )

@@ -79,3 +79,26 @@ def test_header_values_with_line_breaks_are_refused_without_showing_them(value: 
         "queue.headers: value of header 'Authorization' must not contain CR, LF or NUL characters"
     ]
     assert value not in str(found[0])
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Bearer tok€n", "caf\u00e9", " tok1", "tok2\t", "tok\x01", "tok\x7f", "tok\u2028x"],
+)
+def test_header_values_http_cannot_carry_are_refused_without_showing_them(value: str) -> None:
+    """Issue #14.1: such a value passed preview and `up`, then every dispatch was refused."""
+    found = validate_queue({**BASE, "headers": {"X-Key": value}})
+    assert len(found) == 1 and found[0].field == "queue.headers"
+    assert "may hold only printable ASCII" in found[0].reason
+    assert value.strip() not in str(found[0])
+
+
+@pytest.mark.parametrize("name", ["X-Key\n", "X-Key\r\n", "\nX-Key", "X Key", "X-Kéy", ""])
+def test_header_names_http_cannot_carry_are_refused(name: str) -> None:
+    found = validate_queue({**BASE, "headers": {name: "v"}})
+    assert [str(p) for p in found] == [f"queue.headers: {name!r} is not a valid header name"]
+
+
+@pytest.mark.parametrize("value", ["", "v", "Bearer abc.def-ghi_jkl~", "a\tb  c", "!#$%&'*+^`|~"])
+def test_ordinary_header_values_pass(value: str) -> None:
+    assert validate_queue({**BASE, "headers": {"Authorization": value}}) == []

@@ -220,6 +220,8 @@ def test_dependencies_put_the_type_check_first(monitor: RecordingMonitor, edge_d
     regs = by_name(monitor)
     urn = {name: r.urn for name, r in regs.items()}
     assert urn["sq-deno-check"] in regs["sq-schema"].dependencies
+    # upgrades: the new function (which claims, and still runs whole-job dispatches) goes first
+    assert urn["sq-function"] in regs["sq-schema"].dependencies
     assert urn["sq-deno-check"] in regs["sq-function"].dependencies
     assert urn["sq-function-secret"] in regs["sq-function"].dependencies
     assert urn["sq-deno-check"] in regs["sq-function-secret"].dependencies
