@@ -18,19 +18,16 @@ import argparse
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from components import migrations
-from local_stack.postgres import PG_BIN, Cluster, free_port, generate_password
+from local_stack.postgres import PG_BIN, Cluster
 
 BENCH_DB = "supaqueue_bench"  # not `postgres`: no pg_cron tick runs there to disturb timings
 PGBENCH_DB = "pgbench"
@@ -222,74 +219,68 @@ class PgBench:
 
 
 def run(args: argparse.Namespace) -> int:
-    root = Path(tempfile.mkdtemp(prefix="supaqueue-bench-"))
-    root.chmod(0o755)
-    cluster = Cluster(
-        data_dir=root / "pgdata", port=free_port(), password=generate_password(), fast=args.fast
-    )
-    try:
-        cluster.init()
-        cluster.start()
-        cluster.bootstrap("postgres")
-        with cluster.connect() as conn:
-            conn.execute(f"create database {BENCH_DB}")
-        cluster.bootstrap(BENCH_DB)
-        dsn = cluster.dsn(BENCH_DB)
-        install(dsn)
-        emit({"bench": "setup", "durable": not args.fast, "workers": WORKERS})
+    # Durable settings unless --fast: fsync off would flatter the engine against pgbench.
+    with Cluster.temporary(prefix="supaqueue-bench-", fast=args.fast) as cluster:
+        return measure(cluster, args)
 
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            queue = new_queue(conn, "bulk", 4)
-            seconds = bulk_insert(conn, queue, 100_000)
-            emit({"bench": "bulk_insert", "rows": 100_000, "seconds": round(seconds, 3),
-                  "target_seconds": 5, "ok": seconds < 5})  # fmt: skip
-            conn.execute("select supaqueue.drop_queue(%s, true)", (queue,))
 
-            small = Lane(conn, 1_000, args.completions)
-            large = Lane(conn, 100_000, args.completions)
-            bench = PgBench(cluster)
-            settle(conn)
-            small.complete(WARMUP, timed=False)
-            large.complete(WARMUP, timed=False)
-            # Interleaved rounds: load from elsewhere on the machine hits all three alike.
-            decrypt: list[float] = []
-            post: list[float] = []
-            for i in range(ROUNDS):
-                share = args.completions // ROUNDS + (1 if i < args.completions % ROUNDS else 0)
-                small.complete(share)
-                large.complete(share)
-                bench.run(max(1, args.pgbench_seconds // ROUNDS))
-                decrypt.append(vault_decrypt_ms(conn))
-                post.append(http_post_ms(conn))
-            results = [small.result(), large.result(), bench.result()]
-            vault_ms = statistics.fmean(decrypt)
-            post_ms = statistics.fmean(post)
-        for record in results:
-            emit(record)
-        at_1k, at_100k, tpcb = results
+def measure(cluster: Cluster, args: argparse.Namespace) -> int:
+    with cluster.connect() as conn:
+        conn.execute(f"create database {BENCH_DB}")
+    cluster.bootstrap(BENCH_DB)
+    dsn = cluster.dsn(BENCH_DB)
+    install(dsn)
+    emit({"bench": "setup", "durable": not args.fast, "workers": WORKERS})
 
-        growth = at_100k["mean_ms"] / at_1k["mean_ms"]
-        emit({"bench": "ratio", "name": "cost_100k_over_cost_1k", "value": round(growth, 3),
-              "target_max": 1.3, "ok": growth <= 1.3})  # fmt: skip
-        for row in (at_1k, at_100k):
-            share = row["completions_per_s"] / tpcb["tps"]
-            name = f"completions_per_s_over_pgbench_tps_at_{row['queued']}"
-            emit({"bench": "ratio", "name": name, "value": round(share, 3), "target_min": 0.5,
-                  "ok": share >= 0.5})  # fmt: skip
-        # What the two stand-ins cost here, once per dispatch: the local Vault decrypts with
-        # pgcrypto and net.http_post is PL/pgSQL; on Supabase both are C. Informational only.
-        emit({"bench": "vault_decrypt", "mean_ms": round(vault_ms, 3), "per": "dispatch"})
-        emit({"bench": "net_http_post", "mean_ms": round(post_ms, 3), "per": "dispatch"})
-        for row in (at_1k, at_100k):
-            engine_ms = max(row["mean_ms"] - vault_ms - post_ms, 1e-3)
-            name = f"completions_per_s_over_pgbench_tps_at_{row['queued']}_without_standins"
-            emit({"bench": "ratio", "name": name, "engine_ms": round(engine_ms, 3),
-                  "value": round(1000 / engine_ms / tpcb["tps"], 3),
-                  "informational": True})  # fmt: skip
-        return 0
-    finally:
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        queue = new_queue(conn, "bulk", 4)
+        seconds = bulk_insert(conn, queue, 100_000)
+        emit({"bench": "bulk_insert", "rows": 100_000, "seconds": round(seconds, 3),
+              "target_seconds": 5, "ok": seconds < 5})  # fmt: skip
+        conn.execute("select supaqueue.drop_queue(%s, true)", (queue,))
+
+        small = Lane(conn, 1_000, args.completions)
+        large = Lane(conn, 100_000, args.completions)
+        bench = PgBench(cluster)
+        settle(conn)
+        small.complete(WARMUP, timed=False)
+        large.complete(WARMUP, timed=False)
+        # Interleaved rounds: load from elsewhere on the machine hits all three alike.
+        decrypt: list[float] = []
+        post: list[float] = []
+        for i in range(ROUNDS):
+            share = args.completions // ROUNDS + (1 if i < args.completions % ROUNDS else 0)
+            small.complete(share)
+            large.complete(share)
+            bench.run(max(1, args.pgbench_seconds // ROUNDS))
+            decrypt.append(vault_decrypt_ms(conn))
+            post.append(http_post_ms(conn))
+        results = [small.result(), large.result(), bench.result()]
+        vault_ms = statistics.fmean(decrypt)
+        post_ms = statistics.fmean(post)
+    for record in results:
+        emit(record)
+    at_1k, at_100k, tpcb = results
+
+    growth = at_100k["mean_ms"] / at_1k["mean_ms"]
+    emit({"bench": "ratio", "name": "cost_100k_over_cost_1k", "value": round(growth, 3),
+          "target_max": 1.3, "ok": growth <= 1.3})  # fmt: skip
+    for row in (at_1k, at_100k):
+        share = row["completions_per_s"] / tpcb["tps"]
+        name = f"completions_per_s_over_pgbench_tps_at_{row['queued']}"
+        emit({"bench": "ratio", "name": name, "value": round(share, 3), "target_min": 0.5,
+              "ok": share >= 0.5})  # fmt: skip
+    # What the two stand-ins cost here, once per dispatch: the local Vault decrypts with
+    # pgcrypto and net.http_post is PL/pgSQL; on Supabase both are C. Informational only.
+    emit({"bench": "vault_decrypt", "mean_ms": round(vault_ms, 3), "per": "dispatch"})
+    emit({"bench": "net_http_post", "mean_ms": round(post_ms, 3), "per": "dispatch"})
+    for row in (at_1k, at_100k):
+        engine_ms = max(row["mean_ms"] - vault_ms - post_ms, 1e-3)
+        name = f"completions_per_s_over_pgbench_tps_at_{row['queued']}_without_standins"
+        emit({"bench": "ratio", "name": name, "engine_ms": round(engine_ms, 3),
+              "value": round(1000 / engine_ms / tpcb["tps"], 3),
+              "informational": True})  # fmt: skip
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

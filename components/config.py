@@ -14,16 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+import pulumi
 from pulumi.runtime import config as runtime_config
 
 from components.clients.management_api import DEFAULT_URL as DEFAULT_MANAGEMENT_API_URL
 from components.clients.postgres import check_url
 from components.errors import ConfigError
-from components.queue_spec import validate_queue, with_defaults
+from components.providers.queue.spec import validate_queue, with_defaults
 
 NAMESPACE = "supaqueue"
 TARGETS = ("local", "supabase")
-PROJECT_REF_PATTERN = re.compile(r"^[a-z]{20}$")
+PROJECT_REF_PATTERN = re.compile(r"[a-z]{20}")  # fullmatch: `$` would allow a final \n
 
 # config key -> environment variable it falls back to with `target: local`
 LOCAL_ENV = {
@@ -32,7 +33,6 @@ LOCAL_ENV = {
     "dbUrl": "DB_URL",
     "apiUrl": "API_URL",
     "managementApiUrl": "MANAGEMENT_API_URL",
-    "serviceRoleKey": "SERVICE_ROLE_KEY",
 }
 KEYS = (
     "target",
@@ -41,12 +41,18 @@ KEYS = (
     "dbUrl",
     "apiUrl",
     "managementApiUrl",
-    "serviceRoleKey",
     "secretVersion",
     "queues",
     "demo",
 )
-SECRET_KEYS = ("accessToken", "dbUrl", "serviceRoleKey")
+SECRET_KEYS = ("accessToken", "dbUrl")
+# Keys that once meant something: a stack file that still sets one deploys as before, with a
+# warning saying to remove it (refusing would break a working stack for nothing).
+RETIRED_KEYS = {
+    "serviceRoleKey": "is no longer used (the supaqueue Edge Function reads the project's "
+    "SUPABASE_SERVICE_ROLE_KEY itself) and is ignored: remove it with "
+    f"`pulumi config rm {NAMESPACE}:serviceRoleKey`",
+}
 
 
 @dataclass(frozen=True)
@@ -59,10 +65,10 @@ class StackConfig:
     management_api_url: str
     access_token: str = field(repr=False)
     db_url: str = field(repr=False)
-    service_role_key: str | None = field(repr=False)
     secret_version: str
     queues: list[dict[str, Any]]
     demo: bool
+    warnings: tuple[str, ...] = ()
 
     @property
     def functions_url(self) -> str:
@@ -94,8 +100,11 @@ def _as_object(key: str, value: Any, problems: list[str]) -> Any:
 def parse_stack_config(values: Mapping[str, Any], env: Mapping[str, str]) -> StackConfig:
     """Validate raw config `values` (keys without namespace); raise ConfigError listing all."""
     problems: list[str] = []
+    warnings = tuple(
+        f"{NAMESPACE}:{key}: {RETIRED_KEYS[key]}" for key in values if key in RETIRED_KEYS
+    )
     for key in values:
-        if key not in KEYS:
+        if key not in KEYS and key not in RETIRED_KEYS:
             problems.append(f"{NAMESPACE}:{key}: unknown key; known keys: {', '.join(KEYS)}")
 
     target = values.get("target")
@@ -134,7 +143,7 @@ def parse_stack_config(values: Mapping[str, Any], env: Mapping[str, str]) -> Sta
         return ""
 
     project_ref = required("projectRef")
-    if project_ref and not PROJECT_REF_PATTERN.match(project_ref):
+    if project_ref and not PROJECT_REF_PATTERN.fullmatch(project_ref):
         problems.append(
             f"{NAMESPACE}:projectRef: must be the 20 lowercase letters of the project ref, "
             f"got {project_ref!r}"
@@ -173,10 +182,10 @@ def parse_stack_config(values: Mapping[str, Any], env: Mapping[str, str]) -> Sta
         management_api_url=management_api_url,
         access_token=access_token,
         db_url=db_url,
-        service_role_key=text("serviceRoleKey"),
         secret_version=str(version),
         queues=queues,
         demo=bool(demo),
+        warnings=warnings,
     )
 
 
@@ -210,5 +219,9 @@ def raw_values() -> dict[str, Any]:
 
 
 def load_stack_config(env: Mapping[str, str]) -> StackConfig:
-    """The running stack's config, validated (env: the process environment)."""
-    return parse_stack_config(raw_values(), env)
+    """The running stack's config, validated (env: the process environment); its warnings are
+    shown by `pulumi preview` / `up`."""
+    config = parse_stack_config(raw_values(), env)
+    for warning in config.warnings:
+        pulumi.log.warn(warning)
+    return config

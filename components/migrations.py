@@ -4,7 +4,8 @@ Each migration runs in its own transaction under one advisory lock and records i
 ledger `supaqueue.migrations` before its SQL runs, so two installers racing cannot both apply it.
 An applied migration whose file changed is an error (`MigrationEdited`), never a silent re-run.
 
-CLI: `python -m components.migrations {status,apply,snapshot,check-snapshot,uninstall}`.
+CLI: `python -m components.migrations {status,apply,uninstall}`. The schema snapshot
+(`sql/schema.snapshot.sql`) is dev tooling: `python -m local_stack.schema_snapshot`.
 """
 
 from __future__ import annotations
@@ -13,23 +14,17 @@ import argparse
 import hashlib
 import os
 import re
-import subprocess
 import sys
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 from components.errors import DatabaseError, SupaqueueError
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-SNAPSHOT_FILE = "schema.snapshot.sql"
 UNINSTALL_FILE = "uninstall.sql"
-SCHEMA = "supaqueue"
-PG_BIN = Path(os.environ.get("SUPAQUEUE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Serialises every installer of this database (pg_advisory_xact_lock key).
@@ -194,94 +189,6 @@ def _describe(exc: psycopg.Error) -> str:
     return text
 
 
-# ---- schema snapshot ---------------------------------------------------------------------------
-
-_DROP_LINE = re.compile(r"^(--.*|SET .*|SELECT pg_catalog\.set_config\(.*|\\(un)?restrict .*)$")
-
-
-def normalise_dump(text: str) -> str:
-    """pg_dump output without what varies between runs and versions: comments, SET lines,
-    pg_dump 15.14+'s random `\\restrict` keys, runs of blank lines."""
-    kept = [line.rstrip() for line in text.splitlines() if not _DROP_LINE.match(line)]
-    out: list[str] = []
-    for line in kept:
-        if line == "" and (not out or out[-1] == ""):
-            continue
-        out.append(line)
-    while out and out[-1] == "":
-        out.pop()
-    return "\n".join(out) + "\n"
-
-
-def dump_schema(dsn: str) -> str:
-    """`pg_dump --schema-only -n supaqueue` of the database at `dsn`, normalised."""
-    # The password goes through the environment, never the command line (visible in ps).
-    params = psycopg.conninfo.conninfo_to_dict(dsn)
-    password = params.pop("password", None)
-    env = dict(os.environ)
-    if password is not None:
-        env["PGPASSWORD"] = str(password)
-    proc = subprocess.run(
-        [
-            str(PG_BIN / "pg_dump"),
-            "--schema-only",
-            "--schema",
-            SCHEMA,
-            "--dbname",
-            psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items()}),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    if proc.returncode != 0:
-        raise DatabaseError(f"pg_dump failed: {proc.stderr.strip()}")
-    return normalise_dump(proc.stdout)
-
-
-def schema_after_migrations(admin_dsn: str, directory: Path | str = SQL_DIR) -> str:
-    """Apply every migration to a new scratch database of the cluster at `admin_dsn` and dump it.
-    The cluster needs the Supabase roles and the net/vault stand-ins (or extensions)."""
-    from local_stack.standins import install_standins
-
-    name = f"supaqueue_snapshot_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-        try:
-            scratch_dsn = psycopg.conninfo.make_conninfo(admin_dsn, dbname=name)
-            with psycopg.connect(scratch_dsn, autocommit=True) as conn:
-                install_standins(conn)
-                apply(conn, load_migrations(directory))
-            return dump_schema(scratch_dsn)
-        finally:
-            admin.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-            )
-
-
-def _with_temporary_cluster(directory: Path) -> str:
-    import shutil
-    import tempfile
-
-    from local_stack.postgres import Cluster, free_port, generate_password
-
-    root = Path(tempfile.mkdtemp(prefix="supaqueue-snapshot-"))
-    os.chmod(root, 0o755)
-    cluster = Cluster(
-        data_dir=root / "pgdata", port=free_port(), password=generate_password(), fast=True
-    )
-    try:
-        cluster.init()
-        cluster.start()
-        cluster.bootstrap("postgres")
-        return schema_after_migrations(cluster.dsn(), directory)
-    finally:
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
 # ---- CLI ---------------------------------------------------------------------------------------
 
 
@@ -298,15 +205,6 @@ def main(argv: list[str] | None = None) -> int:
     ]:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--dsn", default=os.environ.get("DB_URL"), help="database (default $DB_URL)")
-    for name, help_text in [
-        ("snapshot", f"regenerate sql/{SNAPSHOT_FILE}"),
-        ("check-snapshot", f"exit 1 when sql/{SNAPSHOT_FILE} is out of date"),
-    ]:
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument(
-            "--admin-dsn",
-            help="a cluster to create a scratch database in (default: a temporary cluster)",
-        )
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -317,21 +215,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     directory: Path = args.dir
-    if args.command in ("snapshot", "check-snapshot"):
-        if args.admin_dsn:
-            dumped = schema_after_migrations(args.admin_dsn, directory)
-        else:
-            dumped = _with_temporary_cluster(directory)
-        target = directory / SNAPSHOT_FILE
-        if args.command == "snapshot":
-            target.write_text(dumped)
-            print(f"wrote {target}")
-            return 0
-        if target.exists() and target.read_text() == dumped:
-            print(f"{target} is up to date")
-            return 0
-        print(f"{target} is out of date: run `python -m components.migrations snapshot`")
-        return 1
     if not args.dsn:
         raise MigrationError("no database: pass --dsn or set DB_URL")
     with psycopg.connect(args.dsn, autocommit=True, connect_timeout=10) as conn:

@@ -4,15 +4,13 @@ Children, in dependency order: the generated secret; a Deno type check of the Ed
 TypeScript error fails `pulumi up` before anything changes); the schema (migrations); the settings
 rows; the Vault entry `supaqueue_secret`; the function secret `SUPAQUEUE_SECRET`; the `supaqueue`
 Edge Function (verify_jwt off: it authenticates callers with the secret); the queues, each one
-resource `<name>-queue-<queue name>` (components/queue.py). With `demo`, also the example target
-function `demo-target`.
+resource `<name>-queue-<queue name>` (components/providers/queue/). With `demo`, also the example
+target function `demo-target`.
 """
 
 from __future__ import annotations
 
-import os
 import shlex
-import shutil
 from pathlib import Path
 from typing import Required, TypedDict
 
@@ -24,14 +22,15 @@ from components.clients.management_api import DEFAULT_URL as DEFAULT_MANAGEMENT_
 from components.config import StackConfig
 from components.edge_source import folder_hash
 from components.errors import ConfigError
+from components.providers.api_props import ApiTarget
 from components.providers.edge_function import EdgeFunction
 from components.providers.function_secret import FunctionSecret
 from components.providers.migrations import Migrations
+from components.providers.queue import Queue, QueueArgs, queue_problems
 from components.providers.settings import Settings
 from components.providers.vault_secret import VaultSecret
-from components.queue import Queue, QueueArgs, queue_problems
+from components.toolchain import REPO, find_deno
 
-REPO = Path(__file__).resolve().parents[1]
 DISPATCHER_SLUG = "supaqueue"
 DEMO_SLUG = "demo-target"
 VAULT_SECRET_NAME = "supaqueue_secret"
@@ -55,7 +54,7 @@ class SupaqueueArgs(TypedDict, total=False):
     secret_version: str
     """Change it to rotate the generated secret (Vault and the function secret, in place)."""
     queues: list[QueueArgs]
-    """Queues to declare (see components.queue.QueueArgs)."""
+    """Queues to declare (see components.providers.queue.QueueArgs)."""
     demo: bool
     """Also deploy the example target function `demo-target` (dev stacks)."""
     edge_dir: str
@@ -80,20 +79,10 @@ def args_from_config(config: StackConfig) -> SupaqueueArgs:
 
 def deno_binary() -> str:
     """The Deno the toolchain installed (env SUPAQUEUE_DENO overrides)."""
-    cache = Path(
-        os.environ.get("SUPAQUEUE_CACHE")
-        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "supaqueue"
-    )
-    candidates = [
-        os.environ.get("SUPAQUEUE_DENO"),
-        str(REPO / ".toolchain" / "bin" / "deno"),
-        str(cache / "deno" / "node_modules" / ".bin" / "deno"),
-        shutil.which("deno"),
-    ]
-    for candidate in candidates:
-        if candidate and Path(candidate).exists():
-            return candidate
-    raise ConfigError("deno is not installed: run `make toolchain` (or set SUPAQUEUE_DENO)")
+    found = find_deno()
+    if found is None:
+        raise ConfigError("deno is not installed: run `make toolchain` (or set SUPAQUEUE_DENO)")
+    return found
 
 
 class Supaqueue(pulumi.ComponentResource):
@@ -129,11 +118,11 @@ class Supaqueue(pulumi.ComponentResource):
         migrations_dir = Path(args.get("migrations_dir") or REPO / "sql")
         functions_url = f"{args['api_url'].rstrip('/')}/functions/v1"
         self.db_url = args["db_url"]
-        api = {
-            "management_api_url": args.get("management_api_url") or DEFAULT_MANAGEMENT_API_URL,
-            "project_ref": args["project_ref"],
-            "access_token": args["access_token"],
-        }
+        api = ApiTarget(
+            url=args.get("management_api_url") or DEFAULT_MANAGEMENT_API_URL,
+            project_ref=args["project_ref"],
+            access_token=args["access_token"],
+        )
 
         secret = random.RandomPassword(
             f"{name}-secret",
@@ -149,14 +138,14 @@ class Supaqueue(pulumi.ComponentResource):
         after_check = pulumi.ResourceOptions(parent=self, depends_on=[check])
         self.function_secret = FunctionSecret(
             f"{name}-function-secret",
-            **api,
+            api=api,
             secret_name=FUNCTION_SECRET_NAME,
             value=secret_value,
             opts=after_check,
         )
         self.function = EdgeFunction(
             f"{name}-function",
-            **api,
+            api=api,
             slug=DISPATCHER_SLUG,
             source_dir=str(dispatcher_dir),
             content_hash=dispatcher_hash,
@@ -193,7 +182,7 @@ class Supaqueue(pulumi.ComponentResource):
             demo_check = self._deno_check(f"{name}-demo-deno-check", demo_dir, demo_hash)
             self.demo_function = EdgeFunction(
                 f"{name}-demo-function",
-                **api,
+                api=api,
                 slug=DEMO_SLUG,
                 source_dir=str(demo_dir),
                 content_hash=demo_hash,

@@ -9,7 +9,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -17,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from components.toolchain import cache_dir, find_deno
 from local_stack.function_store import FunctionRecord, FunctionStore
 from local_stack.postgres import free_port
-from local_stack.state import REPO_ROOT, StackState
+from local_stack.state import StackState
 
 log = logging.getLogger("supaqueue.edge")
 BOOTSTRAP = Path(__file__).with_name("edge_bootstrap.ts")
@@ -36,28 +36,12 @@ class PortTaken(BootError):
     """Someone else bound the port chosen for the function first (a race worth one retry)."""
 
 
-def cache_dir() -> Path:
-    explicit = os.environ.get("SUPAQUEUE_CACHE")
-    if explicit:
-        return Path(explicit)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "supaqueue"
-
-
 def deno_binary() -> str:
-    """SUPAQUEUE_DENO, the repo toolchain, the cache, then PATH."""
-    explicit = os.environ.get("SUPAQUEUE_DENO")
-    candidates = [Path(explicit)] if explicit else []
-    candidates += [
-        REPO_ROOT / ".toolchain" / "bin" / "deno",
-        cache_dir() / "deno" / "node_modules" / ".bin" / "deno",
-    ]
-    for candidate in candidates:
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which("deno")
-    if found:
-        return found
-    raise BootError("no Deno binary: set SUPAQUEUE_DENO or run `make toolchain`")
+    """The toolchain's Deno (components.toolchain.find_deno)."""
+    found = find_deno()
+    if found is None:
+        raise BootError("no Deno binary: set SUPAQUEUE_DENO or run `make toolchain`")
+    return found
 
 
 def supabase_env(state: StackState) -> dict[str, str]:

@@ -18,12 +18,13 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import aiohttp
 import psycopg
 from psycopg.types.json import Jsonb
+
+from components.sql_files import named_queries
 
 log = logging.getLogger("supaqueue.net_sender")
 
@@ -47,17 +48,7 @@ CURL_UNSUPPORTED_PROTOCOL = "Unsupported protocol"
 CURL_SSL_CONNECT_ERROR = "SSL connect error"
 
 
-def load_queries() -> dict[str, str]:
-    """Named queries from sql/net_sender.sql (`-- name: x` starts query x)."""
-    text = resources.files("local_stack").joinpath("sql", "net_sender.sql").read_text()
-    queries: dict[str, str] = {}
-    for chunk in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
-        name, _, body = chunk.partition("\n")
-        queries[name.strip()] = body.strip()
-    return queries
-
-
-QUERIES = load_queries()
+QUERIES = named_queries("local_stack", "net_sender.sql")
 
 
 class NetSenderError(RuntimeError):

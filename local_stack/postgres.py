@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -95,6 +96,26 @@ class Cluster:
             self.log_file = self.data_dir.parent / "logs" / "postgres.log"
         if self.vault_key_file is None:
             self.vault_key_file = self.data_dir.parent / "vault.key"
+
+    @classmethod
+    @contextlib.contextmanager
+    def temporary(cls, prefix: str = "supaqueue-pg-", fast: bool = True) -> Iterator[Cluster]:
+        """A throwaway cluster (fsync off unless `fast=False`) in a new temp dir, its `postgres`
+        database bootstrapped; stopped and deleted on exit. For tests and tooling only."""
+        # mkdtemp under /tmp (not pytest's 0700 basetemp), 0755: the postgres OS user must reach it.
+        root = Path(tempfile.mkdtemp(prefix=prefix))
+        os.chmod(root, 0o755)
+        cluster = cls(
+            data_dir=root / "pgdata", port=free_port(), password=generate_password(), fast=fast
+        )
+        try:
+            cluster.init()
+            cluster.start()
+            cluster.bootstrap("postgres")
+            yield cluster
+        finally:
+            cluster.stop()
+            shutil.rmtree(root, ignore_errors=True)
 
     # ---- paths and helpers -------------------------------------------------------------------
 

@@ -46,8 +46,6 @@ CREATE TABLE supaqueue.current_job (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     worker uuid NOT NULL,
     job uuid NOT NULL,
-    is_complete boolean DEFAULT false NOT NULL,
-    is_successful boolean DEFAULT false NOT NULL,
     started_at timestamp with time zone DEFAULT now() NOT NULL,
     lease_expires_at timestamp with time zone NOT NULL,
     request_id bigint,
@@ -396,13 +394,14 @@ CREATE TABLE supaqueue.queue (
     CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
     CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
     CONSTRAINT queue_default_headers_object CHECK ((jsonb_typeof(default_headers) = 'object'::text)),
-    CONSTRAINT queue_edge_function_name_is_slug CHECK ((edge_function_name ~ '^[A-Za-z0-9][A-Za-z0-9_-]*$'::text)),
-    CONSTRAINT queue_max_attempts_positive CHECK ((max_attempts >= 1)),
+    CONSTRAINT queue_edge_function_name_is_slug CHECK ((edge_function_name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
+    CONSTRAINT queue_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
     CONSTRAINT queue_method_known CHECK ((method = ANY (ARRAY['GET'::text, 'POST'::text, 'PUT'::text, 'PATCH'::text, 'DELETE'::text]))),
+    CONSTRAINT queue_name_is_slug CHECK ((name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
     CONSTRAINT queue_rate_limit_burst_positive CHECK (((rate_limit_burst IS NULL) OR (rate_limit_burst >= 1))),
-    CONSTRAINT queue_rate_limit_positive CHECK (((rate_limit_per_second IS NULL) OR (rate_limit_per_second > (0)::double precision))),
+    CONSTRAINT queue_rate_limit_range CHECK (((rate_limit_per_second IS NULL) OR ((rate_limit_per_second > (0)::double precision) AND (rate_limit_per_second <= (2147483647)::double precision)))),
     CONSTRAINT queue_retention_non_negative CHECK (((retention_seconds IS NULL) OR (retention_seconds >= 0))),
-    CONSTRAINT queue_timeout_positive CHECK (((timeout_ms > 0) AND (timeout_ms <= 3600000) AND (lease_grace_ms >= 0)))
+    CONSTRAINT queue_timeout_range CHECK ((((timeout_ms >= 1) AND (timeout_ms <= 390000)) AND (lease_grace_ms >= 0)))
 );
 
 ALTER TABLE supaqueue.queue OWNER TO postgres;
@@ -780,6 +779,32 @@ $$;
 
 ALTER FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.tg__dispatch_after_insert() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _queue uuid;
+begin
+  if tg_table_name = 'job' then
+    -- Statement-level: a 100k-row INSERT dispatches once per queue, not once per row; a job that
+    -- waits for dependencies gives no reason to dispatch.
+    for _queue in
+      select distinct n.queue from new_rows n where n.status = 'pending' and n.pending_dependencies = 0
+    loop
+      perform supaqueue.dispatch(_queue);
+    end loop;
+  else
+    for _queue in select distinct n.queue from new_rows n loop
+      perform supaqueue.dispatch(_queue);
+    end loop;
+  end if;
+  return null;
+end
+$$;
+
+ALTER FUNCTION supaqueue.tg__dispatch_after_insert() OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.tg__job_inserted() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -821,22 +846,6 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.tg__queue_updated() OWNER TO postgres;
-
-CREATE FUNCTION supaqueue.tg__worker_inserted() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO ''
-    AS $$
-declare
-  _queue uuid;
-begin
-  for _queue in select distinct n.queue from new_workers n loop
-    perform supaqueue.dispatch(_queue);
-  end loop;
-  return null;
-end
-$$;
-
-ALTER FUNCTION supaqueue.tg__worker_inserted() OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.tick() RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1139,9 +1148,9 @@ CREATE INDEX job_unfinished_idx ON supaqueue.job USING btree (queue, created_at)
 
 CREATE INDEX worker_free_idx ON supaqueue.worker USING btree (queue) WHERE ((NOT locked) AND (NOT retiring));
 
-CREATE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.job REFERENCING NEW TABLE AS new_jobs FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__job_inserted();
+CREATE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.job REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__dispatch_after_insert();
 
-CREATE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.worker REFERENCING NEW TABLE AS new_workers FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__worker_inserted();
+CREATE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.worker REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__dispatch_after_insert();
 
 CREATE TRIGGER _500_dispatch_after_update AFTER UPDATE ON supaqueue.queue REFERENCING NEW TABLE AS new_queues FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__queue_updated();
 
@@ -1232,14 +1241,14 @@ GRANT ALL ON FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete b
 REVOKE ALL ON FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.tg__dispatch_after_insert() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.tg__dispatch_after_insert() TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.tg__job_inserted() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.tg__job_inserted() TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.tg__queue_updated() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.tg__queue_updated() TO service_role;
-
-REVOKE ALL ON FUNCTION supaqueue.tg__worker_inserted() FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.tg__worker_inserted() TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.tick() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.tick() TO service_role;

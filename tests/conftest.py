@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from local_stack.postgres import Cluster, free_port, generate_password
+from local_stack.postgres import Cluster
 
 TEMPLATE_DB = "supaqueue_test_template"
 
@@ -28,16 +28,7 @@ def pg_cluster() -> Iterator[Cluster]:
     `cron.database_name`), pgcrypto (schema `extensions`), and the `net`/`vault` stand-ins.
     Also builds the template that `pg_dsn` copies. Stopped and deleted at the end of the session.
     """
-    # mkdtemp under /tmp (not pytest's 0700 root-only basetemp): the postgres OS user must reach it.
-    root = Path(tempfile.mkdtemp(prefix="supaqueue-test-pg-"))
-    os.chmod(root, 0o755)
-    cluster = Cluster(
-        data_dir=root / "pgdata", port=free_port(), password=generate_password(), fast=True
-    )
-    try:
-        cluster.init()
-        cluster.start()
-        cluster.bootstrap("postgres")
+    with Cluster.temporary(prefix="supaqueue-test-pg-") as cluster:
         with cluster.connect() as conn:
             conn.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(TEMPLATE_DB)))
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(TEMPLATE_DB)))
@@ -50,9 +41,6 @@ def pg_cluster() -> Iterator[Cluster]:
                 )
             )
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

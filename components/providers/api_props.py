@@ -1,15 +1,34 @@
-"""Inputs shared by the providers that talk to the Management API, and their validation."""
+"""The Management API target (url, project ref, token) as one typed value, shared by the
+providers that call the API: how it becomes their inputs, its validation, and the client."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import pulumi
 from pulumi.dynamic import CheckFailure
 
 from components.clients.management_api import ManagementApi
 from components.providers.base import unknown_keys
 
+# The target's keys in each provider's inputs and state (flat, as stacks already hold them).
 API_KEYS = ("management_api_url", "project_ref", "access_token")
+# A change of these updates state only; the project is part of a resource's identity.
+API_UPDATABLE = ("management_api_url", "access_token")
+API_SECRET_OUTPUTS = ["access_token"]
+
+
+@dataclass(frozen=True)
+class ApiTarget:
+    """Which project's Management API to call, and with which token (kept secret in state)."""
+
+    url: pulumi.Input[str]
+    project_ref: pulumi.Input[str]
+    access_token: pulumi.Input[str]
+
+    def props(self) -> dict[str, pulumi.Input[str]]:
+        return dict(zip(API_KEYS, (self.url, self.project_ref, self.access_token), strict=True))
 
 
 def check_api_props(news: dict[str, Any]) -> list[CheckFailure]:

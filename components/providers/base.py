@@ -24,9 +24,6 @@ from components.errors import DatabaseError, SupaqueueError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Inputs that only say how to reach the thing; a change updates state, never the thing's identity.
-CONNECTION_KEYS = ("db_url", "management_api_url", "project_ref", "access_token")
-
 
 def plain(value: Any) -> Any:
     """`value` with the engine's secret wrappers removed (they reach `check` and `diff` even

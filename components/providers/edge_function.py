@@ -22,7 +22,14 @@ from pulumi.dynamic import (
 )
 
 from components.edge_source import content_hash, source_files
-from components.providers.api_props import API_KEYS, api_client, check_api_props
+from components.providers.api_props import (
+    API_KEYS,
+    API_SECRET_OUTPUTS,
+    API_UPDATABLE,
+    ApiTarget,
+    api_client,
+    check_api_props,
+)
 from components.providers.base import (
     declared_outputs,
     explicit_diff,
@@ -30,7 +37,7 @@ from components.providers.base import (
     unknown_keys,
     with_secret_outputs,
 )
-from components.queue_spec import SLUG_PATTERN
+from components.providers.queue.spec import SLUG_PATTERN
 
 DEPLOY_KEYS = ("source_dir", "content_hash", "verify_jwt", "entrypoint_path", "import_map_path")
 # What the deployed function is. `source_dir` is only where the files are on this machine (an
@@ -65,7 +72,8 @@ class EdgeFunctionProvider(ResourceProvider):
         failures = check_api_props(news)
         unknown = unknown_keys(news)
         slug = news.get("slug")
-        if "slug" not in unknown and (not isinstance(slug, str) or not SLUG_PATTERN.match(slug)):
+        is_slug = isinstance(slug, str) and SLUG_PATTERN.fullmatch(slug) is not None
+        if "slug" not in unknown and not is_slug:
             failures.append(CheckFailure("slug", f"{slug!r} is not a function slug"))
         source_dir = news.get("source_dir")
         if "source_dir" not in unknown and not (
@@ -83,7 +91,7 @@ class EdgeFunctionProvider(ResourceProvider):
         return explicit_diff(
             olds,
             news,
-            updatable=(*DEPLOYED_KEYS, "management_api_url", "access_token"),
+            updatable=(*DEPLOYED_KEYS, *API_UPDATABLE),
             identity=("slug", "project_ref"),
         )
 
@@ -134,9 +142,7 @@ class EdgeFunction(Resource, module="supaqueue", name="EdgeFunction"):
         self,
         name: str,
         *,
-        management_api_url: pulumi.Input[str],
-        project_ref: pulumi.Input[str],
-        access_token: pulumi.Input[str],
+        api: ApiTarget,
         slug: str,
         source_dir: str,
         content_hash: str,
@@ -145,9 +151,7 @@ class EdgeFunction(Resource, module="supaqueue", name="EdgeFunction"):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
-            "management_api_url": management_api_url,
-            "project_ref": project_ref,
-            "access_token": access_token,
+            **api.props(),
             "slug": slug,
             "source_dir": source_dir,
             "content_hash": content_hash,
@@ -159,5 +163,5 @@ class EdgeFunction(Resource, module="supaqueue", name="EdgeFunction"):
             EdgeFunctionProvider(),
             name,
             declared_outputs(props, OUTPUTS),
-            with_secret_outputs(opts, ["access_token"]),
+            with_secret_outputs(opts, API_SECRET_OUTPUTS),
         )

@@ -21,10 +21,17 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from components.providers.api_props import API_KEYS, api_client, check_api_props
+from components.providers.api_props import (
+    API_KEYS,
+    API_SECRET_OUTPUTS,
+    API_UPDATABLE,
+    ApiTarget,
+    api_client,
+    check_api_props,
+)
 from components.providers.base import explicit_diff, presented, unknown_keys, with_secret_outputs
 
-NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: `$` would allow a final \n
 MAX_VALUE_LENGTH = 24_576
 
 
@@ -49,7 +56,7 @@ class FunctionSecretProvider(ResourceProvider):
         unknown = unknown_keys(news)
         name = news.get("name")
         if "name" not in unknown:
-            if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
                 failures.append(CheckFailure("name", f"{name!r} is not an environment name"))
             elif name.upper().startswith("SUPABASE_"):
                 failures.append(CheckFailure("name", "names starting with SUPABASE_ are reserved"))
@@ -68,7 +75,7 @@ class FunctionSecretProvider(ResourceProvider):
         return explicit_diff(
             olds,
             news,
-            updatable=("value", "management_api_url", "access_token"),
+            updatable=("value", *API_UPDATABLE),
             identity=("name", "project_ref"),
         )
 
@@ -109,17 +116,13 @@ class FunctionSecret(Resource, module="supaqueue", name="FunctionSecret"):
         self,
         name: str,
         *,
-        management_api_url: pulumi.Input[str],
-        project_ref: pulumi.Input[str],
-        access_token: pulumi.Input[str],
+        api: ApiTarget,
         secret_name: str,
         value: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
-            "management_api_url": management_api_url,
-            "project_ref": project_ref,
-            "access_token": access_token,
+            **api.props(),
             "name": secret_name,
             "value": value,
             "digest": None,
@@ -128,5 +131,5 @@ class FunctionSecret(Resource, module="supaqueue", name="FunctionSecret"):
             FunctionSecretProvider(),
             name,
             props,
-            with_secret_outputs(opts, ["access_token", "value"]),
+            with_secret_outputs(opts, [*API_SECRET_OUTPUTS, "value"]),
         )

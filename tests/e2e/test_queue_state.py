@@ -31,8 +31,8 @@ from pulumi.dynamic import Resource
 
 import components.supaqueue
 from components.providers.base import declared_outputs, with_secret_outputs
-from components.providers.queue import SECRET_OUTPUTS, QueueProvider
-from components.queue_spec import with_defaults
+from components.providers.queue.provider import SECRET_OUTPUTS, QueueProvider
+from components.providers.queue.spec import with_defaults
 
 
 class QueueResource(Resource, module="supaqueue", name="Queue"):

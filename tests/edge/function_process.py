@@ -17,23 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.toolchain import CACHE, REPO
+from tests.support.toolchain import deno as deno_binary
 
 PLAIN_BOOTSTRAP = Path(__file__).with_name("serve_function.ts")
 RUNTIME_BOOTSTRAP = REPO / "local_stack" / "edge_bootstrap.ts"
 EDGE = REPO / "edge"
-
-
-def deno_binary() -> str:
-    """The Deno of `make toolchain`; missing Deno fails the test (never a silent skip)."""
-    from tests.support import toolchain
-
-    try:
-        return toolchain.deno()
-    except RuntimeError:
-        cached = CACHE / "deno" / "node_modules" / ".bin" / "deno"
-        if cached.exists():
-            return str(cached)
-        raise
 
 
 def deno_env() -> dict[str, str]:

@@ -170,6 +170,7 @@ def test_a_busy_worker_runs_its_jobs_in_one_chain(installed: Installed) -> None:
         (queue_id,),
     )
     deadline = time.monotonic() + 120
+    succeeded = 0
     while time.monotonic() < deadline:
         row = installed.engine.conn.execute(
             "select count(*) filter (where status = 'success') as ok,"
@@ -178,11 +179,12 @@ def test_a_busy_worker_runs_its_jobs_in_one_chain(installed: Installed) -> None:
             (queue_id,),
         ).fetchone()
         assert row is not None and row["bad"] == 0
-        if row["ok"] == 30:
+        succeeded = int(row["ok"])
+        if succeeded == 30:
             break
         time.sleep(0.1)
     else:
-        raise AssertionError(f"only {row['ok']} of 30 jobs succeeded in 120 s")
+        raise AssertionError(f"only {succeeded} of 30 jobs succeeded in 120 s")
     calls = _invocations(installed)
     assert calls.get(installed.dispatcher, 0) - calls_before.get(installed.dispatcher, 0) == 1
     assert calls.get(installed.demo, 0) - calls_before.get(installed.demo, 0) == 30

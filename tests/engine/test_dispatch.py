@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from components.providers.queue.spec import MAX_RATE_PER_SECOND, MAX_TIMEOUT_MS
 from tests.engine.harness import FUNCTIONS_URL, SECRET, Engine
 
 
@@ -245,10 +246,12 @@ def test_delayed_backlog_is_not_scanned_by_dispatch(engine: Engine) -> None:
 
 
 def test_extreme_policy_values_do_not_break_dispatch(engine: Engine) -> None:
-    # A rate limit far above anything reachable (accepted by the Pulumi config: any number above 0)
-    # and a long lease grace must not make dispatch, and so the enqueue itself, fail
-    # (the token budget and timeout + grace overflowed `integer`).
-    q = engine.queue(workers=2, rate_limit_per_second=1e10, lease_grace_ms=2_147_483_647)
+    # The highest rate limit allowed (far above anything reachable) and a long lease grace must
+    # not make dispatch, and so the enqueue itself, fail (the token budget and timeout + grace
+    # overflowed `integer`).
+    q = engine.queue(
+        workers=2, rate_limit_per_second=MAX_RATE_PER_SECOND, lease_grace_ms=2_147_483_647
+    )
     job = engine.insert_job(q)
     [req] = engine.new_requests()
     assert req.job == job
@@ -261,8 +264,9 @@ def test_extreme_policy_values_do_not_break_dispatch(engine: Engine) -> None:
 
 
 def test_timeout_beyond_what_the_dispatcher_accepts_is_refused(engine: Engine) -> None:
-    # The supaqueue Edge Function answers 400 to a dispatch whose queue.timeout_ms is above one
-    # hour, so such a queue's jobs would only ever end by lease expiry: refuse it up front.
-    engine.queue(workers=0, timeout_ms=3_600_000)
-    with pytest.raises(psycopg.errors.CheckViolation, match="queue_timeout_positive"):
-        engine.queue(workers=0, timeout_ms=3_600_001)
+    # The supaqueue Edge Function answers 400 to a dispatch whose queue.timeout_ms is above what
+    # it can wait for and still report, so such a queue's jobs would only ever end by lease
+    # expiry: refuse it up front (the bound itself: tests/engine/test_queue_limits.py).
+    engine.queue(workers=0, timeout_ms=MAX_TIMEOUT_MS)
+    with pytest.raises(psycopg.errors.CheckViolation, match="queue_timeout_range"):
+        engine.queue(workers=0, timeout_ms=MAX_TIMEOUT_MS + 1)

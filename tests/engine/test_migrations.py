@@ -15,6 +15,7 @@ from psycopg import sql
 
 from components import migrations
 from components.migrations import MigrationEdited, MigrationError
+from local_stack import schema_snapshot
 from local_stack.postgres import Cluster
 from tests.support.toolchain import REPO
 
@@ -128,10 +129,10 @@ def test_racing_installers_apply_each_migration_once(pg_dsn: str) -> None:
 def test_all_migrations_equal_the_schema_snapshot(pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         migrations.apply(conn, migrations.load_migrations())
-    dumped = migrations.dump_schema(pg_dsn)
-    snapshot = (migrations.SQL_DIR / migrations.SNAPSHOT_FILE).read_text()
+    dumped = schema_snapshot.dump_schema(pg_dsn)
+    snapshot = (migrations.SQL_DIR / schema_snapshot.SNAPSHOT_FILE).read_text()
     assert dumped == snapshot, (
-        "sql/schema.snapshot.sql is out of date: run `python -m components.migrations snapshot`"
+        f"sql/schema.snapshot.sql is out of date: run `{schema_snapshot.REGENERATE}`"
     )
     assert "CREATE FUNCTION supaqueue.end_current_job" in snapshot
 
@@ -142,7 +143,7 @@ def test_normalise_dump_drops_what_varies() -> None:
         "SELECT pg_catalog.set_config('search_path', '', false);\n\n\n"
         "CREATE SCHEMA supaqueue;\n\n\n\\unrestrict AbC123\n"
     )
-    assert migrations.normalise_dump(raw) == "CREATE SCHEMA supaqueue;\n"
+    assert schema_snapshot.normalise_dump(raw) == "CREATE SCHEMA supaqueue;\n"
 
 
 def test_uninstall_removes_schema_and_nothing_else(pg_dsn: str) -> None:
@@ -188,6 +189,26 @@ def test_cli_status_apply_and_bad_input(pg_dsn: str) -> None:
     bad = run("status", "--dsn", "postgresql://postgres:wrong@127.0.0.1:1/nope")
     assert bad.returncode == 1 and bad.stderr.startswith("error:")
     assert "Traceback" not in bad.stderr
+
+
+def test_snapshot_cli_checks_and_regenerates(pg_cluster: Cluster, tmp_path: Path) -> None:
+    sql_dir = _copy_sql(tmp_path)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "local_stack.schema_snapshot", "--dir", str(sql_dir),
+             "--admin-dsn", pg_cluster.dsn(), *args],
+            capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
+        )  # fmt: skip
+
+    fresh = run("--check")
+    assert fresh.returncode == 0 and "up to date" in fresh.stdout, fresh.stdout + fresh.stderr
+    (sql_dir / "0099_extra.sql").write_text("create table supaqueue.extra (x int);\n")
+    stale = run("--check")
+    assert stale.returncode == 1 and "out of date" in stale.stdout, stale.stdout + stale.stderr
+    assert run().returncode == 0
+    assert "CREATE TABLE supaqueue.extra" in (sql_dir / "schema.snapshot.sql").read_text()
+    assert run("--check").returncode == 0
 
 
 def test_missing_pg_net_is_created_as_an_extension_or_named_clearly(pg_cluster: Cluster) -> None:

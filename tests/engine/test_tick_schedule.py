@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from components import migrations
-from local_stack.postgres import Cluster, free_port, generate_password
+from local_stack.postgres import Cluster
 from tests.engine.harness import FUNCTIONS_URL, SECRET, Engine
 
 LOOP_RUNNING = "select count(*) from pg_stat_activity where query ilike 'call supaqueue.tick_loop%'"
@@ -55,19 +52,8 @@ def test_tick_loop_ticks_every_second_and_commits_each_tick(engine: Engine) -> N
 def cron_cluster() -> Iterator[Cluster]:
     """A cluster of its own: installing into its `postgres` database (where pg_cron lives) must
     not disturb the session cluster other tests share."""
-    root = Path(tempfile.mkdtemp(prefix="supaqueue-cron-test-"))
-    root.chmod(0o755)
-    cluster = Cluster(
-        data_dir=root / "pgdata", port=free_port(), password=generate_password(), fast=True
-    )
-    try:
-        cluster.init()
-        cluster.start()
-        cluster.bootstrap("postgres")
+    with Cluster.temporary(prefix="supaqueue-cron-test-") as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.timeout(150)

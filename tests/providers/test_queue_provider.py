@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from components.providers.queue import QueueProvider
-from components.queue_spec import FIELDS
+from components.providers.queue.spec import FIELDS
 from tests.providers.conftest import failure_text, sql_value
 
 # Queue settings that are not columns of supaqueue.queue.

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-CACHE = Path(
-    os.environ.get("SUPAQUEUE_CACHE")
-    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "supaqueue"
-)
-TOOLBIN = REPO / ".toolchain" / "bin"
+from components.toolchain import REPO, TOOLBIN, cache_dir, find_deno
+
+CACHE = cache_dir()
 PULUMI = TOOLBIN / "pulumi"
-DENO = TOOLBIN / "deno"
 VENV = REPO / ".venv"
 
 
@@ -43,10 +38,8 @@ def pulumi_env(backend_dir: Path, passphrase: str = "test-only-passphrase") -> d
 
 
 def deno() -> str:
-    """The Deno binary `make toolchain` installed (or one on PATH)."""
-    if DENO.exists():
-        return str(DENO)
-    found = shutil.which("deno")
+    """The Deno binary `make toolchain` installed; missing Deno fails the test (never a skip)."""
+    found = find_deno()
     if not found:
         raise RuntimeError("deno is missing: run `make toolchain` first")
     return found

@@ -159,3 +159,19 @@ def test_the_prod_example_is_valid_once_its_secrets_are_set() -> None:
 def test_a_malformed_url_is_a_config_error_not_a_traceback(key: str, url: str) -> None:
     text = problems({"target": "local", key: url}, LOCAL_ENV)
     assert f"supaqueue:{key}: is not a valid URL" in text
+
+
+def test_retired_service_role_key_is_ignored_with_a_warning() -> None:
+    """`serviceRoleKey` was parsed and documented but never used: a stack that still sets it
+    deploys as before, told to remove it; the value itself never appears."""
+    config = parse_stack_config({**SUPABASE, "serviceRoleKey": "eyJ-very-secret"}, {})
+    [warning] = config.warnings
+    assert warning.startswith("supaqueue:serviceRoleKey: is no longer used")
+    assert "pulumi config rm supaqueue:serviceRoleKey" in warning
+    assert "eyJ-very-secret" not in warning + repr(config)
+    assert parse_stack_config(SUPABASE, {}).warnings == ()
+
+
+def test_project_ref_with_a_trailing_newline_is_refused() -> None:
+    text = problems({**SUPABASE, "projectRef": "qwertyuiopasdfghjklz\n"})
+    assert "supaqueue:projectRef: must be the 20 lowercase letters" in text

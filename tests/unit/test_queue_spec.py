@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from components.queue_spec import FIELDS, validate_queue, with_defaults
+from components.providers.queue.spec import FIELDS, validate_queue, with_defaults
 
 BASE = {"name": "emails", "edge_function_name": "send-email"}
 
@@ -102,3 +102,74 @@ def test_header_names_http_cannot_carry_are_refused(name: str) -> None:
 @pytest.mark.parametrize("value", ["", "v", "Bearer abc.def-ghi_jkl~", "a\tb  c", "!#$%&'*+^`|~"])
 def test_ordinary_header_values_pass(value: str) -> None:
     assert validate_queue({**BASE, "headers": {"Authorization": value}}) == []
+
+
+# Preview must refuse what `up` would fail on (issue #14, item 4): these passed before.
+@pytest.mark.parametrize(
+    ("changes", "field", "fragment"),
+    [
+        ({"backoff_base_ms": 2**31, "backoff_max_ms": 2**31}, "queue.backoff_base_ms", "at most"),
+        ({"backoff_max_ms": 2**31}, "queue.backoff_max_ms", "at most 2147483647"),
+        ({"rate_limit_per_second": 1, "rate_limit_burst": 2**31}, "queue.rate_limit_burst", "at"),
+        ({"retention_seconds": 10**12}, "queue.retention_seconds", "at most 2147483647"),
+        ({"name": "nlname\n"}, "queue.name", "not a valid slug"),
+        ({"edge_function_name": "demo-target\n"}, "queue.edge_function_name", "not a valid slug"),
+        ({"headers": {"X-Key\n": "v"}}, "queue.headers", "not a valid header name"),
+        ({"rate_limit_per_second": 1e308}, "queue.rate_limit_per_second", "at most"),
+        ({"rate_limit_per_second": float("inf")}, "queue.rate_limit_per_second", "at most"),
+        ({"rate_limit_per_second": float("nan")}, "queue.rate_limit_per_second", "number"),
+    ],
+)
+def test_what_up_would_fail_on_is_refused_at_preview(
+    changes: dict[str, Any], field: str, fragment: str
+) -> None:
+    found = reasons(**changes)
+    assert field in found, found
+    assert fragment in found[field]
+
+
+def _documented() -> dict[str, str]:
+    """QueueArgs' attribute docstrings: the one place each setting is described."""
+    import ast
+    import inspect
+
+    from components.providers.queue import resource
+
+    tree = ast.parse(inspect.getsource(resource))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "QueueArgs")
+    docs: dict[str, str] = {}
+    for node, following in zip(cls.body, cls.body[1:], strict=False):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            assert isinstance(following, ast.Expr), f"{node.target.id} has no docstring"
+            docs[node.target.id] = " ".join(str(following.value.value).split())  # type: ignore[attr-defined]
+    return docs
+
+
+def test_queue_args_document_every_field_with_the_spec_defaults_and_limits() -> None:
+    import re
+
+    from components.providers.queue.spec import INT_LIMITS
+
+    docs = _documented()
+    assert set(docs) == set(FIELDS)
+    for field, text in docs.items():
+        default = re.search(r"\(default (-?[0-9.]+|true|false)\b", text)
+        if default:
+            expected = FIELDS[field].default
+            shown = str(expected).lower() if isinstance(expected, bool) else str(expected)
+            assert default.group(1) == shown, f"{field}: docs say {default.group(1)}"
+        most = re.search(r"at most ([0-9]+)", text)
+        if most and field in INT_LIMITS:
+            assert int(most.group(1)) == INT_LIMITS[field].maximum, field
+    assert "at most 390000" in docs["timeout_ms"]
+
+
+def test_provider_pickled_under_the_old_module_path_still_loads() -> None:
+    """Stacks created before the queue package hold their provider pickled (by reference, as
+    dill does for importable classes) as `components.providers.queue.QueueProvider`; their
+    refresh and destroy must still find it."""
+    import pickle
+
+    from components.providers.queue.provider import QueueProvider
+
+    assert pickle.loads(b"ccomponents.providers.queue\nQueueProvider\n.") is QueueProvider

@@ -19,7 +19,7 @@ from pulumi.runtime import rpc
 
 from components.config import parse_stack_config
 from components.errors import ConfigError
-from components.queue import Queue
+from components.providers.queue import Queue
 from components.supaqueue import Supaqueue, args_from_config
 
 DYNAMIC = "pulumi-python:dynamic/supaqueue:"

@@ -17,26 +17,30 @@ from pulumi.dynamic import Resource
 
 from components.errors import ConfigError
 from components.providers.base import declared_outputs, with_secret_outputs
-from components.providers.queue import SECRET_OUTPUTS, QueueProvider
-from components.queue_spec import Problem, validate_queue, with_defaults
+from components.providers.queue.provider import SECRET_OUTPUTS, QueueProvider
+from components.providers.queue.spec import Problem, validate_queue, with_defaults
 
 
 class QueueArgs(TypedDict, total=False):
-    """A queue's settings. Only `name` and `edge_function_name` are required."""
+    """A queue's settings. Only `name` and `edge_function_name` are required.
+
+    The one description of each setting (the stack config's `supaqueue:queues` objects take the
+    same keys); defaults and limits are checked against `spec.py` by tests/unit/test_queue_spec.py.
+    """
 
     name: Required[str]
-    """Queue name, unique in the project (letters, digits, '-', '_'; starts with a letter).
-    Renaming replaces the queue."""
+    """Queue name, unique in the project (letters, digits, '-', '_'; starts with a letter; at most
+    63 characters). Renaming replaces the queue."""
     edge_function_name: Required[str]
-    """Slug of the Edge Function each job calls (a slug, not a URL)."""
+    """Slug of the Edge Function each job calls (a slug, not a URL; the same rule as `name`)."""
     method: str
     """HTTP method: GET, POST (default), PUT, PATCH or DELETE."""
     headers: pulumi.Input[dict[str, str]]
     """Extra request headers, e.g. Authorization. Kept secret in state."""
     workers: int
-    """At most this many calls in flight (default 1)."""
+    """At most this many calls in flight (default 1, at most 1000)."""
     max_attempts: int
-    """Attempts before a job fails for good (default 3)."""
+    """Attempts before a job fails for good (default 3, at most 100)."""
     backoff_base_ms: int
     """First retry delay in ms (default 1000); doubles per attempt."""
     backoff_max_ms: int
@@ -46,11 +50,12 @@ class QueueArgs(TypedDict, total=False):
     non_retryable_statuses: list[int]
     """Statuses that fail a job at once (default: 4xx other than 408 and 429)."""
     rate_limit_per_second: float
-    """Calls started per second at most (default: no limit)."""
+    """Calls started per second at most (default: no limit; at most 2147483647)."""
     rate_limit_burst: int
     """Calls allowed at once above the rate (default: the rate)."""
     timeout_ms: int
-    """Timeout of one call in ms (default 30000)."""
+    """Timeout of one call in ms (default 30000, at most 390000: the dispatcher's own wall clock
+    is 400 s on paid plans, 150 s on Free, and it must still report the outcome)."""
     paused: bool
     """A paused queue keeps its jobs and dispatches none (default false)."""
     retention_seconds: int
@@ -76,7 +81,7 @@ TYPE = "pulumi-python:dynamic/supaqueue:Queue"
 
 
 class Queue(Resource, module="supaqueue", name="Queue"):
-    """One queue: its `supaqueue.queue` row and its workers (components/providers/queue.py)."""
+    """One queue: its `supaqueue.queue` row and its workers (provider.py, beside this file)."""
 
     queue_id: pulumi.Output[str]
     """The queue's id (`supaqueue.queue.id`), for `INSERT INTO supaqueue.job (queue, …)`."""

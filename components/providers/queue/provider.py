@@ -6,7 +6,7 @@ from `supaqueue.drop_queue`, shown as the database's message). Create refuses a 
 by a queue the stack does not manage (QueueExistsError, saying how to resolve it): the provider
 cannot adopt it, as Pulumi cannot import dynamic-provider resources (pulumi/pulumi#16175).
 
-The resource itself is `components.queue.Queue`.
+The resource itself is `Queue` (resource.py, beside this file).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from components.providers.base import (
     presented,
     unknown_keys,
 )
-from components.queue_spec import FIELDS, coerce_integers, validate_queue, with_defaults
+from components.providers.queue.spec import FIELDS, coerce_integers, validate_queue, with_defaults
 from components.sql_files import queries
 
 SQL = "queue.sql"

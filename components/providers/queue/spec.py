@@ -14,15 +14,45 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# Supabase function slugs (OpenAPI: ^[A-Za-z][A-Za-z0-9_-]*$); queue names follow the same rule
-# so they read well in URLs, logs and cron job names.
-SLUG_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-HEADER_NAME_PATTERN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+# ---- limits -----------------------------------------------------------------------------------
+# The authority for a queue's limits is the SQL schema: the constraints and column types of
+# `supaqueue.queue` (sql/0001, sql/0008). This table mirrors them so that `pulumi preview` names
+# the field; tests/engine/test_queue_limits.py fails when it, the SQL or the Edge Function's copy
+# (edge/supaqueue/dispatch_body.ts) drift apart.
+INT4_MAX = 2_147_483_647  # the integer columns (backoff_*_ms, rate_limit_burst, …) are `integer`
+# Supabase function slugs (Management API: ^[A-Za-z][A-Za-z0-9_-]*$), at most 63 characters;
+# queue names follow the same rule (SQL: queue_name_is_slug, queue_edge_function_name_is_slug).
+SLUG_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")  # use fullmatch: `$` would allow a final \n
 MAX_SLUG_LENGTH = 63
-MAX_WORKERS = 1000
-# Supabase's wall-clock limit for a function is 400 s on paid plans.
-MAX_TIMEOUT_MS = 400_000
+HEADER_NAME_PATTERN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token; fullmatch
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")  # queue_method_known
+# The dispatcher's wall clock is 400 s on paid plans: a call may take 390 s, 10 s stay to report
+# (queue_timeout_range; docs/architecture.md says why).
+MAX_TIMEOUT_MS = 390_000
+# Beyond this the default burst (ceil(rate)) is no integer and the refill could overflow
+# (queue_rate_limit_range).
+MAX_RATE_PER_SECOND = float(INT4_MAX)
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """Inclusive bounds of an integer setting."""
+
+    minimum: int
+    maximum: int
+
+
+INT_LIMITS: dict[str, IntRange] = {
+    # Pulumi-side only: workers are rows of supaqueue.worker, not a column.
+    "workers": IntRange(1, 1000),
+    "max_attempts": IntRange(1, 100),  # queue_max_attempts_range
+    "backoff_base_ms": IntRange(0, INT4_MAX),  # queue_backoff_valid
+    "backoff_max_ms": IntRange(0, INT4_MAX),  # queue_backoff_valid (and >= backoff_base_ms)
+    "rate_limit_burst": IntRange(1, INT4_MAX),  # queue_rate_limit_burst_positive
+    "timeout_ms": IntRange(1, MAX_TIMEOUT_MS),  # queue_timeout_range
+    "retention_seconds": IntRange(0, INT4_MAX),  # queue_retention_non_negative
+}
+INTEGER_FIELDS = tuple(INT_LIMITS)
 
 
 # = supaqueue.default_non_retryable_statuses() (sql/0001): a timeout or a rate limit is worth
@@ -32,34 +62,30 @@ DEFAULT_NON_RETRYABLE = [status for status in range(400, 500) if status not in (
 
 @dataclass(frozen=True)
 class Field:
-    """One queue setting: its default and a one-line description (for messages and docs)."""
+    """One queue setting: its default (= the column's default) and whether it must be given.
+    What each setting means is documented once, on `QueueArgs` (resource.py)."""
 
     default: Any
-    doc: str
     required: bool = False
 
 
 FIELDS: dict[str, Field] = {
-    "name": Field(None, "queue name, unique; a rename replaces the queue", required=True),
-    "edge_function_name": Field(None, "slug of the Edge Function each job calls", required=True),
-    "method": Field("POST", "HTTP method of the call: GET, POST, PUT, PATCH or DELETE"),
-    "headers": Field({}, "extra request headers (string values; kept secret in state)"),
-    "workers": Field(1, "calls in flight at most (>= 1)"),
-    "max_attempts": Field(3, "attempts before a job fails for good (>= 1)"),
-    "backoff_base_ms": Field(1000, "first retry delay in ms; doubles per attempt"),
-    "backoff_max_ms": Field(300_000, "longest retry delay in ms"),
-    "backoff_jitter": Field(0.1, "random share of each delay, 0..1"),
-    "non_retryable_statuses": Field(
-        DEFAULT_NON_RETRYABLE, "HTTP statuses that fail a job at once (default: 4xx but 408, 429)"
-    ),
-    "rate_limit_per_second": Field(None, "calls started per second at most (null: no limit)"),
-    "rate_limit_burst": Field(None, "calls allowed at once above the rate (null: the rate)"),
-    "timeout_ms": Field(30_000, "timeout of one call in ms"),
-    "paused": Field(False, "a paused queue dispatches nothing; jobs wait"),
-    "retention_seconds": Field(None, "finished jobs are deleted after this long (null: kept)"),
-    "discard_unfinished_on_delete": Field(
-        False, "removing the queue may discard its unfinished jobs"
-    ),
+    "name": Field(None, required=True),
+    "edge_function_name": Field(None, required=True),
+    "method": Field("POST"),
+    "headers": Field({}),
+    "workers": Field(1),
+    "max_attempts": Field(3),
+    "backoff_base_ms": Field(1000),
+    "backoff_max_ms": Field(300_000),
+    "backoff_jitter": Field(0.1),
+    "non_retryable_statuses": Field(DEFAULT_NON_RETRYABLE),
+    "rate_limit_per_second": Field(None),
+    "rate_limit_burst": Field(None),
+    "timeout_ms": Field(30_000),
+    "paused": Field(False),
+    "retention_seconds": Field(None),
+    "discard_unfinished_on_delete": Field(False),
 }
 
 
@@ -87,7 +113,7 @@ def _slug_problem(value: Any) -> str | None:
         return "must be a non-empty string"
     if "://" in value or value.startswith("/"):
         return f"must be a function slug such as 'send-email', not a URL ({value!r})"
-    if not SLUG_PATTERN.match(value):
+    if not SLUG_PATTERN.fullmatch(value):
         return (
             f"{value!r} is not a valid slug: start with a letter, then letters, digits, '-' or '_'"
         )
@@ -96,13 +122,22 @@ def _slug_problem(value: Any) -> str | None:
     return None
 
 
-def _int_problem(value: Any, minimum: int, maximum: int | None = None) -> str | None:
+def _int_problem(value: Any, limits: IntRange) -> str | None:
     if not _is_int(value):
         return f"must be an integer, got {value!r}"
-    if value < minimum:
-        return f"must be at least {minimum}, got {value}"
-    if maximum is not None and value > maximum:
-        return f"must be at most {maximum}, got {value}"
+    if value < limits.minimum:
+        return f"must be at least {limits.minimum}, got {value}"
+    if value > limits.maximum:
+        return f"must be at most {limits.maximum}, got {value}"
+    return None
+
+
+def _rate_problem(value: Any) -> str | None:
+    # `not 0 < v` also refuses NaN, which compares false with everything.
+    if not _is_number(value) or not 0 < value:
+        return f"must be a number above 0, got {value!r}"
+    if value > MAX_RATE_PER_SECOND:
+        return f"must be at most {INT4_MAX} calls per second, got {value!r}"
     return None
 
 
@@ -140,23 +175,15 @@ def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = Non
         ),
     )
     check("headers", _headers_problem)
-    check("workers", lambda v: _int_problem(v, 1, MAX_WORKERS))
-    check("max_attempts", lambda v: _int_problem(v, 1, 100))
-    check("backoff_base_ms", lambda v: _int_problem(v, 0))
-    check("backoff_max_ms", lambda v: _int_problem(v, 0))
+    for key, limits in INT_LIMITS.items():
+        check(key, lambda v, limits=limits: _int_problem(v, limits))
     check(
         "backoff_jitter",
         lambda v: None if _is_number(v) and 0 <= v <= 1 else f"must be between 0 and 1, got {v!r}",
     )
     check("non_retryable_statuses", _statuses_problem)
-    check(
-        "rate_limit_per_second",
-        lambda v: None if _is_number(v) and v > 0 else f"must be a number above 0, got {v!r}",
-    )
-    check("rate_limit_burst", lambda v: _int_problem(v, 1))
-    check("timeout_ms", lambda v: _int_problem(v, 100, MAX_TIMEOUT_MS))
+    check("rate_limit_per_second", _rate_problem)
     check("paused", lambda v: None if isinstance(v, bool) else f"must be true or false, got {v!r}")
-    check("retention_seconds", lambda v: _int_problem(v, 0))
     check(
         "discard_unfinished_on_delete",
         lambda v: None if isinstance(v, bool) else f"must be true or false, got {v!r}",
@@ -206,17 +233,6 @@ def _statuses_problem(value: Any) -> str | None:
         if not _is_int(status) or not 100 <= status <= 599:
             return f"{status!r} is not an HTTP status code (100-599)"
     return None
-
-
-INTEGER_FIELDS = (
-    "workers",
-    "max_attempts",
-    "backoff_base_ms",
-    "backoff_max_ms",
-    "rate_limit_burst",
-    "timeout_ms",
-    "retention_seconds",
-)
 
 
 def coerce_integers(raw: Mapping[str, Any]) -> dict[str, Any]:
