@@ -161,9 +161,6 @@ export interface Reported {
   next: Claim | null;
 }
 
-// Set once the database turns out to have no report_and_claim (an upgrade in progress).
-let chainUnsupported = false;
-
 async function report(
   sql: Sql,
   currentJobId: string,
@@ -171,7 +168,7 @@ async function report(
   chain: Chain | null,
 ): Promise<Reported> {
   // jsonb goes over the wire as text and is cast in SQL, so postgres.js never re-encodes it.
-  if (chain === null || chainUnsupported) {
+  if (chain === null) {
     const rows = await sql`
       select supaqueue.end_current_job(
         ${currentJobId}::uuid, true, ${outcome.isSuccessful}::boolean,
@@ -210,8 +207,10 @@ export async function reportOutcome(
       try {
         return await report(sql, currentJobId, sent, chain);
       } catch (err) {
-        if (chain !== null && !chainUnsupported && sqlState(err) === UNDEFINED_FUNCTION) {
-          chainUnsupported = true; // older migrations: report without chaining
+        if (chain !== null && sqlState(err) === UNDEFINED_FUNCTION) {
+          // The function is deployed before the migrations: until they ran, report without
+          // chaining (asked again each time, so chains start as soon as they did).
+          chain = null;
           return await report(sql, currentJobId, sent, null);
         }
         if (sent.result === null || sent.resultText === null || !unstorable(err)) throw err;

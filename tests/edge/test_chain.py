@@ -5,11 +5,12 @@ then the worker is dispatched through pg_net again."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+import psycopg
 import pytest
 
-from tests.edge.conftest import deliver
+from tests.edge.conftest import deliver, function_env
 from tests.edge.engine import Engine
 from tests.edge.function_process import FunctionProcess
 from tests.edge.target_server import TargetServer, max_in_flight
@@ -103,3 +104,42 @@ def test_a_job_whose_timeout_no_longer_fits_the_seconds_budget_goes_to_pg_net(
     assert engine.wait_attempts(first, timeout=30)[0]["outcome"] == "success"
     engine.dispatched(follower)  # through pg_net, not chained
     assert engine.attempts(follower) == []
+
+
+def test_before_the_migration_the_function_reports_without_chaining(
+    start_function: Callable[..., FunctionProcess],
+    target: TargetServer,
+    pg_dsn: str,
+    dispatch_secret: str,
+) -> None:
+    """`pulumi up` deploys the function before the migrations: against a database without
+    report_and_claim it reports with end_current_job, one job per dispatch, nothing lost."""
+    from components import migrations
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        every = migrations.load_migrations()
+        # the migration that brings report_and_claim (its number may change when branches merge)
+        chain = next(m.version for m in every if "report_and_claim(" in m.path.read_text())
+        older = [m for m in every if m.version < chain]
+        migrations.apply(conn, older)
+        conn.execute(
+            "insert into supaqueue.settings (key, value) values"
+            " ('functions_url', 'http://127.0.0.1:1/functions/v1'), ('dispatcher_slug', 'x')"
+        )
+        conn.execute("select vault.create_secret(%s, 'supaqueue_secret')", (dispatch_secret,))
+        assert conn.execute("select to_regproc('supaqueue.report_and_claim')").fetchone() == (None,)
+    fn = start_function(function_env(target.url, pg_dsn, dispatch_secret))
+    old = Engine(pg_dsn)
+    try:
+        slug = f"no-chain-{uuid.uuid4().hex[:8]}"
+        queue = old.queue(slug, max_attempts=1)
+        first, second = old.enqueue(queue, {"n": 1}), old.enqueue(queue, {"n": 2})
+        assert deliver(fn, old.dispatched(first)).status_code == 202
+        assert old.wait_attempts(first, timeout=30)[0]["outcome"] == "success"
+        # the report freed the worker and the engine dispatched the next job through pg_net
+        assert deliver(fn, old.dispatched(second)).status_code == 202
+        assert old.wait_attempts(second, timeout=30)[0]["outcome"] == "success"
+        assert [c.json() for c in target.requests_for(slug)] == [{"n": 1}, {"n": 2}]
+        assert not [e for e in fn.events() if e.get("level") == "error"], fn.events()
+    finally:
+        old.close()
