@@ -4,6 +4,7 @@ then the worker is dispatched through pg_net again."""
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -143,3 +144,30 @@ def test_before_the_migration_the_function_reports_without_chaining(
         assert not [e for e in fn.events() if e.get("level") == "error"], fn.events()
     finally:
         old.close()
+
+
+def test_a_stopping_worker_ends_its_chain_after_the_running_job(
+    start_function: Callable[..., FunctionProcess],
+    target: TargetServer,
+    engine: Engine,
+    edge_db: str,
+    dispatch_secret: str,
+) -> None:
+    """SIGTERM (a redeploy; on Supabase, a worker near its limits) dispatches `beforeunload`: the
+    chain stops after the job it is running, which is reported, and the worker goes back to
+    pg_net for the rest; the process exits without waiting for the whole chain."""
+    fn = start_function(function_env(target.url, edge_db, dispatch_secret))
+    queue = engine.queue("slow-400", max_attempts=1)
+    jobs = [engine.enqueue(queue, {"n": i}) for i in range(20)]
+    assert deliver(fn, engine.dispatched(jobs[0])).status_code == 202
+    engine.wait_attempts(jobs[1], timeout=30)  # the chain runs
+    assert fn.proc is not None
+    fn.proc.send_signal(signal.SIGTERM)
+    assert fn.proc.wait(30) == 0
+    ran = [job for job in jobs if engine.attempts(job)]
+    assert 2 <= len(ran) < len(jobs)
+    assert all(engine.attempts(job)[0]["outcome"] == "success" for job in ran)
+    # nothing left running: the next job waits for pg_net (no sender runs here)
+    assert engine.job(jobs[len(ran)])["status"] == "in_progress"
+    engine.dispatched(jobs[len(ran)])
+    assert pg_net_requests(engine, queue) == 2
