@@ -1,6 +1,7 @@
 // The request handler: authenticate, read the dispatch's references, answer 202 at once, then in
-// the background claim the lease, call the target and report. pg_net waits for the slowest
-// request of each batch, so nothing slow (not even the claim) happens before the answer.
+// the background claim the lease, call the target and report; each report may hand over the
+// worker's next job (a chain, docs/architecture.md), run the same way. pg_net waits for the
+// slowest request of each batch, so nothing slow (not even the claim) happens before the answer.
 import { runInBackground } from "./background.ts";
 import { readCapped } from "./capped_read.ts";
 import { readConfig } from "./config.ts";
@@ -71,7 +72,8 @@ async function accept(
   } catch (err) {
     const reason = err instanceof InvalidDispatch ? err.message : String(err);
     if (leaseId === null) {
-      // a chained claim whose lease cannot even be named: it expires and the job is retried
+      // a chained claim that does not parse is refused by the id it carries (without one, its
+      // lease expires and the job is retried)
       const id = (source as { current_job?: { id?: unknown } } | null)?.current_job?.id;
       leaseId = typeof id === "string" ? id : null;
     }
