@@ -4,10 +4,14 @@ dispatch holds for a chained claim."""
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from tests.engine.harness import Engine
 
@@ -304,3 +308,85 @@ def test_a_chained_report_stays_durable(engine: Engine) -> None:
         engine.conn.execute("set local synchronous_commit = on")  # test clusters run with off
         assert engine.report_and_claim(cj)["next"] is not None
         assert engine.one("show synchronous_commit") == "on"
+
+
+def test_chains_and_pg_net_dispatches_together_run_each_job_once_within_workers(
+    engine_dsn: str, engine: Engine
+) -> None:
+    """Four function invocations at a time, each running its chain on its own connection, while
+    jobs keep arriving and the tick runs: every job runs exactly once, never more than `workers`
+    leases at once, and every pg_net dispatch starts a chain."""
+    workers, batches, per_batch = 4, 20, 10
+    q = engine.queue(workers=workers)
+    deadline = time.monotonic() + 120
+    errors: list[BaseException] = []
+    ran: list[str] = []
+    most = [0]
+    lock = threading.Lock()
+    deliveries: queue.Queue[str | None] = queue.Queue()
+
+    def invocation() -> None:  # one function invocation at a time per thread: claim, then chain
+        try:
+            with psycopg.connect(engine_dsn, autocommit=True, row_factory=dict_row) as conn:
+                while (lease := deliveries.get(timeout=60)) is not None:
+                    claimed = conn.execute(
+                        "select supaqueue.claim_current_job(%s) as c", (lease,)
+                    ).fetchone()
+                    doc = claimed["c"] if claimed else None
+                    jobs = 0
+                    while doc is not None and time.monotonic() < deadline:
+                        jobs += 1
+                        with lock:
+                            ran.append(doc["job"]["id"])
+                        row = conn.execute(
+                            "select supaqueue.report_and_claim(%s, true, true, 200,"
+                            " _chain_jobs => %s, _chain_elapsed_ms => 0) as r",
+                            (doc["current_job"]["id"], jobs),
+                        ).fetchone()
+                        assert row is not None and row["r"]["current"] is True
+                        doc = row["r"]["next"]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=invocation) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    seen = 0
+    try:
+        for b in range(batches):
+            engine.conn.execute(
+                "insert into supaqueue.job (queue, payload)"
+                " select %s, jsonb_build_object('b', %s, 'k', k) from generate_series(1, %s) k",
+                (q, b, per_batch),
+            )
+            for _ in range(3):  # pg_net's part: deliver what the engine dispatched
+                engine.tick()
+                for req in engine.new_requests():
+                    deliveries.put(req.current_job)
+                    seen += 1
+                most[0] = max(most[0], engine.in_flight(q))
+                time.sleep(0.005)
+        while time.monotonic() < deadline and not errors:
+            engine.tick()
+            for req in engine.new_requests():
+                deliveries.put(req.current_job)
+                seen += 1
+            most[0] = max(most[0], engine.in_flight(q))
+            left = engine.one(
+                "select count(*) from supaqueue.job where queue = %s and status <> 'success'",
+                (q,),
+            )
+            if left == 0:
+                break
+            time.sleep(0.01)
+    finally:
+        for _ in threads:
+            deliveries.put(None)
+        for t in threads:
+            t.join(30)
+    assert errors == []
+    total = batches * per_batch
+    assert sorted(ran) == sorted(set(ran)) and len(ran) == total  # each job once
+    assert engine.one("select count(*) from supaqueue.job_attempt where queue = %s", (q,)) == total
+    assert most[0] <= workers
+    assert 1 <= seen < total  # chains carried most jobs; pg_net only started them
