@@ -169,31 +169,31 @@ begin
 end
 $$;
 
--- Statement-level: a 100k-row INSERT dispatches once per queue, not once per row. A payload over
--- the limit fails the whole statement, naming the limit (the payload itself is never echoed).
-create or replace function supaqueue.tg__job_inserted() returns trigger
+-- A payload over the limit fails the whole INSERT statement (enqueue included), naming the limit,
+-- never echoing the payload. Statement-level, before the dispatch trigger (_500_…) by name, so a
+-- 100k-row INSERT is checked in one pass.
+create function supaqueue.tg__job_payload_limit() returns trigger
 language plpgsql security definer
 set search_path = ''
 as $$
 declare
-  _queue uuid;
   _largest bigint;
 begin
-  select max(octet_length(n.payload::text)) into _largest from new_jobs n;
+  select max(octet_length(n.payload::text)) into _largest from new_rows n;
   if _largest > supaqueue.max_payload_bytes() then
     raise exception 'supaqueue: a job payload is % bytes, over the limit of % bytes',
       _largest, supaqueue.max_payload_bytes()
       using errcode = '54000',
             hint = 'Keep large data in a table or in Storage and put its key in the payload.';
   end if;
-  for _queue in
-    select distinct n.queue from new_jobs n where n.status = 'pending' and n.pending_dependencies = 0
-  loop
-    perform supaqueue.dispatch(_queue);
-  end loop;
   return null;
 end
 $$;
+
+create trigger _400_job_payload_limit
+  after insert on supaqueue.job
+  referencing new table as new_rows
+  for each statement execute function supaqueue.tg__job_payload_limit();
 
 -- What the function needs to run a claimed attempt: the same document for every way a lease gets
 -- claimed (by a pg_net dispatch today; by a worker's report claiming its next job later).

@@ -805,31 +805,25 @@ $$;
 
 ALTER FUNCTION supaqueue.tg__dispatch_after_insert() OWNER TO postgres;
 
-CREATE FUNCTION supaqueue.tg__job_inserted() RETURNS trigger
+CREATE FUNCTION supaqueue.tg__job_payload_limit() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
-  _queue uuid;
   _largest bigint;
 begin
-  select max(octet_length(n.payload::text)) into _largest from new_jobs n;
+  select max(octet_length(n.payload::text)) into _largest from new_rows n;
   if _largest > supaqueue.max_payload_bytes() then
     raise exception 'supaqueue: a job payload is % bytes, over the limit of % bytes',
       _largest, supaqueue.max_payload_bytes()
       using errcode = '54000',
             hint = 'Keep large data in a table or in Storage and put its key in the payload.';
   end if;
-  for _queue in
-    select distinct n.queue from new_jobs n where n.status = 'pending' and n.pending_dependencies = 0
-  loop
-    perform supaqueue.dispatch(_queue);
-  end loop;
   return null;
 end
 $$;
 
-ALTER FUNCTION supaqueue.tg__job_inserted() OWNER TO postgres;
+ALTER FUNCTION supaqueue.tg__job_payload_limit() OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.tg__queue_updated() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1148,6 +1142,8 @@ CREATE INDEX job_unfinished_idx ON supaqueue.job USING btree (queue, created_at)
 
 CREATE INDEX worker_free_idx ON supaqueue.worker USING btree (queue) WHERE ((NOT locked) AND (NOT retiring));
 
+CREATE TRIGGER _400_job_payload_limit AFTER INSERT ON supaqueue.job REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__job_payload_limit();
+
 CREATE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.job REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__dispatch_after_insert();
 
 CREATE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.worker REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__dispatch_after_insert();
@@ -1244,8 +1240,8 @@ GRANT ALL ON FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) TO
 REVOKE ALL ON FUNCTION supaqueue.tg__dispatch_after_insert() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.tg__dispatch_after_insert() TO service_role;
 
-REVOKE ALL ON FUNCTION supaqueue.tg__job_inserted() FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.tg__job_inserted() TO service_role;
+REVOKE ALL ON FUNCTION supaqueue.tg__job_payload_limit() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.tg__job_payload_limit() TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.tg__queue_updated() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.tg__queue_updated() TO service_role;
