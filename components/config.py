@@ -44,7 +44,12 @@ KEYS = (
     "secretVersion",
     "queues",
     "demo",
+    "installation",
+    "dropDependentObjectsOnDestroy",
 )
+# `owner`: this stack installs and owns supaqueue; `external`: it only declares its queues in an
+# installation another stack owns (see docs/architecture.md, "Ownership").
+INSTALLATION_MODES = ("owner", "external")
 SECRET_KEYS = ("accessToken", "dbUrl")
 # Keys that once meant something: a stack file that still sets one deploys as before, with a
 # warning saying to remove it (refusing would break a working stack for nothing).
@@ -68,6 +73,8 @@ class StackConfig:
     secret_version: str
     queues: list[dict[str, Any]]
     demo: bool
+    installation: str = "owner"
+    drop_dependents_on_destroy: bool = False
     warnings: tuple[str, ...] = ()
 
     @property
@@ -148,7 +155,15 @@ def parse_stack_config(values: Mapping[str, Any], env: Mapping[str, str]) -> Sta
             f"{NAMESPACE}:projectRef: must be the 20 lowercase letters of the project ref, "
             f"got {project_ref!r}"
         )
-    access_token = required("accessToken")
+    installation = values.get("installation", "owner")
+    if installation not in INSTALLATION_MODES:
+        problems.append(
+            f"{NAMESPACE}:installation: must be 'owner' (this stack installs supaqueue) or "
+            f"'external' (it only declares queues in another stack's installation), "
+            f"got {installation!r}"
+        )
+    # An external stack never calls the Management API: it needs no token.
+    access_token = required("accessToken") if installation != "external" else text("accessToken")
     db_url = required("dbUrl")
     if db_url and (why := check_url(db_url)):
         problems.append(f"{NAMESPACE}:dbUrl: {why}")
@@ -172,6 +187,7 @@ def parse_stack_config(values: Mapping[str, Any], env: Mapping[str, str]) -> Sta
         demo = False
 
     queues = _parse_queues(_as_object("queues", values.get("queues", []), problems), problems)
+    drop_dependents = _boolean("dropDependentObjectsOnDestroy", values, problems)
 
     if problems:
         raise ConfigError("invalid stack config:\n  - " + "\n  - ".join(problems))
@@ -180,13 +196,25 @@ def parse_stack_config(values: Mapping[str, Any], env: Mapping[str, str]) -> Sta
         project_ref=project_ref,
         api_url=api_url,
         management_api_url=management_api_url,
-        access_token=access_token,
+        access_token=access_token or "",
         db_url=db_url,
         secret_version=str(version),
         queues=queues,
         demo=bool(demo),
+        installation=str(installation),
+        drop_dependents_on_destroy=drop_dependents,
         warnings=warnings,
     )
+
+
+def _boolean(key: str, values: Mapping[str, Any], problems: list[str]) -> bool:
+    value = _as_object(key, values.get(key, False), problems)
+    if isinstance(value, str):
+        value = value.lower()
+    if not isinstance(value, bool):  # not `in (True, False)`: 1 == True
+        problems.append(f"{NAMESPACE}:{key}: must be true or false, got {value!r}")
+        return False
+    return value
 
 
 def _parse_queues(raw: Any, problems: list[str]) -> list[dict[str, Any]]:

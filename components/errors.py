@@ -36,3 +36,7 @@ class ManagementApiError(SupaqueueError):
     def __init__(self, message: str, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+class OwnershipError(SupaqueueError):
+    """What another stack (or the user) owns would be changed or destroyed: refused."""

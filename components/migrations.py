@@ -172,10 +172,17 @@ def apply(conn: psycopg.Connection, migrations: list[Migration]) -> list[Migrati
     return done
 
 
-def uninstall(conn: psycopg.Connection, directory: Path | str = SQL_DIR) -> None:
-    """Unschedule supaqueue's pg_cron jobs and drop the schema (sql/uninstall.sql)."""
+def uninstall(
+    conn: psycopg.Connection, directory: Path | str = SQL_DIR, *, drop_dependents: bool = False
+) -> None:
+    """Unschedule supaqueue's pg_cron jobs and drop the schema (sql/uninstall.sql). Refuses
+    (SQLSTATE SQ002) while objects outside the schema depend on it, unless `drop_dependents`."""
     script = (Path(directory) / UNINSTALL_FILE).read_bytes()
     with conn.transaction():
+        conn.execute(
+            "select set_config('supaqueue.drop_dependents', %s, true)",
+            ("on" if drop_dependents else "off",),
+        )
         conn.execute(script)
 
 
@@ -205,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     ]:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--dsn", default=os.environ.get("DB_URL"), help="database (default $DB_URL)")
+        if name == "uninstall":
+            p.add_argument(
+                "--drop-dependents",
+                action="store_true",
+                help="also drop objects outside the schema that depend on it (default: refuse)",
+            )
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -219,7 +232,7 @@ def _run(args: argparse.Namespace) -> int:
         raise MigrationError("no database: pass --dsn or set DB_URL")
     with psycopg.connect(args.dsn, autocommit=True, connect_timeout=10) as conn:
         if args.command == "uninstall":
-            uninstall(conn, directory)
+            uninstall(conn, directory, drop_dependents=args.drop_dependents)
             print("supaqueue uninstalled")
             return 0
         migrations = load_migrations(directory)

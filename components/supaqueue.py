@@ -1,18 +1,26 @@
 """`Supaqueue`: supaqueue installed into one Supabase project (token `supaqueue:index:Supaqueue`).
 
-Children, in dependency order: the generated secret; a Deno type check of the Edge Function (so a
-TypeScript error fails `pulumi up` before anything changes); the schema (migrations); the settings
-rows; the Vault entry `supaqueue_secret`; the function secret `SUPAQUEUE_SECRET`; the `supaqueue`
-Edge Function (verify_jwt off: it authenticates callers with the secret); the queues, each one
-resource `<name>-queue-<queue name>` (components/providers/queue/). With `demo`, also the example
-target function `demo-target`.
+Children, in dependency order: the stack id (providers/stack_identity.py); the generated
+secret; a Deno type check of the Edge Function (so a TypeScript error fails `pulumi up` before
+anything changes); the ownership gate (providers/ownership_gate.py), on which everything that
+changes the project depends, so an installation another stack owns stops preview and `up` before
+any change; the function secret `SUPAQUEUE_SECRET`; the `supaqueue` Edge Function (verify_jwt
+off; deployed before the schema: a new function runs what an older schema dispatches, not the
+reverse); the schema (migrations; it records the owner); the settings rows; the Vault entry
+`supaqueue_secret`; the queues `<name>-queue-<queue name>` (components/providers/queue/); with
+`demo`, also the example target function `demo-target`; last, the destroy guard, which a destroy
+deletes first (providers/destroy_guard.py).
+
+With `installation: "external"` the component declares only its queues, in an installation
+another stack owns (providers/external_installation.py): no secret, schema, settings, Vault
+entry or function.
 """
 
 from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Required, TypedDict
+from typing import Literal, Required, TypedDict
 
 import pulumi
 import pulumi_command as command
@@ -23,11 +31,15 @@ from components.config import StackConfig
 from components.edge_source import folder_hash
 from components.errors import ConfigError
 from components.providers.api_props import ApiTarget
+from components.providers.destroy_guard import DestroyGuard
 from components.providers.edge_function import EdgeFunction
+from components.providers.external_installation import ExternalInstallation
 from components.providers.function_secret import FunctionSecret
 from components.providers.migrations import Migrations
+from components.providers.ownership_gate import OwnershipGate
 from components.providers.queue import Queue, QueueArgs, queue_problems
 from components.providers.settings import Settings
+from components.providers.stack_identity import StackIdentity
 from components.providers.vault_secret import VaultSecret
 from components.toolchain import REPO, find_deno
 
@@ -36,6 +48,7 @@ DEMO_SLUG = "demo-target"
 VAULT_SECRET_NAME = "supaqueue_secret"
 FUNCTION_SECRET_NAME = "SUPAQUEUE_SECRET"
 SECRET_LENGTH = 48
+INSTALLATION_MODES = ("owner", "external")
 
 
 class SupaqueueArgs(TypedDict, total=False):
@@ -45,8 +58,8 @@ class SupaqueueArgs(TypedDict, total=False):
     """The project ref (20 lowercase letters)."""
     db_url: Required[pulumi.Input[str]]
     """Postgres connection string of the project's database (kept secret)."""
-    access_token: Required[pulumi.Input[str]]
-    """Management API access token (kept secret)."""
+    access_token: pulumi.Input[str]
+    """Management API access token (kept secret); not needed with `installation: "external"`."""
     api_url: Required[str]
     """The project's URL (`https://<ref>.supabase.co`); functions live under /functions/v1."""
     management_api_url: str
@@ -57,6 +70,11 @@ class SupaqueueArgs(TypedDict, total=False):
     """Queues to declare (see components.providers.queue.QueueArgs)."""
     demo: bool
     """Also deploy the example target function `demo-target` (dev stacks)."""
+    installation: Literal["owner", "external"]
+    """`owner` (default): this stack installs and owns supaqueue in the project. `external`: it
+    only declares its queues in an installation another stack owns."""
+    drop_dependents_on_destroy: bool
+    """Destroy may drop objects outside the schema that depend on it (default false: refuse)."""
     edge_dir: str
     """Folder holding `supaqueue/` (and `demo-target/`); default: the repo's `edge/`."""
     migrations_dir: str
@@ -74,6 +92,8 @@ def args_from_config(config: StackConfig) -> SupaqueueArgs:
         secret_version=config.secret_version,
         queues=[QueueArgs(**queue) for queue in config.queues],  # type: ignore[typeddict-item]
         demo=config.demo,
+        installation=config.installation,  # type: ignore[typeddict-item]
+        drop_dependents_on_destroy=config.drop_dependents_on_destroy,
     )
 
 
@@ -92,6 +112,8 @@ class Supaqueue(pulumi.ComponentResource):
     """Version of the newest applied migration."""
     queue_ids: pulumi.Output[dict[str, str]]
     """Queue name → queue id."""
+    owner: pulumi.Output[dict[str, str]]
+    """The stack declaring this component's queues (`{"stack", "stack_id"}`)."""
 
     def __init__(
         self, name: str, args: SupaqueueArgs, opts: pulumi.ResourceOptions | None = None
@@ -115,14 +137,36 @@ class Supaqueue(pulumi.ComponentResource):
         ]
         if problems:
             raise ConfigError("invalid queue:\n  - " + "\n  - ".join(problems))
+        mode = args.get("installation", "owner")
+        if mode not in INSTALLATION_MODES:
+            raise ConfigError(f"installation must be 'owner' or 'external', got {mode!r}")
         migrations_dir = Path(args.get("migrations_dir") or REPO / "sql")
         functions_url = f"{args['api_url'].rstrip('/')}/functions/v1"
         self.db_url = args["db_url"]
+        # Who this stack is, as the database records owners (providers/ownership.py).
+        stack = f"{pulumi.get_project()}/{pulumi.get_stack()}"
+        self.identity = StackIdentity(f"{name}-stack-id", stack, opts=child)
+        self.owner = self.identity.owner
+        # The name plainly, the id as an output: a preview of a new stack knows who it is.
+        owner = {"stack": stack, "stack_id": self.identity.stack_id}
+
+        if mode == "external":
+            self.external = ExternalInstallation(
+                f"{name}-external", db_url=self.db_url, owner=owner, opts=child
+            )
+            self.queue_dependencies: list[pulumi.Resource] = [self.external]
+            self._declare_queues(name, queue_args, child)
+            self._finish(functions_url, self.external.schema_version)
+            return
+
+        if not args.get("access_token"):
+            raise ConfigError("access_token is required to install supaqueue (installation: owner)")
         api = ApiTarget(
             url=args.get("management_api_url") or DEFAULT_MANAGEMENT_API_URL,
             project_ref=args["project_ref"],
             access_token=args["access_token"],
         )
+        drop_dependents = bool(args.get("drop_dependents_on_destroy", False))
 
         secret = random.RandomPassword(
             f"{name}-secret",
@@ -136,12 +180,23 @@ class Supaqueue(pulumi.ComponentResource):
         check = self._deno_check(f"{name}-deno-check", dispatcher_dir, dispatcher_hash)
 
         after_check = pulumi.ResourceOptions(parent=self, depends_on=[check])
+        # The gate first: everything that changes the project depends on it, so another
+        # stack's installation stops them all at preview, before any change.
+        self.gate = OwnershipGate(
+            f"{name}-ownership-gate",
+            db_url=self.db_url,
+            owner=owner,
+            secret=secret_value,
+            vault_secret_name=VAULT_SECRET_NAME,
+            opts=after_check,
+        )
+        after_gate = pulumi.ResourceOptions(parent=self, depends_on=[check, self.gate])
         self.function_secret = FunctionSecret(
             f"{name}-function-secret",
             api=api,
             secret_name=FUNCTION_SECRET_NAME,
             value=secret_value,
-            opts=after_check,
+            opts=after_gate,
         )
         self.function = EdgeFunction(
             f"{name}-function",
@@ -151,7 +206,9 @@ class Supaqueue(pulumi.ComponentResource):
             content_hash=dispatcher_hash,
             verify_jwt=False,
             import_map_path=_import_map(dispatcher_dir),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[check, self.function_secret]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[check, self.gate, self.function_secret]
+            ),
         )
         # The function first: a new function also runs what an older schema dispatches (whole
         # jobs, no claim), while an old function cannot run what a newer schema dispatches.
@@ -159,7 +216,9 @@ class Supaqueue(pulumi.ComponentResource):
             f"{name}-schema",
             self.db_url,
             migrations_dir,
-            pulumi.ResourceOptions(parent=self, depends_on=[check, self.function]),
+            pulumi.ResourceOptions(parent=self, depends_on=[check, self.gate, self.function]),
+            owner=owner,
+            drop_dependents=drop_dependents,
         )
         after_schema = pulumi.ResourceOptions(parent=self, depends_on=[self.schema])
         self.settings = Settings(
@@ -171,7 +230,7 @@ class Supaqueue(pulumi.ComponentResource):
         self.vault_secret = VaultSecret(
             f"{name}-vault-secret", self.db_url, VAULT_SECRET_NAME, secret_value, after_schema
         )
-        self.queue_dependencies: list[pulumi.Resource] = [
+        self.queue_dependencies = [
             self.schema,
             self.settings,
             self.vault_secret,
@@ -188,10 +247,31 @@ class Supaqueue(pulumi.ComponentResource):
                 content_hash=demo_hash,
                 verify_jwt=True,
                 import_map_path=_import_map(demo_dir),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[demo_check]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[demo_check, self.gate]),
             )
             self.queue_dependencies.append(self.demo_function)
 
+        self._declare_queues(name, queue_args, child)
+        # Deleted first by a destroy (it depends on everything above and on the queues).
+        self.destroy_guard = DestroyGuard(
+            f"{name}-destroy-guard",
+            db_url=self.db_url,
+            owner=self.owner,
+            drop_dependents=drop_dependents,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[
+                    *self.queue_dependencies,
+                    self.function_secret,
+                    *self.queues.values(),
+                ],
+            ),
+        )
+        self._finish(functions_url, self.schema.schema_version)
+
+    def _declare_queues(
+        self, name: str, queue_args: list[QueueArgs], child: pulumi.ResourceOptions
+    ) -> None:
         # One resource per queue, parented here: adding a queue to the stack is one create.
         self.queues = {
             queue["name"]: Queue(
@@ -200,8 +280,9 @@ class Supaqueue(pulumi.ComponentResource):
             for queue in queue_args
         }
 
+    def _finish(self, functions_url: str, schema_version: pulumi.Output[int]) -> None:
         self.function_url = pulumi.Output.from_input(f"{functions_url}/{DISPATCHER_SLUG}")
-        self.schema_version = self.schema.schema_version
+        self.schema_version = schema_version
         ids = {queue_name: q.queue_id for queue_name, q in self.queues.items()}
         # Output.all() of nothing is a list: a stack without queues still outputs a map.
         self.queue_ids = pulumi.Output.all(**ids) if ids else pulumi.Output.from_input({})

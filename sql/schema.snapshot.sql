@@ -391,6 +391,8 @@ CREATE TABLE supaqueue.queue (
     retention_seconds integer,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    owner_stack text,
+    owner_stack_id text,
     CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
     CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
     CONSTRAINT queue_default_headers_object CHECK ((jsonb_typeof(default_headers) = 'object'::text)),
@@ -488,6 +490,13 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.cron_job_names() RETURNS text[]
+    LANGUAGE sql IMMUTABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$ select array['supaqueue-tick'] $$;
+
+ALTER FUNCTION supaqueue.cron_job_names() OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.dispatch(_queue uuid) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
@@ -630,6 +639,85 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.external_dependents() RETURNS TABLE(object_type text, object_identity text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  with recursive reached(classid, objid, objsubid) as (
+    select 'pg_catalog.pg_namespace'::pg_catalog.regclass::oid, n.oid, 0
+    from pg_catalog.pg_namespace n where n.nspname = 'supaqueue'
+    union
+    select x.classid, x.objid, x.objsubid
+    from reached r
+    cross join lateral (
+      select d.classid, d.objid, d.objsubid
+      from pg_catalog.pg_depend d
+      where d.refclassid = r.classid and d.refobjid = r.objid
+        and (r.objsubid = 0 or d.refobjsubid = r.objsubid)
+        and d.deptype in ('n', 'a', 'i')
+      union all
+      select d.refclassid, d.refobjid, 0
+      from pg_catalog.pg_depend d
+      where d.classid = r.classid and d.objid = r.objid and d.objsubid = r.objsubid
+        and d.deptype = 'i'
+    ) x
+  ),
+  placed as (
+    select r.*, coalesce(
+      (select c.relnamespace from pg_catalog.pg_class c
+        where r.classid = 'pg_catalog.pg_class'::pg_catalog.regclass and c.oid = r.objid),
+      (select t.typnamespace from pg_catalog.pg_type t
+        where r.classid = 'pg_catalog.pg_type'::pg_catalog.regclass and t.oid = r.objid),
+      (select p.pronamespace from pg_catalog.pg_proc p
+        where r.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass and p.oid = r.objid),
+      (select c.connamespace from pg_catalog.pg_constraint c
+        where r.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass and c.oid = r.objid),
+      (select c.relnamespace from pg_catalog.pg_rewrite w
+         join pg_catalog.pg_class c on c.oid = w.ev_class
+        where r.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass and w.oid = r.objid),
+      (select c.relnamespace from pg_catalog.pg_attrdef a
+         join pg_catalog.pg_class c on c.oid = a.adrelid
+        where r.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass and a.oid = r.objid),
+      (select c.relnamespace from pg_catalog.pg_policy p
+         join pg_catalog.pg_class c on c.oid = p.polrelid
+        where r.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass and p.oid = r.objid),
+      (select c.relnamespace from pg_catalog.pg_publication_rel p
+         join pg_catalog.pg_class c on c.oid = p.prrelid
+        where r.classid = 'pg_catalog.pg_publication_rel'::pg_catalog.regclass
+          and p.oid = r.objid),
+      -- a trigger belongs to its table, unless a user's function is what it runs
+      (select case when f.pronamespace = c.relnamespace then c.relnamespace end
+         from pg_catalog.pg_trigger g
+         join pg_catalog.pg_class c on c.oid = g.tgrelid
+         join pg_catalog.pg_proc f on f.oid = g.tgfoid
+        where r.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass and g.oid = r.objid),
+      (select n.oid from pg_catalog.pg_namespace n
+        where r.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass and n.oid = r.objid)
+    ) as namespace
+    from reached r
+  )
+  select o.type, o.identity
+  from placed p
+  cross join lateral pg_catalog.pg_identify_object(p.classid, p.objid, p.objsubid) o
+  where coalesce(p.namespace, 0) not in (
+      select n.oid from pg_catalog.pg_namespace n where n.nspname in ('supaqueue', 'pg_toast')
+    )
+    -- a part (a view's rule, an array type, a foreign key's triggers) is named by its whole
+    and not exists (
+      select 1 from pg_catalog.pg_depend d
+      join reached w on w.classid = d.refclassid and w.objid = d.refobjid and w.objsubid = 0
+      where d.classid = p.classid and d.objid = p.objid and d.objsubid = p.objsubid
+        and d.deptype = 'i'
+    )
+    -- a column of an object that goes as a whole is named by the whole
+    and not (p.objsubid <> 0 and exists (
+      select 1 from reached w where w.classid = p.classid and w.objid = p.objid and w.objsubid = 0
+    ))
+  order by 1, 2
+$$;
+
+ALTER FUNCTION supaqueue.external_dependents() OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.max_dependency_results_bytes() RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -950,15 +1038,44 @@ CREATE FUNCTION supaqueue.uninstall() RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
+declare
+  _found text;
+  _count integer;
 begin
-  if to_regclass('cron.job') is not null then
-    perform cron.unschedule(j.jobid) from cron.job j where j.jobname like 'supaqueue%';
+  if coalesce(current_setting('supaqueue.drop_dependents', true), '') not in ('on', 'true') then
+    select string_agg(d.object_type || ' ' || d.object_identity, '; '), count(*)
+      into _found, _count
+      from supaqueue.external_dependents() d;
+    if _count > 0 then
+      raise exception 'supaqueue was not removed: % object(s) outside the schema supaqueue depend '
+                      'on it and would be dropped with it: %', _count, _found
+        using errcode = 'SQ002',
+              hint = 'drop or change them first (e.g. drop the view, change the column''s type, '
+                     'drop the foreign key); or, to drop them with supaqueue, '
+                     'set supaqueue.drop_dependents = on in this session';
+    end if;
+  end if;
+  if pg_catalog.to_regclass('cron.job') is not null then
+    perform cron.unschedule(j.jobid) from cron.job j
+      where j.jobname = any (supaqueue.cron_job_names()) and j.database = pg_catalog.current_database();
   end if;
   drop schema supaqueue cascade;
 end
 $$;
 
 ALTER FUNCTION supaqueue.uninstall() OWNER TO postgres;
+
+CREATE TABLE supaqueue.installation_owner (
+    singleton boolean DEFAULT true NOT NULL,
+    stack text NOT NULL,
+    stack_id text,
+    claimed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT installation_owner_singleton_check CHECK (singleton),
+    CONSTRAINT installation_owner_stack_check CHECK ((stack <> ''::text)),
+    CONSTRAINT installation_owner_stack_id_check CHECK ((stack_id <> ''::text))
+);
+
+ALTER TABLE supaqueue.installation_owner OWNER TO postgres;
 
 CREATE TABLE supaqueue.job (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -1097,6 +1214,9 @@ ALTER TABLE ONLY supaqueue.current_job
 ALTER TABLE ONLY supaqueue.current_job
     ADD CONSTRAINT current_job_worker_key UNIQUE (worker);
 
+ALTER TABLE ONLY supaqueue.installation_owner
+    ADD CONSTRAINT installation_owner_pkey PRIMARY KEY (singleton);
+
 ALTER TABLE ONLY supaqueue.job_attempt
     ADD CONSTRAINT job_attempt_pkey PRIMARY KEY (id);
 
@@ -1207,6 +1327,9 @@ GRANT ALL ON FUNCTION supaqueue.chain_budget(OUT max_jobs integer, OUT max_secon
 REVOKE ALL ON FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.cron_job_names() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.cron_job_names() TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.dispatch(_queue uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.dispatch(_queue uuid) TO service_role;
 
@@ -1218,6 +1341,9 @@ GRANT ALL ON FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete bo
 
 REVOKE ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.external_dependents() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.external_dependents() TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.max_dependency_results_bytes() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.max_dependency_results_bytes() TO service_role;
@@ -1256,6 +1382,8 @@ REVOKE ALL ON FUNCTION supaqueue.unfinished_job_count(_queue uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.unfinished_job_count(_queue uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.uninstall() FROM PUBLIC;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.installation_owner TO service_role;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.job TO service_role;
 

@@ -97,10 +97,13 @@ def test_queues_of_the_component_layout_are_kept_on_upgrade(project: PulumiProje
 
     program.write_text(real)
     changed = {(typ, name, op) for typ, name, op in planned(project) if op != "same"}
-    # The rows are aliased to their new URNs (unchanged); only the empty components go.
+    # The rows are aliased to their new URNs and kept (updated in place: they record their
+    # owning stack now, as every queue does); only the empty components go.
     assert changed == {
         (LEGACY_COMPONENT, "supaqueue-queue-state-0", "delete"),
         (LEGACY_COMPONENT, "supaqueue-queue-state-1", "delete"),
+        (QUEUE_TYPE, "supaqueue-queue-state-0", "update"),
+        (QUEUE_TYPE, "supaqueue-queue-state-1", "update"),
     }
     output = project.up()
     assert "created" not in output and "- 2 deleted" in output
@@ -116,7 +119,9 @@ def test_a_queue_name_taken_outside_the_state_fails_up_with_what_to_do(
     queue_id = project.outputs()["queue_ids"]["state-1"]
     state = json.loads(project.exported_state())["deployment"]["resources"]
     urn = next(r["urn"] for r in state if r["urn"].endswith("::supaqueue-queue-state-1"))
-    project.run("state", "delete", "--yes", urn)  # the state of one queue is lost
+    # The state of one queue is lost (with the destroy guard that depends on it; the next
+    # `up` declares the guard again).
+    project.run("state", "delete", "--yes", "--target-dependents", urn)
 
     failed = project.run("up", "--yes", "--skip-preview", check=False)
     assert failed.returncode != 0

@@ -3,6 +3,7 @@ session's local stack (real Postgres with pg_cron, the Vault and Management API 
 
 from __future__ import annotations
 
+import shutil
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -32,8 +33,33 @@ def api(local_stack: Any) -> dict[str, str]:
     }
 
 
-def migrations_props(db_url: str, folder: Path = REPO / "sql") -> dict[str, Any]:
-    return {"db_url": db_url, "migrations_dir": str(folder), "migrations": declared(folder)}
+STACK = "supaqueue/provider-tests"
+# What a queue of the stack STACK receives as its `owner` input.
+QUEUE_OWNER = {"stack": STACK, "stack_id": "queue-owner-of-provider-tests"}
+
+
+STACK_ID = "stack-id-of-provider-tests"
+
+
+def migrations_props(
+    db_url: str, folder: Path = REPO / "sql", stack: str = STACK, stack_id: str = STACK_ID
+) -> dict[str, Any]:
+    """The schema resource's inputs as the component declares them (the owner comes from the
+    stack id resource, providers/stack_identity.py)."""
+    return {
+        "db_url": db_url,
+        "migrations_dir": str(folder),
+        "migrations": declared(folder),
+        "owner": {"stack": stack, "stack_id": stack_id},
+    }
+
+
+@pytest.fixture
+def sql_copy(tmp_path: Path) -> Path:
+    """A copy of the migrations a test may add to."""
+    folder = tmp_path / "sql"
+    shutil.copytree(REPO / "sql", folder)
+    return folder
 
 
 def uninstall(db_url: str) -> None:

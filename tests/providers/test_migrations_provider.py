@@ -3,22 +3,12 @@ check (preview) and at update, refresh, delete = uninstall (schema and cron jobs
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from components.migrations import load_migrations
 from components.providers.migrations import MigrationsProvider
 from tests.providers.conftest import REPO, failure_text, migrations_props, sql_value, uninstall
-
-
-@pytest.fixture
-def sql_copy(tmp_path: Path) -> Path:
-    folder = tmp_path / "sql"
-    shutil.copytree(REPO / "sql", folder)
-    return folder
 
 
 def newest_version() -> int:

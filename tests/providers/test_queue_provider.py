@@ -12,14 +12,20 @@ import pytest
 
 from components.providers.queue import QueueProvider
 from components.providers.queue.spec import FIELDS
-from tests.providers.conftest import failure_text, sql_value
+from tests.providers.conftest import QUEUE_OWNER, failure_text, sql_value
 
 # Queue settings that are not columns of supaqueue.queue.
 NOT_COLUMNS = ("headers", "workers", "discard_unfinished_on_delete", "edge_function_name")
 
 
 def declare(db_url: str, **settings: Any) -> dict[str, Any]:
-    props = {"db_url": db_url, "name": "emails", "edge_function_name": "send-email", **settings}
+    props = {
+        "db_url": db_url,
+        "name": "emails",
+        "edge_function_name": "send-email",
+        "owner": QUEUE_OWNER,
+        **settings,
+    }
     checked = QueueProvider().check({}, {**props, "queue_id": None})
     assert checked.failures == []
     return checked.inputs
@@ -249,6 +255,7 @@ def test_numbers_arrive_as_floats_from_the_engine(installed: dict[str, Any], db_
         "db_url": db_url,
         "name": "floats",
         "edge_function_name": "f",
+        "owner": QUEUE_OWNER,
         "workers": 2.0,
         "timeout_ms": 5000.0,
         "non_retryable_statuses": [400.0, 404.0],

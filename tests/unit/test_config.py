@@ -70,6 +70,18 @@ def test_supabase_target_needs_explicit_secrets_and_defaults_urls() -> None:
     assert config.management_api_url == "https://api.supabase.com"
 
 
+def test_installation_modes() -> None:
+    config = parse_stack_config(SUPABASE, LOCAL_ENV)
+    assert (config.installation, config.drop_dependents_on_destroy) == ("owner", False)
+    # A stack that only declares queues never calls the Management API: no token needed.
+    external = {k: v for k, v in SUPABASE.items() if k != "accessToken"}
+    config = parse_stack_config({**external, "installation": "external"}, {})
+    assert config.installation == "external" and config.access_token == ""
+    assert "supaqueue:accessToken" in problems(external)
+    allowed = parse_stack_config({**SUPABASE, "dropDependentObjectsOnDestroy": "true"}, {})
+    assert allowed.drop_dependents_on_destroy is True
+
+
 def test_secrets_are_not_in_the_repr() -> None:
     config = parse_stack_config(SUPABASE, {})
     assert SUPABASE["accessToken"] not in repr(config)
@@ -86,6 +98,9 @@ def test_secrets_are_not_in_the_repr() -> None:
         ({"apiUrl": "ftp://x"}, "supaqueue:apiUrl: must be an http(s) URL"),
         ({"demo": "maybe"}, "supaqueue:demo:"),
         ({"queues": {"name": "q"}}, "supaqueue:queues: must be a list"),
+        ({"installation": "shared"}, "supaqueue:installation: must be 'owner'"),
+        ({"dropDependentObjectsOnDestroy": "yes"}, "supaqueue:dropDependentObjectsOnDestroy:"),
+        ({"dropDependentObjectsOnDestroy": 1}, "supaqueue:dropDependentObjectsOnDestroy: must"),
     ],
 )
 def test_bad_values_are_named(values: dict[str, Any], expected: str) -> None:

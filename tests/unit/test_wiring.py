@@ -151,6 +151,8 @@ def test_resources_names_and_parents(monitor: RecordingMonitor, edge_dir: Path) 
     regs = by_name(monitor)
     expected = {
         "sq": "supaqueue:index:Supaqueue",
+        "sq-stack-id": DYNAMIC + "StackIdentity",
+        "sq-ownership-gate": DYNAMIC + "OwnershipGate",
         "sq-secret": "random:index/randomPassword:RandomPassword",
         "sq-deno-check": "command:local:Command",
         "sq-demo-deno-check": "command:local:Command",
@@ -163,6 +165,7 @@ def test_resources_names_and_parents(monitor: RecordingMonitor, edge_dir: Path) 
         # A queue is one resource: no component around it.
         "sq-queue-emails": DYNAMIC + "Queue",
         "sq-queue-thumbs": DYNAMIC + "Queue",
+        "sq-destroy-guard": DYNAMIC + "DestroyGuard",
     }
     assert {name: r.type for name, r in regs.items()} == expected
     component = regs["sq"].urn
@@ -232,6 +235,58 @@ def test_dependencies_put_the_type_check_first(monitor: RecordingMonitor, edge_d
         deps = regs[queue].dependencies
         for needed in ("sq-schema", "sq-settings", "sq-vault-secret", "sq-function"):
             assert urn[needed] in deps, (queue, needed)
+
+
+def test_the_gate_comes_before_every_change_and_the_guard_is_deleted_first(
+    monitor: RecordingMonitor, edge_dir: Path
+) -> None:
+    """The gate's check refuses another stack's installation: everything that changes the
+    project depends on it (directly, or through the schema), so nothing runs before it. A
+    destroy deletes dependents first: the guard depends on everything, so its refusal stops the
+    destroy before any delete."""
+    deploy(monitor, edge_dir)
+    regs = by_name(monitor)
+    urn = {name: r.urn for name, r in regs.items()}
+    for name in ("sq-function-secret", "sq-function", "sq-demo-function", "sq-schema"):
+        assert urn["sq-ownership-gate"] in regs[name].dependencies, name
+    after_schema = ("sq-settings", "sq-vault-secret", "sq-queue-emails", "sq-queue-thumbs")
+    for name in after_schema:
+        assert urn["sq-schema"] in regs[name].dependencies, name
+    assert urn["sq-stack-id"] in regs["sq-ownership-gate"].dependencies
+    guard = regs["sq-destroy-guard"].dependencies
+    for name in (
+        "sq-schema",
+        "sq-function-secret",
+        "sq-function",
+        "sq-demo-function",
+        *after_schema,
+    ):
+        assert urn[name] in guard, name
+
+
+def test_an_external_installation_declares_only_queues(
+    monitor: RecordingMonitor, edge_dir: Path
+) -> None:
+    @pulumi.runtime.test
+    def program() -> Any:
+        config = parse_stack_config(
+            {"target": "local", "installation": "external", "queues": QUEUES}, ENV
+        )
+        args = args_from_config(config)
+        args["edge_dir"] = str(edge_dir)
+        return Supaqueue("sq", args).queue_ids
+
+    program()
+    regs = by_name(monitor)
+    assert {name: r.type for name, r in regs.items()} == {
+        "sq": "supaqueue:index:Supaqueue",
+        "sq-stack-id": DYNAMIC + "StackIdentity",
+        "sq-external": DYNAMIC + "ExternalInstallation",
+        "sq-queue-emails": DYNAMIC + "Queue",
+        "sq-queue-thumbs": DYNAMIC + "Queue",
+    }
+    for queue in ("sq-queue-emails", "sq-queue-thumbs"):
+        assert regs["sq-external"].urn in regs[queue].dependencies
 
 
 def test_secrets_stay_secret(monitor: RecordingMonitor, edge_dir: Path) -> None:

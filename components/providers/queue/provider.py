@@ -5,6 +5,9 @@ Delete refuses while unfinished jobs exist, unless `discard_unfinished_on_delete
 from `supaqueue.drop_queue`, shown as the database's message). Create refuses a name already taken
 by a queue the stack does not manage (QueueExistsError, saying how to resolve it): the provider
 cannot adopt it, as Pulumi cannot import dynamic-provider resources (pulumi/pulumi#16175).
+Each queue records the stack that declared it (`owner`); a stack never changes or removes a
+queue another stack owns (providers/ownership.py). A queue with no owner yet (made before
+ownership records) is claimed by the next update of the stack whose state holds it.
 
 The resource itself is `Queue` (resource.py, beside this file).
 """
@@ -26,7 +29,8 @@ from pulumi.dynamic import (
 )
 
 from components.clients.postgres import check_url, connect
-from components.errors import DatabaseError, QueueExistsError, QueueNotEmptyError
+from components.errors import DatabaseError, OwnershipError, QueueExistsError, QueueNotEmptyError
+from components.providers import ownership
 from components.providers.base import (
     explicit_diff,
     presented,
@@ -38,7 +42,7 @@ from components.sql_files import queries
 SQL = "queue.sql"
 NAME_CONSTRAINT = "queue_name_key"  # unique (name) of supaqueue.queue
 IDENTITY = ("name",)
-UPDATABLE = (*(key for key in FIELDS if key not in IDENTITY), "db_url")
+UPDATABLE = (*(key for key in FIELDS if key not in IDENTITY), "db_url", "owner")
 SECRET_OUTPUTS = ["db_url", "headers"]
 # Read back from the database on refresh, so changes made behind Pulumi's back show as drift.
 DB_FIELDS = tuple(key for key in FIELDS if key != "discard_unfinished_on_delete")
@@ -48,6 +52,9 @@ def _params(props: dict[str, Any], queue_id: str | None = None) -> dict[str, Any
     params = coerce_integers({key: props.get(key) for key in FIELDS})
     params["default_headers"] = Jsonb(dict(props.get("headers") or {}))
     params["id"] = queue_id
+    me = ownership.stack_of(props)
+    params["owner_stack"] = me.name if me else None
+    params["owner_stack_id"] = me.stack_id if me else None
     return params
 
 
@@ -94,11 +101,18 @@ class QueueProvider(ResourceProvider):
         db_url = news.get("db_url")
         if "db_url" not in unknown and (why := check_url(db_url)):
             failures.append(CheckFailure("db_url", f"the database URL {why}"))
-        extra = [key for key in news if key not in (*FIELDS, "db_url", "queue_id", "__provider")]
+        owner = news.get("owner")
+        # No owner: a queue like one made in SQL (programs from before ownership records).
+        if "owner" not in unknown and owner is not None and ownership.stack_of(news) is None:
+            failures.append(CheckFailure("owner", "must name the stack that declares the queue"))
+        extra = [
+            key for key in news if key not in (*FIELDS, "db_url", "owner", "queue_id", "__provider")
+        ]
         known = ", ".join(FIELDS)
         failures += [CheckFailure(key, f"unknown key; known keys: {known}") for key in extra]
         inputs = {**with_defaults(spec), **{k: v for k, v in spec.items() if k in unknown}}
         inputs["db_url"] = db_url
+        inputs["owner"] = owner
         return CheckResult(inputs, failures)
 
     @presented
@@ -129,6 +143,10 @@ class QueueProvider(ResourceProvider):
     def update(self, queue_id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         text = queries(SQL)
         with connect(news["db_url"]) as conn, conn.transaction():
+            if problem := ownership.queue_problem(
+                conn, queue_id, news["name"], ownership.stack_of(news)
+            ):
+                raise OwnershipError(problem)
             row = conn.execute(text["update_queue"], _params(news, queue_id)).fetchone()
             if row is None:
                 raise DatabaseError(
@@ -160,7 +178,12 @@ class QueueProvider(ResourceProvider):
                 return  # the schema is gone, and the queue with it
             discard = bool(props.get("discard_unfinished_on_delete"))
             try:
-                conn.execute(text["drop_queue"], {"id": queue_id, "discard": discard})
+                with conn.transaction():
+                    if problem := ownership.queue_problem(
+                        conn, queue_id, props.get("name"), ownership.stack_of(props)
+                    ):
+                        raise OwnershipError(problem)
+                    conn.execute(text["drop_queue"], {"id": queue_id, "discard": discard})
             except psycopg.Error as exc:
                 if exc.sqlstate == "SQ001":
                     primary = exc.diag.message_primary or str(exc)

@@ -73,6 +73,11 @@ class Installation(Protocol):
     @property
     def queue_dependencies(self) -> list[pulumi.Resource]: ...
 
+    @property
+    def owner(self) -> pulumi.Input[dict[str, str]]:
+        """The stack declaring the queue (`{"stack", "stack_id"}`), recorded as its owner."""
+        ...
+
 
 # Until this version a queue was a `supaqueue:index:Queue` component named `<name>` holding this
 # resource as `<name>-queue`; the alias lets existing stacks keep their queues (no replace).
@@ -102,6 +107,7 @@ class Queue(Resource, module="supaqueue", name="Queue"):
         # Headers often carry credentials: secret in state whatever the caller passed.
         props["headers"] = pulumi.Output.secret(args.get("headers") or {})
         props["db_url"] = installation.db_url
+        props["owner"] = installation.owner
         own = pulumi.ResourceOptions(
             depends_on=installation.queue_dependencies,
             aliases=[legacy_urn(name, opts.parent if opts else None)],

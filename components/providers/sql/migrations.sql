@@ -10,7 +10,12 @@ order by version;
 select to_regclass('supaqueue.migrations') is not null;
 
 -- name: uninstall_function_exists
-select to_regprocedure('supaqueue.uninstall()') is not null;
+-- the guarded uninstall() came with external_dependents() (0007); older ones: sql/uninstall.sql
+select to_regprocedure('supaqueue.uninstall()') is not null
+  and to_regprocedure('supaqueue.external_dependents()') is not null;
+
+-- name: allow_dropping_dependents
+select set_config('supaqueue.drop_dependents', case when %(on)s then 'on' else 'off' end, true);
 
 -- name: uninstall
 select supaqueue.uninstall();

@@ -5,13 +5,13 @@
 insert into supaqueue.queue (
   name, edge_function_name, method, default_headers, max_attempts, backoff_base_ms,
   backoff_max_ms, backoff_jitter, non_retryable_statuses, timeout_ms, rate_limit_per_second,
-  rate_limit_burst, paused, retention_seconds
+  rate_limit_burst, paused, retention_seconds, owner_stack, owner_stack_id
 ) values (
   %(name)s, %(edge_function_name)s, %(method)s, %(default_headers)s, %(max_attempts)s,
   %(backoff_base_ms)s, %(backoff_max_ms)s, %(backoff_jitter)s,
   %(non_retryable_statuses)s::integer[],
   %(timeout_ms)s, %(rate_limit_per_second)s, %(rate_limit_burst)s, %(paused)s,
-  %(retention_seconds)s
+  %(retention_seconds)s, %(owner_stack)s, %(owner_stack_id)s
 )
 returning id::text;
 
@@ -32,6 +32,9 @@ update supaqueue.queue set
   rate_limit_burst = %(rate_limit_burst)s,
   paused = %(paused)s,
   retention_seconds = %(retention_seconds)s,
+  -- claims a queue made before ownership records (providers/ownership.py checked the owner)
+  owner_stack = %(owner_stack)s,
+  owner_stack_id = %(owner_stack_id)s,
   updated_at = now()
 where id = %(id)s::uuid
 returning id::text;

@@ -1,0 +1,227 @@
+"""Who owns a supaqueue installation and each queue, and what a stack may therefore do.
+
+An installation (the schema, the Vault entry, the function secret, the `supaqueue` function)
+belongs to the one Pulumi stack that installed it; the database records it in
+`supaqueue.installation_owner` (sql/0007_ownership.sql). A queue belongs to the stack that
+declared it (`supaqueue.queue.owner_stack[_id]`). A stack is `<project>/<stack>` plus a stack id,
+a random value made once and kept in that stack's state (providers/stack_identity.py; two
+checkouts both named `dev` differ in it). Every rule here is enforced before anything changes:
+the schema resource's `check` (so preview and up stop first), the destroy guard's delete (so
+destroy stops first), and again in the writes themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from components.errors import OwnershipError
+from components.providers.base import is_unknown
+from components.sql_files import queries
+
+SQL = "ownership.sql"
+DROP_DEPENDENTS_SETTING = "supaqueue.drop_dependents"  # read by supaqueue.uninstall()
+# The stack config key that lets destroy drop dependent objects (components/config.py).
+DROP_DEPENDENTS_CONFIG = "supaqueue:dropDependentObjectsOnDestroy"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A Pulumi stack as the database records it."""
+
+    name: str
+    """`<project>/<stack>`."""
+    stack_id: str | None
+    """Unique to the stack's state; None in state written before ownership existed."""
+
+    def label(self) -> str:
+        return f"'{self.name}'" + (f" (stack id {self.stack_id[:8]})" if self.stack_id else "")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the database says about the installation."""
+
+    installed: bool
+    owner: Stack | None  # None: installed before ownership records, or never claimed
+
+
+def stack_of(props: dict[str, Any]) -> Stack | None:
+    """The stack in a resource's `owner` input; its id is None while unknown (a preview of a
+    new stack: it cannot be any recorded owner's id)."""
+    owner = props.get("owner")
+    if not isinstance(owner, dict) or not isinstance(owner.get("stack"), str):
+        return None
+    stack_id = owner.get("stack_id")
+    known = isinstance(stack_id, str) and stack_id and not is_unknown(stack_id)
+    return Stack(owner["stack"], stack_id if known else None)
+
+
+def recorded(conn: psycopg.Connection) -> Recorded:
+    text = queries(SQL)
+    if not _one(conn, text["installed"]):
+        return Recorded(False, None)
+    if not _one(conn, text["owner_table_exists"]):
+        return Recorded(True, None)
+    row = conn.execute(text["recorded_owner"]).fetchone()
+    return Recorded(True, Stack(row[0], row[1]) if row else None)
+
+
+def _one(conn: psycopg.Connection, query: str) -> Any:
+    row = conn.execute(query).fetchone()
+    return row[0] if row else None
+
+
+def _is(owner: Stack, me: Stack) -> bool:
+    """`owner` is `me`; an owner without stack id is a hand-over to the stack of that name."""
+    if owner.stack_id is None:
+        return owner.name == me.name
+    return owner.stack_id == me.stack_id
+
+
+def install_problem(
+    conn: psycopg.Connection, me: Stack, in_state: bool, *, vanished_ok: bool = False
+) -> str | None:
+    """Why the stack `me` may not install or update supaqueue here (None: it may).
+    `in_state`: this stack installed it (its state holds the schema resource, or the gate
+    recognised its secret). `vanished_ok`: not installed is fine (the gate: the schema's own
+    check tells a fresh install from a vanished one)."""
+    found = recorded(conn)
+    if not found.installed:
+        if in_state and not vanished_ok:
+            return (
+                "supaqueue is recorded in this stack's state but is not installed in the "
+                "database (it was removed by hand or by another stack). Nothing was changed: "
+                "run `pulumi refresh` (it forgets what is gone), then `pulumi up` installs it again"
+            )
+        return None
+    owner = found.owner
+    if owner is None:
+        if in_state:
+            return None  # installed by this stack before ownership records: it claims it now
+        return (
+            "supaqueue is already installed in this database, and no stack owns it (it was "
+            "installed by hand, or by a stack that has not run `pulumi up` since ownership "
+            f"records exist). This stack ({me.label()}) changed nothing. To declare only queues "
+            "in it from this stack, set `supaqueue:installation: external`. To make this stack "
+            "its owner, run in SQL "
+            f"`insert into supaqueue.installation_owner (stack) values ('{me.name}');` "
+            "then `pulumi up`. If it is what is left of a failed first `up` (it holds no "
+            "queues), remove it with `python -m components.migrations uninstall --dsn <dbUrl>` "
+            "and run `pulumi up` again."
+        )
+    if _is(owner, me):
+        return None
+    return (
+        f"supaqueue in this database is owned by the Pulumi stack {owner.label()}, not by this "
+        f"stack ({me.label()}): nothing was changed (no schema, Vault, secret or function "
+        "change). To declare queues in it from this stack, set "
+        "`supaqueue:installation: external` (the owner keeps the schema, secret and function). "
+        "Only if that stack is gone for good and this one should take over: "
+        f"`update supaqueue.installation_owner set stack = '{me.name}', stack_id = null;` "
+        "then `pulumi up`."
+    )
+
+
+def external_problem(conn: psycopg.Connection, me: Stack) -> str | None:
+    """Why the stack `me` may not declare queues in an installation it does not own."""
+    found = recorded(conn)
+    if not found.installed:
+        return (
+            "`supaqueue:installation: external` declares queues in an installation another stack "
+            "owns, but supaqueue is not installed in this database: run `pulumi up` on the stack "
+            "that installs it first (or remove `supaqueue:installation` to install it from "
+            "this stack)"
+        )
+    if found.owner is not None and found.owner.stack_id is not None and _is(found.owner, me):
+        return (
+            f"this stack ({me.label()}) owns supaqueue in this database: with "
+            "`supaqueue:installation: external` an `up` would remove its schema, secret and "
+            "function. Nothing was changed. Remove `supaqueue:installation: external` to keep "
+            "it; run `pulumi destroy` first to remove it."
+        )
+    return None
+
+
+def claim(conn: psycopg.Connection, me: Stack) -> None:
+    """Record `me` as the owner (in the caller's transaction); refuses another's installation."""
+    text = queries(SQL)
+    if me.stack_id is None:
+        raise OwnershipError("internal: the schema resource has no stack id to claim with")
+    conn.execute(text["lock_owner"])
+    row = conn.execute(text["claim"], {"stack": me.name, "stack_id": me.stack_id}).fetchone()
+    if row is None:
+        problem = install_problem(conn, me, in_state=True)
+        raise OwnershipError(problem or "supaqueue is owned by another stack")
+
+
+def destroy_problems(
+    conn: psycopg.Connection, me: Stack | None, *, drop_dependents: bool
+) -> list[str]:
+    """Why the owner's destroy may not remove supaqueue (empty: it may)."""
+    text = queries(SQL)
+    found = recorded(conn)
+    if not found.installed:
+        return []
+    owner = found.owner
+    if owner is not None and (me is None or not _is(owner, me)):
+        who = me.label() if me else "this stack"
+        return [
+            f"supaqueue in this database is owned by the Pulumi stack {owner.label()}, not by "
+            f"{who}: it is not removed. If this stack's state holds it by mistake, remove it "
+            "from the state with `pulumi state delete --target-dependents '<urn>'` "
+            "(the URNs: `pulumi stack --show-urns`)"
+        ]
+    problems = []
+    if _one(conn, text["owner_table_exists"]):
+        stack_id = me.stack_id if me else None
+        foreign = conn.execute(text["foreign_queues"], {"stack_id": stack_id}).fetchall()
+        if foreign:
+            listed = ", ".join(f"{name!r} (stack '{stack}')" for name, stack in foreign)
+            problems.append(
+                f"other stacks still declare queues in this installation: {listed}. "
+                "Remove them from those stacks (or `pulumi destroy` them) first"
+            )
+    if not drop_dependents and _one(conn, text["dependents_function_exists"]):
+        found_objects = [row[0] for row in conn.execute(text["external_dependents"]).fetchall()]
+        if found_objects:
+            problems.append(
+                f"{len(found_objects)} object(s) outside the schema supaqueue depend on it and "
+                f"would be dropped with it: {'; '.join(found_objects)}. Drop or change them "
+                "first (e.g. drop the view, change the column's type, drop the foreign key); "
+                f"or, to drop them with supaqueue, set `{DROP_DEPENDENTS_CONFIG}: true`, run "
+                "`pulumi up`, then destroy"
+            )
+    return problems
+
+
+def refuse_destroy(problems: list[str]) -> None:
+    if problems:
+        raise OwnershipError(
+            "supaqueue was not removed, and nothing else was: " + "; and ".join(problems)
+        )
+
+
+def queue_problem(
+    conn: psycopg.Connection, queue_id: str, name: Any, me: Stack | None
+) -> str | None:
+    """Why the stack `me` may not change or remove the queue `queue_id` (locks its row).
+    A queue without an owner (made in SQL, or before ownership records) may be."""
+    text = queries(SQL)
+    if not _one(conn, text["owner_table_exists"]):
+        return None
+    row = conn.execute(text["queue_owner"], {"id": queue_id}).fetchone()
+    if row is None or row[1] is None:
+        return None
+    owner = Stack(row[0] or "?", row[1])
+    if me is not None and me.stack_id == owner.stack_id:
+        return None
+    who = me.label() if me else "this stack"
+    return (
+        f"queue {name!r} ({queue_id}) is owned by the Pulumi stack {owner.label()}, not by "
+        f"{who}: it was not changed. Change it from its own stack; if this stack's state holds "
+        "it by mistake, remove it from the state with "
+        "`pulumi state delete --target-dependents '<urn>'`"
+    )
