@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -20,7 +20,13 @@ from pulumi.runtime import config as runtime_config
 from components.clients.management_api import DEFAULT_URL as DEFAULT_MANAGEMENT_API_URL
 from components.clients.postgres import check_url
 from components.errors import ConfigError
-from components.providers.queue.spec import validate_queue, with_defaults
+from components.providers.queue.spec import Problem, validate_queue, with_defaults
+from components.providers.schedule.spec import DEFAULT_TIMEZONE, validate_schedule
+from components.providers.trigger.spec import (
+    normalized_events,
+    normalized_when,
+    validate_trigger,
+)
 
 NAMESPACE = "supaqueue"
 TARGETS = ("local", "supabase")
@@ -43,6 +49,8 @@ KEYS = (
     "managementApiUrl",
     "secretVersion",
     "queues",
+    "triggers",
+    "schedules",
     "demo",
     "installation",
     "dropDependentObjectsOnDestroy",
@@ -76,6 +84,8 @@ class StackConfig:
     installation: str = "owner"
     drop_dependents_on_destroy: bool = False
     warnings: tuple[str, ...] = ()
+    triggers: list[dict[str, Any]] = field(default_factory=list)
+    schedules: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def functions_url(self) -> str:
@@ -187,6 +197,27 @@ def parse_stack_config(values: Mapping[str, Any], env: Mapping[str, str]) -> Sta
         demo = False
 
     queues = _parse_queues(_as_object("queues", values.get("queues", []), problems), problems)
+    queue_names = {queue["name"] for queue in queues}
+    triggers = _parse_hooks(
+        "triggers",
+        _as_object("triggers", values.get("triggers", []), problems),
+        queue_names,
+        validate_trigger,
+        problems,
+    )
+    for trigger in triggers:
+        trigger["events"] = normalized_events(trigger["events"])
+        trigger["when"] = normalized_when(trigger.get("when"))
+    schedules = _parse_hooks(
+        "schedules",
+        _as_object("schedules", values.get("schedules", []), problems),
+        queue_names,
+        validate_schedule,
+        problems,
+    )
+    for schedule in schedules:
+        schedule.setdefault("payload", {})
+        schedule["timezone"] = schedule.get("timezone") or DEFAULT_TIMEZONE
     drop_dependents = _boolean("dropDependentObjectsOnDestroy", values, problems)
 
     if problems:
@@ -201,6 +232,8 @@ def parse_stack_config(values: Mapping[str, Any], env: Mapping[str, str]) -> Sta
         secret_version=str(version),
         queues=queues,
         demo=bool(demo),
+        triggers=triggers,
+        schedules=schedules,
         installation=str(installation),
         drop_dependents_on_destroy=drop_dependents,
         warnings=warnings,
@@ -236,6 +269,41 @@ def _parse_queues(raw: Any, problems: list[str]) -> list[dict[str, Any]]:
         seen.add(name)
         queues.append(with_defaults(queue))
     return queues
+
+
+def _parse_hooks(
+    key: str,
+    raw: Any,
+    queue_names: set[str],
+    validate: Callable[..., list[Problem]],
+    problems: list[str],
+) -> list[dict[str, Any]]:
+    """Triggers or schedules: each valid, uniquely named, feeding a queue declared here."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        problems.append(f"{NAMESPACE}:{key}: must be a list of objects")
+        return []
+    parsed: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        path = f"{NAMESPACE}:{key}[{index}]"
+        found = validate(item, path=path)
+        problems.extend(str(problem) for problem in found)
+        if found:
+            continue
+        if not isinstance(item["queue"], str) or item["queue"] not in queue_names:
+            declared = ", ".join(sorted(queue_names)) or "none"
+            problems.append(
+                f"{path}.queue: {item['queue']!r} is not a queue of this stack "
+                f"(declared in {NAMESPACE}:queues: {declared})"
+            )
+            continue
+        if item["name"] in seen:
+            problems.append(f"{path}.name: {item['name']!r} is declared twice")
+        seen.add(item["name"])
+        parsed.append(dict(item))
+    return parsed
 
 
 def raw_values() -> dict[str, Any]:

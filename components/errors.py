@@ -38,5 +38,9 @@ class ManagementApiError(SupaqueueError):
         self.status_code = status_code
 
 
+class NameTakenError(DatabaseError):
+    """A trigger or schedule name is taken in the database by one this stack does not manage."""
+
+
 class OwnershipError(SupaqueueError):
     """What another stack (or the user) owns would be changed or destroyed: refused."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Literal, Required, TypedDict
+from typing import Any, Literal, Required, TypedDict
 
 import pulumi
 import pulumi_command as command
@@ -38,8 +38,12 @@ from components.providers.function_secret import FunctionSecret
 from components.providers.migrations import Migrations
 from components.providers.ownership_gate import OwnershipGate
 from components.providers.queue import Queue, QueueArgs, queue_problems
+from components.providers.schedule import Schedule, ScheduleArgs
+from components.providers.schedule.spec import validate_schedule
 from components.providers.settings import Settings
 from components.providers.stack_identity import StackIdentity
+from components.providers.trigger import Trigger, TriggerArgs
+from components.providers.trigger.spec import validate_trigger
 from components.providers.vault_secret import VaultSecret
 from components.toolchain import REPO, find_deno
 
@@ -49,6 +53,10 @@ VAULT_SECRET_NAME = "supaqueue_secret"
 FUNCTION_SECRET_NAME = "SUPAQUEUE_SECRET"
 SECRET_LENGTH = 48
 INSTALLATION_MODES = ("owner", "external")
+
+
+# A trigger or schedule as the stack config declares it: its queue by name.
+HookByName = dict[str, Any]
 
 
 class SupaqueueArgs(TypedDict, total=False):
@@ -68,6 +76,12 @@ class SupaqueueArgs(TypedDict, total=False):
     """Change it to rotate the generated secret (Vault and the function secret, in place)."""
     queues: list[QueueArgs]
     """Queues to declare (see components.providers.queue.QueueArgs)."""
+    triggers: list[HookByName]
+    """Table triggers to declare (components.providers.trigger.TriggerArgs, `queue` a name in
+    `queues`)."""
+    schedules: list[HookByName]
+    """Schedules to declare (components.providers.schedule.ScheduleArgs, `queue` a name in
+    `queues`)."""
     demo: bool
     """Also deploy the example target function `demo-target` (dev stacks)."""
     installation: Literal["owner", "external"]
@@ -91,6 +105,8 @@ def args_from_config(config: StackConfig) -> SupaqueueArgs:
         management_api_url=config.management_api_url,
         secret_version=config.secret_version,
         queues=[QueueArgs(**queue) for queue in config.queues],  # type: ignore[typeddict-item]
+        triggers=[dict(trigger) for trigger in config.triggers],
+        schedules=[dict(schedule) for schedule in config.schedules],
         demo=config.demo,
         installation=config.installation,  # type: ignore[typeddict-item]
         drop_dependents_on_destroy=config.drop_dependents_on_destroy,
@@ -112,6 +128,8 @@ class Supaqueue(pulumi.ComponentResource):
     """Version of the newest applied migration."""
     queue_ids: pulumi.Output[dict[str, str]]
     """Queue name → queue id."""
+    schedule_next_runs: pulumi.Output[dict[str, list[str]]]
+    """Schedule name → its next run times (UTC, ISO 8601) as of the last `up`/`refresh`."""
     owner: pulumi.Output[dict[str, str]]
     """The stack declaring this component's queues (`{"stack", "stack_id"}`)."""
 
@@ -137,10 +155,32 @@ class Supaqueue(pulumi.ComponentResource):
         ]
         if problems:
             raise ConfigError("invalid queue:\n  - " + "\n  - ".join(problems))
+        trigger_args = list(args.get("triggers", []))
+        schedule_args = list(args.get("schedules", []))
+        queue_names = {queue.get("name") for queue in queue_args}
+        problems = [
+            str(problem)
+            for kind, items, validate in (
+                ("trigger", trigger_args, validate_trigger),
+                ("schedule", schedule_args, validate_schedule),
+            )
+            for item in items
+            for problem in validate(item, path=f"{kind} {item.get('name')!r}")
+        ]
+        problems += [
+            f"{kind} {item.get('name')!r}.queue: {item.get('queue')!r} is not one of the queues "
+            "declared here"
+            for kind, items in (("trigger", trigger_args), ("schedule", schedule_args))
+            for item in items
+            if item.get("queue") is not None and item.get("queue") not in queue_names
+        ]
+        if problems:
+            raise ConfigError("invalid trigger or schedule:\n  - " + "\n  - ".join(problems))
         mode = args.get("installation", "owner")
         if mode not in INSTALLATION_MODES:
             raise ConfigError(f"installation must be 'owner' or 'external', got {mode!r}")
         migrations_dir = Path(args.get("migrations_dir") or REPO / "sql")
+        self.migrations_dir = str(migrations_dir)
         functions_url = f"{args['api_url'].rstrip('/')}/functions/v1"
         self.db_url = args["db_url"]
         # Who this stack is, as the database records owners (providers/ownership.py).
@@ -156,6 +196,7 @@ class Supaqueue(pulumi.ComponentResource):
             )
             self.queue_dependencies: list[pulumi.Resource] = [self.external]
             self._declare_queues(name, queue_args, child)
+            self._declare_hooks(name, trigger_args, schedule_args, child)
             self._finish(functions_url, self.external.schema_version)
             return
 
@@ -252,6 +293,7 @@ class Supaqueue(pulumi.ComponentResource):
             self.queue_dependencies.append(self.demo_function)
 
         self._declare_queues(name, queue_args, child)
+        self._declare_hooks(name, trigger_args, schedule_args, child)
         # Deleted first by a destroy (it depends on everything above and on the queues).
         self.destroy_guard = DestroyGuard(
             f"{name}-destroy-guard",
@@ -264,6 +306,8 @@ class Supaqueue(pulumi.ComponentResource):
                     *self.queue_dependencies,
                     self.function_secret,
                     *self.queues.values(),
+                    *self.triggers.values(),
+                    *self.schedules.values(),
                 ],
             ),
         )
@@ -280,17 +324,49 @@ class Supaqueue(pulumi.ComponentResource):
             for queue in queue_args
         }
 
+    def _declare_hooks(
+        self,
+        name: str,
+        trigger_args: list[HookByName],
+        schedule_args: list[HookByName],
+        child: pulumi.ResourceOptions,
+    ) -> None:
+        # Each depends on its queue: removing both removes the trigger or schedule first.
+        self.triggers = {
+            trigger["name"]: Trigger(
+                f"{name}-trigger-{trigger['name']}",
+                TriggerArgs(**{**trigger, "queue": self.queues[trigger["queue"]]}),  # type: ignore[typeddict-item]
+                installation=self,
+                opts=child,
+            )
+            for trigger in trigger_args
+        }
+        self.schedules = {
+            schedule["name"]: Schedule(
+                f"{name}-schedule-{schedule['name']}",
+                ScheduleArgs(**{**schedule, "queue": self.queues[schedule["queue"]]}),  # type: ignore[typeddict-item]
+                installation=self,
+                opts=child,
+            )
+            for schedule in schedule_args
+        }
+
     def _finish(self, functions_url: str, schema_version: pulumi.Output[int]) -> None:
         self.function_url = pulumi.Output.from_input(f"{functions_url}/{DISPATCHER_SLUG}")
         self.schema_version = schema_version
         ids = {queue_name: q.queue_id for queue_name, q in self.queues.items()}
         # Output.all() of nothing is a list: a stack without queues still outputs a map.
         self.queue_ids = pulumi.Output.all(**ids) if ids else pulumi.Output.from_input({})
+        runs = {schedule_name: s.next_runs for schedule_name, s in self.schedules.items()}
+        self.schedule_next_runs = (
+            pulumi.Output.all(**runs) if runs else pulumi.Output.from_input({})
+        )
         self.register_outputs(
             {
                 "function_url": self.function_url,
                 "schema_version": self.schema_version,
                 "queue_ids": self.queue_ids,
+                "schedule_next_runs": self.schedule_next_runs,
             }
         )
 

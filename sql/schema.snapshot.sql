@@ -2,6 +2,21 @@ CREATE SCHEMA supaqueue;
 
 ALTER SCHEMA supaqueue OWNER TO postgres;
 
+CREATE TYPE supaqueue.cron_spec AS (
+	seconds integer,
+	minutes integer[],
+	hours integer[],
+	days integer[],
+	months integer[],
+	weekdays integer[],
+	minute_star boolean,
+	hour_star boolean,
+	day_star boolean,
+	weekday_star boolean
+);
+
+ALTER TYPE supaqueue.cron_spec OWNER TO postgres;
+
 CREATE TYPE supaqueue.job_status AS ENUM (
     'pending',
     'in_progress',
@@ -41,6 +56,20 @@ end
 $$;
 
 ALTER FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._check_timezone(_tz text) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+begin
+  if _tz is null or not exists (select 1 from pg_catalog.pg_timezone_names where name = _tz) then
+    raise exception 'timezone: unknown time zone %, use an IANA name such as UTC or Europe/Paris',
+      coalesce(pg_catalog.quote_literal(_tz), 'null') using errcode = '22023';
+  end if;
+end
+$$;
+
+ALTER FUNCTION supaqueue._check_timezone(_tz text) OWNER TO postgres;
 
 CREATE TABLE supaqueue.current_job (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -84,6 +113,238 @@ end
 $$;
 
 ALTER FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._cron_day_matches(_spec supaqueue.cron_spec, _t timestamp without time zone) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+  select case when _spec.day_star or _spec.weekday_star
+              then day_ok and weekday_ok
+              else day_ok or weekday_ok end
+    from (select pg_catalog.date_part('day', _t)::integer = any (_spec.days) as day_ok,
+                 pg_catalog.date_part('dow', _t)::integer = any (_spec.weekdays) as weekday_ok) d
+$$;
+
+ALTER FUNCTION supaqueue._cron_day_matches(_spec supaqueue.cron_spec, _t timestamp without time zone) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._cron_field(_field text, _what text, _low integer, _high integer, _names text[] DEFAULT NULL::text[]) RETURNS integer[]
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $_$
+declare
+  _part text;
+  _m text[];
+  _a integer;
+  _b integer;
+  _step integer;
+  _values integer[] := '{}';
+  _token text;
+  _bound integer;
+begin
+  foreach _part in array pg_catalog.string_to_array(_field, ',') loop
+    _m := pg_catalog.regexp_match(_part,
+      '^(?:(\*)|([0-9]{1,4}|[A-Za-z]{3})(?:-([0-9]{1,4}|[A-Za-z]{3}))?)(?:/([0-9]{1,4}))?$');
+    if _m is null then
+      raise exception 'cron: % field %: % is not *, n, a-b, */step or a-b/step',
+        _what, pg_catalog.quote_literal(_field), pg_catalog.quote_literal(_part)
+        using errcode = '22023';
+    end if;
+    if _m[1] is not null then
+      _a := _low;
+      _b := _high;
+    else
+      for _i in 2..3 loop
+        _token := _m[_i];
+        continue when _token is null;
+        if _token ~ '^[0-9]+$' then
+          _bound := _token::integer;
+        else
+          _bound := pg_catalog.array_position(_names, pg_catalog.lower(_token));
+          if _bound is null then
+            raise exception 'cron: % field %: unknown name %', _what,
+              pg_catalog.quote_literal(_field), pg_catalog.quote_literal(_token)
+              using errcode = '22023';
+          end if;
+          _bound := _bound + _low - 1;
+        end if;
+        if _i = 2 then _a := _bound; else _b := _bound; end if;
+      end loop;
+      if _m[3] is null then
+        if _m[4] is not null then
+          raise exception 'cron: % field %: a step needs a range (use %-%/% or */%)', _what,
+            pg_catalog.quote_literal(_field), _a, _high, _m[4], _m[4] using errcode = '22023';
+        end if;
+        _b := _a;
+      end if;
+    end if;
+    _step := coalesce(_m[4]::integer, 1);
+    if _a < _low or _a > _high or _b < _low or _b > _high then
+      raise exception 'cron: % field %: values must be within %-%', _what,
+        pg_catalog.quote_literal(_field), _low, _high using errcode = '22023';
+    end if;
+    if _a > _b then
+      raise exception 'cron: % field %: range %-% goes backwards', _what,
+        pg_catalog.quote_literal(_field), _a, _b using errcode = '22023';
+    end if;
+    if _step < 1 then
+      raise exception 'cron: % field %: a step must be at least 1', _what,
+        pg_catalog.quote_literal(_field) using errcode = '22023';
+    end if;
+    _values := _values || array(select pg_catalog.generate_series(_a, _b, _step));
+  end loop;
+  return array(select distinct v from pg_catalog.unnest(_values) v order by v);
+end
+$_$;
+
+ALTER FUNCTION supaqueue._cron_field(_field text, _what text, _low integer, _high integer, _names text[]) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._cron_latest_slot(_spec supaqueue.cron_spec, _tz text, _from timestamp with time zone, _now timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  _window interval;
+  _start timestamptz;
+  _slot timestamptz;
+  _next timestamptz;
+begin
+  if _spec.seconds is not null then
+    return greatest(_from, pg_catalog.to_timestamp(
+      pg_catalog.floor(pg_catalog.date_part('epoch', _now) / _spec.seconds) * _spec.seconds));
+  end if;
+  foreach _window in array array['1 minute', '10 minutes', '1 hour', '6 hours', '1 day',
+                                 '7 days', '32 days', '366 days']::interval[] loop
+    _start := greatest(_now - _window, _from - interval '1 microsecond');
+    _slot := supaqueue._cron_next(_spec, _start, _tz);
+    if _slot is not null and _slot <= _now then
+      for _i in 1..1000 loop
+        _next := supaqueue._cron_next(_spec, _slot, _tz);
+        exit when _next is null or _next > _now;
+        _slot := _next;
+      end loop;
+      return _slot;
+    end if;
+    exit when _start < _from;
+  end loop;
+  return _from;
+end
+$$;
+
+ALTER FUNCTION supaqueue._cron_latest_slot(_spec supaqueue.cron_spec, _tz text, _from timestamp with time zone, _now timestamp with time zone) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._cron_next(_spec supaqueue.cron_spec, _after timestamp with time zone, _tz text) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  -- larger than any UTC offset change (DST shifts are 1 h, 30 min on Lord Howe Island)
+  _margin constant interval := interval '3 hours';
+  _wall timestamp;
+  _c timestamp;
+  _s timestamptz;
+  _best timestamptz;
+  _offsets interval[];
+  _instant timestamptz;
+  _instants timestamptz[];
+  _wildcard boolean := _spec.minute_star or _spec.hour_star;
+begin
+  if not pg_catalog.isfinite(_after) then
+    return null;
+  end if;
+  if _spec.seconds is not null then
+    return pg_catalog.to_timestamp(
+      (pg_catalog.floor(pg_catalog.date_part('epoch', _after) / _spec.seconds) + 1) * _spec.seconds);
+  end if;
+  _wall := _after at time zone _tz;
+  _c := supaqueue._cron_next_wall(_spec, _wall);
+  if _c is null then
+    return null;
+  end if;
+  _s := _c at time zone _tz;
+  -- Usual case: the offset is the same for hours around _after and around _s, so wall time
+  -- and real time advance together and the first matching wall time is the next slot.
+  if _s > _after
+     and supaqueue._utc_offset(_after, _tz) = supaqueue._utc_offset(_after + _margin, _tz)
+     and supaqueue._utc_offset(_s - _margin, _tz) = supaqueue._utc_offset(_s, _tz)
+     and supaqueue._utc_offset(_s, _tz) = supaqueue._utc_offset(_s + _margin, _tz) then
+    return _s;
+  end if;
+  -- Near a DST change: every matching wall time from a margin before _after; each one's
+  -- instants (none in a gap, two in a repeated hour); the smallest after _after wins. A slot
+  -- before the best one found has a wall time below the best's plus the margin.
+  _c := _wall - _margin;
+  for _i in 1..2000 loop
+    _c := supaqueue._cron_next_wall(_spec, _c);
+    exit when _c is null
+      or (_best is not null and _c >= (_best at time zone _tz) + _margin);
+    _s := _c at time zone _tz;
+    _offsets := array[supaqueue._utc_offset(_s - _margin, _tz),
+                      supaqueue._utc_offset(_s + _margin, _tz)];
+    _instants := array(
+      select distinct i from (select (_c - o) at time zone 'UTC' as i
+                                from pg_catalog.unnest(_offsets) o) x
+       where (i at time zone _tz) = _c order by i);
+    if pg_catalog.cardinality(_instants) = 0 then
+      -- a wall time the clock skips: fixed times run shifted by the jump (PostgreSQL's reading)
+      _instants := case when _wildcard then '{}'::timestamptz[] else array[_s] end;
+    elsif pg_catalog.cardinality(_instants) > 1 and not _wildcard then
+      _instants := _instants[1:1];  -- a repeated wall time: fixed times run once
+    end if;
+    foreach _instant in array _instants loop
+      if _instant > _after and (_best is null or _instant < _best) then
+        _best := _instant;
+      end if;
+    end loop;
+  end loop;
+  return _best;
+end
+$$;
+
+ALTER FUNCTION supaqueue._cron_next(_spec supaqueue.cron_spec, _after timestamp with time zone, _tz text) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._cron_next_wall(_spec supaqueue.cron_spec, _after timestamp without time zone) RETURNS timestamp without time zone
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+declare
+  _t timestamp := pg_catalog.date_trunc('minute', _after) + interval '1 minute';
+  _limit timestamp := _after + interval '5 years';
+  _next integer;
+begin
+  loop
+    if _t > _limit then
+      return null;
+    end if;
+    if not pg_catalog.date_part('month', _t)::integer = any (_spec.months) then
+      _t := pg_catalog.date_trunc('month', _t) + interval '1 month';
+      continue;
+    end if;
+    if not supaqueue._cron_day_matches(_spec, _t) then
+      _t := pg_catalog.date_trunc('day', _t) + interval '1 day';
+      continue;
+    end if;
+    if not pg_catalog.date_part('hour', _t)::integer = any (_spec.hours) then
+      select min(h) into _next from pg_catalog.unnest(_spec.hours) h
+        where h > pg_catalog.date_part('hour', _t)::integer;
+      _t := case when _next is null then pg_catalog.date_trunc('day', _t) + interval '1 day'
+                 else pg_catalog.date_trunc('day', _t) + pg_catalog.make_interval(hours => _next)
+            end;
+      continue;
+    end if;
+    if not pg_catalog.date_part('minute', _t)::integer = any (_spec.minutes) then
+      select min(m) into _next from pg_catalog.unnest(_spec.minutes) m
+        where m > pg_catalog.date_part('minute', _t)::integer;
+      _t := case when _next is null then pg_catalog.date_trunc('hour', _t) + interval '1 hour'
+                 else pg_catalog.date_trunc('hour', _t) + pg_catalog.make_interval(mins => _next)
+            end;
+      continue;
+    end if;
+    return _t;
+  end loop;
+end
+$$;
+
+ALTER FUNCTION supaqueue._cron_next_wall(_spec supaqueue.cron_spec, _after timestamp without time zone) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._dispatch(_queue uuid, _chain_worker uuid) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
@@ -331,6 +592,177 @@ $$;
 
 ALTER FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue._install_table_trigger_objects(_id uuid) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  _t supaqueue.table_trigger;
+  _event text;
+  _part text;
+  _names record;
+  _alias text;
+  _body text;
+  _trigger text;
+  _when text;
+  -- format() pattern of a Database Webhook payload: type, record, old_record
+  _payload constant text :=
+    'pg_catalog.jsonb_build_object(''type'', %L, ''table'', TG_TABLE_NAME, '
+    '''schema'', TG_TABLE_SCHEMA, ''record'', %s, ''old_record'', %s)';
+begin
+  select * into _t from supaqueue.table_trigger where id = _id;
+  if _t.condition is not null then
+    foreach _event in array _t.events loop
+      -- the condition as the trigger will evaluate it: rows of this table as NEW and/or OLD
+      begin
+        execute pg_catalog.format('select 1 from %s where (%s)::boolean limit 0',
+          case _event
+            when 'INSERT' then pg_catalog.format('%I.%I as new', _t.table_schema, _t.table_name)
+            when 'DELETE' then pg_catalog.format('%I.%I as old', _t.table_schema, _t.table_name)
+            else pg_catalog.format('%I.%I as new, %I.%I as old', _t.table_schema,
+                                   _t.table_name, _t.table_schema, _t.table_name) end,
+          _t.condition);
+      exception when others then
+        raise exception 'when: % is not a valid condition for % on %.%: %',
+          pg_catalog.quote_literal(_t.condition), _event, _t.table_schema, _t.table_name, sqlerrm
+          using errcode = '22023';
+      end;
+    end loop;
+  end if;
+  foreach _part in array supaqueue._table_trigger_parts(_t.events) loop
+    _names := supaqueue._table_trigger_names(_t.name, _part);
+    if _part in ('insert', 'delete') then
+      _alias := case _part when 'insert' then 'new' else 'old' end;
+      _when := case when _t.condition is null then ''
+                    else pg_catalog.format(' where (%s)', _t.condition) end;
+      -- use_column: `new`/`old` are the transition table's rows, not PL/pgSQL's (null) NEW/OLD
+      _body := '#variable_conflict use_column' || chr(10)
+        || 'begin insert into supaqueue.job (queue, payload) select '
+        || pg_catalog.quote_literal(_t.queue) || '::uuid, '
+        || pg_catalog.format(_payload, pg_catalog.upper(_part),
+             case _part when 'insert' then 'pg_catalog.to_jsonb(new.*)' else 'null' end,
+             case _part when 'insert' then 'null' else 'pg_catalog.to_jsonb(old.*)' end)
+        || pg_catalog.format(' from supaqueue_%s_rows as %s', _alias, _alias)
+        || _when || '; return null;'
+        -- PostgreSQL tracks no dependency of a function body on the columns its condition
+        -- uses: a column dropped later fails the user's statement; say which trigger and why.
+        || case when _t.condition is null then '' else pg_catalog.format(
+             ' exception when undefined_column or undefined_function or undefined_table then'
+             ' raise exception %L, sqlerrm using errcode = sqlstate, hint = %L;',
+             pg_catalog.format('supaqueue trigger %s (%s on %s.%s): its condition fails: %%s',
+                               _t.name, pg_catalog.upper(_part), _t.table_schema, _t.table_name),
+             'Change or remove its `when` in the stack, then run `pulumi up`.') end
+        || ' end';
+      _trigger := pg_catalog.format(
+        'create trigger %I after %s on %I.%I referencing %s table as supaqueue_%s_rows '
+        'for each statement execute function supaqueue.%I()',
+        _names.trigger_name, _part, _t.table_schema, _t.table_name, _alias, _alias,
+        _names.function_name);
+    elsif _part = 'update' then
+      _body := pg_catalog.format(
+        'begin insert into supaqueue.table_trigger_buffer (trigger, record, old_record) '
+        'values (%L::uuid, pg_catalog.to_jsonb(NEW), pg_catalog.to_jsonb(OLD)); '
+        'return null; end', _t.id);
+      _trigger := pg_catalog.format(
+        'create trigger %I after update on %I.%I for each row%s execute function supaqueue.%I()',
+        _names.trigger_name, _t.table_schema, _t.table_name,
+        case when _t.condition is null then ''
+             else pg_catalog.format(' when (%s)', _t.condition) end,
+        _names.function_name);
+    else  -- update_flush: after the statement's row-level captures, all of them at once
+      _body := 'begin with captured as (delete from supaqueue.table_trigger_buffer b where '
+        || pg_catalog.format('b.trigger = %L::uuid', _t.id)
+        || ' returning b.record, b.old_record) insert into supaqueue.job (queue, payload) select '
+        || pg_catalog.quote_literal(_t.queue) || '::uuid, '
+        || pg_catalog.format(_payload, 'UPDATE', 'c.record', 'c.old_record')
+        || ' from captured c; return null; end';
+      _trigger := pg_catalog.format(
+        'create trigger %I after update on %I.%I for each statement '
+        'execute function supaqueue.%I()',
+        _names.trigger_name, _t.table_schema, _t.table_name, _names.function_name);
+    end if;
+    execute pg_catalog.format(
+      'create or replace function supaqueue.%I() returns trigger language plpgsql '
+      'security definer set search_path = '''' as %L', _names.function_name, _body);
+    execute pg_catalog.format('revoke all on function supaqueue.%I() from public',
+                              _names.function_name);
+    execute _trigger;
+  end loop;
+end
+$$;
+
+ALTER FUNCTION supaqueue._install_table_trigger_objects(_id uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  _t supaqueue.table_trigger;
+  _part text;
+  _names record;
+begin
+  select * into _t from supaqueue.table_trigger where id = _id;
+  if not found then
+    return;
+  end if;
+  foreach _part in array supaqueue._table_trigger_parts(array['INSERT', 'UPDATE', 'DELETE']) loop
+    _names := supaqueue._table_trigger_names(_t.name, _part);
+    if exists (select 1 from pg_catalog.pg_trigger
+                where tgname = _names.trigger_name and not tgisinternal
+                  and tgrelid = pg_catalog.to_regclass(
+                    pg_catalog.format('%I.%I', _t.table_schema, _t.table_name))) then
+      execute pg_catalog.format('drop trigger %I on %I.%I', _names.trigger_name,
+                                _t.table_schema, _t.table_name);
+    end if;
+    if pg_catalog.to_regprocedure(pg_catalog.format('supaqueue.%I()', _names.function_name))
+       is not null then
+      execute pg_catalog.format('drop function supaqueue.%I()', _names.function_name);
+    end if;
+  end loop;
+  delete from supaqueue.table_trigger_buffer where trigger = _id;
+end
+$$;
+
+ALTER FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._table_trigger_names(_name text, _part text, OUT trigger_name text, OUT function_name text) RETURNS record
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+begin
+  trigger_name := 'supaqueue_' || _name || '_' || _part;
+  function_name := 'tg_hook_' || _name || '_' || _part;
+  if pg_catalog.octet_length(function_name) > 63 or pg_catalog.octet_length(trigger_name) > 63 then
+    raise exception 'name: % is too long for a trigger name', pg_catalog.quote_literal(_name)
+      using errcode = '22023';
+  end if;
+end
+$$;
+
+ALTER FUNCTION supaqueue._table_trigger_names(_name text, _part text, OUT trigger_name text, OUT function_name text) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._table_trigger_parts(_events text[]) RETURNS text[]
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+  select array(select p from pg_catalog.unnest(array['insert', 'update', 'update_flush', 'delete'])
+                 with ordinality as k(p, n)
+                where pg_catalog.upper(pg_catalog.split_part(p, '_', 1)) = any (_events)
+                order by n)
+$$;
+
+ALTER FUNCTION supaqueue._table_trigger_parts(_events text[]) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._utc_offset(_at timestamp with time zone, _tz text) RETURNS interval
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select (_at at time zone _tz) - (_at at time zone 'UTC')
+$$;
+
+ALTER FUNCTION supaqueue._utc_offset(_at timestamp with time zone, _tz text) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.apply_privileges() RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -498,6 +930,102 @@ CREATE FUNCTION supaqueue.cron_job_names() RETURNS text[]
 
 ALTER FUNCTION supaqueue.cron_job_names() OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.cron_next(_cron text, _after timestamp with time zone DEFAULT now(), _timezone text DEFAULT 'UTC'::text) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+begin
+  perform supaqueue._check_timezone(_timezone);
+  return supaqueue._cron_next(supaqueue.cron_parse(_cron), _after, _timezone);
+end
+$$;
+
+ALTER FUNCTION supaqueue.cron_next(_cron text, _after timestamp with time zone, _timezone text) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.cron_next_runs(_cron text, _timezone text DEFAULT 'UTC'::text, _count integer DEFAULT 3, _after timestamp with time zone DEFAULT now()) RETURNS timestamp with time zone[]
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  _spec supaqueue.cron_spec;
+  _runs timestamptz[] := '{}';
+  _t timestamptz := _after;
+begin
+  perform supaqueue._check_timezone(_timezone);
+  _spec := supaqueue.cron_parse(_cron);
+  for _i in 1..least(greatest(_count, 1), 100) loop
+    _t := supaqueue._cron_next(_spec, _t, _timezone);
+    if _t is null then
+      if _i = 1 then
+        raise exception 'cron: % never runs (no matching date within 5 years, e.g. February 30)',
+          pg_catalog.quote_literal(_cron) using errcode = '22023';
+      end if;
+      exit;
+    end if;
+    _runs := _runs || _t;
+  end loop;
+  return _runs;
+end
+$$;
+
+ALTER FUNCTION supaqueue.cron_next_runs(_cron text, _timezone text, _count integer, _after timestamp with time zone) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.cron_parse(_cron text) RETURNS supaqueue.cron_spec
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $_$
+declare
+  _text text := pg_catalog.btrim(coalesce(_cron, ''));
+  _fields text[];
+  _seconds text[];
+  _spec supaqueue.cron_spec;
+begin
+  _seconds := pg_catalog.regexp_match(_text, '^([0-9]{1,4})\s*seconds?$', 'i');
+  if _seconds is not null then
+    if _seconds[1]::integer not between 1 and 59 then
+      raise exception 'cron: % must be between 1 and 59 seconds (pg_cron''s limit); '
+        'use a five-field schedule for longer periods', pg_catalog.quote_literal(_text)
+        using errcode = '22023';
+    end if;
+    _spec.seconds := _seconds[1]::integer;
+    return _spec;
+  end if;
+  _text := case pg_catalog.lower(_text)
+    when '@yearly' then '0 0 1 1 *'
+    when '@annually' then '0 0 1 1 *'
+    when '@monthly' then '0 0 1 * *'
+    when '@weekly' then '0 0 * * 0'
+    when '@daily' then '0 0 * * *'
+    when '@midnight' then '0 0 * * *'
+    when '@hourly' then '0 * * * *'
+    else _text end;
+  if _text like '@%' then
+    raise exception 'cron: % is not supported (known: @yearly, @annually, @monthly, @weekly, '
+      '@daily, @midnight, @hourly)', pg_catalog.quote_literal(_text) using errcode = '22023';
+  end if;
+  _fields := pg_catalog.regexp_split_to_array(_text, '\s+');
+  if _text = '' or pg_catalog.cardinality(_fields) <> 5 then
+    raise exception 'cron: % must have 5 fields (minute hour day-of-month month day-of-week) '
+      'or be ''<n> seconds''', pg_catalog.quote_literal(_text) using errcode = '22023';
+  end if;
+  _spec.minutes := supaqueue._cron_field(_fields[1], 'minute', 0, 59);
+  _spec.hours := supaqueue._cron_field(_fields[2], 'hour', 0, 23);
+  _spec.days := supaqueue._cron_field(_fields[3], 'day-of-month', 1, 31);
+  _spec.months := supaqueue._cron_field(_fields[4], 'month', 1, 12,
+    array['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec']);
+  _spec.weekdays := array(
+    select distinct w % 7 from pg_catalog.unnest(supaqueue._cron_field(_fields[5], 'day-of-week',
+      0, 7, array['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'])) w order by 1);
+  _spec.minute_star := _fields[1] like '*%';
+  _spec.hour_star := _fields[2] like '*%';
+  _spec.day_star := _fields[3] like '*%';
+  _spec.weekday_star := _fields[5] like '*%';
+  return _spec;
+end
+$_$;
+
+ALTER FUNCTION supaqueue.cron_parse(_cron text) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.dispatch(_queue uuid) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -554,6 +1082,19 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.drop_queue(_queue uuid, _discard_unfinished boolean) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.drop_table_trigger(_id uuid) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  perform supaqueue._remove_table_trigger_objects(_id);
+  delete from supaqueue.table_trigger where id = _id;
+  return found;
+end
+$$;
+
+ALTER FUNCTION supaqueue.drop_table_trigger(_id uuid) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer DEFAULT NULL::integer, _response_excerpt text DEFAULT NULL::text, _error text DEFAULT NULL::text, _retry_after_seconds numeric DEFAULT NULL::numeric, _result jsonb DEFAULT NULL::jsonb, _duration_ms integer DEFAULT NULL::integer) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
@@ -640,6 +1181,47 @@ $$;
 
 ALTER FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.enqueue_due_schedules() RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _s supaqueue.schedule;
+  _spec supaqueue.cron_spec;
+  _slot timestamptz;
+  _now timestamptz := now();
+  _enqueued integer := 0;
+begin
+  for _s in
+    select * from supaqueue.schedule where next_run_at <= _now
+      order by next_run_at limit 1000 for update skip locked
+  loop
+    -- one broken schedule must not stop the others or the tick
+    begin
+      _spec := supaqueue.cron_parse(_s.cron);
+      _slot := supaqueue._cron_latest_slot(_spec, _s.timezone, _s.next_run_at, _now);
+      insert into supaqueue.job (queue, payload, run_at, dedup_key)
+        values (_s.queue, _s.payload, _slot,
+                'schedule:' || _s.name || ':'
+                || pg_catalog.to_char(_slot at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+        on conflict (queue, dedup_key)
+          where dedup_key is not null and status in ('pending', 'in_progress')
+          do nothing;
+      update supaqueue.schedule
+         set last_slot = _slot,
+             next_run_at = coalesce(supaqueue._cron_next(_spec, _slot, _s.timezone), 'infinity')
+       where id = _s.id;
+      _enqueued := _enqueued + 1;
+    exception when others then
+      raise warning 'supaqueue: schedule % could not enqueue: %', _s.name, sqlerrm;
+    end;
+  end loop;
+  return _enqueued;
+end
+$$;
+
+ALTER FUNCTION supaqueue.enqueue_due_schedules() OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.external_dependents() RETURNS TABLE(object_type text, object_identity text)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -686,8 +1268,15 @@ CREATE FUNCTION supaqueue.external_dependents() RETURNS TABLE(object_type text, 
          join pg_catalog.pg_class c on c.oid = p.prrelid
         where r.classid = 'pg_catalog.pg_publication_rel'::pg_catalog.regclass
           and p.oid = r.objid),
-      -- a trigger belongs to its table, unless a user's function is what it runs
-      (select case when f.pronamespace = c.relnamespace then c.relnamespace end
+      -- a trigger belongs to its table, unless a user's function is what it runs; supaqueue's
+      -- own table triggers (sql/*_hooks.sql: 'supaqueue_<name>_<part>' running its
+      -- supaqueue.tg_hook_<name>_<part>) belong to supaqueue and go with it
+      (select case when f.pronamespace = c.relnamespace then c.relnamespace
+                   when g.tgname = 'supaqueue_' || pg_catalog.substr(f.proname, 9)
+                    and f.proname like 'tg\_hook\_%'
+                    and f.pronamespace = (select n.oid from pg_catalog.pg_namespace n
+                                           where n.nspname = 'supaqueue')
+                   then f.pronamespace end
          from pg_catalog.pg_trigger g
          join pg_catalog.pg_class c on c.oid = g.tgrelid
          join pg_catalog.pg_proc f on f.oid = g.tgfoid
@@ -820,6 +1409,41 @@ $$;
 
 ALTER FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer, _chain_jobs integer, _chain_elapsed_ms bigint) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.set_table_trigger(_id uuid, _name text, _queue uuid, _table_schema text, _table_name text, _events text[], _condition text DEFAULT NULL::text) RETURNS uuid
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  _events_sorted text[];
+begin
+  if pg_catalog.to_regclass(pg_catalog.format('%I.%I', _table_schema, _table_name)) is null then
+    raise exception 'table: %.% does not exist', _table_schema, _table_name
+      using errcode = '42P01';
+  end if;
+  _events_sorted := array(select e from pg_catalog.unnest(array['INSERT', 'UPDATE', 'DELETE'])
+                           with ordinality as k(e, n)
+                           where e = any (_events) order by n);
+  if _id is null then
+    insert into supaqueue.table_trigger (name, queue, table_schema, table_name, events, condition)
+      values (_name, _queue, _table_schema, _table_name, _events_sorted, _condition)
+      returning id into _id;
+  else
+    perform supaqueue._remove_table_trigger_objects(_id);
+    update supaqueue.table_trigger
+       set name = _name, queue = _queue, table_schema = _table_schema, table_name = _table_name,
+           events = _events_sorted, condition = _condition, updated_at = now()
+     where id = _id;
+    if not found then
+      raise exception 'table trigger % (%) does not exist', _name, _id using errcode = 'P0002';
+    end if;
+  end if;
+  perform supaqueue._install_table_trigger_objects(_id);
+  return _id;
+end
+$$;
+
+ALTER FUNCTION supaqueue.set_table_trigger(_id uuid, _name text, _queue uuid, _table_schema text, _table_name text, _events text[], _condition text) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -943,6 +1567,8 @@ declare
   _pruned integer := 0;
   _n integer;
 begin
+  perform supaqueue.enqueue_due_schedules();
+
   for _cj in
     delete from supaqueue.current_job
       where id in (select c.id from supaqueue.current_job c
@@ -1196,6 +1822,22 @@ CREATE VIEW supaqueue.queue_stats AS
 
 ALTER TABLE supaqueue.queue_stats OWNER TO postgres;
 
+CREATE TABLE supaqueue.schedule (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    name text NOT NULL,
+    queue uuid NOT NULL,
+    cron text NOT NULL,
+    timezone text DEFAULT 'UTC'::text NOT NULL,
+    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
+    next_run_at timestamp with time zone NOT NULL,
+    last_slot timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT schedule_name_is_slug CHECK ((name ~ '^[A-Za-z][A-Za-z0-9_-]*$'::text))
+);
+
+ALTER TABLE supaqueue.schedule OWNER TO postgres;
+
 CREATE TABLE supaqueue.settings (
     key text NOT NULL,
     value text NOT NULL,
@@ -1204,6 +1846,30 @@ CREATE TABLE supaqueue.settings (
 );
 
 ALTER TABLE supaqueue.settings OWNER TO postgres;
+
+CREATE TABLE supaqueue.table_trigger (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    name text NOT NULL,
+    queue uuid NOT NULL,
+    table_schema text NOT NULL,
+    table_name text NOT NULL,
+    events text[] NOT NULL,
+    condition text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT table_trigger_events_known CHECK ((((cardinality(events) >= 1) AND (cardinality(events) <= 3)) AND (events <@ ARRAY['INSERT'::text, 'UPDATE'::text, 'DELETE'::text]))),
+    CONSTRAINT table_trigger_name_is_slug CHECK ((name ~ '^[A-Za-z][A-Za-z0-9_-]*$'::text))
+);
+
+ALTER TABLE supaqueue.table_trigger OWNER TO postgres;
+
+CREATE UNLOGGED TABLE supaqueue.table_trigger_buffer (
+    trigger uuid NOT NULL,
+    record jsonb,
+    old_record jsonb
+);
+
+ALTER TABLE supaqueue.table_trigger_buffer OWNER TO postgres;
 
 ALTER TABLE ONLY supaqueue.current_job
     ADD CONSTRAINT current_job_job_key UNIQUE (job);
@@ -1238,8 +1904,20 @@ ALTER TABLE ONLY supaqueue.queue
 ALTER TABLE ONLY supaqueue.queue
     ADD CONSTRAINT queue_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY supaqueue.schedule
+    ADD CONSTRAINT schedule_name_key UNIQUE (name);
+
+ALTER TABLE ONLY supaqueue.schedule
+    ADD CONSTRAINT schedule_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY supaqueue.settings
     ADD CONSTRAINT settings_pkey PRIMARY KEY (key);
+
+ALTER TABLE ONLY supaqueue.table_trigger
+    ADD CONSTRAINT table_trigger_name_key UNIQUE (name);
+
+ALTER TABLE ONLY supaqueue.table_trigger
+    ADD CONSTRAINT table_trigger_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY supaqueue.worker
     ADD CONSTRAINT worker_pkey PRIMARY KEY (id);
@@ -1259,6 +1937,8 @@ CREATE INDEX job_finished_idx ON supaqueue.job USING btree (queue, finished_at) 
 CREATE INDEX job_ready_idx ON supaqueue.job USING btree (queue, priority DESC, run_at, id) WHERE ((status = 'pending'::supaqueue.job_status) AND (pending_dependencies = 0));
 
 CREATE INDEX job_unfinished_idx ON supaqueue.job USING btree (queue, created_at) WHERE (status = ANY (ARRAY['pending'::supaqueue.job_status, 'in_progress'::supaqueue.job_status]));
+
+CREATE INDEX schedule_next_run_at_idx ON supaqueue.schedule USING btree (next_run_at);
 
 CREATE INDEX worker_free_idx ON supaqueue.worker USING btree (queue) WHERE ((NOT locked) AND (NOT retiring));
 
@@ -1291,6 +1971,12 @@ ALTER TABLE ONLY supaqueue.job
 ALTER TABLE ONLY supaqueue.queue_bucket
     ADD CONSTRAINT queue_bucket_queue_fkey FOREIGN KEY (queue) REFERENCES supaqueue.queue(id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY supaqueue.schedule
+    ADD CONSTRAINT schedule_queue_fkey FOREIGN KEY (queue) REFERENCES supaqueue.queue(id);
+
+ALTER TABLE ONLY supaqueue.table_trigger
+    ADD CONSTRAINT table_trigger_queue_fkey FOREIGN KEY (queue) REFERENCES supaqueue.queue(id);
+
 ALTER TABLE ONLY supaqueue.worker
     ADD CONSTRAINT worker_queue_fkey FOREIGN KEY (queue) REFERENCES supaqueue.queue(id) ON DELETE CASCADE;
 
@@ -1299,16 +1985,49 @@ GRANT USAGE ON SCHEMA supaqueue TO service_role;
 REVOKE ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue._check_timezone(_tz text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._check_timezone(_tz text) TO service_role;
+
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.current_job TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._cron_day_matches(_spec supaqueue.cron_spec, _t timestamp without time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._cron_day_matches(_spec supaqueue.cron_spec, _t timestamp without time zone) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._cron_field(_field text, _what text, _low integer, _high integer, _names text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._cron_field(_field text, _what text, _low integer, _high integer, _names text[]) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._cron_latest_slot(_spec supaqueue.cron_spec, _tz text, _from timestamp with time zone, _now timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._cron_latest_slot(_spec supaqueue.cron_spec, _tz text, _from timestamp with time zone, _now timestamp with time zone) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._cron_next(_spec supaqueue.cron_spec, _after timestamp with time zone, _tz text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._cron_next(_spec supaqueue.cron_spec, _after timestamp with time zone, _tz text) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._cron_next_wall(_spec supaqueue.cron_spec, _after timestamp without time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._cron_next_wall(_spec supaqueue.cron_spec, _after timestamp without time zone) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._dispatch(_queue uuid, _chain_worker uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._dispatch(_queue uuid, _chain_worker uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._table_trigger_names(_name text, _part text, OUT trigger_name text, OUT function_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._table_trigger_names(_name text, _part text, OUT trigger_name text, OUT function_name text) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._table_trigger_parts(_events text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._table_trigger_parts(_events text[]) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._utc_offset(_at timestamp with time zone, _tz text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._utc_offset(_at timestamp with time zone, _tz text) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.apply_privileges() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.apply_privileges() TO service_role;
@@ -1330,17 +2049,32 @@ GRANT ALL ON FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt inte
 REVOKE ALL ON FUNCTION supaqueue.cron_job_names() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.cron_job_names() TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.cron_next(_cron text, _after timestamp with time zone, _timezone text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.cron_next(_cron text, _after timestamp with time zone, _timezone text) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.cron_next_runs(_cron text, _timezone text, _count integer, _after timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.cron_next_runs(_cron text, _timezone text, _count integer, _after timestamp with time zone) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.cron_parse(_cron text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.cron_parse(_cron text) TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.dispatch(_queue uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.dispatch(_queue uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.drop_queue(_queue uuid, _discard_unfinished boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.drop_queue(_queue uuid, _discard_unfinished boolean) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.drop_table_trigger(_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.drop_table_trigger(_id uuid) TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.enqueue_due_schedules() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.enqueue_due_schedules() TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.external_dependents() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.external_dependents() TO service_role;
@@ -1359,6 +2093,9 @@ GRANT ALL ON FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text
 
 REVOKE ALL ON FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer, _chain_jobs integer, _chain_elapsed_ms bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer, _chain_jobs integer, _chain_elapsed_ms bigint) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.set_table_trigger(_id uuid, _name text, _queue uuid, _table_schema text, _table_name text, _events text[], _condition text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.set_table_trigger(_id uuid, _name text, _queue uuid, _table_schema text, _table_name text, _events text[], _condition text) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) TO service_role;
@@ -1401,4 +2138,10 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.worker TO service_role;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.queue_stats TO service_role;
 
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.schedule TO service_role;
+
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.settings TO service_role;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.table_trigger TO service_role;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.table_trigger_buffer TO service_role;

@@ -3,6 +3,7 @@
 -- then unschedules supaqueue's own pg_cron jobs by exact name and drops the schema.
 -- The same as supaqueue.uninstall() (sql/0007_ownership.sql), for databases where that function
 -- is missing or older; the dependency query below is a copy of supaqueue.external_dependents()
+-- as last defined (sql/*_hooks.sql)
 -- (tests/engine/test_uninstall.py keeps the two equal). Not a migration (the runner only loads
 -- NNNN_<name>.sql). The Vault secret is the provider's.
 create or replace function pg_temp.supaqueue_external_dependents()
@@ -52,8 +53,15 @@ as $$
          join pg_catalog.pg_class c on c.oid = p.prrelid
         where r.classid = 'pg_catalog.pg_publication_rel'::pg_catalog.regclass
           and p.oid = r.objid),
-      -- a trigger belongs to its table, unless a user's function is what it runs
-      (select case when f.pronamespace = c.relnamespace then c.relnamespace end
+      -- a trigger belongs to its table, unless a user's function is what it runs; supaqueue's
+      -- own table triggers (sql/*_hooks.sql: 'supaqueue_<name>_<part>' running its
+      -- supaqueue.tg_hook_<name>_<part>) belong to supaqueue and go with it
+      (select case when f.pronamespace = c.relnamespace then c.relnamespace
+                   when g.tgname = 'supaqueue_' || pg_catalog.substr(f.proname, 9)
+                    and f.proname like 'tg\_hook\_%'
+                    and f.pronamespace = (select n.oid from pg_catalog.pg_namespace n
+                                           where n.nspname = 'supaqueue')
+                   then f.pronamespace end
          from pg_catalog.pg_trigger g
          join pg_catalog.pg_class c on c.oid = g.tgrelid
          join pg_catalog.pg_proc f on f.oid = g.tgfoid

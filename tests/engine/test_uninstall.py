@@ -174,11 +174,16 @@ def test_uninstall_without_dependents_drops_the_schema(
 
 
 def test_the_script_uses_the_same_dependency_query_as_the_function() -> None:
-    """One authority: sql/uninstall.sql carries a copy of supaqueue.external_dependents()."""
+    """One authority: sql/uninstall.sql carries a copy of supaqueue.external_dependents() as
+    the newest migration that (re)defines it has it."""
     body = re.compile(r"external_dependents\(\)\n(returns table.*?\$\$;)", re.S)
-    (function,) = body.findall((REPO / "sql" / "0007_ownership.sql").read_text())
+    definitions = [
+        found
+        for migration in migrations.load_migrations()
+        for found in body.findall(migration.path.read_text())
+    ]
     (script,) = body.findall(UNINSTALL_SCRIPT)
-    assert script == function
+    assert script == definitions[-1]
 
 
 @pytest.fixture

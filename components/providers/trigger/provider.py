@@ -1,0 +1,242 @@
+"""A table trigger: a row of `supaqueue.table_trigger` and, on the user's table, our triggers for
+its events (two for UPDATE), each with its function in schema supaqueue, made by
+`supaqueue.set_table_trigger` (sql/*_hooks.sql).
+
+`check` asks the database (at preview) whether the table exists, whether this role may create
+triggers on it, and whether `when` is a valid condition there (planned in a transaction that is
+rolled back, under the trigger function's empty search_path). Every setting but the name
+updates in place; delete removes only our triggers and functions, never the table.
+
+The resource itself is `components.trigger.Trigger`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
+
+from components.clients.postgres import check_url, connect, sql_message
+from components.errors import ConfigError, DatabaseError, NameTakenError
+from components.providers.base import explicit_diff, presented, unknown_keys
+from components.providers.trigger.spec import (
+    FIELDS,
+    normalized_events,
+    normalized_when,
+    split_table,
+    validate_trigger,
+)
+from components.sql_files import queries
+
+SQL = "trigger.sql"
+NAME_CONSTRAINT = "table_trigger_name_key"
+IDENTITY = ("name",)
+UPDATABLE = ("table", "events", "when", "queue_id", "db_url")
+SECRET_OUTPUTS = ["db_url"]
+INPUTS = ("name", "table", "events", "when", "queue_id", "db_url")
+RELATION_KINDS = {"r": "table", "p": "partitioned table"}
+KIND_NAMES = {"v": "a view", "m": "a materialized view", "f": "a foreign table", "S": "a sequence"}
+
+
+def database_problems(conn: psycopg.Connection, props: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field, reason) for what the database says is wrong: the table, the role's right to put
+    a trigger on it, the condition. Runs in a transaction that is always rolled back."""
+    schema, table = split_table(props["table"])
+    text = queries(SQL)
+    info = conn.execute(text["table_info"], {"schema": schema, "table": table}).fetchone()
+    where = f"{schema}.{table}"
+    if info is None:
+        return [
+            (
+                "table",
+                f"{where} does not exist in the database (names are case-sensitive); create "
+                "it first: supaqueue never creates or alters your tables",
+            )
+        ]
+    kind, may_trigger, owner, role = info
+    if kind not in RELATION_KINDS:
+        return [("table", f"{where} is {KIND_NAMES.get(kind, 'not a table')}, not a table")]
+    if not may_trigger:
+        return [
+            (
+                "table",
+                f"role {role} may not create triggers on {where} (owned by {owner}): connect as "
+                f"its owner, or `grant trigger on {where} to {role}`",
+            )
+        ]
+    when = normalized_when(props.get("when"))
+    if when is None:
+        return []
+    problems: list[tuple[str, str]] = []
+    relation = sql.Identifier(schema, table)
+    for event in normalized_events(props["events"]):
+        aliases = {"INSERT": ["new"], "DELETE": ["old"], "UPDATE": ["new", "old"]}[event]
+        from_list = sql.SQL(", ").join(
+            sql.SQL("{} as {}").format(relation, sql.SQL(alias)) for alias in aliases
+        )
+        check = sql.SQL(text["condition_check"]).format(
+            **{"from": from_list, "condition": sql.SQL(when)}
+        )
+        try:
+            with conn.transaction(force_rollback=True):
+                conn.execute(text["local_search_path"])
+                conn.execute(check, prepare=True)
+        except psycopg.Error as exc:
+            rows = " and ".join(alias.upper() for alias in aliases)
+            problems.append(
+                (
+                    "when",
+                    f"{when!r} is not a valid condition for {event} on {where} (the row is "
+                    f"{rows}; functions outside pg_catalog must be schema-qualified): "
+                    f"{sql_message(exc)}",
+                )
+            )
+    return problems
+
+
+def _params(props: dict[str, Any], trigger_id: str | None) -> dict[str, Any]:
+    schema, table = split_table(props["table"])
+    return {
+        "id": trigger_id,
+        "name": props["name"],
+        "queue_id": props["queue_id"],
+        "schema": schema,
+        "table": table,
+        "events": normalized_events(props["events"]),
+        "when": normalized_when(props.get("when")),
+    }
+
+
+def _install(props: dict[str, Any], trigger_id: str | None) -> str:
+    """set_table_trigger in one transaction, after the same checks as preview."""
+    with connect(props["db_url"]) as conn:
+        problems = database_problems(conn, props)
+        if problems:
+            raise ConfigError(
+                f"trigger {props['name']!r}: "
+                + "; ".join(f"{field}: {reason}" for field, reason in problems)
+            )
+        try:
+            with conn.transaction():
+                row = conn.execute(
+                    queries(SQL)["set_trigger"], _params(props, trigger_id)
+                ).fetchone()
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != NAME_CONSTRAINT:
+                raise
+            raise NameTakenError(_name_taken(conn, str(props["name"]))) from None
+        except psycopg.errors.NoDataFound:
+            raise DatabaseError(
+                f"trigger {props['name']!r} ({trigger_id}) no longer exists in the database: "
+                "run `pulumi refresh` so Pulumi recreates it"
+            ) from None
+    assert row is not None
+    return str(row[0])
+
+
+def _name_taken(conn: psycopg.Connection, name: str) -> str:
+    found = conn.execute(queries(SQL)["find_trigger_by_name"], {"name": name}).fetchone()
+    trigger_id = found[0] if found else "<id>"
+    return (
+        f"trigger {name!r} already exists in the database (id {trigger_id}) but not in this "
+        "stack's state: another stack declares it, or the state was lost. Remove it in SQL, "
+        f"`select supaqueue.drop_table_trigger('{trigger_id}');`, then run `pulumi up` again; "
+        "or declare this trigger under another name."
+    )
+
+
+def _outs(props: dict[str, Any], trigger_id: str) -> dict[str, Any]:
+    outs = {key: props.get(key) for key in INPUTS}
+    outs["events"] = normalized_events(props["events"])
+    outs["when"] = normalized_when(props.get("when"))
+    outs["trigger_id"] = trigger_id
+    return outs
+
+
+class TriggerProvider(ResourceProvider):
+    """CRUD of one table trigger through SQL; the connection string is an input (secret)."""
+
+    @presented
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        unknown = unknown_keys(news)
+        spec = {key: news[key] for key in FIELDS if key in news and key != "queue"}
+        failures = [
+            CheckFailure(problem.field.removeprefix("trigger."), problem.reason)
+            for problem in validate_trigger(spec, unknown=unknown, queue_known=False)
+        ]
+        if news.get("queue_id") is None:
+            failures.append(CheckFailure("queue_id", "is required (the queue's id)"))
+        db_url = news.get("db_url")
+        if "db_url" not in unknown and (why := check_url(db_url)):
+            failures.append(CheckFailure("db_url", f"the database URL {why}"))
+        extra = [key for key in news if key not in (*INPUTS, "trigger_id", "__provider")]
+        failures += [
+            CheckFailure(key, f"unknown key; known keys: {', '.join(INPUTS)}") for key in extra
+        ]
+        inputs = {key: news.get(key) for key in INPUTS}
+        if not failures and "events" not in unknown:
+            inputs["events"] = normalized_events(news["events"])
+        if "when" not in unknown:
+            inputs["when"] = normalized_when(news.get("when"))
+        if not failures and not unknown & {"db_url", "table", "events", "when"}:
+            with connect(str(db_url)) as conn:
+                failures += [
+                    CheckFailure(field, reason) for field, reason in database_problems(conn, inputs)
+                ]
+        return CheckResult(inputs, failures)
+
+    @presented
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        return explicit_diff(olds, news, updatable=UPDATABLE, identity=IDENTITY)
+
+    @presented
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        trigger_id = _install(props, None)
+        return CreateResult(trigger_id, _outs(props, trigger_id))
+
+    @presented
+    def update(self, trigger_id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        _install(news, trigger_id)
+        return UpdateResult(_outs(news, trigger_id))
+
+    @presented
+    def read(self, trigger_id: str, props: dict[str, Any]) -> ReadResult:
+        text = queries(SQL)
+        with connect(props["db_url"]) as conn:
+            exists = conn.execute(text["registry_exists"]).fetchone()
+            row = None
+            if exists and exists[0]:
+                cursor = conn.cursor(row_factory=psycopg.rows.dict_row)
+                row = cursor.execute(text["read_trigger"], {"id": trigger_id}).fetchone()
+        if row is None:
+            return ReadResult("", {})
+        outs = {
+            **props,
+            "name": row["name"],
+            "queue_id": row["queue_id"],
+            "table": f"{row['table_schema']}.{row['table_name']}",
+            # a trigger dropped behind Pulumi's back shows as a changed event list
+            "events": list(row["installed"]),
+            "when": row["condition"],
+            "trigger_id": trigger_id,
+        }
+        return ReadResult(trigger_id, outs)
+
+    @presented
+    def delete(self, trigger_id: str, props: dict[str, Any]) -> None:
+        text = queries(SQL)
+        with connect(props["db_url"]) as conn:
+            exists = conn.execute(text["registry_exists"]).fetchone()
+            if not exists or not exists[0]:
+                return  # the schema is gone, and our triggers with it (they depend on it)
+            conn.execute(text["drop_trigger"], {"id": trigger_id})

@@ -1,0 +1,221 @@
+"""The table trigger resource against the real engine SQL: preview checks naming the field (the
+table, the role's right, the condition: also before supaqueue is installed), create, in-place
+updates (same id), drift seen by read, a name taken outside the state, delete that leaves the
+user's table as it was."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from components.providers.queue import QueueProvider
+from components.providers.trigger import TriggerProvider
+from tests.providers.conftest import failure_text, sql_value, uninstall
+
+
+@pytest.fixture
+def orders(db_url: str) -> Iterator[str]:
+    """A user table (made by `postgres`, as on Supabase), dropped afterwards."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("drop table if exists public.hook_orders, public.hook_invoices")
+        conn.execute("create table public.hook_orders (id int primary key, status text)")
+        conn.execute("create table public.hook_invoices (id int primary key)")
+        conn.execute("create view public.hook_orders_view as select * from public.hook_orders")
+    yield "public.hook_orders"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("drop view if exists public.hook_orders_view")
+        conn.execute("drop table if exists public.hook_orders, public.hook_invoices")
+
+
+def queue(db_url: str, name: str = "hooked") -> str:
+    provider = QueueProvider()
+    props = provider.check(
+        {}, {"db_url": db_url, "name": name, "edge_function_name": "f", "paused": True}
+    ).inputs
+    return provider.create(props).id
+
+
+def declare(db_url: str, queue_id: Any, **settings: Any) -> dict[str, Any]:
+    props = {
+        "db_url": db_url,
+        "name": "new-orders",
+        "table": "public.hook_orders",
+        "events": ["insert", "UPDATE"],
+        "queue_id": queue_id,
+        "when": None,
+        **settings,
+    }
+    checked = TriggerProvider().check({}, {**props, "trigger_id": None})
+    assert checked.failures == [], checked.failures
+    return dict(checked.inputs)
+
+
+def failures(db_url: str, **settings: Any) -> dict[str, str]:
+    props = {
+        "db_url": db_url,
+        "name": "new-orders",
+        "table": "public.hook_orders",
+        "events": ["INSERT"],
+        "queue_id": "00000000-0000-0000-0000-000000000000",
+        **settings,
+    }
+    found = TriggerProvider().check({}, props).failures
+    return {failure.property: failure.reason for failure in found}
+
+
+def triggers_on(db_url: str, table: str = "public.hook_orders") -> list[str]:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "select tgname from pg_trigger where not tgisinternal and tgrelid = %s::regclass"
+            " order by 1",
+            (table,),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_check_names_the_field_before_supaqueue_is_installed(db_url: str, orders: str) -> None:
+    uninstall(db_url)  # preview of a first `up`: only the user's tables exist
+    assert failures(db_url) == {}
+    assert (
+        "public.nope does not exist in the database"
+        in failures(db_url, table="public.nope")["table"]
+    )
+    assert "is a view, not a table" in failures(db_url, table="public.hook_orders_view")["table"]
+    assert "schema-qualified" in failures(db_url, table="hook_orders")["table"]
+    assert "cannot have supaqueue triggers" in failures(db_url, table="supaqueue.job")["table"]
+    assert "'TRUNCATE' is not one of" in failures(db_url, events=["TRUNCATE"])["events"]
+    assert "twice" in failures(db_url, events=["INSERT", "insert"])["events"]
+    bad = failures(db_url, events=["INSERT", "DELETE"], when="NEW.status = 'paid'")["when"]
+    assert "not a valid condition for DELETE on public.hook_orders" in bad
+    assert 'missing FROM-clause entry for table "new"' in bad
+    assert "column new.nope does not exist" in failures(db_url, when="NEW.nope = 1")["when"]
+    # one expression only: a second statement is refused (and nothing of it ran)
+    sneaky = failures(db_url, when="true); drop table public.hook_invoices; select (1")["when"]
+    assert "cannot insert multiple commands" in sneaky
+    assert sql_value(db_url, "select to_regclass('public.hook_invoices') is not null") is True
+    assert "unknown key" in failures(db_url, colour="red")["colour"]
+    assert sql_value(db_url, "select to_regnamespace('supaqueue') is null") is True
+
+
+def test_a_role_that_may_not_create_triggers_is_told_what_to_do(db_url: str, orders: str) -> None:
+    """As on hosted Supabase, `postgres` is not a superuser: a table it does not own needs a
+    TRIGGER grant. Checked here with a role of that kind connecting for the provider."""
+    role = "hook_check_role"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"drop role if exists {role}")
+        conn.execute(f"create role {role} login password 'pw-for-this-test-only'")
+    try:
+        host = db_url.split("@", 1)[1]
+        dsn = f"postgresql://{role}:pw-for-this-test-only@{host}"
+        reason = failures(dsn, table="public.hook_orders")
+        assert (
+            "role hook_check_role may not create triggers on public.hook_orders" in reason["table"]
+        )
+        assert "grant trigger on public.hook_orders to hook_check_role" in reason["table"]
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(f"drop role if exists {role}")
+
+
+def test_create_update_read_delete(installed: dict[str, Any], db_url: str, orders: str) -> None:
+    provider = TriggerProvider()
+    q = queue(db_url)
+    props = declare(db_url, q)
+    assert props["events"] == ["INSERT", "UPDATE"]
+    created = provider.create(props)
+    outs = created.outs or {}
+    assert outs["trigger_id"] == created.id
+    assert triggers_on(db_url) == [
+        "supaqueue_new-orders_insert",
+        "supaqueue_new-orders_update",
+        "supaqueue_new-orders_update_flush",
+    ]
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("insert into public.hook_orders values (1, 'new')")
+    payload = sql_value(db_url, "select payload from supaqueue.job where queue = %s", q)
+    assert payload == {
+        "type": "INSERT",
+        "table": "hook_orders",
+        "schema": "public",
+        "record": {"id": 1, "status": "new"},
+        "old_record": None,
+    }
+    assert provider.read(created.id, outs).outs == outs
+
+    # In place: events, condition, table, queue.
+    other = queue(db_url, "hooked-2")
+    news = declare(
+        db_url, other, events=["DELETE"], when="OLD.id > 1", table="public.hook_invoices"
+    )
+    diff = provider.diff(created.id, outs, news)
+    assert diff.changes is True and diff.replaces == []
+    updated = provider.update(created.id, outs, news).outs or {}
+    assert updated["trigger_id"] == created.id
+    assert triggers_on(db_url) == []
+    assert triggers_on(db_url, "public.hook_invoices") == ["supaqueue_new-orders_delete"]
+    assert provider.diff(created.id, updated, news).changes is False
+    assert provider.diff(created.id, updated, {**news, "name": "renamed"}).replaces == ["name"]
+
+    # Drift: our trigger dropped behind Pulumi's back shows as a change; up puts it back.
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute('drop trigger "supaqueue_new-orders_delete" on public.hook_invoices')
+    refreshed = provider.read(created.id, updated).outs or {}
+    assert refreshed["events"] == []
+    assert provider.diff(created.id, refreshed, news).changes is True
+    provider.update(created.id, refreshed, news)
+    assert triggers_on(db_url, "public.hook_invoices") == ["supaqueue_new-orders_delete"]
+
+    provider.delete(created.id, updated)
+    assert triggers_on(db_url, "public.hook_invoices") == []
+    assert sql_value(db_url, "select count(*) from supaqueue.table_trigger") == 0
+    assert sql_value(db_url, "select count(*) from public.hook_orders") == 1  # the table is intact
+    assert provider.read(created.id, updated).id == ""
+
+
+def test_create_refuses_what_preview_would_and_changes_nothing(
+    installed: dict[str, Any], db_url: str, orders: str
+) -> None:
+    provider = TriggerProvider()
+    q = queue(db_url)
+    props = declare(db_url, q)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("alter table public.hook_orders drop column status cascade")
+    text = failure_text(lambda: provider.create({**props, "when": "NEW.status = 'x'"}))
+    assert "ConfigError: trigger 'new-orders': when:" in text
+    assert "column new.status does not exist" in text
+    assert "Traceback" not in text
+    assert triggers_on(db_url) == []
+    assert sql_value(db_url, "select count(*) from supaqueue.table_trigger") == 0
+
+
+def test_create_of_a_name_taken_outside_the_state_says_what_to_do(
+    installed: dict[str, Any], db_url: str, orders: str
+) -> None:
+    provider = TriggerProvider()
+    q = queue(db_url)
+    existing = provider.create(declare(db_url, q)).id
+    text = failure_text(lambda: provider.create(declare(db_url, q)))
+    assert (
+        f"NameTakenError: trigger 'new-orders' already exists in the database (id {existing})"
+        in text
+    )
+    assert f"select supaqueue.drop_table_trigger('{existing}');" in text
+    assert triggers_on(db_url) == [
+        "supaqueue_new-orders_insert",
+        "supaqueue_new-orders_update",
+        "supaqueue_new-orders_update_flush",
+    ]
+
+
+def test_delete_after_uninstall_is_a_no_op(
+    installed: dict[str, Any], db_url: str, orders: str
+) -> None:
+    provider = TriggerProvider()
+    created = provider.create(declare(db_url, queue(db_url)))
+    uninstall(db_url)
+    assert triggers_on(db_url) == []  # dropped with the schema
+    provider.delete(created.id, created.outs or {})
+    assert provider.read(created.id, created.outs or {}).id == ""
