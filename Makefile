@@ -41,7 +41,7 @@ pulumi: toolchain
 	@scripts/pulumi-stack.sh $(STACK) $(ARGS)
 
 lint: toolchain
-	@$(ENV) ruff check . && ruff format --check . && mypy components local_stack offline_plugins scripts benchmarks tests
+	@$(ENV) ruff check . && ruff format --check . && mypy components local_stack offline_plugins cli console scripts benchmarks tests
 
 test: lint
 	@$(ENV) $(PY) -m pytest
@@ -50,4 +50,5 @@ bench: toolchain
 	@$(ENV) $(PY) benchmarks/engine_bench.py
 	@$(ENV) $(PY) benchmarks/pulumi_bench.py
 	@$(ENV) $(PY) benchmarks/e2e_bench.py
+	@$(ENV) $(PY) benchmarks/operator_bench.py
 	@$(ENV) $(PY) benchmarks/trigger_bench.py

@@ -28,8 +28,8 @@ begin
 end
 $$;
 
--- Hands free workers of one queue the next ready jobs (priority, then run_at), one pg_net POST
--- each. With _chain_worker: that worker only (the caller just freed it, in this transaction),
+-- 0010's dispatch with 0013's operator pause, and a chain mode. Hands free workers of one queue
+-- the next ready jobs (priority, then run_at), one pg_net POST each. With _chain_worker: that worker only (the caller just freed it, in this transaction),
 -- at most one job, leased without pg_net: the caller claims it at once.
 -- Cost is independent of the backlog: one probe of job_ready_idx and worker_free_idx per job,
 -- SKIP LOCKED so that concurrent dispatchers never wait for each other.
@@ -54,8 +54,9 @@ declare
   _n integer := 0;
   _prio integer;
 begin
+  -- paused in the stack, or by the operator (0013): nothing is dispatched, no chain goes on
   select * into _q from supaqueue.queue where id = _queue;
-  if not found or _q.paused then
+  if not found or _q.paused or _q.operator_paused_at is not null then
     return 0;
   end if;
 

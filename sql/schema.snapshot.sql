@@ -27,6 +27,47 @@ CREATE TYPE supaqueue.job_status AS ENUM (
 
 ALTER TYPE supaqueue.job_status OWNER TO postgres;
 
+CREATE TABLE supaqueue.current_job (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    worker uuid NOT NULL,
+    job uuid NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    lease_expires_at timestamp with time zone NOT NULL,
+    request_id bigint,
+    claimed_at timestamp with time zone
+);
+
+ALTER TABLE supaqueue.current_job OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._cancel_attempt(_cj supaqueue.current_job) RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _j supaqueue.job;
+begin
+  select * into _j from supaqueue.job where id = _cj.job for update;
+  insert into supaqueue.job_attempt (job, queue, attempt, worker, started_at, ended_at, outcome,
+                                     error, duration_ms)
+    values (_j.id, _j.queue, _j.attempts, _cj.worker, _cj.started_at, clock_timestamp(),
+            'cancelled', 'cancelled by the operator while in progress',
+            (extract(epoch from clock_timestamp() - _cj.started_at) * 1000)::integer);
+  update supaqueue.worker set locked = false where id = _cj.worker and not retiring;
+  if not found then
+    delete from supaqueue.worker where id = _cj.worker;
+  end if;
+  update supaqueue.job
+    set status = 'cancelled', finished_at = now(), updated_at = now(),
+        cancelled_by_operator = true, last_error = 'cancelled by the operator'
+    where id = _j.id;
+  perform supaqueue._cancel_dependents(
+    _j.id, format('cancelled: job %s it depends on was cancelled by the operator', _j.id));
+  return _j.queue;
+end
+$$;
+
+ALTER FUNCTION supaqueue._cancel_attempt(_cj supaqueue.current_job) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -70,18 +111,6 @@ end
 $$;
 
 ALTER FUNCTION supaqueue._check_timezone(_tz text) OWNER TO postgres;
-
-CREATE TABLE supaqueue.current_job (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    worker uuid NOT NULL,
-    job uuid NOT NULL,
-    started_at timestamp with time zone DEFAULT now() NOT NULL,
-    lease_expires_at timestamp with time zone NOT NULL,
-    request_id bigint,
-    claimed_at timestamp with time zone
-);
-
-ALTER TABLE supaqueue.current_job OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) RETURNS jsonb
     LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -367,8 +396,9 @@ declare
   _n integer := 0;
   _prio integer;
 begin
+  -- paused in the stack, or by the operator (0013): nothing is dispatched, no chain goes on
   select * into _q from supaqueue.queue where id = _queue;
-  if not found or _q.paused then
+  if not found or _q.paused or _q.operator_paused_at is not null then
     return 0;
   end if;
 
@@ -512,6 +542,20 @@ end
 $$;
 
 ALTER FUNCTION supaqueue._dispatch(_queue uuid, _chain_worker uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) RETURNS SETOF uuid
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select j.id from supaqueue.job j
+   where j.queue = _queue and j.status = 'failed'
+     and j.finished_at >= coalesce(_since, '-infinity')
+     and (_error_contains is null
+          or strpos(lower(coalesce(j.last_error, '')), lower(_error_contains)) > 0)
+   order by j.finished_at
+$$;
+
+ALTER FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) RETURNS uuid[]
     LANGUAGE plpgsql SECURITY DEFINER
@@ -693,6 +737,21 @@ $$;
 
 ALTER FUNCTION supaqueue._install_table_trigger_objects(_id uuid) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) RETURNS SETOF uuid
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select j.id from supaqueue.job j
+   where j.queue = _queue and j.status = any (_statuses) and j.finished_at is not null
+     and j.finished_at < coalesce(_older_than, 'infinity')
+     and not exists (
+       select 1 from supaqueue.job_dependency d
+         join supaqueue.job dj on dj.id = d.job
+        where d.depends_on = j.id and dj.status in ('pending', 'in_progress'))
+$$;
+
+ALTER FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -725,6 +784,94 @@ end
 $$;
 
 ALTER FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._retry_job(_job uuid, _strict boolean) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _j supaqueue.job;
+  _blocker uuid;
+  _holder uuid;
+begin
+  select * into _j from supaqueue.job where id = _job for update;
+  if not found then
+    raise exception 'supaqueue.retry_job: there is no job with id %', _job using errcode = 'SQ002';
+  end if;
+  if _j.status not in ('failed', 'cancelled') then
+    return false;
+  end if;
+  select d.depends_on into _blocker from supaqueue.job_dependency d
+    join supaqueue.job dj on dj.id = d.depends_on
+   where d.job = _job and dj.status in ('failed', 'cancelled') limit 1;
+  if found then
+    if not _strict then
+      return false;
+    end if;
+    raise exception 'supaqueue.retry_job: job % depends on job %, which did not succeed', _job,
+      _blocker using errcode = 'SQ003',
+      hint = format('Retry job %s instead: its cancelled dependents come back with it.', _blocker);
+  end if;
+  if _j.dedup_key is not null then
+    select id into _holder from supaqueue.job
+     where queue = _j.queue and dedup_key = _j.dedup_key and status in ('pending', 'in_progress');
+    if found then
+      if not _strict then
+        return false;
+      end if;
+      raise exception 'supaqueue.retry_job: job %''s dedup key is held by unfinished job %',
+        _job, _holder using errcode = 'SQ004';
+    end if;
+  end if;
+  update supaqueue.job
+    set status = 'pending', finished_at = null, updated_at = now(), run_at = now(), attempts = 0,
+        result = null, cancelled_by_operator = false,
+        pending_dependencies = (
+          select count(*) from supaqueue.job_dependency d
+            join supaqueue.job dj on dj.id = d.depends_on
+           where d.job = _job and dj.status <> 'success')
+    where id = _job;
+  perform supaqueue._revive_dependents(_job);
+  return true;
+end
+$$;
+
+ALTER FUNCTION supaqueue._retry_job(_job uuid, _strict boolean) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._revive_dependents(_job uuid) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _frontier uuid[] := array[_job];
+  _total integer := 0;
+begin
+  loop
+    with revived as (
+      update supaqueue.job j
+        set status = 'pending', finished_at = null, updated_at = now(), run_at = now(),
+            attempts = 0, result = null, last_error = null, last_status_code = null,
+            pending_dependencies = (
+              select count(*) from supaqueue.job_dependency d
+                join supaqueue.job dj on dj.id = d.depends_on
+               where d.job = j.id and dj.status <> 'success')
+        where j.status = 'cancelled' and not j.cancelled_by_operator
+          and exists (select 1 from supaqueue.job_dependency d
+                       where d.job = j.id and d.depends_on = any (_frontier))
+          and not exists (select 1 from supaqueue.job_dependency d
+                            join supaqueue.job dj on dj.id = d.depends_on
+                           where d.job = j.id and dj.status in ('failed', 'cancelled'))
+        returning j.id
+    )
+    select coalesce(array_agg(id), '{}') into _frontier from revived;
+    exit when cardinality(_frontier) = 0;
+    _total := _total + cardinality(_frontier);
+  end loop;
+  return _total;
+end
+$$;
+
+ALTER FUNCTION supaqueue._revive_dependents(_job uuid) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._table_trigger_names(_name text, _part text, OUT trigger_name text, OUT function_name text) RETURNS record
     LANGUAGE plpgsql IMMUTABLE
@@ -825,6 +972,7 @@ CREATE TABLE supaqueue.queue (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     owner_stack text,
     owner_stack_id text,
+    operator_paused_at timestamp with time zone,
     CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
     CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
     CONSTRAINT queue_default_headers_object CHECK ((jsonb_typeof(default_headers) = 'object'::text)),
@@ -852,6 +1000,64 @@ CREATE FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) RETU
 $$;
 
 ALTER FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.cancel_job(_job uuid) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _cj supaqueue.current_job;
+  _j supaqueue.job;
+begin
+  -- Locks are taken in the order a report takes them (lease, then job), so a cancel and a report
+  -- never deadlock. The rare case that needs the other order retries in a subtransaction, which
+  -- lets go of the job's lock in between.
+  for _try in 1..200 loop
+    begin
+      -- 1. Claim the lease as a report does; waits for a report in flight, which then wins.
+      delete from supaqueue.current_job where job = _job returning * into _cj;
+      if found then
+        perform supaqueue.dispatch(supaqueue._cancel_attempt(_cj));  -- a worker is free
+        return true;
+      end if;
+      select * into _j from supaqueue.job where id = _job for update;
+      if not found then
+        raise exception 'supaqueue.cancel_job: there is no job with id %', _job
+          using errcode = 'SQ002';
+      end if;
+      if _j.status = 'pending' then
+        update supaqueue.job
+          set status = 'cancelled', finished_at = now(), updated_at = now(),
+              cancelled_by_operator = true, last_error = 'cancelled by the operator'
+          where id = _job;
+        perform supaqueue._cancel_dependents(
+          _job, format('cancelled: job %s it depends on was cancelled by the operator', _job));
+        return true;
+      end if;
+      if _j.status <> 'in_progress' then
+        return false;
+      end if;
+      -- 2. Dispatched after step 1 looked: its lease is there now, unless a report holds it.
+      delete from supaqueue.current_job
+        where id in (select c.id from supaqueue.current_job c where c.job = _job
+                     for update skip locked)
+        returning * into _cj;
+      if found then
+        perform supaqueue.dispatch(supaqueue._cancel_attempt(_cj));
+        return true;
+      end if;
+      -- A report holds the lease and waits for the job row we hold: give it way and look again.
+      raise exception 'retry' using errcode = 'SQ099';
+    exception when sqlstate 'SQ099' then
+      perform pg_catalog.pg_sleep(0.01);
+    end;
+  end loop;
+  raise exception 'supaqueue.cancel_job: job % kept changing state; try again', _job
+    using errcode = '40001';
+end
+$$;
+
+ALTER FUNCTION supaqueue.cancel_job(_job uuid) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.chain_budget(OUT max_jobs integer, OUT max_seconds integer) RETURNS record
     LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -1308,6 +1514,111 @@ $$;
 
 ALTER FUNCTION supaqueue.external_dependents() OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.job_detail(_job uuid) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    SET jit TO 'off'
+    AS $$
+  select jsonb_build_object(
+    'id', j.id, 'queue', j.queue, 'queue_name', q.name, 'status', j.status,
+    'payload', j.payload, 'result', j.result, 'attempts', j.attempts,
+    'max_attempts', q.max_attempts, 'priority', j.priority, 'run_at', j.run_at,
+    'dedup_key', j.dedup_key, 'pending_dependencies', j.pending_dependencies,
+    'last_status_code', j.last_status_code, 'last_error', j.last_error,
+    'cancelled_by_operator', j.cancelled_by_operator,
+    'created_at', j.created_at, 'updated_at', j.updated_at, 'finished_at', j.finished_at,
+    'lease', (select jsonb_build_object('id', c.id, 'worker', c.worker, 'started_at', c.started_at,
+                                        'claimed_at', c.claimed_at,
+                                        'lease_expires_at', c.lease_expires_at)
+                from supaqueue.current_job c where c.job = j.id),
+    'attempt_history', coalesce((
+      select jsonb_agg(jsonb_build_object(
+               'attempt', h.attempt, 'outcome', h.outcome, 'status_code', h.status_code,
+               'started_at', h.started_at, 'ended_at', h.ended_at, 'duration_ms', h.duration_ms,
+               'error', h.error, 'response_excerpt', h.response_excerpt) order by h.id)
+        from supaqueue.job_attempt h where h.job = j.id), '[]'::jsonb),
+    'depends_on', coalesce((
+      select jsonb_agg(jsonb_build_object('id', dj.id, 'status', dj.status, 'queue_name', dq.name)
+                       order by dj.created_at)
+        from supaqueue.job_dependency d
+        join supaqueue.job dj on dj.id = d.depends_on
+        join supaqueue.queue dq on dq.id = dj.queue
+       where d.job = j.id), '[]'::jsonb),
+    'dependents', coalesce((
+      select jsonb_agg(jsonb_build_object('id', dj.id, 'status', dj.status, 'queue_name', dq.name)
+                       order by dj.created_at)
+        from supaqueue.job_dependency d
+        join supaqueue.job dj on dj.id = d.job
+        join supaqueue.queue dq on dq.id = dj.queue
+       where d.depends_on = j.id), '[]'::jsonb))
+  from supaqueue.job j join supaqueue.queue q on q.id = j.queue
+  where j.id = _job
+$$;
+
+ALTER FUNCTION supaqueue.job_detail(_job uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.list_jobs(_queue uuid DEFAULT NULL::uuid, _statuses supaqueue.job_status[] DEFAULT NULL::supaqueue.job_status[], _created_after timestamp with time zone DEFAULT NULL::timestamp with time zone, _created_before timestamp with time zone DEFAULT NULL::timestamp with time zone, _error_contains text DEFAULT NULL::text, _before_created timestamp with time zone DEFAULT NULL::timestamp with time zone, _before_id uuid DEFAULT NULL::uuid, _limit integer DEFAULT 50) RETURNS TABLE(id uuid, queue uuid, queue_name text, status supaqueue.job_status, attempts integer, priority integer, run_at timestamp with time zone, created_at timestamp with time zone, finished_at timestamp with time zone, pending_dependencies integer, last_status_code integer, last_error text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    SET jit TO 'off'
+    AS $$
+declare
+  _states supaqueue.job_status[] := coalesce(
+    _statuses, enum_range(null::supaqueue.job_status));
+  _c timestamptz := least(coalesce(_before_created, 'infinity'),
+                          coalesce(_created_before, 'infinity'));
+  -- with _c from _created_before, the smallest uuid makes the bound strict (created before it)
+  _i uuid := case when _before_created < coalesce(_created_before, 'infinity')
+                  then coalesce(_before_id, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
+                  when _created_before is not null
+                  then '00000000-0000-0000-0000-000000000000'
+                  else 'ffffffff-ffff-ffff-ffff-ffffffffffff' end;
+  _from timestamptz := coalesce(_created_after, '-infinity');
+  _n integer := least(greatest(coalesce(_limit, 50), 1), 1000);
+  _needle text := lower(_error_contains);
+begin
+  if _needle is not null then
+    -- a successful job has no last_error (its success clears it), so a search by error text
+    -- never reads the (usually largest) range of successful jobs
+    _states := array_remove(_states, 'success');
+  end if;
+  if _queue is null then
+    return query
+      select j.id, j.queue, q.name, j.status, j.attempts, j.priority, j.run_at, j.created_at,
+             j.finished_at, j.pending_dependencies, j.last_status_code, left(j.last_error, 300)
+        from supaqueue.queue qq
+        cross join unnest(_states) s(state)
+        cross join lateral (
+          select * from supaqueue.job x
+           where x.queue = qq.id and x.status = s.state and (x.created_at, x.id) < (_c, _i)
+             and x.created_at >= _from
+             and (_needle is null or strpos(lower(coalesce(x.last_error, '')), _needle) > 0)
+           order by x.created_at desc, x.id desc
+           limit _n) j
+        join supaqueue.queue q on q.id = j.queue
+       order by j.created_at desc, j.id desc
+       limit _n;
+  else
+    return query
+      select j.id, j.queue, q.name, j.status, j.attempts, j.priority, j.run_at, j.created_at,
+             j.finished_at, j.pending_dependencies, j.last_status_code, left(j.last_error, 300)
+        from unnest(_states) s(state)
+        cross join lateral (
+          select * from supaqueue.job x
+           where x.queue = _queue and x.status = s.state and (x.created_at, x.id) < (_c, _i)
+             and x.created_at >= _from
+             and (_needle is null or strpos(lower(coalesce(x.last_error, '')), _needle) > 0)
+           order by x.created_at desc, x.id desc
+           limit _n) j
+        join supaqueue.queue q on q.id = j.queue
+       order by j.created_at desc, j.id desc
+       limit _n;
+  end if;
+end
+$$;
+
+ALTER FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.max_dependency_results_bytes() RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
@@ -1328,6 +1639,160 @@ CREATE FUNCTION supaqueue.max_result_bytes() RETURNS integer
     AS $$ select 1048576 $$;
 
 ALTER FUNCTION supaqueue.max_result_bytes() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.pause_queue(_queue uuid) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _q supaqueue.queue;
+begin
+  update supaqueue.queue set operator_paused_at = coalesce(operator_paused_at, now())
+    where id = _queue returning * into _q;
+  if not found then
+    raise exception 'supaqueue.pause_queue: there is no queue with id %', _queue
+      using errcode = 'SQ002';
+  end if;
+  return jsonb_build_object('queue', _q.id, 'name', _q.name, 'paused_by_stack', _q.paused,
+                            'paused_by_operator_since', _q.operator_paused_at);
+end
+$$;
+
+ALTER FUNCTION supaqueue.pause_queue(_queue uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[] DEFAULT ARRAY['success'::supaqueue.job_status, 'failed'::supaqueue.job_status, 'cancelled'::supaqueue.job_status], _older_than timestamp with time zone DEFAULT NULL::timestamp with time zone, _dry_run boolean DEFAULT false) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _n bigint;
+begin
+  if not exists (select 1 from supaqueue.queue where id = _queue) then
+    raise exception 'supaqueue.purge_jobs: there is no queue with id %', _queue
+      using errcode = 'SQ002';
+  end if;
+  if _statuses is null or cardinality(_statuses) = 0
+     or _statuses && array['pending', 'in_progress']::supaqueue.job_status[] then
+    raise exception 'supaqueue.purge_jobs: only finished jobs (success, failed, cancelled) can be purged, got %',
+      coalesce(_statuses::text, 'null') using errcode = '22023';
+  end if;
+  if _dry_run then
+    select count(*) into _n from supaqueue._purgeable_jobs(_queue, _statuses, _older_than);
+    return _n;
+  end if;
+  -- finished_at and status are checked again on the deleted row itself: a job retried while
+  -- this waited for its lock is pending again and is kept
+  delete from supaqueue.job j
+    using supaqueue._purgeable_jobs(_queue, _statuses, _older_than) p (id)
+    where j.id = p.id and j.finished_at is not null and j.status = any (_statuses);
+  get diagnostics _n = row_count;
+  return _n;
+end
+$$;
+
+ALTER FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone, _dry_run boolean) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.queue_figures(_window interval DEFAULT '01:00:00'::interval) RETURNS TABLE(queue uuid, name text, paused_by_stack boolean, paused_by_operator_since timestamp with time zone, workers integer, busy_workers integer, rate_limit_per_second double precision, pending bigint, ready bigint, in_progress bigint, oldest_pending_age_seconds double precision, succeeded bigint, failed bigint, attempts bigint, failed_attempts bigint, succeeded_per_minute double precision, failed_per_minute double precision, attempt_p50_ms double precision, attempt_p95_ms double precision)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    SET jit TO 'off'
+    AS $$
+  select q.id, q.name, q.paused, q.operator_paused_at,
+         w.workers, w.busy, q.rate_limit_per_second,
+         u.pending, u.ready, u.in_progress,
+         extract(epoch from now() - u.oldest_pending)::double precision,
+         f.succeeded, f.failed, a.attempts, a.failures,
+         f.succeeded / greatest(extract(epoch from _window) / 60, 1e-9),
+         f.failed / greatest(extract(epoch from _window) / 60, 1e-9),
+         a.p50, a.p95
+    from supaqueue.queue q
+    cross join lateral (
+      select count(*) filter (where not wk.retiring)::integer as workers,
+             count(*) filter (where wk.locked)::integer as busy
+        from supaqueue.worker wk where wk.queue = q.id) w
+    cross join lateral (
+      select count(*) filter (where j.status = 'pending') as pending,
+             count(*) filter (where j.status = 'in_progress') as in_progress,
+             min(j.created_at) filter (where j.status = 'pending') as oldest_pending,
+             -- job_ready_idx holds exactly the pending jobs without unfinished dependencies
+             (select count(*) from supaqueue.job r
+               where r.queue = q.id and r.status = 'pending' and r.pending_dependencies = 0
+                 and r.run_at <= now()) as ready
+        from supaqueue.job j
+       where j.queue = q.id and j.status in ('pending', 'in_progress')) u
+    cross join lateral (
+      select count(*) filter (where j.status = 'success') as succeeded,
+             count(*) filter (where j.status = 'failed') as failed
+        from supaqueue.job j
+       where j.queue = q.id and j.finished_at is not null and j.finished_at > now() - _window) f
+    cross join lateral (
+      select count(*) as attempts,
+             count(*) filter (where h.outcome <> 'success') as failures,
+             percentile_cont(0.5) within group (order by h.duration_ms) as p50,
+             percentile_cont(0.95) within group (order by h.duration_ms) as p95
+        from supaqueue.job_attempt h
+       where h.queue = q.id and h.ended_at > now() - _window) a
+   order by q.name
+$$;
+
+ALTER FUNCTION supaqueue.queue_figures(_window interval) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.queue_series(_window interval DEFAULT '01:00:00'::interval, _bucket_seconds integer DEFAULT 60) RETURNS TABLE(queue uuid, bucket timestamp with time zone, succeeded bigint, failed bigint, cancelled bigint, failed_attempts bigint, depth bigint)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    SET jit TO 'off'
+    AS $$
+declare
+  _step interval := make_interval(secs => greatest(coalesce(_bucket_seconds, 60), 1));
+  _start timestamptz := now() - _window;
+  _q uuid;
+begin
+  -- per queue, so that each part is one range of its indexes
+  for _q in select q.id from supaqueue.queue q order by q.id loop
+    return query
+      with finished as (
+        select j.created_at, j.finished_at, j.status from supaqueue.job j
+         where j.queue = _q and j.finished_at is not null and j.finished_at > _start
+      ), changes as (
+        select pg_catalog.date_bin(_step, e.at, 'epoch'::timestamptz) as bucket,
+               sum(e.delta) as delta
+          from (
+            select greatest(j.created_at, _start) as at, 1 as delta from supaqueue.job j
+             where j.queue = _q and j.status in ('pending', 'in_progress')
+            union all
+            select v.at, v.delta from finished f
+              cross join lateral (values (greatest(f.created_at, _start), 1),
+                                         (f.finished_at, -1)) v (at, delta)
+          ) e
+         group by 1
+      ), ended as (
+        select pg_catalog.date_bin(_step, f.finished_at, 'epoch'::timestamptz) as bucket,
+               count(*) filter (where f.status = 'success') as succeeded,
+               count(*) filter (where f.status = 'failed') as failed,
+               count(*) filter (where f.status = 'cancelled') as cancelled
+          from finished f group by 1
+      ), tries as (
+        select pg_catalog.date_bin(_step, h.ended_at, 'epoch'::timestamptz) as bucket,
+               count(*) as failed_attempts
+          from supaqueue.job_attempt h
+         where h.queue = _q and h.ended_at > _start and h.outcome <> 'success'
+         group by 1
+      )
+      select _q, b.bucket, coalesce(e.succeeded, 0), coalesce(e.failed, 0),
+             coalesce(e.cancelled, 0), coalesce(t.failed_attempts, 0),
+             (sum(coalesce(c.delta, 0)) over (order by b.bucket))::bigint
+        from generate_series(pg_catalog.date_bin(_step, _start, 'epoch'::timestamptz),
+                             pg_catalog.date_bin(_step, now(), 'epoch'::timestamptz),
+                             _step) b (bucket)
+        left join changes c on c.bucket = b.bucket
+        left join ended e on e.bucket = b.bucket
+        left join tries t on t.bucket = b.bucket
+       order by b.bucket;
+  end loop;
+end
+$$;
+
+ALTER FUNCTION supaqueue.queue_series(_window interval, _bucket_seconds integer) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1408,6 +1873,72 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer, _chain_jobs integer, _chain_elapsed_ms bigint) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.resume_queue(_queue uuid) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _q supaqueue.queue;
+begin
+  update supaqueue.queue set operator_paused_at = null where id = _queue returning * into _q;
+  if not found then
+    raise exception 'supaqueue.resume_queue: there is no queue with id %', _queue
+      using errcode = 'SQ002';
+  end if;
+  -- the queue's update trigger has dispatched it already, unless the stack declares it paused
+  return jsonb_build_object('queue', _q.id, 'name', _q.name, 'paused_by_stack', _q.paused,
+                            'paused_by_operator_since', null);
+end
+$$;
+
+ALTER FUNCTION supaqueue.resume_queue(_queue uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone DEFAULT NULL::timestamp with time zone, _error_contains text DEFAULT NULL::text, _dry_run boolean DEFAULT false) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _id uuid;
+  _n integer := 0;
+begin
+  if not exists (select 1 from supaqueue.queue where id = _queue) then
+    raise exception 'supaqueue.retry_failed_jobs: there is no queue with id %', _queue
+      using errcode = 'SQ002';
+  end if;
+  if _dry_run then
+    select count(*) into _n from supaqueue._failed_jobs(_queue, _since, _error_contains);
+    return _n;
+  end if;
+  for _id in select f from supaqueue._failed_jobs(_queue, _since, _error_contains) f loop
+    -- not strict: a job whose dedup key is taken (by one retried just before, say) stays failed
+    if supaqueue._retry_job(_id, false) then
+      _n := _n + 1;
+    end if;
+  end loop;
+  if _n > 0 then
+    perform supaqueue.dispatch(_queue);
+  end if;
+  return _n;
+end
+$$;
+
+ALTER FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text, _dry_run boolean) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.retry_job(_job uuid) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  if not supaqueue._retry_job(_job, true) then
+    return false;
+  end if;
+  perform supaqueue.dispatch(j.queue) from supaqueue.job j where j.id = _job;
+  return true;
+end
+$$;
+
+ALTER FUNCTION supaqueue.retry_job(_job uuid) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.set_table_trigger(_id uuid, _name text, _queue uuid, _table_schema text, _table_name text, _events text[], _condition text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql
@@ -1586,7 +2117,7 @@ begin
 
   for _queue in
     select q.id from supaqueue.queue q
-      where not q.paused
+      where not q.paused and q.operator_paused_at is null
         and exists (select 1 from supaqueue.worker w
                      where w.queue = q.id and not w.locked and not w.retiring)
   loop
@@ -1601,8 +2132,9 @@ begin
   for _q in select id, retention_seconds from supaqueue.queue where retention_seconds is not null
   loop
     -- A finished job is kept while a dependent still waits: its result goes into that dispatch.
-    delete from supaqueue.job
-      where id in (
+    delete from supaqueue.job dead
+      where dead.finished_at is not null
+        and dead.id in (
         select j.id from supaqueue.job j
           where j.queue = _q.id and j.finished_at is not null
             and j.finished_at < now() - make_interval(secs => _q.retention_seconds)
@@ -1719,6 +2251,7 @@ CREATE TABLE supaqueue.job (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     finished_at timestamp with time zone,
+    cancelled_by_operator boolean DEFAULT false NOT NULL,
     CONSTRAINT job_finished_at_iff_final CHECK (((status = ANY (ARRAY['success'::supaqueue.job_status, 'failed'::supaqueue.job_status, 'cancelled'::supaqueue.job_status])) = (finished_at IS NOT NULL))),
     CONSTRAINT job_pending_dependencies_non_negative CHECK ((pending_dependencies >= 0))
 );
@@ -1737,8 +2270,7 @@ CREATE TABLE supaqueue.job_attempt (
     status_code integer,
     error text,
     duration_ms integer,
-    response_excerpt text,
-    CONSTRAINT job_attempt_outcome_known CHECK ((outcome = ANY (ARRAY['success'::text, 'failure'::text, 'lease_expired'::text])))
+    response_excerpt text
 );
 
 ALTER TABLE supaqueue.job_attempt OWNER TO postgres;
@@ -1883,6 +2415,9 @@ ALTER TABLE ONLY supaqueue.current_job
 ALTER TABLE ONLY supaqueue.installation_owner
     ADD CONSTRAINT installation_owner_pkey PRIMARY KEY (singleton);
 
+ALTER TABLE supaqueue.job_attempt
+    ADD CONSTRAINT job_attempt_outcome_known CHECK ((outcome = ANY (ARRAY['success'::text, 'failure'::text, 'lease_expired'::text, 'cancelled'::text]))) NOT VALID;
+
 ALTER TABLE ONLY supaqueue.job_attempt
     ADD CONSTRAINT job_attempt_pkey PRIMARY KEY (id);
 
@@ -1934,9 +2469,9 @@ CREATE INDEX job_dependency_depends_on_idx ON supaqueue.job_dependency USING btr
 
 CREATE INDEX job_finished_idx ON supaqueue.job USING btree (queue, finished_at) WHERE (finished_at IS NOT NULL);
 
-CREATE INDEX job_ready_idx ON supaqueue.job USING btree (queue, priority DESC, run_at, id) WHERE ((status = 'pending'::supaqueue.job_status) AND (pending_dependencies = 0));
+CREATE INDEX job_queue_status_created_idx ON supaqueue.job USING btree (queue, status, created_at DESC, id DESC);
 
-CREATE INDEX job_unfinished_idx ON supaqueue.job USING btree (queue, created_at) WHERE (status = ANY (ARRAY['pending'::supaqueue.job_status, 'in_progress'::supaqueue.job_status]));
+CREATE INDEX job_ready_idx ON supaqueue.job USING btree (queue, priority DESC, run_at, id) WHERE ((status = 'pending'::supaqueue.job_status) AND (pending_dependencies = 0));
 
 CREATE INDEX schedule_next_run_at_idx ON supaqueue.schedule USING btree (next_run_at);
 
@@ -1982,13 +2517,16 @@ ALTER TABLE ONLY supaqueue.worker
 
 GRANT USAGE ON SCHEMA supaqueue TO service_role;
 
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.current_job TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._cancel_attempt(_cj supaqueue.current_job) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._cancel_attempt(_cj supaqueue.current_job) TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._check_timezone(_tz text) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._check_timezone(_tz text) TO service_role;
-
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.current_job TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) TO service_role;
@@ -2011,14 +2549,26 @@ GRANT ALL ON FUNCTION supaqueue._cron_next_wall(_spec supaqueue.cron_spec, _afte
 REVOKE ALL ON FUNCTION supaqueue._dispatch(_queue uuid, _chain_worker uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._dispatch(_queue uuid, _chain_worker uuid) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._retry_job(_job uuid, _strict boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._retry_job(_job uuid, _strict boolean) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._revive_dependents(_job uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue._revive_dependents(_job uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._table_trigger_names(_name text, _part text, OUT trigger_name text, OUT function_name text) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._table_trigger_names(_name text, _part text, OUT trigger_name text, OUT function_name text) TO service_role;
@@ -2039,6 +2589,9 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.queue TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.cancel_job(_job uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.cancel_job(_job uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.chain_budget(OUT max_jobs integer, OUT max_seconds integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.chain_budget(OUT max_jobs integer, OUT max_seconds integer) TO service_role;
@@ -2079,6 +2632,12 @@ GRANT ALL ON FUNCTION supaqueue.enqueue_due_schedules() TO service_role;
 REVOKE ALL ON FUNCTION supaqueue.external_dependents() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.external_dependents() TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.job_detail(_job uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.job_detail(_job uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.max_dependency_results_bytes() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.max_dependency_results_bytes() TO service_role;
 
@@ -2088,11 +2647,32 @@ GRANT ALL ON FUNCTION supaqueue.max_payload_bytes() TO service_role;
 REVOKE ALL ON FUNCTION supaqueue.max_result_bytes() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.max_result_bytes() TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.pause_queue(_queue uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.pause_queue(_queue uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone, _dry_run boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone, _dry_run boolean) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.queue_figures(_window interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.queue_figures(_window interval) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.queue_series(_window interval, _bucket_seconds integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.queue_series(_window interval, _bucket_seconds integer) TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer, _chain_jobs integer, _chain_elapsed_ms bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer, _chain_jobs integer, _chain_elapsed_ms bigint) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.resume_queue(_queue uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.resume_queue(_queue uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text, _dry_run boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text, _dry_run boolean) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.retry_job(_job uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.retry_job(_job uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.set_table_trigger(_id uuid, _name text, _queue uuid, _table_schema text, _table_name text, _events text[], _condition text) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.set_table_trigger(_id uuid, _name text, _queue uuid, _table_schema text, _table_name text, _events text[], _condition text) TO service_role;

@@ -24,6 +24,14 @@ if [ ! -x "$pgbin/postgres" ] || [ ! -f /usr/lib/postgresql/15/lib/pg_cron.so ] 
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-15-cron postgresql-contrib >/dev/null
 fi
 
+# 1b. Chromium and its WebDriver (Debian packages), only for the dashboard's browser tests.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  step "installing Chromium and chromium-driver (browser tests of supaqueue ui)"
+  [ "$(id -u)" = 0 ] || die "chromium and chromium-driver are missing; install them (as root: apt-get install chromium chromium-driver)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 # 2. The project venv (Pulumi.yaml's `virtualenv` option points here).
 py_stamp="$root/.venv/.supaqueue-deps"
 py_hash=$(sha256sum "$root/pyproject.toml" | cut -c1-16)

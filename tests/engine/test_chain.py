@@ -390,3 +390,24 @@ def test_chains_and_pg_net_dispatches_together_run_each_job_once_within_workers(
     assert engine.one("select count(*) from supaqueue.job_attempt where queue = %s", (q,)) == total
     assert most[0] <= workers
     assert 1 <= seen < total  # chains carried most jobs; pg_net only started them
+
+
+def test_operator_pause_ends_the_chain(engine: Engine) -> None:
+    q = engine.queue(workers=1)
+    _, cj = _first(engine, q)
+    waiting = engine.insert_job(q)
+    engine.conn.execute("select supaqueue.pause_queue(%s)", (q,))
+    assert engine.report_and_claim(cj) == {"current": True, "next": None}
+    assert engine.status(waiting) == "pending" and engine.new_requests() == []
+    engine.conn.execute("select supaqueue.resume_queue(%s)", (q,))
+    assert len(engine.new_requests()) == 1
+
+
+def test_an_operator_cancel_mid_chain_ends_it(engine: Engine) -> None:
+    q = engine.queue(workers=1)
+    running, cj = _first(engine, q)
+    engine.insert_job(q)
+    assert engine.one("select supaqueue.cancel_job(%s)", (running,)) is True
+    # the report of the cancelled attempt is late: nothing changes, nothing is claimed
+    assert engine.report_and_claim(cj) == {"current": False, "next": None}
+    assert engine.status(running) == "cancelled"

@@ -1,0 +1,52 @@
+-- Queries of the operator console (`supaqueue status|jobs|job|retry|cancel|purge|pause|resume|ui`).
+-- Each calls the operator API of sql/0014_operator.sql, the one authority for what they do.
+
+-- name: queue_by_name
+select id from supaqueue.queue where name = %(name)s
+
+-- name: queue_names
+select name from supaqueue.queue order by name
+
+-- name: figures
+select * from supaqueue.queue_figures(%(window)s::interval)
+
+-- name: series
+select queue, bucket, succeeded, failed, cancelled, failed_attempts, depth
+  from supaqueue.queue_series(%(window)s::interval, %(bucket_seconds)s)
+
+-- name: list_jobs
+select * from supaqueue.list_jobs(
+  _queue => %(queue)s::uuid,
+  _statuses => %(statuses)s::supaqueue.job_status[],
+  _created_after => %(created_after)s::timestamptz,
+  _created_before => %(created_before)s::timestamptz,
+  _error_contains => %(error)s::text,
+  _before_created => %(before_created)s::timestamptz,
+  _before_id => %(before_id)s::uuid,
+  _limit => %(limit)s)
+
+-- name: job_created_at
+select created_at from supaqueue.job where id = %(id)s::uuid
+
+-- name: job_detail
+select supaqueue.job_detail(%(id)s::uuid)
+
+-- name: retry_job
+select supaqueue.retry_job(%(id)s::uuid)
+
+-- name: retry_failed_jobs
+select supaqueue.retry_failed_jobs(%(queue)s::uuid, %(since)s::timestamptz, %(error)s::text,
+                                   %(dry_run)s)
+
+-- name: cancel_job
+select supaqueue.cancel_job(%(id)s::uuid)
+
+-- name: purge_jobs
+select supaqueue.purge_jobs(%(queue)s::uuid, %(statuses)s::supaqueue.job_status[],
+                            %(older_than)s::timestamptz, %(dry_run)s)
+
+-- name: pause_queue
+select supaqueue.pause_queue(%(queue)s::uuid)
+
+-- name: resume_queue
+select supaqueue.resume_queue(%(queue)s::uuid)

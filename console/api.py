@@ -1,0 +1,210 @@
+"""The operator API of sql/0014_operator.sql, called from Python: one function per SQL function.
+
+The CLI and the dashboard both use these; neither writes SQL of its own. Every error a user can
+cause is a `ConsoleError` (or a kind of it) with a message that names what to fix.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from components import sql_files
+from components.clients.postgres import check_url, describe, sql_message
+
+STATES = ("pending", "in_progress", "success", "failed", "cancelled")
+FINISHED_STATES = ("success", "failed", "cancelled")
+# SQLSTATEs the operator API raises (sql/0014_operator.sql)
+_NOT_FOUND = "SQ002"
+
+
+class ConsoleError(Exception):
+    """An operator command failed; the message says why and what to do. Exit code 1."""
+
+    exit_code = 1
+
+
+class BadInputError(ConsoleError):
+    """An argument is malformed (named in the message). Exit code 2, as click's usage errors."""
+
+    exit_code = 2
+
+
+class NotFoundError(ConsoleError):
+    """No such job or queue. Exit code 3."""
+
+    exit_code = 3
+
+
+def _queries() -> dict[str, str]:
+    return sql_files.queries("operator.sql")
+
+
+def connect(db_url: str, application_name: str = "supaqueue-console") -> psycopg.Connection:
+    """An autocommit connection; errors never show the password."""
+    problem = check_url(db_url)
+    if problem:
+        raise ConsoleError(f"the database URL {problem}")
+    try:
+        return psycopg.connect(
+            db_url,
+            autocommit=True,
+            connect_timeout=10,
+            application_name=application_name,
+            row_factory=dict_row,  # type: ignore[arg-type]
+        )
+    except psycopg.OperationalError as exc:
+        # psycopg's message can echo the conninfo; keep only its first line, which does not.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection failed"
+        raise ConsoleError(f"cannot connect to the database {describe(db_url)}: {first}") from None
+
+
+def parse_uuid(value: str, what: str = "job id") -> str:
+    try:
+        return str(uuid.UUID(value.strip()))
+    except (ValueError, AttributeError):
+        raise BadInputError(f"{what} {value!r} is not a UUID") from None
+
+
+@dataclass
+class Operator:
+    """The operator API on one connection."""
+
+    conn: psycopg.Connection
+
+    def _rows(self, query: str, /, **params: Any) -> list[dict[str, Any]]:
+        try:
+            return list(self.conn.execute(_queries()[query], params).fetchall())  # type: ignore[arg-type]
+        except psycopg.errors.UndefinedFunction:
+            raise ConsoleError(
+                "this database has no supaqueue operator API: install or upgrade supaqueue "
+                "(`pulumi up` applies the migrations)"
+            ) from None
+        except psycopg.errors.InvalidSchemaName:
+            raise ConsoleError("supaqueue is not installed in this database") from None
+        except psycopg.errors.InsufficientPrivilege:
+            raise ConsoleError(
+                "permission denied: connect as postgres or service_role to operate supaqueue"
+            ) from None
+        except psycopg.Error as exc:
+            if exc.diag.sqlstate == _NOT_FOUND:
+                raise NotFoundError(sql_message(exc)) from None
+            raise ConsoleError(sql_message(exc)) from None
+
+    def _value(self, query: str, /, **params: Any) -> Any:
+        rows = self._rows(query, **params)
+        return next(iter(rows[0].values())) if rows else None
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def queue_id(self, name: str) -> str:
+        rows = self._rows("queue_by_name", name=name)
+        if not rows:
+            known = ", ".join(r["name"] for r in self._rows("queue_names")) or "none"
+            raise NotFoundError(f"there is no queue named {name!r} (queues: {known})")
+        return str(rows[0]["id"])
+
+    def figures(self, window: str = "1 hour") -> list[dict[str, Any]]:
+        return self._rows("figures", window=window)
+
+    def series(self, window: str = "1 hour", bucket_seconds: int = 60) -> list[dict[str, Any]]:
+        return self._rows("series", window=window, bucket_seconds=bucket_seconds)
+
+    def jobs(
+        self,
+        queue: str | None = None,
+        states: list[str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        error: str | None = None,
+        after_job: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """One page, newest first; `after_job` is the last job of the previous page."""
+        for state in states or []:
+            if state not in STATES:
+                raise BadInputError(f"state {state!r} is not one of {', '.join(STATES)}")
+        before_created = None
+        if after_job:
+            after_job = parse_uuid(after_job, "--after job id")
+            before_created = self._value("job_created_at", id=after_job)
+            if before_created is None:
+                raise NotFoundError(f"there is no job {after_job} to page after")
+        return self._rows(
+            "list_jobs",
+            queue=self.queue_id(queue) if queue else None,
+            statuses=states or None,
+            created_after=created_after,
+            created_before=created_before,
+            error=error or None,
+            before_created=before_created,
+            before_id=after_job,
+            limit=limit,
+        )
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        job_id = parse_uuid(job_id)
+        detail = self._value("job_detail", id=job_id)
+        if detail is None:
+            raise NotFoundError(f"there is no job {job_id}")
+        return dict(detail)
+
+    # --- acting ----------------------------------------------------------------------------
+
+    def retry(self, job_id: str) -> bool:
+        """True when retried; False when the job was not failed or cancelled."""
+        return bool(self._value("retry_job", id=parse_uuid(job_id)))
+
+    def retry_failed(
+        self,
+        queue: str,
+        since: datetime | None = None,
+        error: str | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        return int(
+            self._value(
+                "retry_failed_jobs",
+                queue=self.queue_id(queue),
+                since=since,
+                error=error or None,
+                dry_run=dry_run,
+            )
+        )
+
+    def cancel(self, job_id: str) -> bool:
+        """True when cancelled; False when the job had already finished."""
+        return bool(self._value("cancel_job", id=parse_uuid(job_id)))
+
+    def purge(
+        self,
+        queue: str,
+        states: list[str],
+        older_than: datetime | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        for state in states:
+            if state not in FINISHED_STATES:
+                raise BadInputError(
+                    f"state {state!r} cannot be purged: only {', '.join(FINISHED_STATES)}"
+                )
+        return int(
+            self._value(
+                "purge_jobs",
+                queue=self.queue_id(queue),
+                statuses=states,
+                older_than=older_than,
+                dry_run=dry_run,
+            )
+        )
+
+    def pause(self, queue: str) -> dict[str, Any]:
+        return dict(self._value("pause_queue", queue=self.queue_id(queue)))
+
+    def resume(self, queue: str) -> dict[str, Any]:
+        return dict(self._value("resume_queue", queue=self.queue_id(queue)))

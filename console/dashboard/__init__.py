@@ -1,0 +1,1 @@
+"""`supaqueue ui`: the dashboard (server, templates, static files)."""

@@ -1,0 +1,313 @@
+"""`supaqueue ui`: the dashboard, served on 127.0.0.1 only.
+
+Stack: aiohttp (already the project's HTTP library) serves Jinja2 pages and a small JSON API over
+the operator API (console/api.py); the browser side is plain JavaScript polling that API (live
+updates without reloading) and uPlot for the charts (vendored from npm into the package data by
+toolchain/vendor-uplot.sh: nothing is fetched or built at run time).
+
+Access: the printed URL carries a one-time token. Opening it trades the token for a session
+cookie (HttpOnly, SameSite=Strict) and redirects to the same page without the token; the link
+then no longer works. Every request needs that session and a Host of 127.0.0.1/localhost on our
+port (no DNS rebinding); every state-changing request is a JSON POST that must also carry the
+session's CSRF token in `X-CSRF-Token` and, when the browser sends one, our own Origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import os
+import secrets
+import signal
+import sys
+import threading
+import webbrowser
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import jinja2
+import psycopg
+from aiohttp import web
+
+from console import render
+from console.api import (
+    FINISHED_STATES,
+    STATES,
+    BadInputError,
+    ConsoleError,
+    NotFoundError,
+    Operator,
+    connect,
+    parse_uuid,
+)
+
+HERE = Path(__file__).resolve().parent
+SESSION_COOKIE = "supaqueue_session"
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+SINCE_CHOICES = {"15m": 15, "1h": 60, "24h": 1440, "7d": 10080}  # minutes
+
+
+class Dashboard:
+    """One dashboard: its token, sessions and database connection."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+        self.token = secrets.token_urlsafe(32)
+        self.token_used = False
+        self.sessions: dict[str, str] = {}  # session id -> its CSRF token
+        self.port = 0
+        self._conn: psycopg.Connection | None = None
+        self._lock = threading.Lock()
+        self.templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+
+    # --- database ---------------------------------------------------------------------------
+
+    def _run(self, fn: Callable[[Operator], T]) -> T:
+        with self._lock:
+            for attempt in (1, 2):
+                if self._conn is None or self._conn.closed:
+                    self._conn = connect(self.db_url, application_name="supaqueue-ui")
+                try:
+                    return fn(Operator(self._conn))
+                except psycopg.OperationalError:
+                    # the connection broke (server restart): once more on a new one
+                    self._conn.close()
+                    self._conn = None
+                    if attempt == 2:
+                        raise ConsoleError("lost the connection to the database") from None
+        raise AssertionError("unreachable")
+
+    async def db(self, fn: Callable[[Operator], T]) -> T:
+        return await asyncio.to_thread(self._run, fn)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+
+    # --- access -----------------------------------------------------------------------------
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self) -> str:
+        return f"{self.origin}/?token={self.token}"
+
+    def session_of(self, request: web.Request) -> str | None:
+        sid = request.cookies.get(SESSION_COOKIE)
+        return sid if sid and sid in self.sessions else None
+
+    @web.middleware
+    async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await self._guard(request, handler)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.host not in (f"127.0.0.1:{self.port}", f"localhost:{self.port}"):
+            return web.Response(status=421, text="supaqueue ui answers only on 127.0.0.1\n")
+        token = request.query.get("token")
+        if token is not None:
+            return self._redeem(request, token)
+        sid = self.session_of(request)
+        if sid is None:
+            return self.refusal(request, 401, "Open the link that `supaqueue ui` printed.")
+        if request.method not in ("GET", "HEAD"):
+            problem = self._csrf_problem(request, sid)
+            if problem:
+                return web.json_response({"error": problem}, status=403)
+        return await handler(request)
+
+    def _redeem(self, request: web.Request, token: str) -> web.StreamResponse:
+        if self.token_used or not hmac.compare_digest(token, self.token):
+            return self.refusal(
+                request, 403, "This link was used already (or is wrong): restart `supaqueue ui`."
+            )
+        self.token_used = True
+        sid = secrets.token_urlsafe(32)
+        self.sessions[sid] = secrets.token_urlsafe(32)
+        response = web.HTTPSeeOther(location=request.path)
+        response.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="Strict", path="/")
+        return response
+
+    def _csrf_problem(self, request: web.Request, sid: str) -> str | None:
+        sent = request.headers.get("X-CSRF-Token", "")
+        if not hmac.compare_digest(sent, self.sessions[sid]):
+            return "missing or wrong CSRF token"
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in (self.origin, f"http://localhost:{self.port}"):
+            return f"cross-origin request from {origin} refused"
+        if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+            return "cross-site request refused"
+        if request.content_type != "application/json":
+            return "state-changing requests must be JSON"
+        return None
+
+    def refusal(self, request: web.Request, status: int, message: str) -> web.Response:
+        if request.path.startswith("/api/"):
+            return web.json_response({"error": message}, status=status)
+        return web.Response(status=status, text=message + "\n")
+
+    # --- pages ------------------------------------------------------------------------------
+
+    def page(self, request: web.Request, name: str, **context: Any) -> web.Response:
+        sid = self.session_of(request)
+        assert sid is not None
+        html = self.templates.get_template(name).render(
+            csrf=self.sessions[sid],
+            states=STATES,
+            finished_states=FINISHED_STATES,
+            since_choices=list(SINCE_CHOICES),
+            **context,
+        )
+        return web.Response(text=html, content_type="text/html")
+
+    async def queues_page(self, request: web.Request) -> web.Response:
+        return self.page(request, "queues.html", page="queues", title="Queues")
+
+    async def jobs_page(self, request: web.Request) -> web.Response:
+        return self.page(request, "jobs.html", page="jobs", title="Jobs")
+
+    async def job_page(self, request: web.Request) -> web.Response:
+        try:
+            job_id = parse_uuid(request.match_info["id"])
+        except BadInputError:
+            return web.Response(status=404, text="no such job\n")
+        return self.page(request, "job.html", page="job", title="Job", job_id=job_id)
+
+    # --- JSON API ---------------------------------------------------------------------------
+
+    async def answer(self, fn: Callable[[Operator], Any]) -> web.Response:
+        try:
+            result = await self.db(fn)
+        except NotFoundError as exc:
+            return web.json_response({"error": str(exc)}, status=404)
+        except BadInputError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        except ConsoleError as exc:
+            return web.json_response({"error": str(exc)}, status=500)
+        return web.json_response(render.plain(result))
+
+    async def api_figures(self, request: web.Request) -> web.Response:
+        return await self.answer(lambda op: op.figures("1 hour"))
+
+    async def api_series(self, request: web.Request) -> web.Response:
+        return await self.answer(lambda op: op.series("1 hour", 60))
+
+    async def api_jobs(self, request: web.Request) -> web.Response:
+        q = request.query
+        since = q.get("since") or None
+        if since is not None and since not in SINCE_CHOICES:
+            return web.json_response(
+                {"error": f"since must be one of {list(SINCE_CHOICES)}"}, status=400
+            )
+        try:
+            limit = min(max(int(q.get("limit", "50")), 1), 200)
+        except ValueError:
+            return web.json_response({"error": "limit must be a number"}, status=400)
+        created_after = (
+            datetime.now(UTC) - timedelta(minutes=SINCE_CHOICES[since]) if since else None
+        )
+        return await self.answer(
+            lambda op: op.jobs(
+                queue=q.get("queue") or None,
+                states=[s for s in q.getall("state", []) if s] or None,
+                created_after=created_after,
+                error=q.get("error") or None,
+                after_job=q.get("after") or None,
+                limit=limit,
+            )
+        )
+
+    async def api_job(self, request: web.Request) -> web.Response:
+        job_id = request.match_info["id"]
+        return await self.answer(lambda op: op.job(job_id))
+
+    async def api_job_action(self, request: web.Request) -> web.Response:
+        job_id, action = request.match_info["id"], request.match_info["action"]
+        if action == "retry":
+            return await self.answer(lambda op: {"changed": op.retry(job_id)})
+        return await self.answer(lambda op: {"changed": op.cancel(job_id)})
+
+    async def api_queue_action(self, request: web.Request) -> web.Response:
+        name, action = request.match_info["name"], request.match_info["action"]
+        if action == "pause":
+            return await self.answer(lambda op: op.pause(name))
+        if action == "resume":
+            return await self.answer(lambda op: op.resume(name))
+        body = await request.json()
+        states = body.get("states") or list(FINISHED_STATES)
+        hours = body.get("older_than_hours")
+        if not isinstance(states, list) or (hours is not None and not isinstance(hours, int)):
+            return web.json_response(
+                {"error": "states must be a list, older_than_hours a whole number"}, status=400
+            )
+        older = datetime.now(UTC) - timedelta(hours=hours) if hours is not None else None
+        return await self.answer(lambda op: {"purged": op.purge(name, states, older)})
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self.guard], client_max_size=64 * 1024)
+        app.router.add_get("/", self.queues_page)
+        app.router.add_get("/jobs", self.jobs_page)
+        app.router.add_get("/jobs/{id}", self.job_page)
+        app.router.add_get("/api/figures", self.api_figures)
+        app.router.add_get("/api/series", self.api_series)
+        app.router.add_get("/api/jobs", self.api_jobs)
+        app.router.add_get("/api/jobs/{id}", self.api_job)
+        app.router.add_post("/api/jobs/{id}/{action:retry|cancel}", self.api_job_action)
+        app.router.add_post("/api/queues/{name}/{action:pause|resume|purge}", self.api_queue_action)
+        app.router.add_static("/static/", HERE / "static", follow_symlinks=False)
+        return app
+
+
+async def run(dashboard: Dashboard, port: int, open_browser: bool) -> None:
+    runner = web.AppRunner(dashboard.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    dashboard.port = int(runner.addresses[0][1])
+    print(f"supaqueue ui: {dashboard.url()}", flush=True)
+    print("(a one-time link: it opens one browser session; Ctrl-C stops)", flush=True)
+    # without a display, webbrowser would start a text browser in this very terminal
+    has_display = (
+        sys.platform != "linux" or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+    if open_browser and has_display:
+        webbrowser.open(dashboard.url())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def serve(db_url: str, port: int = 0, open_browser: bool = True) -> None:
+    dashboard = Dashboard(db_url)
+    dashboard._run(lambda op: op.figures("1 minute"))  # fail now, not in the browser
+    try:
+        asyncio.run(run(dashboard, port, open_browser))
+    except OSError as exc:
+        raise ConsoleError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+    finally:
+        dashboard.close()
+    with contextlib.suppress(ValueError):
+        sys.stdout.flush()

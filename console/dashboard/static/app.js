@@ -1,0 +1,335 @@
+// supaqueue dashboard: polls the JSON API (live updates without reloading), draws charts with
+// uPlot, and sends actions as JSON POSTs carrying the session's CSRF token. No build step.
+"use strict";
+
+const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+const FIGURES_EVERY_MS = 3000;
+const SERIES_EVERY_MS = 10000;
+const JOBS_EVERY_MS = 5000;
+const JOB_EVERY_MS = 3000;
+window.sqCharts = {};  // queue name -> {throughput, depth}: read by the browser tests
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("data-")) node.setAttribute(k, v);
+    else node[k] = v;
+  }
+  for (const child of children) {
+    node.append(child instanceof Node ? child : document.createTextNode(child ?? ""));
+  }
+  return node;
+}
+
+async function api(path) {
+  const response = await fetch(path, {credentials: "same-origin"});
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error || response.statusText);
+  return body;
+}
+
+async function act(path, body = {}) {
+  const response = await fetch(path, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: {"Content-Type": "application/json", "X-CSRF-Token": CSRF},
+    body: JSON.stringify(body),
+  });
+  const answer = await response.json();
+  if (!response.ok) throw new Error(answer.error || response.statusText);
+  return answer;
+}
+
+function flash(text, kind = "ok") {
+  const box = document.getElementById("flash");
+  box.textContent = text;
+  box.className = kind;
+  box.hidden = false;
+}
+
+function setLive(ok) {
+  const live = document.getElementById("live");
+  live.textContent = ok ? "live" : "offline";
+  live.className = ok ? "live" : "live offline";
+}
+
+// Asks in a <dialog>; resolves true on Confirm. `extra` is an optional form element.
+function confirmAction(text, extra = null) {
+  const dialog = document.getElementById("confirm");
+  document.getElementById("confirm-text").textContent = text;
+  const holder = document.getElementById("confirm-extra");
+  holder.replaceChildren(...(extra ? [extra] : []));
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), {once: true});
+    dialog.returnValue = "";
+    dialog.showModal();
+  });
+}
+
+async function guarded(label, fn) {
+  try {
+    const message = await fn();
+    if (message) flash(message);
+  } catch (err) {
+    flash(`${label}: ${err.message}`, "error");
+  }
+}
+
+function every(ms, fn) {
+  const tick = async () => {
+    try {
+      await fn();
+      setLive(true);
+    } catch (err) {
+      setLive(false);
+    }
+  };
+  tick();
+  return setInterval(tick, ms);
+}
+
+const fmt = {
+  seconds(s) {
+    if (s === null || s === undefined) return "–";
+    if (s < 90) return `${Math.round(s)}s`;
+    if (s < 5400) return `${Math.round(s / 60)}m`;
+    if (s < 172800) return `${(s / 3600).toFixed(1)}h`;
+    return `${(s / 86400).toFixed(1)}d`;
+  },
+  ms: (v) => (v === null || v === undefined ? "–" : `${Math.round(v)} ms`),
+  rate: (v) => (v === null || v === undefined ? "–" : Number(v).toFixed(2)),
+  time: (iso) => (iso ? new Date(iso).toLocaleString() : "–"),
+};
+
+function stateBadge(state) {
+  return el("span", {class: `state ${state}`}, state);
+}
+
+function queueState(q) {
+  if (q.paused_by_operator_since) return el("span", {class: "state paused"}, "paused (operator)");
+  if (q.paused_by_stack) return el("span", {class: "state paused"}, "paused (stack)");
+  return el("span", {class: "state running"}, "running");
+}
+
+// --- queues page -----------------------------------------------------------------------
+
+function queueActions(q) {
+  const paused = Boolean(q.paused_by_operator_since);
+  const toggle = el("button", {type: "button", class: "pause"}, paused ? "Resume" : "Pause");
+  toggle.dataset.queue = q.name;
+  toggle.addEventListener("click", () => guarded(toggle.textContent, async () => {
+    const verb = paused ? "resume" : "pause";
+    const text = paused
+      ? `Resume queue ${q.name}?`
+      : `Pause queue ${q.name}? No new calls start until it is resumed (calls in flight finish).`;
+    if (!(await confirmAction(text))) return null;
+    await act(`/api/queues/${encodeURIComponent(q.name)}/${verb}`);
+    await refreshFigures();
+    return `queue ${q.name} ${paused ? "resumed" : "paused"}`;
+  }));
+  const purge = el("button", {type: "button", class: "purge danger"}, "Purge…");
+  purge.dataset.queue = q.name;
+  purge.addEventListener("click", () => guarded("Purge", async () => {
+    const age = el("select", {id: "purge-age"},
+      el("option", {value: ""}, "any age"),
+      el("option", {value: "24"}, "older than 1 day"),
+      el("option", {value: "168"}, "older than 7 days"));
+    const label = el("label", {}, "finished ", age);
+    const ok = await confirmAction(
+      `Delete the finished jobs (success, failed, cancelled) of queue ${q.name} and their ` +
+      "attempt history? Jobs that others still wait for are kept.", label);
+    if (!ok) return null;
+    const hours = age.value === "" ? null : Number(age.value);
+    const answer = await act(`/api/queues/${encodeURIComponent(q.name)}/purge`,
+                             {older_than_hours: hours});
+    await refreshFigures();
+    return `purged ${answer.purged} job(s) of ${q.name}`;
+  }));
+  return el("td", {class: "actions"}, toggle, " ", purge);
+}
+
+async function refreshFigures() {
+  const rows = await api("/api/figures");
+  const body = document.querySelector("#queues tbody");
+  body.replaceChildren(...rows.map((q) => el("tr", {"data-queue": q.name},
+    el("td", {}, el("a", {href: `/jobs?queue=${encodeURIComponent(q.name)}`}, q.name)),
+    el("td", {}, queueState(q)),
+    el("td", {class: "num"}, `${q.busy_workers}/${q.workers}`),
+    el("td", {class: "num"}, fmt.rate(q.rate_limit_per_second)),
+    el("td", {class: "num"}, String(q.pending)),
+    el("td", {class: "num"}, String(q.ready)),
+    el("td", {class: "num"}, String(q.in_progress)),
+    el("td", {class: "num"}, fmt.seconds(q.oldest_pending_age_seconds)),
+    el("td", {class: "num"}, fmt.rate(q.succeeded_per_minute)),
+    el("td", {class: "num"}, fmt.rate(q.failed_per_minute)),
+    el("td", {class: "num"}, fmt.ms(q.attempt_p50_ms)),
+    el("td", {class: "num"}, fmt.ms(q.attempt_p95_ms)),
+    queueActions(q))));
+  for (const q of rows) chartsOf(q.name);
+}
+
+function chartsOf(name) {
+  if (window.sqCharts[name]) return window.sqCharts[name];
+  const card = el("article", {class: "chart-card", "data-queue": name}, el("h3", {}, name));
+  document.getElementById("charts").append(card);
+  const width = Math.min(560, Math.max(320, card.clientWidth - 16));
+  // y from 0, at least to 1: an idle queue shows a flat line at the bottom, not a scale to 100
+  const fromZero = {y: {range: (u, min, max) => [0, Math.max(1, max)]}};
+  const throughput = new uPlot({
+    title: "jobs per minute (last hour)", width, height: 180, scales: fromZero,
+    series: [{}, {label: "succeeded", stroke: "#2e9d5b", width: 2},
+             {label: "failed", stroke: "#d64545", width: 2},
+             {label: "failed attempts", stroke: "#e59a2f", dash: [4, 4]}],
+    axes: [{}, {size: 40}],
+  }, [[], [], [], []], card);
+  // from the first sample (at least a minute, at most DEPTH_WINDOW_S) to now
+  const depthChart = new uPlot({
+    title: "depth: unfinished jobs (last hour)", width, height: 140, scales: fromZero,
+    series: [{}, {label: "unfinished", stroke: "#3b7dd8", width: 2, fill: "rgba(59,125,216,.12)"}],
+    axes: [{}, {size: 40}],
+  }, [[], []], card);
+  window.sqCharts[name] = {throughput, depth: depthChart};
+  return window.sqCharts[name];
+}
+
+async function refreshSeries(names) {
+  const rows = await api("/api/series");
+  const byQueue = {};
+  for (const r of rows) (byQueue[r.queue] ??= []).push(r);
+  const figures = await api("/api/figures");
+  for (const q of figures) {
+    // one row per minute of the last hour (the API includes empty minutes)
+    const series = byQueue[q.queue] ?? [];
+    const times = series.map((r) => Date.parse(r.bucket) / 1000);
+    const pick = (key) => series.map((r) => Number(r[key]));
+    const charts = chartsOf(q.name);
+    charts.throughput.setData([times, pick("succeeded"), pick("failed"), pick("failed_attempts")]);
+    charts.depth.setData([times, pick("depth")]);
+  }
+}
+
+function queuesPage() {
+  every(FIGURES_EVERY_MS, refreshFigures);
+  every(SERIES_EVERY_MS, refreshSeries);
+}
+
+// --- jobs page -------------------------------------------------------------------------
+
+function jobsPage() {
+  const form = document.getElementById("filters");
+  const params = new URLSearchParams(location.search);
+  for (const [k, v] of params) if (form.elements[k]) form.elements[k].value = v;
+  let cursor = null;  // last job of the previous page (keyset paging)
+  let pageNo = 1;
+
+
+  function query() {
+    const q = new URLSearchParams();
+    for (const key of ["queue", "state", "since", "error"]) {
+      const value = form.elements[key].value;
+      if (value) q.set(key, value);
+    }
+    return q;
+  }
+
+  async function load() {
+    const q = query();
+    if (cursor) q.set("after", cursor);
+    q.set("limit", "50");
+    const rows = await api(`/api/jobs?${q}`);
+    document.querySelector("#jobs tbody").replaceChildren(...rows.map((j) => el("tr", {"data-job": j.id},
+      el("td", {}, el("a", {href: `/jobs/${j.id}`}, j.id.slice(0, 8))),
+      el("td", {}, j.queue_name),
+      el("td", {}, stateBadge(j.status)),
+      el("td", {class: "num"}, String(j.attempts)),
+      el("td", {}, fmt.time(j.created_at)),
+      el("td", {}, fmt.time(j.finished_at)),
+      el("td", {class: "error"}, j.last_error || ""))));
+    const next = document.getElementById("next");
+    next.disabled = rows.length < 50;
+    next.dataset.after = rows.length ? rows[rows.length - 1].id : "";
+    document.getElementById("first").disabled = pageNo === 1;
+    document.getElementById("page-info").textContent =
+      rows.length ? `page ${pageNo}` : "no jobs match";
+    document.body.dataset.loads = String(Number(document.body.dataset.loads || 0) + 1);
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    cursor = null; pageNo = 1;
+    history.replaceState(null, "", `/jobs?${query()}`);
+    guarded("Jobs", load);
+  });
+  document.getElementById("next").addEventListener("click", (event) => {
+    cursor = event.target.dataset.after; pageNo += 1;
+    guarded("Jobs", load);
+  });
+  document.getElementById("first").addEventListener("click", () => {
+    cursor = null; pageNo = 1;
+    guarded("Jobs", load);
+  });
+  // The queue list first, so that a ?queue= filter applies from the first load on; then live:
+  // the first page follows new jobs, later pages stay put while being read.
+  api("/api/figures").then((queues) => {
+    const select = form.elements.queue;
+    for (const q of queues) select.append(el("option", {value: q.name}, q.name));
+    select.value = params.get("queue") || "";
+    every(JOBS_EVERY_MS, async () => { if (pageNo === 1) await load(); });
+  }, (err) => flash(`Jobs: ${err.message}`, "error"));
+}
+
+// --- job page --------------------------------------------------------------------------
+
+function jobPage() {
+  const id = document.body.dataset.job;
+  const retry = document.getElementById("retry");
+  const cancel = document.getElementById("cancel");
+
+  function related(list) {
+    return list.map((j) => el("li", {},
+      el("a", {href: `/jobs/${j.id}`}, j.id), " ", stateBadge(j.status), ` (${j.queue_name})`));
+  }
+
+  async function load() {
+    const job = await api(`/api/jobs/${id}`);
+    const facts = [["state", stateBadge(job.status)], ["queue", job.queue_name],
+      ["attempts", `${job.attempts} of ${job.max_attempts}`], ["priority", String(job.priority)],
+      ["run at", fmt.time(job.run_at)], ["created", fmt.time(job.created_at)],
+      ["finished", fmt.time(job.finished_at)], ["dedup key", job.dedup_key ?? "–"],
+      ["last status", job.last_status_code ?? "–"], ["last error", job.last_error ?? "–"],
+      ["lease until", job.lease ? fmt.time(job.lease.lease_expires_at) : "–"]];
+    document.getElementById("facts").replaceChildren(
+      ...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+    document.getElementById("payload").textContent = JSON.stringify(job.payload, null, 2);
+    document.getElementById("result").textContent = JSON.stringify(job.result, null, 2);
+    document.querySelector("#attempts tbody").replaceChildren(...job.attempt_history.map((a) =>
+      el("tr", {},
+        el("td", {class: "num"}, String(a.attempt)), el("td", {}, a.outcome),
+        el("td", {class: "num"}, a.status_code ?? "–"), el("td", {class: "num"}, fmt.ms(a.duration_ms)),
+        el("td", {}, fmt.time(a.ended_at)), el("td", {class: "error"}, a.error ?? ""),
+        el("td", {}, el("code", {}, a.response_excerpt ?? "")))));
+    document.getElementById("depends-on").replaceChildren(...related(job.depends_on));
+    document.getElementById("dependents").replaceChildren(...related(job.dependents));
+    retry.hidden = !["failed", "cancelled"].includes(job.status);
+    cancel.hidden = !["pending", "in_progress"].includes(job.status);
+    document.body.dataset.status = job.status;
+  }
+
+  retry.addEventListener("click", () => guarded("Retry", async () => {
+    if (!(await confirmAction("Retry this job with fresh attempts? Jobs its failure cancelled come back too."))) return null;
+    const answer = await act(`/api/jobs/${id}/retry`);
+    await load();
+    return answer.changed ? "job retried" : "job was not failed or cancelled";
+  }));
+  cancel.addEventListener("click", () => guarded("Cancel", async () => {
+    if (!(await confirmAction("Cancel this job and the jobs waiting for it? A call in flight may still reach the function; its outcome is dropped."))) return null;
+    const answer = await act(`/api/jobs/${id}/cancel`);
+    await load();
+    return answer.changed ? "job cancelled" : "job had already finished";
+  }));
+  every(JOB_EVERY_MS, load);
+}
+
+const pages = {queues: queuesPage, jobs: jobsPage, job: jobPage};
+pages[document.body.dataset.page]?.();

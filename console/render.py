@@ -1,0 +1,191 @@
+"""How the operator commands print: rich tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+
+def plain(value: Any) -> Any:
+    """A JSON-able copy of a row (UUIDs, times, decimals as strings/numbers)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(plain(value), sort_keys=False)
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    value = float(value)
+    if value < 90:
+        return f"{value:.0f}s"
+    if value < 5400:
+        return f"{value / 60:.0f}m"
+    if value < 172800:
+        return f"{value / 3600:.1f}h"
+    return f"{value / 86400:.1f}d"
+
+
+def millis(value: float | None) -> str:
+    return "-" if value is None else f"{float(value):.0f}ms"
+
+
+def rate(value: float | None) -> str:
+    return "-" if value is None else f"{float(value):.2f}"
+
+
+def queue_state(row: dict[str, Any]) -> Text:
+    if row["paused_by_operator_since"] is not None:
+        return Text("paused (operator)", style="yellow")
+    if row["paused_by_stack"]:
+        return Text("paused (stack)", style="yellow")
+    return Text("running", style="green")
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    cell: Callable[[dict[str, Any]], str | Text]
+    justify: str = "right"
+
+
+# The columns of `supaqueue status`, one row per queue of `supaqueue.queue_figures()`. Other
+# features add theirs here (e.g. a schedule's next run), so the status stays one table.
+STATUS_COLUMNS: list[Column] = [
+    Column("queue", lambda r: str(r["name"]), "left"),
+    Column("state", queue_state, "left"),
+    Column("workers", lambda r: f"{r['busy_workers']}/{r['workers']}"),
+    Column("rate/s", lambda r: rate(r["rate_limit_per_second"])),
+    Column("pending", lambda r: str(r["pending"])),
+    Column("ready", lambda r: str(r["ready"])),
+    Column("running", lambda r: str(r["in_progress"])),
+    Column("oldest", lambda r: seconds(r["oldest_pending_age_seconds"])),
+    Column("ok/min", lambda r: rate(r["succeeded_per_minute"])),
+    Column("failed/min", lambda r: rate(r["failed_per_minute"])),
+    Column("p50", lambda r: millis(r["attempt_p50_ms"])),
+    Column("p95", lambda r: millis(r["attempt_p95_ms"])),
+]
+
+
+def status_table(rows: list[dict[str, Any]], window: str) -> Table:
+    table = Table(title=f"supaqueue queues (figures over the last {window})", title_justify="left")
+    for column in STATUS_COLUMNS:
+        table.add_column(column.header, justify=column.justify)  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(*(column.cell(row) for column in STATUS_COLUMNS))
+    return table
+
+
+STATE_STYLE = {
+    "pending": "cyan",
+    "in_progress": "blue",
+    "success": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+}
+
+
+def state_text(state: str) -> Text:
+    return Text(state, style=STATE_STYLE.get(state, ""))
+
+
+def when(value: datetime | None) -> str:
+    return "-" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def jobs_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title_justify="left")
+    for header in ("id", "queue", "state", "tries", "created", "finished", "last error"):
+        table.add_column(header, overflow="fold" if header == "last error" else "ellipsis")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            str(row["queue_name"]),
+            state_text(str(row["status"])),
+            str(row["attempts"]),
+            when(row["created_at"]),
+            when(row["finished_at"]),
+            (row["last_error"] or "")[:120],
+        )
+    return table
+
+
+def job_view(job: dict[str, Any]) -> Group:
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    for key in (
+        "id",
+        "queue_name",
+        "status",
+        "attempts",
+        "max_attempts",
+        "priority",
+        "run_at",
+        "created_at",
+        "finished_at",
+        "dedup_key",
+        "last_status_code",
+        "last_error",
+    ):
+        value = job.get(key)
+        facts.add_row(key, state_text(str(value)) if key == "status" else str(value))
+    facts.add_row("payload", json.dumps(job["payload"]))
+    facts.add_row("result", json.dumps(job["result"]))
+    if job.get("lease"):
+        facts.add_row("lease", f"until {job['lease']['lease_expires_at']}")
+    attempts = Table(title="attempts", title_justify="left")
+    for header in ("#", "outcome", "status", "duration", "ended", "error / response"):
+        attempts.add_column(header, overflow="fold")
+    for a in job["attempt_history"]:
+        attempts.add_row(
+            str(a["attempt"]),
+            str(a["outcome"]),
+            str(a["status_code"] or "-"),
+            millis(a["duration_ms"]),
+            str(a["ended_at"]),
+            (a["error"] or a["response_excerpt"] or "")[:200],
+        )
+    pipeline = Table(title="pipeline", title_justify="left")
+    for header in ("relation", "job", "queue", "state"):
+        pipeline.add_column(header)
+    for relation, key in (("waits for", "depends_on"), ("waited for by", "dependents")):
+        for other in job[key]:
+            pipeline.add_row(
+                relation, other["id"], other["queue_name"], state_text(other["status"])
+            )
+    parts: list[Any] = [facts, attempts]
+    if job["depends_on"] or job["dependents"]:
+        parts.append(pipeline)
+    return Group(*parts)
+
+
+def console() -> Console:
+    # Piped into a file or another program: wide enough that no column is cut short.
+    out = Console(highlight=False, soft_wrap=False)
+    if not out.is_terminal:
+        out = Console(highlight=False, soft_wrap=False, width=200)
+    return out
