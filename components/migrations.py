@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psycopg
 
+from components.clients.postgres import connect
 from components.errors import DatabaseError, SupaqueueError
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -230,7 +231,7 @@ def _run(args: argparse.Namespace) -> int:
     directory: Path = args.dir
     if not args.dsn:
         raise MigrationError("no database: pass --dsn or set DB_URL")
-    with psycopg.connect(args.dsn, autocommit=True, connect_timeout=10) as conn:
+    with connect(args.dsn) as conn:  # its errors never show the password
         if args.command == "uninstall":
             uninstall(conn, directory, drop_dependents=args.drop_dependents)
             print("supaqueue uninstalled")

@@ -1,4 +1,4 @@
-"""The operator API of sql/0014_operator.sql, called from Python: one function per SQL function.
+"""The operator API of sql/0013_operator.sql, called from Python: one function per SQL function.
 
 The CLI and the dashboard both use these; neither writes SQL of its own. Every error a user can
 cause is a `ConsoleError` (or a kind of it) with a message that names what to fix.
@@ -19,8 +19,8 @@ from components.clients.postgres import check_url, describe, sql_message
 
 STATES = ("pending", "in_progress", "success", "failed", "cancelled")
 FINISHED_STATES = ("success", "failed", "cancelled")
-# SQLSTATEs the operator API raises (sql/0014_operator.sql)
-_NOT_FOUND = "SQ002"
+# SQLSTATEs the operator API raises (sql/0013_operator.sql)
+_NOT_FOUND = "SQ005"
 
 
 class ConsoleError(Exception):

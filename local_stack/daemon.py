@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from local_stack import gateway, management_api
+from local_stack.api_faults import FaultPlan
 from local_stack.edge_runtime import EdgeRuntime
 from local_stack.function_store import FunctionStore
 from local_stack.rate_limit import RateLimiter, limit_from_env
@@ -51,6 +52,7 @@ def create_app(state: StackState, runtime: EdgeRuntime, store: FunctionStore,
     app[gateway.RUNTIME_KEY] = runtime
     app[management_api.SECRETS_KEY] = secrets
     app[management_api.LIMITER_KEY] = RateLimiter(limit_from_env())
+    app[management_api.FAULTS_KEY] = FaultPlan()
     app[NET_SENDER_KEY] = SenderStatus()
 
     async def proxy_session(app: web.Application):  # type: ignore[no-untyped-def]

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from local_stack.api_faults import DROP, FaultPlan, parse_faults
 from local_stack.function_store import DeployError, normalize_path
 from local_stack.gateway import RUNTIME_KEY, STATE_KEY, STORE_KEY
 from local_stack.openapi_contract import Operation, served_contract
@@ -25,6 +26,7 @@ from local_stack.secret_store import SecretStore
 log = logging.getLogger("supaqueue.management_api")
 SECRETS_KEY = web.AppKey("secret_store", SecretStore)
 LIMITER_KEY = web.AppKey("rate_limiter", RateLimiter)
+FAULTS_KEY = web.AppKey("fault_plan", FaultPlan)
 MAX_BODY_BYTES = 25 * 1024 * 1024  # Supabase caps bundles at 20 MB; room for the form around it
 ENV_NAME = re.compile(r"^[^=\x00]+$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -92,6 +94,14 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     decision = request.app[LIMITER_KEY].check((token, request.method, template))
     if not decision.allowed:
         return error(429, "Too many requests: rate limit exceeded", headers=decision.headers())
+    fault = request.app[FAULTS_KEY].take() if FAULTS_KEY in request.app else None
+    if fault == DROP:
+        # The connection goes away without an answer, as behind a failing load balancer.
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError("injected: connection dropped")
+    if fault is not None:
+        return error(int(fault), f"injected fault: HTTP {fault}")
     response = await handler(request)
     response.headers.update(decision.headers())
     return response
@@ -275,6 +285,18 @@ async def set_rate_limit(request: web.Request) -> web.Response:
     return web.json_response({"requests_per_minute": per_minute})
 
 
+async def set_faults(request: web.Request) -> web.Response:
+    """Test hook: the next `/v1/` requests fail as planned (local_stack/api_faults.py)."""
+    if _bearer_token(request) is None:
+        return error(401, "Unauthorized")
+    try:
+        faults = parse_faults(json.loads(await request.read() or b"null"))
+    except ValueError as exc:
+        return error(400, str(exc))
+    request.app[FAULTS_KEY].set(faults)
+    return web.json_response({"faults": faults})
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/v1/projects/{ref}/functions/deploy", deploy_function)
@@ -286,3 +308,4 @@ def add_routes(app: web.Application) -> None:
     r.add_delete("/v1/projects/{ref}/secrets", delete_secrets)
     r.add_get("/v1/projects/{ref}/api-keys", api_keys, allow_head=False)
     r.add_put("/_local/management-rate-limit", set_rate_limit)
+    r.add_put("/_local/management-faults", set_faults)

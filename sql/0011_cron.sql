@@ -1,4 +1,4 @@
--- supaqueue 0012: the schedule evaluator: pg_cron's five-field syntax and '<n> seconds'.
+-- supaqueue 0011: the schedule evaluator: pg_cron's five-field syntax and '<n> seconds'.
 -- Functions only, and nothing here depends on another migration: the schedule provider also
 -- runs this file inside a transaction it rolls back, to validate a schedule and show its next run
 -- times at `pulumi preview` before supaqueue is installed (or upgraded).

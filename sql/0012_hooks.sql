@@ -1,4 +1,4 @@
--- supaqueue 0013: table events and schedules that enqueue jobs (declared by the Pulumi program).
+-- supaqueue 0012: table events and schedules that enqueue jobs (declared by the Pulumi program).
 
 -- Table-event triggers. Each row owns, on the user's table, its triggers (one per event, two for
 -- UPDATE) and one function per trigger (in this schema). Nothing else of the user's table is

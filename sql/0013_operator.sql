@@ -1,4 +1,4 @@
--- supaqueue 0014: the operator API (retry, cancel, purge, pause/resume, figures, job list and
+-- supaqueue 0013: the operator API (retry, cancel, purge, pause/resume, figures, job list and
 -- detail). The CLI (`supaqueue status|jobs|job|retry|cancel|purge|pause|resume`) and the dashboard
 -- call only these functions; each keeps the engine's invariants (worker locks, leases,
 -- dependents, attempt history) under concurrency.
@@ -169,7 +169,7 @@ begin
 end
 $$;
 
--- = 0013's tick (schedules first) with two changes: an operator-paused queue is skipped, and the
+-- = 0012's tick (schedules first) with two changes: an operator-paused queue is skipped, and the
 -- retention prune re-checks `finished_at` on the row it deletes. A job retried while the prune
 -- waited for its lock is pending again and must be kept (the `id in (…)` subquery alone would
 -- still match the row's old, finished version).
@@ -292,7 +292,7 @@ declare
 begin
   select * into _j from supaqueue.job where id = _job for update;
   if not found then
-    raise exception 'supaqueue.retry_job: there is no job with id %', _job using errcode = 'SQ002';
+    raise exception 'supaqueue.retry_job: there is no job with id %', _job using errcode = 'SQ005';
   end if;
   if _j.status not in ('failed', 'cancelled') then
     return false;
@@ -305,7 +305,7 @@ begin
       return false;
     end if;
     raise exception 'supaqueue.retry_job: job % depends on job %, which did not succeed', _job,
-      _blocker using errcode = 'SQ003',
+      _blocker using errcode = 'SQ006',
       hint = format('Retry job %s instead: its cancelled dependents come back with it.', _blocker);
   end if;
   if _j.dedup_key is not null then
@@ -316,7 +316,7 @@ begin
         return false;
       end if;
       raise exception 'supaqueue.retry_job: job %''s dedup key is held by unfinished job %',
-        _job, _holder using errcode = 'SQ004';
+        _job, _holder using errcode = 'SQ007';
     end if;
   end if;
   update supaqueue.job
@@ -380,7 +380,7 @@ declare
 begin
   if not exists (select 1 from supaqueue.queue where id = _queue) then
     raise exception 'supaqueue.retry_failed_jobs: there is no queue with id %', _queue
-      using errcode = 'SQ002';
+      using errcode = 'SQ005';
   end if;
   if _dry_run then
     select count(*) into _n from supaqueue._failed_jobs(_queue, _since, _error_contains);
@@ -454,7 +454,7 @@ begin
       select * into _j from supaqueue.job where id = _job for update;
       if not found then
         raise exception 'supaqueue.cancel_job: there is no job with id %', _job
-          using errcode = 'SQ002';
+          using errcode = 'SQ005';
       end if;
       if _j.status = 'pending' then
         update supaqueue.job
@@ -522,7 +522,7 @@ declare
 begin
   if not exists (select 1 from supaqueue.queue where id = _queue) then
     raise exception 'supaqueue.purge_jobs: there is no queue with id %', _queue
-      using errcode = 'SQ002';
+      using errcode = 'SQ005';
   end if;
   if _statuses is null or cardinality(_statuses) = 0
      or _statuses && array['pending', 'in_progress']::supaqueue.job_status[] then
@@ -556,7 +556,7 @@ begin
     where id = _queue returning * into _q;
   if not found then
     raise exception 'supaqueue.pause_queue: there is no queue with id %', _queue
-      using errcode = 'SQ002';
+      using errcode = 'SQ005';
   end if;
   return jsonb_build_object('queue', _q.id, 'name', _q.name, 'paused_by_stack', _q.paused,
                             'paused_by_operator_since', _q.operator_paused_at);
@@ -575,7 +575,7 @@ begin
   update supaqueue.queue set operator_paused_at = null where id = _queue returning * into _q;
   if not found then
     raise exception 'supaqueue.resume_queue: there is no queue with id %', _queue
-      using errcode = 'SQ002';
+      using errcode = 'SQ005';
   end if;
   -- the queue's update trigger has dispatched it already, unless the stack declares it paused
   return jsonb_build_object('queue', _q.id, 'name', _q.name, 'paused_by_stack', _q.paused,

@@ -796,7 +796,7 @@ declare
 begin
   select * into _j from supaqueue.job where id = _job for update;
   if not found then
-    raise exception 'supaqueue.retry_job: there is no job with id %', _job using errcode = 'SQ002';
+    raise exception 'supaqueue.retry_job: there is no job with id %', _job using errcode = 'SQ005';
   end if;
   if _j.status not in ('failed', 'cancelled') then
     return false;
@@ -809,7 +809,7 @@ begin
       return false;
     end if;
     raise exception 'supaqueue.retry_job: job % depends on job %, which did not succeed', _job,
-      _blocker using errcode = 'SQ003',
+      _blocker using errcode = 'SQ006',
       hint = format('Retry job %s instead: its cancelled dependents come back with it.', _blocker);
   end if;
   if _j.dedup_key is not null then
@@ -820,7 +820,7 @@ begin
         return false;
       end if;
       raise exception 'supaqueue.retry_job: job %''s dedup key is held by unfinished job %',
-        _job, _holder using errcode = 'SQ004';
+        _job, _holder using errcode = 'SQ007';
     end if;
   end if;
   update supaqueue.job
@@ -916,6 +916,7 @@ CREATE FUNCTION supaqueue.apply_privileges() RETURNS void
     AS $$
 declare
   _role text;
+  _routine regprocedure;
 begin
   revoke all on schema supaqueue from public;
   revoke all on all tables in schema supaqueue from public;
@@ -930,12 +931,24 @@ begin
     end if;
   end loop;
   if exists (select 1 from pg_catalog.pg_roles where rolname = 'service_role') then
+    revoke all on all tables in schema supaqueue from service_role;
+    revoke all on all sequences in schema supaqueue from service_role;
+    revoke all on all routines in schema supaqueue from service_role;
     grant usage on schema supaqueue to service_role;
-    grant select, insert, update, delete on all tables in schema supaqueue to service_role;
-    grant usage, select on all sequences in schema supaqueue to service_role;
-    grant execute on all routines in schema supaqueue to service_role;
-    -- removing the installation is the owner's (the Pulumi program's) business only
-    revoke execute on function supaqueue.uninstall() from service_role;
+    -- Reading is harmless; enqueueing by INSERT names only these columns (docs/architecture.md).
+    grant select on all tables in schema supaqueue to service_role;
+    grant insert (queue, payload, priority, run_at, dedup_key) on supaqueue.job to service_role;
+    -- Every routine but the internal ones (named `_…`, trigger functions) and the owner's (the
+    -- Pulumi program's): those take the engine's rows as given, or change what a stack owns.
+    for _routine in
+      select p.oid::regprocedure from pg_catalog.pg_proc p
+        where p.pronamespace = 'supaqueue'::regnamespace
+          and p.proname not like '\_%'
+          and p.prorettype <> 'pg_catalog.trigger'::pg_catalog.regtype
+          and p.proname <> all (supaqueue.owner_only_routines())
+    loop
+      execute format('grant execute on routine %s to service_role', _routine);
+    end loop;
   end if;
 end
 $$;
@@ -1023,7 +1036,7 @@ begin
       select * into _j from supaqueue.job where id = _job for update;
       if not found then
         raise exception 'supaqueue.cancel_job: there is no job with id %', _job
-          using errcode = 'SQ002';
+          using errcode = 'SQ005';
       end if;
       if _j.status = 'pending' then
         update supaqueue.job
@@ -1129,12 +1142,69 @@ $$;
 
 ALTER FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.cron_drift(_pg_cron_version text DEFAULT NULL::text) RETURNS text[]
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _version text := coalesce(_pg_cron_version,
+    (select e.extversion from pg_catalog.pg_extension e where e.extname = 'pg_cron'));
+  _want record;
+  _have record;
+  _drift text[] := '{}';
+begin
+  if _version is null or pg_catalog.to_regclass('cron.job') is null then
+    return _drift;
+  end if;
+  for _want in select * from supaqueue.cron_jobs_for(_version) order by 1 loop
+    -- pg_cron's row security shows a role its own jobs only: these are the installer's.
+    select j.schedule, j.command, j.active, j.database into _have
+      from cron.job j
+     where j.jobname = _want.jobname and j.username = current_user;
+    if not found then
+      _drift := _drift || format('%s is not scheduled; pg_cron %s needs %L at %L',
+                                 _want.jobname, _version, _want.command, _want.schedule);
+    elsif _have.schedule is distinct from _want.schedule
+       or _have.command is distinct from _want.command then
+      _drift := _drift || format('%s runs %L at %L; pg_cron %s needs %L at %L',
+                                 _want.jobname, _have.command, _have.schedule, _version,
+                                 _want.command, _want.schedule);
+    elsif not _have.active or _have.database is distinct from pg_catalog.current_database() then
+      _drift := _drift || format('%s is inactive or runs in database %L; it must run in %L',
+                                 _want.jobname, _have.database, pg_catalog.current_database());
+    end if;
+  end loop;
+  return _drift;
+end
+$$;
+
+ALTER FUNCTION supaqueue.cron_drift(_pg_cron_version text) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.cron_job_names() RETURNS text[]
     LANGUAGE sql IMMUTABLE SECURITY DEFINER
     SET search_path TO ''
-    AS $$ select array['supaqueue-tick'] $$;
+    AS $$
+  select array(select c.jobname from supaqueue.cron_jobs_for('0') c order by 1)
+$$;
 
 ALTER FUNCTION supaqueue.cron_job_names() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.cron_jobs_for(_pg_cron_version text) RETURNS TABLE(jobname text, schedule text, command text)
+    LANGUAGE sql IMMUTABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select j.jobname, j.schedule, j.command
+  from (select pg_catalog.string_to_array(pg_catalog.split_part(_pg_cron_version, '-', 1), '.')
+                 ::integer[] >= array[1, 5] as seconds) v,
+  lateral (values
+    ('supaqueue-tick',
+     case when v.seconds then '1 seconds' else '* * * * *' end,
+     case when v.seconds then 'select supaqueue.tick()' else 'call supaqueue.tick_loop()' end),
+    ('supaqueue-cron-history', '*/10 * * * *', 'select supaqueue.prune_cron_history()')
+  ) j (jobname, schedule, command)
+$$;
+
+ALTER FUNCTION supaqueue.cron_jobs_for(_pg_cron_version text) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.cron_next(_cron text, _after timestamp with time zone DEFAULT now(), _timezone text DEFAULT 'UTC'::text) RETURNS timestamp with time zone
     LANGUAGE plpgsql STABLE
@@ -1640,6 +1710,19 @@ CREATE FUNCTION supaqueue.max_result_bytes() RETURNS integer
 
 ALTER FUNCTION supaqueue.max_result_bytes() OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.owner_only_routines() RETURNS text[]
+    LANGUAGE sql IMMUTABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select array[
+    'apply_privileges', 'owner_only_routines', 'uninstall',
+    -- pg_cron runs these; the Pulumi program changes queues and the schedule
+    'tick_loop', 'dispatch', 'set_worker_count', 'drop_queue',
+    'cron_jobs_for', 'cron_drift', 'reconcile_cron', 'prune_cron_history', 'cron_job_names']
+$$;
+
+ALTER FUNCTION supaqueue.owner_only_routines() OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.pause_queue(_queue uuid) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -1651,7 +1734,7 @@ begin
     where id = _queue returning * into _q;
   if not found then
     raise exception 'supaqueue.pause_queue: there is no queue with id %', _queue
-      using errcode = 'SQ002';
+      using errcode = 'SQ005';
   end if;
   return jsonb_build_object('queue', _q.id, 'name', _q.name, 'paused_by_stack', _q.paused,
                             'paused_by_operator_since', _q.operator_paused_at);
@@ -1659,6 +1742,28 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.pause_queue(_queue uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.prune_cron_history(_keep interval DEFAULT '01:00:00'::interval) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _n bigint;
+begin
+  if pg_catalog.to_regclass('cron.job_run_details') is null then
+    return 0;
+  end if;
+  delete from cron.job_run_details d
+   where d.jobid in (select j.jobid from cron.job j
+                      where j.username = current_user
+                        and j.jobname = any (supaqueue.cron_job_names()))
+     and coalesce(d.end_time, d.start_time + interval '1 day') < pg_catalog.now() - _keep;
+  get diagnostics _n = row_count;
+  return _n;
+end
+$$;
+
+ALTER FUNCTION supaqueue.prune_cron_history(_keep interval) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[] DEFAULT ARRAY['success'::supaqueue.job_status, 'failed'::supaqueue.job_status, 'cancelled'::supaqueue.job_status], _older_than timestamp with time zone DEFAULT NULL::timestamp with time zone, _dry_run boolean DEFAULT false) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1669,7 +1774,7 @@ declare
 begin
   if not exists (select 1 from supaqueue.queue where id = _queue) then
     raise exception 'supaqueue.purge_jobs: there is no queue with id %', _queue
-      using errcode = 'SQ002';
+      using errcode = 'SQ005';
   end if;
   if _statuses is null or cardinality(_statuses) = 0
      or _statuses && array['pending', 'in_progress']::supaqueue.job_status[] then
@@ -1794,6 +1899,32 @@ $$;
 
 ALTER FUNCTION supaqueue.queue_series(_window interval, _bucket_seconds integer) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.reconcile_cron() RETURNS text[]
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _drift text[] := supaqueue.cron_drift();
+  _want record;
+begin
+  if cardinality(_drift) = 0 then
+    return _drift;
+  end if;
+  for _want in
+    select * from supaqueue.cron_jobs_for(
+      (select e.extversion from pg_catalog.pg_extension e where e.extname = 'pg_cron'))
+  loop
+    perform cron.unschedule(j.jobid) from cron.job j
+      where j.jobname = _want.jobname and j.username = current_user
+        and (not j.active or j.database is distinct from pg_catalog.current_database());
+    perform cron.schedule(_want.jobname, _want.schedule, _want.command);
+  end loop;
+  return _drift;
+end
+$$;
+
+ALTER FUNCTION supaqueue.reconcile_cron() OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -1884,7 +2015,7 @@ begin
   update supaqueue.queue set operator_paused_at = null where id = _queue returning * into _q;
   if not found then
     raise exception 'supaqueue.resume_queue: there is no queue with id %', _queue
-      using errcode = 'SQ002';
+      using errcode = 'SQ005';
   end if;
   -- the queue's update trigger has dispatched it already, unless the stack declares it paused
   return jsonb_build_object('queue', _q.id, 'name', _q.name, 'paused_by_stack', _q.paused,
@@ -1904,7 +2035,7 @@ declare
 begin
   if not exists (select 1 from supaqueue.queue where id = _queue) then
     raise exception 'supaqueue.retry_failed_jobs: there is no queue with id %', _queue
-      using errcode = 'SQ002';
+      using errcode = 'SQ005';
   end if;
   if _dry_run then
     select count(*) into _n from supaqueue._failed_jobs(_queue, _since, _error_contains);
@@ -2517,75 +2648,55 @@ ALTER TABLE ONLY supaqueue.worker
 
 GRANT USAGE ON SCHEMA supaqueue TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.current_job TO service_role;
+GRANT SELECT ON TABLE supaqueue.current_job TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._cancel_attempt(_cj supaqueue.current_job) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._cancel_attempt(_cj supaqueue.current_job) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._check_timezone(_tz text) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._check_timezone(_tz text) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._cron_day_matches(_spec supaqueue.cron_spec, _t timestamp without time zone) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._cron_day_matches(_spec supaqueue.cron_spec, _t timestamp without time zone) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._cron_field(_field text, _what text, _low integer, _high integer, _names text[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._cron_field(_field text, _what text, _low integer, _high integer, _names text[]) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._cron_latest_slot(_spec supaqueue.cron_spec, _tz text, _from timestamp with time zone, _now timestamp with time zone) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._cron_latest_slot(_spec supaqueue.cron_spec, _tz text, _from timestamp with time zone, _now timestamp with time zone) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._cron_next(_spec supaqueue.cron_spec, _after timestamp with time zone, _tz text) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._cron_next(_spec supaqueue.cron_spec, _after timestamp with time zone, _tz text) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._cron_next_wall(_spec supaqueue.cron_spec, _after timestamp without time zone) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._cron_next_wall(_spec supaqueue.cron_spec, _after timestamp without time zone) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._dispatch(_queue uuid, _chain_worker uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue._dispatch(_queue uuid, _chain_worker uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._retry_job(_job uuid, _strict boolean) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._retry_job(_job uuid, _strict boolean) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._revive_dependents(_job uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._revive_dependents(_job uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._table_trigger_names(_name text, _part text, OUT trigger_name text, OUT function_name text) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._table_trigger_names(_name text, _part text, OUT trigger_name text, OUT function_name text) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._table_trigger_parts(_events text[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._table_trigger_parts(_events text[]) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._utc_offset(_at timestamp with time zone, _tz text) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._utc_offset(_at timestamp with time zone, _tz text) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.apply_privileges() FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.apply_privileges() TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.default_non_retryable_statuses() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.default_non_retryable_statuses() TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.queue TO service_role;
+GRANT SELECT ON TABLE supaqueue.queue TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) TO service_role;
@@ -2599,8 +2710,11 @@ GRANT ALL ON FUNCTION supaqueue.chain_budget(OUT max_jobs integer, OUT max_secon
 REVOKE ALL ON FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.cron_drift(_pg_cron_version text) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue.cron_job_names() FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.cron_job_names() TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.cron_jobs_for(_pg_cron_version text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue.cron_next(_cron text, _after timestamp with time zone, _timezone text) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.cron_next(_cron text, _after timestamp with time zone, _timezone text) TO service_role;
@@ -2612,10 +2726,8 @@ REVOKE ALL ON FUNCTION supaqueue.cron_parse(_cron text) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.cron_parse(_cron text) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.dispatch(_queue uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.dispatch(_queue uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.drop_queue(_queue uuid, _discard_unfinished boolean) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.drop_queue(_queue uuid, _discard_unfinished boolean) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.drop_table_trigger(_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.drop_table_trigger(_id uuid) TO service_role;
@@ -2647,8 +2759,12 @@ GRANT ALL ON FUNCTION supaqueue.max_payload_bytes() TO service_role;
 REVOKE ALL ON FUNCTION supaqueue.max_result_bytes() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.max_result_bytes() TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.owner_only_routines() FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue.pause_queue(_queue uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.pause_queue(_queue uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.prune_cron_history(_keep interval) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone, _dry_run boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone, _dry_run boolean) TO service_role;
@@ -2658,6 +2774,8 @@ GRANT ALL ON FUNCTION supaqueue.queue_figures(_window interval) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.queue_series(_window interval, _bucket_seconds integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.queue_series(_window interval, _bucket_seconds integer) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.reconcile_cron() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) TO service_role;
@@ -2678,50 +2796,53 @@ REVOKE ALL ON FUNCTION supaqueue.set_table_trigger(_id uuid, _name text, _queue 
 GRANT ALL ON FUNCTION supaqueue.set_table_trigger(_id uuid, _name text, _queue uuid, _table_schema text, _table_name text, _events text[], _condition text) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.tg__dispatch_after_insert() FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.tg__dispatch_after_insert() TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.tg__job_payload_limit() FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.tg__job_payload_limit() TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.tg__queue_updated() FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.tg__queue_updated() TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.tick() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.tick() TO service_role;
 
 REVOKE ALL ON PROCEDURE supaqueue.tick_loop(IN _seconds integer) FROM PUBLIC;
-GRANT ALL ON PROCEDURE supaqueue.tick_loop(IN _seconds integer) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.unfinished_job_count(_queue uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.unfinished_job_count(_queue uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.uninstall() FROM PUBLIC;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.installation_owner TO service_role;
+GRANT SELECT ON TABLE supaqueue.installation_owner TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.job TO service_role;
+GRANT SELECT ON TABLE supaqueue.job TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.job_attempt TO service_role;
+GRANT INSERT(queue) ON TABLE supaqueue.job TO service_role;
 
-GRANT SELECT,USAGE ON SEQUENCE supaqueue.job_attempt_id_seq TO service_role;
+GRANT INSERT(payload) ON TABLE supaqueue.job TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.job_dependency TO service_role;
+GRANT INSERT(priority) ON TABLE supaqueue.job TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.migrations TO service_role;
+GRANT INSERT(run_at) ON TABLE supaqueue.job TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.queue_bucket TO service_role;
+GRANT INSERT(dedup_key) ON TABLE supaqueue.job TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.worker TO service_role;
+GRANT SELECT ON TABLE supaqueue.job_attempt TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.queue_stats TO service_role;
+GRANT SELECT ON TABLE supaqueue.job_dependency TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.schedule TO service_role;
+GRANT SELECT ON TABLE supaqueue.migrations TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.settings TO service_role;
+GRANT SELECT ON TABLE supaqueue.queue_bucket TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.table_trigger TO service_role;
+GRANT SELECT ON TABLE supaqueue.worker TO service_role;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE supaqueue.table_trigger_buffer TO service_role;
+GRANT SELECT ON TABLE supaqueue.queue_stats TO service_role;
+
+GRANT SELECT ON TABLE supaqueue.schedule TO service_role;
+
+GRANT SELECT ON TABLE supaqueue.settings TO service_role;
+
+GRANT SELECT ON TABLE supaqueue.table_trigger TO service_role;
+
+GRANT SELECT ON TABLE supaqueue.table_trigger_buffer TO service_role;

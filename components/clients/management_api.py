@@ -1,8 +1,11 @@
 """The few Supabase Management API operations supaqueue uses (reference/supabase-platform.md).
 
-Requests follow the OpenAPI document in shared/reference. A 429 is waited out and retried
-(Retry-After, else X-RateLimit-Reset, else exponential backoff), a bounded number of times,
-because the API allows 120 requests/minute and a deployment must not fail on that.
+Requests follow the OpenAPI document in shared/reference. Transient failures are waited out
+and retried a bounded number of times, so that `pulumi up` does not fail half-way on them: a 429
+(the API allows 120 requests/minute), a 5xx answer (but 501/505, which retrying cannot change)
+and a network error (refused, reset, timed out). The wait is Retry-After, else X-RateLimit-Reset,
+else exponential backoff, capped. Retrying is safe: every operation here is idempotent (deploy
+and set-secrets overwrite, deletes of what is gone are no-ops).
 Error messages carry the API's own message; the access token never appears in them.
 """
 
@@ -23,10 +26,21 @@ DEFAULT_URL = "https://api.supabase.com"
 MAX_ATTEMPTS = 6
 MAX_WAIT_SECONDS = 60.0
 REQUEST_TIMEOUT_SECONDS = 60.0
+# Refused, reset, timed out, or closed without an answer: worth another try. (A bad URL or an
+# unsupported scheme is not: it fails at once.)
+TRANSIENT_ERRORS = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
 
 
-def retry_delay(response: httpx.Response, attempt: int, now: float | None = None) -> float:
-    """Seconds to wait before retrying a 429, from the response headers or backoff."""
+def is_transient(status_code: int) -> bool:
+    """An answer worth retrying: rate limited, or a server or gateway failure."""
+    return status_code == 429 or (500 <= status_code <= 599 and status_code not in (501, 505))
+
+
+def retry_delay(response: httpx.Response | None, attempt: int, now: float | None = None) -> float:
+    """Seconds to wait before a retry, from the response headers or backoff (no response: a
+    network error)."""
+    if response is None:
+        return _bounded(0.5 * 2**attempt)
     now = time.time() if now is None else now
     retry_after = response.headers.get("retry-after")
     if retry_after:
@@ -193,14 +207,23 @@ class ManagementApi:
     ) -> httpx.Response:
         url = f"/v1/projects/{self.project_ref}{path}"
         for attempt in range(self._max_attempts):
+            last = attempt + 1 == self._max_attempts
             try:
                 # DELETE with a body is not in httpx's shortcuts; `request` takes it.
                 response = self._client.request(method, url, json=json_body, data=data, files=files)
+            except TRANSIENT_ERRORS as exc:
+                if not last:
+                    self._sleep(retry_delay(None, attempt))
+                    continue
+                raise ManagementApiError(
+                    f"cannot {what}: {type(exc).__name__} reaching {self._client.base_url} "
+                    f"({self._max_attempts} attempts)"
+                ) from None
             except httpx.HTTPError as exc:
                 raise ManagementApiError(
                     f"cannot {what}: {type(exc).__name__} reaching {self._client.base_url}"
                 ) from None
-            if response.status_code == 429 and attempt + 1 < self._max_attempts:
+            if is_transient(response.status_code) and not last:
                 self._sleep(retry_delay(response, attempt))
                 continue
             if response.status_code == 404 and missing_ok:

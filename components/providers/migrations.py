@@ -30,7 +30,7 @@ from pulumi.dynamic import (
 from components import migrations as runner
 from components.clients.postgres import check_url, connect
 from components.errors import DatabaseError, OwnershipError, SupaqueueError
-from components.providers import ownership
+from components.providers import cron_upkeep, ownership
 from components.providers.base import (
     declared_outputs,
     explicit_diff,
@@ -94,9 +94,10 @@ def _migrate(props: dict[str, Any], in_state: bool) -> dict[str, Any]:
             raise
         _claim(conn, me)
         ledger = _ledger(conn)
+        cron_drift = cron_upkeep.reconcile(conn)
     if ledger is None:
         raise DatabaseError("migrations ran but supaqueue.migrations does not exist")
-    return _outs(props, ledger)
+    return {**_outs(props, ledger), cron_upkeep.KEY: cron_drift}
 
 
 class MigrationsProvider(ResourceProvider):
@@ -125,13 +126,19 @@ class MigrationsProvider(ResourceProvider):
             "owner": owner,
             "drop_dependents": drop_dependents,
         }
+        # Checked on every preview and up: drift found here makes the diff, and `up` repairs it.
+        inputs[cron_upkeep.KEY] = (
+            cron_upkeep.drift(str(db_url)) if not failures and "db_url" not in unknown else []
+        )
         return CheckResult(inputs, failures)
 
     @presented
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # migrations_dir is where the files are, not what they say: it never forces an update.
         return explicit_diff(
-            olds, news, updatable=("migrations", "db_url", "owner", "drop_dependents")
+            olds,
+            news,
+            updatable=("migrations", "db_url", "owner", "drop_dependents", cron_upkeep.KEY),
         )
 
     @presented

@@ -1,4 +1,4 @@
-"""The operator API (sql/0014_operator.sql): retry, cancel, purge, pause/resume, figures, job
+"""The operator API (sql/0013_operator.sql): retry, cancel, purge, pause/resume, figures, job
 list and detail, each keeping the engine's invariants, including races with the tick, with
 reports and with the dispatcher's claim on two real connections."""
 
@@ -131,11 +131,11 @@ def test_retry_refuses_clearly(engine: Engine) -> None:
     fail_finally(engine, a)
     with pytest.raises(psycopg.Error) as refused:
         engine.conn.execute("select supaqueue.retry_job(%s)", (b,))
-    assert refused.value.diag.sqlstate == "SQ003"
+    assert refused.value.diag.sqlstate == "SQ006"
     assert a in str(refused.value) and a in (refused.value.diag.message_hint or "")
     with pytest.raises(psycopg.Error) as unknown:
         engine.conn.execute("select supaqueue.retry_job(gen_random_uuid())")
-    assert unknown.value.diag.sqlstate == "SQ002"
+    assert unknown.value.diag.sqlstate == "SQ005"
     # a pending job is not retried
     p = engine.enqueue(q)
     assert call(engine, "select supaqueue.retry_job(%s)", (p,)) is False
@@ -148,7 +148,7 @@ def test_retry_refuses_when_the_dedup_key_is_taken(engine: Engine) -> None:
     holder = engine.enqueue(q, _dedup_key="order-1")
     with pytest.raises(psycopg.Error) as refused:
         engine.conn.execute("select supaqueue.retry_job(%s)", (first,))
-    assert refused.value.diag.sqlstate == "SQ004" and holder in str(refused.value)
+    assert refused.value.diag.sqlstate == "SQ007" and holder in str(refused.value)
     assert engine.status(first) == "failed"
 
 
@@ -247,7 +247,7 @@ def test_cancel_a_pending_job_cancels_its_dependents(engine: Engine) -> None:
     assert call(engine, "select supaqueue.cancel_job(%s)", (a,)) is False
     with pytest.raises(psycopg.Error) as unknown:
         engine.conn.execute("select supaqueue.cancel_job(gen_random_uuid())")
-    assert unknown.value.diag.sqlstate == "SQ002"
+    assert unknown.value.diag.sqlstate == "SQ005"
 
 
 def test_cancel_an_in_progress_job_frees_its_worker_and_its_late_report_changes_nothing(
@@ -542,7 +542,7 @@ def test_resume_leaves_a_queue_the_stack_declares_paused_paused(engine: Engine) 
     assert engine.status(job) == "pending"
     with pytest.raises(psycopg.Error) as unknown:
         engine.conn.execute("select supaqueue.pause_queue(gen_random_uuid())")
-    assert unknown.value.diag.sqlstate == "SQ002"
+    assert unknown.value.diag.sqlstate == "SQ005"
 
 
 # --- figures, list, detail ----------------------------------------------------------------

@@ -120,7 +120,7 @@ def test_security_definer_functions_pin_an_empty_search_path(engine: Engine) -> 
     definers = [r for r in routines if r["definer"]]
     assert len(definers) >= 10
     for r in definers:
-        # jit=off is allowed besides: the operator's read functions (sql/0014_operator.sql) set it
+        # jit=off is allowed besides: the operator's read functions (sql/0013_operator.sql) set it
         config: list[str] = r["config"]  # type: ignore[assignment]
         assert config[0] == 'search_path=""', r["signature"]
         assert set(config[1:]) <= {"jit=off"}, r["signature"]

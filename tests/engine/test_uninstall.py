@@ -214,7 +214,7 @@ def test_only_supaqueues_own_cron_jobs_are_unscheduled(cron_cluster: Cluster) ->
             with as_owner(dsn, role) as conn:
                 migrations.apply(conn, migrations.load_migrations())
                 names = conn.execute("select supaqueue.cron_job_names()").fetchone()
-                assert names == (["supaqueue-tick"],)
+                assert names == (["supaqueue-cron-history", "supaqueue-tick"],)
                 # The user's own jobs, one of them named like supaqueue's.
                 conn.execute(
                     "select cron.schedule('supaqueue-nightly-report', '0 3 * * *', 'select 1')"
@@ -222,6 +222,7 @@ def test_only_supaqueues_own_cron_jobs_are_unscheduled(cron_cluster: Cluster) ->
                 conn.execute("select cron.schedule('cleanup', '0 4 * * *', 'select 1')")
                 assert [r[0] for r in conn.execute(jobs)] == [
                     "cleanup",
+                    "supaqueue-cron-history",
                     "supaqueue-nightly-report",
                     "supaqueue-tick",
                 ]

@@ -143,19 +143,32 @@ def test_errors_carry_the_api_message_never_the_token(
     assert "cannot deploy function 'f': HTTP 400: bad slug" in str(caught.value)
     assert TOKEN not in str(caught.value)
     server = serve([(500, {"Content-Type": "text/plain"}, b"upstream exploded")])
-    with client(server) as api, pytest.raises(ManagementApiError) as caught:
+    waits: list[float] = []
+    with client(server, sleep=waits.append) as api, pytest.raises(ManagementApiError) as caught:
         api.delete_secrets(["A"])
     assert str(caught.value) == "cannot delete secrets: HTTP 500: upstream exploded"
+    # a 5xx is transient: retried with capped, growing backoff until the attempts run out
+    assert len(server.requests) == management_api.MAX_ATTEMPTS
+    assert waits == [0.5, 1.0, 2.0, 4.0, 8.0]
 
 
 def test_unreachable_api_is_a_clear_error(serve: Callable[[list[Answer]], Server]) -> None:
     server = serve([OK])
     url = server.url
-    with ManagementApi(url.rsplit(":", 1)[0] + ":1", TOKEN, REF) as api:
+    waits: list[float] = []
+    with ManagementApi(url.rsplit(":", 1)[0] + ":1", TOKEN, REF, sleep=waits.append) as api:
         with pytest.raises(ManagementApiError) as caught:
             api.list_secrets()
     assert "cannot list secrets: ConnectError reaching http://127.0.0.1:1" in str(caught.value)
+    assert "(6 attempts)" in str(caught.value) and len(waits) == 5
     assert TOKEN not in str(caught.value)
+
+
+def test_501_is_not_retried(serve: Callable[[list[Answer]], Server]) -> None:
+    server = serve([(501, {}, b'{"message": "not implemented"}')])
+    with client(server) as api, pytest.raises(ManagementApiError) as caught:
+        api.list_secrets()
+    assert caught.value.status_code == 501 and len(server.requests) == 1
 
 
 def test_missing_function_is_none_and_delete_is_idempotent(

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from components.migrations import load_migrations
 from components.providers.migrations import MigrationsProvider
 from tests.providers.conftest import REPO, failure_text, migrations_props, sql_value, uninstall
@@ -92,3 +94,34 @@ def test_unreachable_database_is_a_clear_error(db_url: str) -> None:
     password = db_url.split("//", 1)[1].split("@", 1)[0].split(":", 1)[1]
     assert password not in text
     assert "Traceback" not in text
+
+
+def test_every_up_reconciles_the_cron_jobs(db_url: str) -> None:
+    """Not only once by a migration: a cron job changed or removed behind supaqueue's back (or
+    left in the per-minute form by a pg_cron upgrade) is drift at check, so a diff, so `up`
+    repairs it with no migration pending."""
+    uninstall(db_url)
+    provider = MigrationsProvider()
+    outs = provider.create(provider.check({}, migrations_props(db_url)).inputs).outs or {}
+    assert outs["cron_drift"] == []
+    jobs = "select jobname, schedule, command from cron.job where jobname like 'supaqueue-%%'"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        scheduled = conn.execute(jobs + " order by 1").fetchall()
+        assert len(scheduled) == 2
+        checked = provider.check(outs, migrations_props(db_url))
+        assert checked.inputs["cron_drift"] == []
+        assert provider.diff("supaqueue", outs, checked.inputs).changes is False
+
+        conn.execute("select cron.schedule('supaqueue-tick', '*/5 * * * *', 'select 1')")
+        checked = provider.check(outs, migrations_props(db_url))
+        [drift] = checked.inputs["cron_drift"]
+        assert drift.startswith("supaqueue-tick runs 'select 1' at '*/5 * * * *'; pg_cron ")
+        diff = provider.diff("supaqueue", outs, checked.inputs)
+        assert diff.changes is True and diff.replaces == []
+
+        updated = provider.update("supaqueue", outs, checked.inputs).outs or {}
+        assert updated["cron_drift"] == []
+        assert conn.execute(jobs + " order by 1").fetchall() == scheduled
+        again = provider.check(updated, migrations_props(db_url))
+        assert provider.diff("supaqueue", updated, again.inputs).changes is False
+    uninstall(db_url)

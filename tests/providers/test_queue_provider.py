@@ -130,6 +130,26 @@ def test_updates_are_in_place_and_keep_jobs(installed: dict[str, Any], db_url: s
     assert workers(db_url, created.id) == 1
 
 
+def test_lease_grace_is_a_queue_setting(installed: dict[str, Any], db_url: str) -> None:
+    """How long a lost dispatch stalls its worker (timeout + grace) is the user's choice."""
+    provider = QueueProvider()
+    props = declare(db_url, timeout_ms=5000, lease_grace_ms=2000)
+    created = provider.create(props)
+    assert sql_value(db_url, "select lease_grace_ms from supaqueue.queue") == 2000
+    outs = created.outs or {}
+    assert outs["lease_grace_ms"] == 2000
+    news = declare(db_url, timeout_ms=5000, lease_grace_ms=10_000.0)  # the engine sends floats
+    diff = provider.diff(created.id, outs, news)
+    assert diff.changes is True and diff.replaces == []
+    updated = provider.update(created.id, outs, news).outs or {}
+    assert sql_value(db_url, "select lease_grace_ms from supaqueue.queue") == 10_000
+    assert updated["queue_id"] == created.id
+    # drift made in SQL shows on refresh
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("update supaqueue.queue set lease_grace_ms = 7")
+    assert (provider.read(created.id, updated).outs or {})["lease_grace_ms"] == 7
+
+
 def test_rename_replaces_and_other_changes_do_not(installed: dict[str, Any], db_url: str) -> None:
     provider = QueueProvider()
     olds = {**declare(db_url), "queue_id": "x"}

@@ -56,6 +56,12 @@ class QueueArgs(TypedDict, total=False):
     timeout_ms: int
     """Timeout of one call in ms (default 30000, at most 390000: the dispatcher's own wall clock
     is 400 s on paid plans, 150 s on Free, and it must still report the outcome)."""
+    lease_grace_ms: int
+    """How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000): time for
+    pg_net's delivery and the dispatcher's report. A dispatch lost with the dispatcher holds its
+    worker for timeout + grace before the job is retried. Shorter stalls less, but a grace below
+    the worst delay of a report means an attempt that did succeed is failed as expired and run
+    again (a duplicate)."""
     paused: bool
     """A paused queue keeps its jobs and dispatches none (default false)."""
     retention_seconds: int

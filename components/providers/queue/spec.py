@@ -50,6 +50,7 @@ INT_LIMITS: dict[str, IntRange] = {
     "backoff_max_ms": IntRange(0, INT4_MAX),  # queue_backoff_valid (and >= backoff_base_ms)
     "rate_limit_burst": IntRange(1, INT4_MAX),  # queue_rate_limit_burst_positive
     "timeout_ms": IntRange(1, MAX_TIMEOUT_MS),  # queue_timeout_range
+    "lease_grace_ms": IntRange(0, INT4_MAX),  # queue_timeout_range (lease_grace_ms >= 0)
     "retention_seconds": IntRange(0, INT4_MAX),  # queue_retention_non_negative
 }
 INTEGER_FIELDS = tuple(INT_LIMITS)
@@ -83,6 +84,7 @@ FIELDS: dict[str, Field] = {
     "rate_limit_per_second": Field(None),
     "rate_limit_burst": Field(None),
     "timeout_ms": Field(30_000),
+    "lease_grace_ms": Field(30_000),
     "paused": Field(False),
     "retention_seconds": Field(None),
     "discard_unfinished_on_delete": Field(False),

@@ -1,5 +1,5 @@
 -- Queries of the operator console (`supaqueue status|jobs|job|retry|cancel|purge|pause|resume|ui`).
--- Each calls the operator API of sql/0014_operator.sql, the one authority for what they do.
+-- Each calls the operator API of sql/0013_operator.sql, the one authority for what they do.
 
 -- name: queue_by_name
 select id from supaqueue.queue where name = %(name)s

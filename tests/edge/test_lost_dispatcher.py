@@ -1,0 +1,184 @@
+"""The `supaqueue` function's process killed under load, on the whole local stack: the calls
+in flight lose their reports, their leases expire `timeout_ms + lease_grace_ms` after their
+claim, the tick (real pg_cron) fails those attempts and retries them, and every job ends
+`success`: none lost, none stalled longer than timeout + grace + a few seconds. The queue is
+declared through the Pulumi queue provider with its own `lease_grace_ms`, as a stack would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+from psycopg.types.json import Jsonb
+
+from components.providers.queue import QueueProvider
+from tests.edge.test_on_local_stack import Installed, installed  # noqa: F401  (the fixture)
+
+WORKERS = 20
+TIMEOUT_MS = 5_000
+GRACE_MS = 3_000
+LONG_MS = 3_000  # the calls in flight when the process dies
+SHORT_JOBS = 40  # queued behind them
+SLACK_S = 10.0  # "a few seconds": a tick, a retry's backoff, a fresh process, a loaded machine
+LOOP_RUNNING = (
+    "select count(*) from pg_stat_activity where query ilike 'call supaqueue.tick_loop%%'"
+)
+TICK_JOB = "select count(*) from cron.job where jobname = 'supaqueue-tick' and active"
+
+
+def _function_pids(stack_dir: Path, slug: str) -> list[int]:
+    """The processes serving `slug` (the local stack runs each function in its folder)."""
+    folder = str(stack_dir / "functions" / slug) + os.sep
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "cwd").startswith(folder):
+                found.append(int(entry.name))
+        except OSError:
+            continue  # gone, or not ours to see
+    return found
+
+
+def _wait_until_ticking(inst: Installed, timeout: float = 75) -> None:
+    """pg_cron must be calling the tick: with pg_cron 1.4 the loop starts at a minute boundary;
+    with >= 1.5 the job runs every second from the start."""
+    assert inst.engine.conn.execute(TICK_JOB).fetchone() == {"count": 1}
+    version = inst.engine.conn.execute(
+        "select extversion from pg_extension where extname = 'pg_cron'"
+    ).fetchone()
+    assert version is not None
+    if tuple(int(p) for p in version["extversion"].split("-")[0].split(".")[:2]) >= (1, 5):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = inst.engine.conn.execute(LOOP_RUNNING).fetchone()
+        if row and row["count"]:
+            return
+        time.sleep(0.2)
+    raise AssertionError("pg_cron never started supaqueue.tick_loop")
+
+
+def _wait(what: str, test: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if test():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} within {timeout} s")
+
+
+def test_a_killed_dispatcher_stalls_the_queue_for_timeout_plus_grace_only(
+    installed: Installed,  # noqa: F811
+) -> None:
+    inst = installed
+    conn = inst.engine.conn
+    db_url = inst.stack.env["DB_URL"]
+    _wait_until_ticking(inst)
+    provider = QueueProvider()
+    declared = provider.check(
+        {},
+        {
+            "db_url": db_url,
+            "name": f"lost-{uuid.uuid4().hex[:8]}",
+            "edge_function_name": inst.demo,
+            "workers": WORKERS,
+            "timeout_ms": TIMEOUT_MS,
+            "lease_grace_ms": GRACE_MS,
+            "backoff_base_ms": 200,
+        },
+    )
+    assert declared.failures == []
+    queue = provider.create(declared.inputs)
+    props = {**declared.inputs, **(queue.outs or {}), "discard_unfinished_on_delete": True}
+    try:
+        conn.execute(
+            "insert into supaqueue.job (queue, payload)"
+            " select %s, jsonb_build_object('sleep_ms', %s, 'n', n)"
+            " from generate_series(1, %s) n",
+            (queue.id, LONG_MS, WORKERS),
+        )
+        conn.execute(
+            "insert into supaqueue.job (queue, payload) select %s, %s from generate_series(1, %s)",
+            (queue.id, Jsonb({"sleep_ms": 100}), SHORT_JOBS),
+        )
+
+        def accepted() -> int:
+            # the function answered 202: the target call is under way inside its process
+            row = conn.execute(
+                "select count(*) from supaqueue.current_job c"
+                " join net._http_response r on r.id = c.request_id"
+                " join supaqueue.job j on j.id = c.job"
+                " where j.queue = %s and r.status_code = 202",
+                (queue.id,),
+            ).fetchone()
+            return int(row["count"]) if row else 0
+
+        _wait(f"{WORKERS} dispatches accepted", lambda: accepted() == WORKERS, 60)
+        pids = _function_pids(inst.stack.dir, inst.dispatcher)
+        assert pids, "the supaqueue function's process was not found"
+        row = conn.execute("select clock_timestamp() as now").fetchone()
+        assert row is not None
+        killed_at = row["now"]
+        killed = time.monotonic()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        # The leases left now lost their reports with the process (a report is one transaction:
+        # killed half-way, it rolls back). Normally all of them: each call takes LONG_MS.
+        lost = conn.execute(
+            "select c.job, c.started_at, c.lease_expires_at"
+            " from supaqueue.current_job c join supaqueue.job j on j.id = c.job"
+            " where j.queue = %s and c.started_at < %s",
+            (queue.id, killed_at),
+        ).fetchall()
+        assert len(lost) >= WORKERS // 2, f"only {len(lost)} calls were in flight at the kill"
+        lease_s = (TIMEOUT_MS + GRACE_MS) / 1000
+        for lease in lost:  # the queue's own grace, not the default 30 s
+            # counted from dispatch, or from the function's claim of it (a moment later)
+            held = (lease["lease_expires_at"] - lease["started_at"]).total_seconds()
+            assert lease_s <= held <= lease_s + 5, held
+
+        total = WORKERS + SHORT_JOBS
+        bound_s = (TIMEOUT_MS + GRACE_MS) / 1000 + SLACK_S
+
+        def finished() -> int:
+            row = conn.execute(
+                "select count(*) from supaqueue.job where queue = %s and finished_at is not null",
+                (queue.id,),
+            ).fetchone()
+            return int(row["count"]) if row else 0
+
+        _wait(f"all {total} jobs final (kill + timeout + grace + {SLACK_S} s)",
+              lambda: finished() == total, bound_s)  # fmt: skip
+        all_final_s = time.monotonic() - killed
+
+        jobs = conn.execute(
+            "select j.id, j.status::text as status,"
+            " array_agg(a.outcome order by a.id) as outcomes,"
+            " max(a.ended_at) filter (where a.outcome = 'lease_expired') as expired_at"
+            " from supaqueue.job j join supaqueue.job_attempt a on a.job = j.id"
+            " where j.queue = %s group by j.id",
+            (queue.id,),
+        ).fetchall()
+        assert len(jobs) == total, "no job lost"
+        assert {j["status"] for j in jobs} == {"success"}
+        lost_ids = {lease["job"] for lease in lost}
+        for job in jobs:
+            expected = ["lease_expired", "success"] if job["id"] in lost_ids else ["success"]
+            assert job["outcomes"] == expected, job
+        stalled_s = max(
+            (j["expired_at"] - killed_at).total_seconds() for j in jobs if j["id"] in lost_ids
+        )
+        print(
+            f"\nkilled the supaqueue function with {len(lost)} calls in flight"
+            f" (timeout {TIMEOUT_MS} ms + grace {GRACE_MS} ms): their leases ended"
+            f" {stalled_s:.1f} s after the kill; all {total} jobs final {all_final_s:.1f} s"
+            f" after the kill (bound {bound_s:.0f} s); 0 lost"
+        )
+    finally:
+        provider.delete(queue.id, props)
