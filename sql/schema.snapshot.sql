@@ -2669,7 +2669,6 @@ REVOKE ALL ON FUNCTION supaqueue._cron_next(_spec supaqueue.cron_spec, _after ti
 REVOKE ALL ON FUNCTION supaqueue._cron_next_wall(_spec supaqueue.cron_spec, _after timestamp without time zone) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._dispatch(_queue uuid, _chain_worker uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue._dispatch(_queue uuid, _chain_worker uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) FROM PUBLIC;
 
