@@ -49,5 +49,6 @@ test: lint
 bench: toolchain
 	@$(ENV) $(PY) benchmarks/engine_bench.py
 	@$(ENV) $(PY) benchmarks/pulumi_bench.py
+	@$(ENV) $(PY) benchmarks/e2e_bench.py
 	@$(ENV) $(PY) benchmarks/operator_bench.py
 	@$(ENV) $(PY) benchmarks/trigger_bench.py

@@ -1,7 +1,8 @@
 // Boots one deployed Edge Function the way Supabase's edge runtime presents it:
 // `EdgeRuntime.waitUntil`, `Deno.serve` bound to the port the gateway assigned, then the
-// function's own entrypoint. On SIGTERM (redeploy, secrets change, `dev down`) it stops taking
-// requests, lets in-flight ones finish and waits for waitUntil work before exiting.
+// function's own entrypoint. On SIGTERM (redeploy, secrets change, `dev down`) it dispatches
+// `beforeunload`, stops taking requests, lets in-flight ones finish and waits for waitUntil work
+// before exiting.
 
 const CONTROL = ["SUPAQUEUE_EDGE_PORT", "SUPAQUEUE_EDGE_ENTRYPOINT", "SUPAQUEUE_EDGE_DRAIN_MS"];
 const port = Number(Deno.env.get("SUPAQUEUE_EDGE_PORT"));
@@ -63,6 +64,9 @@ function serve(first: unknown, second?: unknown): Deno.HttpServer {
 
 async function drainAndExit(): Promise<never> {
   const deadline = Date.now() + drainMs;
+  // As Supabase's runtime does before it stops a worker: functions may wind down (stop taking
+  // on more background work) while in-flight requests finish.
+  globalThis.dispatchEvent(new CustomEvent("beforeunload", { detail: { reason: "termination" } }));
   try {
     await server?.shutdown();
   } catch (err) {

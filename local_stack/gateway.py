@@ -33,6 +33,9 @@ RUNTIME_KEY = web.AppKey("edge_runtime", EdgeRuntime)
 STORE_KEY = web.AppKey("function_store", FunctionStore)
 STATE_KEY = web.AppKey("stack_state", StackState)
 SESSION_KEY = web.AppKey("proxy_session", aiohttp.ClientSession)
+# Requests that reached each function (past verify_jwt) since the daemon started: invocations;
+# benchmarks read it at GET /_local/invocations.
+INVOCATIONS_KEY = web.AppKey("invocations", dict[str, int])
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -62,6 +65,8 @@ async def invoke(request: web.Request) -> web.StreamResponse:
         rejection = _jwt_rejection(request, request.app[STATE_KEY].jwt_secret)
         if rejection is not None:
             return rejection
+    counts = request.app[INVOCATIONS_KEY]
+    counts[slug] = counts.get(slug, 0) + 1
     runtime = request.app[RUNTIME_KEY]
     body = await request.read()
     # A refused connection means the request never reached the function (its process just
@@ -120,6 +125,12 @@ async def _proxy(request: web.Request, port: int, slug: str, body: bytes) -> web
         return _error(502, "WORKER_ERROR", "Function exited before responding")
 
 
+async def invocations(request: web.Request) -> web.Response:
+    return web.json_response(request.app[INVOCATIONS_KEY])
+
+
 def add_routes(app: web.Application) -> None:
+    app[INVOCATIONS_KEY] = {}
+    app.router.add_get("/_local/invocations", invocations)
     app.router.add_route("*", r"/functions/v1/{slug}", invoke)
     app.router.add_route("*", r"/functions/v1/{slug}{tail:/.*}", invoke)

@@ -1,6 +1,7 @@
 // The request handler: authenticate, read the dispatch's references, answer 202 at once, then in
-// the background claim the lease, call the target and report. pg_net waits for the slowest
-// request of each batch, so nothing slow (not even the claim) happens before the answer.
+// the background claim the lease, call the target and report; each report may hand over the
+// worker's next job (a chain, docs/architecture.md), run the same way. pg_net waits for the
+// slowest request of each batch, so nothing slow (not even the claim) happens before the answer.
 import { runInBackground } from "./background.ts";
 import { readCapped } from "./capped_read.ts";
 import { readConfig } from "./config.ts";
@@ -12,7 +13,14 @@ import {
   parseRef,
 } from "./dispatch_body.ts";
 import { log } from "./log.ts";
-import { claimCurrentJob, database, endCurrentJob, refuseCurrentJob, type Sql } from "./report.ts";
+import {
+  type Claim,
+  claimCurrentJob,
+  database,
+  refuseCurrentJob,
+  reportOutcome,
+  type Sql,
+} from "./report.ts";
 import { secretMatches } from "./secret.ts";
 import { callTarget, type TargetEnv } from "./target_call.ts";
 
@@ -27,9 +35,13 @@ function json(status: number, body: Record<string, unknown>): Response {
 }
 
 // The job to run, or null when there is none (the lease is not current, or was refused).
-async function claim(sql: Sql, ref: DispatchRef): Promise<Dispatch | null> {
-  const claimed = await claimCurrentJob(sql, ref);
-  const fields = { current_job: ref.currentJob, job: ref.job };
+// `expected` names the lease a pg_net dispatch referred to; a chained claim has none.
+async function accept(
+  sql: Sql,
+  claimed: Claim,
+  expected: { currentJob: string | null; job: string | null; legacy: unknown },
+): Promise<Dispatch | null> {
+  const fields = { current_job: expected.currentJob, job: expected.job };
   switch (claimed.kind) {
     case "not_current":
       // Delivered late (its lease expired and the job was retried), twice, or after the attempt
@@ -42,7 +54,7 @@ async function claim(sql: Sql, ref: DispatchRef): Promise<Dispatch | null> {
     case "failed":
       return null; // logged as claim_failed; the lease expires and the job is retried
     case "no_claim_function":
-      if (ref.legacy === null) {
+      if (expected.legacy === null) {
         log("error", "dispatch_not_claimable", fields);
         return null;
       }
@@ -50,45 +62,88 @@ async function claim(sql: Sql, ref: DispatchRef): Promise<Dispatch | null> {
       log("info", "dispatch_unclaimed_legacy", fields);
       break;
   }
-  const source = claimed.kind === "claimed" ? claimed.job : ref.legacy;
+  const source = claimed.kind === "claimed" ? claimed.job : expected.legacy;
+  let leaseId = expected.currentJob;
   try {
     const d = parseDispatch(source);
-    if (d.currentJob.id !== ref.currentJob) throw new InvalidDispatch("claimed another lease");
+    if (leaseId === null) leaseId = d.currentJob.id;
+    else if (d.currentJob.id !== leaseId) throw new InvalidDispatch("claimed another lease");
     return d;
   } catch (err) {
     const reason = err instanceof InvalidDispatch ? err.message : String(err);
+    if (leaseId === null) {
+      // a chained claim that does not parse is refused by the id it carries (without one, its
+      // lease expires and the job is retried)
+      const id = (source as { current_job?: { id?: unknown } } | null)?.current_job?.id;
+      leaseId = typeof id === "string" ? id : null;
+    }
     // The job can never run as stored (say, a header HTTP cannot carry): a final failure with
     // the reason, never a lease expiry and retries refused the same way.
-    const ended = claimed.kind === "claimed"
-      ? await refuseCurrentJob(sql, ref.currentJob, reason)
+    const ended = claimed.kind === "claimed" && leaseId !== null
+      ? await refuseCurrentJob(sql, leaseId, reason)
       : null;
-    log("error", "dispatch_refused", { ...fields, reason, lease_current: ended });
+    log("error", "dispatch_refused", {
+      ...fields,
+      current_job: leaseId,
+      reason,
+      lease_current: ended,
+    });
     return null;
   }
 }
 
-async function runJob(ref: DispatchRef, target: TargetEnv, dbUrl: string): Promise<void> {
+// Set when the runtime is about to stop this worker (Supabase dispatches `beforeunload`): running
+// chains end after their current job, so the worker goes back to pg_net dispatch at once.
+let unloading = false;
+globalThis.addEventListener("beforeunload", () => {
+  unloading = true;
+});
+
+// Runs the dispatched job, then, for as long as the database's chain budget allows
+// (supaqueue.report_and_claim), the jobs it hands this worker in the same call as each report.
+async function runJobs(
+  ref: DispatchRef,
+  target: TargetEnv,
+  dbUrl: string,
+  receivedAt: number,
+): Promise<void> {
+  let current = ref.currentJob;
   try {
     const sql = database(dbUrl);
-    const d = await claim(sql, ref);
-    if (d === null) return;
-    const outcome = await callTarget(d, target);
-    const current = await endCurrentJob(sql, d.currentJob.id, outcome);
-    log(current === null ? "error" : "info", "job_reported", {
-      current_job: d.currentJob.id,
-      job: d.job.id,
-      queue: d.queue.name,
-      status_code: outcome.statusCode,
-      successful: outcome.isSuccessful,
-      duration_ms: outcome.durationMs,
-      error: outcome.error,
-      note: outcome.note,
-      lease_current: current,
+    let d = await accept(sql, await claimCurrentJob(sql, ref), {
+      currentJob: ref.currentJob,
+      job: ref.job,
+      legacy: ref.legacy,
     });
+    let jobs = 0;
+    while (d !== null) {
+      current = d.currentJob.id;
+      const outcome = await callTarget(d, target);
+      jobs += 1;
+      const chain = unloading
+        ? null
+        : { jobs, elapsedMs: Math.round(performance.now() - receivedAt) };
+      const reported = await reportOutcome(sql, d.currentJob.id, outcome, chain);
+      log(reported.current === null ? "error" : "info", "job_reported", {
+        current_job: d.currentJob.id,
+        job: d.job.id,
+        queue: d.queue.name,
+        status_code: outcome.statusCode,
+        successful: outcome.isSuccessful,
+        duration_ms: outcome.durationMs,
+        error: outcome.error,
+        note: outcome.note,
+        lease_current: reported.current,
+        chain_position: jobs,
+      });
+      d = reported.next === null
+        ? null
+        : await accept(sql, reported.next, { currentJob: null, job: null, legacy: null });
+    }
   } catch (err) {
     // Last resort: an unhandled rejection would end the whole Deno worker.
     log("error", "run_failed", {
-      current_job: ref.currentJob,
+      current_job: current,
       message: err instanceof Error ? err.message : String(err),
     });
   }
@@ -98,6 +153,7 @@ export type Env = (name: string) => string | undefined;
 
 export function createHandler(env: Env): (request: Request) => Promise<Response> {
   return async (request: Request): Promise<Response> => {
+    const receivedAt = performance.now(); // the platform's wall clock runs from here
     const secret = env("SUPAQUEUE_SECRET") ?? "";
     if (secret === "") {
       log("error", "misconfigured", { missing: "SUPAQUEUE_SECRET" });
@@ -131,7 +187,7 @@ export function createHandler(env: Env): (request: Request) => Promise<Response>
       return json(400, { error: "could not read the request body" });
     }
     const { supabaseUrl, serviceRoleKey, dbUrl } = config.config;
-    runInBackground(runJob(ref, { supabaseUrl, serviceRoleKey }, dbUrl));
+    runInBackground(runJobs(ref, { supabaseUrl, serviceRoleKey }, dbUrl, receivedAt));
     return json(202, { accepted: true, current_job: ref.currentJob });
   };
 }

@@ -1,7 +1,7 @@
 // The function's database calls over SUPABASE_DB_URL: claim a dispatched lease
-// (`supaqueue.claim_current_job`), refuse it (`refuse_current_job`) or report its outcome
-// (`end_current_job`). Transient database errors are retried with backoff; nothing secret is
-// ever logged.
+// (`supaqueue.claim_current_job`), refuse it (`refuse_current_job`) or report its outcome and
+// claim the worker's next job (`report_and_claim`; `end_current_job` without chaining).
+// Transient database errors are retried with backoff; nothing secret is ever logged.
 import postgres from "postgres";
 import type { DispatchRef } from "./dispatch_body.ts";
 import type { Outcome } from "./target_call.ts";
@@ -97,6 +97,14 @@ export type Claim =
   | { kind: "no_claim_function" }
   | { kind: "failed" };
 
+// What supaqueue.claim_current_job returns (also the `next` of report_and_claim) as a Claim.
+function claimOf(claimed: unknown): Claim {
+  if (claimed === null || claimed === undefined) return { kind: "not_current" };
+  const refused = (claimed as { refused?: unknown }).refused;
+  if (typeof refused === "string") return { kind: "refused", reason: refused };
+  return { kind: "claimed", job: claimed };
+}
+
 export async function claimCurrentJob(sql: Sql, ref: DispatchRef): Promise<Claim> {
   try {
     const rows = await withRetries(
@@ -108,11 +116,7 @@ export async function claimCurrentJob(sql: Sql, ref: DispatchRef): Promise<Claim
             as claimed`,
       [UNDEFINED_FUNCTION],
     );
-    const claimed = rows[0]?.claimed as unknown;
-    if (claimed === null || claimed === undefined) return { kind: "not_current" };
-    const refused = (claimed as { refused?: unknown }).refused;
-    if (typeof refused === "string") return { kind: "refused", reason: refused };
-    return { kind: "claimed", job: claimed };
+    return claimOf(rows[0]?.claimed as unknown);
   } catch (err) {
     if (err instanceof Permanent && sqlState(err.failure) === UNDEFINED_FUNCTION) {
       return { kind: "no_claim_function" };
@@ -143,29 +147,72 @@ function unstorable(err: unknown): boolean {
   return code.startsWith("22") || code === "54001";
 }
 
-async function report(sql: Sql, currentJobId: string, outcome: Outcome): Promise<boolean> {
-  // jsonb goes over the wire as text and is cast in SQL, so postgres.js never re-encodes it.
-  const rows = await sql`
-    select supaqueue.end_current_job(
-      ${currentJobId}::uuid, true, ${outcome.isSuccessful}::boolean,
-      ${outcome.statusCode}::integer, ${outcome.responseExcerpt}::text,
-      ${outcome.error ?? outcome.note}::text, ${outcome.retryAfterSeconds}::numeric,
-      ${outcome.result}::text::jsonb, ${outcome.durationMs}::integer
-    ) as current`;
-  return rows[0]?.current === true;
+// How far this invocation's chain has got: jobs run (the one being reported included) and its
+// age by its own clock. The database decides from these whether the chain goes on.
+export interface Chain {
+  jobs: number;
+  elapsedMs: number;
 }
 
-export async function endCurrentJob(
+// The answer to a report: whether the lease was still current (null: the report failed) and,
+// when the chain goes on, the worker's next job, already claimed (or refused).
+export interface Reported {
+  current: boolean | null;
+  next: Claim | null;
+}
+
+async function report(
   sql: Sql,
   currentJobId: string,
   outcome: Outcome,
-): Promise<boolean | null> {
+  chain: Chain | null,
+): Promise<Reported> {
+  // jsonb goes over the wire as text and is cast in SQL, so postgres.js never re-encodes it.
+  if (chain === null) {
+    const rows = await sql`
+      select supaqueue.end_current_job(
+        ${currentJobId}::uuid, true, ${outcome.isSuccessful}::boolean,
+        ${outcome.statusCode}::integer, ${outcome.responseExcerpt}::text,
+        ${outcome.error ?? outcome.note}::text, ${outcome.retryAfterSeconds}::numeric,
+        ${outcome.result}::text::jsonb, ${outcome.durationMs}::integer
+      ) as current`;
+    return { current: rows[0]?.current === true, next: null };
+  }
+  const rows = await sql`
+    select supaqueue.report_and_claim(
+      ${currentJobId}::uuid, true, ${outcome.isSuccessful}::boolean,
+      ${outcome.statusCode}::integer, ${outcome.responseExcerpt}::text,
+      ${outcome.error ?? outcome.note}::text, ${outcome.retryAfterSeconds}::numeric,
+      ${outcome.result}::text::jsonb, ${outcome.durationMs}::integer,
+      ${chain.jobs}::integer, ${chain.elapsedMs}::bigint
+    ) as reported`;
+  const reported = rows[0]?.reported as { current?: unknown; next?: unknown } | undefined;
+  const next = reported?.next;
+  return {
+    current: reported?.current === true,
+    next: next === null || next === undefined ? null : claimOf(next),
+  };
+}
+
+// Reports an outcome; with `chain`, the same call may claim the worker's next job.
+export async function reportOutcome(
+  sql: Sql,
+  currentJobId: string,
+  outcome: Outcome,
+  chain: Chain | null = null,
+): Promise<Reported> {
   let sent = outcome;
   try {
     return await withRetries("report_failed", currentJobId, async () => {
       try {
-        return await report(sql, currentJobId, sent);
+        return await report(sql, currentJobId, sent, chain);
       } catch (err) {
+        if (chain !== null && sqlState(err) === UNDEFINED_FUNCTION) {
+          // The function is deployed before the migrations: until they ran, report without
+          // chaining (asked again each time, so chains start as soon as they did).
+          chain = null;
+          return await report(sql, currentJobId, sent, null);
+        }
         if (sent.result === null || sent.resultText === null || !unstorable(err)) throw err;
         const { code } = describe(err);
         sent = {
@@ -173,10 +220,18 @@ export async function endCurrentJob(
           result: JSON.stringify(sent.resultText),
           note: `result kept as text: the database could not store it as JSON (${code})`,
         };
-        return await report(sql, currentJobId, sent);
+        return await report(sql, currentJobId, sent, chain);
       }
     });
   } catch {
-    return null;
+    return { current: null, next: null };
   }
+}
+
+export async function endCurrentJob(
+  sql: Sql,
+  currentJobId: string,
+  outcome: Outcome,
+): Promise<boolean | null> {
+  return (await reportOutcome(sql, currentJobId, outcome)).current;
 }

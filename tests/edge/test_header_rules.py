@@ -1,7 +1,7 @@
-"""The header rule checked at preview (components/queue_spec.py) against the runtime that sends
-the headers: every name and value preview accepts, Deno's fetch Headers accepts and sends as
-written; whatever Deno refuses, preview refuses (so no queue passes `up` and then fails every
-dispatch, issue #14.1)."""
+"""The header rule checked at preview (components/providers/queue/spec.py) against the runtime
+that sends the headers: every name and value preview accepts, Deno's fetch Headers accepts and
+sends as written; whatever Deno refuses, preview refuses (so no queue passes `up` and then fails
+every dispatch, issue #14.1)."""
 
 from __future__ import annotations
 

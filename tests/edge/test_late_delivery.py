@@ -87,6 +87,12 @@ def test_late_deliveries_never_call_the_target(
         "update supaqueue.settings set value = %s where key = 'functions_url'",
         (f"http://127.0.0.1:{fn.port}/functions/v1",),
     )
+    # Every job through pg_net (chained dispatch off): chains would run the jobs without it, and
+    # stopping the sender would hold nothing back (the chained path has no delivery to be late).
+    engine.conn.execute(
+        "insert into supaqueue.settings (key, value) values ('chain_max_jobs', '1')"
+        " on conflict (key) do update set value = excluded.value"
+    )
     queue = engine.queue(SLUG, timeout_ms=TIMEOUT_MS, max_attempts=10)
     engine.conn.execute(
         "update supaqueue.queue set lease_grace_ms = %s, backoff_base_ms = 0 where id = %s",

@@ -142,3 +142,58 @@ def test_slow_target_does_not_hold_up_pg_net(installed: Installed) -> None:
     )
     [slow] = installed.engine.wait_attempts(slow_id, timeout=30)
     assert slow["outcome"] == "success" and slow["duration_ms"] >= 4000
+
+
+def _pg_net_requests_so_far(inst: Installed) -> int:
+    row = inst.engine.conn.execute(
+        "select case when is_called then last_value else 0 end as n"
+        " from net.http_request_queue_id_seq"
+    ).fetchone()
+    assert row is not None
+    return int(row["n"])
+
+
+def _invocations(inst: Installed) -> dict[str, int]:
+    reply = httpx.get(f"{inst.stack.env['API_URL']}/_local/invocations", timeout=30)
+    assert reply.status_code == 200, reply.text
+    return dict(reply.json())
+
+
+def test_a_busy_worker_runs_its_jobs_in_one_chain(installed: Installed) -> None:
+    """Issue #11 on the real stack: 30 jobs for one worker cost one pg_net request and one
+    dispatcher invocation (the chain), and 30 target invocations, one at a time."""
+    queue_id = installed.engine.queue(installed.demo, max_attempts=1)
+    requests_before, calls_before = _pg_net_requests_so_far(installed), _invocations(installed)
+    installed.engine.conn.execute(
+        "insert into supaqueue.job (queue, payload)"
+        " select %s, jsonb_build_object('n', g) from generate_series(1, 30) g",
+        (queue_id,),
+    )
+    deadline = time.monotonic() + 120
+    succeeded = 0
+    while time.monotonic() < deadline:
+        row = installed.engine.conn.execute(
+            "select count(*) filter (where status = 'success') as ok,"
+            " count(*) filter (where status in ('failed', 'cancelled')) as bad"
+            " from supaqueue.job where queue = %s",
+            (queue_id,),
+        ).fetchone()
+        assert row is not None and row["bad"] == 0
+        succeeded = int(row["ok"])
+        if succeeded == 30:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"only {succeeded} of 30 jobs succeeded in 120 s")
+    calls = _invocations(installed)
+    assert calls.get(installed.dispatcher, 0) - calls_before.get(installed.dispatcher, 0) == 1
+    assert calls.get(installed.demo, 0) - calls_before.get(installed.demo, 0) == 30
+    assert _pg_net_requests_so_far(installed) - requests_before == 1
+    overlap = installed.engine.conn.execute(
+        "select count(*) as n from supaqueue.job_attempt a join supaqueue.job_attempt b"
+        " on a.queue = b.queue and a.id < b.id"
+        " and a.started_at < b.ended_at and b.started_at < a.ended_at"
+        " where a.queue = %s",
+        (queue_id,),
+    ).fetchone()
+    assert overlap is not None and overlap["n"] == 0  # one worker: never two calls at once

@@ -138,6 +138,35 @@ class Engine:
             f"select supaqueue.end_current_job(%(id)s, %(c)s, %(s)s{args})", params
         ))  # fmt: skip
 
+    def report_and_claim(
+        self,
+        current_job: str,
+        chain_jobs: int | None = 1,
+        elapsed_ms: int | None = 0,
+        success: bool = True,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """What a chaining function's report returns: {"current": bool, "next": claimed job,
+        {"refused": reason} or None}."""
+        args = "".join(f", {k} => %({k})s::{_END_TYPES[k]}" for k in kwargs)
+        params: dict[str, Any] = {"id": current_job, "s": success, "j": chain_jobs, "e": elapsed_ms}
+        params.update({k: Jsonb(v) if k == "_result" else v for k, v in kwargs.items()})
+        return dict(self.one(
+            "select supaqueue.report_and_claim(%(id)s, true, %(s)s"
+            f"{args}, _chain_jobs => %(j)s::integer, _chain_elapsed_ms => %(e)s::bigint)",
+            params,
+        ))  # fmt: skip
+
+    def set_setting(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.conn.execute("delete from supaqueue.settings where key = %s", (key,))
+            return
+        self.conn.execute(
+            "insert into supaqueue.settings (key, value) values (%s, %s)"
+            " on conflict (key) do update set value = excluded.value",
+            (key, value),
+        )
+
     def claim(self, current_job: str, attempt: int | None = None) -> Any:
         """What the function's first call returns: the claimed job, None (not current) or
         {"refused": reason}."""

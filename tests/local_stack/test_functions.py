@@ -137,6 +137,22 @@ Deno.serve(async () => {{
     assert marker.read_text() == "xxxx"
 
 
+def test_invocations_are_counted_per_function(local_stack: LocalStack) -> None:
+    """GET /_local/invocations counts the requests that reached each function (what the
+    end-to-end benchmark reads): rejected and unknown-function requests do not count."""
+    slug = _slug("counted")
+    local_stack.deploy(slug, {"index.ts": ECHO.replace("__VERSION__", "one")})
+    counts_url = f"{local_stack.env['API_URL']}/_local/invocations"
+    assert slug not in httpx.get(counts_url, timeout=10).json()
+    for _ in range(3):
+        assert _invoke(local_stack, slug).status_code == 200
+    assert _invoke(local_stack, slug, key=None).status_code == 401
+    assert _invoke(local_stack, _slug("missing")).status_code == 404
+    counts = httpx.get(counts_url, timeout=10).json()
+    assert counts[slug] == 3
+    assert all(isinstance(v, int) for v in counts.values())
+
+
 def test_default_env_and_secrets_reach_the_function(local_stack: LocalStack) -> None:
     slug = _slug("env")
     local_stack.deploy(slug, {"index.ts": ENV_DUMP})
