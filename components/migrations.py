@@ -78,7 +78,7 @@ def load_migrations(directory: Path | str = SQL_DIR) -> list[Migration]:
         raise MigrationError(f"migrations directory {directory} does not exist")
     found: dict[int, Migration] = {}
     for path in sorted(directory.glob("*.sql")):
-        match = _FILE_NAME.match(path.name)
+        match = _FILE_NAME.fullmatch(path.name)
         if match is None:
             continue
         version = int(match.group(1))

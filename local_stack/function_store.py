@@ -87,7 +87,7 @@ class FunctionStore:
         return self.root / slug / RECORD_FILE
 
     def get(self, slug: str) -> FunctionRecord | None:
-        if not SLUG_PATTERN.match(slug):
+        if not SLUG_PATTERN.fullmatch(slug):
             return None
         path = self._record_path(slug)
         try:
@@ -109,7 +109,7 @@ class FunctionStore:
 
     def pending(self, slug: str) -> dict[int, FunctionRecord]:
         """Bundle-only uploads of `slug` by version (prepared, not live)."""
-        if not SLUG_PATTERN.match(slug):
+        if not SLUG_PATTERN.fullmatch(slug):
             return {}
         try:
             data = json.loads(self._pending_path(slug).read_text())
@@ -134,7 +134,7 @@ class FunctionStore:
     ) -> FunctionRecord:
         """Write a new version and make it current; returns the record (version bumped).
         `bundle_only`: write it but keep it pending until `activate` (the bulk update)."""
-        if not SLUG_PATTERN.match(slug):
+        if not SLUG_PATTERN.fullmatch(slug):
             raise DeployError(f"slug {slug!r} must match {SLUG_PATTERN.pattern}")
         if not files:
             raise DeployError("no file parts: upload at least the entrypoint")

@@ -325,7 +325,7 @@ async def create_secrets(request: web.Request) -> web.Response:
         name = item["name"]
         if name.startswith("SUPABASE_"):
             return error(400, f"Invalid secret name {name}: names must not start with SUPABASE_")
-        if not ENV_NAME.match(name):
+        if not ENV_NAME.fullmatch(name):
             return error(400, f"Invalid secret name {name!r}: not a valid environment variable")
     if request.app[SECRETS_KEY].upsert({item["name"]: item["value"] for item in body}):
         request.app[RUNTIME_KEY].secrets_changed()

@@ -63,14 +63,16 @@ else
     step "building the Pulumi CLI $cli_version from Go modules (first run only, a few minutes)"
   fi
   PULUMI_CLI_VERSION=$cli_version "$here/build-pulumi-cli.sh" "$cache/bin" >/dev/null
+  # The dynamic-provider launcher: ours (upstream's, plus a guard so no provider outlives its
+  # CLI), installed next to the CLI: one launcher on PATH and in the CLI's folder, so the CLI
+  # does not warn that they differ.
+  if ! cmp -s "$here/pulumi-resource-pulumi-python" "$cache/bin/pulumi-resource-pulumi-python"; then
+    install -m 0755 "$here/pulumi-resource-pulumi-python" "$cache/bin/pulumi-resource-pulumi-python"
+  fi
   for f in pulumi pulumi-language-python-exec pulumi-resource-pulumi-python; do
     ln -sfn "$cache/bin/$f" "$root/.toolchain/bin/$f"
   done
 fi
-
-# The dynamic-provider launcher: ours (upstream's, plus a guard so no provider outlives its CLI),
-# first on PATH, where the CLI looks before its own folder.
-ln -sfn "$root/toolchain/pulumi-resource-pulumi-python" "$root/.toolchain/bin/pulumi-resource-pulumi-python"
 
 # 4. Deno, from the npm registry.
 deno="$cache/deno/node_modules/.bin/deno"

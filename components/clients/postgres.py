@@ -65,7 +65,7 @@ def _ambiguous(db_url: str) -> bool:
     if "@" in after.split("?", 1)[0] or authority.count("@") > 1:
         return True
     hosts = authority.rpartition("@")[2]
-    return not all(_HOST.match(host) for host in hosts.split(","))
+    return not all(_HOST.fullmatch(host) for host in hosts.split(","))
 
 
 def sql_message(exc: psycopg.Error) -> str:
