@@ -87,7 +87,15 @@ STATUS_COLUMNS: list[Column] = [
     Column("failed/min", lambda r: rate(r["failed_per_minute"])),
     Column("p50", lambda r: millis(r["attempt_p50_ms"])),
     Column("p95", lambda r: millis(r["attempt_p95_ms"])),
+    Column("next schedule", lambda r: next_schedule(r), "left"),
 ]
+
+
+def next_schedule(row: dict[str, Any]) -> str:
+    """The queue's soonest schedule: `<name> <local time>`, or - without one."""
+    if not row.get("next_schedule"):
+        return "-"
+    return f"{row['next_schedule']} {when(row['next_schedule_at'])}"
 
 
 def status_table(rows: list[dict[str, Any]], window: str) -> Table:

@@ -295,3 +295,20 @@ def test_stack_reads_the_db_url_secret_through_pulumi(jobs: Jobs, pulumi_project
         assert "local stack" in one_line_error(local, 1)
     both = supaqueue("status", "--stack", "optest", "--db-url", jobs.dsn, env=env)
     assert "not both" in one_line_error(both, 1)
+
+
+def test_status_shows_each_queues_next_scheduled_run(jobs: Jobs) -> None:
+    # A schedule on `reports` (as the Schedule provider writes it): status names it and its
+    # next slot; a queue without a schedule shows none.
+    jobs.engine.one(
+        "insert into supaqueue.schedule (name, queue, cron, timezone, payload, next_run_at)"
+        " values ('nightly', %s, '0 3 * * *', 'UTC', '{}',"
+        " (supaqueue.cron_next_runs('0 3 * * *', 'UTC', 1))[1]) returning id",
+        (jobs.reports,),
+    )
+    rows = {r["name"]: r for r in json.loads(ok("status", "--db-url", jobs.dsn, "--json"))}
+    assert rows["reports"]["next_schedule"] == "nightly"
+    assert rows["reports"]["next_schedule_at"].endswith(("03:00:00+00:00", "03:00:00Z"))
+    assert rows["emails"]["next_schedule"] is None
+    table = ok("status", "--db-url", jobs.dsn)
+    assert "nightly" in table and "next schedule" in table

@@ -8,7 +8,13 @@ select id from supaqueue.queue where name = %(name)s
 select name from supaqueue.queue order by name
 
 -- name: figures
-select * from supaqueue.queue_figures(%(window)s::interval)
+-- With each queue's next scheduled run (sql/*_hooks.sql), so `status` shows when a schedule fires.
+select f.*, s.name as next_schedule, s.next_run_at as next_schedule_at
+  from supaqueue.queue_figures(%(window)s::interval) f
+  left join lateral (
+    select name, next_run_at from supaqueue.schedule
+     where queue = f.queue order by next_run_at, name limit 1
+  ) s on true
 
 -- name: series
 select queue, bucket, succeeded, failed, cancelled, failed_attempts, depth
