@@ -83,17 +83,26 @@ class CpuReading:
 
 
 def read_stack(postmaster: int, daemon: int, functions_dir: Path) -> CpuReading:
-    """Postgres (the postmaster and every backend, worker, pg_cron job), the daemon (the Python
-    gateway, Management API stand-in and pg_net stand-in sender, one process) and each Edge
-    Function's Deno process, keyed `function:<slug>`."""
+    """Postgres (the postmaster and every backend, worker, pg_cron job), the daemon (the
+    supervisor and its parts: the Python gateway with the Management API stand-in, the pg_net
+    stand-in sender) and each Edge Function's Deno process (a child of the gateway), keyed
+    `function:<slug>`."""
     postgres = tree_seconds(postmaster) + sum(own_seconds(c) for c in children(postmaster))
     parts = {"postgres": postgres, "daemon": own_seconds(daemon)}
     prefix = str(functions_dir) + os.sep
-    for child in children(daemon):
+    # The daemon's descendants, breadth first (the supervisor's parts, then their children).
+    pending = children(daemon)
+    for _ in range(10_000):  # bounded: a process tree is far smaller
+        if not pending:
+            break
+        child = pending.pop()
         where = cwd(child)
         if where.startswith(prefix):
             slug = where[len(prefix) :].split(os.sep, 1)[0]
             key = f"function:{slug}"
             parts[key] = parts.get(key, 0.0) + tree_seconds(child)
+        else:
+            parts["daemon"] += own_seconds(child)
+            pending += children(child)
     busy, total = machine_jiffies()
     return CpuReading(parts, busy, total)
