@@ -44,6 +44,7 @@ lint: toolchain
 	@$(ENV) ruff check . && ruff format --check . && mypy components local_stack offline_plugins cli console scripts benchmarks tests
 
 test: lint
+	@SUPAQUEUE_WITH_BROWSER=1 bash toolchain/bootstrap.sh
 	@$(ENV) $(PY) -m pytest
 
 bench: toolchain

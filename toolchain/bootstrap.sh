@@ -24,8 +24,9 @@ if [ ! -x "$pgbin/postgres" ] || [ ! -f /usr/lib/postgresql/15/lib/pg_cron.so ] 
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-15-cron postgresql-contrib >/dev/null
 fi
 
-# 1b. Chromium and its WebDriver (Debian packages), only for the dashboard's browser tests.
-if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+# 1b. Chromium and its WebDriver (Debian packages), only for the dashboard's browser tests:
+# `make test` asks for them (SUPAQUEUE_WITH_BROWSER=1); `make up` does not need a browser.
+if [ "${SUPAQUEUE_WITH_BROWSER:-0}" = 1 ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
   step "installing Chromium and chromium-driver (browser tests of supaqueue ui)"
   [ "$(id -u)" = 0 ] || die "chromium and chromium-driver are missing; install them (as root: apt-get install chromium chromium-driver)"
   apt-get update -qq
