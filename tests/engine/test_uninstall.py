@@ -7,8 +7,6 @@ uninstall (`supaqueue.uninstall()` and `sql/uninstall.sql`) behave the same."""
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import psycopg
 import pytest
 
 from components import migrations
-from local_stack.postgres import Cluster, free_port, generate_password
+from local_stack.postgres import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
 UNINSTALL_SCRIPT = (REPO / "sql" / "uninstall.sql").read_text()
@@ -154,19 +152,8 @@ def test_the_script_uses_the_same_dependency_query_as_the_function() -> None:
 def cron_cluster() -> Iterator[Cluster]:
     """A cluster of its own: pg_cron lives in its `postgres` database, which the session
     cluster's other tests share."""
-    root = Path(tempfile.mkdtemp(prefix="supaqueue-uninstall-cron-"))
-    root.chmod(0o755)
-    cluster = Cluster(
-        data_dir=root / "pgdata", port=free_port(), password=generate_password(), fast=True
-    )
-    try:
-        cluster.init()
-        cluster.start()
-        cluster.bootstrap("postgres")
+    with Cluster.temporary(prefix="supaqueue-uninstall-cron-") as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_only_supaqueues_own_cron_jobs_are_unscheduled(cron_cluster: Cluster) -> None:
