@@ -32,6 +32,7 @@ from typing import Any
 
 import aiohttp
 import psycopg
+import uvloop
 from aiohttp import web
 
 from local_stack import gateway, management_api
@@ -346,10 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     if state is None or not state.api_port:
         log.error("no stack in %s: run `supaqueue dev up`", args.dir)
         return 1
+    # uvloop: asyncio's API at a fraction of the CPU per socket event, where every request of
+    # the stack passes (benchmarks/gateway_bench.py measures it).
     if args.part == "gateway":
-        return asyncio.run(serve_gateway(state))
+        return uvloop.run(serve_gateway(state))
     if args.part == "net-sender":
-        return asyncio.run(serve_net_sender(state))
+        return uvloop.run(serve_net_sender(state))
     return Supervisor(state).run()
 
 

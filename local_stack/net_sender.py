@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 import psycopg
+import uvloop
 from psycopg.types.json import Jsonb
 
 from components.sql_files import named_queries
@@ -205,19 +206,35 @@ async def send_one(http: aiohttp.ClientSession, row: tuple[Any, ...]) -> Respons
     return result
 
 
+class SettingsChanged(Exception):
+    """The server reloaded its configuration since the sender read its settings."""
+
+
 async def process_batch(
-    conn: psycopg.AsyncConnection[Any], http: aiohttp.ClientSession, batch_size: int
-) -> int:
-    """One upstream iteration. Returns how many requests it took (0: the queue was empty)."""
-    async with conn.transaction():
-        cur = await conn.execute(QUERIES["take_batch"], {"batch_size": batch_size})
-        rows = sorted(await cur.fetchall(), key=lambda r: r[0])
-        if not rows:
-            return 0
-        responses = await asyncio.gather(*(send_one(http, row) for row in rows))
-        async with conn.cursor() as ins:
-            await ins.executemany(QUERIES["insert_response"], [r.params() for r in responses])
-    return len(rows)
+    conn: psycopg.AsyncConnection[Any], http: aiohttp.ClientSession, settings: _Settings
+) -> tuple[int, int]:
+    """One upstream iteration: purge expired responses, take a batch, send it, store the
+    responses, commit. BEGIN, the purge and the take go out in one round trip (a pipeline), the
+    inserts and COMMIT in another. Upstream purges in a transaction of its own; here the purge
+    commits with the batch (expired rows stay locked until then; nothing else differs).
+    Returns (requests taken, responses purged); raises SettingsChanged (everything rolled back)
+    when the server's settings are no longer those the sender holds."""
+    params = {"ttl": settings.ttl, "batch_size": settings.batch_size,
+              "loaded_at": settings.loaded_at}  # fmt: skip
+    async with conn.pipeline(), conn.transaction():
+        purge = await conn.execute(QUERIES["purge_expired"], params)
+        cur = await conn.execute(QUERIES["take_batch"], params)
+        found = await cur.fetchall()  # the round trip: purge and take answered together
+        row = await purge.fetchone()
+        purged = int(row[0]) if row else 0
+        if found[0][0] != settings.loaded_at:
+            raise SettingsChanged
+        rows = sorted((r[1:] for r in found if r[1] is not None), key=lambda r: r[0])
+        if rows:
+            responses = await asyncio.gather(*(send_one(http, row) for row in rows))
+            async with conn.cursor() as ins:
+                await ins.executemany(QUERIES["insert_response"], [r.params() for r in responses])
+    return len(rows), purged
 
 
 async def _listen(conn: psycopg.AsyncConnection[Any], wake: asyncio.Event) -> None:
@@ -240,15 +257,17 @@ async def _wait_first(timeout: float, *events: asyncio.Event, guard: asyncio.Tas
 
 class _Settings:
     """`pg_net.batch_size` / `pg_net.ttl` as pg_net takes them: from the server configuration,
-    read again only after the server reloads it (`ALTER SYSTEM SET …; SELECT pg_reload_conf()`)."""
+    read again only after the server reloads it (`ALTER SYSTEM SET …; SELECT pg_reload_conf()`);
+    each batch checks `pg_conf_load_time()` in the statements it runs anyway."""
 
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self.conn = conn
         self.loaded_at: Any = None
-        self.values: tuple[int, Any] = (200, "6 hours")
+        self.batch_size = 200
+        self.ttl: Any = "6 hours"
         self.query: str | None = None
 
-    async def current(self) -> tuple[int, Any]:
+    async def load(self) -> None:
         if self.query is None:
             cur = await self.conn.execute(QUERIES["is_superuser"])
             row = await cur.fetchone()
@@ -256,14 +275,11 @@ class _Settings:
             self.query = QUERIES["settings_from_config" if superuser else "settings_in_session"]
         cur = await self.conn.execute(QUERIES["conf_load_time"])
         row = await cur.fetchone()
-        loaded_at = row[0] if row else None
-        if loaded_at != self.loaded_at:
-            cur = await self.conn.execute(self.query)  # type: ignore[arg-type]
-            values = await cur.fetchone()
-            assert values is not None
-            self.values = (int(values[0]), values[1])
-            self.loaded_at = loaded_at
-        return self.values
+        self.loaded_at = row[0] if row else None
+        cur = await self.conn.execute(self.query)
+        values = await cur.fetchone()
+        assert values is not None
+        self.batch_size, self.ttl = int(values[0]), values[1]
 
 
 async def _serve(dsn: str, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
@@ -302,14 +318,18 @@ async def _serve(dsn: str, stop: asyncio.Event, ready: asyncio.Event | None) -> 
             ) as http:
                 log.info("net sender ready")
                 settings = _Settings(work_conn)
+                await settings.load()
                 while not stop.is_set():
                     wake.clear()
-                    batch_size, ttl = await settings.current()
-                    await work_conn.execute(QUERIES["purge_expired"], {"ttl": ttl})
-                    taken = await process_batch(work_conn, http, batch_size)
+                    try:
+                        taken, purged = await process_batch(work_conn, http, settings)
+                    except SettingsChanged:
+                        await settings.load()  # as upstream on SIGHUP, then the same iteration
+                        continue
                     if taken:
                         log.debug("sent %d requests", taken)
-                    pause = BETWEEN_BATCHES_S if taken else IDLE_RECHECK_S
+                    # Upstream goes on (1 s apart) while a round took requests or purged rows.
+                    pause = BETWEEN_BATCHES_S if taken or purged else IDLE_RECHECK_S
                     if ready is not None:
                         ready.set()  # listening, and the backlog found at start is handled
                     await _wait_first(pause, stop, wake, guard=listener)
@@ -369,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        return asyncio.run(_main_async(args[0]))
+        return uvloop.run(_main_async(args[0]))  # as the daemon runs it
     except psycopg.ProgrammingError as exc:
         print(f"net_sender: invalid DSN: {exc}", file=sys.stderr)
         return 2

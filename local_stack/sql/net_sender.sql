@@ -9,7 +9,8 @@ select to_regclass('net.http_request_queue')
 select exists (select 1 from pg_catalog.pg_extension where extname = 'pg_net')
 
 -- name: conf_load_time
--- Changes when the server reloads its configuration: the sender then reads its settings again.
+-- Changes when the server reloads its configuration: the sender then reads its settings again
+-- (upstream re-reads them on SIGHUP).
 select pg_catalog.pg_conf_load_time()
 
 -- name: is_superuser
@@ -35,21 +36,45 @@ select
     coalesce(nullif(current_setting('pg_net.ttl', true), ''), '6 hours')::interval as ttl
 
 -- name: purge_expired
-delete from net._http_response
-where created < now() - %(ttl)s::interval
+-- As upstream's delete_expired_responses: at most batch_size expired rows, oldest first, in a
+-- transaction of its own. Sent in one round trip with take_batch, so both check that the settings
+-- they were given are still the server's (a reload since: nothing done, the sender re-reads them).
+with expired as (
+    select ctid
+    from net._http_response
+    where created < now() - %(ttl)s::interval
+      and pg_catalog.pg_conf_load_time() = %(loaded_at)s
+    order by created
+    limit %(batch_size)s
+), gone as (
+    delete from net._http_response r
+    using expired
+    where r.ctid = expired.ctid
+    returning 1
+)
+select (select count(*) from gone)
 
 -- name: take_batch
 -- Runs in the transaction that also stores the responses: a crash mid-batch loses nothing.
-delete from net.http_request_queue q
-using (
+-- Always one row at least: the first column is the server's config load time (the taken
+-- requests' columns are null when none was taken).
+with batch as (
     select id
     from net.http_request_queue
+    where pg_catalog.pg_conf_load_time() = %(loaded_at)s
     order by id
     limit %(batch_size)s
     for update skip locked
-) batch
-where q.id = batch.id
-returning q.id, q.method::text, q.url, q.headers, q.body, q.timeout_milliseconds
+), taken as (
+    delete from net.http_request_queue q
+    using batch
+    where q.id = batch.id
+    returning q.id, q.method::text as method, q.url, q.headers, q.body, q.timeout_milliseconds
+)
+select pg_catalog.pg_conf_load_time(), t.id, t.method, t.url, t.headers, t.body,
+       t.timeout_milliseconds
+from (select) as one
+left join taken t on true
 
 -- name: insert_response
 insert into net._http_response (id, status_code, content_type, headers, content, timed_out, error_msg)
