@@ -76,15 +76,17 @@ class Response:
     timed_out: bool = False
     error_msg: str | None = None
 
-    def params(self) -> dict[str, Any]:
+    @staticmethod
+    def columns(responses: list[Response]) -> dict[str, list[Any]]:
+        """insert_responses' parameters: one list per column."""
         return {
-            "id": self.id,
-            "status_code": self.status_code,
-            "content_type": self.content_type,
-            "headers": Jsonb(self.headers) if self.headers is not None else None,
-            "content": self.content,
-            "timed_out": self.timed_out,
-            "error_msg": self.error_msg,
+            "id": [r.id for r in responses],
+            "status_code": [r.status_code for r in responses],
+            "content_type": [r.content_type for r in responses],
+            "headers": [Jsonb(r.headers) if r.headers is not None else None for r in responses],
+            "content": [r.content for r in responses],
+            "timed_out": [r.timed_out for r in responses],
+            "error_msg": [r.error_msg for r in responses],
         }
 
 
@@ -214,26 +216,21 @@ async def process_batch(
     conn: psycopg.AsyncConnection[Any], http: aiohttp.ClientSession, settings: _Settings
 ) -> tuple[int, int]:
     """One upstream iteration: purge expired responses, take a batch, send it, store the
-    responses, commit. BEGIN, the purge and the take go out in one round trip (a pipeline), the
-    inserts and COMMIT in another. Upstream purges in a transaction of its own; here the purge
-    commits with the batch (expired rows stay locked until then; nothing else differs).
-    Returns (requests taken, responses purged); raises SettingsChanged (everything rolled back)
-    when the server's settings are no longer those the sender holds."""
+    responses, commit: four round trips (BEGIN, take_batch, insert_responses, COMMIT) whatever
+    the batch size. Returns (requests taken, responses purged); raises SettingsChanged
+    (everything rolled back) when the server's settings are no longer those the sender holds."""
     params = {"ttl": settings.ttl, "batch_size": settings.batch_size,
               "loaded_at": settings.loaded_at}  # fmt: skip
-    async with conn.pipeline(), conn.transaction():
-        purge = await conn.execute(QUERIES["purge_expired"], params)
+    async with conn.transaction():
         cur = await conn.execute(QUERIES["take_batch"], params)
-        found = await cur.fetchall()  # the round trip: purge and take answered together
-        row = await purge.fetchone()
-        purged = int(row[0]) if row else 0
-        if found[0][0] != settings.loaded_at:
+        found = await cur.fetchall()
+        loaded_at, purged = found[0][0], int(found[0][1])
+        if loaded_at != settings.loaded_at:
             raise SettingsChanged
-        rows = sorted((r[1:] for r in found if r[1] is not None), key=lambda r: r[0])
+        rows = sorted((r[2:] for r in found if r[2] is not None), key=lambda r: r[0])
         if rows:
             responses = await asyncio.gather(*(send_one(http, row) for row in rows))
-            async with conn.cursor() as ins:
-                await ins.executemany(QUERIES["insert_response"], [r.params() for r in responses])
+            await conn.execute(QUERIES["insert_responses"], Response.columns(responses))
     return len(rows), purged
 
 
