@@ -119,19 +119,19 @@ async def _proxy(request: web.Request, port: int, slug: str, body: bytes) -> web
             for name, value in upstream.headers.items():
                 if name.lower() not in HOP_BY_HOP:
                     out.add(name, value)
+            # The size the answer announces (none for HEAD, 204 and 304: they have no body).
             size = upstream.content_length
-            if (
-                size is not None
-                and size <= WHOLE_BODY_MAX
-                and request.method != "HEAD"
-                and upstream.status not in NO_BODY_STATUSES
-            ):
+            if request.method == "HEAD" or upstream.status in NO_BODY_STATUSES:
+                size = None
+            if size is not None and size <= WHOLE_BODY_MAX:
                 # The common small answer: one write, headers and body, no chunked framing.
                 data = await upstream.read()
                 response.content_length = len(data)
                 await response.prepare(request)
                 await response.write_eof(data)
                 return response
+            if size is not None:
+                response.content_length = size  # passed on as it comes, without chunked framing
             await response.prepare(request)
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)

@@ -235,8 +235,31 @@ async def process_batch(
 
 
 async def _listen(conn: psycopg.AsyncConnection[Any], wake: asyncio.Event) -> None:
-    async for _ in conn.notifies():
-        wake.set()
+    """Set `wake` on every notification, until the connection fails (then raise).
+
+    Waits on the socket itself: psycopg's `notifies()` wakes every 0.1 s to look, which was most
+    of an idle sender's CPU. The connection does nothing else once it listens."""
+    loop = asyncio.get_running_loop()
+    pgconn = conn.pgconn
+    failed: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        try:
+            pgconn.consume_input()
+        except psycopg.Error as exc:  # the server went away
+            if not failed.done():
+                failed.set_exception(psycopg.OperationalError(str(exc)))
+            return
+        while pgconn.notifies() is not None:
+            wake.set()
+
+    fd = pgconn.socket
+    loop.add_reader(fd, readable)
+    try:
+        readable()  # anything that came with the LISTEN itself
+        await failed
+    finally:
+        loop.remove_reader(fd)
 
 
 async def _wait_first(timeout: float, *events: asyncio.Event, guard: asyncio.Task[None]) -> None:
