@@ -423,7 +423,8 @@ Deno.serve((req) => {
       start(c) { c.enqueue(bytes.slice(0, 10)); c.enqueue(bytes.slice(10)); c.close(); },
     }), { headers: { "content-type": "text/plain", "x-kind": "stream" } });
   }
-  return new Response(body, { status: 201, headers: { "content-type": "text/plain", "x-kind": "a" } });
+  const headers = { "content-type": "text/plain", "x-kind": "a" };
+  return new Response(body, { status: 201, headers });
 });
 """
 
