@@ -166,8 +166,9 @@ def deploy(stack: Stack) -> None:
         raise BenchError(f"deploy {TARGET}: {reply.status_code} {reply.text}")
 
 
-async def _load(stack: Stack, requests: int, concurrency: int) -> float:
-    """Send `requests` POSTs, `concurrency` at a time; returns the seconds it took."""
+async def _load(stack: Stack, requests: int, concurrency: int) -> tuple[float, list[float]]:
+    """Send `requests` POSTs, `concurrency` at a time; returns the seconds it took and each
+    request's milliseconds."""
     url = f"{stack.env['FUNCTIONS_URL']}/{TARGET}"
     headers = {
         "Authorization": f"Bearer {stack.env['SERVICE_ROLE_KEY']}",
@@ -175,15 +176,18 @@ async def _load(stack: Stack, requests: int, concurrency: int) -> float:
     }
     remaining = requests
     failures: list[str] = []
+    millis: list[float] = []
 
     async def client(http: aiohttp.ClientSession) -> None:
         nonlocal remaining
         while remaining > 0 and not failures:
             remaining -= 1
+            began = time.perf_counter()
             async with http.post(url, data=BODY, headers=headers) as resp:
                 body = await resp.read()
                 if resp.status != 200:
                     failures.append(f"{resp.status} {body[:200]!r}")
+            millis.append((time.perf_counter() - began) * 1000)
 
     timeout = aiohttp.ClientTimeout(total=600)
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -193,12 +197,12 @@ async def _load(stack: Stack, requests: int, concurrency: int) -> float:
         seconds = time.monotonic() - began
     if failures:
         raise BenchError(f"the gateway answered {failures[0]}")
-    return seconds
+    return seconds, millis
 
 
 def measure(stack: Stack, requests: int, concurrency: int) -> dict[str, Any]:
     before = stack.cpu()
-    seconds = asyncio.run(_load(stack, requests, concurrency))
+    seconds, millis = asyncio.run(_load(stack, requests, concurrency))
     after = stack.cpu()
     per = {k: round((after[k] - before[k]) * 1000 / requests, 4) for k in after}
     return {
@@ -207,6 +211,9 @@ def measure(stack: Stack, requests: int, concurrency: int) -> dict[str, Any]:
         "concurrency": concurrency,
         "requests": requests,
         "requests_per_s": round(requests / seconds, 1),
+        # client → gateway → function → back, as this client sees it (at concurrency 1: the
+        # latency a request pays for the gateway, plus the function and the client)
+        "request_p50_ms": round(statistics.median(millis), 3),
         "gateway_cpu_ms_per_request": per["gateway"],
         "daemon_cpu_ms_per_request": per["daemon"],
         "function_cpu_ms_per_request": per["function"],
@@ -233,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
                     emit(figures)
                     results.setdefault((stack.name, concurrency), []).append(figures)
         for (name, concurrency), rows in results.items():
-            keys = ("requests_per_s", "gateway_cpu_ms_per_request", "daemon_cpu_ms_per_request",
+            keys = ("requests_per_s", "request_p50_ms", "gateway_cpu_ms_per_request", "daemon_cpu_ms_per_request",
                     "function_cpu_ms_per_request")  # fmt: skip
             medians = {k: round(statistics.median(r[k] for r in rows), 4) for k in keys}
             emit({"bench": "gateway_median", "gateway": name, "concurrency": concurrency,
