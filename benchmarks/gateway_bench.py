@@ -240,8 +240,8 @@ def run(args: argparse.Namespace) -> int:
                     emit(figures)
                     results.setdefault((stack.name, concurrency), []).append(figures)
         for (name, concurrency), rows in results.items():
-            keys = ("requests_per_s", "request_p50_ms", "gateway_cpu_ms_per_request", "daemon_cpu_ms_per_request",
-                    "function_cpu_ms_per_request")  # fmt: skip
+            keys = ("requests_per_s", "request_p50_ms", "gateway_cpu_ms_per_request",
+                    "daemon_cpu_ms_per_request", "function_cpu_ms_per_request")  # fmt: skip
             medians = {k: round(statistics.median(r[k] for r in rows), 4) for k in keys}
             emit({"bench": "gateway_median", "gateway": name, "concurrency": concurrency,
                   "rounds": len(rows), **medians})  # fmt: skip
