@@ -1,9 +1,10 @@
 """Stand-in for pg_net's background worker: sends the rows of `net.http_request_queue`.
 
-Loop, as upstream (docs/reference/supabase-platform.md): take up to `pg_net.batch_size` rows
-ORDER BY id, send them all concurrently, wait until every one has finished or timed out, store the
-responses, commit, wait up to 1 s (early on a wake), repeat until the queue is empty, then sleep
-until woken. Wakes are NOTIFYs sent by the request functions, delivered only on COMMIT.
+Loop, as upstream (docs/reference/supabase-platform.md): purge at most `pg_net.batch_size` expired
+responses, take up to `pg_net.batch_size` rows ORDER BY id, send them all concurrently, wait until
+every one has finished or timed out, store the responses, commit, wait up to 1 s (early on a
+wake), repeat while a round took requests or purged responses, then sleep until woken. Wakes are
+NOTIFYs sent by the request functions, delivered only on COMMIT.
 
     python -m local_stack.net_sender DSN     # runs until SIGTERM/SIGINT
 """
