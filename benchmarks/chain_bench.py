@@ -122,8 +122,11 @@ class Lane:
             leases = [str(r[0]) for r in conn.execute(LEASES, (self.queue,)).fetchall()]
             conn.execute("vacuum analyze")
         assert len(leases) == args.workers, leases
+        # --after-options: what a setting would buy, e.g. "-c synchronous_commit=off"
+        options = args.after_options if label == "after" else ""
         self.conns = [
-            psycopg.connect(self.dsn, autocommit=True, prepare_threshold=None) for _ in leases
+            psycopg.connect(self.dsn, autocommit=True, prepare_threshold=None, options=options)
+            for _ in leases
         ]
         for conn, lease in zip(self.conns, leases, strict=True):
             claimed = conn.execute(CLAIM, (lease,)).fetchone()
@@ -244,7 +247,10 @@ def measure(cluster: Cluster, args: argparse.Namespace) -> int:
                 admin.execute("checkpoint")
                 if args.statements:
                     with psycopg.connect(lane.admin_dsn, autocommit=True) as conn:
-                        conn.execute("select pg_stat_statements_reset()")
+                        conn.execute(  # this database's only
+                            "select pg_stat_statements_reset(0, d.oid, 0) from pg_database d"
+                            " where d.datname = current_database()"
+                        )
                 lane.flush_stats()
                 s0, c0 = db_stats(lane.dsn), cpu_by_kind(postmaster)
                 seconds = lane.round(args.jobs)
@@ -296,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before-upto", type=int, default=14, help="last migration of `before`")
     parser.add_argument("--statements", type=int, default=0,
                         help="load pg_stat_statements and print this many top statements")  # fmt: skip
+    parser.add_argument("--after-options", default="",
+                        help="connection options of the `after` chains, e.g. -c name=value")  # fmt: skip
     parser.add_argument("--fast", action="store_true", help="fsync off (not comparable)")
     args = parser.parse_args(argv)
     if args.workers < 1 or args.jobs < args.workers or args.rounds < 1:

@@ -136,30 +136,32 @@ begin
 end
 $$;
 
--- What claiming a lease returns once it is claimed (0010's checks, then _claimed_job): the job,
--- or {"refused": reason} (the attempt then ended as refused) when it cannot run.
+-- What claiming a lease returns once it is claimed (0010's checks, in one statement, then
+-- _claimed_job): the job, or {"refused": reason} (the attempt then ended as refused) when it
+-- cannot run.
 create function supaqueue._claim_document(_cj supaqueue.current_job) returns jsonb
 language plpgsql security definer
 set search_path = ''
 as $$
 declare
   _bytes bigint;
+  _dependency_bytes bigint;
   _reason text;
 begin
   -- Enqueue refuses large payloads; this also covers a payload updated in place since.
-  select octet_length(j.payload::text) into _bytes from supaqueue.job j where j.id = _cj.job;
+  select octet_length(j.payload::text),
+         (select coalesce(sum(octet_length(dj.result::text)), 0)
+            from supaqueue.job_dependency d
+            join supaqueue.job dj on dj.id = d.depends_on
+           where d.job = j.id)
+    into _bytes, _dependency_bytes
+    from supaqueue.job j where j.id = _cj.job;
   if _bytes > supaqueue.max_payload_bytes() then
     _reason := format('the payload is %s bytes, over the limit of %s bytes',
                       _bytes, supaqueue.max_payload_bytes());
-  else
-    select coalesce(sum(octet_length(dj.result::text)), 0) into _bytes
-      from supaqueue.job_dependency d
-      join supaqueue.job dj on dj.id = d.depends_on
-     where d.job = _cj.job;
-    if _bytes > supaqueue.max_dependency_results_bytes() then
-      _reason := format('the results of the jobs it depends on total %s bytes, over the limit'
-                        ' of %s bytes', _bytes, supaqueue.max_dependency_results_bytes());
-    end if;
+  elsif _dependency_bytes > supaqueue.max_dependency_results_bytes() then
+    _reason := format('the results of the jobs it depends on total %s bytes, over the limit'
+                      ' of %s bytes', _dependency_bytes, supaqueue.max_dependency_results_bytes());
   end if;
   if _reason is not null then
     perform supaqueue.refuse_current_job(_cj.id, _reason);
