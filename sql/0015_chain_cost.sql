@@ -9,6 +9,20 @@
 -- claim_current_job (supaqueue._claim_document). A successful attempt ends its job with one
 -- UPDATE … RETURNING instead of SELECT … FOR UPDATE then UPDATE.
 
+-- As in 0014 (defaults 50 jobs / 60 s, docs/architecture.md), both rows read in one statement.
+create or replace function supaqueue.chain_budget(out max_jobs integer, out max_seconds integer)
+language plpgsql stable security definer
+set search_path = ''
+as $$
+begin
+  select coalesce(max(s.value::integer) filter (where s.key = 'chain_max_jobs'), 50),
+         coalesce(max(s.value::integer) filter (where s.key = 'chain_max_seconds'), 60)
+    into max_jobs, max_seconds
+    from supaqueue.settings s
+   where s.key in ('chain_max_jobs', 'chain_max_seconds');
+end
+$$;
+
 -- Frees a worker after its (last) job; a retiring one goes: its job was its last.
 create function supaqueue._free_worker(_worker uuid) returns void
 language plpgsql security definer
@@ -231,17 +245,16 @@ declare
   _n integer := 0;
   _prio integer;
 begin
-  -- paused in the stack, or by the operator (0013): nothing is dispatched, no chain goes on
-  select * into _q from supaqueue.queue where id = _queue;
-  if not found or _q.paused or _q.operator_paused_at is not null then
-    return 0;
-  end if;
-
-  -- Every worker busy (the usual case at saturation, after each report): nothing to do, and no
-  -- job row gets probed or locked for nothing.
-  if _chain_worker is null and not exists (
-       select 1 from supaqueue.worker w where w.queue = _queue and not w.locked and not w.retiring)
-  then
+  -- Nothing to do when the queue is paused in the stack or by the operator (0013), or, but for
+  -- a chain, when every worker is busy (the usual case at saturation, after each report): no job
+  -- row gets probed or locked for nothing. One statement: each one a call runs costs more
+  -- (executor start) than the lookups it makes here.
+  select q.* into _q from supaqueue.queue q
+   where q.id = _queue and not q.paused and q.operator_paused_at is null
+     and (_chain_worker is not null
+          or exists (select 1 from supaqueue.worker w
+                      where w.queue = _queue and not w.locked and not w.retiring));
+  if not found then
     return 0;
   end if;
 
@@ -409,6 +422,7 @@ declare
   _timeout_ms integer;
   _budget record;
   _next jsonb;
+  _dispatched integer;
 begin
   -- Deleting the lease claims it: a concurrent duplicate waits here, then finds nothing.
   delete from supaqueue.current_job where id = cur_job_id returning * into _cj;
@@ -445,7 +459,8 @@ begin
   end if;
 
   foreach _queue in array _queues loop
-    perform supaqueue.dispatch(_queue);
+    -- dispatch(_queue), called as an expression: PERFORM would run it as a query
+    _dispatched := supaqueue._dispatch(_queue, null);
   end loop;
   return jsonb_build_object('current', true, 'next', _next);
 end
