@@ -244,6 +244,9 @@ def measure(cluster: Cluster, args: argparse.Namespace) -> int:
         admin.autocommit = True
         for r in range(args.rounds):
             for lane in lanes if r % 2 == 0 else reversed(lanes):
+                if args.vacuum:
+                    with psycopg.connect(lane.admin_dsn, autocommit=True) as conn:
+                        conn.execute("vacuum supaqueue.job, supaqueue.current_job")
                 admin.execute("checkpoint")
                 if args.statements:
                     with psycopg.connect(lane.admin_dsn, autocommit=True) as conn:
@@ -304,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="load pg_stat_statements and print this many top statements")  # fmt: skip
     parser.add_argument("--after-options", default="",
                         help="connection options of the `after` chains, e.g. -c name=value")  # fmt: skip
+    parser.add_argument("--vacuum", action="store_true",
+                        help="vacuum the job tables before each round (not timed)")  # fmt: skip
     parser.add_argument("--fast", action="store_true", help="fsync off (not comparable)")
     args = parser.parse_args(argv)
     if args.workers < 1 or args.jobs < args.workers or args.rounds < 1:
