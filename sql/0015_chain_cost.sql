@@ -244,6 +244,8 @@ declare
   _body jsonb;
   _n integer := 0;
   _prio integer;
+  _from_run_at timestamptz;
+  _from_id uuid;
 begin
   -- Nothing to do when the queue is paused in the stack or by the operator (0013), or, but for
   -- a chain, when every worker is busy (the usual case at saturation, after each report): no job
@@ -303,9 +305,14 @@ begin
   -- The highest priority that has ready jobs. Jobs are probed one priority at a time, so that
   -- `run_at <= now()` bounds each index range: jobs delayed to later (run_at, backoff) are never
   -- read, however many there are. The cost grows with the number of distinct priorities only.
-  select j.priority into _prio from supaqueue.job j
+  -- The probe also returns where that priority's first ready entry is (_from): the selection
+  -- starts there instead of walking again over the entries of jobs taken since the last vacuum
+  -- (dead, but kept in job_ready_idx until then: thousands at a busy queue, read twice per job
+  -- before 0015). A job that became ready before _from since the probe is taken next time, as
+  -- one that became ready just after the selection would be.
+  select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
     where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
-    order by j.priority desc
+    order by j.priority desc, j.run_at, j.id
     limit 1;
 
   loop
@@ -317,15 +324,21 @@ begin
       select * into _job from supaqueue.job
         where queue = _queue and status = 'pending' and pending_dependencies = 0
           and priority = _prio and run_at <= now()
+          and (run_at, id) >= (_from_run_at, _from_id)
         order by run_at, id
         limit 1
         for update skip locked;
-      exit when found;
+      if found then
+        -- the next job of this call is after this one
+        _from_run_at := _job.run_at;
+        _from_id := _job.id;
+        exit;
+      end if;
       -- nothing due (or everything taken) at this priority: the next lower one
-      select j.priority into _prio from supaqueue.job j
+      select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
         where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
           and j.priority < _prio
-        order by j.priority desc
+        order by j.priority desc, j.run_at, j.id
         limit 1;
     end loop;
     exit when _prio is null;
