@@ -28,7 +28,7 @@ from typing import Any
 
 import psycopg
 
-from benchmarks.proc_cpu import TICK_S, children
+from proc_cpu import TICK_S, children
 from components import migrations
 from local_stack.postgres import Cluster
 
