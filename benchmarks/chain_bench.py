@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-
 from proc_cpu import TICK_S, children
+
 from components import migrations
 from local_stack.postgres import Cluster
 
@@ -145,7 +145,7 @@ class Lane:
                 if not nxt or "current_job" not in nxt:
                     raise RuntimeError(f"chain {index} ended: {reported}")
                 lease = nxt["current_job"]["id"]
-        except Exception as exc:  # noqa: BLE001 - reported by the round
+        except Exception as exc:
             self.errors.append(f"{type(exc).__name__}: {exc}")
         self.leases[index] = lease
 
@@ -204,7 +204,11 @@ def top_statements(dsn: str, limit: int) -> list[dict[str, Any]]:
             (limit,),
         ).fetchall()
     keys = ["calls", "total_ms", "mean_ms", "rows", "blks_hit", "blks_dirtied", "wal_rec", "query"]
-    return [dict(zip(keys, (float(v) if k != "query" else v for k, v in zip(keys, r)), strict=True)) for r in rows]
+    out = []
+    for r in rows:
+        values = [v if k == "query" else float(v) for k, v in zip(keys, r, strict=True)]
+        out.append(dict(zip(keys, values, strict=True)))
+    return out
 
 
 def enable_statements(cluster: Cluster) -> None:
@@ -278,9 +282,7 @@ def measure(cluster: Cluster, args: argparse.Namespace) -> int:
                     row["job_hot_share"] = (job1[2] - job0[2]) / (job1[1] - job0[1])
                 for name, t1 in s1["tables"].items():
                     t0 = s0["tables"].get(name, (0, 0, 0, 0))
-                    row[f"{name}_writes_per_job"] = (
-                        sum(t1[i] - t0[i] for i in (0, 1, 3)) / jobs
-                    )
+                    row[f"{name}_writes_per_job"] = sum(t1[i] - t0[i] for i in (0, 1, 3)) / jobs
                 figures[lane.label].append(row)
                 emit({"bench": "chain_round", "db": lane.label, "round": r,
                       **{k: round(v, 4) for k, v in row.items()}})  # fmt: skip
@@ -303,12 +305,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2000, help="jobs per round and database")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--before-upto", type=int, default=14, help="last migration of `before`")
-    parser.add_argument("--statements", type=int, default=0,
-                        help="load pg_stat_statements and print this many top statements")  # fmt: skip
-    parser.add_argument("--after-options", default="",
-                        help="connection options of the `after` chains, e.g. -c name=value")  # fmt: skip
-    parser.add_argument("--vacuum", action="store_true",
-                        help="vacuum the job tables before each round (not timed)")  # fmt: skip
+    parser.add_argument(
+        "--statements", type=int, default=0,
+        help="load pg_stat_statements and print this many top statements",
+    )  # fmt: skip
+    parser.add_argument(
+        "--after-options", default="",
+        help="connection options of the `after` chains, e.g. -c name=value",
+    )  # fmt: skip
+    parser.add_argument(
+        "--vacuum", action="store_true",
+        help="vacuum the job tables before each round (not timed)",
+    )  # fmt: skip
     parser.add_argument("--fast", action="store_true", help="fsync off (not comparable)")
     args = parser.parse_args(argv)
     if args.workers < 1 or args.jobs < args.workers or args.rounds < 1:
