@@ -159,4 +159,9 @@ def test_stats_view_shows_the_operators_pause_after_its_old_columns(engine: Engi
     )
     assert row["paused_by_operator_since"] == figures
     engine.one("select supaqueue.resume_queue(%s)", (q,))
-    assert engine.conn.execute(stats, (q,)).fetchone()["paused_by_operator_since"] is None
+    assert (
+        engine.one(
+            "select paused_by_operator_since from supaqueue.queue_stats where queue = %s", (q,)
+        )
+        is None
+    )
