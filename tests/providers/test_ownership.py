@@ -5,6 +5,7 @@ refuses while other stacks' queues or the user's objects depend on the schema.""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import psycopg
@@ -335,7 +336,8 @@ def test_a_queue_name_another_stack_owns_fails_preview_naming_it(
         )
         assert "drop_queue" not in failure.reason and theirs.id not in failure.reason
         # create (e.g. a name taken between preview and up) refuses it the same way
-        text = failure_text(lambda news=news: provider.create({**news, "workers": 3}))
+        more = {**news, "workers": 3}
+        text = failure_text(functools.partial(provider.create, more))
         assert f"is owned by the Pulumi stack '{PROD}'" in text and "drop_queue" not in text
     # A stack of the same name whose state was lost is told how to remove its old queue.
     lost = props_of(db_url, {"stack": PROD, "stack_id": "new-prod-id"})
