@@ -53,3 +53,4 @@ bench: toolchain
 	@$(ENV) $(PY) benchmarks/e2e_bench.py
 	@$(ENV) $(PY) benchmarks/operator_bench.py
 	@$(ENV) $(PY) benchmarks/trigger_bench.py
+	@$(ENV) $(PY) benchmarks/dispatch_answer_bench.py

@@ -2535,7 +2535,8 @@ CREATE VIEW supaqueue.queue_stats AS
            FROM supaqueue.worker w
           WHERE ((w.queue = q.id) AND w.locked)) AS busy_workers,
     COALESCE(a.attempts, (0)::bigint) AS attempts_last_minute,
-    COALESCE(a.failures, (0)::bigint) AS failures_last_minute
+    COALESCE(a.failures, (0)::bigint) AS failures_last_minute,
+    q.operator_paused_at AS paused_by_operator_since
    FROM ((supaqueue.queue q
      LEFT JOIN LATERAL ( SELECT count(*) FILTER (WHERE (j.status = 'pending'::supaqueue.job_status)) AS pending,
             count(*) FILTER (WHERE (j.status = 'in_progress'::supaqueue.job_status)) AS in_progress,
