@@ -116,6 +116,7 @@ async function runJobs(
       legacy: ref.legacy,
     });
     let jobs = 0;
+    let failed = 0;
     while (d !== null) {
       current = d.currentJob.id;
       const outcome = await callTarget(d, target);
@@ -124,21 +125,37 @@ async function runJobs(
         ? null
         : { jobs, elapsedMs: Math.round(performance.now() - receivedAt) };
       const reported = await reportOutcome(sql, d.currentJob.id, outcome, chain);
-      log(reported.current === null ? "error" : "info", "job_reported", {
-        current_job: d.currentJob.id,
-        job: d.job.id,
-        queue: d.queue.name,
-        status_code: outcome.statusCode,
-        successful: outcome.isSuccessful,
-        duration_ms: outcome.durationMs,
-        error: outcome.error,
-        note: outcome.note,
-        lease_current: reported.current,
-        chain_position: jobs,
-      });
+      if (!outcome.isSuccessful) failed += 1;
+      // The database holds every outcome (supaqueue.job_attempt); the log names each job that
+      // needs a look (a failed call, a result not stored as sent, a report that failed or came
+      // too late) and sums up the rest once per invocation: a busy chain would otherwise write
+      // (and the platform store) a line per job.
+      if (!outcome.isSuccessful || outcome.note !== null || reported.current !== true) {
+        log(reported.current === null ? "error" : "warn", "job_reported", {
+          current_job: d.currentJob.id,
+          job: d.job.id,
+          queue: d.queue.name,
+          status_code: outcome.statusCode,
+          successful: outcome.isSuccessful,
+          duration_ms: outcome.durationMs,
+          error: outcome.error,
+          note: outcome.note,
+          lease_current: reported.current,
+          chain_position: jobs,
+        });
+      }
       d = reported.next === null
         ? null
         : await accept(sql, reported.next, { currentJob: null, job: null, legacy: null });
+    }
+    if (jobs > 0) {
+      log("info", "dispatch_done", {
+        current_job: ref.currentJob,
+        jobs,
+        succeeded: jobs - failed,
+        failed,
+        elapsed_ms: Math.round(performance.now() - receivedAt),
+      });
     }
   } catch (err) {
     // Last resort: an unhandled rejection would end the whole Deno worker.
