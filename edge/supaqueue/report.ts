@@ -12,9 +12,11 @@ export type Sql = ReturnType<typeof postgres>;
 
 // `select supaqueue.<fn>(<value>::<type>, …) as <column>`, one round trip (sql_literal.ts says
 // why the values are literals). `fn`, `column` and the types are this module's constants.
+// Nested in a tagged query, so postgres.js uses the extended protocol, which runs one statement
+// and nothing more (a bare `sql.unsafe(text)` would be a simple Query, where `;` starts another).
 function call(sql: Sql, fn: string, column: string, args: [SqlValue, string][]) {
   const list = args.map(([value, type]) => `${literal(value)}::${type}`).join(", ");
-  return sql.unsafe(`select supaqueue.${fn}(${list}) as ${column}`);
+  return sql`${sql.unsafe(`select supaqueue.${fn}(${list}) as ${column}`)}`;
 }
 
 const ATTEMPTS = 5;
