@@ -75,6 +75,7 @@ HOPS: list[tuple[str, str, str, str]] = [
     ("dispatcher_request_to_claim", "gateway_to_dispatcher", "claim_sent", "function"),
     ("claim_round_trip", "claim_sent", "claim_answered", "engine SQL (pgcost)"),
     ("claim_to_target_call", "claim_answered", "target_call_sent", "function"),
+    ("dispatcher_request_to_target_call", "gateway_to_dispatcher", "target_call_sent", "function"),
     ("gateway_in_to_target", "target_call_sent", "gateway_to_target", "gateway"),
     ("target_socket_to_handler", "gateway_to_target", "target_handler", "target (Deno)"),
 ]
