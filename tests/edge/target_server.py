@@ -129,6 +129,9 @@ class TargetServer:
             return web.json_response({"slow": True})
         if m := re.fullmatch(r"status-(\d+)", slug):
             return web.json_response({"status": int(m.group(1))}, status=int(m.group(1)))
+        if slug.startswith("payload-status-"):  # the status the job's payload asks for
+            status = int(json.loads(await request.read()).get("status", 200))
+            return web.json_response({"status": status}, status=status)
         if slug == "text":
             return web.Response(text="plain words, not JSON", content_type="text/plain")
         if slug == "broken-json":
