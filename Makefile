@@ -55,3 +55,4 @@ bench: toolchain
 	@$(ENV) $(PY) benchmarks/net_sender_bench.py
 	@$(ENV) $(PY) benchmarks/operator_bench.py
 	@$(ENV) $(PY) benchmarks/trigger_bench.py
+	@$(ENV) $(PY) benchmarks/dispatch_answer_bench.py

@@ -20,8 +20,12 @@ Each measurement runs twice where the engine chains (sql/0014): chain "off" (cha
 one job per dispatcher invocation, every job through pg_net, as before chaining) and "on" (the
 default budget), interleaved, so before and after come from the same run and the same load.
 
+With --baseline-dispatcher DIR, every measurement also runs with that version of the `supaqueue`
+function (redeployed in turn, warmed up again), labelled "dispatcher": "baseline" / "this".
+
 Usage: python benchmarks/e2e_bench.py [--jobs 10000] [--workers 10,50] [--rate 20]
                                       [--rate-seconds 10] [--chain off,on] [--keep]
+                                      [--dispatcher DIR] [--baseline-dispatcher DIR]
 """
 
 from __future__ import annotations
@@ -147,11 +151,11 @@ def local_stack(keep: bool) -> Iterator[Stack]:
                 shutil.rmtree(root, ignore_errors=True)
 
 
-def install(stack: Stack) -> None:
+def install(stack: Stack, dispatcher_dir: Path = DISPATCHER_DIR) -> None:
     """What `pulumi up` puts in place: functions, their secret, the schema, settings, Vault."""
     secret = secrets.token_urlsafe(32)
     stack.set_secret("SUPAQUEUE_SECRET", secret)
-    stack.deploy(DISPATCHER, DISPATCHER_DIR, verify_jwt=False)
+    stack.deploy(DISPATCHER, dispatcher_dir, verify_jwt=False)
     stack.deploy(TARGET, TARGET_DIR, verify_jwt=True)
     with psycopg.connect(stack.env["DB_URL"], autocommit=True) as conn:
         migrations.apply(conn, migrations.load_migrations())
@@ -357,21 +361,35 @@ def set_chain(conn: psycopg.Connection, mode: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # (label, folder) of each dispatcher to measure; with a baseline, both in the same run
+    dispatchers = [("this", args.dispatcher)]
+    if args.baseline_dispatcher is not None:
+        dispatchers.insert(0, ("baseline", args.baseline_dispatcher))
     with local_stack(args.keep) as stack:
-        install(stack)
+        install(stack, dispatchers[0][1])
+        deployed = dispatchers[0][1]
         with psycopg.connect(stack.env["DB_URL"], autocommit=True) as conn:
             modes = chain_modes(conn, args.chain)
             warm_up(conn)
             emit({"bench": "e2e_setup", "jobs": args.jobs, "workers": args.workers,
                   "rate_per_s": args.rate, "rate_seconds": args.rate_seconds,
-                  "chain_modes": modes})  # fmt: skip
-            # modes interleaved per worker count: others' load on the machine hits both alike
+                  "chain_modes": modes,
+                  "dispatchers": {name: str(folder) for name, folder in dispatchers}})  # fmt: skip
+            # modes (and dispatchers) interleaved per worker count: others' load on the machine
+            # hits both alike
             for workers in args.workers:
                 for mode in modes:
                     set_chain(conn, mode)
-                    label = {"chain": mode}
-                    throughput(stack, conn, label, workers, args.jobs)
-                    latency(stack, conn, label, workers, args.rate, args.rate_seconds)
+                    for name, folder in dispatchers:
+                        if folder != deployed:
+                            stack.deploy(DISPATCHER, folder, verify_jwt=False)
+                            deployed = folder
+                            warm_up(conn)  # the new version's process and its pool
+                        label = {"chain": mode}
+                        if len(dispatchers) > 1:
+                            label["dispatcher"] = name
+                        throughput(stack, conn, label, workers, args.jobs)
+                        latency(stack, conn, label, workers, args.rate, args.rate_seconds)
     return 0
 
 
@@ -399,6 +417,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="jobs/s of the latency run")
     parser.add_argument("--rate-seconds", type=float, default=10.0)
     parser.add_argument("--chain", type=_modes, default=["off", "on"], help="e.g. on or off,on")
+    parser.add_argument("--dispatcher", type=Path, default=DISPATCHER_DIR,
+                        help="the supaqueue function folder to deploy")  # fmt: skip
+    parser.add_argument("--baseline-dispatcher", type=Path, default=None,
+                        help="another version's folder, measured interleaved with --dispatcher"
+                        " (e.g. from `git archive main edge/supaqueue`)")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the local stack (debugging)")
     args = parser.parse_args(argv)
     if args.jobs < 1 or not 0 < args.rate <= 1000 or not 0 < args.rate_seconds <= 600:

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import pulumi
 from pulumi.runtime import config as runtime_config
 
+from components.chain_budget import CHAIN_SETTINGS, chain_rows
 from components.clients.management_api import DEFAULT_URL as DEFAULT_MANAGEMENT_API_URL
 from components.clients.postgres import check_url
 from components.errors import ConfigError
@@ -54,6 +55,7 @@ KEYS = (
     "demo",
     "installation",
     "dropDependentObjectsOnDestroy",
+    *(setting.config_key for setting in CHAIN_SETTINGS),
 )
 # `owner`: this stack installs and owns supaqueue; `external`: it only declares its queues in an
 # installation another stack owns (see docs/architecture.md, "Ownership").
@@ -86,6 +88,8 @@ class StackConfig:
     warnings: tuple[str, ...] = ()
     triggers: list[dict[str, Any]] = field(default_factory=list)
     schedules: list[dict[str, Any]] = field(default_factory=list)
+    # settings row -> value, for the chain budget keys the stack sets (components/chain_budget.py)
+    chain_budget: dict[str, str] = field(default_factory=dict)
 
     @property
     def functions_url(self) -> str:
@@ -219,6 +223,17 @@ def parse_stack_config(values: Mapping[str, Any], env: Mapping[str, str]) -> Sta
         schedule.setdefault("payload", {})
         schedule["timezone"] = schedule.get("timezone") or DEFAULT_TIMEZONE
     drop_dependents = _boolean("dropDependentObjectsOnDestroy", values, problems)
+    chain_budget = chain_rows(
+        values, problems, key=lambda setting: setting.config_key, prefix=f"{NAMESPACE}:"
+    )
+    if installation == "external":
+        problems += [
+            f"{NAMESPACE}:{setting.config_key}: the chain budget belongs to the installation: "
+            "set it on the stack that owns it (this stack has installation: external), and "
+            f"`pulumi config rm {NAMESPACE}:{setting.config_key}` here"
+            for setting in CHAIN_SETTINGS
+            if values.get(setting.config_key) is not None
+        ]
 
     if problems:
         raise ConfigError("invalid stack config:\n  - " + "\n  - ".join(problems))
@@ -237,6 +252,7 @@ def parse_stack_config(values: Mapping[str, Any], env: Mapping[str, str]) -> Sta
         installation=str(installation),
         drop_dependents_on_destroy=drop_dependents,
         warnings=warnings,
+        chain_budget=chain_budget,
     )
 
 

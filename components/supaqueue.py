@@ -26,6 +26,7 @@ import pulumi
 import pulumi_command as command
 import pulumi_random as random
 
+from components.chain_budget import chain_rows
 from components.clients.management_api import DEFAULT_URL as DEFAULT_MANAGEMENT_API_URL
 from components.config import StackConfig
 from components.edge_source import folder_hash
@@ -89,6 +90,12 @@ class SupaqueueArgs(TypedDict, total=False):
     only declares its queues in an installation another stack owns."""
     drop_dependents_on_destroy: bool
     """Destroy may drop objects outside the schema that depend on it (default false: refuse)."""
+    chain_max_jobs: int
+    """Chain budget: jobs one dispatcher invocation may run (0-1000; 0 or 1: no chaining).
+    Unset: the database keeps its own value (default 50; components/chain_budget.py)."""
+    chain_max_seconds: int
+    """Chain budget: seconds a chain may claim jobs for (1-120). Unset: as `chain_max_jobs`
+    (default 60)."""
     edge_dir: str
     """Folder holding `supaqueue/` (and `demo-target/`); default: the repo's `edge/`."""
     migrations_dir: str
@@ -97,7 +104,7 @@ class SupaqueueArgs(TypedDict, total=False):
 
 def args_from_config(config: StackConfig) -> SupaqueueArgs:
     """Component arguments from a validated stack config, secrets wrapped as secrets."""
-    return SupaqueueArgs(
+    args = SupaqueueArgs(
         project_ref=config.project_ref,
         db_url=pulumi.Output.secret(config.db_url),
         access_token=pulumi.Output.secret(config.access_token),
@@ -111,6 +118,11 @@ def args_from_config(config: StackConfig) -> SupaqueueArgs:
         installation=config.installation,  # type: ignore[typeddict-item]
         drop_dependents_on_destroy=config.drop_dependents_on_destroy,
     )
+    if "chain_max_jobs" in config.chain_budget:
+        args["chain_max_jobs"] = int(config.chain_budget["chain_max_jobs"])
+    if "chain_max_seconds" in config.chain_budget:
+        args["chain_max_seconds"] = int(config.chain_budget["chain_max_seconds"])
+    return args
 
 
 def deno_binary() -> str:
@@ -179,6 +191,15 @@ class Supaqueue(pulumi.ComponentResource):
         mode = args.get("installation", "owner")
         if mode not in INSTALLATION_MODES:
             raise ConfigError(f"installation must be 'owner' or 'external', got {mode!r}")
+        problems.clear()
+        chain_budget = chain_rows(args, problems, key=lambda setting: setting.setting)
+        if problems:
+            raise ConfigError("invalid chain budget:\n  - " + "\n  - ".join(problems))
+        if chain_budget and mode == "external":
+            raise ConfigError(
+                f"{', '.join(sorted(chain_budget))}: the chain budget belongs to the "
+                "installation: set it on the stack that owns it, not with installation: external"
+            )
         migrations_dir = Path(args.get("migrations_dir") or REPO / "sql")
         self.migrations_dir = str(migrations_dir)
         functions_url = f"{args['api_url'].rstrip('/')}/functions/v1"
@@ -265,7 +286,9 @@ class Supaqueue(pulumi.ComponentResource):
         self.settings = Settings(
             f"{name}-settings",
             self.db_url,
-            {"functions_url": functions_url, "dispatcher_slug": DISPATCHER_SLUG},
+            # Budget keys left unset are not rows of ours: SQL's default, or a value set in SQL,
+            # stays (and a key removed from the stack is deleted: back to the default).
+            {"functions_url": functions_url, "dispatcher_slug": DISPATCHER_SLUG, **chain_budget},
             after_schema,
         )
         self.vault_secret = VaultSecret(

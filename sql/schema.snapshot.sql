@@ -112,6 +112,40 @@ $$;
 
 ALTER FUNCTION supaqueue._check_timezone(_tz text) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue._claim_document(_cj supaqueue.current_job) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _bytes bigint;
+  _dependency_bytes bigint;
+  _reason text;
+begin
+  -- Enqueue refuses large payloads; this also covers a payload updated in place since.
+  select octet_length(j.payload::text),
+         (select coalesce(sum(octet_length(dj.result::text)), 0)
+            from supaqueue.job_dependency d
+            join supaqueue.job dj on dj.id = d.depends_on
+           where d.job = j.id)
+    into _bytes, _dependency_bytes
+    from supaqueue.job j where j.id = _cj.job;
+  if _bytes > supaqueue.max_payload_bytes() then
+    _reason := format('the payload is %s bytes, over the limit of %s bytes',
+                      _bytes, supaqueue.max_payload_bytes());
+  elsif _dependency_bytes > supaqueue.max_dependency_results_bytes() then
+    _reason := format('the results of the jobs it depends on total %s bytes, over the limit'
+                      ' of %s bytes', _dependency_bytes, supaqueue.max_dependency_results_bytes());
+  end if;
+  if _reason is not null then
+    perform supaqueue.refuse_current_job(_cj.id, _reason);
+    return jsonb_build_object('refused', _reason);
+  end if;
+  return supaqueue._claimed_job(_cj);
+end
+$$;
+
+ALTER FUNCTION supaqueue._claim_document(_cj supaqueue.current_job) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) RETURNS jsonb
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -395,18 +429,19 @@ declare
   _body jsonb;
   _n integer := 0;
   _prio integer;
+  _from_run_at timestamptz;
+  _from_id uuid;
 begin
-  -- paused in the stack, or by the operator (0013): nothing is dispatched, no chain goes on
-  select * into _q from supaqueue.queue where id = _queue;
-  if not found or _q.paused or _q.operator_paused_at is not null then
-    return 0;
-  end if;
-
-  -- Every worker busy (the usual case at saturation, after each report): nothing to do, and no
-  -- job row gets probed or locked for nothing.
-  if _chain_worker is null and not exists (
-       select 1 from supaqueue.worker w where w.queue = _queue and not w.locked and not w.retiring)
-  then
+  -- Nothing to do when the queue is paused in the stack or by the operator (0013), or, but for
+  -- a chain, when every worker is busy (the usual case at saturation, after each report): no job
+  -- row gets probed or locked for nothing. One statement: each one a call runs costs more
+  -- (executor start) than the lookups it makes here.
+  select q.* into _q from supaqueue.queue q
+   where q.id = _queue and not q.paused and q.operator_paused_at is null
+     and (_chain_worker is not null
+          or exists (select 1 from supaqueue.worker w
+                      where w.queue = _queue and not w.locked and not w.retiring));
+  if not found then
     return 0;
   end if;
 
@@ -455,9 +490,14 @@ begin
   -- The highest priority that has ready jobs. Jobs are probed one priority at a time, so that
   -- `run_at <= now()` bounds each index range: jobs delayed to later (run_at, backoff) are never
   -- read, however many there are. The cost grows with the number of distinct priorities only.
-  select j.priority into _prio from supaqueue.job j
+  -- The probe also returns where that priority's first ready entry is (_from): the selection
+  -- starts there instead of walking again over the entries of jobs taken since the last vacuum
+  -- (dead, but kept in job_ready_idx until then: thousands at a busy queue, read twice per job
+  -- before 0015). A job that became ready before _from since the probe is taken next time, as
+  -- one that became ready just after the selection would be.
+  select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
     where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
-    order by j.priority desc
+    order by j.priority desc, j.run_at, j.id
     limit 1;
 
   loop
@@ -469,15 +509,21 @@ begin
       select * into _job from supaqueue.job
         where queue = _queue and status = 'pending' and pending_dependencies = 0
           and priority = _prio and run_at <= now()
+          and (run_at, id) >= (_from_run_at, _from_id)
         order by run_at, id
         limit 1
         for update skip locked;
-      exit when found;
+      if found then
+        -- the next job of this call is after this one
+        _from_run_at := _job.run_at;
+        _from_id := _job.id;
+        exit;
+      end if;
       -- nothing due (or everything taken) at this priority: the next lower one
-      select j.priority into _prio from supaqueue.job j
+      select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
         where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
           and j.priority < _prio
-        order by j.priority desc
+        order by j.priority desc, j.run_at, j.id
         limit 1;
     end loop;
     exit when _prio is null;
@@ -487,10 +533,9 @@ begin
         where w.queue = _queue and not w.locked and not w.retiring
         limit 1 for update skip locked;
     else
-      -- gone (a lowered worker count removed it) or retiring: the chain ends here
-      select w.id into _worker from supaqueue.worker w
-        where w.id = _chain_worker and w.queue = _queue and not w.locked and not w.retiring
-        for update skip locked;
+      -- still locked from the job it just reported, and row-locked by the caller (which checked
+      -- that it is not retiring): no write to the worker at all
+      _worker := _chain_worker;
     end if;
     exit when _worker is null;
 
@@ -502,7 +547,9 @@ begin
       exit when _secret is null;  -- not configured yet, as above
     end if;
 
-    update supaqueue.worker set locked = true where id = _worker;
+    if _chain_worker is null then
+      update supaqueue.worker set locked = true where id = _worker;
+    end if;
     update supaqueue.job
       set status = 'in_progress', attempts = attempts + 1, updated_at = now()
       where id = _job.id
@@ -525,8 +572,12 @@ begin
         timeout_milliseconds := 5000);
     end if;
 
-    insert into supaqueue.current_job (id, worker, job, started_at, lease_expires_at, request_id)
-      values (_cj_id, _worker, _job.id, _now, _lease, _request);
+    -- A chained lease is claimed as it is taken (claim_current_job's deadline: timeout + grace
+    -- from the claim), so no UPDATE of the row just inserted has to follow.
+    insert into supaqueue.current_job (id, worker, job, started_at, lease_expires_at, request_id,
+                                       claimed_at)
+      values (_cj_id, _worker, _job.id, _now, _lease, _request,
+              case when _chain_worker is not null then _now end);
 
     _worker := null;
     _n := _n + 1;
@@ -543,21 +594,7 @@ $$;
 
 ALTER FUNCTION supaqueue._dispatch(_queue uuid, _chain_worker uuid) OWNER TO postgres;
 
-CREATE FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) RETURNS SETOF uuid
-    LANGUAGE sql STABLE SECURITY DEFINER
-    SET search_path TO ''
-    AS $$
-  select j.id from supaqueue.job j
-   where j.queue = _queue and j.status = 'failed'
-     and j.finished_at >= coalesce(_since, '-infinity')
-     and (_error_contains is null
-          or strpos(lower(coalesce(j.last_error, '')), lower(_error_contains)) > 0)
-   order by j.finished_at
-$$;
-
-ALTER FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) OWNER TO postgres;
-
-CREATE FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) RETURNS uuid[]
+CREATE FUNCTION supaqueue._end_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer, _keep_worker boolean) RETURNS uuid[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -572,9 +609,18 @@ begin
   if _outcome = 'lease_expired' and _cj.claimed_at is null then
     _error := _error || ' (never claimed: the dispatch was not delivered to the function in time)';
   end if;
-  select * into _job from supaqueue.job where id = _cj.job for update;
-  select * into _q from supaqueue.queue where id = _job.queue;
-  _queues := array[_q.id];
+  if _outcome = 'success' then
+    -- locks, ends and reads the job in one statement: success needs nothing of it beforehand
+    update supaqueue.job
+      set status = 'success', result = _result, finished_at = now(), updated_at = now(),
+          last_status_code = _status_code, last_error = null
+      where id = _cj.job
+      returning * into _job;
+  else
+    select * into _job from supaqueue.job where id = _cj.job for update;
+    select * into _q from supaqueue.queue where id = _job.queue;
+  end if;
+  _queues := array[_job.queue];
 
   insert into supaqueue.job_attempt (job, queue, attempt, worker, started_at, ended_at, outcome,
                                      status_code, error, duration_ms, response_excerpt)
@@ -584,16 +630,11 @@ begin
                      (extract(epoch from clock_timestamp() - _cj.started_at) * 1000)::integer),
             left(_response_excerpt, 2000));
 
-  update supaqueue.worker set locked = false where id = _cj.worker and not retiring;
-  if not found then
-    delete from supaqueue.worker where id = _cj.worker;  -- retiring: its job was its last
+  if not _keep_worker then
+    perform supaqueue._free_worker(_cj.worker);
   end if;
 
   if _outcome = 'success' then
-    update supaqueue.job
-      set status = 'success', result = _result, finished_at = now(), updated_at = now(),
-          last_status_code = _status_code, last_error = null
-      where id = _job.id;
     -- Dependents whose last dependency this was become ready.
     if not exists (select 1 from supaqueue.job_dependency d where d.depends_on = _job.id) then
       return _queues;
@@ -607,7 +648,7 @@ begin
     )
     select _queues || coalesce(array_agg(distinct r.queue), '{}')
       into _queues
-      from released r where r.pending_dependencies = 0 and r.queue <> _q.id;
+      from released r where r.pending_dependencies = 0 and r.queue <> _job.queue;
     return _queues;
   end if;
 
@@ -634,7 +675,47 @@ begin
 end
 $$;
 
+ALTER FUNCTION supaqueue._end_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer, _keep_worker boolean) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) RETURNS SETOF uuid
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select j.id from supaqueue.job j
+   where j.queue = _queue and j.status = 'failed'
+     and j.finished_at >= coalesce(_since, '-infinity')
+     and (_error_contains is null
+          or strpos(lower(coalesce(j.last_error, '')), lower(_error_contains)) > 0)
+   order by j.finished_at
+$$;
+
+ALTER FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) RETURNS uuid[]
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  return supaqueue._end_attempt(_cj, _outcome, _status_code, _response_excerpt, _error,
+                                _retry_after_seconds, _result, _duration_ms, false);
+end
+$$;
+
 ALTER FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._free_worker(_worker uuid) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  update supaqueue.worker set locked = false where id = _worker and not retiring;
+  if not found then
+    delete from supaqueue.worker where id = _worker;
+  end if;
+end
+$$;
+
+ALTER FUNCTION supaqueue._free_worker(_worker uuid) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._install_table_trigger_objects(_id uuid) RETURNS void
     LANGUAGE plpgsql
@@ -1077,10 +1158,11 @@ CREATE FUNCTION supaqueue.chain_budget(OUT max_jobs integer, OUT max_seconds int
     SET search_path TO ''
     AS $$
 begin
-  max_jobs := coalesce((select s.value::integer from supaqueue.settings s
-                         where s.key = 'chain_max_jobs'), 50);
-  max_seconds := coalesce((select s.value::integer from supaqueue.settings s
-                            where s.key = 'chain_max_seconds'), 60);
+  select coalesce(max(s.value::integer) filter (where s.key = 'chain_max_jobs'), 50),
+         coalesce(max(s.value::integer) filter (where s.key = 'chain_max_seconds'), 60)
+    into max_jobs, max_seconds
+    from supaqueue.settings s
+   where s.key in ('chain_max_jobs', 'chain_max_seconds');
 end
 $$;
 
@@ -1089,11 +1171,10 @@ ALTER FUNCTION supaqueue.chain_budget(OUT max_jobs integer, OUT max_seconds inte
 CREATE FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer DEFAULT NULL::integer) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
+    SET enable_seqscan TO 'off'
     AS $$
 declare
   _cj supaqueue.current_job;
-  _bytes bigint;
-  _reason text;
   _now timestamptz := clock_timestamp();
 begin
   update supaqueue.current_job c
@@ -1116,27 +1197,7 @@ begin
   -- deadline from the dispatch), and pg_net's queue is lost with it, so nothing claims it again:
   -- at worst the job is retried once more (at-least-once), as after any crash.
   perform set_config('synchronous_commit', 'off', true);
-
-  -- Enqueue refuses large payloads; this also covers a payload updated in place since.
-  select octet_length(j.payload::text) into _bytes from supaqueue.job j where j.id = _cj.job;
-  if _bytes > supaqueue.max_payload_bytes() then
-    _reason := format('the payload is %s bytes, over the limit of %s bytes',
-                      _bytes, supaqueue.max_payload_bytes());
-  else
-    select coalesce(sum(octet_length(dj.result::text)), 0) into _bytes
-      from supaqueue.job_dependency d
-      join supaqueue.job dj on dj.id = d.depends_on
-     where d.job = _cj.job;
-    if _bytes > supaqueue.max_dependency_results_bytes() then
-      _reason := format('the results of the jobs it depends on total %s bytes, over the limit'
-                        ' of %s bytes', _bytes, supaqueue.max_dependency_results_bytes());
-    end if;
-  end if;
-  if _reason is not null then
-    perform supaqueue.refuse_current_job(_cj.id, _reason);
-    return jsonb_build_object('refused', _reason);
-  end if;
-  return supaqueue._claimed_job(_cj);
+  return supaqueue._claim_document(_cj);
 end
 $$;
 
@@ -1953,51 +2014,56 @@ ALTER FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) OWNER
 CREATE FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer DEFAULT NULL::integer, _response_excerpt text DEFAULT NULL::text, _error text DEFAULT NULL::text, _retry_after_seconds numeric DEFAULT NULL::numeric, _result jsonb DEFAULT NULL::jsonb, _duration_ms integer DEFAULT NULL::integer, _chain_jobs integer DEFAULT NULL::integer, _chain_elapsed_ms bigint DEFAULT NULL::bigint) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
+    SET enable_seqscan TO 'off'
     AS $$
 declare
   _cj supaqueue.current_job;
+  _next_cj supaqueue.current_job;
+  _chain boolean := _chain_jobs is not null and _chain_elapsed_ms is not null;
   _queues uuid[];
   _queue uuid;
   _timeout_ms integer;
   _budget record;
   _next jsonb;
-  _next_id uuid;
-  _sync text;
+  _dispatched integer;
 begin
   -- Deleting the lease claims it: a concurrent duplicate waits here, then finds nothing.
   delete from supaqueue.current_job where id = cur_job_id returning * into _cj;
   if not found then
     return jsonb_build_object('current', false, 'next', null);
   end if;
-  _queues := supaqueue._finish_attempt(
+  _queues := supaqueue._end_attempt(
     _cj,
     case when coalesce(_is_complete and _is_successful, false) then 'success' else 'failure' end,
     _status_code, _response_excerpt, _error,
     -- capped at one year: a larger Retry-After (or NaN/Infinity) would overflow run_at and make
     -- the report itself fail
     case when _retry_after_seconds > 0 then least(_retry_after_seconds, 31536000) end,
-    _result, _duration_ms);
+    _result, _duration_ms, _chain);
 
-  if _chain_jobs is not null and _chain_elapsed_ms is not null then
+  if _chain then
     _budget := supaqueue.chain_budget();
-    -- the worker's queue; none when the worker went with a lowered worker count
+    -- The worker's queue, the worker row-locked as freeing it would (a concurrent resize waits
+    -- for this report, or this report for it and then sees its change). None when the worker
+    -- went with a lowered worker count, or is retiring: the chain ends.
     select q.id, q.timeout_ms into _queue, _timeout_ms
       from supaqueue.worker w join supaqueue.queue q on q.id = w.queue
-     where w.id = _cj.worker;
+     where w.id = _cj.worker and not w.retiring
+       for no key update of w;
     if _queue is not null and _chain_jobs < _budget.max_jobs
        and _chain_elapsed_ms + _timeout_ms <= _budget.max_seconds * 1000
        and supaqueue._dispatch(_queue, _cj.worker) = 1 then
-      select c.id into _next_id from supaqueue.current_job c where c.worker = _cj.worker;
-      -- The claim turns off the wait for the WAL flush for its transaction (0010); this one also
-      -- holds the report, which stays as durable as end_current_job's.
-      _sync := current_setting('synchronous_commit');
-      _next := supaqueue.claim_current_job(_next_id);
-      perform set_config('synchronous_commit', _sync, true);
+      select c.* into _next_cj from supaqueue.current_job c where c.worker = _cj.worker;
+      -- Unlike claim_current_job, the commit waits for the WAL flush: it holds the report.
+      _next := supaqueue._claim_document(_next_cj);
+    else
+      perform supaqueue._free_worker(_cj.worker);
     end if;
   end if;
 
   foreach _queue in array _queues loop
-    perform supaqueue.dispatch(_queue);
+    -- dispatch(_queue), called as an expression: PERFORM would run it as a query
+    _dispatched := supaqueue._dispatch(_queue, null);
   end loop;
   return jsonb_build_object('current', true, 'next', _next);
 end
@@ -2469,7 +2535,8 @@ CREATE VIEW supaqueue.queue_stats AS
            FROM supaqueue.worker w
           WHERE ((w.queue = q.id) AND w.locked)) AS busy_workers,
     COALESCE(a.attempts, (0)::bigint) AS attempts_last_minute,
-    COALESCE(a.failures, (0)::bigint) AS failures_last_minute
+    COALESCE(a.failures, (0)::bigint) AS failures_last_minute,
+    q.operator_paused_at AS paused_by_operator_since
    FROM ((supaqueue.queue q
      LEFT JOIN LATERAL ( SELECT count(*) FILTER (WHERE (j.status = 'pending'::supaqueue.job_status)) AS pending,
             count(*) FILTER (WHERE (j.status = 'in_progress'::supaqueue.job_status)) AS in_progress,
@@ -2656,6 +2723,8 @@ REVOKE ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) FRO
 
 REVOKE ALL ON FUNCTION supaqueue._check_timezone(_tz text) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue._claim_document(_cj supaqueue.current_job) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._cron_day_matches(_spec supaqueue.cron_spec, _t timestamp without time zone) FROM PUBLIC;
@@ -2670,9 +2739,13 @@ REVOKE ALL ON FUNCTION supaqueue._cron_next_wall(_spec supaqueue.cron_spec, _aft
 
 REVOKE ALL ON FUNCTION supaqueue._dispatch(_queue uuid, _chain_worker uuid) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue._end_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer, _keep_worker boolean) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._free_worker(_worker uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid) FROM PUBLIC;
 

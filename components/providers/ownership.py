@@ -225,3 +225,56 @@ def queue_problem(
         "it by mistake, remove it from the state with "
         "`pulumi state delete --target-dependents '<urn>'`"
     )
+
+
+def queue_name_problem(conn: psycopg.Connection, name: str, me: Stack | None) -> str | None:
+    """Why the stack `me` cannot create a queue named `name` (None: no queue has that name).
+    Never advises removing a queue another stack owns."""
+    text = queries(SQL)
+    if not _one(conn, text["owner_table_exists"]):
+        return None  # before 0007 (an upgrade's preview): create itself still refuses a taken name
+    row = conn.execute(text["queue_by_name"], {"name": name}).fetchone()
+    if row is None:
+        return None
+    queue_id, owner_name, owner_id, unfinished = row
+    owner = Stack(owner_name or "?", owner_id) if owner_id is not None else None
+    if owner is not None and (me is None or me.stack_id != owner.stack_id):
+        who = me.label() if me else "this stack"
+        same_name = me is not None and owner.name == me.name
+        return (
+            f"queue {name!r} is owned by the Pulumi stack {owner.label()}, not by {who}: "
+            "nothing was changed. Declare this stack's queue under another name (a queue "
+            "belongs to one stack; that stack changes or removes it)."
+            + (
+                " If that owner is this stack with its state lost, remove the queue in SQL "
+                f"(`select supaqueue.drop_queue('{queue_id}');`, {unfinished} unfinished "
+                "job(s)) and run `pulumi up` again."
+                if same_name
+                else ""
+            )
+        )
+    return (
+        f"queue {name!r} already exists in the database (id {queue_id}, {unfinished} unfinished "
+        "job(s)) but not in this stack's state: the state was lost, or it was made by hand in "
+        "SQL. It cannot be adopted: `pulumi import` does not work for supaqueue queues (a limit "
+        "of Pulumi dynamic providers). Either remove it in SQL, "
+        f"`select supaqueue.drop_queue('{queue_id}');` (`, true` as second argument discards "
+        "its unfinished jobs), then run `pulumi up` again; or declare the queue under another name."
+    )
+
+
+def vanished_queue_problem(conn: psycopg.Connection, queue_id: str, name: Any) -> str | None:
+    """Why a queue in this stack's state cannot be diffed: its row is gone (None: it is there,
+    or the whole schema is gone, which the schema's own check reports)."""
+    text = queries(SQL)
+    if not _one(conn, text["installed"]) or not _one(conn, text["queue_table_exists"]):
+        return None
+    if conn.execute(text["queue_exists"], {"id": queue_id}).fetchone():
+        return None
+    return (
+        f"queue {name!r} ({queue_id}) is in this stack's state but not in the database (it was "
+        "dropped in SQL, e.g. with supaqueue.drop_queue): nothing was changed. To make it again "
+        "(empty, with a new id), run `pulumi refresh` (it forgets the dropped queue), then "
+        "`pulumi up`, or both at once with `pulumi up --refresh`. To keep it gone, remove it "
+        "from the stack (the next `up` then forgets it)."
+    )

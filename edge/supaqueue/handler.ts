@@ -116,6 +116,7 @@ async function runJobs(
       legacy: ref.legacy,
     });
     let jobs = 0;
+    let failed = 0;
     while (d !== null) {
       current = d.currentJob.id;
       const outcome = await callTarget(d, target);
@@ -124,21 +125,37 @@ async function runJobs(
         ? null
         : { jobs, elapsedMs: Math.round(performance.now() - receivedAt) };
       const reported = await reportOutcome(sql, d.currentJob.id, outcome, chain);
-      log(reported.current === null ? "error" : "info", "job_reported", {
-        current_job: d.currentJob.id,
-        job: d.job.id,
-        queue: d.queue.name,
-        status_code: outcome.statusCode,
-        successful: outcome.isSuccessful,
-        duration_ms: outcome.durationMs,
-        error: outcome.error,
-        note: outcome.note,
-        lease_current: reported.current,
-        chain_position: jobs,
-      });
+      if (!outcome.isSuccessful) failed += 1;
+      // The database holds every outcome (supaqueue.job_attempt); the log names each job that
+      // needs a look (a failed call, a result not stored as sent, a report that failed or came
+      // too late) and sums up the rest once per invocation: a busy chain would otherwise write
+      // (and the platform store) a line per job.
+      if (!outcome.isSuccessful || outcome.note !== null || reported.current !== true) {
+        log(reported.current === null ? "error" : "warn", "job_reported", {
+          current_job: d.currentJob.id,
+          job: d.job.id,
+          queue: d.queue.name,
+          status_code: outcome.statusCode,
+          successful: outcome.isSuccessful,
+          duration_ms: outcome.durationMs,
+          error: outcome.error,
+          note: outcome.note,
+          lease_current: reported.current,
+          chain_position: jobs,
+        });
+      }
       d = reported.next === null
         ? null
         : await accept(sql, reported.next, { currentJob: null, job: null, legacy: null });
+    }
+    if (jobs > 0) {
+      log("info", "dispatch_done", {
+        current_job: ref.currentJob,
+        jobs,
+        succeeded: jobs - failed,
+        failed,
+        elapsed_ms: Math.round(performance.now() - receivedAt),
+      });
     }
   } catch (err) {
     // Last resort: an unhandled rejection would end the whole Deno worker.
@@ -159,7 +176,7 @@ export function createHandler(env: Env): (request: Request) => Promise<Response>
       log("error", "misconfigured", { missing: "SUPAQUEUE_SECRET" });
       return json(500, { error: "SUPAQUEUE_SECRET is not set for this function" });
     }
-    if (!(await secretMatches(request.headers.get("supaqueue-secret"), secret))) {
+    if (!secretMatches(request.headers.get("supaqueue-secret"), secret)) {
       return json(401, { error: "missing or wrong supaqueue-secret header" });
     }
     if (request.method !== "POST") {
@@ -174,14 +191,20 @@ export function createHandler(env: Env): (request: Request) => Promise<Response>
       return json(500, { error: `missing environment: ${config.missing.join(", ")}` });
     }
     const tooLarge = () => json(413, { error: `dispatch body over ${MAX_DISPATCH_BYTES} bytes` });
-    if (Number(request.headers.get("content-length") ?? "0") > MAX_DISPATCH_BYTES) {
-      return tooLarge();
-    }
+    const length = request.headers.get("content-length") ?? "";
+    if (Number(length) > MAX_DISPATCH_BYTES) return tooLarge();
     let ref: DispatchRef;
     try {
-      const { bytes, truncated } = await readCapped(request.body, MAX_DISPATCH_BYTES);
-      if (truncated) return tooLarge();
-      ref = parseRef(new TextDecoder().decode(bytes));
+      let text: string;
+      if (/^\d+$/.test(length)) {
+        // a stated length under the cap: the server reads exactly that much, in one go
+        text = await request.text();
+      } else {
+        const { bytes, truncated } = await readCapped(request.body, MAX_DISPATCH_BYTES);
+        if (truncated) return tooLarge();
+        text = new TextDecoder().decode(bytes);
+      }
+      ref = parseRef(text);
     } catch (err) {
       if (err instanceof InvalidDispatch) return json(400, { error: err.message });
       return json(400, { error: "could not read the request body" });

@@ -6,8 +6,18 @@ import postgres from "postgres";
 import type { DispatchRef } from "./dispatch_body.ts";
 import type { Outcome } from "./target_call.ts";
 import { log } from "./log.ts";
+import { literal, type SqlValue } from "./sql_literal.ts";
 
 export type Sql = ReturnType<typeof postgres>;
+
+// `select supaqueue.<fn>(<value>::<type>, …) as <column>`, one round trip (sql_literal.ts says
+// why the values are literals). `fn`, `column` and the types are this module's constants.
+// Nested in a tagged query, so postgres.js uses the extended protocol, which runs one statement
+// and nothing more (a bare `sql.unsafe(text)` would be a simple Query, where `;` starts another).
+function call(sql: Sql, fn: string, column: string, args: [SqlValue, string][]) {
+  const list = args.map(([value, type]) => `${literal(value)}::${type}`).join(", ");
+  return sql`${sql.unsafe(`select supaqueue.${fn}(${list}) as ${column}`)}`;
+}
 
 const ATTEMPTS = 5;
 const FIRST_DELAY_MS = 250;
@@ -111,9 +121,10 @@ export async function claimCurrentJob(sql: Sql, ref: DispatchRef): Promise<Claim
       "claim_failed",
       ref.currentJob,
       () =>
-        sql`
-          select supaqueue.claim_current_job(${ref.currentJob}::uuid, ${ref.attempt}::integer)
-            as claimed`,
+        call(sql, "claim_current_job", "claimed", [
+          [ref.currentJob, "uuid"],
+          [ref.attempt, "integer"],
+        ]),
       [UNDEFINED_FUNCTION],
     );
     return claimOf(rows[0]?.claimed as unknown);
@@ -131,9 +142,15 @@ export async function refuseCurrentJob(
   reason: string,
 ): Promise<boolean | null> {
   try {
-    const rows = await withRetries("refuse_failed", currentJobId, () =>
-      sql`
-        select supaqueue.refuse_current_job(${currentJobId}::uuid, ${reason}::text) as current`);
+    const rows = await withRetries(
+      "refuse_failed",
+      currentJobId,
+      () =>
+        call(sql, "refuse_current_job", "current", [
+          [currentJobId, "uuid"],
+          [reason, "text"],
+        ]),
+    );
     return rows[0]?.current === true;
   } catch {
     return null;
@@ -167,25 +184,27 @@ async function report(
   outcome: Outcome,
   chain: Chain | null,
 ): Promise<Reported> {
-  // jsonb goes over the wire as text and is cast in SQL, so postgres.js never re-encodes it.
+  // The outcome as end_current_job takes it; the result is JSON text, cast to jsonb in SQL.
+  const ended: [SqlValue, string][] = [
+    [currentJobId, "uuid"],
+    [true, "boolean"],
+    [outcome.isSuccessful, "boolean"],
+    [outcome.statusCode, "integer"],
+    [outcome.responseExcerpt, "text"],
+    [outcome.error ?? outcome.note, "text"],
+    [outcome.retryAfterSeconds, "numeric"],
+    [outcome.result, "jsonb"],
+    [outcome.durationMs, "integer"],
+  ];
   if (chain === null) {
-    const rows = await sql`
-      select supaqueue.end_current_job(
-        ${currentJobId}::uuid, true, ${outcome.isSuccessful}::boolean,
-        ${outcome.statusCode}::integer, ${outcome.responseExcerpt}::text,
-        ${outcome.error ?? outcome.note}::text, ${outcome.retryAfterSeconds}::numeric,
-        ${outcome.result}::text::jsonb, ${outcome.durationMs}::integer
-      ) as current`;
+    const rows = await call(sql, "end_current_job", "current", ended);
     return { current: rows[0]?.current === true, next: null };
   }
-  const rows = await sql`
-    select supaqueue.report_and_claim(
-      ${currentJobId}::uuid, true, ${outcome.isSuccessful}::boolean,
-      ${outcome.statusCode}::integer, ${outcome.responseExcerpt}::text,
-      ${outcome.error ?? outcome.note}::text, ${outcome.retryAfterSeconds}::numeric,
-      ${outcome.result}::text::jsonb, ${outcome.durationMs}::integer,
-      ${chain.jobs}::integer, ${chain.elapsedMs}::bigint
-    ) as reported`;
+  const rows = await call(sql, "report_and_claim", "reported", [
+    ...ended,
+    [chain.jobs, "integer"],
+    [chain.elapsedMs, "bigint"],
+  ]);
   const reported = rows[0]?.reported as { current?: unknown; next?: unknown } | undefined;
   const next = reported?.next;
   return {

@@ -1,6 +1,6 @@
 """Queues and the stack state under the real engine: a stack made when a queue was a
 `supaqueue:index:Queue` component (holding the row resource `<name>-queue`) keeps its queues on
-upgrade; a queue name taken outside the stack's state fails `up` with what to do."""
+upgrade; a queue name taken outside the stack's state fails `preview` and `up` with what to do."""
 
 from __future__ import annotations
 
@@ -123,10 +123,12 @@ def test_a_queue_name_taken_outside_the_state_fails_up_with_what_to_do(
     # `up` declares the guard again).
     project.run("state", "delete", "--yes", "--target-dependents", urn)
 
-    failed = project.run("up", "--yes", "--skip-preview", check=False)
-    assert failed.returncode != 0
-    output = failed.stdout + failed.stderr
-    assert "QueueExistsError: queue 'state-1' already exists in the database" in output
-    assert "not in this stack's state" in output
-    assert f"select supaqueue.drop_queue('{queue_id}');" in output
-    assert "duplicate key" not in output and "Traceback" not in output
+    # Found by the queue's check: `preview` already says it, and `up` stops before any change.
+    for command in (("preview",), ("up", "--yes", "--skip-preview")):
+        failed = project.run(*command, check=False)
+        assert failed.returncode != 0
+        output = failed.stdout + failed.stderr
+        assert "queue 'state-1' already exists in the database" in output, output[-3000:]
+        assert "not in this stack's state" in output
+        assert f"select supaqueue.drop_queue('{queue_id}');" in output
+        assert "duplicate key" not in output and "Traceback" not in output

@@ -58,6 +58,8 @@ def max_in_flight(calls: list[Seen]) -> int:
 
 
 RETRY_AFTER_DATE_SECONDS = 120
+# The longest a `hold-<key>` call waits for release(key) before answering anyway.
+HOLD_LIMIT_SECONDS = 120
 
 
 @dataclass
@@ -69,6 +71,7 @@ class TargetServer:
     _runner: web.AppRunner | None = None
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _released: dict[str, threading.Event] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -86,6 +89,14 @@ class TargetServer:
                 return got
             time.sleep(0.02)
         raise AssertionError(f"target {slug!r} got {len(self.requests_for(slug))} of {count} calls")
+
+    def _release_event(self, key: str) -> threading.Event:
+        with self._lock:
+            return self._released.setdefault(key, threading.Event())
+
+    def release(self, key: str) -> None:
+        """Lets every `hold-<key>` call answer (those in flight and any later one)."""
+        self._release_event(key).set()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         slug = request.match_info["slug"]
@@ -106,11 +117,21 @@ class TargetServer:
             seen.ended = time.monotonic()
 
     async def _answer(self, slug: str, request: web.Request) -> web.StreamResponse:
+        if m := re.fullmatch(r"hold-([a-z0-9]+)", slug):
+            # Answers only once the test calls release(key): an order, not a duration.
+            released = self._release_event(m.group(1))
+            deadline = time.monotonic() + HOLD_LIMIT_SECONDS
+            while not released.is_set() and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            return web.json_response({"held": True})
         if m := re.fullmatch(r"slow-(\d+)", slug):
             await asyncio.sleep(int(m.group(1)) / 1000)
             return web.json_response({"slow": True})
         if m := re.fullmatch(r"status-(\d+)", slug):
             return web.json_response({"status": int(m.group(1))}, status=int(m.group(1)))
+        if slug.startswith("payload-status-"):  # the status the job's payload asks for
+            status = int(json.loads(await request.read()).get("status", 200))
+            return web.json_response({"status": status}, status=status)
         if slug == "text":
             return web.Response(text="plain words, not JSON", content_type="text/plain")
         if slug == "broken-json":

@@ -5,6 +5,7 @@ then the worker is dispatched through pg_net again."""
 from __future__ import annotations
 
 import signal
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -55,7 +56,8 @@ def test_one_dispatch_runs_the_workers_jobs_one_after_another(
     queue = engine.queue(slug, max_attempts=1)
     jobs = [engine.enqueue(queue, {"n": i}) for i in range(12)]
     assert pg_net_requests(engine, queue) == 1  # one worker: one dispatch
-    assert deliver(supaqueue_fn, engine.dispatched(jobs[0])).status_code == 202
+    first = engine.dispatched(jobs[0])
+    assert deliver(supaqueue_fn, first).status_code == 202
     for job in jobs:
         [attempt] = engine.wait_attempts(job, timeout=60)
         assert attempt["outcome"] == "success", attempt
@@ -63,12 +65,46 @@ def test_one_dispatch_runs_the_workers_jobs_one_after_another(
     assert len(calls) == 12 and max_in_flight(calls) == 1  # never more than `workers`
     assert [c.json() for c in calls] == [{"n": i} for i in range(12)]  # queue order, once each
     assert pg_net_requests(engine, queue) == 1  # the other eleven went without pg_net
-    chained = [
-        int(str(e["chain_position"]))
-        for e in supaqueue_fn.events()
-        if e.get("event") == "job_reported" and e.get("job") in jobs
-    ]
-    assert sorted(chained) == list(range(1, 13))
+    # one summary line for the invocation's twelve jobs, none per successful job
+    done = wait_event(supaqueue_fn, "dispatch_done", first.current_job_id)
+    assert (done["jobs"], done["succeeded"], done["failed"]) == (12, 12, 0), done
+    assert not [e for e in reported(supaqueue_fn) if e.get("job") in jobs]
+
+
+def test_failed_jobs_are_logged_one_by_one_and_successes_summed_up(
+    supaqueue_fn: FunctionProcess, engine: Engine, target: TargetServer
+) -> None:
+    """Every outcome is in the database; the log names each job that needs a look (here the two
+    whose target answered 500) and sums up the invocation, not one line per success."""
+    slug = f"payload-status-{uuid.uuid4().hex[:8]}"
+    queue = engine.queue(slug, max_attempts=1)
+    jobs = [engine.enqueue(queue, {"status": 500 if i in (1, 3) else 200}) for i in range(5)]
+    lease = engine.dispatched(jobs[0])
+    assert deliver(supaqueue_fn, lease).status_code == 202
+    done = wait_event(supaqueue_fn, "dispatch_done", lease.current_job_id)
+    assert (done["jobs"], done["succeeded"], done["failed"]) == (5, 3, 2), done
+    logged = [e for e in reported(supaqueue_fn) if e.get("job") in jobs]
+    assert sorted((e["job"], e["level"], e["status_code"]) for e in logged) == sorted(
+        (jobs[i], "warn", 500) for i in (1, 3)
+    )
+    assert [int(str(e["chain_position"])) for e in logged] == [2, 4]
+    assert all(e["lease_current"] is True and e["error"] for e in logged), logged
+    outcomes = [engine.attempts(job)[0]["outcome"] for job in jobs]
+    assert outcomes == ["success", "failure", "success", "failure", "success"]
+
+
+def reported(fn: FunctionProcess) -> list[dict[str, object]]:
+    return [e for e in fn.events() if e.get("event") == "job_reported"]
+
+
+def wait_event(fn: FunctionProcess, event: str, current_job: str) -> dict[str, object]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for e in fn.events():
+            if e.get("event") == event and e.get("current_job") == current_job:
+                return e
+        time.sleep(0.05)
+    raise AssertionError(f"no {event} for {current_job} in 60 s:\n{fn.log()}")
 
 
 def test_the_jobs_budget_hands_the_worker_back_to_pg_net(

@@ -4,31 +4,44 @@ from __future__ import annotations
 
 import signal
 import time
+import uuid
 from collections.abc import Callable
 
 from tests.edge.conftest import deliver, function_env
 from tests.edge.engine import Engine
 from tests.edge.function_process import FunctionProcess
-from tests.edge.target_server import BIG_BODY, RETRY_AFTER_DATE_SECONDS, TargetServer
+from tests.edge.target_server import (
+    BIG_BODY,
+    RETRY_AFTER_DATE_SECONDS,
+    TargetServer,
+    max_in_flight,
+)
 
-ANSWER_AT_ONCE_S = 0.5
+# How long the held target keeps a call open after the 202 (the attempt lasts at least this).
+HELD_SECONDS = 0.3
 
 
 def test_slow_target_still_gets_202_at_once(
     supaqueue_fn: FunctionProcess, engine: Engine, target: TargetServer
 ) -> None:
-    d = engine.dispatch("slow-3000", timeout_ms=10_000)
-    started = time.monotonic()
-    response = deliver(supaqueue_fn, d)
-    answered_in = time.monotonic() - started
-    assert response.status_code == 202
-    assert response.json() == {"accepted": True, "current_job": d.current_job_id}
-    assert answered_in < ANSWER_AT_ONCE_S, f"202 took {answered_in:.3f}s"
-    assert engine.job(d.job_id)["status"] == "in_progress"  # still running when pg_net is answered
-    print(f"\nslow target (3 s): 202 after {answered_in * 1000:.1f} ms")
-    [attempt] = engine.wait_attempts(d.job_id, timeout=15)
+    """pg_net is answered before the call to the target ends: the target here answers only once
+    the test lets it, after the 202 (how fast the 202 comes is a benchmark:
+    benchmarks/dispatch_answer_bench.py)."""
+    key = uuid.uuid4().hex[:12]
+    d = engine.dispatch(f"hold-{key}", timeout_ms=60_000)
+    try:
+        response = deliver(supaqueue_fn, d)
+        assert response.status_code == 202
+        assert response.json() == {"accepted": True, "current_job": d.current_job_id}
+        [call] = target.wait_for(f"hold-{key}", timeout=30)
+        assert call.ended is None  # the target is still holding the call...
+        assert engine.job(d.job_id)["status"] == "in_progress"  # ...so the job is running
+        time.sleep(HELD_SECONDS)
+    finally:
+        target.release(key)
+    [attempt] = engine.wait_attempts(d.job_id, timeout=30)
     assert attempt["outcome"] == "success"
-    assert attempt["duration_ms"] >= 3000
+    assert attempt["duration_ms"] >= HELD_SECONDS * 1000
 
 
 def test_2xx_json_is_success_with_result(supaqueue_fn: FunctionProcess, engine: Engine) -> None:
@@ -268,19 +281,20 @@ def test_logs_hold_no_secrets(
 def test_many_slow_jobs_in_flight_do_not_slow_the_answer(
     supaqueue_fn: FunctionProcess, engine: Engine, target: TargetServer
 ) -> None:
-    """40 dispatches to a 2 s target back to back: every 202 still comes at once."""
-    dispatches = [engine.dispatch("slow-2000", timeout_ms=10_000) for _ in range(40)]
-    times = []
+    """40 dispatches back to back to a target that holds every call until the test releases
+    them: each 202 comes while all earlier calls are still open, so no answer waits for a
+    job in flight (the 202 latency with 40 in flight: benchmarks/dispatch_answer_bench.py)."""
+    key = uuid.uuid4().hex[:12]
+    dispatches = [engine.dispatch(f"hold-{key}", timeout_ms=60_000) for _ in range(40)]
+    try:
+        for d in dispatches:
+            assert deliver(supaqueue_fn, d).status_code == 202
+        calls = target.wait_for(f"hold-{key}", 40, timeout=60)
+        assert all(call.ended is None for call in calls)  # answered, none of them done
+        assert max_in_flight(calls) == 40
+        assert {engine.job(d.job_id)["status"] for d in dispatches} == {"in_progress"}
+    finally:
+        target.release(key)
     for d in dispatches:
-        started = time.monotonic()
-        assert deliver(supaqueue_fn, d).status_code == 202
-        times.append(time.monotonic() - started)
-    times.sort()
-    print(
-        f"\n202 latency over 40 with 40 in flight: p50 {times[20] * 1000:.1f} ms,"
-        f" max {times[-1] * 1000:.1f} ms"
-    )
-    assert times[-1] < ANSWER_AT_ONCE_S
-    for d in dispatches:
-        [attempt] = engine.wait_attempts(d.job_id, timeout=20)
+        [attempt] = engine.wait_attempts(d.job_id, timeout=60)
         assert attempt["outcome"] == "success"

@@ -411,3 +411,54 @@ def test_an_operator_cancel_mid_chain_ends_it(engine: Engine) -> None:
     # the report of the cancelled attempt is late: nothing changes, nothing is claimed
     assert engine.report_and_claim(cj) == {"current": False, "next": None}
     assert engine.status(running) == "cancelled"
+
+
+def test_a_chain_leaves_its_worker_row_alone_until_it_ends(engine: Engine) -> None:
+    """0015: a chained report keeps its worker locked instead of freeing it and locking it again
+    (two row versions per job of a small, hot table): the row is written once, when the chain
+    ends."""
+    q = engine.queue(workers=1)
+    _, cj = _first(engine, q)
+    for _ in range(3):
+        engine.insert_job(q)
+    version = "select xmin::text || ctid::text from supaqueue.worker where queue = %s"
+    first = engine.one(version, (q,))
+    for done in (1, 2, 3):
+        cj = _cj(engine.report_and_claim(cj, chain_jobs=done)["next"])
+        assert engine.one(version, (q,)) == first  # the same row version: not written
+        assert engine.one("select locked from supaqueue.worker where queue = %s", (q,)) is True
+    assert engine.report_and_claim(cj, chain_jobs=4) == {"current": True, "next": None}
+    assert engine.one(version, (q,)) != first
+    assert engine.one("select locked from supaqueue.worker where queue = %s", (q,)) is False
+
+
+def test_a_resize_during_a_chained_report_ends_the_chain(engine_dsn: str, engine: Engine) -> None:
+    """A lowered worker count committed while a chained report waits for the worker row: the
+    report then sees the worker retiring, ends the chain and removes the worker."""
+    q = engine.queue(workers=1)
+    _, cj = _first(engine, q)
+    waiting = engine.insert_job(q)
+    results: list[Any] = []
+    with psycopg.connect(engine_dsn, autocommit=True) as resize:
+        with resize.transaction():
+            resize.execute("select supaqueue.set_worker_count(%s, 0)", (q,))
+            reporter = threading.Thread(
+                target=lambda: results.append(engine.report_and_claim(cj, chain_jobs=1))
+            )
+            reporter.start()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # the report waits for the resize's row lock
+                resize.execute("select pg_stat_clear_snapshot()")  # fresh within a transaction
+                row = resize.execute(
+                    "select count(*) from pg_stat_activity"
+                    " where wait_event_type = 'Lock' and query like '%%report_and_claim%%'"
+                ).fetchone()
+                if row and row[0] == 1:
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("the chained report never waited for the resize")
+        reporter.join(timeout=60)
+    assert results == [{"current": True, "next": None}]
+    assert engine.one("select count(*) from supaqueue.worker where queue = %s", (q,)) == 0
+    assert engine.status(waiting) == "pending" and engine.in_flight(q) == 0

@@ -174,19 +174,27 @@ def test_pause_stops_dispatch_and_resume_restarts_it(engine: Engine) -> None:
     assert engine.new_requests() == [] and engine.status(jobs[2]) == "pending"
 
 
-def test_bulk_insert_of_100k_dispatches_only_free_workers_quickly(engine: Engine) -> None:
+def test_bulk_insert_of_100k_dispatches_only_free_workers_once_per_statement(
+    engine: Engine,
+) -> None:
+    """A 100k-row INSERT does per-statement work, not per-row: its speed is a benchmark
+    (`benchmarks/engine_bench.py`, `bulk_insert`, target < 5 s), this is the behaviour behind it."""
     q = engine.queue(workers=4)
-    started = time.monotonic()
-    engine.conn.execute(
-        "insert into supaqueue.job (queue, payload)"
+    [plan] = engine.one(
+        "explain (analyze, costs off, format json) insert into supaqueue.job (queue, payload)"
         " select %s, jsonb_build_object('i', g) from generate_series(1, 100000) g",
         (q,),
     )
-    elapsed = time.monotonic() - started
+    assert plan["Plan"]["Actual Rows"] == 0 and plan["Plan"]["Plans"][0]["Actual Rows"] == 100_000
+    calls = {trigger["Trigger Name"]: trigger["Calls"] for trigger in plan["Triggers"]}
+    # Only the foreign key's check runs per row (Postgres's own); every supaqueue trigger
+    # (dispatch, payload limit) fires once for the statement.
+    ours = {name: n for name, n in calls.items() if not name.startswith("RI_ConstraintTrigger")}
+    assert "_500_dispatch_after_insert" in ours
+    assert set(ours.values()) == {1}, calls
     assert len(engine.new_requests()) == 4
     assert engine.in_flight(q) == 4
     assert engine.one("select count(*) from supaqueue.job where status = 'pending'") == 99_996
-    assert elapsed < 5.0, f"100k-row INSERT took {elapsed:.2f}s"
 
 
 def test_bad_input_is_refused_with_clear_errors(engine: Engine) -> None:

@@ -126,3 +126,42 @@ def test_stats_view(engine: Engine) -> None:
     assert row["workers"] == 2 and row["busy_workers"] == 2
     assert row["attempts_last_minute"] == 2 and row["failures_last_minute"] == 1
     assert 590 <= row["oldest_pending_age"].total_seconds() <= 700
+
+
+def test_stats_view_shows_the_operators_pause_after_its_old_columns(engine: Engine) -> None:
+    q = engine.queue(workers=1, name="held")
+    columns = [
+        row["column_name"]
+        for row in engine.conn.execute(
+            "select column_name from information_schema.columns"
+            " where table_schema = 'supaqueue' and table_name = 'queue_stats'"
+            " order by ordinal_position"
+        ).fetchall()
+    ]
+    # The columns of 0004 keep their order (a `select *` reader keeps working); the pause follows.
+    assert columns == [
+        "queue", "name", "paused", "pending", "in_progress", "success", "failed", "cancelled",
+        "oldest_pending_age", "workers", "busy_workers", "attempts_last_minute",
+        "failures_last_minute", "paused_by_operator_since",
+    ]  # fmt: skip
+    stats = "select paused, paused_by_operator_since from supaqueue.queue_stats where queue = %s"
+    assert engine.conn.execute(stats, (q,)).fetchone() == {
+        "paused": False,
+        "paused_by_operator_since": None,
+    }
+    paused = engine.one("select supaqueue.pause_queue(%s)", (q,))
+    row = engine.conn.execute(stats, (q,)).fetchone()
+    assert row is not None and row["paused"] is False
+    assert row["paused_by_operator_since"] is not None
+    assert row["paused_by_operator_since"].isoformat() == paused["paused_by_operator_since"]
+    figures = engine.one(
+        "select paused_by_operator_since from supaqueue.queue_figures() where queue = %s", (q,)
+    )
+    assert row["paused_by_operator_since"] == figures
+    engine.one("select supaqueue.resume_queue(%s)", (q,))
+    assert (
+        engine.one(
+            "select paused_by_operator_since from supaqueue.queue_stats where queue = %s", (q,)
+        )
+        is None
+    )

@@ -122,10 +122,11 @@ def test_security_definer_functions_pin_an_empty_search_path(engine: Engine) -> 
     definers = [r for r in routines if r["definer"]]
     assert len(definers) >= 10
     for r in definers:
-        # jit=off is allowed besides: the operator's read functions (sql/0013_operator.sql) set it
+        # Planner settings are allowed besides: jit=off (the operator's read functions,
+        # sql/0013_operator.sql) and enable_seqscan=off (the function's hot calls, sql/0015).
         config: list[str] = r["config"]  # type: ignore[assignment]
         assert config[0] == 'search_path=""', r["signature"]
-        assert set(config[1:]) <= {"jit=off"}, r["signature"]
+        assert set(config[1:]) <= {"jit=off", "enable_seqscan=off"}, r["signature"]
     # the only routine allowed to run without SECURITY DEFINER + search_path is the tick loop
     # (a procedure with either may not COMMIT); it qualifies every name it uses.
     invokers = {str(r["name"]) for r in routines if not r["definer"]}

@@ -5,6 +5,7 @@ refuses while other stacks' queues or the user's objects depend on the schema.""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import psycopg
@@ -149,7 +150,7 @@ def test_queues_are_owned_by_their_stack(installed: dict[str, Any], db_url: str)
     assert sql_value(db_url, row, created.id) == f"{PROD}:prod-id"
 
     # Another stack (its state somehow holding the queue's id) may neither change nor drop it.
-    theirs = {**queue_props(db_url, dev), "workers": 4}
+    theirs = {**props_of(db_url, dev), "workers": 4}  # (its check, a create's, would refuse)
     text = failure_text(lambda: provider.update(created.id, theirs, theirs))
     assert f"owned by the Pulumi stack '{PROD}'" in text and "Traceback" not in text
     text = failure_text(lambda: provider.delete(created.id, theirs))
@@ -309,3 +310,66 @@ def test_the_gate_refuses_before_any_change_and_knows_a_legacy_owner_by_its_secr
         assert gate.check({}, props(PROD, "p", theirs)).failures == []
     finally:
         execute(db_url, "delete from vault.secrets where name = %s", name)
+
+
+def props_of(db_url: str, owner: dict[str, Any], name: str = "emails") -> dict[str, Any]:
+    """A queue's checked inputs, whatever check found (as the engine would pass them on)."""
+    news = {"db_url": db_url, "name": name, "edge_function_name": "f", "owner": owner}
+    return QueueProvider().check({}, news).inputs
+
+
+def test_a_queue_name_another_stack_owns_fails_preview_naming_it(
+    installed: dict[str, Any], db_url: str
+) -> None:
+    """Found at check (so `pulumi preview`), not at create; and never "drop it" advice for a
+    queue that is another stack's."""
+    provider = QueueProvider()
+    prod = {"stack": PROD, "stack_id": "prod-id"}
+    theirs = provider.create(props_of(db_url, prod))
+    execute(db_url, "insert into supaqueue.job (queue, payload) values (%s, '{}')", theirs.id)
+    for me in ({"stack": STACK, "stack_id": "dev-id"}, {"stack": STACK, "stack_id": rpc.UNKNOWN}):
+        news = props_of(db_url, me)
+        [failure] = provider.check({}, {**news, "workers": 3}).failures
+        assert failure.property == "name"
+        assert failure.reason.startswith(
+            f"queue 'emails' is owned by the Pulumi stack '{PROD}' (stack id prod-id), not by "
+        )
+        assert "drop_queue" not in failure.reason and theirs.id not in failure.reason
+        # create (e.g. a name taken between preview and up) refuses it the same way
+        more = {**news, "workers": 3}
+        text = failure_text(functools.partial(provider.create, more))
+        assert f"is owned by the Pulumi stack '{PROD}'" in text and "drop_queue" not in text
+    # A stack of the same name whose state was lost is told how to remove its old queue.
+    lost = props_of(db_url, {"stack": PROD, "stack_id": "new-prod-id"})
+    [failure] = provider.check({}, lost).failures
+    assert f"select supaqueue.drop_queue('{theirs.id}');`, 1 unfinished job(s)" in failure.reason
+    # The owner's own queue, in its state, passes (an update is no create).
+    assert provider.check(props_of(db_url, prod), props_of(db_url, prod)).failures == []
+    assert sql_value(db_url, "select count(*) from supaqueue.worker") == 1
+    # A rename onto a taken name is a create too.
+    other = props_of(db_url, {"stack": STACK, "stack_id": "dev-id"}, name="other")
+    [failure] = provider.check(other, props_of(db_url, other["owner"])).failures
+    assert failure.property == "name" and f"'{PROD}'" in failure.reason
+
+
+def test_a_queue_dropped_in_sql_fails_preview_saying_to_refresh(
+    installed: dict[str, Any], db_url: str
+) -> None:
+    provider = QueueProvider()
+    props = props_of(db_url, {"stack": STACK, "stack_id": "dev-id"})
+    created = provider.create(props)
+    outs = created.outs or {}
+    assert provider.diff(created.id, outs, props).changes is False
+    assert sql_value(db_url, "select supaqueue.drop_queue(%s)", created.id) is True
+    text = failure_text(lambda: provider.diff(created.id, outs, props))
+    assert f"queue 'emails' ({created.id}) is in this stack's state but not in the database" in text
+    assert "`pulumi refresh`" in text and "`pulumi up --refresh`" in text
+    assert "Traceback" not in text
+    # What the advice leads to: refresh forgets it, the next create makes it again.
+    assert provider.read(created.id, outs).id == ""
+    assert provider.check({}, props).failures == []
+    again = provider.create(props)
+    assert again.id != created.id
+    # Removing it from the stack instead: its delete finds nothing to do.
+    sql_value(db_url, "select supaqueue.drop_queue(%s)", again.id)
+    provider.delete(again.id, again.outs or {})

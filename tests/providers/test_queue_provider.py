@@ -26,7 +26,9 @@ def declare(db_url: str, **settings: Any) -> dict[str, Any]:
         "owner": QUEUE_OWNER,
         **settings,
     }
-    checked = QueueProvider().check({}, {**props, "queue_id": None})
+    # As the engine checks a queue already in its state (a new queue's check also probes its
+    # name in the database: tested on its own below).
+    checked = QueueProvider().check({"name": props["name"]}, {**props, "queue_id": None})
     assert checked.failures == []
     return checked.inputs
 
@@ -152,12 +154,13 @@ def test_lease_grace_is_a_queue_setting(installed: dict[str, Any], db_url: str) 
 
 def test_rename_replaces_and_other_changes_do_not(installed: dict[str, Any], db_url: str) -> None:
     provider = QueueProvider()
-    olds = {**declare(db_url), "queue_id": "x"}
-    assert provider.diff("x", olds, declare(db_url, name="mails")).replaces == ["name"]
+    created = provider.create(declare(db_url))
+    olds, x = created.outs or {}, created.id
+    assert provider.diff(x, olds, declare(db_url, name="mails")).replaces == ["name"]
     for change in ({"workers": 9}, {"paused": True}, {"headers": {"A": "b"}}, {"max_attempts": 9}):
-        diff = provider.diff("x", olds, declare(db_url, **change))
+        diff = provider.diff(x, olds, declare(db_url, **change))
         assert diff.changes is True and diff.replaces == [], change
-    assert provider.diff("x", olds, declare(db_url)).changes is False
+    assert provider.diff(x, olds, declare(db_url)).changes is False
 
 
 def test_refresh_sees_changes_made_behind_pulumis_back(
@@ -205,6 +208,7 @@ def test_create_of_a_name_taken_outside_the_state_says_what_to_do(
     installed: dict[str, Any], db_url: str, made_by: str
 ) -> None:
     provider = QueueProvider()
+    props = declare(db_url, workers=3)  # checked while the name is free
     if made_by == "hand":
         with psycopg.connect(db_url, autocommit=True) as conn:
             row = conn.execute(
@@ -219,12 +223,17 @@ def test_create_of_a_name_taken_outside_the_state_says_what_to_do(
         conn.execute("insert into supaqueue.job (queue, payload) values (%s, '{}')", (existing,))
     workers_before = workers(db_url, existing)
 
-    text = failure_text(lambda: provider.create(declare(db_url, workers=3)))
-    assert "QueueExistsError: queue 'emails' already exists in the database" in text
-    assert f"(id {existing}, 1 unfinished job(s))" in text
-    assert "not in this stack's state" in text
-    assert "`pulumi import` does not work for supaqueue queues" in text
-    assert f"select supaqueue.drop_queue('{existing}');" in text
+    # Preview (check) says it first; create (the name taken after the preview) says the same.
+    [failure] = provider.check({}, props).failures
+    assert failure.property == "name"
+    text = failure_text(lambda: provider.create(props))
+    for said in (failure.reason, text):
+        assert "queue 'emails' already exists in the database" in said
+        assert f"(id {existing}, 1 unfinished job(s))" in said
+        assert "not in this stack's state" in said
+        assert "`pulumi import` does not work for supaqueue queues" in said
+        assert f"select supaqueue.drop_queue('{existing}');" in said
+    assert "QueueExistsError: queue 'emails' already exists" in text
     assert "duplicate key" not in text and "Traceback" not in text
     # Nothing changed: the existing queue keeps its row, workers and job.
     assert sql_value(db_url, "select count(*) from supaqueue.queue") == 1
@@ -233,7 +242,8 @@ def test_create_of_a_name_taken_outside_the_state_says_what_to_do(
 
     # Following the advice works: drop it (discarding its job), then create.
     sql_value(db_url, "select supaqueue.drop_queue(%s, true)", existing)
-    created = provider.create(declare(db_url, workers=3))
+    assert provider.check({}, props).failures == []
+    created = provider.create(props)
     assert created.id != existing and workers(db_url, created.id) == 3
 
 

@@ -47,3 +47,32 @@ def test_bad_values_fail_check(db_url: str) -> None:
     assert [(f.property, f.reason) for f in failures] == [
         ("values", "must be a map of strings to strings")
     ]
+
+
+def test_chain_budget_rows_set_in_sql_and_by_the_stack(
+    installed: dict[str, Any], db_url: str
+) -> None:
+    """The stack's budget wins while it sets it; a key it never set stays as SQL left it; a key
+    it stops setting is deleted, back to SQL's default."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("insert into supaqueue.settings (key, value) values ('chain_max_jobs', '7')")
+        conn.execute(
+            "insert into supaqueue.settings (key, value) values ('chain_max_seconds', '90')"
+        )
+    provider = SettingsProvider()
+    base = {"functions_url": "http://a/functions/v1", "dispatcher_slug": "supaqueue"}
+    created = provider.create({"db_url": db_url, "values": base})
+    outs = created.outs or {}
+    assert setting(db_url, "chain_max_jobs") == "7"  # not the stack's: left alone
+    news = {"db_url": db_url, "values": {**base, "chain_max_jobs": "100"}}
+    assert provider.diff(created.id, outs, news).changes is True
+    outs = provider.update(created.id, outs, news).outs or {}
+    assert setting(db_url, "chain_max_jobs") == "100"  # the stack's value wins
+    assert setting(db_url, "chain_max_seconds") == "90"
+    budget = "select max_jobs, max_seconds from supaqueue.chain_budget()"
+    assert sql_value(db_url, budget) == 100
+    news = {"db_url": db_url, "values": base}
+    provider.update(created.id, outs, news)
+    assert setting(db_url, "chain_max_jobs") is None  # removed from the stack: the default
+    assert sql_value(db_url, budget) == 50
+    assert setting(db_url, "chain_max_seconds") == "90"

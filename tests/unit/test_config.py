@@ -101,6 +101,13 @@ def test_secrets_are_not_in_the_repr() -> None:
         ({"installation": "shared"}, "supaqueue:installation: must be 'owner'"),
         ({"dropDependentObjectsOnDestroy": "yes"}, "supaqueue:dropDependentObjectsOnDestroy:"),
         ({"dropDependentObjectsOnDestroy": 1}, "supaqueue:dropDependentObjectsOnDestroy: must"),
+        ({"chainMaxJobs": "1001"}, "supaqueue:chainMaxJobs: must be a whole number from 0 to 1000"),
+        ({"chainMaxJobs": "-1"}, "supaqueue:chainMaxJobs: must be a whole number from 0 to 1000"),
+        ({"chainMaxJobs": "5.5"}, "supaqueue:chainMaxJobs: must be a whole number"),
+        ({"chainMaxJobs": True}, "supaqueue:chainMaxJobs: must be a whole number"),
+        ({"chainMaxSeconds": "0"}, "supaqueue:chainMaxSeconds: must be a whole number from 1 to"),
+        ({"chainMaxSeconds": "121"}, "supaqueue:chainMaxSeconds: must be a whole number"),
+        ({"chainMaxSeconds": "1 min"}, "supaqueue:chainMaxSeconds: must be a whole number"),
     ],
 )
 def test_bad_values_are_named(values: dict[str, Any], expected: str) -> None:
@@ -190,3 +197,18 @@ def test_retired_service_role_key_is_ignored_with_a_warning() -> None:
 def test_project_ref_with_a_trailing_newline_is_refused() -> None:
     text = problems({**SUPABASE, "projectRef": "qwertyuiopasdfghjklz\n"})
     assert "supaqueue:projectRef: must be the 20 lowercase letters" in text
+
+
+def test_the_chain_budget_is_stack_config() -> None:
+    """Set: the settings rows the program writes, as text. Unset: no row of the program's."""
+    config = parse_stack_config({**SUPABASE, "chainMaxJobs": "100", "chainMaxSeconds": 30}, {})
+    assert config.chain_budget == {"chain_max_jobs": "100", "chain_max_seconds": "30"}
+    config = parse_stack_config({**SUPABASE, "chainMaxJobs": "0"}, {})
+    assert config.chain_budget == {"chain_max_jobs": "0"}
+    assert parse_stack_config(SUPABASE, {}).chain_budget == {}
+
+
+def test_an_external_stack_cannot_set_the_installations_chain_budget() -> None:
+    text = problems({**SUPABASE, "installation": "external", "chainMaxSeconds": "30"})
+    assert "supaqueue:chainMaxSeconds: the chain budget belongs to the installation" in text
+    assert "pulumi config rm supaqueue:chainMaxSeconds" in text

@@ -117,9 +117,10 @@ def edge_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def install(edge_dir: Path, demo: bool = True) -> Supaqueue:
+def install(edge_dir: Path, demo: bool = True, extra: dict[str, Any] | None = None) -> Supaqueue:
     config = parse_stack_config(
-        {"target": "local", "demo": demo, "queues": QUEUES, "secretVersion": 2}, ENV
+        {"target": "local", "demo": demo, "queues": QUEUES, "secretVersion": 2, **(extra or {})},
+        ENV,
     )
     args = args_from_config(config)
     args["edge_dir"] = str(edge_dir)
@@ -130,13 +131,18 @@ def by_name(monitor: RecordingMonitor) -> dict[str, Registration]:
     return {r.name: r for r in monitor.registrations if r.type != "pulumi:pulumi:Stack"}
 
 
-def deploy(monitor: RecordingMonitor, edge_dir: Path, demo: bool = True) -> dict[str, Any]:
+def deploy(
+    monitor: RecordingMonitor,
+    edge_dir: Path,
+    demo: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run the component under mocks to completion; returns its resolved outputs."""
     resolved: dict[str, Any] = {}
 
     @pulumi.runtime.test
     def program() -> Any:
-        sq = install(edge_dir, demo)
+        sq = install(edge_dir, demo, extra)
         outputs = pulumi.Output.all(sq.function_url, sq.queue_ids, sq.schema_version)
         return outputs.apply(
             lambda v: resolved.update(function_url=v[0], queue_ids=v[1], schema_version=v[2])
@@ -324,6 +330,8 @@ def test_inputs_and_outputs(monitor: RecordingMonitor, edge_dir: Path) -> None:
     settings = regs["sq-settings"].raw.fields["values"].struct_value.fields
     assert settings["functions_url"].string_value == "http://127.0.0.1:54321/functions/v1"
     assert settings["dispatcher_slug"].string_value == "supaqueue"
+    # The chain budget is not set here: no row of it is the program's (SQL's default holds).
+    assert set(settings) == {"functions_url", "dispatcher_slug"}
     function = regs["sq-function"].raw.fields
     assert function["slug"].string_value == "supaqueue"
     assert function["verify_jwt"].bool_value is False
@@ -418,3 +426,34 @@ def test_queue_ids_is_a_map_even_without_queues(monitor: RecordingMonitor, edge_
 
     program()
     assert resolved["ids"] == {}
+
+
+def test_the_chain_budget_becomes_settings_rows(monitor: RecordingMonitor, edge_dir: Path) -> None:
+    deploy(monitor, edge_dir, extra={"chainMaxJobs": "100", "chainMaxSeconds": 30})
+    settings = by_name(monitor)["sq-settings"].raw.fields["values"].struct_value.fields
+    assert {key: value.string_value for key, value in settings.items()} == {
+        "functions_url": "http://127.0.0.1:54321/functions/v1",
+        "dispatcher_slug": "supaqueue",
+        "chain_max_jobs": "100",
+        "chain_max_seconds": "30",
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"chain_max_jobs": 1001}, "chain_max_jobs: must be a whole number from 0 to 1000"),
+        ({"chain_max_seconds": 0}, "chain_max_seconds: must be a whole number from 1 to 120"),
+        ({"chain_max_jobs": True}, "chain_max_jobs: must be a whole number"),
+        ({"chain_max_jobs": 10, "installation": "external"}, "chain_max_jobs: the chain budget"),
+    ],
+)
+def test_the_python_api_names_a_bad_chain_budget_before_any_resource(
+    monitor: RecordingMonitor, edge_dir: Path, extra: dict[str, Any], expected: str
+) -> None:
+    args = args_from_config(parse_stack_config({"target": "local", "queues": QUEUES}, ENV))
+    args.update(extra)  # type: ignore[typeddict-item]
+    args["edge_dir"] = str(edge_dir)
+    with pytest.raises(ConfigError, match=expected):
+        Supaqueue("sq", args)
+    assert [r.name for r in monitor.registrations if r.type != "pulumi:pulumi:Stack"] == []

@@ -2,9 +2,11 @@
 
 Every setting updates in place (the queue keeps its id and its jobs); only a rename replaces.
 Delete refuses while unfinished jobs exist, unless `discard_unfinished_on_delete` (SQLSTATE SQ001
-from `supaqueue.drop_queue`, shown as the database's message). Create refuses a name already taken
-by a queue the stack does not manage (QueueExistsError, saying how to resolve it): the provider
+from `supaqueue.drop_queue`, shown as the database's message). A name already taken by a queue
+the stack does not manage fails `check` (so preview), naming the stack that owns it, or saying how
+to resolve it when no other stack does; create refuses it again (QueueExistsError): the provider
 cannot adopt it, as Pulumi cannot import dynamic-provider resources (pulumi/pulumi#16175).
+A queue in the state whose row was dropped in SQL fails `diff` (so preview), saying to refresh.
 Each queue records the stack that declared it (`owner`); a stack never changes or removes a
 queue another stack owns (providers/ownership.py). A queue with no owner yet (made before
 ownership records) is claimed by the next update of the stack whose state holds it.
@@ -58,20 +60,6 @@ def _params(props: dict[str, Any], queue_id: str | None = None) -> dict[str, Any
     return params
 
 
-def _name_taken(conn: psycopg.Connection, name: str) -> str:
-    """Why a queue named `name` cannot be created, and what to do about it."""
-    found = conn.execute(queries(SQL)["find_queue_by_name"], {"name": name}).fetchone()
-    queue_id, unfinished = (found[0], int(found[1])) if found else ("<id>", 0)
-    return (
-        f"queue {name!r} already exists in the database (id {queue_id}, {unfinished} unfinished "
-        "job(s)) but not in this stack's state: the state was lost, another stack declares it, "
-        "or it was made by hand in SQL. It cannot be adopted: `pulumi import` does not work for "
-        "supaqueue queues (a limit of Pulumi dynamic providers). Either remove it in SQL, "
-        f"`select supaqueue.drop_queue('{queue_id}');` (`, true` as second argument discards "
-        "its unfinished jobs), then run `pulumi up` again; or declare the queue under another name."
-    )
-
-
 def _read_row(conn: psycopg.Connection, queue_id: str) -> dict[str, Any] | None:
     cursor = conn.cursor(row_factory=psycopg.rows.dict_row)
     return cursor.execute(queries(SQL)["read_queue"], {"id": queue_id}).fetchone()
@@ -113,10 +101,29 @@ class QueueProvider(ResourceProvider):
         inputs = {**with_defaults(spec), **{k: v for k, v in spec.items() if k in unknown}}
         inputs["db_url"] = db_url
         inputs["owner"] = owner
+        name = news.get("name")
+        # A queue this check would create (new, or renamed): is its name free? So that preview,
+        # not the create, names the stack that owns it.
+        creates = not _olds or _olds.get("name") != name
+        if creates and not failures and not unknown & {"name", "db_url"}:
+            with connect(str(db_url)) as conn:
+                exists = conn.execute(queries(SQL)["queue_table_exists"]).fetchone()
+                if exists and exists[0]:
+                    if problem := ownership.queue_name_problem(
+                        conn, str(name), ownership.stack_of(news)
+                    ):
+                        failures.append(CheckFailure("name", problem))
         return CheckResult(inputs, failures)
 
     @presented
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    def diff(self, queue_id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        # A queue dropped in SQL is not "unchanged": preview stops, saying what to run. The new
+        # URL where known: the old one may hold a password since rotated.
+        db_url = news.get("db_url") if isinstance(news.get("db_url"), str) else olds.get("db_url")
+        if isinstance(db_url, str) and not check_url(db_url):
+            with connect(db_url) as conn:
+                if problem := ownership.vanished_queue_problem(conn, queue_id, olds.get("name")):
+                    raise DatabaseError(problem)
         return explicit_diff(olds, news, updatable=UPDATABLE, identity=IDENTITY)
 
     @presented
@@ -136,7 +143,10 @@ class QueueProvider(ResourceProvider):
             except psycopg.errors.UniqueViolation as exc:
                 if exc.diag.constraint_name != NAME_CONSTRAINT:
                     raise
-                raise QueueExistsError(_name_taken(conn, str(props["name"]))) from None
+                problem = ownership.queue_name_problem(
+                    conn, str(props["name"]), ownership.stack_of(props)
+                )
+                raise QueueExistsError(problem or f"queue {props['name']!r} exists") from None
         return CreateResult(queue_id, _outs(props, queue_id, written))
 
     @presented

@@ -33,6 +33,16 @@ select to_regprocedure('supaqueue.external_dependents()') is not null;
 -- name: external_dependents
 select object_type || ' ' || object_identity from supaqueue.external_dependents();
 
+-- name: queue_by_name
+select id::text, owner_stack, owner_stack_id, supaqueue.unfinished_job_count(id) as unfinished
+from supaqueue.queue where name = %(name)s;
+
+-- name: queue_table_exists
+select to_regclass('supaqueue.queue') is not null;
+
+-- name: queue_exists
+select 1 from supaqueue.queue where id = %(id)s::uuid;
+
 -- name: queue_owner
 select owner_stack, owner_stack_id from supaqueue.queue where id = %(id)s::uuid for update;
 
