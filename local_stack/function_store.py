@@ -82,6 +82,9 @@ def bundle_digest(files: dict[str, bytes]) -> str:
 class FunctionStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+        # The gateway looks a function up on every request: parse its record only when the file
+        # changed (records are replaced by rename, so a new version is a new inode).
+        self._parsed: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
 
     def _record_path(self, slug: str) -> Path:
         return self.root / slug / RECORD_FILE
@@ -91,9 +94,18 @@ class FunctionStore:
             return None
         path = self._record_path(slug)
         try:
-            return FunctionRecord(**json.loads(path.read_text()))
+            st = path.stat()
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+            cached = self._parsed.get(slug)
+            if cached is None or cached[0] != key:
+                cached = (key, json.loads(path.read_text()))
+                self._parsed[slug] = cached
         except FileNotFoundError:
+            self._parsed.pop(slug, None)
             return None
+        data = cached[1]
+        # A fresh record each time: callers may change theirs (activate does).
+        return FunctionRecord(**{**data, "static_patterns": list(data.get("static_patterns", []))})
 
     def all(self) -> list[FunctionRecord]:
         if not self.root.exists():

@@ -17,6 +17,11 @@ from local_stack.state import StackState
 
 log = logging.getLogger("supaqueue.gateway")
 IDLE_TIMEOUT_S = 150  # Supabase answers 504 after 150 s without a response
+UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_read=IDLE_TIMEOUT_S)
+# A function's answer that announces at most this many bytes is read whole and sent on in one
+# write with its Content-Length; longer or unsized ones are streamed as they come.
+WHOLE_BODY_MAX = 64 * 1024
+NO_BODY_STATUSES = frozenset({204, 304})
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -36,20 +41,23 @@ SESSION_KEY = web.AppKey("proxy_session", aiohttp.ClientSession)
 # Requests that reached each function (past verify_jwt) since the daemon started: invocations;
 # benchmarks read it at GET /_local/invocations.
 INVOCATIONS_KEY = web.AppKey("invocations", dict[str, int])
+TOKENS_KEY = web.AppKey("verified_tokens", jwt_keys.VerifiedTokens)
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"code": code, "message": message}, status=status)
 
 
-def _jwt_rejection(request: web.Request, jwt_secret: str) -> web.Response | None:
+def _jwt_rejection(
+    request: web.Request, tokens: jwt_keys.VerifiedTokens, jwt_secret: str
+) -> web.Response | None:
     header = request.headers.get("Authorization", "")
     if not header:
         return _error(401, "UNAUTHORIZED_NO_AUTH_HEADER", "Missing authorization header")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return _error(401, "UNAUTHORIZED_INVALID_AUTH_HEADER", "Invalid authorization header")
-    if jwt_keys.verify(token.strip(), jwt_secret) is None:
+    if tokens.verify(token.strip(), jwt_secret) is None:
         return _error(401, "UNAUTHORIZED_LEGACY_JWT", "Invalid JWT")
     return None
 
@@ -62,7 +70,8 @@ async def invoke(request: web.Request) -> web.StreamResponse:
         return _error(404, "NOT_FOUND", "Requested function was not found")
     # Browsers send CORS preflights without credentials; functions answer them themselves.
     if record.verify_jwt and request.method != "OPTIONS":
-        rejection = _jwt_rejection(request, request.app[STATE_KEY].jwt_secret)
+        app = request.app
+        rejection = _jwt_rejection(request, app[TOKENS_KEY], app[STATE_KEY].jwt_secret)
         if rejection is not None:
             return rejection
     counts = request.app[INVOCATIONS_KEY]
@@ -92,8 +101,8 @@ async def _proxy(request: web.Request, port: int, slug: str, body: bytes) -> web
     target = f"http://127.0.0.1:{port}/{slug}{tail}"
     if request.query_string:
         target += f"?{request.query_string}"
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-    headers["X-Forwarded-Host"] = request.host
+    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+    headers.append(("X-Forwarded-Host", request.host))
     session = request.app[SESSION_KEY]
     response: web.StreamResponse | None = None
     try:
@@ -103,12 +112,26 @@ async def _proxy(request: web.Request, port: int, slug: str, body: bytes) -> web
             headers=headers,
             data=body if body else None,
             allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=None, sock_read=IDLE_TIMEOUT_S),
+            timeout=UPSTREAM_TIMEOUT,
         ) as upstream:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            out = response.headers
             for name, value in upstream.headers.items():
                 if name.lower() not in HOP_BY_HOP:
-                    response.headers.add(name, value)
+                    out.add(name, value)
+            # The size the answer announces (none for HEAD, 204 and 304: they have no body).
+            size = upstream.content_length
+            if request.method == "HEAD" or upstream.status in NO_BODY_STATUSES:
+                size = None
+            if size is not None and size <= WHOLE_BODY_MAX:
+                # The common small answer: one write, headers and body, no chunked framing.
+                data = await upstream.read()
+                response.content_length = len(data)
+                await response.prepare(request)
+                await response.write_eof(data)
+                return response
+            if size is not None:
+                response.content_length = size  # passed on as it comes, without chunked framing
             await response.prepare(request)
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
@@ -131,6 +154,7 @@ async def invocations(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app[INVOCATIONS_KEY] = {}
+    app[TOKENS_KEY] = jwt_keys.VerifiedTokens()
     app.router.add_get("/_local/invocations", invocations)
     app.router.add_route("*", r"/functions/v1/{slug}", invoke)
     app.router.add_route("*", r"/functions/v1/{slug}{tail:/.*}", invoke)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import string
 import time
+from collections import OrderedDict
 from typing import Any
 
 import jwt
@@ -54,3 +55,40 @@ def verify(token: str, jwt_secret: str) -> dict[str, Any] | None:
     except jwt.PyJWTError:
         return None
     return claims
+
+
+class VerifiedTokens:
+    """`verify` with a memory of tokens already found valid: their signature is not checked
+    again, but their time claims are, exactly as PyJWT checks them (`exp` passed, `nbf` or `iat`
+    in the future: invalid), so a cached token expires on time. Invalid tokens are never cached.
+    The gateway checks the same few keys on every call; this spares it the HMAC and the JSON."""
+
+    def __init__(self, max_tokens: int = 1024) -> None:
+        self.max_tokens = max_tokens
+        self._claims: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+
+    def verify(self, token: str, jwt_secret: str) -> dict[str, Any] | None:
+        key = (jwt_secret, token)
+        claims = self._claims.get(key)
+        if claims is None:
+            claims = verify(token, jwt_secret)
+            if claims is None:
+                return None
+            self._claims[key] = claims
+            if len(self._claims) > self.max_tokens:
+                self._claims.popitem(last=False)
+            return claims
+        if not _in_time(claims, time.time()):
+            del self._claims[key]
+            return None
+        self._claims.move_to_end(key)
+        return claims
+
+
+def _in_time(claims: dict[str, Any], now: float) -> bool:
+    """PyJWT's time checks (leeway 0) on claims that passed them once, so they are integers."""
+    if "exp" in claims and int(claims["exp"]) <= now:
+        return False
+    if "nbf" in claims and int(claims["nbf"]) > now:
+        return False
+    return not ("iat" in claims and int(claims["iat"]) > now)

@@ -1,9 +1,10 @@
 """Stand-in for pg_net's background worker: sends the rows of `net.http_request_queue`.
 
-Loop, as upstream (docs/reference/supabase-platform.md): take up to `pg_net.batch_size` rows
-ORDER BY id, send them all concurrently, wait until every one has finished or timed out, store the
-responses, commit, wait up to 1 s (early on a wake), repeat until the queue is empty, then sleep
-until woken. Wakes are NOTIFYs sent by the request functions, delivered only on COMMIT.
+Loop, as upstream (docs/reference/supabase-platform.md): purge at most `pg_net.batch_size` expired
+responses, take up to `pg_net.batch_size` rows ORDER BY id, send them all concurrently, wait until
+every one has finished or timed out, store the responses, commit, wait up to 1 s (early on a
+wake), repeat while a round took requests or purged responses, then sleep until woken. Wakes are
+NOTIFYs sent by the request functions, delivered only on COMMIT.
 
     python -m local_stack.net_sender DSN     # runs until SIGTERM/SIGINT
 """
@@ -22,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import psycopg
+import uvloop
 from psycopg.types.json import Jsonb
 
 from components.sql_files import named_queries
@@ -75,15 +77,17 @@ class Response:
     timed_out: bool = False
     error_msg: str | None = None
 
-    def params(self) -> dict[str, Any]:
+    @staticmethod
+    def columns(responses: list[Response]) -> dict[str, list[Any]]:
+        """insert_responses' parameters: one list per column."""
         return {
-            "id": self.id,
-            "status_code": self.status_code,
-            "content_type": self.content_type,
-            "headers": Jsonb(self.headers) if self.headers is not None else None,
-            "content": self.content,
-            "timed_out": self.timed_out,
-            "error_msg": self.error_msg,
+            "id": [r.id for r in responses],
+            "status_code": [r.status_code for r in responses],
+            "content_type": [r.content_type for r in responses],
+            "headers": [Jsonb(r.headers) if r.headers is not None else None for r in responses],
+            "content": [r.content for r in responses],
+            "timed_out": [r.timed_out for r in responses],
+            "error_msg": [r.error_msg for r in responses],
         }
 
 
@@ -205,24 +209,58 @@ async def send_one(http: aiohttp.ClientSession, row: tuple[Any, ...]) -> Respons
     return result
 
 
+class SettingsChanged(Exception):
+    """The server reloaded its configuration since the sender read its settings."""
+
+
 async def process_batch(
-    conn: psycopg.AsyncConnection[Any], http: aiohttp.ClientSession, batch_size: int
-) -> int:
-    """One upstream iteration. Returns how many requests it took (0: the queue was empty)."""
+    conn: psycopg.AsyncConnection[Any], http: aiohttp.ClientSession, settings: _Settings
+) -> tuple[int, int]:
+    """One upstream iteration: purge expired responses, take a batch, send it, store the
+    responses, commit: four round trips (BEGIN, take_batch, insert_responses, COMMIT) whatever
+    the batch size. Returns (requests taken, responses purged); raises SettingsChanged
+    (everything rolled back) when the server's settings are no longer those the sender holds."""
+    params = {"ttl": settings.ttl, "batch_size": settings.batch_size,
+              "loaded_at": settings.loaded_at}  # fmt: skip
     async with conn.transaction():
-        cur = await conn.execute(QUERIES["take_batch"], {"batch_size": batch_size})
-        rows = sorted(await cur.fetchall(), key=lambda r: r[0])
-        if not rows:
-            return 0
-        responses = await asyncio.gather(*(send_one(http, row) for row in rows))
-        async with conn.cursor() as ins:
-            await ins.executemany(QUERIES["insert_response"], [r.params() for r in responses])
-    return len(rows)
+        cur = await conn.execute(QUERIES["take_batch"], params)
+        found = await cur.fetchall()
+        loaded_at, purged = found[0][0], int(found[0][1])
+        if loaded_at != settings.loaded_at:
+            raise SettingsChanged
+        rows = sorted((r[2:] for r in found if r[2] is not None), key=lambda r: r[0])
+        if rows:
+            responses = await asyncio.gather(*(send_one(http, row) for row in rows))
+            await conn.execute(QUERIES["insert_responses"], Response.columns(responses))
+    return len(rows), purged
 
 
 async def _listen(conn: psycopg.AsyncConnection[Any], wake: asyncio.Event) -> None:
-    async for _ in conn.notifies():
-        wake.set()
+    """Set `wake` on every notification, until the connection fails (then raise).
+
+    Waits on the socket itself: psycopg's `notifies()` wakes every 0.1 s to look, which was most
+    of an idle sender's CPU. The connection does nothing else once it listens."""
+    loop = asyncio.get_running_loop()
+    pgconn = conn.pgconn
+    failed: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        try:
+            pgconn.consume_input()
+        except psycopg.Error as exc:  # the server went away
+            if not failed.done():
+                failed.set_exception(psycopg.OperationalError(str(exc)))
+            return
+        while pgconn.notifies() is not None:
+            wake.set()
+
+    fd = pgconn.socket
+    loop.add_reader(fd, readable)
+    try:
+        readable()  # anything that came with the LISTEN itself
+        await failed
+    finally:
+        loop.remove_reader(fd)
 
 
 async def _wait_first(timeout: float, *events: asyncio.Event, guard: asyncio.Task[None]) -> None:
@@ -240,15 +278,17 @@ async def _wait_first(timeout: float, *events: asyncio.Event, guard: asyncio.Tas
 
 class _Settings:
     """`pg_net.batch_size` / `pg_net.ttl` as pg_net takes them: from the server configuration,
-    read again only after the server reloads it (`ALTER SYSTEM SET …; SELECT pg_reload_conf()`)."""
+    read again only after the server reloads it (`ALTER SYSTEM SET …; SELECT pg_reload_conf()`);
+    each batch checks `pg_conf_load_time()` in the statements it runs anyway."""
 
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self.conn = conn
         self.loaded_at: Any = None
-        self.values: tuple[int, Any] = (200, "6 hours")
+        self.batch_size = 200
+        self.ttl: Any = "6 hours"
         self.query: str | None = None
 
-    async def current(self) -> tuple[int, Any]:
+    async def load(self) -> None:
         if self.query is None:
             cur = await self.conn.execute(QUERIES["is_superuser"])
             row = await cur.fetchone()
@@ -256,14 +296,11 @@ class _Settings:
             self.query = QUERIES["settings_from_config" if superuser else "settings_in_session"]
         cur = await self.conn.execute(QUERIES["conf_load_time"])
         row = await cur.fetchone()
-        loaded_at = row[0] if row else None
-        if loaded_at != self.loaded_at:
-            cur = await self.conn.execute(self.query)  # type: ignore[arg-type]
-            values = await cur.fetchone()
-            assert values is not None
-            self.values = (int(values[0]), values[1])
-            self.loaded_at = loaded_at
-        return self.values
+        self.loaded_at = row[0] if row else None
+        cur = await self.conn.execute(self.query)
+        values = await cur.fetchone()
+        assert values is not None
+        self.batch_size, self.ttl = int(values[0]), values[1]
 
 
 async def _serve(dsn: str, stop: asyncio.Event, ready: asyncio.Event | None) -> None:
@@ -302,14 +339,18 @@ async def _serve(dsn: str, stop: asyncio.Event, ready: asyncio.Event | None) -> 
             ) as http:
                 log.info("net sender ready")
                 settings = _Settings(work_conn)
+                await settings.load()
                 while not stop.is_set():
                     wake.clear()
-                    batch_size, ttl = await settings.current()
-                    await work_conn.execute(QUERIES["purge_expired"], {"ttl": ttl})
-                    taken = await process_batch(work_conn, http, batch_size)
+                    try:
+                        taken, purged = await process_batch(work_conn, http, settings)
+                    except SettingsChanged:
+                        await settings.load()  # as upstream on SIGHUP, then the same iteration
+                        continue
                     if taken:
                         log.debug("sent %d requests", taken)
-                    pause = BETWEEN_BATCHES_S if taken else IDLE_RECHECK_S
+                    # Upstream goes on (1 s apart) while a round took requests or purged rows.
+                    pause = BETWEEN_BATCHES_S if taken or purged else IDLE_RECHECK_S
                     if ready is not None:
                         ready.set()  # listening, and the backlog found at start is handled
                     await _wait_first(pause, stop, wake, guard=listener)
@@ -369,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        return asyncio.run(_main_async(args[0]))
+        return uvloop.run(_main_async(args[0]))  # as the daemon runs it
     except psycopg.ProgrammingError as exc:
         print(f"net_sender: invalid DSN: {exc}", file=sys.stderr)
         return 2

@@ -392,3 +392,61 @@ def test_bootstrap_reports_a_taken_port_with_its_own_exit_code(tmp_path: Path) -
     entry.write_text("this is not typescript (((")
     broken = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert broken.returncode == 1 and "BOOT_ERROR" in broken.stderr
+
+
+def test_a_token_the_gateway_accepted_is_refused_once_it_expires(local_stack: LocalStack) -> None:
+    """The gateway remembers tokens it verified (local_stack/jwt_keys.py VerifiedTokens); `exp`
+    still holds for a remembered one, as it does on Supabase."""
+    slug = _slug("expiring")
+    local_stack.deploy(slug, {"index.ts": ECHO.replace("__VERSION__", "one")}, verify_jwt=True)
+    exp = int(time.time()) + 3
+    token = jwt.encode({"role": "anon", "exp": exp}, local_stack.env["JWT_SECRET"],
+                       algorithm="HS256")  # fmt: skip
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(3):  # verified once, then remembered
+        assert _invoke(local_stack, slug, key=None, headers=headers).status_code == 200
+    deadline = time.monotonic() + 30
+    while time.time() < exp + 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    reply = _invoke(local_stack, slug, key=None, headers=headers)
+    assert reply.status_code == 401
+    assert reply.json() == {"code": "UNAUTHORIZED_LEGACY_JWT", "message": "Invalid JWT"}
+
+
+BODIES = """
+Deno.serve((req) => {
+  const size = Number(new URL(req.url).searchParams.get("size"));
+  const body = "x".repeat(size);
+  if (new URL(req.url).searchParams.has("stream")) {
+    const bytes = new TextEncoder().encode(body);
+    return new Response(new ReadableStream({
+      start(c) { c.enqueue(bytes.slice(0, 10)); c.enqueue(bytes.slice(10)); c.close(); },
+    }), { headers: { "content-type": "text/plain", "x-kind": "stream" } });
+  }
+  const headers = { "content-type": "text/plain", "x-kind": "a" };
+  return new Response(body, { status: 201, headers });
+});
+"""
+
+
+@pytest.mark.parametrize("size", [0, 5, 64 * 1024, 64 * 1024 + 1, 1024 * 1024])
+def test_answers_of_every_size_pass_whole_with_their_headers(
+    local_stack: LocalStack, size: int
+) -> None:
+    """Small answers are passed on in one piece, large or unsized ones streamed
+    (gateway.WHOLE_BODY_MAX): the client gets the same status, headers and bytes either way."""
+    slug = _slug("bodies")
+    local_stack.deploy(slug, {"index.ts": BODIES})
+    for query, status, kind in (
+        (f"size={size}", 201, "a"),
+        (f"size={size}&stream=1", 200, "stream"),
+    ):
+        reply = _invoke(local_stack, f"{slug}?{query}")
+        assert reply.status_code == status
+        assert reply.content == b"x" * size
+        assert reply.headers["content-type"] == "text/plain"
+        assert reply.headers["x-kind"] == kind
+        if kind == "a":  # a sized answer keeps its size
+            assert reply.headers["content-length"] == str(size)
+    head = _invoke(local_stack, f"{slug}?size={size}", method="HEAD")
+    assert head.status_code == 201 and head.content == b""

@@ -611,6 +611,61 @@ def test_ttl_setting_is_honoured(
     assert -2 in ids
 
 
+def test_expired_responses_go_batch_size_at_a_time_until_none_is_left(
+    pg_conn: psycopg.Connection, start_sender: SenderStarter, server_setting: ServerSetting
+) -> None:
+    """Upstream's loop: each round deletes at most pg_net.batch_size expired responses, and the
+    worker goes on (1 s apart) while a round purged any, even with no request to send."""
+    server_setting("pg_net.batch_size", "2")
+    pg_conn.execute(
+        "insert into net._http_response (id, status_code, created)"
+        " select -g, 200, now() - interval '7 hours' from generate_series(1, 5) g"
+    )
+    pg_conn.execute("insert into net._http_response (id, status_code) values (-100, 200)")
+    start_sender()
+
+    def expired_left() -> int:
+        return int(
+            one(pg_conn, "select count(*) from net._http_response where id between -5 and -1")
+        )
+
+    first_round_left = expired_left()
+    assert first_round_left in (3, 1, 0)  # 2 per round; later rounds may have run already
+    wait_for(lambda: expired_left() == 0, timeout=15)
+    assert one(pg_conn, "select count(*) from net._http_response where id = -100") == 1
+
+
+def test_the_sender_comes_back_when_its_connections_are_cut(
+    pg_conn: psycopg.Connection, server: LoopbackServer, start_sender: SenderStarter
+) -> None:
+    """Its database sessions terminated (as by a restart): it reconnects, listens again, and a
+    request committed after that is sent on its wake."""
+    start_sender()
+    first = one(pg_conn, "select net.http_get(%s)", (server.url("/echo?tag=before_cut"),))
+    wait_for(lambda: response_row(pg_conn, first))
+    cut = pg_conn.execute(
+        "select pg_terminate_backend(pid) from pg_stat_activity"
+        " where datname = current_database() and pid <> pg_backend_pid()"
+        " and backend_type = 'client backend'"
+    ).fetchall()
+    assert cut, "the sender's sessions were not found"
+
+    def resent() -> bool:
+        # Each attempt is its own request: one committed while the sender was away is sent when
+        # it is back (its start takes the backlog); the last one proves the wake path works.
+        rid = one(pg_conn, "select net.http_get(%s)", (server.url("/echo?tag=after_cut"),))
+        try:
+            wait_for(lambda: response_row(pg_conn, rid), timeout=2)
+        except AssertionError:
+            return False
+        return True
+
+    wait_for(resent, timeout=30, interval=0.1)
+    time.sleep(2)  # past upstream's 1 s between rounds: idle now, only a wake sends at once
+    last = one(pg_conn, "select net.http_get(%s)", (server.url("/echo?tag=woken"),))
+    wait_for(lambda: response_row(pg_conn, last), timeout=10)  # the idle recheck is 30 s
+
+
 def test_requests_queued_while_the_sender_was_down_are_sent_at_start(
     pg_conn: psycopg.Connection, server: LoopbackServer, start_sender: SenderStarter
 ) -> None:
