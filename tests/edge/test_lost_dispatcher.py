@@ -16,6 +16,7 @@ from pathlib import Path
 from psycopg.types.json import Jsonb
 
 from components.providers.queue import QueueProvider
+from tests import procs
 from tests.edge.test_on_local_stack import Installed, installed  # noqa: F401  (the fixture)
 
 WORKERS = 20
@@ -32,17 +33,7 @@ TICK_JOB = "select count(*) from cron.job where jobname = 'supaqueue-tick' and a
 
 def _function_pids(stack_dir: Path, slug: str) -> list[int]:
     """The processes serving `slug` (the local stack runs each function in its folder)."""
-    folder = str(stack_dir / "functions" / slug) + os.sep
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.readlink(entry / "cwd").startswith(folder):
-                found.append(int(entry.name))
-        except OSError:
-            continue  # gone, or not ours to see
-    return found
+    return procs.working_in(stack_dir / "functions" / slug)
 
 
 def _wait_until_ticking(inst: Installed, timeout: float = 75) -> None:

@@ -22,8 +22,8 @@ LOOP_APP = "supaqueue-test-tick-loop"
 
 
 def _wait_for_room_in_the_minute(engine: Engine, seconds: float) -> None:
-    """tick_loop stops at :58.5 of its minute (the next minute's call takes over): wait for a
-    new minute when fewer than `seconds` (and a margin for a loaded machine) are left in this one."""
+    """tick_loop stops at :58.5 of its minute (the next minute's call takes over): wait for a new
+    minute when fewer than `seconds` (and a margin for a loaded machine) are left in this one."""
     second = float(engine.one("select extract(second from clock_timestamp())::float"))
     if second > 58.5 - seconds - 8:
         time.sleep(60.2 - second)
