@@ -12,7 +12,7 @@ import pytest
 
 from components import migrations
 from local_stack.postgres import Cluster
-from tests.engine.harness import FUNCTIONS_URL, SECRET, Engine
+from tests.engine.harness import FUNCTIONS_URL, SECRET, Engine, wait_for_room_in_the_minute
 from tests.support.pg_cron import has_seconds_schedules, pg_cron_version, warn_not_tested_here
 
 LOOP_RUNNING = "select count(*) from pg_stat_activity where query ilike 'call supaqueue.tick_loop%'"
@@ -21,16 +21,8 @@ LOOP_RUNNING = "select count(*) from pg_stat_activity where query ilike 'call su
 LOOP_APP = "supaqueue-test-tick-loop"
 
 
-def _wait_for_room_in_the_minute(engine: Engine, seconds: float) -> None:
-    """tick_loop stops at :58.5 of its minute (the next minute's call takes over): wait for a new
-    minute when fewer than `seconds` (and a margin for a loaded machine) are left in this one."""
-    second = float(engine.one("select extract(second from clock_timestamp())::float"))
-    if second > 58.5 - seconds - 8:
-        time.sleep(60.2 - second)
-
-
 def test_tick_loop_ticks_every_second_and_commits_each_tick(engine: Engine) -> None:
-    _wait_for_room_in_the_minute(engine, 4)
+    wait_for_room_in_the_minute(engine, 4)
     q = engine.queue(workers=1)
     job = engine.one(
         "select supaqueue.enqueue(%s, '{}', now() + interval '1.2 seconds')::text", (q,)
