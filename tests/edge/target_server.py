@@ -83,7 +83,7 @@ class TargetServer:
         with self._lock:
             return [s for s in self.seen if s.slug == slug]
 
-    def wait_for(self, slug: str, count: int = 1, timeout: float = 10.0) -> list[Seen]:
+    def wait_for(self, slug: str, count: int = 1, timeout: float = 60.0) -> list[Seen]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             got = self.requests_for(slug)

@@ -191,7 +191,7 @@ def start_sender(pg_dsn: str, loop_thread: LoopThread) -> Iterator[SenderStarter
             task.result(15)  # re-raises anything the sender died of
 
 
-def wait_for(fetch: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.02) -> T:
+def wait_for(fetch: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.02) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = fetch()
@@ -562,7 +562,7 @@ def test_batch_size_setting_splits_batches_one_second_apart(
     with pg_conn.transaction():
         for i in range(5):
             one(pg_conn, "select net.http_get(%s)", (server.url(f"/echo?tag=b&n={i}"),))
-    wait_for(lambda: len(server.paths_with("tag", "b")) == 5, timeout=10)
+    wait_for(lambda: len(server.paths_with("tag", "b")) == 5, timeout=60)
     seen = server.paths_with("tag", "b")
     arrivals = sorted(s.at for s in seen)
     # Batches of 2, 2, 1 (ORDER BY id), with the upstream 1 s wait between batches.
@@ -592,7 +592,7 @@ def test_a_superuser_sender_takes_settings_from_the_config_after_a_reload(
         with pg_conn.transaction():
             for i in range(4):
                 one(pg_conn, "select net.http_get(%s)", (server.url(f"/echo?tag={tag}&n={i}"),))
-        wait_for(lambda: len(server.paths_with("tag", tag)) == 4, timeout=15)
+        wait_for(lambda: len(server.paths_with("tag", tag)) == 4, timeout=60)
         return sorted(s.at for s in server.paths_with("tag", tag))
 
     together = burst("db_set_ignored")  # default batch size 200: all four in one batch
@@ -658,7 +658,7 @@ def test_expired_responses_go_batch_size_at_a_time_until_none_is_left(
 
     first_round_left = expired_left()
     assert first_round_left in (3, 1, 0)  # 2 per round; later rounds may have run already
-    wait_for(lambda: expired_left() == 0, timeout=15)
+    wait_for(lambda: expired_left() == 0, timeout=60)
     assert one(pg_conn, "select count(*) from net._http_response where id = -100") == 1
 
 
