@@ -57,3 +57,4 @@ bench: toolchain
 	@$(ENV) $(PY) benchmarks/trigger_bench.py
 	@$(ENV) $(PY) benchmarks/dispatch_answer_bench.py
 	@$(ENV) $(PY) benchmarks/dev_up_bench.py
+	@$(ENV) $(PY) benchmarks/tick_latency_bench.py
