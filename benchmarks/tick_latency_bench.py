@@ -25,7 +25,8 @@ from components import migrations
 from local_stack.postgres import Cluster
 from tests.engine.harness import FUNCTIONS_URL, SECRET, Engine
 
-TARGET_MAX_MS = 2000  # a tick (1 s), or the 1.5 s pause where pg_cron 1.4 starts the next minute's loop
+# a tick (1 s), or the 1.5 s pause before pg_cron 1.4 starts the next minute's loop
+TARGET_MAX_MS = 2000
 DISPATCH_LAG_MS = (
     "select (extract(epoch from c.started_at - j.run_at) * 1000)::float as lag_ms"
     " from supaqueue.current_job c join supaqueue.job j on j.id = c.job where c.job = %s"
