@@ -55,8 +55,8 @@ KIND_NAMES = {"v": "a view", "m": "a materialized view", "f": "a foreign table",
 def table_gone(name: Any, where: str) -> str:
     """Why a trigger of the state cannot be kept as it is: its table is gone."""
     return (
-        f"trigger {name!r} is on {where}, which no longer exists (the table was dropped or "
-        "renamed; PostgreSQL dropped the table triggers with it): nothing was changed, and "
+        f"trigger {name!r} is on {where}, which no longer exists (the table was dropped, "
+        "and PostgreSQL dropped its table triggers with it): nothing was changed, and "
         f"supaqueue never creates your tables. To keep the trigger, create {where} again, then "
         "run `pulumi refresh` and `pulumi up` (or `pulumi up --refresh`). To keep it gone, remove "
         "it from the stack (the next `up` then removes only what is left of it in schema "
