@@ -301,7 +301,7 @@ def test_a_trigger_whose_table_was_dropped_says_what_to_do_and_can_be_removed(
     assert [failure.property for failure in found] == ["table"]
     reason = found[0].reason
     assert "trigger 'new-orders' is on public.hook_orders, which no longer exists" in reason
-    assert "create public.hook_orders again" in reason and "`pulumi refresh`" in reason
+    assert "create public.hook_orders again (or" in reason and "`pulumi refresh`" in reason
     assert "remove it from the stack" in reason
     text = failure_text(lambda: provider.diff(created.id, outs, props))
     assert "which no longer exists" in text and "Traceback" not in text
@@ -320,3 +320,31 @@ def test_a_trigger_whose_table_was_dropped_says_what_to_do_and_can_be_removed(
     assert functions_of(db_url, "invoices") != []
     assert sql_value(db_url, "select count(*) from supaqueue.queue where id = %s", q) == 1
     provider.delete(other.id, other.outs or {})
+
+
+def test_a_trigger_whose_table_was_dropped_can_move_to_another_table(
+    installed: dict[str, Any], db_url: str, orders: str
+) -> None:
+    provider = TriggerProvider()
+    q = queue(db_url)
+    created = provider.create(declare(db_url, q))
+    outs = created.outs or {}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("drop view public.hook_orders_view")
+        conn.execute("drop table public.hook_orders")
+    moved = declare(db_url, q, table="public.hook_invoices")  # check: the new table is fine
+    text = failure_text(lambda: provider.diff(created.id, outs, moved))
+    assert "point its `table` at another table" in text and "`pulumi refresh`" in text
+    # What the advice leads to: refresh, then up moves it (same id).
+    refreshed = provider.read(created.id, outs).outs or {}
+    assert provider.diff(created.id, refreshed, moved).changes is True
+    updated = provider.update(created.id, refreshed, moved).outs or {}
+    assert updated["trigger_id"] == created.id
+    assert triggers_on(db_url, "public.hook_invoices") == [
+        "supaqueue_new-orders_insert",
+        "supaqueue_new-orders_update",
+        "supaqueue_new-orders_update_flush",
+    ]
+    assert provider.diff(created.id, updated, moved).changes is False
+    provider.delete(created.id, updated)
+    assert triggers_on(db_url, "public.hook_invoices") == [] and functions_of(db_url) == []

@@ -57,8 +57,9 @@ def table_gone(name: Any, where: str) -> str:
     return (
         f"trigger {name!r} is on {where}, which no longer exists (the table was dropped, "
         "and PostgreSQL dropped its table triggers with it): nothing was changed, and "
-        f"supaqueue never creates your tables. To keep the trigger, create {where} again, then "
-        "run `pulumi refresh` and `pulumi up` (or `pulumi up --refresh`). To keep it gone, remove "
+        f"supaqueue never creates your tables. To keep the trigger, create {where} again (or "
+        "point its `table` at another table), then run `pulumi refresh` and `pulumi up` (or "
+        "`pulumi up --refresh`). To keep it gone, remove "
         "it from the stack (the next `up` then removes only what is left of it in schema "
         "supaqueue: its record and functions)."
     )
@@ -196,11 +197,12 @@ def vanished_problem(conn: psycopg.Connection, trigger_id: str, olds: dict[str, 
             )
         )
     schema, table = row["table_schema"], row["table_name"]
-    if conn.execute(text["table_info"], {"schema": schema, "table": table}).fetchone() is None:
-        return table_gone(name, f"{schema}.{table}")
+    # After a refresh the state holds only the events still installed: none is missing then.
     missing = [event for event in olds.get("events") or [] if event not in row["installed"]]
     if not missing:
         return None
+    if conn.execute(text["table_info"], {"schema": schema, "table": table}).fetchone() is None:
+        return table_gone(name, f"{schema}.{table}")
     return (
         f"trigger {name!r} ({trigger_id}) is in this stack's state but its table trigger(s) for "
         f"{', '.join(missing)} on {schema}.{table} are not in the database (dropped in SQL, e.g. "
