@@ -348,3 +348,37 @@ def test_a_trigger_whose_table_was_dropped_can_move_to_another_table(
     assert provider.diff(created.id, updated, moved).changes is False
     provider.delete(created.id, updated)
     assert triggers_on(db_url, "public.hook_invoices") == [] and functions_of(db_url) == []
+
+
+def test_a_trigger_whose_table_was_renamed_says_to_rename_it_back(
+    installed: dict[str, Any], db_url: str, orders: str
+) -> None:
+    provider = TriggerProvider()
+    props = declare(db_url, queue(db_url))
+    created = provider.create(props)
+    outs = created.outs or {}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("alter table public.hook_orders rename to hook_orders_renamed")
+    try:
+        advice = (
+            "trigger 'new-orders' is on public.hook_orders, which was renamed to "
+            "hook_orders_renamed (its table triggers went with it): nothing was changed. Rename "
+            "it back, `alter table hook_orders_renamed rename to hook_orders;`"
+        )
+        assert advice in failure_text(lambda: provider.diff(created.id, outs, props))
+        found = provider.check(props, {**props, "trigger_id": None}).failures
+        assert [(f.property, advice in f.reason) for f in found] == [("table", True)]
+        # Removing it from the stack: refused with the same advice, nothing changed.
+        assert advice in failure_text(lambda: provider.delete(created.id, outs))
+        assert len(triggers_on(db_url, "public.hook_orders_renamed")) == 3
+        assert len(functions_of(db_url)) == 3
+        # The advice works: renamed back, nothing to do.
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("alter table public.hook_orders_renamed rename to hook_orders")
+        assert provider.check(props, {**props, "trigger_id": None}).failures == []
+        assert provider.diff(created.id, outs, props).changes is False
+        provider.delete(created.id, outs)
+        assert triggers_on(db_url) == [] and functions_of(db_url) == []
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("drop table if exists public.hook_orders_renamed cascade")

@@ -52,16 +52,28 @@ RELATION_KINDS = {"r": "table", "p": "partitioned table"}
 KIND_NAMES = {"v": "a view", "m": "a materialized view", "f": "a foreign table", "S": "a sequence"}
 
 
-def table_gone(name: Any, where: str) -> str:
-    """Why a trigger of the state cannot be kept as it is: its table is gone."""
+def table_gone(conn: psycopg.Connection, name: Any, where: str) -> str:
+    """Why a trigger of the state cannot be kept as it is: its table is gone, or renamed."""
+    found = None
+    if isinstance(name, str):
+        params = {"name": name, "table": split_table(where)[1]}
+        found = conn.execute(queries(SQL)["renamed_to"], params).fetchone()
+    if found is not None:
+        # Our table triggers moved with the table; neither update nor delete finds them there.
+        renamed, old_name = found
+        return (
+            f"trigger {name!r} is on {where}, which was renamed to {renamed} (its table "
+            "triggers went with it): nothing was changed. Rename it back, `alter table "
+            f"{renamed} rename to {old_name};`, then run `pulumi up`; "
+            "supaqueue finds its triggers only on the table recorded for them."
+        )
     return (
         f"trigger {name!r} is on {where}, which no longer exists (the table was dropped, "
         "and PostgreSQL dropped its table triggers with it): nothing was changed, and "
         f"supaqueue never creates your tables. To keep the trigger, create {where} again (or "
         "point its `table` at another table), then run `pulumi refresh` and `pulumi up` (or "
-        "`pulumi up --refresh`). To keep it gone, remove "
-        "it from the stack (the next `up` then removes only what is left of it in schema "
-        "supaqueue: its record and functions)."
+        "`pulumi up --refresh`). To keep it gone, remove it from the stack (the next `up` then "
+        "removes only what is left of it in schema supaqueue: its record and functions)."
     )
 
 
@@ -76,7 +88,7 @@ def database_problems(
     info = conn.execute(text["table_info"], {"schema": schema, "table": table}).fetchone()
     where = f"{schema}.{table}"
     if info is None and in_state:
-        return [("table", table_gone(props.get("name"), where))]
+        return [("table", table_gone(conn, props.get("name"), where))]
     if info is None:
         return [
             (
@@ -202,7 +214,7 @@ def vanished_problem(conn: psycopg.Connection, trigger_id: str, olds: dict[str, 
     if not missing:
         return None
     if conn.execute(text["table_info"], {"schema": schema, "table": table}).fetchone() is None:
-        return table_gone(name, f"{schema}.{table}")
+        return table_gone(conn, name, f"{schema}.{table}")
     return (
         f"trigger {name!r} ({trigger_id}) is in this stack's state but its table trigger(s) for "
         f"{', '.join(missing)} on {schema}.{table} are not in the database (dropped in SQL, e.g. "
@@ -307,4 +319,10 @@ class TriggerProvider(ResourceProvider):
             exists = conn.execute(text["registry_exists"]).fetchone()
             if not exists or not exists[0]:
                 return  # the schema is gone, and our triggers with it (they depend on it)
-            conn.execute(text["drop_trigger"], {"id": trigger_id})
+            try:
+                conn.execute(text["drop_trigger"], {"id": trigger_id})
+            except psycopg.errors.DependentObjectsStillExist:
+                # its table was renamed: our triggers there still use the functions (autocommit:
+                # the connection is usable again)
+                where = str(props.get("table"))
+                raise DatabaseError(table_gone(conn, props.get("name"), where)) from None
