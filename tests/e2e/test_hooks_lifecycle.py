@@ -1,8 +1,10 @@
 """Triggers and schedules through their whole life, real Pulumi CLI, local stack (issue 13):
 
 preview validates and shows next run times → up → row changes and schedule slots become jobs
-that succeed at the demo target → change both, up (in place) → remove both, up (gone) →
-destroy (nothing of supaqueue left, the user's table and rows intact).
+that succeed at the demo target → change both, up (in place) → dropped by hand (a table trigger,
+the schedule's row, a table under a second trigger): preview fails saying what to run, refresh + up
+put them back and remove the trigger whose table is gone → remove both, up (gone) → destroy
+(nothing of supaqueue left, the user's table and rows intact).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pytest
 
 from tests.e2e.pulumi_project import PulumiProject
 from tests.e2e.test_lifecycle import scalar, uninstall
+from tests.e2e.test_two_stacks import failed as preview_fails
 
 pytestmark = [pytest.mark.engine, pytest.mark.stack]
 
@@ -58,7 +61,7 @@ def project(local_stack: Any, tmp_path: Path) -> Iterator[PulumiProject]:
     finally:
         created.cleanup()
         with psycopg.connect(db_url, autocommit=True) as conn:
-            conn.execute("drop table if exists public.e2e_orders")
+            conn.execute("drop table if exists public.e2e_orders, public.e2e_gone")
 
 
 def wait_for(db_url: str, query: str, expected: int, *params: Any) -> None:
@@ -180,6 +183,47 @@ def test_triggers_and_schedules_lifecycle(project: PulumiProject, local_stack: A
     assert old == {"id": 1, "status": "paid"}
     wait_for(db_url, SCHEDULE_JOBS_OK, 1, 2)
     assert scalar(db_url, "select cron from supaqueue.schedule") == "3 seconds"
+
+    # 2b. Dropped by hand: never "unchanged"; preview says what to run (one at a time: the
+    # engine stops at the first resource that fails).
+    gone = dict(TRIGGER, name="e2e-gone", table="public.e2e_gone", when=None)
+    execute(db_url, "create table public.e2e_gone (id int primary key)")
+    everything = {"queues": [QUEUE], "schedules": [changed_schedule]}
+    project.configure(target="local", demo=True, triggers=[changed_trigger, gone], **everything)
+    project.up()
+    # The table under a trigger dropped: preview says so; removing the trigger then succeeds.
+    execute(db_url, "drop table public.e2e_gone")
+    out = preview_fails(project, "preview")
+    assert "trigger 'e2e-gone' is on public.e2e_gone, which no longer exists" in out, out[-3000:]
+    project.configure(target="local", demo=True, triggers=[changed_trigger], **everything)
+    project.up()
+    assert scalar(db_url, "select count(*) from supaqueue.table_trigger") == 1
+    assert (
+        scalar(db_url, "select count(*) from pg_proc where proname like 'tg_hook_e2e-gone%%'") == 0
+    )
+    assert len(triggers_on_orders(db_url)) == 3
+    # One table trigger dropped: refresh, then up puts it back (same id).
+    execute(db_url, 'drop trigger "supaqueue_e2e-orders_update" on public.e2e_orders')
+    out = preview_fails(project, "preview")
+    assert (
+        f"trigger 'e2e-orders' ({trigger_id}) is in this stack's state but its table trigger(s)"
+        " for UPDATE on public.e2e_orders are not in the database" in out
+    ), out[-3000:]
+    assert "`pulumi refresh`" in out
+    project.run("refresh", "--yes", "--skip-preview")
+    project.up()
+    assert len(triggers_on_orders(db_url)) == 3
+    assert project.resource_outputs("supaqueue-trigger-e2e-orders")["trigger_id"] == trigger_id
+    # The schedule's row deleted: `up --refresh` makes it again.
+    execute(db_url, f"delete from supaqueue.schedule where id = '{schedule_id}'")
+    out = preview_fails(project, "preview")
+    assert (
+        f"schedule 'e2e-beat' ({schedule_id}) is in this stack's state but not in the database"
+        in out
+    ), out[-3000:]
+    project.run("up", "--refresh", "--yes", "--skip-preview")
+    assert scalar(db_url, "select count(*) from supaqueue.schedule where name = 'e2e-beat'") == 1
+    project.run("preview", "--expect-no-changes")
 
     # 3. Remove both: gone from the table and the tick; the queue stays.
     project.configure(target="local", demo=True, queues=[QUEUE])

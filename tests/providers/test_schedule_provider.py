@@ -136,3 +136,30 @@ def test_create_of_a_name_taken_outside_the_state_says_what_to_do(
     )
     assert "Traceback" not in text
     assert sql_value(db_url, "select count(*) from supaqueue.schedule") == 1
+
+
+def test_a_schedule_deleted_in_sql_fails_preview_saying_to_refresh(
+    installed: dict[str, Any], db_url: str
+) -> None:
+    provider = ScheduleProvider()
+    props = declare(db_url, queue(db_url))
+    created = provider.create(props)
+    outs = created.outs or {}
+    assert provider.diff(created.id, outs, props).changes is False
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("delete from supaqueue.schedule where id = %s", (created.id,))
+    text = failure_text(lambda: provider.diff(created.id, outs, props))
+    assert (
+        f"schedule 'nightly' ({created.id}) is in this stack's state but not in the database"
+        in text
+    )
+    assert "`pulumi refresh`" in text and "`pulumi up --refresh`" in text
+    assert "remove it from the stack" in text and "Traceback" not in text
+    # What the advice leads to: refresh forgets it, the next create makes it again.
+    assert provider.read(created.id, outs).id == ""
+    again = provider.create(props)
+    assert again.id != created.id
+    # Removing it from the stack instead: its delete finds nothing to do.
+    sql_value(db_url, "delete from supaqueue.schedule where id = %s returning 1", again.id)
+    provider.delete(again.id, again.outs or {})
+    assert sql_value(db_url, "select count(*) from supaqueue.schedule") == 0

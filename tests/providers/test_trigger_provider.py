@@ -219,3 +219,166 @@ def test_delete_after_uninstall_is_a_no_op(
     assert triggers_on(db_url) == []  # dropped with the schema
     provider.delete(created.id, created.outs or {})
     assert provider.read(created.id, created.outs or {}).id == ""
+
+
+def functions_of(db_url: str, name: str = "new-orders") -> list[str]:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "select proname from pg_proc where pronamespace = 'supaqueue'::regnamespace"
+            " and proname like %s order by 1",
+            (f"tg_hook_{name}_%",),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_a_trigger_dropped_in_sql_fails_preview_saying_to_refresh(
+    installed: dict[str, Any], db_url: str, orders: str
+) -> None:
+    provider = TriggerProvider()
+    props = declare(db_url, queue(db_url))
+    created = provider.create(props)
+    outs = created.outs or {}
+    assert provider.diff(created.id, outs, props).changes is False
+
+    # One table trigger dropped by hand: not "unchanged".
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute('drop trigger "supaqueue_new-orders_insert" on public.hook_orders')
+    text = failure_text(lambda: provider.diff(created.id, outs, props))
+    assert (
+        f"trigger 'new-orders' ({created.id}) is in this stack's state but its table trigger(s) "
+        "for INSERT on public.hook_orders are not in the database" in text
+    )
+    assert "`pulumi refresh`" in text and "`pulumi up --refresh`" in text
+    assert "remove it from the stack" in text and "Traceback" not in text
+    # What the advice leads to: refresh records what is left, up puts it back.
+    refreshed = provider.read(created.id, outs).outs or {}
+    assert refreshed["events"] == ["UPDATE"]
+    diff = provider.diff(created.id, refreshed, props)
+    assert diff.changes is True and diff.replaces == []
+    outs = provider.update(created.id, refreshed, props).outs or {}
+    assert len(triggers_on(db_url)) == 3
+
+    # Its function dropped (with cascade, which drops the table trigger too): the same.
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute('drop function supaqueue."tg_hook_new-orders_update_flush"() cascade')
+    text = failure_text(lambda: provider.diff(created.id, outs, props))
+    assert "table trigger(s) for UPDATE on public.hook_orders are not in the database" in text
+
+    # The whole trigger dropped in SQL: refresh forgets it, the next create makes it again.
+    assert sql_value(db_url, "select supaqueue.drop_table_trigger(%s)", created.id) is True
+    text = failure_text(lambda: provider.diff(created.id, outs, props))
+    assert (
+        f"trigger 'new-orders' ({created.id}) is in this stack's state but not in the database"
+        in text
+    )
+    assert "`pulumi refresh`" in text and "Traceback" not in text
+    assert provider.read(created.id, outs).id == ""
+    again = provider.create(declare(db_url, props["queue_id"]))
+    assert again.id != created.id and len(triggers_on(db_url)) == 3
+    # Removing it from the stack instead: its delete finds nothing to do.
+    sql_value(db_url, "select supaqueue.drop_table_trigger(%s)", again.id)
+    provider.delete(again.id, again.outs or {})
+    assert triggers_on(db_url) == [] and functions_of(db_url) == []
+
+
+def test_a_trigger_whose_table_was_dropped_says_what_to_do_and_can_be_removed(
+    installed: dict[str, Any], db_url: str, orders: str
+) -> None:
+    provider = TriggerProvider()
+    q = queue(db_url)
+    props = declare(db_url, q)
+    created = provider.create(props)
+    outs = created.outs or {}
+    # Another trigger on another table, which removing this one must leave alone.
+    other = provider.create(declare(db_url, q, name="invoices", table="public.hook_invoices"))
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("drop view public.hook_orders_view")
+        conn.execute("drop table public.hook_orders")
+    assert functions_of(db_url) != []  # PostgreSQL dropped the table triggers, not our functions
+
+    # Preview of the unchanged stack: check (first) and diff both say what happened.
+    found = provider.check(props, {**props, "trigger_id": None}).failures
+    assert [failure.property for failure in found] == ["table"]
+    reason = found[0].reason
+    assert "trigger 'new-orders' is on public.hook_orders, which no longer exists" in reason
+    assert "create public.hook_orders again (or" in reason and "`pulumi refresh`" in reason
+    assert "remove it from the stack" in reason
+    text = failure_text(lambda: provider.diff(created.id, outs, props))
+    assert "which no longer exists" in text and "Traceback" not in text
+    # A first declaration of a trigger on a missing table keeps its own message.
+    assert "create it first" in failures(db_url, name="fresh")["table"]
+
+    # Removed from the stack: its delete removes only its record and functions.
+    provider.delete(created.id, outs)
+    assert functions_of(db_url) == []
+    assert sql_value(db_url, "select count(*) from supaqueue.table_trigger") == 1
+    assert triggers_on(db_url, "public.hook_invoices") == [
+        "supaqueue_invoices_insert",
+        "supaqueue_invoices_update",
+        "supaqueue_invoices_update_flush",
+    ]
+    assert functions_of(db_url, "invoices") != []
+    assert sql_value(db_url, "select count(*) from supaqueue.queue where id = %s", q) == 1
+    provider.delete(other.id, other.outs or {})
+
+
+def test_a_trigger_whose_table_was_dropped_can_move_to_another_table(
+    installed: dict[str, Any], db_url: str, orders: str
+) -> None:
+    provider = TriggerProvider()
+    q = queue(db_url)
+    created = provider.create(declare(db_url, q))
+    outs = created.outs or {}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("drop view public.hook_orders_view")
+        conn.execute("drop table public.hook_orders")
+    moved = declare(db_url, q, table="public.hook_invoices")  # check: the new table is fine
+    text = failure_text(lambda: provider.diff(created.id, outs, moved))
+    assert "point its `table` at another table" in text and "`pulumi refresh`" in text
+    # What the advice leads to: refresh, then up moves it (same id).
+    refreshed = provider.read(created.id, outs).outs or {}
+    assert provider.diff(created.id, refreshed, moved).changes is True
+    updated = provider.update(created.id, refreshed, moved).outs or {}
+    assert updated["trigger_id"] == created.id
+    assert triggers_on(db_url, "public.hook_invoices") == [
+        "supaqueue_new-orders_insert",
+        "supaqueue_new-orders_update",
+        "supaqueue_new-orders_update_flush",
+    ]
+    assert provider.diff(created.id, updated, moved).changes is False
+    provider.delete(created.id, updated)
+    assert triggers_on(db_url, "public.hook_invoices") == [] and functions_of(db_url) == []
+
+
+def test_a_trigger_whose_table_was_renamed_says_to_rename_it_back(
+    installed: dict[str, Any], db_url: str, orders: str
+) -> None:
+    provider = TriggerProvider()
+    props = declare(db_url, queue(db_url))
+    created = provider.create(props)
+    outs = created.outs or {}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("alter table public.hook_orders rename to hook_orders_renamed")
+    try:
+        advice = (
+            "trigger 'new-orders' is on public.hook_orders, which was renamed to "
+            "hook_orders_renamed (its table triggers went with it): nothing was changed. Rename "
+            "it back, `alter table hook_orders_renamed rename to hook_orders;`"
+        )
+        assert advice in failure_text(lambda: provider.diff(created.id, outs, props))
+        found = provider.check(props, {**props, "trigger_id": None}).failures
+        assert [(f.property, advice in f.reason) for f in found] == [("table", True)]
+        # Removing it from the stack: refused with the same advice, nothing changed.
+        assert advice in failure_text(lambda: provider.delete(created.id, outs))
+        assert len(triggers_on(db_url, "public.hook_orders_renamed")) == 3
+        assert len(functions_of(db_url)) == 3
+        # The advice works: renamed back, nothing to do.
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("alter table public.hook_orders_renamed rename to hook_orders")
+        assert provider.check(props, {**props, "trigger_id": None}).failures == []
+        assert provider.diff(created.id, outs, props).changes is False
+        provider.delete(created.id, outs)
+        assert triggers_on(db_url) == [] and functions_of(db_url) == []
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("drop table if exists public.hook_orders_renamed cascade")

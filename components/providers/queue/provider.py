@@ -38,6 +38,7 @@ from components.providers.base import (
     presented,
     unknown_keys,
 )
+from components.providers.drift import diff_url
 from components.providers.queue.spec import FIELDS, coerce_integers, validate_queue, with_defaults
 from components.sql_files import queries
 
@@ -117,10 +118,8 @@ class QueueProvider(ResourceProvider):
 
     @presented
     def diff(self, queue_id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        # A queue dropped in SQL is not "unchanged": preview stops, saying what to run. The new
-        # URL where known: the old one may hold a password since rotated.
-        db_url = news.get("db_url") if isinstance(news.get("db_url"), str) else olds.get("db_url")
-        if isinstance(db_url, str) and not check_url(db_url):
+        # A queue dropped in SQL is not "unchanged": preview stops, saying what to run.
+        if db_url := diff_url(olds, news):
             with connect(db_url) as conn:
                 if problem := ownership.vanished_queue_problem(conn, queue_id, olds.get("name")):
                     raise DatabaseError(problem)

@@ -4,7 +4,8 @@ The database's evaluator (sql/*_cron.sql) is the one authority on a cron express
 runs it at preview, to refuse a bad `cron` or `timezone` with the field named and to show the
 next run times (`next_runs`). Before supaqueue is installed (or upgraded to the evaluator), it
 runs that migration's file inside a transaction that is rolled back. Every setting but the name
-updates in place; a new `cron` or `timezone` starts over from now.
+updates in place; a new `cron` or `timezone` starts over from now. A schedule of the state whose
+row was deleted in SQL fails `diff` (so preview), saying what to run (providers/drift.py).
 
 The resource itself is `components.schedule.Schedule`.
 """
@@ -30,6 +31,7 @@ from components import migrations
 from components.clients.postgres import check_url, connect, sql_message
 from components.errors import DatabaseError, NameTakenError
 from components.providers.base import explicit_diff, presented, unknown_keys
+from components.providers.drift import diff_url, refresh_advice
 from components.providers.schedule.spec import (
     DEFAULT_TIMEZONE,
     FIELDS,
@@ -137,6 +139,26 @@ def _outs(props: dict[str, Any], schedule_id: str, row: dict[str, Any] | None) -
     return outs
 
 
+def vanished_problem(conn: psycopg.Connection, schedule_id: str, name: Any) -> str | None:
+    """Why a schedule in this stack's state cannot be diffed: its row is gone (None: it is there,
+    or the whole schema is gone, which the installation's own check reports)."""
+    text = queries(SQL)
+    registry = conn.execute(text["registry_exists"]).fetchone()
+    if not registry or not registry[0]:
+        return None
+    if conn.execute(text["schedule_exists"], {"id": schedule_id}).fetchone():
+        return None
+    return (
+        f"schedule {name!r} ({schedule_id}) is in this stack's state but not in the database "
+        "(its row was deleted in SQL): "
+        + refresh_advice(
+            "make it again (from its next run after now)",
+            "it forgets the deleted schedule",
+            "the next `up` then forgets it",
+        )
+    )
+
+
 def _refused(exc: psycopg.Error, name: str) -> DatabaseError:
     return DatabaseError(f"schedule {name!r}: {sql_message(exc)}")
 
@@ -179,7 +201,12 @@ class ScheduleProvider(ResourceProvider):
         return CheckResult(inputs, failures)
 
     @presented
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    def diff(self, schedule_id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        # A schedule deleted in SQL is not "unchanged": preview stops, saying what to run.
+        if db_url := diff_url(olds, news):
+            with connect(db_url) as conn:
+                if problem := vanished_problem(conn, schedule_id, olds.get("name")):
+                    raise DatabaseError(problem)
         return explicit_diff(olds, news, updatable=UPDATABLE, identity=IDENTITY)
 
     @presented

@@ -45,6 +45,9 @@ where s.id = %(id)s::uuid;
 -- name: find_schedule_by_name
 select id::text from supaqueue.schedule where name = %(name)s;
 
+-- name: schedule_exists
+select 1 from supaqueue.schedule where id = %(id)s::uuid;
+
 -- name: registry_exists
 select pg_catalog.to_regclass('supaqueue.schedule') is not null;
 

@@ -41,6 +41,18 @@ select t.name, t.queue::text as queue_id, t.table_schema, t.table_name, t.events
 from supaqueue.table_trigger t
 where t.id = %(id)s::uuid;
 
+-- name: renamed_to
+-- The table now holding the table triggers of the named trigger (found by their functions), when
+-- its recorded table was renamed; and the recorded name quoted, to rename it back.
+select g.tgrelid::pg_catalog.regclass::text, pg_catalog.quote_ident(%(table)s)
+from pg_catalog.pg_trigger g
+where not g.tgisinternal
+  and g.tgfoid in (
+    select pg_catalog.to_regprocedure(pg_catalog.format(
+             'supaqueue.%%I()', (supaqueue._table_trigger_names(%(name)s, p)).function_name))
+    from pg_catalog.unnest(array['insert', 'update', 'update_flush', 'delete']) p)
+limit 1;
+
 -- name: find_trigger_by_name
 select id::text from supaqueue.table_trigger where name = %(name)s;
 

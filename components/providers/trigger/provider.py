@@ -6,6 +6,9 @@ its events (two for UPDATE), each with its function in schema supaqueue, made by
 triggers on it, and whether `when` is a valid condition there (planned in a transaction that is
 rolled back, under the trigger function's empty search_path). Every setting but the name
 updates in place; delete removes only our triggers and functions, never the table.
+A trigger of the state whose record, table triggers or table were dropped in SQL fails `diff`
+(so preview), saying what to run (providers/drift.py); a table dropped under a declared trigger
+fails its `check` saying the same.
 
 The resource itself is `components.trigger.Trigger`.
 """
@@ -29,6 +32,7 @@ from pulumi.dynamic import (
 from components.clients.postgres import check_url, connect, sql_message
 from components.errors import ConfigError, DatabaseError, NameTakenError
 from components.providers.base import explicit_diff, presented, unknown_keys
+from components.providers.drift import diff_url, refresh_advice
 from components.providers.trigger.spec import (
     FIELDS,
     normalized_events,
@@ -48,13 +52,43 @@ RELATION_KINDS = {"r": "table", "p": "partitioned table"}
 KIND_NAMES = {"v": "a view", "m": "a materialized view", "f": "a foreign table", "S": "a sequence"}
 
 
-def database_problems(conn: psycopg.Connection, props: dict[str, Any]) -> list[tuple[str, str]]:
+def table_gone(conn: psycopg.Connection, name: Any, where: str) -> str:
+    """Why a trigger of the state cannot be kept as it is: its table is gone, or renamed."""
+    found = None
+    if isinstance(name, str):
+        params = {"name": name, "table": split_table(where)[1]}
+        found = conn.execute(queries(SQL)["renamed_to"], params).fetchone()
+    if found is not None:
+        # Our table triggers moved with the table; neither update nor delete finds them there.
+        renamed, old_name = found
+        return (
+            f"trigger {name!r} is on {where}, which was renamed to {renamed} (its table "
+            "triggers went with it): nothing was changed. Rename it back, `alter table "
+            f"{renamed} rename to {old_name};`, then run `pulumi up`; "
+            "supaqueue finds its triggers only on the table recorded for them."
+        )
+    return (
+        f"trigger {name!r} is on {where}, which no longer exists (the table was dropped, "
+        "and PostgreSQL dropped its table triggers with it): nothing was changed, and "
+        f"supaqueue never creates your tables. To keep the trigger, create {where} again (or "
+        "point its `table` at another table), then run `pulumi refresh` and `pulumi up` (or "
+        "`pulumi up --refresh`). To keep it gone, remove it from the stack (the next `up` then "
+        "removes only what is left of it in schema supaqueue: its record and functions)."
+    )
+
+
+def database_problems(
+    conn: psycopg.Connection, props: dict[str, Any], in_state: bool = False
+) -> list[tuple[str, str]]:
     """(field, reason) for what the database says is wrong: the table, the role's right to put
-    a trigger on it, the condition. Runs in a transaction that is always rolled back."""
+    a trigger on it, the condition. Runs in a transaction that is always rolled back.
+    `in_state`: the trigger was made on this table before (a missing table was dropped)."""
     schema, table = split_table(props["table"])
     text = queries(SQL)
     info = conn.execute(text["table_info"], {"schema": schema, "table": table}).fetchone()
     where = f"{schema}.{table}"
+    if info is None and in_state:
+        return [("table", table_gone(conn, props.get("name"), where))]
     if info is None:
         return [
             (
@@ -155,6 +189,44 @@ def _name_taken(conn: psycopg.Connection, name: str) -> str:
     )
 
 
+def vanished_problem(conn: psycopg.Connection, trigger_id: str, olds: dict[str, Any]) -> str | None:
+    """Why a trigger in this stack's state cannot be diffed: its record, its table or some of its
+    table triggers are gone (None: all there, or the whole schema is gone, which the
+    installation's own check reports)."""
+    text = queries(SQL)
+    registry = conn.execute(text["registry_exists"]).fetchone()
+    if not registry or not registry[0]:
+        return None
+    cursor = conn.cursor(row_factory=psycopg.rows.dict_row)
+    row = cursor.execute(text["read_trigger"], {"id": trigger_id}).fetchone()
+    name = olds.get("name")
+    if row is None:
+        return (
+            f"trigger {name!r} ({trigger_id}) is in this stack's state but not in the database "
+            "(it was dropped in SQL, e.g. with supaqueue.drop_table_trigger): "
+            + refresh_advice(
+                "make it again", "it forgets the dropped trigger", "the next `up` then forgets it"
+            )
+        )
+    schema, table = row["table_schema"], row["table_name"]
+    # After a refresh the state holds only the events still installed: none is missing then.
+    missing = [event for event in olds.get("events") or [] if event not in row["installed"]]
+    if not missing:
+        return None
+    if conn.execute(text["table_info"], {"schema": schema, "table": table}).fetchone() is None:
+        return table_gone(conn, name, f"{schema}.{table}")
+    return (
+        f"trigger {name!r} ({trigger_id}) is in this stack's state but its table trigger(s) for "
+        f"{', '.join(missing)} on {schema}.{table} are not in the database (dropped in SQL, e.g. "
+        "with `drop trigger`, or `drop function ... cascade` of its function): "
+        + refresh_advice(
+            "put them back",
+            "it records what is left",
+            "the next `up` then removes what is left of it",
+        )
+    )
+
+
 def _outs(props: dict[str, Any], trigger_id: str) -> dict[str, Any]:
     outs = {key: props.get(key) for key in INPUTS}
     outs["events"] = normalized_events(props["events"])
@@ -167,7 +239,7 @@ class TriggerProvider(ResourceProvider):
     """CRUD of one table trigger through SQL; the connection string is an input (secret)."""
 
     @presented
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         unknown = unknown_keys(news)
         spec = {key: news[key] for key in FIELDS if key in news and key != "queue"}
         failures = [
@@ -189,14 +261,22 @@ class TriggerProvider(ResourceProvider):
         if "when" not in unknown:
             inputs["when"] = normalized_when(news.get("when"))
         if not failures and not unknown & {"db_url", "table", "events", "when"}:
+            # made on this very table before: a missing table was dropped under the trigger
+            in_state = olds.get("table") == inputs["table"]
             with connect(str(db_url)) as conn:
                 failures += [
-                    CheckFailure(field, reason) for field, reason in database_problems(conn, inputs)
+                    CheckFailure(field, reason)
+                    for field, reason in database_problems(conn, inputs, in_state)
                 ]
         return CheckResult(inputs, failures)
 
     @presented
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    def diff(self, trigger_id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        # A trigger dropped in SQL is not "unchanged": preview stops, saying what to run.
+        if db_url := diff_url(olds, news):
+            with connect(db_url) as conn:
+                if problem := vanished_problem(conn, trigger_id, olds):
+                    raise DatabaseError(problem)
         return explicit_diff(olds, news, updatable=UPDATABLE, identity=IDENTITY)
 
     @presented
@@ -239,4 +319,10 @@ class TriggerProvider(ResourceProvider):
             exists = conn.execute(text["registry_exists"]).fetchone()
             if not exists or not exists[0]:
                 return  # the schema is gone, and our triggers with it (they depend on it)
-            conn.execute(text["drop_trigger"], {"id": trigger_id})
+            try:
+                conn.execute(text["drop_trigger"], {"id": trigger_id})
+            except psycopg.errors.DependentObjectsStillExist:
+                # its table was renamed: our triggers there still use the functions (autocommit:
+                # the connection is usable again)
+                where = str(props.get("table"))
+                raise DatabaseError(table_gone(conn, props.get("name"), where)) from None
