@@ -181,7 +181,10 @@ class Engine:
     def job(self, job_id: str) -> dict[str, Any]:
         row = self.conn.execute(
             "select status::text, attempts, result, last_status_code, last_error, priority,"
-            " pending_dependencies, extract(epoch from run_at - now())::float as run_in_s"
+            " pending_dependencies, extract(epoch from run_at - now())::float as run_in_s,"
+            # the delay a failure set: run_at minus when it was set (the same transaction's
+            # now()), exact however late the test reads it
+            " extract(epoch from run_at - updated_at)::float as delay_s"
             " from supaqueue.job where id = %s",
             (job_id,),
         ).fetchone()
