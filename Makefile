@@ -56,3 +56,5 @@ bench: toolchain
 	@$(ENV) $(PY) benchmarks/operator_bench.py
 	@$(ENV) $(PY) benchmarks/trigger_bench.py
 	@$(ENV) $(PY) benchmarks/dispatch_answer_bench.py
+	@$(ENV) $(PY) benchmarks/dev_up_bench.py
+	@$(ENV) $(PY) benchmarks/tick_latency_bench.py

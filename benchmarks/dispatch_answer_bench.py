@@ -4,9 +4,11 @@ The function answers before it claims the job or calls the target (pg_net waits 
 slowest request), so the answer must not wait for the jobs already running. Each round
 delivers DISPATCHES dispatches back to back, as pg_net would, to a target that holds every call
 open until the round ends; one JSON line per round and a summary (median of the rounds; target:
-every answer within 0.5 s). The behaviour itself is pinned by tests/edge/test_outcomes.py,
-without a clock. Real Postgres, real Deno (the local stack's Edge runtime bootstrap), a real
-loopback target; leaves nothing behind.
+every answer within 0.5 s). Then how promptly a call is abandoned at its timeout: the
+recorded attempt's duration past TIMEOUT_MS, for a target that never answers in time (one JSON
+line; target: within TIMEOUT_OVERSHOOT_MAX_MS). The behaviour itself is pinned by
+tests/edge/test_outcomes.py, without a clock. Real Postgres, real Deno (the local stack's Edge
+runtime bootstrap), a real loopback target; leaves nothing behind.
 
 Usage: python benchmarks/dispatch_answer_bench.py [--rounds 3] [--dispatches 40]
 """
@@ -30,6 +32,8 @@ from tests.edge.function_process import FunctionProcess
 from tests.edge.target_server import TargetServer
 
 TARGET_MAX_SECONDS = 0.5
+TIMEOUT_MS = 500
+TIMEOUT_OVERSHOOT_MAX_MS = 500
 
 
 def emit(record: dict[str, Any]) -> None:
@@ -53,6 +57,25 @@ def one_round(fn: FunctionProcess, engine: Engine, target: TargetServer, count: 
     for d in dispatches:
         engine.wait_attempts(d.job_id, timeout=60)
     return sorted(answers)
+
+
+def timeout_overshoots(
+    fn: FunctionProcess, engine: Engine, target: TargetServer, count: int
+) -> list[int]:
+    """ms each timed-out attempt lasted past TIMEOUT_MS (the target holds every call)."""
+    key = uuid.uuid4().hex[:12]
+    dispatches = [engine.dispatch(f"hold-{key}", timeout_ms=TIMEOUT_MS) for _ in range(count)]
+    try:
+        for d in dispatches:
+            response = httpx.post(fn.url, content=d.body, headers=d.headers, timeout=30)
+            if response.status_code != 202:
+                raise RuntimeError(f"dispatch answered {response.status_code}: {response.text}")
+        attempts = [engine.wait_attempts(d.job_id, timeout=60)[0] for d in dispatches]
+    finally:
+        target.release(key)
+    if any(a["outcome"] != "failure" for a in attempts):
+        raise RuntimeError(f"a held call did not time out: {attempts}")
+    return sorted(int(a["duration_ms"]) - TIMEOUT_MS for a in attempts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
                       "max_ms_median": round(statistics.median(worst) * 1000, 1),
                       "target_max_ms": TARGET_MAX_SECONDS * 1000,
                       "ok": statistics.median(worst) < TARGET_MAX_SECONDS})  # fmt: skip
+                over = timeout_overshoots(fn, engine, target, 10)
+                emit({"bench": "timeout_abandon", "timeout_ms": TIMEOUT_MS, "calls": len(over),
+                      "p50_over_ms": statistics.median(over), "max_over_ms": over[-1],
+                      "target_max_over_ms": TIMEOUT_OVERSHOOT_MAX_MS,
+                      "ok": over[-1] <= TIMEOUT_OVERSHOOT_MAX_MS})  # fmt: skip
             finally:
                 engine.close()
                 fn.stop()

@@ -167,7 +167,7 @@ class Engine:
         return dict(row)
 
     def wait_attempts(
-        self, job_id: str, count: int = 1, timeout: float = 15.0
+        self, job_id: str, count: int = 1, timeout: float = 60.0
     ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -29,6 +29,8 @@ class Seen:
     at: float
     # when the answer was written (monotonic); None while the call is in flight
     ended: float | None = None
+    # the headers of the answer, once written (tests compare what the engine did with them)
+    answer_headers: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> object:
         return json.loads(self.body)
@@ -81,7 +83,7 @@ class TargetServer:
         with self._lock:
             return [s for s in self.seen if s.slug == slug]
 
-    def wait_for(self, slug: str, count: int = 1, timeout: float = 10.0) -> list[Seen]:
+    def wait_for(self, slug: str, count: int = 1, timeout: float = 60.0) -> list[Seen]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             got = self.requests_for(slug)
@@ -112,7 +114,9 @@ class TargetServer:
         with self._lock:
             self.seen.append(seen)
         try:
-            return await self._answer(slug, request)
+            response = await self._answer(slug, request)
+            seen.answer_headers = dict(response.headers)
+            return response
         finally:
             seen.ended = time.monotonic()
 

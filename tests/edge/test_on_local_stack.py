@@ -124,24 +124,27 @@ def test_timeout_through_the_whole_stack(installed: Installed) -> None:
 
 
 def test_slow_target_does_not_hold_up_pg_net(installed: Installed) -> None:
-    """pg_net waits for its whole batch; the dispatcher answers at once, so a 4 s job does not
-    delay a fast job of another queue dispatched right after it."""
-    started = time.monotonic()
-    slow_id, slow_request = _enqueue(installed, {"sleep_ms": 4000}, timeout_ms=10_000)
+    """pg_net waits for its whole batch; the dispatcher answers at once, so a slow job does not
+    delay a fast job of another queue dispatched right after it. Asserted as an order on the
+    database's clock (how fast: benchmarks/dispatch_answer_bench.py); the slow job's 8 s are
+    only room for a loaded machine to run the fast one."""
+    slow_id, slow_request = _enqueue(installed, {"sleep_ms": 8000}, timeout_ms=60_000)
     fast_id, _ = _enqueue(installed, {"fast": True})
-    answer = _pg_net_answer(installed, slow_request)
-    answered_after = time.monotonic() - started
+    answer = _pg_net_answer(installed, slow_request, timeout=60)
     assert answer["status_code"] == 202 and answer["timed_out"] is False
-    [fast] = installed.engine.wait_attempts(fast_id, timeout=30)
-    fast_done_after = time.monotonic() - started
+    [fast] = installed.engine.wait_attempts(fast_id, timeout=60)
     assert fast["outcome"] == "success"
-    assert installed.engine.job(slow_id)["status"] == "in_progress"
-    assert answered_after < 3.5 and fast_done_after < 3.5, (answered_after, fast_done_after)
-    print(
-        f"\npg_net answered after {answered_after:.2f}s; fast job done after {fast_done_after:.2f}s"
-    )
-    [slow] = installed.engine.wait_attempts(slow_id, timeout=30)
-    assert slow["outcome"] == "success" and slow["duration_ms"] >= 4000
+    [slow] = installed.engine.wait_attempts(slow_id, timeout=60)
+    assert slow["outcome"] == "success" and slow["duration_ms"] >= 8000
+    order = installed.engine.conn.execute(
+        "select (select created from net._http_response where id = %s) as answered,"
+        " (select ended_at from supaqueue.job_attempt where job = %s) as fast_done,"
+        " (select ended_at from supaqueue.job_attempt where job = %s) as slow_done",
+        (slow_request, fast_id, slow_id),
+    ).fetchone()
+    assert order is not None
+    assert order["answered"] < order["slow_done"], "pg_net waited for the slow call"
+    assert order["fast_done"] < order["slow_done"], "the fast job waited for the slow one"
 
 
 def _pg_net_requests_so_far(inst: Installed) -> int:

@@ -6,6 +6,8 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 from tests.edge.conftest import deliver, function_env
 from tests.edge.engine import Engine
@@ -101,15 +103,23 @@ def test_5xx_on_last_attempt_fails_the_job(supaqueue_fn: FunctionProcess, engine
 def test_timeout_is_a_failure_with_the_reason(
     supaqueue_fn: FunctionProcess, engine: Engine, target: TargetServer
 ) -> None:
-    d = engine.dispatch("slow-5000", timeout_ms=500)
-    deliver(supaqueue_fn, d)
-    [attempt] = engine.wait_attempts(d.job_id, timeout=10)
+    """The call is abandoned at its timeout: the failure is recorded while the target still
+    holds the call (an order, not a duration), and not before the timeout had passed."""
+    key = uuid.uuid4().hex[:12]
+    d = engine.dispatch(f"hold-{key}", timeout_ms=500)
+    try:
+        deliver(supaqueue_fn, d)
+        [attempt] = engine.wait_attempts(d.job_id, timeout=60)
+        [call] = target.requests_for(f"hold-{key}")  # it was called...
+        assert call.ended is None  # ...and abandoned: the target has not answered yet
+    finally:
+        target.release(key)
     assert attempt["outcome"] == "failure"
     assert attempt["status_code"] is None
     assert attempt["error"] == "Timeout of 500 ms reached"
-    assert 450 <= attempt["duration_ms"] < 2500
+    assert attempt["duration_ms"] >= 450  # it waited the timeout (how promptly: a benchmark)
     assert engine.job(d.job_id)["status"] == "failed"
-    assert len(target.requests_for("slow-5000")) == 1  # it was called, then abandoned
+    assert len(target.requests_for(f"hold-{key}")) == 1  # called once, not retried
 
 
 def test_connection_refused_is_a_failure_with_the_reason(
@@ -170,6 +180,15 @@ def test_large_body_is_excerpted(supaqueue_fn: FunctionProcess, engine: Engine) 
     assert attempt["response_excerpt"] == BIG_BODY[:2000]  # the engine keeps 2000 of our 2048
 
 
+def _run_at_and_recorded_at(engine: Engine, job_id: str) -> tuple[datetime, datetime]:
+    """The retry's run_at and when the failure was recorded (the same transaction's now())."""
+    row = engine.conn.execute(
+        "select run_at, updated_at from supaqueue.job where id = %s", (job_id,)
+    ).fetchone()
+    assert row is not None
+    return row["run_at"], row["updated_at"]
+
+
 def test_retry_after_seconds_delays_the_retry(
     supaqueue_fn: FunctionProcess, engine: Engine
 ) -> None:
@@ -177,21 +196,27 @@ def test_retry_after_seconds_delays_the_retry(
     deliver(supaqueue_fn, d)
     [attempt] = engine.wait_attempts(d.job_id)
     assert attempt["status_code"] == 429
-    job = engine.job(d.job_id)
-    assert job["status"] == "pending"
-    assert 15 <= job["run_in_s"] <= 17.5, job  # Retry-After: 17, far above the 1 s backoff
+    assert engine.job(d.job_id)["status"] == "pending"
+    # Retry-After: 17, far above the 1 s backoff, counted from when the failure was recorded
+    run_at, recorded_at = _run_at_and_recorded_at(engine, d.job_id)
+    assert run_at - recorded_at == timedelta(seconds=17)
 
 
 def test_retry_after_http_date_delays_the_retry(
-    supaqueue_fn: FunctionProcess, engine: Engine
+    supaqueue_fn: FunctionProcess, engine: Engine, target: TargetServer
 ) -> None:
     d = engine.dispatch("retry-after-date", max_attempts=3)
     deliver(supaqueue_fn, d)
     [attempt] = engine.wait_attempts(d.job_id)
     assert attempt["status_code"] == 503
-    job = engine.job(d.job_id)
-    assert job["status"] == "pending"
-    assert RETRY_AFTER_DATE_SECONDS - 5 <= job["run_in_s"] <= RETRY_AFTER_DATE_SECONDS + 1, job
+    assert engine.job(d.job_id)["status"] == "pending"
+    [call] = target.requests_for("retry-after-date")
+    sent = parsedate_to_datetime(call.answer_headers["Retry-After"])
+    run_at, recorded_at = _run_at_and_recorded_at(engine, d.job_id)
+    # Not before the date the target named (seconds rounded up), and no later than its
+    # RETRY_AFTER_DATE_SECONDS counted from when the failure was recorded (after it was named).
+    limit = recorded_at + timedelta(seconds=RETRY_AFTER_DATE_SECONDS)
+    assert sent <= run_at <= limit, (sent, run_at, recorded_at)
 
 
 def test_duplicate_delivery_never_calls_the_target_twice(

@@ -37,7 +37,7 @@ def test_header_http_cannot_carry_is_a_final_failure_with_the_reason(
     slug = f"refused-header-{len(next(iter(headers)))}"
     d = engine.dispatch(slug, headers=headers, max_attempts=3)
     assert deliver(supaqueue_fn, d).status_code == 202
-    [attempt] = engine.wait_attempts(d.job_id, timeout=15)
+    [attempt] = engine.wait_attempts(d.job_id, timeout=60)
     assert attempt["outcome"] == "failure" and attempt["status_code"] is None
     assert attempt["error"].startswith("refused by the dispatcher: ") and reason in attempt["error"]
     job = engine.job(d.job_id)
@@ -52,7 +52,7 @@ def test_get_queue_with_a_non_object_payload_is_refused(
 ) -> None:
     d = engine.dispatch("refused-get", [1, 2], method="GET", max_attempts=3)
     assert deliver(supaqueue_fn, d).status_code == 202
-    [attempt] = engine.wait_attempts(d.job_id, timeout=15)
+    [attempt] = engine.wait_attempts(d.job_id, timeout=60)
     assert "job.payload must be an object (or null) for GET" in attempt["error"]
     assert engine.job(d.job_id)["status"] == "failed"
     assert target.requests_for("refused-get") == []
@@ -74,7 +74,7 @@ def test_lone_surrogate_in_a_200_answer_is_stored_repaired(
 ) -> None:
     d = engine.dispatch("lone-surrogate", max_attempts=3)
     assert deliver(supaqueue_fn, d).status_code == 202
-    [attempt] = engine.wait_attempts(d.job_id, timeout=15)
+    [attempt] = engine.wait_attempts(d.job_id, timeout=60)
     assert attempt["outcome"] == "success" and attempt["status_code"] == 200
     assert attempt["error"] == "result stored with lone surrogates replaced by U+FFFD"
     job = engine.job(d.job_id)

@@ -68,7 +68,7 @@ def test_database_without_supaqueue_is_not_retried(
     fn = start_function(function_env(target.url, pg_cluster.dsn("postgres"), dispatch_secret))
     d = engine.dispatch("no-schema")
     assert deliver(fn, d).status_code == 202
-    [failure] = wait_events(fn, "claim_failed", 1, timeout=15)
+    [failure] = wait_events(fn, "claim_failed", 1, timeout=60)
     time.sleep(1)
     assert len([e for e in fn.events() if e.get("event") == "claim_failed"]) == 1
     assert target.requests_for("no-schema") == []

@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from components.edge_source import source_files
+from tests import procs
 from tests.conftest import LocalStack, supaqueue_dev
 from tests.edge.engine import Engine, install
 from tests.edge.function_process import EDGE
@@ -49,44 +50,9 @@ def parts(stack: LocalStack) -> dict[str, Any]:
         return {}
 
 
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def stack_processes(stack: LocalStack) -> list[int]:
     """Every process of the stack but Postgres (daemon, parts, functions)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if "postgres" in cmdline.split(" ")[0]:
-            continue
-        if str(stack.dir) in cmdline or cwd.startswith(str(stack.dir)):
-            if alive(int(entry.name)):
-                pids.append(int(entry.name))
-    return pids
+    return procs.mentioning(stack.dir, but_postgres=True)
 
 
 def healthy(stack: LocalStack) -> bool:
@@ -138,15 +104,7 @@ def engine(own_stack: LocalStack) -> Iterator[Engine]:
 
 
 def deno_of(stack: LocalStack, slug: str) -> list[int]:
-    functions = str(stack.dir / "functions" / slug)
-    found = []
-    for pid in stack_processes(stack):
-        try:
-            if os.readlink(f"/proc/{pid}/cwd").startswith(functions):
-                found.append(pid)
-        except OSError:
-            continue
-    return found
+    return procs.working_in(stack.dir / "functions" / slug)
 
 
 @pytest.mark.timeout(600)
@@ -188,11 +146,11 @@ def test_killing_each_part_under_load_loses_no_job(own_stack: LocalStack, engine
     progress = done()
     wait_for("more jobs done", lambda: done() > progress, timeout=120)
     gateway = parts(own_stack)["pids"]["gateway"]
-    functions = children(gateway)
+    functions = procs.children(gateway)
     assert functions, "the gateway runs the functions' processes"
     os.kill(gateway, signal.SIGKILL)
     wait_for("the gateway's functions ended with it",
-             lambda: not any(alive(p) for p in functions), timeout=30)  # fmt: skip
+             lambda: not any(procs.alive(p) for p in functions), timeout=30)  # fmt: skip
     wait_for(
         "the gateway restarted",
         lambda: parts(own_stack)["pids"]["gateway"] not in (None, gateway) and healthy(own_stack),

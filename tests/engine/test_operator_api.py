@@ -583,20 +583,23 @@ def test_queue_series_rebuilds_the_depth_of_the_last_hour(engine: Engine) -> Non
     q = engine.queue(workers=0, name="depth")
     # (created, finished) in minutes ago; None = unfinished now
     spans = [(30, 10), (20, None), (120, 5), (120, 90), (3, None), (50, 49)]
-    for created, finished in spans:
-        job = engine.insert_job(q)
-        engine.conn.execute(
-            "update supaqueue.job set created_at = now() - %s * interval '1 minute',"
-            " status = (case when %s::int is null then 'pending' else 'success' end)"
-            "::supaqueue.job_status,"
-            " finished_at = now() - %s * interval '1 minute' where id = %s",
-            (created, finished, finished, job),
-        )
-    rows = engine.conn.execute(
-        "select bucket, depth, succeeded, extract(epoch from now() - bucket) / 60 as ago"
-        " from supaqueue.queue_series(interval '1 hour', 60) where queue = %s order by bucket",
-        (q,),
-    ).fetchall()
+    # one transaction: one now() for the spans and the series, however slow the machine
+    with engine.conn.transaction():
+        for created, finished in spans:
+            job = engine.insert_job(q)
+            engine.conn.execute(
+                "update supaqueue.job set created_at = now() - %s * interval '1 minute',"
+                " status = (case when %s::int is null then 'pending' else 'success' end)"
+                "::supaqueue.job_status,"
+                " finished_at = now() - %s * interval '1 minute' where id = %s",
+                (created, finished, finished, job),
+            )
+        rows = engine.conn.execute(
+            "select bucket, depth, succeeded, extract(epoch from now() - bucket) / 60 as ago"
+            " from supaqueue.queue_series(interval '1 hour', 60) where queue = %s"
+            " order by bucket",
+            (q,),
+        ).fetchall()
     assert len(rows) in (60, 61)  # every minute of the hour, empty ones too
     for row in rows:
         end = row["ago"] - 1  # minutes ago at the bucket's end

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.engine.harness import Engine
+from tests.engine.harness import Engine, wait_for_room_in_the_minute
 
 
 def add_schedule(
@@ -138,6 +138,7 @@ def test_schedules_fire_on_the_looping_tick(engine: Engine) -> None:
     """The pg_cron 1.4 path here: `call supaqueue.tick_loop()` (what the per-minute cron job
     runs) ticks every second; a '1 seconds' schedule gets one job per second, each slot once,
     dispatched to the queue's worker."""
+    wait_for_room_in_the_minute(engine, 4)
     q = engine.queue(workers=1)
     add_schedule(engine, q, "1 seconds", {"ping": True}, name="ping")
     done = threading.Event()

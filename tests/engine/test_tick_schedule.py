@@ -12,46 +12,75 @@ import pytest
 
 from components import migrations
 from local_stack.postgres import Cluster
-from tests.engine.harness import FUNCTIONS_URL, SECRET, Engine
+from tests.engine.harness import FUNCTIONS_URL, SECRET, Engine, wait_for_room_in_the_minute
 from tests.support.pg_cron import has_seconds_schedules, pg_cron_version, warn_not_tested_here
 
 LOOP_RUNNING = "select count(*) from pg_stat_activity where query ilike 'call supaqueue.tick_loop%'"
 
 
+LOOP_APP = "supaqueue-test-tick-loop"
+
+
 def test_tick_loop_ticks_every_second_and_commits_each_tick(engine: Engine) -> None:
+    wait_for_room_in_the_minute(engine, 4)
     q = engine.queue(workers=1)
     job = engine.one(
         "select supaqueue.enqueue(%s, '{}', now() + interval '1.2 seconds')::text", (q,)
     )
-    seen: list[tuple[float, str]] = []
+    # (seconds since the call, the job's status, whether the loop was running in that snapshot)
+    seen: list[tuple[float, str, bool]] = []
     started = time.monotonic()
     loop_done = threading.Event()
+    errors: list[BaseException] = []
 
     def watch() -> None:
         # Another connection sees the dispatch while the loop still runs: each tick committed.
         # It watches until the loop returns (bounded), so a loaded machine cannot outrun it.
         with psycopg.connect(engine.dsn, autocommit=True) as conn:
-            while not loop_done.is_set() and time.monotonic() - started < 30:
-                row = conn.execute("select status::text from supaqueue.job where id = %s", (job,))
-                status = row.fetchone()
-                assert status is not None
-                seen.append((time.monotonic() - started, status[0]))
+            while not loop_done.is_set() and time.monotonic() - started < 120:
+                row = conn.execute(
+                    "select j.status::text, exists (select from pg_stat_activity"
+                    "  where application_name = %s and state = 'active') as running"
+                    " from supaqueue.job j where j.id = %s",
+                    (LOOP_APP, job),
+                ).fetchone()
+                assert row is not None
+                seen.append((time.monotonic() - started, row[0], row[1]))
                 time.sleep(0.05)
+
+    def run_loop() -> None:
+        try:
+            with psycopg.connect(engine.dsn, autocommit=True, application_name=LOOP_APP) as c:
+                c.execute("call supaqueue.tick_loop(4)")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    with psycopg.connect(engine.dsn, autocommit=True) as conn:
-        conn.execute("call supaqueue.tick_loop(4)")
+    loop = threading.Thread(target=run_loop)
+    loop.start()
+    loop.join(120)  # a guard against a loop that never ends, not a speed limit
     elapsed = time.monotonic() - started
+    hung = loop.is_alive()
+    if hung:
+        engine.one(
+            "select count(pg_cancel_backend(pid)) from pg_stat_activity"
+            " where application_name = %s",
+            (LOOP_APP,),
+        )
+        loop.join(30)
     loop_done.set()
     watcher.join()
-    # At least the seconds it was given; the upper bound only catches a loop that never ends
-    # (a loaded CI machine stretches every tick).
-    assert 3.9 <= elapsed <= 15.0, "the loop runs for about the seconds it was given"
-    first_dispatch = min(t for t, s in seen if s == "in_progress")
+    assert not hung, "tick_loop(4) was still running after 120 s"
+    assert errors == []
+    assert elapsed >= 3.9, "the loop runs for at least the seconds it was given"
+    dispatched = [(t, running) for t, status, running in seen if status == "in_progress"]
+    assert dispatched, seen
     # due at 1.2 s: a tick after that dispatches it (a loaded machine may delay that tick)
-    assert 1.1 <= first_dispatch, seen
-    assert first_dispatch < elapsed - 0.5, "the dispatch must be visible before the loop ends"
+    assert 1.1 <= dispatched[0][0], seen
+    assert any(running for _, running in dispatched), (
+        f"the dispatch must be visible while the loop still runs: {seen}"
+    )
 
 
 @pytest.fixture
@@ -145,11 +174,17 @@ def test_pg_cron_job_exists_and_actually_ticks(cron_cluster: Cluster) -> None:
         delayed = engine.one(
             "select supaqueue.enqueue(%s, '{}', now() + interval '2 seconds')::text", (q,)
         )
-        due = time.monotonic() + 2
-        while engine.status(delayed) == "pending" and time.monotonic() < due + 5:
+        # how soon after it is due: a benchmark's figure; here only that the tick does it
+        deadline = time.monotonic() + 60
+        while engine.status(delayed) == "pending" and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert engine.status(delayed) == "in_progress"
-        assert time.monotonic() - due < 2.0, "a due job waits at most about a tick"
+        assert engine.status(delayed) == "in_progress", "no tick dispatched the due job in 60 s"
+        dispatched_late = engine.one(
+            "select c.started_at >= j.run_at from supaqueue.current_job c"
+            " join supaqueue.job j on j.id = c.job where c.job = %s",
+            (delayed,),
+        )
+        assert dispatched_late, "dispatched before it was due"
         # the lost job's lease (1 s) expired; the tick counted the attempt and retried it
         history = engine.conn.execute(
             "select outcome from supaqueue.job_attempt where job = %s", (lost,)

@@ -49,7 +49,13 @@ def test_captures_the_payloads_on_the_chosen_port_only() -> None:
             with socket.create_connection(ignored.getsockname()) as other:
                 other.sendall(b"not watched")
             after = time.time()
-            time.sleep(0.5)  # the capture thread drains what the kernel queued
+            # the capture thread drains what the kernel queued: wait for both payloads (bounded)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not {b"hello watched", b"answer"} <= {
+                s.head for s in capture.segments
+            }:
+                time.sleep(0.05)
+            time.sleep(0.2)  # and for a copy counted twice, if it were
     heads = [(s.head, s.dst == port, s.src == port) for s in capture.segments]
     assert (b"hello watched", True, False) in heads
     assert (b"answer", False, True) in heads
