@@ -14,11 +14,11 @@ from typing import Any, ParamSpec, TypeVar
 
 import psycopg
 import pulumi
-from pulumi.dynamic import DiffResult
+from pulumi.dynamic import CheckFailure, DiffResult
 from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
-from components.clients.postgres import sql_message
+from components.clients.postgres import check_url, sql_message
 from components.errors import DatabaseError, SupaqueueError
 
 P = ParamSpec("P")
@@ -71,6 +71,38 @@ def is_unknown(value: Any) -> bool:
 
 def unknown_keys(props: Mapping[str, Any]) -> set[str]:
     return {key for key, value in props.items() if is_unknown(value)}
+
+
+def hook_check_failures(
+    news: Mapping[str, Any],
+    unknown: set[str],
+    validate: Callable[..., Iterable[Any]],
+    *,
+    fields: Iterable[str],
+    path: str,
+    inputs: Iterable[str],
+    also_allowed: Iterable[str],
+) -> list[CheckFailure]:
+    """The checks a trigger's and a schedule's `check` share, without a database: the
+    declaration's own (`validate`'s problems, named without `path.`), the queue's id, the
+    database URL, and no key beyond `inputs` and `also_allowed`."""
+    known = list(inputs)
+    spec = {key: news[key] for key in fields if key in news and key != "queue"}
+    failures = [
+        CheckFailure(problem.field.removeprefix(f"{path}."), problem.reason)
+        for problem in validate(spec, unknown=unknown, queue_known=False)
+    ]
+    if news.get("queue_id") is None:
+        failures.append(CheckFailure("queue_id", "is required (the queue's id)"))
+    if "db_url" not in unknown and (why := check_url(news.get("db_url"))):
+        failures.append(CheckFailure("db_url", f"the database URL {why}"))
+    allowed = {*known, *also_allowed, "__provider"}
+    failures += [
+        CheckFailure(key, f"unknown key; known keys: {', '.join(known)}")
+        for key in news
+        if key not in allowed
+    ]
+    return failures
 
 
 def changed_keys(

@@ -7,9 +7,13 @@ them again: what was dropped by hand may have been dropped on purpose.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from components.clients.postgres import check_url
+import psycopg
+
+from components.clients.postgres import check_url, connect
+from components.errors import DatabaseError
 
 
 def diff_url(olds: dict[str, Any], news: dict[str, Any]) -> str | None:
@@ -17,6 +21,19 @@ def diff_url(olds: dict[str, Any], news: dict[str, Any]) -> str | None:
     as the old one may hold a password since rotated."""
     url = news.get("db_url") if isinstance(news.get("db_url"), str) else olds.get("db_url")
     return url if isinstance(url, str) and not check_url(url) else None
+
+
+def fail_if_vanished(
+    olds: dict[str, Any],
+    news: dict[str, Any],
+    problem: Callable[[psycopg.Connection], str | None],
+) -> None:
+    """A `diff`'s first step: raise what `problem` finds gone (nothing is changed), read with
+    `diff_url`; no usable URL yet (e.g. unknown at preview): nothing to read."""
+    if db_url := diff_url(olds, news):
+        with connect(db_url) as conn:
+            if found := problem(conn):
+                raise DatabaseError(found)
 
 
 def refresh_advice(again: str, forgets: str, keep_gone: str) -> str:

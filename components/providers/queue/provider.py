@@ -38,7 +38,7 @@ from components.providers.base import (
     presented,
     unknown_keys,
 )
-from components.providers.drift import diff_url
+from components.providers.drift import fail_if_vanished
 from components.providers.queue.spec import FIELDS, coerce_integers, validate_queue, with_defaults
 from components.sql_files import queries
 
@@ -119,10 +119,11 @@ class QueueProvider(ResourceProvider):
     @presented
     def diff(self, queue_id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # A queue dropped in SQL is not "unchanged": preview stops, saying what to run.
-        if db_url := diff_url(olds, news):
-            with connect(db_url) as conn:
-                if problem := ownership.vanished_queue_problem(conn, queue_id, olds.get("name")):
-                    raise DatabaseError(problem)
+        fail_if_vanished(
+            olds,
+            news,
+            lambda conn: ownership.vanished_queue_problem(conn, queue_id, olds.get("name")),
+        )
         return explicit_diff(olds, news, updatable=UPDATABLE, identity=IDENTITY)
 
     @presented

@@ -28,10 +28,10 @@ from pulumi.dynamic import (
 )
 
 from components import migrations
-from components.clients.postgres import check_url, connect, sql_message
+from components.clients.postgres import connect, sql_message
 from components.errors import DatabaseError, NameTakenError
-from components.providers.base import explicit_diff, presented, unknown_keys
-from components.providers.drift import diff_url, refresh_advice
+from components.providers.base import explicit_diff, hook_check_failures, presented, unknown_keys
+from components.providers.drift import fail_if_vanished, refresh_advice
 from components.providers.schedule.spec import (
     DEFAULT_TIMEZONE,
     FIELDS,
@@ -169,20 +169,11 @@ class ScheduleProvider(ResourceProvider):
     @presented
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         unknown = unknown_keys(news)
-        spec = {key: news[key] for key in FIELDS if key in news and key != "queue"}
-        failures = [
-            CheckFailure(problem.field.removeprefix("schedule."), problem.reason)
-            for problem in validate_schedule(spec, unknown=unknown, queue_known=False)
-        ]
-        if news.get("queue_id") is None:
-            failures.append(CheckFailure("queue_id", "is required (the queue's id)"))
+        failures = hook_check_failures(
+            news, unknown, validate_schedule, fields=FIELDS, path="schedule", inputs=INPUTS,
+            also_allowed=COMPUTED,
+        )  # fmt: skip
         db_url = news.get("db_url")
-        if "db_url" not in unknown and (why := check_url(db_url)):
-            failures.append(CheckFailure("db_url", f"the database URL {why}"))
-        extra = [key for key in news if key not in (*INPUTS, *COMPUTED, "__provider")]
-        failures += [
-            CheckFailure(key, f"unknown key; known keys: {', '.join(INPUTS)}") for key in extra
-        ]
         inputs: dict[str, Any] = {key: news.get(key) for key in INPUTS}
         if "timezone" not in unknown:
             inputs["timezone"] = news.get("timezone") or DEFAULT_TIMEZONE
@@ -203,10 +194,9 @@ class ScheduleProvider(ResourceProvider):
     @presented
     def diff(self, schedule_id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # A schedule deleted in SQL is not "unchanged": preview stops, saying what to run.
-        if db_url := diff_url(olds, news):
-            with connect(db_url) as conn:
-                if problem := vanished_problem(conn, schedule_id, olds.get("name")):
-                    raise DatabaseError(problem)
+        fail_if_vanished(
+            olds, news, lambda conn: vanished_problem(conn, schedule_id, olds.get("name"))
+        )
         return explicit_diff(olds, news, updatable=UPDATABLE, identity=IDENTITY)
 
     @presented

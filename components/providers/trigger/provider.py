@@ -29,10 +29,10 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from components.clients.postgres import check_url, connect, sql_message
+from components.clients.postgres import connect, sql_message
 from components.errors import ConfigError, DatabaseError, NameTakenError
-from components.providers.base import explicit_diff, presented, unknown_keys
-from components.providers.drift import diff_url, refresh_advice
+from components.providers.base import explicit_diff, hook_check_failures, presented, unknown_keys
+from components.providers.drift import fail_if_vanished, refresh_advice
 from components.providers.trigger.spec import (
     FIELDS,
     normalized_events,
@@ -241,20 +241,11 @@ class TriggerProvider(ResourceProvider):
     @presented
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         unknown = unknown_keys(news)
-        spec = {key: news[key] for key in FIELDS if key in news and key != "queue"}
-        failures = [
-            CheckFailure(problem.field.removeprefix("trigger."), problem.reason)
-            for problem in validate_trigger(spec, unknown=unknown, queue_known=False)
-        ]
-        if news.get("queue_id") is None:
-            failures.append(CheckFailure("queue_id", "is required (the queue's id)"))
+        failures = hook_check_failures(
+            news, unknown, validate_trigger, fields=FIELDS, path="trigger", inputs=INPUTS,
+            also_allowed=("trigger_id",),
+        )  # fmt: skip
         db_url = news.get("db_url")
-        if "db_url" not in unknown and (why := check_url(db_url)):
-            failures.append(CheckFailure("db_url", f"the database URL {why}"))
-        extra = [key for key in news if key not in (*INPUTS, "trigger_id", "__provider")]
-        failures += [
-            CheckFailure(key, f"unknown key; known keys: {', '.join(INPUTS)}") for key in extra
-        ]
         inputs = {key: news.get(key) for key in INPUTS}
         if not failures and "events" not in unknown:
             inputs["events"] = normalized_events(news["events"])
@@ -273,10 +264,7 @@ class TriggerProvider(ResourceProvider):
     @presented
     def diff(self, trigger_id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # A trigger dropped in SQL is not "unchanged": preview stops, saying what to run.
-        if db_url := diff_url(olds, news):
-            with connect(db_url) as conn:
-                if problem := vanished_problem(conn, trigger_id, olds):
-                    raise DatabaseError(problem)
+        fail_if_vanished(olds, news, lambda conn: vanished_problem(conn, trigger_id, olds))
         return explicit_diff(olds, news, updatable=UPDATABLE, identity=IDENTITY)
 
     @presented
