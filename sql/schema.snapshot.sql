@@ -150,20 +150,35 @@ CREATE FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) RETURNS jsonb
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
     AS $$
+declare
+  _deps jsonb;
+  _payload jsonb;
 begin
+  select j.payload,
+         coalesce(
+           (select jsonb_object_agg(d.depends_on::text, coalesce(dj.result, 'null'::jsonb))
+              from supaqueue.job_dependency d
+              join supaqueue.job dj on dj.id = d.depends_on
+             where d.job = j.id),
+           '{}'::jsonb)
+    into _payload, _deps
+    from supaqueue.job j where j.id = _cj.job;
   return (
     select jsonb_build_object(
       'current_job', jsonb_build_object(
         'id', _cj.id, 'worker', _cj.worker, 'job', _cj.job,
         'lease_expires_at', _cj.lease_expires_at, 'claimed_at', _cj.claimed_at),
       'job', jsonb_build_object(
-        'id', j.id, 'queue', j.queue, 'payload', j.payload, 'attempts', j.attempts,
-        'dependency_results', coalesce(
-          (select jsonb_object_agg(d.depends_on::text, coalesce(dj.result, 'null'::jsonb))
-             from supaqueue.job_dependency d
-             join supaqueue.job dj on dj.id = d.depends_on
-            where d.job = j.id),
-          '{}'::jsonb)),
+        'id', j.id, 'queue', j.queue, 'payload', _payload, 'attempts', j.attempts,
+        'dependency_results', _deps,
+        'body', (case
+                   when _deps = '{}'::jsonb then _payload
+                   when jsonb_typeof(_payload) = 'null'
+                     then jsonb_build_object('dependency_results', _deps)
+                   when jsonb_typeof(_payload) = 'object' and not _payload ? 'dependency_results'
+                     then _payload || jsonb_build_object('dependency_results', _deps)
+                   else _payload
+                 end)::text),
       'queue', jsonb_build_object(
         'id', q.id, 'name', q.name, 'edge_function_name', q.edge_function_name,
         'method', q.method, 'default_headers', q.default_headers, 'timeout_ms', q.timeout_ms),
@@ -431,6 +446,7 @@ declare
   _prio integer;
   _from_run_at timestamptz;
   _from_id uuid;
+  _held boolean := false;
 begin
   -- Nothing to do when the queue is paused in the stack or by the operator (0013), or, but for
   -- a chain, when every worker is busy (the usual case at saturation, after each report): no job
@@ -447,11 +463,19 @@ begin
 
   if _chain_worker is null then
     -- Not configured yet (the Pulumi program writes it): jobs wait; the tick retries every second.
-    select rtrim(u.value, '/') || '/' || coalesce(s.value, 'supaqueue') into _url
+    select rtrim(u.value, '/') || '/' || coalesce(s.value, 'supaqueue'),
+           exists (select 1 from supaqueue.dispatch_hold)
+      into _url, _held
       from supaqueue.settings u
       left join supaqueue.settings s on s.key = 'dispatcher_slug'
       where u.key = 'functions_url';
     if _url is null then
+      return 0;
+    end if;
+    -- 0018: the dispatcher answered 404 (deleted behind the stack's back): one job at a time
+    -- probes it, and none while a probe is out (supaqueue._hold_missing_dispatcher).
+    if _held and exists (select 1 from supaqueue.dispatch_hold h where h.probe_lease is not null)
+    then
       return 0;
     end if;
   end if;
@@ -483,7 +507,7 @@ begin
     -- a rate far beyond reach (1e10/s) must not overflow the integer budget
     _budget := least(floor(_tokens), 2147483647);
   end if;
-  if _chain_worker is not null then
+  if _chain_worker is not null or _held then
     _budget := least(coalesce(_budget, 1), 1);
   end if;
 
@@ -578,6 +602,9 @@ begin
                                        claimed_at)
       values (_cj_id, _worker, _job.id, _now, _lease, _request,
               case when _chain_worker is not null then _now end);
+    if _held then
+      update supaqueue.dispatch_hold set probe_lease = _cj_id, probed_at = _now;
+    end if;
 
     _worker := null;
     _n := _n + 1;
@@ -716,6 +743,59 @@ end
 $$;
 
 ALTER FUNCTION supaqueue._free_worker(_worker uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._hold_missing_dispatcher() RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _r record;
+  _content text;
+  _n integer := 0;
+  _url text;
+begin
+  delete from supaqueue.dispatch_hold h
+   where h.probe_lease is not null
+     and not exists (select 1 from supaqueue.current_job c
+                      where c.id = h.probe_lease and c.claimed_at is null);
+
+  for _r in
+    select c.id, c.job, c.worker, r.content
+      from supaqueue.current_job c
+      cross join lateral (
+        select r.status_code, r.content from net._http_response r
+         where r.id = c.request_id and r.created >= c.started_at - interval '1 minute'
+         limit 1) r
+     where c.claimed_at is null and c.request_id is not null and r.status_code = 404
+     for update of c skip locked
+  loop
+    delete from supaqueue.current_job where id = _r.id;
+    update supaqueue.job
+       set status = 'pending', attempts = greatest(attempts - 1, 0), updated_at = now()
+     where id = _r.job and status = 'in_progress';
+    perform supaqueue._free_worker(_r.worker);
+    _content := _r.content;
+    _n := _n + 1;
+  end loop;
+
+  if _n > 0 then
+    select rtrim(u.value, '/') || '/' || coalesce(s.value, 'supaqueue') into _url
+      from supaqueue.settings u
+      left join supaqueue.settings s on s.key = 'dispatcher_slug'
+     where u.key = 'functions_url';
+    insert into supaqueue.dispatch_hold as h (reason, returned)
+      values (format('the dispatcher %s answered HTTP 404 (%s): it is not deployed; run '
+                     '`pulumi up` to deploy it again. Jobs wait, no attempt is counted.',
+                     coalesce(_url, '(no functions_url)'), left(coalesce(_content, ''), 200)),
+              _n)
+      on conflict (id) do update
+        set returned = h.returned + excluded.returned, probe_lease = null;
+  end if;
+  return _n;
+end
+$$;
+
+ALTER FUNCTION supaqueue._hold_missing_dispatcher() OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._install_table_trigger_objects(_id uuid) RETURNS void
     LANGUAGE plpgsql
@@ -2296,6 +2376,8 @@ declare
   _n integer;
 begin
   perform supaqueue.enqueue_due_schedules();
+  -- 0018: leases whose dispatch met no dispatcher (HTTP 404) go back without an attempt
+  perform supaqueue._hold_missing_dispatcher();
 
   for _cj in
     delete from supaqueue.current_job
@@ -2419,6 +2501,18 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.uninstall() OWNER TO postgres;
+
+CREATE TABLE supaqueue.dispatch_hold (
+    id boolean DEFAULT true NOT NULL,
+    since timestamp with time zone DEFAULT now() NOT NULL,
+    reason text NOT NULL,
+    returned bigint DEFAULT 0 NOT NULL,
+    probe_lease uuid,
+    probed_at timestamp with time zone,
+    CONSTRAINT dispatch_hold_id_check CHECK (id)
+);
+
+ALTER TABLE supaqueue.dispatch_hold OWNER TO postgres;
 
 CREATE TABLE supaqueue.installation_owner (
     singleton boolean DEFAULT true NOT NULL,
@@ -2610,6 +2704,9 @@ ALTER TABLE ONLY supaqueue.current_job
 ALTER TABLE ONLY supaqueue.current_job
     ADD CONSTRAINT current_job_worker_key UNIQUE (worker);
 
+ALTER TABLE ONLY supaqueue.dispatch_hold
+    ADD CONSTRAINT dispatch_hold_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY supaqueue.installation_owner
     ADD CONSTRAINT installation_owner_pkey PRIMARY KEY (singleton);
 
@@ -2746,6 +2843,8 @@ REVOKE ALL ON FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with
 REVOKE ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._free_worker(_worker uuid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._hold_missing_dispatcher() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid) FROM PUBLIC;
 
@@ -2884,6 +2983,8 @@ REVOKE ALL ON FUNCTION supaqueue.unfinished_job_count(_queue uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.unfinished_job_count(_queue uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.uninstall() FROM PUBLIC;
+
+GRANT SELECT ON TABLE supaqueue.dispatch_hold TO service_role;
 
 GRANT SELECT ON TABLE supaqueue.installation_owner TO service_role;
 
