@@ -91,6 +91,20 @@ def healthy(state: StackState, timeout: float = 1.0) -> bool:
     return response.status_code == 200
 
 
+def _answering(state: StackState, timeout: float = HEALTH_TIMEOUT_S) -> bool:
+    """Whether this stack's daemon answers within `timeout`: a supervisor that was killed is
+    replaced by its keeper (local_stack/daemon.py) within moments, so one not answering yet gets
+    that long while it runs."""
+    deadline = time.monotonic() + timeout
+    while daemon_pid(state) is not None:
+        if healthy(state, timeout=0.5):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return False
+
+
 def _spawn_daemon(state: StackState) -> subprocess.Popen[bytes]:
     state.logs_dir.mkdir(parents=True, exist_ok=True)
     with (state.logs_dir / "daemon.log").open("ab") as log:
@@ -237,8 +251,10 @@ def _up(state_dir: Path) -> tuple[StackState, bool]:
             cluster.start()
             started_pg = True
         cluster.bootstrap()
-        if pid is not None and not healthy(state, timeout=3.0):
-            _stop_daemon(state, pid, timeout=5.0)  # alive but unresponsive: replace it
+        if pid is not None and not _answering(state):
+            pid = daemon_pid(state)  # a keeper that took the supervisor's place has its own
+            if pid is not None:
+                _stop_daemon(state, pid, timeout=5.0)  # alive but unresponsive: replace it
             pid = None
         if pid is None:
             proc = _spawn_daemon(state)
@@ -281,7 +297,7 @@ def running_state(state_dir: Path) -> StackState:
     state = _load(state_dir)
     if state is None:
         raise StackError(f"no local stack in {state_dir}: run `supaqueue dev up`")
-    if daemon_pid(state) is None or not cluster_for(state).is_running() or not healthy(state):
+    if not cluster_for(state).is_running() or not _answering(state):
         raise StackError(f"the local stack in {state_dir} is not running: run `supaqueue dev up`")
     return state
 

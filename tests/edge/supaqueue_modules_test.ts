@@ -1,7 +1,7 @@
 // Deno unit tests of the pure modules of edge/supaqueue (run by test_deno_units.py).
 import { parseRetryAfter } from "../../edge/supaqueue/retry_after.ts";
 import { InvalidDispatch, parseDispatch, parseRef } from "../../edge/supaqueue/dispatch_body.ts";
-import { buildRequest } from "../../edge/supaqueue/target_call.ts";
+import { buildRequest, callTarget } from "../../edge/supaqueue/target_call.ts";
 import { storableJsonText } from "../../edge/supaqueue/exact_json.ts";
 import { secretMatches } from "../../edge/supaqueue/secret.ts";
 
@@ -240,4 +240,43 @@ Deno.test("secret: constant-time comparison accepts only the exact secret", asyn
   assertEquals(await secretMatches("s3cret ", "s3cret"), false);
   assertEquals(await secretMatches(null, "s3cret"), false);
   assertEquals(await secretMatches("", "s3cret"), false);
+});
+
+// A response as the runtime's fetch would hand it over, for callTarget without a network.
+async function outcomeOf(response: Response) {
+  const real = globalThis.fetch;
+  globalThis.fetch = () => Promise.resolve(response);
+  try {
+    return await callTarget(parseDispatch(body()), { supabaseUrl: "http://h", serviceRoleKey: "k" });
+  } finally {
+    globalThis.fetch = real;
+  }
+}
+
+Deno.test("outcome: fewer bytes than Content-Length announced fail the attempt", async () => {
+  const o = await outcomeOf(
+    new Response('{"a": 1', { headers: { "content-length": "100", "content-type": "application/json" } }),
+  );
+  assertEquals([o.isSuccessful, o.statusCode, o.result], [false, 200, null]);
+  assertEquals(o.error, "answer cut short: 7 of 100 bytes (the connection ended early)");
+});
+
+Deno.test("outcome: a body that breaks off while read fails the attempt", async () => {
+  const stream = new ReadableStream({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode('{"a": '));
+      controller.error(new TypeError("connection reset"));
+    },
+  });
+  const o = await outcomeOf(new Response(stream, { headers: { "content-type": "application/json" } }));
+  assertEquals([o.isSuccessful, o.result], [false, null]);
+  assertEquals(o.error?.endsWith("connection reset while reading the response body"), true, o.error ?? "");
+});
+
+Deno.test("outcome: a whole answer with its Content-Length is a success, stored as sent", async () => {
+  const text = '{"big": 12345678901234567890123}';
+  const o = await outcomeOf(
+    new Response(text, { headers: { "content-length": String(text.length), "content-type": "application/json" } }),
+  );
+  assertEquals([o.isSuccessful, o.result, o.error], [true, text, null]);
 });

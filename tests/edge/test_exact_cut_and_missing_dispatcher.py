@@ -97,7 +97,9 @@ def installed(local_stack: LocalStack) -> Iterator[Installed]:
             _mgmt(local_stack, "DELETE", f"/functions/{slug}")
 
 
-def _enqueue_text(inst: Installed, queue_id: str, payload: str, depends_on: str | None = None) -> str:
+def _enqueue_text(
+    inst: Installed, queue_id: str, payload: str, depends_on: str | None = None
+) -> str:
     row = inst.engine.conn.execute(
         "select supaqueue.enqueue(%s, %s::jsonb, _depends_on => %s::uuid[]) as id",
         (queue_id, payload, None if depends_on is None else [depends_on]),
