@@ -110,7 +110,24 @@ class Operator:
         return str(rows[0]["id"])
 
     def figures(self, window: str = "1 hour") -> list[dict[str, Any]]:
-        return self._rows("figures", window=window)
+        rows = self._rows("figures", window=window)
+        # The installation's dispatch hold (a missing dispatcher) holds every queue: each row
+        # says so, so `status --json` and the dashboard show it where they show the state.
+        hold = self.dispatch_hold()
+        for row in rows:
+            row["dispatch_held_since"] = hold["since"] if hold else None
+            row["dispatch_hold_reason"] = hold["reason"] if hold else None
+        return rows
+
+    def dispatch_hold(self) -> dict[str, Any] | None:
+        """Since when and why dispatch is held (the dispatcher answered 404), or None."""
+        try:
+            rows = self.conn.execute(_queries()["dispatch_hold"]).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return None  # installed before sql/0018: nothing can be held
+        except psycopg.Error as exc:
+            raise ConsoleError(sql_message(exc)) from None
+        return dict(rows[0]) if rows else None
 
     def series(self, window: str = "1 hour", bucket_seconds: int = 60) -> list[dict[str, Any]]:
         return self._rows("series", window=window, bucket_seconds=bucket_seconds)

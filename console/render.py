@@ -62,6 +62,8 @@ def queue_state(row: dict[str, Any]) -> Text:
         return Text("paused (operator)", style="yellow")
     if row["paused_by_stack"]:
         return Text("paused (stack)", style="yellow")
+    if row.get("dispatch_held_since") is not None:
+        return Text("held: no dispatcher", style="red")
     return Text("running", style="green")
 
 
@@ -104,6 +106,13 @@ def status_table(rows: list[dict[str, Any]], window: str) -> Table:
         table.add_column(column.header, justify=column.justify)  # type: ignore[arg-type]
     for row in rows:
         table.add_row(*(column.cell(row) for column in STATUS_COLUMNS))
+    held = next((r for r in rows if r.get("dispatch_held_since") is not None), None)
+    if held is not None:
+        table.caption = f"dispatch held since {when(held['dispatch_held_since'])}: " + str(
+            held["dispatch_hold_reason"]
+        )
+        table.caption_style = "red"
+        table.caption_justify = "left"
     return table
 
 

@@ -312,3 +312,23 @@ def test_status_shows_each_queues_next_scheduled_run(jobs: Jobs) -> None:
     assert rows["emails"]["next_schedule"] is None
     table = ok("status", "--db-url", jobs.dsn)
     assert "nightly" in table and "next schedule" in table
+
+
+def test_status_shows_a_dispatch_held_for_a_missing_dispatcher(jobs: Jobs) -> None:
+    """Issue 21 item 6: the tick holds dispatch when the dispatcher answers 404 (sql/0018)."""
+    import psycopg
+
+    rows = json.loads(ok("status", "--db-url", jobs.dsn, "--json"))
+    assert {r["dispatch_held_since"] for r in rows} == {None}
+    with psycopg.connect(jobs.dsn, autocommit=True) as conn:
+        conn.execute(
+            "insert into supaqueue.dispatch_hold (reason, returned)"
+            " values ('the dispatcher http://x/supaqueue answered HTTP 404 (gone)', 3)"
+        )
+    table = ok("status", "--db-url", jobs.dsn)
+    assert "held: no dispatcher" in table and "answered HTTP 404 (gone)" in table
+    rows = json.loads(ok("status", "--db-url", jobs.dsn, "--json"))
+    assert all(r["dispatch_held_since"] for r in rows)
+    assert {r["dispatch_hold_reason"] for r in rows} == {
+        "the dispatcher http://x/supaqueue answered HTTP 404 (gone)"
+    }

@@ -16,6 +16,10 @@ select f.*, s.name as next_schedule, s.next_run_at as next_schedule_at
      where queue = f.queue order by next_run_at, name limit 1
   ) s on true
 
+-- name: dispatch_hold
+-- Dispatch held because the dispatcher answered HTTP 404 (sql/0018): one row, or none.
+select since, reason, returned from supaqueue.dispatch_hold
+
 -- name: series
 select queue, bucket, succeeded, failed, cancelled, failed_attempts, depth
   from supaqueue.queue_series(%(window)s::interval, %(bucket_seconds)s)

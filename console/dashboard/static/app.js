@@ -109,6 +109,10 @@ function stateBadge(state) {
 function queueState(q) {
   if (q.paused_by_operator_since) return el("span", {class: "state paused"}, "paused (operator)");
   if (q.paused_by_stack) return el("span", {class: "state paused"}, "paused (stack)");
+  if (q.dispatch_held_since) {
+    return el("span", {class: "state held", title: q.dispatch_hold_reason || ""},
+              "held: no dispatcher");
+  }
   return el("span", {class: "state running"}, "running");
 }
 
