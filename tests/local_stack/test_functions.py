@@ -466,7 +466,9 @@ def test_answers_of_every_size_pass_whole_with_their_headers(
 
 def _deploy_raw(stack: LocalStack, slug: str, files: dict[str, str]) -> httpx.Response:
     url = f"{stack.env['MANAGEMENT_API_URL']}/v1/projects/{stack.env['PROJECT_REF']}"
-    parts = [("metadata", (None, json.dumps({"entrypoint_path": "index.ts"}), "application/json"))]
+    parts: list[tuple[str, tuple[str | None, str, str]]] = [
+        ("metadata", (None, json.dumps({"entrypoint_path": "index.ts"}), "application/json"))
+    ]
     parts += [("file", (name, data, "application/octet-stream")) for name, data in files.items()]
     return httpx.post(
         f"{url}/functions/deploy",
