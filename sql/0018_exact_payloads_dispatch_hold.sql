@@ -24,7 +24,9 @@ create table supaqueue.dispatch_hold (
   returned bigint not null default 0,
   -- the lease of the probe out now (null: none; the next dispatch sends one)
   probe_lease uuid,
-  probed_at timestamptz
+  probed_at timestamptz,
+  -- an idle probe (no job to send): a pg_net request the dispatcher answers 400 without a change
+  probe_request bigint
 );
 
 -- As in 0014, plus `job.body` (see above). The body follows the rule the function applied since
@@ -91,11 +93,20 @@ declare
   _content text;
   _n integer := 0;
   _url text;
+  _h supaqueue.dispatch_hold;
+  _secret text;
 begin
   delete from supaqueue.dispatch_hold h
    where h.probe_lease is not null
      and not exists (select 1 from supaqueue.current_job c
                       where c.id = h.probe_lease and c.claimed_at is null);
+  -- An idle probe answered by anything but a 404 (the dispatcher answers a body without a lease
+  -- 400 and changes nothing): the function is back.
+  delete from supaqueue.dispatch_hold h
+   where h.probe_request is not null
+     and exists (select 1 from net._http_response r
+                  where r.id = h.probe_request and r.created >= h.probed_at - interval '1 minute'
+                    and r.status_code is not null and r.status_code <> 404);
 
   for _r in
     select c.id, c.job, c.worker, r.content
@@ -121,13 +132,36 @@ begin
       from supaqueue.settings u
       left join supaqueue.settings s on s.key = 'dispatcher_slug'
      where u.key = 'functions_url';
-    insert into supaqueue.dispatch_hold as h (reason, returned)
+    insert into supaqueue.dispatch_hold as h (reason, returned, probed_at)
       values (format('the dispatcher %s answered HTTP 404 (%s): it is not deployed; run '
                      '`pulumi up` to deploy it again. Jobs wait, no attempt is counted.',
                      coalesce(_url, '(no functions_url)'), left(coalesce(_content, ''), 200)),
-              _n)
+              _n, clock_timestamp())
       on conflict (id) do update
         set returned = h.returned + excluded.returned, probe_lease = null;
+  end if;
+
+  -- Held with no job to probe with (nothing ready, or every queue paused): probe every 5 s with a
+  -- request of no lease, so the hold ends once the function is back even while nothing waits.
+  select * into _h from supaqueue.dispatch_hold for update skip locked;
+  if found and _h.probe_lease is null
+     and (_h.probed_at is null or _h.probed_at < clock_timestamp() - interval '5 seconds') then
+    select rtrim(u.value, '/') || '/' || coalesce(s.value, 'supaqueue') into _url
+      from supaqueue.settings u
+      left join supaqueue.settings s on s.key = 'dispatcher_slug'
+     where u.key = 'functions_url';
+    select ds.decrypted_secret into _secret
+      from vault.decrypted_secrets ds where ds.name = 'supaqueue_secret'
+     order by ds.created_at desc limit 1;
+    if _url is not null and _secret is not null then
+      update supaqueue.dispatch_hold
+         set probe_request = net.http_post(
+               url := _url, body := '{"probe": "supaqueue dispatch hold"}'::jsonb,
+               headers := jsonb_build_object('Content-Type', 'application/json',
+                                             'supaqueue-secret', _secret),
+               timeout_milliseconds := 5000),
+             probed_at = clock_timestamp();
+    end if;
   end if;
   return _n;
 end

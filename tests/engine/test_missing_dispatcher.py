@@ -93,3 +93,28 @@ def test_other_answers_do_not_hold(engine: Engine) -> None:
     _answer(engine, second, 202, '{"accepted": true}')
     engine.tick()
     assert _hold(engine) is None and _leases(engine) == 2  # leases run their course as before
+
+
+def test_an_idle_hold_probes_without_a_job_and_ends_when_answered(engine: Engine) -> None:
+    """Nothing to send (the queue paused by the operator): the tick probes with a request of no
+    lease every 5 s, and any answer but a 404 ends the hold."""
+    q = engine.queue(workers=1)
+    engine.insert_job(q)
+    [request] = engine.new_requests()
+    _answer(engine, request, 404)
+    engine.tick()
+    [probe] = engine.new_requests()  # the job itself, as the first probe
+    _answer(engine, probe, 404)
+    engine.conn.execute("select supaqueue.pause_queue(%s)", (q,))
+    engine.tick()  # the probe's lease went back; nothing may go; the last probe was just now
+    assert engine.new_requests() == [] and _hold(engine) is not None
+    engine.conn.execute("update supaqueue.dispatch_hold set probed_at = now() - interval '6 s'")
+    engine.tick()
+    [idle] = engine.new_requests()
+    assert idle.body == {"probe": "supaqueue dispatch hold"} and idle.url.endswith("/supaqueue")
+    engine.tick()  # no answer yet: still held, no second probe
+    assert engine.new_requests() == [] and _hold(engine) is not None
+    _answer(engine, idle, 400, '{"error": "current_job must be an object"}')
+    engine.tick()
+    assert _hold(engine) is None
+    assert engine.one("select count(*) from supaqueue.job_attempt") == 0
