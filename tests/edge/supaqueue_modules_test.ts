@@ -174,9 +174,15 @@ Deno.test("results: U+0000 is dropped so Postgres jsonb accepts them, with a not
 });
 
 Deno.test("results: lone surrogates become U+FFFD; pairs and escaped backslashes are kept", () => {
-  const text = '{"s": "Great job \\ud83d", "t": "\\ud83d\\ude00", "u": "\\\\u0000", "v": "\\ude00\\\\ud83d"}';
+  const text =
+    '{"s": "Great job \\ud83d", "t": "\\ud83d\\ude00", "u": "\\\\u0000", "v": "\\ude00\\\\ud83d"}';
   const { json, note } = storableJsonText(text);
-  assertEquals(JSON.parse(json), { s: "Great job \ufffd", t: "\ud83d\ude00", u: "\\u0000", v: "\ufffd\\ud83d" });
+  assertEquals(JSON.parse(json), {
+    s: "Great job \ufffd",
+    t: "\ud83d\ude00",
+    u: "\\u0000",
+    v: "\ufffd\\ud83d",
+  });
   assertEquals(note, "result stored with lone surrogates replaced by U+FFFD");
   assertEquals(storableJsonText('{"a": [1, "x"]}'), { json: '{"a": [1, "x"]}', note: null });
   // a high surrogate escape at the very end of a string, then another string
@@ -247,7 +253,10 @@ async function outcomeOf(response: Response) {
   const real = globalThis.fetch;
   globalThis.fetch = () => Promise.resolve(response);
   try {
-    return await callTarget(parseDispatch(body()), { supabaseUrl: "http://h", serviceRoleKey: "k" });
+    return await callTarget(parseDispatch(body()), {
+      supabaseUrl: "http://h",
+      serviceRoleKey: "k",
+    });
   } finally {
     globalThis.fetch = real;
   }
@@ -255,7 +264,9 @@ async function outcomeOf(response: Response) {
 
 Deno.test("outcome: fewer bytes than Content-Length announced fail the attempt", async () => {
   const o = await outcomeOf(
-    new Response('{"a": 1', { headers: { "content-length": "100", "content-type": "application/json" } }),
+    new Response('{"a": 1', {
+      headers: { "content-length": "100", "content-type": "application/json" },
+    }),
   );
   assertEquals([o.isSuccessful, o.statusCode, o.result], [false, 200, null]);
   assertEquals(o.error, "answer cut short: 7 of 100 bytes (the connection ended early)");
@@ -268,15 +279,23 @@ Deno.test("outcome: a body that breaks off while read fails the attempt", async 
       controller.error(new TypeError("connection reset"));
     },
   });
-  const o = await outcomeOf(new Response(stream, { headers: { "content-type": "application/json" } }));
+  const o = await outcomeOf(
+    new Response(stream, { headers: { "content-type": "application/json" } }),
+  );
   assertEquals([o.isSuccessful, o.result], [false, null]);
-  assertEquals(o.error?.endsWith("connection reset while reading the response body"), true, o.error ?? "");
+  assertEquals(
+    o.error?.endsWith("connection reset while reading the response body"),
+    true,
+    o.error ?? "",
+  );
 });
 
 Deno.test("outcome: a whole answer with its Content-Length is a success, stored as sent", async () => {
   const text = '{"big": 12345678901234567890123}';
   const o = await outcomeOf(
-    new Response(text, { headers: { "content-length": String(text.length), "content-type": "application/json" } }),
+    new Response(text, {
+      headers: { "content-length": String(text.length), "content-type": "application/json" },
+    }),
   );
   assertEquals([o.isSuccessful, o.result, o.error], [true, text, null]);
 });
