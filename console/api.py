@@ -41,6 +41,10 @@ class NotFoundError(ConsoleError):
     exit_code = 3
 
 
+class AmbiguousJobIdError(BadInputError):
+    """A job id prefix matches several jobs (listed in the message). Exit code 2."""
+
+
 def _queries() -> dict[str, str]:
     return sql_files.queries("operator.sql")
 
@@ -131,7 +135,7 @@ class Operator:
                 raise BadInputError(f"state {state!r} is not one of {', '.join(STATES)}")
         before_created = None
         if after_job:
-            after_job = parse_uuid(after_job, "--after job id")
+            after_job = self.resolve_job(after_job, "--after job id")
             before_created = self._value("job_created_at", id=after_job)
             if before_created is None:
                 raise NotFoundError(f"there is no job {after_job} to page after")
@@ -148,17 +152,14 @@ class Operator:
         )
 
     def job(self, job_id: str) -> dict[str, Any]:
-        job_id = parse_uuid(job_id)
-        detail = self._value("job_detail", id=job_id)
-        if detail is None:
-            raise NotFoundError(f"there is no job {job_id}")
-        return dict(detail)
+        job_id = self.resolve_job(job_id)
+        return self.job_with_runs(job_id)
 
     # --- acting ----------------------------------------------------------------------------
 
     def retry(self, job_id: str) -> bool:
         """True when retried; False when the job was not failed or cancelled."""
-        return bool(self._value("retry_job", id=parse_uuid(job_id)))
+        return bool(self._value("retry_job", id=self.resolve_job(job_id)))
 
     def retry_failed(
         self,
@@ -179,7 +180,7 @@ class Operator:
 
     def cancel(self, job_id: str) -> bool:
         """True when cancelled; False when the job had already finished."""
-        return bool(self._value("cancel_job", id=parse_uuid(job_id)))
+        return bool(self._value("cancel_job", id=self.resolve_job(job_id)))
 
     def purge(
         self,
@@ -208,3 +209,100 @@ class Operator:
 
     def resume(self, queue: str) -> dict[str, Any]:
         return dict(self._value("resume_queue", queue=self.queue_id(queue)))
+
+    # --- issue 22: job id prefixes, runs, bulk actions on a filter, run now -----------------
+
+    def resolve_job(self, value: str, what: str = "job id") -> str:
+        """A whole job id, or the start of one (the dashboard shows 8 characters) that matches
+        exactly one job."""
+        text = value.strip() if isinstance(value, str) else ""
+        try:
+            return str(uuid.UUID(text))
+        except ValueError:
+            pass
+        hex_digits = text.replace("-", "").lower()
+        if not hex_digits or any(c not in "0123456789abcdef" for c in hex_digits):
+            raise BadInputError(f"{what} {value!r} is not a job id or the start of one")
+        if len(hex_digits) > 32:
+            raise BadInputError(f"{what} {value!r} is not a UUID (too long)")
+        matches = [r["id"] for r in self._rows("job_ids_with_prefix", prefix=text, limit=11)]
+        if not matches:
+            raise NotFoundError(f"there is no job whose id starts with {text!r}")
+        if len(matches) > 1:
+            shown = ", ".join(matches[:10]) + (", ..." if len(matches) > 10 else "")
+            count = "more than 10" if len(matches) > 10 else str(len(matches))
+            raise AmbiguousJobIdError(
+                f"{what} {text!r} matches {count} jobs ({shown}): give more characters"
+            )
+        return str(matches[0])
+
+    def job_with_runs(self, job_id: str) -> dict[str, Any]:
+        """job_detail, each attempt marked with its run (1, then one more per operator retry),
+        and the operator actions (`operator_actions`: action, at, by, run)."""
+        rows = self._rows("job_detail_with_runs", id=job_id)
+        if not rows or rows[0]["detail"] is None:
+            raise NotFoundError(f"there is no job {job_id}")
+        detail = dict(rows[0]["detail"])
+        runs = dict(rows[0]["runs"] or {})
+        marks = list(runs.get("attempts") or [])
+        history = list(detail.get("attempt_history") or [])
+        if len(marks) == len(history):
+            for attempt, mark in zip(history, marks, strict=True):
+                attempt["run"] = mark.get("run", 1)
+        detail["operator_actions"] = list(runs.get("actions") or [])
+        detail["last_response_excerpt"] = runs.get("last_response_excerpt")
+        return detail
+
+    def _filter_queue(self, queue: str | None) -> str | None:
+        return self.queue_id(queue) if queue else None
+
+    def cancel_matching(
+        self,
+        queue: str | None,
+        states: list[str],
+        error: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        """Cancel (or count, dry_run) the pending and/or in-progress jobs of a filter."""
+        for state in states:
+            if state not in ("pending", "in_progress"):
+                raise BadInputError(
+                    f"state {state!r} cannot be cancelled: only pending and in_progress"
+                )
+        return int(
+            self._value(
+                "cancel_jobs",
+                queue=self._filter_queue(queue),
+                statuses=states,
+                error=error or None,
+                created_after=created_after,
+                created_before=created_before,
+                dry_run=dry_run,
+            )
+        )
+
+    def retry_matching(
+        self,
+        queue: str | None,
+        error: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        """Retry (or count, dry_run) the failed jobs of a filter."""
+        return int(
+            self._value(
+                "retry_jobs",
+                queue=self._filter_queue(queue),
+                error=error or None,
+                created_after=created_after,
+                created_before=created_before,
+                dry_run=dry_run,
+            )
+        )
+
+    def run_now(self, job_id: str) -> bool:
+        """True when a delayed pending job was made due now; False when it was not delayed."""
+        return bool(self._value("run_job_now", id=self.resolve_job(job_id)))

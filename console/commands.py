@@ -1,5 +1,5 @@
 """The operator commands: `supaqueue status | jobs | job | retry | cancel | purge | pause |
-resume | ui`.
+resume | ui | run-now`.
 
 Exit codes (scripts may rely on them):
   0 done · 1 error (database, connection, stack config) · 2 bad usage · 3 no such job or queue ·
@@ -183,7 +183,9 @@ def status(
 )
 @click.option("--since", type=TimeParam(), help="created at or after (2h, 7d or ISO time)")
 @click.option("--until", type=TimeParam(), help="created before (2h, 7d or ISO time)")
-@click.option("--error", metavar="TEXT", help="last error contains TEXT (any case)")
+@click.option(
+    "--error", metavar="TEXT", help="last error or response excerpt contains TEXT (any case)"
+)
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--after", metavar="JOB_ID", help="the next page: jobs listed after this one")
 @json_option
@@ -260,7 +262,9 @@ def report(as_json: bool, result: dict[str, Any], text: str, changed: int) -> No
 @click.option("--queue", "-q", metavar="NAME", help="with --failed: the queue")
 @click.option("--failed", "all_failed", is_flag=True, help="every failed job of --queue")
 @click.option("--since", type=TimeParam(), help="with --failed: failed at or after this time")
-@click.option("--error", metavar="TEXT", help="with --failed: last error contains TEXT")
+@click.option(
+    "--error", metavar="TEXT", help="with --failed: last error or response excerpt contains TEXT"
+)
 @database_options
 @yes_option
 @json_option
@@ -304,15 +308,40 @@ def retry(
 
 
 @click.command()
-@click.argument("job_ids", nargs=-1, required=True)
+@click.argument("job_ids", nargs=-1)
+@click.option("--queue", "-q", metavar="NAME", help="with --pending/--in-progress: the queue")
+@click.option("--pending", is_flag=True, help="every pending job of --queue")
+@click.option(
+    "--in-progress",
+    "in_progress",
+    is_flag=True,
+    help="every in-progress job of --queue (their late answers change nothing)",
+)
+@click.option(
+    "--error", metavar="TEXT", help="with --queue: only jobs whose error or response has TEXT"
+)
 @database_options
 @yes_option
 @json_option
 @guarded
 def cancel(
-    job_ids: tuple[str, ...], db_url: str | None, stack: str | None, yes: bool, as_json: bool
+    job_ids: tuple[str, ...],
+    queue: str | None,
+    pending: bool,
+    in_progress: bool,
+    error: str | None,
+    db_url: str | None,
+    stack: str | None,
+    yes: bool,
+    as_json: bool,
 ) -> None:
-    """Cancel pending or in-progress jobs (and their pending dependents)."""
+    """Cancel pending or in-progress jobs (and their pending dependents): by id (or the start
+    of one), or all of a queue's with --queue Q --pending and/or --in-progress."""
+    if queue or pending or in_progress or error:
+        cancel_queue(job_ids, queue, pending, in_progress, error, db_url, stack, yes, as_json)
+        return
+    if not job_ids:
+        raise click.UsageError("give job ids, or --queue NAME --pending and/or --in-progress")
     with operator(db_url, stack) as op:
         confirm(
             f"Cancel {len(job_ids)} job(s) and their pending dependents: {', '.join(job_ids)}", yes
@@ -324,6 +353,64 @@ def cancel(
     lines = [f"cancelled {j}" for j in done]
     lines += [f"not cancelled (already finished): {j}" for j in skipped]
     report(as_json, {"cancelled": done, "not_cancelled": skipped}, "\n".join(lines), len(done))
+
+
+def cancel_queue(
+    job_ids: tuple[str, ...],
+    queue: str | None,
+    pending: bool,
+    in_progress: bool,
+    error: str | None,
+    db_url: str | None,
+    stack: str | None,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """`cancel --queue Q --pending/--in-progress`: empty a queue on purpose, after confirming
+    the count (sql/0020 cancel_jobs)."""
+    if job_ids:
+        raise click.UsageError("give job ids, or --queue NAME --pending/--in-progress (not both)")
+    if not queue:
+        raise click.UsageError("--pending/--in-progress need --queue NAME")
+    states = [s for s, chosen in (("pending", pending), ("in_progress", in_progress)) if chosen]
+    if not states:
+        raise click.UsageError("--queue needs --pending and/or --in-progress")
+    what = " and ".join(s.replace("_", "-") for s in states)
+    match = f" whose error or response contains {error!r}" if error else ""
+    with operator(db_url, stack) as op:
+        matching = op.cancel_matching(queue, states, error, dry_run=True)
+        if not matching:
+            report(as_json, {"cancelled": 0}, f"no {what} job of queue {queue}{match}", 0)
+        confirm(
+            f"Cancel {matching} {what} job(s) of queue {queue}{match}, and their pending "
+            "dependents",
+            yes,
+        )
+        count = op.cancel_matching(queue, states, error)
+    report(
+        as_json,
+        {"cancelled": count, "matched": matching},
+        f"cancelled {count} job(s) of queue {queue}",
+        count,
+    )
+
+
+@click.command(name="run-now")
+@click.argument("job_id")
+@database_options
+@json_option
+@guarded
+def run_now(job_id: str, db_url: str | None, stack: str | None, as_json: bool) -> None:
+    """Run a delayed job now (its run_at or retry backoff not yet reached)."""
+    with operator(db_url, stack) as op:
+        resolved = op.resolve_job(job_id)
+        done = op.run_now(resolved)
+    text = (
+        f"job {resolved} is due now"
+        if done
+        else f"job {resolved} was not delayed (not pending, or already due): nothing changed"
+    )
+    report(as_json, {"job": resolved, "run_now": done}, text, int(done))
 
 
 @click.command()
@@ -426,4 +513,4 @@ def ui(db_url: str | None, stack: str | None, port: int, open_browser: bool) -> 
     serve(resolve_db_url(db_url, stack), port=port, open_browser=open_browser)
 
 
-COMMANDS = [status, jobs, job, retry, cancel, purge, pause, resume, ui]
+COMMANDS = [status, jobs, job, retry, cancel, purge, pause, resume, ui, run_now]

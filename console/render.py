@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -161,6 +162,9 @@ def job_view(job: dict[str, Any]) -> Group:
     ):
         value = job.get(key)
         facts.add_row(key, state_text(str(value)) if key == "status" else str(value))
+    if job.get("last_response_excerpt"):
+        # the target's own words: often the real reason (`HTTP 404` vs "function not found")
+        facts.add_row("last_response", escape(excerpt(job["last_response_excerpt"])))
     facts.add_row("payload", json.dumps(job["payload"]))
     facts.add_row("result", json.dumps(job["result"]))
     if job.get("lease"):
@@ -168,15 +172,23 @@ def job_view(job: dict[str, Any]) -> Group:
     attempts = Table(title="attempts", title_justify="left")
     for header in ("#", "outcome", "status", "duration", "ended", "error / response"):
         attempts.add_column(header, overflow="fold")
+    starts = run_starts(job.get("operator_actions") or [])
+    run = 1
     for a in job["attempt_history"]:
+        if a.get("run", 1) != run:
+            run = a.get("run", 1)
+            attempts.add_row("", f"[bold]run {run}[/bold]", "", "", "", starts.get(run, "retried"))
         attempts.add_row(
             str(a["attempt"]),
             str(a["outcome"]),
             str(a["status_code"] or "-"),
             millis(a["duration_ms"]),
             str(a["ended_at"]),
-            (a["error"] or a["response_excerpt"] or "")[:200],
+            error_and_response(a.get("error"), a.get("response_excerpt")),
         )
+    if job.get("operator_actions") and max(starts, default=1) > run:
+        # retried, no attempt of the new run ended yet
+        attempts.add_row("", f"[bold]run {max(starts)}[/bold]", "", "", "", starts[max(starts)])
     pipeline = Table(title="pipeline", title_justify="left")
     for header in ("relation", "job", "queue", "state"):
         pipeline.add_column(header)
@@ -189,6 +201,30 @@ def job_view(job: dict[str, Any]) -> Group:
     if job["depends_on"] or job["dependents"]:
         parts.append(pipeline)
     return Group(*parts)
+
+
+def excerpt(text: str, limit: int = 400) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def error_and_response(error: str | None, response: str | None) -> str:
+    """An attempt's error and its answer's excerpt, both: the status line alone rarely says why."""
+    parts = [excerpt(error, 200)] if error else []
+    if response:
+        parts.append(f"response: {excerpt(response, 300)}")
+    return escape(" · ".join(parts))
+
+
+def run_starts(actions: list[dict[str, Any]]) -> dict[int, str]:
+    """Run number -> the operator action that started it ("retry_job at … by …")."""
+    starts: dict[int, str] = {}
+    for action in actions:
+        if action.get("action") != "run_job_now":
+            starts[int(action["run"])] = escape(
+                f"{action['action']} at {action['at']} by {action['by']}"
+            )
+    return starts
 
 
 def console() -> Console:

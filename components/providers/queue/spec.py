@@ -210,6 +210,41 @@ def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = Non
     return problems
 
 
+def dead_letter_problems(queues: list[Mapping[str, Any]], path: str = "queues") -> list[Problem]:
+    """Dead-letter queues across one stack's queues: each names a queue declared beside it, and
+    no chain of them leads back to where it started (a dead letter that fails would loop; the
+    database refuses it too, trigger `queue_dead_letter_no_loop`)."""
+    names = {q.get("name"): index for index, q in enumerate(queues)}
+    target = {q.get("name"): q.get("dead_letter_queue") for q in queues}
+    problems: list[Problem] = []
+    for index, queue in enumerate(queues):
+        dlq = queue.get("dead_letter_queue")
+        if dlq is None:
+            continue
+        field = f"{path}[{index}].dead_letter_queue"
+        if dlq not in names:
+            declared = ", ".join(sorted(str(n) for n in names))
+            problems.append(
+                Problem(field, f"{dlq!r} is not a queue of this stack (declared: {declared})")
+            )
+            continue
+        chain = [queue.get("name"), dlq]
+        while chain[-1] != chain[0] and target.get(chain[-1]) is not None:
+            if len(chain) > len(queues):
+                break  # a loop that does not pass through this queue: reported at its own
+            chain.append(target[chain[-1]])
+        if chain[-1] == chain[0]:
+            problems.append(
+                Problem(
+                    field,
+                    f"dead letters would loop ({' -> '.join(map(str, chain))}): a dead letter "
+                    "that fails would be enqueued again for ever; end the chain at a queue "
+                    "without dead_letter_queue",
+                )
+            )
+    return problems
+
+
 # What an HTTP field value may hold (RFC 9110 field-value, without the obsolete non-ASCII
 # obs-text, which fetch() would send as Latin-1 bytes, never as the UTF-8 the user wrote):
 # visible ASCII, with spaces and tabs inside. tests/edge/test_header_rules.py checks that
