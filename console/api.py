@@ -222,7 +222,7 @@ class Operator:
             pass
         hex_digits = text.replace("-", "").lower()
         if not hex_digits or any(c not in "0123456789abcdef" for c in hex_digits):
-            raise BadInputError(f"{what} {value!r} is not a job id or the start of one")
+            raise BadInputError(f"{what} {value!r} is not a UUID or the start of one")
         if len(hex_digits) > 32:
             raise BadInputError(f"{what} {value!r} is not a UUID (too long)")
         matches = [r["id"] for r in self._rows("job_ids_with_prefix", prefix=text, limit=11)]

@@ -77,7 +77,7 @@ $$;
 
 -- The LIKE pattern that finds _text anywhere, any case (its %, _ and \ match themselves).
 create function supaqueue._contains_pattern(_text text) returns text
-language sql immutable parallel safe
+language sql immutable parallel safe security definer
 set search_path = ''
 as $$
   select '%' || replace(replace(replace(_text, '\', '\\'), '%', '\%'), '_', '\_') || '%'

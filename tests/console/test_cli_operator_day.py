@@ -61,7 +61,7 @@ def test_job_id_prefixes_where_unambiguous(jobs: Jobs) -> None:
     line = one_line_error(supaqueue("job", "0000000f", "--db-url", jobs.dsn), 3)
     assert "no job whose id starts with '0000000f'" in line
     line = one_line_error(supaqueue("job", "nope!", "--db-url", jobs.dsn), 2)
-    assert "not a job id or the start of one" in line
+    assert "is not a UUID or the start of one" in line
     # the other commands that take ids too
     assert "cancelled" in ok("cancel", twins[0][:-1] + "1", "--db-url", jobs.dsn, "--yes")
 

@@ -269,6 +269,7 @@ function jobsPage() {
     cursor = null; pageNo = 1;
     guarded("Jobs", load);
   });
+  bulkActions(form, query, () => { cursor = null; pageNo = 1; return load(); });
   // The queue list first, so that a ?queue= filter applies from the first load on; then live:
   // the first page follows new jobs, later pages stay put while being read.
   api("/api/figures").then((queues) => {
@@ -298,12 +299,13 @@ function jobPage() {
       ["run at", fmt.time(job.run_at)], ["created", fmt.time(job.created_at)],
       ["finished", fmt.time(job.finished_at)], ["dedup key", job.dedup_key ?? "–"],
       ["last status", job.last_status_code ?? "–"], ["last error", job.last_error ?? "–"],
+      ["last response", job.last_response_excerpt ? el("code", {}, job.last_response_excerpt) : "–"],
       ["lease until", job.lease ? fmt.time(job.lease.lease_expires_at) : "–"]];
     document.getElementById("facts").replaceChildren(
       ...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
     document.getElementById("payload").textContent = JSON.stringify(job.payload, null, 2);
     document.getElementById("result").textContent = JSON.stringify(job.result, null, 2);
-    document.querySelector("#attempts tbody").replaceChildren(...job.attempt_history.map((a) =>
+    document.querySelector("#attempts tbody").replaceChildren(...attemptRows(job, (a) =>
       el("tr", {},
         el("td", {class: "num"}, String(a.attempt)), el("td", {}, a.outcome),
         el("td", {class: "num"}, a.status_code ?? "–"), el("td", {class: "num"}, fmt.ms(a.duration_ms)),
@@ -313,6 +315,7 @@ function jobPage() {
     document.getElementById("dependents").replaceChildren(...related(job.dependents));
     retry.hidden = !["failed", "cancelled"].includes(job.status);
     cancel.hidden = !["pending", "in_progress"].includes(job.status);
+    runNowButton(job, load);
     document.body.dataset.status = job.status;
   }
 
@@ -329,6 +332,73 @@ function jobPage() {
     return answer.changed ? "job cancelled" : "job had already finished";
   }));
   every(JOB_EVERY_MS, load);
+}
+
+// --- issue 22: bulk actions on the jobs filter, run now, runs in the attempt history -----
+
+// "Retry failed…" / "Cancel pending…" act on every job of the filter (queue, since, error; the
+// state filter is the action's own). Each asks the server for the count first and confirms
+// with it; the answer says how many changed.
+function bulkActions(form, query, reload) {
+  const filter = () => {
+    const q = query();
+    return {queue: q.get("queue") || null, since: q.get("since") || null,
+            error: q.get("error") || null};
+  };
+  const describe = (f) => [
+    f.queue ? `of queue ${f.queue}` : "of every queue",
+    f.since ? `created in the last ${f.since}` : "",
+    f.error ? `whose error or response contains "${f.error}"` : ""].filter(Boolean).join(" ");
+  const bulk = (button, action, noun, verb, warning) => button.addEventListener("click",
+    () => guarded(button.textContent.replace("…", ""), async () => {
+      const f = filter();
+      const {count} = await act(`/api/bulk/${action}`, {...f, dry_run: true});
+      if (!count) return `no ${noun} job ${describe(f)}`;
+      const ok = await confirmAction(
+        `${verb} ${count} ${noun} job${count === 1 ? "" : "s"} ${describe(f)}?${warning}`);
+      if (!ok) return null;
+      const answer = await act(`/api/bulk/${action}`, f);
+      await reload();
+      return `${verb === "Retry" ? "retried" : "cancelled"} ${answer.count} job(s)`;
+    }));
+  bulk(document.getElementById("bulk-retry"), "retry-failed", "failed", "Retry",
+       " Each gets fresh attempts; jobs its failure cancelled come back too.");
+  bulk(document.getElementById("bulk-cancel"), "cancel-pending", "pending", "Cancel",
+       " Jobs waiting for them are cancelled too.");
+}
+
+// Attempts are numbered from 1 again in each run: a row before each run after the first names
+// the operator action that started it.
+function attemptRows(job, row) {
+  const starts = {};
+  for (const a of job.operator_actions ?? []) {
+    if (a.action !== "run_job_now") starts[a.run] = `${a.action} · ${fmt.time(a.at)} · ${a.by}`;
+  }
+  const rows = [];
+  let run = 1;
+  const mark = (n) => el("tr", {class: "run-start", "data-run": String(n)},
+    el("td", {colSpan: 7}, `run ${n}: started by ${starts[n] ?? "a retry"}`));
+  for (const a of job.attempt_history) {
+    if ((a.run ?? 1) !== run) { run = a.run ?? 1; rows.push(mark(run)); }
+    rows.push(row(a));
+  }
+  const last = Math.max(1, ...Object.keys(starts).map(Number));
+  if (last > run) rows.push(mark(last));  // retried; no attempt of that run has ended yet
+  return rows;
+}
+
+// "Run now": a pending job delayed to later (its run_at, or a retry's backoff).
+function runNowButton(job, reload) {
+  const button = document.getElementById("run-now");
+  button.hidden = !(job.status === "pending" && Date.parse(job.run_at) > Date.now());
+  if (button.dataset.bound) return;
+  button.dataset.bound = "1";
+  button.addEventListener("click", () => guarded("Run now", async () => {
+    if (!(await confirmAction("Run this job now instead of at its scheduled time?"))) return null;
+    const answer = await act(`/api/jobs/${document.body.dataset.job}/run-now`);
+    await reload();
+    return answer.changed ? "job is due now" : "job was not delayed";
+  }));
 }
 
 const pages = {queues: queuesPage, jobs: jobsPage, job: jobPage};
