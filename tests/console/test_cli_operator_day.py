@@ -84,10 +84,13 @@ def test_cancel_a_queues_pending_jobs_confirmed_with_the_count(jobs: Jobs) -> No
         supaqueue("cancel", "--queue", "reports", "--pending", "--db-url", jobs.dsn), 5
     )
     assert "Cancel 3 pending job(s) of queue reports" in line and "--yes" in line
-    assert jobs.engine.one(
-        "select count(*) from supaqueue.job where queue = %s and status = 'pending'",
-        (jobs.reports,),
-    ) == 3
+    assert (
+        jobs.engine.one(
+            "select count(*) from supaqueue.job where queue = %s and status = 'pending'",
+            (jobs.reports,),
+        )
+        == 3
+    )
     out = ok("cancel", "--queue", "reports", "--pending", "--db-url", jobs.dsn, "--yes", "--json")
     assert json.loads(out) == {"cancelled": 3, "matched": 3}
     nothing = supaqueue("cancel", "--queue", "reports", "--pending", "--db-url", jobs.dsn, "--yes")

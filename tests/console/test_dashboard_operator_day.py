@@ -25,7 +25,9 @@ COUNT_PENDING = "select count(*) from supaqueue.job where queue = %s and status 
 
 
 def test_bulk_actions_on_the_filter_confirm_with_the_count(
-    browser: WebDriver, ui: Ui, jobs: Jobs
+    browser: WebDriver,  # noqa: F811 (the fixture)
+    ui: Ui,  # noqa: F811
+    jobs: Jobs,
 ) -> None:
     login(browser, ui)
     browser.get(f"{ui.origin}/jobs?queue=reports")
@@ -39,7 +41,9 @@ def test_bulk_actions_on_the_filter_confirm_with_the_count(
     browser.find_element(By.ID, "bulk-cancel").click()
     confirm_dialog(browser, yes=True)
     wait_for("the cancel", lambda: jobs.engine.one(COUNT_PENDING, (jobs.reports,)) == 0)
-    wait_for("the message", lambda: "cancelled 3 job(s)" in browser.find_element(By.ID, "flash").text)
+    wait_for(
+        "the message", lambda: "cancelled 3 job(s)" in browser.find_element(By.ID, "flash").text
+    )
     # nothing left to cancel: said so, no dialog
     browser.find_element(By.ID, "bulk-cancel").click()
     wait_for(
@@ -61,7 +65,9 @@ def test_bulk_actions_on_the_filter_confirm_with_the_count(
 
 
 def test_run_now_the_last_response_and_the_runs_of_a_job(
-    browser: WebDriver, ui: Ui, jobs: Jobs
+    browser: WebDriver,  # noqa: F811 (the fixture)
+    ui: Ui,  # noqa: F811
+    jobs: Jobs,
 ) -> None:
     e = jobs.engine
     q = e.queue(workers=1, name="flaky", max_attempts=1)
@@ -96,12 +102,14 @@ def test_run_now_the_last_response_and_the_runs_of_a_job(
     run_now.click()
     assert "Run this job now" in confirm_dialog(browser, yes=True)
     wait_for("run_at now", lambda: e.job(later)["run_in_s"] <= 0)
-    wait_for(
-        "the button to go", lambda: not browser.find_element(By.ID, "run-now").is_displayed()
-    )
+    wait_for("the button to go", lambda: not browser.find_element(By.ID, "run-now").is_displayed())
 
 
-def test_the_job_page_shows_the_last_response(browser: WebDriver, ui: Ui, jobs: Jobs) -> None:
+def test_the_job_page_shows_the_last_response(
+    browser: WebDriver,  # noqa: F811 (the fixture)
+    ui: Ui,  # noqa: F811
+    jobs: Jobs,
+) -> None:
     login(browser, ui)
     browser.get(f"{ui.origin}/jobs/{jobs.failed}")
     wait_for(
@@ -109,4 +117,6 @@ def test_the_job_page_shows_the_last_response(browser: WebDriver, ui: Ui, jobs: 
         lambda: "last response\nbusy" in browser.find_element(By.ID, "facts").text,
     )
     browser.get(f"{ui.origin}/jobs/ffffffff")
-    assert "no job whose id starts with 'ffffffff'" in browser.find_element(By.TAG_NAME, "body").text
+    assert (
+        "no job whose id starts with 'ffffffff'" in browser.find_element(By.TAG_NAME, "body").text
+    )

@@ -65,11 +65,15 @@ def test_dead_letter_queue_and_default_retention(dev: PulumiProject, local_stack
 
     dev.configure(target="local", demo=True, queues=QUEUES)
     dev.up()
-    assert scalar(
-        db_url,
-        "select d.name from supaqueue.queue q join supaqueue.queue d on d.id = q.dead_letter_queue"
-        " where q.name = 'orders'",
-    ) == "alerts"
+    assert (
+        scalar(
+            db_url,
+            "select d.name from supaqueue.queue q"
+            " join supaqueue.queue d on d.id = q.dead_letter_queue"
+            " where q.name = 'orders'",
+        )
+        == "alerts"
+    )
     assert scalar(db_url, RETENTION, "orders") == DEFAULT_RETENTION_SECONDS
     assert scalar(db_url, RETENTION, "keep") is None  # explicit null: kept for ever
     assert scalar(db_url, RETENTION, "short") == 3600
@@ -79,7 +83,7 @@ def test_dead_letter_queue_and_default_retention(dev: PulumiProject, local_stack
     orders = scalar(db_url, "select id::text from supaqueue.queue where name = 'orders'")
     job = scalar(
         db_url,
-        "select supaqueue.enqueue(%s::uuid, '{\"status\": 404, \"order\": 7}')::text",
+        'select supaqueue.enqueue(%s::uuid, \'{"status": 404, "order": 7}\')::text',
         orders,
     )
     letter = wait_for(
@@ -94,12 +98,20 @@ def test_dead_letter_queue_and_default_retention(dev: PulumiProject, local_stack
     assert letter["payload"] == {"status": 404, "order": 7}
     assert letter["status_code"] == 404 and letter["error"].startswith("HTTP 404")
     assert '"order":7' in letter["response_excerpt"].replace(" ", "")  # the target's echo
-    assert scalar(db_url, "select count(*) from supaqueue.job j join supaqueue.queue q"
-                  " on q.id = j.queue where q.name = 'alerts'") == 1  # fmt: skip
+    assert (
+        scalar(
+            db_url,
+            "select count(*) from supaqueue.job j join supaqueue.queue q"
+            " on q.id = j.queue where q.name = 'alerts'",
+        )
+        == 1
+    )
 
     # An upgrade: queues made before the default have no retention in the database nor in the
     # state. The next `up` gives the default to the one whose declaration never set one.
-    with_nulls = "update supaqueue.queue set retention_seconds = null where name in ('orders', 'keep')"
+    with_nulls = (
+        "update supaqueue.queue set retention_seconds = null where name in ('orders', 'keep')"
+    )
     scalar(db_url, with_nulls + " returning 1")
     dev.run("refresh", "--yes", "--skip-preview")
     ops = dev.preview_ops()
@@ -112,4 +124,7 @@ def test_dead_letter_queue_and_default_retention(dev: PulumiProject, local_stack
     # the other order).
     dev.configure(target="local", demo=True, queues=QUEUES[2:])
     dev.up()
-    assert scalar(db_url, "select count(*) from supaqueue.queue where name in ('orders', 'alerts')") == 0
+    assert (
+        scalar(db_url, "select count(*) from supaqueue.queue where name in ('orders', 'alerts')")
+        == 0
+    )

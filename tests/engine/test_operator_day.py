@@ -13,6 +13,8 @@ from components.providers.queue.spec import FIELDS
 from tests.engine.harness import Engine
 from tests.engine.test_operator_api import in_thread, invariants, joined, wait_until_blocked
 
+BOTH = ["pending", "in_progress"]
+
 
 def fail_once(engine: Engine, job: str, excerpt: str = "{}", status: int = 500) -> None:
     """Answer the job's current attempt with a failure (status, excerpt)."""
@@ -57,8 +59,12 @@ def test_a_job_failing_for_good_enqueues_exactly_one_dead_letter(engine: Engine)
     assert letter["response_excerpt"] == '{"msg": "Requested function was not found"}'
     assert letter["attempts"] == 2 and letter["failed_at"]
     # a dead letter is a job like any other: pending in its queue, with its queue's policy
-    assert engine.one("select count(*) from supaqueue.job where queue = %s and status = 'pending'",
-                      (dlq,)) == 1  # fmt: skip
+    assert (
+        engine.one(
+            "select count(*) from supaqueue.job where queue = %s and status = 'pending'", (dlq,)
+        )
+        == 1
+    )
     invariants(engine)
 
 
@@ -170,16 +176,47 @@ def test_the_error_search_covers_the_response_excerpt(engine: Engine) -> None:
     fail_once(engine, missing, '{"msg":"Requested function was not found"}', status=404)
     literal = engine.enqueue(q)
     fail_once(engine, literal, "disk 100% full_now")
-    assert engine.one("select last_response_excerpt from supaqueue.job where id = %s",
-                      (missing,)) == '{"msg":"Requested function was not found"}'  # fmt: skip
+    assert (
+        engine.one("select last_response_excerpt from supaqueue.job where id = %s", (missing,))
+        == '{"msg":"Requested function was not found"}'
+    )
     assert list_ids(engine, _error_contains="function WAS not") == [missing]
     assert list_ids(engine, _queue=q, _error_contains="function was not") == [missing]
     assert list_ids(engine, _error_contains="HTTP 404") == [missing]  # the error itself
     # % and _ match themselves
     assert list_ids(engine, _error_contains="100% full_") == [literal]
     assert list_ids(engine, _error_contains="1%0") == []
-    assert engine.one("select supaqueue.retry_failed_jobs(%s, null, 'was not found', true)",
-                      (q,)) == 1  # fmt: skip
+    assert (
+        engine.one("select supaqueue.retry_failed_jobs(%s, null, 'was not found', true)", (q,)) == 1
+    )
+
+
+def test_a_common_error_text_is_listed_newest_first(engine: Engine) -> None:
+    """Over 5,000 matches list_jobs reads its ranges newest first instead of the index: the
+    same page either way."""
+    q = engine.queue(workers=0)
+    engine.conn.execute(
+        "insert into supaqueue.job (queue, status, attempts, created_at, finished_at, last_error,"
+        " last_response_excerpt)"
+        " select %s, 'failed', 1, now() - g * interval '1 second', now(),"
+        " case when g %% 2 = 0 then 'HTTP 503 common' end,"
+        " case when g %% 2 = 1 then 'a common answer' end"
+        " from generate_series(1, 5200) g",
+        (q,),
+    )
+    newest = [
+        r["id"]
+        for r in engine.conn.execute(
+            "select id::text from supaqueue.job where queue = %s"
+            " order by created_at desc, id desc limit 30",
+            (q,),
+        ).fetchall()
+    ]
+    assert list_ids(engine, _error_contains="COMMON", _limit=30) == newest
+    assert list_ids(engine, _queue=q, _error_contains="common", _limit=30) == newest
+    assert (
+        list_ids(engine, _queue=q, _error_contains="common answer", _limit=15) == newest[::2][:15]
+    )
 
 
 def test_the_error_search_is_served_by_the_trigram_index(engine: Engine) -> None:
@@ -215,7 +252,9 @@ def test_cancel_jobs_cancels_the_pending_jobs_of_a_queue_and_their_dependents(
     assert engine.status(dependent) == "cancelled" and engine.status(untouched) == "pending"
     assert engine.one("select supaqueue.cancel_jobs(%s)", (q,)) == 0
     with pytest.raises(psycopg.Error) as finished:
-        engine.conn.execute("select supaqueue.cancel_jobs(%s, array['failed']::supaqueue.job_status[])", (q,))
+        engine.conn.execute(
+            "select supaqueue.cancel_jobs(%s, array['failed']::supaqueue.job_status[])", (q,)
+        )
     assert finished.value.diag.sqlstate == "22023"
 
 
@@ -224,15 +263,20 @@ def test_cancel_jobs_in_progress_takes_the_leases_away(engine: Engine) -> None:
     running = [engine.enqueue(q, {"n": n}) for n in range(2)]
     waiting = engine.enqueue(q, {"n": 3})
     leases = [engine.current_job_of(j) for j in running]
-    assert engine.one(
-        "select supaqueue.cancel_jobs(%s, array['pending', 'in_progress']::supaqueue.job_status[],"
-        " _dry_run => true)",
-        (q,),
-    ) == 3
-    assert engine.one(
-        "select supaqueue.cancel_jobs(%s, array['pending', 'in_progress']::supaqueue.job_status[])",
-        (q,),
-    ) == 3
+    assert (
+        engine.one(
+            "select supaqueue.cancel_jobs(%s, %s::supaqueue.job_status[], _dry_run => true)",
+            (q, BOTH),
+        )
+        == 3
+    )
+    assert (
+        engine.one(
+            "select supaqueue.cancel_jobs(%s, %s::supaqueue.job_status[])",
+            (q, BOTH),
+        )
+        == 3
+    )
     assert {engine.status(j) for j in [*running, waiting]} == {"cancelled"}
     # the late answers change nothing
     assert [engine.end(lease, _status_code=200) for lease in leases] == [False, False]
@@ -278,16 +322,18 @@ def test_retry_jobs_on_a_filter(engine: Engine) -> None:
     assert engine.one("select supaqueue.retry_jobs(%s, '503', _dry_run => true)", (q,)) == 1
     assert engine.one("select supaqueue.retry_jobs(null, '404')") == 2
     assert [engine.status(j) for j in ids] == ["failed", "pending", "pending"]
-    assert engine.one(
-        "select count(*) from supaqueue.job_operator_action where action = 'retry_jobs'"
-    ) == 2
+    assert (
+        engine.one("select count(*) from supaqueue.job_operator_action where action = 'retry_jobs'")
+        == 2
+    )
 
 
 def test_job_ids_by_prefix(engine: Engine) -> None:
     q = engine.queue(workers=0)
     ids = [
-        str(engine.one("insert into supaqueue.job (id, queue) values (%s, %s) returning id",
-                       (i, q)))  # fmt: skip
+        str(
+            engine.one("insert into supaqueue.job (id, queue) values (%s, %s) returning id", (i, q))
+        )
         for i in (
             "abcd0000-0000-0000-0000-000000000001",
             "abcd0000-0000-0000-0000-000000000002",
@@ -322,9 +368,10 @@ def test_the_default_retention_is_the_specs(engine: Engine) -> None:
     q = engine.queue(workers=0)
     assert engine.one("select retention_seconds from supaqueue.queue where id = %s", (q,)) == 604800
     explicit = engine.queue(workers=0, retention_seconds=None)
-    assert engine.one(
-        "select retention_seconds from supaqueue.queue where id = %s", (explicit,)
-    ) is None
+    assert (
+        engine.one("select retention_seconds from supaqueue.queue where id = %s", (explicit,))
+        is None
+    )
 
 
 def test_an_upgrade_keeps_the_retention_of_existing_queues(pg_dsn: str) -> None:
@@ -345,4 +392,3 @@ def test_an_upgrade_keeps_the_retention_of_existing_queues(pg_dsn: str) -> None:
             "select retention_seconds from supaqueue.queue where id = %s", (queue[0],)
         ).fetchone()
     assert row == (None,)
-

@@ -306,14 +306,19 @@ def test_retention_unset_gets_the_default_and_null_keeps_for_ever(
     provider = QueueProvider()
     unset = provider.create(declare(db_url))
     forever = provider.create(declare(db_url, name="forever", retention_seconds=None))
-    assert sql_value(db_url, "select retention_seconds from supaqueue.queue where id = %s",
-                     unset.id) == DEFAULT_RETENTION_SECONDS  # fmt: skip
-    assert sql_value(db_url, "select retention_seconds from supaqueue.queue where id = %s",
-                     forever.id) is None  # fmt: skip
+    assert (
+        sql_value(db_url, "select retention_seconds from supaqueue.queue where id = %s", unset.id)
+        == DEFAULT_RETENTION_SECONDS
+    )
+    assert (
+        sql_value(db_url, "select retention_seconds from supaqueue.queue where id = %s", forever.id)
+        is None
+    )
     # the state says the same, so the next preview shows no change
     assert (forever.outs or {}).get("retention_seconds") is None
-    diff = provider.diff(forever.id, forever.outs or {}, declare(db_url, name="forever",
-                                                                 retention_seconds=None))
+    diff = provider.diff(
+        forever.id, forever.outs or {}, declare(db_url, name="forever", retention_seconds=None)
+    )
     assert diff.changes is False
 
 
@@ -321,8 +326,12 @@ def test_dead_letter_queue_by_name(installed: dict[str, Any], db_url: str) -> No
     provider = QueueProvider()
     alerts = provider.create(declare(db_url, name="alerts"))
     orders = provider.create(declare(db_url, name="orders", dead_letter_queue="alerts"))
-    assert sql_value(db_url, "select dead_letter_queue::text from supaqueue.queue where id = %s",
-                     orders.id) == alerts.id  # fmt: skip
+    assert (
+        sql_value(
+            db_url, "select dead_letter_queue::text from supaqueue.queue where id = %s", orders.id
+        )
+        == alerts.id
+    )
     assert (orders.outs or {})["dead_letter_queue"] == "alerts"
     assert provider.read(orders.id, orders.outs or {}).outs["dead_letter_queue"] == "alerts"  # type: ignore[index]
     with pytest.raises(Exception, match="dead_letter_queue 'nowhere' is not a queue"):
@@ -332,7 +341,9 @@ def test_dead_letter_queue_by_name(installed: dict[str, Any], db_url: str) -> No
     looped = declare(db_url, name="alerts", dead_letter_queue="orders")
     with pytest.raises(Exception, match="dead letter would loop"):
         provider.update(alerts.id, alerts.outs or {}, looped)
-    assert sql_value(db_url, "select dead_letter_queue from supaqueue.queue where id = %s",
-                     alerts.id) is None  # fmt: skip
+    assert (
+        sql_value(db_url, "select dead_letter_queue from supaqueue.queue where id = %s", alerts.id)
+        is None
+    )
     check = provider.check({}, {**declare(db_url, name="self"), "dead_letter_queue": "self"})
     assert [f.property for f in check.failures] == ["dead_letter_queue"]

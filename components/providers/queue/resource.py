@@ -70,7 +70,8 @@ class QueueArgs(TypedDict, total=False):
     dead_letter_queue: str
     """Name of another queue of the stack: a job that fails for good enqueues one job there
     (`{"job_id", "queue", "error", "response_excerpt", "status_code", "attempts", "failed_at",
-    "payload"}`), in the failure's transaction. No loops (a queue naming itself, or a chain back)."""
+    "payload"}`), in the failure's transaction. No loops (a queue naming itself, or a chain
+    back)."""
     discard_unfinished_on_delete: bool
     """Removing the queue may discard its unfinished jobs (default false: removal fails)."""
 

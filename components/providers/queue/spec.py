@@ -10,7 +10,7 @@ Defaults equal the columns' defaults, so a declaration states the whole effectiv
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,7 +210,9 @@ def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = Non
     return problems
 
 
-def dead_letter_problems(queues: list[Mapping[str, Any]], path: str = "queues") -> list[Problem]:
+def dead_letter_problems(
+    queues: Sequence[Mapping[str, Any]], path: str = "queues"
+) -> list[Problem]:
     """Dead-letter queues across one stack's queues: each names a queue declared beside it, and
     no chain of them leads back to where it started (a dead letter that fails would loop; the
     database refuses it too, trigger `queue_dead_letter_no_loop`)."""
