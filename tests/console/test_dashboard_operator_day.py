@@ -5,6 +5,7 @@ job id prefixes in the address."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -16,6 +17,7 @@ from tests.console.test_dashboard import (  # noqa: F401 (fixtures)
     confirm_dialog,
     login,
     rows,
+    screenshot,
     table,
     ui,
     wait_for,
@@ -28,6 +30,7 @@ def test_bulk_actions_on_the_filter_confirm_with_the_count(
     browser: WebDriver,  # noqa: F811 (the fixture)
     ui: Ui,  # noqa: F811
     jobs: Jobs,
+    tmp_path: Path,
 ) -> None:
     login(browser, ui)
     browser.get(f"{ui.origin}/jobs?queue=reports")
@@ -44,6 +47,7 @@ def test_bulk_actions_on_the_filter_confirm_with_the_count(
     wait_for(
         "the message", lambda: "cancelled 3 job(s)" in browser.find_element(By.ID, "flash").text
     )
+    screenshot(browser, tmp_path, "check-bulk")
     # nothing left to cancel: said so, no dialog
     browser.find_element(By.ID, "bulk-cancel").click()
     wait_for(
@@ -68,6 +72,7 @@ def test_run_now_the_last_response_and_the_runs_of_a_job(
     browser: WebDriver,  # noqa: F811 (the fixture)
     ui: Ui,  # noqa: F811
     jobs: Jobs,
+    tmp_path: Path,
 ) -> None:
     e = jobs.engine
     q = e.queue(workers=1, name="flaky", max_attempts=1)
@@ -91,6 +96,7 @@ def test_run_now_the_last_response_and_the_runs_of_a_job(
     facts = browser.find_element(By.ID, "facts").text
     assert "Requested function was not found" not in facts  # the last run answered 503 without
     assert "HTTP 503 again" in facts
+    screenshot(browser, tmp_path, "check-runs")
 
     later = e.enqueue(jobs.reports, {"n": 2}, _run_at="2099-01-01T00:00:00Z")
     browser.get(f"{ui.origin}/jobs/{later}")
