@@ -117,3 +117,9 @@ def test_run_now(jobs: Jobs) -> None:
     assert e.job(later)["run_in_s"] <= 0
     again = supaqueue("run-now", later, "--db-url", jobs.dsn)
     assert again.returncode == 4 and "was not delayed" in again.stdout
+
+
+def test_help_lists_run_now_and_the_cancel_options() -> None:
+    assert "  run-now " in ok("--help")
+    cancel = ok("cancel", "--help")
+    assert "--pending" in cancel and "--in-progress" in cancel and "--queue" in cancel
