@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from console.api import ConsoleError
+from console.api import BadInputError, ConsoleError
 
 PULUMI_TIMEOUT_SECONDS = 120
 
@@ -81,7 +81,7 @@ def _local_stack_db_url() -> str:
 
 def resolve_db_url(db_url: str | None, stack: str | None) -> str:
     if db_url and stack:
-        raise ConsoleError("give either --db-url or --stack, not both")
+        raise BadInputError("give either --db-url or --stack, not both")
     if db_url:
         return db_url
     if stack:

@@ -81,7 +81,9 @@ def test_a_trigger_installed_before_the_migration_names_itself_after_it(pg_dsn: 
 def test_run_a_schedule_now_and_what_each_source_made(engine: Engine) -> None:
     q = engine.queue(workers=0, name="reports")
     schedule = add_schedule(engine, q)
-    slot_before = engine.one("select next_run_at from supaqueue.schedule where id = %s", (schedule,))
+    slot_before = engine.one(
+        "select next_run_at from supaqueue.schedule where id = %s", (schedule,)
+    )
     job = str(engine.one("select supaqueue.run_schedule_now(%s)::text", (schedule,)))
     row = engine.conn.execute(
         "select payload, source, source_name, dedup_key, status::text from supaqueue.job"
@@ -93,9 +95,10 @@ def test_run_a_schedule_now_and_what_each_source_made(engine: Engine) -> None:
     assert (row["source"], row["source_name"]) == ("schedule", "nightly")
     assert row["dedup_key"].startswith("schedule:nightly:now:")
     # its slots stay as they were
-    assert engine.one(
-        "select next_run_at from supaqueue.schedule where id = %s", (schedule,)
-    ) == slot_before
+    assert (
+        engine.one("select next_run_at from supaqueue.schedule where id = %s", (schedule,))
+        == slot_before
+    )
     with pytest.raises(psycopg.Error) as missing:
         engine.one("select supaqueue.run_schedule_now(gen_random_uuid())")
     assert missing.value.diag.sqlstate == "SQ005"
