@@ -26,7 +26,8 @@ from pathlib import Path
 from components import migrations
 from local_stack.postgres import Cluster
 
-REPO = Path(__file__).resolve().parent.parent
+# the checkout whose .venv runs this (so another checkout's python measures that checkout)
+REPO = Path(sys.executable).parent.parent.parent
 SUPAQUEUE = str(Path(sys.executable).parent / "supaqueue")
 TARGET_SECONDS = 1.5
 
@@ -75,7 +76,7 @@ def main() -> None:
             "SUPAQUEUE_ROOT": str(project),
             "PULUMI_BACKEND_URL": f"file://{tmp}/state",
             "PULUMI_CONFIG_PASSPHRASE": "bench-only-passphrase",
-            "XDG_CACHE_HOME": f"{tmp}/cache",
+            "SUPAQUEUE_STACK_CACHE_DIR": f"{tmp}/stack-cache",
         }
         script = str(project / "scripts" / "pulumi-stack.sh")
 

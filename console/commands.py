@@ -21,8 +21,8 @@ import click
 from rich.live import Live
 
 from console import render
-from console.api import FINISHED_STATES, STATES, ConsoleError, Operator, connect
-from console.target import resolve_db_url
+from console.api import FINISHED_STATES, STATES, ConsoleError, Operator
+from console.target import connect_target, verified_db_url
 from console.timeparse import TimeParam, WindowParam, interval
 
 EXIT_NOTHING_TO_DO = 4
@@ -72,7 +72,7 @@ def watch_options(fn: F) -> F:
 
 @contextmanager
 def operator(db_url: str | None, stack: str | None) -> Iterator[Operator]:
-    conn = connect(resolve_db_url(db_url, stack))
+    conn = connect_target(db_url, stack)
     try:
         yield Operator(conn)
     finally:
@@ -451,7 +451,7 @@ def ui(db_url: str | None, stack: str | None, port: int, open_browser: bool) -> 
     """The dashboard, on 127.0.0.1 only; prints a URL with a one-time token."""
     from console.dashboard.server import serve
 
-    serve(resolve_db_url(db_url, stack), port=port, open_browser=open_browser)
+    serve(verified_db_url(db_url, stack), port=port, open_browser=open_browser)
 
 
 COMMANDS = [status, jobs, job, retry, cancel, purge, pause, resume, ui]
@@ -555,7 +555,7 @@ def metrics(
     from console import metrics as exporter
 
     exporter.parse_listen(listen)  # a bad address is a usage error before anything else
-    url = resolve_db_url(db_url, stack)
+    url = verified_db_url(db_url, stack)
     exporter.serve(
         url, listen, exporter.SETTLE_SECONDS if settle_seconds is None else settle_seconds
     )

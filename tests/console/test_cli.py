@@ -261,6 +261,7 @@ def test_stack_reads_the_db_url_secret_through_pulumi(jobs: Jobs, pulumi_project
         "SUPAQUEUE_ROOT": str(pulumi_project),
         "PULUMI_BACKEND_URL": f"file://{pulumi_project.parent / 'state'}",
         "PULUMI_CONFIG_PASSPHRASE": "test-only-passphrase",
+        "SUPAQUEUE_STACK_CACHE_DIR": str(pulumi_project.parent / "stack-cache"),
     }
     script = str(pulumi_project / "scripts" / "pulumi-stack.sh")
 

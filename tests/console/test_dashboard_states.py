@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixtures imported from test_dashboard / test_cli are parameters here)
 """`supaqueue ui` in headless Chromium: the API's error shown (no such job, an unknown queue, the
 database down), the last minute's rates, both pauses, paging in the URL, the layout at 1,024 px,
 and the Schedules page (schedules, triggers, the jobs each made, run now)."""
@@ -74,8 +75,7 @@ def test_rates_of_the_last_minute_and_both_pauses(browser: WebDriver, ui: Ui, jo
         (jobs.reports,),
     )
     jobs.engine.conn.execute(
-        "update supaqueue.queue set paused = true, operator_paused_at = now()"
-        " where name = 'emails'"
+        "update supaqueue.queue set paused = true, operator_paused_at = now() where name = 'emails'"
     )
     login(browser, ui)
     cell = '#queues tr[data-queue="reports"] td:nth-child(9)'
@@ -187,6 +187,4 @@ def test_schedules_page_lists_runs_and_shows_the_jobs_each_made(
     # a job's page says where it came from
     job = table(browser, "made-jobs")[0][0]
     browser.get(f"{ui.origin}/jobs/{job}")
-    wait_for(
-        "the source", lambda: "schedule nightly" in browser.find_element(By.ID, "facts").text
-    )
+    wait_for("the source", lambda: "schedule nightly" in browser.find_element(By.ID, "facts").text)
