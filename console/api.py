@@ -46,7 +46,8 @@ class AmbiguousJobIdError(BadInputError):
 
 
 def _queries() -> dict[str, str]:
-    return sql_files.queries("operator.sql")
+    # operator_sources.sql: schedules, triggers, job sources, rates, metrics (migration 0021)
+    return {**sql_files.queries("operator.sql"), **sql_files.queries("operator_sources.sql")}
 
 
 def connect(db_url: str, application_name: str = "supaqueue-console") -> psycopg.Connection:
@@ -114,7 +115,9 @@ class Operator:
         return str(rows[0]["id"])
 
     def figures(self, window: str = "1 hour") -> list[dict[str, Any]]:
-        return self._rows("figures", window=window)
+        rows = self._rows("figures", window=window)
+        self._add_last_minute_rates(rows)
+        return rows
 
     def series(self, window: str = "1 hour", bucket_seconds: int = 60) -> list[dict[str, Any]]:
         return self._rows("series", window=window, bucket_seconds=bucket_seconds)
@@ -153,7 +156,7 @@ class Operator:
 
     def job(self, job_id: str) -> dict[str, Any]:
         job_id = self.resolve_job(job_id)
-        return self.job_with_runs(job_id)
+        return {**self.job_with_runs(job_id), **self._job_source(job_id)}
 
     # --- acting ----------------------------------------------------------------------------
 
@@ -306,3 +309,66 @@ class Operator:
     def run_now(self, job_id: str) -> bool:
         """True when a delayed pending job was made due now; False when it was not delayed."""
         return bool(self._value("run_job_now", id=self.resolve_job(job_id)))
+
+    # --- schedules, triggers, job sources, rates and metrics (migration 0021) ---------------
+
+    def _add_last_minute_rates(self, rows: list[dict[str, Any]]) -> None:
+        """`succeeded_last_minute` / `failed_last_minute`: jobs finished in the last minute, the
+        console's "ok/min" (the window's `*_per_minute` figures are averages over the window)."""
+        rates = {r["queue"]: r for r in self._rows("rates", window="1 minute")}
+        for row in rows:
+            rate = rates.get(row["queue"])
+            row["succeeded_last_minute"] = rate["succeeded"] if rate else 0
+            row["failed_last_minute"] = rate["failed"] if rate else 0
+
+    def _job_source(self, job_id: str) -> dict[str, Any]:
+        rows = self._rows("job_source", id=job_id)
+        return dict(rows[0]) if rows else {"source": None, "source_name": None}
+
+    def figures_only(self, window: str = "1 minute") -> list[dict[str, Any]]:
+        """`supaqueue.queue_figures` alone (no schedule, no rates): what the metrics export."""
+        return self._rows("queue_figures", window=window)
+
+    def database_now(self, minus_seconds: float = 0) -> datetime:
+        return self._value("database_now", settle=minus_seconds)  # type: ignore[no-any-return]
+
+    def metrics_between(
+        self, after: datetime, until: datetime, bounds_ms: list[float]
+    ) -> list[dict[str, Any]]:
+        return self._rows("metrics_between", after=after, until=until, bounds=bounds_ms)
+
+    def schedules(self) -> list[dict[str, Any]]:
+        return self._rows("schedules")
+
+    def triggers(self) -> list[dict[str, Any]]:
+        return self._rows("triggers")
+
+    def schedule_id(self, name: str) -> str:
+        rows = self._rows("schedule_by_name", name=name)
+        if not rows:
+            known = ", ".join(r["name"] for r in self._rows("schedule_names")) or "none"
+            raise NotFoundError(f"there is no schedule named {name!r} (schedules: {known})")
+        return str(rows[0]["id"])
+
+    def schedule(self, name: str) -> dict[str, Any]:
+        self.schedule_id(name)
+        return next(s for s in self.schedules() if s["name"] == name)
+
+    def trigger(self, name: str) -> dict[str, Any]:
+        for row in self.triggers():
+            if row["name"] == name:
+                return row
+        known = ", ".join(r["name"] for r in self._rows("trigger_names")) or "none"
+        raise NotFoundError(f"there is no trigger named {name!r} (triggers: {known})")
+
+    def source_jobs(self, source: str, name: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The jobs a schedule or trigger made, newest first."""
+        return self._rows("source_jobs", source=source, name=name, limit=limit)
+
+    def run_schedule_now(self, name: str) -> str:
+        """Enqueue one job of the schedule now (its slots stay as they are); the job's id."""
+        return str(self._value("run_schedule_now", id=self.schedule_id(name)))
+
+    def pause_state(self, queue: str) -> dict[str, Any]:
+        """{name, paused_by_stack, paused_by_operator_since} now, as pause/resume answer."""
+        return dict(self._rows("queue_pause_state", queue=self.queue_id(queue))[0])

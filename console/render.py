@@ -59,6 +59,8 @@ def rate(value: float | None) -> str:
 
 
 def queue_state(row: dict[str, Any]) -> Text:
+    if row["paused_by_operator_since"] is not None and row["paused_by_stack"]:
+        return Text("paused (stack + operator)", style="yellow")
     if row["paused_by_operator_since"] is not None:
         return Text("paused (operator)", style="yellow")
     if row["paused_by_stack"]:
@@ -84,8 +86,9 @@ STATUS_COLUMNS: list[Column] = [
     Column("ready", lambda r: str(r["ready"])),
     Column("running", lambda r: str(r["in_progress"])),
     Column("oldest", lambda r: seconds(r["oldest_pending_age_seconds"])),
-    Column("ok/min", lambda r: rate(r["succeeded_per_minute"])),
-    Column("failed/min", lambda r: rate(r["failed_per_minute"])),
+    # the last minute's count (the window's averages are `*_per_minute` in --json)
+    Column("ok/min", lambda r: str(r["succeeded_last_minute"])),
+    Column("failed/min", lambda r: str(r["failed_last_minute"])),
     Column("p50", lambda r: millis(r["attempt_p50_ms"])),
     Column("p95", lambda r: millis(r["attempt_p95_ms"])),
     Column("next schedule", lambda r: next_schedule(r), "left"),
@@ -159,8 +162,9 @@ def job_view(job: dict[str, Any]) -> Group:
         "dedup_key",
         "last_status_code",
         "last_error",
+        "source",
     ):
-        value = job.get(key)
+        value = source_text(job) if key == "source" else job.get(key)
         facts.add_row(key, state_text(str(value)) if key == "status" else str(value))
     if job.get("last_response_excerpt"):
         # the target's own words: often the real reason (`HTTP 404` vs "function not found")
@@ -225,6 +229,79 @@ def run_starts(actions: list[dict[str, Any]]) -> dict[int, str]:
                 f"{action['action']} at {action['at']} by {action['by']}"
             )
     return starts
+
+
+def source_text(job: dict[str, Any]) -> str:
+    """Where a job came from: `schedule nightly`, `trigger new-orders`, `api` or `sql`."""
+    source = job.get("source") or "-"
+    return f"{source} {job['source_name']}" if job.get("source_name") else str(source)
+
+
+def schedules_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="schedules", title_justify="left")
+    for header in ("schedule", "queue", "cron", "next run", "last slot", "last job", "jobs/24h"):
+        table.add_column(header, justify="right" if header == "jobs/24h" else "left")
+    for row in rows:
+        table.add_row(
+            str(row["name"]),
+            str(row["queue_name"]),
+            f"{row['cron']} ({row['timezone']})",
+            when(row["next_run_at"]),
+            when(row["last_slot"]),
+            last_job(row),
+            str(row["jobs_last_day"]),
+        )
+    if not rows:
+        table.caption = "no schedules (declare them in the stack)"
+    return table
+
+
+def triggers_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="triggers", title_justify="left")
+    for header in ("trigger", "queue", "table", "events", "when", "last job", "jobs/24h"):
+        table.add_column(header, justify="right" if header == "jobs/24h" else "left")
+    for row in rows:
+        table.add_row(
+            str(row["name"]),
+            str(row["queue_name"]),
+            f"{row['table_schema']}.{row['table_name']}",
+            ", ".join(row["events"]),
+            row["condition"] or "-",
+            last_job(row),
+            str(row["jobs_last_day"]),
+        )
+    if not rows:
+        table.caption = "no triggers (declare them in the stack)"
+    return table
+
+
+def last_job(row: dict[str, Any]) -> Text | str:
+    if not row.get("last_job"):
+        return "-"
+    text = Text(f"{when(row['last_job_created_at'])} ")
+    text.append(str(row["last_job_status"]), style=STATE_STYLE.get(str(row["last_job_status"]), ""))
+    return text
+
+
+def source_view(kind: str, row: dict[str, Any], jobs: list[dict[str, Any]]) -> Group:
+    """One schedule or trigger and the jobs it made, newest first."""
+    first = schedules_table([row]) if kind == "schedule" else triggers_table([row])
+    made = Table(title=f"jobs this {kind} made (newest first)", title_justify="left")
+    for header in ("id", "queue", "state", "tries", "created", "finished", "last error"):
+        made.add_column(header, overflow="fold" if header == "last error" else "ellipsis")
+    for job in jobs:
+        made.add_row(
+            str(job["id"]),
+            str(job["queue_name"]),
+            state_text(str(job["status"])),
+            str(job["attempts"]),
+            when(job["created_at"]),
+            when(job["finished_at"]),
+            (job["last_error"] or "")[:120],
+        )
+    if not jobs:
+        made.caption = "none yet"
+    return Group(first, made)
 
 
 def console() -> Console:

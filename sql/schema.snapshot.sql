@@ -732,6 +732,17 @@ CREATE FUNCTION supaqueue._install_table_trigger_objects(_id uuid) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
+begin
+  perform supaqueue._install_table_trigger_objects(_id, false);
+end
+$$;
+
+ALTER FUNCTION supaqueue._install_table_trigger_objects(_id uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._install_table_trigger_objects(_id uuid, _functions_only boolean) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
 declare
   _t supaqueue.table_trigger;
   _event text;
@@ -745,6 +756,8 @@ declare
   _payload constant text :=
     'pg_catalog.jsonb_build_object(''type'', %L, ''table'', TG_TABLE_NAME, '
     '''schema'', TG_TABLE_SCHEMA, ''record'', %s, ''old_record'', %s)';
+  -- 0021: each job names the trigger that made it (job.source, job.source_name)
+  _source constant text := '''trigger'', %L, ';
 begin
   select * into _t from supaqueue.table_trigger where id = _id;
   if _t.condition is not null then
@@ -773,8 +786,9 @@ begin
                     else pg_catalog.format(' where (%s)', _t.condition) end;
       -- use_column: `new`/`old` are the transition table's rows, not PL/pgSQL's (null) NEW/OLD
       _body := '#variable_conflict use_column' || chr(10)
-        || 'begin insert into supaqueue.job (queue, payload) select '
+        || 'begin insert into supaqueue.job (queue, source, source_name, payload) select '
         || pg_catalog.quote_literal(_t.queue) || '::uuid, '
+        || pg_catalog.format(_source, _t.name)
         || pg_catalog.format(_payload, pg_catalog.upper(_part),
              case _part when 'insert' then 'pg_catalog.to_jsonb(new.*)' else 'null' end,
              case _part when 'insert' then 'null' else 'pg_catalog.to_jsonb(old.*)' end)
@@ -808,8 +822,10 @@ begin
     else  -- update_flush: after the statement's row-level captures, all of them at once
       _body := 'begin with captured as (delete from supaqueue.table_trigger_buffer b where '
         || pg_catalog.format('b.trigger = %L::uuid', _t.id)
-        || ' returning b.record, b.old_record) insert into supaqueue.job (queue, payload) select '
+        || ' returning b.record, b.old_record) insert into supaqueue.job (queue, source, source_name, '
+        || 'payload) select '
         || pg_catalog.quote_literal(_t.queue) || '::uuid, '
+        || pg_catalog.format(_source, _t.name)
         || pg_catalog.format(_payload, 'UPDATE', 'c.record', 'c.old_record')
         || ' from captured c; return null; end';
       _trigger := pg_catalog.format(
@@ -822,12 +838,15 @@ begin
       'security definer set search_path = '''' as %L', _names.function_name, _body);
     execute pg_catalog.format('revoke all on function supaqueue.%I() from public',
                               _names.function_name);
-    execute _trigger;
+    -- 0021: `_functions_only` rewrites the functions of an existing trigger, table untouched
+    if not _functions_only then
+      execute _trigger;
+    end if;
   end loop;
 end
 $$;
 
-ALTER FUNCTION supaqueue._install_table_trigger_objects(_id uuid) OWNER TO postgres;
+ALTER FUNCTION supaqueue._install_table_trigger_objects(_id uuid, _functions_only boolean) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._jobs_matching(_queue uuid, _states supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text) RETURNS SETOF uuid
     LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -1651,10 +1670,11 @@ begin
     begin
       _spec := supaqueue.cron_parse(_s.cron);
       _slot := supaqueue._cron_latest_slot(_spec, _s.timezone, _s.next_run_at, _now);
-      insert into supaqueue.job (queue, payload, run_at, dedup_key)
+      insert into supaqueue.job (queue, payload, run_at, dedup_key, source, source_name)
         values (_s.queue, _s.payload, _slot,
                 'schedule:' || _s.name || ':'
-                || pg_catalog.to_char(_slot at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+                || pg_catalog.to_char(_slot at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                'schedule', _s.name)
         on conflict (queue, dedup_key)
           where dedup_key is not null and status in ('pending', 'in_progress')
           do nothing;
@@ -1958,6 +1978,34 @@ CREATE FUNCTION supaqueue.max_result_bytes() RETURNS integer
 
 ALTER FUNCTION supaqueue.max_result_bytes() OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.metrics_between(_after timestamp with time zone, _until timestamp with time zone, _bounds_ms double precision[]) RETURNS TABLE(queue uuid, name text, succeeded bigint, failed bigint, cancelled bigint, attempts bigint, attempt_ms_sum double precision, attempt_buckets bigint[])
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    SET jit TO 'off'
+    AS $$
+  select q.id, q.name, f.succeeded, f.failed, f.cancelled, a.attempts, a.ms_sum,
+         array(select (select count(*) from supaqueue.job_attempt h
+                        where h.queue = q.id and h.ended_at > _after and h.ended_at <= _until
+                          and h.duration_ms <= u.b)
+                 from pg_catalog.unnest(_bounds_ms) with ordinality as u(b, n) order by u.n)
+    from supaqueue.queue q
+    cross join lateral (
+      select count(*) filter (where j.status = 'success') as succeeded,
+             count(*) filter (where j.status = 'failed') as failed,
+             count(*) filter (where j.status = 'cancelled') as cancelled
+        from supaqueue.job j
+       where j.queue = q.id and j.finished_at is not null
+         and j.finished_at > _after and j.finished_at <= _until) f
+    cross join lateral (
+      select count(*) as attempts, coalesce(sum(h.duration_ms), 0)::double precision as ms_sum
+        from supaqueue.job_attempt h
+       where h.queue = q.id and h.ended_at > _after and h.ended_at <= _until
+         and h.duration_ms is not null) a
+   order by q.name
+$$;
+
+ALTER FUNCTION supaqueue.metrics_between(_after timestamp with time zone, _until timestamp with time zone, _bounds_ms double precision[]) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.owner_only_routines() RETURNS text[]
     LANGUAGE sql IMMUTABLE SECURITY DEFINER
     SET search_path TO ''
@@ -2089,6 +2137,25 @@ CREATE FUNCTION supaqueue.queue_figures(_window interval DEFAULT '01:00:00'::int
 $$;
 
 ALTER FUNCTION supaqueue.queue_figures(_window interval) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.queue_rates(_window interval DEFAULT '00:01:00'::interval) RETURNS TABLE(queue uuid, succeeded bigint, failed bigint, succeeded_per_minute double precision, failed_per_minute double precision)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    SET jit TO 'off'
+    AS $$
+  select q.id, f.succeeded, f.failed,
+         f.succeeded / greatest(extract(epoch from _window) / 60, 1e-9),
+         f.failed / greatest(extract(epoch from _window) / 60, 1e-9)
+    from supaqueue.queue q
+    cross join lateral (
+      select count(*) filter (where j.status = 'success') as succeeded,
+             count(*) filter (where j.status = 'failed') as failed
+        from supaqueue.job j
+       where j.queue = q.id and j.finished_at is not null and j.finished_at > now() - _window) f
+   order by q.name
+$$;
+
+ALTER FUNCTION supaqueue.queue_rates(_window interval) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.queue_series(_window interval DEFAULT '01:00:00'::interval, _bucket_seconds integer DEFAULT 60) RETURNS TABLE(queue uuid, bucket timestamp with time zone, succeeded bigint, failed bigint, cancelled bigint, failed_attempts bigint, depth bigint)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -2385,6 +2452,52 @@ $$;
 
 ALTER FUNCTION supaqueue.run_job_now(_job uuid) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.run_schedule_now(_schedule uuid) RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _s supaqueue.schedule;
+  _job uuid;
+begin
+  select * into _s from supaqueue.schedule where id = _schedule;
+  if not found then
+    raise exception 'there is no schedule %', _schedule using errcode = 'SQ005';
+  end if;
+  insert into supaqueue.job (queue, payload, dedup_key, source, source_name)
+    values (_s.queue, _s.payload,
+            'schedule:' || _s.name || ':now:'
+            || pg_catalog.to_char(pg_catalog.clock_timestamp() at time zone 'UTC',
+                                  'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+            'schedule', _s.name)
+    returning id into _job;
+  return _job;
+end
+$$;
+
+ALTER FUNCTION supaqueue.run_schedule_now(_schedule uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.schedule_overview() RETURNS TABLE(id uuid, name text, queue uuid, queue_name text, cron text, timezone text, next_run_at timestamp with time zone, last_slot timestamp with time zone, last_job uuid, last_job_status supaqueue.job_status, last_job_created_at timestamp with time zone, jobs_last_day bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    SET jit TO 'off'
+    AS $$
+  select s.id, s.name, s.queue, q.name, s.cron, s.timezone, s.next_run_at, s.last_slot,
+         l.id, l.status, l.created_at,
+         (select count(*) from supaqueue.job c
+           where c.source = 'schedule' and c.source_name = s.name
+             and c.created_at > now() - interval '1 day')
+    from supaqueue.schedule s
+    join supaqueue.queue q on q.id = s.queue
+    left join lateral (
+      select j.id, j.status, j.created_at from supaqueue.job j
+       where j.source = 'schedule' and j.source_name = s.name
+       order by j.created_at desc, j.id desc limit 1) l on true
+   order by s.name
+$$;
+
+ALTER FUNCTION supaqueue.schedule_overview() OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.set_table_trigger(_id uuid, _name text, _queue uuid, _table_schema text, _table_name text, _events text[], _condition text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -2466,6 +2579,28 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.source_jobs(_source text, _name text, _limit integer DEFAULT 50) RETURNS TABLE(id uuid, queue_name text, status supaqueue.job_status, attempts integer, run_at timestamp with time zone, created_at timestamp with time zone, finished_at timestamp with time zone, dedup_key text, last_error text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    SET jit TO 'off'
+    AS $$
+begin
+  if _source is null or _source not in ('trigger', 'schedule') then
+    raise exception 'source must be trigger or schedule, not %', coalesce(_source, 'null')
+      using errcode = '22023';
+  end if;
+  return query
+    select j.id, q.name, j.status, j.attempts, j.run_at, j.created_at, j.finished_at,
+           j.dedup_key, j.last_error
+      from supaqueue.job j join supaqueue.queue q on q.id = j.queue
+     where j.source = _source and j.source_name = _name
+     order by j.created_at desc, j.id desc
+     limit least(greatest(coalesce(_limit, 50), 1), 1000);
+end
+$$;
+
+ALTER FUNCTION supaqueue.source_jobs(_source text, _name text, _limit integer) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.tg__dispatch_after_insert() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -2704,6 +2839,27 @@ $$;
 
 ALTER PROCEDURE supaqueue.tick_loop(IN _seconds integer) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.trigger_overview() RETURNS TABLE(id uuid, name text, queue uuid, queue_name text, table_schema text, table_name text, events text[], condition text, last_job uuid, last_job_status supaqueue.job_status, last_job_created_at timestamp with time zone, jobs_last_day bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    SET jit TO 'off'
+    AS $$
+  select t.id, t.name, t.queue, q.name, t.table_schema, t.table_name, t.events, t.condition,
+         l.id, l.status, l.created_at,
+         (select count(*) from supaqueue.job c
+           where c.source = 'trigger' and c.source_name = t.name
+             and c.created_at > now() - interval '1 day')
+    from supaqueue.table_trigger t
+    join supaqueue.queue q on q.id = t.queue
+    left join lateral (
+      select j.id, j.status, j.created_at from supaqueue.job j
+       where j.source = 'trigger' and j.source_name = t.name
+       order by j.created_at desc, j.id desc limit 1) l on true
+   order by t.name
+$$;
+
+ALTER FUNCTION supaqueue.trigger_overview() OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.unfinished_job_count(_queue uuid) RETURNS bigint
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -2775,8 +2931,15 @@ CREATE TABLE supaqueue.job (
     finished_at timestamp with time zone,
     cancelled_by_operator boolean DEFAULT false NOT NULL,
     last_response_excerpt text,
+    source text DEFAULT
+CASE
+    WHEN (COALESCE(current_setting('request.method'::text, true), ''::text) <> ''::text) THEN 'api'::text
+    ELSE 'sql'::text
+END NOT NULL,
+    source_name text,
     CONSTRAINT job_finished_at_iff_final CHECK (((status = ANY (ARRAY['success'::supaqueue.job_status, 'failed'::supaqueue.job_status, 'cancelled'::supaqueue.job_status])) = (finished_at IS NOT NULL))),
-    CONSTRAINT job_pending_dependencies_non_negative CHECK ((pending_dependencies >= 0))
+    CONSTRAINT job_pending_dependencies_non_negative CHECK ((pending_dependencies >= 0)),
+    CONSTRAINT job_source_known CHECK ((source = ANY (ARRAY['sql'::text, 'api'::text, 'trigger'::text, 'schedule'::text])))
 );
 
 ALTER TABLE supaqueue.job OWNER TO postgres;
@@ -3025,6 +3188,8 @@ CREATE INDEX job_queue_status_created_idx ON supaqueue.job USING btree (queue, s
 
 CREATE INDEX job_ready_idx ON supaqueue.job USING btree (queue, priority DESC, run_at, id) WHERE ((status = 'pending'::supaqueue.job_status) AND (pending_dependencies = 0));
 
+CREATE INDEX job_source_idx ON supaqueue.job USING btree (source, source_name, created_at DESC, id DESC) WHERE (source = ANY (ARRAY['trigger'::text, 'schedule'::text]));
+
 CREATE INDEX schedule_next_run_at_idx ON supaqueue.schedule USING btree (next_run_at);
 
 CREATE INDEX worker_free_idx ON supaqueue.worker USING btree (queue) WHERE ((NOT locked) AND (NOT retiring));
@@ -3116,6 +3281,8 @@ REVOKE ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _out
 REVOKE ALL ON FUNCTION supaqueue._free_worker(_worker uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid, _functions_only boolean) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._jobs_matching(_queue uuid, _states supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text) FROM PUBLIC;
 
@@ -3212,6 +3379,9 @@ GRANT ALL ON FUNCTION supaqueue.max_payload_bytes() TO service_role;
 REVOKE ALL ON FUNCTION supaqueue.max_result_bytes() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.max_result_bytes() TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.metrics_between(_after timestamp with time zone, _until timestamp with time zone, _bounds_ms double precision[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.metrics_between(_after timestamp with time zone, _until timestamp with time zone, _bounds_ms double precision[]) TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.owner_only_routines() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue.pause_queue(_queue uuid) FROM PUBLIC;
@@ -3224,6 +3394,9 @@ GRANT ALL ON FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_
 
 REVOKE ALL ON FUNCTION supaqueue.queue_figures(_window interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.queue_figures(_window interval) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.queue_rates(_window interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.queue_rates(_window interval) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.queue_series(_window interval, _bucket_seconds integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.queue_series(_window interval, _bucket_seconds integer) TO service_role;
@@ -3251,10 +3424,19 @@ GRANT ALL ON FUNCTION supaqueue.retry_jobs(_queue uuid, _error_contains text, _c
 REVOKE ALL ON FUNCTION supaqueue.run_job_now(_job uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.run_job_now(_job uuid) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.run_schedule_now(_schedule uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.run_schedule_now(_schedule uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.schedule_overview() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.schedule_overview() TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.set_table_trigger(_id uuid, _name text, _queue uuid, _table_schema text, _table_name text, _events text[], _condition text) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.set_table_trigger(_id uuid, _name text, _queue uuid, _table_schema text, _table_name text, _events text[], _condition text) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue.source_jobs(_source text, _name text, _limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.source_jobs(_source text, _name text, _limit integer) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.tg__dispatch_after_insert() FROM PUBLIC;
 
@@ -3272,6 +3454,9 @@ REVOKE ALL ON FUNCTION supaqueue.tick() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.tick() TO service_role;
 
 REVOKE ALL ON PROCEDURE supaqueue.tick_loop(IN _seconds integer) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue.trigger_overview() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.trigger_overview() TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.unfinished_job_count(_queue uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.unfinished_job_count(_queue uuid) TO service_role;

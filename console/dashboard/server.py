@@ -84,8 +84,11 @@ class Dashboard:
                     self._conn = connect(self.db_url, application_name="supaqueue-ui")
                 try:
                     return fn(Operator(self._conn))
-                except psycopg.OperationalError:
-                    # the connection broke (server restart): once more on a new one
+                except (psycopg.OperationalError, ConsoleError) as exc:
+                    # the connection broke (server restart; the operator API reports it as a
+                    # ConsoleError): once more on a new one, whose error says what is wrong
+                    if not isinstance(exc, psycopg.OperationalError) and not self._conn.broken:
+                        raise
                     self._conn.close()
                     self._conn = None
                     if attempt == 2:
@@ -318,8 +321,40 @@ class Dashboard:
         app.router.add_post("/api/queues/{name}/{action:pause|resume|purge}", self.api_queue_action)
         app.router.add_post("/api/jobs/{id}/run-now", self.api_job_run_now)
         app.router.add_post("/api/bulk/{action:retry-failed|cancel-pending}", self.api_bulk)
+        self.add_source_routes(app)
         app.router.add_static("/static/", HERE / "static", follow_symlinks=False)
         return app
+
+    # --- schedules and triggers (migration 0021) -------------------------------------------
+
+    def add_source_routes(self, app: web.Application) -> None:
+        app.router.add_get("/schedules", self.schedules_page)
+        app.router.add_get("/api/schedules", self.api_schedules)
+        app.router.add_get("/api/triggers", self.api_triggers)
+        app.router.add_get("/api/sources/{kind:schedule|trigger}/{name}/jobs", self.api_source_jobs)
+        app.router.add_post("/api/schedules/{name}/run", self.api_run_schedule)
+
+    async def schedules_page(self, request: web.Request) -> web.Response:
+        return self.page(request, "schedules.html", page="schedules", title="Schedules")
+
+    async def api_schedules(self, request: web.Request) -> web.Response:
+        return await self.answer(lambda op: op.schedules())
+
+    async def api_triggers(self, request: web.Request) -> web.Response:
+        return await self.answer(lambda op: op.triggers())
+
+    async def api_source_jobs(self, request: web.Request) -> web.Response:
+        kind, name = request.match_info["kind"], request.match_info["name"]
+
+        def made(op: Operator) -> dict[str, Any]:
+            row = op.schedule(name) if kind == "schedule" else op.trigger(name)
+            return {**row, "kind": kind, "jobs": op.source_jobs(kind, name, 50)}
+
+        return await self.answer(made)
+
+    async def api_run_schedule(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        return await self.answer(lambda op: {"job": op.run_schedule_now(name)})
 
 
 async def run(dashboard: Dashboard, port: int, open_browser: bool) -> None:
