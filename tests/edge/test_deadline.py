@@ -60,11 +60,11 @@ def test_no_call_starts_past_its_deadline(
         sent.start()
         deadline = time.monotonic() + 60
         while True:
-            row = holder.execute(
+            row = engine.conn.execute(  # its own transaction: activity is read afresh
                 "select exists (select 1 from pg_stat_activity where wait_event_type = 'Lock'"
                 " and query like '%%claim_current_job%%')"
             ).fetchone()
-            if row is not None and row[0]:
+            if row is not None and row["exists"]:
                 break
             assert time.monotonic() < deadline, "the function's claim never waited for the lock"
             time.sleep(0.01)

@@ -244,3 +244,60 @@ def test_a_frozen_gateway_forwards_no_call_whose_caller_gave_up(stack: Stack) ->
     assert statuses == [{"status": "success", "n": jobs}]  # nothing lost
     assert late == [], f"{len(late)} calls started after their attempt was recorded failed"
     assert most <= workers, f"{most} calls ran at the target at once, for {workers} workers"
+
+
+def _raw_request(port: int, path: str, body: bytes) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+@pytest.mark.parametrize("connection", ["new", "kept-alive"])
+def test_a_frozen_gateway_drops_a_request_whose_client_has_gone(
+    stack: Stack, connection: str
+) -> None:
+    """Like a real proxy: a request whose client closed its connection while the gateway could
+    not run (SIGSTOP) is never forwarded once it runs again."""
+    import socket
+    from urllib.parse import urlsplit
+
+    api = urlsplit(stack.local.env["API_URL"])
+    port = api.port or 80
+    path = f"/functions/v1/{stack.relay}"
+    marker = 1 + uuid.uuid4().int % 899  # slugs of this test alone, sleeps under 2 s
+    gone, after = f"slow-{100 + marker}", f"slow-{1000 + marker}"
+    bearer = stack.local.env["SERVICE_ROLE_KEY"]
+
+    def body(slug: str) -> bytes:
+        return json.dumps({"url": f"{stack.target.url}/functions/v1/{slug}"}).encode()
+
+    def request(slug: str) -> bytes:
+        raw = _raw_request(port, path, body(slug))
+        return raw.replace(b"\r\n\r\n", f"\r\nAuthorization: Bearer {bearer}\r\n\r\n".encode(), 1)
+
+    client = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        if connection == "kept-alive":  # accepted and served once before the freeze
+            client.sendall(request("status-200"))
+            assert client.recv(65536).startswith(b"HTTP/1.1 200"), "the warm-up call failed"
+        gateway = _gateway_pid(stack.local)
+        os.kill(gateway, signal.SIGSTOP)
+        try:
+            client.sendall(request(gone))
+        finally:
+            client.close()  # the client gives up while the gateway is frozen
+            time.sleep(0.2)  # the close reaches the gateway's socket
+            os.kill(gateway, signal.SIGCONT)
+    finally:
+        client.close()
+    # A request sent after the thaw gets through; the dropped one, sent before it, never does.
+    reply = httpx.post(
+        f"{stack.local.env['API_URL']}{path}",
+        content=body(after),
+        headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
+    assert stack.target.requests_for(after), "the call after the thaw did not arrive"
+    assert stack.target.requests_for(gone) == [], "a request whose client had gone was forwarded"

@@ -209,14 +209,17 @@ def test_a_claim_answered_after_its_deadline_says_no_time_is_left(engine: Engine
     engine.insert_job(q)
     [req] = engine.new_requests()
     box: dict[str, Any] = {}
-    with psycopg.connect(engine.dsn, autocommit=False) as holder:
+    with (
+        psycopg.connect(engine.dsn, autocommit=False) as holder,
+        psycopg.connect(engine.dsn, autocommit=True) as watcher,  # reads activity afresh
+    ):
         holder.execute(
             "select 1 from supaqueue.current_job where id = %s for update", (req.current_job,)
         )
         thread = threading.Thread(target=lambda: box.update(c=engine.claim(req.current_job)))
         thread.start()
         deadline = time.monotonic() + 30
-        while not holder.execute(
+        while not watcher.execute(
             "select exists (select 1 from pg_stat_activity where wait_event_type = 'Lock'"
             " and query like '%%claim_current_job%%')"
         ).fetchone()[0]:  # type: ignore[index]
