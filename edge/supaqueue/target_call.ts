@@ -201,9 +201,8 @@ export async function callTarget(
         isSuccessful: false,
         statusCode: null,
         responseExcerpt: null,
-        error: `not started: the deadline passed ${-left} ms before the call (timeout ${
-          d.queue.timeoutMs
-        } ms from the claim)`,
+        error:
+          `not started: the deadline passed ${-left} ms before the call (timeout ${d.queue.timeoutMs} ms from the claim)`,
         retryAfterSeconds: null,
         result: null,
         resultText: null,

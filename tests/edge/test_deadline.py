@@ -33,7 +33,11 @@ def test_the_target_gets_the_calls_deadline(
     deliver(supaqueue_fn, d)
     [attempt] = engine.wait_attempts(d.job_id)
     assert attempt["outcome"] == "success"
-    [call] = [c for c in target.requests_for("status-200") if c.headers.get("supaqueue-job-id") == d.job_id]
+    [call] = [
+        c
+        for c in target.requests_for("status-200")
+        if c.headers.get("supaqueue-job-id") == d.job_id
+    ]
     sent = datetime.fromisoformat(call.headers["supaqueue-deadline"].replace("Z", "+00:00"))
     started = engine.conn.execute(
         "select started_at from supaqueue.job_attempt where job = %s", (d.job_id,)
@@ -95,9 +99,7 @@ def test_a_timed_out_call_keeps_its_worker(
         target.release(key)
 
 
-def test_a_refused_connection_frees_the_worker(
-    refused_fn: FunctionProcess, engine: Engine
-) -> None:
+def test_a_refused_connection_frees_the_worker(refused_fn: FunctionProcess, engine: Engine) -> None:
     d = engine.dispatch("anything", max_attempts=1)
     deliver(refused_fn, d)
     [attempt] = engine.wait_attempts(d.job_id, timeout=60)

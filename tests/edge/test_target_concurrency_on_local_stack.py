@@ -42,7 +42,8 @@ RELAY = """
 Deno.serve(async (request: Request) => {
   const arrived = Date.now();
   const { url } = await request.json();
-  const headers = new Headers({ "content-type": "application/json", "x-relay-arrived-ms": String(arrived) });
+  const headers = new Headers({ "content-type": "application/json" });
+  headers.set("x-relay-arrived-ms", String(arrived));
   for (const name of ["supaqueue-job-id", "supaqueue-attempt", "supaqueue-deadline"]) {
     const value = request.headers.get(name);
     if (value !== null) headers.set(name, value);
@@ -140,10 +141,10 @@ def _wait_finished(s: Stack, queue_id: str, jobs: int, slug: str, timeout: float
         if row["done"] == jobs and all(c.ended is not None for c in calls):
             return
         time.sleep(0.1)
-    raise AssertionError(
-        f"jobs of queue {queue_id} not all finished in {timeout} s:"
-        f" {s.engine.conn.execute('select status, count(*) from supaqueue.job where queue = %s group by 1', (queue_id,)).fetchall()}"
-    )
+    states = s.engine.conn.execute(
+        "select status::text, count(*) from supaqueue.job where queue = %s group by 1", (queue_id,)
+    ).fetchall()
+    raise AssertionError(f"jobs of queue {queue_id} not all finished in {timeout} s: {states}")
 
 
 def test_calls_abandoned_at_their_timeout_do_not_add_to_the_workers(stack: Stack) -> None:
