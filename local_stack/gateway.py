@@ -112,14 +112,17 @@ def client_gone(request: web.Request) -> bool:
     raw = transport.get_extra_info("socket")
     if raw is None:
         return False
+    # asyncio's socket object offers no recv: a plain one over the same descriptor, detached
+    # (never closed) afterwards
+    sock = socket.socket(raw.family, raw.type, raw.proto, raw.fileno())
     try:
-        # a duplicate of the descriptor: asyncio's socket object does not offer recv
-        with socket.fromfd(raw.fileno(), raw.family, raw.type) as sock:
-            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
     except BlockingIOError:
         return False  # still connected, waiting for the answer
     except OSError:
         return True  # reset
+    finally:
+        sock.detach()
 
 
 async def _proxy(request: web.Request, port: int, slug: str, body: bytes) -> web.StreamResponse:
