@@ -730,25 +730,41 @@ declare
   _body text;
   _trigger text;
   _when text;
+  _cond text;
+  _probe refcursor;
   -- format() pattern of a Database Webhook payload: type, record, old_record
   _payload constant text :=
     'pg_catalog.jsonb_build_object(''type'', %L, ''table'', TG_TABLE_NAME, '
     '''schema'', TG_TABLE_SCHEMA, ''record'', %s, ''old_record'', %s)';
 begin
   select * into _t from supaqueue.table_trigger where id = _id;
+  -- between newlines: a trailing `--` comment cannot swallow what follows it
+  _cond := chr(10) || _t.condition || chr(10);
   if _t.condition is not null then
     foreach _event in array _t.events loop
-      -- the condition as the trigger will evaluate it: rows of this table as NEW and/or OLD
       begin
-        execute pg_catalog.format('select 1 from %s where (%s)::boolean limit 0',
+        -- (a) the condition as the trigger will evaluate it: rows of this table as NEW and/or OLD
+        open _probe for execute pg_catalog.format('select 1 from %s where (%s)::boolean limit 0',
           case _event
             when 'INSERT' then pg_catalog.format('%I.%I as new', _t.table_schema, _t.table_name)
             when 'DELETE' then pg_catalog.format('%I.%I as old', _t.table_schema, _t.table_name)
             else pg_catalog.format('%I.%I as new, %I.%I as old', _t.table_schema,
                                    _t.table_name, _t.table_schema, _t.table_name) end,
-          _t.condition);
+          _cond);
+        close _probe;
+        -- (b) one expression, a row condition: made, then always rolled back (SQ0WP)
+        begin
+          execute pg_catalog.format(
+            'create trigger supaqueue_when_check after %s on %I.%I for each row when (%s) '
+            'execute function pg_catalog.suppress_redundant_updates_trigger()',
+            _event, _t.table_schema, _t.table_name, _cond);
+          raise exception using errcode = 'SQ0WP';
+        exception when sqlstate 'SQ0WP' then
+          null;
+        end;
       exception when others then
-        raise exception 'when: % is not a valid condition for % on %.%: %',
+        raise exception 'when: % is not a valid condition for % on %.% (one SQL expression over '
+                        'the row, as in a trigger''s WHEN: no subqueries, no second statement): %',
           pg_catalog.quote_literal(_t.condition), _event, _t.table_schema, _t.table_name, sqlerrm
           using errcode = '22023';
       end;
@@ -759,7 +775,7 @@ begin
     if _part in ('insert', 'delete') then
       _alias := case _part when 'insert' then 'new' else 'old' end;
       _when := case when _t.condition is null then ''
-                    else pg_catalog.format(' where (%s)', _t.condition) end;
+                    else pg_catalog.format(' where (%s)', _cond) end;
       -- use_column: `new`/`old` are the transition table's rows, not PL/pgSQL's (null) NEW/OLD
       _body := '#variable_conflict use_column' || chr(10)
         || 'begin insert into supaqueue.job (queue, payload) select '
@@ -792,7 +808,7 @@ begin
         'create trigger %I after update on %I.%I for each row%s execute function supaqueue.%I()',
         _names.trigger_name, _t.table_schema, _t.table_name,
         case when _t.condition is null then ''
-             else pg_catalog.format(' when (%s)', _t.condition) end,
+             else pg_catalog.format(' when (%s)', _cond) end,
         _names.function_name);
     else  -- update_flush: after the statement's row-level captures, all of them at once
       _body := 'begin with captured as (delete from supaqueue.table_trigger_buffer b where '
@@ -1750,6 +1766,13 @@ $$;
 
 ALTER FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.max_dedup_key_bytes() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select 1024 $$;
+
+ALTER FUNCTION supaqueue.max_dedup_key_bytes() OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.max_dependency_results_bytes() RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
@@ -2010,6 +2033,19 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.refuse_job_value(_constraint text, _message text, _hint text) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+begin
+  raise exception '%', _message
+    using errcode = 'check_violation', constraint = _constraint, table = 'job',
+          schema = 'supaqueue', hint = _hint;
+end
+$$;
+
+ALTER FUNCTION supaqueue.refuse_job_value(_constraint text, _message text, _hint text) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer DEFAULT NULL::integer, _response_excerpt text DEFAULT NULL::text, _error text DEFAULT NULL::text, _retry_after_seconds numeric DEFAULT NULL::numeric, _result jsonb DEFAULT NULL::jsonb, _duration_ms integer DEFAULT NULL::integer, _chain_jobs integer DEFAULT NULL::integer, _chain_elapsed_ms bigint DEFAULT NULL::bigint) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
@@ -2411,6 +2447,13 @@ begin
     end if;
   end if;
   if pg_catalog.to_regclass('cron.job') is not null then
+    if pg_catalog.to_regclass('cron.job_run_details') is not null
+       and pg_catalog.has_table_privilege('cron.job_run_details', 'DELETE') then
+      delete from cron.job_run_details d
+       where d.jobid in (select j.jobid from cron.job j
+                          where j.jobname = any (supaqueue.cron_job_names())
+                            and j.database = pg_catalog.current_database());
+    end if;
     perform cron.unschedule(j.jobid) from cron.job j
       where j.jobname = any (supaqueue.cron_job_names()) and j.database = pg_catalog.current_database();
   end if;
@@ -2449,8 +2492,10 @@ CREATE TABLE supaqueue.job (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     finished_at timestamp with time zone,
     cancelled_by_operator boolean DEFAULT false NOT NULL,
+    CONSTRAINT job_dedup_key_size CHECK (((dedup_key IS NULL) OR (octet_length(dedup_key) <= supaqueue.max_dedup_key_bytes()) OR supaqueue.refuse_job_value('job_dedup_key_size'::text, format('dedup_key: %s bytes, over the limit of %s bytes (supaqueue.max_dedup_key_bytes()); use a shorter key'::text, octet_length(dedup_key), supaqueue.max_dedup_key_bytes()), 'a long natural key can be hashed: md5(<key>) is 32 characters'::text))),
     CONSTRAINT job_finished_at_iff_final CHECK (((status = ANY (ARRAY['success'::supaqueue.job_status, 'failed'::supaqueue.job_status, 'cancelled'::supaqueue.job_status])) = (finished_at IS NOT NULL))),
-    CONSTRAINT job_pending_dependencies_non_negative CHECK ((pending_dependencies >= 0))
+    CONSTRAINT job_pending_dependencies_non_negative CHECK ((pending_dependencies >= 0)),
+    CONSTRAINT job_run_at_readable CHECK ((((run_at >= '0001-01-01 00:00:00+00'::timestamp with time zone) AND (run_at < '10000-01-01 00:00:00+00'::timestamp with time zone)) OR supaqueue.refuse_job_value('job_run_at_readable'::text, format('run_at: %s is outside the times a job can have; give a time between 0001-01-01 and 9999-12-31 UTC, or none to run it now'::text, run_at), 'supaqueue.enqueue(..., _run_at => now() + interval ''1 hour'') delays a job by an hour'::text)))
 );
 
 ALTER TABLE supaqueue.job OWNER TO postgres;
@@ -2822,6 +2867,9 @@ GRANT ALL ON FUNCTION supaqueue.job_detail(_job uuid) TO service_role;
 REVOKE ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.max_dedup_key_bytes() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.max_dedup_key_bytes() TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.max_dependency_results_bytes() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.max_dependency_results_bytes() TO service_role;
 
@@ -2851,6 +2899,9 @@ REVOKE ALL ON FUNCTION supaqueue.reconcile_cron() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.refuse_job_value(_constraint text, _message text, _hint text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.refuse_job_value(_constraint text, _message text, _hint text) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer, _chain_jobs integer, _chain_elapsed_ms bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer, _chain_jobs integer, _chain_elapsed_ms bigint) TO service_role;

@@ -58,6 +58,24 @@ def test_a_dedup_key_over_the_limit_is_refused_by_its_named_constraint(engine: E
     assert engine.one("select count(*) from supaqueue.job") == 1
 
 
+def test_service_role_enqueueing_by_insert_gets_the_same_message(engine: Engine) -> None:
+    """The constraints call functions: the role inserting must be allowed to run them."""
+    q = engine.queue(workers=0)
+    engine.conn.execute("set role service_role")
+    try:
+        engine.conn.execute(
+            "insert into supaqueue.job (queue, payload, dedup_key) values (%s, '{}', 'k')", (q,)
+        )
+        with pytest.raises(psycopg.errors.CheckViolation) as caught:
+            engine.conn.execute(
+                "insert into supaqueue.job (queue, payload, run_at) values (%s, '{}', '-infinity')",
+                (q,),
+            )
+        assert (caught.value.diag.message_primary or "").startswith("run_at: -infinity is outside")
+    finally:
+        engine.conn.execute("reset role")
+
+
 def test_rows_made_before_the_limits_are_kept(engine: Engine) -> None:
     """The constraints are added NOT VALID where old rows break them: an upgrade never fails."""
     assert engine.one(
