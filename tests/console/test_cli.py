@@ -231,6 +231,15 @@ def test_pause_and_resume(jobs: Jobs) -> None:
     assert "no queue named" in one_line_error(supaqueue("pause", "x", "--db-url", jobs.dsn), 3)
 
 
+def test_a_queue_name_must_match_exactly(jobs: Jobs) -> None:
+    """`supaqueue pause $'emails\\n'` paused `emails` (issue 21 item 4): names match exactly."""
+    for name in ("emails\n", " emails", "EMAILS", "emails "):
+        failed = supaqueue("pause", name, "--db-url", jobs.dsn, "--yes")
+        assert f"no queue named {name!r}" in one_line_error(failed, 3), name
+    paused = jobs.engine.one("select operator_paused_at from supaqueue.queue where name = 'emails'")
+    assert paused is None
+
+
 def test_connection_errors_never_show_the_password(jobs: Jobs) -> None:
     nothing = supaqueue("status")
     assert "--stack" in one_line_error(nothing, 1)
