@@ -294,7 +294,8 @@ def purge_request(raw: bytes) -> tuple[list[str], int | None] | str:
         )
     unknown = sorted(set(body) - {"states", "older_than_hours"})
     if unknown:
-        return f"unknown field(s) {', '.join(map(repr, unknown))}: known are states, older_than_hours"
+        listed = ", ".join(map(repr, unknown))
+        return f"unknown field(s) {listed}: known are states, older_than_hours"
     states = body.get("states")
     if states is None or states == []:
         states = list(FINISHED_STATES)

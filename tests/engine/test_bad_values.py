@@ -78,10 +78,13 @@ def test_service_role_enqueueing_by_insert_gets_the_same_message(engine: Engine)
 
 def test_rows_made_before_the_limits_are_kept(engine: Engine) -> None:
     """The constraints are added NOT VALID where old rows break them: an upgrade never fails."""
-    assert engine.one(
-        "select count(*) from pg_constraint where conname in "
-        "('job_run_at_readable', 'job_dedup_key_size') and convalidated"
-    ) == 2
+    assert (
+        engine.one(
+            "select count(*) from pg_constraint where conname in "
+            "('job_run_at_readable', 'job_dedup_key_size') and convalidated"
+        )
+        == 2
+    )
 
 
 @pytest.fixture
@@ -144,9 +147,7 @@ def test_a_subquery_is_refused_for_every_event(
     q = engine.queue(workers=0)
     row = "OLD" if events == ["DELETE"] else "NEW"
     with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
-        set_trigger(
-            engine, q, events, when=f"{row}.id in (select id from public.victim)"
-        )
+        set_trigger(engine, q, events, when=f"{row}.id in (select id from public.victim)")
     message = caught.value.diag.message_primary or ""
     assert message.startswith("when: ") and "subquer" in message, message
     assert our_triggers(engine) == []
