@@ -32,6 +32,19 @@ begin
 end
 $$;
 
+-- Rows enqueued before these limits are brought within them first, so that both constraints
+-- hold for every row: a NOT VALID constraint would still refuse each later UPDATE of such a row
+-- (its dispatch, its end), and so stall its queue. Neither change alters what the job does: a
+-- run_at beyond the range moves to its end (±infinity to years 1 / 9999: the same order, still
+-- first or never), and a longer dedup key becomes its hash (a key that long can no longer be
+-- enqueued, so no new job could have matched it anyway).
+update supaqueue.job
+   set run_at = greatest(least(run_at, '9999-12-31 23:59:59.999999+00'), '0001-01-01 00:00:00+00'),
+       dedup_key = case when pg_catalog.octet_length(dedup_key) > supaqueue.max_dedup_key_bytes()
+                        then 'md5:' || pg_catalog.md5(dedup_key) else dedup_key end
+ where run_at < '0001-01-01 00:00:00+00' or run_at >= '10000-01-01 00:00:00+00'
+    or pg_catalog.octet_length(dedup_key) > supaqueue.max_dedup_key_bytes();
+
 alter table supaqueue.job
   add constraint job_run_at_readable check (
     (run_at >= '0001-01-01 00:00:00+00' and run_at < '10000-01-01 00:00:00+00')
@@ -39,8 +52,7 @@ alter table supaqueue.job
       'job_run_at_readable',
       pg_catalog.format('run_at: %s is outside the times a job can have; give a time between '
                         '0001-01-01 and 9999-12-31 UTC, or none to run it now', run_at),
-      'supaqueue.enqueue(..., _run_at => now() + interval ''1 hour'') delays a job by an hour'))
-    not valid,
+      'supaqueue.enqueue(..., _run_at => now() + interval ''1 hour'') delays a job by an hour')),
   add constraint job_dedup_key_size check (
     dedup_key is null
     or pg_catalog.octet_length(dedup_key) <= supaqueue.max_dedup_key_bytes()
@@ -49,24 +61,7 @@ alter table supaqueue.job
       pg_catalog.format('dedup_key: %s bytes, over the limit of %s bytes '
                         '(supaqueue.max_dedup_key_bytes()); use a shorter key',
                         pg_catalog.octet_length(dedup_key), supaqueue.max_dedup_key_bytes()),
-      'a long natural key can be hashed: md5(<key>) is 32 characters'))
-    not valid;
-
--- Validated where every existing row complies (one scan each): an upgrade never fails on a job
--- enqueued under the older rules; new rows are checked either way.
-do $$
-declare
-  _name text;
-begin
-  foreach _name in array array['job_run_at_readable', 'job_dedup_key_size'] loop
-    begin
-      execute pg_catalog.format('alter table supaqueue.job validate constraint %I', _name);
-    exception when check_violation then
-      raise notice 'supaqueue: constraint % left NOT VALID: existing jobs break it', _name;
-    end;
-  end loop;
-end
-$$;
+      'a long natural key can be hashed: md5(<key>) is 32 characters'));
 
 -- 2 ---------------------------------------------------------------------------------------------
 -- = 0012's _install_table_trigger_objects with the condition checked as one expression before

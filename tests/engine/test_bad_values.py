@@ -4,9 +4,12 @@ trigger condition that is not one expression."""
 
 from __future__ import annotations
 
+import hashlib
+
 import psycopg
 import pytest
 
+from components import migrations
 from tests.engine.harness import Engine
 from tests.engine.test_table_triggers import hook_functions, our_triggers, set_trigger
 
@@ -76,15 +79,41 @@ def test_service_role_enqueueing_by_insert_gets_the_same_message(engine: Engine)
         engine.conn.execute("reset role")
 
 
-def test_rows_made_before_the_limits_are_kept(engine: Engine) -> None:
-    """The constraints are added NOT VALID where old rows break them: an upgrade never fails."""
-    assert (
-        engine.one(
-            "select count(*) from pg_constraint where conname in "
-            "('job_run_at_readable', 'job_dedup_key_size') and convalidated"
-        )
-        == 2
-    )
+def test_an_upgrade_brings_older_jobs_within_the_limits(pg_dsn: str) -> None:
+    """Jobs enqueued before 0019 with values it refuses keep running: their run_at moves to the end
+    of the range (same order), an over-long dedup key becomes its hash; the constraints then hold
+    for every row, so no later UPDATE of such a job (its dispatch) is refused."""
+    loaded = migrations.load_migrations()
+    before = [m for m in loaded if m.version < 19]
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        migrations.apply(conn, before)
+        q = conn.execute(
+            "insert into supaqueue.queue (name, edge_function_name) values ('old', 'f')"
+            " returning id"
+        ).fetchone()
+        assert q is not None
+        long_key = "k" * 2000
+        for run_at, key in (("-infinity", None), ("infinity", "far"), ("now", long_key)):
+            conn.execute(
+                "insert into supaqueue.job (queue, payload, run_at, dedup_key)"
+                " values (%s, '{}', %s::timestamptz, %s)",
+                (q[0], run_at, key),
+            )
+        migrations.apply(conn, loaded)
+        rows = conn.execute(
+            "select to_char(run_at at time zone 'UTC', 'YYYY-MM-DD'), dedup_key"
+            " from supaqueue.job order by run_at"
+        ).fetchall()
+        assert rows[0] == ("0001-01-01", None)
+        assert rows[1][1] == "md5:" + hashlib.md5(long_key.encode()).hexdigest()
+        assert rows[2] == ("9999-12-31", "far")
+        valid = conn.execute(
+            "select count(*) from pg_constraint where conname in"
+            " ('job_run_at_readable', 'job_dedup_key_size') and convalidated"
+        ).fetchone()
+        assert valid == (2,)
+        # every row can still change (what dispatch and completion do)
+        conn.execute("update supaqueue.job set attempts = attempts")
 
 
 @pytest.fixture
