@@ -98,6 +98,49 @@ $$;
 
 ALTER FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue._check_table_trigger_condition(_table_schema text, _table_name text, _events text[], _condition text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  _event text;
+  _probe refcursor;
+begin
+  if _condition is null then
+    return;
+  end if;
+  foreach _event in array _events loop
+    begin
+      open _probe for execute pg_catalog.format('select 1 from %s where (%s)::boolean limit 0',
+        case _event
+          when 'INSERT' then pg_catalog.format('%I.%I as new', _table_schema, _table_name)
+          when 'DELETE' then pg_catalog.format('%I.%I as old', _table_schema, _table_name)
+          else pg_catalog.format('%I.%I as new, %I.%I as old', _table_schema, _table_name,
+                                 _table_schema, _table_name) end,
+        _condition);
+      close _probe;
+      begin
+        execute pg_catalog.format(
+          'create trigger supaqueue_when_check after %s on %I.%I for each row when (%s) '
+          'execute function pg_catalog.suppress_redundant_updates_trigger()',
+          _event, _table_schema, _table_name, _condition);
+        raise exception using errcode = 'SQ0WP';  -- always roll the probe back
+      exception when sqlstate 'SQ0WP' then
+        null;
+      end;
+    exception when others then
+      raise exception 'when: % is not a valid condition for % on %.% (one SQL expression over '
+                      'the row, as in a trigger''s WHEN: no subqueries, no -- comments, no second '
+                      'statement): %',
+        pg_catalog.quote_literal(_condition), _event, _table_schema, _table_name, sqlerrm
+        using errcode = '22023';
+    end;
+  end loop;
+end
+$$;
+
+ALTER FUNCTION supaqueue._check_table_trigger_condition(_table_schema text, _table_name text, _events text[], _condition text) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue._check_timezone(_tz text) RETURNS void
     LANGUAGE plpgsql STABLE
     SET search_path TO ''
@@ -730,41 +773,25 @@ declare
   _body text;
   _trigger text;
   _when text;
-  _cond text;
-  _probe refcursor;
   -- format() pattern of a Database Webhook payload: type, record, old_record
   _payload constant text :=
     'pg_catalog.jsonb_build_object(''type'', %L, ''table'', TG_TABLE_NAME, '
     '''schema'', TG_TABLE_SCHEMA, ''record'', %s, ''old_record'', %s)';
 begin
   select * into _t from supaqueue.table_trigger where id = _id;
-  -- between newlines: a trailing `--` comment cannot swallow what follows it
-  _cond := chr(10) || _t.condition || chr(10);
   if _t.condition is not null then
     foreach _event in array _t.events loop
+      -- the condition as the trigger will evaluate it: rows of this table as NEW and/or OLD
       begin
-        -- (a) the condition as the trigger will evaluate it: rows of this table as NEW and/or OLD
-        open _probe for execute pg_catalog.format('select 1 from %s where (%s)::boolean limit 0',
+        execute pg_catalog.format('select 1 from %s where (%s)::boolean limit 0',
           case _event
             when 'INSERT' then pg_catalog.format('%I.%I as new', _t.table_schema, _t.table_name)
             when 'DELETE' then pg_catalog.format('%I.%I as old', _t.table_schema, _t.table_name)
             else pg_catalog.format('%I.%I as new, %I.%I as old', _t.table_schema,
                                    _t.table_name, _t.table_schema, _t.table_name) end,
-          _cond);
-        close _probe;
-        -- (b) one expression, a row condition: made, then always rolled back (SQ0WP)
-        begin
-          execute pg_catalog.format(
-            'create trigger supaqueue_when_check after %s on %I.%I for each row when (%s) '
-            'execute function pg_catalog.suppress_redundant_updates_trigger()',
-            _event, _t.table_schema, _t.table_name, _cond);
-          raise exception using errcode = 'SQ0WP';
-        exception when sqlstate 'SQ0WP' then
-          null;
-        end;
+          _t.condition);
       exception when others then
-        raise exception 'when: % is not a valid condition for % on %.% (one SQL expression over '
-                        'the row, as in a trigger''s WHEN: no subqueries, no second statement): %',
+        raise exception 'when: % is not a valid condition for % on %.%: %',
           pg_catalog.quote_literal(_t.condition), _event, _t.table_schema, _t.table_name, sqlerrm
           using errcode = '22023';
       end;
@@ -775,7 +802,7 @@ begin
     if _part in ('insert', 'delete') then
       _alias := case _part when 'insert' then 'new' else 'old' end;
       _when := case when _t.condition is null then ''
-                    else pg_catalog.format(' where (%s)', _cond) end;
+                    else pg_catalog.format(' where (%s)', _t.condition) end;
       -- use_column: `new`/`old` are the transition table's rows, not PL/pgSQL's (null) NEW/OLD
       _body := '#variable_conflict use_column' || chr(10)
         || 'begin insert into supaqueue.job (queue, payload) select '
@@ -808,7 +835,7 @@ begin
         'create trigger %I after update on %I.%I for each row%s execute function supaqueue.%I()',
         _names.trigger_name, _t.table_schema, _t.table_name,
         case when _t.condition is null then ''
-             else pg_catalog.format(' when (%s)', _cond) end,
+             else pg_catalog.format(' when (%s)', _t.condition) end,
         _names.function_name);
     else  -- update_flush: after the statement's row-level captures, all of them at once
       _body := 'begin with captured as (delete from supaqueue.table_trigger_buffer b where '
@@ -2187,6 +2214,8 @@ begin
   _events_sorted := array(select e from pg_catalog.unnest(array['INSERT', 'UPDATE', 'DELETE'])
                            with ordinality as k(e, n)
                            where e = any (_events) order by n);
+  perform supaqueue._check_table_trigger_condition(_table_schema, _table_name, _events_sorted,
+                                                   _condition);
   if _id is null then
     insert into supaqueue.table_trigger (name, queue, table_schema, table_name, events, condition)
       values (_name, _queue, _table_schema, _table_name, _events_sorted, _condition)
@@ -2765,6 +2794,8 @@ GRANT SELECT ON TABLE supaqueue.current_job TO service_role;
 REVOKE ALL ON FUNCTION supaqueue._cancel_attempt(_cj supaqueue.current_job) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._check_table_trigger_condition(_table_schema text, _table_name text, _events text[], _condition text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._check_timezone(_tz text) FROM PUBLIC;
 

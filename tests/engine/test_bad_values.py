@@ -133,6 +133,8 @@ INJECTIONS = [
     "true) /*",
     # balanced as text, but not one expression: its first `)` closes ours
     "true) or (true",
+    # a line comment would swallow what follows the condition
+    "NEW.id > 1 -- big ones",
 ]
 
 
@@ -154,9 +156,11 @@ def test_a_condition_cannot_add_a_statement(
     assert engine.one("select count(*) from supaqueue.table_trigger") == 0
 
 
-def test_one_expression_may_have_parentheses_and_a_comment(engine: Engine, victim: str) -> None:
+def test_one_expression_may_have_parentheses_and_a_block_comment(
+    engine: Engine, victim: str
+) -> None:
     q = engine.queue(workers=0)
-    when = "(NEW.id > 1) or (NEW.status = 'paid') -- big or paid"
+    when = "(NEW.id > 1) or /* paid ones too */ (NEW.status = 'paid')"
     set_trigger(engine, q, ["INSERT", "UPDATE"], when=when)
     engine.conn.execute("insert into public.orders values (1, 'new', 1), (2, 'new', 1)")
     engine.conn.execute("update public.orders set status = 'paid' where id = 1")

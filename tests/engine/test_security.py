@@ -154,6 +154,7 @@ CRON_EVALUATOR = {
 # Installs triggers on a user's table: with the caller's rights, so that only a role that may
 # create triggers on that table can put one there.
 TABLE_TRIGGER_MANAGEMENT = {
-    "_install_table_trigger_objects", "_remove_table_trigger_objects", "_table_trigger_names",
-    "_table_trigger_parts", "drop_table_trigger", "set_table_trigger",
+    "_check_table_trigger_condition", "_install_table_trigger_objects",
+    "_remove_table_trigger_objects", "_table_trigger_names", "_table_trigger_parts",
+    "drop_table_trigger", "set_table_trigger",
 }  # fmt: skip

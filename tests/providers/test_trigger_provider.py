@@ -107,6 +107,7 @@ def test_check_names_the_field_before_supaqueue_is_installed(db_url: str, orders
         (["INSERT"], "true) --", "syntax error"),
         (["UPDATE"], "true) --", "syntax error"),
         (["INSERT"], "true) or (true", "syntax error"),
+        (["INSERT"], "NEW.id > 1 -- big ones", "syntax error"),
         (["UPDATE"], "NEW.id in (select id from public.hook_invoices)", "subquer"),
         (["INSERT"], "NEW.id in (select id from public.hook_invoices)", "subquer"),
     ],
@@ -121,8 +122,8 @@ def test_preview_checks_when_exactly_as_up_uses_it(
     assert f"is not a valid condition for {events[0]} on public.hook_orders" in reason
     assert "one SQL expression" in reason and says in reason, reason
     assert triggers_on(db_url) == []
-    # a condition with parentheses and a trailing comment is one expression
-    assert failures(db_url, events=events, when="(NEW.id > 1) or (NEW.status = 'x') -- ok") == {}
+    # a condition with parentheses (and a block comment) is one expression
+    assert failures(db_url, events=events, when="(NEW.id > 1) or /* x */ (NEW.status = 'x')") == {}
 
 
 def test_a_role_that_may_not_create_triggers_is_told_what_to_do(db_url: str, orders: str) -> None:

@@ -114,8 +114,7 @@ def database_problems(
         return []
     problems: list[tuple[str, str]] = []
     relation = sql.Identifier(schema, table)
-    # between newlines, as the engine uses it: a trailing `--` comment cannot swallow the rest
-    condition = sql.SQL("\n" + when + "\n")
+    condition = sql.SQL(when)  # as the engine uses it: inside (...)
     for event in normalized_events(props["events"]):
         aliases = {"INSERT": ["new"], "DELETE": ["old"], "UPDATE": ["new", "old"]}[event]
         from_list = sql.SQL(", ").join(
@@ -139,7 +138,7 @@ def database_problems(
                     "when",
                     f"{when!r} is not a valid condition for {event} on {where} (one SQL "
                     f"expression over the row, {rows}, as in a trigger's WHEN: no subqueries, "
-                    "no second statement; functions outside pg_catalog must be "
+                    "no `--` comments, no second statement; functions outside pg_catalog must be "
                     f"schema-qualified): {sql_message(exc)}",
                 )
             )
