@@ -76,6 +76,17 @@ def _outs(props: dict[str, Any], queue_id: str, row: dict[str, Any] | None) -> d
     return outs
 
 
+def _check_dead_letter_queue(props: dict[str, Any], row: dict[str, Any] | None) -> None:
+    """The dead-letter queue is written by name; a name with no queue wrote null: refuse (the
+    caller's transaction is rolled back)."""
+    wanted = props.get("dead_letter_queue")
+    if wanted is not None and (row is None or row.get("dead_letter_queue") != wanted):
+        raise DatabaseError(
+            f"queue {props.get('name')!r}: dead_letter_queue {wanted!r} is not a queue in this "
+            "database; declare it (in supaqueue:queues) or remove dead_letter_queue"
+        )
+
+
 class QueueProvider(ResourceProvider):
     """CRUD of one queue through SQL; the connection string is an input (secret)."""
 
@@ -99,7 +110,10 @@ class QueueProvider(ResourceProvider):
         ]
         known = ", ".join(FIELDS)
         failures += [CheckFailure(key, f"unknown key; known keys: {known}") for key in extra]
-        inputs = {**with_defaults(spec), **{k: v for k, v in spec.items() if k in unknown}}
+        inputs = {
+            **with_defaults(spec, nulls_dropped=True),
+            **{k: v for k, v in spec.items() if k in unknown},
+        }
         inputs["db_url"] = db_url
         inputs["owner"] = owner
         name = news.get("name")
@@ -140,6 +154,7 @@ class QueueProvider(ResourceProvider):
                         {"id": queue_id, "workers": int(props["workers"])},
                     )
                     written = _read_row(conn, queue_id)
+                    _check_dead_letter_queue(props, written)
             except psycopg.errors.UniqueViolation as exc:
                 if exc.diag.constraint_name != NAME_CONSTRAINT:
                     raise
@@ -167,6 +182,7 @@ class QueueProvider(ResourceProvider):
                 text["set_worker_count"], {"id": queue_id, "workers": int(news["workers"])}
             )
             written = _read_row(conn, queue_id)
+            _check_dead_letter_queue(news, written)
         return UpdateResult(_outs(news, queue_id, written))
 
     @presented
