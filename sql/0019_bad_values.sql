@@ -5,7 +5,8 @@
 -- supaqueue.job, so enqueue() and a plain INSERT are refused alike. A table trigger's condition
 -- must be exactly one SQL expression, checked as the triggers will use it, so no input can add
 -- a statement to the SECURITY DEFINER functions set_table_trigger creates. Uninstall also
--- removes the run history of supaqueue's own cron jobs (pg_cron keeps it past unschedule).
+-- removes the run history of supaqueue's own cron jobs (pg_cron keeps it past unschedule), and
+-- the history an earlier uninstall left behind is deleted here.
 
 -- 1 ---------------------------------------------------------------------------------------------
 -- The largest dedup key, in bytes of its text (the one authority; constraint job_dedup_key_size).
@@ -195,6 +196,23 @@ begin
       where j.jobname = any (supaqueue.cron_job_names()) and j.database = pg_catalog.current_database();
   end if;
   drop schema supaqueue cascade;
+end
+$$;
+
+-- Run history left behind by an earlier uninstall (before this one deleted it): rows of this
+-- database and role whose job is no longer scheduled and whose command is exactly one of
+-- supaqueue's (any pg_cron version's). Nothing prunes them otherwise.
+do $$
+begin
+  if pg_catalog.to_regclass('cron.job_run_details') is not null
+     and pg_catalog.to_regclass('cron.job') is not null
+     and pg_catalog.has_table_privilege('cron.job_run_details', 'DELETE') then
+    delete from cron.job_run_details d
+     where d.database = pg_catalog.current_database() and d.username = current_user
+       and not exists (select 1 from cron.job j where j.jobid = d.jobid)
+       and d.command in (select c.command from supaqueue.cron_jobs_for('1.4') c
+                         union select c.command from supaqueue.cron_jobs_for('1.6') c);
+  end if;
 end
 $$;
 

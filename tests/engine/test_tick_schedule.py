@@ -323,6 +323,38 @@ def test_uninstall_removes_the_run_history_of_its_own_jobs(cron_cluster: Cluster
         assert conn.execute("select jobname from cron.job").fetchall() == [("nightly",)]
 
 
+def test_a_new_install_deletes_the_history_an_older_uninstall_left(cron_cluster: Cluster) -> None:
+    """Before 0019 uninstall left its jobs' runs behind, and pruning keys on jobs still scheduled:
+    the install deletes them (this database and role, supaqueue's exact commands, job gone)."""
+    with (
+        psycopg.connect(cron_cluster.dsn(), autocommit=True) as conn,
+        cron_cluster.admin_connect() as pg_cron,
+    ):
+        conn.execute("select cron.schedule('nightly', '0 4 * * *', 'select 1')")
+        [nightly] = conn.execute("select jobid from cron.job").fetchone() or [None]
+        rows = [
+            (900001, "select supaqueue.tick()", "postgres"),  # the old tick: gone
+            (900002, "call supaqueue.tick_loop()", "postgres"),  # its pg_cron 1.4 form: gone
+            (900003, "select supaqueue.prune_cron_history()", "postgres"),  # gone
+            (900004, "select supaqueue.tick()", "supabase_admin"),  # another role's: kept
+            (900005, "select 1", "postgres"),  # not supaqueue's: kept
+            (nightly, "select 1", "postgres"),  # a scheduled job's: kept
+        ]
+        for runid, (jobid, command, user) in enumerate(rows, start=30_000_000):
+            pg_cron.execute(
+                "insert into cron.job_run_details (jobid, runid, database, username, command,"
+                " status, start_time, end_time) values (%s, %s, 'postgres', %s, %s,"
+                " 'succeeded', now(), now())",
+                (jobid, runid, user, command),
+            )
+        migrations.apply(conn, migrations.load_migrations())
+        with cron_cluster.admin_connect() as admin:
+            left = admin.execute(
+                "select jobid from cron.job_run_details where runid >= 30000000 order by runid"
+            ).fetchall()
+        assert [row[0] for row in left] == [900004, 900005, nightly]
+
+
 def test_pruning_needs_only_the_grants_postgres_has_on_supabase(cron_cluster: Cluster) -> None:
     """On Supabase `postgres` is no superuser: it may SELECT cron.job and SELECT/DELETE
     cron.job_run_details, and pg_cron's row security shows it its own jobs only. The pruning,
