@@ -103,6 +103,49 @@ $$;
 
 ALTER FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue._check_table_trigger_condition(_table_schema text, _table_name text, _events text[], _condition text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  _event text;
+  _probe refcursor;
+begin
+  if _condition is null then
+    return;
+  end if;
+  foreach _event in array _events loop
+    begin
+      open _probe for execute pg_catalog.format('select 1 from %s where (%s)::boolean limit 0',
+        case _event
+          when 'INSERT' then pg_catalog.format('%I.%I as new', _table_schema, _table_name)
+          when 'DELETE' then pg_catalog.format('%I.%I as old', _table_schema, _table_name)
+          else pg_catalog.format('%I.%I as new, %I.%I as old', _table_schema, _table_name,
+                                 _table_schema, _table_name) end,
+        _condition);
+      close _probe;
+      begin
+        execute pg_catalog.format(
+          'create trigger supaqueue_when_check after %s on %I.%I for each row when (%s) '
+          'execute function pg_catalog.suppress_redundant_updates_trigger()',
+          _event, _table_schema, _table_name, _condition);
+        raise exception using errcode = 'SQ0WP';  -- always roll the probe back
+      exception when sqlstate 'SQ0WP' then
+        null;
+      end;
+    exception when others then
+      raise exception 'when: % is not a valid condition for % on %.% (one SQL expression over '
+                      'the row, as in a trigger''s WHEN: no subqueries, no -- comments, no second '
+                      'statement): %',
+        pg_catalog.quote_literal(_condition), _event, _table_schema, _table_name, sqlerrm
+        using errcode = '22023';
+    end;
+  end loop;
+end
+$$;
+
+ALTER FUNCTION supaqueue._check_table_trigger_condition(_table_schema text, _table_name text, _events text[], _condition text) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue._check_timezone(_tz text) RETURNS void
     LANGUAGE plpgsql STABLE
     SET search_path TO ''
@@ -2136,6 +2179,13 @@ $$;
 
 ALTER FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.max_dedup_key_bytes() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select 1024 $$;
+
+ALTER FUNCTION supaqueue.max_dedup_key_bytes() OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.max_dependency_results_bytes() RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
@@ -2444,6 +2494,19 @@ $$;
 
 ALTER FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.refuse_job_value(_constraint text, _message text, _hint text) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+begin
+  raise exception '%', _message
+    using errcode = 'check_violation', constraint = _constraint, table = 'job',
+          schema = 'supaqueue', hint = _hint;
+end
+$$;
+
+ALTER FUNCTION supaqueue.refuse_job_value(_constraint text, _message text, _hint text) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer DEFAULT NULL::integer, _response_excerpt text DEFAULT NULL::text, _error text DEFAULT NULL::text, _retry_after_seconds numeric DEFAULT NULL::numeric, _result jsonb DEFAULT NULL::jsonb, _duration_ms integer DEFAULT NULL::integer, _chain_jobs integer DEFAULT NULL::integer, _chain_elapsed_ms bigint DEFAULT NULL::bigint) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -2696,6 +2759,8 @@ begin
   _events_sorted := array(select e from pg_catalog.unnest(array['INSERT', 'UPDATE', 'DELETE'])
                            with ordinality as k(e, n)
                            where e = any (_events) order by n);
+  perform supaqueue._check_table_trigger_condition(_table_schema, _table_name, _events_sorted,
+                                                   _condition);
   if _id is null then
     insert into supaqueue.table_trigger (name, queue, table_schema, table_name, events, condition)
       values (_name, _queue, _table_schema, _table_name, _events_sorted, _condition)
@@ -3081,6 +3146,13 @@ begin
     end if;
   end if;
   if pg_catalog.to_regclass('cron.job') is not null then
+    if pg_catalog.to_regclass('cron.job_run_details') is not null
+       and pg_catalog.has_table_privilege('cron.job_run_details', 'DELETE') then
+      delete from cron.job_run_details d
+       where d.jobid in (select j.jobid from cron.job j
+                          where j.jobname = any (supaqueue.cron_job_names())
+                            and j.database = pg_catalog.current_database());
+    end if;
     perform cron.unschedule(j.jobid) from cron.job j
       where j.jobname = any (supaqueue.cron_job_names()) and j.database = pg_catalog.current_database();
   end if;
@@ -3139,8 +3211,10 @@ CASE
     ELSE 'sql'::text
 END NOT NULL,
     source_name text,
+    CONSTRAINT job_dedup_key_size CHECK (((dedup_key IS NULL) OR (octet_length(dedup_key) <= supaqueue.max_dedup_key_bytes()) OR supaqueue.refuse_job_value('job_dedup_key_size'::text, format('dedup_key: %s bytes, over the limit of %s bytes (supaqueue.max_dedup_key_bytes()); use a shorter key'::text, octet_length(dedup_key), supaqueue.max_dedup_key_bytes()), 'a long natural key can be hashed: md5(<key>) is 32 characters'::text))),
     CONSTRAINT job_finished_at_iff_final CHECK (((status = ANY (ARRAY['success'::supaqueue.job_status, 'failed'::supaqueue.job_status, 'cancelled'::supaqueue.job_status])) = (finished_at IS NOT NULL))),
     CONSTRAINT job_pending_dependencies_non_negative CHECK ((pending_dependencies >= 0)),
+    CONSTRAINT job_run_at_readable CHECK ((((run_at >= '0001-01-01 00:00:00+00'::timestamp with time zone) AND (run_at < '10000-01-01 00:00:00+00'::timestamp with time zone)) OR supaqueue.refuse_job_value('job_run_at_readable'::text, format('run_at: %s is outside the times a job can have; give a time between 0001-01-01 and 9999-12-31 UTC, or none to run it now'::text, run_at), 'supaqueue.enqueue(..., _run_at => now() + interval ''1 hour'') delays a job by an hour'::text))),
     CONSTRAINT job_source_known CHECK ((source = ANY (ARRAY['sql'::text, 'api'::text, 'trigger'::text, 'schedule'::text])))
 );
 
@@ -3460,6 +3534,8 @@ REVOKE ALL ON FUNCTION supaqueue._cancel_attempt(_cj supaqueue.current_job) FROM
 
 REVOKE ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue._check_table_trigger_condition(_table_schema text, _table_name text, _events text[], _condition text) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue._check_timezone(_tz text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._claim_document(_cj supaqueue.current_job) FROM PUBLIC;
@@ -3584,6 +3660,9 @@ GRANT ALL ON FUNCTION supaqueue.job_runs(_job uuid) TO service_role;
 REVOKE ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.max_dedup_key_bytes() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.max_dedup_key_bytes() TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.max_dependency_results_bytes() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.max_dependency_results_bytes() TO service_role;
 
@@ -3619,6 +3698,9 @@ REVOKE ALL ON FUNCTION supaqueue.reconcile_cron() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.refuse_job_value(_constraint text, _message text, _hint text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.refuse_job_value(_constraint text, _message text, _hint text) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer, _chain_jobs integer, _chain_elapsed_ms bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer, _chain_jobs integer, _chain_elapsed_ms bigint) TO service_role;
