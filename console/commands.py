@@ -684,9 +684,9 @@ def gen() -> None:
 def gen_types(lang: str, out: str | None, db_url: str | None, stack: str | None) -> None:
     """A typed enqueue client: queue names as literal types, payload types from each queue's
     payload_schema (any JSON for a queue without one)."""
-    from console import typegen
-
     import psycopg
+
+    from console import typegen
 
     conn = connect_target(db_url, stack)
     try:

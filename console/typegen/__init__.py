@@ -88,7 +88,9 @@ export interface Payloads {{
 }}
 
 /** Each queue's payload_schema (null: none), for the called function's validator. */
-export const payloadSchemas: {{ readonly [Q in QueueName]: Record<string, unknown> | null }} = {schemas};
+export const payloadSchemas: {{
+  readonly [Q in QueueName]: Record<string, unknown> | null;
+}} = {schemas};
 
 export interface EnqueueOptions {{
   /** Not before this time (default: now). */
@@ -187,7 +189,7 @@ JsonValue: TypeAlias = "dict[str, JsonValue] | list[JsonValue] | str | int | flo
 QueueName: TypeAlias = {names}
 '''
 
-PY_ENQUEUE = '''
+PY_ENQUEUE = """
 
 def enqueue(
     conn: psycopg.Connection[Any],
@@ -198,7 +200,7 @@ def enqueue(
     priority: int = 0,
     dedup_key: str | None = None,
     depends_on: Sequence[str] | None = None,
-) -> str:{body}'''
+) -> str:{body}"""
 
 ENQUEUE_BODY = '''
     """Enqueues one job into `queue` by name (in the connection's transaction); its id. An
@@ -212,7 +214,7 @@ ENQUEUE_BODY = '''
     return str(row[0])
 '''
 
-PY_BATCH = '''
+PY_BATCH = """
 
 def enqueue_batch(
     conn: psycopg.Connection[Any],
@@ -222,7 +224,7 @@ def enqueue_batch(
     run_at: datetime | None = None,
     priority: int = 0,
     depends_on: Sequence[str] | None = None,
-) -> list[str]:{body}'''
+) -> list[str]:{body}"""
 
 BATCH_BODY = '''
     """Enqueues one job per payload into `queue` in one statement; the ids in the same order."""
@@ -266,7 +268,9 @@ def python(queues: list[QueueTypes]) -> str:
     for template, body in ((PY_ENQUEUE, ENQUEUE_BODY), (PY_BATCH, BATCH_BODY)):
         if len(aliases) == 1:  # one queue: no overloads (mypy wants two at least)
             name, alias = aliases[0]
-            out += "\n" + template.format(queue=f"Literal[{literal(name)}]", payload=alias, body=body)
+            out += "\n" + template.format(
+                queue=f"Literal[{literal(name)}]", payload=alias, body=body
+            )
             continue
         for name, alias in aliases:
             out += "\n@overload" + template.format(

@@ -26,7 +26,9 @@ export interface PayloadProblem {
 // The dialects `pulumi preview` accepts (components/providers/queue/spec.py,
 // PAYLOAD_SCHEMA_DIALECTS); none named is 2020-12, as there.
 function validatorFor(schema: Record<string, unknown>): ValidateFunction {
-  const dialect = String(schema.$schema ?? "https://json-schema.org/draft/2020-12/schema");
+  const dialect = String(
+    schema.$schema ?? "https://json-schema.org/draft/2020-12/schema",
+  );
   // strict: false, so annotations Ajv does not know (x-…, examples) are not an error here when
   // the jsonschema library accepted them at preview.
   const options = { allErrors: true, strict: false };
@@ -45,14 +47,20 @@ function fieldOf(error: ErrorObject): string {
     field += /^[0-9]+$/.test(key) ? `[${key}]` : `.${key}`;
   }
   const params = error.params as Record<string, unknown>;
-  if (error.keyword === "required") field += `.${String(params.missingProperty)}`;
-  if (error.keyword === "additionalProperties") field += `.${String(params.additionalProperty)}`;
+  if (error.keyword === "required") {
+    field += `.${String(params.missingProperty)}`;
+  }
+  if (error.keyword === "additionalProperties") {
+    field += `.${String(params.additionalProperty)}`;
+  }
   return field;
 }
 
 function message(error: ErrorObject): string {
   if (error.keyword === "required") return "is required";
-  if (error.keyword === "additionalProperties") return "is not allowed by the queue's schema";
+  if (error.keyword === "additionalProperties") {
+    return "is not allowed by the queue's schema";
+  }
   return error.message ?? error.keyword;
 }
 
@@ -63,7 +71,10 @@ export function payloadProblems(
 ): PayloadProblem[] {
   const validate = validatorFor(schema);
   if (validate(payload)) return [];
-  return (validate.errors ?? []).map((e) => ({ field: fieldOf(e), message: message(e) }));
+  return (validate.errors ?? []).map((e) => ({
+    field: fieldOf(e),
+    message: message(e),
+  }));
 }
 
 function reject(error: string, problems: PayloadProblem[]): Response {
@@ -92,7 +103,10 @@ export function payloadHandler<P>(
     }
     let payload = body;
     if (body !== null && typeof body === "object" && !Array.isArray(body)) {
-      const { dependency_results: _, ...rest } = body as Record<string, unknown>;
+      const { dependency_results: _, ...rest } = body as Record<
+        string,
+        unknown
+      >;
       if ("dependency_results" in body) payload = rest;
     }
     if (validate !== null && !validate(payload)) {

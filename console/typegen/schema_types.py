@@ -84,8 +84,7 @@ def ts_type(schema: Any, path: list[str], notes: Notes, indent: str = "") -> str
     for key in ("anyOf", "oneOf"):
         if isinstance(schema.get(key), list):
             members = [
-                ts_type(s, [*path, f"{key}[{i}]"], notes, indent)
-                for i, s in enumerate(schema[key])
+                ts_type(s, [*path, f"{key}[{i}]"], notes, indent) for i, s in enumerate(schema[key])
             ]
             return " | ".join(dict.fromkeys(f"({m})" if "|" in m else m for m in members))
     types = _types_of(schema)
@@ -102,7 +101,9 @@ def _ts_literal_union(values: list[Any], path: list[str], notes: Notes) -> str:
     return " | ".join(dict.fromkeys(json.dumps(v) for v in values))
 
 
-def _ts_of_type(kind: str, schema: Mapping[str, Any], path: list[str], notes: Notes, indent: str) -> str:
+def _ts_of_type(
+    kind: str, schema: Mapping[str, Any], path: list[str], notes: Notes, indent: str
+) -> str:
     if kind == "string":
         return "string"
     if kind in ("number", "integer"):
@@ -130,7 +131,9 @@ def _ts_object(schema: Mapping[str, Any], path: list[str], notes: Notes, indent:
     lines = []
     for name, sub in properties.items():
         optional = "" if name in required else "?"
-        lines.append(f"{inner}{literal(name)}{optional}: {ts_type(sub, [*path, name], notes, inner)};")
+        lines.append(
+            f"{inner}{literal(name)}{optional}: {ts_type(sub, [*path, name], notes, inner)};"
+        )
     for name in sorted(required - set(properties)):
         lines.append(f"{inner}{literal(name)}: JsonValue;")
     extra = schema.get("additionalProperties", True)
@@ -250,7 +253,9 @@ class PythonTypes:
         fields = []
         for key, sub in properties.items():
             typed = self.type_of(sub, [*path, key], f"{name}{pascal(key)}")
-            fields.append(f"{literal(key)}: {typed if key in required else f'NotRequired[{typed}]'}")
+            fields.append(
+                f"{literal(key)}: {typed if key in required else f'NotRequired[{typed}]'}"
+            )
         if schema.get("additionalProperties", True) is not False:
             self.notes.widen(
                 _where(path),
@@ -259,5 +264,7 @@ class PythonTypes:
             )
         # The functional form: property names need not be Python identifiers (`from`, `x-id`).
         body = "".join(f"        {f},\n" for f in fields)
-        self.definitions.append(f"{name} = TypedDict(\n    {literal(name)},\n    {{\n{body}    }},\n)")
+        self.definitions.append(
+            f"{name} = TypedDict(\n    {literal(name)},\n    {{\n{body}    }},\n)"
+        )
         return name

@@ -1,6 +1,9 @@
 // The payload handler (console/typegen/payload_handler.ts) behind a real HTTP server on
 // loopback: run by tests/console/test_gen_types.py with `deno test --allow-net`.
-import { payloadHandler, REJECT_STATUS } from "../../console/typegen/payload_handler.ts";
+import {
+  payloadHandler,
+  REJECT_STATUS,
+} from "../../console/typegen/payload_handler.ts";
 
 const schema = {
   type: "object",
@@ -19,11 +22,15 @@ const schema = {
 
 function assertEquals(actual: unknown, expected: unknown): void {
   if (JSON.stringify(actual) !== JSON.stringify(expected)) {
-    throw new Error(`expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`);
+    throw new Error(
+      `expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`,
+    );
   }
 }
 
-async function post(body: string): Promise<{ status: number; json: Record<string, unknown> }> {
+async function post(
+  body: string,
+): Promise<{ status: number; json: Record<string, unknown> }> {
   const handled: unknown[] = [];
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
@@ -47,22 +54,29 @@ async function post(body: string): Promise<{ status: number; json: Record<string
 }
 
 Deno.test("a valid payload reaches the handler", async () => {
-  const { status, json } = await post(JSON.stringify({ to: "a@b", address: { zip: 1 } }));
+  const { status, json } = await post(
+    JSON.stringify({ to: "a@b", address: { zip: 1 } }),
+  );
   assertEquals(status, 200);
   assertEquals(json, { sent: "a@b" });
 });
 
 Deno.test("a wrong type is 422 naming the nested field", async () => {
-  const { status, json } = await post(JSON.stringify({ to: "a@b", address: { zip: "x" } }));
+  const { status, json } = await post(
+    JSON.stringify({ to: "a@b", address: { zip: "x" } }),
+  );
   assertEquals(status, REJECT_STATUS);
   assertEquals(status, 422);
   assertEquals(json.error, "payload.address.zip must be integer");
 });
 
 Deno.test("a missing, an extra and an array item's field are each named", async () => {
-  const { status, json } = await post(JSON.stringify({ tags: ["a", 2], cc: "x" }));
+  const { status, json } = await post(
+    JSON.stringify({ tags: ["a", 2], cc: "x" }),
+  );
   assertEquals(status, 422);
-  const fields = (json.problems as { field: string }[]).map((p) => p.field).sort();
+  const fields = (json.problems as { field: string }[]).map((p) => p.field)
+    .sort();
   assertEquals(fields, ["payload.cc", "payload.tags[1]", "payload.to"]);
 });
 
@@ -70,6 +84,8 @@ Deno.test("a body that is not JSON is 422 too, and a pipeline's dependency_resul
   const bad = await post("{not json");
   assertEquals(bad.status, 422);
   assertEquals((bad.json.problems as { field: string }[])[0].field, "payload");
-  const step = await post(JSON.stringify({ to: "abc", dependency_results: { x: {} } }));
+  const step = await post(
+    JSON.stringify({ to: "abc", dependency_results: { x: {} } }),
+  );
   assertEquals(step.status, 200);
 });

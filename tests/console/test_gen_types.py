@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
 import psycopg
 import pytest
 from click.testing import CliRunner
@@ -140,7 +141,7 @@ def test_generated_typescript_checks_runs_and_refuses_wrong_payloads(
     assert ran.returncode == 0, ran.stderr
     made = json.loads(ran.stdout.strip().splitlines()[-1])
     with psycopg.connect(db) as conn:
-        rows = dict(
+        rows: dict[str, object] = dict(
             conn.execute(
                 "select j.id::text, j.payload from supaqueue.job j"
                 " join supaqueue.queue q on q.id = j.queue"
