@@ -151,6 +151,73 @@ export async function enqueueBatch<Q extends QueueName>(
   );
   return (rows[0].ids as string[]).map(String);
 }}
+
+/** What the client needs of a supabase-js client (`createClient(url, key)` from
+ * npm:@supabase/supabase-js) to enqueue through the Data API: the narrow `supaqueue_api` schema
+ * (sql/0024), exposed by the installation setting; the caller's role must be allowed to enqueue
+ * into the queue (service_role always; `authenticated`/`anon` only where the queue says so). */
+export interface DataApiClient {{
+  schema(schema: "supaqueue_api"): {{
+    rpc(
+      fn: string,
+      args?: Record<string, unknown>,
+    ): PromiseLike<{{ data: unknown; error: unknown }}>;
+  }};
+}}
+
+/** A Data API refusal (PostgREST's error: `code` is the SQLSTATE, e.g. SQ020). */
+export class EnqueueError extends Error {{
+  constructor(message: string, readonly code?: string, readonly hint?: string) {{
+    super(message);
+    this.name = "EnqueueError";
+  }}
+}}
+
+function apiError(error: unknown): EnqueueError {{
+  const e = (error ?? {{}}) as {{ message?: unknown; code?: unknown; hint?: unknown }};
+  const code = typeof e.code === "string" ? e.code : undefined;
+  const hint = typeof e.hint === "string" ? e.hint : undefined;
+  return new EnqueueError(String(e.message ?? "enqueue failed"), code, hint);
+}}
+
+function apiOptions(options: EnqueueOptions): Record<string, unknown> {{
+  const args: Record<string, unknown> = {{}};
+  if (options.runAt !== undefined) {{
+    args.run_at = options.runAt instanceof Date ? options.runAt.toISOString() : options.runAt;
+  }}
+  if (options.priority !== undefined) args.priority = options.priority;
+  if (options.dedupKey !== undefined) args.dedup_key = options.dedupKey;
+  if (options.dependsOn !== undefined) args.depends_on = options.dependsOn;
+  return args;
+}}
+
+/** As `enqueue`, through the Data API (supabase-js): for a server or a signed-in browser. */
+export async function enqueueViaApi<Q extends QueueName>(
+  client: DataApiClient,
+  queue: Q,
+  payload: Payloads[Q],
+  options: EnqueueOptions = {{}},
+): Promise<string> {{
+  const {{ data, error }} = await client
+    .schema("supaqueue_api")
+    .rpc("enqueue", {{ queue, payload, ...apiOptions(options) }});
+  if (error) throw apiError(error);
+  return String(data);
+}}
+
+/** As `enqueueBatch`, through the Data API (supabase-js). */
+export async function enqueueBatchViaApi<Q extends QueueName>(
+  client: DataApiClient,
+  queue: Q,
+  payloads: readonly Payloads[Q][],
+  options: Pick<EnqueueOptions, "runAt" | "priority"> = {{}},
+): Promise<string[]> {{
+  const {{ data, error }} = await client
+    .schema("supaqueue_api")
+    .rpc("enqueue_batch", {{ queue, payloads, ...apiOptions(options) }});
+  if (error) throw apiError(error);
+  return (data as string[]).map(String);
+}}
 """
 
 

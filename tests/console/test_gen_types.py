@@ -81,7 +81,22 @@ def deno(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 TS_GOOD = """
 import postgres from "npm:postgres@3.4.7";
-import { enqueue, enqueueBatch, type Payloads } from "./supaqueue.gen.ts";
+import { createClient } from "npm:@supabase/supabase-js@2.119.2";
+import {
+  enqueue,
+  enqueueBatch,
+  enqueueBatchViaApi,
+  enqueueViaApi,
+  type Payloads,
+} from "./supaqueue.gen.ts";
+
+// Type-checked against the real supabase-js; not run here (the Data API stand-in is another
+// branch's): a function never called.
+export async function viaApi(): Promise<string[]> {
+  const supabase = createClient("http://127.0.0.1:54321", "service-role-key");
+  const one = await enqueueViaApi(supabase, "send-email", { to: "a", kind: "reset" });
+  return [one, ...await enqueueBatchViaApi(supabase, "reports", [1, "two"])];
+}
 
 const sql = postgres(Deno.args[0], { max: 1, onnotice: () => {} });
 const id = await enqueue(sql, "send-email", {
@@ -99,7 +114,8 @@ await sql.end();
 # Each line is a wrong payload; `@ts-expect-error` fails the check if the line compiles.
 TS_WRONG = """
 import postgres from "npm:postgres@3.4.7";
-import { enqueue } from "./supaqueue.gen.ts";
+import { createClient } from "npm:@supabase/supabase-js@2.119.2";
+import { enqueue, enqueueViaApi } from "./supaqueue.gen.ts";
 
 const sql = postgres("postgres://unused");
 // @ts-expect-error: `to` is required
@@ -114,6 +130,8 @@ await enqueue(sql, "send-email", { to: "a", kind: "reset", address: { zip: "1" }
 await enqueue(sql, "send-email", { to: "a", kind: "reset", bcc: "b" });
 // @ts-expect-error: no such queue
 await enqueue(sql, "send-emails", { to: "a", kind: "reset" });
+// @ts-expect-error: through the Data API too
+await enqueueViaApi(createClient("http://x", "k"), "send-email", { to: 1, kind: "reset" });
 """
 
 
@@ -133,7 +151,7 @@ def test_generated_typescript_checks_runs_and_refuses_wrong_payloads(
     )
     failed = deno("check", "wrong_plain.ts", cwd=tmp_path)
     assert failed.returncode != 0
-    assert "Found 6 errors" in failed.stderr, failed.stderr  # one per wrong line
+    assert "Found 7 errors" in failed.stderr, failed.stderr  # one per wrong line
     assert "Property '\"to\"' is missing" in failed.stderr, failed.stderr
     assert "Type '\"goodbye\"' is not assignable" in failed.stderr, failed.stderr
 
