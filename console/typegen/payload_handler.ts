@@ -13,6 +13,7 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from "npm:ajv@8.17.1";
 import { Ajv2019 } from "npm:ajv@8.17.1/dist/2019.js";
 import { Ajv2020 } from "npm:ajv@8.17.1/dist/2020.js";
+import addFormats from "npm:ajv-formats@3.0.1";
 
 /** The status a bad payload gets; keep it in the queue's non_retryable_statuses. */
 export const REJECT_STATUS = 422;
@@ -37,6 +38,9 @@ function validatorFor(schema: Record<string, unknown>): ValidateFunction {
     : dialect.includes("2019-09")
     ? new Ajv2019(options)
     : new Ajv2020(options);
+  // `format` (email, date-time, uuid…) is checked, as a user writing it expects. `.default`: the
+  // plugin is CommonJS, whose default import is the module object in the types.
+  addFormats.default(ajv);
   return ajv.compile(schema);
 }
 

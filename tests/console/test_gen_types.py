@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from click.testing import CliRunner
@@ -19,8 +20,8 @@ from psycopg.types.json import Jsonb
 from cli.main import root
 from components.providers.queue.spec import DEFAULT_NON_RETRYABLE
 from console.typegen import QueueTypes, generate
-from tests.edge.function_process import deno_binary, deno_env
-from tests.engine.harness import install
+from tests.edge.function_process import deno_binary, deno_env, free_port
+from tests.engine.harness import Engine, install
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
@@ -303,3 +304,74 @@ def test_payload_handler_answers_422_naming_the_field(tmp_path: Path) -> None:
     ran = deno("test", "--allow-net", "payload_handler_test.ts", cwd=tmp_path)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "4 passed" in ran.stdout, ran.stdout
+
+
+FUNCTION = """
+import { payloadSchemas, type Payloads } from "./supaqueue.gen.ts";
+import { payloadHandler } from "./payload_handler.ts";
+
+Deno.serve(
+  { hostname: "127.0.0.1", port: Number(Deno.args[0]), onListen: () => console.log("ready") },
+  payloadHandler<Payloads["send-email"]>(payloadSchemas["send-email"], (payload) =>
+    Response.json({ sent: payload.to })),
+);
+"""
+
+
+def test_a_bad_payload_fails_once_with_the_field_named_not_retried(db: str, tmp_path: Path) -> None:
+    """A called function built from the generated file and the handler module, in real Deno
+    behind real HTTP; the claim and the report are the engine's own (the dispatcher's HTTP leg
+    is the test's): a payload the schema refuses answers 422, and the job fails on its first
+    attempt of 3 with the field in its error, where a good one succeeds."""
+    gen(db, "typescript", tmp_path / "supaqueue.gen.ts")
+    handler = CliRunner().invoke(
+        root, ["gen", "handler", "--out", str(tmp_path / "payload_handler.ts")]
+    )
+    assert handler.exit_code == 0, handler.output
+    (tmp_path / "index.ts").write_text(FUNCTION)
+    port = free_port()
+    proc = subprocess.Popen(
+        [deno_binary(), "run", "--allow-net", "index.ts", str(port)],
+        cwd=tmp_path, env=deno_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    engine = Engine(db)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", proc.stdout
+        queue = engine.one("select id::text from supaqueue.queue where name = 'send-email'")
+        engine.conn.execute("insert into supaqueue.worker (queue) values (%s)", (queue,))
+        assert engine.one("select max_attempts from supaqueue.queue where id = %s", (queue,)) == 3
+        outcomes = {}
+        for label, payload in [("bad", {"to": 5, "kind": "welcome"}),
+                               ("good", {"to": "a@example.com", "kind": "welcome"})]:  # fmt: skip
+            job = engine.enqueue(queue, payload)
+            current = engine.current_job_of(job)
+            claimed = engine.claim(current)
+            answer = httpx.post(
+                f"http://127.0.0.1:{port}/",
+                content=claimed["job"]["body"],
+                headers={"content-type": "application/json"},
+            )
+            assert engine.end(
+                current,
+                success=answer.is_success,
+                _status_code=answer.status_code,
+                _response_excerpt=answer.text,
+                _result=answer.json() if answer.is_success else None,
+            )
+            engine.tick()
+            excerpt = engine.one(
+                "select last_response_excerpt from supaqueue.job where id = %s", (job,)
+            )
+            outcomes[label] = (answer.status_code, answer.json(), engine.job(job), excerpt)
+    finally:
+        engine.close()
+        proc.terminate()
+        proc.wait(10)
+    status, body, job_row, excerpt = outcomes["bad"]
+    assert status == 422
+    assert body["error"] == "payload.to must be string"
+    assert job_row["status"] == "failed" and job_row["attempts"] == 1  # of 3: not retried
+    assert job_row["last_status_code"] == 422
+    assert "payload.to must be string" in excerpt  # what `supaqueue job` shows
+    status, body, job_row, _ = outcomes["good"]
+    assert (status, body, job_row["status"]) == (200, {"sent": "a@example.com"}, "success")

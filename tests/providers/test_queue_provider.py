@@ -363,7 +363,7 @@ def test_payload_schema_is_stored_read_back_and_removed(
     read = provider.read(made.id, made.outs or {}).outs or {}
     assert read["payload_schema"] == stored
     psycopg.connect(db_url, autocommit=True).execute(
-        "update supaqueue.queue set payload_schema = '{\"type\": \"array\"}' where id = %s",
+        'update supaqueue.queue set payload_schema = \'{"type": "array"}\' where id = %s',
         (made.id,),
     ).connection.close()
     drifted = provider.read(made.id, made.outs or {}).outs or {}
