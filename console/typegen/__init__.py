@@ -8,6 +8,7 @@ value) and enqueues by name through `supaqueue.enqueue(text, …)` / `enqueue_ba
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -55,17 +56,24 @@ def _header(lang: str, queues: list[QueueTypes], notes: Notes) -> list[str]:
         if queue.payload_schema is not None and REJECT_STATUS not in queue.non_retryable_statuses:
             lines.append(
                 f"WARNING: queue {queue.name!r} does not list {REJECT_STATUS} in "
-                "non_retryable_statuses: a payload the handler rejects will be retried."
+                "non_retryable_statuses:"
             )
+            lines.append("  a payload the handler rejects will be retried.")
     if notes.lines:
         lines.append("Where the types are wider than the payload schemas (checked at run time):")
-        lines += [f"  - {line}" for line in notes.lines]
+        for line in notes.lines:
+            lines += textwrap.wrap(line, 84, initial_indent="  - ", subsequent_indent="    ")
     return lines
 
 
 def warnings(text: str) -> list[str]:
-    """The WARNING lines of a generated file (the command repeats them on stderr)."""
-    return [line.split("WARNING: ", 1)[1] for line in text.splitlines() if "WARNING: " in line]
+    """The warnings of a generated file (the command repeats them on stderr)."""
+    lines = text.splitlines()
+    return [
+        f"{line.split('WARNING: ', 1)[1]} {lines[i + 1].lstrip('/# ').strip()}"
+        for i, line in enumerate(lines)
+        if "WARNING: " in line
+    ]
 
 
 # --- TypeScript -----------------------------------------------------------------------------
@@ -224,23 +232,44 @@ export async function enqueueBatchViaApi<Q extends QueueName>(
 def typescript(queues: list[QueueTypes]) -> str:
     notes = Notes()
     payloads = []
+    aliases = []
+    taken = {"JsonValue", "QueueName", "Payloads", "EnqueueOptions", "SqlClient", "DataApiClient"}
     for queue in queues:
         kind = ts_type(
             queue.payload_schema if queue.payload_schema is not None else True,
             [f"{queue.name}: payload"],
             notes,
-            "  ",
         )
-        payloads.append(f"  {literal(queue.name)}: {kind};")
+        # A named type per queue, so that a compiler error names it (`SendEmailPayload`).
+        alias, n = f"{pascal(queue.name)}Payload", 2
+        while alias in taken:
+            alias, n = f"{pascal(queue.name)}Payload{n}", n + 1
+        taken.add(alias)
+        aliases.append(
+            f"/** The payload of queue {literal(queue.name)}. */\nexport type {alias} = {kind};"
+        )
+        payloads.append(f"  {literal(queue.name)}: {alias};")
     names = " | ".join(literal(q.name) for q in queues) or "never"
     schemas = json.dumps({q.name: q.payload_schema for q in queues}, indent=2)
     body = TS_BODY.format(names=names, payloads="\n".join(payloads), schemas=schemas)
-    return _comment(_header("typescript", queues, notes), "//") + "\n" + body
+    header = "// deno-fmt-ignore-file\n// deno-lint-ignore-file\n" + _comment(
+        _header("typescript", queues, notes), "//"
+    )
+    return (
+        header
+        + "\n"
+        + body.replace(
+            "\n/** The payload type of each queue",
+            "\n" + "\n\n".join([*aliases, ""]) + "/** The payload type of each queue",
+            1,
+        )
+    )
 
 
 # --- Python ---------------------------------------------------------------------------------
 
-PY_HEAD = '''"""{doc}"""
+PY_HEAD = '''# ruff: noqa
+"""{doc}"""
 
 from __future__ import annotations
 

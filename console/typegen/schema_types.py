@@ -246,9 +246,14 @@ class PythonTypes:
 
     def _object(self, schema: Mapping[str, Any], path: list[str], hint: str) -> str:
         properties = schema.get("properties") or {}
-        if not properties:
-            return "dict[str, JsonValue]"
         required = set(schema.get("required") or [])
+        if not properties and not required:
+            extra = schema.get("additionalProperties", True)
+            if extra is False:
+                return "dict[str, NoReturn]"  # only {}
+            if extra is True or any(key in schema for key in DETAIL_LOST):
+                return "dict[str, JsonValue]"
+            return f"dict[str, {self.type_of(extra, [*path, '*'], f'{hint}Value')}]"
         name = self.name(hint)
         fields = []
         for key, sub in properties.items():
@@ -256,6 +261,8 @@ class PythonTypes:
             fields.append(
                 f"{literal(key)}: {typed if key in required else f'NotRequired[{typed}]'}"
             )
+        for key in sorted(required - set(properties)):
+            fields.append(f"{literal(key)}: JsonValue")  # required, but no schema of its own
         if schema.get("additionalProperties", True) is not False:
             self.notes.widen(
                 _where(path),

@@ -375,3 +375,74 @@ def test_a_bad_payload_fails_once_with_the_field_named_not_retried(db: str, tmp_
     assert "payload.to must be string" in excerpt  # what `supaqueue job` shows
     status, body, job_row, _ = outcomes["good"]
     assert (status, body, job_row["status"]) == (200, {"sent": "a@example.com"}, "success")
+
+
+# Every construct the converter knows, and the ones it widens.
+KITCHEN_SINK = {
+    "type": "object",
+    "properties": {
+        "from": {"type": "string"},  # a Python keyword
+        "x-id": {"type": "integer"},  # no identifier
+        'quote"d': {"const": "it's"},
+        "ratio": {"type": "number", "minimum": 0},
+        "flag": {"type": ["boolean", "null"]},
+        "one": {"anyOf": [{"type": "string"}, {"type": "object", "properties": {"a": {}}}]},
+        "lit": {"enum": ["a", 1, True, None, 2.5]},
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"sku": {"type": "string"}},
+                "required": ["sku"],
+                "additionalProperties": False,
+            },
+        },
+        "ref": {"$ref": "#/$defs/x"},
+        "all": {"allOf": [{"type": "string"}]},
+        "untyped": {"minLength": 1},
+        "tuple": {"type": "array", "prefixItems": [{"type": "string"}]},
+        "map": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "empty": {"type": "object", "additionalProperties": False},
+        "never": False,
+    },
+    "required": ["from", "x-id", "needs"],
+    "$defs": {"x": {"type": "string"}},
+}
+
+
+def test_every_construct_converts_to_code_that_compiles_and_widenings_are_listed(
+    tmp_path: Path,
+) -> None:
+    queues = [
+        QueueTypes("sink", KITCHEN_SINK, DEFAULT_NON_RETRYABLE),
+        QueueTypes("sink_", {"type": "string"}, DEFAULT_NON_RETRYABLE),  # same Python name
+        QueueTypes("Sink-", None, DEFAULT_NON_RETRYABLE),
+    ]
+    ts, py = generate(queues, "typescript"), generate(queues, "python")
+    for text in (ts, py):
+        for widened in ("sink: payload.ref: $ref", "sink: payload.all: allOf",
+                        "sink: payload.untyped: no type", "sink: payload.tuple: prefixItems",
+                        ):  # fmt: skip
+            assert widened.split(": ", 1)[1].split(" ")[0] in text, (widened, text[:2000])
+    assert '"from": string;' in ts and '"x-id": number;' in ts and '"needs": JsonValue;' in ts
+    assert '"lit"?: "a" | 1 | true | null | 2.5;' in ts
+    assert '"never"?: never;' in ts
+    assert "sink: payload.map: additionalProperties with a schema" in ts
+    assert '"map": NotRequired[dict[str, int]],' in py
+    assert '"from": str,' in py and '"x-id": int,' in py and '"needs": JsonValue,' in py
+    assert 'Literal["a"] | Literal[1] | Literal[True] | Literal[None] | float' in py
+    assert "SinkPayload2" in py  # `sink_` gets a name of its own
+    (tmp_path / "sink.ts").write_text(ts)
+    (tmp_path / "sink_gen.py").write_text(py)
+    (tmp_path / "use_sink.ts").write_text(
+        'import type { SinkPayload } from "./sink.ts";\n'
+        'export const ok: SinkPayload = { from: "a", "x-id": 1, needs: null,\n'
+        '  items: [{ sku: "s" }] };\n'
+        "// @ts-expect-error: items are closed objects\n"
+        'export const bad: SinkPayload = { items: [{ sk: "s" }],\n'
+        '  from: "a", "x-id": 1, needs: 1 };\n'
+    )
+    checked = deno("check", "sink.ts", "use_sink.ts", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    typed = mypy(tmp_path, "sink_gen.py")
+    assert typed.returncode == 0, typed.stdout
