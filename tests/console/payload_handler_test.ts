@@ -1,9 +1,6 @@
 // The payload handler (console/typegen/payload_handler.ts) behind a real HTTP server on
 // loopback: run by tests/console/test_gen_types.py with `deno test --allow-net`.
-import {
-  payloadHandler,
-  REJECT_STATUS,
-} from "../../console/typegen/payload_handler.ts";
+import { payloadHandler, REJECT_STATUS } from "../../console/typegen/payload_handler.ts";
 
 const schema = {
   type: "object",

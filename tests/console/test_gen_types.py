@@ -7,6 +7,7 @@ real HTTP (tests/console/payload_handler_test.ts)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,7 +82,7 @@ def deno(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 TS_GOOD = """
-import postgres from "npm:postgres@3.4.7";
+import postgres from "npm:postgres@3.4.9";
 import { createClient } from "npm:@supabase/supabase-js@2.119.2";
 import {
   enqueue,
@@ -114,7 +115,7 @@ await sql.end();
 
 # Each line is a wrong payload; `@ts-expect-error` fails the check if the line compiles.
 TS_WRONG = """
-import postgres from "npm:postgres@3.4.7";
+import postgres from "npm:postgres@3.4.9";
 import { createClient } from "npm:@supabase/supabase-js@2.119.2";
 import { enqueue, enqueueViaApi } from "./supaqueue.gen.ts";
 
@@ -446,3 +447,13 @@ def test_every_construct_converts_to_code_that_compiles_and_widenings_are_listed
     assert checked.returncode == 0, checked.stderr
     typed = mypy(tmp_path, "sink_gen.py")
     assert typed.returncode == 0, typed.stdout
+
+
+def test_payload_handler_module_is_lint_and_format_clean_with_npm_imports_only() -> None:
+    """As the project's Edge Functions (tests/edge/test_deno.py): it is copied into users'."""
+    module = HERE.parent.parent / "console" / "typegen" / "payload_handler.ts"
+    for command in (["lint"], ["fmt", "--check", "--line-width", "100"]):
+        done = deno(*command, str(module), cwd=module.parent)
+        assert done.returncode == 0, f"deno {' '.join(command)}: {done.stdout}{done.stderr}"
+    imports = re.findall(r'^import .* from "([^"]+)";$', module.read_text(), re.MULTILINE)
+    assert imports and all(spec.startswith("npm:") for spec in imports), imports
