@@ -1,6 +1,10 @@
 // The payload handler (console/typegen/payload_handler.ts) behind a real HTTP server on
 // loopback: run by tests/console/test_gen_types.py with `deno test --allow-net`.
-import { payloadHandler, REJECT_STATUS } from "../../console/typegen/payload_handler.ts";
+import {
+  payloadHandler,
+  payloadProblems,
+  REJECT_STATUS,
+} from "../../console/typegen/payload_handler.ts";
 
 const schema = {
   type: "object",
@@ -85,4 +89,24 @@ Deno.test("a body that is not JSON is 422 too, and a pipeline's dependency_resul
     JSON.stringify({ to: "abc", dependency_results: { x: {} } }),
   );
   assertEquals(step.status, 200);
+});
+
+// = PAYLOAD_SCHEMA_DIALECTS of components/providers/queue/spec.py (and none at all).
+const DIALECTS = [
+  undefined,
+  "https://json-schema.org/draft/2020-12/schema",
+  "https://json-schema.org/draft/2019-09/schema",
+  "http://json-schema.org/draft-07/schema#",
+  "http://json-schema.org/draft-07/schema",
+];
+
+Deno.test("every dialect pulumi preview accepts is validated", () => {
+  for (const $schema of DIALECTS) {
+    const schema = { $schema, type: "object", properties: { a: { type: "string" } } };
+    assertEquals(payloadProblems(schema, { a: 1 }), [{
+      field: "payload.a",
+      message: "must be string",
+    }]);
+    assertEquals(payloadProblems(schema, { a: "x" }), []);
+  }
 });

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from psycopg.types.json import Jsonb
 
 from cli.main import root
-from components.providers.queue.spec import DEFAULT_NON_RETRYABLE
+from components.providers.queue.spec import DEFAULT_NON_RETRYABLE, PAYLOAD_SCHEMA_DIALECTS
 from console.typegen import QueueTypes, generate
 from tests.edge.function_process import deno_binary, deno_env, free_port
 from tests.engine.harness import Engine, install
@@ -295,6 +295,9 @@ def test_payload_handler_answers_422_naming_the_field(tmp_path: Path) -> None:
     """The Deno module (`supaqueue gen handler`) behind a real HTTP server: a bad payload gets
     422 (in the default non_retryable_statuses) naming the field; a good one reaches the code."""
     assert 422 in DEFAULT_NON_RETRYABLE
+    test_dialects = (HERE / "payload_handler_test.ts").read_text()
+    for dialect in PAYLOAD_SCHEMA_DIALECTS:
+        assert f'"{dialect}"' in test_dialects, dialect
     out = tmp_path / "payload_handler.ts"
     result = CliRunner().invoke(root, ["gen", "handler", "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -304,7 +307,7 @@ def test_payload_handler_answers_422_naming_the_field(tmp_path: Path) -> None:
     )
     ran = deno("test", "--allow-net", "payload_handler_test.ts", cwd=tmp_path)
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    assert "4 passed" in ran.stdout, ran.stdout
+    assert "5 passed" in ran.stdout, ran.stdout
 
 
 FUNCTION = """
