@@ -187,6 +187,8 @@ def test_provider_pickled_under_the_old_module_path_still_loads() -> None:
         ({"required": "to"}, "at .required"),
         ({"$schema": "http://json-schema.org/draft-04/schema#"}, "is not supported"),
         ({"description": "x" * 70_000}, "at most 65536"),
+        ({"properties": {"a": {"$ref": "https://example.com/a.json"}}}, "outside the schema"),
+        ({"properties": {"a": {"$ref": "#/$defs/gone"}}}, "#/$defs/gone' points to nothing"),
     ],
 )
 def test_a_bad_payload_schema_is_named(schema: Any, fragment: str) -> None:
@@ -203,6 +205,9 @@ def test_valid_payload_schemas_pass_and_pulumi_floats_come_back_whole() -> None:
         "required": ["to"],
     }
     assert reasons(payload_schema=schema) == {}
+    local = {"$defs": {"a": {"type": "string"}}, "properties": {"x": {"$ref": "#/$defs/a"}}}
+    assert reasons(payload_schema=local) == {}
+    assert reasons(payload_schema={"enum": [{"$ref": "https://not.a/schema"}]}) == {}  # a value
     draft7 = {"$schema": "http://json-schema.org/draft-07/schema#", "type": "array"}
     assert reasons(payload_schema=draft7) == {}
     assert with_defaults(BASE)["payload_schema"] is None

@@ -332,6 +332,40 @@ def payload_schema_problem(value: Any) -> str | None:
     except jsonschema.SchemaError as exc:
         where = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path)
         return f"is not a valid JSON Schema: at {where or 'the top'}: {exc.message}"
+    return _ref_problem(value, value, "")
+
+
+def _ref_problem(root: Mapping[str, Any], node: Any, where: str) -> str | None:
+    """`$ref`s must point inside the schema (`#/$defs/x`) and resolve: the called function's
+    validator fetches nothing, and an unresolved reference would fail it at boot, not here."""
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            if found := _ref_problem(root, item, f"{where}[{index}]"):
+                return found
+        return None
+    if not isinstance(node, Mapping):
+        return None
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        if not ref.startswith("#"):
+            return (
+                f"at {where or 'the top'}: $ref {ref!r} points outside the schema; put the "
+                "referenced schema under $defs and use '#/$defs/…'"
+            )
+        if ref.startswith("#/") or ref == "#":
+            target: Any = root
+            for part in ref[2:].split("/") if ref != "#" else []:
+                key = part.replace("~1", "/").replace("~0", "~")
+                if isinstance(target, list) and key.isdigit() and int(key) < len(target):
+                    target = target[int(key)]
+                elif isinstance(target, Mapping) and key in target:
+                    target = target[key]
+                else:
+                    return f"at {where or 'the top'}: $ref {ref!r} points to nothing in the schema"
+    for key, item in node.items():
+        if key not in ("const", "enum", "default", "examples"):  # values, not schemas
+            if found := _ref_problem(root, item, f"{where}.{key}"):
+                return found
     return None
 
 
