@@ -77,6 +77,12 @@ class QueueArgs(TypedDict, total=False):
     (`{"job_id", "queue", "error", "response_excerpt", "status_code", "attempts", "failed_at",
     "payload"}`), in the failure's transaction. No loops (a queue naming itself, or a chain
     back)."""
+    payload_schema: dict[str, Any]
+    """JSON Schema of the queue's payloads (default: none). Checked at preview to be a valid
+    schema (draft 2020-12 unless `$schema` names 2019-09 or draft-07), at most 65536 bytes of
+    JSON; stored in `supaqueue.queue.payload_schema`. `supaqueue gen types` writes typed enqueue
+    clients from it, and the called function validates with it (a bad payload answers 422, not
+    retried). The engine itself does not validate payloads at enqueue."""
     discard_unfinished_on_delete: bool
     """Removing the queue may discard its unfinished jobs (default false: removal fails)."""
 
