@@ -13,6 +13,15 @@ import pulumi
 class SupaqueueError(pulumi.RunError):
     """Root of every error this library raises on purpose."""
 
+    # The dynamic-provider plugin reports a failure as `traceback.format_exc()`, which prefixes
+    # the class with its module unless that is `builtins`: "QueueNotEmptyError: cannot remove
+    # queue ...", never "components.errors.QueueNotEmptyError: ..." (no Python path for users).
+    __module__ = "builtins"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__module__ = "builtins"
+
 
 class ConfigError(SupaqueueError):
     """Stack config or component arguments are invalid."""

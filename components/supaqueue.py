@@ -38,7 +38,10 @@ from components.providers.external_installation import ExternalInstallation
 from components.providers.function_secret import FunctionSecret
 from components.providers.migrations import Migrations
 from components.providers.ownership_gate import OwnershipGate
+from components.providers.plan import QUEUE_KEYS
+from components.providers.preflight import Preflight
 from components.providers.queue import Queue, QueueArgs, queue_problems
+from components.providers.queue.spec import with_defaults
 from components.providers.schedule import Schedule, ScheduleArgs
 from components.providers.schedule.spec import validate_schedule
 from components.providers.settings import Settings
@@ -210,8 +213,35 @@ class Supaqueue(pulumi.ComponentResource):
         self.owner = self.identity.owner
         # The name plainly, the id as an output: a preview of a new stack knows who it is.
         owner = {"stack": stack, "stack_id": self.identity.stack_id}
+        external = mode == "external"
+        if not external and not args.get("access_token"):
+            raise ConfigError("access_token is required to install supaqueue (installation: owner)")
+        api = (
+            ApiTarget(
+                url=args.get("management_api_url") or DEFAULT_MANAGEMENT_API_URL,
+                project_ref=args["project_ref"],
+                access_token=args["access_token"],
+            )
+            if args.get("access_token")
+            else None
+        )
+        deployed_here = [DISPATCHER_SLUG] + ([DEMO_SLUG] if args.get("demo") else [])
+        # Before anything else: its check refuses a plan that would stop half-way, before the
+        # first change (providers/preflight.py). Every later child depends on it.
+        self.preflight = Preflight(
+            f"{name}-preflight",
+            db_url=self.db_url,
+            owner=owner,
+            queues={queue["name"]: _live_settings(queue) for queue in queue_args},
+            triggers={trigger["name"]: trigger["queue"] for trigger in trigger_args},
+            schedules={schedule["name"]: schedule["queue"] for schedule in schedule_args},
+            functions=[] if external else deployed_here,
+            api=api.props() if api else None,
+            opts=child,
+        )
+        child = pulumi.ResourceOptions(parent=self, depends_on=[self.preflight])
 
-        if mode == "external":
+        if external:
             self.external = ExternalInstallation(
                 f"{name}-external", db_url=self.db_url, owner=owner, opts=child
             )
@@ -221,13 +251,7 @@ class Supaqueue(pulumi.ComponentResource):
             self._finish(functions_url, self.external.schema_version)
             return
 
-        if not args.get("access_token"):
-            raise ConfigError("access_token is required to install supaqueue (installation: owner)")
-        api = ApiTarget(
-            url=args.get("management_api_url") or DEFAULT_MANAGEMENT_API_URL,
-            project_ref=args["project_ref"],
-            access_token=args["access_token"],
-        )
+        assert api is not None  # an owner has an access token (checked above)
         drop_dependents = bool(args.get("drop_dependents_on_destroy", False))
 
         secret = random.RandomPassword(
@@ -241,7 +265,7 @@ class Supaqueue(pulumi.ComponentResource):
         secret_value: pulumi.Output[str] = pulumi.Output.secret(secret.result)  # type: ignore[arg-type]
         check = self._deno_check(f"{name}-deno-check", dispatcher_dir, dispatcher_hash)
 
-        after_check = pulumi.ResourceOptions(parent=self, depends_on=[check])
+        after_check = pulumi.ResourceOptions(parent=self, depends_on=[self.preflight, check])
         # The gate first: everything that changes the project depends on it, so another
         # stack's installation stops them all at preview, before any change.
         self.gate = OwnershipGate(
@@ -253,6 +277,11 @@ class Supaqueue(pulumi.ComponentResource):
             opts=after_check,
         )
         after_gate = pulumi.ResourceOptions(parent=self, depends_on=[check, self.gate])
+        # Before the schema, so a destroy removes it after the schema: a destroy the schema's
+        # delete refuses leaves the installation its secret (providers/destroy_guard.py).
+        self.vault_secret = VaultSecret(
+            f"{name}-vault-secret", self.db_url, VAULT_SECRET_NAME, secret_value, after_gate
+        )
         self.function_secret = FunctionSecret(
             f"{name}-function-secret",
             api=api,
@@ -278,7 +307,9 @@ class Supaqueue(pulumi.ComponentResource):
             f"{name}-schema",
             self.db_url,
             migrations_dir,
-            pulumi.ResourceOptions(parent=self, depends_on=[check, self.gate, self.function]),
+            pulumi.ResourceOptions(
+                parent=self, depends_on=[check, self.gate, self.function, self.vault_secret]
+            ),
             owner=owner,
             drop_dependents=drop_dependents,
         )
@@ -290,9 +321,6 @@ class Supaqueue(pulumi.ComponentResource):
             # stays (and a key removed from the stack is deleted: back to the default).
             {"functions_url": functions_url, "dispatcher_slug": DISPATCHER_SLUG, **chain_budget},
             after_schema,
-        )
-        self.vault_secret = VaultSecret(
-            f"{name}-vault-secret", self.db_url, VAULT_SECRET_NAME, secret_value, after_schema
         )
         self.queue_dependencies = [
             self.schema,
@@ -400,8 +428,14 @@ class Supaqueue(pulumi.ComponentResource):
             create=f"{shlex.quote(deno_binary())} check --quiet index.ts",
             dir=str(folder),
             triggers=[content_hash],
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
         )
+
+
+def _live_settings(queue: QueueArgs) -> dict[str, Any]:
+    """What the preflight compares with the database (providers/plan.py QUEUE_KEYS)."""
+    declared = with_defaults({key: value for key, value in queue.items() if key != "headers"})
+    return {key: declared[key] for key in QUEUE_KEYS}
 
 
 def _import_map(folder: Path) -> str | None:

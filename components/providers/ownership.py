@@ -197,11 +197,22 @@ def destroy_problems(
     return problems
 
 
-def refuse_destroy(problems: list[str]) -> None:
-    if problems:
-        raise OwnershipError(
-            "supaqueue was not removed, and nothing else was: " + "; and ".join(problems)
+def refuse_destroy(problems: list[str], *, first: bool = True) -> None:
+    """Refuse a destroy for `problems`. `first`: the destroy guard's refusal, before any delete
+    (so nothing at all was removed); else the schema's own, after the destroy's earlier deletes
+    (queues, triggers, schedules: the output above lists what went)."""
+    if not problems:
+        return
+    if first:
+        said = "supaqueue was not removed, and nothing else was"
+    else:
+        said = (
+            "supaqueue was not removed (nor its settings, Vault entry, functions or function "
+            "secret); what this destroy deleted before it, listed above, is gone (`pulumi up` "
+            "declares it again)"
         )
+    listed = "".join(f"\n  - {problem}" for problem in problems)
+    raise OwnershipError(f"{said}:{listed}")
 
 
 def queue_problem(

@@ -1,0 +1,284 @@
+"""What an `up` or a `destroy` would refuse, and what it does to live work, known before the first
+resource changes (issue 22: all-or-nothing plans).
+
+Pulumi applies a plan resource by resource: a refusal found at the fifth delete leaves the first
+four done. So every refusal that can be known in advance is found here, by two resources that run
+first: the preflight (providers/preflight.py: everything of an `up` depends on it, so its `check`
+runs before any create, update or delete, at preview and at `up`) and the destroy guard
+(providers/destroy_guard.py: it depends on everything, so a destroy deletes it first). They read
+the database only; the deletes themselves still refuse what they refuse (a race: a job enqueued
+after the check).
+
+The preflight's inputs describe what the stack declares, as `Declared`: per queue the settings
+that matter to live work, per trigger and schedule its queue. What an `up` removes is what the
+previous `up` declared (the preflight's own old inputs) and this one does not, plus removals
+an earlier `up` planned but did not finish (`removing`, kept in its inputs while the queue is
+still there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from components.providers.ownership import Stack
+from components.sql_files import queries
+
+SQL = "plan.sql"
+DISCARD = "discard_unfinished_on_delete"
+# The queue settings the preflight compares with the database (the rest change no live work).
+QUEUE_KEYS = ("edge_function_name", "workers", "max_attempts", "paused", DISCARD)
+
+
+@dataclass(frozen=True)
+class QueueFacts:
+    """A queue as the database holds it now."""
+
+    name: str
+    id: str
+    owner_stack: str | None
+    owner_stack_id: str | None
+    pending: int
+    running: int
+    workers: int
+    max_attempts: int
+    paused: bool
+    operator_paused_at: str | None
+    discard: bool | None
+    """Whether its stack lets a removal discard its unfinished jobs (None: not recorded, before
+    sql/0022)."""
+
+    @property
+    def unfinished(self) -> int:
+        return self.pending + self.running
+
+    def jobs(self) -> str:
+        """'5 pending and 2 running jobs', naming only what is there."""
+        parts = [f"{self.pending} pending"] if self.pending else []
+        parts += [f"{self.running} running"] if self.running else []
+        noun = "job" if self.unfinished == 1 else "jobs"
+        return f"{' and '.join(parts) or 'no unfinished'} {noun}"
+
+    def pause_note(self) -> str:
+        if self.operator_paused_at:
+            return f", paused by the operator since {self.operator_paused_at[:19]}"
+        return ", paused by the stack" if self.paused else ""
+
+
+@dataclass
+class Plan:
+    """What a plan would refuse (`blockers`: each says what to do) and what it does to live work
+    (`effects`)."""
+
+    blockers: list[str] = field(default_factory=list)
+    effects: list[str] = field(default_factory=list)
+
+
+def _facts(rows: Iterable[tuple[Any, ...]]) -> dict[str, QueueFacts]:
+    found = {}
+    for row in rows:
+        name, queue_id, owner, owner_id, pending, running, workers, attempts, paused, op, ok = row
+        found[name] = QueueFacts(
+            name, queue_id, owner, owner_id, int(pending), int(running), int(workers),
+            int(attempts), bool(paused), op, ok,
+        )  # fmt: skip
+    return found
+
+
+def installed(conn: psycopg.Connection) -> bool:
+    row = conn.execute(queries(SQL)["queue_table_exists"]).fetchone()
+    return bool(row and row[0])
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def present(conn: psycopg.Connection, names: list[str]) -> set[str]:
+    """Which of the queues `names` the database holds."""
+    rows = conn.execute(queries(SQL)["present"], {"names": names}).fetchall()
+    return {str(row[0]) for row in rows}
+
+
+def discards(olds: Mapping[str, Any], name: str) -> bool:
+    """The discard flag of a queue as the previous `up` declared it (the preflight's inputs)."""
+    for key in ("queues", "removing"):
+        spec = _mapping(olds.get(key)).get(name)
+        if isinstance(spec, Mapping):
+            return bool(spec.get(DISCARD))
+    return False
+
+
+def removed_queues(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+    """Queues the previous `up` declared (or was removing) that this one does not declare."""
+    before = set(_mapping(olds.get("queues"))) | set(_mapping(olds.get("removing")))
+    return sorted(before - set(_mapping(news.get("queues"))))
+
+
+def not_owned(facts: QueueFacts, me: Stack | None) -> str | None:
+    """Why this stack may not remove a queue another stack owns (None: it may)."""
+    if facts.owner_stack_id is None or (me is not None and me.stack_id == facts.owner_stack_id):
+        return None
+    owner = Stack(facts.owner_stack or "?", facts.owner_stack_id)
+    return (
+        f"queue {facts.name!r} is owned by the Pulumi stack {owner.label()}, not by this stack: "
+        "it cannot be removed from here. If this stack's state holds it by mistake, remove it "
+        "from the state with `pulumi state delete --target-dependents '<urn>'` (the URNs: "
+        "`pulumi stack --show-urns`)"
+    )
+
+
+def unfinished_refusal(facts: QueueFacts, doing: str, then: str = "then remove it") -> str:
+    return (
+        f"{doing} queue {facts.name!r} with {facts.jobs()}{facts.pause_note()}: refused (a "
+        "queue is removed only when empty, unless it says its jobs may go). Let them finish"
+        + (f" (resume it: `supaqueue resume {facts.name}`)" if facts.operator_paused_at else "")
+        + ", or cancel them (`supaqueue cancel`); or, to discard them, declare the queue "
+        f"with `{DISCARD}: true`, run `pulumi up`, {then}"
+    )
+
+
+def discard_effect(facts: QueueFacts, doing: str) -> str:
+    return (
+        f"{doing} queue {facts.name!r}, discarding its {facts.jobs()} ({DISCARD}: true; a call "
+        "in flight may still reach its function, its answer is dropped)"
+    )
+
+
+def _feeders(conn: psycopg.Connection, names: list[str]) -> list[tuple[str, str, str]]:
+    text = queries(SQL)
+    row = conn.execute(text["hooks_exist"]).fetchone()
+    if not names or not (row and row[0]):
+        return []
+    found = conn.execute(text["feeders"], {"names": names}).fetchall()
+    return [(str(kind), str(name), str(queue)) for kind, name, queue in found]
+
+
+def up_plan(
+    conn: psycopg.Connection,
+    me: Stack | None,
+    olds: Mapping[str, Any],
+    news: Mapping[str, Any],
+) -> Plan:
+    """What the `up` from `olds` (the preflight's previous inputs) to `news` would refuse, and
+    what it does to the queues' live work."""
+    plan = Plan()
+    if not installed(conn):
+        return plan  # a first install: nothing to remove, no live work
+    declared = _mapping(news.get("queues"))
+    removed = removed_queues(olds, news)
+    facts = _facts(
+        conn.execute(
+            queries(SQL)["queues_by_name"], {"names": sorted({*declared, *removed})}
+        ).fetchall()
+    )
+    # A trigger or schedule this stack declares (before or now) is removed or moved by this
+    # `up` before the queue's delete; any other one's foreign key refuses the delete.
+    ours = {
+        (kind, name)
+        for kind in ("trigger", "schedule")
+        for source in (olds, news)
+        for name in _mapping(source.get(f"{kind}s"))
+    }
+    feeders: dict[str, list[str]] = {}
+    for kind, name, queue in _feeders(conn, [name for name in removed if name in facts]):
+        if (kind, name) not in ours:
+            feeders.setdefault(queue, []).append(f"{kind} {name!r}")
+    for name in removed:
+        found = facts.get(name)
+        if found is None:
+            continue  # already gone: its delete changes nothing
+        if problem := not_owned(found, me):
+            plan.blockers.append(problem)
+            continue
+        # The database holds the flag its delete will use (its last applied declaration).
+        discard = found.discard if found.discard is not None else discards(olds, name)
+        if found.unfinished and not discard:
+            plan.blockers.append(unfinished_refusal(found, "removes"))
+        elif found.unfinished:
+            plan.effects.append(discard_effect(found, "removes"))
+        if name in feeders:
+            plan.blockers.append(
+                f"removes queue {name!r}, which {', '.join(feeders[name])} still enqueue(s) "
+                "into, declared by no queue of this stack (another stack, or SQL): refused "
+                "(a queue is removed only when nothing feeds it). Remove them from the stack "
+                "that declares them, or in SQL (`supaqueue.drop_table_trigger(<id>)`, "
+                "`delete from supaqueue.schedule where name = '<name>'`), first"
+            )
+    for name, spec in sorted(declared.items()):
+        found = facts.get(name)
+        if found is not None and isinstance(spec, Mapping) and not_owned(found, me) is None:
+            plan.effects += change_effects(conn, found, spec)
+    return plan
+
+
+def change_effects(
+    conn: psycopg.Connection, found: QueueFacts, spec: Mapping[str, Any]
+) -> list[str]:
+    """What updating the queue `found` to `spec` does to its jobs and calls in flight."""
+    effects = []
+    name = found.name
+    workers = spec.get("workers")
+    if isinstance(workers, int | float) and workers < found.workers and found.running > workers:
+        effects.append(
+            f"queue {name!r}: workers {found.workers} → {int(workers)}: the {found.running} "
+            "call(s) in flight finish first (none is cut short; the workers beyond "
+            f"{int(workers)} retire as their call ends), so no new call starts until one of "
+            f"the {int(workers)} kept workers is free"
+        )
+    attempts = spec.get("max_attempts")
+    if isinstance(attempts, int | float) and attempts < found.max_attempts:
+        row = conn.execute(
+            queries(SQL)["exposed_to_lower_max_attempts"],
+            {"id": found.id, "new": int(attempts), "old": found.max_attempts},
+        ).fetchone()
+        exposed = int(row[0]) if row else 0
+        if exposed:
+            effects.append(
+                f"queue {name!r}: max_attempts {found.max_attempts} → {int(attempts)}: "
+                f"{exposed} unfinished job(s) have already used {int(attempts) - 1} or more "
+                "attempts: each fails for good at its next failure instead of being retried"
+            )
+    paused = spec.get("paused")
+    if paused is True and not found.paused and found.unfinished:
+        effects.append(
+            f"queue {name!r}: paused: its {found.pending} pending job(s) wait until it is "
+            f"resumed ({found.running} call(s) in flight finish)"
+        )
+    if paused is False and found.paused and found.pending:
+        still = (
+            f", but it stays paused by the operator (since {found.operator_paused_at[:19]}) "
+            "until `supaqueue resume`"
+            if found.operator_paused_at
+            else ": they start now"
+        )
+        effects.append(
+            f"queue {name!r}: resumed by the stack: {found.pending} pending job(s){still}"
+        )
+    return effects
+
+
+def destroy_queue_problems(conn: psycopg.Connection, me: Stack | None) -> list[str]:
+    """What a destroy of the stack `me` would refuse at the deletes of its queues, or lose
+    without being asked to, found before the first delete. Ownership and other stacks' queues
+    are ownership.destroy_problems'."""
+    if me is None or me.stack_id is None or not installed(conn):
+        return []
+    text = queries(SQL)
+    rows = conn.execute(text["queues_of_stack"], {"stack_id": me.stack_id, "names": []})
+    problems = [
+        unfinished_refusal(found, "would remove", then="then run `pulumi destroy` again")
+        for found in _facts(rows.fetchall()).values()
+        if found.unfinished and not found.discard
+    ]
+    for name, queue_id, unfinished in conn.execute(text["unowned_unfinished"]).fetchall():
+        problems.append(
+            f"queue {name!r} ({queue_id}) has no owner (it was made in SQL, or by a stack "
+            f"before ownership records) and holds {unfinished} unfinished job(s), which "
+            "removing supaqueue would discard: let them finish, or drop it on purpose in SQL, "
+            f"`select supaqueue.drop_queue('{queue_id}', true);`"
+        )
+    return problems
