@@ -51,5 +51,9 @@ class NameTakenError(DatabaseError):
     """A trigger or schedule name is taken in the database by one this stack does not manage."""
 
 
+class DestroyRefusedError(SupaqueueError):
+    """A destroy that would take what others own or still need, or stop half-way: refused."""
+
+
 class OwnershipError(SupaqueueError):
     """What another stack (or the user) owns would be changed or destroyed: refused."""

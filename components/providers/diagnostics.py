@@ -30,16 +30,18 @@ def engine_address() -> str | None:
     return last if _ADDRESS.fullmatch(last) else None
 
 
-def warn(message: str, urn: str = "") -> bool:
-    """Show `message` as a warning of the resource `urn` (of the deployment when empty); False
-    when there is no engine to show it (not the plugin, or the engine did not answer)."""
+def warn(message: str) -> bool:
+    """Show `message` as a warning (the engine prints it as `warning: <message>` when the
+    provider sends it, at preview as at `up`); False when there is no engine to show it (not
+    the plugin, or the engine did not answer). Without a resource URN: a provider is not told
+    which resource it checks, and the engine prints these the same way with or without one."""
     address = engine_address()
     if address is None:
         return False
     try:
         with grpc.insecure_channel(address) as channel:
             engine_pb2_grpc.EngineStub(channel).Log(
-                engine_pb2.LogRequest(severity=engine_pb2.WARNING, message=message, urn=urn),
+                engine_pb2.LogRequest(severity=engine_pb2.WARNING, message=message),
                 timeout=LOG_TIMEOUT_SECONDS,
             )
     except grpc.RpcError:

@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from components.errors import OwnershipError
+from components.errors import DestroyRefusedError, OwnershipError
 from components.providers.base import is_unknown
 from components.sql_files import queries
 
@@ -212,7 +212,7 @@ def refuse_destroy(problems: list[str], *, first: bool = True) -> None:
             "declares it again)"
         )
     listed = "".join(f"\n  - {problem}" for problem in problems)
-    raise OwnershipError(f"{said}:{listed}")
+    raise DestroyRefusedError(f"{said}:{listed}")
 
 
 def queue_problem(

@@ -225,9 +225,9 @@ def change_effects(
     if isinstance(workers, int | float) and workers < found.workers and found.running > workers:
         effects.append(
             f"queue {name!r}: workers {found.workers} → {int(workers)}: the {found.running} "
-            "call(s) in flight finish first (none is cut short; the workers beyond "
-            f"{int(workers)} retire as their call ends), so no new call starts until one of "
-            f"the {int(workers)} kept workers is free"
+            "calls in flight finish first (none is cut short; the workers beyond "
+            f"{int(workers)} retire as their call ends); a new call starts only when one of "
+            f"the {int(workers)} remaining worker(s) is free"
         )
     attempts = spec.get("max_attempts")
     if isinstance(attempts, int | float) and attempts < found.max_attempts:

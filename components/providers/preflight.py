@@ -18,8 +18,7 @@ is not deployed are shown as warnings (providers/diagnostics.py).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Any, cast
+from typing import Any
 
 import psycopg
 import pulumi
@@ -42,7 +41,8 @@ from components.providers.api_props import API_KEYS
 from components.providers.base import is_unknown, presented, unknown_keys, with_secret_outputs
 
 RESOURCE_ID = "supaqueue-preflight"
-KEYS = ("db_url", "owner", "queues", "triggers", "schedules", "functions", *API_KEYS, "urn")
+KEYS = ("db_url", "owner", "queues", "triggers", "schedules", "functions", *API_KEYS)
+PLAN = "plan"  # what a refusal is reported against
 # Kept between `up`s: removals planned but not seen done (providers/plan.py).
 REMOVING = "removing"
 # A preflight read of the function list: one retry at most (the deploys retry more).
@@ -68,10 +68,11 @@ class PreflightProvider(ResourceProvider):
                 found = plan.Plan()  # unreachable: the resources behind it say so themselves
             effects = found.effects + effects
             if found.blockers:
-                failures.append(CheckFailure("queues", refusal(found.blockers)))
-        urn = str(news["urn"]) if isinstance(news.get("urn"), str) else ""
+                # A property that is no input: the engine then prints the reason alone (for an
+                # input it also prints the input's whole value).
+                failures.append(CheckFailure(PLAN, refusal(found.blockers)))
         for effect in effects:
-            diagnostics.warn(effect, urn)
+            diagnostics.warn(f"supaqueue: {effect}")
         return CheckResult(inputs, failures)
 
     @presented
@@ -172,27 +173,7 @@ class Preflight(Resource, module="supaqueue", name="Preflight"):
             "triggers": triggers,
             "schedules": schedules,
             "functions": functions,
-            # The warnings name this resource (a provider is not told which resource it checks).
-            "urn": _own_urn(name, opts.parent if opts else None),
             **(api or {}),
         }
         secret = ["db_url", "access_token"]
         super().__init__(PreflightProvider(), name, props, with_secret_outputs(opts, secret))
-
-
-TYPE = "pulumi-python:dynamic/supaqueue:Preflight"
-
-
-def _own_urn(name: str, parent: pulumi.Resource | str | None) -> pulumi.Input[str]:
-    """This resource's URN, without depending on its parent: a dependency on a component is one
-    on all its children, which all depend on the preflight."""
-    if not isinstance(parent, pulumi.Resource):
-        return ""
-    parent_urn = parent.urn
-    # The parent's URN value alone (pulumi.create_urn would carry the parent as a dependency).
-    future = cast("Awaitable[str]", parent_urn.future())
-    detached: pulumi.Output[str] = pulumi.Output(
-        set(), future, parent_urn.is_known(), parent_urn.is_secret()
-    )
-    # A child's URN: its parent's type chain, `$` its own type, `::` its name.
-    return detached.apply(lambda urn: f"{urn.rsplit('::', 1)[0]}${TYPE}::{name}")

@@ -71,8 +71,10 @@ def installation(db_url: str) -> dict[str, Any]:
             row = conn.execute(query).fetchone()
             return None if row is None else row[0]
 
+        if not one("select to_regnamespace('supaqueue') is not null"):
+            return {"schema": False}
         return {
-            "schema": one("select to_regnamespace('supaqueue') is not null"),
+            "schema": True,
             "queues": one("select array_agg(name order by name) from supaqueue.queue"),
             "jobs": one("select count(*) from supaqueue.job"),
             "settings": one("select array_agg(key order by key) from supaqueue.settings"),
@@ -99,6 +101,7 @@ def test_a_refused_destroy_changes_nothing(project: PulumiProject, local_stack: 
     assert before["queues"] == ["plan-echo", "plan-pipeline"] and before["jobs"] == 5
 
     out = refused(project, "destroy", "--yes", "--skip-preview")
+    Path("/tmp/plan-destroy.txt").write_text(out)
     assert "supaqueue was not removed, and nothing else was" in out
     assert "queue 'plan-echo' with 5 pending jobs, paused by the operator" in out
     assert "discard_unfinished_on_delete: true" in out
@@ -141,6 +144,7 @@ def test_removing_a_queue_with_what_feeds_it_is_all_or_nothing(
     project.configure(target="local", demo=True, queues=[dict(ECHO, workers=3)])
     for command in (("preview",), ("up", "--yes", "--skip-preview")):
         out = refused(project, *command)
+        Path(f"/tmp/plan-refused-{command[0]}.txt").write_text(out)
         assert "nothing was changed" in out
         assert "removes queue 'plan-doomed' with 3 pending jobs, paused by the stack" in out
         assert "discard_unfinished_on_delete: true" in out
@@ -159,7 +163,9 @@ def test_removing_a_queue_with_what_feeds_it_is_all_or_nothing(
     )
     project.up()
     project.configure(target="local", demo=True, queues=[ECHO])
-    shown = project.run("preview").stdout
+    done = project.run("preview")
+    shown = done.stdout + done.stderr
+    Path("/tmp/plan-discard.txt").write_text(shown)
     assert "removes queue 'plan-doomed', discarding its 3 pending jobs" in shown, shown[-3000:]
     project.up()
     after = installation(db_url)
@@ -198,8 +204,9 @@ def test_preview_says_what_a_change_does_to_live_work(
             queues=[dict(busy, workers=1, max_attempts=3), dict(busy, name="plan-nowhere",
                     edge_function_name="not-deployed-anywhere")],
         )  # fmt: skip
-        shown = project.run("preview", "--diff").stdout
-        assert "workers 4 → 1: the 4 call(s) in flight finish first" in shown, shown[-4000:]
+        done = project.run("preview", "--diff")
+        shown = done.stdout + done.stderr
+        assert "workers 4 → 1: the 4 calls in flight finish first" in shown, shown[-4000:]
         assert (
             "max_attempts 5 → 3: 2 unfinished job(s) have already used 2 or more attempts" in shown
         )
