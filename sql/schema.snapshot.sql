@@ -1067,6 +1067,7 @@ CREATE TABLE supaqueue.queue (
     owner_stack text,
     owner_stack_id text,
     operator_paused_at timestamp with time zone,
+    discard_unfinished_on_delete boolean DEFAULT false NOT NULL,
     CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
     CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
     CONSTRAINT queue_default_headers_object CHECK ((jsonb_typeof(default_headers) = 'object'::text)),
@@ -1081,6 +1082,8 @@ CREATE TABLE supaqueue.queue (
 );
 
 ALTER TABLE supaqueue.queue OWNER TO postgres;
+
+COMMENT ON COLUMN supaqueue.queue.discard_unfinished_on_delete IS 'Set by the Pulumi stack that owns the queue: removing it may discard its unfinished jobs.';
 
 CREATE FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) RETURNS double precision
     LANGUAGE sql
