@@ -2,15 +2,16 @@
 
 Children, in dependency order: the stack id (providers/stack_identity.py); the preflight
 (providers/preflight.py), on which every later child depends, so its check refuses a plan that
-would stop half-way before anything changes; the generated secret; a Deno type check of the Edge Function (so a TypeScript error fails `pulumi up` before
-anything changes); the ownership gate (providers/ownership_gate.py), on which everything that
-changes the project depends, so an installation another stack owns stops preview and `up` before
-any change; the function secret `SUPAQUEUE_SECRET`; the `supaqueue` Edge Function (verify_jwt
-off; deployed before the schema: a new function runs what an older schema dispatches, not the
-reverse); the Vault entry `supaqueue_secret` (before the schema, so a destroy the schema refuses
-keeps it); the schema (migrations; it records the owner); the settings rows; the queues `<name>-queue-<queue name>` (components/providers/queue/); with
-`demo`, also the example target function `demo-target`; last, the destroy guard, which a destroy
-deletes first (providers/destroy_guard.py).
+would stop half-way before anything changes; the generated secret; a Deno type check of the Edge
+Function (so a TypeScript error fails `pulumi up` before anything changes); the ownership gate
+(providers/ownership_gate.py), on which everything that changes the project depends, so an
+installation another stack owns stops preview and `up` before any change; the function secret
+`SUPAQUEUE_SECRET`; the `supaqueue` Edge Function (verify_jwt off; deployed before the schema: a
+new function runs what an older schema dispatches, not the reverse); the Vault entry
+`supaqueue_secret` (before the schema, so a destroy the schema refuses keeps it); the schema
+(migrations; it records the owner); the settings rows; the queues `<name>-queue-<queue name>`
+(components/providers/queue/); with `demo`, also the example target function `demo-target`;
+last, the destroy guard, which a destroy deletes first (providers/destroy_guard.py).
 
 With `installation: "external"` the component declares only its queues, in an installation
 another stack owns (providers/external_installation.py): no secret, schema, settings, Vault
