@@ -97,10 +97,10 @@ def _mapping(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
-def present(conn: psycopg.Connection, names: list[str]) -> set[str]:
-    """Which of the queues `names` the database holds."""
-    rows = conn.execute(queries(SQL)["present"], {"names": names}).fetchall()
-    return {str(row[0]) for row in rows}
+def present(conn: psycopg.Connection, names: list[str], me: Stack) -> set[str]:
+    """Which of the queues `names` the database holds as the stack `me`'s."""
+    rows = conn.execute(queries(SQL)["present"], {"names": names, "stack_id": me.stack_id})
+    return {str(row[0]) for row in rows.fetchall()}
 
 
 def discards(olds: Mapping[str, Any], name: str) -> bool:
@@ -113,22 +113,17 @@ def discards(olds: Mapping[str, Any], name: str) -> bool:
 
 
 def removed_queues(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
-    """Queues the previous `up` declared (or was removing) that this one does not declare."""
+    """Queues the previous `up` declared (or was removing) that this one does not declare (the
+    callers keep those the database records as this stack's)."""
     before = set(_mapping(olds.get("queues"))) | set(_mapping(olds.get("removing")))
     return sorted(before - set(_mapping(news.get("queues"))))
 
 
-def not_owned(facts: QueueFacts, me: Stack | None) -> str | None:
-    """Why this stack may not remove a queue another stack owns (None: it may)."""
-    if facts.owner_stack_id is None or (me is not None and me.stack_id == facts.owner_stack_id):
-        return None
-    owner = Stack(facts.owner_stack or "?", facts.owner_stack_id)
-    return (
-        f"queue {facts.name!r} is owned by the Pulumi stack {owner.label()}, not by this stack: "
-        "it cannot be removed from here. If this stack's state holds it by mistake, remove it "
-        "from the state with `pulumi state delete --target-dependents '<urn>'` (the URNs: "
-        "`pulumi stack --show-urns`)"
-    )
+def ours(facts: QueueFacts, me: Stack | None) -> bool:
+    """The queue is recorded as this stack's (its create records the owner; an update claims
+    one made before ownership records). Any other queue of that name is not in this stack's
+    state: its check refused to create it."""
+    return me is not None and me.stack_id is not None and facts.owner_stack_id == me.stack_id
 
 
 def unfinished_refusal(facts: QueueFacts, doing: str, then: str = "then remove it") -> str:
@@ -177,7 +172,7 @@ def up_plan(
     )
     # A trigger or schedule this stack declares (before or now) is removed or moved by this
     # `up` before the queue's delete; any other one's foreign key refuses the delete.
-    ours = {
+    our_hooks = {
         (kind, name)
         for kind in ("trigger", "schedule")
         for source in (olds, news)
@@ -185,14 +180,13 @@ def up_plan(
     }
     feeders: dict[str, list[str]] = {}
     for kind, name, queue in _feeders(conn, [name for name in removed if name in facts]):
-        if (kind, name) not in ours:
+        if (kind, name) not in our_hooks:
             feeders.setdefault(queue, []).append(f"{kind} {name!r}")
     for name in removed:
         found = facts.get(name)
-        if found is None:
-            continue  # already gone: its delete changes nothing
-        if problem := not_owned(found, me):
-            plan.blockers.append(problem)
+        if found is None or not ours(found, me):
+            # Gone already (its delete changes nothing), or never this stack's: declared but
+            # refused at its check (a name another stack or SQL holds), so not in the state.
             continue
         # The database holds the flag its delete will use (its last applied declaration).
         discard = found.discard if found.discard is not None else discards(olds, name)
@@ -210,7 +204,7 @@ def up_plan(
             )
     for name, spec in sorted(declared.items()):
         found = facts.get(name)
-        if found is not None and isinstance(spec, Mapping) and not_owned(found, me) is None:
+        if found is not None and isinstance(spec, Mapping) and ours(found, me):
             plan.effects += change_effects(conn, found, spec)
     return plan
 

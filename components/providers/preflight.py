@@ -42,7 +42,7 @@ from components.providers.base import is_unknown, presented, unknown_keys, with_
 
 RESOURCE_ID = "supaqueue-preflight"
 KEYS = ("db_url", "owner", "queues", "triggers", "schedules", "functions", *API_KEYS)
-PLAN = "plan"  # what a refusal is reported against
+PLAN = ""  # what a refusal is reported against: the resource, no single input
 # Kept between `up`s: removals planned but not seen done (providers/plan.py).
 REMOVING = "removing"
 # A preflight read of the function list: one retry at most (the deploys retry more).
@@ -63,13 +63,13 @@ class PreflightProvider(ResourceProvider):
             try:
                 with connect(str(news["db_url"])) as conn:
                     found = plan.up_plan(conn, me, olds, news)
-                    inputs[REMOVING] = _still_removing(conn, olds, news)
+                    inputs[REMOVING] = _still_removing(conn, me, olds, news)
             except (SupaqueueError, psycopg.Error):
                 found = plan.Plan()  # unreachable: the resources behind it say so themselves
             effects = found.effects + effects
             if found.blockers:
-                # A property that is no input: the engine then prints the reason alone (for an
-                # input it also prints the input's whole value).
+                # No property: the engine then prints the reason alone (with one, also that
+                # property's whole value).
                 failures.append(CheckFailure(PLAN, refusal(found.blockers)))
         for effect in effects:
             diagnostics.warn(f"supaqueue: {effect}")
@@ -107,14 +107,14 @@ def refusal(blockers: list[str]) -> str:
 
 
 def _still_removing(
-    conn: psycopg.Connection, olds: dict[str, Any], news: dict[str, Any]
+    conn: psycopg.Connection, me: ownership.Stack, olds: dict[str, Any], news: dict[str, Any]
 ) -> dict[str, Any]:
     """The queues this plan removes that are still in the database: the next `check` looks at
     them again, should this `up` stop before their delete."""
     removed = plan.removed_queues(olds, news)
     if not removed or not plan.installed(conn):
         return {}
-    present = plan.present(conn, removed)
+    present = plan.present(conn, removed, me)
     return {name: {plan.DISCARD: plan.discards(olds, name)} for name in removed if name in present}
 
 

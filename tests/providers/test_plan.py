@@ -131,6 +131,10 @@ def test_the_preflight_refuses_removing_a_queue_with_jobs(
     assert len(again.failures) == 1
     # Nothing removed: nothing to say.
     assert provider.check(olds, olds).failures == []
+    # Another stack that declared the name (its queue's check refused it: never in its state)
+    # and takes it back out is not removing anything.
+    other = {"stack": "supaqueue/prod", "stack_id": "prod-id"}
+    assert provider.check({**olds, "owner": other}, {**news, "owner": other}).failures == []
     assert provider.diff("p", olds, news).changes is False  # never an update
 
     # A schedule of no queue of this stack feeds it: its foreign key would refuse the delete.

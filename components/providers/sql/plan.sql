@@ -29,7 +29,8 @@ where to_jsonb(q) ->> 'owner_stack_id' = %(stack_id)s
 order by q.name;
 
 -- name: present
-select q.name from supaqueue.queue q where q.name = any(%(names)s::text[]);
+select q.name from supaqueue.queue q
+where q.name = any(%(names)s::text[]) and to_jsonb(q) ->> 'owner_stack_id' = %(stack_id)s;
 
 -- name: unowned_unfinished
 -- Queues no stack owns (made in SQL) that hold unfinished jobs and do not say they may be
