@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 
 from components.providers.ownership import Stack
+from components.providers.trigger.provider import table_gone
 from components.sql_files import queries
 
 SQL = "plan.sql"
@@ -152,6 +153,28 @@ def _feeders(conn: psycopg.Connection, names: list[str]) -> list[tuple[str, str,
     return [(str(kind), str(name), str(queue)) for kind, name, queue in found]
 
 
+def renamed_tables(
+    conn: psycopg.Connection, me: Stack | None, names: list[str], *, all_of_stack: bool
+) -> list[str]:
+    """Why the deletes of the triggers `names` (and, with `all_of_stack`, of every trigger
+    feeding a queue of the stack `me`) would refuse: their table was renamed, and our table
+    triggers went with it (trigger/provider.py says what to do)."""
+    text = queries(SQL)
+    row = conn.execute(text["hooks_exist"]).fetchone()
+    if not (row and row[0]) or (not names and not all_of_stack):
+        return []
+    stack_id = me.stack_id if me is not None and all_of_stack else None
+    rows = conn.execute(text["triggers_off_their_table"], {"names": names, "stack_id": stack_id})
+    problems = []
+    for name, schema, table in rows.fetchall():
+        found = conn.execute(
+            queries("trigger.sql")["renamed_to"], {"name": name, "table": table}
+        ).fetchone()
+        if found is not None:  # renamed (a dropped table: the delete skips it)
+            problems.append(table_gone(conn, name, f"{schema}.{table}"))
+    return problems
+
+
 def up_plan(
     conn: psycopg.Connection,
     me: Stack | None,
@@ -202,6 +225,10 @@ def up_plan(
                 "that declares them, or in SQL (`supaqueue.drop_table_trigger(<id>)`, "
                 "`delete from supaqueue.schedule where name = '<name>'`), first"
             )
+    removed_triggers = sorted(
+        set(_mapping(olds.get("triggers"))) - set(_mapping(news.get("triggers")))
+    )
+    plan.blockers += renamed_tables(conn, me, removed_triggers, all_of_stack=False)
     for name, spec in sorted(declared.items()):
         found = facts.get(name)
         if found is not None and isinstance(spec, Mapping) and ours(found, me):
@@ -268,6 +295,7 @@ def destroy_queue_problems(conn: psycopg.Connection, me: Stack | None) -> list[s
         for found in _facts(rows.fetchall()).values()
         if found.unfinished and not found.discard
     ]
+    problems += renamed_tables(conn, me, [], all_of_stack=True)
     for name, queue_id, unfinished in conn.execute(text["unowned_unfinished"]).fetchall():
         problems.append(
             f"queue {name!r} ({queue_id}) has no owner (it was made in SQL, or by a stack "

@@ -178,3 +178,31 @@ def test_statuses_are_shown_compactly_with_the_same_meaning() -> None:
     assert compact_statuses([503, 500, 500, 502]) == "500,502-503"
     assert expand_statuses("") == [] and compact_statuses([]) == ""
     assert expand_statuses("499-400") is None and expand_statuses("4xx") is None
+
+
+def test_a_trigger_on_a_renamed_table_stops_the_plan_first(
+    installed: dict[str, Any], db_url: str
+) -> None:
+    """Its delete would refuse (our table triggers moved with the table): removing it, or
+    destroying, is refused before the first change."""
+    from components.providers.trigger import TriggerProvider
+
+    execute(db_url, "drop table if exists public.plan_orders, public.plan_orders_renamed")
+    execute(db_url, "create table public.plan_orders (id int primary key)")
+    try:
+        created = QueueProvider().create(ours(db_url, name="fed"))
+        trigger = {"db_url": db_url, "name": "plan-orders", "table": "public.plan_orders",
+                   "events": ["INSERT"], "queue_id": created.id, "when": None}  # fmt: skip
+        checked = TriggerProvider().check({}, {**trigger, "trigger_id": None})
+        assert checked.failures == []
+        TriggerProvider().create(dict(checked.inputs))
+        execute(db_url, "alter table public.plan_orders rename to plan_orders_renamed")
+        advice = "which was renamed to plan_orders_renamed"
+
+        olds = preflight(db_url, {"fed": spec()}, triggers={"plan-orders": "fed"})
+        (failure,) = PreflightProvider().check(olds, {**olds, "triggers": {}}).failures
+        assert advice in failure.reason and "Rename it back" in failure.reason
+        text = failure_text(lambda: DestroyGuardProvider().delete("g", guard_props(db_url)))
+        assert advice in text and "nothing else was" in text
+    finally:
+        execute(db_url, "drop table if exists public.plan_orders, public.plan_orders_renamed")

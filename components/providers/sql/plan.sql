@@ -65,3 +65,15 @@ where j.queue = %(id)s::uuid
   and j.status in ('pending', 'in_progress')
   and j.attempts + (j.status = 'pending')::int >= %(new)s
   and j.attempts + (j.status = 'pending')::int < %(old)s;
+
+-- name: triggers_off_their_table
+-- Table triggers being removed (named, or feeding the stack's queues) whose recorded table is
+-- gone: dropped (their delete then skips it) or renamed (their delete refuses; plan.py asks
+-- trigger.sql's renamed_to which).
+select t.name, t.table_schema, t.table_name
+from supaqueue.table_trigger t
+where (t.name = any(%(names)s::text[])
+       or t.queue in (select q.id from supaqueue.queue q
+                      where to_jsonb(q) ->> 'owner_stack_id' = %(stack_id)s))
+  and pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', t.table_schema, t.table_name)) is null
+order by t.name;
