@@ -21,6 +21,7 @@ up: toolchain
 	@$(ENV) supaqueue dev up
 	@scripts/pulumi-stack.sh $(STACK) up --yes
 	@$(ENV) set -a && eval "$$(supaqueue dev status -o env)" && set +a && $(PY) scripts/demo.py
+	@echo "supaqueue is in .venv/bin: run '. toolchain/env.sh' in your shell to put it on PATH, then e.g. 'supaqueue status --stack dev'"
 
 down:
 	@$(ENV) supaqueue dev down

@@ -21,7 +21,12 @@ from components.chain_budget import CHAIN_SETTINGS, chain_rows
 from components.clients.management_api import DEFAULT_URL as DEFAULT_MANAGEMENT_API_URL
 from components.clients.postgres import check_url
 from components.errors import ConfigError
-from components.providers.queue.spec import Problem, validate_queue, with_defaults
+from components.providers.queue.spec import (
+    Problem,
+    dead_letter_problems,
+    validate_queue,
+    with_defaults,
+)
 from components.providers.schedule.spec import DEFAULT_TIMEZONE, validate_schedule
 from components.providers.trigger.spec import (
     normalized_events,
@@ -284,6 +289,8 @@ def _parse_queues(raw: Any, problems: list[str]) -> list[dict[str, Any]]:
             problems.append(f"{NAMESPACE}:queues[{index}].name: {name!r} is declared twice")
         seen.add(name)
         queues.append(with_defaults(queue))
+    if len(queues) == len(raw):  # else indexes would not be the config's (problems shown above)
+        problems.extend(str(p) for p in dead_letter_problems(queues, path=f"{NAMESPACE}:queues"))
     return queues
 
 

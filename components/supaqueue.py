@@ -370,12 +370,30 @@ class Supaqueue(pulumi.ComponentResource):
         self, name: str, queue_args: list[QueueArgs], child: pulumi.ResourceOptions
     ) -> None:
         # One resource per queue, parented here: adding a queue to the stack is one create.
-        self.queues = {
-            queue["name"]: Queue(
-                f"{name}-queue-{queue['name']}", queue, installation=self, opts=child
-            )
-            for queue in queue_args
-        }
+        # A queue naming a dead-letter queue depends on it: made after it, removed before it
+        # (the config refused loops, so this order exists).
+        self.queues: dict[str, Queue] = {}
+        waiting = list(queue_args)
+        while waiting:
+            ready = [
+                q
+                for q in waiting
+                if q.get("dead_letter_queue") in (None, *self.queues)
+                or q.get("dead_letter_queue") not in {w["name"] for w in waiting}
+            ]
+            if not ready:  # a loop slipped past validation: the database refuses it
+                ready = waiting[:1]
+            for queue in ready:
+                dlq = queue.get("dead_letter_queue")
+                opts = child
+                if dlq in self.queues:
+                    opts = pulumi.ResourceOptions.merge(
+                        child, pulumi.ResourceOptions(depends_on=[self.queues[dlq]])
+                    )
+                self.queues[queue["name"]] = Queue(
+                    f"{name}-queue-{queue['name']}", queue, installation=self, opts=opts
+                )
+                waiting.remove(queue)
 
     def _declare_hooks(
         self,

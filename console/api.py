@@ -41,8 +41,13 @@ class NotFoundError(ConsoleError):
     exit_code = 3
 
 
+class AmbiguousJobIdError(BadInputError):
+    """A job id prefix matches several jobs (listed in the message). Exit code 2."""
+
+
 def _queries() -> dict[str, str]:
-    return sql_files.queries("operator.sql")
+    # operator_sources.sql: schedules, triggers, job sources, rates, metrics (migration 0021)
+    return {**sql_files.queries("operator.sql"), **sql_files.queries("operator_sources.sql")}
 
 
 def connect(db_url: str, application_name: str = "supaqueue-console") -> psycopg.Connection:
@@ -110,7 +115,25 @@ class Operator:
         return str(rows[0]["id"])
 
     def figures(self, window: str = "1 hour") -> list[dict[str, Any]]:
-        return self._rows("figures", window=window)
+        rows = self._rows("figures", window=window)
+        self._add_last_minute_rates(rows)
+        # The installation's dispatch hold (a missing dispatcher) holds every queue: each row
+        # says so, so `status --json` and the dashboard show it where they show the state.
+        hold = self.dispatch_hold()
+        for row in rows:
+            row["dispatch_held_since"] = hold["since"] if hold else None
+            row["dispatch_hold_reason"] = hold["reason"] if hold else None
+        return rows
+
+    def dispatch_hold(self) -> dict[str, Any] | None:
+        """Since when and why dispatch is held (the dispatcher answered 404), or None."""
+        try:
+            rows = self.conn.execute(_queries()["dispatch_hold"]).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return None  # installed before sql/0018: nothing can be held
+        except psycopg.Error as exc:
+            raise ConsoleError(sql_message(exc)) from None
+        return dict(rows[0]) if rows else None
 
     def series(self, window: str = "1 hour", bucket_seconds: int = 60) -> list[dict[str, Any]]:
         return self._rows("series", window=window, bucket_seconds=bucket_seconds)
@@ -131,7 +154,7 @@ class Operator:
                 raise BadInputError(f"state {state!r} is not one of {', '.join(STATES)}")
         before_created = None
         if after_job:
-            after_job = parse_uuid(after_job, "--after job id")
+            after_job = self.resolve_job(after_job, "--after job id")
             before_created = self._value("job_created_at", id=after_job)
             if before_created is None:
                 raise NotFoundError(f"there is no job {after_job} to page after")
@@ -148,17 +171,14 @@ class Operator:
         )
 
     def job(self, job_id: str) -> dict[str, Any]:
-        job_id = parse_uuid(job_id)
-        detail = self._value("job_detail", id=job_id)
-        if detail is None:
-            raise NotFoundError(f"there is no job {job_id}")
-        return dict(detail)
+        job_id = self.resolve_job(job_id)
+        return {**self.job_with_runs(job_id), **self._job_source(job_id)}
 
     # --- acting ----------------------------------------------------------------------------
 
     def retry(self, job_id: str) -> bool:
         """True when retried; False when the job was not failed or cancelled."""
-        return bool(self._value("retry_job", id=parse_uuid(job_id)))
+        return bool(self._value("retry_job", id=self.resolve_job(job_id)))
 
     def retry_failed(
         self,
@@ -179,7 +199,7 @@ class Operator:
 
     def cancel(self, job_id: str) -> bool:
         """True when cancelled; False when the job had already finished."""
-        return bool(self._value("cancel_job", id=parse_uuid(job_id)))
+        return bool(self._value("cancel_job", id=self.resolve_job(job_id)))
 
     def purge(
         self,
@@ -208,3 +228,163 @@ class Operator:
 
     def resume(self, queue: str) -> dict[str, Any]:
         return dict(self._value("resume_queue", queue=self.queue_id(queue)))
+
+    # --- issue 22: job id prefixes, runs, bulk actions on a filter, run now -----------------
+
+    def resolve_job(self, value: str, what: str = "job id") -> str:
+        """A whole job id, or the start of one (the dashboard shows 8 characters) that matches
+        exactly one job."""
+        text = value.strip() if isinstance(value, str) else ""
+        try:
+            return str(uuid.UUID(text))
+        except ValueError:
+            pass
+        hex_digits = text.replace("-", "").lower()
+        if not hex_digits or any(c not in "0123456789abcdef" for c in hex_digits):
+            raise BadInputError(f"{what} {value!r} is not a UUID or the start of one")
+        if len(hex_digits) > 32:
+            raise BadInputError(f"{what} {value!r} is not a UUID (too long)")
+        matches = [r["id"] for r in self._rows("job_ids_with_prefix", prefix=text, limit=11)]
+        if not matches:
+            raise NotFoundError(f"there is no job whose id starts with {text!r}")
+        if len(matches) > 1:
+            shown = ", ".join(matches[:10]) + (", ..." if len(matches) > 10 else "")
+            count = "more than 10" if len(matches) > 10 else str(len(matches))
+            raise AmbiguousJobIdError(
+                f"{what} {text!r} matches {count} jobs ({shown}): give more characters"
+            )
+        return str(matches[0])
+
+    def job_with_runs(self, job_id: str) -> dict[str, Any]:
+        """job_detail, each attempt marked with its run (1, then one more per operator retry),
+        and the operator actions (`operator_actions`: action, at, by, run)."""
+        rows = self._rows("job_detail_with_runs", id=job_id)
+        if not rows or rows[0]["detail"] is None:
+            raise NotFoundError(f"there is no job {job_id}")
+        detail = dict(rows[0]["detail"])
+        runs = dict(rows[0]["runs"] or {})
+        marks = list(runs.get("attempts") or [])
+        history = list(detail.get("attempt_history") or [])
+        if len(marks) == len(history):
+            for attempt, mark in zip(history, marks, strict=True):
+                attempt["run"] = mark.get("run", 1)
+        detail["operator_actions"] = list(runs.get("actions") or [])
+        detail["last_response_excerpt"] = runs.get("last_response_excerpt")
+        return detail
+
+    def _filter_queue(self, queue: str | None) -> str | None:
+        return self.queue_id(queue) if queue else None
+
+    def cancel_matching(
+        self,
+        queue: str | None,
+        states: list[str],
+        error: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        """Cancel (or count, dry_run) the pending and/or in-progress jobs of a filter."""
+        for state in states:
+            if state not in ("pending", "in_progress"):
+                raise BadInputError(
+                    f"state {state!r} cannot be cancelled: only pending and in_progress"
+                )
+        return int(
+            self._value(
+                "cancel_jobs",
+                queue=self._filter_queue(queue),
+                statuses=states,
+                error=error or None,
+                created_after=created_after,
+                created_before=created_before,
+                dry_run=dry_run,
+            )
+        )
+
+    def retry_matching(
+        self,
+        queue: str | None,
+        error: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        """Retry (or count, dry_run) the failed jobs of a filter."""
+        return int(
+            self._value(
+                "retry_jobs",
+                queue=self._filter_queue(queue),
+                error=error or None,
+                created_after=created_after,
+                created_before=created_before,
+                dry_run=dry_run,
+            )
+        )
+
+    def run_now(self, job_id: str) -> bool:
+        """True when a delayed pending job was made due now; False when it was not delayed."""
+        return bool(self._value("run_job_now", id=self.resolve_job(job_id)))
+
+    # --- schedules, triggers, job sources, rates and metrics (migration 0021) ---------------
+
+    def _add_last_minute_rates(self, rows: list[dict[str, Any]]) -> None:
+        """`succeeded_last_minute` / `failed_last_minute`: jobs finished in the last minute, the
+        console's "ok/min" (the window's `*_per_minute` figures are averages over the window)."""
+        rates = {r["queue"]: r for r in self._rows("rates", window="1 minute")}
+        for row in rows:
+            rate = rates.get(row["queue"])
+            row["succeeded_last_minute"] = rate["succeeded"] if rate else 0
+            row["failed_last_minute"] = rate["failed"] if rate else 0
+
+    def _job_source(self, job_id: str) -> dict[str, Any]:
+        rows = self._rows("job_source", id=job_id)
+        return dict(rows[0]) if rows else {"source": None, "source_name": None}
+
+    def figures_only(self, window: str = "1 minute") -> list[dict[str, Any]]:
+        """`supaqueue.queue_figures` alone (no schedule, no rates): what the metrics export."""
+        return self._rows("queue_figures", window=window)
+
+    def database_now(self, minus_seconds: float = 0) -> datetime:
+        return self._value("database_now", settle=minus_seconds)  # type: ignore[no-any-return]
+
+    def metrics_between(
+        self, after: datetime, until: datetime, bounds_ms: list[float]
+    ) -> list[dict[str, Any]]:
+        return self._rows("metrics_between", after=after, until=until, bounds=bounds_ms)
+
+    def schedules(self) -> list[dict[str, Any]]:
+        return self._rows("schedules")
+
+    def triggers(self) -> list[dict[str, Any]]:
+        return self._rows("triggers")
+
+    def schedule_id(self, name: str) -> str:
+        rows = self._rows("schedule_by_name", name=name)
+        if not rows:
+            known = ", ".join(r["name"] for r in self._rows("schedule_names")) or "none"
+            raise NotFoundError(f"there is no schedule named {name!r} (schedules: {known})")
+        return str(rows[0]["id"])
+
+    def schedule(self, name: str) -> dict[str, Any]:
+        self.schedule_id(name)
+        return next(s for s in self.schedules() if s["name"] == name)
+
+    def trigger(self, name: str) -> dict[str, Any]:
+        for row in self.triggers():
+            if row["name"] == name:
+                return row
+        known = ", ".join(r["name"] for r in self._rows("trigger_names")) or "none"
+        raise NotFoundError(f"there is no trigger named {name!r} (triggers: {known})")
+
+    def source_jobs(self, source: str, name: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The jobs a schedule or trigger made, newest first."""
+        return self._rows("source_jobs", source=source, name=name, limit=limit)
+
+    def run_schedule_now(self, name: str) -> str:
+        """Enqueue one job of the schedule now (its slots stay as they are); the job's id."""
+        return str(self._value("run_schedule_now", id=self.schedule_id(name)))
+
+    def pause_state(self, queue: str) -> dict[str, Any]:
+        """{name, paused_by_stack, paused_by_operator_since} now, as pause/resume answer."""
+        return dict(self._rows("queue_pause_state", queue=self.queue_id(queue))[0])

@@ -1,5 +1,5 @@
 """The operator commands: `supaqueue status | jobs | job | retry | cancel | purge | pause |
-resume | ui`.
+resume | ui | run-now`.
 
 Exit codes (scripts may rely on them):
   0 done · 1 error (database, connection, stack config) · 2 bad usage · 3 no such job or queue ·
@@ -21,8 +21,8 @@ import click
 from rich.live import Live
 
 from console import render
-from console.api import FINISHED_STATES, STATES, ConsoleError, Operator, connect
-from console.target import resolve_db_url
+from console.api import FINISHED_STATES, STATES, ConsoleError, Operator
+from console.target import connect_target, verified_db_url
 from console.timeparse import TimeParam, WindowParam, interval
 
 EXIT_NOTHING_TO_DO = 4
@@ -72,7 +72,7 @@ def watch_options(fn: F) -> F:
 
 @contextmanager
 def operator(db_url: str | None, stack: str | None) -> Iterator[Operator]:
-    conn = connect(resolve_db_url(db_url, stack))
+    conn = connect_target(db_url, stack)
     try:
         yield Operator(conn)
     finally:
@@ -121,6 +121,15 @@ def repeat(watch: float | None, times: int | None, draw: Callable[[], Any], as_j
     if as_json:  # one JSON document per line, for scripts that follow
         while times is None or count < times:
             click.echo(draw())
+            count += 1
+            if times is None or count < times:
+                time.sleep(watch)
+        return
+    if not out.is_terminal:  # a file or a pipe: each draw at once, flushed (Live would
+        # write only when it stops, so `status --watch 1 > file` stayed empty until Ctrl-C)
+        while times is None or count < times:
+            out.print(draw())
+            out.file.flush()
             count += 1
             if times is None or count < times:
                 time.sleep(watch)
@@ -183,7 +192,9 @@ def status(
 )
 @click.option("--since", type=TimeParam(), help="created at or after (2h, 7d or ISO time)")
 @click.option("--until", type=TimeParam(), help="created before (2h, 7d or ISO time)")
-@click.option("--error", metavar="TEXT", help="last error contains TEXT (any case)")
+@click.option(
+    "--error", metavar="TEXT", help="last error or response excerpt contains TEXT (any case)"
+)
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--after", metavar="JOB_ID", help="the next page: jobs listed after this one")
 @json_option
@@ -260,7 +271,9 @@ def report(as_json: bool, result: dict[str, Any], text: str, changed: int) -> No
 @click.option("--queue", "-q", metavar="NAME", help="with --failed: the queue")
 @click.option("--failed", "all_failed", is_flag=True, help="every failed job of --queue")
 @click.option("--since", type=TimeParam(), help="with --failed: failed at or after this time")
-@click.option("--error", metavar="TEXT", help="with --failed: last error contains TEXT")
+@click.option(
+    "--error", metavar="TEXT", help="with --failed: last error or response excerpt contains TEXT"
+)
 @database_options
 @yes_option
 @json_option
@@ -304,15 +317,40 @@ def retry(
 
 
 @click.command()
-@click.argument("job_ids", nargs=-1, required=True)
+@click.argument("job_ids", nargs=-1)
+@click.option("--queue", "-q", metavar="NAME", help="with --pending/--in-progress: the queue")
+@click.option("--pending", is_flag=True, help="every pending job of --queue")
+@click.option(
+    "--in-progress",
+    "in_progress",
+    is_flag=True,
+    help="every in-progress job of --queue (their late answers change nothing)",
+)
+@click.option(
+    "--error", metavar="TEXT", help="with --queue: only jobs whose error or response has TEXT"
+)
 @database_options
 @yes_option
 @json_option
 @guarded
 def cancel(
-    job_ids: tuple[str, ...], db_url: str | None, stack: str | None, yes: bool, as_json: bool
+    job_ids: tuple[str, ...],
+    queue: str | None,
+    pending: bool,
+    in_progress: bool,
+    error: str | None,
+    db_url: str | None,
+    stack: str | None,
+    yes: bool,
+    as_json: bool,
 ) -> None:
-    """Cancel pending or in-progress jobs (and their pending dependents)."""
+    """Cancel pending or in-progress jobs (and their pending dependents): by id (or the start
+    of one), or all of a queue's with --queue Q --pending and/or --in-progress."""
+    if queue or pending or in_progress or error:
+        cancel_queue(job_ids, queue, pending, in_progress, error, db_url, stack, yes, as_json)
+        return
+    if not job_ids:
+        raise click.UsageError("give job ids, or --queue NAME --pending and/or --in-progress")
     with operator(db_url, stack) as op:
         confirm(
             f"Cancel {len(job_ids)} job(s) and their pending dependents: {', '.join(job_ids)}", yes
@@ -324,6 +362,64 @@ def cancel(
     lines = [f"cancelled {j}" for j in done]
     lines += [f"not cancelled (already finished): {j}" for j in skipped]
     report(as_json, {"cancelled": done, "not_cancelled": skipped}, "\n".join(lines), len(done))
+
+
+def cancel_queue(
+    job_ids: tuple[str, ...],
+    queue: str | None,
+    pending: bool,
+    in_progress: bool,
+    error: str | None,
+    db_url: str | None,
+    stack: str | None,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """`cancel --queue Q --pending/--in-progress`: empty a queue on purpose, after confirming
+    the count (sql/0020 cancel_jobs)."""
+    if job_ids:
+        raise click.UsageError("give job ids, or --queue NAME --pending/--in-progress (not both)")
+    if not queue:
+        raise click.UsageError("--pending/--in-progress need --queue NAME")
+    states = [s for s, chosen in (("pending", pending), ("in_progress", in_progress)) if chosen]
+    if not states:
+        raise click.UsageError("--queue needs --pending and/or --in-progress")
+    what = " and ".join(s.replace("_", "-") for s in states)
+    match = f" whose error or response contains {error!r}" if error else ""
+    with operator(db_url, stack) as op:
+        matching = op.cancel_matching(queue, states, error, dry_run=True)
+        if not matching:
+            report(as_json, {"cancelled": 0}, f"no {what} job of queue {queue}{match}", 0)
+        confirm(
+            f"Cancel {matching} {what} job(s) of queue {queue}{match}, and their pending "
+            "dependents",
+            yes,
+        )
+        count = op.cancel_matching(queue, states, error)
+    report(
+        as_json,
+        {"cancelled": count, "matched": matching},
+        f"cancelled {count} job(s) of queue {queue}",
+        count,
+    )
+
+
+@click.command(name="run-now")
+@click.argument("job_id")
+@database_options
+@json_option
+@guarded
+def run_now(job_id: str, db_url: str | None, stack: str | None, as_json: bool) -> None:
+    """Run a delayed job now (its run_at or retry backoff not yet reached)."""
+    with operator(db_url, stack) as op:
+        resolved = op.resolve_job(job_id)
+        done = op.run_now(resolved)
+    text = (
+        f"job {resolved} is due now"
+        if done
+        else f"job {resolved} was not delayed (not pending, or already due): nothing changed"
+    )
+    report(as_json, {"job": resolved, "run_now": done}, text, int(done))
 
 
 @click.command()
@@ -368,6 +464,11 @@ def purge(
 
 def _pause_state(state: dict[str, Any]) -> str:
     name = state["name"]
+    if state["paused_by_operator_since"] and state["paused_by_stack"]:
+        return (
+            f"queue {name} paused (operator, since {state['paused_by_operator_since']}; "
+            "the stack also declares it paused)"
+        )
     if state["paused_by_operator_since"]:
         return f"queue {name} paused (operator, since {state['paused_by_operator_since']})"
     if state["paused_by_stack"]:
@@ -387,7 +488,9 @@ def _pause_state(state: dict[str, Any]) -> str:
 def pause(queue: str, db_url: str | None, stack: str | None, yes: bool, as_json: bool) -> None:
     """Stop a queue dispatching (calls in flight finish). Kept across `pulumi up`."""
     with operator(db_url, stack) as op:
-        op.queue_id(queue)
+        before = op.pause_state(queue)
+        if before["paused_by_operator_since"]:  # exit 4: nothing to do
+            report(as_json, before, f"nothing to do: {_pause_state(before)}", 0)
         confirm(f"Pause queue {queue} (no new calls until `supaqueue resume {queue}`)", yes)
         state = op.pause(queue)
     report(as_json, state, _pause_state(state), 1)
@@ -402,7 +505,19 @@ def pause(queue: str, db_url: str | None, stack: str | None, yes: bool, as_json:
 def resume(queue: str, db_url: str | None, stack: str | None, yes: bool, as_json: bool) -> None:
     """Lift the operator's pause (a queue the stack declares paused stays paused)."""
     with operator(db_url, stack) as op:
-        op.queue_id(queue)
+        before = op.pause_state(queue)
+        if not before["paused_by_operator_since"]:  # exit 4: no operator pause to lift
+            stack_too = (
+                " (the stack declares it paused: set paused: false in the stack and `pulumi up`)"
+                if before["paused_by_stack"]
+                else ""
+            )
+            report(
+                as_json,
+                before,
+                f"nothing to do: queue {queue} is not paused by an operator{stack_too}",
+                0,
+            )
         confirm(f"Resume queue {queue}", yes)
         state = op.resume(queue)
     report(as_json, state, _pause_state(state), 1)
@@ -423,7 +538,114 @@ def ui(db_url: str | None, stack: str | None, port: int, open_browser: bool) -> 
     """The dashboard, on 127.0.0.1 only; prints a URL with a one-time token."""
     from console.dashboard.server import serve
 
-    serve(resolve_db_url(db_url, stack), port=port, open_browser=open_browser)
+    serve(verified_db_url(db_url, stack), port=port, open_browser=open_browser)
 
 
-COMMANDS = [status, jobs, job, retry, cancel, purge, pause, resume, ui]
+COMMANDS = [status, jobs, job, retry, cancel, purge, pause, resume, ui, run_now]
+
+
+# --- schedules, triggers and metrics ------------------------------------------------------
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@database_options
+@json_option
+@guarded
+def schedules(
+    name: str | None, limit: int, db_url: str | None, stack: str | None, as_json: bool
+) -> None:
+    """Schedules: next run, last slot, last job; with NAME, the jobs that schedule made."""
+    with operator(db_url, stack) as op:
+        if name is None:
+            rows = op.schedules()
+            out: Any = render.to_json(rows) if as_json else render.schedules_table(rows)
+        else:
+            row = op.schedule(name)
+            made = op.source_jobs("schedule", name, limit)
+            out = (
+                render.to_json({**row, "jobs": made})
+                if as_json
+                else render.source_view("schedule", row, made)
+            )
+    if as_json:
+        click.echo(out)
+    else:
+        render.console().print(out)
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@database_options
+@json_option
+@guarded
+def triggers(
+    name: str | None, limit: int, db_url: str | None, stack: str | None, as_json: bool
+) -> None:
+    """Table triggers: table, events, last job; with NAME, the jobs that trigger made."""
+    with operator(db_url, stack) as op:
+        if name is None:
+            rows = op.triggers()
+            out: Any = render.to_json(rows) if as_json else render.triggers_table(rows)
+        else:
+            row = op.trigger(name)
+            made = op.source_jobs("trigger", name, limit)
+            out = (
+                render.to_json({**row, "jobs": made})
+                if as_json
+                else render.source_view("trigger", row, made)
+            )
+    if as_json:
+        click.echo(out)
+    else:
+        render.console().print(out)
+
+
+@click.command("run-schedule")
+@click.argument("name")
+@database_options
+@yes_option
+@json_option
+@guarded
+def run_schedule(
+    name: str, db_url: str | None, stack: str | None, yes: bool, as_json: bool
+) -> None:
+    """Enqueue one job of a schedule now (its next runs stay as they are)."""
+    with operator(db_url, stack) as op:
+        row = op.schedule(name)
+        confirm(
+            f"Enqueue one job of schedule {name} on queue {row['queue_name']} now "
+            f"(its next run, {render.when(row['next_run_at'])}, stays)",
+            yes,
+        )
+        job_id = op.run_schedule_now(name)
+    report(as_json, {"schedule": name, "job": job_id}, f"enqueued job {job_id}", 1)
+
+
+@click.command()
+@database_options
+@click.option(
+    "--listen",
+    default="127.0.0.1:9464",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="loopback address to serve /metrics on (port 0: any free one)",
+)
+@click.option("--settle-seconds", type=click.FloatRange(0, 300), default=None, hidden=True)
+@guarded
+def metrics(
+    db_url: str | None, stack: str | None, listen: str, settle_seconds: float | None
+) -> None:
+    """Prometheus metrics of every queue on http://HOST:PORT/metrics, read at each scrape."""
+    from console import metrics as exporter
+
+    exporter.parse_listen(listen)  # a bad address is a usage error before anything else
+    url = verified_db_url(db_url, stack)
+    exporter.serve(
+        url, listen, exporter.SETTLE_SECONDS if settle_seconds is None else settle_seconds
+    )
+
+
+COMMANDS += [schedules, triggers, run_schedule, metrics]

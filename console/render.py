@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -58,10 +59,14 @@ def rate(value: float | None) -> str:
 
 
 def queue_state(row: dict[str, Any]) -> Text:
+    if row["paused_by_operator_since"] is not None and row["paused_by_stack"]:
+        return Text("paused (stack + operator)", style="yellow")
     if row["paused_by_operator_since"] is not None:
         return Text("paused (operator)", style="yellow")
     if row["paused_by_stack"]:
         return Text("paused (stack)", style="yellow")
+    if row.get("dispatch_held_since") is not None:
+        return Text("held: no dispatcher", style="red")
     return Text("running", style="green")
 
 
@@ -83,8 +88,9 @@ STATUS_COLUMNS: list[Column] = [
     Column("ready", lambda r: str(r["ready"])),
     Column("running", lambda r: str(r["in_progress"])),
     Column("oldest", lambda r: seconds(r["oldest_pending_age_seconds"])),
-    Column("ok/min", lambda r: rate(r["succeeded_per_minute"])),
-    Column("failed/min", lambda r: rate(r["failed_per_minute"])),
+    # the last minute's count (the window's averages are `*_per_minute` in --json)
+    Column("ok/min", lambda r: str(r["succeeded_last_minute"])),
+    Column("failed/min", lambda r: str(r["failed_last_minute"])),
     Column("p50", lambda r: millis(r["attempt_p50_ms"])),
     Column("p95", lambda r: millis(r["attempt_p95_ms"])),
     Column("next schedule", lambda r: next_schedule(r), "left"),
@@ -104,6 +110,13 @@ def status_table(rows: list[dict[str, Any]], window: str) -> Table:
         table.add_column(column.header, justify=column.justify)  # type: ignore[arg-type]
     for row in rows:
         table.add_row(*(column.cell(row) for column in STATUS_COLUMNS))
+    held = next((r for r in rows if r.get("dispatch_held_since") is not None), None)
+    if held is not None:
+        table.caption = f"dispatch held since {when(held['dispatch_held_since'])}: " + str(
+            held["dispatch_hold_reason"]
+        )
+        table.caption_style = "red"
+        table.caption_justify = "left"
     return table
 
 
@@ -158,9 +171,13 @@ def job_view(job: dict[str, Any]) -> Group:
         "dedup_key",
         "last_status_code",
         "last_error",
+        "source",
     ):
-        value = job.get(key)
+        value = source_text(job) if key == "source" else job.get(key)
         facts.add_row(key, state_text(str(value)) if key == "status" else str(value))
+    if job.get("last_response_excerpt"):
+        # the target's own words: often the real reason (`HTTP 404` vs "function not found")
+        facts.add_row("last_response", escape(excerpt(job["last_response_excerpt"])))
     facts.add_row("payload", json.dumps(job["payload"]))
     facts.add_row("result", json.dumps(job["result"]))
     if job.get("lease"):
@@ -168,15 +185,23 @@ def job_view(job: dict[str, Any]) -> Group:
     attempts = Table(title="attempts", title_justify="left")
     for header in ("#", "outcome", "status", "duration", "ended", "error / response"):
         attempts.add_column(header, overflow="fold")
+    starts = run_starts(job.get("operator_actions") or [])
+    run = 1
     for a in job["attempt_history"]:
+        if a.get("run", 1) != run:
+            run = a.get("run", 1)
+            attempts.add_row("", f"[bold]run {run}[/bold]", "", "", "", starts.get(run, "retried"))
         attempts.add_row(
             str(a["attempt"]),
             str(a["outcome"]),
             str(a["status_code"] or "-"),
             millis(a["duration_ms"]),
             str(a["ended_at"]),
-            (a["error"] or a["response_excerpt"] or "")[:200],
+            error_and_response(a.get("error"), a.get("response_excerpt")),
         )
+    if job.get("operator_actions") and max(starts, default=1) > run:
+        # retried, no attempt of the new run ended yet
+        attempts.add_row("", f"[bold]run {max(starts)}[/bold]", "", "", "", starts[max(starts)])
     pipeline = Table(title="pipeline", title_justify="left")
     for header in ("relation", "job", "queue", "state"):
         pipeline.add_column(header)
@@ -189,6 +214,103 @@ def job_view(job: dict[str, Any]) -> Group:
     if job["depends_on"] or job["dependents"]:
         parts.append(pipeline)
     return Group(*parts)
+
+
+def excerpt(text: str, limit: int = 400) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def error_and_response(error: str | None, response: str | None) -> str:
+    """An attempt's error and its answer's excerpt, both: the status line alone rarely says why."""
+    parts = [excerpt(error, 200)] if error else []
+    if response:
+        parts.append(f"response: {excerpt(response, 300)}")
+    return escape(" · ".join(parts))
+
+
+def run_starts(actions: list[dict[str, Any]]) -> dict[int, str]:
+    """Run number -> the operator action that started it ("retry_job at … by …")."""
+    starts: dict[int, str] = {}
+    for action in actions:
+        if action.get("action") != "run_job_now":
+            starts[int(action["run"])] = escape(
+                f"{action['action']} at {action['at']} by {action['by']}"
+            )
+    return starts
+
+
+def source_text(job: dict[str, Any]) -> str:
+    """Where a job came from: `schedule nightly`, `trigger new-orders`, `api` or `sql`."""
+    source = job.get("source") or "-"
+    return f"{source} {job['source_name']}" if job.get("source_name") else str(source)
+
+
+def schedules_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="schedules", title_justify="left")
+    for header in ("schedule", "queue", "cron", "next run", "last slot", "last job", "jobs/24h"):
+        table.add_column(header, justify="right" if header == "jobs/24h" else "left")
+    for row in rows:
+        table.add_row(
+            str(row["name"]),
+            str(row["queue_name"]),
+            f"{row['cron']} ({row['timezone']})",
+            when(row["next_run_at"]),
+            when(row["last_slot"]),
+            last_job(row),
+            str(row["jobs_last_day"]),
+        )
+    if not rows:
+        table.caption = "no schedules (declare them in the stack)"
+    return table
+
+
+def triggers_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="triggers", title_justify="left")
+    for header in ("trigger", "queue", "table", "events", "when", "last job", "jobs/24h"):
+        table.add_column(header, justify="right" if header == "jobs/24h" else "left")
+    for row in rows:
+        table.add_row(
+            str(row["name"]),
+            str(row["queue_name"]),
+            f"{row['table_schema']}.{row['table_name']}",
+            ", ".join(row["events"]),
+            row["condition"] or "-",
+            last_job(row),
+            str(row["jobs_last_day"]),
+        )
+    if not rows:
+        table.caption = "no triggers (declare them in the stack)"
+    return table
+
+
+def last_job(row: dict[str, Any]) -> Text | str:
+    if not row.get("last_job"):
+        return "-"
+    text = Text(f"{when(row['last_job_created_at'])} ")
+    text.append(str(row["last_job_status"]), style=STATE_STYLE.get(str(row["last_job_status"]), ""))
+    return text
+
+
+def source_view(kind: str, row: dict[str, Any], jobs: list[dict[str, Any]]) -> Group:
+    """One schedule or trigger and the jobs it made, newest first."""
+    first = schedules_table([row]) if kind == "schedule" else triggers_table([row])
+    made = Table(title=f"jobs this {kind} made (newest first)", title_justify="left")
+    for header in ("id", "queue", "state", "tries", "created", "finished", "last error"):
+        made.add_column(header, overflow="fold" if header == "last error" else "ellipsis")
+    for job in jobs:
+        made.add_row(
+            str(job["id"]),
+            str(job["queue_name"]),
+            state_text(str(job["status"])),
+            str(job["attempts"]),
+            when(job["created_at"]),
+            when(job["finished_at"]),
+            (job["last_error"] or "")[:120],
+        )
+    if not jobs:
+        made.caption = "none yet"
+    return Group(first, made)
 
 
 def console() -> Console:

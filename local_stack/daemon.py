@@ -5,9 +5,13 @@ it runs each part as a child process of its own and restarts a part that dies:
 - `--part gateway`: the HTTP server (Edge gateway + Management API stand-in) and, below it, one
   Deno process per function;
 - `--part net-sender`: the pg_net stand-in's sender, only when `net` is the stand-in (beside the
-  real pg_net's worker both would send).
-Every child ends with its parent (local_stack/processes.py), so a killed supervisor leaves
-nothing behind. SIGTERM stops the parts (the gateway lets functions drain), then the supervisor.
+  real pg_net's worker both would send);
+- `--part keeper`: waits; when the supervisor dies without stopping it (kill -9), the kernel tells
+  it (PR_SET_PDEATHSIG = SIGUSR2) and it becomes the new supervisor (exec), once the old parts are
+  gone, so a killed supervisor comes back as its parts do.
+Every other child ends with its parent (local_stack/processes.py), so a killed supervisor leaves
+no part behind. SIGTERM stops the keeper, then the parts (the gateway lets functions drain), then
+the supervisor; killing the whole process group (as `down` does last) ends everything.
 The supervisor writes what runs to `<state>/parts.json` (`/_local/health` reports it). A test may
 stop the sender on purpose with `PUT /_local/net-sender {"running": false}` (which creates
 `<state>/net-sender.off`; while it exists the sender is not restarted) and start it again with
@@ -43,7 +47,7 @@ from local_stack.extensions import REAL
 from local_stack.extensions import detect as detect_extensions
 from local_stack.function_store import FunctionStore
 from local_stack.postgres import PG_BIN
-from local_stack.processes import die_with_parent
+from local_stack.processes import die_with_parent, signal_when_parent_dies
 from local_stack.rate_limit import RateLimiter, limit_from_env
 from local_stack.secret_store import SecretStore
 from local_stack.state import StackState, StateError, load, write_private
@@ -196,6 +200,48 @@ async def serve_net_sender(state: StackState) -> int:
     return 0
 
 
+# --- the keeper part -------------------------------------------------------------------------
+KEEPER_SIGNAL = signal.SIGUSR2  # the kernel sends it to the keeper when the supervisor dies
+OLD_PARTS_WAIT_S = 15.0
+
+
+def _keeper_preexec() -> None:
+    # Blocked before exec (the mask survives it): a death reported before the keeper waits for
+    # it stays pending instead of killing the keeper.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {KEEPER_SIGNAL, signal.SIGTERM, signal.SIGINT})
+    signal_when_parent_dies(KEEPER_SIGNAL)
+
+
+def serve_keeper(state: StackState) -> int:
+    """Until SIGTERM (the supervisor stops on purpose: exit 0) or KEEPER_SIGNAL (the supervisor
+    died): then take its place."""
+    watched = {KEEPER_SIGNAL, signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    if signal.sigwait(watched) != KEEPER_SIGNAL:
+        return 0
+    log.warning("the supervisor died; starting a new one (pid %s)", os.getpid())
+    # Our own session and process group, as `up` gives the supervisor: `down` signals it by pid.
+    with contextlib.suppress(PermissionError):
+        os.setsid()
+    state.pid_file.write_text(f"{os.getpid()}\n")
+    # The old parts die with their parent (SIGKILL); the new gateway needs the port they held.
+    old = [p for p in read_parts(state).get("pids", {}).values() if isinstance(p, int)]
+    deadline = time.monotonic() + OLD_PARTS_WAIT_S
+    while time.monotonic() < deadline and any(_running(p) for p in old):
+        time.sleep(0.05)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, watched)
+    os.execv(sys.executable, [sys.executable, "-m", "local_stack.daemon", "--dir", str(state.dir)])
+    return 1  # not reached
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 # --- the supervisor ---------------------------------------------------------------------------
 @dataclass
 class Part:
@@ -234,6 +280,7 @@ class Supervisor:
         self.stopping = False
         self.gateway = Part("gateway")
         self.sender = Part("net-sender")
+        self.keeper = Part("keeper")
         self.provided = providers(state)
         self.sender_needed = self.provided["net"] == "stand-in"
         self.written: dict[str, Any] = {}
@@ -244,7 +291,7 @@ class Supervisor:
             [*cmd, "--part", part.name],
             stdin=subprocess.DEVNULL,
             cwd=str(self.state.dir),
-            preexec_fn=die_with_parent,
+            preexec_fn=_keeper_preexec if part is self.keeper else die_with_parent,
         )
         part.started_at = time.monotonic()
         if part.ever_started:
@@ -282,6 +329,7 @@ class Supervisor:
                 "gateway": self.gateway.proc.pid if self.gateway.running else None,  # type: ignore[union-attr]
                 "net_sender": self.sender.proc.pid if self.sender.running else None,  # type: ignore[union-attr]
             },
+            "keeper": self.keeper.proc.pid if self.keeper.running else None,  # type: ignore[union-attr]
             "restarts": {"gateway": self.gateway.restarts, "net_sender": self.sender.restarts},
         }
         if data != self.written:
@@ -303,6 +351,9 @@ class Supervisor:
         try:
             while not self.stopping:
                 now = time.monotonic()
+                self._reap(self.keeper)
+                if not self.keeper.running and now >= self.keeper.next_start:
+                    self._spawn(self.keeper)
                 code = self._reap(self.gateway)
                 if code == EXIT_PORT_TAKEN and self.gateway.restarts == 0:
                     return EXIT_PORT_TAKEN  # `up` reports the taken port
@@ -330,7 +381,7 @@ class Supervisor:
         """Until a signal, the next due restart, or SUPERVISOR_TICK_S."""
         timeout = SUPERVISOR_TICK_S
         now = time.monotonic()
-        for part in (self.gateway, self.sender):
+        for part in (self.gateway, self.sender, self.keeper):
             if not part.running and part.next_start > now:
                 timeout = min(timeout, part.next_start - now)
         if not self.stopping:
@@ -344,6 +395,7 @@ class Supervisor:
 
     def _shutdown(self) -> None:
         log.info("stopping")
+        _stop(self.keeper, timeout=10)  # first: a stop on purpose is no death to recover from
         for part in (self.sender, self.gateway):
             if part.running:
                 with contextlib.suppress(ProcessLookupError):
@@ -369,7 +421,7 @@ def _stop(part: Part, timeout: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local_stack.daemon")
     parser.add_argument("--dir", required=True, type=Path)
-    parser.add_argument("--part", choices=["supervisor", "gateway", "net-sender"],
+    parser.add_argument("--part", choices=["supervisor", "gateway", "net-sender", "keeper"],
                         default="supervisor")  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -390,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
         return uvloop.run(serve_gateway(state))
     if args.part == "net-sender":
         return uvloop.run(serve_net_sender(state))
+    if args.part == "keeper":
+        return serve_keeper(state)
     return Supervisor(state).run()
 
 

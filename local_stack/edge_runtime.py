@@ -37,6 +37,30 @@ class PortTaken(BootError):
     """Someone else bound the port chosen for the function first (a race worth one retry)."""
 
 
+def config_flag(source: Path, entrypoint_path: str, import_map_path: str | None) -> str:
+    """How Deno finds a function's configuration (also for the deploy's bundle check)."""
+    config = import_map_path
+    if config is None and (source / Path(entrypoint_path).parent / "deno.json").exists():
+        # Supabase picks up the function folder's deno.json on its own.
+        config = str(Path(entrypoint_path).parent / "deno.json")
+    if config is None:
+        return "--no-config"
+    if config.endswith(("deno.json", "deno.jsonc")):
+        return f"--config={source / config}"
+    return f"--import-map={source / config}"
+
+
+def deno_env() -> dict[str, str]:
+    """Deno's own settings for the stack's Deno commands: the shared cache, no update check."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPABASE_", "SUPAQUEUE_"))}
+    env.update(
+        DENO_DIR=os.environ.get("DENO_DIR") or str(cache_dir() / "deno-dir"),
+        DENO_NO_UPDATE_CHECK="1",
+        NO_COLOR="1",
+    )
+    return env
+
+
 def deno_binary() -> str:
     """The toolchain's Deno (components.toolchain.find_deno)."""
     found = find_deno()
@@ -165,32 +189,14 @@ class EdgeRuntime:
     # --- processes -------------------------------------------------------------------------
     def _command(self, record: FunctionRecord, source: Path) -> list[str]:
         cmd = [deno_binary(), "run", "--allow-all", "--no-prompt", "--no-lock"]
-        config = record.import_map_path
-        if config is None and (source / Path(record.entrypoint_path).parent / "deno.json").exists():
-            # Supabase picks up the function folder's deno.json on its own.
-            config = str(Path(record.entrypoint_path).parent / "deno.json")
-        if config is None:
-            cmd.append("--no-config")
-        elif config.endswith(("deno.json", "deno.jsonc")):
-            cmd.append(f"--config={source / config}")
-        else:
-            cmd.append(f"--import-map={source / config}")
+        cmd.append(config_flag(source, record.entrypoint_path, record.import_map_path))
         cmd.append(str(BOOTSTRAP))
         return cmd
 
     def _env(self, port: int, entrypoint: Path) -> dict[str, str]:
         # The host's environment (TLS roots, proxies) minus anything that could pose as
         # Supabase's or a project secret's value; then Supabase's defaults and the secrets.
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("SUPABASE_", "SUPAQUEUE_", "PG"))
-        }
-        env.update(
-            DENO_DIR=os.environ.get("DENO_DIR") or str(cache_dir() / "deno-dir"),
-            DENO_NO_UPDATE_CHECK="1",
-            NO_COLOR="1",
-        )
+        env = {k: v for k, v in deno_env().items() if not k.startswith("PG")}
         env.update(self.secrets())
         env.update(supabase_env(self.state))
         env.update(

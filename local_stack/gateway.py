@@ -142,10 +142,20 @@ async def _proxy(request: web.Request, port: int, slug: str, body: bytes) -> web
     except (TimeoutError, aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
         log.warning("function %s: %s", slug, exc or type(exc).__name__)
         if response is not None and response.prepared:
-            return response  # headers already sent: the client sees a truncated body
+            # Headers already sent: end the client's connection without finishing the body (no
+            # last chunk, fewer bytes than Content-Length), as a real proxy does (nginx on an
+            # upstream reset mid-body), so the client sees an error, never a clean short answer.
+            _abort(request)
+            return response
         if isinstance(exc, TimeoutError):
             return _error(504, "IDLE_TIMEOUT", "Function did not respond in time")
         return _error(502, "WORKER_ERROR", "Function exited before responding")
+
+
+def _abort(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
 
 
 async def invocations(request: web.Request) -> web.Response:

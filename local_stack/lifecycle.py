@@ -91,6 +91,29 @@ def healthy(state: StackState, timeout: float = 1.0) -> bool:
     return response.status_code == 200
 
 
+def _answering(state: StackState, timeout: float = HEALTH_TIMEOUT_S) -> bool:
+    """Whether this stack's daemon answers within `timeout`: a supervisor that was killed is
+    replaced by its keeper (local_stack/daemon.py) within moments, so one not answering yet gets
+    that long while it runs."""
+    deadline = time.monotonic() + timeout
+    while daemon_pid(state) is not None:
+        if healthy(state, timeout=0.5):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return False
+
+
+def _answering_soon(state: StackState) -> None:
+    """Waits (at most HEALTH_TIMEOUT_S) until a daemon writes its pid and answers."""
+    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    while time.monotonic() < deadline and _daemon_processes(state):
+        if daemon_pid(state) is not None and healthy(state, timeout=0.5):
+            return
+        time.sleep(0.1)
+
+
 def _spawn_daemon(state: StackState) -> subprocess.Popen[bytes]:
     state.logs_dir.mkdir(parents=True, exist_ok=True)
     with (state.logs_dir / "daemon.log").open("ab") as log:
@@ -151,6 +174,34 @@ def _orphaned_functions(state: StackState) -> list[int]:
         if cwd.startswith(functions_dir) and b"edge_bootstrap.ts" in cmdline:
             found.append(int(entry.name))
     return found
+
+
+def _daemon_processes(state: StackState) -> list[int]:
+    """Every process of this stack's daemon (supervisor, parts, a keeper taking the supervisor's
+    place), whatever `daemon.pid` says: a keeper writes its pid only once it has taken over."""
+    mark = str(state.dir).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"local_stack.daemon" in cmdline and mark in cmdline and _alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def _kill_daemon_leftovers(state: StackState) -> None:
+    """After `down` stopped the supervisor: any process of the daemon still there (a keeper that
+    was taking a killed supervisor's place, say) is killed, so nothing starts again."""
+    deadline = time.monotonic() + 5
+    while (left := _daemon_processes(state)) and time.monotonic() < deadline:
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
 
 
 def _kill_orphaned_functions(state: StackState) -> None:
@@ -221,6 +272,12 @@ def _up(state_dir: Path) -> tuple[StackState, bool]:
             f"Postgres port {state.postgres_port} on 127.0.0.1 is already in use "
             f"(kept in {state.stack_file}; free it or edit postgres_port)"
         )
+    if pid is None and _daemon_processes(state):
+        # A keeper is taking a killed supervisor's place: let it finish rather than start another.
+        _answering_soon(state)
+        pid = daemon_pid(state)
+        if pid is not None and pg_running and healthy(state):
+            return state, True
     if pid is None:
         _kill_orphaned_functions(state)
     if pid is None and port_in_use(state.api_port):
@@ -237,8 +294,10 @@ def _up(state_dir: Path) -> tuple[StackState, bool]:
             cluster.start()
             started_pg = True
         cluster.bootstrap()
-        if pid is not None and not healthy(state, timeout=3.0):
-            _stop_daemon(state, pid, timeout=5.0)  # alive but unresponsive: replace it
+        if pid is not None and not _answering(state):
+            pid = daemon_pid(state)  # a keeper that took the supervisor's place has its own
+            if pid is not None:
+                _stop_daemon(state, pid, timeout=5.0)  # alive but unresponsive: replace it
             pid = None
         if pid is None:
             proc = _spawn_daemon(state)
@@ -265,6 +324,7 @@ def down(state_dir: Path) -> bool:
     if pid is not None:
         _stop_daemon(state, pid)
         stopped = True
+    _kill_daemon_leftovers(state)
     state.pid_file.unlink(missing_ok=True)
     _kill_orphaned_functions(state)
     cluster = cluster_for(state)
@@ -281,7 +341,7 @@ def running_state(state_dir: Path) -> StackState:
     state = _load(state_dir)
     if state is None:
         raise StackError(f"no local stack in {state_dir}: run `supaqueue dev up`")
-    if daemon_pid(state) is None or not cluster_for(state).is_running() or not healthy(state):
+    if not cluster_for(state).is_running() or not _answering(state):
         raise StackError(f"the local stack in {state_dir} is not running: run `supaqueue dev up`")
     return state
 

@@ -20,6 +20,7 @@ import aiohttp
 from aiohttp import BodyPartReader, web
 
 from local_stack.api_faults import DROP, FaultPlan, parse_faults
+from local_stack.bundle_check import bundle_problem
 from local_stack.function_store import DeployError, normalize_path
 from local_stack.gateway import RUNTIME_KEY, STATE_KEY, STORE_KEY
 from local_stack.openapi_contract import Operation, served_contract
@@ -153,6 +154,10 @@ async def deploy_function(request: web.Request) -> web.Response:
     problems = op.request_errors("multipart/form-data", form_view)
     if problems:
         return error(400, "; ".join(problems))
+    # As the hosted deploy: code that does not bundle is refused before anything changes.
+    refused = await _bundle_refusal(request, metadata, files)
+    if refused is not None:
+        return refused
     # bundleOnly: prepared, not live, until a bulk update (`PUT …/functions`) names it.
     bundle_only = request.query.get("bundleOnly") == "true"
     try:
@@ -162,6 +167,26 @@ async def deploy_function(request: web.Request) -> web.Response:
     if not bundle_only:
         request.app[RUNTIME_KEY].warm(record)
     return respond(op, 201, record.api_view())
+
+
+async def _bundle_refusal(
+    request: web.Request, metadata: Any, files: dict[str, bytes]
+) -> web.Response | None:
+    """400 `Failed to bundle the function (reason: …)` (the real API's answer) when the upload
+    does not bundle; None when it does, or when the store will refuse it anyway (its own
+    messages name a missing entrypoint or import map)."""
+    try:
+        entrypoint = normalize_path(str(metadata["entrypoint_path"]), "entrypoint_path")
+        import_map = metadata.get("import_map_path")
+        import_map = normalize_path(str(import_map), "import_map_path") if import_map else None
+    except (DeployError, KeyError, TypeError, AttributeError):
+        return None
+    if entrypoint not in files or (import_map is not None and import_map not in files):
+        return None
+    problem = await bundle_problem(
+        files, entrypoint, import_map, request.app[STATE_KEY].dir / "tmp"
+    )
+    return None if problem is None else error(400, problem)
 
 
 async def _read_deploy_form(request: web.Request) -> tuple[Any, dict[str, bytes]]:

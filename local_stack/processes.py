@@ -38,5 +38,15 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
+def signal_when_parent_dies(signum: int) -> None:
+    """Runs in the child between fork and exec: send me `signum` when my parent dies (the
+    supervisor's keeper, which then takes its place). A parent already gone is reported too."""
+    parent = os.getppid()
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signum)
+
+
 def supported() -> bool:
     return _PRCTL is not None

@@ -8,17 +8,26 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../toolchain/env.sh
 . "$here/../toolchain/env.sh"
-stack=${1:?usage: pulumi-stack.sh STACK PULUMI_ARGS...}
+stack=${1?usage: pulumi-stack.sh STACK PULUMI_ARGS...}
 shift
 cd "$SUPAQUEUE_ROOT"
+# DEV ONLY: a fixed, public passphrase, so the salt committed in Pulumi.dev.yaml works on every
+# clone. It guards only the throw-away credentials of the local stack on 127.0.0.1.
+dev_passphrase=supaqueue-local-dev-only
+if [ "${SUPAQUEUE_STACK_READ_ONLY:-0}" = 1 ]; then
+  # `supaqueue --stack` reads a stack's config (STACK "" : lists the stacks). It never creates a
+  # stack (a typo must not make one) and needs no local stack environment: one pulumi call.
+  if [ "$stack" = dev ]; then export PULUMI_CONFIG_PASSPHRASE=$dev_passphrase; fi
+  if [ -z "$stack" ]; then exec pulumi "$@"; fi
+  exec pulumi --stack "$stack" "$@"
+fi
+[ -n "$stack" ] || { echo "usage: pulumi-stack.sh STACK PULUMI_ARGS..." >&2; exit 2; }
 # Only a file backend is a folder here; any other backend (s3://, https://, ...) is left alone.
 case "$PULUMI_BACKEND_URL" in
   file://*) state_dir=${PULUMI_BACKEND_URL#file://}; mkdir -p "${state_dir%%\?*}" ;;
 esac
 if [ "$stack" = dev ]; then
-  # DEV ONLY: a fixed, public passphrase, so the salt committed in Pulumi.dev.yaml works on every
-  # clone. It guards only the throw-away credentials of the local stack on 127.0.0.1.
-  export PULUMI_CONFIG_PASSPHRASE=supaqueue-local-dev-only
+  export PULUMI_CONFIG_PASSPHRASE=$dev_passphrase
   env_lines=$(supaqueue dev status -o env) || {
     echo "The local stack is not running: run 'make up' (or 'supaqueue dev up') first." >&2; exit 1; }
   set -a

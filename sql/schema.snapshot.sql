@@ -150,20 +150,35 @@ CREATE FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) RETURNS jsonb
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
     AS $$
+declare
+  _deps jsonb;
+  _payload jsonb;
 begin
+  select j.payload,
+         coalesce(
+           (select jsonb_object_agg(d.depends_on::text, coalesce(dj.result, 'null'::jsonb))
+              from supaqueue.job_dependency d
+              join supaqueue.job dj on dj.id = d.depends_on
+             where d.job = j.id),
+           '{}'::jsonb)
+    into _payload, _deps
+    from supaqueue.job j where j.id = _cj.job;
   return (
     select jsonb_build_object(
       'current_job', jsonb_build_object(
         'id', _cj.id, 'worker', _cj.worker, 'job', _cj.job,
         'lease_expires_at', _cj.lease_expires_at, 'claimed_at', _cj.claimed_at),
       'job', jsonb_build_object(
-        'id', j.id, 'queue', j.queue, 'payload', j.payload, 'attempts', j.attempts,
-        'dependency_results', coalesce(
-          (select jsonb_object_agg(d.depends_on::text, coalesce(dj.result, 'null'::jsonb))
-             from supaqueue.job_dependency d
-             join supaqueue.job dj on dj.id = d.depends_on
-            where d.job = j.id),
-          '{}'::jsonb)),
+        'id', j.id, 'queue', j.queue, 'payload', _payload, 'attempts', j.attempts,
+        'dependency_results', _deps,
+        'body', (case
+                   when _deps = '{}'::jsonb then _payload
+                   when jsonb_typeof(_payload) = 'null'
+                     then jsonb_build_object('dependency_results', _deps)
+                   when jsonb_typeof(_payload) = 'object' and not _payload ? 'dependency_results'
+                     then _payload || jsonb_build_object('dependency_results', _deps)
+                   else _payload
+                 end)::text),
       'queue', jsonb_build_object(
         'id', q.id, 'name', q.name, 'edge_function_name', q.edge_function_name,
         'method', q.method, 'default_headers', q.default_headers, 'timeout_ms', q.timeout_ms),
@@ -176,6 +191,15 @@ end
 $$;
 
 ALTER FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._contains_pattern(_text text) RETURNS text
+    LANGUAGE sql IMMUTABLE SECURITY DEFINER PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select '%' || replace(replace(replace(_text, '\', '\\'), '%', '\%'), '_', '\_') || '%'
+$$;
+
+ALTER FUNCTION supaqueue._contains_pattern(_text text) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._cron_day_matches(_spec supaqueue.cron_spec, _t timestamp without time zone) RETURNS boolean
     LANGUAGE sql IMMUTABLE
@@ -431,6 +455,7 @@ declare
   _prio integer;
   _from_run_at timestamptz;
   _from_id uuid;
+  _held boolean := false;
 begin
   -- Nothing to do when the queue is paused in the stack or by the operator (0013), or, but for
   -- a chain, when every worker is busy (the usual case at saturation, after each report): no job
@@ -447,11 +472,19 @@ begin
 
   if _chain_worker is null then
     -- Not configured yet (the Pulumi program writes it): jobs wait; the tick retries every second.
-    select rtrim(u.value, '/') || '/' || coalesce(s.value, 'supaqueue') into _url
+    select rtrim(u.value, '/') || '/' || coalesce(s.value, 'supaqueue'),
+           exists (select 1 from supaqueue.dispatch_hold)
+      into _url, _held
       from supaqueue.settings u
       left join supaqueue.settings s on s.key = 'dispatcher_slug'
       where u.key = 'functions_url';
     if _url is null then
+      return 0;
+    end if;
+    -- 0018: the dispatcher answered 404 (deleted behind the stack's back): one job at a time
+    -- probes it, and none while a probe is out (supaqueue._hold_missing_dispatcher).
+    if _held and exists (select 1 from supaqueue.dispatch_hold h where h.probe_lease is not null)
+    then
       return 0;
     end if;
   end if;
@@ -483,7 +516,7 @@ begin
     -- a rate far beyond reach (1e10/s) must not overflow the integer budget
     _budget := least(floor(_tokens), 2147483647);
   end if;
-  if _chain_worker is not null then
+  if _chain_worker is not null or _held then
     _budget := least(coalesce(_budget, 1), 1);
   end if;
 
@@ -578,6 +611,9 @@ begin
                                        claimed_at)
       values (_cj_id, _worker, _job.id, _now, _lease, _request,
               case when _chain_worker is not null then _now end);
+    if _held then
+      update supaqueue.dispatch_hold set probe_lease = _cj_id, probed_at = _now;
+    end if;
 
     _worker := null;
     _n := _n + 1;
@@ -685,7 +721,9 @@ CREATE FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time z
    where j.queue = _queue and j.status = 'failed'
      and j.finished_at >= coalesce(_since, '-infinity')
      and (_error_contains is null
-          or strpos(lower(coalesce(j.last_error, '')), lower(_error_contains)) > 0)
+          or ((j.last_error is not null or j.last_response_excerpt is not null)
+              and (coalesce(j.last_error, '') || ' ' || coalesce(j.last_response_excerpt, ''))
+                  ilike supaqueue._contains_pattern(_error_contains)))
    order by j.finished_at
 $$;
 
@@ -717,7 +755,103 @@ $$;
 
 ALTER FUNCTION supaqueue._free_worker(_worker uuid) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue._hold_missing_dispatcher() RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _r record;
+  _content text;
+  _n integer := 0;
+  _url text;
+  _h supaqueue.dispatch_hold;
+  _secret text;
+begin
+  delete from supaqueue.dispatch_hold h
+   where h.probe_lease is not null
+     and not exists (select 1 from supaqueue.current_job c
+                      where c.id = h.probe_lease and c.claimed_at is null);
+  -- An idle probe answered by anything but a 404 (the dispatcher answers a body without a lease
+  -- 400 and changes nothing): the function is back.
+  delete from supaqueue.dispatch_hold h
+   where h.probe_request is not null
+     and exists (select 1 from net._http_response r
+                  where r.id = h.probe_request and r.created >= h.probed_at - interval '1 minute'
+                    and r.status_code is not null and r.status_code <> 404);
+
+  for _r in
+    select c.id, c.job, c.worker, r.content
+      from supaqueue.current_job c
+      cross join lateral (
+        select r.status_code, r.content from net._http_response r
+         where r.id = c.request_id and r.created >= c.started_at - interval '1 minute'
+         limit 1) r
+     where c.claimed_at is null and c.request_id is not null and r.status_code = 404
+     for update of c skip locked
+  loop
+    delete from supaqueue.current_job where id = _r.id;
+    update supaqueue.job
+       set status = 'pending', attempts = greatest(attempts - 1, 0), updated_at = now()
+     where id = _r.job and status = 'in_progress';
+    perform supaqueue._free_worker(_r.worker);
+    _content := _r.content;
+    _n := _n + 1;
+  end loop;
+
+  if _n > 0 then
+    select rtrim(u.value, '/') || '/' || coalesce(s.value, 'supaqueue') into _url
+      from supaqueue.settings u
+      left join supaqueue.settings s on s.key = 'dispatcher_slug'
+     where u.key = 'functions_url';
+    insert into supaqueue.dispatch_hold as h (reason, returned, probed_at)
+      values (format('the dispatcher %s answered HTTP 404 (%s): it is not deployed; run '
+                     '`pulumi up` to deploy it again. Jobs wait, no attempt is counted.',
+                     coalesce(_url, '(no functions_url)'), left(coalesce(_content, ''), 200)),
+              _n, clock_timestamp())
+      on conflict (id) do update
+        set returned = h.returned + excluded.returned, probe_lease = null;
+  end if;
+
+  -- Held with no job to probe with (nothing ready, or every queue paused): probe every 5 s with a
+  -- request of no lease, so the hold ends once the function is back even while nothing waits.
+  select * into _h from supaqueue.dispatch_hold for update skip locked;
+  if found and _h.probe_lease is null
+     and (_h.probed_at is null or _h.probed_at < clock_timestamp() - interval '5 seconds') then
+    select rtrim(u.value, '/') || '/' || coalesce(s.value, 'supaqueue') into _url
+      from supaqueue.settings u
+      left join supaqueue.settings s on s.key = 'dispatcher_slug'
+     where u.key = 'functions_url';
+    select ds.decrypted_secret into _secret
+      from vault.decrypted_secrets ds where ds.name = 'supaqueue_secret'
+     order by ds.created_at desc limit 1;
+    if _url is not null and _secret is not null then
+      update supaqueue.dispatch_hold
+         set probe_request = net.http_post(
+               url := _url, body := '{"probe": "supaqueue dispatch hold"}'::jsonb,
+               headers := jsonb_build_object('Content-Type', 'application/json',
+                                             'supaqueue-secret', _secret),
+               timeout_milliseconds := 5000),
+             probed_at = clock_timestamp();
+    end if;
+  end if;
+  return _n;
+end
+$$;
+
+ALTER FUNCTION supaqueue._hold_missing_dispatcher() OWNER TO postgres;
+
 CREATE FUNCTION supaqueue._install_table_trigger_objects(_id uuid) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  perform supaqueue._install_table_trigger_objects(_id, false);
+end
+$$;
+
+ALTER FUNCTION supaqueue._install_table_trigger_objects(_id uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._install_table_trigger_objects(_id uuid, _functions_only boolean) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -734,6 +868,8 @@ declare
   _payload constant text :=
     'pg_catalog.jsonb_build_object(''type'', %L, ''table'', TG_TABLE_NAME, '
     '''schema'', TG_TABLE_SCHEMA, ''record'', %s, ''old_record'', %s)';
+  -- 0021: each job names the trigger that made it (job.source, job.source_name)
+  _source constant text := '''trigger'', %L, ';
 begin
   select * into _t from supaqueue.table_trigger where id = _id;
   if _t.condition is not null then
@@ -762,8 +898,9 @@ begin
                     else pg_catalog.format(' where (%s)', _t.condition) end;
       -- use_column: `new`/`old` are the transition table's rows, not PL/pgSQL's (null) NEW/OLD
       _body := '#variable_conflict use_column' || chr(10)
-        || 'begin insert into supaqueue.job (queue, payload) select '
+        || 'begin insert into supaqueue.job (queue, source, source_name, payload) select '
         || pg_catalog.quote_literal(_t.queue) || '::uuid, '
+        || pg_catalog.format(_source, _t.name)
         || pg_catalog.format(_payload, pg_catalog.upper(_part),
              case _part when 'insert' then 'pg_catalog.to_jsonb(new.*)' else 'null' end,
              case _part when 'insert' then 'null' else 'pg_catalog.to_jsonb(old.*)' end)
@@ -797,8 +934,10 @@ begin
     else  -- update_flush: after the statement's row-level captures, all of them at once
       _body := 'begin with captured as (delete from supaqueue.table_trigger_buffer b where '
         || pg_catalog.format('b.trigger = %L::uuid', _t.id)
-        || ' returning b.record, b.old_record) insert into supaqueue.job (queue, payload) select '
+        || ' returning b.record, b.old_record) insert into supaqueue.job (queue, source, source_name, '
+        || 'payload) select '
         || pg_catalog.quote_literal(_t.queue) || '::uuid, '
+        || pg_catalog.format(_source, _t.name)
         || pg_catalog.format(_payload, 'UPDATE', 'c.record', 'c.old_record')
         || ' from captured c; return null; end';
       _trigger := pg_catalog.format(
@@ -811,12 +950,48 @@ begin
       'security definer set search_path = '''' as %L', _names.function_name, _body);
     execute pg_catalog.format('revoke all on function supaqueue.%I() from public',
                               _names.function_name);
-    execute _trigger;
+    -- 0021: `_functions_only` rewrites the functions of an existing trigger, table untouched
+    if not _functions_only then
+      execute _trigger;
+    end if;
   end loop;
 end
 $$;
 
-ALTER FUNCTION supaqueue._install_table_trigger_objects(_id uuid) OWNER TO postgres;
+ALTER FUNCTION supaqueue._install_table_trigger_objects(_id uuid, _functions_only boolean) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._jobs_matching(_queue uuid, _states supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text) RETURNS SETOF uuid
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _from timestamptz := coalesce(_created_after, '-infinity');
+  _to timestamptz := coalesce(_created_before, 'infinity');
+  _pattern text := supaqueue._contains_pattern(_error_contains);
+begin
+  -- one statement per case, so that each is one index range (no `_x is null or` in a plan)
+  if _pattern is not null then
+    return query
+      select j.id from supaqueue.job j
+       where (j.last_error is not null or j.last_response_excerpt is not null)
+         and (coalesce(j.last_error, '') || ' ' || coalesce(j.last_response_excerpt, ''))
+             ilike _pattern
+         and (_queue is null or j.queue = _queue) and j.status = any (_states)
+         and j.created_at >= _from and j.created_at < _to;
+  elsif _queue is not null then
+    return query
+      select j.id from supaqueue.job j
+       where j.queue = _queue and j.status = any (_states)
+         and j.created_at >= _from and j.created_at < _to;
+  else
+    return query
+      select j.id from supaqueue.job j
+       where j.status = any (_states) and j.created_at >= _from and j.created_at < _to;
+  end if;
+end
+$$;
+
+ALTER FUNCTION supaqueue._jobs_matching(_queue uuid, _states supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) RETURNS SETOF uuid
     LANGUAGE sql STABLE SECURITY DEFINER
@@ -832,6 +1007,16 @@ CREATE FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_s
 $$;
 
 ALTER FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._record_action(_job uuid, _action text) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  insert into supaqueue.job_operator_action (job, action, after_attempt)
+    select _job, _action, (select max(h.id) from supaqueue.job_attempt h where h.job = _job)
+$$;
+
+ALTER FUNCTION supaqueue._record_action(_job uuid, _action text) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) RETURNS void
     LANGUAGE plpgsql
@@ -1061,12 +1246,13 @@ CREATE TABLE supaqueue.queue (
     rate_limit_per_second double precision,
     rate_limit_burst integer,
     paused boolean DEFAULT false NOT NULL,
-    retention_seconds integer,
+    retention_seconds integer DEFAULT 604800,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     owner_stack text,
     owner_stack_id text,
     operator_paused_at timestamp with time zone,
+    dead_letter_queue uuid,
     discard_unfinished_on_delete boolean DEFAULT false NOT NULL,
     CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
     CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
@@ -1155,6 +1341,65 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.cancel_job(_job uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.cancel_jobs(_queue uuid, _statuses supaqueue.job_status[] DEFAULT ARRAY['pending'::supaqueue.job_status], _error_contains text DEFAULT NULL::text, _created_after timestamp with time zone DEFAULT NULL::timestamp with time zone, _created_before timestamp with time zone DEFAULT NULL::timestamp with time zone, _dry_run boolean DEFAULT false) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _n integer := 0;
+  _id uuid;
+  _cancelled uuid[];
+begin
+  if _queue is not null and not exists (select 1 from supaqueue.queue where id = _queue) then
+    raise exception 'supaqueue.cancel_jobs: there is no queue with id %', _queue
+      using errcode = 'SQ005';
+  end if;
+  if _statuses is null or cardinality(_statuses) = 0
+     or not _statuses <@ array['pending', 'in_progress']::supaqueue.job_status[] then
+    raise exception 'supaqueue.cancel_jobs: only pending and in_progress jobs can be cancelled, got %',
+      coalesce(_statuses::text, 'null') using errcode = '22023';
+  end if;
+  if _dry_run then
+    select count(*) into _n from supaqueue._jobs_matching(
+      _queue, _statuses, _created_after, _created_before, _error_contains);
+    return _n;
+  end if;
+  if 'pending' = any (_statuses) then
+    -- status is checked again on each row once locked: one dispatched meanwhile is skipped
+    with done as (
+      update supaqueue.job j
+         set status = 'cancelled', finished_at = now(), updated_at = now(),
+             cancelled_by_operator = true, last_error = 'cancelled by the operator'
+        from supaqueue._jobs_matching(_queue, array['pending']::supaqueue.job_status[],
+                                      _created_after, _created_before, _error_contains) m (id)
+       where j.id = m.id and j.status = 'pending'
+      returning j.id
+    )
+    select coalesce(array_agg(id), '{}') into _cancelled from done;
+    _n := cardinality(_cancelled);
+    for _id in
+      select c from unnest(_cancelled) c
+       where exists (select 1 from supaqueue.job_dependency d where d.depends_on = c)
+    loop
+      perform supaqueue._cancel_dependents(
+        _id, format('cancelled: job %s it depends on was cancelled by the operator', _id));
+    end loop;
+  end if;
+  if 'in_progress' = any (_statuses) then
+    for _id in select m from supaqueue._jobs_matching(
+                 _queue, array['in_progress']::supaqueue.job_status[], _created_after,
+                 _created_before, _error_contains) m loop
+      if supaqueue.cancel_job(_id) then
+        _n := _n + 1;
+      end if;
+    end loop;
+  end if;
+  return _n;
+end
+$$;
+
+ALTER FUNCTION supaqueue.cancel_jobs(_queue uuid, _statuses supaqueue.job_status[], _error_contains text, _created_after timestamp with time zone, _created_before timestamp with time zone, _dry_run boolean) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.chain_budget(OUT max_jobs integer, OUT max_seconds integer) RETURNS record
     LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -1540,10 +1785,11 @@ begin
     begin
       _spec := supaqueue.cron_parse(_s.cron);
       _slot := supaqueue._cron_latest_slot(_spec, _s.timezone, _s.next_run_at, _now);
-      insert into supaqueue.job (queue, payload, run_at, dedup_key)
+      insert into supaqueue.job (queue, payload, run_at, dedup_key, source, source_name)
         values (_s.queue, _s.payload, _slot,
                 'schedule:' || _s.name || ':'
-                || pg_catalog.to_char(_slot at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+                || pg_catalog.to_char(_slot at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                'schedule', _s.name)
         on conflict (queue, dedup_key)
           where dedup_key is not null and status in ('pending', 'in_progress')
           do nothing;
@@ -1691,6 +1937,52 @@ $$;
 
 ALTER FUNCTION supaqueue.job_detail(_job uuid) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.job_ids_with_prefix(_prefix text, _limit integer DEFAULT 10) RETURNS SETOF uuid
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $_$
+declare
+  _hex text := lower(replace(coalesce(_prefix, ''), '-', ''));
+begin
+  if _hex !~ '^[0-9a-f]{1,32}$' then
+    raise exception 'supaqueue.job_ids_with_prefix: % is not the start of a job id (hex digits)',
+      coalesce(quote_literal(_prefix), 'null') using errcode = '22023';
+  end if;
+  return query
+    select j.id from supaqueue.job j
+     where j.id between rpad(_hex, 32, '0')::uuid and rpad(_hex, 32, 'f')::uuid
+     order by j.id
+     limit greatest(coalesce(_limit, 10), 1);
+end
+$_$;
+
+ALTER FUNCTION supaqueue.job_ids_with_prefix(_prefix text, _limit integer) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.job_runs(_job uuid) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    SET jit TO 'off'
+    AS $$
+  select jsonb_build_object(
+    'attempts', coalesce((
+      select jsonb_agg(jsonb_build_object(
+               'attempt', h.attempt,
+               'run', 1 + (select count(*) from supaqueue.job_operator_action a
+                            where a.job = _job and a.action <> 'run_job_now'
+                              and coalesce(a.after_attempt, 0) < h.id)) order by h.id)
+        from supaqueue.job_attempt h where h.job = _job), '[]'::jsonb),
+    'actions', coalesce((
+      select jsonb_agg(jsonb_build_object(
+               'action', a.action, 'at', a.at, 'by', a.by,
+               'run', 1 + (select count(*) from supaqueue.job_operator_action b
+                            where b.job = _job and b.action <> 'run_job_now' and b.id <= a.id))
+             order by a.id)
+        from supaqueue.job_operator_action a where a.job = _job), '[]'::jsonb),
+    'last_response_excerpt', (select j.last_response_excerpt from supaqueue.job j where j.id = _job))
+$$;
+
+ALTER FUNCTION supaqueue.job_runs(_job uuid) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.list_jobs(_queue uuid DEFAULT NULL::uuid, _statuses supaqueue.job_status[] DEFAULT NULL::supaqueue.job_status[], _created_after timestamp with time zone DEFAULT NULL::timestamp with time zone, _created_before timestamp with time zone DEFAULT NULL::timestamp with time zone, _error_contains text DEFAULT NULL::text, _before_created timestamp with time zone DEFAULT NULL::timestamp with time zone, _before_id uuid DEFAULT NULL::uuid, _limit integer DEFAULT 50) RETURNS TABLE(id uuid, queue uuid, queue_name text, status supaqueue.job_status, attempts integer, priority integer, run_at timestamp with time zone, created_at timestamp with time zone, finished_at timestamp with time zone, pending_dependencies integer, last_status_code integer, last_error text)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -1709,12 +2001,35 @@ declare
                   else 'ffffffff-ffff-ffff-ffff-ffffffffffff' end;
   _from timestamptz := coalesce(_created_after, '-infinity');
   _n integer := least(greatest(coalesce(_limit, 50), 1), 1000);
-  _needle text := lower(_error_contains);
+  _pattern text := supaqueue._contains_pattern(_error_contains);
+  _common constant integer := 5000;
 begin
-  if _needle is not null then
+  if _pattern is not null then
     -- a successful job has no last_error (its success clears it), so a search by error text
     -- never reads the (usually largest) range of successful jobs
     _states := array_remove(_states, 'success');
+  end if;
+  if _pattern is not null and (
+       select count(*) from (
+         select 1 from supaqueue.job x
+          where (x.last_error is not null or x.last_response_excerpt is not null)
+            and (coalesce(x.last_error, '') || ' ' || coalesce(x.last_response_excerpt, ''))
+                ilike _pattern
+          limit _common) hits) < _common then
+    return query
+      select x.id, x.queue, q.name, x.status, x.attempts, x.priority, x.run_at, x.created_at,
+             x.finished_at, x.pending_dependencies, x.last_status_code, left(x.last_error, 300)
+        from supaqueue.job x
+        join supaqueue.queue q on q.id = x.queue
+       where (x.last_error is not null or x.last_response_excerpt is not null)
+         and (coalesce(x.last_error, '') || ' ' || coalesce(x.last_response_excerpt, ''))
+             ilike _pattern
+         and (_queue is null or x.queue = _queue)
+         and x.status = any (_states)
+         and (x.created_at, x.id) < (_c, _i) and x.created_at >= _from
+       order by x.created_at desc, x.id desc
+       limit _n;
+    return;
   end if;
   if _queue is null then
     return query
@@ -1726,7 +2041,9 @@ begin
           select * from supaqueue.job x
            where x.queue = qq.id and x.status = s.state and (x.created_at, x.id) < (_c, _i)
              and x.created_at >= _from
-             and (_needle is null or strpos(lower(coalesce(x.last_error, '')), _needle) > 0)
+             and (_pattern is null
+                  or (coalesce(x.last_error, '') || ' ' || coalesce(x.last_response_excerpt, ''))
+                     ilike _pattern)
            order by x.created_at desc, x.id desc
            limit _n) j
         join supaqueue.queue q on q.id = j.queue
@@ -1741,7 +2058,9 @@ begin
           select * from supaqueue.job x
            where x.queue = _queue and x.status = s.state and (x.created_at, x.id) < (_c, _i)
              and x.created_at >= _from
-             and (_needle is null or strpos(lower(coalesce(x.last_error, '')), _needle) > 0)
+             and (_pattern is null
+                  or (coalesce(x.last_error, '') || ' ' || coalesce(x.last_response_excerpt, ''))
+                     ilike _pattern)
            order by x.created_at desc, x.id desc
            limit _n) j
         join supaqueue.queue q on q.id = j.queue
@@ -1773,6 +2092,34 @@ CREATE FUNCTION supaqueue.max_result_bytes() RETURNS integer
     AS $$ select 1048576 $$;
 
 ALTER FUNCTION supaqueue.max_result_bytes() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.metrics_between(_after timestamp with time zone, _until timestamp with time zone, _bounds_ms double precision[]) RETURNS TABLE(queue uuid, name text, succeeded bigint, failed bigint, cancelled bigint, attempts bigint, attempt_ms_sum double precision, attempt_buckets bigint[])
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    SET jit TO 'off'
+    AS $$
+  select q.id, q.name, f.succeeded, f.failed, f.cancelled, a.attempts, a.ms_sum,
+         array(select (select count(*) from supaqueue.job_attempt h
+                        where h.queue = q.id and h.ended_at > _after and h.ended_at <= _until
+                          and h.duration_ms <= u.b)
+                 from pg_catalog.unnest(_bounds_ms) with ordinality as u(b, n) order by u.n)
+    from supaqueue.queue q
+    cross join lateral (
+      select count(*) filter (where j.status = 'success') as succeeded,
+             count(*) filter (where j.status = 'failed') as failed,
+             count(*) filter (where j.status = 'cancelled') as cancelled
+        from supaqueue.job j
+       where j.queue = q.id and j.finished_at is not null
+         and j.finished_at > _after and j.finished_at <= _until) f
+    cross join lateral (
+      select count(*) as attempts, coalesce(sum(h.duration_ms), 0)::double precision as ms_sum
+        from supaqueue.job_attempt h
+       where h.queue = q.id and h.ended_at > _after and h.ended_at <= _until
+         and h.duration_ms is not null) a
+   order by q.name
+$$;
+
+ALTER FUNCTION supaqueue.metrics_between(_after timestamp with time zone, _until timestamp with time zone, _bounds_ms double precision[]) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.owner_only_routines() RETURNS text[]
     LANGUAGE sql IMMUTABLE SECURITY DEFINER
@@ -1905,6 +2252,25 @@ CREATE FUNCTION supaqueue.queue_figures(_window interval DEFAULT '01:00:00'::int
 $$;
 
 ALTER FUNCTION supaqueue.queue_figures(_window interval) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.queue_rates(_window interval DEFAULT '00:01:00'::interval) RETURNS TABLE(queue uuid, succeeded bigint, failed bigint, succeeded_per_minute double precision, failed_per_minute double precision)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    SET jit TO 'off'
+    AS $$
+  select q.id, f.succeeded, f.failed,
+         f.succeeded / greatest(extract(epoch from _window) / 60, 1e-9),
+         f.failed / greatest(extract(epoch from _window) / 60, 1e-9)
+    from supaqueue.queue q
+    cross join lateral (
+      select count(*) filter (where j.status = 'success') as succeeded,
+             count(*) filter (where j.status = 'failed') as failed
+        from supaqueue.job j
+       where j.queue = q.id and j.finished_at is not null and j.finished_at > now() - _window) f
+   order by q.name
+$$;
+
+ALTER FUNCTION supaqueue.queue_rates(_window interval) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.queue_series(_window interval DEFAULT '01:00:00'::interval, _bucket_seconds integer DEFAULT 60) RETURNS TABLE(queue uuid, bucket timestamp with time zone, succeeded bigint, failed bigint, cancelled bigint, failed_attempts bigint, depth bigint)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -2113,6 +2479,7 @@ begin
   for _id in select f from supaqueue._failed_jobs(_queue, _since, _error_contains) f loop
     -- not strict: a job whose dedup key is taken (by one retried just before, say) stays failed
     if supaqueue._retry_job(_id, false) then
+      perform supaqueue._record_action(_id, 'retry_failed_jobs');
       _n := _n + 1;
     end if;
   end loop;
@@ -2133,12 +2500,118 @@ begin
   if not supaqueue._retry_job(_job, true) then
     return false;
   end if;
+  perform supaqueue._record_action(_job, 'retry_job');
   perform supaqueue.dispatch(j.queue) from supaqueue.job j where j.id = _job;
   return true;
 end
 $$;
 
 ALTER FUNCTION supaqueue.retry_job(_job uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.retry_jobs(_queue uuid, _error_contains text DEFAULT NULL::text, _created_after timestamp with time zone DEFAULT NULL::timestamp with time zone, _created_before timestamp with time zone DEFAULT NULL::timestamp with time zone, _dry_run boolean DEFAULT false) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _n integer := 0;
+  _id uuid;
+  _queues uuid[] := '{}';
+begin
+  if _queue is not null and not exists (select 1 from supaqueue.queue where id = _queue) then
+    raise exception 'supaqueue.retry_jobs: there is no queue with id %', _queue
+      using errcode = 'SQ005';
+  end if;
+  if _dry_run then
+    select count(*) into _n from supaqueue._jobs_matching(
+      _queue, array['failed']::supaqueue.job_status[], _created_after, _created_before,
+      _error_contains);
+    return _n;
+  end if;
+  for _id in select m from supaqueue._jobs_matching(
+               _queue, array['failed']::supaqueue.job_status[], _created_after, _created_before,
+               _error_contains) m loop
+    if supaqueue._retry_job(_id, false) then
+      perform supaqueue._record_action(_id, 'retry_jobs');
+      _queues := _queues || (select j.queue from supaqueue.job j where j.id = _id);
+      _n := _n + 1;
+    end if;
+  end loop;
+  perform supaqueue.dispatch(q) from (select distinct unnest(_queues) q) d;
+  return _n;
+end
+$$;
+
+ALTER FUNCTION supaqueue.retry_jobs(_queue uuid, _error_contains text, _created_after timestamp with time zone, _created_before timestamp with time zone, _dry_run boolean) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.run_job_now(_job uuid) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _j supaqueue.job;
+begin
+  select * into _j from supaqueue.job where id = _job for update;
+  if not found then
+    raise exception 'supaqueue.run_job_now: there is no job with id %', _job
+      using errcode = 'SQ005';
+  end if;
+  if _j.status <> 'pending' or _j.run_at <= now() then
+    return false;
+  end if;
+  update supaqueue.job set run_at = now(), updated_at = now() where id = _job;
+  perform supaqueue._record_action(_job, 'run_job_now');
+  perform supaqueue.dispatch(_j.queue);
+  return true;
+end
+$$;
+
+ALTER FUNCTION supaqueue.run_job_now(_job uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.run_schedule_now(_schedule uuid) RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _s supaqueue.schedule;
+  _job uuid;
+begin
+  select * into _s from supaqueue.schedule where id = _schedule;
+  if not found then
+    raise exception 'there is no schedule %', _schedule using errcode = 'SQ005';
+  end if;
+  insert into supaqueue.job (queue, payload, dedup_key, source, source_name)
+    values (_s.queue, _s.payload,
+            'schedule:' || _s.name || ':now:'
+            || pg_catalog.to_char(pg_catalog.clock_timestamp() at time zone 'UTC',
+                                  'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+            'schedule', _s.name)
+    returning id into _job;
+  return _job;
+end
+$$;
+
+ALTER FUNCTION supaqueue.run_schedule_now(_schedule uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.schedule_overview() RETURNS TABLE(id uuid, name text, queue uuid, queue_name text, cron text, timezone text, next_run_at timestamp with time zone, last_slot timestamp with time zone, last_job uuid, last_job_status supaqueue.job_status, last_job_created_at timestamp with time zone, jobs_last_day bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    SET jit TO 'off'
+    AS $$
+  select s.id, s.name, s.queue, q.name, s.cron, s.timezone, s.next_run_at, s.last_slot,
+         l.id, l.status, l.created_at,
+         (select count(*) from supaqueue.job c
+           where c.source = 'schedule' and c.source_name = s.name
+             and c.created_at > now() - interval '1 day')
+    from supaqueue.schedule s
+    join supaqueue.queue q on q.id = s.queue
+    left join lateral (
+      select j.id, j.status, j.created_at from supaqueue.job j
+       where j.source = 'schedule' and j.source_name = s.name
+       order by j.created_at desc, j.id desc limit 1) l on true
+   order by s.name
+$$;
+
+ALTER FUNCTION supaqueue.schedule_overview() OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.set_table_trigger(_id uuid, _name text, _queue uuid, _table_schema text, _table_name text, _events text[], _condition text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql
@@ -2222,6 +2695,28 @@ $$;
 
 ALTER FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.source_jobs(_source text, _name text, _limit integer DEFAULT 50) RETURNS TABLE(id uuid, queue_name text, status supaqueue.job_status, attempts integer, run_at timestamp with time zone, created_at timestamp with time zone, finished_at timestamp with time zone, dedup_key text, last_error text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    SET jit TO 'off'
+    AS $$
+begin
+  if _source is null or _source not in ('trigger', 'schedule') then
+    raise exception 'source must be trigger or schedule, not %', coalesce(_source, 'null')
+      using errcode = '22023';
+  end if;
+  return query
+    select j.id, q.name, j.status, j.attempts, j.run_at, j.created_at, j.finished_at,
+           j.dedup_key, j.last_error
+      from supaqueue.job j join supaqueue.queue q on q.id = j.queue
+     where j.source = _source and j.source_name = _name
+     order by j.created_at desc, j.id desc
+     limit least(greatest(coalesce(_limit, 50), 1), 1000);
+end
+$$;
+
+ALTER FUNCTION supaqueue.source_jobs(_source text, _name text, _limit integer) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.tg__dispatch_after_insert() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -2248,6 +2743,57 @@ $$;
 
 ALTER FUNCTION supaqueue.tg__dispatch_after_insert() OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.tg__job_dead_letter() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _q supaqueue.queue;
+  _letter jsonb;
+begin
+  select * into _q from supaqueue.queue where id = new.queue;
+  if _q.dead_letter_queue is null then
+    return null;
+  end if;
+  _letter := jsonb_build_object(
+    'job_id', new.id, 'queue', _q.name, 'error', new.last_error,
+    'response_excerpt', new.last_response_excerpt, 'status_code', new.last_status_code,
+    'attempts', new.attempts, 'failed_at', new.finished_at, 'payload', new.payload);
+  if octet_length(_letter::text) > supaqueue.max_payload_bytes() then
+    _letter := jsonb_set(_letter, '{payload}', 'null'::jsonb) || jsonb_build_object(
+      'payload_omitted', format('the payload (%s bytes) is too large for a dead letter; read it '
+                                'with `supaqueue job %s`', octet_length(new.payload::text), new.id));
+  end if;
+  begin
+    insert into supaqueue.job (queue, payload) values (_q.dead_letter_queue, _letter);
+  exception when others then
+    raise warning 'supaqueue: dead letter of job % (queue %) not enqueued: %', new.id, _q.name,
+      sqlerrm;
+  end;
+  return null;
+end
+$$;
+
+ALTER FUNCTION supaqueue.tg__job_dead_letter() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.tg__job_last_response() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  if new.status = 'success' then
+    new.last_response_excerpt := null;
+  else
+    new.last_response_excerpt := (
+      select h.response_excerpt from supaqueue.job_attempt h
+       where h.job = new.id order by h.id desc limit 1);
+  end if;
+  return new;
+end
+$$;
+
+ALTER FUNCTION supaqueue.tg__job_last_response() OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.tg__job_payload_limit() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -2267,6 +2813,32 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.tg__job_payload_limit() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.tg__queue_dead_letter_no_loop() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _path text[];
+begin
+  with recursive chain (id, path) as (
+    select new.dead_letter_queue, array[new.name]
+    union
+    select q.dead_letter_queue, c.path || q.name
+      from chain c join supaqueue.queue q on q.id = c.id
+     where c.id <> new.id and q.dead_letter_queue is not null and cardinality(c.path) < 1000
+  )
+  select c.path into _path from chain c where c.id = new.id limit 1;
+  if _path is not null then
+    raise exception 'queue %: dead_letter_queue leads back to it (% -> %): a dead letter would loop',
+      new.name, array_to_string(_path, ' -> '), new.name
+      using errcode = '23514', constraint = 'queue_dead_letter_no_loop';
+  end if;
+  return new;
+end
+$$;
+
+ALTER FUNCTION supaqueue.tg__queue_dead_letter_no_loop() OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.tg__queue_updated() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -2299,6 +2871,8 @@ declare
   _n integer;
 begin
   perform supaqueue.enqueue_due_schedules();
+  -- 0018: leases whose dispatch met no dispatcher (HTTP 404) go back without an attempt
+  perform supaqueue._hold_missing_dispatcher();
 
   for _cj in
     delete from supaqueue.current_job
@@ -2382,6 +2956,27 @@ $$;
 
 ALTER PROCEDURE supaqueue.tick_loop(IN _seconds integer) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.trigger_overview() RETURNS TABLE(id uuid, name text, queue uuid, queue_name text, table_schema text, table_name text, events text[], condition text, last_job uuid, last_job_status supaqueue.job_status, last_job_created_at timestamp with time zone, jobs_last_day bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    SET jit TO 'off'
+    AS $$
+  select t.id, t.name, t.queue, q.name, t.table_schema, t.table_name, t.events, t.condition,
+         l.id, l.status, l.created_at,
+         (select count(*) from supaqueue.job c
+           where c.source = 'trigger' and c.source_name = t.name
+             and c.created_at > now() - interval '1 day')
+    from supaqueue.table_trigger t
+    join supaqueue.queue q on q.id = t.queue
+    left join lateral (
+      select j.id, j.status, j.created_at from supaqueue.job j
+       where j.source = 'trigger' and j.source_name = t.name
+       order by j.created_at desc, j.id desc limit 1) l on true
+   order by t.name
+$$;
+
+ALTER FUNCTION supaqueue.trigger_overview() OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.unfinished_job_count(_queue uuid) RETURNS bigint
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -2423,6 +3018,19 @@ $$;
 
 ALTER FUNCTION supaqueue.uninstall() OWNER TO postgres;
 
+CREATE TABLE supaqueue.dispatch_hold (
+    id boolean DEFAULT true NOT NULL,
+    since timestamp with time zone DEFAULT now() NOT NULL,
+    reason text NOT NULL,
+    returned bigint DEFAULT 0 NOT NULL,
+    probe_lease uuid,
+    probed_at timestamp with time zone,
+    probe_request bigint,
+    CONSTRAINT dispatch_hold_id_check CHECK (id)
+);
+
+ALTER TABLE supaqueue.dispatch_hold OWNER TO postgres;
+
 CREATE TABLE supaqueue.installation_owner (
     singleton boolean DEFAULT true NOT NULL,
     stack text NOT NULL,
@@ -2452,8 +3060,16 @@ CREATE TABLE supaqueue.job (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     finished_at timestamp with time zone,
     cancelled_by_operator boolean DEFAULT false NOT NULL,
+    last_response_excerpt text,
+    source text DEFAULT
+CASE
+    WHEN (COALESCE(current_setting('request.method'::text, true), ''::text) <> ''::text) THEN 'api'::text
+    ELSE 'sql'::text
+END NOT NULL,
+    source_name text,
     CONSTRAINT job_finished_at_iff_final CHECK (((status = ANY (ARRAY['success'::supaqueue.job_status, 'failed'::supaqueue.job_status, 'cancelled'::supaqueue.job_status])) = (finished_at IS NOT NULL))),
-    CONSTRAINT job_pending_dependencies_non_negative CHECK ((pending_dependencies >= 0))
+    CONSTRAINT job_pending_dependencies_non_negative CHECK ((pending_dependencies >= 0)),
+    CONSTRAINT job_source_known CHECK ((source = ANY (ARRAY['sql'::text, 'api'::text, 'trigger'::text, 'schedule'::text])))
 );
 
 ALTER TABLE supaqueue.job OWNER TO postgres;
@@ -2491,6 +3107,27 @@ CREATE TABLE supaqueue.job_dependency (
 );
 
 ALTER TABLE supaqueue.job_dependency OWNER TO postgres;
+
+CREATE TABLE supaqueue.job_operator_action (
+    id bigint NOT NULL,
+    job uuid NOT NULL,
+    action text NOT NULL,
+    at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    after_attempt bigint,
+    by text DEFAULT ((SESSION_USER)::text || COALESCE((' via '::text || NULLIF(current_setting('application_name'::text, true), ''::text)), ''::text)) NOT NULL,
+    CONSTRAINT job_operator_action_known CHECK ((action = ANY (ARRAY['retry_job'::text, 'retry_failed_jobs'::text, 'retry_jobs'::text, 'run_job_now'::text])))
+);
+
+ALTER TABLE supaqueue.job_operator_action OWNER TO postgres;
+
+ALTER TABLE supaqueue.job_operator_action ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME supaqueue.job_operator_action_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
 
 CREATE TABLE supaqueue.migrations (
     version integer NOT NULL,
@@ -2613,6 +3250,9 @@ ALTER TABLE ONLY supaqueue.current_job
 ALTER TABLE ONLY supaqueue.current_job
     ADD CONSTRAINT current_job_worker_key UNIQUE (worker);
 
+ALTER TABLE ONLY supaqueue.dispatch_hold
+    ADD CONSTRAINT dispatch_hold_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY supaqueue.installation_owner
     ADD CONSTRAINT installation_owner_pkey PRIMARY KEY (singleton);
 
@@ -2624,6 +3264,9 @@ ALTER TABLE ONLY supaqueue.job_attempt
 
 ALTER TABLE ONLY supaqueue.job_dependency
     ADD CONSTRAINT job_dependency_pkey PRIMARY KEY (job, depends_on);
+
+ALTER TABLE ONLY supaqueue.job_operator_action
+    ADD CONSTRAINT job_operator_action_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY supaqueue.job
     ADD CONSTRAINT job_pkey PRIMARY KEY (id);
@@ -2668,15 +3311,25 @@ CREATE UNIQUE INDEX job_dedup_key_idx ON supaqueue.job USING btree (queue, dedup
 
 CREATE INDEX job_dependency_depends_on_idx ON supaqueue.job_dependency USING btree (depends_on);
 
+CREATE INDEX job_error_search_idx ON supaqueue.job USING gin ((((COALESCE(last_error, ''::text) || ' '::text) || COALESCE(last_response_excerpt, ''::text))) extensions.gin_trgm_ops) WHERE ((last_error IS NOT NULL) OR (last_response_excerpt IS NOT NULL));
+
 CREATE INDEX job_finished_idx ON supaqueue.job USING btree (queue, finished_at) WHERE (finished_at IS NOT NULL);
+
+CREATE INDEX job_operator_action_job_idx ON supaqueue.job_operator_action USING btree (job);
 
 CREATE INDEX job_queue_status_created_idx ON supaqueue.job USING btree (queue, status, created_at DESC, id DESC);
 
 CREATE INDEX job_ready_idx ON supaqueue.job USING btree (queue, priority DESC, run_at, id) WHERE ((status = 'pending'::supaqueue.job_status) AND (pending_dependencies = 0));
 
+CREATE INDEX job_source_idx ON supaqueue.job USING btree (source, source_name, created_at DESC, id DESC) WHERE (source = ANY (ARRAY['trigger'::text, 'schedule'::text]));
+
 CREATE INDEX schedule_next_run_at_idx ON supaqueue.schedule USING btree (next_run_at);
 
 CREATE INDEX worker_free_idx ON supaqueue.worker USING btree (queue) WHERE ((NOT locked) AND (NOT retiring));
+
+CREATE TRIGGER _100_queue_dead_letter_no_loop BEFORE INSERT OR UPDATE OF dead_letter_queue ON supaqueue.queue FOR EACH ROW WHEN ((new.dead_letter_queue IS NOT NULL)) EXECUTE FUNCTION supaqueue.tg__queue_dead_letter_no_loop();
+
+CREATE TRIGGER _300_job_last_response BEFORE UPDATE OF status ON supaqueue.job FOR EACH ROW WHEN (((old.status = 'in_progress'::supaqueue.job_status) AND ((new.status = ANY (ARRAY['pending'::supaqueue.job_status, 'failed'::supaqueue.job_status])) OR ((new.status = 'success'::supaqueue.job_status) AND (old.last_response_excerpt IS NOT NULL))))) EXECUTE FUNCTION supaqueue.tg__job_last_response();
 
 CREATE TRIGGER _400_job_payload_limit AFTER INSERT ON supaqueue.job REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__job_payload_limit();
 
@@ -2685,6 +3338,8 @@ CREATE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.job REFERENC
 CREATE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.worker REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__dispatch_after_insert();
 
 CREATE TRIGGER _500_dispatch_after_update AFTER UPDATE ON supaqueue.queue REFERENCING NEW TABLE AS new_queues FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__queue_updated();
+
+CREATE TRIGGER _600_job_dead_letter AFTER UPDATE OF status ON supaqueue.job FOR EACH ROW WHEN (((new.status = 'failed'::supaqueue.job_status) AND (old.status <> 'failed'::supaqueue.job_status))) EXECUTE FUNCTION supaqueue.tg__job_dead_letter();
 
 ALTER TABLE ONLY supaqueue.current_job
     ADD CONSTRAINT current_job_job_fkey FOREIGN KEY (job) REFERENCES supaqueue.job(id);
@@ -2701,11 +3356,17 @@ ALTER TABLE ONLY supaqueue.job_dependency
 ALTER TABLE ONLY supaqueue.job_dependency
     ADD CONSTRAINT job_dependency_job_fkey FOREIGN KEY (job) REFERENCES supaqueue.job(id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY supaqueue.job_operator_action
+    ADD CONSTRAINT job_operator_action_job_fkey FOREIGN KEY (job) REFERENCES supaqueue.job(id) ON DELETE CASCADE;
+
 ALTER TABLE ONLY supaqueue.job
     ADD CONSTRAINT job_queue_fkey FOREIGN KEY (queue) REFERENCES supaqueue.queue(id);
 
 ALTER TABLE ONLY supaqueue.queue_bucket
     ADD CONSTRAINT queue_bucket_queue_fkey FOREIGN KEY (queue) REFERENCES supaqueue.queue(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY supaqueue.queue
+    ADD CONSTRAINT queue_dead_letter_queue_fkey FOREIGN KEY (dead_letter_queue) REFERENCES supaqueue.queue(id);
 
 ALTER TABLE ONLY supaqueue.schedule
     ADD CONSTRAINT schedule_queue_fkey FOREIGN KEY (queue) REFERENCES supaqueue.queue(id);
@@ -2730,6 +3391,8 @@ REVOKE ALL ON FUNCTION supaqueue._claim_document(_cj supaqueue.current_job) FROM
 
 REVOKE ALL ON FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue._contains_pattern(_text text) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue._cron_day_matches(_spec supaqueue.cron_spec, _t timestamp without time zone) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._cron_field(_field text, _what text, _low integer, _high integer, _names text[]) FROM PUBLIC;
@@ -2750,9 +3413,17 @@ REVOKE ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _out
 
 REVOKE ALL ON FUNCTION supaqueue._free_worker(_worker uuid) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue._hold_missing_dispatcher() FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid, _functions_only boolean) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._jobs_matching(_queue uuid, _states supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._record_action(_job uuid, _action text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) FROM PUBLIC;
 
@@ -2778,6 +3449,9 @@ GRANT ALL ON FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer
 
 REVOKE ALL ON FUNCTION supaqueue.cancel_job(_job uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.cancel_job(_job uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.cancel_jobs(_queue uuid, _statuses supaqueue.job_status[], _error_contains text, _created_after timestamp with time zone, _created_before timestamp with time zone, _dry_run boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.cancel_jobs(_queue uuid, _statuses supaqueue.job_status[], _error_contains text, _created_after timestamp with time zone, _created_before timestamp with time zone, _dry_run boolean) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.chain_budget(OUT max_jobs integer, OUT max_seconds integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.chain_budget(OUT max_jobs integer, OUT max_seconds integer) TO service_role;
@@ -2822,6 +3496,12 @@ GRANT ALL ON FUNCTION supaqueue.external_dependents() TO service_role;
 REVOKE ALL ON FUNCTION supaqueue.job_detail(_job uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.job_detail(_job uuid) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.job_ids_with_prefix(_prefix text, _limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.job_ids_with_prefix(_prefix text, _limit integer) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.job_runs(_job uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.job_runs(_job uuid) TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) TO service_role;
 
@@ -2833,6 +3513,9 @@ GRANT ALL ON FUNCTION supaqueue.max_payload_bytes() TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.max_result_bytes() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.max_result_bytes() TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.metrics_between(_after timestamp with time zone, _until timestamp with time zone, _bounds_ms double precision[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.metrics_between(_after timestamp with time zone, _until timestamp with time zone, _bounds_ms double precision[]) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.owner_only_routines() FROM PUBLIC;
 
@@ -2846,6 +3529,9 @@ GRANT ALL ON FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_
 
 REVOKE ALL ON FUNCTION supaqueue.queue_figures(_window interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.queue_figures(_window interval) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.queue_rates(_window interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.queue_rates(_window interval) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.queue_series(_window interval, _bucket_seconds integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.queue_series(_window interval, _bucket_seconds integer) TO service_role;
@@ -2867,14 +3553,35 @@ GRANT ALL ON FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp 
 REVOKE ALL ON FUNCTION supaqueue.retry_job(_job uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.retry_job(_job uuid) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.retry_jobs(_queue uuid, _error_contains text, _created_after timestamp with time zone, _created_before timestamp with time zone, _dry_run boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.retry_jobs(_queue uuid, _error_contains text, _created_after timestamp with time zone, _created_before timestamp with time zone, _dry_run boolean) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.run_job_now(_job uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.run_job_now(_job uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.run_schedule_now(_schedule uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.run_schedule_now(_schedule uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.schedule_overview() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.schedule_overview() TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.set_table_trigger(_id uuid, _name text, _queue uuid, _table_schema text, _table_name text, _events text[], _condition text) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.set_table_trigger(_id uuid, _name text, _queue uuid, _table_schema text, _table_name text, _events text[], _condition text) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.set_worker_count(_queue uuid, _count integer) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue.source_jobs(_source text, _name text, _limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.source_jobs(_source text, _name text, _limit integer) TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.tg__dispatch_after_insert() FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue.tg__job_dead_letter() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue.tg__job_last_response() FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue.tg__job_payload_limit() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue.tg__queue_dead_letter_no_loop() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue.tg__queue_updated() FROM PUBLIC;
 
@@ -2883,10 +3590,15 @@ GRANT ALL ON FUNCTION supaqueue.tick() TO service_role;
 
 REVOKE ALL ON PROCEDURE supaqueue.tick_loop(IN _seconds integer) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue.trigger_overview() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.trigger_overview() TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.unfinished_job_count(_queue uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.unfinished_job_count(_queue uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.uninstall() FROM PUBLIC;
+
+GRANT SELECT ON TABLE supaqueue.dispatch_hold TO service_role;
 
 GRANT SELECT ON TABLE supaqueue.installation_owner TO service_role;
 
@@ -2905,6 +3617,8 @@ GRANT INSERT(dedup_key) ON TABLE supaqueue.job TO service_role;
 GRANT SELECT ON TABLE supaqueue.job_attempt TO service_role;
 
 GRANT SELECT ON TABLE supaqueue.job_dependency TO service_role;
+
+GRANT SELECT ON TABLE supaqueue.job_operator_action TO service_role;
 
 GRANT SELECT ON TABLE supaqueue.migrations TO service_role;
 

@@ -1,7 +1,9 @@
 """An Edge Function deployed from a source folder through the Management API.
 
 The diff is by content hash of the folder's files (components/edge_source.py): an edit to any
-deployed file redeploys, anything else leaves the function alone.
+deployed file redeploys, anything else leaves the function alone. A function deleted outside
+Pulumi (say `supabase functions deploy --prune` from another folder) shows at `check`, so
+`pulumi preview` says so and `up` deploys it again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pulumi.dynamic import (
 )
 
 from components.edge_source import content_hash, source_files
+from components.errors import ManagementApiError
 from components.providers.api_props import (
     API_KEYS,
     API_SECRET_OUTPUTS,
@@ -44,6 +47,23 @@ DEPLOY_KEYS = ("source_dir", "content_hash", "verify_jwt", "entrypoint_path", "i
 # absolute path, different in every checkout and CI runner): `content_hash` says what they hold.
 DEPLOYED_KEYS = tuple(key for key in DEPLOY_KEYS if key != "source_dir")
 OUTPUTS = ("function_id", "version", "status")
+# What `content_hash` says in the inputs of a function that state has but the project does not:
+# a change of a deployed key, so preview shows it and `up` deploys again (what it then records
+# is the hash of what it sent).
+MISSING = "missing from the project (deleted outside Pulumi): `pulumi up` deploys it again"
+
+
+def _missing(olds: dict[str, Any], inputs: dict[str, Any]) -> bool:
+    """Whether a function this stack deployed is gone from the project. Asked only for one
+    already in state with every API value known; an API that cannot answer is no finding (the
+    deploy itself would then fail, saying why)."""
+    if not olds or unknown_keys(inputs) & {*API_KEYS, "slug"}:
+        return False
+    try:
+        with api_client(inputs) as api:
+            return api.get_function(inputs["slug"]) is None
+    except (ManagementApiError, KeyError, TypeError, ValueError):
+        return False
 
 
 def _deploy(props: dict[str, Any]) -> dict[str, Any]:
@@ -84,6 +104,8 @@ class EdgeFunctionProvider(ResourceProvider):
             failures.append(CheckFailure("verify_jwt", "must be true or false"))
         inputs = {key: news.get(key) for key in (*API_KEYS, "slug", *DEPLOY_KEYS)}
         inputs["entrypoint_path"] = inputs["entrypoint_path"] or "index.ts"
+        if not failures and _missing(_olds, inputs):
+            inputs["content_hash"] = f"{inputs['content_hash']} ({MISSING})"
         return CheckResult(inputs, failures)
 
     @presented

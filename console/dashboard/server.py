@@ -84,8 +84,11 @@ class Dashboard:
                     self._conn = connect(self.db_url, application_name="supaqueue-ui")
                 try:
                     return fn(Operator(self._conn))
-                except psycopg.OperationalError:
-                    # the connection broke (server restart): once more on a new one
+                except (psycopg.OperationalError, ConsoleError) as exc:
+                    # the connection broke (server restart; the operator API reports it as a
+                    # ConsoleError): once more on a new one, whose error says what is wrong
+                    if not isinstance(exc, psycopg.OperationalError) and not self._conn.broken:
+                        raise
                     self._conn.close()
                     self._conn = None
                     if attempt == 2:
@@ -188,7 +191,7 @@ class Dashboard:
         try:
             job_id = parse_uuid(request.match_info["id"])
         except BadInputError:
-            return web.Response(status=404, text="no such job\n")
+            return await self.job_prefix_page(request)
         return self.page(request, "job.html", page="job", title="Job", job_id=job_id)
 
     # --- JSON API ---------------------------------------------------------------------------
@@ -261,6 +264,50 @@ class Dashboard:
         older = datetime.now(UTC) - timedelta(hours=hours) if hours is not None else None
         return await self.answer(lambda op: {"purged": op.purge(name, states, older)})
 
+    # --- issue 22: job id prefixes, run now, bulk actions on the jobs filter ----------------
+
+    async def job_prefix_page(self, request: web.Request) -> web.Response:
+        """/jobs/<start of an id> (the 8 characters the lists show): to the job when only one
+        matches; else a page saying which match or that none does."""
+        prefix = request.match_info["id"]
+        try:
+            job_id = await self.db(lambda op: op.resolve_job(prefix))
+        except ConsoleError as exc:
+            status = 404 if isinstance(exc, NotFoundError) else 400
+            return web.Response(status=status, text=f"{exc}\n")
+        raise web.HTTPSeeOther(location=f"/jobs/{job_id}")
+
+    async def api_job_run_now(self, request: web.Request) -> web.Response:
+        job_id = request.match_info["id"]
+        return await self.answer(lambda op: {"changed": op.run_now(job_id)})
+
+    async def api_bulk(self, request: web.Request) -> web.Response:
+        """POST /api/bulk/{retry-failed|cancel-pending} {queue, since, error, dry_run}: the jobs
+        page's filter; dry_run answers the count the page confirms with."""
+        action = request.match_info["action"]
+        body = await request.json()
+        if not isinstance(body, dict):
+            return web.json_response({"error": "the body must be a JSON object"}, status=400)
+        since = body.get("since") or None
+        if since is not None and since not in SINCE_CHOICES:
+            return web.json_response(
+                {"error": f"since must be one of {list(SINCE_CHOICES)}"}, status=400
+            )
+        queue, error = body.get("queue") or None, body.get("error") or None
+        if not isinstance(queue, str | None) or not isinstance(error, str | None):
+            return web.json_response({"error": "queue and error must be text"}, status=400)
+        dry_run = body.get("dry_run") is True
+        after = datetime.now(UTC) - timedelta(minutes=SINCE_CHOICES[since]) if since else None
+        if action == "retry-failed":
+            return await self.answer(
+                lambda op: {"count": op.retry_matching(queue, error, after, dry_run=dry_run)}
+            )
+        return await self.answer(
+            lambda op: {
+                "count": op.cancel_matching(queue, ["pending"], error, after, dry_run=dry_run)
+            }
+        )
+
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.guard], client_max_size=64 * 1024)
         app.router.add_get("/", self.queues_page)
@@ -272,8 +319,42 @@ class Dashboard:
         app.router.add_get("/api/jobs/{id}", self.api_job)
         app.router.add_post("/api/jobs/{id}/{action:retry|cancel}", self.api_job_action)
         app.router.add_post("/api/queues/{name}/{action:pause|resume|purge}", self.api_queue_action)
+        app.router.add_post("/api/jobs/{id}/run-now", self.api_job_run_now)
+        app.router.add_post("/api/bulk/{action:retry-failed|cancel-pending}", self.api_bulk)
+        self.add_source_routes(app)
         app.router.add_static("/static/", HERE / "static", follow_symlinks=False)
         return app
+
+    # --- schedules and triggers (migration 0021) -------------------------------------------
+
+    def add_source_routes(self, app: web.Application) -> None:
+        app.router.add_get("/schedules", self.schedules_page)
+        app.router.add_get("/api/schedules", self.api_schedules)
+        app.router.add_get("/api/triggers", self.api_triggers)
+        app.router.add_get("/api/sources/{kind:schedule|trigger}/{name}/jobs", self.api_source_jobs)
+        app.router.add_post("/api/schedules/{name}/run", self.api_run_schedule)
+
+    async def schedules_page(self, request: web.Request) -> web.Response:
+        return self.page(request, "schedules.html", page="schedules", title="Schedules")
+
+    async def api_schedules(self, request: web.Request) -> web.Response:
+        return await self.answer(lambda op: op.schedules())
+
+    async def api_triggers(self, request: web.Request) -> web.Response:
+        return await self.answer(lambda op: op.triggers())
+
+    async def api_source_jobs(self, request: web.Request) -> web.Response:
+        kind, name = request.match_info["kind"], request.match_info["name"]
+
+        def made(op: Operator) -> dict[str, Any]:
+            row = op.schedule(name) if kind == "schedule" else op.trigger(name)
+            return {**row, "kind": kind, "jobs": op.source_jobs(kind, name, 50)}
+
+        return await self.answer(made)
+
+    async def api_run_schedule(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        return await self.answer(lambda op: {"job": op.run_schedule_now(name)})
 
 
 async def run(dashboard: Dashboard, port: int, open_browser: bool) -> None:

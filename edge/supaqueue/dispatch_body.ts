@@ -30,6 +30,9 @@ export interface Dispatch {
     payload: JsonValue;
     attempts: number;
     dependencyResults: Record<string, JsonValue>;
+    // The JSON text to send (dependency results included), as Postgres renders it: sent as is,
+    // so no number is ever rounded. Null from a database older than migration 0018.
+    body: string | null;
   };
   queue: {
     id: string;
@@ -127,6 +130,12 @@ function parseJson(text: string): unknown {
   }
 }
 
+function bodyText(value: unknown): string | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value !== "string") throw new InvalidDispatch("job.body must be a string");
+  return value;
+}
+
 export function parseRef(text: string): DispatchRef {
   const raw = parseJson(text);
   if (!isObject(raw)) throw new InvalidDispatch("body must be a JSON object");
@@ -170,6 +179,7 @@ export function parseDispatch(value: unknown): Dispatch {
       payload: job.payload as JsonValue,
       attempts: integer(job, "attempts", "job.", 0, 1_000_000),
       dependencyResults: dependencyResults(job.dependency_results),
+      body: bodyText(job.body),
     },
     queue: {
       id: uuid(queue, "id", "queue."),

@@ -3,6 +3,7 @@
 // Never throws: every failure is an outcome the engine can retry or record.
 import type { Dispatch, JsonValue } from "./dispatch_body.ts";
 import { readCapped } from "./capped_read.ts";
+import { isRawNumber, parseExact, scalarText, storableJsonText } from "./exact_json.ts";
 import { parseRetryAfter } from "./retry_after.ts";
 
 export interface Outcome {
@@ -47,17 +48,22 @@ function payloadWithDependencies(d: Dispatch): JsonValue {
   return payload;
 }
 
+// A scalar for the query: a string, boolean or number (kept as written: parseExact).
+function isScalar(v: unknown): boolean {
+  return v === null || typeof v !== "object" || isRawNumber(v);
+}
+
 function queryString(payload: JsonValue): string {
   const params = new URLSearchParams();
   if (payload !== null && isObject(payload)) {
     for (const [key, value] of Object.entries(payload)) {
       if (value === null) continue;
-      if (Array.isArray(value) && value.every((v) => v === null || typeof v !== "object")) {
-        for (const item of value) if (item !== null) params.append(key, String(item));
-      } else if (typeof value === "object") {
+      if (Array.isArray(value) && value.every(isScalar)) {
+        for (const item of value) if (item !== null) params.append(key, scalarText(item));
+      } else if (!isScalar(value)) {
         params.append(key, JSON.stringify(value));
       } else {
-        params.append(key, String(value));
+        params.append(key, scalarText(value));
       }
     }
   }
@@ -67,11 +73,15 @@ function queryString(payload: JsonValue): string {
 
 export function buildRequest(d: Dispatch, env: TargetEnv): { url: string; init: RequestInit } {
   const base = env.supabaseUrl.replace(/\/+$/, "");
-  const payload = payloadWithDependencies(d);
   const method = d.queue.method;
   const hasBody = BODY_METHODS.has(method);
+  // The database's text when it sends one (0018): the payload exactly as stored. Older
+  // databases send only the parsed payload (numbers beyond a double are rounded there).
+  const body = d.job.body ?? JSON.stringify(payloadWithDependencies(d));
   const url = `${base}/functions/v1/${d.queue.edgeFunctionName}${
-    hasBody ? "" : queryString(payload)
+    hasBody ? "" : queryString(
+      (d.job.body === null ? payloadWithDependencies(d) : parseExact(body)) as JsonValue,
+    )
   }`;
 
   const headers = new Headers(d.queue.defaultHeaders);
@@ -86,7 +96,7 @@ export function buildRequest(d: Dispatch, env: TargetEnv): { url: string; init: 
     init: {
       method,
       headers,
-      body: hasBody ? JSON.stringify(payload) : undefined,
+      body: hasBody ? body : undefined,
       redirect: "manual",
     },
   };
@@ -104,25 +114,6 @@ function excerpt(text: string): string {
   return withoutNul(cut);
 }
 
-// An escape `\uXXXX` in JSON text is one when preceded by an even run of backslashes.
-const NUL_ESCAPE = /(?<!\\)((?:\\\\)*)\\u0000/g;
-// JSON.stringify escapes only lone surrogates (pairs are written as characters).
-const LONE_SURROGATE_ESCAPE = /(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/gi;
-
-// The JSON text of a parsed value, made storable as Postgres jsonb: U+0000 dropped and lone
-// surrogates (a string cut inside an emoji) replaced by U+FFFD, at any depth without recursion
-// in our code. Returns a note when anything was changed.
-export function storableJson(value: unknown): { json: string; note: string | null } {
-  const text = JSON.stringify(value);
-  const withoutNuls = text.replace(NUL_ESCAPE, "$1");
-  const json = withoutNuls.replace(LONE_SURROGATE_ESCAPE, "$1\\ufffd");
-  const changes = [
-    withoutNuls !== text ? "U+0000 removed" : null,
-    json !== withoutNuls ? "lone surrogates replaced by U+FFFD" : null,
-  ].filter((c) => c !== null);
-  return { json, note: changes.length ? `result stored with ${changes.join(", ")}` : null };
-}
-
 type Result = Pick<Outcome, "result" | "resultText" | "note">;
 
 function jsonResult(text: string, contentType: string | null, truncated: number | null): Result {
@@ -133,24 +124,23 @@ function jsonResult(text: string, contentType: string | null, truncated: number 
   if (truncated !== null) {
     return { ...none, note: `result not stored: the answer is over ${truncated} bytes` };
   }
-  let value: unknown;
   try {
-    value = JSON.parse(trimmed);
-  } catch {
+    JSON.parse(trimmed); // only to know it is JSON: the text itself is stored (no rounding)
+  } catch (err) {
+    if (err instanceof RangeError) {
+      // Too deep even for this runtime: keep the text.
+      const resultText = withoutNul(trimmed).toWellFormed();
+      return {
+        result: JSON.stringify(resultText),
+        resultText,
+        note: "result kept as text: nested too deeply to store as JSON",
+      };
+    }
     return none; // not JSON after all: the excerpt has it
   }
   const resultText = withoutNul(trimmed).toWellFormed();
-  try {
-    const { json, note } = storableJson(value);
-    return { result: json, resultText, note };
-  } catch {
-    // Too deep even to write out again: keep the text.
-    return {
-      result: JSON.stringify(resultText),
-      resultText,
-      note: "result kept as text: nested too deeply to store as JSON",
-    };
-  }
+  const { json, note } = storableJsonText(trimmed);
+  return { result: json, resultText, note };
 }
 
 function describeError(err: unknown, timeoutMs: number, url: string): string {
@@ -198,6 +188,18 @@ export async function callTarget(d: Dispatch, env: TargetEnv): Promise<Outcome> 
     const read = await readCapped(response.body, d.maxResultBytes);
     truncated = read.truncated;
     text = new TextDecoder().decode(read.bytes);
+    // An answer cut short (the target or a proxy reset mid-body) is a failed attempt, never a
+    // success with half a result: fewer bytes than announced (where the runtime did not
+    // decompress, so the header counts the bytes read).
+    const announced = response.headers.get("content-length");
+    const encoding = (response.headers.get("content-encoding") ?? "identity").toLowerCase();
+    if (
+      !truncated && announced !== null && /^\d+$/.test(announced) && encoding === "identity" &&
+      read.bytes.length < Number(announced)
+    ) {
+      bodyError = `answer cut short: ${read.bytes.length} of ${announced} bytes ` +
+        "(the connection ended early)";
+    }
   } catch (err) {
     bodyError = `${describeError(err, d.queue.timeoutMs, url)} while reading the response body`;
   }

@@ -261,6 +261,7 @@ def test_stack_reads_the_db_url_secret_through_pulumi(jobs: Jobs, pulumi_project
         "SUPAQUEUE_ROOT": str(pulumi_project),
         "PULUMI_BACKEND_URL": f"file://{pulumi_project.parent / 'state'}",
         "PULUMI_CONFIG_PASSPHRASE": "test-only-passphrase",
+        "SUPAQUEUE_STACK_CACHE_DIR": str(pulumi_project.parent / "stack-cache"),
     }
     script = str(pulumi_project / "scripts" / "pulumi-stack.sh")
 
@@ -294,7 +295,7 @@ def test_stack_reads_the_db_url_secret_through_pulumi(jobs: Jobs, pulumi_project
         local = supaqueue("status", "--stack", "optest", env=env)
         assert "local stack" in one_line_error(local, 1)
     both = supaqueue("status", "--stack", "optest", "--db-url", jobs.dsn, env=env)
-    assert "not both" in one_line_error(both, 1)
+    assert "not both" in one_line_error(both, 2)  # bad usage, as documented
 
 
 def test_status_shows_each_queues_next_scheduled_run(jobs: Jobs) -> None:
@@ -312,3 +313,23 @@ def test_status_shows_each_queues_next_scheduled_run(jobs: Jobs) -> None:
     assert rows["emails"]["next_schedule"] is None
     table = ok("status", "--db-url", jobs.dsn)
     assert "nightly" in table and "next schedule" in table
+
+
+def test_status_shows_a_dispatch_held_for_a_missing_dispatcher(jobs: Jobs) -> None:
+    """Issue 21 item 6: the tick holds dispatch when the dispatcher answers 404 (sql/0018)."""
+    import psycopg
+
+    rows = json.loads(ok("status", "--db-url", jobs.dsn, "--json"))
+    assert {r["dispatch_held_since"] for r in rows} == {None}
+    with psycopg.connect(jobs.dsn, autocommit=True) as conn:
+        conn.execute(
+            "insert into supaqueue.dispatch_hold (reason, returned)"
+            " values ('the dispatcher http://x/supaqueue answered HTTP 404 (gone)', 3)"
+        )
+    table = ok("status", "--db-url", jobs.dsn)
+    assert "held: no dispatcher" in table and "answered HTTP 404 (gone)" in table
+    rows = json.loads(ok("status", "--db-url", jobs.dsn, "--json"))
+    assert all(r["dispatch_held_since"] for r in rows)
+    assert {r["dispatch_hold_reason"] for r in rows} == {
+        "the dispatcher http://x/supaqueue answered HTTP 404 (gone)"
+    }

@@ -429,3 +429,20 @@ def test_screenshots_with_an_hour_of_history(
         screenshot(browser, tmp_path, "dashboard-job")
     finally:
         server.stop()
+
+
+def test_a_held_dispatch_shows_on_the_queues_page(browser: WebDriver, ui: Ui, jobs: Jobs) -> None:
+    """Issue 21 item 6: the dispatcher answered 404 (sql/0018): every queue shows it, with why."""
+    login(browser, ui)
+    browser.get(ui.origin + "/")
+    wait_for("the queues", lambda: rows(browser, "queues"))
+    jobs.engine.conn.execute(
+        "insert into supaqueue.dispatch_hold (reason) values ('the dispatcher answered HTTP 404')"
+    )
+    state = '#queues tr[data-queue="emails"] .state'
+    wait_for(
+        "the held state",
+        lambda: browser.find_element(By.CSS_SELECTOR, state).text == "held: no dispatcher",
+    )
+    title = browser.find_element(By.CSS_SELECTOR, state).get_attribute("title")
+    assert title == "the dispatcher answered HTTP 404"

@@ -1,7 +1,8 @@
 // Deno unit tests of the pure modules of edge/supaqueue (run by test_deno_units.py).
 import { parseRetryAfter } from "../../edge/supaqueue/retry_after.ts";
 import { InvalidDispatch, parseDispatch, parseRef } from "../../edge/supaqueue/dispatch_body.ts";
-import { buildRequest, storableJson } from "../../edge/supaqueue/target_call.ts";
+import { buildRequest, callTarget } from "../../edge/supaqueue/target_call.ts";
+import { storableJsonText } from "../../edge/supaqueue/exact_json.ts";
 import { secretMatches } from "../../edge/supaqueue/secret.ts";
 
 function assertEquals(actual: unknown, expected: unknown, what = ""): void {
@@ -167,25 +168,55 @@ Deno.test("request: dependency results reach a pipeline step beside its payload"
 });
 
 Deno.test("results: U+0000 is dropped so Postgres jsonb accepts them, with a note", () => {
-  const { json, note } = storableJson({ "k\u0000": ["a\u0000b", 1, null] });
-  assertEquals(JSON.parse(json), { k: ["ab", 1, null] });
+  const { json, note } = storableJsonText('{"k\\u0000": ["a\\u0000b", 1, null]}');
+  assertEquals(json, '{"k": ["ab", 1, null]}');
   assertEquals(note, "result stored with U+0000 removed");
 });
 
 Deno.test("results: lone surrogates become U+FFFD; pairs and escaped backslashes are kept", () => {
-  const { json, note } = storableJson({ s: "Great job \ud83d", t: "\ud83d\ude00", u: "\\u0000" });
-  assertEquals(JSON.parse(json), { s: "Great job \ufffd", t: "\ud83d\ude00", u: "\\u0000" });
+  const text =
+    '{"s": "Great job \\ud83d", "t": "\\ud83d\\ude00", "u": "\\\\u0000", "v": "\\ude00\\\\ud83d"}';
+  const { json, note } = storableJsonText(text);
+  assertEquals(JSON.parse(json), {
+    s: "Great job \ufffd",
+    t: "\ud83d\ude00",
+    u: "\\u0000",
+    v: "\ufffd\\ud83d",
+  });
   assertEquals(note, "result stored with lone surrogates replaced by U+FFFD");
-  assertEquals(storableJson({ a: [1, "x"] }), { json: '{"a":[1,"x"]}', note: null });
+  assertEquals(storableJsonText('{"a": [1, "x"]}'), { json: '{"a": [1, "x"]}', note: null });
+  // a high surrogate escape at the very end of a string, then another string
+  assertEquals(storableJsonText('["\\ud83d", "\\ude00"]').json, '["\\ufffd", "\\ufffd"]');
+});
+
+Deno.test("results: numbers are kept as written (no float rounding)", () => {
+  const text = '{"big": 12345678901234567890123, "huge": 1e1000, "tiny": 1e-400, "x": 0.1}';
+  assertEquals(storableJsonText(text), { json: text, note: null });
 });
 
 Deno.test("results: any depth is handled without recursion in our code", () => {
   const depth = 200_000;
-  const { json, note } = storableJson(
-    JSON.parse("[".repeat(depth) + '"\\ud83d"' + "]".repeat(depth)),
-  );
+  const { json, note } = storableJsonText("[".repeat(depth) + '"\\ud83d"' + "]".repeat(depth));
   assertEquals(json.length, 2 * depth + 8);
   assertEquals(note, "result stored with lone surrogates replaced by U+FFFD");
+});
+
+Deno.test("request: the database's body text is sent byte for byte", () => {
+  const text = '{"a": 1, "big": 12345678901234567890123, "huge": 1e1000, "tiny": 1e-400}';
+  const d = parseDispatch(body((b) => (b.job.body = text)));
+  assertEquals(buildRequest(d, { supabaseUrl: "http://h", serviceRoleKey: "k" }).init.body, text);
+});
+
+Deno.test("request: GET query parameters keep numbers as written", () => {
+  const text = '{"big": 12345678901234567890123, "list": [1e-400, 2], "o": {"n": 1e1000}}';
+  const d = parseDispatch(body((b) => {
+    b.queue.method = "GET";
+    b.job.body = text;
+  }));
+  const url = new URL(buildRequest(d, { supabaseUrl: "http://h", serviceRoleKey: "k" }).url);
+  assertEquals(url.searchParams.get("big"), "12345678901234567890123");
+  assertEquals(url.searchParams.getAll("list"), ["1e-400", "2"]);
+  assertEquals(url.searchParams.get("o"), '{"n":1e1000}');
 });
 
 Deno.test("dispatch reference: only current_job is needed; job and attempt are checked", () => {
@@ -215,4 +246,56 @@ Deno.test("secret: constant-time comparison accepts only the exact secret", asyn
   assertEquals(await secretMatches("s3cret ", "s3cret"), false);
   assertEquals(await secretMatches(null, "s3cret"), false);
   assertEquals(await secretMatches("", "s3cret"), false);
+});
+
+// A response as the runtime's fetch would hand it over, for callTarget without a network.
+async function outcomeOf(response: Response) {
+  const real = globalThis.fetch;
+  globalThis.fetch = () => Promise.resolve(response);
+  try {
+    return await callTarget(parseDispatch(body()), {
+      supabaseUrl: "http://h",
+      serviceRoleKey: "k",
+    });
+  } finally {
+    globalThis.fetch = real;
+  }
+}
+
+Deno.test("outcome: fewer bytes than Content-Length announced fail the attempt", async () => {
+  const o = await outcomeOf(
+    new Response('{"a": 1', {
+      headers: { "content-length": "100", "content-type": "application/json" },
+    }),
+  );
+  assertEquals([o.isSuccessful, o.statusCode, o.result], [false, 200, null]);
+  assertEquals(o.error, "answer cut short: 7 of 100 bytes (the connection ended early)");
+});
+
+Deno.test("outcome: a body that breaks off while read fails the attempt", async () => {
+  const stream = new ReadableStream({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode('{"a": '));
+      controller.error(new TypeError("connection reset"));
+    },
+  });
+  const o = await outcomeOf(
+    new Response(stream, { headers: { "content-type": "application/json" } }),
+  );
+  assertEquals([o.isSuccessful, o.result], [false, null]);
+  assertEquals(
+    o.error?.endsWith("connection reset while reading the response body"),
+    true,
+    o.error ?? "",
+  );
+});
+
+Deno.test("outcome: a whole answer with its Content-Length is a success, stored as sent", async () => {
+  const text = '{"big": 12345678901234567890123}';
+  const o = await outcomeOf(
+    new Response(text, {
+      headers: { "content-length": String(text.length), "content-type": "application/json" },
+    }),
+  );
+  assertEquals([o.isSuccessful, o.result, o.error], [true, text, null]);
 });

@@ -202,20 +202,56 @@ def test_the_sender_can_be_stopped_and_started_on_purpose(own_stack: LocalStack)
         )
 
 
-def test_a_killed_supervisor_leaves_no_part_running(own_stack: LocalStack, engine: Engine) -> None:
-    assert healthy(own_stack)
+def _call_demo(stack: LocalStack) -> None:
     called = httpx.post(
-        f"{own_stack.env['FUNCTIONS_URL']}/demo-target",
+        f"{stack.env['FUNCTIONS_URL']}/demo-target",
         json={"hello": 1},
-        headers={"Authorization": f"Bearer {own_stack.env['ANON_KEY']}"},
+        headers={"Authorization": f"Bearer {stack.env['ANON_KEY']}"},
         timeout=60,
     )
     assert called.status_code == 200, called.text
+
+
+def test_a_killed_supervisor_comes_back(own_stack: LocalStack, engine: Engine) -> None:
+    """kill -9 of the supervisor itself: its keeper takes its place (issue 21 item 7); the old
+    parts end with it, new ones start, and the stack serves again without any command."""
+    assert healthy(own_stack)
+    _call_demo(own_stack)
+    supervisor = int((own_stack.dir / "daemon.pid").read_text())
+    old = parts(own_stack)
+    old_parts = [p for p in old["pids"].values() if isinstance(p, int) and p != supervisor]
+    assert old.get("keeper"), old
+    os.kill(supervisor, signal.SIGKILL)
+    wait_for("the old parts ended", lambda: not any(procs.alive(p) for p in old_parts))
+
+    def replaced() -> int | None:
+        pid = int((own_stack.dir / "daemon.pid").read_text())
+        new = parts(own_stack)
+        running = pid != supervisor and procs.alive(pid) and new.get("pids", {}).get("supervisor")
+        return pid if running == pid and new.get("keeper") and healthy(own_stack) else None
+
+    new_supervisor = wait_for("a new supervisor serving", replaced)
+    assert new_supervisor == old["keeper"], "the keeper took the supervisor's place"
+    _call_demo(own_stack)
+    status = supaqueue_dev("status", "--dir", str(own_stack.dir))
+    assert status.returncode == 0, status.stderr
+    job_id = engine.enqueue(engine.queue("demo-target"), {"after": "restart"})
+    [attempt] = engine.wait_attempts(job_id, timeout=120)
+    assert attempt["outcome"] == "success", attempt
+
+
+def test_killing_the_supervisor_and_its_keeper_leaves_nothing(
+    own_stack: LocalStack, engine: Engine
+) -> None:
+    """kill -9 of the whole process group (supervisor and keeper at once): nothing is left, and
+    `dev up` starts the stack again."""
+    assert healthy(own_stack)
+    _call_demo(own_stack)
     assert deno_of(own_stack, "demo-target"), "the function runs a process"
     supervisor = int((own_stack.dir / "daemon.pid").read_text())
     before = stack_processes(own_stack)
-    assert len(before) >= 2, before  # the daemon and at least one function
-    os.kill(supervisor, signal.SIGKILL)
+    assert len(before) >= 3, before  # the daemon, its keeper and at least one function
+    os.killpg(supervisor, signal.SIGKILL)
     wait_for("every part ended", lambda: stack_processes(own_stack) == [], timeout=30)
     again = supaqueue_dev("up", "--dir", str(own_stack.dir))
     assert again.returncode == 0, again.stderr

@@ -44,7 +44,7 @@ def test_seed_statements_dispatch_one_post_with_the_contract_body(engine: Engine
     assert claimed["current_job"]["worker"] == cj["worker"]
     assert claimed["job"] == {
         "id": job_id, "queue": queue_id, "payload": {"arg1": "val"}, "attempts": 1,
-        "dependency_results": {},
+        "dependency_results": {}, "body": '{"arg1": "val"}',
     }  # fmt: skip
     assert claimed["queue"] == {
         "id": queue_id, "name": "emails", "edge_function_name": "send-email", "method": "POST",

@@ -285,7 +285,8 @@ Deno.serve(async () => {
 
 def test_a_function_that_cannot_boot_answers_503(local_stack: LocalStack) -> None:
     slug = _slug("broken")
-    local_stack.deploy(slug, {"index.ts": "this is not typescript ((("})
+    # It bundles (so the deploy takes it) but throws while its module loads.
+    local_stack.deploy(slug, {"index.ts": 'throw new Error("broken at boot");\n'})
     reply = _invoke(local_stack, slug)
     assert reply.status_code == 503
     assert reply.json()["code"] == "BOOT_ERROR"
@@ -461,3 +462,43 @@ def test_answers_of_every_size_pass_whole_with_their_headers(
             assert reply.headers["content-length"] == str(size)
     head = _invoke(local_stack, f"{slug}?size={size}", method="HEAD")
     assert head.status_code == 201 and head.content == b""
+
+
+def _deploy_raw(stack: LocalStack, slug: str, files: dict[str, str]) -> httpx.Response:
+    url = f"{stack.env['MANAGEMENT_API_URL']}/v1/projects/{stack.env['PROJECT_REF']}"
+    parts: list[tuple[str, tuple[str | None, str, str]]] = [
+        ("metadata", (None, json.dumps({"entrypoint_path": "index.ts"}), "application/json"))
+    ]
+    parts += [("file", (name, data, "application/octet-stream")) for name, data in files.items()]
+    return httpx.post(
+        f"{url}/functions/deploy",
+        params={"slug": slug},
+        files=parts,
+        headers={"Authorization": f"Bearer {stack.env['ACCESS_TOKEN']}"},
+        timeout=120,
+    )
+
+
+def test_code_that_does_not_bundle_is_refused_at_deploy(local_stack: LocalStack) -> None:
+    """As the hosted deploy (issue 21 item 6): it bundles first and answers 400 `Failed to bundle
+    the function (reason: …)`; the live version keeps serving."""
+    slug = _slug("bundle")
+    local_stack.deploy(slug, {"index.ts": ECHO.replace("__VERSION__", "v1")})
+    syntax = _deploy_raw(local_stack, slug, {"index.ts": "Deno.serve(() => new Response(1);\n"})
+    assert syntax.status_code == 400, syntax.text
+    message = syntax.json()["message"]
+    assert message.startswith("Failed to bundle the function (reason: "), message
+    assert "file:///source/index.ts:1:" in message and "/tmp" not in message, message
+    missing = _deploy_raw(
+        local_stack,
+        slug,
+        {"index.ts": 'import { x } from "./nowhere.ts";\nDeno.serve(() => new Response(x));\n'},
+    )
+    assert missing.status_code == 400 and "Module not found" in missing.json()["message"]
+    assert _invoke(local_stack, slug).json()["version"] == "v1"
+    got = _mgmt(local_stack, "GET", f"/functions/{slug}")
+    assert got.status_code == 200 and got.json()["version"] == 1
+    never = _slug("never")
+    refused = _deploy_raw(local_stack, never, {"index.ts": "this is not typescript ((("})
+    assert refused.status_code == 400
+    assert _mgmt(local_stack, "GET", f"/functions/{never}").status_code == 404

@@ -73,6 +73,43 @@ def test_edge_function_lifecycle(local_stack: Any, api: dict[str, str], tmp_path
     provider.delete(SLUG, outs)  # already gone: fine
 
 
+def test_function_deleted_outside_pulumi_shows_at_preview_and_up_deploys_it(
+    local_stack: Any, api: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 21 item 6: `supabase functions deploy --prune` from another folder deletes it."""
+    folder = tmp_path / SLUG
+    write_function(folder, "hello")
+    provider = EdgeFunctionProvider()
+    props = {
+        **api,
+        "slug": SLUG,
+        "source_dir": str(folder),
+        "content_hash": folder_hash(folder),
+        "verify_jwt": False,
+        "entrypoint_path": "index.ts",
+        "import_map_path": "deno.json",
+    }
+    checked = provider.check({}, props)
+    outs = provider.create(checked.inputs).outs or {}
+    assert provider.diff(SLUG, outs, provider.check(checked.inputs, props).inputs).changes is False
+    deleted = httpx.delete(
+        f"{api['management_api_url']}/v1/projects/{api['project_ref']}/functions/{SLUG}",
+        headers={"Authorization": f"Bearer {api['access_token']}"},
+        timeout=60,
+    )
+    assert deleted.status_code == 200, deleted.text
+    assert invoke(local_stack).status_code == 404
+    rechecked = provider.check(checked.inputs, props)  # what preview runs
+    assert "missing from the project" in rechecked.inputs["content_hash"]
+    diff = provider.diff(SLUG, outs, rechecked.inputs)
+    assert diff.changes is True and diff.replaces == []
+    outs = provider.update(SLUG, outs, rechecked.inputs).outs or {}  # what up runs
+    assert outs["content_hash"] == props["content_hash"]
+    assert invoke(local_stack).json() == {"greeting": "hello"}
+    assert provider.diff(SLUG, outs, provider.check(outs, props).inputs).changes is False
+    provider.delete(SLUG, outs)
+
+
 def test_folder_without_entrypoint_fails_check(api: dict[str, str], tmp_path: Path) -> None:
     props = {
         **api,

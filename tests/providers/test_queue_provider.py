@@ -11,7 +11,12 @@ import psycopg
 import pytest
 
 from components.providers.queue import QueueProvider
-from components.providers.queue.spec import FIELDS, expand_statuses
+from components.providers.queue.spec import (
+    DEFAULT_RETENTION_SECONDS,
+    FIELDS,
+    expand_statuses,
+    with_defaults,
+)
 from tests.providers.conftest import QUEUE_OWNER, failure_text, sql_value
 
 # Queue settings that are not columns of supaqueue.queue.
@@ -19,12 +24,13 @@ NOT_COLUMNS = ("headers", "workers", "discard_unfinished_on_delete", "edge_funct
 
 
 def declare(db_url: str, **settings: Any) -> dict[str, Any]:
+    # As the program sends a queue: every default filled in (resource.py), then the inputs
+    # whose value is null dropped (Pulumi does that).
+    spec = with_defaults({"name": "emails", "edge_function_name": "send-email", **settings})
     props = {
+        **{key: value for key, value in spec.items() if value is not None},
         "db_url": db_url,
-        "name": "emails",
-        "edge_function_name": "send-email",
         "owner": QUEUE_OWNER,
-        **settings,
     }
     # As the engine checks a queue already in its state (a new queue's check also probes its
     # name in the database: tested on its own below).
@@ -300,3 +306,52 @@ def test_numbers_arrive_as_floats_from_the_engine(installed: dict[str, Any], db_
     created = provider.create({**checked.inputs, "workers": 2.0, "timeout_ms": 5000.0})
     assert workers(db_url, created.id) == 2
     assert sql_value(db_url, "select non_retryable_statuses from supaqueue.queue") == [400, 404]
+
+
+def test_retention_unset_gets_the_default_and_null_keeps_for_ever(
+    installed: dict[str, Any], db_url: str
+) -> None:
+    provider = QueueProvider()
+    unset = provider.create(declare(db_url))
+    forever = provider.create(declare(db_url, name="forever", retention_seconds=None))
+    assert (
+        sql_value(db_url, "select retention_seconds from supaqueue.queue where id = %s", unset.id)
+        == DEFAULT_RETENTION_SECONDS
+    )
+    assert (
+        sql_value(db_url, "select retention_seconds from supaqueue.queue where id = %s", forever.id)
+        is None
+    )
+    # the state says the same, so the next preview shows no change
+    assert (forever.outs or {}).get("retention_seconds") is None
+    diff = provider.diff(
+        forever.id, forever.outs or {}, declare(db_url, name="forever", retention_seconds=None)
+    )
+    assert diff.changes is False
+
+
+def test_dead_letter_queue_by_name(installed: dict[str, Any], db_url: str) -> None:
+    provider = QueueProvider()
+    alerts = provider.create(declare(db_url, name="alerts"))
+    orders = provider.create(declare(db_url, name="orders", dead_letter_queue="alerts"))
+    assert (
+        sql_value(
+            db_url, "select dead_letter_queue::text from supaqueue.queue where id = %s", orders.id
+        )
+        == alerts.id
+    )
+    assert (orders.outs or {})["dead_letter_queue"] == "alerts"
+    assert provider.read(orders.id, orders.outs or {}).outs["dead_letter_queue"] == "alerts"  # type: ignore[index]
+    with pytest.raises(Exception, match="dead_letter_queue 'nowhere' is not a queue"):
+        provider.create(declare(db_url, name="lost", dead_letter_queue="nowhere"))
+    assert sql_value(db_url, "select count(*) from supaqueue.queue where name = 'lost'") == 0
+    # pointing alerts back at orders would loop: refused by the database, nothing changed
+    looped = declare(db_url, name="alerts", dead_letter_queue="orders")
+    with pytest.raises(Exception, match="dead letter would loop"):
+        provider.update(alerts.id, alerts.outs or {}, looped)
+    assert (
+        sql_value(db_url, "select dead_letter_queue from supaqueue.queue where id = %s", alerts.id)
+        is None
+    )
+    check = provider.check({}, {**declare(db_url, name="self"), "dead_letter_queue": "self"})
+    assert [f.property for f in check.failures] == ["dead_letter_queue"]

@@ -101,6 +101,17 @@ def _record_discard(conn: psycopg.Connection, queue_id: str, props: dict[str, An
         conn.execute(text["record_discard"], {"id": queue_id, "discard": bool(props.get(DISCARD))})
 
 
+def _check_dead_letter_queue(props: dict[str, Any], row: dict[str, Any] | None) -> None:
+    """The dead-letter queue is written by name; a name with no queue wrote null: refuse (the
+    caller's transaction is rolled back)."""
+    wanted = props.get("dead_letter_queue")
+    if wanted is not None and (row is None or row.get("dead_letter_queue") != wanted):
+        raise DatabaseError(
+            f"queue {props.get('name')!r}: dead_letter_queue {wanted!r} is not a queue in this "
+            "database; declare it (in supaqueue:queues) or remove dead_letter_queue"
+        )
+
+
 class QueueProvider(ResourceProvider):
     """CRUD of one queue through SQL; the connection string is an input (secret)."""
 
@@ -129,7 +140,10 @@ class QueueProvider(ResourceProvider):
         ]
         known = ", ".join(FIELDS)
         failures += [CheckFailure(key, f"unknown key; known keys: {known}") for key in extra]
-        inputs = {**with_defaults(spec), **{k: v for k, v in spec.items() if k in unknown}}
+        inputs = {
+            **with_defaults(spec, nulls_dropped=True),
+            **{k: v for k, v in spec.items() if k in unknown},
+        }
         if not failures:
             inputs = _compact(inputs)
         inputs["db_url"] = db_url
@@ -186,6 +200,7 @@ class QueueProvider(ResourceProvider):
                     )
                     _record_discard(conn, queue_id, props)
                     written = _read_row(conn, queue_id)
+                    _check_dead_letter_queue(props, written)
             except psycopg.errors.UniqueViolation as exc:
                 if exc.diag.constraint_name != NAME_CONSTRAINT:
                     raise
@@ -214,6 +229,7 @@ class QueueProvider(ResourceProvider):
             )
             _record_discard(conn, queue_id, news)
             written = _read_row(conn, queue_id)
+            _check_dead_letter_queue(news, written)
         return UpdateResult(_outs(news, queue_id, written))
 
     @presented

@@ -64,8 +64,14 @@ class QueueArgs(TypedDict, total=False):
     again (a duplicate)."""
     paused: bool
     """A paused queue keeps its jobs and dispatches none (default false)."""
-    retention_seconds: int
-    """Finished jobs are deleted after this long (default: kept)."""
+    retention_seconds: int | None
+    """Finished jobs are deleted this many seconds after they finished (default 604800, 7 days;
+    `None` / `null`: kept for ever). A job another job still waits for is kept."""
+    dead_letter_queue: str
+    """Name of another queue of the stack: a job that fails for good enqueues one job there
+    (`{"job_id", "queue", "error", "response_excerpt", "status_code", "attempts", "failed_at",
+    "payload"}`), in the failure's transaction. No loops (a queue naming itself, or a chain
+    back)."""
     discard_unfinished_on_delete: bool
     """Removing the queue may discard its unfinished jobs (default false: removal fails)."""
 

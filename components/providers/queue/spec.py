@@ -10,7 +10,7 @@ Defaults equal the columns' defaults, so a declaration states the whole effectiv
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,13 @@ INT_LIMITS: dict[str, IntRange] = {
 INTEGER_FIELDS = tuple(INT_LIMITS)
 
 
+# How long finished jobs are kept by default (= the column default of supaqueue.queue
+# .retention_seconds, sql/0020; tests/engine/test_operator_day.py keeps them equal): 7 days, so a
+# failure on a Friday can still be read on Monday (after a long weekend, too), while the table
+# stays bounded by a week of traffic instead of growing for ever. `retention_seconds: null` keeps
+# them for ever on purpose. docs/architecture.md, "Retention".
+DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600
+
 # = supaqueue.default_non_retryable_statuses() (sql/0001): a timeout or a rate limit is worth
 # retrying, any other client error is not.
 DEFAULT_NON_RETRYABLE = [status for status in range(400, 500) if status not in (408, 429)]
@@ -86,7 +93,8 @@ FIELDS: dict[str, Field] = {
     "timeout_ms": Field(30_000),
     "lease_grace_ms": Field(30_000),
     "paused": Field(False),
-    "retention_seconds": Field(None),
+    "retention_seconds": Field(DEFAULT_RETENTION_SECONDS),
+    "dead_letter_queue": Field(None),
     "discard_unfinished_on_delete": Field(False),
 }
 
@@ -167,6 +175,9 @@ def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = Non
             bad(field, test(value))
 
     check("name", _slug_problem)
+    check("dead_letter_queue", _slug_problem)
+    if raw.get("dead_letter_queue") is not None and raw.get("dead_letter_queue") == raw.get("name"):
+        bad("dead_letter_queue", "names the queue itself: a dead letter that fails would loop")
     check("edge_function_name", _slug_problem)
     check(
         "method",
@@ -196,6 +207,43 @@ def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = Non
         bad("backoff_max_ms", f"must be at least backoff_base_ms ({base}), got {cap}")
     if raw.get("rate_limit_burst") is not None and raw.get("rate_limit_per_second") is None:
         bad("rate_limit_burst", "needs rate_limit_per_second")
+    return problems
+
+
+def dead_letter_problems(
+    queues: Sequence[Mapping[str, Any]], path: str = "queues"
+) -> list[Problem]:
+    """Dead-letter queues across one stack's queues: each names a queue declared beside it, and
+    no chain of them leads back to where it started (a dead letter that fails would loop; the
+    database refuses it too, trigger `queue_dead_letter_no_loop`)."""
+    names = {q.get("name"): index for index, q in enumerate(queues)}
+    target = {q.get("name"): q.get("dead_letter_queue") for q in queues}
+    problems: list[Problem] = []
+    for index, queue in enumerate(queues):
+        dlq = queue.get("dead_letter_queue")
+        if dlq is None:
+            continue
+        field = f"{path}[{index}].dead_letter_queue"
+        if dlq not in names:
+            declared = ", ".join(sorted(str(n) for n in names))
+            problems.append(
+                Problem(field, f"{dlq!r} is not a queue of this stack (declared: {declared})")
+            )
+            continue
+        chain = [queue.get("name"), dlq]
+        while chain[-1] != chain[0] and target.get(chain[-1]) is not None:
+            if len(chain) > len(queues):
+                break  # a loop that does not pass through this queue: reported at its own
+            chain.append(target[chain[-1]])
+        if chain[-1] == chain[0]:
+            problems.append(
+                Problem(
+                    field,
+                    f"dead letters would loop ({' -> '.join(map(str, chain))}): a dead letter "
+                    "that fails would be enqueued again for ever; end the chain at a queue "
+                    "without dead_letter_queue",
+                )
+            )
     return problems
 
 
@@ -252,9 +300,21 @@ def coerce_integers(raw: Mapping[str, Any]) -> dict[str, Any]:
     return fixed
 
 
-def with_defaults(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """A complete declaration: every field, defaults filled in."""
+# Fields whose explicit null differs from leaving them out: `retention_seconds: null` keeps
+# finished jobs for ever, an unset one gets DEFAULT_RETENTION_SECONDS.
+EXPLICIT_NULL_FIELDS = ("retention_seconds",)
+
+
+def with_defaults(raw: Mapping[str, Any], *, nulls_dropped: bool = False) -> dict[str, Any]:
+    """A complete declaration: every field, defaults filled in.
+
+    `nulls_dropped`: `raw` comes through Pulumi, which drops inputs whose value is null. The
+    program filled in every default before (resource.py), so there a missing field of
+    EXPLICIT_NULL_FIELDS can only be an explicit null."""
     filled = {key: raw.get(key, field.default) for key, field in FIELDS.items()}
+    if nulls_dropped:
+        for key in EXPLICIT_NULL_FIELDS:
+            filled[key] = raw.get(key)
     filled["headers"] = dict(filled["headers"] or {})
     filled["non_retryable_statuses"] = list(filled["non_retryable_statuses"])
     return filled

@@ -16,6 +16,10 @@ select f.*, s.name as next_schedule, s.next_run_at as next_schedule_at
      where queue = f.queue order by next_run_at, name limit 1
   ) s on true
 
+-- name: dispatch_hold
+-- Dispatch held because the dispatcher answered HTTP 404 (sql/0018): one row, or none.
+select since, reason, returned from supaqueue.dispatch_hold
+
 -- name: series
 select queue, bucket, succeeded, failed, cancelled, failed_attempts, depth
   from supaqueue.queue_series(%(window)s::interval, %(bucket_seconds)s)
@@ -56,3 +60,22 @@ select supaqueue.pause_queue(%(queue)s::uuid)
 
 -- name: resume_queue
 select supaqueue.resume_queue(%(queue)s::uuid)
+
+-- name: job_ids_with_prefix
+select id::text from supaqueue.job_ids_with_prefix(%(prefix)s, %(limit)s) id
+
+-- name: job_detail_with_runs
+-- one statement, one snapshot: the runs line up with the detail's attempt_history
+select supaqueue.job_detail(%(id)s::uuid) as detail, supaqueue.job_runs(%(id)s::uuid) as runs
+
+-- name: cancel_jobs
+select supaqueue.cancel_jobs(%(queue)s::uuid, %(statuses)s::supaqueue.job_status[],
+                             %(error)s::text, %(created_after)s::timestamptz,
+                             %(created_before)s::timestamptz, %(dry_run)s)
+
+-- name: retry_jobs
+select supaqueue.retry_jobs(%(queue)s::uuid, %(error)s::text, %(created_after)s::timestamptz,
+                            %(created_before)s::timestamptz, %(dry_run)s)
+
+-- name: run_job_now
+select supaqueue.run_job_now(%(id)s::uuid)

@@ -24,9 +24,16 @@ function el(tag, attrs = {}, ...children) {
 
 async function api(path) {
   const response = await fetch(path, {credentials: "same-origin"});
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error || response.statusText);
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw apiError(response, body);
   return body;
+}
+
+// The server answered with an error (`status` set): its message is shown, not just a red dot.
+function apiError(response, body) {
+  const err = new Error(body.error || `${response.status} ${response.statusText}`);
+  err.status = response.status;
+  return err;
 }
 
 async function act(path, body = {}) {
@@ -36,8 +43,8 @@ async function act(path, body = {}) {
     headers: {"Content-Type": "application/json", "X-CSRF-Token": CSRF},
     body: JSON.stringify(body),
   });
-  const answer = await response.json();
-  if (!response.ok) throw new Error(answer.error || response.statusText);
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) throw apiError(response, answer);
   return answer;
 }
 
@@ -52,6 +59,26 @@ function setLive(ok) {
   const live = document.getElementById("live");
   live.textContent = ok ? "live" : "offline";
   live.className = ok ? "live" : "live offline";
+}
+
+// What the last refresh met: null (all well), the API's error (the server answered, e.g. no
+// such job, the database is down), or no answer at all (the dashboard process is gone).
+function showProblem(err) {
+  const box = document.getElementById("problem");
+  const live = document.getElementById("live");
+  if (!err) {
+    box.hidden = true;
+    box.textContent = "";
+    return;
+  }
+  box.textContent = err.status
+    ? err.message
+    : "No answer from the dashboard: is `supaqueue ui` still running?";
+  box.hidden = false;
+  if (err.status) {
+    live.textContent = "error";
+    live.className = "live problem";
+  }
 }
 
 // Asks in a <dialog>; resolves true on Confirm. `extra` is an optional form element.
@@ -81,8 +108,10 @@ function every(ms, fn) {
     try {
       await fn();
       setLive(true);
+      showProblem(null);
     } catch (err) {
       setLive(false);
+      showProblem(err);
     }
   };
   tick();
@@ -107,8 +136,15 @@ function stateBadge(state) {
 }
 
 function queueState(q) {
+  if (q.paused_by_operator_since && q.paused_by_stack) {
+    return el("span", {class: "state paused"}, "paused (stack + operator)");
+  }
   if (q.paused_by_operator_since) return el("span", {class: "state paused"}, "paused (operator)");
   if (q.paused_by_stack) return el("span", {class: "state paused"}, "paused (stack)");
+  if (q.dispatch_held_since) {
+    return el("span", {class: "state held", title: q.dispatch_hold_reason || ""},
+              "held: no dispatcher");
+  }
   return el("span", {class: "state running"}, "running");
 }
 
@@ -161,8 +197,9 @@ async function refreshFigures() {
     el("td", {class: "num"}, String(q.ready)),
     el("td", {class: "num"}, String(q.in_progress)),
     el("td", {class: "num"}, fmt.seconds(q.oldest_pending_age_seconds)),
-    el("td", {class: "num"}, fmt.rate(q.succeeded_per_minute)),
-    el("td", {class: "num"}, fmt.rate(q.failed_per_minute)),
+    // the last minute's count, as the chart's last point (the hour's average misled)
+    el("td", {class: "num"}, String(q.succeeded_last_minute)),
+    el("td", {class: "num"}, String(q.failed_last_minute)),
     el("td", {class: "num"}, fmt.ms(q.attempt_p50_ms)),
     el("td", {class: "num"}, fmt.ms(q.attempt_p95_ms)),
     queueActions(q))));
@@ -220,8 +257,11 @@ function jobsPage() {
   const form = document.getElementById("filters");
   const params = new URLSearchParams(location.search);
   for (const [k, v] of params) if (form.elements[k]) form.elements[k].value = v;
-  let cursor = null;  // last job of the previous page (keyset paging)
-  let pageNo = 1;
+  // the page is in the URL (?after=<last job of the previous page>&page=N): a reload, a shared
+  // link or Back shows the same page
+  let cursor = params.get("after") || null;  // last job of the previous page (keyset paging)
+  let pageNo = Math.max(1, Number(params.get("page")) || 1);
+  if (!cursor) pageNo = 1;
 
 
   function query() {
@@ -233,11 +273,29 @@ function jobsPage() {
     return q;
   }
 
+  function pageUrl() {
+    const q = query();
+    if (cursor) {
+      q.set("after", cursor);
+      q.set("page", String(pageNo));
+    }
+    return `/jobs?${q}`;
+  }
+
   async function load() {
     const q = query();
     if (cursor) q.set("after", cursor);
     q.set("limit", "50");
-    const rows = await api(`/api/jobs?${q}`);
+    let rows;
+    try {
+      rows = await api(`/api/jobs?${q}`);
+    } catch (err) {
+      document.querySelector("#jobs tbody").replaceChildren();
+      document.getElementById("page-info").textContent = "";
+      document.getElementById("next").disabled = true;
+      document.body.dataset.loads = String(Number(document.body.dataset.loads || 0) + 1);
+      throw err;
+    }
     document.querySelector("#jobs tbody").replaceChildren(...rows.map((j) => el("tr", {"data-job": j.id},
       el("td", {}, el("a", {href: `/jobs/${j.id}`}, j.id.slice(0, 8))),
       el("td", {}, j.queue_name),
@@ -263,18 +321,33 @@ function jobsPage() {
   });
   document.getElementById("next").addEventListener("click", (event) => {
     cursor = event.target.dataset.after; pageNo += 1;
+    history.pushState(null, "", pageUrl());
     guarded("Jobs", load);
   });
   document.getElementById("first").addEventListener("click", () => {
     cursor = null; pageNo = 1;
+    history.pushState(null, "", pageUrl());
     guarded("Jobs", load);
   });
+  window.addEventListener("popstate", () => {
+    const now = new URLSearchParams(location.search);
+    cursor = now.get("after") || null;
+    pageNo = cursor ? Math.max(1, Number(now.get("page")) || 2) : 1;
+    guarded("Jobs", load);
+  });
+  bulkActions(form, query, () => { cursor = null; pageNo = 1; return load(); });
   // The queue list first, so that a ?queue= filter applies from the first load on; then live:
   // the first page follows new jobs, later pages stay put while being read.
   api("/api/figures").then((queues) => {
     const select = form.elements.queue;
     for (const q of queues) select.append(el("option", {value: q.name}, q.name));
-    select.value = params.get("queue") || "";
+    const asked = params.get("queue") || "";
+    if (asked && !queues.some((q) => q.name === asked)) {
+      // a queue that no longer exists: keep it selected, so the API says so (never "all")
+      select.append(el("option", {value: asked}, `${asked} (unknown)`));
+    }
+    select.value = asked;
+    if (pageNo > 1) guarded("Jobs", load);  // a later page from the URL: loaded once, then kept
     every(JOBS_EVERY_MS, async () => { if (pageNo === 1) await load(); });
   }, (err) => flash(`Jobs: ${err.message}`, "error"));
 }
@@ -298,12 +371,14 @@ function jobPage() {
       ["run at", fmt.time(job.run_at)], ["created", fmt.time(job.created_at)],
       ["finished", fmt.time(job.finished_at)], ["dedup key", job.dedup_key ?? "–"],
       ["last status", job.last_status_code ?? "–"], ["last error", job.last_error ?? "–"],
+      ["last response", job.last_response_excerpt ? el("code", {}, job.last_response_excerpt) : "–"],
+      ["source", job.source_name ? `${job.source} ${job.source_name}` : (job.source ?? "–")],
       ["lease until", job.lease ? fmt.time(job.lease.lease_expires_at) : "–"]];
     document.getElementById("facts").replaceChildren(
       ...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
     document.getElementById("payload").textContent = JSON.stringify(job.payload, null, 2);
     document.getElementById("result").textContent = JSON.stringify(job.result, null, 2);
-    document.querySelector("#attempts tbody").replaceChildren(...job.attempt_history.map((a) =>
+    document.querySelector("#attempts tbody").replaceChildren(...attemptRows(job, (a) =>
       el("tr", {},
         el("td", {class: "num"}, String(a.attempt)), el("td", {}, a.outcome),
         el("td", {class: "num"}, a.status_code ?? "–"), el("td", {class: "num"}, fmt.ms(a.duration_ms)),
@@ -313,6 +388,7 @@ function jobPage() {
     document.getElementById("dependents").replaceChildren(...related(job.dependents));
     retry.hidden = !["failed", "cancelled"].includes(job.status);
     cancel.hidden = !["pending", "in_progress"].includes(job.status);
+    runNowButton(job, load);
     document.body.dataset.status = job.status;
   }
 
@@ -331,5 +407,159 @@ function jobPage() {
   every(JOB_EVERY_MS, load);
 }
 
-const pages = {queues: queuesPage, jobs: jobsPage, job: jobPage};
+// --- issue 22: bulk actions on the jobs filter, run now, runs in the attempt history -----
+
+// "Retry failed…" / "Cancel pending…" act on every job of the filter (queue, since, error; the
+// state filter is the action's own). Each asks the server for the count first and confirms
+// with it; the answer says how many changed.
+function bulkActions(form, query, reload) {
+  const filter = () => {
+    const q = query();
+    return {queue: q.get("queue") || null, since: q.get("since") || null,
+            error: q.get("error") || null};
+  };
+  const describe = (f) => [
+    f.queue ? `of queue ${f.queue}` : "of every queue",
+    f.since ? `created in the last ${f.since}` : "",
+    f.error ? `whose error or response contains "${f.error}"` : ""].filter(Boolean).join(" ");
+  const bulk = (button, action, noun, verb, warning) => button.addEventListener("click",
+    () => guarded(button.textContent.replace("…", ""), async () => {
+      const f = filter();
+      const {count} = await act(`/api/bulk/${action}`, {...f, dry_run: true});
+      if (!count) return `no ${noun} job ${describe(f)}`;
+      const ok = await confirmAction(
+        `${verb} ${count} ${noun} job${count === 1 ? "" : "s"} ${describe(f)}?${warning}`);
+      if (!ok) return null;
+      const answer = await act(`/api/bulk/${action}`, f);
+      await reload();
+      return `${verb === "Retry" ? "retried" : "cancelled"} ${answer.count} job(s)`;
+    }));
+  bulk(document.getElementById("bulk-retry"), "retry-failed", "failed", "Retry",
+       " Each gets fresh attempts; jobs its failure cancelled come back too.");
+  bulk(document.getElementById("bulk-cancel"), "cancel-pending", "pending", "Cancel",
+       " Jobs waiting for them are cancelled too.");
+}
+
+// Attempts are numbered from 1 again in each run: a row before each run after the first names
+// the operator action that started it.
+function attemptRows(job, row) {
+  const starts = {};
+  for (const a of job.operator_actions ?? []) {
+    if (a.action !== "run_job_now") starts[a.run] = `${a.action} · ${fmt.time(a.at)} · ${a.by}`;
+  }
+  const rows = [];
+  let run = 1;
+  const mark = (n) => el("tr", {class: "run-start", "data-run": String(n)},
+    el("td", {colSpan: 7}, `run ${n}: started by ${starts[n] ?? "a retry"}`));
+  for (const a of job.attempt_history) {
+    if ((a.run ?? 1) !== run) { run = a.run ?? 1; rows.push(mark(run)); }
+    rows.push(row(a));
+  }
+  const last = Math.max(1, ...Object.keys(starts).map(Number));
+  if (last > run) rows.push(mark(last));  // retried; no attempt of that run has ended yet
+  return rows;
+}
+
+// "Run now": a pending job delayed to later (its run_at, or a retry's backoff).
+function runNowButton(job, reload) {
+  const button = document.getElementById("run-now");
+  button.hidden = !(job.status === "pending" && Date.parse(job.run_at) > Date.now());
+  if (button.dataset.bound) return;
+  button.dataset.bound = "1";
+  button.addEventListener("click", () => guarded("Run now", async () => {
+    if (!(await confirmAction("Run this job now instead of at its scheduled time?"))) return null;
+    const answer = await act(`/api/jobs/${document.body.dataset.job}/run-now`);
+    await reload();
+    return answer.changed ? "job is due now" : "job was not delayed";
+  }));
+}
+
+
+// --- schedules page --------------------------------------------------------------------
+
+function lastJob(row) {
+  if (!row.last_job) return el("td", {}, "–");
+  return el("td", {}, el("a", {href: `/jobs/${row.last_job}`}, fmt.time(row.last_job_created_at)),
+            " ", stateBadge(row.last_job_status));
+}
+
+function jobsMadeLink(kind, row) {
+  const link = el("a", {href: `/schedules?show=${kind}:${encodeURIComponent(row.name)}`,
+                        class: "made-link"}, String(row.jobs_last_day));
+  link.dataset.kind = kind;
+  link.dataset.name = row.name;
+  return el("td", {class: "num"}, link);
+}
+
+function schedulesPage() {
+  const made = document.getElementById("made");
+  let shown = new URLSearchParams(location.search).get("show");
+
+  async function runNow(row) {
+    const text = `Enqueue one job of schedule ${row.name} on queue ${row.queue_name} now? ` +
+      `Its next run (${fmt.time(row.next_run_at)}) stays.`;
+    if (!(await confirmAction(text))) return null;
+    const answer = await act(`/api/schedules/${encodeURIComponent(row.name)}/run`);
+    shown = `schedule:${row.name}`;
+    history.replaceState(null, "", `/schedules?show=${encodeURIComponent(shown)}`);
+    await refresh();
+    return `enqueued job ${answer.job}`;
+  }
+
+  async function refresh() {
+    const [schedules, triggers] = await Promise.all([api("/api/schedules"),
+                                                     api("/api/triggers")]);
+    document.querySelector("#schedules tbody").replaceChildren(...schedules.map((s) => {
+      const run = el("button", {type: "button", class: "run-now"}, "Run now");
+      run.dataset.schedule = s.name;
+      run.addEventListener("click", () => guarded("Run now", () => runNow(s)));
+      return el("tr", {"data-schedule": s.name},
+        el("td", {}, s.name), el("td", {}, s.queue_name),
+        el("td", {}, el("code", {}, s.cron), ` (${s.timezone})`),
+        el("td", {}, fmt.time(s.next_run_at)), el("td", {}, fmt.time(s.last_slot)),
+        lastJob(s), jobsMadeLink("schedule", s), el("td", {class: "actions"}, run));
+    }));
+    document.querySelector("#triggers tbody").replaceChildren(...triggers.map((t) =>
+      el("tr", {"data-trigger": t.name},
+        el("td", {}, t.name), el("td", {}, t.queue_name),
+        el("td", {}, `${t.table_schema}.${t.table_name}`), el("td", {}, t.events.join(", ")),
+        el("td", {}, t.condition ? el("code", {}, t.condition) : "–"),
+        lastJob(t), jobsMadeLink("trigger", t))));
+    if (!schedules.length) {
+      document.querySelector("#schedules tbody").append(
+        el("tr", {}, el("td", {colSpan: 8, class: "empty"}, "No schedules: declare them in the stack.")));
+    }
+    if (!triggers.length) {
+      document.querySelector("#triggers tbody").append(
+        el("tr", {}, el("td", {colSpan: 7, class: "empty"}, "No triggers: declare them in the stack.")));
+    }
+    if (shown) {
+      const [kind, ...rest] = shown.split(":");
+      const name = rest.join(":");
+      const detail = await api(`/api/sources/${encodeURIComponent(kind)}/${encodeURIComponent(name)}/jobs`);
+      document.getElementById("made-title").textContent =
+        `Jobs made by ${kind} ${name} (newest first)`;
+      document.querySelector("#made-jobs tbody").replaceChildren(...detail.jobs.map((j) =>
+        el("tr", {"data-job": j.id},
+          el("td", {}, el("a", {href: `/jobs/${j.id}`}, j.id)),
+          el("td", {}, j.queue_name), el("td", {}, stateBadge(j.status)),
+          el("td", {class: "num"}, String(j.attempts)), el("td", {}, fmt.time(j.created_at)),
+          el("td", {}, fmt.time(j.finished_at)), el("td", {class: "error"}, j.last_error || ""))));
+      made.hidden = false;
+    }
+    document.body.dataset.loads = String(Number(document.body.dataset.loads || 0) + 1);
+  }
+
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest("a.made-link");
+    if (!link) return;
+    event.preventDefault();
+    shown = `${link.dataset.kind}:${link.dataset.name}`;
+    history.pushState(null, "", link.getAttribute("href"));
+    guarded("Schedules", refresh);
+  });
+  every(JOB_EVERY_MS, refresh);
+}
+
+const pages = {queues: queuesPage, jobs: jobsPage, job: jobPage, schedules: schedulesPage};
 pages[document.body.dataset.page]?.();

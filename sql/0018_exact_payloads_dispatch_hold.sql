@@ -1,0 +1,435 @@
+-- supaqueue 0018: exact payloads, and a missing dispatcher burns no attempts (issue 21 items 2, 6).
+--
+-- The claim's document carries `job.body`: the JSON text the target receives, as Postgres
+-- renders it (jsonb::text), with the dependencies' results already under `dependency_results`
+-- for a pipeline step. It is a JSON string inside the document, so the function sends it as is:
+-- no JSON.parse/stringify of the payload's numbers anywhere (1e1000 or a 23-digit id arrive as
+-- stored). `payload` and `dependency_results` stay in the document for functions deployed
+-- before this migration (their size is counted once more: the limits of 0010 still apply).
+--
+-- The dispatcher gone (`supabase functions deploy --prune` from another folder deletes it): pg_net
+-- gets HTTP 404 for every dispatch, no one claims the leases, and each used to expire as an
+-- attempt until the jobs failed. Now the tick reads pg_net's answers to unclaimed dispatches
+-- (net._http_response by request id) and gives a lease that met a 404 back to its job without
+-- counting an attempt; `supaqueue.dispatch_hold` (one row) says dispatch is held, since when and
+-- why. While it is held a queue dispatches one job at a time as a probe, and none while a probe
+-- is out: its claim (the function is back) ends the hold; another 404 returns it too, and the
+-- next tick probes again. docs/architecture.md, "Missing dispatcher".
+
+create table supaqueue.dispatch_hold (
+  id boolean primary key default true check (id),
+  since timestamptz not null default now(),
+  reason text not null,
+  -- leases given back without an attempt since the hold began
+  returned bigint not null default 0,
+  -- the lease of the probe out now (null: none; the next dispatch sends one)
+  probe_lease uuid,
+  probed_at timestamptz,
+  -- an idle probe (no job to send): a pg_net request the dispatcher answers 400 without a change
+  probe_request bigint
+);
+
+-- As in 0014, plus `job.body` (see above). The body follows the rule the function applied since
+-- 0010: a step whose payload is an object without its own `dependency_results` key (or null)
+-- gets its dependencies' results under that key; any other payload is sent as it is.
+create or replace function supaqueue._claimed_job(_cj supaqueue.current_job) returns jsonb
+language plpgsql stable security definer
+set search_path = ''
+as $$
+declare
+  _deps jsonb;
+  _payload jsonb;
+begin
+  select j.payload,
+         coalesce(
+           (select jsonb_object_agg(d.depends_on::text, coalesce(dj.result, 'null'::jsonb))
+              from supaqueue.job_dependency d
+              join supaqueue.job dj on dj.id = d.depends_on
+             where d.job = j.id),
+           '{}'::jsonb)
+    into _payload, _deps
+    from supaqueue.job j where j.id = _cj.job;
+  return (
+    select jsonb_build_object(
+      'current_job', jsonb_build_object(
+        'id', _cj.id, 'worker', _cj.worker, 'job', _cj.job,
+        'lease_expires_at', _cj.lease_expires_at, 'claimed_at', _cj.claimed_at),
+      'job', jsonb_build_object(
+        'id', j.id, 'queue', j.queue, 'payload', _payload, 'attempts', j.attempts,
+        'dependency_results', _deps,
+        'body', (case
+                   when _deps = '{}'::jsonb then _payload
+                   when jsonb_typeof(_payload) = 'null'
+                     then jsonb_build_object('dependency_results', _deps)
+                   when jsonb_typeof(_payload) = 'object' and not _payload ? 'dependency_results'
+                     then _payload || jsonb_build_object('dependency_results', _deps)
+                   else _payload
+                 end)::text),
+      'queue', jsonb_build_object(
+        'id', q.id, 'name', q.name, 'edge_function_name', q.edge_function_name,
+        'method', q.method, 'default_headers', q.default_headers, 'timeout_ms', q.timeout_ms),
+      'limits', jsonb_build_object('max_result_bytes', supaqueue.max_result_bytes()))
+    from supaqueue.job j
+    join supaqueue.queue q on q.id = j.queue
+    where j.id = _cj.job
+  );
+end
+$$;
+
+-- Called by the tick first. Unclaimed leases whose dispatch pg_net has answered with HTTP 404
+-- (the platform's gateway found no function at the dispatcher's URL: it never ran, so nothing
+-- claimed or called anything) go back to their jobs as if never dispatched: the job pending
+-- again with its attempt count as before, the worker free. A probe that is no longer an
+-- unclaimed lease (claimed, so the dispatcher is back; or ended otherwise) ends the hold.
+-- pg_net's responses are found by request id within those created since the lease began
+-- (net._http_response is indexed on `created` only); leases are normally claimed within
+-- milliseconds, so this reads only the last moments' answers. Returns the leases given back.
+create function supaqueue._hold_missing_dispatcher() returns integer
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+  _r record;
+  _content text;
+  _n integer := 0;
+  _url text;
+  _h supaqueue.dispatch_hold;
+  _secret text;
+begin
+  delete from supaqueue.dispatch_hold h
+   where h.probe_lease is not null
+     and not exists (select 1 from supaqueue.current_job c
+                      where c.id = h.probe_lease and c.claimed_at is null);
+  -- An idle probe answered by anything but a 404 (the dispatcher answers a body without a lease
+  -- 400 and changes nothing): the function is back.
+  delete from supaqueue.dispatch_hold h
+   where h.probe_request is not null
+     and exists (select 1 from net._http_response r
+                  where r.id = h.probe_request and r.created >= h.probed_at - interval '1 minute'
+                    and r.status_code is not null and r.status_code <> 404);
+
+  for _r in
+    select c.id, c.job, c.worker, r.content
+      from supaqueue.current_job c
+      cross join lateral (
+        select r.status_code, r.content from net._http_response r
+         where r.id = c.request_id and r.created >= c.started_at - interval '1 minute'
+         limit 1) r
+     where c.claimed_at is null and c.request_id is not null and r.status_code = 404
+     for update of c skip locked
+  loop
+    delete from supaqueue.current_job where id = _r.id;
+    update supaqueue.job
+       set status = 'pending', attempts = greatest(attempts - 1, 0), updated_at = now()
+     where id = _r.job and status = 'in_progress';
+    perform supaqueue._free_worker(_r.worker);
+    _content := _r.content;
+    _n := _n + 1;
+  end loop;
+
+  if _n > 0 then
+    select rtrim(u.value, '/') || '/' || coalesce(s.value, 'supaqueue') into _url
+      from supaqueue.settings u
+      left join supaqueue.settings s on s.key = 'dispatcher_slug'
+     where u.key = 'functions_url';
+    insert into supaqueue.dispatch_hold as h (reason, returned, probed_at)
+      values (format('the dispatcher %s answered HTTP 404 (%s): it is not deployed; run '
+                     '`pulumi up` to deploy it again. Jobs wait, no attempt is counted.',
+                     coalesce(_url, '(no functions_url)'), left(coalesce(_content, ''), 200)),
+              _n, clock_timestamp())
+      on conflict (id) do update
+        set returned = h.returned + excluded.returned, probe_lease = null;
+  end if;
+
+  -- Held with no job to probe with (nothing ready, or every queue paused): probe every 5 s with a
+  -- request of no lease, so the hold ends once the function is back even while nothing waits.
+  select * into _h from supaqueue.dispatch_hold for update skip locked;
+  if found and _h.probe_lease is null
+     and (_h.probed_at is null or _h.probed_at < clock_timestamp() - interval '5 seconds') then
+    select rtrim(u.value, '/') || '/' || coalesce(s.value, 'supaqueue') into _url
+      from supaqueue.settings u
+      left join supaqueue.settings s on s.key = 'dispatcher_slug'
+     where u.key = 'functions_url';
+    select ds.decrypted_secret into _secret
+      from vault.decrypted_secrets ds where ds.name = 'supaqueue_secret'
+     order by ds.created_at desc limit 1;
+    if _url is not null and _secret is not null then
+      update supaqueue.dispatch_hold
+         set probe_request = net.http_post(
+               url := _url, body := '{"probe": "supaqueue dispatch hold"}'::jsonb,
+               headers := jsonb_build_object('Content-Type', 'application/json',
+                                             'supaqueue-secret', _secret),
+               timeout_milliseconds := 5000),
+             probed_at = clock_timestamp();
+    end if;
+  end if;
+  return _n;
+end
+$$;
+
+create or replace function supaqueue._dispatch(_queue uuid, _chain_worker uuid) returns integer
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+  _q supaqueue.queue;
+  _url text;
+  _secret text;
+  _now timestamptz := clock_timestamp();
+  _capacity double precision;
+  _tokens double precision;
+  _budget integer;
+  _job supaqueue.job;
+  _worker uuid;
+  _cj_id uuid;
+  _lease timestamptz;
+  _request bigint;
+  _body jsonb;
+  _n integer := 0;
+  _prio integer;
+  _from_run_at timestamptz;
+  _from_id uuid;
+  _held boolean := false;
+begin
+  -- Nothing to do when the queue is paused in the stack or by the operator (0013), or, but for
+  -- a chain, when every worker is busy (the usual case at saturation, after each report): no job
+  -- row gets probed or locked for nothing. One statement: each one a call runs costs more
+  -- (executor start) than the lookups it makes here.
+  select q.* into _q from supaqueue.queue q
+   where q.id = _queue and not q.paused and q.operator_paused_at is null
+     and (_chain_worker is not null
+          or exists (select 1 from supaqueue.worker w
+                      where w.queue = _queue and not w.locked and not w.retiring));
+  if not found then
+    return 0;
+  end if;
+
+  if _chain_worker is null then
+    -- Not configured yet (the Pulumi program writes it): jobs wait; the tick retries every second.
+    select rtrim(u.value, '/') || '/' || coalesce(s.value, 'supaqueue'),
+           exists (select 1 from supaqueue.dispatch_hold)
+      into _url, _held
+      from supaqueue.settings u
+      left join supaqueue.settings s on s.key = 'dispatcher_slug'
+      where u.key = 'functions_url';
+    if _url is null then
+      return 0;
+    end if;
+    -- 0018: the dispatcher answered 404 (deleted behind the stack's back): one job at a time
+    -- probes it, and none while a probe is out (supaqueue._hold_missing_dispatcher).
+    if _held and exists (select 1 from supaqueue.dispatch_hold h where h.probe_lease is not null)
+    then
+      return 0;
+    end if;
+  end if;
+
+  if _q.rate_limit_per_second is not null then
+    _capacity := greatest(1, coalesce(_q.rate_limit_burst, ceil(_q.rate_limit_per_second)));
+    -- Lock the bucket, never the queue row: enqueuers' foreign-key checks on queue stay unblocked.
+    -- SKIP LOCKED: while another transaction holds the bucket (it may be a user's transaction
+    -- that enqueued and is still open) that one dispatches this queue; the tick retries within a
+    -- second. Waiting instead would stall completions and the tick of every queue behind it.
+    select least(_capacity,
+                 b.tokens + extract(epoch from _now - b.refilled_at) * _q.rate_limit_per_second)
+      into _tokens
+      from supaqueue.queue_bucket b where b.queue = _queue for update skip locked;
+    if not found then
+      if exists (select 1 from supaqueue.queue_bucket b where b.queue = _queue) then
+        return 0;
+      end if;
+      insert into supaqueue.queue_bucket (queue, tokens, refilled_at)
+        values (_queue, _capacity, _now) on conflict (queue) do nothing;
+      select least(_capacity,
+                   b.tokens + extract(epoch from _now - b.refilled_at) * _q.rate_limit_per_second)
+        into _tokens
+        from supaqueue.queue_bucket b where b.queue = _queue for update skip locked;
+      if not found then
+        return 0;
+      end if;
+    end if;
+    -- a rate far beyond reach (1e10/s) must not overflow the integer budget
+    _budget := least(floor(_tokens), 2147483647);
+  end if;
+  if _chain_worker is not null or _held then
+    _budget := least(coalesce(_budget, 1), 1);
+  end if;
+
+  -- The highest priority that has ready jobs. Jobs are probed one priority at a time, so that
+  -- `run_at <= now()` bounds each index range: jobs delayed to later (run_at, backoff) are never
+  -- read, however many there are. The cost grows with the number of distinct priorities only.
+  -- The probe also returns where that priority's first ready entry is (_from): the selection
+  -- starts there instead of walking again over the entries of jobs taken since the last vacuum
+  -- (dead, but kept in job_ready_idx until then: thousands at a busy queue, read twice per job
+  -- before 0015). A job that became ready before _from since the probe is taken next time, as
+  -- one that became ready just after the selection would be.
+  select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
+    where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+    order by j.priority desc, j.run_at, j.id
+    limit 1;
+
+  loop
+    exit when _budget is not null and _n >= _budget;
+
+    -- Job first, then worker: a worker is only ever locked by a dispatcher that has a job for it.
+    loop
+      exit when _prio is null;
+      select * into _job from supaqueue.job
+        where queue = _queue and status = 'pending' and pending_dependencies = 0
+          and priority = _prio and run_at <= now()
+          and (run_at, id) >= (_from_run_at, _from_id)
+        order by run_at, id
+        limit 1
+        for update skip locked;
+      if found then
+        -- the next job of this call is after this one
+        _from_run_at := _job.run_at;
+        _from_id := _job.id;
+        exit;
+      end if;
+      -- nothing due (or everything taken) at this priority: the next lower one
+      select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
+        where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+          and j.priority < _prio
+        order by j.priority desc, j.run_at, j.id
+        limit 1;
+    end loop;
+    exit when _prio is null;
+
+    if _chain_worker is null then
+      select w.id into _worker from supaqueue.worker w
+        where w.queue = _queue and not w.locked and not w.retiring
+        limit 1 for update skip locked;
+    else
+      -- still locked from the job it just reported, and row-locked by the caller (which checked
+      -- that it is not retiring): no write to the worker at all
+      _worker := _chain_worker;
+    end if;
+    exit when _worker is null;
+
+    -- Decrypted only when there is something to send: idle ticks stay cheap.
+    if _chain_worker is null and _secret is null then
+      select ds.decrypted_secret into _secret
+        from vault.decrypted_secrets ds where ds.name = 'supaqueue_secret'
+        order by ds.created_at desc limit 1;
+      exit when _secret is null;  -- not configured yet, as above
+    end if;
+
+    if _chain_worker is null then
+      update supaqueue.worker set locked = true where id = _worker;
+    end if;
+    update supaqueue.job
+      set status = 'in_progress', attempts = attempts + 1, updated_at = now()
+      where id = _job.id
+      returning * into _job;
+
+    _cj_id := gen_random_uuid();
+    _lease := _now + make_interval(secs => (_q.timeout_ms::bigint + _q.lease_grace_ms) / 1000.0);
+    _request := null;
+    if _chain_worker is null then
+      -- References only: the function claims the lease and reads the rest from the database, so
+      -- what goes through pg_net stays this small whatever the payload and dependency results.
+      _body := jsonb_build_object(
+        'current_job', jsonb_build_object('id', _cj_id, 'job', _job.id, 'attempt', _job.attempts));
+
+      -- pg_net sends it only if this transaction commits.
+      _request := net.http_post(
+        url := _url,
+        body := _body,
+        headers := jsonb_build_object('Content-Type', 'application/json', 'supaqueue-secret', _secret),
+        timeout_milliseconds := 5000);
+    end if;
+
+    -- A chained lease is claimed as it is taken (claim_current_job's deadline: timeout + grace
+    -- from the claim), so no UPDATE of the row just inserted has to follow.
+    insert into supaqueue.current_job (id, worker, job, started_at, lease_expires_at, request_id,
+                                       claimed_at)
+      values (_cj_id, _worker, _job.id, _now, _lease, _request,
+              case when _chain_worker is not null then _now end);
+    if _held then
+      update supaqueue.dispatch_hold set probe_lease = _cj_id, probed_at = _now;
+    end if;
+
+    _worker := null;
+    _n := _n + 1;
+  end loop;
+
+  if _q.rate_limit_per_second is not null then
+    update supaqueue.queue_bucket
+      set tokens = _tokens - _n, refilled_at = _now
+      where queue = _queue;
+  end if;
+  return _n;
+end
+$$;
+
+create or replace function supaqueue.tick() returns jsonb
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+  _cj supaqueue.current_job;
+  _queues uuid[] := '{}';
+  _queue uuid;
+  _q record;
+  _expired integer := 0;
+  _dispatched integer := 0;
+  _pruned integer := 0;
+  _n integer;
+begin
+  perform supaqueue.enqueue_due_schedules();
+  -- 0018: leases whose dispatch met no dispatcher (HTTP 404) go back without an attempt
+  perform supaqueue._hold_missing_dispatcher();
+
+  for _cj in
+    delete from supaqueue.current_job
+      where id in (select c.id from supaqueue.current_job c
+                    where c.lease_expires_at < clock_timestamp()
+                    order by c.lease_expires_at limit 1000
+                    for update skip locked)
+      returning *
+  loop
+    _queues := _queues || supaqueue._finish_attempt(
+      _cj, 'lease_expired', null, null,
+      format('lease expired at %s without a report from the dispatcher', _cj.lease_expires_at),
+      null, null, null);
+    _expired := _expired + 1;
+  end loop;
+
+  for _queue in
+    select q.id from supaqueue.queue q
+      where not q.paused and q.operator_paused_at is null
+        and exists (select 1 from supaqueue.worker w
+                     where w.queue = q.id and not w.locked and not w.retiring)
+  loop
+    -- one queue's failure (say, a broken Vault entry) must not stop the others or the sweep
+    begin
+      _dispatched := _dispatched + supaqueue.dispatch(_queue);
+    exception when others then
+      raise warning 'supaqueue.tick: dispatch of queue % failed: %', _queue, sqlerrm;
+    end;
+  end loop;
+
+  for _q in select id, retention_seconds from supaqueue.queue where retention_seconds is not null
+  loop
+    -- A finished job is kept while a dependent still waits: its result goes into that dispatch.
+    delete from supaqueue.job dead
+      where dead.finished_at is not null
+        and dead.id in (
+        select j.id from supaqueue.job j
+          where j.queue = _q.id and j.finished_at is not null
+            and j.finished_at < now() - make_interval(secs => _q.retention_seconds)
+            and not exists (
+              select 1 from supaqueue.job_dependency d
+                join supaqueue.job dj on dj.id = d.job
+               where d.depends_on = j.id and dj.status in ('pending', 'in_progress'))
+          order by j.finished_at
+          limit 5000);
+    get diagnostics _n = row_count;
+    _pruned := _pruned + _n;
+  end loop;
+
+  return jsonb_build_object('expired', _expired, 'dispatched', _dispatched, 'pruned', _pruned);
+end
+$$;
+
+select supaqueue.apply_privileges();
