@@ -52,9 +52,14 @@ begin
     values (_j.id, _j.queue, _j.attempts, _cj.worker, _cj.started_at, clock_timestamp(),
             'cancelled', 'cancelled by the operator while in progress',
             (extract(epoch from clock_timestamp() - _cj.started_at) * 1000)::integer);
-  update supaqueue.worker set locked = false where id = _cj.worker and not retiring;
-  if not found then
-    delete from supaqueue.worker where id = _cj.worker;
+  if _cj.claimed_at is not null then
+    -- claimed: the dispatcher may be calling the target; the worker waits until it cannot be
+    perform supaqueue._hold_worker(_cj);
+  else
+    update supaqueue.worker set locked = false where id = _cj.worker and not retiring;
+    if not found then
+      delete from supaqueue.worker where id = _cj.worker;
+    end if;
   end if;
   update supaqueue.job
     set status = 'cancelled', finished_at = now(), updated_at = now(),
@@ -147,7 +152,7 @@ $$;
 ALTER FUNCTION supaqueue._claim_document(_cj supaqueue.current_job) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) RETURNS jsonb
-    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
@@ -167,7 +172,12 @@ begin
     select jsonb_build_object(
       'current_job', jsonb_build_object(
         'id', _cj.id, 'worker', _cj.worker, 'job', _cj.job,
-        'lease_expires_at', _cj.lease_expires_at, 'claimed_at', _cj.claimed_at),
+        'lease_expires_at', _cj.lease_expires_at, 'claimed_at', _cj.claimed_at,
+        -- 0017: the call's deadline on the database's clock, and the time left to it now: the
+        -- dispatcher counts that from when it sent the claim, so skew cannot make it later
+        'deadline', d.deadline,
+        'deadline_in_ms', greatest(0, floor(
+          extract(epoch from d.deadline - clock_timestamp()) * 1000))::bigint),
       'job', jsonb_build_object(
         'id', j.id, 'queue', j.queue, 'payload', _payload, 'attempts', j.attempts,
         'dependency_results', _deps,
@@ -185,6 +195,9 @@ begin
       'limits', jsonb_build_object('max_result_bytes', supaqueue.max_result_bytes()))
     from supaqueue.job j
     join supaqueue.queue q on q.id = j.queue
+    cross join lateral (
+      select coalesce(_cj.claimed_at, _cj.started_at)
+               + make_interval(secs => q.timeout_ms / 1000.0) as deadline) d
     where j.id = _cj.job
   );
 end
@@ -733,9 +746,17 @@ CREATE FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome te
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
+declare
+  -- a claimed lease that expired: the dispatcher was lost, its call may still be running
+  _running boolean := _outcome = 'lease_expired' and _cj.claimed_at is not null;
+  _queues uuid[];
 begin
-  return supaqueue._end_attempt(_cj, _outcome, _status_code, _response_excerpt, _error,
-                                _retry_after_seconds, _result, _duration_ms, false);
+  _queues := supaqueue._end_attempt(_cj, _outcome, _status_code, _response_excerpt, _error,
+                                    _retry_after_seconds, _result, _duration_ms, _running);
+  if _running then
+    perform supaqueue._hold_worker(_cj);
+  end if;
+  return _queues;
 end
 $$;
 
@@ -839,6 +860,24 @@ end
 $$;
 
 ALTER FUNCTION supaqueue._hold_missing_dispatcher() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._hold_worker(_cj supaqueue.current_job) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  update supaqueue.worker w
+     set locked = true,
+         held_until = greatest(clock_timestamp(),
+                               coalesce(_cj.claimed_at, _cj.started_at)
+                                 + make_interval(secs => q.timeout_ms / 1000.0))
+                      + make_interval(secs => q.target_wall_clock_ms / 1000.0)
+    from supaqueue.queue q
+   where w.id = _cj.worker and q.id = w.queue;
+end
+$$;
+
+ALTER FUNCTION supaqueue._hold_worker(_cj supaqueue.current_job) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._install_table_trigger_objects(_id uuid) RETURNS void
     LANGUAGE plpgsql
@@ -1017,6 +1056,32 @@ CREATE FUNCTION supaqueue._record_action(_job uuid, _action text) RETURNS void
 $$;
 
 ALTER FUNCTION supaqueue._record_action(_job uuid, _action text) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._release_held_workers() RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _worker uuid;
+  _n integer := 0;
+begin
+  for _worker in
+    select w.id from supaqueue.worker w
+     where w.held_until is not null and w.held_until <= clock_timestamp()
+     for update skip locked
+  loop
+    update supaqueue.worker set locked = false, held_until = null
+     where id = _worker and not retiring;
+    if not found then
+      delete from supaqueue.worker where id = _worker;
+    end if;
+    _n := _n + 1;
+  end loop;
+  return _n;
+end
+$$;
+
+ALTER FUNCTION supaqueue._release_held_workers() OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) RETURNS void
     LANGUAGE plpgsql
@@ -1252,6 +1317,7 @@ CREATE TABLE supaqueue.queue (
     owner_stack text,
     owner_stack_id text,
     operator_paused_at timestamp with time zone,
+    target_wall_clock_ms integer DEFAULT 400000 NOT NULL,
     dead_letter_queue uuid,
     discard_unfinished_on_delete boolean DEFAULT false NOT NULL,
     CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
@@ -1264,6 +1330,7 @@ CREATE TABLE supaqueue.queue (
     CONSTRAINT queue_rate_limit_burst_positive CHECK (((rate_limit_burst IS NULL) OR (rate_limit_burst >= 1))),
     CONSTRAINT queue_rate_limit_range CHECK (((rate_limit_per_second IS NULL) OR ((rate_limit_per_second > (0)::double precision) AND (rate_limit_per_second <= (2147483647)::double precision)))),
     CONSTRAINT queue_retention_non_negative CHECK (((retention_seconds IS NULL) OR (retention_seconds >= 0))),
+    CONSTRAINT queue_target_wall_clock_range CHECK (((target_wall_clock_ms >= 1000) AND (target_wall_clock_ms <= 3600000))),
     CONSTRAINT queue_timeout_range CHECK ((((timeout_ms >= 1) AND (timeout_ms <= 390000)) AND (lease_grace_ms >= 0)))
 );
 
@@ -2389,6 +2456,9 @@ declare
   _cj supaqueue.current_job;
   _next_cj supaqueue.current_job;
   _chain boolean := _chain_jobs is not null and _chain_elapsed_ms is not null;
+  -- not complete: the dispatcher abandoned the call (deadline, lost connection, cut answer), so
+  -- it may still be running at the target; its worker is held, and no next call is chained on it
+  _running boolean := _is_complete is not true;
   _queues uuid[];
   _queue uuid;
   _timeout_ms integer;
@@ -2408,9 +2478,11 @@ begin
     -- capped at one year: a larger Retry-After (or NaN/Infinity) would overflow run_at and make
     -- the report itself fail
     case when _retry_after_seconds > 0 then least(_retry_after_seconds, 31536000) end,
-    _result, _duration_ms, _chain);
+    _result, _duration_ms, _chain or _running);
 
-  if _chain then
+  if _running then
+    perform supaqueue._hold_worker(_cj);
+  elsif _chain then
     _budget := supaqueue.chain_budget();
     -- The worker's queue, the worker row-locked as freeing it would (a concurrent resize waits
     -- for this report, or this report for it and then sees its change). None when the worker
@@ -2889,6 +2961,9 @@ begin
     _expired := _expired + 1;
   end loop;
 
+  -- 0017: workers whose abandoned call can no longer be running become free for the loop below
+  perform supaqueue._release_held_workers();
+
   for _queue in
     select q.id from supaqueue.queue q
       where not q.paused and q.operator_paused_at is null
@@ -3151,7 +3226,8 @@ CREATE TABLE supaqueue.worker (
     queue uuid NOT NULL,
     locked boolean DEFAULT false NOT NULL,
     retiring boolean DEFAULT false NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    held_until timestamp with time zone
 );
 
 ALTER TABLE supaqueue.worker OWNER TO postgres;
@@ -3327,6 +3403,8 @@ CREATE INDEX schedule_next_run_at_idx ON supaqueue.schedule USING btree (next_ru
 
 CREATE INDEX worker_free_idx ON supaqueue.worker USING btree (queue) WHERE ((NOT locked) AND (NOT retiring));
 
+CREATE INDEX worker_held_until_idx ON supaqueue.worker USING btree (held_until) WHERE (held_until IS NOT NULL);
+
 CREATE TRIGGER _100_queue_dead_letter_no_loop BEFORE INSERT OR UPDATE OF dead_letter_queue ON supaqueue.queue FOR EACH ROW WHEN ((new.dead_letter_queue IS NOT NULL)) EXECUTE FUNCTION supaqueue.tg__queue_dead_letter_no_loop();
 
 CREATE TRIGGER _300_job_last_response BEFORE UPDATE OF status ON supaqueue.job FOR EACH ROW WHEN (((old.status = 'in_progress'::supaqueue.job_status) AND ((new.status = ANY (ARRAY['pending'::supaqueue.job_status, 'failed'::supaqueue.job_status])) OR ((new.status = 'success'::supaqueue.job_status) AND (old.last_response_excerpt IS NOT NULL))))) EXECUTE FUNCTION supaqueue.tg__job_last_response();
@@ -3415,6 +3493,8 @@ REVOKE ALL ON FUNCTION supaqueue._free_worker(_worker uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._hold_missing_dispatcher() FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue._hold_worker(_cj supaqueue.current_job) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid, _functions_only boolean) FROM PUBLIC;
@@ -3424,6 +3504,8 @@ REVOKE ALL ON FUNCTION supaqueue._jobs_matching(_queue uuid, _states supaqueue.j
 REVOKE ALL ON FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._record_action(_job uuid, _action text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._release_held_workers() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) FROM PUBLIC;
 

@@ -59,9 +59,14 @@ class QueueArgs(TypedDict, total=False):
     lease_grace_ms: int
     """How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000): time for
     pg_net's delivery and the dispatcher's report. A dispatch lost with the dispatcher holds its
-    worker for timeout + grace before the job is retried. Shorter stalls less, but a grace below
-    the worst delay of a report means an attempt that did succeed is failed as expired and run
-    again (a duplicate)."""
+    worker for timeout + grace before the job is retried (and, if it was claimed, for
+    `target_wall_clock_ms` more, as its call may still be running). Shorter stalls less, but a
+    grace below the worst delay of a report means an attempt that did succeed is failed as
+    expired and run again (a duplicate)."""
+    target_wall_clock_ms: int
+    """How long the target function may run, in ms (default 400000, Supabase's wall clock on
+    paid plans; 150000 on Free; 1000..3600000): a call abandoned at `timeout_ms` keeps its worker
+    until then, so at most `workers` calls ever run at the target."""
     paused: bool
     """A paused queue keeps its jobs and dispatches none (default false)."""
     retention_seconds: int | None

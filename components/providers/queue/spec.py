@@ -29,6 +29,10 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")  # queue_method_known
 # The dispatcher's wall clock is 400 s on paid plans: a call may take 390 s, 10 s stay to report
 # (queue_timeout_range; docs/architecture.md says why).
 MAX_TIMEOUT_MS = 390_000
+# How long the target's function may run, so how long a worker stays held after abandoning a call
+# (queue_target_wall_clock_range, sql/0017; docs/architecture.md, "Concurrency at the target").
+MIN_TARGET_WALL_CLOCK_MS = 1_000
+MAX_TARGET_WALL_CLOCK_MS = 3_600_000
 # Beyond this the default burst (ceil(rate)) is no integer and the refill could overflow
 # (queue_rate_limit_range).
 MAX_RATE_PER_SECOND = float(INT4_MAX)
@@ -51,6 +55,8 @@ INT_LIMITS: dict[str, IntRange] = {
     "rate_limit_burst": IntRange(1, INT4_MAX),  # queue_rate_limit_burst_positive
     "timeout_ms": IntRange(1, MAX_TIMEOUT_MS),  # queue_timeout_range
     "lease_grace_ms": IntRange(0, INT4_MAX),  # queue_timeout_range (lease_grace_ms >= 0)
+    # queue_target_wall_clock_range
+    "target_wall_clock_ms": IntRange(MIN_TARGET_WALL_CLOCK_MS, MAX_TARGET_WALL_CLOCK_MS),
     "retention_seconds": IntRange(0, INT4_MAX),  # queue_retention_non_negative
 }
 INTEGER_FIELDS = tuple(INT_LIMITS)
@@ -92,6 +98,7 @@ FIELDS: dict[str, Field] = {
     "rate_limit_burst": Field(None),
     "timeout_ms": Field(30_000),
     "lease_grace_ms": Field(30_000),
+    "target_wall_clock_ms": Field(400_000),  # Supabase's paid-plan wall clock (150 s on Free)
     "paused": Field(False),
     "retention_seconds": Field(DEFAULT_RETENTION_SECONDS),
     "dead_letter_queue": Field(None),
