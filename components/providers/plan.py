@@ -205,6 +205,13 @@ def up_plan(
     for kind, name, queue in _feeders(conn, [name for name in removed if name in facts]):
         if (kind, name) not in our_hooks:
             feeders.setdefault(queue, []).append(f"{kind} {name!r}")
+    # A queue kept (or another stack's) that names a removed queue as its dead-letter queue.
+    letters: dict[str, list[str]] = {}
+    for user, target in conn.execute(
+        queries(SQL)["dead_letter_users"], {"names": removed}
+    ).fetchall():
+        if user not in removed and user not in declared:
+            letters.setdefault(str(target), []).append(repr(str(user)))
     for name in removed:
         found = facts.get(name)
         if found is None or not ours(found, me):
@@ -217,6 +224,12 @@ def up_plan(
             plan.blockers.append(unfinished_refusal(found, "removes"))
         elif found.unfinished:
             plan.effects.append(discard_effect(found, "removes"))
+        if name in letters:
+            plan.blockers.append(
+                f"removes queue {name!r}, which queue(s) {', '.join(letters[name])} name as their "
+                "dead_letter_queue, declared by no queue of this stack: refused (their failed "
+                "jobs go there). Point their dead_letter_queue elsewhere first"
+            )
         if name in feeders:
             plan.blockers.append(
                 f"removes queue {name!r}, which {', '.join(feeders[name])} still enqueue(s) "

@@ -56,7 +56,12 @@ OWNER = {"stack": STACK, "stack_id": STACK_ID}
 
 
 def ours(db_url: str, **settings: Any) -> dict[str, Any]:
-    return declare(db_url, owner=OWNER, paused=True, max_attempts=5, workers=3, **settings)
+    """A queue of the stack OWNER, as the program declares it (test_queue_provider.declare)."""
+    declared = {"paused": True, "max_attempts": 5, "workers": 3, **settings}
+    props = {**declare(db_url, **declared), "owner": OWNER}
+    checked = QueueProvider().check({"name": props["name"]}, props)
+    assert checked.failures == []
+    return checked.inputs
 
 
 @pytest.fixture
@@ -151,6 +156,17 @@ def test_the_preflight_refuses_removing_a_queue_with_jobs(
     )
     (failure,) = provider.check(olds, news).failures
     assert "schedule 'elsewhere'" in failure.reason and "3 pending" not in failure.reason
+
+    # A queue made in SQL names it as its dead-letter queue: its foreign key refuses too.
+    execute(db_url, "delete from supaqueue.schedule")
+    execute(
+        db_url,
+        "insert into supaqueue.queue (name, edge_function_name, dead_letter_queue)"
+        " values ('sender', 'f', %s)",
+        queue["id"],
+    )
+    (failure,) = provider.check(olds, news).failures
+    assert "queue(s) 'sender' name as their dead_letter_queue" in failure.reason
 
 
 def test_the_preflight_says_what_an_update_does_to_live_work(

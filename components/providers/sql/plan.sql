@@ -77,3 +77,12 @@ where (t.name = any(%(names)s::text[])
                       where to_jsonb(q) ->> 'owner_stack_id' = %(stack_id)s))
   and pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', t.table_schema, t.table_name)) is null
 order by t.name;
+
+-- name: dead_letter_users
+-- Queues that name one of the given queues as their dead-letter queue (sql/0020: its foreign
+-- key refuses dropping that queue first).
+select q.name, d.name
+from supaqueue.queue q
+join supaqueue.queue d on d.id = (to_jsonb(q) ->> 'dead_letter_queue')::uuid
+where d.name = any(%(names)s::text[])
+order by 2, 1;
