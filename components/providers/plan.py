@@ -226,14 +226,14 @@ def up_plan(
             plan.effects.append(discard_effect(found, "removes"))
         if name in letters:
             plan.blockers.append(
-                f"removes queue {name!r}, which queue(s) {', '.join(letters[name])} name as their "
-                "dead_letter_queue, declared by no queue of this stack: refused (their failed "
+                f"removes queue {name!r}, which queue(s) {', '.join(letters[name])} (not "
+                "declared by this stack) name as their dead_letter_queue: refused (their failed "
                 "jobs go there). Point their dead_letter_queue elsewhere first"
             )
         if name in feeders:
             plan.blockers.append(
-                f"removes queue {name!r}, which {', '.join(feeders[name])} still enqueue(s) "
-                "into, declared by no queue of this stack (another stack, or SQL): refused "
+                f"removes queue {name!r}, which {', '.join(feeders[name])} (not declared by "
+                "this stack: another stack's, or made in SQL) still enqueue(s) into: refused "
                 "(a queue is removed only when nothing feeds it). Remove them from the stack "
                 "that declares them, or in SQL (`supaqueue.drop_table_trigger(<id>)`, "
                 "`delete from supaqueue.schedule where name = '<name>'`), first"

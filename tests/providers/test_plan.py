@@ -166,7 +166,9 @@ def test_the_preflight_refuses_removing_a_queue_with_jobs(
         queue["id"],
     )
     (failure,) = provider.check(olds, news).failures
-    assert "queue(s) 'sender' name as their dead_letter_queue" in failure.reason
+    assert "queue(s) 'sender' (not declared by this stack) name as their dead_letter_queue" in (
+        failure.reason
+    )
 
 
 def test_the_preflight_says_what_an_update_does_to_live_work(
