@@ -13,6 +13,15 @@ import pulumi
 class SupaqueueError(pulumi.RunError):
     """Root of every error this library raises on purpose."""
 
+    # The dynamic-provider plugin reports a failure as `traceback.format_exc()`, which prefixes
+    # the class with its module unless that is `builtins`: "QueueNotEmptyError: cannot remove
+    # queue ...", never "components.errors.QueueNotEmptyError: ..." (no Python path for users).
+    __module__ = "builtins"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__module__ = "builtins"
+
 
 class ConfigError(SupaqueueError):
     """Stack config or component arguments are invalid."""
@@ -40,6 +49,10 @@ class ManagementApiError(SupaqueueError):
 
 class NameTakenError(DatabaseError):
     """A trigger or schedule name is taken in the database by one this stack does not manage."""
+
+
+class DestroyRefusedError(SupaqueueError):
+    """A destroy that would take what others own or still need, or stop half-way: refused."""
 
 
 class OwnershipError(SupaqueueError):

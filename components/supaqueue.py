@@ -1,15 +1,17 @@
 """`Supaqueue`: supaqueue installed into one Supabase project (token `supaqueue:index:Supaqueue`).
 
-Children, in dependency order: the stack id (providers/stack_identity.py); the generated
-secret; a Deno type check of the Edge Function (so a TypeScript error fails `pulumi up` before
-anything changes); the ownership gate (providers/ownership_gate.py), on which everything that
-changes the project depends, so an installation another stack owns stops preview and `up` before
-any change; the function secret `SUPAQUEUE_SECRET`; the `supaqueue` Edge Function (verify_jwt
-off; deployed before the schema: a new function runs what an older schema dispatches, not the
-reverse); the schema (migrations; it records the owner); the settings rows; the Vault entry
-`supaqueue_secret`; the queues `<name>-queue-<queue name>` (components/providers/queue/); with
-`demo`, also the example target function `demo-target`; last, the destroy guard, which a destroy
-deletes first (providers/destroy_guard.py).
+Children, in dependency order: the stack id (providers/stack_identity.py); the preflight
+(providers/preflight.py), on which every later child depends, so its check refuses a plan that
+would stop half-way before anything changes; the generated secret; a Deno type check of the Edge
+Function (so a TypeScript error fails `pulumi up` before anything changes); the ownership gate
+(providers/ownership_gate.py), on which everything that changes the project depends, so an
+installation another stack owns stops preview and `up` before any change; the function secret
+`SUPAQUEUE_SECRET`; the `supaqueue` Edge Function (verify_jwt off; deployed before the schema: a
+new function runs what an older schema dispatches, not the reverse); the Vault entry
+`supaqueue_secret` (before the schema, so a destroy the schema refuses keeps it); the schema
+(migrations; it records the owner); the settings rows; the queues `<name>-queue-<queue name>`
+(components/providers/queue/); with `demo`, also the example target function `demo-target`;
+last, the destroy guard, which a destroy deletes first (providers/destroy_guard.py).
 
 With `installation: "external"` the component declares only its queues, in an installation
 another stack owns (providers/external_installation.py): no secret, schema, settings, Vault
@@ -38,7 +40,10 @@ from components.providers.external_installation import ExternalInstallation
 from components.providers.function_secret import FunctionSecret
 from components.providers.migrations import Migrations
 from components.providers.ownership_gate import OwnershipGate
+from components.providers.plan import QUEUE_KEYS
+from components.providers.preflight import Preflight
 from components.providers.queue import Queue, QueueArgs, queue_problems
+from components.providers.queue.spec import with_defaults
 from components.providers.schedule import Schedule, ScheduleArgs
 from components.providers.schedule.spec import validate_schedule
 from components.providers.settings import Settings
@@ -210,8 +215,35 @@ class Supaqueue(pulumi.ComponentResource):
         self.owner = self.identity.owner
         # The name plainly, the id as an output: a preview of a new stack knows who it is.
         owner = {"stack": stack, "stack_id": self.identity.stack_id}
+        external = mode == "external"
+        if not external and not args.get("access_token"):
+            raise ConfigError("access_token is required to install supaqueue (installation: owner)")
+        api = (
+            ApiTarget(
+                url=args.get("management_api_url") or DEFAULT_MANAGEMENT_API_URL,
+                project_ref=args["project_ref"],
+                access_token=args["access_token"],
+            )
+            if args.get("access_token")
+            else None
+        )
+        deployed_here = [DISPATCHER_SLUG] + ([DEMO_SLUG] if args.get("demo") else [])
+        # Before anything else: its check refuses a plan that would stop half-way, before the
+        # first change (providers/preflight.py). Every later child depends on it.
+        self.preflight = Preflight(
+            f"{name}-preflight",
+            db_url=self.db_url,
+            owner=owner,
+            queues={queue["name"]: _live_settings(queue) for queue in queue_args},
+            triggers={trigger["name"]: trigger["queue"] for trigger in trigger_args},
+            schedules={schedule["name"]: schedule["queue"] for schedule in schedule_args},
+            functions=[] if external else deployed_here,
+            api=api.props() if api else None,
+            opts=child,
+        )
+        child = pulumi.ResourceOptions(parent=self, depends_on=[self.preflight])
 
-        if mode == "external":
+        if external:
             self.external = ExternalInstallation(
                 f"{name}-external", db_url=self.db_url, owner=owner, opts=child
             )
@@ -221,13 +253,7 @@ class Supaqueue(pulumi.ComponentResource):
             self._finish(functions_url, self.external.schema_version)
             return
 
-        if not args.get("access_token"):
-            raise ConfigError("access_token is required to install supaqueue (installation: owner)")
-        api = ApiTarget(
-            url=args.get("management_api_url") or DEFAULT_MANAGEMENT_API_URL,
-            project_ref=args["project_ref"],
-            access_token=args["access_token"],
-        )
+        assert api is not None  # an owner has an access token (checked above)
         drop_dependents = bool(args.get("drop_dependents_on_destroy", False))
 
         secret = random.RandomPassword(
@@ -241,7 +267,7 @@ class Supaqueue(pulumi.ComponentResource):
         secret_value: pulumi.Output[str] = pulumi.Output.secret(secret.result)  # type: ignore[arg-type]
         check = self._deno_check(f"{name}-deno-check", dispatcher_dir, dispatcher_hash)
 
-        after_check = pulumi.ResourceOptions(parent=self, depends_on=[check])
+        after_check = pulumi.ResourceOptions(parent=self, depends_on=[self.preflight, check])
         # The gate first: everything that changes the project depends on it, so another
         # stack's installation stops them all at preview, before any change.
         self.gate = OwnershipGate(
@@ -253,6 +279,11 @@ class Supaqueue(pulumi.ComponentResource):
             opts=after_check,
         )
         after_gate = pulumi.ResourceOptions(parent=self, depends_on=[check, self.gate])
+        # Before the schema, so a destroy removes it after the schema: a destroy the schema's
+        # delete refuses leaves the installation its secret (providers/destroy_guard.py).
+        self.vault_secret = VaultSecret(
+            f"{name}-vault-secret", self.db_url, VAULT_SECRET_NAME, secret_value, after_gate
+        )
         self.function_secret = FunctionSecret(
             f"{name}-function-secret",
             api=api,
@@ -278,7 +309,9 @@ class Supaqueue(pulumi.ComponentResource):
             f"{name}-schema",
             self.db_url,
             migrations_dir,
-            pulumi.ResourceOptions(parent=self, depends_on=[check, self.gate, self.function]),
+            pulumi.ResourceOptions(
+                parent=self, depends_on=[check, self.gate, self.function, self.vault_secret]
+            ),
             owner=owner,
             drop_dependents=drop_dependents,
         )
@@ -290,9 +323,6 @@ class Supaqueue(pulumi.ComponentResource):
             # stays (and a key removed from the stack is deleted: back to the default).
             {"functions_url": functions_url, "dispatcher_slug": DISPATCHER_SLUG, **chain_budget},
             after_schema,
-        )
-        self.vault_secret = VaultSecret(
-            f"{name}-vault-secret", self.db_url, VAULT_SECRET_NAME, secret_value, after_schema
         )
         self.queue_dependencies = [
             self.schema,
@@ -418,8 +448,14 @@ class Supaqueue(pulumi.ComponentResource):
             create=f"{shlex.quote(deno_binary())} check --quiet index.ts",
             dir=str(folder),
             triggers=[content_hash],
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
         )
+
+
+def _live_settings(queue: QueueArgs) -> dict[str, Any]:
+    """What the preflight compares with the database (providers/plan.py QUEUE_KEYS)."""
+    declared = with_defaults({key: value for key, value in queue.items() if key != "headers"})
+    return {key: declared[key] for key in QUEUE_KEYS}
 
 
 def _import_map(folder: Path) -> str | None:

@@ -1404,6 +1404,7 @@ CREATE TABLE supaqueue.queue (
     operator_paused_at timestamp with time zone,
     target_wall_clock_ms integer DEFAULT 400000 NOT NULL,
     dead_letter_queue uuid,
+    discard_unfinished_on_delete boolean DEFAULT false NOT NULL,
     payload_schema jsonb,
     CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
     CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
@@ -1422,6 +1423,8 @@ CREATE TABLE supaqueue.queue (
 );
 
 ALTER TABLE supaqueue.queue OWNER TO postgres;
+
+COMMENT ON COLUMN supaqueue.queue.discard_unfinished_on_delete IS 'Set by the Pulumi stack that owns the queue: removing it may discard its unfinished jobs.';
 
 CREATE FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) RETURNS double precision
     LANGUAGE sql

@@ -165,6 +165,11 @@ class ManagementApi:
         )
         return None if response.status_code == 404 else dict(response.json())
 
+    def list_functions(self) -> list[dict[str, Any]]:
+        """The project's functions (each with its `slug`)."""
+        response = self._request("GET", "/functions", what="list functions")
+        return list(response.json())
+
     def delete_function(self, slug: str) -> bool:
         """Delete a function; False when it was already gone."""
         response = self._request(

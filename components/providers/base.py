@@ -42,7 +42,7 @@ def presented(method: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        if _in_provider_process():
+        if in_provider_process():
             sys.tracebacklimit = 0
         args = tuple(plain(arg) for arg in args)  # type: ignore[assignment]
         try:
@@ -57,7 +57,7 @@ def presented(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _in_provider_process() -> bool:
+def in_provider_process() -> bool:
     """True inside the dynamic-provider plugin (`python -m pulumi.dynamic`), the one process
     where a traceback limit of 0 is wanted (the SDK's own resource code needs stack frames)."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)

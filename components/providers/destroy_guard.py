@@ -2,11 +2,14 @@
 it deletes while removing supaqueue would take what others own with it.
 
 It depends on every other resource of the installation (schema, settings, Vault entry, function
-secret, functions, queues), so Pulumi deletes it before any of them. Its delete checks what the
-schema's delete would refuse (providers/ownership.py: another stack owns the installation, other
-stacks' queues in it, objects outside the schema depending on it) and fails with the reasons, so a
-refused destroy changes nothing at all instead of stopping half-way at the schema. It writes
-nothing itself.
+secret, functions, queues, triggers, schedules), so Pulumi deletes it before any of them. Its
+delete checks what any later delete would refuse: the schema's (providers/ownership.py: another
+stack owns the installation, other stacks' queues in it, objects outside the schema depending on
+it, as `supaqueue.uninstall()` finds them) and the queues' (providers/plan.py: unfinished jobs in
+a queue that does not declare `discard_unfinished_on_delete`, whose flag the database records
+since sql/0022; and jobs in queues no stack owns, which the schema's removal would take). It
+fails naming them all, so a refused destroy changes nothing at all instead of stopping half-way.
+It writes nothing itself.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pulumi.dynamic import (
 )
 
 from components.clients.postgres import check_url, connect
-from components.providers import ownership
+from components.providers import ownership, plan
 from components.providers.base import explicit_diff, presented, unknown_keys, with_secret_outputs
 
 RESOURCE_ID = "supaqueue-destroy-guard"
@@ -59,12 +62,13 @@ class DestroyGuardProvider(ResourceProvider):
 
     @presented
     def delete(self, _id: str, props: dict[str, Any]) -> None:
+        me = ownership.stack_of(props)
         with connect(props["db_url"]) as conn:
             problems = ownership.destroy_problems(
-                conn,
-                ownership.stack_of(props),
-                drop_dependents=bool(props.get("drop_dependents")),
+                conn, me, drop_dependents=bool(props.get("drop_dependents"))
             )
+            # What the queues' deletes would refuse (or lose unasked), before the first of them.
+            problems += plan.destroy_queue_problems(conn, me)
         ownership.refuse_destroy(problems)
 
 

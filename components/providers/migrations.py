@@ -165,7 +165,7 @@ class MigrationsProvider(ResourceProvider):
             problems = ownership.destroy_problems(
                 conn, ownership.stack_of(props), drop_dependents=drop_dependents
             )
-            ownership.refuse_destroy(problems)
+            ownership.refuse_destroy(problems, first=False)
             found = conn.execute(text["uninstall_function_exists"]).fetchone()
             try:
                 if found and found[0]:
@@ -178,7 +178,7 @@ class MigrationsProvider(ResourceProvider):
                     )
             except psycopg.Error as exc:
                 if exc.sqlstate == "SQ002":  # dependents appeared since the check above
-                    ownership.refuse_destroy([exc.diag.message_primary or str(exc)])
+                    ownership.refuse_destroy([exc.diag.message_primary or str(exc)], first=False)
                 raise
 
 

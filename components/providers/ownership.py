@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from components.errors import OwnershipError
+from components.errors import DestroyRefusedError, OwnershipError
 from components.migrations import SQL_DIR, load_migrations
 from components.providers.base import is_unknown
 from components.sql_files import queries
@@ -253,11 +253,22 @@ def foreign_objects_problem(conn: psycopg.Connection, *, drop_dependents: bool) 
     )
 
 
-def refuse_destroy(problems: list[str]) -> None:
-    if problems:
-        raise OwnershipError(
-            "supaqueue was not removed, and nothing else was: " + "; and ".join(problems)
+def refuse_destroy(problems: list[str], *, first: bool = True) -> None:
+    """Refuse a destroy for `problems`. `first`: the destroy guard's refusal, before any delete
+    (so nothing at all was removed); else the schema's own, after the destroy's earlier deletes
+    (queues, triggers, schedules: the output above lists what went)."""
+    if not problems:
+        return
+    if first:
+        said = "supaqueue was not removed, and nothing else was"
+    else:
+        said = (
+            "supaqueue was not removed (nor its settings, Vault entry, functions or function "
+            "secret); what this destroy deleted before it, listed above, is gone (`pulumi up` "
+            "declares it again)"
         )
+    listed = "".join(f"\n  - {problem}" for problem in problems)
+    raise DestroyRefusedError(f"{said}:{listed}")
 
 
 def queue_problem(

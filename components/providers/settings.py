@@ -75,13 +75,12 @@ class SettingsProvider(ResourceProvider):
         return ReadResult(id_, {**props, "values": {key: value for key, value in rows}})
 
     @presented
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
-        text = queries(SQL)
-        with connect(props["db_url"]) as conn:
-            exists = conn.execute(text["settings_table_exists"]).fetchone()
-            if exists and exists[0]:
-                for key in props.get("values") or {}:
-                    conn.execute(text["delete_setting"], {"key": key})
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        # The rows go with the schema, which a destroy deletes right after this (it depends on
+        # the schema). Deleting them here first would leave an installation the schema's delete
+        # refuses to remove without its settings, unable to dispatch; the resource is never
+        # removed on its own (an `up` changes or removes single keys with `update`).
+        return None
 
 
 class Settings(Resource, module="supaqueue", name="Settings"):

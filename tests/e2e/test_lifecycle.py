@@ -297,13 +297,14 @@ def test_guard_rails(project: PulumiProject, local_stack: Any) -> None:
     source = project.workdir / "edge" / "supaqueue" / "index.ts"
     source.write_text((REPO / "edge" / "supaqueue" / "index.ts").read_text())
 
-    # Removing a queue that holds an unfinished job fails with a clear message...
+    # Removing a queue that holds an unfinished job fails with a clear message, before any
+    # change (the preflight, issue 22)...
     enqueue(db_url, queue_id, 1)
     project.configure(target="local", queues=[])
     failed = project.run("up", "--yes", "--skip-preview", check=False)
     assert failed.returncode != 0
-    assert "cannot remove queue 'e2e-guarded'" in failed.stdout
-    assert "still has 1 unfinished job(s)" in failed.stdout
+    assert "removes queue 'e2e-guarded' with 1 pending job, paused by the stack" in failed.stdout
+    assert "nothing was changed" in failed.stdout
     assert "discard_unfinished_on_delete: true" in failed.stdout
     assert "Traceback" not in failed.stdout + failed.stderr
     assert scalar(db_url, "select count(*) from supaqueue.queue where id = %s", queue_id) == 1

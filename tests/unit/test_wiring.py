@@ -158,6 +158,7 @@ def test_resources_names_and_parents(monitor: RecordingMonitor, edge_dir: Path) 
     expected = {
         "sq": "supaqueue:index:Supaqueue",
         "sq-stack-id": DYNAMIC + "StackIdentity",
+        "sq-preflight": DYNAMIC + "Preflight",
         "sq-ownership-gate": DYNAMIC + "OwnershipGate",
         "sq-secret": "random:index/randomPassword:RandomPassword",
         "sq-deno-check": "command:local:Command",
@@ -235,7 +236,8 @@ def test_dependencies_put_the_type_check_first(monitor: RecordingMonitor, edge_d
     assert urn["sq-function-secret"] in regs["sq-function"].dependencies
     assert urn["sq-deno-check"] in regs["sq-function-secret"].dependencies
     assert urn["sq-schema"] in regs["sq-settings"].dependencies
-    assert urn["sq-schema"] in regs["sq-vault-secret"].dependencies
+    # the Vault entry before the schema: a destroy the schema refuses keeps it (issue 22)
+    assert urn["sq-vault-secret"] in regs["sq-schema"].dependencies
     assert urn["sq-demo-deno-check"] in regs["sq-demo-function"].dependencies
     for queue in ("sq-queue-emails", "sq-queue-thumbs"):
         deps = regs[queue].dependencies
@@ -255,9 +257,10 @@ def test_the_gate_comes_before_every_change_and_the_guard_is_deleted_first(
     urn = {name: r.urn for name, r in regs.items()}
     for name in ("sq-function-secret", "sq-function", "sq-demo-function", "sq-schema"):
         assert urn["sq-ownership-gate"] in regs[name].dependencies, name
-    after_schema = ("sq-settings", "sq-vault-secret", "sq-queue-emails", "sq-queue-thumbs")
+    after_schema = ("sq-settings", "sq-queue-emails", "sq-queue-thumbs")
     for name in after_schema:
         assert urn["sq-schema"] in regs[name].dependencies, name
+    assert urn["sq-ownership-gate"] in regs["sq-vault-secret"].dependencies
     assert urn["sq-stack-id"] in regs["sq-ownership-gate"].dependencies
     guard = regs["sq-destroy-guard"].dependencies
     for name in (
@@ -268,6 +271,27 @@ def test_the_gate_comes_before_every_change_and_the_guard_is_deleted_first(
         *after_schema,
     ):
         assert urn[name] in guard, name
+
+
+def test_the_preflight_comes_before_every_other_child(
+    monitor: RecordingMonitor, edge_dir: Path
+) -> None:
+    """Its check refuses a plan that would stop half-way (issue 22): every child but the stack
+    id depends on it, directly or through another child, so none changes before its check."""
+    deploy(monitor, edge_dir)
+    regs = by_name(monitor)
+    urn_of = {r.urn: name for name, r in regs.items()}
+
+    def reaches(name: str, seen: set[str]) -> bool:
+        deps = {urn_of[dep] for dep in regs[name].dependencies if dep in urn_of}
+        if "sq-preflight" in deps:
+            return True
+        return any(reaches(dep, seen | {name}) for dep in deps - seen)
+
+    assert urn_of[regs["sq-preflight"].dependencies[0]] == "sq-stack-id"
+    for name in regs:
+        if name not in ("sq", "sq-stack-id", "sq-preflight"):
+            assert reaches(name, set()), name
 
 
 def test_an_external_installation_declares_only_queues(
@@ -287,6 +311,7 @@ def test_an_external_installation_declares_only_queues(
     assert {name: r.type for name, r in regs.items()} == {
         "sq": "supaqueue:index:Supaqueue",
         "sq-stack-id": DYNAMIC + "StackIdentity",
+        "sq-preflight": DYNAMIC + "Preflight",
         "sq-external": DYNAMIC + "ExternalInstallation",
         "sq-queue-emails": DYNAMIC + "Queue",
         "sq-queue-thumbs": DYNAMIC + "Queue",

@@ -39,7 +39,14 @@ from components.providers.base import (
     unknown_keys,
 )
 from components.providers.drift import fail_if_vanished
-from components.providers.queue.spec import FIELDS, coerce_integers, validate_queue, with_defaults
+from components.providers.queue.spec import (
+    FIELDS,
+    coerce_integers,
+    compact_statuses,
+    expand_statuses,
+    validate_queue,
+    with_defaults,
+)
 from components.sql_files import queries
 
 SQL = "queue.sql"
@@ -48,11 +55,21 @@ IDENTITY = ("name",)
 UPDATABLE = (*(key for key in FIELDS if key not in IDENTITY), "db_url", "owner")
 SECRET_OUTPUTS = ["db_url", "headers"]
 # Read back from the database on refresh, so changes made behind Pulumi's back show as drift.
-DB_FIELDS = tuple(key for key in FIELDS if key != "discard_unfinished_on_delete")
+DISCARD = "discard_unfinished_on_delete"
+DB_FIELDS = tuple(key for key in FIELDS if key != DISCARD)
+STATUSES = "non_retryable_statuses"  # a list in the declaration, compact ranges in state
+
+
+def _compact(props: dict[str, Any]) -> dict[str, Any]:
+    """`props` with its statuses as compact ranges (unknown or invalid values as they are)."""
+    statuses = expand_statuses(props.get(STATUSES))
+    return props if statuses is None else {**props, STATUSES: compact_statuses(statuses)}
 
 
 def _params(props: dict[str, Any], queue_id: str | None = None) -> dict[str, Any]:
-    params = coerce_integers({key: props.get(key) for key in FIELDS})
+    declared = {key: props.get(key) for key in FIELDS}
+    declared[STATUSES] = expand_statuses(declared[STATUSES])
+    params = coerce_integers(declared)
     params["default_headers"] = Jsonb(dict(props.get("headers") or {}))
     schema = params.get("payload_schema")
     params["payload_schema"] = None if schema is None else Jsonb(schema)
@@ -74,8 +91,16 @@ def _outs(props: dict[str, Any], queue_id: str, row: dict[str, Any] | None) -> d
     if row is not None:
         outs.update({key: row[key] for key in DB_FIELDS if key in row})
         outs["headers"] = dict(row["default_headers"] or {})
-        outs["non_retryable_statuses"] = list(row["non_retryable_statuses"] or [])
+        outs[STATUSES] = compact_statuses(list(row[STATUSES] or []))
     return outs
+
+
+def _record_discard(conn: psycopg.Connection, queue_id: str, props: dict[str, Any]) -> None:
+    """Write the declared discard flag where the checks before a removal read it (sql/0022;
+    an older installation without the column keeps it in Pulumi's state only)."""
+    text = queries(SQL)
+    if conn.execute(text["discard_column_exists"]).fetchone() == (True,):
+        conn.execute(text["record_discard"], {"id": queue_id, "discard": bool(props.get(DISCARD))})
 
 
 def _check_dead_letter_queue(props: dict[str, Any], row: dict[str, Any] | None) -> None:
@@ -94,12 +119,17 @@ class QueueProvider(ResourceProvider):
 
     @presented
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        spec = coerce_integers({key: value for key, value in news.items() if key in FIELDS})
+        spec = {key: value for key, value in news.items() if key in FIELDS}
+        if isinstance(spec.get(STATUSES), str):  # as this check stores them
+            spec[STATUSES] = expand_statuses(spec[STATUSES])
+        spec = coerce_integers(spec)
         unknown = unknown_keys(news)
         failures = [
             CheckFailure(problem.field.removeprefix("queue."), problem.reason)
             for problem in validate_queue(spec, unknown=unknown)
         ]
+        if STATUSES in news and STATUSES not in unknown and spec[STATUSES] is None:
+            failures.append(CheckFailure(STATUSES, "must be a list of HTTP status codes"))
         db_url = news.get("db_url")
         if "db_url" not in unknown and (why := check_url(db_url)):
             failures.append(CheckFailure("db_url", f"the database URL {why}"))
@@ -116,6 +146,8 @@ class QueueProvider(ResourceProvider):
             **with_defaults(spec, nulls_dropped=True),
             **{k: v for k, v in spec.items() if k in unknown},
         }
+        if not failures:
+            inputs = _compact(inputs)
         inputs["db_url"] = db_url
         inputs["owner"] = owner
         name = news.get("name")
@@ -134,13 +166,26 @@ class QueueProvider(ResourceProvider):
 
     @presented
     def diff(self, queue_id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        recorded: dict[str, Any] = {}
+
+        def vanished(conn: psycopg.Connection) -> str | None:
+            problem = ownership.vanished_queue_problem(conn, queue_id, olds.get("name"))
+            exists = conn.execute(queries(SQL)["queue_table_exists"]).fetchone() == (True,)
+            if problem is None and exists:
+                row = conn.execute(queries(SQL)["recorded_discard"], {"id": queue_id}).fetchone()
+                recorded[DISCARD] = row[0] if row else None
+            return problem
+
         # A queue dropped in SQL is not "unchanged": preview stops, saying what to run.
-        fail_if_vanished(
-            olds,
-            news,
-            lambda conn: ownership.vanished_queue_problem(conn, queue_id, olds.get("name")),
-        )
-        return explicit_diff(olds, news, updatable=UPDATABLE, identity=IDENTITY)
+        fail_if_vanished(olds, news, vanished)
+        # Statuses compare as sets (an older state holds them as a list).
+        diff = explicit_diff(_compact(olds), _compact(news), updatable=UPDATABLE, identity=IDENTITY)
+        stale = recorded.get(DISCARD) is not None and recorded[DISCARD] != news.get(DISCARD)
+        if stale and isinstance(news.get(DISCARD), bool) and not diff.changes:
+            # The database does not hold the declared flag yet (written since sql/0022): an
+            # update writes it, so the checks before a removal read what the stack declares.
+            return DiffResult(changes=True, replaces=[], stables=[])
+        return diff
 
     @presented
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -155,6 +200,7 @@ class QueueProvider(ResourceProvider):
                         text["set_worker_count"],
                         {"id": queue_id, "workers": int(props["workers"])},
                     )
+                    _record_discard(conn, queue_id, props)
                     written = _read_row(conn, queue_id)
                     _check_dead_letter_queue(props, written)
             except psycopg.errors.UniqueViolation as exc:
@@ -183,6 +229,7 @@ class QueueProvider(ResourceProvider):
             conn.execute(
                 text["set_worker_count"], {"id": queue_id, "workers": int(news["workers"])}
             )
+            _record_discard(conn, queue_id, news)
             written = _read_row(conn, queue_id)
             _check_dead_letter_queue(news, written)
         return UpdateResult(_outs(news, queue_id, written))

@@ -422,3 +422,43 @@ def with_defaults(raw: Mapping[str, Any], *, nulls_dropped: bool = False) -> dic
     filled["headers"] = dict(filled["headers"] or {})
     filled["non_retryable_statuses"] = list(filled["non_retryable_statuses"])
     return filled
+
+
+# ---- compact status lists ---------------------------------------------------------------------
+# The default list holds 98 statuses: as a list, `pulumi preview --diff` prints one line each for
+# every new queue. The provider keeps the list in its inputs and state as ranges,
+# "400-407,409-428,430-499"; the database still gets the plain array (the engine's semantics:
+# a status is non-retryable iff it is in it, so order and repeats never mattered).
+
+
+def compact_statuses(statuses: list[int]) -> str:
+    """`[400, 401, 402, 404]` → `"400-402,404"` (sorted, without repeats; `""` for none)."""
+    ranges: list[list[int]] = []
+    for status in sorted(set(statuses)):
+        if ranges and status == ranges[-1][1] + 1:
+            ranges[-1][1] = status
+        else:
+            ranges.append([status, status])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+
+
+_RANGE = re.compile(r"([0-9]{3})(?:-([0-9]{3}))?")
+
+
+def expand_statuses(value: Any) -> list[int] | None:
+    """The statuses of a compact string (or of a list, as given); None when it is neither."""
+    if isinstance(value, list):
+        return value
+    if not isinstance(value, str):
+        return None
+    statuses: list[int] = []
+    for part in filter(None, (piece.strip() for piece in value.split(","))):
+        found = _RANGE.fullmatch(part)
+        if not found:
+            return None
+        first = int(found.group(1))
+        last = int(found.group(2) or first)
+        if last < first:
+            return None
+        statuses += range(first, last + 1)
+    return statuses

@@ -72,3 +72,16 @@ select to_regclass('supaqueue.queue') is not null;
 
 -- name: drop_queue
 select supaqueue.drop_queue(%(id)s::uuid, %(discard)s);
+
+-- name: discard_column_exists
+-- (sql/0022; an installation owned by a stack of an older version may not have it yet)
+select exists (select 1 from pg_catalog.pg_attribute
+               where attrelid = pg_catalog.to_regclass('supaqueue.queue')
+                 and attname = 'discard_unfinished_on_delete' and not attisdropped);
+
+-- name: record_discard
+update supaqueue.queue set discard_unfinished_on_delete = %(discard)s where id = %(id)s::uuid;
+
+-- name: recorded_discard
+select (to_jsonb(q) ->> 'discard_unfinished_on_delete')::boolean
+from supaqueue.queue q where q.id = %(id)s::uuid;
