@@ -27,6 +27,47 @@ CREATE TYPE supaqueue.job_status AS ENUM (
 
 ALTER TYPE supaqueue.job_status OWNER TO postgres;
 
+CREATE FUNCTION supaqueue._api_caller_role() RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select case when coalesce(pg_catalog.current_setting('role', true), 'none') in ('none', '')
+              then session_user::text
+              else pg_catalog.current_setting('role', true) end
+$$;
+
+ALTER FUNCTION supaqueue._api_caller_role() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._api_queue(_name text) RETURNS uuid
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _role text := supaqueue._api_caller_role();
+  _q supaqueue.queue;
+begin
+  select * into _q from supaqueue.queue where name = _name;
+  if not found then
+    raise exception 'supaqueue: there is no queue named %', coalesce(pg_catalog.quote_literal(_name), 'null')
+      using errcode = 'SQ005',
+            hint = 'check the name against supaqueue:queues in the stack (a removed queue takes no jobs)';
+  end if;
+  if pg_catalog.pg_has_role(_role, 'service_role', 'MEMBER') then
+    return _q.id;
+  end if;
+  if ('authenticated' = any (_q.enqueue_roles)
+        and pg_catalog.pg_has_role(_role, 'authenticated', 'MEMBER'))
+     or ('anon' = any (_q.enqueue_roles) and pg_catalog.pg_has_role(_role, 'anon', 'MEMBER')) then
+    return _q.id;
+  end if;
+  raise exception 'supaqueue: role % may not enqueue into queue %', _role, pg_catalog.quote_literal(_name)
+    using errcode = '42501',
+          hint = 'list the role in the queue''s enqueue_roles (supaqueue:queues) to allow it';
+end
+$$;
+
+ALTER FUNCTION supaqueue._api_queue(_name text) OWNER TO postgres;
+
 CREATE TABLE supaqueue.current_job (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     worker uuid NOT NULL,
@@ -1253,10 +1294,12 @@ CREATE TABLE supaqueue.queue (
     owner_stack_id text,
     operator_paused_at timestamp with time zone,
     dead_letter_queue uuid,
+    enqueue_roles text[] DEFAULT '{}'::text[] NOT NULL,
     CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
     CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
     CONSTRAINT queue_default_headers_object CHECK ((jsonb_typeof(default_headers) = 'object'::text)),
     CONSTRAINT queue_edge_function_name_is_slug CHECK ((edge_function_name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
+    CONSTRAINT queue_enqueue_roles_known CHECK (((enqueue_roles <@ ARRAY['anon'::text, 'authenticated'::text]) AND (array_position(enqueue_roles, NULL::text) IS NULL))),
     CONSTRAINT queue_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
     CONSTRAINT queue_method_known CHECK ((method = ANY (ARRAY['GET'::text, 'POST'::text, 'PUT'::text, 'PATCH'::text, 'DELETE'::text]))),
     CONSTRAINT queue_name_is_slug CHECK ((name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
@@ -3009,6 +3052,7 @@ begin
     perform cron.unschedule(j.jobid) from cron.job j
       where j.jobname = any (supaqueue.cron_job_names()) and j.database = pg_catalog.current_database();
   end if;
+  drop schema if exists supaqueue_api cascade;
   drop schema supaqueue cascade;
 end
 $$;
