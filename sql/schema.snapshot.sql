@@ -1049,6 +1049,48 @@ $$;
 
 ALTER FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue._queue_by_name(_queue text, _caller text) RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $_$
+declare
+  _id uuid;
+  _like text;
+  _names text;
+begin
+  if _queue is null then
+    raise exception '%: _queue must not be null (give the queue''s name)', _caller
+      using errcode = '22004';
+  end if;
+  select q.id into _id from supaqueue.queue q where q.name = _queue for key share;
+  if found then
+    return _id;
+  end if;
+  if _queue ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+    select q.id into _id from supaqueue.queue q where q.id = _queue::uuid for key share;
+    if found then
+      return _id;
+    end if;
+    -- as the id form says it (23503), so callers that passed ids as text see no change
+    raise exception '%: there is no queue with id %', _caller, _queue using errcode = '23503';
+  end if;
+  select min(q.name) into _like from supaqueue.queue q where lower(q.name) = lower(_queue);
+  select string_agg(n, ', ' order by n) into _names
+    from (select q.name as n from supaqueue.queue q order by q.name limit 20) s;
+  raise exception '%: there is no queue named %', _caller, quote_literal(_queue)
+    using errcode = 'SQ020',
+          hint = case
+            when _like is not null then format('Names are case-sensitive: did you mean %L?', _like)
+            when _names is null then 'There are no queues: declare one in the stack and run pulumi up.'
+            else format('The queues are: %s%s. A queue removed from the stack is gone with its name.',
+                        _names,
+                        case when (select count(*) from supaqueue.queue) > 20 then ', …' else '' end)
+          end;
+end
+$_$;
+
+ALTER FUNCTION supaqueue._queue_by_name(_queue text, _caller text) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue._record_action(_job uuid, _action text) RETURNS void
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO ''
@@ -1734,6 +1776,18 @@ $$;
 
 ALTER FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.enqueue(_queue text, _payload jsonb DEFAULT '{}'::jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_key text DEFAULT NULL::text, _depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  return supaqueue.enqueue(supaqueue._queue_by_name(_queue, 'supaqueue.enqueue'), _payload,
+                           _run_at, _priority, _dedup_key, _depends_on);
+end
+$$;
+
+ALTER FUNCTION supaqueue.enqueue(_queue text, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb DEFAULT '{}'::jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_key text DEFAULT NULL::text, _depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -1805,6 +1859,106 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_keys text[] DEFAULT NULL::text[], _depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid[]
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _q uuid := supaqueue._queue_by_name(_queue, 'supaqueue.enqueue_batch');
+  _n integer;
+  _ids uuid[];
+  _deps uuid[];
+  _found integer := 0;
+  _waiting integer := 0;
+  _doomed boolean := false;
+  _new uuid[];
+  _out uuid[];
+  _ord integer;
+begin
+  if _payloads is null or jsonb_typeof(_payloads) <> 'array' then
+    raise exception 'supaqueue.enqueue_batch: _payloads must be a JSON array of payloads (one per '
+                    'job), not %', coalesce(jsonb_typeof(_payloads), 'null')
+      using errcode = '22023';
+  end if;
+  _n := jsonb_array_length(_payloads);
+  if _dedup_keys is not null
+     and (array_ndims(_dedup_keys) > 1 or coalesce(array_lower(_dedup_keys, 1), 1) <> 1
+          or cardinality(_dedup_keys) <> _n) then
+    raise exception 'supaqueue.enqueue_batch: _dedup_keys has % keys for % payloads',
+      cardinality(_dedup_keys), _n
+      using errcode = '22023', hint = 'Give one key per payload, null where a job has none.';
+  end if;
+  if _n = 0 then
+    return '{}'::uuid[];
+  end if;
+
+  -- as in enqueue(uuid, …)
+  _deps := array(select distinct d from unnest(coalesce(_depends_on, '{}'::uuid[])) d
+                 where d is not null);
+  if cardinality(_deps) > 0 then
+    select count(*), count(*) filter (where s.status <> 'success'),
+           coalesce(bool_or(s.status in ('failed', 'cancelled')), false)
+      into _found, _waiting, _doomed
+      from (select j.status from supaqueue.job j where j.id = any (_deps) for share) s;
+    if _found < cardinality(_deps) then
+      raise exception 'supaqueue.enqueue_batch: % of the jobs in _depends_on do not exist',
+        cardinality(_deps) - _found using errcode = '23503';
+    end if;
+  end if;
+
+  -- The ids are chosen first so that each job's id is known by its position.
+  _ids := array(select gen_random_uuid() from generate_series(1, _n));
+  insert into supaqueue.job (id, queue, payload, run_at, priority, dedup_key, pending_dependencies,
+                             status, finished_at, last_error)
+    select u.id, _q, e.value, coalesce(_run_at, now()), coalesce(_priority, 0),
+           _dedup_keys[e.ord::integer],
+           case when cardinality(_deps) > 0 and not _doomed then _waiting + 1 else 0 end,
+           case when _doomed then 'cancelled'::supaqueue.job_status else 'pending' end,
+           case when _doomed then now() end,
+           case when _doomed then 'a job it depends on failed or was cancelled' end
+      from jsonb_array_elements(_payloads) with ordinality e(value, ord)
+      join unnest(_ids) with ordinality u(id, ord) on u.ord = e.ord
+     order by e.ord
+    on conflict (queue, dedup_key)
+      where dedup_key is not null and status in ('pending', 'in_progress')
+      do nothing;
+
+  -- Each position: the job inserted, else the unfinished job holding its dedup key.
+  select array_agg(coalesce(j.id, h.id) order by u.ord),
+         coalesce(array_agg(j.id) filter (where j.id is not null), '{}'::uuid[])
+    into _out, _new
+    from unnest(_ids) with ordinality u(id, ord)
+    left join supaqueue.job j on j.id = u.id
+    left join lateral (
+      select x.id from supaqueue.job x
+       where j.id is null and x.queue = _q and x.dedup_key = _dedup_keys[u.ord::integer]
+         and x.status in ('pending', 'in_progress')
+       limit 1) h on true;
+
+  if cardinality(_deps) > 0 and cardinality(_new) > 0 then
+    insert into supaqueue.job_dependency (job, depends_on)
+      select n, d from unnest(_new) n cross join unnest(_deps) d;
+    if not _doomed then
+      update supaqueue.job set pending_dependencies = pending_dependencies - 1
+        where id = any (_new);
+      if _waiting = 0 then
+        perform supaqueue.dispatch(_q);
+      end if;
+    end if;
+  end if;
+
+  -- A key's holder that finished between the insert and the read above (rare): that position goes
+  -- through enqueue(uuid, …), which retries until it inserts or finds the holder.
+  for _ord in select o from generate_subscripts(_out, 1) o where _out[o] is null loop
+    _out[_ord] := supaqueue.enqueue(_q, _payloads -> (_ord - 1), _run_at, _priority,
+                                    _dedup_keys[_ord], _depends_on);
+  end loop;
+  return _out;
+end
+$$;
+
+ALTER FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone, _priority integer, _dedup_keys text[], _depends_on uuid[]) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.enqueue_due_schedules() RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
@@ -2022,6 +2176,27 @@ CREATE FUNCTION supaqueue.job_runs(_job uuid) RETURNS jsonb
 $$;
 
 ALTER FUNCTION supaqueue.job_runs(_job uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.job_status(_id uuid, OUT id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) RETURNS record
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  select j.id, q.name, j.status::text, j.attempts, q.max_attempts, j.result, j.last_status_code,
+         j.last_error, j.run_at, j.created_at, j.updated_at, j.finished_at
+    into id, queue, status, attempts, max_attempts, result, last_status_code, last_error, run_at,
+         created_at, updated_at, finished_at
+    from supaqueue.job j join supaqueue.queue q on q.id = j.queue
+   where j.id = _id;
+  if not found then
+    raise exception 'supaqueue.job_status: there is no job with id %', coalesce(_id::text, 'null')
+      using errcode = 'SQ005',
+            hint = 'A finished job is removed after its queue''s retention_seconds.';
+  end if;
+end
+$$;
+
+ALTER FUNCTION supaqueue.job_status(_id uuid, OUT id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.list_jobs(_queue uuid DEFAULT NULL::uuid, _statuses supaqueue.job_status[] DEFAULT NULL::supaqueue.job_status[], _created_after timestamp with time zone DEFAULT NULL::timestamp with time zone, _created_before timestamp with time zone DEFAULT NULL::timestamp with time zone, _error_contains text DEFAULT NULL::text, _before_created timestamp with time zone DEFAULT NULL::timestamp with time zone, _before_id uuid DEFAULT NULL::uuid, _limit integer DEFAULT 50) RETURNS TABLE(id uuid, queue uuid, queue_name text, status supaqueue.job_status, attempts integer, priority integer, run_at timestamp with time zone, created_at timestamp with time zone, finished_at timestamp with time zone, pending_dependencies integer, last_status_code integer, last_error text)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -3464,6 +3639,8 @@ REVOKE ALL ON FUNCTION supaqueue._jobs_matching(_queue uuid, _states supaqueue.j
 
 REVOKE ALL ON FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue._queue_by_name(_queue text, _caller text) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue._record_action(_job uuid, _action text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) FROM PUBLIC;
@@ -3525,8 +3702,14 @@ GRANT ALL ON FUNCTION supaqueue.drop_table_trigger(_id uuid) TO service_role;
 REVOKE ALL ON FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.enqueue(_queue text, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.enqueue(_queue text, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone, _priority integer, _dedup_keys text[], _depends_on uuid[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone, _priority integer, _dedup_keys text[], _depends_on uuid[]) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.enqueue_due_schedules() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.enqueue_due_schedules() TO service_role;
@@ -3542,6 +3725,9 @@ GRANT ALL ON FUNCTION supaqueue.job_ids_with_prefix(_prefix text, _limit integer
 
 REVOKE ALL ON FUNCTION supaqueue.job_runs(_job uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.job_runs(_job uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.job_status(_id uuid, OUT id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.job_status(_id uuid, OUT id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) TO service_role;
