@@ -26,85 +26,77 @@ language sql stable set search_path = '' as $$
 $$;
 
 -- The queue's id when the caller may enqueue into it (or read its jobs); raises otherwise:
--- SQ005 when no queue has that name (naming it), 42501 when the caller's role may not use it
--- (PostgREST answers 401 to anon, 403 to a signed-in user). service_role and the roles that are
--- members of it (postgres) may use every queue; `authenticated` / `anon` (and roles inside them)
--- only a queue whose enqueue_roles names them.
-create function supaqueue._api_queue(_name text) returns uuid
+-- 0023's SQ020 naming the queue when no queue has that name; 42501 when the caller's role may
+-- not use it (PostgREST answers 401 to anon, 403 to a signed-in user). service_role and roles that
+-- are members of it (postgres) may use every queue; `authenticated` / `anon` (and roles inside
+-- them) only a queue whose enqueue_roles names them.
+create function supaqueue._api_queue(_name text, _caller text) returns uuid
 language plpgsql stable security definer set search_path = '' as $$
 declare
   _role text := supaqueue._api_caller_role();
-  _q supaqueue.queue;
+  _id uuid := supaqueue._queue_by_name(_name, _caller);
+  _roles text[];
 begin
-  select * into _q from supaqueue.queue where name = _name;
-  if not found then
-    raise exception 'supaqueue: there is no queue named %', coalesce(pg_catalog.quote_literal(_name), 'null')
-      using errcode = 'SQ005',
-            hint = 'check the name against supaqueue:queues in the stack (a removed queue takes no jobs)';
-  end if;
   if pg_catalog.pg_has_role(_role, 'service_role', 'MEMBER') then
-    return _q.id;
+    return _id;
   end if;
-  if ('authenticated' = any (_q.enqueue_roles)
-        and pg_catalog.pg_has_role(_role, 'authenticated', 'MEMBER'))
-     or ('anon' = any (_q.enqueue_roles) and pg_catalog.pg_has_role(_role, 'anon', 'MEMBER')) then
-    return _q.id;
+  select q.enqueue_roles into _roles from supaqueue.queue q where q.id = _id;
+  if ('authenticated' = any (_roles) and pg_catalog.pg_has_role(_role, 'authenticated', 'MEMBER'))
+     or ('anon' = any (_roles) and pg_catalog.pg_has_role(_role, 'anon', 'MEMBER')) then
+    return _id;
   end if;
-  raise exception 'supaqueue: role % may not enqueue into queue %', _role, pg_catalog.quote_literal(_name)
+  raise exception '%: role % may not use queue %', _caller, _role, pg_catalog.quote_literal(_name)
     using errcode = '42501',
           hint = 'list the role in the queue''s enqueue_roles (supaqueue:queues) to allow it';
 end
 $$;
 
+-- = supaqueue.enqueue(text, …) (0023) for the caller's role.
 create function supaqueue_api.enqueue(queue text, payload jsonb default '{}'::jsonb,
                                       run_at timestamptz default null, priority integer default 0,
                                       dedup_key text default null, depends_on uuid[] default null)
 returns uuid
 language plpgsql security definer set search_path = '' as $$
 begin
-  return supaqueue.enqueue(supaqueue._api_queue(queue), payload, run_at, priority, dedup_key,
-                           depends_on);
+  return supaqueue.enqueue(supaqueue._api_queue(queue, 'supaqueue_api.enqueue'), payload, run_at,
+                           priority, dedup_key, depends_on);
 end
 $$;
 
--- Many payloads (a JSON array) into one queue in one call; the ids in the array's order.
+-- = supaqueue.enqueue_batch(text, …) (0023) for the caller's role: one job per element of the
+-- JSON array `payloads`, the ids in the same order.
 create function supaqueue_api.enqueue_batch(queue text, payloads jsonb,
                                             run_at timestamptz default null,
-                                            priority integer default 0)
+                                            priority integer default 0,
+                                            dedup_keys text[] default null,
+                                            depends_on uuid[] default null)
 returns uuid[]
 language plpgsql security definer set search_path = '' as $$
-declare
-  _q uuid := supaqueue._api_queue(queue);
 begin
-  if payloads is null or pg_catalog.jsonb_typeof(payloads) <> 'array' then
-    raise exception 'supaqueue: payloads must be a JSON array, got %',
-      coalesce(pg_catalog.jsonb_typeof(payloads), 'null') using errcode = '22023';
-  end if;
-  return array(
-    select supaqueue.enqueue(_q, p.value, run_at, priority)
-      from pg_catalog.jsonb_array_elements(payloads) with ordinality as p(value, n)
-     order by p.n);
+  perform supaqueue._api_queue(queue, 'supaqueue_api.enqueue_batch');
+  return supaqueue.enqueue_batch(queue, payloads, run_at, priority, dedup_keys, depends_on);
 end
 $$;
 
--- A job's state and result, for callers that wait for it; null when there is no such job. A
--- caller that is not service_role sees only jobs of queues its role may enqueue into.
-create function supaqueue_api.job_status(id uuid) returns jsonb
+-- = supaqueue.job_status(uuid) (0023); a caller that is not service_role sees only jobs of the
+-- queues its role may enqueue into (ids are random: in practice, the jobs it enqueued).
+create function supaqueue_api.job_status(id uuid,
+                                         out queue text, out status text,
+                                         out attempts integer, out max_attempts integer,
+                                         out result jsonb, out last_status_code integer,
+                                         out last_error text, out run_at timestamptz,
+                                         out created_at timestamptz, out updated_at timestamptz,
+                                         out finished_at timestamptz)
 language plpgsql stable security definer set search_path = '' as $$
 declare
-  _j supaqueue.job;
-  _name text;
+  _s record;
 begin
-  select * into _j from supaqueue.job j where j.id = job_status.id;
-  if not found then
-    return null;
-  end if;
-  select q.name into _name from supaqueue.queue q where q.id = _j.queue;
-  perform supaqueue._api_queue(_name);
-  return pg_catalog.jsonb_build_object(
-    'id', _j.id, 'queue', _name, 'status', _j.status, 'attempts', _j.attempts,
-    'result', _j.result, 'last_status_code', _j.last_status_code, 'last_error', _j.last_error,
-    'created_at', _j.created_at, 'finished_at', _j.finished_at);
+  select * into _s from supaqueue.job_status(job_status.id);
+  perform supaqueue._api_queue(_s.queue, 'supaqueue_api.job_status');
+  queue := _s.queue; status := _s.status; attempts := _s.attempts;
+  max_attempts := _s.max_attempts; result := _s.result; last_status_code := _s.last_status_code;
+  last_error := _s.last_error; run_at := _s.run_at; created_at := _s.created_at;
+  updated_at := _s.updated_at; finished_at := _s.finished_at;
 end
 $$;
 

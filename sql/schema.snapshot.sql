@@ -38,35 +38,30 @@ $$;
 
 ALTER FUNCTION supaqueue._api_caller_role() OWNER TO postgres;
 
-CREATE FUNCTION supaqueue._api_queue(_name text) RETURNS uuid
+CREATE FUNCTION supaqueue._api_queue(_name text, _caller text) RETURNS uuid
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
   _role text := supaqueue._api_caller_role();
-  _q supaqueue.queue;
+  _id uuid := supaqueue._queue_by_name(_name, _caller);
+  _roles text[];
 begin
-  select * into _q from supaqueue.queue where name = _name;
-  if not found then
-    raise exception 'supaqueue: there is no queue named %', coalesce(pg_catalog.quote_literal(_name), 'null')
-      using errcode = 'SQ005',
-            hint = 'check the name against supaqueue:queues in the stack (a removed queue takes no jobs)';
-  end if;
   if pg_catalog.pg_has_role(_role, 'service_role', 'MEMBER') then
-    return _q.id;
+    return _id;
   end if;
-  if ('authenticated' = any (_q.enqueue_roles)
-        and pg_catalog.pg_has_role(_role, 'authenticated', 'MEMBER'))
-     or ('anon' = any (_q.enqueue_roles) and pg_catalog.pg_has_role(_role, 'anon', 'MEMBER')) then
-    return _q.id;
+  select q.enqueue_roles into _roles from supaqueue.queue q where q.id = _id;
+  if ('authenticated' = any (_roles) and pg_catalog.pg_has_role(_role, 'authenticated', 'MEMBER'))
+     or ('anon' = any (_roles) and pg_catalog.pg_has_role(_role, 'anon', 'MEMBER')) then
+    return _id;
   end if;
-  raise exception 'supaqueue: role % may not enqueue into queue %', _role, pg_catalog.quote_literal(_name)
+  raise exception '%: role % may not use queue %', _caller, _role, pg_catalog.quote_literal(_name)
     using errcode = '42501',
           hint = 'list the role in the queue''s enqueue_roles (supaqueue:queues) to allow it';
 end
 $$;
 
-ALTER FUNCTION supaqueue._api_queue(_name text) OWNER TO postgres;
+ALTER FUNCTION supaqueue._api_queue(_name text, _caller text) OWNER TO postgres;
 
 CREATE TABLE supaqueue.current_job (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
