@@ -144,3 +144,5 @@ begin
   drop schema supaqueue cascade;
 end
 $$;
+
+select supaqueue.apply_privileges();

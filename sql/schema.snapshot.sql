@@ -3590,6 +3590,10 @@ ALTER TABLE ONLY supaqueue.worker
 
 GRANT USAGE ON SCHEMA supaqueue TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue._api_caller_role() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._api_queue(_name text, _caller text) FROM PUBLIC;
+
 GRANT SELECT ON TABLE supaqueue.current_job TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._cancel_attempt(_cj supaqueue.current_job) FROM PUBLIC;
