@@ -15,11 +15,11 @@ comment on schema supaqueue_api is
 revoke all on schema supaqueue_api from public;
 
 -- The API role the caller acts as. Inside a SECURITY DEFINER function current_user is the owner,
--- but the `role` setting still holds what the caller SET ROLE to (PostgREST's `SET LOCAL ROLE`
+-- (also in this one), but the `role` setting still holds what the caller SET ROLE to (PostgREST's `SET LOCAL ROLE`
 -- from the JWT), and a session can only SET ROLE to a role it is a member of, so it cannot be
 -- claimed falsely, unlike `request.jwt.claims`. Without SET ROLE: the session's own role.
 create function supaqueue._api_caller_role() returns text
-language sql stable set search_path = '' as $$
+language sql stable security definer set search_path = '' as $$
   select case when coalesce(pg_catalog.current_setting('role', true), 'none') in ('none', '')
               then session_user::text
               else pg_catalog.current_setting('role', true) end

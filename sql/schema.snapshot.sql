@@ -28,7 +28,7 @@ CREATE TYPE supaqueue.job_status AS ENUM (
 ALTER TYPE supaqueue.job_status OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._api_caller_role() RETURNS text
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
     AS $$
   select case when coalesce(pg_catalog.current_setting('role', true), 'none') in ('none', '')
