@@ -96,7 +96,10 @@ FIELDS: dict[str, Field] = {
     "retention_seconds": Field(DEFAULT_RETENTION_SECONDS),
     "dead_letter_queue": Field(None),
     "discard_unfinished_on_delete": Field(False),
+    # API roles besides service_role that may enqueue through the Data API (sql/0024_data_api.sql)
+    "enqueue_roles": Field([]),
 }
+ENQUEUE_ROLES = ("anon", "authenticated")  # the check constraint queue_enqueue_roles_known
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,15 @@ def _rate_problem(value: Any) -> str | None:
     return None
 
 
+def _enqueue_roles_problem(value: Any) -> str | None:
+    if not isinstance(value, list) or any(role not in ENQUEUE_ROLES for role in value):
+        return (
+            f"must be a list of {' / '.join(ENQUEUE_ROLES)} (service_role may always enqueue), "
+            f"got {value!r}"
+        )
+    return None
+
+
 def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = None) -> list[Problem]:
     """Every problem of one queue declaration; `unknown` names values not known yet (preview)."""
     not_yet_known = unknown or set()
@@ -201,6 +213,7 @@ def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = Non
         "discard_unfinished_on_delete",
         lambda v: None if isinstance(v, bool) else f"must be true or false, got {v!r}",
     )
+    check("enqueue_roles", _enqueue_roles_problem)
     base: Any = raw.get("backoff_base_ms")
     cap: Any = raw.get("backoff_max_ms")
     if _is_int(base) and _is_int(cap) and cap < base:
@@ -317,4 +330,5 @@ def with_defaults(raw: Mapping[str, Any], *, nulls_dropped: bool = False) -> dic
             filled[key] = raw.get(key)
     filled["headers"] = dict(filled["headers"] or {})
     filled["non_retryable_statuses"] = list(filled["non_retryable_statuses"])
+    filled["enqueue_roles"] = list(filled["enqueue_roles"] or [])
     return filled

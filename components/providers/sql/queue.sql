@@ -6,7 +6,7 @@ insert into supaqueue.queue (
   name, edge_function_name, method, default_headers, max_attempts, backoff_base_ms,
   backoff_max_ms, backoff_jitter, non_retryable_statuses, timeout_ms, lease_grace_ms,
   rate_limit_per_second, rate_limit_burst, paused, retention_seconds, owner_stack, owner_stack_id,
-  dead_letter_queue
+  dead_letter_queue, enqueue_roles
 ) values (
   %(name)s, %(edge_function_name)s, %(method)s, %(default_headers)s, %(max_attempts)s,
   %(backoff_base_ms)s, %(backoff_max_ms)s, %(backoff_jitter)s,
@@ -14,7 +14,8 @@ insert into supaqueue.queue (
   %(timeout_ms)s, %(lease_grace_ms)s, %(rate_limit_per_second)s, %(rate_limit_burst)s,
   %(paused)s, %(retention_seconds)s, %(owner_stack)s, %(owner_stack_id)s,
   -- by name (null when there is no such queue: the provider refuses that)
-  (select d.id from supaqueue.queue d where d.name = %(dead_letter_queue)s)
+  (select d.id from supaqueue.queue d where d.name = %(dead_letter_queue)s),
+  %(enqueue_roles)s::text[]
 )
 returning id::text;
 
@@ -37,6 +38,7 @@ update supaqueue.queue set
   paused = %(paused)s,
   retention_seconds = %(retention_seconds)s,
   dead_letter_queue = (select d.id from supaqueue.queue d where d.name = %(dead_letter_queue)s),
+  enqueue_roles = %(enqueue_roles)s::text[],
   -- claims a queue made before ownership records (providers/ownership.py checked the owner)
   owner_stack = %(owner_stack)s,
   owner_stack_id = %(owner_stack_id)s,
@@ -53,6 +55,7 @@ select q.id::text, q.name, q.edge_function_name, q.method, q.default_headers, q.
        q.timeout_ms, q.lease_grace_ms, q.rate_limit_per_second, q.rate_limit_burst, q.paused,
        q.retention_seconds,
        (select d.name from supaqueue.queue d where d.id = q.dead_letter_queue) as dead_letter_queue,
+       q.enqueue_roles,
        (select count(*) from supaqueue.worker w where w.queue = q.id and not w.retiring)::int
          as workers
 from supaqueue.queue q
