@@ -216,9 +216,7 @@ def _call_statement(routine: Routine, given: list[str]) -> sql.Composed:
         sql.SQL("{} {}").format(sql.Identifier(a), sql.SQL(types[a])) for a in given
     )
     source = (
-        sql.SQL("from jsonb_to_record(%s::jsonb) as _({})").format(record)
-        if given
-        else sql.SQL("")
+        sql.SQL("from jsonb_to_record(%s::jsonb) as _({})").format(record) if given else sql.SQL("")
     )
     call = sql.SQL("{}({})").format(fn, args)
     if routine.returns_set:
@@ -264,8 +262,9 @@ async def rpc(request: web.Request) -> web.StreamResponse:
     profile_header = "Accept-Profile" if read_only else "Content-Profile"
     schema = request.headers.get(profile_header) or (schemas[0] if schemas else "public")
     if schema not in schemas:
-        return pg_error(406, "PGRST106", f"Invalid schema: {schema}",
-                        hint=f"Only the following schemas are exposed: {', '.join(schemas)}")  # fmt: skip
+        exposed = ", ".join(schemas)
+        hint = f"Only the following schemas are exposed: {exposed}"
+        return pg_error(406, "PGRST106", f"Invalid schema: {schema}", hint=hint)
     name = request.match_info["function"]
     if read_only:
         args: dict[str, Any] = {k: v for k, v in request.query.items() if k != "apikey"}

@@ -3,7 +3,10 @@
 export async function requestExport(supabase, reportId) {
   const { data: jobId, error } = await supabase
     .schema("supaqueue_api")
-    .rpc("enqueue", { queue: "user-exports", payload: { report_id: reportId } });
+    .rpc("enqueue", {
+      queue: "user-exports",
+      payload: { report_id: reportId },
+    });
   if (error) throw error; // {code, message, details, hint}: 42501 when the queue refuses users
   return jobId;
 }

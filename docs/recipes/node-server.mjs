@@ -1,10 +1,14 @@
 // A Node server (a Next.js route handler, Express, a script) enqueues with the service role.
 import { createClient } from "@supabase/supabase-js";
 
-const supabase = createClient(process.env.SUPABASE_URL, process.env.SUPABASE_SERVICE_ROLE_KEY, {
-  db: { schema: "supaqueue_api" },
-  auth: { persistSession: false },
-});
+const supabase = createClient(
+  process.env.SUPABASE_URL,
+  process.env.SUPABASE_SERVICE_ROLE_KEY,
+  {
+    db: { schema: "supaqueue_api" },
+    auth: { persistSession: false },
+  },
+);
 
 const { data: jobIds, error } = await supabase.rpc("enqueue_batch", {
   queue: "welcome-emails",

@@ -74,8 +74,12 @@ def test_a_claim_cannot_raise_the_role(api: psycopg.Connection[Any]) -> None:
     """request.jwt.claims is only what PostgREST writes; the check reads the SET ROLE."""
     with pytest.raises(psycopg.Error) as caught:
         with api.transaction():
-            api.execute("select set_config('role', 'authenticated', true),"
-                        " set_config('request.jwt.claims', '{\"role\": \"service_role\"}', true)")  # fmt: skip
+            claims = '{"role": "service_role"}'
+            api.execute(
+                "select set_config('role', 'authenticated', true),"
+                " set_config('request.jwt.claims', %s, true)",
+                (claims,),
+            )
             api.execute("select supaqueue_api.enqueue('internal')")
     api.rollback()
     assert caught.value.sqlstate == "42501"
@@ -101,8 +105,8 @@ def test_job_status_only_for_queues_the_role_may_use(api: psycopg.Connection[Any
     assert seen["attempts"] == 0 and seen["result"] is None
     error = refused(api, "authenticated", f"select supaqueue_api.job_status('{other}')")
     assert error.sqlstate == "42501"
-    assert as_role(api, "service_role",
-                   "select (supaqueue_api.job_status(%s)).queue", (other,)) == "internal"  # fmt: skip
+    status = "select (supaqueue_api.job_status(%s)).queue"
+    assert as_role(api, "service_role", status, (other,)) == "internal"
 
 
 def test_the_schema_holds_only_the_three_wrappers(engine: Engine) -> None:
@@ -112,10 +116,10 @@ def test_the_schema_holds_only_the_three_wrappers(engine: Engine) -> None:
     ).fetchall()
     assert [(r["proname"], r["prosecdef"]) for r in rows] == [
         ("enqueue", True), ("enqueue_batch", True), ("job_status", True)]  # fmt: skip
-    others = engine.conn.execute(
-        "select count(*) as n from pg_class where relnamespace = 'supaqueue_api'::regnamespace"
-    ).fetchone()
-    assert others["n"] == 0
+    others = engine.one(
+        "select count(*) from pg_class where relnamespace = 'supaqueue_api'::regnamespace"
+    )
+    assert others == 0
     # anon/authenticated still reach nothing in supaqueue itself
     for role in ("anon", "authenticated"):
         assert engine.one("select has_schema_privilege(%s, 'supaqueue', 'usage')", (role,)) is False

@@ -6,10 +6,14 @@ const calls = JSON.parse(process.env.CALLS);
 const out = [];
 for (const call of calls) {
   const options = { auth: { persistSession: false, autoRefreshToken: false } };
-  if (call.token) options.global = { headers: { Authorization: `Bearer ${call.token}` } };
+  if (call.token) {
+    options.global = { headers: { Authorization: `Bearer ${call.token}` } };
+  }
   const client = createClient(process.env.SUPABASE_URL, call.key, options);
   const db = call.schema ? client.schema(call.schema) : client;
-  const { data, error, status } = await db.rpc(call.fn, call.args ?? {}, { get: !!call.get });
+  const { data, error, status } = await db.rpc(call.fn, call.args ?? {}, {
+    get: !!call.get,
+  });
   out.push({ data, error, status });
 }
 console.log(JSON.stringify(out));

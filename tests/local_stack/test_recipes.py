@@ -188,5 +188,7 @@ def test_readme_shows_the_tested_recipes() -> None:
         text = (RECIPES / path).read_text()
         assert text in readme, f"README.md does not show docs/recipes/{path} verbatim"
     deno = json.loads((RECIPES / "edge-enqueue" / "deno.json").read_text())
-    pinned = re.fullmatch(r"npm:@supabase/supabase-js@(.+)", deno["imports"]["@supabase/supabase-js"])
+    pinned = re.fullmatch(
+        r"npm:@supabase/supabase-js@(.+)", deno["imports"]["@supabase/supabase-js"]
+    )
     assert pinned is not None and pinned.group(1) == supabase_js.VERSION

@@ -146,7 +146,7 @@ def test_role_claims_and_request_settings_are_postgrests(stack: LocalStack, tmp_
     assert as_anon["current_user"] == "anon" and as_anon["claims"]["role"] == "anon"
     assert as_user["current_user"] == "authenticated"
     assert as_user["claims"]["email"] == "u@example.com"
-    assert as_user["method"] == "POST" and as_user["path"] == f"/rpc/context"
+    assert as_user["method"] == "POST" and as_user["path"] == "/rpc/context"
     assert as_user["headers"]["authorization"] == f"Bearer {token}"
     assert as_user["headers"]["content-profile"] == SCHEMA
     assert as_user["search_path"] == f'"{SCHEMA}", "public", "extensions"'
@@ -205,7 +205,7 @@ def test_errors_keep_postgres_fields_and_map_statuses(stack: LocalStack, tmp_pat
                                "message": "it broke"}  # fmt: skip
     assert out[1]["error"]["code"] == "SQ123" and out[1]["error"]["message"] == "own code"
     assert out[3]["error"]["code"] == "42501"
-    assert out[3]["error"]["message"] == f"permission denied for function secret"
+    assert out[3]["error"]["message"] == "permission denied for function secret"
     assert out[6]["error"]["code"] == "25006"
 
 
@@ -214,13 +214,19 @@ def test_gateway_and_jwt_refusals(stack: LocalStack) -> None:
     profile = {"Content-Profile": SCHEMA}
     no_key = httpx.post(url, json={"a": 1}, headers=profile, timeout=30)
     assert no_key.status_code == 401 and no_key.json()["message"] == "No API key found in request"
-    forged = jwt.encode({"role": "service_role"}, "not-the-project-secret-" + "x" * 32, algorithm="HS256")
-    bad = httpx.post(url, json={"a": 1}, timeout=30,
-                     headers={**profile, "apikey": forged, "Authorization": f"Bearer {forged}"})  # fmt: skip
+    forged = jwt.encode(
+        {"role": "service_role"}, "not-the-project-secret-" + "x" * 32, algorithm="HS256"
+    )
+    forged_headers = {**profile, "apikey": forged, "Authorization": f"Bearer {forged}"}
+    bad = httpx.post(url, json={"a": 1}, timeout=30, headers=forged_headers)
     assert bad.status_code == 401 and bad.json()["code"] == "PGRST301"
     expired = user_token(stack, exp=int(time.time()) - 10)
-    old = httpx.post(url, json={"a": 1}, timeout=30, headers={
-        **profile, "apikey": stack.env["ANON_KEY"], "Authorization": f"Bearer {expired}"})  # fmt: skip
+    expired_headers = {
+        **profile,
+        "apikey": stack.env["ANON_KEY"],
+        "Authorization": f"Bearer {expired}",
+    }
+    old = httpx.post(url, json={"a": 1}, timeout=30, headers=expired_headers)
     assert old.status_code == 401 and old.json()["code"] == "PGRST303"
     ok = httpx.post(url, json={"a": 1}, timeout=30,
                     headers={**profile, "apikey": stack.env["ANON_KEY"]})  # fmt: skip

@@ -366,7 +366,9 @@ def test_enqueue_roles_are_written_updated_and_read_back(
 
 
 def test_enqueue_roles_refuse_other_roles(db_url: str) -> None:
-    spec = with_defaults({"name": "q", "edge_function_name": "f", "enqueue_roles": ["service_role"]})
+    spec = with_defaults(
+        {"name": "q", "edge_function_name": "f", "enqueue_roles": ["service_role"]}
+    )
     checked = QueueProvider().check({}, {**spec, "db_url": db_url, "owner": QUEUE_OWNER})
     assert [f.property for f in checked.failures] == ["enqueue_roles"]
     assert "service_role may always enqueue" in checked.failures[0].reason
