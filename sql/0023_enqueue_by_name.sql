@@ -120,32 +120,38 @@ begin
 
   -- The ids are chosen first so that each job's id is known by its position.
   _ids := array(select gen_random_uuid() from generate_series(1, _n));
-  insert into supaqueue.job (id, queue, payload, run_at, priority, dedup_key, pending_dependencies,
-                             status, finished_at, last_error)
-    select u.id, _q, e.value, coalesce(_run_at, now()), coalesce(_priority, 0),
-           _dedup_keys[e.ord::integer],
-           case when cardinality(_deps) > 0 and not _doomed then _waiting + 1 else 0 end,
-           case when _doomed then 'cancelled'::supaqueue.job_status else 'pending' end,
-           case when _doomed then now() end,
-           case when _doomed then 'a job it depends on failed or was cancelled' end
-      from jsonb_array_elements(_payloads) with ordinality e(value, ord)
-      join unnest(_ids) with ordinality u(id, ord) on u.ord = e.ord
-     order by e.ord
-    on conflict (queue, dedup_key)
-      where dedup_key is not null and status in ('pending', 'in_progress')
-      do nothing;
+  with ins as (
+    insert into supaqueue.job (id, queue, payload, run_at, priority, dedup_key,
+                               pending_dependencies, status, finished_at, last_error)
+      select u.id, _q, e.value, coalesce(_run_at, now()), coalesce(_priority, 0),
+             _dedup_keys[e.ord::integer],
+             case when cardinality(_deps) > 0 and not _doomed then _waiting + 1 else 0 end,
+             case when _doomed then 'cancelled'::supaqueue.job_status else 'pending' end,
+             case when _doomed then now() end,
+             case when _doomed then 'a job it depends on failed or was cancelled' end
+        from jsonb_array_elements(_payloads) with ordinality e(value, ord)
+        join unnest(_ids) with ordinality u(id, ord) on u.ord = e.ord
+       order by e.ord
+      on conflict (queue, dedup_key)
+        where dedup_key is not null and status in ('pending', 'in_progress')
+        do nothing
+      returning id)
+  select coalesce(array_agg(id), '{}'::uuid[]) into _new from ins;
 
-  -- Each position: the job inserted, else the unfinished job holding its dedup key.
-  select array_agg(coalesce(j.id, h.id) order by u.ord),
-         coalesce(array_agg(j.id) filter (where j.id is not null), '{}'::uuid[])
-    into _out, _new
-    from unnest(_ids) with ordinality u(id, ord)
-    left join supaqueue.job j on j.id = u.id
-    left join lateral (
-      select x.id from supaqueue.job x
-       where j.id is null and x.queue = _q and x.dedup_key = _dedup_keys[u.ord::integer]
-         and x.status in ('pending', 'in_progress')
-       limit 1) h on true;
+  if cardinality(_new) = _n then
+    _out := _ids;
+  else
+    -- Some keys were held: each position gets the job inserted, else the unfinished job holding
+    -- its key (one inserted by an earlier element of the batch is visible to this statement).
+    select array_agg(coalesce(i.id, h.id) order by u.ord) into _out
+      from unnest(_ids) with ordinality u(id, ord)
+      left join unnest(_new) i(id) on i.id = u.id
+      left join lateral (
+        select x.id from supaqueue.job x
+         where i.id is null and x.queue = _q and x.dedup_key = _dedup_keys[u.ord::integer]
+           and x.status in ('pending', 'in_progress')
+         limit 1) h on true;
+  end if;
 
   if cardinality(_deps) > 0 and cardinality(_new) > 0 then
     insert into supaqueue.job_dependency (job, depends_on)

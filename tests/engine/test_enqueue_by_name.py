@@ -245,3 +245,18 @@ def test_only_postgres_and_service_role_may_call_the_application_api(engine: Eng
             ):
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
                     conn.execute(call)
+
+
+def test_job_status_with_a_literal_id_needs_uuid_as_documented(engine: Engine) -> None:
+    """`supaqueue.job_status` is also the enum type's name: one untyped literal is read as a cast
+    to it (docs/architecture.md); a typed literal, a named argument or a bound parameter work."""
+    engine.queue(workers=0, name="demo-echo")
+    job = engine.one("select supaqueue.enqueue('demo-echo', '{}')::text")
+    for call in (
+        f"select status from supaqueue.job_status('{job}'::uuid)",
+        f"select status from supaqueue.job_status(_id => '{job}')",
+    ):
+        assert engine.one(call) == "pending", call
+    assert engine.one("select status from supaqueue.job_status(%s)", (job,)) == "pending"
+    with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="enum"):
+        engine.conn.execute(f"select * from supaqueue.job_status('{job}')")

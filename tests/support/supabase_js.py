@@ -1,4 +1,4 @@
-"""The real `@supabase/supabase-js` from npm, at the version `docs/recipes/package.json` pins,
+"""The real `@supabase/supabase-js` from npm, at the version `supabase_js/package.json` pins,
 installed once into the cache, and a way to run ES module scripts against it with the machine's
 node (the recipes and the `/rest/v1` contract tests)."""
 
@@ -14,8 +14,8 @@ from typing import Any
 from components.toolchain import cache_dir
 from tests.support.toolchain import REPO
 
-RECIPES = REPO / "docs" / "recipes"
-PACKAGE = json.loads((RECIPES / "package.json").read_text())
+EXAMPLES = REPO / "examples"
+PACKAGE = json.loads((Path(__file__).with_name("supabase_js") / "package.json").read_text())
 VERSION: str = PACKAGE["dependencies"]["@supabase/supabase-js"]
 
 
