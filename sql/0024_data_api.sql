@@ -25,29 +25,36 @@ language sql stable security definer set search_path = '' as $$
               else pg_catalog.current_setting('role', true) end
 $$;
 
--- The queue's id when the caller may enqueue into it (or read its jobs); raises otherwise:
--- 0023's SQ020 naming the queue when no queue has that name; 42501 when the caller's role may
--- not use it (PostgREST answers 401 to anon, 403 to a signed-in user). service_role and roles that
--- are members of it (postgres) may use every queue; `authenticated` / `anon` (and roles inside
--- them) only a queue whose enqueue_roles names them.
-create function supaqueue._api_queue(_name text, _caller text) returns uuid
+-- Whether the caller may use a queue whose enqueue_roles are `_roles` (enqueue into it, read its
+-- jobs); raises 42501 otherwise (PostgREST answers 401 to anon, 403 to a signed-in user).
+-- service_role and roles that are members of it (postgres) may use every queue; `authenticated`
+-- / `anon` (and roles inside them) only a queue whose enqueue_roles names them.
+create function supaqueue._api_check(_roles text[], _name text, _caller text) returns void
 language plpgsql stable security definer set search_path = '' as $$
 declare
   _role text := supaqueue._api_caller_role();
-  _id uuid := supaqueue._queue_by_name(_name, _caller);
-  _roles text[];
 begin
-  if pg_catalog.pg_has_role(_role, 'service_role', 'MEMBER') then
-    return _id;
-  end if;
-  select q.enqueue_roles into _roles from supaqueue.queue q where q.id = _id;
-  if ('authenticated' = any (_roles) and pg_catalog.pg_has_role(_role, 'authenticated', 'MEMBER'))
+  if pg_catalog.pg_has_role(_role, 'service_role', 'MEMBER')
+     or ('authenticated' = any (_roles) and pg_catalog.pg_has_role(_role, 'authenticated', 'MEMBER'))
      or ('anon' = any (_roles) and pg_catalog.pg_has_role(_role, 'anon', 'MEMBER')) then
-    return _id;
+    return;
   end if;
   raise exception '%: role % may not use queue %', _caller, _role, pg_catalog.quote_literal(_name)
     using errcode = '42501',
           hint = 'list the role in the queue''s enqueue_roles (supaqueue:queues) to allow it';
+end
+$$;
+
+-- For enqueueing: 0023's lookup (SQ020 naming an unknown name; FOR KEY SHARE against a concurrent
+-- drop_queue), then the role check.
+create function supaqueue._api_queue(_name text, _caller text) returns uuid
+language plpgsql security definer set search_path = '' as $$
+declare
+  _id uuid := supaqueue._queue_by_name(_name, _caller);
+begin
+  perform supaqueue._api_check((select q.enqueue_roles from supaqueue.queue q where q.id = _id),
+                               _name, _caller);
+  return _id;
 end
 $$;
 
@@ -92,7 +99,9 @@ declare
   _s record;
 begin
   select * into _s from supaqueue.job_status(job_status.id);
-  perform supaqueue._api_queue(_s.queue, 'supaqueue_api.job_status');
+  -- no row lock here: a status read may run in a read-only transaction (PostgREST's GET)
+  perform supaqueue._api_check((select q.enqueue_roles from supaqueue.queue q
+                                 where q.name = _s.queue), _s.queue, 'supaqueue_api.job_status');
   queue := _s.queue; status := _s.status; attempts := _s.attempts;
   max_attempts := _s.max_attempts; result := _s.result; last_status_code := _s.last_status_code;
   last_error := _s.last_error; run_at := _s.run_at; created_at := _s.created_at;

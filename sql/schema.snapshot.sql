@@ -38,26 +38,36 @@ $$;
 
 ALTER FUNCTION supaqueue._api_caller_role() OWNER TO postgres;
 
-CREATE FUNCTION supaqueue._api_queue(_name text, _caller text) RETURNS uuid
+CREATE FUNCTION supaqueue._api_check(_roles text[], _name text, _caller text) RETURNS void
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
   _role text := supaqueue._api_caller_role();
-  _id uuid := supaqueue._queue_by_name(_name, _caller);
-  _roles text[];
 begin
-  if pg_catalog.pg_has_role(_role, 'service_role', 'MEMBER') then
-    return _id;
-  end if;
-  select q.enqueue_roles into _roles from supaqueue.queue q where q.id = _id;
-  if ('authenticated' = any (_roles) and pg_catalog.pg_has_role(_role, 'authenticated', 'MEMBER'))
+  if pg_catalog.pg_has_role(_role, 'service_role', 'MEMBER')
+     or ('authenticated' = any (_roles) and pg_catalog.pg_has_role(_role, 'authenticated', 'MEMBER'))
      or ('anon' = any (_roles) and pg_catalog.pg_has_role(_role, 'anon', 'MEMBER')) then
-    return _id;
+    return;
   end if;
   raise exception '%: role % may not use queue %', _caller, _role, pg_catalog.quote_literal(_name)
     using errcode = '42501',
           hint = 'list the role in the queue''s enqueue_roles (supaqueue:queues) to allow it';
+end
+$$;
+
+ALTER FUNCTION supaqueue._api_check(_roles text[], _name text, _caller text) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._api_queue(_name text, _caller text) RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _id uuid := supaqueue._queue_by_name(_name, _caller);
+begin
+  perform supaqueue._api_check((select q.enqueue_roles from supaqueue.queue q where q.id = _id),
+                               _name, _caller);
+  return _id;
 end
 $$;
 
@@ -3597,6 +3607,8 @@ ALTER TABLE ONLY supaqueue.worker
 GRANT USAGE ON SCHEMA supaqueue TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._api_caller_role() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._api_check(_roles text[], _name text, _caller text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._api_queue(_name text, _caller text) FROM PUBLIC;
 

@@ -103,6 +103,12 @@ def test_job_status_only_for_queues_the_role_may_use(api: psycopg.Connection[Any
                    "select to_jsonb(s) from supaqueue_api.job_status(%s) s", (mine,))  # fmt: skip
     assert seen["queue"] == "signups" and seen["status"] == "pending"
     assert seen["attempts"] == 0 and seen["result"] is None
+    # a read-only transaction (PostgREST's GET) may read a status: no row lock on the way
+    with api.transaction():
+        api.execute("set transaction read only")
+        api.execute("select set_config('role', 'authenticated', true)")
+        row = api.execute("select status from supaqueue_api.job_status(%s)", (mine,)).fetchone()
+        assert row == ("pending",)
     error = refused(api, "authenticated", f"select supaqueue_api.job_status('{other}')")
     assert error.sqlstate == "42501"
     status = "select (supaqueue_api.job_status(%s)).queue"
