@@ -205,7 +205,7 @@ def _not_found(schema: str, name: str, given: set[str]) -> web.Response:
 
 
 def _call_statement(routine: Routine, given: list[str]) -> sql.Composed:
-    """`select <result> from <fn>(a := _.a, …) from jsonb_to_record($1) as _(a type, …)`, as
+    """`select <result of fn(a := _.a, …)> from jsonb_to_record($1) as _(a type, …)`, as
     PostgREST passes named arguments: each cast from its JSON value by the parameter's type."""
     types = dict(zip(routine.arg_names, routine.arg_types, strict=True))
     fn = sql.Identifier(routine.schema, routine.name)
