@@ -196,17 +196,15 @@ def parse_stack_config(values: Mapping[str, Any], env: Mapping[str, str]) -> Sta
         if url and (why := _url_problem(url)):
             problems.append(f"{NAMESPACE}:{key}: {why}")
 
-    version = values.get("secretVersion", "1")
+    version = _keeper(values.get("secretVersion", "1"))
     if isinstance(version, bool) or not isinstance(version, str | int):
-        problems.append(f"{NAMESPACE}:secretVersion: must be a string or number")
+        problems.append(
+            f"{NAMESPACE}:secretVersion: must be a string or number (change it to rotate the "
+            f"secret), got {_kind(version)} {json.dumps(version)}"
+        )
         version = "1"
 
-    demo = _as_object("demo", values.get("demo", False), problems)
-    if isinstance(demo, str):
-        demo = demo.lower()
-    if demo not in (True, False):
-        problems.append(f"{NAMESPACE}:demo: must be true or false, got {demo!r}")
-        demo = False
+    demo = _boolean("demo", values, problems)
 
     queues = _parse_queues(_as_object("queues", values.get("queues", []), problems), problems)
     queue_names = {queue["name"] for queue in queues}
@@ -272,13 +270,30 @@ def parse_stack_config(values: Mapping[str, Any], env: Mapping[str, str]) -> Sta
 
 
 def _boolean(key: str, values: Mapping[str, Any], problems: list[str]) -> bool:
-    value = _as_object(key, values.get(key, False), problems)
+    """A YAML boolean: the engine passes it as the text 'true' / 'false' (tests: a bool)."""
+    value = values.get(key, False)
     if isinstance(value, str):
-        value = value.lower()
+        value = {"true": True, "false": False}.get(value.strip().lower(), value)
     if not isinstance(value, bool):  # not `in (True, False)`: 1 == True
         problems.append(f"{NAMESPACE}:{key}: must be true or false, got {value!r}")
         return False
     return value
+
+
+def _keeper(value: Any) -> Any:
+    """A scalar as given; a list or object (which the engine passes as JSON text) as parsed."""
+    if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        if isinstance(parsed, list | dict):
+            return parsed
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", dict: "an object", bool: "a boolean"}.get(type(value), "a value")
 
 
 def _parse_queues(raw: Any, problems: list[str]) -> list[dict[str, Any]]:

@@ -649,3 +649,71 @@ def metrics(
 
 
 COMMANDS += [schedules, triggers, run_schedule, metrics]
+
+
+# --- typed clients --------------------------------------------------------------------------
+
+
+def _write(text: str, out: str | None) -> None:
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(out, "w", encoding="utf-8") as file:
+            file.write(text)
+    except OSError as exc:
+        raise Stop(1, f"--out {out}: cannot write it ({exc.strerror})") from None
+    click.echo(f"wrote {out}", err=True)
+
+
+@click.group()
+def gen() -> None:
+    """Generate code from the database: typed enqueue clients, the payload handler."""
+
+
+@gen.command("types")
+@click.option(
+    "--lang",
+    type=click.Choice(["typescript", "python"]),
+    required=True,
+    help="typescript (Deno, Node: postgres.js) or python (psycopg)",
+)
+@click.option("--out", metavar="FILE", help="write to FILE (default: standard output)")
+@database_options
+@guarded
+def gen_types(lang: str, out: str | None, db_url: str | None, stack: str | None) -> None:
+    """A typed enqueue client: queue names as literal types, payload types from each queue's
+    payload_schema (any JSON for a queue without one)."""
+    import psycopg
+
+    from console import typegen
+
+    conn = connect_target(db_url, stack)
+    try:
+        queues = typegen.read_queues(conn)
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+        raise Stop(1, "supaqueue is not installed in that database (no supaqueue.queue)") from None
+    except psycopg.errors.UndefinedColumn:
+        raise Stop(
+            1, "that database's supaqueue predates payload schemas: run `pulumi up` to upgrade it"
+        ) from None
+    finally:
+        conn.close()
+    text = typegen.generate(queues, lang)
+    for warning in typegen.warnings(text):
+        click.echo(f"supaqueue: warning: {warning}", err=True)
+    _write(text, out)
+
+
+@gen.command("handler")
+@click.option("--out", metavar="FILE", help="write to FILE (default: standard output)")
+@guarded
+def gen_handler(out: str | None) -> None:
+    """The Deno module that validates a job's payload against its queue's schema in the called
+    function (a bad payload: 422 naming the field, not retried)."""
+    from console import typegen
+
+    _write(typegen.handler_module(), out)
+
+
+COMMANDS += [gen]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import aiohttp
 from aiohttp import web
@@ -86,6 +87,13 @@ async def invoke(request: web.Request) -> web.StreamResponse:
         except BootError as exc:
             log.warning("%s", exc)
             return _error(503, "BOOT_ERROR", "Function failed to start (please check logs)")
+        if client_gone(request):
+            # Nobody waits for the answer (pg_net or the dispatcher gave up while this gateway
+            # was busy or frozen): forwarding it now would start a call its caller has already
+            # counted as failed. Not an invocation.
+            counts[slug] -= 1
+            log.info("function %s: client gone before forwarding, request dropped", slug)
+            return _error(499, "CLIENT_CLOSED_REQUEST", "The client closed the request")
         try:
             return await _proxy(request, worker.port, slug, body)
         except aiohttp.ClientConnectorError:
@@ -93,6 +101,28 @@ async def invoke(request: web.Request) -> web.StreamResponse:
             if attempt == 2:
                 break
     return _error(502, "WORKER_ERROR", "Function is not accepting connections")
+
+
+def client_gone(request: web.Request) -> bool:
+    """Whether the client has closed or reset its connection: a peek at its socket (end of
+    stream or an error), as a proxy checks before forwarding (docs/architecture.md, issue #21)."""
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        return True
+    raw = transport.get_extra_info("socket")
+    if raw is None:
+        return False
+    # asyncio's socket object offers no recv: a plain one over the same descriptor, detached
+    # (never closed) afterwards
+    sock = socket.socket(raw.family, raw.type, raw.proto, raw.fileno())
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False  # still connected, waiting for the answer
+    except OSError:
+        return True  # reset
+    finally:
+        sock.detach()
 
 
 async def _proxy(request: web.Request, port: int, slug: str, body: bytes) -> web.StreamResponse:

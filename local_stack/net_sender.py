@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import psycopg
 import uvloop
+import yarl
 from psycopg.types.json import Jsonb
 
 from components.sql_files import named_queries
@@ -169,6 +170,28 @@ def _text(raw: bytes, charset: str | None) -> str:
     return text.replace("\x00", "\ufffd")
 
 
+def wire_url(url: str) -> yarl.URL:
+    """The URL as pg_net's curl sends it: after the host, bytes curl may not send as they are
+    (non-ASCII, DEL, control characters, spaces) percent-encoded with lower-case hex digits
+    (`%c3%bc`: lib/url.c gets the path with CURLU_URLENCODE, lib/urlapi.c `urlencode_str`), and
+    escapes already in the URL left exactly as written (yarl alone would upper-case them and
+    encode in upper case). curl sends such bytes of the query raw; HTTP has no raw non-ASCII, so
+    here they are encoded the same way as the path's."""
+    start = url.find("//")
+    start = start + 2 if start >= 0 else 0
+    cut = min((i for i in (url.find("/", start), url.find("?", start)) if i >= 0), default=len(url))
+    head, tail = url[:cut], url[cut:].split("#", 1)[0]  # curl never sends the fragment
+    out = []
+    for char in tail:
+        if char == " ":
+            out.append("%20")
+        elif " " < char < "\x7f":
+            out.append(char)
+        else:
+            out.extend(f"%{byte:02x}" for byte in char.encode("utf-8", "surrogatepass"))
+    return yarl.URL(head + "".join(out), encoded=True)
+
+
 async def send_one(http: aiohttp.ClientSession, row: tuple[Any, ...]) -> Response:
     """Send one queued request; never raises (every outcome is a response row)."""
     req_id, method, url, headers, body, timeout_ms = row
@@ -184,7 +207,7 @@ async def send_one(http: aiohttp.ClientSession, row: tuple[Any, ...]) -> Respons
         async with asyncio.timeout(max(timeout_ms, 1) / 1000):
             async with http.request(
                 method.upper(),
-                url,
+                wire_url(url),
                 headers=send_headers,
                 data=bytes(body) if body is not None else None,
                 allow_redirects=False,  # curl does not follow redirects unless told to

@@ -21,8 +21,8 @@ from psycopg import sql
 
 from components.errors import DatabaseError, SupaqueueError
 from components.migrations import SQL_DIR, apply, load_migrations
-from local_stack.postgres import PG_BIN, Cluster
-from local_stack.standins import install_standins
+from local_stack.postgres import PG_BIN, USER_ROLE, Cluster
+from local_stack.standins import install_standins, standin_sql
 
 SNAPSHOT_FILE = "schema.snapshot.sql"
 SCHEMA = "supaqueue"
@@ -75,14 +75,32 @@ def dump_schema(dsn: str) -> str:
 
 def schema_after_migrations(admin_dsn: str, directory: Path | str = SQL_DIR) -> str:
     """Apply every migration to a new scratch database of the cluster at `admin_dsn` and dump it.
-    The cluster needs the Supabase roles and the net/vault stand-ins (or extensions)."""
+    The cluster needs the Supabase roles and the net/vault stand-ins (or extensions).
+
+    Connected as a superuser (the cluster's admin role), the extensions are created by it, as
+    supautils does on Supabase (the real pg_net is untrusted: `postgres` cannot create it), with
+    the grants Supabase gives `postgres`; the migrations then run as `postgres`, so the objects
+    are owned as on a hosted project. Connected as a non-superuser, everything runs as that role
+    (the stand-ins only)."""
     name = f"supaqueue_snapshot_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        row = admin.execute(
+            "select rolsuper, exists (select 1 from pg_roles where rolname = %s and not rolsuper)"
+            " from pg_roles where rolname = current_user",
+            (USER_ROLE,),
+        ).fetchone()
+        superuser, hosted = bool(row and row[0]), bool(row and row[1])
+        create = sql.SQL("create database {}").format(sql.Identifier(name))
+        if superuser and hosted:
+            create += sql.SQL(" owner {}").format(sql.Identifier(USER_ROLE))
+        admin.execute(create)
         try:
             scratch_dsn = psycopg.conninfo.make_conninfo(admin_dsn, dbname=name)
             with psycopg.connect(scratch_dsn, autocommit=True) as conn:
                 install_standins(conn)
+                if superuser and hosted:
+                    conn.execute(standin_sql("hosted_grants.sql"))  # type: ignore[arg-type]
+                    conn.execute(sql.SQL("set role {}").format(sql.Identifier(USER_ROLE)))
                 apply(conn, load_migrations(directory))
             return dump_schema(scratch_dsn)
         finally:
@@ -94,7 +112,7 @@ def schema_after_migrations(admin_dsn: str, directory: Path | str = SQL_DIR) -> 
 def schema_in_temporary_cluster(directory: Path | str = SQL_DIR) -> str:
     """`schema_after_migrations` in a throwaway cluster of its own."""
     with Cluster.temporary(prefix="supaqueue-snapshot-") as cluster:
-        return schema_after_migrations(cluster.dsn(), directory)
+        return schema_after_migrations(cluster.dsn(user=cluster.admin_user), directory)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--admin-dsn",
-        help="a cluster to create a scratch database in (default: a temporary cluster)",
+        help="a cluster to create a scratch database in, best as its superuser (supabase_admin: "
+        "the real pg_net needs it); default: a temporary cluster",
     )
     args = parser.parse_args(argv)
     directory: Path = args.dir

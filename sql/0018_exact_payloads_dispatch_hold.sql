@@ -29,11 +29,12 @@ create table supaqueue.dispatch_hold (
   probe_request bigint
 );
 
--- As in 0014, plus `job.body` (see above). The body follows the rule the function applied since
+-- As in 0017 (the call's deadline), plus `job.body` (see above). The body follows the rule the function applied since
 -- 0010: a step whose payload is an object without its own `dependency_results` key (or null)
 -- gets its dependencies' results under that key; any other payload is sent as it is.
 create or replace function supaqueue._claimed_job(_cj supaqueue.current_job) returns jsonb
-language plpgsql stable security definer
+-- volatile, as 0017 made it: the time left to the deadline reads the clock
+language plpgsql security definer
 set search_path = ''
 as $$
 declare
@@ -53,7 +54,12 @@ begin
     select jsonb_build_object(
       'current_job', jsonb_build_object(
         'id', _cj.id, 'worker', _cj.worker, 'job', _cj.job,
-        'lease_expires_at', _cj.lease_expires_at, 'claimed_at', _cj.claimed_at),
+        'lease_expires_at', _cj.lease_expires_at, 'claimed_at', _cj.claimed_at,
+        -- 0017: the call's deadline on the database's clock, and the time left to it now: the
+        -- dispatcher counts that from when it sent the claim, so skew cannot make it later
+        'deadline', d.deadline,
+        'deadline_in_ms', greatest(0, floor(
+          extract(epoch from d.deadline - clock_timestamp()) * 1000))::bigint),
       'job', jsonb_build_object(
         'id', j.id, 'queue', j.queue, 'payload', _payload, 'attempts', j.attempts,
         'dependency_results', _deps,
@@ -71,6 +77,9 @@ begin
       'limits', jsonb_build_object('max_result_bytes', supaqueue.max_result_bytes()))
     from supaqueue.job j
     join supaqueue.queue q on q.id = j.queue
+    cross join lateral (
+      select coalesce(_cj.claimed_at, _cj.started_at)
+               + make_interval(secs => q.timeout_ms / 1000.0) as deadline) d
     where j.id = _cj.job
   );
 end
@@ -394,6 +403,9 @@ begin
       null, null, null);
     _expired := _expired + 1;
   end loop;
+
+  -- 0017: workers whose abandoned call can no longer be running become free for the loop below
+  perform supaqueue._release_held_workers();
 
   for _queue in
     select q.id from supaqueue.queue q

@@ -98,9 +98,14 @@ begin
     values (_j.id, _j.queue, _j.attempts, _cj.worker, _cj.started_at, clock_timestamp(),
             'cancelled', 'cancelled by the operator while in progress',
             (extract(epoch from clock_timestamp() - _cj.started_at) * 1000)::integer);
-  update supaqueue.worker set locked = false where id = _cj.worker and not retiring;
-  if not found then
-    delete from supaqueue.worker where id = _cj.worker;
+  if _cj.claimed_at is not null then
+    -- claimed: the dispatcher may be calling the target; the worker waits until it cannot be
+    perform supaqueue._hold_worker(_cj);
+  else
+    update supaqueue.worker set locked = false where id = _cj.worker and not retiring;
+    if not found then
+      delete from supaqueue.worker where id = _cj.worker;
+    end if;
   end if;
   update supaqueue.job
     set status = 'cancelled', finished_at = now(), updated_at = now(),
@@ -143,6 +148,49 @@ end
 $$;
 
 ALTER FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._check_table_trigger_condition(_table_schema text, _table_name text, _events text[], _condition text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  _event text;
+  _probe refcursor;
+begin
+  if _condition is null then
+    return;
+  end if;
+  foreach _event in array _events loop
+    begin
+      open _probe for execute pg_catalog.format('select 1 from %s where (%s)::boolean limit 0',
+        case _event
+          when 'INSERT' then pg_catalog.format('%I.%I as new', _table_schema, _table_name)
+          when 'DELETE' then pg_catalog.format('%I.%I as old', _table_schema, _table_name)
+          else pg_catalog.format('%I.%I as new, %I.%I as old', _table_schema, _table_name,
+                                 _table_schema, _table_name) end,
+        _condition);
+      close _probe;
+      begin
+        execute pg_catalog.format(
+          'create trigger supaqueue_when_check after %s on %I.%I for each row when (%s) '
+          'execute function pg_catalog.suppress_redundant_updates_trigger()',
+          _event, _table_schema, _table_name, _condition);
+        raise exception using errcode = 'SQ0WP';  -- always roll the probe back
+      exception when sqlstate 'SQ0WP' then
+        null;
+      end;
+    exception when others then
+      raise exception 'when: % is not a valid condition for % on %.% (one SQL expression over '
+                      'the row, as in a trigger''s WHEN: no subqueries, no -- comments, no second '
+                      'statement): %',
+        pg_catalog.quote_literal(_condition), _event, _table_schema, _table_name, sqlerrm
+        using errcode = '22023';
+    end;
+  end loop;
+end
+$$;
+
+ALTER FUNCTION supaqueue._check_table_trigger_condition(_table_schema text, _table_name text, _events text[], _condition text) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._check_timezone(_tz text) RETURNS void
     LANGUAGE plpgsql STABLE
@@ -193,7 +241,7 @@ $$;
 ALTER FUNCTION supaqueue._claim_document(_cj supaqueue.current_job) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) RETURNS jsonb
-    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
@@ -213,7 +261,12 @@ begin
     select jsonb_build_object(
       'current_job', jsonb_build_object(
         'id', _cj.id, 'worker', _cj.worker, 'job', _cj.job,
-        'lease_expires_at', _cj.lease_expires_at, 'claimed_at', _cj.claimed_at),
+        'lease_expires_at', _cj.lease_expires_at, 'claimed_at', _cj.claimed_at,
+        -- 0017: the call's deadline on the database's clock, and the time left to it now: the
+        -- dispatcher counts that from when it sent the claim, so skew cannot make it later
+        'deadline', d.deadline,
+        'deadline_in_ms', greatest(0, floor(
+          extract(epoch from d.deadline - clock_timestamp()) * 1000))::bigint),
       'job', jsonb_build_object(
         'id', j.id, 'queue', j.queue, 'payload', _payload, 'attempts', j.attempts,
         'dependency_results', _deps,
@@ -231,6 +284,9 @@ begin
       'limits', jsonb_build_object('max_result_bytes', supaqueue.max_result_bytes()))
     from supaqueue.job j
     join supaqueue.queue q on q.id = j.queue
+    cross join lateral (
+      select coalesce(_cj.claimed_at, _cj.started_at)
+               + make_interval(secs => q.timeout_ms / 1000.0) as deadline) d
     where j.id = _cj.job
   );
 end
@@ -779,9 +835,17 @@ CREATE FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _outcome te
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
+declare
+  -- a claimed lease that expired: the dispatcher was lost, its call may still be running
+  _running boolean := _outcome = 'lease_expired' and _cj.claimed_at is not null;
+  _queues uuid[];
 begin
-  return supaqueue._end_attempt(_cj, _outcome, _status_code, _response_excerpt, _error,
-                                _retry_after_seconds, _result, _duration_ms, false);
+  _queues := supaqueue._end_attempt(_cj, _outcome, _status_code, _response_excerpt, _error,
+                                    _retry_after_seconds, _result, _duration_ms, _running);
+  if _running then
+    perform supaqueue._hold_worker(_cj);
+  end if;
+  return _queues;
 end
 $$;
 
@@ -885,6 +949,24 @@ end
 $$;
 
 ALTER FUNCTION supaqueue._hold_missing_dispatcher() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._hold_worker(_cj supaqueue.current_job) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  update supaqueue.worker w
+     set locked = true,
+         held_until = greatest(clock_timestamp(),
+                               coalesce(_cj.claimed_at, _cj.started_at)
+                                 + make_interval(secs => q.timeout_ms / 1000.0))
+                      + make_interval(secs => q.target_wall_clock_ms / 1000.0)
+    from supaqueue.queue q
+   where w.id = _cj.worker and q.id = w.queue;
+end
+$$;
+
+ALTER FUNCTION supaqueue._hold_worker(_cj supaqueue.current_job) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._install_table_trigger_objects(_id uuid) RETURNS void
     LANGUAGE plpgsql
@@ -1105,6 +1187,32 @@ CREATE FUNCTION supaqueue._record_action(_job uuid, _action text) RETURNS void
 $$;
 
 ALTER FUNCTION supaqueue._record_action(_job uuid, _action text) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._release_held_workers() RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _worker uuid;
+  _n integer := 0;
+begin
+  for _worker in
+    select w.id from supaqueue.worker w
+     where w.held_until is not null and w.held_until <= clock_timestamp()
+     for update skip locked
+  loop
+    update supaqueue.worker set locked = false, held_until = null
+     where id = _worker and not retiring;
+    if not found then
+      delete from supaqueue.worker where id = _worker;
+    end if;
+    _n := _n + 1;
+  end loop;
+  return _n;
+end
+$$;
+
+ALTER FUNCTION supaqueue._release_held_workers() OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) RETURNS void
     LANGUAGE plpgsql
@@ -1340,8 +1448,10 @@ CREATE TABLE supaqueue.queue (
     owner_stack text,
     owner_stack_id text,
     operator_paused_at timestamp with time zone,
+    target_wall_clock_ms integer DEFAULT 400000 NOT NULL,
     dead_letter_queue uuid,
     enqueue_roles text[] DEFAULT '{}'::text[] NOT NULL,
+    payload_schema jsonb,
     CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
     CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
     CONSTRAINT queue_default_headers_object CHECK ((jsonb_typeof(default_headers) = 'object'::text)),
@@ -1350,9 +1460,12 @@ CREATE TABLE supaqueue.queue (
     CONSTRAINT queue_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
     CONSTRAINT queue_method_known CHECK ((method = ANY (ARRAY['GET'::text, 'POST'::text, 'PUT'::text, 'PATCH'::text, 'DELETE'::text]))),
     CONSTRAINT queue_name_is_slug CHECK ((name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
+    CONSTRAINT queue_payload_schema_object CHECK (((payload_schema IS NULL) OR (jsonb_typeof(payload_schema) = 'object'::text))),
+    CONSTRAINT queue_payload_schema_size CHECK (((payload_schema IS NULL) OR (octet_length((payload_schema)::text) <= 65536))),
     CONSTRAINT queue_rate_limit_burst_positive CHECK (((rate_limit_burst IS NULL) OR (rate_limit_burst >= 1))),
     CONSTRAINT queue_rate_limit_range CHECK (((rate_limit_per_second IS NULL) OR ((rate_limit_per_second > (0)::double precision) AND (rate_limit_per_second <= (2147483647)::double precision)))),
     CONSTRAINT queue_retention_non_negative CHECK (((retention_seconds IS NULL) OR (retention_seconds >= 0))),
+    CONSTRAINT queue_target_wall_clock_range CHECK (((target_wall_clock_ms >= 1000) AND (target_wall_clock_ms <= 3600000))),
     CONSTRAINT queue_timeout_range CHECK ((((timeout_ms >= 1) AND (timeout_ms <= 390000)) AND (lease_grace_ms >= 0)))
 );
 
@@ -2298,6 +2411,13 @@ $$;
 
 ALTER FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.max_dedup_key_bytes() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select 1024 $$;
+
+ALTER FUNCTION supaqueue.max_dedup_key_bytes() OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.max_dependency_results_bytes() RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
@@ -2606,6 +2726,19 @@ $$;
 
 ALTER FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.refuse_job_value(_constraint text, _message text, _hint text) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+begin
+  raise exception '%', _message
+    using errcode = 'check_violation', constraint = _constraint, table = 'job',
+          schema = 'supaqueue', hint = _hint;
+end
+$$;
+
+ALTER FUNCTION supaqueue.refuse_job_value(_constraint text, _message text, _hint text) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer DEFAULT NULL::integer, _response_excerpt text DEFAULT NULL::text, _error text DEFAULT NULL::text, _retry_after_seconds numeric DEFAULT NULL::numeric, _result jsonb DEFAULT NULL::jsonb, _duration_ms integer DEFAULT NULL::integer, _chain_jobs integer DEFAULT NULL::integer, _chain_elapsed_ms bigint DEFAULT NULL::bigint) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -2615,6 +2748,9 @@ declare
   _cj supaqueue.current_job;
   _next_cj supaqueue.current_job;
   _chain boolean := _chain_jobs is not null and _chain_elapsed_ms is not null;
+  -- not complete: the dispatcher abandoned the call (deadline, lost connection, cut answer), so
+  -- it may still be running at the target; its worker is held, and no next call is chained on it
+  _running boolean := _is_complete is not true;
   _queues uuid[];
   _queue uuid;
   _timeout_ms integer;
@@ -2634,9 +2770,11 @@ begin
     -- capped at one year: a larger Retry-After (or NaN/Infinity) would overflow run_at and make
     -- the report itself fail
     case when _retry_after_seconds > 0 then least(_retry_after_seconds, 31536000) end,
-    _result, _duration_ms, _chain);
+    _result, _duration_ms, _chain or _running);
 
-  if _chain then
+  if _running then
+    perform supaqueue._hold_worker(_cj);
+  elsif _chain then
     _budget := supaqueue.chain_budget();
     -- The worker's queue, the worker row-locked as freeing it would (a concurrent resize waits
     -- for this report, or this report for it and then sees its change). None when the worker
@@ -2853,6 +2991,8 @@ begin
   _events_sorted := array(select e from pg_catalog.unnest(array['INSERT', 'UPDATE', 'DELETE'])
                            with ordinality as k(e, n)
                            where e = any (_events) order by n);
+  perform supaqueue._check_table_trigger_condition(_table_schema, _table_name, _events_sorted,
+                                                   _condition);
   if _id is null then
     insert into supaqueue.table_trigger (name, queue, table_schema, table_name, events, condition)
       values (_name, _queue, _table_schema, _table_name, _events_sorted, _condition)
@@ -3115,6 +3255,9 @@ begin
     _expired := _expired + 1;
   end loop;
 
+  -- 0017: workers whose abandoned call can no longer be running become free for the loop below
+  perform supaqueue._release_held_workers();
+
   for _queue in
     select q.id from supaqueue.queue q
       where not q.paused and q.operator_paused_at is null
@@ -3294,8 +3437,10 @@ CASE
     ELSE 'sql'::text
 END NOT NULL,
     source_name text,
+    CONSTRAINT job_dedup_key_size CHECK (((dedup_key IS NULL) OR (octet_length(dedup_key) <= supaqueue.max_dedup_key_bytes()) OR supaqueue.refuse_job_value('job_dedup_key_size'::text, format('dedup_key: %s bytes, over the limit of %s bytes (supaqueue.max_dedup_key_bytes()); use a shorter key'::text, octet_length(dedup_key), supaqueue.max_dedup_key_bytes()), 'a long natural key can be hashed: md5(<key>) is 32 characters'::text))),
     CONSTRAINT job_finished_at_iff_final CHECK (((status = ANY (ARRAY['success'::supaqueue.job_status, 'failed'::supaqueue.job_status, 'cancelled'::supaqueue.job_status])) = (finished_at IS NOT NULL))),
     CONSTRAINT job_pending_dependencies_non_negative CHECK ((pending_dependencies >= 0)),
+    CONSTRAINT job_run_at_readable CHECK ((((run_at >= '0001-01-01 00:00:00+00'::timestamp with time zone) AND (run_at < '10000-01-01 00:00:00+00'::timestamp with time zone)) OR supaqueue.refuse_job_value('job_run_at_readable'::text, format('run_at: %s is outside the times a job can have; give a time between 0001-01-01 and 9999-12-31 UTC, or none to run it now'::text, run_at), 'supaqueue.enqueue(..., _run_at => now() + interval ''1 hour'') delays a job by an hour'::text))),
     CONSTRAINT job_source_known CHECK ((source = ANY (ARRAY['sql'::text, 'api'::text, 'trigger'::text, 'schedule'::text])))
 );
 
@@ -3378,7 +3523,8 @@ CREATE TABLE supaqueue.worker (
     queue uuid NOT NULL,
     locked boolean DEFAULT false NOT NULL,
     retiring boolean DEFAULT false NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    held_until timestamp with time zone
 );
 
 ALTER TABLE supaqueue.worker OWNER TO postgres;
@@ -3554,6 +3700,8 @@ CREATE INDEX schedule_next_run_at_idx ON supaqueue.schedule USING btree (next_ru
 
 CREATE INDEX worker_free_idx ON supaqueue.worker USING btree (queue) WHERE ((NOT locked) AND (NOT retiring));
 
+CREATE INDEX worker_held_until_idx ON supaqueue.worker USING btree (held_until) WHERE (held_until IS NOT NULL);
+
 CREATE TRIGGER _100_queue_dead_letter_no_loop BEFORE INSERT OR UPDATE OF dead_letter_queue ON supaqueue.queue FOR EACH ROW WHEN ((new.dead_letter_queue IS NOT NULL)) EXECUTE FUNCTION supaqueue.tg__queue_dead_letter_no_loop();
 
 CREATE TRIGGER _300_job_last_response BEFORE UPDATE OF status ON supaqueue.job FOR EACH ROW WHEN (((old.status = 'in_progress'::supaqueue.job_status) AND ((new.status = ANY (ARRAY['pending'::supaqueue.job_status, 'failed'::supaqueue.job_status])) OR ((new.status = 'success'::supaqueue.job_status) AND (old.last_response_excerpt IS NOT NULL))))) EXECUTE FUNCTION supaqueue.tg__job_last_response();
@@ -3618,6 +3766,8 @@ REVOKE ALL ON FUNCTION supaqueue._cancel_attempt(_cj supaqueue.current_job) FROM
 
 REVOKE ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue._check_table_trigger_condition(_table_schema text, _table_name text, _events text[], _condition text) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue._check_timezone(_tz text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._claim_document(_cj supaqueue.current_job) FROM PUBLIC;
@@ -3648,6 +3798,8 @@ REVOKE ALL ON FUNCTION supaqueue._free_worker(_worker uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._hold_missing_dispatcher() FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue._hold_worker(_cj supaqueue.current_job) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid, _functions_only boolean) FROM PUBLIC;
@@ -3659,6 +3811,8 @@ REVOKE ALL ON FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueu
 REVOKE ALL ON FUNCTION supaqueue._queue_by_name(_queue text, _caller text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._record_action(_job uuid, _action text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._release_held_workers() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) FROM PUBLIC;
 
@@ -3749,6 +3903,9 @@ GRANT ALL ON FUNCTION supaqueue.job_status(_id uuid, OUT id uuid, OUT queue text
 REVOKE ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.max_dedup_key_bytes() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.max_dedup_key_bytes() TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.max_dependency_results_bytes() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.max_dependency_results_bytes() TO service_role;
 
@@ -3784,6 +3941,9 @@ REVOKE ALL ON FUNCTION supaqueue.reconcile_cron() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.refuse_job_value(_constraint text, _message text, _hint text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.refuse_job_value(_constraint text, _message text, _hint text) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer, _chain_jobs integer, _chain_elapsed_ms bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer, _chain_jobs integer, _chain_elapsed_ms bigint) TO service_role;

@@ -1,6 +1,7 @@
 -- Removes supaqueue: refuses while objects outside the schema depend on it (listing them) unless
 -- the session allows dropping them (`set supaqueue.drop_dependents = on` before running this);
--- then unschedules supaqueue's own pg_cron jobs by exact name and drops the schema.
+-- then unschedules supaqueue's own pg_cron jobs by exact name (deleting their run history) and
+-- drops the schema.
 -- The same as supaqueue.uninstall() (sql/0007_ownership.sql), for databases where that function
 -- is missing or older; the dependency query below is a copy of supaqueue.external_dependents()
 -- as last defined (sql/*_hooks.sql)
@@ -115,6 +116,14 @@ begin
     execute 'select supaqueue.cron_job_names()' into _jobs;
   end if;
   if pg_catalog.to_regclass('cron.job') is not null then
+    -- their run history too: pg_cron keeps it after unschedule, and nothing would prune it
+    if pg_catalog.to_regclass('cron.job_run_details') is not null
+       and pg_catalog.has_table_privilege('cron.job_run_details', 'DELETE') then
+      delete from cron.job_run_details d
+       where d.jobid in (select j.jobid from cron.job j
+                          where j.jobname = any (_jobs)
+                            and j.database = pg_catalog.current_database());
+    end if;
     perform cron.unschedule(j.jobid) from cron.job j
       where j.jobname = any (_jobs) and j.database = pg_catalog.current_database();
   end if;

@@ -12,12 +12,16 @@ destroy stops first), and again in the writes themselves.
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from components.errors import OwnershipError
+from components.migrations import SQL_DIR, load_migrations
 from components.providers.base import is_unknown
 from components.sql_files import queries
 
@@ -194,7 +198,59 @@ def destroy_problems(
                 f"or, to drop them with supaqueue, set `{DROP_DEPENDENTS_CONFIG}: true`, run "
                 "`pulumi up`, then destroy"
             )
+    if problem := foreign_objects_problem(conn, drop_dependents=drop_dependents):
+        problems.append(problem)
     return problems
+
+
+# What supaqueue makes in its schema: every object a migration creates by name (sql/NNNN_*.sql),
+# the runner's ledger, and the functions of table triggers (sql/*_hooks.sql: tg_hook_<name>_<part>).
+_CREATED = re.compile(
+    r"\bcreate\s+(?:or\s+replace\s+)?(?:unlogged\s+)?"
+    r"(?:table|view|materialized\s+view|sequence|function|procedure|type|domain|aggregate)\s+"
+    r"(?:if\s+not\s+exists\s+)?supaqueue\.(\"?)([A-Za-z_][A-Za-z0-9_]*)\1",
+    re.IGNORECASE,
+)
+_RUNTIME_NAMES = ("migrations",)
+_RUNTIME_PREFIXES = ("tg_hook_",)
+
+
+@functools.cache
+def supaqueue_object_names(directory: Path = SQL_DIR) -> frozenset[str]:
+    """The names of what supaqueue's own migrations make in schema supaqueue (any version)."""
+    names = set(_RUNTIME_NAMES)
+    for migration in load_migrations(directory):
+        names.update(match.group(2) for match in _CREATED.finditer(migration.path.read_text()))
+    return frozenset(names)
+
+
+def foreign_objects(conn: psycopg.Connection, directory: Path = SQL_DIR) -> list[str]:
+    """Objects in schema supaqueue that supaqueue did not make (`table supaqueue.notes`): a drop of
+    the schema would take them with it. Empty where supaqueue is not installed."""
+    if not _one(conn, queries(SQL)["installed"]):
+        return []
+    ours = supaqueue_object_names(directory)
+    return [
+        f"{kind} {identity}"
+        for kind, name, identity in conn.execute(queries(SQL)["schema_objects"]).fetchall()
+        if name not in ours and not name.startswith(_RUNTIME_PREFIXES)
+    ]
+
+
+def foreign_objects_problem(conn: psycopg.Connection, *, drop_dependents: bool) -> str | None:
+    """Why destroy may not drop the schema: objects someone made inside it (the same rule as
+    dependents outside it: refused, listing them, unless dropDependentObjectsOnDestroy)."""
+    if drop_dependents:
+        return None
+    found = foreign_objects(conn)
+    if not found:
+        return None
+    return (
+        f"{len(found)} object(s) in the schema supaqueue were not made by supaqueue and would be "
+        f"dropped with it: {'; '.join(found)}. Move them to a schema of yours (e.g. `alter "
+        "table supaqueue.<name> set schema public`) or drop them first; or, to drop them with "
+        f"supaqueue, set `{DROP_DEPENDENTS_CONFIG}: true`, run `pulumi up`, then destroy"
+    )
 
 
 def refuse_destroy(problems: list[str]) -> None:

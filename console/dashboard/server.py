@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import os
 import secrets
 import signal
@@ -254,13 +255,10 @@ class Dashboard:
             return await self.answer(lambda op: op.pause(name))
         if action == "resume":
             return await self.answer(lambda op: op.resume(name))
-        body = await request.json()
-        states = body.get("states") or list(FINISHED_STATES)
-        hours = body.get("older_than_hours")
-        if not isinstance(states, list) or (hours is not None and not isinstance(hours, int)):
-            return web.json_response(
-                {"error": "states must be a list, older_than_hours a whole number"}, status=400
-            )
+        parsed = purge_request(await request.read())
+        if isinstance(parsed, str):
+            return web.json_response({"error": parsed}, status=400)
+        states, hours = parsed
         older = datetime.now(UTC) - timedelta(hours=hours) if hours is not None else None
         return await self.answer(lambda op: {"purged": op.purge(name, states, older)})
 
@@ -355,6 +353,45 @@ class Dashboard:
     async def api_run_schedule(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         return await self.answer(lambda op: {"job": op.run_schedule_now(name)})
+
+
+# The oldest cut-off a purge takes: 100 years (a larger one is no date).
+MAX_PURGE_HOURS = 100 * 366 * 24
+
+
+def purge_request(raw: bytes) -> tuple[list[str], int | None] | str:
+    """(states, older_than_hours) of a purge's JSON body, or why it is refused (a 400)."""
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except ValueError:  # UnicodeDecodeError included
+        return (
+            'the body must be a JSON object, {"states": [...], "older_than_hours": N}; '
+            "it is not valid JSON"
+        )
+    if not isinstance(body, dict):
+        return (
+            'the body must be a JSON object, {"states": [...], "older_than_hours": N}; '
+            f"got a JSON {type(body).__name__}"
+        )
+    unknown = sorted(set(body) - {"states", "older_than_hours"})
+    if unknown:
+        listed = ", ".join(map(repr, unknown))
+        return f"unknown field(s) {listed}: known are states, older_than_hours"
+    states = body.get("states")
+    if states is None or states == []:
+        states = list(FINISHED_STATES)
+    if not isinstance(states, list) or not all(isinstance(state, str) for state in states):
+        return f"states must be a list of {', '.join(FINISHED_STATES)}, got {states!r}"
+    hours = body.get("older_than_hours")
+    # bool is an int in Python: true must not mean 1 hour
+    if hours is not None and (
+        isinstance(hours, bool) or not isinstance(hours, int) or not 0 <= hours <= MAX_PURGE_HOURS
+    ):
+        return (
+            f"older_than_hours must be a whole number of hours from 0 to {MAX_PURGE_HOURS} "
+            f"(or left out: any age), got {json.dumps(hours)}"
+        )
+    return states, hours
 
 
 async def run(dashboard: Dashboard, port: int, open_browser: bool) -> None:

@@ -23,7 +23,16 @@ export interface DispatchRef {
 }
 
 export interface Dispatch {
-  currentJob: { id: string; worker: string; job: string; leaseExpiresAt: string };
+  currentJob: {
+    id: string;
+    worker: string;
+    job: string;
+    leaseExpiresAt: string;
+    // The call's deadline on the database's clock (claimed_at + timeout_ms) and the time left to
+    // it when the claim was answered; null from engines before 0017.
+    deadline: string | null;
+    deadlineInMs: number | null;
+  };
   job: {
     id: string;
     queue: string;
@@ -172,6 +181,12 @@ export function parseDispatch(value: unknown): Dispatch {
       worker: uuid(cj, "worker", "current_job."),
       job: uuid(cj, "job", "current_job."),
       leaseExpiresAt: timestamp(cj, "lease_expires_at", "current_job."),
+      deadline: cj.deadline === undefined || cj.deadline === null
+        ? null
+        : timestamp(cj, "deadline", "current_job."),
+      deadlineInMs: cj.deadline_in_ms === undefined || cj.deadline_in_ms === null
+        ? null
+        : integer(cj, "deadline_in_ms", "current_job.", 0, Number.MAX_SAFE_INTEGER),
     },
     job: {
       id: uuid(job, "id", "job."),

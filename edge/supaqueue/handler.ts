@@ -110,6 +110,9 @@ async function runJobs(
   let current = ref.currentJob;
   try {
     const sql = database(dbUrl);
+    // The claim's `deadline_in_ms` counts from no earlier than this (the database computed it
+    // after the claim was sent), so the deadline on our clock is never later than the database's.
+    let asked = performance.now();
     let d = await accept(sql, await claimCurrentJob(sql, ref), {
       currentJob: ref.currentJob,
       job: ref.job,
@@ -119,11 +122,15 @@ async function runJobs(
     let failed = 0;
     while (d !== null) {
       current = d.currentJob.id;
-      const outcome = await callTarget(d, target);
+      const deadlineAt = d.currentJob.deadlineInMs === null
+        ? null
+        : asked + d.currentJob.deadlineInMs;
+      const outcome = await callTarget(d, target, deadlineAt);
       jobs += 1;
       const chain = unloading
         ? null
         : { jobs, elapsedMs: Math.round(performance.now() - receivedAt) };
+      asked = performance.now(); // a chained claim comes with the report's answer
       const reported = await reportOutcome(sql, d.currentJob.id, outcome, chain);
       if (!outcome.isSuccessful) failed += 1;
       // The database holds every outcome (supaqueue.job_attempt); the log names each job that

@@ -187,7 +187,8 @@ async function report(
   // The outcome as end_current_job takes it; the result is JSON text, cast to jsonb in SQL.
   const ended: [SqlValue, string][] = [
     [currentJobId, "uuid"],
-    [true, "boolean"],
+    // _is_complete: false holds the worker while the abandoned call may still run at the target
+    [outcome.over, "boolean"],
     [outcome.isSuccessful, "boolean"],
     [outcome.statusCode, "integer"],
     [outcome.responseExcerpt, "text"],

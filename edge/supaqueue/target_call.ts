@@ -19,6 +19,11 @@ export interface Outcome {
   // Why the result is not stored exactly as sent; recorded in the attempt's `error`.
   note: string | null;
   durationMs: number;
+  // The call is over at the target: its answer was read whole, or it never started (or its
+  // connection was refused). False: abandoned (deadline, lost connection, cut answer), it may
+  // still be running there, and the database holds its worker (docs/architecture.md,
+  // "Concurrency at the target").
+  over: boolean;
 }
 
 export interface TargetEnv {
@@ -90,6 +95,10 @@ export function buildRequest(d: Dispatch, env: TargetEnv): { url: string; init: 
   // Lets a target deduplicate retries of the same job and see which attempt this is.
   headers.set("supaqueue-job-id", d.job.id);
   headers.set("supaqueue-attempt", String(d.job.attempts));
+  // When the dispatcher stops waiting (the database's clock): work started after it is wasted.
+  if (d.currentJob.deadline !== null) {
+    headers.set("supaqueue-deadline", new Date(Date.parse(d.currentJob.deadline)).toISOString());
+  }
 
   return {
     url,
@@ -159,24 +168,57 @@ function describeError(err: unknown, timeoutMs: number, url: string): string {
   return withoutNul(`request failed: ${message.replaceAll(url, bare)}`).slice(0, EXCERPT_CHARS);
 }
 
-export async function callTarget(d: Dispatch, env: TargetEnv): Promise<Outcome> {
+// A refused connection delivered nothing: the call is over before it began.
+const REFUSED = /connection refused|ECONNREFUSED|os error 111/i;
+
+// `deadlineAt`: the call's deadline on this runtime's monotonic clock (performance.now()), no
+// later than the database's (handler.ts counts the claim's `deadline_in_ms` from when it sent the
+// claim). No call starts past it, and the call is abandoned at it.
+export async function callTarget(
+  d: Dispatch,
+  env: TargetEnv,
+  deadlineAt: number | null = null,
+): Promise<Outcome> {
   const { url, init } = buildRequest(d, env);
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
+  let waitMs = d.queue.timeoutMs;
+  if (deadlineAt !== null) {
+    const left = Math.floor(deadlineAt - started);
+    if (left <= 0) {
+      // Checked right before the call: its attempt may be about to be failed and retried.
+      return {
+        isSuccessful: false,
+        statusCode: null,
+        responseExcerpt: null,
+        error:
+          `not started: the deadline passed ${-left} ms before the call (timeout ${d.queue.timeoutMs} ms from the claim)`,
+        retryAfterSeconds: null,
+        result: null,
+        resultText: null,
+        note: null,
+        durationMs: 0,
+        over: true,
+      };
+    }
+    waitMs = Math.min(waitMs, left);
+  }
   let response: Response;
   try {
-    response = await fetch(url, { ...init, signal: AbortSignal.timeout(d.queue.timeoutMs) });
+    response = await fetch(url, { ...init, signal: AbortSignal.timeout(waitMs) });
   } catch (err) {
+    const error = describeError(err, d.queue.timeoutMs, url);
     return {
       isSuccessful: false,
       statusCode: null,
       responseExcerpt: null,
-      error: describeError(err, d.queue.timeoutMs, url),
+      error,
       retryAfterSeconds: null,
       result: null,
       resultText: null,
       note: null,
       durationMs: elapsed(),
+      over: REFUSED.test(error),
     };
   }
   const status = response.status;
@@ -216,5 +258,6 @@ export async function callTarget(d: Dispatch, env: TargetEnv): Promise<Outcome> 
     retryAfterSeconds,
     ...result,
     durationMs: elapsed(),
+    over: bodyError === null,
   };
 }

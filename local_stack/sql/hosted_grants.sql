@@ -26,15 +26,35 @@ begin
     grant select, delete on table cron.job_run_details to postgres with grant option;
   end if;
 
-  -- Vault: read and delete; write through the functions only.
+  -- Vault: read and delete; write through the functions only. As Supabase's after-create script
+  -- for supabase_vault (supabase/postgres, ansible/files/postgresql_extension_custom_scripts/
+  -- supabase_vault/after-create.sql): postgres with grant option, service_role without.
   if to_regnamespace('vault') is not null then
-    grant usage on schema vault to postgres, service_role with grant option;
+    grant usage on schema vault to postgres with grant option;
+    grant usage on schema vault to service_role;
     grant select, delete on table vault.secrets, vault.decrypted_secrets
-      to postgres, service_role with grant option;
+      to postgres with grant option;
+    grant select, delete on table vault.secrets, vault.decrypted_secrets to service_role;
     grant execute on function
         vault.create_secret(text, text, text, uuid),
         vault.update_secret(uuid, text, text, text, uuid)
-      to postgres, service_role with grant option;
+      to postgres with grant option;
+    grant execute on function
+        vault.create_secret(text, text, text, uuid),
+        vault.update_secret(uuid, text, text, text, uuid)
+      to service_role;
+    -- The real extension's view decrypted_secrets calls this function with the reader's rights:
+    -- without EXECUTE on it, reading the view fails ("permission denied for function
+    -- _crypto_aead_det_decrypt"). The stand-in's view calls vault._decrypt (granted in vault.sql).
+    if to_regprocedure('vault._crypto_aead_det_decrypt(bytea, bytea, bigint, bytea, bytea)')
+       is not null then
+      grant execute on function
+          vault._crypto_aead_det_decrypt(bytea, bytea, bigint, bytea, bytea)
+        to postgres with grant option;
+      grant execute on function
+          vault._crypto_aead_det_decrypt(bytea, bytea, bigint, bytea, bytea)
+        to service_role;
+    end if;
   end if;
 
   -- pg_net: PUBLIC may use the schema, its tables and the request functions.

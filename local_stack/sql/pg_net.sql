@@ -179,6 +179,79 @@ begin
 end
 $$;
 
+-- Reading a response back, as pg_net 0.20 still ships it (sql/pg_net--0.7--0.7.1.sql and later:
+-- net.http_collect_response is the deprecated public wrapper of net._http_collect_response).
+do $$
+begin
+    if to_regtype('net.request_status') is null then
+        create type net.request_status as enum ('PENDING', 'SUCCESS', 'ERROR');
+    end if;
+    if to_regtype('net.http_response') is null then
+        create type net.http_response as (status_code integer, headers jsonb, body text);
+    end if;
+    if to_regtype('net.http_response_result') is null then
+        create type net.http_response_result as (
+            status net.request_status, message text, response net.http_response);
+    end if;
+end
+$$;
+
+-- Blocks until the response of request_id is stored (as upstream: polls every 50 ms).
+create or replace function net._await_response(request_id bigint)
+    returns bool
+    volatile
+    parallel unsafe
+    language plpgsql
+as $$
+declare
+    rec net._http_response;
+begin
+    while rec is null loop
+        select * into rec from net._http_response r where r.id = request_id;
+        if rec is null then
+            perform pg_sleep(0.05);
+        end if;
+    end loop;
+    return true;
+end
+$$;
+
+create or replace function net._http_collect_response(request_id bigint, async bool default true)
+    returns net.http_response_result
+    volatile
+    parallel unsafe
+    language plpgsql
+as $$
+declare
+    rec net._http_response;
+begin
+    if not async then
+        perform net._await_response(request_id);
+    end if;
+    select * into rec from net._http_response r where r.id = request_id;
+    if rec is null or rec.error_msg is not null then
+        -- still pending, unknown, or failed: upstream cannot tell the first two apart either
+        return ('ERROR', coalesce(rec.error_msg, 'request matching request_id not found'), null)
+            ::net.http_response_result;
+    end if;
+    return ('SUCCESS', 'ok', (rec.status_code, rec.headers, rec.content)::net.http_response)
+        ::net.http_response_result;
+end
+$$;
+
+create or replace function net.http_collect_response(request_id bigint, async bool default true)
+    returns net.http_response_result
+    volatile
+    parallel unsafe
+    language plpgsql
+    security definer
+as $$
+begin
+    raise notice 'The net.http_collect_response function is deprecated.';
+    return net._http_collect_response(request_id, async);
+end
+$$;
+
 -- On Supabase every role may call the request functions; the tables stay private to their owner.
 grant usage on schema net to public;
 grant execute on function

@@ -13,6 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.console.conftest import SUPAQUEUE, Jobs, supaqueue
@@ -229,6 +230,18 @@ def test_pause_and_resume(jobs: Jobs) -> None:
     assert "stack declares it paused" in out
     assert "paused (stack)" in ok("status", "--db-url", jobs.dsn)
     assert "no queue named" in one_line_error(supaqueue("pause", "x", "--db-url", jobs.dsn), 3)
+
+
+def test_a_queue_name_must_match_exactly(jobs: Jobs) -> None:
+    """`supaqueue pause $'emails\\n'` paused `emails` (issue 21 item 4): names match exactly."""
+    for name in ("emails\n", " emails", "EMAILS", "emails "):
+        failed = supaqueue("pause", name, "--db-url", jobs.dsn, "--yes")
+        assert f"no queue named {name!r}" in one_line_error(failed, 3), name
+    paused = jobs.engine.one("select operator_paused_at from supaqueue.queue where name = 'emails'")
+    assert paused is None
+    # and no queue can be named so: the slug is matched whole in SQL (no `$` before a final \n)
+    with pytest.raises(psycopg.errors.CheckViolation):
+        jobs.engine.queue(workers=0, name="emails\n")
 
 
 def test_connection_errors_never_show_the_password(jobs: Jobs) -> None:

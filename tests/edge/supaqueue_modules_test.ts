@@ -299,3 +299,21 @@ Deno.test("outcome: a whole answer with its Content-Length is a success, stored 
   );
   assertEquals([o.isSuccessful, o.result, o.error], [true, text, null]);
 });
+
+Deno.test("request: the call carries its deadline (the database's clock) in UTC", () => {
+  const d = parseDispatch(body((b) => {
+    b.current_job.deadline = "2026-11-28T02:00:01.5+01:00";
+    b.current_job.deadline_in_ms = 800;
+  }));
+  assertEquals(d.currentJob.deadlineInMs, 800);
+  const env = { supabaseUrl: "http://h", serviceRoleKey: "k" };
+  const headers = buildRequest(d, env).init.headers as Headers;
+  assertEquals(headers.get("supaqueue-deadline"), "2026-11-28T01:00:01.500Z");
+  // engines before 0017 send none: no header
+  const old = buildRequest(parseDispatch(body()), env).init.headers as Headers;
+  assertEquals(old.get("supaqueue-deadline"), null);
+  assertThrows(
+    () => parseDispatch(body((b) => (b.current_job.deadline_in_ms = -1))),
+    /deadline_in_ms/,
+  );
+});

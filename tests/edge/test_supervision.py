@@ -110,10 +110,12 @@ def deno_of(stack: LocalStack, slug: str) -> list[int]:
 @pytest.mark.timeout(600)
 def test_killing_each_part_under_load_loses_no_job(own_stack: LocalStack, engine: Engine) -> None:
     queue = engine.queue("demo-target", timeout_ms=5000, max_attempts=50)
-    # A dispatch lost with a killed part is retried once its lease (timeout + grace) expires.
+    # A dispatch lost with a killed part is retried once its lease (timeout + grace) expires; a
+    # call cut off with the gateway keeps its worker for the target's wall clock (sql/0017), here
+    # a small one: the demo target runs 300 ms.
     engine.conn.execute(
         "update supaqueue.queue set lease_grace_ms = 1000, backoff_base_ms = 200,"
-        " backoff_max_ms = 2000 where id = %s",
+        " backoff_max_ms = 2000, target_wall_clock_ms = 2000 where id = %s",
         (queue,),
     )
     engine.conn.execute("select supaqueue.set_worker_count(%s, 4)", (queue,))

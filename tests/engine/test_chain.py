@@ -249,7 +249,15 @@ def test_a_chained_lease_expires_alone_and_its_late_report_claims_nothing(engine
         "select outcome from supaqueue.job_attempt where job = %s", (chained_job,)
     ).fetchall()
     assert attempt["outcome"] == "lease_expired"
-    # the tick freed the worker and dispatched through pg_net (the expired job or the follower)
+    # its call may still be running at the target: the worker is held until the target's wall
+    # clock has passed (sql/0017; moved into the past here), then freed by the tick, which
+    # dispatches through pg_net (the expired job or the follower)
+    assert engine.new_requests() == []
+    engine.conn.execute(
+        "update supaqueue.worker set held_until = now() - interval '1 second' where queue = %s",
+        (q,),
+    )
+    engine.tick()
     assert len(engine.new_requests()) == 1
     before = engine.snapshot(follower)
     assert engine.report_and_claim(chained, chain_jobs=2) == {"current": False, "next": None}

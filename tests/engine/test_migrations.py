@@ -211,6 +211,17 @@ def test_snapshot_cli_checks_and_regenerates(pg_cluster: Cluster, tmp_path: Path
     assert run("--check").returncode == 0
 
 
+def test_snapshot_as_the_admin_role_matches_and_is_owned_by_postgres(pg_cluster: Cluster) -> None:
+    """The real pg_net is untrusted: only the superuser can create it, so the snapshot tool makes
+    the extensions as the admin role (as supautils does on Supabase) and runs the migrations as
+    `postgres` (issue 21): the same snapshot, every object owned by `postgres`."""
+    admin_dsn = pg_cluster.dsn(user=pg_cluster.admin_user)
+    dumped = schema_snapshot.schema_after_migrations(admin_dsn)
+    assert dumped == (migrations.SQL_DIR / schema_snapshot.SNAPSHOT_FILE).read_text()
+    owners = {line.rsplit(" ", 1)[1] for line in dumped.splitlines() if " OWNER TO " in line}
+    assert owners == {"postgres;"}
+
+
 def test_missing_pg_net_is_created_as_an_extension_or_named_clearly(pg_cluster: Cluster) -> None:
     """Where no `net` schema exists, migration 0001 creates the pg_net extension (as on Supabase).
     Here pg_net is not installable, so the install stops with an error naming it."""

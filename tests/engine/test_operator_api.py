@@ -36,7 +36,8 @@ def call(engine: Engine, query: str, params: Any = None) -> Any:
 
 def invariants(engine: Engine) -> None:
     """What must hold whatever the operator did: a lease per in-progress job and one locked
-    worker per lease; finished jobs hold no lease."""
+    worker per lease; finished jobs hold no lease; a locked worker without a lease is held (its
+    cancelled call may still run at the target, sql/0017)."""
     bad = engine.conn.execute(
         "select j.id, j.status::text, c.id as lease, w.locked"
         " from supaqueue.job j"
@@ -47,7 +48,7 @@ def invariants(engine: Engine) -> None:
     ).fetchall()
     assert bad == []
     locked_without_lease = engine.one(
-        "select count(*) from supaqueue.worker w where w.locked"
+        "select count(*) from supaqueue.worker w where w.locked and w.held_until is null"
         " and not exists (select 1 from supaqueue.current_job c where c.worker = w.id)"
     )
     assert locked_without_lease == 0

@@ -230,3 +230,23 @@ def test_upgrade_keeps_queues_made_under_the_older_rules(pg_dsn: str) -> None:
                 "insert into supaqueue.queue (name, edge_function_name, timeout_ms)"
                 " values ('new', 'fn', 3600000)"
             )
+
+
+def test_payload_schema_size_agrees_with_sql(conn: psycopg.Connection) -> None:
+    """The size limit of `payload_schema` (constraint queue_payload_schema_size) is the spec's
+    MAX_PAYLOAD_SCHEMA_BYTES, counted the same way (non-ASCII text included)."""
+    from psycopg.types.json import Jsonb
+
+    from components.providers.queue.spec import MAX_PAYLOAD_SCHEMA_BYTES, payload_schema_size
+
+    def schema_of(size: int) -> dict[str, Any]:
+        base = {"type": "object", "description": "é"}
+        pad = size - payload_schema_size(base)
+        return {**base, "description": "é" + "x" * pad}
+
+    for size, inside in [(MAX_PAYLOAD_SCHEMA_BYTES, True), (MAX_PAYLOAD_SCHEMA_BYTES + 1, False)]:
+        schema = schema_of(size)
+        assert payload_schema_size(schema) == size
+        assert _sql_accepts(conn, {"payload_schema": Jsonb(schema)}) is inside, size
+        assert _python_accepts({"payload_schema": schema}) is inside, size
+    assert not _sql_accepts(conn, {"payload_schema": Jsonb(["not", "an", "object"])})

@@ -130,7 +130,13 @@ def test_security_definer_functions_pin_an_empty_search_path(engine: Engine) -> 
     # the only routine allowed to run without SECURITY DEFINER + search_path is the tick loop
     # (a procedure with either may not COMMIT); it qualifies every name it uses.
     invokers = {str(r["name"]) for r in routines if not r["definer"]}
-    constants = {"max_payload_bytes", "max_result_bytes", "max_dependency_results_bytes"}
+    constants = {
+        "max_payload_bytes",
+        "max_result_bytes",
+        "max_dependency_results_bytes",
+        "max_dedup_key_bytes",
+        "refuse_job_value",
+    }
     assert invokers <= {"tick_loop", "default_non_retryable_statuses", "backoff_ms", *constants} | (
         CRON_EVALUATOR | TABLE_TRIGGER_MANAGEMENT
     )
@@ -148,6 +154,7 @@ CRON_EVALUATOR = {
 # Installs triggers on a user's table: with the caller's rights, so that only a role that may
 # create triggers on that table can put one there.
 TABLE_TRIGGER_MANAGEMENT = {
-    "_install_table_trigger_objects", "_remove_table_trigger_objects", "_table_trigger_names",
-    "_table_trigger_parts", "drop_table_trigger", "set_table_trigger",
+    "_check_table_trigger_condition", "_install_table_trigger_objects",
+    "_remove_table_trigger_objects", "_table_trigger_names", "_table_trigger_parts",
+    "drop_table_trigger", "set_table_trigger",
 }  # fmt: skip

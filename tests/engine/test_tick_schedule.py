@@ -294,6 +294,67 @@ def test_run_history_is_bounded_to_supaqueue_own_rows(cron_cluster: Cluster) -> 
         migrations.uninstall(conn)
 
 
+@pytest.mark.parametrize("how", ["supaqueue.uninstall()", "sql/uninstall.sql"])
+def test_uninstall_removes_the_run_history_of_its_own_jobs(cron_cluster: Cluster, how: str) -> None:
+    """pg_cron keeps a job's runs after `cron.unschedule`, and pruning keys on jobs still
+    scheduled: without this, a destroy then a new install left the old tick's rows forever."""
+    with (
+        psycopg.connect(cron_cluster.dsn(), autocommit=True) as conn,
+        cron_cluster.admin_connect() as pg_cron,
+    ):
+        migrations.apply(conn, migrations.load_migrations())
+        conn.execute("select cron.schedule('nightly', '0 4 * * *', 'select 1')")
+        jobs: dict[str, int] = dict(conn.execute("select jobname, jobid from cron.job").fetchall())
+        for runid, job in enumerate(("supaqueue-tick", "supaqueue-cron-history", "nightly")):
+            pg_cron.execute(
+                "insert into cron.job_run_details (jobid, runid, database, username, command,"
+                " status, start_time, end_time) values (%s, %s, 'postgres', 'postgres', 'x',"
+                " 'succeeded', now(), now())",
+                (jobs[job], 20_000_000 + runid),
+            )
+        if how == "sql/uninstall.sql":
+            migrations.uninstall(conn)
+        else:
+            conn.execute("select supaqueue.uninstall()")
+        left = conn.execute(
+            "select jobid from cron.job_run_details where runid >= 20000000 order by 1"
+        ).fetchall()
+        assert left == [(jobs["nightly"],)]
+        assert conn.execute("select jobname from cron.job").fetchall() == [("nightly",)]
+
+
+def test_a_new_install_deletes_the_history_an_older_uninstall_left(cron_cluster: Cluster) -> None:
+    """Before 0019 uninstall left its jobs' runs behind, and pruning keys on jobs still scheduled:
+    the install deletes them (this database and role, supaqueue's exact commands, job gone)."""
+    with (
+        psycopg.connect(cron_cluster.dsn(), autocommit=True) as conn,
+        cron_cluster.admin_connect() as pg_cron,
+    ):
+        conn.execute("select cron.schedule('nightly', '0 4 * * *', 'select 1')")
+        [nightly] = conn.execute("select jobid from cron.job").fetchone() or [None]
+        rows = [
+            (900001, "select supaqueue.tick()", "postgres"),  # the old tick: gone
+            (900002, "call supaqueue.tick_loop()", "postgres"),  # its pg_cron 1.4 form: gone
+            (900003, "select supaqueue.prune_cron_history()", "postgres"),  # gone
+            (900004, "select supaqueue.tick()", "supabase_admin"),  # another role's: kept
+            (900005, "select 1", "postgres"),  # not supaqueue's: kept
+            (nightly, "select 1", "postgres"),  # a scheduled job's: kept
+        ]
+        for runid, (jobid, command, user) in enumerate(rows, start=30_000_000):
+            pg_cron.execute(
+                "insert into cron.job_run_details (jobid, runid, database, username, command,"
+                " status, start_time, end_time) values (%s, %s, 'postgres', %s, %s,"
+                " 'succeeded', now(), now())",
+                (jobid, runid, user, command),
+            )
+        migrations.apply(conn, migrations.load_migrations())
+        with cron_cluster.admin_connect() as admin:
+            left = admin.execute(
+                "select jobid from cron.job_run_details where runid >= 30000000 order by runid"
+            ).fetchall()
+        assert [row[0] for row in left] == [900004, 900005, nightly]
+
+
 def test_pruning_needs_only_the_grants_postgres_has_on_supabase(cron_cluster: Cluster) -> None:
     """On Supabase `postgres` is no superuser: it may SELECT cron.job and SELECT/DELETE
     cron.job_run_details, and pg_cron's row security shows it its own jobs only. The pruning,

@@ -55,6 +55,7 @@ class Seen:
     headers: dict[str, str]
     body: bytes
     at: float = field(default_factory=time.monotonic)
+    raw_path: str = ""  # path and query exactly as they came on the wire
 
 
 class LoopbackServer:
@@ -85,6 +86,7 @@ class LoopbackServer:
             dict(request.query),
             dict(request.headers),
             await request.read(),
+            raw_path=request.raw_path,
         )
         self.seen.append(seen)
         return seen
@@ -122,6 +124,7 @@ class LoopbackServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/echo", self.echo)
+        app.router.add_route("*", "/raw/{tail:.*}", self.echo)
         app.router.add_route("*", "/slow", self.slow)
         app.router.add_route("*", "/status/{code}", self.status)
         app.router.add_route("*", "/hang", self.hang)
@@ -241,6 +244,9 @@ def test_signatures_tables_and_grants_match_pg_net(pg_conn: psycopg.Connection) 
         "http_delete": "url text, params jsonb DEFAULT '{}'::jsonb, headers jsonb DEFAULT"
         " '{}'::jsonb, timeout_milliseconds integer DEFAULT 5000, body jsonb DEFAULT NULL::jsonb"
         " -> bigint",
+        # deprecated upstream, still shipped by pg_net 0.20
+        "http_collect_response": "request_id bigint, async boolean DEFAULT true"
+        " -> net.http_response_result",
     }
     persistence: dict[Any, Any] = dict(
         pg_conn.execute(
@@ -336,6 +342,44 @@ def test_params_are_url_encoded(pg_conn: psycopg.Connection) -> None:
 
 
 # ---- delivery --------------------------------------------------------------------------------
+
+
+def test_the_url_goes_on_the_wire_as_curl_sends_it(
+    pg_conn: psycopg.Connection, server: LoopbackServer, start_sender: SenderStarter
+) -> None:
+    """Real pg_net (curl) percent-encodes non-ASCII bytes of the path in lower case (`%c3%bc`,
+    issue 21) and leaves escapes already in the URL as they are; params are curl_escape'd (upper
+    case) into the stored URL when the request is queued."""
+    start_sender()
+    url = server.url("/raw/ü%C3%A4?tag=wire&x=%c3%b6")
+    request_id = one(pg_conn, 'select net.http_get(%s, params := \'{"q": "é"}\')', (url,))
+    wait_for(lambda: response_row(pg_conn, request_id))
+    [seen] = server.paths_with("tag", "wire")
+    assert seen.raw_path == "/raw/%c3%bc%C3%A4?tag=wire&x=%c3%b6&q=%C3%A9"
+    assert seen.query == {"tag": "wire", "x": "ö", "q": "é"}
+
+
+def test_a_response_is_collected_as_pg_net_0_20_does(
+    pg_conn: psycopg.Connection, server: LoopbackServer, start_sender: SenderStarter
+) -> None:
+    start_sender()
+    ok = one(pg_conn, "select net.http_get(%s)", (server.url("/status/201?tag=collect"),))
+    refused = one(pg_conn, "select net.http_get('http://127.0.0.1:9/nothing-listens')")
+    collected = pg_conn.execute(
+        "select (r).status::text, (r).message, ((r).response).status_code,"
+        " ((r).response).body from (select net.http_collect_response(%s, async := false) r) c",
+        (ok,),
+    ).fetchone()
+    assert collected == ("SUCCESS", "ok", 201, "status 201")
+    wait_for(lambda: response_row(pg_conn, refused))
+    failed = pg_conn.execute(
+        "select (r).status::text, (r).message, (r).response is null"
+        " from (select net.http_collect_response(%s) r) c",
+        (refused,),
+    ).fetchone()
+    assert failed == ("ERROR", "Couldn't connect to server", True)
+    missing = one(pg_conn, "select (net.http_collect_response(-1)).message")
+    assert missing == "request matching request_id not found"
 
 
 def test_post_is_delivered_after_commit_with_body_and_headers(

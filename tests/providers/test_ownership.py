@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from pulumi.runtime import rpc
 
+from components.providers import ownership
 from components.providers.destroy_guard import DestroyGuardProvider
 from components.providers.external_installation import ExternalInstallationProvider
 from components.providers.migrations import MigrationsProvider
@@ -225,6 +226,64 @@ def test_destroy_refuses_while_user_objects_depend_on_the_schema(
     MigrationsProvider().delete("supaqueue", allowed)
     assert sql_value(db_url, "select to_regnamespace('supaqueue') is null") is True
     assert sql_value(db_url, "select to_regclass('public.user_job_view') is null") is True
+
+
+def test_destroy_refuses_while_user_objects_are_inside_the_schema(
+    installed: dict[str, Any], db_url: str
+) -> None:
+    """A table, view, function or type someone made inside schema supaqueue was dropped by destroy
+    without being named (issue 21 item 4): the same rule as dependents outside it."""
+    execute(
+        db_url,
+        "create table supaqueue.notes (id int primary key generated always as identity, t text);"
+        "create view supaqueue.note_view as select t from supaqueue.notes;"
+        "create function supaqueue.note_count() returns bigint language sql"
+        " as 'select count(*) from supaqueue.notes';"
+        "create type supaqueue.mood as enum ('calm');",
+    )
+    guard = DestroyGuardProvider()
+    props = {"db_url": db_url, "owner": installed["owner"], "drop_dependents": False}
+    for call in (
+        lambda: guard.delete("g", props),
+        lambda: MigrationsProvider().delete("supaqueue", installed),
+    ):
+        text = failure_text(call)
+        assert "4 object(s) in the schema supaqueue were not made by supaqueue" in text, text
+        for named in (
+            "table supaqueue.notes",
+            "view supaqueue.note_view",
+            "function supaqueue.note_count()",
+            "type supaqueue.mood",
+        ):
+            assert named in text, text
+        assert "notes_id_seq" not in text  # goes with its table
+        assert "supaqueue:dropDependentObjectsOnDestroy: true" in text
+    assert sql_value(db_url, "select to_regclass('supaqueue.notes') is not null") is True
+
+    # Allowed explicitly: they go with it.
+    guard.delete("g", {**props, "drop_dependents": True})
+    MigrationsProvider().delete("supaqueue", {**installed, "drop_dependents": True})
+    assert sql_value(db_url, "select to_regnamespace('supaqueue') is null") is True
+
+
+def test_a_fresh_installation_holds_only_supaqueue_objects(
+    installed: dict[str, Any], db_url: str
+) -> None:
+    """Every object the migrations and table triggers make is known as supaqueue's (a migration
+    that makes objects in a way the name list misses fails here, not in a user's destroy)."""
+    execute(db_url, "create table public.hooked (id int)")
+    try:
+        queue = QueueProvider().create(queue_props(db_url, installed["owner"])).id
+        execute(
+            db_url,
+            "select supaqueue.set_table_trigger(null, 'h', %s, 'public', 'hooked',"
+            " array['INSERT', 'UPDATE', 'DELETE'], null)",
+            queue,
+        )
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            assert ownership.foreign_objects(conn) == []
+    finally:
+        execute(db_url, "drop table public.hooked")
 
 
 def test_an_external_installation(installed: dict[str, Any], db_url: str) -> None:

@@ -349,6 +349,37 @@ def test_dead_letter_queue_by_name(installed: dict[str, Any], db_url: str) -> No
     assert [f.property for f in check.failures] == ["dead_letter_queue"]
 
 
+def test_payload_schema_is_stored_read_back_and_removed(
+    installed: dict[str, Any], db_url: str
+) -> None:
+    """`payload_schema` lands in supaqueue.queue (where `gen types` reads it), comes back on
+    refresh (drift shows), updates in place and goes away when the declaration drops it; a bad
+    schema fails check naming the field."""
+    provider = QueueProvider()
+    schema = {"type": "object", "properties": {"to": {"type": "string", "maxLength": 9.0}}}
+    made = provider.create(declare(db_url, payload_schema=schema))
+    stored = sql_value(db_url, "select payload_schema from supaqueue.queue where id = %s", made.id)
+    assert stored == {"type": "object", "properties": {"to": {"type": "string", "maxLength": 9}}}
+    read = provider.read(made.id, made.outs or {}).outs or {}
+    assert read["payload_schema"] == stored
+    psycopg.connect(db_url, autocommit=True).execute(
+        'update supaqueue.queue set payload_schema = \'{"type": "array"}\' where id = %s',
+        (made.id,),
+    ).connection.close()
+    drifted = provider.read(made.id, made.outs or {}).outs or {}
+    assert drifted["payload_schema"] == {"type": "array"}
+    updated = provider.update(made.id, drifted, declare(db_url))
+    assert (updated.outs or {})["payload_schema"] is None
+    assert (
+        sql_value(db_url, "select payload_schema from supaqueue.queue where id = %s", made.id)
+        is None
+    )
+    bad = {**declare(db_url), "payload_schema": {"type": "strin"}}
+    check = provider.check({"name": "emails"}, bad)
+    assert [f.property for f in check.failures] == ["payload_schema"]
+    assert "not a valid JSON Schema" in check.failures[0].reason
+
+
 def test_enqueue_roles_are_written_updated_and_read_back(
     installed: dict[str, Any], db_url: str
 ) -> None:

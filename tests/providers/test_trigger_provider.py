@@ -100,6 +100,32 @@ def test_check_names_the_field_before_supaqueue_is_installed(db_url: str, orders
     assert sql_value(db_url, "select to_regnamespace('supaqueue') is null") is True
 
 
+@pytest.mark.parametrize(
+    ("events", "when", "says"),
+    [
+        # passed preview before, then failed at `up` (issue 21 item 4)
+        (["INSERT"], "true) --", "syntax error"),
+        (["UPDATE"], "true) --", "syntax error"),
+        (["INSERT"], "true) or (true", "syntax error"),
+        (["INSERT"], "NEW.id > 1 -- big ones", "syntax error"),
+        (["UPDATE"], "NEW.id in (select id from public.hook_invoices)", "subquer"),
+        (["INSERT"], "NEW.id in (select id from public.hook_invoices)", "subquer"),
+    ],
+)
+def test_preview_checks_when_exactly_as_up_uses_it(
+    db_url: str, orders: str, events: list[str], when: str, says: str
+) -> None:
+    """Preview (before supaqueue is installed) refuses what `up` would refuse, and changes
+    nothing: the probe trigger is rolled back."""
+    uninstall(db_url)
+    reason = failures(db_url, events=events, when=when)["when"]
+    assert f"is not a valid condition for {events[0]} on public.hook_orders" in reason
+    assert "one SQL expression" in reason and says in reason, reason
+    assert triggers_on(db_url) == []
+    # a condition with parentheses (and a block comment) is one expression
+    assert failures(db_url, events=events, when="(NEW.id > 1) or /* x */ (NEW.status = 'x')") == {}
+
+
 def test_a_role_that_may_not_create_triggers_is_told_what_to_do(db_url: str, orders: str) -> None:
     """As on hosted Supabase, `postgres` is not a superuser: a table it does not own needs a
     TRIGGER grant. Checked here with a role of that kind connecting for the provider."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +12,7 @@ import yaml
 
 from components.config import parse_stack_config
 from components.errors import ConfigError
+from components.stack_file import stack_file_problems
 from tests.support.toolchain import REPO
 
 LOCAL_ENV = {
@@ -99,7 +103,19 @@ def test_secrets_are_not_in_the_repr() -> None:
         ({"demo": "maybe"}, "supaqueue:demo:"),
         ({"queues": {"name": "q"}}, "supaqueue:queues: must be a list"),
         ({"installation": "shared"}, "supaqueue:installation: must be 'owner'"),
-        ({"dropDependentObjectsOnDestroy": "yes"}, "supaqueue:dropDependentObjectsOnDestroy:"),
+        (
+            {"dropDependentObjectsOnDestroy": "yes"},
+            "supaqueue:dropDependentObjectsOnDestroy: must be true or false, got 'yes'",
+        ),
+        ({"demo": "yes"}, "supaqueue:demo: must be true or false, got 'yes'"),
+        ({"demo": "1"}, "supaqueue:demo: must be true or false, got '1'"),
+        (
+            {"secretVersion": "[1, 2]"},
+            "supaqueue:secretVersion: must be a string or number (change it to rotate the "
+            "secret), got a list [1, 2]",
+        ),
+        ({"secretVersion": '{"v": 1}'}, "supaqueue:secretVersion: must be a string or number"),
+        ({"secretVersion": True}, "supaqueue:secretVersion: must be a string or number"),
         ({"dropDependentObjectsOnDestroy": 1}, "supaqueue:dropDependentObjectsOnDestroy: must"),
         ({"chainMaxJobs": "1001"}, "supaqueue:chainMaxJobs: must be a whole number from 0 to 1000"),
         ({"chainMaxJobs": "-1"}, "supaqueue:chainMaxJobs: must be a whole number from 0 to 1000"),
@@ -111,7 +127,82 @@ def test_secrets_are_not_in_the_repr() -> None:
     ],
 )
 def test_bad_values_are_named(values: dict[str, Any], expected: str) -> None:
-    assert expected in problems({**SUPABASE, **values})
+    text = problems({**SUPABASE, **values})
+    assert expected in text
+    assert "got None" not in text and "not valid JSON" not in text, text
+
+
+def test_keepers_and_booleans_as_the_engine_passes_them() -> None:
+    config = parse_stack_config(
+        {
+            **SUPABASE,
+            "secretVersion": "2024-01",
+            "demo": "False",
+            "dropDependentObjectsOnDestroy": "TRUE",
+        },
+        {},
+    )
+    assert (config.secret_version, config.demo, config.drop_dependents_on_destroy) == (
+        "2024-01",
+        False,
+        True,
+    )
+    assert parse_stack_config({**SUPABASE, "secretVersion": 3}, {}).secret_version == "3"
+    assert parse_stack_config({**SUPABASE, "secretVersion": "[v2"}, {}).secret_version == "[v2"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("config:\n  supaqueue:chainMaxSeconds: .nan\n", "supaqueue:chainMaxSeconds: .nan is not"),
+        (
+            "config:\n  supaqueue:queues:\n    - name: q\n      rate_limit_per_second: .inf\n",
+            "supaqueue:queues[0].rate_limit_per_second: .inf is not",
+        ),
+        (
+            "config:\n  supaqueue:queues:\n    - {name: q, timeout_ms: -1e400}\n",
+            "supaqueue:queues[0].timeout_ms: -1e400 is not",
+        ),
+    ],
+)
+def test_nan_and_infinity_in_the_stack_file_are_named(text: str, expected: str) -> None:
+    """The Pulumi CLI itself refuses them naming no key ("json: unsupported value: NaN"), before
+    the program runs; scripts/pulumi-stack.sh checks the file first."""
+    found = stack_file_problems(text)
+    assert len(found) == 1 and found[0].startswith(expected), found
+    assert "give a finite number" in found[0]
+    fine = "config:\n  supaqueue:demo: true\n  supaqueue:secretVersion: '.nan'\n  x: 1e3\n"
+    assert stack_file_problems(fine) == []
+
+
+def test_the_stack_script_names_a_nan_before_pulumi_runs(tmp_path: Path) -> None:
+    """A project folder of this checkout's code with a stand-in `pulumi` that must not run."""
+    for name in ("components", ".venv"):
+        (tmp_path / name).symlink_to(REPO / name)
+    (tmp_path / ".toolchain" / "bin").mkdir(parents=True)
+    fake = tmp_path / ".toolchain" / "bin" / "pulumi"
+    fake.write_text('#!/bin/sh\necho "$@" >> "$SUPAQUEUE_ROOT/pulumi-calls"\n')
+    fake.chmod(0o755)
+    (tmp_path / "Pulumi.nan.yaml").write_text(
+        "config:\n  supaqueue:queues:\n    - name: q\n      workers: .NaN\n"
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "SUPAQUEUE_ROOT": str(tmp_path),
+        "SUPAQUEUE_CACHE": str(tmp_path / "cache"),
+        "PULUMI_BACKEND_URL": "s3://not-used",
+    }
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "pulumi-stack.sh"), "nan", "preview"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert not (tmp_path / "pulumi-calls").exists()
+    assert done.stderr.strip() == (
+        "Pulumi.nan.yaml: supaqueue:queues[0].workers: .NaN is not a number Pulumi can read "
+        "(no NaN or infinity in its config): give a finite number"
+    )
 
 
 def test_queue_problems_name_the_queue_and_field() -> None:

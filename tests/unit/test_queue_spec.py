@@ -176,3 +176,41 @@ def test_provider_pickled_under_the_old_module_path_still_loads() -> None:
     from components.providers.queue.provider import QueueProvider
 
     assert pickle.loads(b"ccomponents.providers.queue\nQueueProvider\n.") is QueueProvider
+
+
+@pytest.mark.parametrize(
+    ("schema", "fragment"),
+    [
+        (["a"], "must be a JSON Schema object"),
+        ({"type": "strin"}, "is not a valid JSON Schema: at .type"),
+        ({"properties": {"to": {"type": 5}}}, "at .properties.to.type"),
+        ({"required": "to"}, "at .required"),
+        ({"$schema": "http://json-schema.org/draft-04/schema#"}, "is not supported"),
+        ({"description": "x" * 70_000}, "at most 65536"),
+        ({"properties": {"a": {"$ref": "https://example.com/a.json"}}}, "outside the schema"),
+        ({"properties": {"a": {"$ref": "#/$defs/gone"}}}, "#/$defs/gone' points to nothing"),
+    ],
+)
+def test_a_bad_payload_schema_is_named(schema: Any, fragment: str) -> None:
+    found = reasons(payload_schema=schema)
+    assert fragment in found["queue.payload_schema"], found
+
+
+def test_valid_payload_schemas_pass_and_pulumi_floats_come_back_whole() -> None:
+    from components.providers.queue.spec import coerce_integers
+
+    schema = {
+        "type": "object",
+        "properties": {"to": {"type": "string", "maxLength": 5.0}},
+        "required": ["to"],
+    }
+    assert reasons(payload_schema=schema) == {}
+    local = {"$defs": {"a": {"type": "string"}}, "properties": {"x": {"$ref": "#/$defs/a"}}}
+    assert reasons(payload_schema=local) == {}
+    assert reasons(payload_schema={"enum": [{"$ref": "https://not.a/schema"}]}) == {}  # a value
+    draft7 = {"$schema": "http://json-schema.org/draft-07/schema#", "type": "array"}
+    assert reasons(payload_schema=draft7) == {}
+    assert with_defaults(BASE)["payload_schema"] is None
+    fixed = coerce_integers({**BASE, "payload_schema": schema})["payload_schema"]
+    assert fixed["properties"]["to"]["maxLength"] == 5
+    assert isinstance(fixed["properties"]["to"]["maxLength"], int)

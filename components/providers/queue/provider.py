@@ -54,6 +54,8 @@ DB_FIELDS = tuple(key for key in FIELDS if key != "discard_unfinished_on_delete"
 def _params(props: dict[str, Any], queue_id: str | None = None) -> dict[str, Any]:
     params = coerce_integers({key: props.get(key) for key in FIELDS})
     params["default_headers"] = Jsonb(dict(props.get("headers") or {}))
+    schema = params.get("payload_schema")
+    params["payload_schema"] = None if schema is None else Jsonb(schema)
     params["id"] = queue_id
     me = ownership.stack_of(props)
     params["owner_stack"] = me.name if me else None

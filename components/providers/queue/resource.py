@@ -59,9 +59,14 @@ class QueueArgs(TypedDict, total=False):
     lease_grace_ms: int
     """How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000): time for
     pg_net's delivery and the dispatcher's report. A dispatch lost with the dispatcher holds its
-    worker for timeout + grace before the job is retried. Shorter stalls less, but a grace below
-    the worst delay of a report means an attempt that did succeed is failed as expired and run
-    again (a duplicate)."""
+    worker for timeout + grace before the job is retried (and, if it was claimed, for
+    `target_wall_clock_ms` more, as its call may still be running). Shorter stalls less, but a
+    grace below the worst delay of a report means an attempt that did succeed is failed as
+    expired and run again (a duplicate)."""
+    target_wall_clock_ms: int
+    """How long the target function may run, in ms (default 400000, Supabase's wall clock on
+    paid plans; 150000 on Free; 1000..3600000): a call abandoned at `timeout_ms` keeps its worker
+    until then, so at most `workers` calls ever run at the target."""
     paused: bool
     """A paused queue keeps its jobs and dispatches none (default false)."""
     retention_seconds: int | None
@@ -72,6 +77,12 @@ class QueueArgs(TypedDict, total=False):
     (`{"job_id", "queue", "error", "response_excerpt", "status_code", "attempts", "failed_at",
     "payload"}`), in the failure's transaction. No loops (a queue naming itself, or a chain
     back)."""
+    payload_schema: dict[str, Any]
+    """JSON Schema of the queue's payloads (default: none). Checked at preview to be a valid
+    schema (draft 2020-12 unless `$schema` names 2019-09 or draft-07), at most 65536 bytes of
+    JSON; stored in `supaqueue.queue.payload_schema`. `supaqueue gen types` writes typed enqueue
+    clients from it, and the called function validates with it (a bad payload answers 422, not
+    retried). The engine itself does not validate payloads at enqueue."""
     discard_unfinished_on_delete: bool
     """Removing the queue may discard its unfinished jobs (default false: removal fails)."""
     enqueue_roles: list[str]

@@ -9,6 +9,7 @@ Defaults equal the columns' defaults, so a declaration states the whole effectiv
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,10 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")  # queue_method_known
 # The dispatcher's wall clock is 400 s on paid plans: a call may take 390 s, 10 s stay to report
 # (queue_timeout_range; docs/architecture.md says why).
 MAX_TIMEOUT_MS = 390_000
+# How long the target's function may run, so how long a worker stays held after abandoning a call
+# (queue_target_wall_clock_range, sql/0017; docs/architecture.md, "Concurrency at the target").
+MIN_TARGET_WALL_CLOCK_MS = 1_000
+MAX_TARGET_WALL_CLOCK_MS = 3_600_000
 # Beyond this the default burst (ceil(rate)) is no integer and the refill could overflow
 # (queue_rate_limit_range).
 MAX_RATE_PER_SECOND = float(INT4_MAX)
@@ -51,6 +56,8 @@ INT_LIMITS: dict[str, IntRange] = {
     "rate_limit_burst": IntRange(1, INT4_MAX),  # queue_rate_limit_burst_positive
     "timeout_ms": IntRange(1, MAX_TIMEOUT_MS),  # queue_timeout_range
     "lease_grace_ms": IntRange(0, INT4_MAX),  # queue_timeout_range (lease_grace_ms >= 0)
+    # queue_target_wall_clock_range
+    "target_wall_clock_ms": IntRange(MIN_TARGET_WALL_CLOCK_MS, MAX_TARGET_WALL_CLOCK_MS),
     "retention_seconds": IntRange(0, INT4_MAX),  # queue_retention_non_negative
 }
 INTEGER_FIELDS = tuple(INT_LIMITS)
@@ -92,9 +99,11 @@ FIELDS: dict[str, Field] = {
     "rate_limit_burst": Field(None),
     "timeout_ms": Field(30_000),
     "lease_grace_ms": Field(30_000),
+    "target_wall_clock_ms": Field(400_000),  # Supabase's paid-plan wall clock (150 s on Free)
     "paused": Field(False),
     "retention_seconds": Field(DEFAULT_RETENTION_SECONDS),
     "dead_letter_queue": Field(None),
+    "payload_schema": Field(None),
     "discard_unfinished_on_delete": Field(False),
     # API roles besides service_role that may enqueue through the Data API (sql/0024_data_api.sql)
     "enqueue_roles": Field([]),
@@ -209,6 +218,7 @@ def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = Non
     check("non_retryable_statuses", _statuses_problem)
     check("rate_limit_per_second", _rate_problem)
     check("paused", lambda v: None if isinstance(v, bool) else f"must be true or false, got {v!r}")
+    check("payload_schema", payload_schema_problem)
     check(
         "discard_unfinished_on_delete",
         lambda v: None if isinstance(v, bool) else f"must be true or false, got {v!r}",
@@ -298,6 +308,87 @@ def _statuses_problem(value: Any) -> str | None:
     return None
 
 
+# = the constraint queue_payload_schema_size (sql/0025): the schema's JSON text as Postgres
+# renders jsonb, in UTF-8 bytes (tests/engine/test_queue_limits.py keeps them equal).
+MAX_PAYLOAD_SCHEMA_BYTES = 65_536
+# The JSON Schema dialects a payload schema may name in `$schema` (none: 2020-12). The same ones
+# the called function's validator knows (console/typegen/payload_handler.ts picks Ajv's class by
+# it), so a schema accepted at preview is never refused at run time.
+PAYLOAD_SCHEMA_DIALECTS = (
+    "https://json-schema.org/draft/2020-12/schema",
+    "https://json-schema.org/draft/2019-09/schema",
+    "http://json-schema.org/draft-07/schema#",
+    "http://json-schema.org/draft-07/schema",
+)
+
+
+def payload_schema_size(schema: Any) -> int:
+    """Bytes of `schema` as Postgres renders jsonb (`", "` and `": "` separators, UTF-8)."""
+    return len(json.dumps(schema, ensure_ascii=False).encode())
+
+
+def payload_schema_problem(value: Any) -> str | None:
+    """A queue's `payload_schema`: a JSON Schema object (valid per its dialect's metaschema, the
+    `jsonschema` library's check), at most MAX_PAYLOAD_SCHEMA_BYTES."""
+    import jsonschema  # only when a queue declares a schema
+
+    if not isinstance(value, Mapping):
+        return f"must be a JSON Schema object, got {type(value).__name__}"
+    try:
+        size = payload_schema_size(value)
+    except (TypeError, ValueError) as exc:
+        return f"must hold only JSON values ({exc})"
+    if size > MAX_PAYLOAD_SCHEMA_BYTES:
+        return f"is {size} bytes of JSON, at most {MAX_PAYLOAD_SCHEMA_BYTES}: split or simplify it"
+    dialect = value.get("$schema")
+    if dialect is not None and dialect not in PAYLOAD_SCHEMA_DIALECTS:
+        return (
+            f"$schema {dialect!r} is not supported; leave $schema out (draft 2020-12) or use "
+            + ", ".join(repr(d) for d in PAYLOAD_SCHEMA_DIALECTS[:3])
+        )
+    validator = jsonschema.validators.validator_for(value, default=jsonschema.Draft202012Validator)
+    try:
+        validator.check_schema(value)
+    except jsonschema.SchemaError as exc:
+        where = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path)
+        return f"is not a valid JSON Schema: at {where or 'the top'}: {exc.message}"
+    return _ref_problem(value, value, "")
+
+
+def _ref_problem(root: Mapping[str, Any], node: Any, where: str) -> str | None:
+    """`$ref`s must point inside the schema (`#/$defs/x`) and resolve: the called function's
+    validator fetches nothing, and an unresolved reference would fail it at boot, not here."""
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            if found := _ref_problem(root, item, f"{where}[{index}]"):
+                return found
+        return None
+    if not isinstance(node, Mapping):
+        return None
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        if not ref.startswith("#"):
+            return (
+                f"at {where or 'the top'}: $ref {ref!r} points outside the schema; put the "
+                "referenced schema under $defs and use '#/$defs/…'"
+            )
+        if ref.startswith("#/") or ref == "#":
+            target: Any = root
+            for part in ref[2:].split("/") if ref != "#" else []:
+                key = part.replace("~1", "/").replace("~0", "~")
+                if isinstance(target, list) and key.isdigit() and int(key) < len(target):
+                    target = target[int(key)]
+                elif isinstance(target, Mapping) and key in target:
+                    target = target[key]
+                else:
+                    return f"at {where or 'the top'}: $ref {ref!r} points to nothing in the schema"
+    for key, item in node.items():
+        if key not in ("const", "enum", "default", "examples"):  # values, not schemas
+            if found := _ref_problem(root, item, f"{where}.{key}"):
+                return found
+    return None
+
+
 def coerce_integers(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Whole floats back to ints: the engine carries every number as a float."""
 
@@ -310,7 +401,20 @@ def coerce_integers(raw: Mapping[str, Any]) -> dict[str, Any]:
             fixed[key] = whole(fixed[key])
     if isinstance(fixed.get("non_retryable_statuses"), list):
         fixed["non_retryable_statuses"] = [whole(v) for v in fixed["non_retryable_statuses"]]
+    if isinstance(fixed.get("payload_schema"), Mapping):
+        # Pulumi carries `maxLength: 5` as 5.0; JSON Schema treats both alike, readers prefer 5.
+        fixed["payload_schema"] = _whole_numbers(fixed["payload_schema"])
     return fixed
+
+
+def _whole_numbers(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    return value
 
 
 # Fields whose explicit null differs from leaving them out: `retention_seconds: null` keeps

@@ -54,3 +54,37 @@ select to_regclass('vault.decrypted_secrets') is not null;
 
 -- name: vault_secret
 select decrypted_secret from vault.decrypted_secrets where name = %(name)s;
+
+-- name: schema_objects
+-- Every object a user could have made in schema supaqueue, as (kind, name, identity): relations
+-- (not indexes, nor sequences owned by a column: they go with their table), composite types,
+-- routines, and other types (not array or multirange types: they go with their type).
+select o.kind, o.name, o.identity
+from (
+  select case c.relkind when 'r' then 'table' when 'p' then 'table' when 'v' then 'view'
+                        when 'm' then 'materialized view' when 'S' then 'sequence'
+                        when 'f' then 'foreign table' else 'type' end as kind,
+         c.relname::text as name,
+         pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) as identity
+  from pg_catalog.pg_class c
+  join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+  where n.nspname = 'supaqueue' and c.relkind in ('r', 'p', 'v', 'm', 'S', 'f', 'c')
+    and not exists (
+      select 1 from pg_catalog.pg_depend d
+      where d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass and d.objid = c.oid
+        and d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass and d.refobjsubid > 0
+        and d.deptype in ('a', 'i'))
+  union all
+  select case p.prokind when 'p' then 'procedure' when 'a' then 'aggregate' else 'function' end,
+         p.proname::text, p.oid::pg_catalog.regprocedure::text
+  from pg_catalog.pg_proc p
+  join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+  where n.nspname = 'supaqueue'
+  union all
+  select case t.typtype when 'd' then 'domain' else 'type' end, t.typname::text,
+         pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname)
+  from pg_catalog.pg_type t
+  join pg_catalog.pg_namespace n on n.oid = t.typnamespace
+  where n.nspname = 'supaqueue' and t.typrelid = 0 and t.typcategory <> 'A' and t.typtype <> 'm'
+) o
+order by o.kind, o.identity;

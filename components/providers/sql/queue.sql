@@ -6,7 +6,7 @@ insert into supaqueue.queue (
   name, edge_function_name, method, default_headers, max_attempts, backoff_base_ms,
   backoff_max_ms, backoff_jitter, non_retryable_statuses, timeout_ms, lease_grace_ms,
   rate_limit_per_second, rate_limit_burst, paused, retention_seconds, owner_stack, owner_stack_id,
-  dead_letter_queue, enqueue_roles
+  dead_letter_queue, target_wall_clock_ms, payload_schema, enqueue_roles
 ) values (
   %(name)s, %(edge_function_name)s, %(method)s, %(default_headers)s, %(max_attempts)s,
   %(backoff_base_ms)s, %(backoff_max_ms)s, %(backoff_jitter)s,
@@ -15,6 +15,8 @@ insert into supaqueue.queue (
   %(paused)s, %(retention_seconds)s, %(owner_stack)s, %(owner_stack_id)s,
   -- by name (null when there is no such queue: the provider refuses that)
   (select d.id from supaqueue.queue d where d.name = %(dead_letter_queue)s),
+  %(target_wall_clock_ms)s,
+  %(payload_schema)s,
   %(enqueue_roles)s::text[]
 )
 returning id::text;
@@ -33,11 +35,13 @@ update supaqueue.queue set
     %(non_retryable_statuses)s::integer[],
   timeout_ms = %(timeout_ms)s,
   lease_grace_ms = %(lease_grace_ms)s,
+  target_wall_clock_ms = %(target_wall_clock_ms)s,
   rate_limit_per_second = %(rate_limit_per_second)s,
   rate_limit_burst = %(rate_limit_burst)s,
   paused = %(paused)s,
   retention_seconds = %(retention_seconds)s,
   dead_letter_queue = (select d.id from supaqueue.queue d where d.name = %(dead_letter_queue)s),
+  payload_schema = %(payload_schema)s,
   enqueue_roles = %(enqueue_roles)s::text[],
   -- claims a queue made before ownership records (providers/ownership.py checked the owner)
   owner_stack = %(owner_stack)s,
@@ -53,7 +57,7 @@ select supaqueue.set_worker_count(%(id)s::uuid, %(workers)s);
 select q.id::text, q.name, q.edge_function_name, q.method, q.default_headers, q.max_attempts,
        q.backoff_base_ms, q.backoff_max_ms, q.backoff_jitter, q.non_retryable_statuses,
        q.timeout_ms, q.lease_grace_ms, q.rate_limit_per_second, q.rate_limit_burst, q.paused,
-       q.retention_seconds,
+       q.retention_seconds, q.target_wall_clock_ms, q.payload_schema,
        (select d.name from supaqueue.queue d where d.id = q.dead_letter_queue) as dead_letter_queue,
        q.enqueue_roles,
        (select count(*) from supaqueue.worker w where w.queue = q.id and not w.retiring)::int

@@ -12,13 +12,22 @@ where n.nspname = %(schema)s and c.relname = %(table)s;
 
 -- name: condition_check
 -- Planned, never run (LIMIT 0), under the empty search_path the trigger function has. The
--- provider composes the FROM list (identifiers quoted) and the condition (the stack's own SQL,
--- one expression: the statement is prepared, so a second statement fails).
+-- provider composes the FROM list (identifiers quoted) and the condition (the stack's own SQL:
+-- the statement is prepared, so a second statement fails). The same checks as
+-- supaqueue._check_table_trigger_condition (sql/*_bad_values.sql).
 select 1 from {from} where ({condition})::boolean limit 0;
+
+-- name: condition_when_check
+-- The condition as the WHEN of a row trigger for the event, in a transaction always rolled back:
+-- PostgreSQL parses WHEN (...) as exactly one expression (a condition that closes the
+-- parenthesis early or comments out the rest fails) and refuses subqueries there. One line, as
+-- the engine writes it: a `--` in the condition must comment out the `)` after it here too.
+create trigger supaqueue_when_check after {event} on {table} for each row when ({condition}) execute function pg_catalog.suppress_redundant_updates_trigger();
 
 -- name: local_search_path
 select pg_catalog.set_config('search_path', '', true),
-       pg_catalog.set_config('statement_timeout', '10s', true);
+       pg_catalog.set_config('statement_timeout', '10s', true),
+       pg_catalog.set_config('lock_timeout', '10s', true);
 
 -- name: set_trigger
 select supaqueue.set_table_trigger(

@@ -3,8 +3,9 @@ its events (two for UPDATE), each with its function in schema supaqueue, made by
 `supaqueue.set_table_trigger` (sql/*_hooks.sql).
 
 `check` asks the database (at preview) whether the table exists, whether this role may create
-triggers on it, and whether `when` is a valid condition there (planned in a transaction that is
-rolled back, under the trigger function's empty search_path). Every setting but the name
+triggers on it, and whether `when` is a valid condition there, exactly as `up` will use it
+(planned as the WHERE of one statement, and made the WHEN of a row trigger, in a transaction that
+is rolled back, under the trigger function's empty search_path). Every setting but the name
 updates in place; delete removes only our triggers and functions, never the table.
 A trigger of the state whose record, table triggers or table were dropped in SQL fails `diff`
 (so preview), saying what to run (providers/drift.py); a table dropped under a declared trigger
@@ -113,26 +114,32 @@ def database_problems(
         return []
     problems: list[tuple[str, str]] = []
     relation = sql.Identifier(schema, table)
+    condition = sql.SQL(when)  # as the engine uses it: inside (...)
     for event in normalized_events(props["events"]):
         aliases = {"INSERT": ["new"], "DELETE": ["old"], "UPDATE": ["new", "old"]}[event]
         from_list = sql.SQL(", ").join(
             sql.SQL("{} as {}").format(relation, sql.SQL(alias)) for alias in aliases
         )
         check = sql.SQL(text["condition_check"]).format(
-            **{"from": from_list, "condition": sql.SQL(when)}
+            **{"from": from_list, "condition": condition}
+        )
+        as_when = sql.SQL(text["condition_when_check"]).format(
+            event=sql.SQL(event), table=relation, condition=condition
         )
         try:
             with conn.transaction(force_rollback=True):
                 conn.execute(text["local_search_path"])
                 conn.execute(check, prepare=True)
+                conn.execute(as_when, prepare=True)
         except psycopg.Error as exc:
             rows = " and ".join(alias.upper() for alias in aliases)
             problems.append(
                 (
                     "when",
-                    f"{when!r} is not a valid condition for {event} on {where} (the row is "
-                    f"{rows}; functions outside pg_catalog must be schema-qualified): "
-                    f"{sql_message(exc)}",
+                    f"{when!r} is not a valid condition for {event} on {where} (one SQL "
+                    f"expression over the row, {rows}, as in a trigger's WHEN: no subqueries, "
+                    "no `--` comments, no second statement; functions outside pg_catalog must be "
+                    f"schema-qualified): {sql_message(exc)}",
                 )
             )
     return problems
