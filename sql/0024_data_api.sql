@@ -123,7 +123,7 @@ begin
 end
 $$;
 
--- = 0007's uninstall, also dropping supaqueue_api (its wrappers call into supaqueue).
+-- = 0019's uninstall, also dropping supaqueue_api (its wrappers call into supaqueue).
 create or replace function supaqueue.uninstall() returns void
 language plpgsql security definer
 set search_path = ''
@@ -146,6 +146,13 @@ begin
     end if;
   end if;
   if pg_catalog.to_regclass('cron.job') is not null then
+    if pg_catalog.to_regclass('cron.job_run_details') is not null
+       and pg_catalog.has_table_privilege('cron.job_run_details', 'DELETE') then
+      delete from cron.job_run_details d
+       where d.jobid in (select j.jobid from cron.job j
+                          where j.jobname = any (supaqueue.cron_job_names())
+                            and j.database = pg_catalog.current_database());
+    end if;
     perform cron.unschedule(j.jobid) from cron.job j
       where j.jobname = any (supaqueue.cron_job_names()) and j.database = pg_catalog.current_database();
   end if;

@@ -3378,6 +3378,13 @@ begin
     end if;
   end if;
   if pg_catalog.to_regclass('cron.job') is not null then
+    if pg_catalog.to_regclass('cron.job_run_details') is not null
+       and pg_catalog.has_table_privilege('cron.job_run_details', 'DELETE') then
+      delete from cron.job_run_details d
+       where d.jobid in (select j.jobid from cron.job j
+                          where j.jobname = any (supaqueue.cron_job_names())
+                            and j.database = pg_catalog.current_database());
+    end if;
     perform cron.unschedule(j.jobid) from cron.job j
       where j.jobname = any (supaqueue.cron_job_names()) and j.database = pg_catalog.current_database();
   end if;
