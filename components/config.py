@@ -60,6 +60,7 @@ KEYS = (
     "demo",
     "installation",
     "dropDependentObjectsOnDestroy",
+    "dataApi",
     *(setting.config_key for setting in CHAIN_SETTINGS),
 )
 # `owner`: this stack installs and owns supaqueue; `external`: it only declares its queues in an
@@ -95,6 +96,8 @@ class StackConfig:
     schedules: list[dict[str, Any]] = field(default_factory=list)
     # settings row -> value, for the chain budget keys the stack sets (components/chain_budget.py)
     chain_budget: dict[str, str] = field(default_factory=dict)
+    # expose supaqueue_api to the project's Data API (components/providers/data_api.py)
+    data_api: bool = False
 
     @property
     def functions_url(self) -> str:
@@ -229,6 +232,12 @@ def parse_stack_config(values: Mapping[str, Any], env: Mapping[str, str]) -> Sta
     chain_budget = chain_rows(
         values, problems, key=lambda setting: setting.config_key, prefix=f"{NAMESPACE}:"
     )
+    data_api = _boolean("dataApi", values, problems)
+    if data_api and installation == "external":
+        problems.append(
+            f"{NAMESPACE}:dataApi: the Data API exposure belongs to the installation: set it on "
+            "the stack that owns it (this stack has installation: external)"
+        )
     if installation == "external":
         problems += [
             f"{NAMESPACE}:{setting.config_key}: the chain budget belongs to the installation: "
@@ -256,6 +265,7 @@ def parse_stack_config(values: Mapping[str, Any], env: Mapping[str, str]) -> Sta
         drop_dependents_on_destroy=drop_dependents,
         warnings=warnings,
         chain_budget=chain_budget,
+        data_api=data_api,
     )
 
 

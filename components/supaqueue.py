@@ -34,6 +34,7 @@ from components.config import StackConfig
 from components.edge_source import folder_hash
 from components.errors import ConfigError
 from components.providers.api_props import ApiTarget
+from components.providers.data_api import DataApiSchema
 from components.providers.destroy_guard import DestroyGuard
 from components.providers.edge_function import EdgeFunction
 from components.providers.external_installation import ExternalInstallation
@@ -101,6 +102,9 @@ class SupaqueueArgs(TypedDict, total=False):
     chain_max_seconds: int
     """Chain budget: seconds a chain may claim jobs for (1-120). Unset: as `chain_max_jobs`
     (default 60)."""
+    data_api: bool
+    """Expose supaqueue's API schema `supaqueue_api` (enqueue, enqueue_batch, job_status) to the
+    project's Data API, keeping the schemas it already exposes (default false)."""
     edge_dir: str
     """Folder holding `supaqueue/` (and `demo-target/`); default: the repo's `edge/`."""
     migrations_dir: str
@@ -122,6 +126,7 @@ def args_from_config(config: StackConfig) -> SupaqueueArgs:
         demo=config.demo,
         installation=config.installation,  # type: ignore[typeddict-item]
         drop_dependents_on_destroy=config.drop_dependents_on_destroy,
+        data_api=config.data_api,
     )
     if "chain_max_jobs" in config.chain_budget:
         args["chain_max_jobs"] = int(config.chain_budget["chain_max_jobs"])
@@ -204,6 +209,11 @@ class Supaqueue(pulumi.ComponentResource):
             raise ConfigError(
                 f"{', '.join(sorted(chain_budget))}: the chain budget belongs to the "
                 "installation: set it on the stack that owns it, not with installation: external"
+            )
+        if args.get("data_api") and mode == "external":
+            raise ConfigError(
+                "data_api: the Data API exposure belongs to the installation: set it on the "
+                "stack that owns it, not with installation: external"
             )
         migrations_dir = Path(args.get("migrations_dir") or REPO / "sql")
         self.migrations_dir = str(migrations_dir)
@@ -324,6 +334,9 @@ class Supaqueue(pulumi.ComponentResource):
             {"functions_url": functions_url, "dispatcher_slug": DISPATCHER_SLUG, **chain_budget},
             after_schema,
         )
+        if args.get("data_api"):
+            # After the schema (it holds supaqueue_api), so a destroy hides it before dropping it.
+            self.data_api = DataApiSchema(f"{name}-data-api", api=api, opts=after_schema)
         self.queue_dependencies = [
             self.schema,
             self.settings,
@@ -358,6 +371,7 @@ class Supaqueue(pulumi.ComponentResource):
                 depends_on=[
                     *self.queue_dependencies,
                     self.function_secret,
+                    *([self.data_api] if args.get("data_api") else []),
                     *self.queues.values(),
                     *self.triggers.values(),
                     *self.schedules.values(),

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{key}={value}")
         else:
             print(f"local stack running in {state_dir}")
-            for key in ("API_URL", "FUNCTIONS_URL", "DB_URL", "PROJECT_REF"):
+            for key in ("API_URL", "FUNCTIONS_URL", "REST_URL", "DB_URL", "PROJECT_REF"):
                 print(f"  {key:<14} {env[key]}")
     return 0
 

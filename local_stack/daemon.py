@@ -40,7 +40,7 @@ import psycopg
 import uvloop
 from aiohttp import web
 
-from local_stack import gateway, management_api
+from local_stack import gateway, management_api, rest_api
 from local_stack.api_faults import FaultPlan
 from local_stack.edge_runtime import DRAIN_MS, EdgeRuntime
 from local_stack.extensions import REAL
@@ -154,6 +154,7 @@ def create_app(state: StackState, runtime: EdgeRuntime, store: FunctionStore,
     app.router.add_put("/_local/net-sender", net_sender_switch)
     gateway.add_routes(app)
     management_api.add_routes(app)
+    rest_api.add_routes(app)
     return app
 
 

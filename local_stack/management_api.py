@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 from aiohttp import BodyPartReader, web
 
+from local_stack import rest_api
 from local_stack.api_faults import DROP, FaultPlan, parse_faults
 from local_stack.bundle_check import bundle_problem
 from local_stack.function_store import DeployError, normalize_path
@@ -406,6 +407,26 @@ async def api_keys(request: web.Request) -> web.Response:
     return respond(op, 200, keys)
 
 
+# --- PostgREST config -----------------------------------------------------------------------
+async def get_postgrest(request: web.Request) -> web.Response:
+    op, bad = _operation(request, "get", "/v1/projects/{ref}/postgrest")
+    if bad:
+        return bad
+    state = request.app[STATE_KEY]
+    return respond(op, 200, {**rest_api.read_config(state), "jwt_secret": state.jwt_secret})
+
+
+async def update_postgrest(request: web.Request) -> web.Response:
+    """The `/rest/v1` stand-in reads the result at its next request (exposed schemas)."""
+    op, bad = _operation(request, "patch", "/v1/projects/{ref}/postgrest")
+    if bad:
+        return bad
+    body, bad = await _json_body(request, op)
+    if bad:
+        return bad
+    return respond(op, 200, rest_api.write_config(request.app[STATE_KEY], body))
+
+
 # --- local-only hooks -----------------------------------------------------------------------
 async def set_rate_limit(request: web.Request) -> web.Response:
     """Test hook: change the per-minute limit so clients meet real 429s (not a Supabase route)."""
@@ -447,5 +468,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/v1/projects/{ref}/secrets", create_secrets)
     r.add_delete("/v1/projects/{ref}/secrets", delete_secrets)
     r.add_get("/v1/projects/{ref}/api-keys", api_keys, allow_head=False)
+    r.add_get("/v1/projects/{ref}/postgrest", get_postgrest, allow_head=False)
+    r.add_patch("/v1/projects/{ref}/postgrest", update_postgrest)
     r.add_put("/_local/management-rate-limit", set_rate_limit)
     r.add_put("/_local/management-faults", set_faults)

@@ -33,6 +33,8 @@ SERVED: tuple[tuple[str, str], ...] = (
     ("post", "/v1/projects/{ref}/secrets"),
     ("delete", "/v1/projects/{ref}/secrets"),
     ("get", "/v1/projects/{ref}/api-keys"),
+    ("get", "/v1/projects/{ref}/postgrest"),
+    ("patch", "/v1/projects/{ref}/postgrest"),
 )
 
 

@@ -101,6 +101,8 @@ class StackState:
             "MANAGEMENT_API_URL": self.api_url,
             "ACCESS_TOKEN": self.access_token,
             "FUNCTIONS_URL": f"{self.api_url}/functions/v1",
+            # The Data API stand-in (RPC only: local_stack/rest_api.py); supabase-js takes API_URL.
+            "REST_URL": f"{self.api_url}/rest/v1",
         }
 
     def save(self) -> None:

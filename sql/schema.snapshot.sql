@@ -27,6 +27,52 @@ CREATE TYPE supaqueue.job_status AS ENUM (
 
 ALTER TYPE supaqueue.job_status OWNER TO postgres;
 
+CREATE FUNCTION supaqueue._api_caller_role() RETURNS text
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select case when coalesce(pg_catalog.current_setting('role', true), 'none') in ('none', '')
+              then session_user::text
+              else pg_catalog.current_setting('role', true) end
+$$;
+
+ALTER FUNCTION supaqueue._api_caller_role() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._api_check(_roles text[], _name text, _caller text) RETURNS void
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _role text := supaqueue._api_caller_role();
+begin
+  if pg_catalog.pg_has_role(_role, 'service_role', 'MEMBER')
+     or ('authenticated' = any (_roles) and pg_catalog.pg_has_role(_role, 'authenticated', 'MEMBER'))
+     or ('anon' = any (_roles) and pg_catalog.pg_has_role(_role, 'anon', 'MEMBER')) then
+    return;
+  end if;
+  raise exception '%: role % may not use queue %', _caller, _role, pg_catalog.quote_literal(_name)
+    using errcode = '42501',
+          hint = 'list the role in the queue''s enqueue_roles (supaqueue:queues) to allow it';
+end
+$$;
+
+ALTER FUNCTION supaqueue._api_check(_roles text[], _name text, _caller text) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._api_queue(_name text, _caller text) RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _id uuid := supaqueue._queue_by_name(_name, _caller);
+begin
+  perform supaqueue._api_check((select q.enqueue_roles from supaqueue.queue q where q.id = _id),
+                               _name, _caller);
+  return _id;
+end
+$$;
+
+ALTER FUNCTION supaqueue._api_queue(_name text, _caller text) OWNER TO postgres;
+
 CREATE TABLE supaqueue.current_job (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     worker uuid NOT NULL,
@@ -1405,11 +1451,13 @@ CREATE TABLE supaqueue.queue (
     target_wall_clock_ms integer DEFAULT 400000 NOT NULL,
     dead_letter_queue uuid,
     discard_unfinished_on_delete boolean DEFAULT false NOT NULL,
+    enqueue_roles text[] DEFAULT '{}'::text[] NOT NULL,
     payload_schema jsonb,
     CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
     CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
     CONSTRAINT queue_default_headers_object CHECK ((jsonb_typeof(default_headers) = 'object'::text)),
     CONSTRAINT queue_edge_function_name_is_slug CHECK ((edge_function_name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
+    CONSTRAINT queue_enqueue_roles_known CHECK (((enqueue_roles <@ ARRAY['anon'::text, 'authenticated'::text]) AND (array_position(enqueue_roles, NULL::text) IS NULL))),
     CONSTRAINT queue_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
     CONSTRAINT queue_method_known CHECK ((method = ANY (ARRAY['GET'::text, 'POST'::text, 'PUT'::text, 'PATCH'::text, 'DELETE'::text]))),
     CONSTRAINT queue_name_is_slug CHECK ((name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
@@ -3343,6 +3391,7 @@ begin
     perform cron.unschedule(j.jobid) from cron.job j
       where j.jobname = any (supaqueue.cron_job_names()) and j.database = pg_catalog.current_database();
   end if;
+  drop schema if exists supaqueue_api cascade;
   drop schema supaqueue cascade;
 end
 $$;
@@ -3714,6 +3763,12 @@ ALTER TABLE ONLY supaqueue.worker
     ADD CONSTRAINT worker_queue_fkey FOREIGN KEY (queue) REFERENCES supaqueue.queue(id) ON DELETE CASCADE;
 
 GRANT USAGE ON SCHEMA supaqueue TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._api_caller_role() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._api_check(_roles text[], _name text, _caller text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._api_queue(_name text, _caller text) FROM PUBLIC;
 
 GRANT SELECT ON TABLE supaqueue.current_job TO service_role;
 

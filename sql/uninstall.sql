@@ -128,6 +128,7 @@ begin
       where j.jobname = any (_jobs) and j.database = pg_catalog.current_database();
   end if;
   -- in this block, so that a refusal above (psql goes on after an error) drops nothing
+  drop schema if exists supaqueue_api cascade;
   drop schema if exists supaqueue cascade;
 end
 $$;

@@ -199,6 +199,20 @@ class ManagementApi:
         )
         return list(response.json())
 
+    # --- PostgREST (Data API) settings ------------------------------------------------------
+
+    def postgrest_schemas(self) -> list[str]:
+        """The exposed schemas (`db_schema`, comma-separated), in order."""
+        response = self._request("GET", "/postgrest", what="read the Data API settings")
+        return split_schemas(str(response.json().get("db_schema", "")))
+
+    def set_postgrest_schemas(self, schemas: Sequence[str]) -> list[str]:
+        response = self._request(
+            "PATCH", "/postgrest", json_body={"db_schema": ",".join(schemas)},
+            what="change the Data API's exposed schemas",
+        )  # fmt: skip
+        return split_schemas(str(response.json().get("db_schema", "")))
+
     # --- transport -------------------------------------------------------------------------
 
     def _request(
@@ -242,6 +256,11 @@ class ManagementApi:
                 )
             return response
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def split_schemas(db_schema: str) -> list[str]:
+    """`db_schema` as PostgREST reads it: comma-separated, blanks around names ignored."""
+    return [name.strip() for name in db_schema.split(",") if name.strip()]
 
 
 def _content_type(path: str) -> str:

@@ -24,7 +24,7 @@ from tests import procs
 from tests.conftest import LocalStack, supaqueue_dev
 
 ENV_KEYS = ["API_URL", "DB_URL", "ANON_KEY", "SERVICE_ROLE_KEY", "JWT_SECRET", "PROJECT_REF",
-            "MANAGEMENT_API_URL", "ACCESS_TOKEN", "FUNCTIONS_URL"]  # fmt: skip
+            "MANAGEMENT_API_URL", "ACCESS_TOKEN", "FUNCTIONS_URL", "REST_URL"]  # fmt: skip
 
 
 @pytest.fixture
@@ -68,6 +68,7 @@ def test_up_status_down(state_dir: Path) -> None:
     api = env["API_URL"]
     assert api.startswith("http://127.0.0.1:") and env["MANAGEMENT_API_URL"] == api
     assert env["FUNCTIONS_URL"] == f"{api}/functions/v1"
+    assert env["REST_URL"] == f"{api}/rest/v1"
     assert env["DB_URL"].startswith("postgresql://postgres:") and "@127.0.0.1:" in env["DB_URL"]
     assert len(env["PROJECT_REF"]) == 20 and env["PROJECT_REF"].isalpha()
     assert env["PROJECT_REF"].islower()

@@ -395,3 +395,22 @@ def test_unknown_routes_answer_in_the_api_error_shape_and_are_logged(
         time.sleep(0.1)
         log = (api.stack.dir / "logs" / "daemon.log").read_text()
     assert f"rejected {method} /{wanted.split(' ', 1)[1]}" in log
+
+
+# --- PostgREST settings (the Data API's exposed schemas) ----------------------------------------
+def test_postgrest_config_matches_the_document(api: Api, reference: Contract) -> None:
+    got = api.call("GET", "/postgrest")
+    assert got.status_code == 200
+    assert_documented(reference, "get", "/v1/projects/{ref}/postgrest", got)
+    before = got.json()["db_schema"]
+    try:
+        patched = api.call("PATCH", "/postgrest", json={"db_schema": "public,my_app"})
+        assert patched.status_code == 200
+        assert_documented(reference, "patch", "/v1/projects/{ref}/postgrest", patched)
+        assert patched.json()["db_schema"] == "public,my_app"
+        assert "jwt_secret" not in patched.json()  # only GET reveals it
+        assert api.call("GET", "/postgrest").json()["db_schema"] == "public,my_app"
+        bad = api.call("PATCH", "/postgrest", json={"db_pool": "many"})
+        assert bad.status_code == 400
+    finally:
+        api.call("PATCH", "/postgrest", json={"db_schema": before})

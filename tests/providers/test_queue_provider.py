@@ -386,3 +386,28 @@ def test_payload_schema_is_stored_read_back_and_removed(
     check = provider.check({"name": "emails"}, bad)
     assert [f.property for f in check.failures] == ["payload_schema"]
     assert "not a valid JSON Schema" in check.failures[0].reason
+
+
+def test_enqueue_roles_are_written_updated_and_read_back(
+    installed: dict[str, Any], db_url: str
+) -> None:
+    provider = QueueProvider()
+    props = declare(db_url, name="user-exports", enqueue_roles=["authenticated"])
+    created = provider.create(props)
+    roles = "select enqueue_roles from supaqueue.queue where id = %s"
+    assert sql_value(db_url, roles, created.id) == ["authenticated"]
+    wider = {**props, "enqueue_roles": ["anon", "authenticated"]}
+    assert provider.diff(created.id, created.outs or {}, wider).changes is True
+    outs = provider.update(created.id, created.outs or {}, wider).outs or {}
+    assert sql_value(db_url, roles, created.id) == ["anon", "authenticated"]
+    assert provider.read(created.id, outs).outs["enqueue_roles"] == ["anon", "authenticated"]  # type: ignore[index]
+    provider.delete(created.id, outs)
+
+
+def test_enqueue_roles_refuse_other_roles(db_url: str) -> None:
+    spec = with_defaults(
+        {"name": "q", "edge_function_name": "f", "enqueue_roles": ["service_role"]}
+    )
+    checked = QueueProvider().check({}, {**spec, "db_url": db_url, "owner": QUEUE_OWNER})
+    assert [f.property for f in checked.failures] == ["enqueue_roles"]
+    assert "service_role may always enqueue" in checked.failures[0].reason

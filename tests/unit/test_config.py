@@ -303,3 +303,11 @@ def test_an_external_stack_cannot_set_the_installations_chain_budget() -> None:
     text = problems({**SUPABASE, "installation": "external", "chainMaxSeconds": "30"})
     assert "supaqueue:chainMaxSeconds: the chain budget belongs to the installation" in text
     assert "pulumi config rm supaqueue:chainMaxSeconds" in text
+
+
+def test_data_api_is_a_boolean_of_the_owning_stack() -> None:
+    assert parse_stack_config(SUPABASE, {}).data_api is False
+    assert parse_stack_config({**SUPABASE, "dataApi": "true"}, {}).data_api is True
+    assert "supaqueue:dataApi: must be true or false" in problems({**SUPABASE, "dataApi": "yes"})
+    text = problems({**SUPABASE, "installation": "external", "dataApi": True})
+    assert "supaqueue:dataApi: the Data API exposure belongs to the installation" in text

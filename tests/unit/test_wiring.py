@@ -482,3 +482,21 @@ def test_the_python_api_names_a_bad_chain_budget_before_any_resource(
     with pytest.raises(ConfigError, match=expected):
         Supaqueue("sq", args)
     assert [r.name for r in monitor.registrations if r.type != "pulumi:pulumi:Stack"] == []
+
+
+def test_data_api_declares_the_exposure_after_the_schema(
+    monitor: RecordingMonitor, edge_dir: Path
+) -> None:
+    deploy(monitor, edge_dir, extra={"dataApi": True})
+    regs = by_name(monitor)
+    exposure = regs["sq-data-api"]
+    assert exposure.type == DYNAMIC + "DataApiSchema"
+    assert regs["sq-schema"].urn in exposure.dependencies
+    assert exposure.is_secret("access_token")
+    # a destroy deletes the guard first: it refuses before the schema is hidden
+    assert exposure.urn in regs["sq-destroy-guard"].dependencies
+
+
+def test_no_data_api_unless_asked(monitor: RecordingMonitor, edge_dir: Path) -> None:
+    deploy(monitor, edge_dir)
+    assert "sq-data-api" not in by_name(monitor)

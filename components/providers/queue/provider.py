@@ -92,6 +92,8 @@ def _outs(props: dict[str, Any], queue_id: str, row: dict[str, Any] | None) -> d
         outs.update({key: row[key] for key in DB_FIELDS if key in row})
         outs["headers"] = dict(row["default_headers"] or {})
         outs[STATUSES] = compact_statuses(list(row[STATUSES] or []))
+        if "enqueue_roles" in row:
+            outs["enqueue_roles"] = list(row["enqueue_roles"] or [])
     return outs
 
 

@@ -85,6 +85,10 @@ class QueueArgs(TypedDict, total=False):
     retried). The engine itself does not validate payloads at enqueue."""
     discard_unfinished_on_delete: bool
     """Removing the queue may discard its unfinished jobs (default false: removal fails)."""
+    enqueue_roles: list[str]
+    """API roles besides `service_role` that may enqueue into the queue (and read its jobs'
+    status) through the Data API schema `supaqueue_api`: `authenticated` (signed-in users)
+    and/or `anon`; default none."""
 
 
 class Installation(Protocol):

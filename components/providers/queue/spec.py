@@ -105,7 +105,10 @@ FIELDS: dict[str, Field] = {
     "dead_letter_queue": Field(None),
     "payload_schema": Field(None),
     "discard_unfinished_on_delete": Field(False),
+    # API roles besides service_role that may enqueue through the Data API (sql/0024_data_api.sql)
+    "enqueue_roles": Field([]),
 }
+ENQUEUE_ROLES = ("anon", "authenticated")  # the check constraint queue_enqueue_roles_known
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,15 @@ def _rate_problem(value: Any) -> str | None:
     return None
 
 
+def _enqueue_roles_problem(value: Any) -> str | None:
+    if not isinstance(value, list) or any(role not in ENQUEUE_ROLES for role in value):
+        return (
+            f"must be a list of {' / '.join(ENQUEUE_ROLES)} (service_role may always enqueue), "
+            f"got {value!r}"
+        )
+    return None
+
+
 def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = None) -> list[Problem]:
     """Every problem of one queue declaration; `unknown` names values not known yet (preview)."""
     not_yet_known = unknown or set()
@@ -211,6 +223,7 @@ def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = Non
         "discard_unfinished_on_delete",
         lambda v: None if isinstance(v, bool) else f"must be true or false, got {v!r}",
     )
+    check("enqueue_roles", _enqueue_roles_problem)
     base: Any = raw.get("backoff_base_ms")
     cap: Any = raw.get("backoff_max_ms")
     if _is_int(base) and _is_int(cap) and cap < base:
@@ -421,6 +434,7 @@ def with_defaults(raw: Mapping[str, Any], *, nulls_dropped: bool = False) -> dic
             filled[key] = raw.get(key)
     filled["headers"] = dict(filled["headers"] or {})
     filled["non_retryable_statuses"] = list(filled["non_retryable_statuses"])
+    filled["enqueue_roles"] = list(filled["enqueue_roles"] or [])
     return filled
 
 
