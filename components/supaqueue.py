@@ -103,7 +103,7 @@ class SupaqueueArgs(TypedDict, total=False):
     """Chain budget: seconds a chain may claim jobs for (1-120). Unset: as `chain_max_jobs`
     (default 60)."""
     data_api: bool
-    """Expose supaqueue's API schema `supaqueue_api` (enqueue, enqueue_batch, job_status) to the
+    """Expose supaqueue's API schema `supaqueue_api` (enqueue, enqueue_batch, get_job) to the
     project's Data API, keeping the schemas it already exposes (default false)."""
     edge_dir: str
     """Folder holding `supaqueue/` (and `demo-target/`); default: the repo's `edge/`."""

@@ -14,5 +14,4 @@ WITH step1 AS (SELECT supaqueue.enqueue('emails', '{"to": "ada@example.com", "st
 SELECT supaqueue.enqueue('emails', '{"step": 2}', _depends_on => ARRAY[id]) FROM step1;
 
 -- Where a job is: status, attempts, the result (your function's JSON answer), the last error.
--- (A quoted id needs ::uuid here: supaqueue.job_status is also the name of the status type.)
-SELECT status, attempts, result, last_error FROM supaqueue.job_status(:'job_id'::uuid);
+SELECT status, attempts, result, last_error FROM supaqueue.get_job(:'job_id');

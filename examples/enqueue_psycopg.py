@@ -19,7 +19,7 @@ with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
     ).fetchall()
     for _ in range(600):  # wait at most about a minute for the first job
         [(status, result, error)] = conn.execute(
-            "select status, result, last_error from supaqueue.job_status(%s)", (job_id,)
+            "select status, result, last_error from supaqueue.get_job(%s)", (job_id,)
         ).fetchall()
         if status in ("success", "failed", "cancelled"):
             break

@@ -17,7 +17,7 @@ const { data: jobIds, error } = await supabase.rpc("enqueue_batch", {
 if (error) throw new Error(`${error.code}: ${error.message}`);
 
 // Later (or in a loop, to wait for it): a job's status and result (a read: GET).
-const { data: job } = await supabase.rpc("job_status", { id: jobIds[0] }, {
+const { data: job } = await supabase.rpc("get_job", { id: jobIds[0] }, {
   get: true,
 });
 console.log(JSON.stringify({ job_ids: jobIds, status: job.status }));

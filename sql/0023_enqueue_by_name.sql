@@ -178,7 +178,7 @@ $$;
 -- A job's state for a caller waiting on it: status, attempts, the result (as stored: the target's
 -- JSON body, numbers exact) and the last error. SQ005 when no job has this id (never enqueued, or
 -- removed after its queue's retention).
-create function supaqueue.job_status(_id uuid,
+create function supaqueue.get_job(_id uuid,
                                      out id uuid, out queue text, out status text,
                                      out attempts integer, out max_attempts integer,
                                      out result jsonb, out last_status_code integer,
@@ -194,7 +194,7 @@ begin
     from supaqueue.job j join supaqueue.queue q on q.id = j.queue
    where j.id = _id;
   if not found then
-    raise exception 'supaqueue.job_status: there is no job with id %', coalesce(_id::text, 'null')
+    raise exception 'supaqueue.get_job: there is no job with id %', coalesce(_id::text, 'null')
       using errcode = 'SQ005',
             hint = 'A finished job is removed after its queue''s retention_seconds.';
   end if;

@@ -11,7 +11,7 @@ alter table supaqueue.queue add constraint queue_enqueue_roles_known
 
 create schema supaqueue_api;
 comment on schema supaqueue_api is
-  'supaqueue''s Data API: enqueue, enqueue_batch, job_status (docs/architecture.md, "Data API")';
+  'supaqueue''s Data API: enqueue, enqueue_batch, get_job (docs/architecture.md, "Data API")';
 revoke all on schema supaqueue_api from public;
 
 -- The API role the caller acts as. Inside a SECURITY DEFINER function current_user is the owner,
@@ -85,9 +85,9 @@ begin
 end
 $$;
 
--- = supaqueue.job_status(uuid) (0023); a caller that is not service_role sees only jobs of the
+-- = supaqueue.get_job(uuid) (0023); a caller that is not service_role sees only jobs of the
 -- queues its role may enqueue into (ids are random: in practice, the jobs it enqueued).
-create function supaqueue_api.job_status(id uuid,
+create function supaqueue_api.get_job(id uuid,
                                          out queue text, out status text,
                                          out attempts integer, out max_attempts integer,
                                          out result jsonb, out last_status_code integer,
@@ -98,10 +98,10 @@ language plpgsql stable security definer set search_path = '' as $$
 declare
   _s record;
 begin
-  select * into _s from supaqueue.job_status(job_status.id);
+  select * into _s from supaqueue.get_job(get_job.id);
   -- no row lock here: a status read may run in a read-only transaction (PostgREST's GET)
   perform supaqueue._api_check((select q.enqueue_roles from supaqueue.queue q
-                                 where q.name = _s.queue), _s.queue, 'supaqueue_api.job_status');
+                                 where q.name = _s.queue), _s.queue, 'supaqueue_api.get_job');
   queue := _s.queue; status := _s.status; attempts := _s.attempts;
   max_attempts := _s.max_attempts; result := _s.result; last_status_code := _s.last_status_code;
   last_error := _s.last_error; run_at := _s.run_at; created_at := _s.created_at;

@@ -2215,6 +2215,27 @@ $$;
 
 ALTER FUNCTION supaqueue.external_dependents() OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.get_job(_id uuid, OUT id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) RETURNS record
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  select j.id, q.name, j.status::text, j.attempts, q.max_attempts, j.result, j.last_status_code,
+         j.last_error, j.run_at, j.created_at, j.updated_at, j.finished_at
+    into id, queue, status, attempts, max_attempts, result, last_status_code, last_error, run_at,
+         created_at, updated_at, finished_at
+    from supaqueue.job j join supaqueue.queue q on q.id = j.queue
+   where j.id = _id;
+  if not found then
+    raise exception 'supaqueue.get_job: there is no job with id %', coalesce(_id::text, 'null')
+      using errcode = 'SQ005',
+            hint = 'A finished job is removed after its queue''s retention_seconds.';
+  end if;
+end
+$$;
+
+ALTER FUNCTION supaqueue.get_job(_id uuid, OUT id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.job_detail(_job uuid) RETURNS jsonb
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -2303,27 +2324,6 @@ CREATE FUNCTION supaqueue.job_runs(_job uuid) RETURNS jsonb
 $$;
 
 ALTER FUNCTION supaqueue.job_runs(_job uuid) OWNER TO postgres;
-
-CREATE FUNCTION supaqueue.job_status(_id uuid, OUT id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) RETURNS record
-    LANGUAGE plpgsql STABLE SECURITY DEFINER
-    SET search_path TO ''
-    AS $$
-begin
-  select j.id, q.name, j.status::text, j.attempts, q.max_attempts, j.result, j.last_status_code,
-         j.last_error, j.run_at, j.created_at, j.updated_at, j.finished_at
-    into id, queue, status, attempts, max_attempts, result, last_status_code, last_error, run_at,
-         created_at, updated_at, finished_at
-    from supaqueue.job j join supaqueue.queue q on q.id = j.queue
-   where j.id = _id;
-  if not found then
-    raise exception 'supaqueue.job_status: there is no job with id %', coalesce(_id::text, 'null')
-      using errcode = 'SQ005',
-            hint = 'A finished job is removed after its queue''s retention_seconds.';
-  end if;
-end
-$$;
-
-ALTER FUNCTION supaqueue.job_status(_id uuid, OUT id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.list_jobs(_queue uuid DEFAULT NULL::uuid, _statuses supaqueue.job_status[] DEFAULT NULL::supaqueue.job_status[], _created_after timestamp with time zone DEFAULT NULL::timestamp with time zone, _created_before timestamp with time zone DEFAULT NULL::timestamp with time zone, _error_contains text DEFAULT NULL::text, _before_created timestamp with time zone DEFAULT NULL::timestamp with time zone, _before_id uuid DEFAULT NULL::uuid, _limit integer DEFAULT 50) RETURNS TABLE(id uuid, queue uuid, queue_name text, status supaqueue.job_status, attempts integer, priority integer, run_at timestamp with time zone, created_at timestamp with time zone, finished_at timestamp with time zone, pending_dependencies integer, last_status_code integer, last_error text)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -3898,6 +3898,9 @@ GRANT ALL ON FUNCTION supaqueue.enqueue_due_schedules() TO service_role;
 REVOKE ALL ON FUNCTION supaqueue.external_dependents() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.external_dependents() TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.get_job(_id uuid, OUT id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.get_job(_id uuid, OUT id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.job_detail(_job uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.job_detail(_job uuid) TO service_role;
 
@@ -3906,9 +3909,6 @@ GRANT ALL ON FUNCTION supaqueue.job_ids_with_prefix(_prefix text, _limit integer
 
 REVOKE ALL ON FUNCTION supaqueue.job_runs(_job uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.job_runs(_job uuid) TO service_role;
-
-REVOKE ALL ON FUNCTION supaqueue.job_status(_id uuid, OUT id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.job_status(_id uuid, OUT id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) TO service_role;

@@ -90,7 +90,7 @@ def recipes(local_stack: LocalStack) -> Iterator[Recipes]:
 
 
 def _status(r: Recipes, job_id: str) -> dict[str, Any]:
-    row = r.engine.conn.execute("select * from supaqueue.job_status(%s)", (job_id,)).fetchone()
+    row = r.engine.conn.execute("select * from supaqueue.get_job(%s)", (job_id,)).fetchone()
     assert row is not None
     return dict(row)
 

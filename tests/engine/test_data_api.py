@@ -94,24 +94,24 @@ def test_unknown_or_removed_queue_names_it(engine: Engine, api: psycopg.Connecti
         assert "there is no queue named 'gone-soon'" in str(error.diag.message_primary)
 
 
-def test_job_status_only_for_queues_the_role_may_use(api: psycopg.Connection[Any]) -> None:
+def test_get_job_only_for_queues_the_role_may_use(api: psycopg.Connection[Any]) -> None:
     mine = as_role(api, "authenticated", "select supaqueue_api.enqueue('signups', '{}')")
     api.commit()
     other = as_role(api, "service_role", "select supaqueue_api.enqueue('internal', '{}')")
     api.commit()
     seen = as_role(api, "authenticated",
-                   "select to_jsonb(s) from supaqueue_api.job_status(%s) s", (mine,))  # fmt: skip
+                   "select to_jsonb(s) from supaqueue_api.get_job(%s) s", (mine,))  # fmt: skip
     assert seen["queue"] == "signups" and seen["status"] == "pending"
     assert seen["attempts"] == 0 and seen["result"] is None
     # a read-only transaction (PostgREST's GET) may read a status: no row lock on the way
     with api.transaction():
         api.execute("set transaction read only")
         api.execute("select set_config('role', 'authenticated', true)")
-        row = api.execute("select status from supaqueue_api.job_status(%s)", (mine,)).fetchone()
+        row = api.execute("select status from supaqueue_api.get_job(%s)", (mine,)).fetchone()
         assert row == ("pending",)
-    error = refused(api, "authenticated", f"select supaqueue_api.job_status('{other}')")
+    error = refused(api, "authenticated", f"select supaqueue_api.get_job('{other}')")
     assert error.sqlstate == "42501"
-    status = "select (supaqueue_api.job_status(%s)).queue"
+    status = "select (supaqueue_api.get_job(%s)).queue"
     assert as_role(api, "service_role", status, (other,)) == "internal"
 
 
@@ -121,7 +121,7 @@ def test_the_schema_holds_only_the_three_wrappers(engine: Engine) -> None:
         " where p.pronamespace = 'supaqueue_api'::regnamespace order by 1"
     ).fetchall()
     assert [(r["proname"], r["prosecdef"]) for r in rows] == [
-        ("enqueue", True), ("enqueue_batch", True), ("job_status", True)]  # fmt: skip
+        ("enqueue", True), ("enqueue_batch", True), ("get_job", True)]  # fmt: skip
     others = engine.one(
         "select count(*) from pg_class where relnamespace = 'supaqueue_api'::regnamespace"
     )

@@ -182,10 +182,10 @@ def test_batch_refuses_bad_input_naming_it(engine: Engine) -> None:
     assert _job_count(engine) == 0
 
 
-def test_job_status_follows_a_job_to_its_exact_result(engine: Engine) -> None:
+def test_get_job_follows_a_job_to_its_exact_result(engine: Engine) -> None:
     q = engine.queue(workers=1, name="demo-echo", max_attempts=2)
     job = engine.one("select supaqueue.enqueue('demo-echo', '{\"n\": 1}')::text")
-    status = engine.conn.execute("select * from supaqueue.job_status(%s)", (job,)).fetchone()
+    status = engine.conn.execute("select * from supaqueue.get_job(%s)", (job,)).fetchone()
     assert status is not None
     assert (status["queue"], status["status"], status["attempts"], status["max_attempts"]) == (
         "demo-echo", "in_progress", 1, 2
@@ -200,7 +200,7 @@ def test_job_status_follows_a_job_to_its_exact_result(engine: Engine) -> None:
     )
     done = engine.conn.execute(
         "select status, attempts, result::text as result, finished_at is not null as finished"
-        " from supaqueue.job_status(%s)",
+        " from supaqueue.get_job(%s)",
         (job,),
     ).fetchone()
     stored = engine.one("select %s::jsonb::text", (exact,))
@@ -213,14 +213,14 @@ def test_job_status_follows_a_job_to_its_exact_result(engine: Engine) -> None:
         engine.claim(request.current_job)
         engine.end(request.current_job, success=False, _status_code=503, _error="upstream down")
         engine.conn.execute("update supaqueue.job set run_at = now() where id = %s", (failing,))
-        assert engine.one("select attempts from supaqueue.job_status(%s)", (failing,)) == attempt
-    failed = engine.conn.execute("select * from supaqueue.job_status(%s)", (failing,)).fetchone()
+        assert engine.one("select attempts from supaqueue.get_job(%s)", (failing,)) == attempt
+    failed = engine.conn.execute("select * from supaqueue.get_job(%s)", (failing,)).fetchone()
     assert failed is not None
     assert (failed["status"], failed["last_status_code"], failed["last_error"]) == (
         "failed", 503, "upstream down"
     )  # fmt: skip
     with pytest.raises(psycopg.Error) as caught:
-        engine.conn.execute("select * from supaqueue.job_status(gen_random_uuid())")
+        engine.conn.execute("select * from supaqueue.get_job(gen_random_uuid())")
     assert caught.value.sqlstate == "SQ005"
     assert "there is no job with id" in str(caught.value)
     assert q
@@ -234,29 +234,28 @@ def test_only_postgres_and_service_role_may_call_the_application_api(engine: Eng
         assert job is not None
         batch = conn.execute("select supaqueue.enqueue_batch('demo-echo', '[1, 2]')").fetchone()
         assert batch is not None and len(batch[0]) == 2
-        status = conn.execute("select status from supaqueue.job_status(%s)", job).fetchone()
+        status = conn.execute("select status from supaqueue.get_job(%s)", job).fetchone()
         assert status == ("pending",)
         for role in ("anon", "authenticated"):
             conn.execute(f"reset role; set role {role}")
             for call in (
                 "select supaqueue.enqueue('demo-echo', '{}')",
                 "select supaqueue.enqueue_batch('demo-echo', '[1]')",
-                f"select supaqueue.job_status('{job[0]}')",
+                f"select supaqueue.get_job('{job[0]}')",
             ):
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
                     conn.execute(call)
 
 
-def test_job_status_with_a_literal_id_needs_uuid_as_documented(engine: Engine) -> None:
-    """`supaqueue.job_status` is also the enum type's name: one untyped literal is read as a cast
-    to it (docs/architecture.md); a typed literal, a named argument or a bound parameter work."""
+def test_get_job_takes_a_quoted_id_as_it_is(engine: Engine) -> None:
+    """Named `get_job`, not `job_status` (the enum type's name, which Postgres would read as a cast
+    of one untyped literal): a quoted id, a typed one, a named argument and a bound parameter."""
     engine.queue(workers=0, name="demo-echo")
     job = engine.one("select supaqueue.enqueue('demo-echo', '{}')::text")
     for call in (
-        f"select status from supaqueue.job_status('{job}'::uuid)",
-        f"select status from supaqueue.job_status(_id => '{job}')",
+        f"select status from supaqueue.get_job('{job}')",
+        f"select status from supaqueue.get_job('{job}'::uuid)",
+        f"select status from supaqueue.get_job(_id => '{job}')",
     ):
         assert engine.one(call) == "pending", call
-    assert engine.one("select status from supaqueue.job_status(%s)", (job,)) == "pending"
-    with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="enum"):
-        engine.conn.execute(f"select * from supaqueue.job_status('{job}')")
+    assert engine.one("select status from supaqueue.get_job(%s)", (job,)) == "pending"

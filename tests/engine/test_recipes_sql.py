@@ -36,7 +36,7 @@ def test_the_sql_recipe_runs_in_psql(engine: Engine) -> None:
     assert by_to[("bob@example.com", None)]["later"] is True
     assert {("eve@example.com", None), ("joe@example.com", None)} <= set(by_to)
     assert by_to[(None, 2)]["pending_dependencies"] == 1
-    # the last statement read the first job through job_status: pending, no attempt yet
+    # the last statement read the first job through get_job: pending, no attempt yet
     assert proc.stdout.strip().splitlines()[-1] == "pending|0||"
 
 
