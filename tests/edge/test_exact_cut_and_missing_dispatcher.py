@@ -158,8 +158,11 @@ def test_pipeline_step_gets_exact_dependency_results(installed: Installed) -> No
 @pytest.mark.parametrize("kind", ["chunked", "sized"])
 def test_target_dying_mid_body_fails_the_attempt(installed: Installed, kind: str) -> None:
     queue_id = installed.engine.queue(f"cut-{kind}-{installed.suffix}", max_attempts=2)
+    # A cut answer's call may still be running at the target, so its worker is held for the
+    # target's wall clock (docs/architecture.md, *Concurrency at the target*): keep that short.
     installed.engine.conn.execute(
-        "update supaqueue.queue set backoff_base_ms = 0, backoff_jitter = 0 where id = %s",
+        "update supaqueue.queue set backoff_base_ms = 0, backoff_jitter = 0,"
+        " target_wall_clock_ms = 1000 where id = %s",
         (queue_id,),
     )
     job_id = installed.engine.enqueue(queue_id, {"n": 1})
