@@ -148,6 +148,14 @@ def net_is_the_extension(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
+def standin_only(conn: psycopg.Connection, what: str) -> None:
+    """Skip, loudly, what only the stand-in has, when the real pg_net provides `net`."""
+    if net_is_the_extension(conn):
+        message = f"NOT TESTED HERE: the real pg_net provides net, so {what} did not run"
+        warnings.warn(message, UserWarning, stacklevel=3)
+        pytest.skip(message)
+
+
 @pytest.fixture
 def loop_thread() -> Iterator[LoopThread]:
     lt = LoopThread()
@@ -186,11 +194,8 @@ def start_sender(pg_dsn: str, loop_thread: LoopThread) -> Iterator[SenderStarter
         """`dsn`: connect as someone else than `postgres` (the stack runs it as the superuser)."""
         nonlocal stop, task
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
-            if net_is_the_extension(conn):
-                # The real worker serves only pg_net.database_name, never this test's database.
-                message = "NOT TESTED HERE: the real pg_net provides net, so the stand-in sender did not run"
-                warnings.warn(message, UserWarning, stacklevel=2)
-                pytest.skip(message)
+            # The real worker serves only pg_net.database_name, never this test's database.
+            standin_only(conn, "the stand-in sender")
         stop = loop_thread.run(make_stop())
         ready = loop_thread.run(make_stop())
         task = asyncio.run_coroutine_threadsafe(
@@ -598,6 +603,8 @@ ServerSetting = Callable[[str, str], None]
 def server_setting(pg_cluster: Cluster) -> Iterator[ServerSetting]:
     """Set a pg_net setting the way pg_net takes it: `ALTER SYSTEM` (superuser) and a reload.
     Reset (and reloaded) afterwards: the cluster is shared by the session."""
+    with pg_cluster.connect() as conn:
+        standin_only(conn, "the stand-in sender's settings")  # the real ones are its C GUCs
     changed: list[str] = []
 
     def reload_and_wait(name: str, expected: str) -> None:
@@ -638,11 +645,17 @@ def test_pg_net_settings_cannot_be_set_per_database_or_session(
 ) -> None:
     """pg_net refuses these (server settings); here `postgres`, not a superuser, is refused too."""
     dbname = pg_dsn.rsplit("/", 1)[1]
+    # The real pg_net's settings are PGC_SIGHUP: "cannot be changed now" for everyone.
+    refused = (
+        psycopg.errors.CantChangeRuntimeParam
+        if net_is_the_extension(pg_conn)
+        else psycopg.errors.InsufficientPrivilege
+    )
     for statement in (
         f"alter database {dbname} set pg_net.batch_size = 2",
         "alter role postgres set pg_net.ttl = '1 hour'",
     ):
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        with pytest.raises(refused):
             pg_conn.execute(statement)
 
 
@@ -806,6 +819,7 @@ def test_requests_queued_while_the_sender_was_down_are_sent_at_start(
 def test_cli_sends_then_exits_quietly_on_sigterm(
     pg_conn: psycopg.Connection, pg_dsn: str, server: LoopbackServer
 ) -> None:
+    standin_only(pg_conn, "the stand-in sender's command line")
     proc = subprocess.Popen(
         [sys.executable, "-m", "local_stack.net_sender", pg_dsn],
         stdout=subprocess.PIPE,
