@@ -144,7 +144,8 @@ class LoopbackServer:
 
 def net_is_the_extension(conn: psycopg.Connection) -> bool:
     """True when the real pg_net provides `net` (a server built with it: SUPAQUEUE_PG_BIN)."""
-    row = conn.execute("select exists (select from pg_extension where extname = 'pg_net')").fetchone()
+    query = "select exists (select from pg_extension where extname = 'pg_net')"
+    row = conn.execute(query).fetchone()
     return bool(row and row[0])
 
 

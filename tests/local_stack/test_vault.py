@@ -29,8 +29,9 @@ def decrypted(conn: psycopg.Connection, name: str) -> str | None:
 
 
 def vault_is_the_extension(conn: psycopg.Connection) -> bool:
-    """True when the real supabase_vault provides `vault` (a server built with it: SUPAQUEUE_PG_BIN)."""
-    return bool(one(conn, "select exists (select from pg_extension where extname = 'supabase_vault')"))
+    """True when the real supabase_vault provides `vault` (a server built with it)."""
+    query = "select exists (select from pg_extension where extname = 'supabase_vault')"
+    return bool(one(conn, query))
 
 
 def standin_only(conn: psycopg.Connection, what: str) -> None:
@@ -295,11 +296,12 @@ def test_neither_key_nor_plaintext_is_in_the_data_dir(
     needles = [value, key]
     if vault_is_the_extension(pg_conn):
         # supabase_vault 0.3.1's create_secret INSERTs the plaintext, then encrypts it with an
-        # UPDATE: the old row version (and its WAL) keeps the plaintext until vacuum, on Supabase too.
+        # UPDATE: the old row version (and its WAL) keeps the plaintext until vacuum.
         needles.remove(value)
         warnings.warn(
-            "NOT TESTED HERE: the real supabase_vault provides vault and leaves a secret's plaintext"
-            " in a dead row version, so only the key's absence from the data dir is checked",
+            "NOT TESTED HERE: the real supabase_vault provides vault and leaves a secret's"
+            " plaintext in a dead row version, so only the key's absence from the data dir is"
+            " checked",
             UserWarning,
             stacklevel=1,
         )
