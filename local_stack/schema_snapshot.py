@@ -97,7 +97,15 @@ def schema_after_migrations(admin_dsn: str, directory: Path | str = SQL_DIR) -> 
         try:
             scratch_dsn = psycopg.conninfo.make_conninfo(admin_dsn, dbname=name)
             with psycopg.connect(scratch_dsn, autocommit=True) as conn:
-                install_standins(conn)
+                try:
+                    install_standins(conn)
+                except psycopg.errors.InsufficientPrivilege as exc:
+                    # The real pg_net (and supabase_vault) only a superuser may create.
+                    raise DatabaseError(
+                        f"{exc.diag.message_primary}: this server has the real extensions, which"
+                        " only its superuser may create; pass --admin-dsn as the admin role"
+                        " (supabase_admin) or leave it out to use a temporary cluster"
+                    ) from exc
                 if superuser and hosted:
                     conn.execute(standin_sql("hosted_grants.sql"))  # type: ignore[arg-type]
                     conn.execute(sql.SQL("set role {}").format(sql.Identifier(USER_ROLE)))

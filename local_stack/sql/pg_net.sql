@@ -61,6 +61,8 @@ as $$
     ) bytes
 $$;
 
+-- The real one appends the params with curl's URL API, which writes the escapes of what it
+-- appends in lower case (`%c3%a9`; seen on pg_net 0.20.4 with libcurl 7.88); the URL given is kept.
 create or replace function net._encode_url_with_params_array(url text, params_array text[])
     returns text
     language sql
@@ -69,8 +71,12 @@ create or replace function net._encode_url_with_params_array(url text, params_ar
 as $$
     select case
         when cardinality(params_array) = 0 then url
-        when position('?' in url) > 0 then url || '&' || array_to_string(params_array, '&')
-        else url || '?' || array_to_string(params_array, '&')
+        else url || case when position('?' in url) > 0 then '&' else '?' end || (
+            select string_agg(
+                case when m[1] ~ '^%[0-9A-F]{2}$' then lower(m[1]) else m[1] end, '' order by n)
+            from regexp_matches(array_to_string(params_array, '&'), '%[0-9A-Fa-f]{2}|[^%]+|%', 'g')
+                with ordinality as parts(m, n)
+        )
     end
 $$;
 
@@ -248,7 +254,10 @@ create or replace function net.http_collect_response(request_id bigint, async bo
 as $$
 begin
     raise notice 'The net.http_collect_response function is deprecated.';
-    return net._http_collect_response(request_id, async);
+    -- Upstream's body, word for word (pg_net 0.14 to 0.20.5): a SELECT with no destination, so a
+    -- call always fails with "query has no destination for result data". Kept so code that
+    -- works here works on Supabase; net._http_collect_response is the one that answers.
+    select net._http_collect_response(request_id, async);
 end
 $$;
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 
@@ -58,6 +59,14 @@ class Ticker:
 
 @pytest.fixture
 def sender(edge_db: str) -> Iterator[SenderProcess]:
+    with psycopg.connect(edge_db, autocommit=True) as conn:
+        real = conn.execute("select exists (select from pg_extension where extname = 'pg_net')")
+        if (row := real.fetchone()) and row[0]:
+            # The test holds deliveries back by stopping the stand-in sender; the real pg_net's
+            # worker is part of Postgres and serves only pg_net.database_name.
+            message = "NOT TESTED HERE: the real pg_net provides net: late deliveries did not run"
+            warnings.warn(message, UserWarning, stacklevel=1)
+            pytest.skip(message)
     proc = SenderProcess(edge_db)
     try:
         yield proc

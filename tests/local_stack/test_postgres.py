@@ -66,7 +66,8 @@ def test_session_cluster_is_bootstrapped_like_supabase(pg_cluster: Cluster) -> N
         )
         assert settings == {
             "listen_addresses": "127.0.0.1",
-            "shared_preload_libraries": "pg_cron",
+            # pg_cron, plus pg_net and supabase_vault on a server built with them
+            "shared_preload_libraries": ",".join(pg_cluster.plan.preload),
             "cron.database_name": "postgres",
             "cron.use_background_workers": "on",
             "password_encryption": "scram-sha-256",
