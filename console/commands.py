@@ -10,6 +10,7 @@ Exit codes (scripts may rely on them):
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -659,6 +660,8 @@ def _write(text: str, out: str | None) -> None:
         click.echo(text, nl=False)
         return
     try:
+        # the README's `--out supabase/functions/_shared/…` names folders a project may not have yet
+        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
         with open(out, "w", encoding="utf-8") as file:
             file.write(text)
     except OSError as exc:
