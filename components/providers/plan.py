@@ -127,12 +127,18 @@ def ours(facts: QueueFacts, me: Stack | None) -> bool:
     return me is not None and me.stack_id is not None and facts.owner_stack_id == me.stack_id
 
 
+def cancel_command(facts: QueueFacts) -> str:
+    """The operator command that empties the queue of what it holds (README, "Operating")."""
+    flags = (" --pending" if facts.pending else "") + (" --in-progress" if facts.running else "")
+    return f"supaqueue cancel --queue {facts.name}{flags}"
+
+
 def unfinished_refusal(facts: QueueFacts, doing: str, then: str = "then remove it") -> str:
     return (
         f"{doing} queue {facts.name!r} with {facts.jobs()}{facts.pause_note()}: refused (a "
         "queue is removed only when empty, unless it says its jobs may go). Let them finish"
         + (f" (resume it: `supaqueue resume {facts.name}`)" if facts.operator_paused_at else "")
-        + ", or cancel them (`supaqueue cancel`); or, to discard them, declare the queue "
+        + f", or cancel them (`{cancel_command(facts)}`); or, to discard them, declare the queue "
         f"with `{DISCARD}: true`, run `pulumi up`, {then}"
     )
 

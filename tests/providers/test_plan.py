@@ -85,6 +85,7 @@ def test_the_guard_refuses_a_destroy_that_would_stop_at_a_queue(
     assert "supaqueue was not removed, and nothing else was" in text
     assert "would remove queue 'emails' with 3 pending jobs, paused by the stack" in text
     assert "discard_unfinished_on_delete: true" in text
+    assert "cancel them (`supaqueue cancel --queue emails --pending`)" in text
     assert "DestroyRefusedError: " in text and "components." not in text
 
     # Declared discardable: the database records it, the guard lets the destroy go on.
