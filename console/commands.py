@@ -390,7 +390,8 @@ def cancel_queue(
     with operator(db_url, stack) as op:
         matching = op.cancel_matching(queue, states, error, dry_run=True)
         if not matching:
-            report(as_json, {"cancelled": 0}, f"no {what} job of queue {queue}{match}", 0)
+            none = " or ".join(s.replace("_", "-") for s in states)  # not "no pending and …"
+            report(as_json, {"cancelled": 0}, f"no {none} job of queue {queue}{match}", 0)
         confirm(
             f"Cancel {matching} {what} job(s) of queue {queue}{match}, and their pending "
             "dependents",
