@@ -276,11 +276,16 @@ def change_effects(
             {"id": found.id, "new": int(attempts), "old": found.max_attempts},
         ).fetchone()
         exposed = int(row[0]) if row else 0
+        # max_attempts 1 exposes every unfinished job: "already used 0 or more" says nothing
+        which = (
+            f"{exposed} unfinished job(s) have already used {int(attempts) - 1} or more attempts"
+            if attempts > 1
+            else f"no retry any more: {exposed} unfinished job(s)"
+        )
         if exposed:
             effects.append(
                 f"queue {name!r}: max_attempts {found.max_attempts} → {int(attempts)}: "
-                f"{exposed} unfinished job(s) have already used {int(attempts) - 1} or more "
-                "attempts: each fails for good at its next failure instead of being retried"
+                f"{which}: each fails for good at its next failure instead of being retried"
             )
     paused = spec.get("paused")
     if paused is True and not found.paused and found.unfinished:
