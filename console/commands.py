@@ -144,7 +144,8 @@ def repeat(watch: float | None, times: int | None, draw: Callable[[], Any], as_j
 
 
 def split_states(values: tuple[str, ...]) -> list[str]:
-    return [s.strip() for v in values for s in v.split(",") if s.strip()]
+    # `in-progress` as `cancel --in-progress` and the tables spell it, or the SQL's `in_progress`
+    return [s.strip().replace("-", "_") for v in values for s in v.split(",") if s.strip()]
 
 
 # --- reading ------------------------------------------------------------------------------

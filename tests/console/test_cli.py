@@ -98,6 +98,9 @@ def test_jobs_filters_and_keyset_paging(jobs: Jobs) -> None:
         ok("jobs", "--db-url", jobs.dsn, "--json", "-s", "pending,in_progress", "--queue", "emails")
     )
     assert {j["id"] for j in both} == {jobs.pending, jobs.in_progress}
+    # spelled as `cancel --in-progress` spells it
+    hyphen = json.loads(ok("jobs", "--db-url", jobs.dsn, "--json", "-s", "in-progress"))
+    assert [j["id"] for j in hyphen] == [jobs.in_progress]
     seen: list[str] = []
     after: list[str] = []
     for _ in range(10):
