@@ -270,6 +270,9 @@ class Operator:
                 attempt["run"] = mark.get("run", 1)
         detail["operator_actions"] = list(runs.get("actions") or [])
         detail["last_response_excerpt"] = runs.get("last_response_excerpt")
+        # exact, where `payload`/`result` went through Python floats (1e-400 read as 0.0)
+        detail["payload_text"] = rows[0]["payload_text"]
+        detail["result_text"] = rows[0]["result_text"]
         return detail
 
     def _filter_queue(self, queue: str | None) -> str | None:

@@ -10,6 +10,7 @@ Exit codes (scripts may rely on them):
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -143,7 +144,8 @@ def repeat(watch: float | None, times: int | None, draw: Callable[[], Any], as_j
 
 
 def split_states(values: tuple[str, ...]) -> list[str]:
-    return [s.strip() for v in values for s in v.split(",") if s.strip()]
+    # `in-progress` as `cancel --in-progress` and the tables spell it, or the SQL's `in_progress`
+    return [s.strip().replace("-", "_") for v in values for s in v.split(",") if s.strip()]
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -389,7 +391,8 @@ def cancel_queue(
     with operator(db_url, stack) as op:
         matching = op.cancel_matching(queue, states, error, dry_run=True)
         if not matching:
-            report(as_json, {"cancelled": 0}, f"no {what} job of queue {queue}{match}", 0)
+            none = " or ".join(s.replace("_", "-") for s in states)  # not "no pending and …"
+            report(as_json, {"cancelled": 0}, f"no {none} job of queue {queue}{match}", 0)
         confirm(
             f"Cancel {matching} {what} job(s) of queue {queue}{match}, and their pending "
             "dependents",
@@ -659,6 +662,8 @@ def _write(text: str, out: str | None) -> None:
         click.echo(text, nl=False)
         return
     try:
+        # the README's `--out supabase/functions/_shared/…` names folders a project may not have yet
+        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
         with open(out, "w", encoding="utf-8") as file:
             file.write(text)
     except OSError as exc:

@@ -157,7 +157,7 @@ def jobs_table(rows: list[dict[str, Any]]) -> Table:
 def job_view(job: dict[str, Any]) -> Group:
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
-    facts.add_column()
+    facts.add_column(overflow="fold")  # a long payload is shown whole, not cut with "…"
     for key in (
         "id",
         "queue_name",
@@ -174,12 +174,15 @@ def job_view(job: dict[str, Any]) -> Group:
         "source",
     ):
         value = source_text(job) if key == "source" else job.get(key)
-        facts.add_row(key, state_text(str(value)) if key == "status" else str(value))
+        shown = "-" if value is None else str(value)  # not Python's "None"
+        facts.add_row(key, state_text(shown) if key == "status" else escape(shown))
     if job.get("last_response_excerpt"):
         # the target's own words: often the real reason (`HTTP 404` vs "function not found")
         facts.add_row("last_response", escape(excerpt(job["last_response_excerpt"])))
-    facts.add_row("payload", json.dumps(job["payload"]))
-    facts.add_row("result", json.dumps(job["result"]))
+    for key in ("payload", "result"):
+        # the text Postgres wrote: numbers exact (a Python float shows 1e-400 as 0.0)
+        text = job.get(f"{key}_text")
+        facts.add_row(key, escape(text if text is not None else json.dumps(job[key])))
     if job.get("lease"):
         facts.add_row("lease", f"until {job['lease']['lease_expires_at']}")
     attempts = Table(title="attempts", title_justify="left")

@@ -127,12 +127,18 @@ def ours(facts: QueueFacts, me: Stack | None) -> bool:
     return me is not None and me.stack_id is not None and facts.owner_stack_id == me.stack_id
 
 
+def cancel_command(facts: QueueFacts) -> str:
+    """The operator command that empties the queue of what it holds (README, "Operating")."""
+    flags = (" --pending" if facts.pending else "") + (" --in-progress" if facts.running else "")
+    return f"supaqueue cancel --queue {facts.name}{flags}"
+
+
 def unfinished_refusal(facts: QueueFacts, doing: str, then: str = "then remove it") -> str:
     return (
         f"{doing} queue {facts.name!r} with {facts.jobs()}{facts.pause_note()}: refused (a "
         "queue is removed only when empty, unless it says its jobs may go). Let them finish"
         + (f" (resume it: `supaqueue resume {facts.name}`)" if facts.operator_paused_at else "")
-        + ", or cancel them (`supaqueue cancel`); or, to discard them, declare the queue "
+        + f", or cancel them (`{cancel_command(facts)}`); or, to discard them, declare the queue "
         f"with `{DISCARD}: true`, run `pulumi up`, {then}"
     )
 
@@ -270,11 +276,16 @@ def change_effects(
             {"id": found.id, "new": int(attempts), "old": found.max_attempts},
         ).fetchone()
         exposed = int(row[0]) if row else 0
+        # max_attempts 1 exposes every unfinished job: "already used 0 or more" says nothing
+        which = (
+            f"{exposed} unfinished job(s) have already used {int(attempts) - 1} or more attempts"
+            if attempts > 1
+            else f"no retry any more: {exposed} unfinished job(s)"
+        )
         if exposed:
             effects.append(
                 f"queue {name!r}: max_attempts {found.max_attempts} → {int(attempts)}: "
-                f"{exposed} unfinished job(s) have already used {int(attempts) - 1} or more "
-                "attempts: each fails for good at its next failure instead of being retried"
+                f"{which}: each fails for good at its next failure instead of being retried"
             )
     paused = spec.get("paused")
     if paused is True and not found.paused and found.unfinished:

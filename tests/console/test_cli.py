@@ -98,6 +98,9 @@ def test_jobs_filters_and_keyset_paging(jobs: Jobs) -> None:
         ok("jobs", "--db-url", jobs.dsn, "--json", "-s", "pending,in_progress", "--queue", "emails")
     )
     assert {j["id"] for j in both} == {jobs.pending, jobs.in_progress}
+    # spelled as `cancel --in-progress` spells it
+    hyphen = json.loads(ok("jobs", "--db-url", jobs.dsn, "--json", "-s", "in-progress"))
+    assert [j["id"] for j in hyphen] == [jobs.in_progress]
     seen: list[str] = []
     after: list[str] = []
     for _ in range(10):
@@ -128,6 +131,27 @@ def test_job_detail(jobs: Jobs) -> None:
     missing = supaqueue("job", "00000000-0000-0000-0000-000000000000", "--db-url", jobs.dsn)
     assert "there is no job" in one_line_error(missing, 3)
     assert "is not a UUID" in one_line_error(supaqueue("job", "x1", "--db-url", jobs.dsn), 2)
+
+
+def test_job_shows_payload_numbers_exactly(jobs: Jobs) -> None:
+    """README "Numbers travel exactly": `supaqueue job` showed 1e-400 as 0.0 and cut a long
+    decimal (psycopg loads JSON numbers as Python floats); a value in brackets was taken as rich
+    markup; an unset field read "None"."""
+    payload = '{"big": 123456789012345678901234567, "tiny": 1e-400, "pi": 3.14159265358979323846, "s": "[bold]x[/bold]"}'  # noqa: E501
+    job_id = jobs.engine.one(
+        "insert into supaqueue.job (queue, payload) values (%s, %s::jsonb) returning id::text",
+        (jobs.reports, payload),
+    )
+    stored = jobs.engine.one("select payload::text from supaqueue.job where id = %s", (job_id,))
+    assert "0.000000000000" in stored and "3.14159265358979323846" in stored
+    detail = json.loads(ok("job", job_id, "--db-url", jobs.dsn, "--json"))
+    assert detail["payload_text"] == stored and detail["result_text"] == "null"
+    table = supaqueue("job", job_id[:8], "--db-url", jobs.dsn)
+    assert table.returncode == 0, table.stderr
+    # the table wraps long values: compare without the layout's spaces and line breaks
+    assert stored.replace(" ", "") in "".join(table.stdout.split()), table.stdout
+    dedup = next(line for line in table.stdout.splitlines() if line.startswith("dedup_key"))
+    assert dedup.split() == ["dedup_key", "-"], dedup
 
 
 def test_retry_asks_and_exit_codes_say_what_happened(jobs: Jobs) -> None:

@@ -95,6 +95,10 @@ def test_cancel_a_queues_pending_jobs_confirmed_with_the_count(jobs: Jobs) -> No
     assert json.loads(out) == {"cancelled": 3, "matched": 3}
     nothing = supaqueue("cancel", "--queue", "reports", "--pending", "--db-url", jobs.dsn, "--yes")
     assert nothing.returncode == 4 and "no pending job of queue reports" in nothing.stdout
+    both = ["--pending", "--in-progress"]
+    nothing = supaqueue("cancel", "--queue", "reports", *both, "--db-url", jobs.dsn, "--yes")
+    assert nothing.returncode == 4
+    assert "no pending or in-progress job of queue reports" in nothing.stdout
     bad = supaqueue("cancel", "--queue", "reports", "--db-url", jobs.dsn)
     assert bad.returncode == 2 and "--pending and/or --in-progress" in bad.stderr
 

@@ -460,3 +460,22 @@ def test_payload_handler_module_is_lint_and_format_clean_with_npm_imports_only()
         assert done.returncode == 0, f"deno {' '.join(command)}: {done.stdout}{done.stderr}"
     imports = re.findall(r'^import .* from "([^"]+)";$', module.read_text(), re.MULTILINE)
     assert imports and all(spec.startswith("npm:") for spec in imports), imports
+
+
+def test_out_into_a_folder_that_does_not_exist_yet(tmp_path: Path) -> None:
+    """The README's `--out supabase/functions/_shared/payload_handler.ts` in a project that has
+    no `_shared/` folder yet: the folders are made, as the README's commands assume."""
+    out = tmp_path / "supabase" / "functions" / "_shared" / "payload_handler.ts"
+    result = CliRunner().invoke(root, ["gen", "handler", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "payloadHandler" in out.read_text()
+
+
+def test_out_that_cannot_be_written_is_named(tmp_path: Path) -> None:
+    """A path under a file (not a folder): exit 1 naming --out, no traceback."""
+    (tmp_path / "a-file").write_text("")
+    result = CliRunner().invoke(
+        root, ["gen", "handler", "--out", str(tmp_path / "a-file" / "x.ts")]
+    )
+    assert result.exit_code == 1, result.output
+    assert "--out" in result.output and "Traceback" not in result.output

@@ -85,6 +85,7 @@ def test_the_guard_refuses_a_destroy_that_would_stop_at_a_queue(
     assert "supaqueue was not removed, and nothing else was" in text
     assert "would remove queue 'emails' with 3 pending jobs, paused by the stack" in text
     assert "discard_unfinished_on_delete: true" in text
+    assert "cancel them (`supaqueue cancel --queue emails --pending`)" in text
     assert "DestroyRefusedError: " in text and "components." not in text
 
     # Declared discardable: the database records it, the guard lets the destroy go on.
@@ -187,6 +188,15 @@ def test_the_preflight_says_what_an_update_does_to_live_work(
         for e in found.effects
     ), found.effects
     assert any("resumed by the stack: 3 pending job(s): they start now" in e for e in found.effects)
+    # down to 1: every unfinished job is exposed, said plainly (was "already used 0 or more")
+    news = preflight(db_url, {"emails": spec(workers=3, max_attempts=1, paused=True)})
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        found = plan.up_plan(conn, plan.Stack(STACK, STACK_ID), olds, news)
+    assert any(
+        "max_attempts 5 → 1: no retry any more: 3 unfinished job(s): each fails for good" in e
+        for e in found.effects
+    ), found.effects
+    assert not any("0 or more" in e for e in found.effects), found.effects
 
 
 def test_statuses_are_shown_compactly_with_the_same_meaning() -> None:

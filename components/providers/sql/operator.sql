@@ -66,7 +66,11 @@ select id::text from supaqueue.job_ids_with_prefix(%(prefix)s, %(limit)s) id
 
 -- name: job_detail_with_runs
 -- one statement, one snapshot: the runs line up with the detail's attempt_history
-select supaqueue.job_detail(%(id)s::uuid) as detail, supaqueue.job_runs(%(id)s::uuid) as runs
+-- payload and result also as Postgres writes them: psycopg's JSON loads them as Python floats,
+-- which would show 1e-400 as 0.0 and cut a long decimal
+select detail, (detail -> 'payload')::text as payload_text, (detail -> 'result')::text as result_text,
+       supaqueue.job_runs(%(id)s::uuid) as runs
+from supaqueue.job_detail(%(id)s::uuid) as detail
 
 -- name: cancel_jobs
 select supaqueue.cancel_jobs(%(queue)s::uuid, %(statuses)s::supaqueue.job_status[],

@@ -376,8 +376,9 @@ function jobPage() {
       ["lease until", job.lease ? fmt.time(job.lease.lease_expires_at) : "–"]];
     document.getElementById("facts").replaceChildren(
       ...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
-    document.getElementById("payload").textContent = JSON.stringify(job.payload, null, 2);
-    document.getElementById("result").textContent = JSON.stringify(job.result, null, 2);
+    // payload_text/result_text: as Postgres wrote them (JSON.parse would round 1e-400 to 0)
+    document.getElementById("payload").textContent = job.payload_text ?? JSON.stringify(job.payload, null, 2);
+    document.getElementById("result").textContent = job.result_text ?? JSON.stringify(job.result, null, 2);
     document.querySelector("#attempts tbody").replaceChildren(...attemptRows(job, (a) =>
       el("tr", {},
         el("td", {class: "num"}, String(a.attempt)), el("td", {}, a.outcome),
