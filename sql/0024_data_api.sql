@@ -45,15 +45,32 @@ begin
 end
 $$;
 
--- For enqueueing: 0023's lookup (SQ020 naming an unknown name; FOR KEY SHARE against a concurrent
--- drop_queue), then the role check.
+-- For enqueueing. service_role (and its members): 0023's lookup (SQ020 naming an unknown name,
+-- with the names there are). Other roles: an unknown name and a queue the role may not use answer
+-- alike (42501) and no name is listed, so the public anon key tells nobody which queues exist.
+-- FOR KEY SHARE either way, against a concurrent drop_queue.
 create function supaqueue._api_queue(_name text, _caller text) returns uuid
 language plpgsql security definer set search_path = '' as $$
 declare
-  _id uuid := supaqueue._queue_by_name(_name, _caller);
+  _role text := supaqueue._api_caller_role();
+  _id uuid;
 begin
-  perform supaqueue._api_check((select q.enqueue_roles from supaqueue.queue q where q.id = _id),
-                               _name, _caller);
+  if pg_catalog.pg_has_role(_role, 'service_role', 'MEMBER') then
+    return supaqueue._queue_by_name(_name, _caller);
+  end if;
+  select q.id into _id from supaqueue.queue q
+   where q.name = _name
+     and (('authenticated' = any (q.enqueue_roles)
+           and pg_catalog.pg_has_role(_role, 'authenticated', 'MEMBER'))
+       or ('anon' = any (q.enqueue_roles) and pg_catalog.pg_has_role(_role, 'anon', 'MEMBER')))
+   for key share;
+  if not found then
+    raise exception '%: role % may not use queue %', _caller, _role,
+                    pg_catalog.quote_literal(coalesce(_name, 'null'))
+      using errcode = '42501',
+            hint = 'a queue names the roles that may use it in its enqueue_roles (supaqueue:queues);'
+                   ' a name that is no queue answers the same';
+  end if;
   return _id;
 end
 $$;

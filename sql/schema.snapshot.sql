@@ -63,10 +63,25 @@ CREATE FUNCTION supaqueue._api_queue(_name text, _caller text) RETURNS uuid
     SET search_path TO ''
     AS $$
 declare
-  _id uuid := supaqueue._queue_by_name(_name, _caller);
+  _role text := supaqueue._api_caller_role();
+  _id uuid;
 begin
-  perform supaqueue._api_check((select q.enqueue_roles from supaqueue.queue q where q.id = _id),
-                               _name, _caller);
+  if pg_catalog.pg_has_role(_role, 'service_role', 'MEMBER') then
+    return supaqueue._queue_by_name(_name, _caller);
+  end if;
+  select q.id into _id from supaqueue.queue q
+   where q.name = _name
+     and (('authenticated' = any (q.enqueue_roles)
+           and pg_catalog.pg_has_role(_role, 'authenticated', 'MEMBER'))
+       or ('anon' = any (q.enqueue_roles) and pg_catalog.pg_has_role(_role, 'anon', 'MEMBER')))
+   for key share;
+  if not found then
+    raise exception '%: role % may not use queue %', _caller, _role,
+                    pg_catalog.quote_literal(coalesce(_name, 'null'))
+      using errcode = '42501',
+            hint = 'a queue names the roles that may use it in its enqueue_roles (supaqueue:queues);'
+                   ' a name that is no queue answers the same';
+  end if;
   return _id;
 end
 $$;

@@ -88,10 +88,23 @@ def test_a_claim_cannot_raise_the_role(api: psycopg.Connection[Any]) -> None:
 def test_unknown_or_removed_queue_names_it(engine: Engine, api: psycopg.Connection[Any]) -> None:
     q = engine.queue(workers=0, name="gone-soon", enqueue_roles=["authenticated"])
     assert engine.one("select supaqueue.drop_queue(%s, false)", (q,)) is True
-    for role in ("service_role", "authenticated"):
-        error = refused(api, role, "select supaqueue_api.enqueue('gone-soon')")
-        assert error.sqlstate == "SQ020"
-        assert "there is no queue named 'gone-soon'" in str(error.diag.message_primary)
+    error = refused(api, "service_role", "select supaqueue_api.enqueue('gone-soon')")
+    assert error.sqlstate == "SQ020"
+    assert "there is no queue named 'gone-soon'" in str(error.diag.message_primary)
+    assert "internal" not in str(error.diag.message_primary)
+
+
+def test_the_public_keys_learn_no_queue_names(engine: Engine, api: psycopg.Connection[Any]) -> None:
+    """anon and authenticated: an unknown name answers as a queue they may not use (42501), and
+    no hint lists the queues, so the public anon key tells nobody which queues exist."""
+    engine.queue(workers=0, name="secret-payroll")
+    for role in ("anon", "authenticated"):
+        unknown = refused(api, role, "select supaqueue_api.enqueue('secret-payrol')")
+        hidden = refused(api, role, "select supaqueue_api.enqueue('secret-payroll')")
+        assert (unknown.sqlstate, hidden.sqlstate) == ("42501", "42501")
+        assert unknown.diag.message_hint == hidden.diag.message_hint
+        assert "secret-payroll" not in str(unknown.diag.message_primary)
+        assert "secret-payroll" not in str(unknown.diag.message_hint)
 
 
 def test_get_job_only_for_queues_the_role_may_use(api: psycopg.Connection[Any]) -> None:
