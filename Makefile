@@ -44,9 +44,13 @@ pulumi: toolchain
 lint: toolchain
 	@$(ENV) ruff check . && ruff format --check . && mypy components local_stack offline_plugins cli console scripts benchmarks tests
 
+# Four pytest workers, a test file each at a time (module fixtures stay in one process): most of
+# the suite waits on Postgres ticks, Deno and the Pulumi CLI, so 4 workers fit 2 cores.
+TEST_WORKERS ?= 4
+
 test: lint
 	@SUPAQUEUE_WITH_BROWSER=1 bash toolchain/bootstrap.sh
-	@$(ENV) $(PY) -m pytest
+	@$(ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: toolchain
 	@$(ENV) $(PY) benchmarks/engine_bench.py

@@ -140,7 +140,8 @@ begin
 end
 $$;
 
--- = 0019's uninstall, also dropping supaqueue_api (its wrappers call into supaqueue).
+-- = 0019's uninstall, also dropping supaqueue_api (its wrappers call into supaqueue), and trying
+-- the drop again when a running tick deadlocks with it.
 create or replace function supaqueue.uninstall() returns void
 language plpgsql security definer
 set search_path = ''
@@ -173,8 +174,20 @@ begin
     perform cron.unschedule(j.jobid) from cron.job j
       where j.jobname = any (supaqueue.cron_job_names()) and j.database = pg_catalog.current_database();
   end if;
-  drop schema if exists supaqueue_api cascade;
-  drop schema supaqueue cascade;
+  -- A tick running now holds locks the drop needs and may then want one the drop took first:
+  -- Postgres ends one of the two (deadlock). If it is the drop, the tick finishes; try again.
+  for _try in 1..5 loop
+    begin
+      drop schema if exists supaqueue_api cascade;
+      drop schema supaqueue cascade;
+      return;
+    exception when deadlock_detected then
+      if _try = 5 then
+        raise;
+      end if;
+      perform pg_catalog.pg_sleep(0.2 * _try);
+    end;
+  end loop;
 end
 $$;
 

@@ -127,9 +127,20 @@ begin
     perform cron.unschedule(j.jobid) from cron.job j
       where j.jobname = any (_jobs) and j.database = pg_catalog.current_database();
   end if;
-  -- in this block, so that a refusal above (psql goes on after an error) drops nothing
-  drop schema if exists supaqueue_api cascade;
-  drop schema if exists supaqueue cascade;
+  -- in this block, so that a refusal above (psql goes on after an error) drops nothing. A tick
+  -- running now may deadlock with the drop: if Postgres ends the drop, try again.
+  for _try in 1..5 loop
+    begin
+      drop schema if exists supaqueue_api cascade;
+      drop schema if exists supaqueue cascade;
+      exit;
+    exception when deadlock_detected then
+      if _try = 5 then
+        raise;
+      end if;
+      perform pg_catalog.pg_sleep(0.2 * _try);
+    end;
+  end loop;
 end
 $$;
 
