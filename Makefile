@@ -5,11 +5,12 @@ PY := .venv/bin/python
 ENV := . toolchain/env.sh &&
 STACK ?= dev
 
-.PHONY: help toolchain up down destroy-local env preview destroy pulumi test lint bench
+.PHONY: help toolchain up down destroy-local env preview destroy pulumi test test-fast lint bench
 
 help:
 	@echo "make up        toolchain + local stack + pulumi up (dev) + a demo job"
 	@echo "make test      lint (ruff, mypy) and the whole test suite"
+	@echo "make test-fast unit, SQL and provider tests only (no browser, no Pulumi engine; about 3 min)"
 	@echo "make down      stop the local stack (data kept); make destroy-local removes it"
 	@echo "make preview | destroy | pulumi ARGS='refresh'   pulumi on STACK (default dev)"
 	@echo "make bench     benchmarks, one JSON line per measurement"
@@ -51,6 +52,10 @@ TEST_WORKERS ?= 4
 test: lint
 	@SUPAQUEUE_WITH_BROWSER=1 bash toolchain/bootstrap.sh
 	@$(ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# The contributor's inner loop: no browser, no Pulumi engine, no local stack (CI runs `make test`).
+test-fast: toolchain
+	@$(ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests/unit tests/engine tests/providers
 
 bench: toolchain
 	@$(ENV) $(PY) benchmarks/engine_bench.py
