@@ -4,6 +4,7 @@ node (the recipes and the `/rest/v1` contract tests)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -26,6 +27,14 @@ class NodeUnavailable(RuntimeError):
 def node_modules() -> Path:
     """`node_modules` holding supabase-js VERSION (npm install into the cache on first use)."""
     home = cache_dir() / "npm" / f"supabase-js-{VERSION}"
+    home.mkdir(parents=True, exist_ok=True)
+    # pytest-xdist workers may ask at once on a new machine: one npm install at a time
+    with (home.parent / f".supabase-js-{VERSION}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _install(home)
+
+
+def _install(home: Path) -> Path:
     target = home / "node_modules"
     marker = target / "@supabase" / "supabase-js" / "package.json"
     if marker.exists() and json.loads(marker.read_text())["version"] == VERSION:
@@ -33,7 +42,6 @@ def node_modules() -> Path:
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
         raise NodeUnavailable("node and npm are needed for the supabase-js tests (NOT TESTED HERE)")
-    home.mkdir(parents=True, exist_ok=True)
     (home / "package.json").write_text(json.dumps(PACKAGE, indent=2) + "\n")
     done = subprocess.run(
         [npm, "install", "--no-audit", "--no-fund", "--silent"],
