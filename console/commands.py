@@ -550,6 +550,29 @@ COMMANDS = [status, jobs, job, retry, cancel, purge, pause, resume, ui, run_now]
 # --- schedules, triggers and metrics ------------------------------------------------------
 
 
+def _show_sources(
+    kind: str, name: str | None, limit: int, db_url: str | None, stack: str | None, as_json: bool
+) -> None:
+    """Every schedule or trigger (`kind`); with NAME, that one and the jobs it made."""
+    with operator(db_url, stack) as op:
+        if name is None:
+            rows = op.schedules() if kind == "schedule" else op.triggers()
+            table = render.schedules_table if kind == "schedule" else render.triggers_table
+            out: Any = render.to_json(rows) if as_json else table(rows)
+        else:
+            row = op.schedule(name) if kind == "schedule" else op.trigger(name)
+            made = op.source_jobs(kind, name, limit)
+            out = (
+                render.to_json({**row, "jobs": made})
+                if as_json
+                else render.source_view(kind, row, made)
+            )
+    if as_json:
+        click.echo(out)
+    else:
+        render.console().print(out)
+
+
 @click.command()
 @click.argument("name", required=False)
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
@@ -560,22 +583,7 @@ def schedules(
     name: str | None, limit: int, db_url: str | None, stack: str | None, as_json: bool
 ) -> None:
     """Schedules: next run, last slot, last job; with NAME, the jobs that schedule made."""
-    with operator(db_url, stack) as op:
-        if name is None:
-            rows = op.schedules()
-            out: Any = render.to_json(rows) if as_json else render.schedules_table(rows)
-        else:
-            row = op.schedule(name)
-            made = op.source_jobs("schedule", name, limit)
-            out = (
-                render.to_json({**row, "jobs": made})
-                if as_json
-                else render.source_view("schedule", row, made)
-            )
-    if as_json:
-        click.echo(out)
-    else:
-        render.console().print(out)
+    _show_sources("schedule", name, limit, db_url, stack, as_json)
 
 
 @click.command()
@@ -588,22 +596,7 @@ def triggers(
     name: str | None, limit: int, db_url: str | None, stack: str | None, as_json: bool
 ) -> None:
     """Table triggers: table, events, last job; with NAME, the jobs that trigger made."""
-    with operator(db_url, stack) as op:
-        if name is None:
-            rows = op.triggers()
-            out: Any = render.to_json(rows) if as_json else render.triggers_table(rows)
-        else:
-            row = op.trigger(name)
-            made = op.source_jobs("trigger", name, limit)
-            out = (
-                render.to_json({**row, "jobs": made})
-                if as_json
-                else render.source_view("trigger", row, made)
-            )
-    if as_json:
-        click.echo(out)
-    else:
-        render.console().print(out)
+    _show_sources("trigger", name, limit, db_url, stack, as_json)
 
 
 @click.command("run-schedule")
