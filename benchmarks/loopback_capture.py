@@ -61,6 +61,7 @@ class Capture:
     def __init__(self, ports: list[int], head_bytes: int = 96) -> None:
         self.head_bytes = head_bytes
         self.segments: list[Segment] = []
+        self._ports = set(ports)
         self._stop = threading.Event()
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
@@ -98,10 +99,16 @@ class Capture:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
                     sec, nsec = struct.unpack("qq", raw[:16])
                     at = sec + nsec / 1e9
+            # Checked again here: packets queued between socket() and the filter's attach (any
+            # interface's) reach us unfiltered, which other processes' traffic makes likely.
+            if data[12:14] != b"\x08\x00" or data[ETH_HEADER + 9] != 6:  # IPv4, TCP
+                continue
             ihl = (data[ETH_HEADER] & 0x0F) * 4
             tcp = ETH_HEADER + ihl
             total = struct.unpack("!H", data[ETH_HEADER + 2 : ETH_HEADER + 4])[0]
             src, dst = struct.unpack("!HH", data[tcp : tcp + 4])
+            if src not in self._ports and dst not in self._ports:
+                continue
             offset = (data[tcp + 12] >> 4) * 4
             payload = data[tcp + offset : ETH_HEADER + total]
             if payload:
