@@ -5,15 +5,14 @@ from pathlib import Path
 
 import pulumi
 
-from components.config import load_stack_config
-from components.supaqueue import Supaqueue, args_from_config
+from supaqueue.config import load_stack_config
+from supaqueue.installation import Supaqueue, args_from_config
 
-# The Edge Functions and migrations deployed are the ones beside this program.
+# The demo's target function is beside this program; the dispatcher and the SQL ship in the package.
 HERE = Path(__file__).resolve().parent
 
 args = args_from_config(load_stack_config(os.environ))
 args["edge_dir"] = str(HERE / "edge")
-args["migrations_dir"] = str(HERE / "sql")
 installation = Supaqueue("supaqueue", args)
 
 pulumi.export("function_url", installation.function_url)

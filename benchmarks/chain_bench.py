@@ -29,8 +29,8 @@ from typing import Any
 import psycopg
 from proc_cpu import TICK_S, children
 
-from components import migrations
-from local_stack.postgres import Cluster
+from supaqueue import migrations
+from supaqueue.local_stack.postgres import Cluster
 
 REPORT = (
     "select supaqueue.report_and_claim(%s::uuid, true, true, 200::integer, 'ok'::text,"

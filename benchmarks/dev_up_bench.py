@@ -28,7 +28,7 @@ def _dev(*args: str) -> float:
     """Run `supaqueue dev ...`; return its wall-clock seconds."""
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "local_stack.cli", "dev", *args],
+        [sys.executable, "-m", "supaqueue.local_stack.cli", "dev", *args],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     if proc.returncode != 0:
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         subprocess.run(
-            [sys.executable, "-m", "local_stack.cli", "dev", "destroy", "--dir", state],
+            [sys.executable, "-m", "supaqueue.local_stack.cli", "dev", "destroy", "--dir", state],
             capture_output=True, timeout=300, check=False,
         )  # fmt: skip
         shutil.rmtree(tmp, ignore_errors=True)

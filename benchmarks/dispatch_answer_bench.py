@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from local_stack.postgres import Cluster
+from supaqueue.local_stack.postgres import Cluster
 from tests.edge.engine import Engine, install
 from tests.edge.function_process import FunctionProcess
 from tests.edge.target_server import TargetServer

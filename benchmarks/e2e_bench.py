@@ -51,11 +51,11 @@ import httpx
 import psycopg
 from proc_cpu import CpuReading, read_stack
 
-from components import migrations
-from components.edge_source import source_files
+from supaqueue import migrations
+from supaqueue.edge_source import source_files
 
 REPO = Path(__file__).resolve().parents[1]
-DISPATCHER_DIR = REPO / "edge" / "supaqueue"
+DISPATCHER_DIR = REPO / "supaqueue" / "edge"
 TARGET_DIR = Path(__file__).resolve().with_name("noop_target")
 DISPATCHER = "supaqueue"
 TARGET = "noop-target"
@@ -80,7 +80,7 @@ class BenchError(RuntimeError):
 
 def _cli(*args: str, timeout: float = 180) -> str:
     proc = subprocess.run(
-        [sys.executable, "-m", "local_stack.cli", "dev", *args],
+        [sys.executable, "-m", "supaqueue.local_stack.cli", "dev", *args],
         capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO,
     )  # fmt: skip
     if proc.returncode != 0:
@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the supaqueue function folder to deploy")  # fmt: skip
     parser.add_argument("--baseline-dispatcher", type=Path, default=None,
                         help="another version's folder, measured interleaved with --dispatcher"
-                        " (e.g. from `git archive main edge/supaqueue`)")  # fmt: skip
+                        " (e.g. from `git archive main supaqueue/edge`)")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the local stack (debugging)")
     args = parser.parse_args(argv)
     if args.jobs < 1 or not 0 < args.rate <= 1000 or not 0 < args.rate_seconds <= 600:

@@ -26,8 +26,8 @@ from typing import Any
 
 import psycopg
 
-from components import migrations
-from local_stack.postgres import PG_BIN, Cluster
+from supaqueue import migrations
+from supaqueue.local_stack.postgres import PG_BIN, Cluster
 
 BENCH_DB = "supaqueue_bench"  # not `postgres`: no pg_cron tick runs there to disturb timings
 PGBENCH_DB = "pgbench"

@@ -22,7 +22,7 @@ import psycopg
 from engine_bench import BENCH_DB, emit, install, new_queue
 from psycopg.types.json import Jsonb
 
-from local_stack.postgres import Cluster
+from supaqueue.local_stack.postgres import Cluster
 
 WORKERS = 4
 

@@ -42,7 +42,7 @@ import aiohttp
 import httpx
 from proc_cpu import own_seconds
 
-from components.edge_source import source_files
+from supaqueue.edge_source import source_files
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_DIR = Path(__file__).resolve().with_name("noop_target")
@@ -102,7 +102,7 @@ def _cli(root: Path, *args: str, timeout: float = 180) -> str:
     # The baseline checkout's modules first (the venv's .pth points at this checkout).
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
     proc = subprocess.run(
-        [sys.executable, "-m", "local_stack.cli", "dev", *args],
+        [sys.executable, "-m", "supaqueue.local_stack.cli", "dev", *args],
         capture_output=True, text=True, timeout=timeout, check=False, cwd=root, env=env,
     )  # fmt: skip
     if proc.returncode != 0:
@@ -133,7 +133,7 @@ def checkout(ref: str) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix="supaqueue-gateway-bench-ref-"))
     try:
         archive = subprocess.run(
-            ["git", "archive", "--format=tar", ref, "local_stack", "components"],
+            ["git", "archive", "--format=tar", ref, "supaqueue"],
             cwd=REPO, capture_output=True, check=False, timeout=60,
         )  # fmt: skip
         if archive.returncode != 0:

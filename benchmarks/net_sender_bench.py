@@ -1,7 +1,8 @@
 """The pg_net stand-in's sender alone: CPU per request and wake-to-send latency. JSON lines.
 
 A throwaway cluster (its `net` stand-in), a no-op HTTP target on 127.0.0.1 in this process, and
-the sender as the daemon runs it (`python -m local_stack.net_sender DSN`, as the superuser). For
+the sender as the daemon runs it (`python -m supaqueue.local_stack.net_sender DSN`, as the
+superuser). For
 each load it commits `net.http_post` calls and prints the sender process's CPU ms per request
 (from /proc) and commit → request-arrival p50/p95:
 
@@ -39,7 +40,7 @@ from aiohttp import web
 from gateway_bench import checkout
 from proc_cpu import own_seconds
 
-from local_stack.postgres import Cluster, free_port
+from supaqueue.local_stack.postgres import Cluster, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,7 +92,7 @@ def sender(root: Path, dsn: str) -> Iterator[subprocess.Popen[bytes]]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "local_stack.net_sender", dsn],
+        [sys.executable, "-m", "supaqueue.local_stack.net_sender", dsn],
         cwd=root, env=env, stdin=subprocess.DEVNULL, stderr=log,
     )  # fmt: skip
     try:

@@ -30,8 +30,8 @@ from typing import Any
 
 import psycopg
 
-from components import migrations
-from local_stack.postgres import Cluster, free_port, generate_password
+from supaqueue import migrations
+from supaqueue.local_stack.postgres import Cluster, free_port, generate_password
 
 BENCH_DB = "supaqueue_bench"  # not `postgres`: no pg_cron tick runs there to disturb timings
 QUEUES = 10

@@ -34,7 +34,7 @@ def queues(count: int) -> list[dict[str, Any]]:
 
 def dev(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "local_stack.cli", "dev", *args],
+        [sys.executable, "-m", "supaqueue.local_stack.cli", "dev", *args],
         capture_output=True,
         text=True,
         check=False,

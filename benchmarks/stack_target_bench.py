@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from components import migrations
-from local_stack.postgres import Cluster
+from supaqueue import migrations
+from supaqueue.local_stack.postgres import Cluster
 
 # the checkout whose .venv runs this (so another checkout's python measures that checkout)
 REPO = Path(sys.executable).parent.parent.parent

@@ -21,8 +21,8 @@ import time
 
 import psycopg
 
-from components import migrations
-from local_stack.postgres import Cluster
+from supaqueue import migrations
+from supaqueue.local_stack.postgres import Cluster
 from tests.engine.harness import FUNCTIONS_URL, SECRET, Engine
 
 # a tick (1 s), or the 1.5 s pause before pg_cron 1.4 starts the next minute's loop

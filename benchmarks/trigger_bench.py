@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from engine_bench import BENCH_DB, install, new_queue  # the same cluster setup
 
-from local_stack.postgres import Cluster
+from supaqueue.local_stack.postgres import Cluster
 
 WORKERS = 10
 ROW_LEVEL_FUNCTION = """

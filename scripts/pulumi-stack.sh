@@ -36,7 +36,7 @@ if [ "$stack" = dev ]; then
 fi
 # The CLI cannot read NaN or infinity in a stack file and says so naming no key: name it first.
 if [ -f "Pulumi.$stack.yaml" ] && [ -x "$SUPAQUEUE_ROOT/.venv/bin/python" ]; then
-  "$SUPAQUEUE_ROOT/.venv/bin/python" -m components.stack_file "Pulumi.$stack.yaml" || exit 1
+  "$SUPAQUEUE_ROOT/.venv/bin/python" -m supaqueue.stack_file "Pulumi.$stack.yaml" || exit 1
 fi
 pulumi stack select "$stack" >/dev/null 2>&1 || pulumi stack init "$stack" >/dev/null
 exec pulumi --stack "$stack" "$@"

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from local_stack.postgres import Cluster
+from supaqueue.local_stack.postgres import Cluster
 
 TEMPLATE_DB = "supaqueue_test_template"
 
@@ -120,7 +120,7 @@ class LocalStack:
 def supaqueue_dev(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the real CLI (`supaqueue dev ...`) in a subprocess."""
     return subprocess.run(
-        [sys.executable, "-m", "local_stack.cli", "dev", *args],
+        [sys.executable, "-m", "supaqueue.local_stack.cli", "dev", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

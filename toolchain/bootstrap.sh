@@ -40,7 +40,7 @@ if [ ! -x "$root/.venv/bin/python" ] || [ "$(cat "$py_stamp" 2>/dev/null)" != "$
   step "creating .venv"
   python3 -m venv "$root/.venv"
   mkdir -p "$cache/logs"
-  # compat mode: a .pth pointing at the repo, so `components`, `local_stack`, ... import from the checkout.
+  # compat mode: a .pth pointing at the repo, so `supaqueue` imports from the checkout.
   if ! "$root/.venv/bin/pip" install --disable-pip-version-check -e "$root[dev]" \
        --config-settings editable_mode=compat >"$cache/logs/pip.log" 2>&1; then
     tail -30 "$cache/logs/pip.log" >&2

@@ -1,10 +1,10 @@
-// The payload handler (console/typegen/payload_handler.ts) behind a real HTTP server on
+// The payload handler (supaqueue/console/typegen/payload_handler.ts) behind a real HTTP server on
 // loopback: run by tests/console/test_gen_types.py with `deno test --allow-net`.
 import {
   payloadHandler,
   payloadProblems,
   REJECT_STATUS,
-} from "../../console/typegen/payload_handler.ts";
+} from "../../supaqueue/console/typegen/payload_handler.ts";
 
 const schema = {
   type: "object",
@@ -91,7 +91,7 @@ Deno.test("a body that is not JSON is 422 too, and a pipeline's dependency_resul
   assertEquals(step.status, 200);
 });
 
-// = PAYLOAD_SCHEMA_DIALECTS of components/providers/queue/spec.py (and none at all).
+// = PAYLOAD_SCHEMA_DIALECTS of supaqueue/providers/queue/spec.py (and none at all).
 const DIALECTS = [
   undefined,
   "https://json-schema.org/draft/2020-12/schema",

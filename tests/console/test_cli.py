@@ -59,7 +59,7 @@ def test_help_lists_dev_and_operator_commands() -> None:
 def test_dev_through_the_root_is_the_local_stack_cli_unchanged(tmp_path: Path) -> None:
     args = ["dev", "status", "--dir", str(tmp_path / "none"), "-o", "env"]
     direct = subprocess.run(
-        [sys.executable, "-m", "local_stack.cli", *args],
+        [sys.executable, "-m", "supaqueue.local_stack.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,

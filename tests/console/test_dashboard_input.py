@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from console.dashboard.server import MAX_PURGE_HOURS
+from supaqueue.console.dashboard.server import MAX_PURGE_HOURS
 from tests.console.conftest import Jobs
 from tests.console.test_dashboard import Ui
 

@@ -11,7 +11,7 @@ from psycopg.types.json import Jsonb
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from local_stack.postgres import Cluster
+from supaqueue.local_stack.postgres import Cluster
 from tests.console.conftest import Jobs
 from tests.console.test_dashboard import (  # noqa: F401 (fixtures)
     Ui,

@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner
 from psycopg.types.json import Jsonb
 
-from cli.main import root
-from components.providers.queue.spec import DEFAULT_NON_RETRYABLE, PAYLOAD_SCHEMA_DIALECTS
-from console.typegen import QueueTypes, generate
+from supaqueue.cli.main import root
+from supaqueue.console.typegen import QueueTypes, generate
+from supaqueue.providers.queue.spec import DEFAULT_NON_RETRYABLE, PAYLOAD_SCHEMA_DIALECTS
 from tests.edge.function_process import deno_binary, deno_env, free_port
 from tests.engine.harness import Engine, install
 
@@ -303,7 +303,7 @@ def test_payload_handler_answers_422_naming_the_field(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     test = (HERE / "payload_handler_test.ts").read_text()
     (tmp_path / "payload_handler_test.ts").write_text(
-        test.replace("../../console/typegen/payload_handler.ts", "./payload_handler.ts")
+        test.replace("../../supaqueue/console/typegen/payload_handler.ts", "./payload_handler.ts")
     )
     ran = deno("test", "--allow-net", "payload_handler_test.ts", cwd=tmp_path)
     assert ran.returncode == 0, ran.stdout + ran.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from console.target import StackCache
+from supaqueue.console.target import StackCache
 from tests.console.conftest import Jobs, supaqueue
 from tests.console.test_cli import ok, one_line_error, pulumi_project  # noqa: F401 (fixture)
 

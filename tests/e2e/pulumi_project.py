@@ -32,9 +32,21 @@ class PulumiProject:
     def create(cls, root: Path, stack: str, stack_env: dict[str, str]) -> PulumiProject:
         workdir = root / "project"
         workdir.mkdir(parents=True)
-        shutil.copy(REPO / "__main__.py", workdir / "__main__.py")
-        shutil.copytree(REPO / "sql", workdir / "sql")
+        # The demo program, deploying copies of the SQL and the dispatcher a test may edit.
+        program = (REPO / "__main__.py").read_text()
+        head, marker, tail = program.partition("installation = Supaqueue(")
+        assert marker, "__main__.py no longer declares `installation = Supaqueue(`"
+        program = (
+            head
+            + 'args["dispatcher_dir"] = str(HERE / "edge" / "supaqueue")\n'
+            + 'args["migrations_dir"] = str(HERE / "sql")\n'
+            + marker
+            + tail
+        )
+        (workdir / "__main__.py").write_text(program)
+        shutil.copytree(REPO / "supaqueue" / "sql", workdir / "sql")
         shutil.copytree(REPO / "edge", workdir / "edge")
+        shutil.copytree(REPO / "supaqueue" / "edge", workdir / "edge" / "supaqueue")
         settings = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
         settings["runtime"]["options"]["virtualenv"] = str(VENV)
         (workdir / "Pulumi.yaml").write_text(yaml.safe_dump(settings))

@@ -59,7 +59,7 @@ def refused(project: PulumiProject, *args: str) -> str:
     shown = done.stdout + done.stderr
     assert done.returncode != 0, done.stdout[-3000:]
     assert "Traceback" not in shown
-    assert "components.errors" not in shown, shown[-3000:]
+    assert "supaqueue.errors" not in shown, shown[-3000:]
     return shown
 
 

@@ -19,7 +19,7 @@ import httpx
 import psycopg
 import pytest
 
-from components.migrations import load_migrations
+from supaqueue.migrations import load_migrations
 from tests.e2e.pulumi_project import PulumiProject
 from tests.support.toolchain import REPO
 
@@ -64,7 +64,7 @@ def project(local_stack: Any, tmp_path: Path) -> Iterator[PulumiProject]:
 
 def uninstall(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute((REPO / "sql" / "uninstall.sql").read_text())
+        conn.execute((REPO / "supaqueue" / "sql" / "uninstall.sql").read_text())
         conn.execute("delete from vault.secrets where name = 'supaqueue_secret'")
 
 
@@ -130,7 +130,7 @@ def api_get(env: dict[str, str], path: str) -> httpx.Response:
 def test_lifecycle(project: PulumiProject, local_stack: Any) -> None:
     env = local_stack.env
     db_url = env["DB_URL"]
-    newest = max(m.version for m in load_migrations(REPO / "sql"))
+    newest = max(m.version for m in load_migrations(REPO / "supaqueue" / "sql"))
 
     # 1. up: everything created.
     project.configure(target="local", demo=True, secretVersion="1", queues=QUEUES)
@@ -295,7 +295,7 @@ def test_guard_rails(project: PulumiProject, local_stack: Any) -> None:
     assert "TS2322" in failed.stdout, failed.stdout[-3000:]
     assert scalar(db_url, "select count(*) from supaqueue.worker where queue = %s", queue_id) == 1
     source = project.workdir / "edge" / "supaqueue" / "index.ts"
-    source.write_text((REPO / "edge" / "supaqueue" / "index.ts").read_text())
+    source.write_text((REPO / "supaqueue" / "edge" / "index.ts").read_text())
 
     # Removing a queue that holds an unfinished job fails with a clear message, before any
     # change (the preflight, issue 22)...

@@ -29,10 +29,10 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import Resource
 
-import components.supaqueue
-from components.providers.base import declared_outputs, with_secret_outputs
-from components.providers.queue.provider import SECRET_OUTPUTS, QueueProvider
-from components.providers.queue.spec import with_defaults
+import supaqueue.installation
+from supaqueue.providers.base import declared_outputs, with_secret_outputs
+from supaqueue.providers.queue.provider import SECRET_OUTPUTS, QueueProvider
+from supaqueue.providers.queue.spec import with_defaults
 
 
 class QueueResource(Resource, module="supaqueue", name="Queue"):
@@ -62,7 +62,7 @@ class Queue(pulumi.ComponentResource):
         self.register_outputs({"queue_id": self.queue_id})
 
 
-components.supaqueue.Queue = Queue
+supaqueue.installation.Queue = Queue
 """
 
 
@@ -87,8 +87,8 @@ def planned(project: PulumiProject) -> list[tuple[str, str, str]]:
 def test_queues_of_the_component_layout_are_kept_on_upgrade(project: PulumiProject) -> None:
     program = project.workdir / "__main__.py"
     real = program.read_text()
-    head, _, rest = real.partition("from components.config import")
-    program.write_text(head + LEGACY_PREAMBLE + "\nfrom components.config import" + rest)
+    head, _, rest = real.partition("from supaqueue.config import")
+    program.write_text(head + LEGACY_PREAMBLE + "\nfrom supaqueue.config import" + rest)
     project.configure(target="local", queues=QUEUES)
     project.up()
     before = project.outputs()["queue_ids"]
@@ -98,7 +98,7 @@ def test_queues_of_the_component_layout_are_kept_on_upgrade(project: PulumiProje
     program.write_text(real)
     changed = {(typ, name, op) for typ, name, op in planned(project) if op != "same"}
     # The rows are aliased to their new URNs and kept (updated in place: they record their
-    # owning stack now, as every queue does); only the empty components go.
+    # owning stack now, as every queue does); only the empty supaqueue go.
     assert changed == {
         (LEGACY_COMPONENT, "supaqueue-queue-state-0", "delete"),
         (LEGACY_COMPONENT, "supaqueue-queue-state-1", "delete"),

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from psycopg import sql
 
-from local_stack.postgres import Cluster
+from supaqueue.local_stack.postgres import Cluster
 from tests.edge.engine import Dispatched, Engine, install
 from tests.edge.function_process import FunctionProcess, free_port
 from tests.edge.target_server import TargetServer

@@ -19,12 +19,12 @@ from psycopg.types.json import Jsonb
 
 from tests.support.toolchain import REPO
 
-SQL_DIR = REPO / "sql"
+SQL_DIR = REPO / "supaqueue" / "sql"
 
 
 def install(dsn: str, functions_url: str, secret: str, dispatcher_slug: str = "supaqueue") -> None:
     """Apply every migration with the project's runner, then write what the Pulumi program would."""
-    from components import migrations
+    from supaqueue import migrations
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         migrations.apply(conn, migrations.load_migrations(SQL_DIR))
@@ -39,7 +39,7 @@ def install(dsn: str, functions_url: str, secret: str, dispatcher_slug: str = "s
 
 def uninstall(dsn: str) -> None:
     """What `pulumi destroy` removes from the database: the schema, its cron jobs, the secret."""
-    from components import migrations
+    from supaqueue import migrations
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         migrations.uninstall(conn, SQL_DIR)

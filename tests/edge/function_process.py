@@ -20,8 +20,15 @@ from tests.support.toolchain import CACHE, REPO
 from tests.support.toolchain import deno as deno_binary
 
 PLAIN_BOOTSTRAP = Path(__file__).with_name("serve_function.ts")
-RUNTIME_BOOTSTRAP = REPO / "local_stack" / "edge_bootstrap.ts"
+RUNTIME_BOOTSTRAP = REPO / "supaqueue" / "local_stack" / "edge_bootstrap.ts"
+# The repo's own functions (the demo target); the dispatcher's source ships in the package.
 EDGE = REPO / "edge"
+DISPATCHER = REPO / "supaqueue" / "edge"
+
+
+def edge_source(slug: str) -> Path:
+    """The source folder of the function `slug` in this repo."""
+    return DISPATCHER if slug == "supaqueue" else EDGE / slug
 
 
 def deno_env() -> dict[str, str]:
@@ -61,7 +68,7 @@ class FunctionProcess:
         return f"http://127.0.0.1:{self.port}/"
 
     def start(self, timeout: float = 60.0) -> FunctionProcess:
-        folder = EDGE / self.slug
+        folder = edge_source(self.slug)
         self.port = free_port()
         args = [deno_binary(), "run", "-A", "--no-prompt", "--config", str(folder / "deno.json")]
         env = deno_env() | self.env

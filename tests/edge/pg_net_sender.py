@@ -1,5 +1,5 @@
-"""The local stack's pg_net sender (`python -m local_stack.net_sender DSN`) as a process a test
-starts and stops explicitly: stopped, dispatches stay queued in `net.http_request_queue`, as
+"""The local stack's pg_net sender (`python -m supaqueue.local_stack.net_sender DSN`) as a process
+a test starts and stops explicitly: stopped, dispatches stay queued in `net.http_request_queue`, as
 when pg_net lags on Supabase; started again, it sends them all, late."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class SenderProcess:
         self.log_path.write_bytes(b"")
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "local_stack.net_sender", self.dsn],
+                [sys.executable, "-m", "supaqueue.local_stack.net_sender", self.dsn],
                 cwd=REPO,
                 stdout=log,
                 stderr=log,

@@ -1,9 +1,9 @@
-// Deno unit tests of the pure modules of edge/supaqueue (run by test_deno_units.py).
-import { parseRetryAfter } from "../../edge/supaqueue/retry_after.ts";
-import { InvalidDispatch, parseDispatch, parseRef } from "../../edge/supaqueue/dispatch_body.ts";
-import { buildRequest, callTarget } from "../../edge/supaqueue/target_call.ts";
-import { storableJsonText } from "../../edge/supaqueue/exact_json.ts";
-import { secretMatches } from "../../edge/supaqueue/secret.ts";
+// Deno unit tests of the pure modules of supaqueue/edge (run by test_deno_units.py).
+import { parseRetryAfter } from "../../supaqueue/edge/retry_after.ts";
+import { InvalidDispatch, parseDispatch, parseRef } from "../../supaqueue/edge/dispatch_body.ts";
+import { buildRequest, callTarget } from "../../supaqueue/edge/target_call.ts";
+import { storableJsonText } from "../../supaqueue/edge/exact_json.ts";
+import { secretMatches } from "../../supaqueue/edge/secret.ts";
 
 function assertEquals(actual: unknown, expected: unknown, what = ""): void {
   const a = JSON.stringify(actual);

@@ -151,7 +151,7 @@ def test_before_the_migration_the_function_reports_without_chaining(
 ) -> None:
     """`pulumi up` deploys the function before the migrations: against a database without
     report_and_claim it reports with end_current_job, one job per dispatch, nothing lost."""
-    from components import migrations
+    from supaqueue import migrations
 
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         every = migrations.load_migrations()

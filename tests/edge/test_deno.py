@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from tests.edge.function_process import EDGE, deno_binary, deno_env
+from tests.edge.function_process import DISPATCHER, deno_binary, deno_env, edge_source
 
-HERE = EDGE.parent / "tests" / "edge"
+HERE = Path(__file__).resolve().parent
 IMPORT = re.compile(r'(?:\bfrom|\bimport)\s*\(?\s*"([^"]+)"')
 
 
 @pytest.mark.parametrize("slug", ["supaqueue", "demo-target"])
 def test_function_type_checks(slug: str) -> None:
-    folder = EDGE / slug
+    folder = edge_source(slug)
     proc = subprocess.run(
         [deno_binary(), "check", "--config", str(folder / "deno.json"), "index.ts"],
         cwd=folder,
@@ -32,7 +33,7 @@ def test_function_type_checks(slug: str) -> None:
 def test_function_uses_npm_imports_only(slug: str) -> None:
     """jsr: and https: registries are unreachable from our machines: npm:, node: and the
     function's own files only, so everything deployed resolves the same everywhere."""
-    folder = EDGE / slug
+    folder = edge_source(slug)
     imports = json.loads((folder / "deno.json").read_text()).get("imports", {})
     assert all(str(target).startswith("npm:") for target in imports.values()), imports
     specifiers = [
@@ -50,7 +51,7 @@ def test_function_uses_npm_imports_only(slug: str) -> None:
 
 
 def test_supaqueue_module_unit_tests() -> None:
-    folder = EDGE / "supaqueue"
+    folder = DISPATCHER
     proc = subprocess.run(
         [
             deno_binary(),
@@ -72,7 +73,7 @@ def test_supaqueue_module_unit_tests() -> None:
 
 @pytest.mark.parametrize("slug", ["supaqueue", "demo-target"])
 def test_function_is_lint_and_format_clean(slug: str) -> None:
-    folder = EDGE / slug
+    folder = edge_source(slug)
     for command in (["lint"], ["fmt", "--check"]):
         proc = subprocess.run(
             [deno_binary(), *command, "--config", str(folder / "deno.json"), "."],

@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
-from components.edge_source import source_files
+from supaqueue.edge_source import source_files
 from tests.conftest import LocalStack
 from tests.edge.engine import Engine, install, uninstall
-from tests.edge.function_process import EDGE
+from tests.edge.function_process import DISPATCHER
 
 # Echoes the request body byte for byte as the answer.
 RAW_ECHO = """Deno.serve(async (req) => new Response(await req.text(), {
@@ -64,7 +64,7 @@ def _mgmt(stack: LocalStack, method: str, path: str, body: object = None) -> htt
 
 def _deploy_dispatcher(inst_stack: LocalStack, slug: str) -> None:
     inst_stack.deploy(
-        slug, dict(source_files(EDGE / "supaqueue")), verify_jwt=False, import_map="deno.json"
+        slug, dict(source_files(DISPATCHER)), verify_jwt=False, import_map="deno.json"
     )
 
 

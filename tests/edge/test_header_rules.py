@@ -1,4 +1,4 @@
-"""The header rule checked at preview (components/providers/queue/spec.py) against the runtime
+"""The header rule checked at preview (supaqueue/providers/queue/spec.py) against the runtime
 that sends the headers: every name and value preview accepts, Deno's fetch Headers accepts and
 sends as written; whatever Deno refuses, preview refuses (so no queue passes `up` and then fails
 every dispatch, issue #14.1)."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from components.providers.queue.spec import validate_queue
+from supaqueue.providers.queue.spec import validate_queue
 from tests.edge.function_process import deno_binary, deno_env
 
 CHECK = """

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from psycopg.types.json import Jsonb
 
-from components.providers.queue import QueueProvider
+from supaqueue.providers.queue import QueueProvider
 from tests import procs
 from tests.edge.test_on_local_stack import Installed, installed  # noqa: F401  (the fixture)
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from components.edge_source import source_files
+from supaqueue.edge_source import source_files
 from tests.conftest import LocalStack
 from tests.edge.engine import Engine, install, uninstall
-from tests.edge.function_process import EDGE
+from tests.edge.function_process import edge_source
 
 
 @dataclass
@@ -38,7 +38,7 @@ def _mgmt(stack: LocalStack, method: str, path: str, body: object = None) -> htt
 
 
 def _files(slug: str) -> dict[str, str | bytes]:
-    return dict(source_files(EDGE / slug))
+    return dict(source_files(edge_source(slug)))
 
 
 @pytest.fixture(scope="module")

@@ -26,10 +26,10 @@ from typing import Any
 import httpx
 import pytest
 
-from components.edge_source import source_files
+from supaqueue.edge_source import source_files
 from tests.conftest import LocalStack
 from tests.edge.engine import Engine, install, uninstall
-from tests.edge.function_process import EDGE, deno_binary, deno_env
+from tests.edge.function_process import DISPATCHER, deno_binary, deno_env
 from tests.support.toolchain import REPO
 
 EXAMPLES = REPO / "examples"
@@ -60,7 +60,7 @@ def recipes(local_stack: LocalStack) -> Iterator[Recipes]:
     engine: Engine | None = None
     try:
         local_stack.deploy(
-            dispatcher, dict(source_files(EDGE / "supaqueue")), verify_jwt=False,
+            dispatcher, dict(source_files(DISPATCHER)), verify_jwt=False,
             import_map="deno.json",
         )  # fmt: skip
         for slug, folder in ((handler, "job-handler"), (enqueuer, "enqueue-from-edge")):

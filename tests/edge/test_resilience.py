@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from local_stack.postgres import Cluster
+from supaqueue.local_stack.postgres import Cluster
 from tests.edge.conftest import SERVICE_ROLE_KEY, deliver, function_env
 from tests.edge.engine import Engine
 from tests.edge.function_process import FunctionProcess, free_port

@@ -1,4 +1,4 @@
-"""The function's SQL literals (edge/supaqueue/sql_literal.ts) read back, in a real Postgres, as
+"""The function's SQL literals (supaqueue/edge/sql_literal.ts) read back, in a real Postgres, as
 exactly the values they were made from, whatever the value holds: no content can end a literal
 early and add SQL of its own."""
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from local_stack.postgres import Cluster
-from tests.edge.function_process import EDGE, deno_binary, deno_env
+from supaqueue.local_stack.postgres import Cluster
+from tests.edge.function_process import DISPATCHER, deno_binary, deno_env
 
 # Prints literal(v) for each value of the JSON array on stdin, as a JSON array.
 SCRIPT = """
@@ -47,8 +47,8 @@ HOSTILE = [
 
 def literals(values: Sequence[object]) -> list[str]:
     proc = subprocess.run(
-        [deno_binary(), "eval", "--config", str(EDGE / "supaqueue" / "deno.json"), SCRIPT],
-        cwd=EDGE / "supaqueue",
+        [deno_binary(), "eval", "--config", str(DISPATCHER / "deno.json"), SCRIPT],
+        cwd=DISPATCHER,
         env=deno_env(),
         input=json.dumps(values),
         capture_output=True,

@@ -23,11 +23,11 @@ import httpx
 import psycopg
 import pytest
 
-from components.edge_source import source_files
+from supaqueue.edge_source import source_files
 from tests import procs
 from tests.conftest import LocalStack, supaqueue_dev
 from tests.edge.engine import Engine, install
-from tests.edge.function_process import EDGE
+from tests.edge.function_process import DISPATCHER, EDGE
 
 T = TypeVar("T")
 JOBS = 40
@@ -89,7 +89,7 @@ def own_stack() -> Iterator[LocalStack]:
 def engine(own_stack: LocalStack) -> Iterator[Engine]:
     secret = secrets.token_urlsafe(32)
     own_stack.deploy(
-        "supaqueue", dict(source_files(EDGE / "supaqueue")), verify_jwt=False,
+        "supaqueue", dict(source_files(DISPATCHER)), verify_jwt=False,
         import_map="deno.json",
     )  # fmt: skip
     own_stack.deploy("demo-target", dict(source_files(EDGE / "demo-target")),

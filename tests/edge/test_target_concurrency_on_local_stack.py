@@ -30,10 +30,10 @@ from datetime import datetime
 import httpx
 import pytest
 
-from components.edge_source import source_files
+from supaqueue.edge_source import source_files
 from tests.conftest import LocalStack
 from tests.edge.engine import Engine, install, uninstall
-from tests.edge.function_process import EDGE
+from tests.edge.function_process import DISPATCHER
 from tests.edge.target_server import TargetServer, max_in_flight
 
 # The relay answers with what the target server answered; it records when the call reached it
@@ -82,7 +82,7 @@ def stack(local_stack: LocalStack) -> Iterator[Stack]:
     try:
         local_stack.deploy(
             dispatcher,
-            dict(source_files(EDGE / "supaqueue")),
+            dict(source_files(DISPATCHER)),
             verify_jwt=False,
             import_map="deno.json",
         )

@@ -16,7 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from components import migrations
+from supaqueue import migrations
 
 FUNCTIONS_URL = "http://127.0.0.1:54321/functions/v1"
 SECRET = "test-secret-not-real"

@@ -9,7 +9,7 @@ import hashlib
 import psycopg
 import pytest
 
-from components import migrations
+from supaqueue import migrations
 from tests.engine.harness import Engine
 from tests.engine.test_table_triggers import hook_functions, our_triggers, set_trigger
 

@@ -1,6 +1,6 @@
 """One authority for the chain budget's bounds: the SQL constraints on supaqueue.settings
 (`settings_chain_max_jobs_valid`, `settings_chain_max_seconds_valid`). The stack config
-(components/chain_budget.py, so `pulumi preview` names the key) must accept and refuse exactly
+(supaqueue/chain_budget.py, so `pulumi preview` names the key) must accept and refuse exactly
 what they do: each bound, and one step beyond, is probed in both against a real database."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from components.chain_budget import CHAIN_SETTINGS, ChainSetting, chain_value
+from supaqueue.chain_budget import CHAIN_SETTINGS, ChainSetting, chain_value
 
 
 @pytest.fixture

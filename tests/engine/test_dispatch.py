@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from components.providers.queue.spec import MAX_RATE_PER_SECOND, MAX_TIMEOUT_MS
+from supaqueue.providers.queue.spec import MAX_RATE_PER_SECOND, MAX_TIMEOUT_MS
 from tests.engine.harness import FUNCTIONS_URL, SECRET, Engine
 
 

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from components import migrations
+from supaqueue import migrations
 from tests.engine.harness import Engine, install
 
 

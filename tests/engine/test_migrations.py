@@ -14,10 +14,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from components import migrations
-from components.migrations import MigrationEdited, MigrationError
-from local_stack import schema_snapshot
-from local_stack.postgres import Cluster
+from supaqueue import migrations
+from supaqueue.local_stack import schema_snapshot
+from supaqueue.local_stack.postgres import Cluster
+from supaqueue.migrations import MigrationEdited, MigrationError
 from tests.support.toolchain import REPO
 
 
@@ -176,7 +176,7 @@ def _public_objects(conn: psycopg.Connection) -> set[tuple[str, str]]:
 def test_cli_status_apply_and_bad_input(pg_dsn: str) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "components.migrations", *args],
+            [sys.executable, "-m", "supaqueue.migrations", *args],
             capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
         )  # fmt: skip
 
@@ -200,7 +200,7 @@ def test_snapshot_cli_checks_and_regenerates(pg_cluster: Cluster, tmp_path: Path
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "local_stack.schema_snapshot", "--dir", str(sql_dir),
+            [sys.executable, "-m", "supaqueue.local_stack.schema_snapshot", "--dir", str(sql_dir),
              "--admin-dsn", dsn, *args],
             capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
         )  # fmt: skip
@@ -229,8 +229,8 @@ def test_snapshot_as_postgres_beside_the_real_pg_net_says_to_use_the_admin_role(
         )
         return
     done = subprocess.run(
-        [sys.executable, "-m", "local_stack.schema_snapshot", "--dir", str(_copy_sql(tmp_path)),
-         "--check", "--admin-dsn", pg_cluster.dsn()],
+        [sys.executable, "-m", "supaqueue.local_stack.schema_snapshot",
+         "--dir", str(_copy_sql(tmp_path)), "--check", "--admin-dsn", pg_cluster.dsn()],
         capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 1

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from components.providers.queue.spec import FIELDS
+from supaqueue.providers.queue.spec import FIELDS
 from tests.engine.harness import Engine
 from tests.engine.test_operator_api import in_thread, invariants, joined, wait_until_blocked
 
@@ -377,7 +377,7 @@ def test_the_default_retention_is_the_specs(engine: Engine) -> None:
 def test_an_upgrade_keeps_the_retention_of_existing_queues(pg_dsn: str) -> None:
     """Migrations up to 0019, a queue with no retention, then 0020: it still has none (a null
     may be a choice; the stack's next `up` applies the default where the declaration is silent)."""
-    from components import migrations
+    from supaqueue import migrations
 
     every = migrations.load_migrations(migrations.SQL_DIR)
     with psycopg.connect(pg_dsn, autocommit=True) as conn:

@@ -1,6 +1,6 @@
 """One authority for a queue's limits: the SQL schema (supaqueue.queue's constraints and column
-types). The Pulumi spec (components/providers/queue/spec.py) and the Edge Function
-(edge/supaqueue/dispatch_body.ts) must accept and refuse exactly what it does; any drift fails
+types). The Pulumi spec (supaqueue/providers/queue/spec.py) and the Edge Function
+(supaqueue/edge/dispatch_body.ts) must accept and refuse exactly what it does; any drift fails
 here. Each limit is probed at its bounds and one step beyond, against a real database and real
 Deno."""
 
@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from components.providers.queue.spec import (
+from supaqueue.providers.queue.spec import (
     INT4_MAX,
     INT_LIMITS,
     MAX_RATE_PER_SECOND,
@@ -25,7 +25,7 @@ from components.providers.queue.spec import (
     METHODS,
     validate_queue,
 )
-from tests.edge.function_process import EDGE, deno_binary, deno_env
+from tests.edge.function_process import DISPATCHER, deno_binary, deno_env
 
 # Settings a probe needs so that only the probed value decides (e.g. a burst needs a rate).
 COMPANIONS: dict[str, dict[str, Any]] = {
@@ -175,7 +175,7 @@ console.log(JSON.stringify(out));
 
 def _edge_accepts(cases: list[tuple[str, int]], tmp_path: Any) -> list[bool]:
     script = tmp_path / "probe.ts"
-    module = (EDGE / "supaqueue" / "dispatch_body.ts").as_uri()
+    module = (DISPATCHER / "dispatch_body.ts").as_uri()
     script.write_text(_PROBE_TS % {"module": module})
     proc = subprocess.run(
         [deno_binary(), "run", "--no-prompt", "--no-config", str(script), json.dumps(cases)],
@@ -197,7 +197,7 @@ def test_edge_function_agrees_with_sql(conn: psycopg.Connection, tmp_path: Any) 
 
 def test_upgrade_keeps_queues_made_under_the_older_rules(pg_dsn: str) -> None:
     """Data safety: the tightened limits never refuse an upgrade nor touch an existing queue."""
-    from components import migrations
+    from supaqueue import migrations
 
     loaded = migrations.load_migrations()
     mine = next(m for m in loaded if m.name == "one_authority")
@@ -237,7 +237,7 @@ def test_payload_schema_size_agrees_with_sql(conn: psycopg.Connection) -> None:
     MAX_PAYLOAD_SCHEMA_BYTES, counted the same way (non-ASCII text included)."""
     from psycopg.types.json import Jsonb
 
-    from components.providers.queue.spec import MAX_PAYLOAD_SCHEMA_BYTES, payload_schema_size
+    from supaqueue.providers.queue.spec import MAX_PAYLOAD_SCHEMA_BYTES, payload_schema_size
 
     def schema_of(size: int) -> dict[str, Any]:
         base = {"type": "object", "description": "é"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 
-from local_stack.postgres import PG_BIN
+from supaqueue.local_stack.postgres import PG_BIN
 from tests.engine.harness import Engine
 from tests.support.toolchain import REPO
 

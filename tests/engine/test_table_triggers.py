@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from components.providers.trigger.spec import MAX_NAME_LENGTH
+from supaqueue.providers.trigger.spec import MAX_NAME_LENGTH
 from tests.engine.harness import Engine
 from tests.support.toolchain import REPO
 
@@ -231,7 +231,7 @@ def test_uninstall_removes_our_triggers_and_keeps_the_table(
     if way == "function":
         engine.conn.execute("select supaqueue.uninstall()")
     else:
-        engine.conn.execute((REPO / "sql" / "uninstall.sql").read_text())
+        engine.conn.execute((REPO / "supaqueue" / "sql" / "uninstall.sql").read_text())
     assert engine.one("select to_regnamespace('supaqueue') is null") is True
     assert our_triggers(engine) == []
     engine.conn.execute("insert into public.orders values (2, 'new', 2)")
@@ -283,7 +283,7 @@ def test_installed_and_used_by_a_non_superuser_owner(pg_dsn: str) -> None:
     """As on hosted Supabase (and the local stack after #16): the installer is not a superuser;
     it owns supaqueue and the tables it created, and that is enough to install a trigger; a table
     it does not own is refused by PostgreSQL itself."""
-    from components import migrations
+    from supaqueue import migrations
 
     role = f"owner_{uuid.uuid4().hex[:8]}"
     password = uuid.uuid4().hex
@@ -424,7 +424,7 @@ def test_concurrent_updates_each_enqueue_their_own_rows(engine: Engine, orders: 
 
 
 def test_name_length_limit_is_what_the_database_can_name(engine: Engine, orders: str) -> None:
-    """MAX_NAME_LENGTH (components/providers/trigger/spec.py) is the longest name whose
+    """MAX_NAME_LENGTH (supaqueue/providers/trigger/spec.py) is the longest name whose
     longest object name ('supaqueue_<name>_update_flush') fits PostgreSQL's 63 bytes."""
     q = engine.queue(workers=0)
     longest = "t" * MAX_NAME_LENGTH

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from components import migrations
-from local_stack.postgres import Cluster
+from supaqueue import migrations
+from supaqueue.local_stack.postgres import Cluster
 from tests.engine.harness import FUNCTIONS_URL, SECRET, Engine, wait_for_room_in_the_minute
 from tests.support.pg_cron import has_seconds_schedules, pg_cron_version, warn_not_tested_here
 
@@ -213,7 +213,7 @@ def test_pg_cron_job_exists_and_actually_ticks(cron_cluster: Cluster) -> None:
 
 
 def test_the_schedule_is_reconciled_to_the_pg_cron_present(cron_cluster: Cluster) -> None:
-    """What `pulumi up` runs each time (components/providers/cron_upkeep.py): a job changed or
+    """What `pulumi up` runs each time (supaqueue/providers/cron_upkeep.py): a job changed or
     removed behind supaqueue's back is put back; after a pg_cron upgrade to >= 1.5 the per-minute
     loop is named as drift, to be replaced by the '1 seconds' schedule."""
     with psycopg.connect(cron_cluster.dsn(), autocommit=True) as conn:

@@ -13,11 +13,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from components import migrations
-from local_stack.postgres import Cluster
+from supaqueue import migrations
+from supaqueue.local_stack.postgres import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
-UNINSTALL_SCRIPT = (REPO / "sql" / "uninstall.sql").read_text()
+UNINSTALL_SCRIPT = (REPO / "supaqueue" / "sql" / "uninstall.sql").read_text()
 
 USER_OBJECTS = """
 create table public.user_jobs (id int, state supaqueue.job_status,

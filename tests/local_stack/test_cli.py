@@ -19,7 +19,7 @@ import jwt
 import psycopg
 import pytest
 
-from local_stack.postgres import port_in_use
+from supaqueue.local_stack.postgres import port_in_use
 from tests import procs
 from tests.conftest import LocalStack, supaqueue_dev
 
@@ -264,8 +264,8 @@ def test_a_failed_bootstrap_is_one_line_and_stops_what_up_started(state_dir: Pat
 
 
 def test_health_says_what_provides_net_and_vault(local_stack: LocalStack) -> None:
-    from local_stack.extensions import detect
-    from local_stack.postgres import PG_BIN
+    from supaqueue.local_stack.extensions import detect
+    from supaqueue.local_stack.postgres import PG_BIN
 
     health = httpx.get(f"{local_stack.env['API_URL']}/_local/health").json()
     plan = detect(PG_BIN)

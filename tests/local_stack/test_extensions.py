@@ -16,9 +16,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from local_stack.extensions import ExtensionPlan, detect, installed_extensions, server_dirs
-from local_stack.postgres import PG_BIN, Cluster, free_port, generate_password
-from local_stack.standins import standin_sql
+from supaqueue.local_stack.extensions import (
+    ExtensionPlan,
+    detect,
+    installed_extensions,
+    server_dirs,
+)
+from supaqueue.local_stack.postgres import PG_BIN, Cluster, free_port, generate_password
+from supaqueue.local_stack.standins import standin_sql
 
 
 def fake_server(root: Path, *, control: set[str], library: set[str]) -> tuple[Path, Path]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from local_stack.function_store import DeployError, FunctionStore
+from supaqueue.local_stack.function_store import DeployError, FunctionStore
 
 
 def test_a_slug_with_a_trailing_newline_is_neither_found_nor_deployed(tmp_path: Path) -> None:

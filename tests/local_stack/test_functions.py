@@ -389,7 +389,7 @@ def test_bootstrap_reports_a_taken_port_with_its_own_exit_code(tmp_path: Path) -
     import socket
     import subprocess
 
-    from local_stack.edge_runtime import BOOTSTRAP, PORT_TAKEN_EXIT, deno_binary
+    from supaqueue.local_stack.edge_runtime import BOOTSTRAP, PORT_TAKEN_EXIT, deno_binary
 
     entry = tmp_path / "index.ts"
     entry.write_text("Deno.serve(() => new Response('x'));\n")

@@ -15,7 +15,7 @@ import httpx
 import jwt
 import pytest
 
-from local_stack.openapi_contract import SERVED, SUBSET_FILE, Contract, extract_subset
+from supaqueue.local_stack.openapi_contract import SERVED, SUBSET_FILE, Contract, extract_subset
 from tests.conftest import LocalStack
 
 REFERENCE = (
@@ -79,7 +79,7 @@ def test_shipped_subset_is_the_reference_verbatim(reference: Contract) -> None:
 def test_the_stand_in_serves_exactly_the_documented_paths() -> None:
     from aiohttp import web
 
-    from local_stack import management_api
+    from supaqueue.local_stack import management_api
 
     app = web.Application()
     management_api.add_routes(app)

@@ -24,8 +24,8 @@ import pytest
 from aiohttp import web
 from psycopg import sql
 
-from local_stack.net_sender import run_sender
-from local_stack.postgres import Cluster, free_port
+from supaqueue.local_stack.net_sender import run_sender
+from supaqueue.local_stack.postgres import Cluster, free_port
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
@@ -822,7 +822,7 @@ def test_cli_sends_then_exits_quietly_on_sigterm(
 ) -> None:
     standin_only(pg_conn, "the stand-in sender's command line")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "local_stack.net_sender", pg_dsn],
+        [sys.executable, "-m", "supaqueue.local_stack.net_sender", pg_dsn],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -846,7 +846,12 @@ def test_cli_sends_then_exits_quietly_on_sigterm(
 def test_cli_bad_dsn_is_a_clear_error() -> None:
     dead = free_port()
     proc = subprocess.run(
-        [sys.executable, "-m", "local_stack.net_sender", f"postgresql://u:p@127.0.0.1:{dead}/x"],
+        [
+            sys.executable,
+            "-m",
+            "supaqueue.local_stack.net_sender",
+            f"postgresql://u:p@127.0.0.1:{dead}/x",
+        ],
         capture_output=True,
         text=True,
         timeout=30,
@@ -856,7 +861,7 @@ def test_cli_bad_dsn_is_a_clear_error() -> None:
     assert "cannot connect to the database" in proc.stderr
     assert "Traceback" not in proc.stderr
     usage = subprocess.run(
-        [sys.executable, "-m", "local_stack.net_sender"], capture_output=True, text=True
+        [sys.executable, "-m", "supaqueue.local_stack.net_sender"], capture_output=True, text=True
     )
     assert usage.returncode == 2 and "usage:" in usage.stderr
 
@@ -867,7 +872,7 @@ def test_cli_on_a_database_without_net_is_a_clear_error(pg_cluster: Any) -> None
         conn.execute(f"create database {name} template template0")
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "local_stack.net_sender", pg_cluster.dsn(name)],
+            [sys.executable, "-m", "supaqueue.local_stack.net_sender", pg_cluster.dsn(name)],
             capture_output=True,
             text=True,
             timeout=30,

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from local_stack.postgres import Cluster, ClusterError, free_port, generate_password
+from supaqueue.local_stack.postgres import Cluster, ClusterError, free_port, generate_password
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import jwt
 import psycopg
 import pytest
 
-from components import migrations
+from supaqueue import migrations
 from tests.conftest import LocalStack
 from tests.support import supabase_js
 from tests.support.toolchain import REPO
@@ -34,7 +34,7 @@ def stack(local_stack: LocalStack) -> Iterator[LocalStack]:
     supabase_js.node_modules()
     db_url = local_stack.env["DB_URL"]
     with psycopg.connect(db_url, autocommit=True) as conn:
-        migrations.apply(conn, migrations.load_migrations(REPO / "sql"))
+        migrations.apply(conn, migrations.load_migrations(REPO / "supaqueue" / "sql"))
         for name, roles in QUEUES.items():
             # no workers: the jobs stay pending, nothing is dispatched
             conn.execute(
@@ -49,7 +49,7 @@ def stack(local_stack: LocalStack) -> Iterator[LocalStack]:
     finally:
         _postgrest(local_stack, "PATCH", {"db_schema": before})
         with psycopg.connect(db_url, autocommit=True) as conn:
-            migrations.uninstall(conn, REPO / "sql")
+            migrations.uninstall(conn, REPO / "supaqueue" / "sql")
 
 
 def _postgrest(stack: LocalStack, method: str, body: Any = None) -> httpx.Response:

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from local_stack.postgres import Cluster
+from supaqueue.local_stack.postgres import Cluster
 
 
 def one(conn: psycopg.Connection, query: str, params: Any = None) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from components.providers.migrations import MigrationsProvider, declared
+from supaqueue.providers.migrations import MigrationsProvider, declared
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,7 +42,10 @@ STACK_ID = "stack-id-of-provider-tests"
 
 
 def migrations_props(
-    db_url: str, folder: Path = REPO / "sql", stack: str = STACK, stack_id: str = STACK_ID
+    db_url: str,
+    folder: Path = REPO / "supaqueue" / "sql",
+    stack: str = STACK,
+    stack_id: str = STACK_ID,
 ) -> dict[str, Any]:
     """The schema resource's inputs as the component declares them (the owner comes from the
     stack id resource, providers/stack_identity.py)."""
@@ -58,13 +61,13 @@ def migrations_props(
 def sql_copy(tmp_path: Path) -> Path:
     """A copy of the migrations a test may add to."""
     folder = tmp_path / "sql"
-    shutil.copytree(REPO / "sql", folder)
+    shutil.copytree(REPO / "supaqueue" / "sql", folder)
     return folder
 
 
 def uninstall(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute((REPO / "sql" / "uninstall.sql").read_text())
+        conn.execute((REPO / "supaqueue" / "sql" / "uninstall.sql").read_text())
 
 
 @pytest.fixture
@@ -85,7 +88,7 @@ def failure_text(call: Callable[[], Any]) -> str:
     try:
         call()
     except Exception:
-        # The plugin process runs with this limit (components/providers/base.py).
+        # The plugin process runs with this limit (supaqueue/providers/base.py).
         sys.tracebacklimit = 0
         try:
             return traceback.format_exc()

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from components.clients.management_api import ManagementApi
-from components.providers.data_api import API_SCHEMA, DataApiSchemaProvider
+from supaqueue.clients.management_api import ManagementApi
+from supaqueue.providers.data_api import API_SCHEMA, DataApiSchemaProvider
 
 
 def client(api: dict[str, str]) -> ManagementApi:

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from components.edge_source import folder_hash
-from components.providers.edge_function import EdgeFunctionProvider
+from supaqueue.edge_source import folder_hash
+from supaqueue.providers.edge_function import EdgeFunctionProvider
 
 SLUG = "provider-test-fn"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from components.clients.management_api import ManagementApi
-from components.providers.function_secret import FunctionSecretProvider
+from supaqueue.clients.management_api import ManagementApi
+from supaqueue.providers.function_secret import FunctionSecretProvider
 
 NAME = "SUPAQUEUE_SECRET_TEST"
 

@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from components.clients import management_api
-from components.clients.management_api import ManagementApi, retry_delay
-from components.errors import ManagementApiError
+from supaqueue.clients import management_api
+from supaqueue.clients.management_api import ManagementApi, retry_delay
+from supaqueue.errors import ManagementApiError
 
 TOKEN = "sbp_" + "9" * 40
 REF = "abcdefghijklmnopqrst"

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from components.clients import management_api
-from components.clients.management_api import ManagementApi
-from components.errors import ManagementApiError
-from components.providers.function_secret import FunctionSecretProvider
+from supaqueue.clients import management_api
+from supaqueue.clients.management_api import ManagementApi
+from supaqueue.errors import ManagementApiError
+from supaqueue.providers.function_secret import FunctionSecretProvider
 
 Fault = int | str
 

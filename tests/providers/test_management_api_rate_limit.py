@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from components.clients.management_api import ManagementApi
-from components.errors import ManagementApiError
+from supaqueue.clients.management_api import ManagementApi
+from supaqueue.errors import ManagementApiError
 
 
 def set_limit(api: dict[str, str], per_minute: int) -> None:

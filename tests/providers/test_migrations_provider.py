@@ -8,13 +8,13 @@ from typing import Any
 
 import psycopg
 
-from components.migrations import load_migrations
-from components.providers.migrations import MigrationsProvider
+from supaqueue.migrations import load_migrations
+from supaqueue.providers.migrations import MigrationsProvider
 from tests.providers.conftest import REPO, failure_text, migrations_props, sql_value, uninstall
 
 
 def newest_version() -> int:
-    return max(m.version for m in load_migrations(REPO / "sql"))
+    return max(m.version for m in load_migrations(REPO / "supaqueue" / "sql"))
 
 
 def test_create_read_diff_delete(db_url: str) -> None:
@@ -28,7 +28,7 @@ def test_create_read_diff_delete(db_url: str) -> None:
     assert outs["schema_version"] == newest_version()
     assert sql_value(db_url, "select max(version) from supaqueue.migrations") == newest_version()
     assert [m["version"] for m in outs["migrations"]] == [
-        m.version for m in load_migrations(REPO / "sql")
+        m.version for m in load_migrations(REPO / "supaqueue" / "sql")
     ]
 
     # Unchanged files: nothing to do, and never a replace.

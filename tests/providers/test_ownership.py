@@ -12,13 +12,13 @@ import psycopg
 import pytest
 from pulumi.runtime import rpc
 
-from components.providers import ownership
-from components.providers.destroy_guard import DestroyGuardProvider
-from components.providers.external_installation import ExternalInstallationProvider
-from components.providers.migrations import MigrationsProvider
-from components.providers.ownership_gate import OwnershipGateProvider
-from components.providers.queue import QueueProvider
-from components.providers.stack_identity import StackIdentityProvider
+from supaqueue.providers import ownership
+from supaqueue.providers.destroy_guard import DestroyGuardProvider
+from supaqueue.providers.external_installation import ExternalInstallationProvider
+from supaqueue.providers.migrations import MigrationsProvider
+from supaqueue.providers.ownership_gate import OwnershipGateProvider
+from supaqueue.providers.queue import QueueProvider
+from supaqueue.providers.stack_identity import StackIdentityProvider
 from tests.providers.conftest import (
     STACK,
     failure_text,

@@ -10,10 +10,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from components.providers.destroy_guard import DestroyGuardProvider
-from components.providers.preflight import PLAN, PreflightProvider
-from components.providers.queue import QueueProvider
-from components.providers.queue.spec import compact_statuses, expand_statuses
+from supaqueue.providers.destroy_guard import DestroyGuardProvider
+from supaqueue.providers.preflight import PLAN, PreflightProvider
+from supaqueue.providers.queue import QueueProvider
+from supaqueue.providers.queue.spec import compact_statuses, expand_statuses
 from tests.providers.conftest import STACK, STACK_ID, failure_text, sql_value
 from tests.providers.test_queue_provider import declare
 
@@ -86,7 +86,7 @@ def test_the_guard_refuses_a_destroy_that_would_stop_at_a_queue(
     assert "would remove queue 'emails' with 3 pending jobs, paused by the stack" in text
     assert "discard_unfinished_on_delete: true" in text
     assert "cancel them (`supaqueue cancel --queue emails --pending`)" in text
-    assert "DestroyRefusedError: " in text and "components." not in text
+    assert "DestroyRefusedError: " in text and "supaqueue." not in text
 
     # Declared discardable: the database records it, the guard lets the destroy go on.
     news = ours(db_url, discard_unfinished_on_delete=True)
@@ -175,7 +175,7 @@ def test_the_preflight_refuses_removing_a_queue_with_jobs(
 def test_the_preflight_says_what_an_update_does_to_live_work(
     queue: dict[str, Any], db_url: str
 ) -> None:
-    from components.providers import plan
+    from supaqueue.providers import plan
 
     olds = preflight(db_url, {"emails": spec(workers=3, max_attempts=5, paused=True)})
     news = preflight(db_url, {"emails": spec(workers=3, max_attempts=3, paused=False)})
@@ -213,7 +213,7 @@ def test_a_trigger_on_a_renamed_table_stops_the_plan_first(
 ) -> None:
     """Its delete would refuse (our table triggers moved with the table): removing it, or
     destroying, is refused before the first change."""
-    from components.providers.trigger import TriggerProvider
+    from supaqueue.providers.trigger import TriggerProvider
 
     execute(db_url, "drop table if exists public.plan_orders, public.plan_orders_renamed")
     execute(db_url, "create table public.plan_orders (id int primary key)")

@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from components.providers.queue import QueueProvider
-from components.providers.queue.spec import (
+from supaqueue.providers.queue import QueueProvider
+from supaqueue.providers.queue.spec import (
     DEFAULT_RETENTION_SECONDS,
     FIELDS,
     expand_statuses,

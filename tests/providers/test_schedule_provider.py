@@ -9,8 +9,8 @@ from typing import Any
 
 import psycopg
 
-from components.providers.queue import QueueProvider
-from components.providers.schedule import ScheduleProvider
+from supaqueue.providers.queue import QueueProvider
+from supaqueue.providers.schedule import ScheduleProvider
 from tests.providers.conftest import REPO, failure_text, sql_value, uninstall
 
 
@@ -46,7 +46,7 @@ def test_preview_validates_and_shows_next_runs_before_install(db_url: str) -> No
         db_url,
         "00000000-0000-0000-0000-000000000000",
         timezone="Europe/Paris",
-        migrations_dir=str(REPO / "sql"),
+        migrations_dir=str(REPO / "supaqueue" / "sql"),
     )
     assert props["timezone"] == "Europe/Paris"
     runs = [

@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from components.providers.settings import SettingsProvider
+from supaqueue.providers.settings import SettingsProvider
 from tests.providers.conftest import sql_value
 
 

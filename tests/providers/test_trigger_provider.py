@@ -11,8 +11,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from components.providers.queue import QueueProvider
-from components.providers.trigger import TriggerProvider
+from supaqueue.providers.queue import QueueProvider
+from supaqueue.providers.trigger import TriggerProvider
 from tests.providers.conftest import failure_text, sql_value, uninstall
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from components.providers.vault_secret import VaultSecretProvider
+from supaqueue.providers.vault_secret import VaultSecretProvider
 from tests.providers.conftest import sql_value
 
 NAME = "supaqueue_secret_test"

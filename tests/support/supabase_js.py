@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from components.toolchain import cache_dir
+from supaqueue.local_stack.toolchain import cache_dir
 from tests.support.toolchain import REPO
 
 EXAMPLES = REPO / "examples"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from components.toolchain import REPO, TOOLBIN, cache_dir, find_deno
+from supaqueue.local_stack.toolchain import REPO, TOOLBIN, cache_dir, find_deno
 
 CACHE = cache_dir()
 PULUMI = TOOLBIN / "pulumi"

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components.config import parse_stack_config
-from components.errors import ConfigError
-from components.stack_file import stack_file_problems
+from supaqueue.config import parse_stack_config
+from supaqueue.errors import ConfigError
+from supaqueue.stack_file import stack_file_problems
 from tests.support.toolchain import REPO
 
 LOCAL_ENV = {
@@ -177,7 +177,7 @@ def test_nan_and_infinity_in_the_stack_file_are_named(text: str, expected: str) 
 
 def test_the_stack_script_names_a_nan_before_pulumi_runs(tmp_path: Path) -> None:
     """A project folder of this checkout's code with a stand-in `pulumi` that must not run."""
-    for name in ("components", ".venv"):
+    for name in ("supaqueue", ".venv"):
         (tmp_path / name).symlink_to(REPO / name)
     (tmp_path / ".toolchain" / "bin").mkdir(parents=True)
     fake = tmp_path / ".toolchain" / "bin" / "pulumi"

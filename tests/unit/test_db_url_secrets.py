@@ -12,11 +12,11 @@ import re
 
 import pytest
 
-from components.clients.postgres import check_url, connect, describe
-from components.config import parse_stack_config
-from components.errors import DatabaseError, SupaqueueError
-from components.providers.migrations import MigrationsProvider
-from components.providers.queue import QueueProvider
+from supaqueue.clients.postgres import check_url, connect, describe
+from supaqueue.config import parse_stack_config
+from supaqueue.errors import DatabaseError, SupaqueueError
+from supaqueue.providers.migrations import MigrationsProvider
+from supaqueue.providers.queue import QueueProvider
 from tests.support.toolchain import REPO
 
 # Each password's pieces are distinctive, so any of them in a message is a leak.
@@ -80,7 +80,7 @@ def test_provider_checks_refuse_without_showing_the_password(password: str) -> N
     url = MALFORMED[password]
     queue = QueueProvider().check({}, {"name": "q", "edge_function_name": "f", "db_url": url})
     migrations = MigrationsProvider().check(
-        {}, {"db_url": url, "migrations_dir": str(REPO / "sql"), "migrations": []}
+        {}, {"db_url": url, "migrations_dir": str(REPO / "supaqueue" / "sql"), "migrations": []}
     )
     for result in (queue, migrations):
         texts = [f"{f.property}: {f.reason}" for f in result.failures or []]
@@ -110,7 +110,7 @@ def test_a_failed_connection_never_shows_the_password() -> None:
 
 
 def test_migrations_cli_never_shows_the_password(capsys: pytest.CaptureFixture[str]) -> None:
-    from components import migrations
+    from supaqueue import migrations
 
     password = "Sup3rQx/pwZk9"
     assert migrations.main(["status", "--dsn", MALFORMED[password]]) == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pulumi.output import Unknown
 
-from components.providers.drift import diff_url, refresh_advice
+from supaqueue.providers.drift import diff_url, refresh_advice
 
 OLD = "postgresql://postgres:old-password@127.0.0.1:5432/postgres"
 NEW = "postgresql://postgres:new-password@127.0.0.1:5432/postgres"

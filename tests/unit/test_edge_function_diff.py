@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from components.edge_source import folder_hash
-from components.providers.edge_function import EdgeFunctionProvider
+from supaqueue.edge_source import folder_hash
+from supaqueue.providers.edge_function import EdgeFunctionProvider
 
 
 def props(folder: Path) -> dict[str, Any]:

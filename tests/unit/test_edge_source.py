@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from components.edge_source import folder_hash, source_files
-from components.errors import ConfigError
+from supaqueue.edge_source import folder_hash, source_files
+from supaqueue.errors import ConfigError
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.config import parse_stack_config
-from components.errors import ConfigError
-from components.providers.schedule import Schedule
-from components.providers.trigger import Trigger
-from components.supaqueue import Supaqueue, args_from_config
+from supaqueue.config import parse_stack_config
+from supaqueue.errors import ConfigError
+from supaqueue.installation import Supaqueue, args_from_config
+from supaqueue.providers.schedule import Schedule
+from supaqueue.providers.trigger import Trigger
 from tests.unit.test_wiring import DYNAMIC, ENV, QUEUES, Recorder, RecordingMonitor, by_name
 
 TRIGGER = {"name": "new-orders", "table": "public.orders", "events": ["insert", "UPDATE"],

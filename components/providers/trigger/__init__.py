@@ -1,7 +1,0 @@
-"""A table trigger, in one place: `spec` (what a declaration may say), `resource` (`Trigger`,
-`TriggerArgs`), `provider` (`TriggerProvider`, CRUD through SQL)."""
-
-from components.providers.trigger.provider import TriggerProvider
-from components.providers.trigger.resource import Trigger, TriggerArgs, trigger_problems
-
-__all__ = ["Trigger", "TriggerArgs", "TriggerProvider", "trigger_problems"]

@@ -1,0 +1,5 @@
+import sys
+
+from supaqueue.cli.main import main
+
+sys.exit(main())

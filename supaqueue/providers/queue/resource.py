@@ -1,0 +1,164 @@
+"""`Queue`: one supaqueue queue as code, one resource (`pulumi-python:dynamic/supaqueue:Queue`).
+
+    emails = Queue("emails", {"name": "emails", "edge_function_name": "send-email",
+                              "workers": 5, "rate_limit_per_second": 10}, installation=sq)
+
+Stack config `supaqueue:queues` declares the same objects; `Supaqueue` turns each into a Queue
+named `<installation>-queue-<name>`. A queue is the dynamic resource itself (no wrapping
+component), so adding one queue to a stack is exactly one create.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Required, TypedDict
+
+import pulumi
+from pulumi.dynamic import Resource
+
+from supaqueue.errors import ConfigError
+from supaqueue.providers.base import declared_outputs, with_secret_outputs
+from supaqueue.providers.queue.provider import SECRET_OUTPUTS, QueueProvider
+from supaqueue.providers.queue.spec import Problem, validate_queue, with_defaults
+
+
+class QueueArgs(TypedDict, total=False):
+    """A queue's settings. Only `name` and `edge_function_name` are required.
+
+    The one description of each setting (the stack config's `supaqueue:queues` objects take the
+    same keys); defaults and limits are checked against `spec.py` by tests/unit/test_queue_spec.py.
+    """
+
+    name: Required[str]
+    """Queue name, unique in the project (letters, digits, '-', '_'; starts with a letter; at most
+    63 characters). Renaming replaces the queue."""
+    edge_function_name: Required[str]
+    """Slug of the Edge Function each job calls (a slug, not a URL; the same rule as `name`)."""
+    method: str
+    """HTTP method: GET, POST (default), PUT, PATCH or DELETE."""
+    headers: pulumi.Input[dict[str, str]]
+    """Extra request headers, e.g. Authorization. Kept secret in state."""
+    workers: int
+    """At most this many calls in flight (default 1, at most 1000)."""
+    max_attempts: int
+    """Attempts before a job fails for good (default 3, at most 100)."""
+    backoff_base_ms: int
+    """First retry delay in ms (default 1000); doubles per attempt."""
+    backoff_max_ms: int
+    """Longest retry delay in ms (default 300000)."""
+    backoff_jitter: float
+    """Random share of each delay, 0..1 (default 0.1)."""
+    non_retryable_statuses: list[int]
+    """Statuses that fail a job at once (default: 4xx other than 408 and 429)."""
+    rate_limit_per_second: float
+    """Calls started per second at most (default: no limit; at most 2147483647)."""
+    rate_limit_burst: int
+    """Calls allowed at once above the rate (default: the rate)."""
+    timeout_ms: int
+    """Timeout of one call in ms (default 30000, at most 390000: the dispatcher's own wall clock
+    is 400 s on paid plans, 150 s on Free, and it must still report the outcome)."""
+    lease_grace_ms: int
+    """How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000): time for
+    pg_net's delivery and the dispatcher's report. A dispatch lost with the dispatcher holds its
+    worker for timeout + grace before the job is retried (and, if it was claimed, for
+    `target_wall_clock_ms` more, as its call may still be running). Shorter stalls less, but a
+    grace below the worst delay of a report means an attempt that did succeed is failed as
+    expired and run again (a duplicate)."""
+    target_wall_clock_ms: int
+    """How long the target function may run, in ms (default 400000, Supabase's wall clock on
+    paid plans; 150000 on Free; 1000..3600000): a call abandoned at `timeout_ms` keeps its worker
+    until then, so at most `workers` calls ever run at the target."""
+    paused: bool
+    """A paused queue keeps its jobs and dispatches none (default false)."""
+    retention_seconds: int | None
+    """Finished jobs are deleted this many seconds after they finished (default 604800, 7 days;
+    `None` / `null`: kept for ever). A job another job still waits for is kept."""
+    dead_letter_queue: str
+    """Name of another queue of the stack: a job that fails for good enqueues one job there
+    (`{"job_id", "queue", "error", "response_excerpt", "status_code", "attempts", "failed_at",
+    "payload"}`), in the failure's transaction. No loops (a queue naming itself, or a chain
+    back)."""
+    payload_schema: dict[str, Any]
+    """JSON Schema of the queue's payloads (default: none). Checked at preview to be a valid
+    schema (draft 2020-12 unless `$schema` names 2019-09 or draft-07), at most 65536 bytes of
+    JSON; stored in `supaqueue.queue.payload_schema`. `supaqueue gen types` writes typed enqueue
+    clients from it, and the called function validates with it (a bad payload answers 422, not
+    retried). The engine itself does not validate payloads at enqueue."""
+    discard_unfinished_on_delete: bool
+    """Removing the queue may discard its unfinished jobs (default false: removal fails)."""
+    enqueue_roles: list[str]
+    """API roles besides `service_role` that may enqueue into the queue (and read its jobs'
+    status) through the Data API schema `supaqueue_api`: `authenticated` (signed-in users)
+    and/or `anon`; default none."""
+
+
+class Installation(Protocol):
+    """What a queue needs from a supaqueue installation (a `Supaqueue` component)."""
+
+    @property
+    def db_url(self) -> pulumi.Input[str]: ...
+
+    @property
+    def queue_dependencies(self) -> list[pulumi.Resource]: ...
+
+    @property
+    def owner(self) -> pulumi.Input[dict[str, str]]:
+        """The stack declaring the queue (`{"stack", "stack_id"}`), recorded as its owner."""
+        ...
+
+
+# Until this version a queue was a `supaqueue:index:Queue` component named `<name>` holding this
+# resource as `<name>-queue`; the alias lets existing stacks keep their queues (no replace).
+LEGACY_COMPONENT_TYPE = "supaqueue:index:Queue"
+TYPE = "pulumi-python:dynamic/supaqueue:Queue"
+
+
+class Queue(Resource, module="supaqueue", name="Queue"):
+    """One queue: its `supaqueue.queue` row and its workers (provider.py, beside this file)."""
+
+    queue_id: pulumi.Output[str]
+    """The queue's id (`supaqueue.queue.id`), for `INSERT INTO supaqueue.job (queue, …)`."""
+
+    def __init__(
+        self,
+        name: str,
+        args: QueueArgs,
+        *,
+        installation: Installation,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        problems = queue_problems(name, args)
+        if problems:
+            raise ConfigError("invalid queue:\n  - " + "\n  - ".join(map(str, problems)))
+        plain = {key: value for key, value in args.items() if not _is_output(value)}
+        props: dict[str, Any] = with_defaults(plain)
+        # Headers often carry credentials: secret in state whatever the caller passed.
+        props["headers"] = pulumi.Output.secret(args.get("headers") or {})
+        props["db_url"] = installation.db_url
+        props["owner"] = installation.owner
+        own = pulumi.ResourceOptions(
+            depends_on=installation.queue_dependencies,
+            aliases=[legacy_urn(name, opts.parent if opts else None)],
+        )
+        super().__init__(
+            QueueProvider(),
+            name,
+            declared_outputs(props, ["queue_id"]),
+            with_secret_outputs(pulumi.ResourceOptions.merge(opts, own), SECRET_OUTPUTS),
+        )
+
+
+def queue_problems(name: str, args: QueueArgs) -> list[Problem]:
+    """What is wrong with the arguments of the queue resource `name` (outputs: not known yet)."""
+    plain = {key: value for key, value in args.items() if not _is_output(value)}
+    unknown = {key for key, value in args.items() if _is_output(value)}
+    return validate_queue(plain, path=f"queue {name!r}", unknown=unknown)
+
+
+def legacy_urn(name: str, parent: pulumi.Resource | str | None) -> pulumi.Output[str]:
+    """The URN this queue had as `<name>-queue` inside a `supaqueue:index:Queue` component."""
+    component = pulumi.create_urn(name, LEGACY_COMPONENT_TYPE, parent=parent)
+    return pulumi.create_urn(f"{name}-queue", TYPE, parent=component)
+
+
+def _is_output(value: Any) -> bool:
+    return isinstance(value, pulumi.Output)

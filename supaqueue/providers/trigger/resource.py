@@ -1,0 +1,85 @@
+"""`Trigger`: table events → jobs, one resource (`pulumi-python:dynamic/supaqueue:Trigger`).
+
+    new_orders = Trigger("new-orders", {"name": "new-orders", "table": "public.orders",
+                                        "events": ["INSERT", "UPDATE"], "queue": emails,
+                                        "when": "NEW.status = 'paid'"}, installation=sq)
+
+Each matching row change enqueues one job into `queue` (a `Queue` resource) in the same
+transaction, with the payload of a Supabase Database Webhook: `{"type", "table", "schema",
+"record", "old_record"}`. Stack config `supaqueue:triggers` declares the same objects with the
+queue's name; `Supaqueue` turns each into a Trigger named `<installation>-trigger-<name>`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Required, TypedDict
+
+import pulumi
+from pulumi.dynamic import Resource
+
+from supaqueue.errors import ConfigError
+from supaqueue.providers.base import declared_outputs, with_secret_outputs
+from supaqueue.providers.queue.resource import Installation, Queue
+from supaqueue.providers.queue.spec import Problem
+from supaqueue.providers.trigger.provider import SECRET_OUTPUTS, TriggerProvider
+from supaqueue.providers.trigger.spec import validate_trigger
+
+
+class TriggerArgs(TypedDict, total=False):
+    """A table trigger. `when` is optional."""
+
+    name: Required[str]
+    """Trigger name, unique in the project (letters, digits, '-', '_'; at most 40)."""
+    table: Required[str]
+    """The table, schema-qualified as it is named in the database: `public.orders`."""
+    events: Required[list[str]]
+    """Any of INSERT, UPDATE, DELETE."""
+    queue: Required[Queue]
+    """The queue the jobs go to (a declared `Queue`)."""
+    when: str
+    """Row condition, an SQL expression over NEW (INSERT, UPDATE) and OLD (UPDATE, DELETE);
+    functions outside pg_catalog must be schema-qualified."""
+
+
+class Trigger(Resource, module="supaqueue", name="Trigger"):
+    """Table events of one table → jobs of one queue (supaqueue/providers/trigger.py)."""
+
+    trigger_id: pulumi.Output[str]
+    """The trigger's id (`supaqueue.table_trigger.id`)."""
+
+    def __init__(
+        self,
+        name: str,
+        args: TriggerArgs,
+        *,
+        installation: Installation,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        problems = trigger_problems(name, args)
+        if problems:
+            raise ConfigError("invalid trigger:\n  - " + "\n  - ".join(map(str, problems)))
+        queue = args["queue"]
+        props: dict[str, Any] = {
+            "name": args["name"],
+            "table": args["table"],
+            "events": list(args["events"]),
+            "when": args.get("when"),
+            "queue_id": queue.queue_id,
+            "db_url": installation.db_url,
+        }
+        own = pulumi.ResourceOptions(depends_on=[queue, *installation.queue_dependencies])
+        super().__init__(
+            TriggerProvider(),
+            name,
+            declared_outputs(props, ["trigger_id"]),
+            with_secret_outputs(pulumi.ResourceOptions.merge(opts, own), SECRET_OUTPUTS),
+        )
+
+
+def trigger_problems(name: str, args: TriggerArgs) -> list[Problem]:
+    """What is wrong with the arguments of the trigger resource `name`."""
+    plain = {key: value for key, value in args.items() if key != "queue"}
+    problems = validate_trigger(plain, path=f"trigger {name!r}", queue_known=False)
+    if not isinstance(args.get("queue"), Queue):
+        problems.append(Problem(f"trigger {name!r}.queue", "must be a declared Queue resource"))
+    return problems
