@@ -1,4 +1,4 @@
-// What the function receives (docs/architecture/dispatch.md, "Dispatch body"): pg_net's body carries only
+// What the function receives (docs/architecture.md, "Dispatch body"): pg_net's body carries only
 // references to a lease, `{"current_job": {"id", "job", "attempt"}}`; the claim
 // (`supaqueue.claim_current_job`) returns the job to run in the shape of `Dispatch`.
 // Both are validated strictly; unknown extra keys are ignored so the engine may add fields.

@@ -1,6 +1,6 @@
 // The request handler: authenticate, read the dispatch's references, answer 202 at once, then in
 // the background claim the lease, call the target and report; each report may hand over the
-// worker's next job (a chain, docs/architecture/dispatch.md), run the same way. pg_net waits for the
+// worker's next job (a chain, docs/architecture.md), run the same way. pg_net waits for the
 // slowest request of each batch, so nothing slow (not even the claim) happens before the answer.
 import { runInBackground } from "./background.ts";
 import { readCapped } from "./capped_read.ts";

@@ -1,4 +1,4 @@
-// supaqueue dispatcher: pg_net POSTs one dispatch per job here (docs/architecture/edge-function.md).
+// supaqueue dispatcher: pg_net POSTs one dispatch per job here (docs/architecture.md).
 import { createHandler } from "./handler.ts";
 
 Deno.serve(createHandler((name) => Deno.env.get(name)));

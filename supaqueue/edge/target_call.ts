@@ -21,7 +21,7 @@ export interface Outcome {
   durationMs: number;
   // The call is over at the target: its answer was read whole, or it never started (or its
   // connection was refused). False: abandoned (deadline, lost connection, cut answer), it may
-  // still be running there, and the database holds its worker (docs/architecture/dispatch.md,
+  // still be running there, and the database holds its worker (docs/architecture.md,
   // "Concurrency at the target").
   over: boolean;
 }
