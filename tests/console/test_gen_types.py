@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner
 from psycopg.types.json import Jsonb
 
+from harness.engine import Engine, install
+from harness.function_process import deno_binary, deno_env, free_port
 from supaqueue.cli.main import root
 from supaqueue.console.typegen import QueueTypes, generate
 from supaqueue.providers.queue.spec import DEFAULT_NON_RETRYABLE, PAYLOAD_SCHEMA_DIALECTS
-from tests.edge.function_process import deno_binary, deno_env, free_port
-from tests.engine.harness import Engine, install
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent

@@ -19,9 +19,9 @@ import httpx
 import psycopg
 import pytest
 
+from harness.pulumi_project import PulumiProject
+from harness.toolchain import REPO
 from supaqueue.migrations import load_migrations
-from tests.e2e.pulumi_project import PulumiProject
-from tests.support.toolchain import REPO
 
 pytestmark = [pytest.mark.engine, pytest.mark.stack]
 

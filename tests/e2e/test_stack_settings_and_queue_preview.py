@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.pulumi_project import PulumiProject
+from harness.pulumi_project import PulumiProject
 from tests.e2e.test_lifecycle import scalar, uninstall
 from tests.e2e.test_two_stacks import failed
 

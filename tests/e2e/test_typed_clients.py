@@ -20,8 +20,8 @@ import pytest
 from click.testing import CliRunner
 from psycopg.types.json import Jsonb
 
+from harness.pulumi_project import PulumiProject
 from supaqueue.cli.main import root
-from tests.e2e.pulumi_project import PulumiProject
 from tests.e2e.test_lifecycle import scalar, uninstall
 from tests.e2e.test_two_stacks import failed
 

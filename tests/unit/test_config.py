@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.toolchain import REPO
 from supaqueue.config import parse_stack_config
 from supaqueue.errors import ConfigError
 from supaqueue.stack_file import stack_file_problems
-from tests.support.toolchain import REPO
 
 LOCAL_ENV = {
     "API_URL": "http://127.0.0.1:54321",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from tests.support.toolchain import REPO
+from harness.toolchain import REPO
 from tests.unit.test_layering import FORBIDDEN, _violations
 
 

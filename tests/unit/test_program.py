@@ -10,8 +10,8 @@ import pulumi
 import pytest
 from pulumi.runtime import config as runtime_config
 
+from harness.toolchain import REPO
 from supaqueue.errors import ConfigError
-from tests.support.toolchain import REPO
 from tests.unit.test_wiring import Recorder, RecordingMonitor, by_name
 
 CONFIG = {
