@@ -3,7 +3,7 @@
 - The shipped package `supaqueue/` imports none of the dev tooling (`tests/`, `benchmarks/`,
   `harness/`, `offline_plugins/`, `scripts/`, `toolchain/`).
 - Its core, the Pulumi library, imports neither the package's local stack, console nor CLI (those
-  may import the core).
+  may import the core); the console imports neither the local stack nor the CLI.
 - `harness/` (what tests and benchmarks drive the real parts with) imports nothing of `tests/` or
   `benchmarks/`; benchmarks never import tests: what both need lives in `harness/`."""
 
@@ -61,6 +61,13 @@ def test_the_core_imports_nothing_of_the_dev_tooling() -> None:
 
 def test_the_shipped_package_imports_nothing_of_the_dev_tooling() -> None:
     assert _violations(REPO / "supaqueue", DEV_TOOLING, skip=()) == []
+
+
+def test_the_console_imports_neither_the_local_stack_nor_the_cli() -> None:
+    console = REPO / "supaqueue" / "console"
+    assert list(console.rglob("*.py")), "no console sources found"
+    not_for_the_console = tuple(bad for bad in FORBIDDEN if bad != "supaqueue.console")
+    assert _violations(console, not_for_the_console, skip=()) == []
 
 
 def test_benchmarks_import_nothing_of_the_tests() -> None:
