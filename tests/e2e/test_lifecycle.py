@@ -19,6 +19,7 @@ import httpx
 import psycopg
 import pytest
 
+from harness.engine import uninstall
 from harness.pulumi_project import PulumiProject
 from harness.toolchain import REPO
 from supaqueue.migrations import load_migrations
@@ -60,12 +61,6 @@ def project(local_stack: Any, tmp_path: Path) -> Iterator[PulumiProject]:
         yield created
     finally:
         created.cleanup()
-
-
-def uninstall(db_url: str) -> None:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute((REPO / "supaqueue" / "sql" / "uninstall.sql").read_text())
-        conn.execute("delete from vault.secrets where name = 'supaqueue_secret'")
 
 
 def scalar(db_url: str, query: str, *params: Any) -> Any:
