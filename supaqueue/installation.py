@@ -2,8 +2,9 @@
 
 Children, in dependency order: the stack id (providers/stack_identity.py); the preflight
 (providers/preflight.py), on which every later child depends, so its check refuses a plan that
-would stop half-way before anything changes; the generated secret; a Deno type check of the Edge
-Function (so a TypeScript error fails `pulumi up` before anything changes); the ownership gate
+would stop half-way before anything changes; the generated secret; a Deno type check of each Edge
+Function source other than the shipped dispatcher (which our CI checks), so a TypeScript error
+fails `pulumi up` before anything changes; the ownership gate
 (providers/ownership_gate.py), on which everything that changes the project depends, so an
 installation another stack owns stops preview and `up` before any change; the function secret
 `SUPAQUEUE_SECRET`; the `supaqueue` Edge Function (verify_jwt off; deployed before the schema: a
@@ -136,11 +137,16 @@ def args_from_config(config: StackConfig) -> SupaqueueArgs:
     return args
 
 
-def deno_binary() -> str:
-    """The Deno the toolchain installed (env SUPAQUEUE_DENO overrides)."""
+def deno_binary(folders: list[str]) -> str:
+    """The Deno that type-checks the function sources `folders` (`$SUPAQUEUE_DENO`, else PATH)."""
     found = find_deno()
     if found is None:
-        raise ConfigError("deno is not installed: run `make toolchain` (or set SUPAQUEUE_DENO)")
+        raise ConfigError(
+            f"deno is not installed; it type-checks the Edge Function source(s) "
+            f"{', '.join(folders)} before anything changes: install Deno (or set "
+            "SUPAQUEUE_DENO; in this repository `make toolchain`), or leave dispatcher_dir "
+            "unset to deploy the shipped function"
+        )
     return found
 
 
@@ -179,7 +185,8 @@ def resolve(args: SupaqueueArgs) -> Resolved:
     assert mode is not None  # judged above
     functions = _function_sources(args) if mode.owns else []
     # Deno only where a source needs checking: never for an external stack, nor the shipped one.
-    deno = deno_binary() if any(f.checked for f in functions) else None
+    checked = [str(f.folder) for f in functions if f.checked]
+    deno = deno_binary(checked) if checked else None
     api = None
     if args.get("access_token"):
         api = ApiTarget(
@@ -187,7 +194,7 @@ def resolve(args: SupaqueueArgs) -> Resolved:
             project_ref=args["project_ref"],
             access_token=args["access_token"],
         )
-    chain_budget = chain_rows(args, [], key=lambda setting: setting.setting)  # judged above
+    chain_budget = chain_rows(args, [], key=lambda budget: budget.setting)  # judged above
     return Resolved(mode.owns, functions, deno, api, chain_budget)
 
 
@@ -274,44 +281,12 @@ class Supaqueue(pulumi.ComponentResource):
     def _install_owner(
         self, name: str, args: SupaqueueArgs, resolved: Resolved, functions_url: str
     ) -> pulumi.Output[int]:
-        """Secret, type checks, ownership gate, Vault entry, function secret, functions, schema,
-        settings (and the Data API exposure): what the stack that owns supaqueue installs."""
+        """What the stack that owns supaqueue installs: secret, type checks, ownership gate,
+        Vault entry, function secret, functions, schema, settings, Data API exposure."""
         assert resolved.api is not None  # an owner has an access token (installation_spec)
-        child = pulumi.ResourceOptions(parent=self, depends_on=[self.preflight])
-        secret = random.RandomPassword(
-            f"{name}-secret",
-            length=SECRET_LENGTH,
-            special=False,
-            keepers={"version": str(setting(args, "secret_version"))},
-            opts=child,
-        )
-        # Secret whatever the random provider says: it feeds Vault and the function secret.
-        secret_value: pulumi.Output[str] = pulumi.Output.secret(secret.result)  # type: ignore[arg-type]
         dispatcher, *others = resolved.functions
         checks = self._deno_checks(name, [dispatcher], resolved.deno)
-        # The gate first: everything that changes the project depends on it, so another
-        # stack's installation stops them all at preview, before any change.
-        self.gate = OwnershipGate(
-            f"{name}-ownership-gate",
-            db_url=self.db_url,
-            owner=self._declared_owner,
-            secret=secret_value,
-            vault_secret_name=VAULT_SECRET_NAME,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight, *checks]),
-        )
-        after_gate = pulumi.ResourceOptions(parent=self, depends_on=[*checks, self.gate])
-        # Before the schema, so a destroy removes it after the schema: a destroy the schema's
-        # delete refuses leaves the installation its secret (providers/destroy_guard.py).
-        self.vault_secret = VaultSecret(
-            f"{name}-vault-secret", self.db_url, VAULT_SECRET_NAME, secret_value, after_gate
-        )
-        self.function_secret = FunctionSecret(
-            f"{name}-function-secret",
-            api=resolved.api,
-            secret_name=FUNCTION_SECRET_NAME,
-            value=secret_value,
-            opts=after_gate,
-        )
+        self._declare_gate_and_secrets(name, args, resolved.api, checks)
         self.function = self._edge_function(
             name, dispatcher, resolved.api, [*checks, self.gate, self.function_secret]
         )
@@ -336,6 +311,43 @@ class Supaqueue(pulumi.ComponentResource):
             )
             self.queue_dependencies.append(self.demo_function)
         return self.schema.schema_version
+
+    def _declare_gate_and_secrets(
+        self, name: str, args: SupaqueueArgs, api: ApiTarget, checks: list[pulumi.Resource]
+    ) -> None:
+        """The generated secret, the ownership gate, the Vault entry and the function secret."""
+        secret = random.RandomPassword(
+            f"{name}-secret",
+            length=SECRET_LENGTH,
+            special=False,
+            keepers={"version": str(setting(args, "secret_version"))},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
+        )
+        # Secret whatever the random provider says: it feeds Vault and the function secret.
+        secret_value: pulumi.Output[str] = pulumi.Output.secret(secret.result)  # type: ignore[arg-type]
+        # The gate first: everything that changes the project depends on it, so another
+        # stack's installation stops them all at preview, before any change.
+        self.gate = OwnershipGate(
+            f"{name}-ownership-gate",
+            db_url=self.db_url,
+            owner=self._declared_owner,
+            secret=secret_value,
+            vault_secret_name=VAULT_SECRET_NAME,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight, *checks]),
+        )
+        after_gate = pulumi.ResourceOptions(parent=self, depends_on=[*checks, self.gate])
+        # Before the schema, so a destroy removes it after the schema: a destroy the schema's
+        # delete refuses leaves the installation its secret (providers/destroy_guard.py).
+        self.vault_secret = VaultSecret(
+            f"{name}-vault-secret", self.db_url, VAULT_SECRET_NAME, secret_value, after_gate
+        )
+        self.function_secret = FunctionSecret(
+            f"{name}-function-secret",
+            api=api,
+            secret_name=FUNCTION_SECRET_NAME,
+            value=secret_value,
+            opts=after_gate,
+        )
 
     def _declare_settings(
         self, name: str, args: SupaqueueArgs, resolved: Resolved, functions_url: str
