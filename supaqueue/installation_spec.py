@@ -4,7 +4,7 @@ The component (installation.py) calls `installation_problems` on its arguments, 
 they were written: the stack config (config.py only maps YAML to these arguments) or a Python
 program. Each rule is written once: a queue's in queue/spec.py, a trigger's and a schedule's in
 their spec.py, the chain budget's in chain_budget.py, the installation modes here. The same
-functions are the providers' `check` (the engine-side guard), so a refusal reads the same
+functions are what the providers' `check` (the engine-side guard) calls, so a refusal reads the same
 wherever it comes from. The SQL constraints stay the authority for limits (drift tests).
 """
 

@@ -1,7 +1,9 @@
 """What a queue declaration may say, its defaults, and validation with messages naming the field.
 
-Used twice: by the stack config (`supaqueue:queues`, a list of these objects) and by the queue
-provider's `check`, so a bad queue fails `pulumi preview` the same way whichever path made it.
+Written once, used everywhere a queue is judged: by the `Supaqueue` component for the queues
+it declares (installation_spec.py, whether they come from the stack config or from Python), by
+a `Queue` declared directly in Python (`queue_problems`), and by the queue provider's `check`,
+so a bad queue fails the same way, with the same message, whichever path made it.
 Keys are the column names of `supaqueue.queue` (sql/), except `headers` (`default_headers`),
 `workers` (rows of `supaqueue.worker`) and `discard_unfinished_on_delete` (Pulumi-side only).
 Defaults equal the columns' defaults, so a declaration states the whole effective policy.
