@@ -263,7 +263,7 @@ def test_guard_rails(project: PulumiProject, local_stack: Any) -> None:
     )
     failed = project.run("preview", check=False)
     assert failed.returncode != 0
-    assert "supaqueue:queues[0].workers: must be at least 1, got -1" in failed.stdout
+    assert "queue 'e2e-guarded'.workers: must be at least 1, got -1" in failed.stdout
     assert "Traceback" not in failed.stdout + failed.stderr
 
     guarded = {"name": "e2e-guarded", "edge_function_name": "x", "paused": True}

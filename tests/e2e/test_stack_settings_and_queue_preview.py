@@ -50,7 +50,7 @@ def test_chain_budget_and_queue_previews(
     # The chain budget: written by up, checked at preview, deleted when the key goes.
     dev.configure(target="local", demo=True, queues=DEV_QUEUES, chainMaxJobs=1001)
     out = failed(dev, "preview")
-    assert "supaqueue:chainMaxJobs: must be a whole number from 0 to 1000" in out, out[-3000:]
+    assert "chain_max_jobs: must be a whole number from 0 to 1000" in out, out[-3000:]
     dev.configure(target="local", demo=True, queues=DEV_QUEUES, chainMaxJobs=20)
     dev.up()
     assert scalar(db_url, CHAIN_ROW) == "20"

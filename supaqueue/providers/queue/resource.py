@@ -18,7 +18,7 @@ from pulumi.dynamic import Resource
 from supaqueue.errors import ConfigError
 from supaqueue.providers.base import declared_outputs, with_secret_outputs
 from supaqueue.providers.queue.provider import SECRET_OUTPUTS, QueueProvider
-from supaqueue.providers.queue.spec import Problem, validate_queue, with_defaults
+from supaqueue.providers.queue.spec import queue_problems, with_defaults
 
 
 class QueueArgs(TypedDict, total=False):
@@ -126,7 +126,7 @@ class Queue(Resource, module="supaqueue", name="Queue"):
         installation: Installation,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        problems = queue_problems(name, args)
+        problems = queue_problems(args, f"queue {name!r}")
         if problems:
             raise ConfigError("invalid queue:\n  - " + "\n  - ".join(map(str, problems)))
         plain = {key: value for key, value in args.items() if not _is_output(value)}
@@ -145,13 +145,6 @@ class Queue(Resource, module="supaqueue", name="Queue"):
             declared_outputs(props, ["queue_id"]),
             with_secret_outputs(pulumi.ResourceOptions.merge(opts, own), SECRET_OUTPUTS),
         )
-
-
-def queue_problems(name: str, args: QueueArgs) -> list[Problem]:
-    """What is wrong with the arguments of the queue resource `name` (outputs: not known yet)."""
-    plain = {key: value for key, value in args.items() if not _is_output(value)}
-    unknown = {key for key, value in args.items() if _is_output(value)}
-    return validate_queue(plain, path=f"queue {name!r}", unknown=unknown)
 
 
 def legacy_urn(name: str, parent: pulumi.Resource | str | None) -> pulumi.Output[str]:

@@ -22,7 +22,11 @@ from supaqueue.providers.base import declared_outputs, with_secret_outputs
 from supaqueue.providers.queue.resource import Installation, Queue
 from supaqueue.providers.queue.spec import Problem
 from supaqueue.providers.trigger.provider import SECRET_OUTPUTS, TriggerProvider
-from supaqueue.providers.trigger.spec import validate_trigger
+from supaqueue.providers.trigger.spec import (
+    normalized_events,
+    normalized_when,
+    validate_trigger,
+)
 
 
 class TriggerArgs(TypedDict, total=False):
@@ -62,8 +66,8 @@ class Trigger(Resource, module="supaqueue", name="Trigger"):
         props: dict[str, Any] = {
             "name": args["name"],
             "table": args["table"],
-            "events": list(args["events"]),
-            "when": args.get("when"),
+            "events": normalized_events(args["events"]),
+            "when": normalized_when(args.get("when")),
             "queue_id": queue.queue_id,
             "db_url": installation.db_url,
         }
