@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
-from pulumi.runtime.proto import plugin_pb2
+from pulumi.runtime.proto import language_pb2_grpc, plugin_pb2
+
+from offline_plugins.common.serve import engine_address, serve
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -124,4 +126,24 @@ def plugin_dependency(req: PluginRequirement) -> plugin_pb2.PluginDependency:
     """The (older) GetRequiredPlugins form of a requirement."""
     return plugin_pb2.PluginDependency(
         name=req.name, kind=req.kind, version=req.version, server=req.server
+    )
+
+
+def serve_language_host(
+    argv: Sequence[str], make_host: Callable[[str | None], Any], version: str
+) -> int:
+    """The `__main__` of every offline language host: `-version`, else serve until stopped.
+
+    `make_host(engine_address)` returns the LanguageRuntime servicer; its `running`
+    (RunningPrograms) is stopped before the server stops.
+    """
+    if "-version" in argv or "--version" in argv:
+        print(version)
+        return 0
+    engine = engine_address(argv)
+    host = make_host(engine)
+    return serve(
+        lambda server: language_pb2_grpc.add_LanguageRuntimeServicer_to_server(host, server),
+        engine=engine,
+        on_stop=host.running.stop_all,
     )
