@@ -126,11 +126,14 @@ host_kind() {
     echo "none"
   elif grep -qs "Offline equivalent of the official" <(head -c 400 "$(readlink -f "$link")"); then
     echo "offline equivalent"
+  elif [[ "$(readlink -f "$link")" == "$cache/"* ]]; then
+    echo "official $(cut -d' ' -f1 "$cache/bin/.pulumi-language-$1.version"), built from Go modules"
   else
-    echo "official"
+    echo "official, from $(dirname "$(readlink -f "$link")")"
   fi
 }
+# Not a step (nothing is installed here): printed on every run, as the last line's preamble.
 for lang in python nodejs go yaml; do
-  step "language host $lang: $(host_kind "$lang")"
+  printf '    language host %-6s %s\n' "$lang:" "$(host_kind "$lang")"
 done
 step "toolchain ready: $(pulumi version), $("$deno" --version | head -1)"
