@@ -327,8 +327,9 @@ class Recorder:
             args=["extra-arg"],
             config={"proj:greeting": "hi", "aws:config:region": "eu-west-1"},
             configSecretKeys=["proj:greeting"],
-            info=program_info(self.program, "index.ts", tsconfig="tsconfig.pulumi.json"),
+            info=program_info(self.program, tsconfig="tsconfig.pulumi.json"),
         )
+        req.info.entry_point = "index.ts"
         for key, value in changes.items():
             if key == "info":
                 req.info.CopyFrom(value)

@@ -75,13 +75,13 @@ def start_host(module: str, engine: str, extra_env: dict[str, str] | None = None
     return Host(proc, port, language_pb2_grpc.LanguageRuntimeStub(channel))
 
 
-def program_info(root: Path, entry_point: str = ".", **options: object) -> language_pb2.ProgramInfo:
+def program_info(root: Path, **options: object) -> language_pb2.ProgramInfo:
     opts = struct_pb2.Struct()
     opts.update(options)
     return language_pb2.ProgramInfo(
         root_directory=str(root),
         program_directory=str(root),
-        entry_point=entry_point,
+        entry_point=".",
         options=opts,
     )
 
