@@ -76,17 +76,22 @@ else
   done
 fi
 
-# 3b. The YAML language host, when the CLI on PATH has none: built from Go modules like the CLI
-# (about 40 s after the CLI build, whose compiled packages it reuses), in the background of the
-# network-bound steps 4 and 5. Waited for before the summary.
-yaml_pid=""
+# 3b. The YAML language host, when the CLI on PATH has none, and pulumi-sdkgen (SDK generation
+# for the offline hosts) when there is no official CLI: built from Go modules like the CLI (about
+# 40 s and 15 s after the CLI build, whose compiled packages they reuse), one after the other in
+# the background of the network-bound steps 4 and 5. Waited for before the summary.
+go_pid=""
+go_log="$cache/logs/go-tools.log"
 if [ ! -e "$root/.toolchain/bin/pulumi-language-yaml" ] || [ -z "$official" ]; then
   mkdir -p "$cache/logs"
   if [ ! -x "$cache/bin/pulumi-language-yaml" ]; then
     step "building pulumi-language-yaml from Go modules in the background (first run only)"
   fi
-  "$here/build-pulumi-language-yaml.sh" "$cache/bin" >"$cache/logs/pulumi-language-yaml.log" 2>&1 &
-  yaml_pid=$!
+  (
+    "$here/build-pulumi-language-yaml.sh" "$cache/bin"
+    if [ -z "$official" ]; then "$here/build-pulumi-sdkgen.sh" "$cache/bin"; fi
+  ) >"$go_log" 2>&1 &
+  go_pid=$!
 fi
 
 # 4. Deno, from the npm registry.
@@ -111,12 +116,15 @@ if [ -n "$official" ]; then
 else
   "$here/install-offline-plugins.sh"
 fi
-if [ -n "$yaml_pid" ]; then
-  if ! wait "$yaml_pid"; then
-    tail -30 "$cache/logs/pulumi-language-yaml.log" >&2
-    die "building pulumi-language-yaml failed (full log: $cache/logs/pulumi-language-yaml.log)"
+if [ -n "$go_pid" ]; then
+  if ! wait "$go_pid"; then
+    tail -30 "$go_log" >&2
+    die "building pulumi-language-yaml or pulumi-sdkgen failed (full log: $go_log)"
   fi
   ln -sfn "$cache/bin/pulumi-language-yaml" "$root/.toolchain/bin/pulumi-language-yaml"
+  if [ -z "$official" ]; then
+    ln -sfn "$cache/bin/pulumi-sdkgen" "$root/.toolchain/bin/pulumi-sdkgen"
+  fi
 fi
 
 # 6. Say which language host serves each language: official, or our offline equivalent.

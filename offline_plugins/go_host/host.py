@@ -16,6 +16,7 @@ from offline_plugins.common.language_runtime import (
 )
 from offline_plugins.common.language_runtime import unimplemented as unimplemented_by
 from offline_plugins.common.programs import RunningPrograms
+from offline_plugins.common.sdkgen import generate_package
 from offline_plugins.go_host import VERSION
 from offline_plugins.go_host.install import install_dependencies
 from offline_plugins.go_host.modules import go_version, program_dependencies, required_plugins
@@ -105,6 +106,12 @@ class GoLanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
         )
 
     @reported
+    def GeneratePackage(
+        self, request: language_pb2.GeneratePackageRequest, context: Any
+    ) -> language_pb2.GeneratePackageResponse:
+        return generate_package("go", request)
+
+    @reported
     def Cancel(self, request: empty_pb2.Empty, context: Any) -> empty_pb2.Empty:
         self.running.stop_all()
         return empty_pb2.Empty()
@@ -112,6 +119,5 @@ class GoLanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
     RunPlugin = unimplemented("RunPlugin")
     GenerateProgram = unimplemented("GenerateProgram")
     GenerateProject = unimplemented("GenerateProject")
-    GeneratePackage = unimplemented("GeneratePackage")
     Pack = unimplemented("Pack")
     Link = unimplemented("Link")

@@ -17,6 +17,7 @@ from offline_plugins.common.language_runtime import (
 )
 from offline_plugins.common.language_runtime import unimplemented as unimplemented_by
 from offline_plugins.common.programs import RunningPrograms, without_own_sources
+from offline_plugins.common.sdkgen import generate_package
 from offline_plugins.nodejs_host import VERSION
 from offline_plugins.nodejs_host.install import install_dependencies, npm_binary
 from offline_plugins.nodejs_host.options import package_manager, parse_options, require_npm
@@ -133,6 +134,12 @@ class NodeLanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
         )
 
     @reported
+    def GeneratePackage(
+        self, request: language_pb2.GeneratePackageRequest, context: Any
+    ) -> language_pb2.GeneratePackageResponse:
+        return generate_package("nodejs", request)
+
+    @reported
     def Cancel(self, request: empty_pb2.Empty, context: Any) -> empty_pb2.Empty:
         self.running.stop_all()
         return empty_pb2.Empty()
@@ -141,6 +148,5 @@ class NodeLanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
     RunPlugin = unimplemented("RunPlugin")
     GenerateProgram = unimplemented("GenerateProgram")
     GenerateProject = unimplemented("GenerateProject")
-    GeneratePackage = unimplemented("GeneratePackage")
     Pack = unimplemented("Pack")
     Link = unimplemented("Link")

@@ -298,7 +298,7 @@ def test_about_names_node_and_npm(host: Host, tmp_path: Path) -> None:
 def test_code_generation_answers_unimplemented(host: Host) -> None:
     for call, request in (
         (host.stub.Pack, language_pb2.PackRequest()),
-        (host.stub.GeneratePackage, language_pb2.GeneratePackageRequest()),
+        (host.stub.GenerateProject, language_pb2.GenerateProjectRequest()),
         (host.stub.RunPlugin, language_pb2.RunPluginRequest()),
     ):
         with pytest.raises(grpc.RpcError) as caught:
@@ -569,3 +569,18 @@ def test_cli_reports_a_program_exit_code(project: Project) -> None:
     result = project.pulumi("preview", check=False)
     assert result.returncode != 0
     assert "program exited with non-zero exit code: 3" in result.stdout + result.stderr
+
+
+def test_generate_package_without_sdkgen_names_the_fix(
+    fake_engine: tuple[str, grpc.Server], tmp_path: Path
+) -> None:
+    absent = str(tmp_path / "absent")
+    started = start_host(HOST_MODULE, fake_engine[0], {"SUPAQUEUE_PULUMI_SDKGEN": absent})
+    try:
+        req = language_pb2.GeneratePackageRequest(directory=str(tmp_path), schema="{}")
+        with pytest.raises(grpc.RpcError) as caught:
+            started.stub.GeneratePackage(req)
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert f"SUPAQUEUE_PULUMI_SDKGEN is set to {absent!r}" in caught.value.details()
+    finally:
+        assert started.stop()[0] == 0
