@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 from types import ModuleType
 
-from tests.support.toolchain import REPO
+from harness.toolchain import REPO
 
 
 def generator() -> ModuleType:
