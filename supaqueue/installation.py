@@ -142,7 +142,10 @@ def deno_binary() -> str:
     """The Deno the toolchain installed (env SUPAQUEUE_DENO overrides)."""
     found = find_deno()
     if found is None:
-        raise ConfigError("deno is not installed: run `make toolchain` (or set SUPAQUEUE_DENO)")
+        raise ConfigError(
+            "deno is not installed (pulumi up type-checks the Edge Function with it): install "
+            "Deno 2 and put it on PATH, or set SUPAQUEUE_DENO to the deno binary"
+        )
     return found
 
 
