@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -63,9 +64,35 @@ def build_wheel(work: Path) -> Path:
     return wheel
 
 
-def wheelhouse() -> Path:
+def wheelhouse(wheel: Path) -> Path:
+    """A folder of wheels holding every dependency of `wheel` (all extras) at the pinned
+    versions: `pip install --no-index --find-links <it>` installs offline."""
     digest = hashlib.sha256(CONSTRAINTS.read_bytes()).hexdigest()[:16]
-    return CACHE / "wheelhouse" / digest
+    house = CACHE / "wheelhouse" / digest
+    house.mkdir(parents=True, exist_ok=True)
+    download = [sys.executable, "-m", "pip", "download", "-q", "-c", str(CONSTRAINTS)]
+    download += ["-d", str(house), f"{wheel}[{ALL_EXTRAS}]"]
+    # pytest-xdist workers may fill it at once: one download at a time
+    with (house.parent / f".{house.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:  # complete already? (resolves from the folder alone)
+            run([*download, "--no-index", "--find-links", str(house)])
+        except AssertionError:  # a new machine or new pins: fill it from the index, once
+            run(download)
+        for copy in house.glob("supaqueue-*"):  # the wheel itself is always given by its path
+            copy.unlink()
+    return house
+
+
+def offline_pip_env(wheel: Path) -> dict[str, str]:
+    """pip's settings (environment variables) that install `wheel`'s dependencies offline, at
+    the pinned versions."""
+    return {
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(wheelhouse(wheel)),
+        "PIP_CONSTRAINT": str(CONSTRAINTS),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
 
 
 def fresh_venv(venv: Path, wheel: Path, extras: str = "") -> Path:
@@ -73,20 +100,10 @@ def fresh_venv(venv: Path, wheel: Path, extras: str = "") -> Path:
     its python."""
     run([sys.executable, "-m", "venv", str(venv)])
     python = venv / "bin" / "python"
-    house = wheelhouse()
-    house.mkdir(parents=True, exist_ok=True)
     requirement = f"{wheel}[{extras}]" if extras else str(wheel)
-    pip = [str(python), "-m", "pip", "install", "-q", "-c", str(CONSTRAINTS)]
-    offline = [*pip, "--no-index", "--find-links", str(house), requirement]
-    # pytest-xdist workers may fill it at once: one download at a time
-    with (house.parent / f".{house.name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            run(offline)
-        except AssertionError:  # a new machine or new pins: fill the wheelhouse, once
-            download = [str(python), "-m", "pip", "download", "-q", "-c", str(CONSTRAINTS)]
-            run([*download, "-d", str(house), f"{wheel}[{ALL_EXTRAS}]"])
-            for stale in house.glob("supaqueue-*"):  # the wheel itself is always the argument
-                stale.unlink()
-            run(offline)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    run(
+        [str(python), "-m", "pip", "install", "-q", requirement],
+        env={**env, **offline_pip_env(wheel)},
+    )
     return python
