@@ -152,6 +152,10 @@ def test_a_users_project_installs_the_wheel_and_runs_on_its_own_local_stack(
     for slug in ("send-email", "make-thumbnail"):
         stack.deploy(slug, {"index.ts": HANDLER})
 
+    # Served by supaqueue's resource plugin from the project's venv: no dynamic provider.
+    exported = project.pulumi("stack", "export")
+    assert "pulumi-python:dynamic" not in exported
+    assert '"type": "supaqueue:index:Queue"' in exported
     # A second preview plans no change.
     preview = json.loads(project.pulumi("preview", "--json", "--show-sames"))
     ops = {step["urn"].split("::")[-1]: step["op"] for step in preview["steps"]}

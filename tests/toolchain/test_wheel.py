@@ -74,6 +74,7 @@ def test_the_wheel_holds_the_package_and_nothing_else(wheel: Path) -> None:
         "supaqueue/local_stack/edge_bootstrap.ts",
         "supaqueue/local_stack/sql/roles.sql",
         "supaqueue/local_stack/management_api.openapi.json",
+        "supaqueue/provider/schema.json",
     ):
         assert required in shipped, required
 
@@ -88,6 +89,7 @@ def test_the_metadata_asks_for_ranges_and_names_the_command(wheel: Path) -> None
     assert set(metadata.get_all("Provides-Extra") or []) >= {"console", "local-stack"}
     entry_points = archive.read("supaqueue-0.1.0.dist-info/entry_points.txt").decode()
     assert "supaqueue = supaqueue.cli.main:main" in entry_points
+    assert "pulumi-resource-supaqueue = supaqueue.provider.server:main" in entry_points
 
 
 PROBE = r"""
@@ -149,6 +151,8 @@ def test_the_command_runs_and_names_the_extra_a_part_needs(
     venv_python: Path, tmp_path: Path
 ) -> None:
     command = venv_python.parent / "supaqueue"
+    # The resource plugin the engine starts is installed beside it (Pulumi.yaml names the folder).
+    assert (venv_python.parent / "pulumi-resource-supaqueue").is_file()
     help_text = subprocess.run(
         [str(command), "--help"],
         cwd=tmp_path,
