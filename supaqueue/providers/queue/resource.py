@@ -1,10 +1,10 @@
-"""`Queue`: one supaqueue queue as code, one resource (`pulumi-python:dynamic/supaqueue:Queue`).
+"""`Queue`: one supaqueue queue as code, one resource (`supaqueue:index:Queue`).
 
     emails = Queue("emails", {"name": "emails", "edge_function_name": "send-email",
                               "workers": 5, "rate_limit_per_second": 10}, installation=sq)
 
 Stack config `supaqueue:queues` declares the same objects; `Supaqueue` turns each into a Queue
-named `<installation>-queue-<name>`. A queue is the dynamic resource itself (no wrapping
+named `<installation>-queue-<name>`. A queue is the resource itself (no wrapping
 component), so adding one queue to a stack is exactly one create.
 """
 
@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import Any, Protocol, Required, TypedDict
 
 import pulumi
-from pulumi.dynamic import Resource
 
 from supaqueue.errors import ConfigError
 from supaqueue.providers.base import declared_outputs, with_secret_outputs
-from supaqueue.providers.queue.provider import SECRET_OUTPUTS, QueueProvider
+from supaqueue.providers.custom import SupaqueueResource
+from supaqueue.providers.queue.provider import SECRET_OUTPUTS
 from supaqueue.providers.queue.spec import Problem, validate_queue, with_defaults
 
 
@@ -112,7 +112,7 @@ LEGACY_COMPONENT_TYPE = "supaqueue:index:Queue"
 TYPE = "pulumi-python:dynamic/supaqueue:Queue"
 
 
-class Queue(Resource, module="supaqueue", name="Queue"):
+class Queue(SupaqueueResource, kind="Queue"):
     """One queue: its `supaqueue.queue` row and its workers (provider.py, beside this file)."""
 
     queue_id: pulumi.Output[str]
@@ -140,7 +140,6 @@ class Queue(Resource, module="supaqueue", name="Queue"):
             aliases=[legacy_urn(name, opts.parent if opts else None)],
         )
         super().__init__(
-            QueueProvider(),
             name,
             declared_outputs(props, ["queue_id"]),
             with_secret_outputs(pulumi.ResourceOptions.merge(opts, own), SECRET_OUTPUTS),

@@ -1,4 +1,4 @@
-"""`Schedule`: jobs on a cron schedule, one resource (`pulumi-python:dynamic/supaqueue:Schedule`).
+"""`Schedule`: jobs on a cron schedule, one resource (`supaqueue:index:Schedule`).
 
     nightly = Schedule("nightly-report", {"name": "nightly-report", "cron": "0 3 * * *",
                                           "queue": reports, "payload": {"kind": "daily"},
@@ -15,13 +15,13 @@ from __future__ import annotations
 from typing import Any, Protocol, Required, TypedDict
 
 import pulumi
-from pulumi.dynamic import Resource
 
 from supaqueue.errors import ConfigError
 from supaqueue.providers.base import declared_outputs, with_secret_outputs
+from supaqueue.providers.custom import SupaqueueResource
 from supaqueue.providers.queue.resource import Installation, Queue
 from supaqueue.providers.queue.spec import Problem
-from supaqueue.providers.schedule.provider import SECRET_OUTPUTS, ScheduleProvider
+from supaqueue.providers.schedule.provider import SECRET_OUTPUTS
 from supaqueue.providers.schedule.spec import DEFAULT_TIMEZONE, validate_schedule
 
 
@@ -47,7 +47,7 @@ class ScheduleInstallation(Installation, Protocol):
     def migrations_dir(self) -> str: ...
 
 
-class Schedule(Resource, module="supaqueue", name="Schedule"):
+class Schedule(SupaqueueResource, kind="Schedule"):
     """One schedule → jobs of one queue (supaqueue/providers/schedule.py)."""
 
     schedule_id: pulumi.Output[str]
@@ -80,7 +80,6 @@ class Schedule(Resource, module="supaqueue", name="Schedule"):
         }
         own = pulumi.ResourceOptions(depends_on=[queue, *installation.queue_dependencies])
         super().__init__(
-            ScheduleProvider(),
             name,
             declared_outputs(props, ["schedule_id", "next_run_at", "next_runs"]),
             with_secret_outputs(pulumi.ResourceOptions.merge(opts, own), SECRET_OUTPUTS),

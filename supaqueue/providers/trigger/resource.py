@@ -1,4 +1,4 @@
-"""`Trigger`: table events → jobs, one resource (`pulumi-python:dynamic/supaqueue:Trigger`).
+"""`Trigger`: table events → jobs, one resource (`supaqueue:index:Trigger`).
 
     new_orders = Trigger("new-orders", {"name": "new-orders", "table": "public.orders",
                                         "events": ["INSERT", "UPDATE"], "queue": emails,
@@ -15,13 +15,13 @@ from __future__ import annotations
 from typing import Any, Required, TypedDict
 
 import pulumi
-from pulumi.dynamic import Resource
 
 from supaqueue.errors import ConfigError
 from supaqueue.providers.base import declared_outputs, with_secret_outputs
+from supaqueue.providers.custom import SupaqueueResource
 from supaqueue.providers.queue.resource import Installation, Queue
 from supaqueue.providers.queue.spec import Problem
-from supaqueue.providers.trigger.provider import SECRET_OUTPUTS, TriggerProvider
+from supaqueue.providers.trigger.provider import SECRET_OUTPUTS
 from supaqueue.providers.trigger.spec import validate_trigger
 
 
@@ -41,7 +41,7 @@ class TriggerArgs(TypedDict, total=False):
     functions outside pg_catalog must be schema-qualified."""
 
 
-class Trigger(Resource, module="supaqueue", name="Trigger"):
+class Trigger(SupaqueueResource, kind="Trigger"):
     """Table events of one table → jobs of one queue (supaqueue/providers/trigger.py)."""
 
     trigger_id: pulumi.Output[str]
@@ -69,7 +69,6 @@ class Trigger(Resource, module="supaqueue", name="Trigger"):
         }
         own = pulumi.ResourceOptions(depends_on=[queue, *installation.queue_dependencies])
         super().__init__(
-            TriggerProvider(),
             name,
             declared_outputs(props, ["trigger_id"]),
             with_secret_outputs(pulumi.ResourceOptions.merge(opts, own), SECRET_OUTPUTS),
