@@ -112,8 +112,38 @@ LEGACY_COMPONENT_TYPE = "supaqueue:index:Queue"
 TYPE = "pulumi-python:dynamic/supaqueue:Queue"
 
 
+def keyword_args(what: str, name: str, args: Any, fields: dict[str, Any]) -> Any:
+    """The declaration: `args`, or the keywords of the form `pulumi import` prints
+    (`supaqueue.Queue("q", name="q", edge_function_name="f", opts=...)`), never both."""
+    if args is not None and fields:
+        raise ConfigError(
+            f"{what} {name!r}: give its settings as one dict or as keywords, not both "
+            f"(keywords: {', '.join(sorted(fields))})"
+        )
+    return dict(fields) if args is None else args
+
+
+def installation_of(
+    what: str, name: str, installation: Any, opts: pulumi.ResourceOptions | None
+) -> Any:
+    """`installation`, else the `Supaqueue` component that is the resource's parent (as in the
+    code `pulumi import --parent` prints)."""
+    if installation is not None:
+        return installation
+    parent = opts.parent if opts else None
+    if all(hasattr(parent, attr) for attr in ("db_url", "owner", "queue_dependencies")):
+        return parent
+    raise ConfigError(
+        f"{what} {name!r}: no installation: pass installation=<the Supaqueue component>, or make "
+        "that component its parent (opts=pulumi.ResourceOptions(parent=...))"
+    )
+
+
 class Queue(SupaqueueResource, kind="Queue"):
-    """One queue: its `supaqueue.queue` row and its workers (provider.py, beside this file)."""
+    """One queue: its `supaqueue.queue` row and its workers (provider.py, beside this file).
+
+    Declared as `Queue(name, {settings}, installation=sq)` or, as `pulumi import` prints it,
+    `Queue(name, name=..., edge_function_name=..., opts=pulumi.ResourceOptions(parent=sq))`."""
 
     queue_id: pulumi.Output[str]
     """The queue's id (`supaqueue.queue.id`), for `INSERT INTO supaqueue.job (queue, …)`."""
@@ -121,11 +151,14 @@ class Queue(SupaqueueResource, kind="Queue"):
     def __init__(
         self,
         name: str,
-        args: QueueArgs,
+        args: QueueArgs | None = None,
         *,
-        installation: Installation,
+        installation: Installation | None = None,
         opts: pulumi.ResourceOptions | None = None,
+        **fields: Any,
     ) -> None:
+        args = keyword_args("queue", name, args, fields)
+        installation = installation_of("queue", name, installation, opts)
         problems = queue_problems(name, args)
         if problems:
             raise ConfigError("invalid queue:\n  - " + "\n  - ".join(map(str, problems)))
