@@ -113,6 +113,9 @@ class SupaqueueProviderServicer(provider_pb2_grpc.ResourceProviderServicer):
     def Check(self, request: Any, context: Any) -> Any:
         olds = rpc.deserialize_properties(request.olds, True)
         news = rpc.deserialize_properties(request.news, True)
+        if importing.needs_db_url(kind_of(type_of(request)), news):
+            # `pulumi import` checks what the read gave (no URL): the configured one serves.
+            news = importing.with_db_url(kind_of(type_of(request)), news, self.db_url)
         result = registry.provider_for(type_of(request)).check(olds, news)
         failures = [
             proto.CheckFailure(property=f.property, reason=f.reason) for f in result.failures

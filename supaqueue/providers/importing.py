@@ -64,8 +64,13 @@ class Imported:
 def config_db_url(variables: Mapping[str, str], env: Mapping[str, str]) -> str | None:
     """The database the stack config names: `supaqueue:dbUrl`, else with `supaqueue:target:
     local` the environment's DB_URL (as supaqueue/config.py reads it for the program)."""
-    url = variables.get("supaqueue:dbUrl")
-    if not url and variables.get("supaqueue:target") == "local":
+
+    def value(key: str) -> str | None:
+        # The engine names config variables `supaqueue:config:<key>` (its older form).
+        return variables.get(f"supaqueue:{key}") or variables.get(f"supaqueue:config:{key}")
+
+    url = value("dbUrl")
+    if not url and value("target") == "local":
         url = env.get("DB_URL")
     return url or None
 

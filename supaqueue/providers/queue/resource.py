@@ -142,24 +142,24 @@ def installation_of(
 class Queue(SupaqueueResource, kind="Queue"):
     """One queue: its `supaqueue.queue` row and its workers (provider.py, beside this file).
 
-    Declared as `Queue(name, {settings}, installation=sq)` or, as `pulumi import` prints it,
-    `Queue(name, name=..., edge_function_name=..., opts=pulumi.ResourceOptions(parent=sq))`."""
+    Declared as `Queue(resource_name, {settings}, installation=sq)` or, as `pulumi import`
+    prints it, `Queue(resource_name, name=..., edge_function_name=..., opts=...(parent=sq))`."""
 
     queue_id: pulumi.Output[str]
     """The queue's id (`supaqueue.queue.id`), for `INSERT INTO supaqueue.job (queue, …)`."""
 
     def __init__(
         self,
-        name: str,
+        resource_name: str,
         args: QueueArgs | None = None,
         *,
         installation: Installation | None = None,
         opts: pulumi.ResourceOptions | None = None,
         **fields: Any,
     ) -> None:
-        args = keyword_args("queue", name, args, fields)
-        installation = installation_of("queue", name, installation, opts)
-        problems = queue_problems(name, args)
+        args = keyword_args("queue", resource_name, args, fields)
+        installation = installation_of("queue", resource_name, installation, opts)
+        problems = queue_problems(resource_name, args)
         if problems:
             raise ConfigError("invalid queue:\n  - " + "\n  - ".join(map(str, problems)))
         plain = {key: value for key, value in args.items() if not _is_output(value)}
@@ -170,10 +170,10 @@ class Queue(SupaqueueResource, kind="Queue"):
         props["owner"] = installation.owner
         own = pulumi.ResourceOptions(
             depends_on=installation.queue_dependencies,
-            aliases=[legacy_urn(name, opts.parent if opts else None)],
+            aliases=[legacy_urn(resource_name, opts.parent if opts else None)],
         )
         super().__init__(
-            name,
+            resource_name,
             declared_outputs(props, ["queue_id"]),
             with_secret_outputs(pulumi.ResourceOptions.merge(opts, own), SECRET_OUTPUTS),
         )

@@ -61,16 +61,16 @@ class Schedule(SupaqueueResource, kind="Schedule"):
 
     def __init__(
         self,
-        name: str,
+        resource_name: str,
         args: ScheduleArgs | None = None,
         *,
         installation: ScheduleInstallation | None = None,
         opts: pulumi.ResourceOptions | None = None,
         **fields: Any,
     ) -> None:
-        args = keyword_args("schedule", name, args, fields)
-        installation = installation_of("schedule", name, installation, opts)
-        problems = schedule_problems(name, args)
+        args = keyword_args("schedule", resource_name, args, fields)
+        installation = installation_of("schedule", resource_name, installation, opts)
+        problems = schedule_problems(resource_name, args)
         if problems:
             raise ConfigError("invalid schedule:\n  - " + "\n  - ".join(map(str, problems)))
         queue = args.get("queue")
@@ -86,7 +86,7 @@ class Schedule(SupaqueueResource, kind="Schedule"):
         queues = [queue] if isinstance(queue, Queue) else []
         own = pulumi.ResourceOptions(depends_on=[*queues, *installation.queue_dependencies])
         super().__init__(
-            name,
+            resource_name,
             declared_outputs(props, ["schedule_id", "next_run_at", "next_runs"]),
             with_secret_outputs(pulumi.ResourceOptions.merge(opts, own), SECRET_OUTPUTS),
         )

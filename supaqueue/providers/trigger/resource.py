@@ -51,16 +51,16 @@ class Trigger(SupaqueueResource, kind="Trigger"):
 
     def __init__(
         self,
-        name: str,
+        resource_name: str,
         args: TriggerArgs | None = None,
         *,
         installation: Installation | None = None,
         opts: pulumi.ResourceOptions | None = None,
         **fields: Any,
     ) -> None:
-        args = keyword_args("trigger", name, args, fields)
-        installation = installation_of("trigger", name, installation, opts)
-        problems = trigger_problems(name, args)
+        args = keyword_args("trigger", resource_name, args, fields)
+        installation = installation_of("trigger", resource_name, installation, opts)
+        problems = trigger_problems(resource_name, args)
         if problems:
             raise ConfigError("invalid trigger:\n  - " + "\n  - ".join(map(str, problems)))
         queue = args.get("queue")
@@ -75,7 +75,7 @@ class Trigger(SupaqueueResource, kind="Trigger"):
         queues = [queue] if isinstance(queue, Queue) else []
         own = pulumi.ResourceOptions(depends_on=[*queues, *installation.queue_dependencies])
         super().__init__(
-            name,
+            resource_name,
             declared_outputs(props, ["trigger_id"]),
             with_secret_outputs(pulumi.ResourceOptions.merge(opts, own), SECRET_OUTPUTS),
         )
