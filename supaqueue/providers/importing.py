@@ -191,6 +191,13 @@ def _queue(conn: psycopg.Connection, name: str, me: str) -> Imported:
             "then declare them in the program from a secret (`pulumi config set --secret`) "
             "and run `pulumi up`"
         )
+    data = queue_provider._read_row(conn, queue_id)  # the provider's own read, as refresh
+    if data is not None and not data["workers"]:
+        raise ImportRefusedError(
+            f"queue {name!r} has no workers (it dispatches nothing, and a declared queue has 1 "
+            f"to 1000): nothing was imported. Give it some first, `select "
+            f"supaqueue.set_worker_count('{queue_id}', 1);`, then import it"
+        )
     ids = _my_ids(conn, me)
     if len(ids) != 1:
         raise ImportRefusedError(
@@ -205,7 +212,6 @@ def _queue(conn: psycopg.Connection, name: str, me: str) -> Imported:
             )
         )
     conn.execute(text["claim_queue"], {"id": queue_id, "stack": me, "stack_id": ids[0]})
-    data = queue_provider._read_row(conn, queue_id)  # the provider's own read, as refresh
     outs = queue_provider._outs({}, queue_id, data)
     discard = conn.execute(queries("queue.sql")["recorded_discard"], {"id": queue_id}).fetchone()
     outs["discard_unfinished_on_delete"] = bool(discard and discard[0])

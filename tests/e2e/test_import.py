@@ -1,7 +1,7 @@
 """`pulumi import` of a queue, a trigger and a schedule made in SQL (issue 23 item 3), real Pulumi
 CLI, local stack, this checkout's Python language host (its GenerateProgram prints the code):
 
-the README's import command brings them into the stack by name (the database from the stack
+the README's import file brings them into the stack by name (the database from the stack
 config), a queue another stack owns is refused, the imported queue becomes this stack's; the code
 `pulumi import` prints, added to the program, previews clean; removed from the program again
 (after the `protect` the printed code sets is lifted), `up` deletes them from the database.
@@ -21,29 +21,24 @@ import pytest
 from tests.e2e.pulumi_project import PulumiProject
 from tests.e2e.test_lifecycle import scalar, uninstall
 from tests.support.plugins import link_cli_companions, write_launcher
+from tests.support.toolchain import REPO
 
 pytestmark = [pytest.mark.engine, pytest.mark.stack]
 
-COMPONENT = "supaqueue"  # the program's Supaqueue component (`installation` in __main__.py)
-SQL_SETUP = """
-insert into supaqueue.queue (name, edge_function_name, max_attempts, rate_limit_per_second)
-values ('imp-legacy', 'demo-target', 5, 3.5);
-select supaqueue.set_worker_count((select id from supaqueue.queue where name = 'imp-legacy'), 2);
-select supaqueue.set_table_trigger(null, 'imp-orders',
-  (select id from supaqueue.queue where name = 'imp-legacy'), 'public', 'imp_orders',
-  array['INSERT', 'UPDATE'], 'NEW.status = ''paid''');
-insert into supaqueue.schedule (name, queue, cron, timezone, payload, next_run_at)
-select 'imp-nightly', id, '30 2 * * *', 'Europe/Paris', '{"report": "daily"}',
-       (supaqueue.cron_next_runs('30 2 * * *', 'Europe/Paris', 1))[1]
-from supaqueue.queue where name = 'imp-legacy';
-insert into supaqueue.queue (name, edge_function_name, owner_stack, owner_stack_id)
-values ('imp-foreign', 'demo-target', 'elsewhere/prod', 'f00dfeedf00dfeedf00dfeedf00dfeed');
-"""
-IMPORTS = [
-    ("supaqueue:index:Queue", "supaqueue-queue-imp-legacy", "imp-legacy"),
-    ("supaqueue:index:Trigger", "supaqueue-trigger-imp-orders", "imp-orders"),
-    ("supaqueue:index:Schedule", "supaqueue-schedule-imp-nightly", "imp-nightly"),
-]
+# The README's recipes: what SQL made, and the import file (the dev stack's installation).
+MADE_IN_SQL = REPO / "examples" / "import" / "legacy.sql"
+IMPORT_FILE = REPO / "examples" / "import" / "legacy.json"
+STACK = "dev"  # the stack the import file names (in this test's own backend)
+COMPONENT = f"urn:pulumi:{STACK}::supaqueue::supaqueue:index:Supaqueue::supaqueue"
+FOREIGN = (
+    "insert into supaqueue.queue (name, edge_function_name, owner_stack, owner_stack_id)"
+    " values ('foreign', 'demo-target', 'elsewhere/prod', 'f00dfeedf00dfeedf00dfeedf00dfeed')"
+)
+IMPORTED = {  # resource name: (table, name in the database)
+    "supaqueue-queue-legacy": ("queue", "legacy"),
+    "supaqueue-trigger-legacy-orders": ("table_trigger", "legacy-orders"),
+    "supaqueue-schedule-legacy-nightly": ("schedule", "legacy-nightly"),
+}
 
 
 @pytest.fixture
@@ -51,9 +46,9 @@ def project(local_stack: Any, tmp_path: Path) -> Iterator[PulumiProject]:
     db_url = local_stack.env["DB_URL"]
     uninstall(db_url)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("drop table if exists public.imp_orders")
-        conn.execute("create table public.imp_orders (id int primary key, status text)")
-    created = PulumiProject.create(tmp_path, "imports", local_stack.env)
+        conn.execute("drop table if exists public.legacy_orders")
+        conn.execute("create table public.legacy_orders (id int primary key, status text)")
+    created = PulumiProject.create(tmp_path, STACK, local_stack.env)
     # This checkout's language host (GenerateProgram), first on PATH.
     hosts = tmp_path / "hosts"
     write_launcher(hosts, "pulumi-language-python", "offline_plugins.language_host")
@@ -65,7 +60,7 @@ def project(local_stack: Any, tmp_path: Path) -> Iterator[PulumiProject]:
         created.run("state", "unprotect", "--all", "--yes", check=False)
         created.cleanup()
         with psycopg.connect(db_url, autocommit=True) as conn:
-            conn.execute("drop table if exists public.imp_orders")
+            conn.execute("drop table if exists public.legacy_orders")
 
 
 def printed_code(stdout: str) -> str:
@@ -89,13 +84,13 @@ def test_import_by_name_prints_code_that_previews_clean(
     project.configure(target="local", demo=True)
     project.up()
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(SQL_SETUP)
-    component = f"urn:pulumi:{project.stack}::supaqueue::supaqueue:index:Supaqueue::{COMPONENT}"
+        conn.execute(MADE_IN_SQL.read_text())
+        conn.execute(FOREIGN)
 
     # A queue another stack owns: refused by name, nothing imported.
     refused = project.run(
-        "import", "supaqueue:index:Queue", "foreign", "imp-foreign",
-        "--parent", f"installation={component}", "--yes", check=False,
+        "import", "supaqueue:index:Queue", "foreign", "foreign",
+        "--parent", f"installation={COMPONENT}", "--yes", check=False,
     )  # fmt: skip
     assert refused.returncode != 0
     said = refused.stdout + refused.stderr
@@ -103,41 +98,23 @@ def test_import_by_name_prints_code_that_previews_clean(
     assert state_of(project, "foreign") is None
     with psycopg.connect(db_url, autocommit=True) as conn:  # its stack's to remove; gone here
         conn.execute("select supaqueue.drop_queue(id, true) from supaqueue.queue"
-                     " where name = 'imp-foreign'")  # fmt: skip
+                     " where name = 'foreign'")  # fmt: skip
 
-    # The three, in one import (the trigger's and schedule's queue becomes a reference).
-    (project.workdir / "import.json").write_text(
-        json.dumps(
-            {
-                "resources": [
-                    {"type": kind, "name": name, "id": id_, "parent": "installation"}
-                    for kind, name, id_ in IMPORTS
-                ],
-                "nameTable": {"installation": component},
-            }
-        )
-    )
-    done = project.run("import", "--file", "import.json", "--yes")
+    # The README's import: the three by name, in one import (so the trigger's and the
+    # schedule's queue is printed as a reference to the queue).
+    done = project.run("import", "--file", str(IMPORT_FILE), "--yes")
     code = printed_code(done.stdout)
     print("pulumi import printed:\n" + code)
     assert "db_url" not in code and "postgres" not in code and "owner" not in code
-    assert 'supaqueue.Queue(\n    "supaqueue-queue-imp-legacy",' in code
-    assert "queue_id=supaqueue_queue_imp_legacy.id" in code
-
-    ids = {
-        name: scalar(db_url, f"select id::text from supaqueue.{table} where name = %s", name)
-        for table, name in (
-            ("queue", "imp-legacy"),
-            ("table_trigger", "imp-orders"),
-            ("schedule", "imp-nightly"),
-        )
-    }
-    for (_, resource, _name), table_id in zip(IMPORTS, ids.values(), strict=True):
+    assert 'supaqueue.Queue(\n    "supaqueue-queue-legacy",' in code
+    assert "queue_id=supaqueue_queue_legacy.id" in code
+    for resource, (table, name) in IMPORTED.items():
+        table_id = scalar(db_url, f"select id::text from supaqueue.{table} where name = %s", name)
         state = state_of(project, resource)
         assert state is not None and state["id"] == table_id, (resource, state)
         assert "db_url" not in state.get("outputs", {}), "a secret must not be in plain state"
-    owner = scalar(db_url, "select owner_stack from supaqueue.queue where name = 'imp-legacy'")
-    assert owner == f"supaqueue/{project.stack}"
+    owner = scalar(db_url, "select owner_stack from supaqueue.queue where name = 'legacy'")
+    assert owner == f"supaqueue/{STACK}"
 
     # The printed code in the program: preview clean.
     program = project.workdir / "__main__.py"
@@ -152,10 +129,7 @@ def test_import_by_name_prints_code_that_previews_clean(
     project.up()
     program.write_text(plain_program)
     project.up()
-    for table, name in (
-        ("queue", "imp-legacy"),
-        ("table_trigger", "imp-orders"),
-        ("schedule", "imp-nightly"),
-    ):
-        assert scalar(db_url, f"select count(*) from supaqueue.{table} where name = %s", name) == 0
-    assert all(state_of(project, resource) is None for _, resource, _ in IMPORTS)
+    for resource, (table, name) in IMPORTED.items():
+        count = scalar(db_url, f"select count(*) from supaqueue.{table} where name = %s", name)
+        assert count == 0, resource
+        assert state_of(project, resource) is None
