@@ -17,6 +17,7 @@ resource classes mark the schema's secret properties `additionalSecretOutputs`.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -88,8 +89,6 @@ class SupaqueueProviderServicer(provider_pb2_grpc.ResourceProviderServicer):
 
     @reported
     def GetSchema(self, request: Any, context: Any) -> Any:
-        import json
-
         return proto.GetSchemaResponse(schema=json.dumps({**schema(), "version": plugin_version()}))
 
     @reported
