@@ -34,10 +34,10 @@ from pulumi.runtime import proto, rpc
 from pulumi.runtime._grpc_settings import _GRPC_CHANNEL_OPTIONS
 from pulumi.runtime.proto import provider_pb2_grpc
 
-from supaqueue.provider import registry
-from supaqueue.provider.schema import schema
+from supaqueue.provider import dynamic_state, registry
+from supaqueue.provider.schema import kind_of, schema
 from supaqueue.provider.version import plugin_version
-from supaqueue.providers import base
+from supaqueue.providers import base, importing
 
 T = TypeVar("T")
 MAX_WORKERS = 4  # as the dynamic-provider server
@@ -80,6 +80,9 @@ def reported(method: Callable[..., T]) -> Callable[..., T]:
 class SupaqueueProviderServicer(provider_pb2_grpc.ResourceProviderServicer):
     """check/diff/create/read/update/delete by type token, as pulumi.dynamic served them."""
 
+    db_url: str | None = None
+    """The database the stack config names, for `pulumi import` (providers/importing.py)."""
+
     @reported
     def GetPluginInfo(self, request: Any, context: Any) -> Any:
         return proto.PluginInfo(version=plugin_version())
@@ -91,7 +94,9 @@ class SupaqueueProviderServicer(provider_pb2_grpc.ResourceProviderServicer):
     @reported
     def Configure(self, request: Any, context: Any) -> Any:
         # No provider configuration; the engine still sends the `supaqueue:` stack config keys
-        # (a project named supaqueue has its own settings there), which are not read.
+        # (a project named supaqueue has its own settings there). Only its database is read:
+        # `pulumi import` reads there, and an imported resource's state names none.
+        self.db_url = importing.config_db_url(dict(request.variables), os.environ)
         return proto.ConfigureResponse(acceptSecrets=False, supportsPreview=False)
 
     @reported
@@ -107,6 +112,9 @@ class SupaqueueProviderServicer(provider_pb2_grpc.ResourceProviderServicer):
     def Check(self, request: Any, context: Any) -> Any:
         olds = rpc.deserialize_properties(request.olds, True)
         news = rpc.deserialize_properties(request.news, True)
+        if importing.needs_db_url(kind_of(type_of(request)), news):
+            # `pulumi import` checks what the read gave (no URL): the configured one serves.
+            news = importing.with_db_url(kind_of(type_of(request)), news, self.db_url)
         result = registry.provider_for(type_of(request)).check(olds, news)
         failures = [
             proto.CheckFailure(property=f.property, reason=f.reason) for f in result.failures
@@ -117,7 +125,15 @@ class SupaqueueProviderServicer(provider_pb2_grpc.ResourceProviderServicer):
     def Diff(self, request: Any, context: Any) -> Any:
         olds = rpc.deserialize_properties(request.olds, True)
         news = rpc.deserialize_properties(request.news, True)
+        kind = kind_of(type_of(request))
+        pickled = dynamic_state.has_pickle(olds)
+        olds = importing.fill_imported(kind, dynamic_state.without_pickle(olds), news)
         result = registry.provider_for(type_of(request)).diff(request.id, olds, news)
+        if pickled and result.changes is False:
+            # A state from the dynamic provider: the update drops its pickle, nothing else.
+            return proto.DiffResponse(
+                changes=proto.DiffResponse.DIFF_SOME, diffs=[dynamic_state.PICKLE]
+            )
         fields: dict[str, Any] = {}
         if result.changes is None:
             fields["changes"] = proto.DiffResponse.DIFF_UNKNOWN
@@ -144,8 +160,20 @@ class SupaqueueProviderServicer(provider_pb2_grpc.ResourceProviderServicer):
         props = rpc.deserialize_properties(request.properties)
         if not props and request.inputs is not None:
             props = rpc.deserialize_properties(request.inputs)
+        kind = kind_of(type_of(request))
+        if importing.is_import(props):  # `pulumi import`: the id is the name
+            found = importing.read_by_name(kind, request.id, request.urn, self.db_url)
+            return proto.ReadResponse(
+                id=found.id, properties=serialize(found.outs), inputs=serialize(found.inputs)
+            )
+        props = dynamic_state.without_pickle(props)
+        borrowed = importing.needs_db_url(kind, props)
+        props = importing.with_db_url(kind, props, self.db_url)
         result = registry.provider_for(type_of(request)).read(request.id, props)
-        fields: dict[str, Any] = {"id": result.id, "properties": serialize(result.outs or {})}
+        outs = dict(result.outs or {})
+        if borrowed:  # the configured URL stays out of the state (no secret in plain text)
+            outs.pop("db_url", None)
+        fields: dict[str, Any] = {"id": result.id, "properties": serialize(outs)}
         if result.inputs is not None:
             fields["inputs"] = serialize(dict(result.inputs))
         return proto.ReadResponse(**fields)
@@ -154,12 +182,23 @@ class SupaqueueProviderServicer(provider_pb2_grpc.ResourceProviderServicer):
     def Update(self, request: Any, context: Any) -> Any:
         olds = rpc.deserialize_properties(request.olds)
         news = rpc.deserialize_properties(request.news)
-        result = registry.provider_for(type_of(request)).update(request.id, olds, news)
+        provider = registry.provider_for(type_of(request))
+        if dynamic_state.has_pickle(olds):
+            olds = dynamic_state.without_pickle(olds)
+            kind = kind_of(type_of(request))
+            if (
+                provider.diff(request.id, importing.fill_imported(kind, olds, news), news).changes
+                is False
+            ):
+                # Only the pickle differed (see Diff): the state without it, nothing run.
+                return proto.UpdateResponse(properties=serialize(olds))
+        result = provider.update(request.id, olds, news)
         return proto.UpdateResponse(properties=serialize(result.outs or {}))
 
     @reported
     def Delete(self, request: Any, context: Any) -> Any:
-        props = rpc.deserialize_properties(request.properties)
+        props = dynamic_state.without_pickle(rpc.deserialize_properties(request.properties))
+        props = importing.with_db_url(kind_of(type_of(request)), props, self.db_url)
         registry.provider_for(type_of(request)).delete(request.id, props)
         return empty_pb2.Empty()
 

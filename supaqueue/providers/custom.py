@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import pulumi
 
+from supaqueue.provider.registry import DYNAMIC_TYPE_PREFIX
 from supaqueue.provider.schema import secret_properties, token
 from supaqueue.provider.version import plugin_version
 
@@ -29,6 +30,10 @@ class SupaqueueResource(pulumi.CustomResource):
         self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None
     ) -> None:
         own = pulumi.ResourceOptions(
-            version=plugin_version(), additional_secret_outputs=secret_properties(self.kind)
+            version=plugin_version(),
+            additional_secret_outputs=secret_properties(self.kind),
+            # A stack made before 0.1.0 holds this resource as the dynamic type: the alias keeps
+            # it (no replace; the provider change alone is no diff, docs/architecture.md).
+            aliases=[pulumi.Alias(type_=f"{DYNAMIC_TYPE_PREFIX}{self.kind}")],
         )
         super().__init__(token(self.kind), name, props, pulumi.ResourceOptions.merge(opts, own))

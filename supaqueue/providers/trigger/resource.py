@@ -19,7 +19,7 @@ import pulumi
 from supaqueue.errors import ConfigError
 from supaqueue.providers.base import declared_outputs, with_secret_outputs
 from supaqueue.providers.custom import SupaqueueResource
-from supaqueue.providers.queue.resource import Installation, Queue
+from supaqueue.providers.queue.resource import Installation, Queue, installation_of, keyword_args
 from supaqueue.providers.queue.spec import Problem
 from supaqueue.providers.trigger.provider import SECRET_OUTPUTS
 from supaqueue.providers.trigger.spec import validate_trigger
@@ -34,8 +34,10 @@ class TriggerArgs(TypedDict, total=False):
     """The table, schema-qualified as it is named in the database: `public.orders`."""
     events: Required[list[str]]
     """Any of INSERT, UPDATE, DELETE."""
-    queue: Required[Queue]
+    queue: Queue
     """The queue the jobs go to (a declared `Queue`)."""
+    queue_id: pulumi.Input[str]
+    """Instead of `queue`: the queue's id (as the code `pulumi import` prints has it)."""
     when: str
     """Row condition, an SQL expression over NEW (INSERT, UPDATE) and OLD (UPDATE, DELETE);
     functions outside pg_catalog must be schema-qualified."""
@@ -49,27 +51,31 @@ class Trigger(SupaqueueResource, kind="Trigger"):
 
     def __init__(
         self,
-        name: str,
-        args: TriggerArgs,
+        resource_name: str,
+        args: TriggerArgs | None = None,
         *,
-        installation: Installation,
+        installation: Installation | None = None,
         opts: pulumi.ResourceOptions | None = None,
+        **fields: Any,
     ) -> None:
-        problems = trigger_problems(name, args)
+        args = keyword_args("trigger", resource_name, args, fields)
+        installation = installation_of("trigger", resource_name, installation, opts)
+        problems = trigger_problems(resource_name, args)
         if problems:
             raise ConfigError("invalid trigger:\n  - " + "\n  - ".join(map(str, problems)))
-        queue = args["queue"]
+        queue = args.get("queue")
         props: dict[str, Any] = {
             "name": args["name"],
             "table": args["table"],
             "events": list(args["events"]),
             "when": args.get("when"),
-            "queue_id": queue.queue_id,
+            "queue_id": queue.queue_id if isinstance(queue, Queue) else args.get("queue_id"),
             "db_url": installation.db_url,
         }
-        own = pulumi.ResourceOptions(depends_on=[queue, *installation.queue_dependencies])
+        queues = [queue] if isinstance(queue, Queue) else []
+        own = pulumi.ResourceOptions(depends_on=[*queues, *installation.queue_dependencies])
         super().__init__(
-            name,
+            resource_name,
             declared_outputs(props, ["trigger_id"]),
             with_secret_outputs(pulumi.ResourceOptions.merge(opts, own), SECRET_OUTPUTS),
         )
@@ -77,8 +83,13 @@ class Trigger(SupaqueueResource, kind="Trigger"):
 
 def trigger_problems(name: str, args: TriggerArgs) -> list[Problem]:
     """What is wrong with the arguments of the trigger resource `name`."""
-    plain = {key: value for key, value in args.items() if key != "queue"}
+    plain = {key: value for key, value in args.items() if key not in ("queue", "queue_id")}
     problems = validate_trigger(plain, path=f"trigger {name!r}", queue_known=False)
-    if not isinstance(args.get("queue"), Queue):
-        problems.append(Problem(f"trigger {name!r}.queue", "must be a declared Queue resource"))
+    if not isinstance(args.get("queue"), Queue) and args.get("queue_id") is None:
+        problems.append(
+            Problem(
+                f"trigger {name!r}.queue",
+                "must be a declared Queue resource (or queue_id: the queue's id)",
+            )
+        )
     return problems
