@@ -22,6 +22,6 @@ args["triggers"] = [
 args["schedules"] = [
     {"name": "nightly-thumbnails", "cron": "0 3 * * *", "queue": "thumbnails"},
 ]
-supaqueue = Supaqueue("supaqueue", args)
+installation = Supaqueue("supaqueue", args)
 
-pulumi.export("queue_ids", supaqueue.queue_ids)
+pulumi.export("queue_ids", installation.queue_ids)
