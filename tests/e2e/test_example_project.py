@@ -202,6 +202,7 @@ def test_a_users_project_installs_the_wheel_and_runs_on_its_own_local_stack(
     program.write_text(plain + "\n" + code.replace("protect=True", "protect=False"))
     project.pulumi("preview", "--expect-no-changes")
     print(f"import: {summary(out)}; the printed code previews clean")
+    project.pulumi("up", "--yes", "--skip-preview")  # records protect=False: destroy may delete it
 
     out = project.pulumi("destroy", "--yes", "--skip-preview")
     print(f"destroy: {summary(out)}")
