@@ -49,6 +49,9 @@ class PulumiProject:
         shutil.copytree(REPO / "supaqueue" / "edge", workdir / "edge" / "supaqueue")
         settings = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
         settings["runtime"]["options"]["virtualenv"] = str(VENV)
+        # The provider plugin, as the repo's Pulumi.yaml finds it (relative to the project).
+        for plugin in settings["plugins"]["providers"]:
+            plugin["path"] = str(VENV / "bin")
         (workdir / "Pulumi.yaml").write_text(yaml.safe_dump(settings))
         env = pulumi_env(root / "state")
         env.update(stack_env)

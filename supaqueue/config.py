@@ -148,9 +148,10 @@ def parse_stack_config(values: Mapping[str, Any], env: Mapping[str, str]) -> Sta
         if target == "local":
             problems.append(
                 f"{NAMESPACE}:{key}: not set, and {LOCAL_ENV[key]} is not in the environment: "
-                "start the local stack (`supaqueue dev up`) and run pulumi through "
-                "scripts/pulumi-stack.sh (it exports `supaqueue dev status -o env`), "
-                f"or set {NAMESPACE}:{key}"
+                "start the local stack (`supaqueue dev up`) and run pulumi with what "
+                "`supaqueue dev status -o env` prints exported "
+                '(`set -a; eval "$(supaqueue dev status -o env)"; set +a`; in the supaqueue '
+                f"repository, scripts/pulumi-stack.sh does it), or set {NAMESPACE}:{key}"
             )
         else:
             secret = " --secret" if key in SECRET_KEYS else ""

@@ -35,14 +35,15 @@ fi
 
 # 2. The project venv (Pulumi.yaml's `virtualenv` option points here).
 py_stamp="$root/.venv/.supaqueue-deps"
-py_hash=$(sha256sum "$root/pyproject.toml" | cut -c1-16)
+py_hash=$(cat "$root/pyproject.toml" "$root/constraints.txt" | sha256sum | cut -c1-16)
 if [ ! -x "$root/.venv/bin/python" ] || [ "$(cat "$py_stamp" 2>/dev/null)" != "$py_hash" ]; then
   step "creating .venv"
   python3 -m venv "$root/.venv"
   mkdir -p "$cache/logs"
-  # compat mode: a .pth pointing at the repo, so `supaqueue` imports from the checkout.
-  if ! "$root/.venv/bin/pip" install --disable-pip-version-check -e "$root[dev]" \
-       --config-settings editable_mode=compat >"$cache/logs/pip.log" 2>&1; then
+  # compat mode: a .pth pointing at the repo, so `supaqueue` imports from the checkout. The
+  # exact versions are constraints.txt's (pyproject.toml holds the package's ranges).
+  if ! "$root/.venv/bin/pip" install --disable-pip-version-check -c "$root/constraints.txt" \
+       -e "$root[dev]" --config-settings editable_mode=compat >"$cache/logs/pip.log" 2>&1; then
     tail -30 "$cache/logs/pip.log" >&2
     die "installing the Python dependencies failed (full log: $cache/logs/pip.log)"
   fi

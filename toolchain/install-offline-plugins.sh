@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$SUPAQUEUE_ROOT
 cache=$SUPAQUEUE_CACHE
 
-pins=$(grep -oE '"(pulumi|bcrypt)==[^"]+"' "$root/pyproject.toml" | tr -d '"' | sort | paste -sd' ')
+pins=$(grep -oE '^(pulumi|bcrypt)==[^ ]+' "$root/constraints.txt" | sort | paste -sd' ')
 venv="$cache/plugin-venv"
 if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$pins" ]; then
   echo "==> creating the offline plugins' venv ($pins)"

@@ -107,7 +107,13 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
 
     Template = unimplemented("Template")
     RunPlugin = unimplemented("RunPlugin")
-    GenerateProgram = unimplemented("GenerateProgram")
+
+    def GenerateProgram(self, request: Any, context: grpc.ServicerContext) -> Any:
+        # `pulumi import` prints the code this returns (codegen.py: what the importer writes).
+        from offline_plugins.language_host.codegen import answer
+
+        return answer(request, context)
+
     GenerateProject = unimplemented("GenerateProject")
     GeneratePackage = unimplemented("GeneratePackage")
     Pack = unimplemented("Pack")

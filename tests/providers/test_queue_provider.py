@@ -241,7 +241,7 @@ def test_create_of_a_name_taken_outside_the_state_says_what_to_do(
         assert "queue 'emails' already exists in the database" in said
         assert f"(id {existing}, 1 unfinished job(s))" in said
         assert "not in this stack's state" in said
-        assert "`pulumi import` does not work for supaqueue queues" in said
+        assert "Adopt it, `pulumi import supaqueue:index:Queue <resource name> emails" in said
         assert f"select supaqueue.drop_queue('{existing}');" in said
     assert "QueueExistsError: queue 'emails' already exists" in text
     assert "duplicate key" not in text and "Traceback" not in text

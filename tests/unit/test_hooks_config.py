@@ -17,7 +17,7 @@ from supaqueue.installation import Supaqueue, args_from_config
 from supaqueue.installation_spec import installation_problems
 from supaqueue.providers.schedule import Schedule
 from supaqueue.providers.trigger import Trigger
-from tests.unit.test_wiring import DYNAMIC, ENV, QUEUES, Recorder, RecordingMonitor, by_name
+from tests.unit.test_wiring import ENV, QUEUES, TYPE_PREFIX, Recorder, RecordingMonitor, by_name
 
 TRIGGER = {"name": "new-orders", "table": "public.orders", "events": ["insert", "UPDATE"],
            "queue": "emails", "when": " NEW.status = 'paid' "}  # fmt: skip
@@ -118,7 +118,7 @@ def test_one_resource_each_after_its_queue(monitor: RecordingMonitor, edge_dir: 
     names = by_name(monitor)
     trigger = names["sq-trigger-new-orders"]
     schedule = names["sq-schedule-nightly"]
-    assert trigger.type == DYNAMIC + "Trigger" and schedule.type == DYNAMIC + "Schedule"
+    assert trigger.type == TYPE_PREFIX + "Trigger" and schedule.type == TYPE_PREFIX + "Schedule"
     assert trigger.parent == schedule.parent == names["sq"].urn
     assert names["sq-queue-emails"].urn in trigger.dependencies
     assert names["sq-queue-thumbs"].urn in schedule.dependencies
@@ -161,7 +161,9 @@ def test_a_bad_trigger_of_the_component_fails_before_any_child_is_declared(
             Supaqueue("sq", args)
 
     program()
-    assert [r.name for r in monitor.registrations if r.type.startswith(DYNAMIC)] == []
+    component = TYPE_PREFIX + "Supaqueue"
+    declared = [r.name for r in monitor.registrations if r.type.startswith(TYPE_PREFIX)]
+    assert [name for name in declared if by_name(monitor)[name].type != component] == []
 
 
 def test_with_an_external_installation_too(monitor: RecordingMonitor, edge_dir: Path) -> None:

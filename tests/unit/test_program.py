@@ -49,7 +49,7 @@ def test_the_program_declares_the_installation_from_stack_config(
     run_program(CONFIG)
     regs = by_name(monitor)
     assert regs["supaqueue"].type == "supaqueue:index:Supaqueue"
-    assert regs["supaqueue-queue-emails"].type == "pulumi-python:dynamic/supaqueue:Queue"
+    assert regs["supaqueue-queue-emails"].type == "supaqueue:index:Queue"
     assert "supaqueue-demo-function" not in regs  # demo defaults to false
     function = regs["supaqueue-function"].raw.fields
     assert function["project_ref"].string_value == "qwertyuiopasdfghjklz"

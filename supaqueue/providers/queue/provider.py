@@ -4,8 +4,8 @@ Every setting updates in place (the queue keeps its id and its jobs); only a ren
 Delete refuses while unfinished jobs exist, unless `discard_unfinished_on_delete` (SQLSTATE SQ001
 from `supaqueue.drop_queue`, shown as the database's message). A name already taken by a queue
 the stack does not manage fails `check` (so preview), naming the stack that owns it, or saying how
-to resolve it when no other stack does; create refuses it again (QueueExistsError): the provider
-cannot adopt it, as Pulumi cannot import dynamic-provider resources (pulumi/pulumi#16175).
+to resolve it when no other stack does (`pulumi import` adopts it: providers/importing.py);
+create refuses it again (QueueExistsError).
 A queue in the state whose row was dropped in SQL fails `diff` (so preview), saying to refresh.
 Each queue records the stack that declared it (`owner`); a stack never changes or removes a
 queue another stack owns (providers/ownership.py). A queue with no owner yet (made before
