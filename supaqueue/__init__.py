@@ -1,4 +1,4 @@
-"""supaqueue's Pulumi library: components, dynamic providers, clients and config validation."""
+"""supaqueue's Pulumi library: components, the provider plugin, clients and config validation."""
 
 from __future__ import annotations
 
