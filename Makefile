@@ -43,7 +43,7 @@ pulumi: toolchain
 	@scripts/pulumi-stack.sh $(STACK) $(ARGS)
 
 lint: toolchain
-	@$(ENV) ruff check . && ruff format --check . && mypy supaqueue offline_plugins scripts benchmarks tests
+	@$(ENV) ruff check . && ruff format --check . && mypy supaqueue offline_plugins scripts harness benchmarks tests
 
 # Four pytest workers, a test file each at a time (module fixtures stay in one process): most of
 # the suite waits on Postgres ticks, Deno and the Pulumi CLI, so 4 workers fit 2 cores.

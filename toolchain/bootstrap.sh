@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make toolchain`: installs everything supaqueue runs with, idempotently, cached outside the repo.
-# Only the package registries are used; see docs/architecture.md "Toolchain and cache".
+# Only the package registries are used; see docs/architecture/toolchain.md "Toolchain and cache".
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=env.sh

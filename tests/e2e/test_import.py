@@ -18,10 +18,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.e2e.pulumi_project import PulumiProject
-from tests.e2e.test_lifecycle import scalar, uninstall
+from harness.engine import uninstall
+from harness.pulumi_project import PulumiProject
+from harness.toolchain import REPO
+from tests.e2e.test_lifecycle import scalar
 from tests.support.plugins import link_cli_companions, write_launcher
-from tests.support.toolchain import REPO
 
 pytestmark = [pytest.mark.engine, pytest.mark.stack]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.toolchain import PULUMI, TOOLBIN, VENV, pulumi_env
 from supaqueue.provider.version import plugin_version
-from tests.support.toolchain import PULUMI, TOOLBIN, VENV, pulumi_env
 
 pytestmark = [pytest.mark.engine]
 

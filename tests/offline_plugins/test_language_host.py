@@ -23,12 +23,12 @@ import pytest
 from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime.proto import language_pb2, language_pb2_grpc
 
+from harness.toolchain import CACHE, REPO, VENV, pulumi_env, require
 from offline_plugins.common.serve import engine_address
 from offline_plugins.language_host import VERSION
 from offline_plugins.language_host.plugins import plugin_version
 from offline_plugins.language_host.processes import TERMINATE_GRACE_SECONDS
 from tests.support.plugins import language_host_env, launcher_env, link_cli_companions
-from tests.support.toolchain import CACHE, REPO, VENV, pulumi_env, require
 
 HOST_MODULE = "offline_plugins.language_host"
 STARTUP_TIMEOUT = 30.0

@@ -23,12 +23,12 @@ from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime import proto, rpc
 from pulumi.runtime.proto import provider_pb2_grpc
 
+from harness.toolchain import VENV
 from supaqueue.provider.registry import DYNAMIC_TYPES, PROVIDERS
 from supaqueue.provider.schema import kinds, secret_properties, token
 from supaqueue.provider.version import semver
 from supaqueue.providers.base import is_unknown
 from tests.providers.conftest import QUEUE_OWNER
-from tests.support.toolchain import VENV
 
 PLUGIN = VENV / "bin" / "pulumi-resource-supaqueue"
 START_TIMEOUT_SECONDS = 60

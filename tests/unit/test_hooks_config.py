@@ -14,6 +14,7 @@ import pytest
 from supaqueue.config import parse_stack_config
 from supaqueue.errors import ConfigError
 from supaqueue.installation import Supaqueue, args_from_config
+from supaqueue.installation_spec import installation_problems
 from supaqueue.providers.schedule import Schedule
 from supaqueue.providers.trigger import Trigger
 from tests.unit.test_wiring import ENV, QUEUES, TYPE_PREFIX, Recorder, RecordingMonitor, by_name
@@ -40,12 +41,16 @@ def function_folders(tmp_path: Path) -> Path:
 
 
 def problems(**values: Any) -> str:
-    with pytest.raises(ConfigError) as caught:
-        parse_stack_config({"target": "local", "queues": QUEUES, **values}, ENV)
-    return str(caught.value)
+    """The stack config's problems, or else the component's (each names its field)."""
+    try:
+        config = parse_stack_config({"target": "local", "queues": QUEUES, **values}, ENV)
+    except ConfigError as caught:
+        return str(caught)
+    return "\n".join(map(str, installation_problems(args_from_config(config))))
 
 
-def test_triggers_and_schedules_parse_with_defaults() -> None:
+def test_triggers_and_schedules_are_passed_on_as_written() -> None:
+    """Their resources normalize and fill defaults (test_one_resource_each_after_its_queue)."""
     config = parse_stack_config(
         {
             "target": "local",
@@ -56,35 +61,34 @@ def test_triggers_and_schedules_parse_with_defaults() -> None:
         },
         ENV,
     )
-    assert config.triggers == [
-        {**TRIGGER, "events": ["INSERT", "UPDATE"], "when": "NEW.status = 'paid'"}
-    ]
-    assert config.schedules == [{**SCHEDULE, "payload": {}, "timezone": "UTC"}]
+    assert config.triggers == [TRIGGER]
+    assert config.schedules == [SCHEDULE]
 
 
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
         ({"triggers": [{**TRIGGER, "queue": "nope"}]},
-         "supaqueue:triggers[0].queue: 'nope' is not a queue of this stack"),
+         "trigger 'new-orders'.queue: 'nope' is not one of the queues declared here"),
         ({"triggers": [{**TRIGGER, "table": "orders"}]},
-         "supaqueue:triggers[0].table: must be a schema-qualified table name"),
+         "trigger 'new-orders'.table: must be a schema-qualified table name"),
         ({"triggers": [{**TRIGGER, "events": []}]},
-         "supaqueue:triggers[0].events: must be a non-empty list"),
+         "trigger 'new-orders'.events: must be a non-empty list"),
         ({"triggers": [{**TRIGGER, "name": "x" * 41}]},
-         "supaqueue:triggers[0].name: is longer than 40 characters"),
+         f"trigger {'x' * 41!r}.name: is longer than 40 characters"),
         ({"triggers": [TRIGGER, TRIGGER]},
-         "supaqueue:triggers[1].name: 'new-orders' is declared twice"),
-        ({"triggers": [{"name": "t"}]}, "supaqueue:triggers[0].table: is required"),
+         "triggers[1].name: 'new-orders' is declared twice"),
+        ({"triggers": [{"name": "t"}]}, "trigger 't'.table: is required"),
+        ({"triggers": [{"table": "public.t"}]}, "triggers[0].name: is required"),
         ({"triggers": {"name": "t"}}, "supaqueue:triggers: must be a list of objects"),
         ({"schedules": [{**SCHEDULE, "payload": [1]}]},
-         "supaqueue:schedules[0].payload: must be a JSON object, got list"),
+         "schedule 'nightly'.payload: must be a JSON object, got list"),
         ({"schedules": [{**SCHEDULE, "cron": ""}]},
-         "supaqueue:schedules[0].cron: must be a non-empty string"),
+         "schedule 'nightly'.cron: must be a non-empty string"),
         ({"schedules": [{**SCHEDULE, "every": "1h"}]},
-         "supaqueue:schedules[0].every: unknown key"),
+         "schedule 'nightly'.every: unknown key"),
         ({"schedules": [{**SCHEDULE, "queue": "emails"}, {**SCHEDULE, "queue": "gone"}]},
-         "supaqueue:schedules[1].queue: 'gone' is not a queue of this stack"),
+         "schedule 'nightly'.queue: 'gone' is not one of the queues declared here"),
     ],
 )  # fmt: skip
 def test_bad_triggers_and_schedules_are_named(values: dict[str, Any], expected: str) -> None:

@@ -435,7 +435,7 @@ def test_a_bad_queue_of_the_component_fails_before_any_child_is_declared(
 
     @pulumi.runtime.test
     def program() -> None:
-        with pytest.raises(ConfigError, match=r"queue 'sq-queue-bad'.workers: must be at least 1"):
+        with pytest.raises(ConfigError, match=r"queue 'bad'.workers: must be at least 1"):
             Supaqueue("sq", args)
 
     program()

@@ -18,7 +18,7 @@ from supaqueue.errors import ConfigError
 from supaqueue.providers.base import declared_outputs, with_secret_outputs
 from supaqueue.providers.custom import SupaqueueResource
 from supaqueue.providers.queue.provider import SECRET_OUTPUTS
-from supaqueue.providers.queue.spec import Problem, validate_queue, with_defaults
+from supaqueue.providers.queue.spec import queue_problems, with_defaults
 
 
 class QueueArgs(TypedDict, total=False):
@@ -159,7 +159,7 @@ class Queue(SupaqueueResource, kind="Queue"):
     ) -> None:
         args = keyword_args("queue", resource_name, args, fields)
         installation = installation_of("queue", resource_name, installation, opts)
-        problems = queue_problems(resource_name, args)
+        problems = queue_problems(args, f"queue {resource_name!r}")
         if problems:
             raise ConfigError("invalid queue:\n  - " + "\n  - ".join(map(str, problems)))
         plain = {key: value for key, value in args.items() if not _is_output(value)}
@@ -177,13 +177,6 @@ class Queue(SupaqueueResource, kind="Queue"):
             declared_outputs(props, ["queue_id"]),
             with_secret_outputs(pulumi.ResourceOptions.merge(opts, own), SECRET_OUTPUTS),
         )
-
-
-def queue_problems(name: str, args: QueueArgs) -> list[Problem]:
-    """What is wrong with the arguments of the queue resource `name` (outputs: not known yet)."""
-    plain = {key: value for key, value in args.items() if not _is_output(value)}
-    unknown = {key for key, value in args.items() if _is_output(value)}
-    return validate_queue(plain, path=f"queue {name!r}", unknown=unknown)
 
 
 def legacy_urn(name: str, parent: pulumi.Resource | str | None) -> pulumi.Output[str]:

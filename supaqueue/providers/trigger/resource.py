@@ -22,7 +22,11 @@ from supaqueue.providers.custom import SupaqueueResource
 from supaqueue.providers.queue.resource import Installation, Queue, installation_of, keyword_args
 from supaqueue.providers.queue.spec import Problem
 from supaqueue.providers.trigger.provider import SECRET_OUTPUTS
-from supaqueue.providers.trigger.spec import validate_trigger
+from supaqueue.providers.trigger.spec import (
+    normalized_events,
+    normalized_when,
+    validate_trigger,
+)
 
 
 class TriggerArgs(TypedDict, total=False):
@@ -67,8 +71,8 @@ class Trigger(SupaqueueResource, kind="Trigger"):
         props: dict[str, Any] = {
             "name": args["name"],
             "table": args["table"],
-            "events": list(args["events"]),
-            "when": args.get("when"),
+            "events": normalized_events(args["events"]),
+            "when": normalized_when(args.get("when")),
             "queue_id": queue.queue_id if isinstance(queue, Queue) else args.get("queue_id"),
             "db_url": installation.db_url,
         }

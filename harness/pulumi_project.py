@@ -2,7 +2,7 @@
 
 The copy holds the real `__main__.py`, `edge/` and `sql/` (so a test may edit the Edge Function
 without touching the repo) and a `Pulumi.yaml` whose `virtualenv` points at the repo's venv.
-Every command runs with the offline toolchain environment (tests/support/toolchain.py), a file
+Every command runs with the offline toolchain environment (harness/toolchain.py), a file
 backend in the temp folder and the local stack's `status -o env` values.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.toolchain import PULUMI, REPO, VENV, pulumi_env
+from harness.toolchain import PULUMI, REPO, VENV, pulumi_env
 
 COMMAND_TIMEOUT_SECONDS = 600
 
