@@ -108,7 +108,7 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
     Template = unimplemented("Template")
     RunPlugin = unimplemented("RunPlugin")
 
-    def GenerateProgram(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def GenerateProgram(self, request: Any, context: Any) -> Any:
         # `pulumi import` prints the code this returns (codegen.py: what the importer writes).
         from offline_plugins.language_host.codegen import answer
 

@@ -132,7 +132,12 @@ class SupaqueueProviderServicer(provider_pb2_grpc.ResourceProviderServicer):
         if pickled and result.changes is False:
             # A state from the dynamic provider: the update drops its pickle, nothing else.
             return proto.DiffResponse(
-                changes=proto.DiffResponse.DIFF_SOME, diffs=[dynamic_state.PICKLE]
+                changes=proto.DiffResponse.DIFF_SOME,
+                diffs=[dynamic_state.PICKLE],
+                detailedDiff={
+                    dynamic_state.PICKLE: proto.PropertyDiff(kind=proto.PropertyDiff.DELETE)
+                },
+                hasDetailedDiff=True,
             )
         fields: dict[str, Any] = {}
         if result.changes is None:

@@ -18,9 +18,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from harness.engine import uninstall
 from harness.pulumi_project import PulumiProject
 from harness.toolchain import REPO
-from tests.e2e.test_lifecycle import scalar, uninstall
+from tests.e2e.test_lifecycle import scalar
 from tests.support.plugins import link_cli_companions, write_launcher
 
 pytestmark = [pytest.mark.engine, pytest.mark.stack]

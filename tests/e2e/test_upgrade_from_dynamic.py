@@ -22,10 +22,11 @@ import psycopg
 import pytest
 import yaml
 
+from harness.engine import uninstall
 from harness.pulumi_project import PulumiProject
 from harness.toolchain import PULUMI, REPO, VENV
 from tests.e2e.test_hooks_lifecycle import wait_for
-from tests.e2e.test_lifecycle import enqueue, scalar, uninstall
+from tests.e2e.test_lifecycle import enqueue, scalar
 
 pytestmark = [pytest.mark.engine, pytest.mark.stack]
 

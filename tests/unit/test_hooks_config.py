@@ -136,7 +136,7 @@ def test_python_api_needs_a_queue_resource(monitor: RecordingMonitor, edge_dir: 
     def program() -> None:
         sq = deploy(edge_dir, triggers=[], schedules=[])
         with pytest.raises(ConfigError, match=r"trigger 't'.queue: must be a declared Queue"):
-            Trigger("t", {**TRIGGER, "name": "t", "queue": "emails"}, installation=sq)  # type: ignore[typeddict-item]
+            Trigger("t", {**TRIGGER, "name": "t", "queue": "emails"}, installation=sq)  # type: ignore[typeddict-item,arg-type]
         with pytest.raises(ConfigError, match=r"schedule 's'.cron: must be a non-empty string"):
             Schedule("s", {"name": "s", "cron": " ", "queue": sq.queues["emails"]}, installation=sq)
         Schedule(
