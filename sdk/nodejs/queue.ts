@@ -71,7 +71,7 @@ export class Queue extends pulumi.CustomResource {
     /**
      * Slug of the Edge Function each job calls.
      */
-    declare public readonly edge_function_name: pulumi.Output<string | undefined>;
+    declare public readonly edge_function_name: pulumi.Output<string>;
     /**
      * API roles besides `service_role` that may enqueue through the Data API: `authenticated` and/or `anon` (default none).
      */
@@ -95,7 +95,7 @@ export class Queue extends pulumi.CustomResource {
     /**
      * Queue name, unique in the project (letters, digits, '-', '_'; starts with a letter; at most 63 characters). Renaming replaces the queue.
      */
-    declare public readonly name: pulumi.Output<string | undefined>;
+    declare public readonly name: pulumi.Output<string>;
     /**
      * Statuses that fail a job at once (default: 4xx other than 408 and 429): a list of HTTP status codes; state holds them as compact ranges (`400-407,409-428,430-499`).
      */
@@ -115,7 +115,7 @@ export class Queue extends pulumi.CustomResource {
     /**
      * The queue's id (`supaqueue.queue.id`).
      */
-    declare public /*out*/ readonly queue_id: pulumi.Output<string | undefined>;
+    declare public /*out*/ readonly queue_id: pulumi.Output<string>;
     /**
      * Calls allowed at once above the rate (default: the rate).
      */

@@ -47,11 +47,11 @@ export class StackIdentity extends pulumi.CustomResource {
     /**
      * `<project>/<stack>`.
      */
-    declare public readonly stack: pulumi.Output<string | undefined>;
+    declare public readonly stack: pulumi.Output<string>;
     /**
      * An id made once for this stack (a stack of the same name made again gets another).
      */
-    declare public /*out*/ readonly stack_id: pulumi.Output<string | undefined>;
+    declare public /*out*/ readonly stack_id: pulumi.Output<string>;
 
     /**
      * Create a StackIdentity resource with the given unique name, arguments, and options.

@@ -29,7 +29,7 @@ type Queue struct {
 	// Removing the queue may discard its unfinished jobs (default false: removal fails).
 	Discard_unfinished_on_delete pulumi.BoolPtrOutput `pulumi:"discard_unfinished_on_delete"`
 	// Slug of the Edge Function each job calls.
-	Edge_function_name pulumi.StringPtrOutput `pulumi:"edge_function_name"`
+	Edge_function_name pulumi.StringOutput `pulumi:"edge_function_name"`
 	// API roles besides `service_role` that may enqueue through the Data API: `authenticated` and/or `anon` (default none).
 	Enqueue_roles pulumi.StringArrayOutput `pulumi:"enqueue_roles"`
 	// Extra request headers, e.g. Authorization. Kept secret in state.
@@ -41,7 +41,7 @@ type Queue struct {
 	// HTTP method: GET, POST (default), PUT, PATCH or DELETE.
 	Method pulumi.StringPtrOutput `pulumi:"method"`
 	// Queue name, unique in the project (letters, digits, '-', '_'; starts with a letter; at most 63 characters). Renaming replaces the queue.
-	Name pulumi.StringPtrOutput `pulumi:"name"`
+	Name pulumi.StringOutput `pulumi:"name"`
 	// Statuses that fail a job at once (default: 4xx other than 408 and 429): a list of HTTP status codes; state holds them as compact ranges (`400-407,409-428,430-499`).
 	Non_retryable_statuses pulumi.AnyOutput `pulumi:"non_retryable_statuses"`
 	// The stack declaring the queue (`{"stack", "stack_id"}`), recorded as its owner; null for a queue like one made in SQL.
@@ -51,7 +51,7 @@ type Queue struct {
 	// JSON Schema of the queue's payloads (default: none).
 	Payload_schema pulumi.AnyOutput `pulumi:"payload_schema"`
 	// The queue's id (`supaqueue.queue.id`).
-	Queue_id pulumi.StringPtrOutput `pulumi:"queue_id"`
+	Queue_id pulumi.StringOutput `pulumi:"queue_id"`
 	// Calls allowed at once above the rate (default: the rate).
 	Rate_limit_burst pulumi.IntPtrOutput `pulumi:"rate_limit_burst"`
 	// Calls started per second at most (default: no limit).
@@ -295,8 +295,8 @@ func (o QueueOutput) Discard_unfinished_on_delete() pulumi.BoolPtrOutput {
 }
 
 // Slug of the Edge Function each job calls.
-func (o QueueOutput) Edge_function_name() pulumi.StringPtrOutput {
-	return o.ApplyT(func(v *Queue) pulumi.StringPtrOutput { return v.Edge_function_name }).(pulumi.StringPtrOutput)
+func (o QueueOutput) Edge_function_name() pulumi.StringOutput {
+	return o.ApplyT(func(v *Queue) pulumi.StringOutput { return v.Edge_function_name }).(pulumi.StringOutput)
 }
 
 // API roles besides `service_role` that may enqueue through the Data API: `authenticated` and/or `anon` (default none).
@@ -325,8 +325,8 @@ func (o QueueOutput) Method() pulumi.StringPtrOutput {
 }
 
 // Queue name, unique in the project (letters, digits, '-', '_'; starts with a letter; at most 63 characters). Renaming replaces the queue.
-func (o QueueOutput) Name() pulumi.StringPtrOutput {
-	return o.ApplyT(func(v *Queue) pulumi.StringPtrOutput { return v.Name }).(pulumi.StringPtrOutput)
+func (o QueueOutput) Name() pulumi.StringOutput {
+	return o.ApplyT(func(v *Queue) pulumi.StringOutput { return v.Name }).(pulumi.StringOutput)
 }
 
 // Statuses that fail a job at once (default: 4xx other than 408 and 429): a list of HTTP status codes; state holds them as compact ranges (`400-407,409-428,430-499`).
@@ -350,8 +350,8 @@ func (o QueueOutput) Payload_schema() pulumi.AnyOutput {
 }
 
 // The queue's id (`supaqueue.queue.id`).
-func (o QueueOutput) Queue_id() pulumi.StringPtrOutput {
-	return o.ApplyT(func(v *Queue) pulumi.StringPtrOutput { return v.Queue_id }).(pulumi.StringPtrOutput)
+func (o QueueOutput) Queue_id() pulumi.StringOutput {
+	return o.ApplyT(func(v *Queue) pulumi.StringOutput { return v.Queue_id }).(pulumi.StringOutput)
 }
 
 // Calls allowed at once above the rate (default: the rate).

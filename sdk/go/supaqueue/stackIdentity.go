@@ -17,9 +17,9 @@ type StackIdentity struct {
 	pulumi.CustomResourceState
 
 	// `<project>/<stack>`.
-	Stack pulumi.StringPtrOutput `pulumi:"stack"`
+	Stack pulumi.StringOutput `pulumi:"stack"`
 	// An id made once for this stack (a stack of the same name made again gets another).
-	Stack_id pulumi.StringPtrOutput `pulumi:"stack_id"`
+	Stack_id pulumi.StringOutput `pulumi:"stack_id"`
 }
 
 // NewStackIdentity registers a new resource with the given unique name, arguments, and options.
@@ -119,13 +119,13 @@ func (o StackIdentityOutput) ToStackIdentityOutputWithContext(ctx context.Contex
 }
 
 // `<project>/<stack>`.
-func (o StackIdentityOutput) Stack() pulumi.StringPtrOutput {
-	return o.ApplyT(func(v *StackIdentity) pulumi.StringPtrOutput { return v.Stack }).(pulumi.StringPtrOutput)
+func (o StackIdentityOutput) Stack() pulumi.StringOutput {
+	return o.ApplyT(func(v *StackIdentity) pulumi.StringOutput { return v.Stack }).(pulumi.StringOutput)
 }
 
 // An id made once for this stack (a stack of the same name made again gets another).
-func (o StackIdentityOutput) Stack_id() pulumi.StringPtrOutput {
-	return o.ApplyT(func(v *StackIdentity) pulumi.StringPtrOutput { return v.Stack_id }).(pulumi.StringPtrOutput)
+func (o StackIdentityOutput) Stack_id() pulumi.StringOutput {
+	return o.ApplyT(func(v *StackIdentity) pulumi.StringOutput { return v.Stack_id }).(pulumi.StringOutput)
 }
 
 func init() {
