@@ -1,12 +1,13 @@
-"""examples/yaml/ and examples/typescript/: programs in other Pulumi languages declaring two
-queues, a trigger and a schedule with supaqueue's provider resources, in the installation the
-Python program made (issue 27 item 2).
+"""examples/yaml/, examples/typescript/ and examples/go/: programs in other Pulumi languages
+declaring two queues, a trigger and a schedule with supaqueue's provider resources, in the
+installation the Python program made (issue 27 item 2).
 
 One Python stack installs supaqueue (the demo target included) for the module. Each program, as
 written in examples/ (its plugin path pointed at this checkout's venv), runs through its
 language host: up, a clean preview, a job through each queue (one from the trigger's table, one
 enqueued in SQL), destroy; the owner's installation stays. TypeScript uses the committed SDK
-(sdk/nodejs) built as its package build does (tsc to bin/, package.json beside it).
+(sdk/nodejs) built as its package build does (tsc to bin/, package.json beside it); Go the
+committed module (sdk/, by a `replace`; Go's build cache keeps pulumi/sdk compiled between runs).
 """
 
 from __future__ import annotations
@@ -157,3 +158,14 @@ def test_typescript_program(owner: PulumiProject, local_stack: Any, tmp_path: Pa
     (modules / "@pulumi" / "pulumi").symlink_to(cached / "@pulumi" / "pulumi")
     built_sdk(cached, modules / "@supaqueue" / "pulumi")
     exercise(program, "ts", local_stack.env["DB_URL"])
+
+
+def test_go_program(owner: PulumiProject, local_stack: Any, tmp_path: Path) -> None:
+    announce_host("go", *toolchain_host("go"))
+    program = Program(EXAMPLES / "go", tmp_path, owner.env)
+    # The example takes the SDK from its checkout (`replace ... => ../../sdk`); here, absolute.
+    go_mod = program.workdir / "go.mod"
+    text = go_mod.read_text()
+    assert "=> ../../sdk\n" in text
+    go_mod.write_text(text.replace("=> ../../sdk\n", f"=> {REPO / 'sdk'}\n"))
+    exercise(program, "go", local_stack.env["DB_URL"])
