@@ -2,7 +2,7 @@
 
 By default through the local stack's runtime bootstrap (local_stack/edge_bootstrap.ts: the
 Supabase-like `EdgeRuntime.waitUntil`, drain on SIGTERM); `plain=True` uses
-tests/edge/serve_function.ts instead, which adds nothing to plain Deno (no EdgeRuntime).
+harness/serve_function.ts instead, which adds nothing to plain Deno (no EdgeRuntime).
 """
 
 from __future__ import annotations

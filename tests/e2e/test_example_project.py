@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -137,6 +138,7 @@ def test_a_users_project_installs_the_wheel_and_runs_on_its_own_local_stack(
     out = project.run("bash", "-euo", "pipefail", "up.sh", timeout=1200)
     print(f"up: {summary(out)}")
     assert "Resources:" in out and "created" in out, out[-4000:]
+    created = int(re.search(r"\+ (\d+) created", out).group(1))  # type: ignore[union-attr]
     # The stack is the project's own, in its folder, not this checkout's.
     state = project.dir / ".local-stack"
     assert (state / "stack.json").is_file() and (state / ".gitignore").read_text().endswith("*\n")
@@ -206,6 +208,7 @@ def test_a_users_project_installs_the_wheel_and_runs_on_its_own_local_stack(
 
     out = project.pulumi("destroy", "--yes", "--skip-preview")
     print(f"destroy: {summary(out)}")
-    assert "- 18 deleted" in out, out[-3000:]
+    # Everything `up` created, and the imported queue.
+    assert f"- {created + 1} deleted" in out, out[-3000:]
     assert scalar(db_url, "select count(*) from pg_namespace where nspname = 'supaqueue'") == 0
     assert "removed" in project.supaqueue("dev", "destroy") and not state.exists()
