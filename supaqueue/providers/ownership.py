@@ -204,7 +204,8 @@ def destroy_problems(
 
 
 # What supaqueue makes in its schema: every object a migration or repeatable file creates by
-# name (sql/NNNN_*.sql, sql/functions/*.sql), the runner's ledgers, and the functions of table triggers (sql/*_hooks.sql: tg_hook_<name>_<part>).
+# name (sql/NNNN_*.sql, sql/functions/*.sql), the runner's ledgers, and the functions of table
+# triggers (sql/*_hooks.sql: tg_hook_<name>_<part>).
 _CREATED = re.compile(
     r"\bcreate\s+(?:or\s+replace\s+)?(?:unlogged\s+)?"
     r"(?:table|view|materialized\s+view|sequence|function|procedure|type|domain|aggregate)\s+"
