@@ -32,7 +32,8 @@ CREATE OR REPLACE FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts in
       * (1 + _q.backoff_jitter * (2 * random() - 1)))
 $$;
 
--- As in 0014 (defaults 50 jobs / 60 s, docs/architecture.md), both rows read in one statement.
+-- The chain budget: settings chain_max_jobs / chain_max_seconds, else 50 jobs / 60 s
+-- (docs/architecture.md, "Chained dispatch"), both rows read in one statement.
 CREATE OR REPLACE FUNCTION supaqueue.chain_budget(OUT max_jobs integer, OUT max_seconds integer) RETURNS record
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''

@@ -1,4 +1,5 @@
--- supaqueue functions/20_cron.sql: Schedules: the cron evaluator (pure), supaqueue's own pg_cron jobs, due schedules.
+-- supaqueue functions/20_cron.sql: Schedules: the cron evaluator (pure), supaqueue's own pg_cron
+-- jobs, due schedules.
 -- Repeatable: re-applied whole whenever a file here changes (docs/architecture.md).
 
 -- Validates a time zone name (IANA, as in pg_timezone_names); raises 22023 'timezone: ...'.
@@ -289,7 +290,7 @@ end
 $$;
 
 -- The names of supaqueue's own cron jobs, exactly (uninstall unschedules these and no other).
--- Replaces 0007's list where it exists, so the names have one authority: cron_jobs_for.
+-- Derived from cron_jobs_for, the one authority for the names.
 CREATE OR REPLACE FUNCTION supaqueue.cron_job_names() RETURNS text[]
     LANGUAGE sql IMMUTABLE SECURITY DEFINER
     SET search_path TO ''
@@ -410,7 +411,9 @@ begin
 end
 $_$;
 
--- = 0012's enqueue_due_schedules, the job naming its schedule.
+-- Each due schedule (FOR UPDATE SKIP LOCKED) gets one job for its latest slot <= now(),
+-- deduplicated by `schedule:<name>:<slot>` and naming its schedule as its source; then next_run_at
+-- moves on.
 CREATE OR REPLACE FUNCTION supaqueue.enqueue_due_schedules() RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''

@@ -1,4 +1,5 @@
--- supaqueue functions/30_enqueue.sql: Enqueueing: by queue id or name, one job or a batch; a job's status.
+-- supaqueue functions/30_enqueue.sql: Enqueueing: by queue id or name, one job or a batch; a job's
+-- status.
 -- Repeatable: re-applied whole whenever a file here changes (docs/architecture.md).
 
 -- The queue whose name is `_queue` (exact, case-sensitive), else the queue whose id it spells.

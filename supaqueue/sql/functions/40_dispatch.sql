@@ -1,9 +1,10 @@
--- supaqueue functions/40_dispatch.sql: Dispatch: free workers take jobs, the function claims its lease, chained claims, held workers.
+-- supaqueue functions/40_dispatch.sql: Dispatch: free workers take jobs, the function claims its
+-- lease, chained claims, held workers.
 -- Repeatable: re-applied whole whenever a file here changes (docs/architecture.md).
 
--- What claiming a lease returns once it is claimed (0010's checks, in one statement, then
--- _claimed_job): the job, or {"refused": reason} (the attempt then ended as refused) when it
--- cannot run.
+-- What claiming a lease returns once it is claimed (the payload and dependency results within
+-- their limits, in one statement, then _claimed_job): the job, or {"refused": reason} (the attempt
+-- then ended as refused) when it cannot run.
 CREATE OR REPLACE FUNCTION supaqueue._claim_document(_cj supaqueue.current_job) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -36,9 +37,10 @@ begin
 end
 $$;
 
--- As in 0017 (the call's deadline), plus `job.body` (see above). The body follows the rule the function applied since
--- 0010: a step whose payload is an object without its own `dependency_results` key (or null)
--- gets its dependencies' results under that key; any other payload is sent as it is.
+-- The claim's document: the lease, the call's deadline, the job with `job.body` (the exact JSON
+-- text to send) and the queue's call settings. The body's rule: a step whose payload is an object
+-- without its own `dependency_results` key (or null) gets its dependencies' results under that key;
+-- any other payload is sent as it is.
 CREATE OR REPLACE FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -435,7 +437,8 @@ begin
 end
 $$;
 
--- As in 0010 (the checks and the document now in _claim_document).
+-- The function's claim of a dispatched lease: only a current, unclaimed lease of an in-progress
+-- job; restarts its deadline (_lease_deadline) and returns _claim_document's answer, else null.
 CREATE OR REPLACE FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer DEFAULT NULL::integer) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''

@@ -62,8 +62,9 @@ begin
 end
 $$;
 
--- 0010's _finish_attempt with _keep_worker: true leaves the worker locked (its chain goes on, or
--- the caller frees it). Returns the queues that may now dispatch.
+-- Ends an attempt (history row, retry or final state, dependents). _keep_worker: true leaves the
+-- worker locked (its chain goes on, or the caller frees it). Returns the queues that may now
+-- dispatch.
 CREATE OR REPLACE FUNCTION supaqueue._end_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer, _keep_worker boolean) RETURNS uuid[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''

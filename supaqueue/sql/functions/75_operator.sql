@@ -9,7 +9,8 @@ CREATE OR REPLACE FUNCTION supaqueue._contains_pattern(_text text) RETURNS text
   select '%' || replace(replace(replace(_text, '\', '\\'), '%', '\%'), '_', '\_') || '%'
 $$;
 
--- = 0013's _failed_jobs; "error contains" also searches the response excerpt.
+-- The failed jobs of a queue (since, error text); "error contains" also searches the response
+-- excerpt.
 CREATE OR REPLACE FUNCTION supaqueue._failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text) RETURNS SETOF uuid
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -348,8 +349,8 @@ CREATE OR REPLACE FUNCTION supaqueue.job_runs(_job uuid) RETURNS jsonb
     'last_response_excerpt', (select j.last_response_excerpt from supaqueue.job j where j.id = _job))
 $$;
 
--- = 0013's list_jobs (same arguments and columns) with one change: a search by error text covers
--- the response excerpt too. A rare text (fewer than 5,000 jobs match) is found through
+-- One page of jobs, newest first (keyset: _before_created, _before_id). A search by error text
+-- covers the response excerpt too. A rare text (fewer than 5,000 jobs match) is found through
 -- job_error_search_idx and its matches sorted; a common one is dense in the newest rows, so the
 -- list's ranges are read newest first as before, filtered, which finds a page sooner than sorting
 -- thousands (benchmarks/operator_bench.py).
@@ -670,7 +671,7 @@ begin
 end
 $$;
 
--- = 0013's retry_failed_jobs, recording each retry.
+-- Retries the failed jobs _failed_jobs selects (or counts them: _dry_run), recording each retry.
 CREATE OR REPLACE FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone DEFAULT NULL::timestamp with time zone, _error_contains text DEFAULT NULL::text, _dry_run boolean DEFAULT false) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -701,7 +702,8 @@ begin
 end
 $$;
 
--- = 0013's retry_job, recording the retry.
+-- A failed or cancelled job back to pending with fresh attempts (see _retry_job), recording the
+-- retry.
 CREATE OR REPLACE FUNCTION supaqueue.retry_job(_job uuid) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''

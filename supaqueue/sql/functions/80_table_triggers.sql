@@ -1,4 +1,5 @@
--- supaqueue functions/80_table_triggers.sql: Table triggers: jobs from INSERT/UPDATE/DELETE on a user's table.
+-- supaqueue functions/80_table_triggers.sql: Table triggers: jobs from INSERT/UPDATE/DELETE on a
+-- user's table.
 -- Repeatable: re-applied whole whenever a file here changes (docs/architecture.md).
 
 -- 2 ---------------------------------------------------------------------------------------------
@@ -240,7 +241,7 @@ begin
 end
 $$;
 
--- = 0012's set_table_trigger plus one call: the condition is checked (above) before anything is
+-- Creates or changes a table trigger. The condition is checked (above) before anything is
 -- recorded or made, so no input can add a statement to the SECURITY DEFINER trigger functions.
 CREATE OR REPLACE FUNCTION supaqueue.set_table_trigger(_id uuid, _name text, _queue uuid, _table_schema text, _table_name text, _events text[], _condition text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql

@@ -1,10 +1,12 @@
--- supaqueue functions/85_data_api.sql: The Data API: schema supaqueue_api's wrappers and their checks.
+-- supaqueue functions/85_data_api.sql: The Data API: schema supaqueue_api's wrappers and their
+-- checks.
 -- Repeatable: re-applied whole whenever a file here changes (docs/architecture.md).
 
 -- The API role the caller acts as. Inside a SECURITY DEFINER function current_user is the owner,
--- (also in this one), but the `role` setting still holds what the caller SET ROLE to (PostgREST's `SET LOCAL ROLE`
--- from the JWT), and a session can only SET ROLE to a role it is a member of, so it cannot be
--- claimed falsely, unlike `request.jwt.claims`. Without SET ROLE: the session's own role.
+-- (also in this one), but the `role` setting still holds what the caller SET ROLE to (PostgREST's
+-- `SET LOCAL ROLE` from the JWT), and a session can only SET ROLE to a role it is a member of, so
+-- it cannot be claimed falsely, unlike `request.jwt.claims`. Without SET ROLE: the session's own
+-- role.
 CREATE OR REPLACE FUNCTION supaqueue._api_caller_role() RETURNS text
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -36,10 +38,10 @@ begin
 end
 $$;
 
--- For enqueueing. service_role (and its members): 0023's lookup (SQ020 naming an unknown name,
--- with the names there are). Other roles: an unknown name and a queue the role may not use answer
--- alike (42501) and no name is listed, so the public anon key tells nobody which queues exist.
--- FOR KEY SHARE either way, against a concurrent drop_queue.
+-- For enqueueing. service_role (and its members): _queue_by_name's lookup (SQ020 naming an unknown
+-- name, with the names there are). Other roles: an unknown name and a queue the role may not use
+-- answer alike (42501) and no name is listed, so the public anon key tells nobody which queues
+-- exist. FOR KEY SHARE either way, against a concurrent drop_queue.
 CREATE OR REPLACE FUNCTION supaqueue._api_queue(_name text, _caller text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -72,7 +74,7 @@ SET default_tablespace = '';
 
 SET default_table_access_method = heap;
 
--- = supaqueue.enqueue(text, …) (0023) for the caller's role.
+-- = supaqueue.enqueue(text, …) for the caller's role.
 CREATE OR REPLACE FUNCTION supaqueue_api.enqueue(queue text, payload jsonb DEFAULT '{}'::jsonb, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, dedup_key text DEFAULT NULL::text, depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -83,7 +85,7 @@ begin
 end
 $$;
 
--- = supaqueue.enqueue_batch(text, …) (0023) for the caller's role: one job per element of the
+-- = supaqueue.enqueue_batch(text, …) for the caller's role: one job per element of the
 -- JSON array `payloads`, the ids in the same order.
 CREATE OR REPLACE FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, dedup_keys text[] DEFAULT NULL::text[], depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid[]
     LANGUAGE plpgsql SECURITY DEFINER
@@ -95,7 +97,7 @@ begin
 end
 $$;
 
--- = supaqueue.get_job(uuid) (0023); a caller that is not service_role sees only jobs of the
+-- = supaqueue.get_job(uuid); a caller that is not service_role sees only jobs of the
 -- queues its role may enqueue into (ids are random: in practice, the jobs it enqueued).
 CREATE OR REPLACE FUNCTION supaqueue_api.get_job(id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) RETURNS record
     LANGUAGE plpgsql STABLE SECURITY DEFINER

@@ -1,7 +1,9 @@
--- supaqueue functions/90_installation.sql: The installation: ownership of objects, privileges, uninstall.
+-- supaqueue functions/90_installation.sql: The installation: ownership of objects, privileges,
+-- uninstall.
 -- Repeatable: re-applied whole whenever a file here changes (docs/architecture.md).
 
--- Redefines 0005's: service_role no longer gets every privilege on everything.
+-- The one authority for privileges (docs/architecture.md, "Privileges"); run last by
+-- 99_privileges.sql.
 CREATE OR REPLACE FUNCTION supaqueue.apply_privileges() RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -45,9 +47,9 @@ begin
 end
 $$;
 
--- = 0007's external_dependents() plus one rule: supaqueue's own table triggers are supaqueue's,
--- not the user's (uninstall drops them with the schema; the user's table stays).
--- sql/uninstall.sql carries a copy of this newest definition.
+-- What outside the schema `drop schema supaqueue cascade` would drop (pg_depend, catalog reads
+-- only); supaqueue's own table triggers are supaqueue's, not the user's (uninstall drops them with
+-- the schema; the user's table stays). sql/uninstall.sql carries a copy (a test keeps them equal).
 CREATE OR REPLACE FUNCTION supaqueue.external_dependents() RETURNS TABLE(object_type text, object_identity text)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -146,8 +148,9 @@ CREATE OR REPLACE FUNCTION supaqueue.owner_only_routines() RETURNS text[]
     'cron_jobs_for', 'cron_drift', 'reconcile_cron', 'prune_cron_history', 'cron_job_names']
 $$;
 
--- = 0019's uninstall, also dropping supaqueue_api (its wrappers call into supaqueue), and trying
--- the drop again when a running tick deadlocks with it.
+-- Removes supaqueue (owner only): refuses while external_dependents() is not empty unless
+-- supaqueue.drop_dependents = on; unschedules cron_job_names(); drops supaqueue_api (its wrappers
+-- call into supaqueue) and the schema, trying again when a running tick deadlocks with it.
 CREATE OR REPLACE FUNCTION supaqueue.uninstall() RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
