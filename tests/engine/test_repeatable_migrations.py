@@ -246,3 +246,24 @@ def test_the_lease_deadline_is_one_inlined_function(engine: Engine) -> None:
         " join supaqueue.worker w on w.id = c.worker where w.queue = %s",
         (queue,),
     ) == engine.one("select interval '1.75 seconds'")
+
+
+def _bodies(text: str) -> dict[str, str]:
+    """{function name: body between its dollar quotes} of the cron evaluator's functions."""
+    definition = re.compile(
+        r"create\s+(?:or\s+replace\s+)?function\s+supaqueue\.(\w+)\(.*?\bas\s+(\$\w*\$)(.*?)\2",
+        re.I | re.S,
+    )
+    return {m.group(1): m.group(3).strip() for m in definition.finditer(text)}
+
+
+def test_the_schedule_previews_evaluator_is_the_installed_one() -> None:
+    """The schedule provider evaluates a cron expression at preview by running the migration
+    *_cron.sql alone (supaqueue/providers/schedule/provider.py): its functions must be the ones
+    sql/functions/20_cron.sql installs, or preview and the engine disagree."""
+    (cron,) = [m for m in migrations.load_migrations() if m.name == "cron"]
+    (installed,) = [r for r in migrations.load_migrations().repeatables if r.name == "20_cron"]
+    previewed = _bodies(cron.sql)
+    assert len(previewed) >= 10
+    current = _bodies(installed.sql)
+    assert {name: current.get(name) for name in previewed} == previewed
