@@ -192,10 +192,12 @@ def test_cli_status_apply_and_bad_input(pg_dsn: str) -> None:
     first = run("status", "--dsn", pg_dsn)
     assert first.returncode == 0, first.stderr
     assert "0001_schema  pending" in first.stdout
+    assert "functions/40_dispatch  pending" in first.stdout
     applied = run("apply", "--dsn", pg_dsn)
     assert applied.returncode == 0 and "applied" in applied.stdout, applied.stderr
     second = run("status", "--dsn", pg_dsn)
     assert "pending" not in second.stdout and "0001_schema  applied" in second.stdout
+    assert "functions/40_dispatch  applied" in second.stdout
     bad = run("status", "--dsn", "postgresql://postgres:wrong@127.0.0.1:1/nope")
     assert bad.returncode == 1 and bad.stderr.startswith("error:")
     assert "Traceback" not in bad.stderr
