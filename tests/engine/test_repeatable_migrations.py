@@ -56,22 +56,6 @@ def test_numbered_migrations_after_the_released_ones_define_no_routine() -> None
     assert [m.label for m in later if defines.search(m.sql)] == []
 
 
-@pytest.mark.parametrize("version", range(1, 26))
-def test_an_upgrade_from_every_earlier_version_equals_the_snapshot(
-    pg_dsn: str, version: int
-) -> None:
-    loaded = migrations.load_migrations()
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        # What a release of that version installed: its migrations, no repeatable files.
-        assert migrations.apply(conn, [m for m in loaded if m.version <= version])
-        done = migrations.apply(conn, loaded)
-        assert [d.label for d in done] == [m.label for m in loaded if m.version > version] + [
-            r.label for r in loaded.repeatables
-        ]
-        assert migrations.apply(conn, loaded) == []
-    assert schema_snapshot.dump_schema(pg_dsn) == SNAPSHOT
-
-
 def test_a_fresh_install_records_every_file(pg_dsn: str) -> None:
     loaded = migrations.load_migrations()
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
