@@ -43,6 +43,8 @@ _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _REPEATABLE_NAME = re.compile(r"^\d{2}_[a-z0-9_]+\.sql$")
 # Serialises every installer of this database (pg_advisory_xact_lock key).
 _LOCK_SQL = "select pg_advisory_xact_lock(hashtextextended('supaqueue.migrations', 0))"
+# How many times one upgrade runs when it deadlocks with the running engine.
+_ATTEMPTS = 3
 _LEDGER_SQL = """
 create schema if not exists supaqueue;
 create table if not exists supaqueue.migrations (
@@ -241,37 +243,54 @@ def apply(conn: psycopg.Connection, migrations: list[Migration]) -> list[Migrati
     first leaves nothing to do)."""
     if not conn.autocommit and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise MigrationError("apply() needs a connection that is not inside a transaction")
-    try:
-        with conn.transaction():
-            conn.execute(_LOCK_SQL)
-            conn.execute(_LEDGER_SQL)
-            pending = plan(conn, migrations)
-            due = _due(applied_repeatables(conn), _repeatables(migrations), bool(pending))
-            for migration in pending:
-                conn.execute(
-                    "insert into supaqueue.migrations (version, name, checksum)"
-                    " values (%s, %s, %s)",
-                    (migration.version, migration.name, migration.checksum),
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            return _apply_once(conn, migrations)
+        except psycopg.errors.DeadlockDetected as exc:
+            # Re-creating a trigger locks its table: a running tick or dispatch that holds one
+            # of supaqueue's tables and waits for another can deadlock with it. Postgres rolled
+            # the whole upgrade back, so it can simply run again.
+            if attempt == _ATTEMPTS:
+                raise MigrationError(
+                    f"the upgrade deadlocked with the running engine {attempt} times (nothing of it"
+                    " was applied): run it again"
+                ) from exc
+        except psycopg.OperationalError as exc:
+            raise DatabaseError(f"database connection failed while migrating: {exc}") from exc
+    raise AssertionError("unreachable")
+
+
+def _apply_once(
+    conn: psycopg.Connection, migrations: list[Migration]
+) -> list[Migration | Repeatable]:
+    with conn.transaction():
+        conn.execute(_LOCK_SQL)
+        conn.execute(_LEDGER_SQL)
+        pending = plan(conn, migrations)
+        due = _due(applied_repeatables(conn), _repeatables(migrations), bool(pending))
+        for migration in pending:
+            conn.execute(
+                "insert into supaqueue.migrations (version, name, checksum) values (%s, %s, %s)",
+                (migration.version, migration.name, migration.checksum),
+            )
+            _execute(conn, migration.label, migration.sql)
+        for repeatable in due:
+            _execute(conn, repeatable.label, repeatable.sql)
+        if due:
+            conn.execute("delete from supaqueue.repeatable_migrations")
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "insert into supaqueue.repeatable_migrations (name, checksum) values (%s, %s)",
+                    [(r.name, r.checksum) for r in due],
                 )
-                _execute(conn, migration.label, migration.sql)
-            for repeatable in due:
-                _execute(conn, repeatable.label, repeatable.sql)
-            if due:
-                conn.execute("delete from supaqueue.repeatable_migrations")
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        "insert into supaqueue.repeatable_migrations (name, checksum)"
-                        " values (%s, %s)",
-                        [(r.name, r.checksum) for r in due],
-                    )
-    except psycopg.OperationalError as exc:
-        raise DatabaseError(f"database connection failed while migrating: {exc}") from exc
     return [*pending, *due]
 
 
 def _execute(conn: psycopg.Connection, label: str, text: str) -> None:
     try:
         conn.execute(text.encode())
+    except psycopg.errors.DeadlockDetected:
+        raise  # apply() runs the upgrade again
     except psycopg.Error as exc:
         raise MigrationError(
             f"error applying migration {label}: {_describe(exc)} (nothing of this upgrade was "

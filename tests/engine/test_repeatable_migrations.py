@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from psycopg.rows import dict_row
 
 from supaqueue import migrations
 from supaqueue.local_stack import schema_snapshot
+from supaqueue.local_stack.postgres import Cluster
 from supaqueue.migrations import MigrationError
 from tests.engine.harness import FUNCTIONS_URL, SECRET, Engine
 
@@ -251,3 +254,49 @@ def test_the_schedule_previews_evaluator_is_the_installed_one() -> None:
     assert len(previewed) >= 10
     current = _bodies(installed.sql)
     assert {name: current.get(name) for name in previewed} == previewed
+
+
+def test_an_upgrade_that_deadlocks_with_the_running_engine_runs_again(
+    pg_cluster: Cluster, pg_dsn: str
+) -> None:
+    """Re-creating a trigger locks its table, so an upgrade can deadlock with a running tick that
+    holds one of supaqueue's tables and waits for another. Postgres rolls the upgrade back whole;
+    the runner runs it again instead of failing the `up`."""
+    loaded = migrations.load_migrations()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        migrations.apply(conn, list(loaded))  # an earlier release's: every repeatable file due
+    database = psycopg.conninfo.conninfo_to_dict(pg_dsn)["dbname"]
+    outcome: list[object] = []
+
+    def upgrade() -> None:
+        try:
+            with psycopg.connect(pg_dsn, autocommit=True) as conn:
+                outcome.append(migrations.apply(conn, loaded))
+        except Exception as exc:  # reported below
+            outcome.append(exc)
+
+    # The engine's side, as the admin role: it may wait longer than the upgrade before checking
+    # for a deadlock, so Postgres picks the upgrade to roll back.
+    with psycopg.connect(pg_cluster.dsn(str(database), pg_cluster.admin_user)) as engine:
+        engine.execute("set deadlock_timeout = '60s'")
+        engine.execute("lock table supaqueue.job in row exclusive mode")
+        upgrader = threading.Thread(target=upgrade)
+        upgrader.start()
+        deadline = time.monotonic() + 60
+        while not engine.execute(
+            "select exists (select 1 from pg_locks where not granted"
+            " and relation = 'supaqueue.job'::regclass)"
+        ).fetchone() == (True,):
+            assert time.monotonic() < deadline, "the upgrade never waited for supaqueue.job"
+            time.sleep(0.05)
+        # the upgrade holds supaqueue.queue (its trigger came first) and waits for job
+        engine.execute("lock table supaqueue.queue in row exclusive mode")
+        engine.commit()
+    upgrader.join(timeout=60)
+    (result,) = outcome
+    assert isinstance(result, list), result
+    assert [r.label for r in result] == [r.label for r in loaded.repeatables]
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        assert migrations.applied_repeatables(conn) == {
+            r.name: r.checksum for r in loaded.repeatables
+        }
