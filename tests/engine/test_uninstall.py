@@ -138,7 +138,11 @@ def test_uninstall_without_dependents_drops_the_schema(
 def test_the_script_uses_the_same_dependency_query_as_the_function() -> None:
     """One authority: sql/uninstall.sql carries a copy of supaqueue.external_dependents()'s
     body as sql/functions/ defines it."""
-    body = re.compile(r"external_dependents\(\)[^$]*?\$\$\n(.*?)\n\$\$;", re.S | re.I)
+    body = re.compile(
+        r"function (?:pg_temp\.supaqueue_|supaqueue\.)external_dependents\(\)"
+        r"[^$]*?\$\$\n(.*?)\n\$\$;",
+        re.S | re.I,
+    )
     definitions = [
         found
         for repeatable in migrations.load_migrations().repeatables
