@@ -5,7 +5,7 @@ PY := .venv/bin/python
 ENV := . toolchain/env.sh &&
 STACK ?= dev
 
-.PHONY: help toolchain up down destroy-local env preview destroy pulumi test test-fast lint bench
+.PHONY: help toolchain up down destroy-local env preview destroy pulumi test test-fast lint bench wheel
 
 help:
 	@echo "make up        toolchain + local stack + pulumi up (dev) + a demo job"
@@ -14,6 +14,7 @@ help:
 	@echo "make down      stop the local stack (data kept); make destroy-local removes it"
 	@echo "make preview | destroy | pulumi ARGS='refresh'   pulumi on STACK (default dev)"
 	@echo "make bench     benchmarks, one JSON line per measurement"
+	@echo "make wheel     dist/supaqueue-<version>-py3-none-any.whl, what a Pulumi project of yours installs"
 
 toolchain:
 	@bash toolchain/bootstrap.sh
@@ -43,7 +44,7 @@ pulumi: toolchain
 	@scripts/pulumi-stack.sh $(STACK) $(ARGS)
 
 lint: toolchain
-	@$(ENV) ruff check . && ruff format --check . && mypy supaqueue offline_plugins scripts benchmarks tests
+	@$(ENV) ruff check . && ruff format --check . && mypy supaqueue offline_plugins scripts harness benchmarks tests
 
 # Four pytest workers, a test file each at a time (module fixtures stay in one process): most of
 # the suite waits on Postgres ticks, Deno and the Pulumi CLI, so 4 workers fit 2 cores.
@@ -68,3 +69,12 @@ bench: toolchain
 	@$(ENV) $(PY) benchmarks/dispatch_answer_bench.py
 	@$(ENV) $(PY) benchmarks/dev_up_bench.py
 	@$(ENV) $(PY) benchmarks/tick_latency_bench.py
+
+# The package a user's project installs (README: "Add supaqueue to your Pulumi project"). No
+# build isolation: the venv's pinned setuptools builds it, nothing is fetched; build/ goes first,
+# or modules deleted since the last build would stay in the wheel.
+wheel: toolchain
+	@rm -rf build dist/supaqueue-*.whl
+	@$(PY) -m pip wheel --no-deps --no-build-isolation -q -w dist .
+	@rm -rf build supaqueue.egg-info
+	@ls dist/supaqueue-*.whl

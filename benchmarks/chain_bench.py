@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from proc_cpu import TICK_S, children
+from proc_cpu import TICK_S
 
+from harness.procs import children
 from supaqueue import migrations
 from supaqueue.local_stack.postgres import Cluster
 

@@ -26,10 +26,11 @@ from typing import Any
 
 import httpx
 
+from harness.edge_engine import Engine
+from harness.engine import install
+from harness.function_process import FunctionProcess
+from harness.target_server import TargetServer
 from supaqueue.local_stack.postgres import Cluster
-from tests.edge.engine import Engine, install
-from tests.edge.function_process import FunctionProcess
-from tests.edge.target_server import TargetServer
 
 TARGET_MAX_SECONDS = 0.5
 TIMEOUT_MS = 500

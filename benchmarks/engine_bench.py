@@ -22,11 +22,13 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 
-from supaqueue import migrations
+from harness import engine as harness_engine
 from supaqueue.local_stack.postgres import PG_BIN, Cluster
 
 BENCH_DB = "supaqueue_bench"  # not `postgres`: no pg_cron tick runs there to disturb timings
@@ -41,13 +43,34 @@ def emit(record: dict[str, Any]) -> None:
 
 
 def install(dsn: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        migrations.apply(conn, migrations.load_migrations())
-        conn.execute(
-            "insert into supaqueue.settings values ('dispatcher_slug', 'supaqueue'),"
-            " ('functions_url', 'http://127.0.0.1:9/functions/v1')"
-        )
-        conn.execute("select vault.create_secret('bench-only-secret', 'supaqueue_secret')")
+    # No pg_net sender runs here: dispatches stay queued; the URL (discard port) is never called.
+    harness_engine.install(dsn, "http://127.0.0.1:9/functions/v1", "bench-only-secret")
+
+
+@contextmanager
+def bench_database(prefix: str, fast: bool) -> Iterator[tuple[Cluster, str]]:
+    """A throw-away cluster (durable unless `fast`) with the engine installed in BENCH_DB."""
+    with Cluster.temporary(prefix=prefix, fast=fast) as cluster:
+        with cluster.connect() as conn:
+            conn.execute(f"create database {BENCH_DB}")
+        cluster.bootstrap(BENCH_DB)
+        # Rounds start alike after a CHECKPOINT, which `postgres` (not a superuser, as on
+        # Supabase) may not run: this throw-away cluster lets it.
+        with cluster.admin_connect() as admin:
+            admin.execute("grant pg_checkpoint to postgres")
+        dsn = cluster.dsn(BENCH_DB)
+        install(dsn)
+        yield cluster, dsn
+
+
+def report_failure(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a benchmark; a failure is one line on stderr and exit status 1, never a traceback."""
+    try:
+        return run(args)
+    except (psycopg.Error, subprocess.CalledProcessError, RuntimeError, OSError) as exc:
+        detail = getattr(exc, "stderr", None) or ""
+        print(f"error: {exc} {detail}".strip(), file=sys.stderr)
+        return 1
 
 
 def new_queue(conn: psycopg.Connection, name: str, workers: int) -> str:
@@ -220,16 +243,11 @@ class PgBench:
 
 def run(args: argparse.Namespace) -> int:
     # Durable settings unless --fast: fsync off would flatter the engine against pgbench.
-    with Cluster.temporary(prefix="supaqueue-bench-", fast=args.fast) as cluster:
-        return measure(cluster, args)
+    with bench_database("supaqueue-bench-", args.fast) as (cluster, dsn):
+        return measure(cluster, dsn, args)
 
 
-def measure(cluster: Cluster, args: argparse.Namespace) -> int:
-    with cluster.connect() as conn:
-        conn.execute(f"create database {BENCH_DB}")
-    cluster.bootstrap(BENCH_DB)
-    dsn = cluster.dsn(BENCH_DB)
-    install(dsn)
+def measure(cluster: Cluster, dsn: str, args: argparse.Namespace) -> int:
     emit({"bench": "setup", "durable": not args.fast, "workers": WORKERS})
 
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -295,12 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.completions < 20 or args.pgbench_seconds < 1:
         parser.error("--completions must be >= 20 and --pgbench-seconds >= 1")
-    try:
-        return run(args)
-    except (psycopg.Error, subprocess.CalledProcessError, RuntimeError, OSError) as exc:
-        detail = getattr(exc, "stderr", None) or ""
-        print(f"error: {exc} {detail}".strip(), file=sys.stderr)
-        return 1
+    return report_failure(run, args)
 
 
 if __name__ == "__main__":

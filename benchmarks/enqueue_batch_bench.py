@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 
 import psycopg
-from engine_bench import BENCH_DB, emit, install, new_queue
+from engine_bench import bench_database, emit, new_queue, report_failure
 from psycopg.types.json import Jsonb
-
-from supaqueue.local_stack.postgres import Cluster
 
 WORKERS = 4
 
@@ -62,12 +59,7 @@ def timed(
 
 
 def run(args: argparse.Namespace) -> int:
-    with Cluster.temporary(prefix="supaqueue-batch-bench-", fast=args.fast) as cluster:
-        with cluster.connect() as conn:
-            conn.execute(f"create database {BENCH_DB}")
-        cluster.bootstrap(BENCH_DB)
-        dsn = cluster.dsn(BENCH_DB)
-        install(dsn)
+    with bench_database("supaqueue-batch-bench-", args.fast) as (_, dsn):
         emit({"bench": "setup", "durable": not args.fast, "payloads": args.payloads,
               "rounds": args.rounds, "workers": WORKERS})  # fmt: skip
         payloads = Jsonb([{"order": n, "note": f"payload {n}"} for n in range(args.payloads)])
@@ -101,12 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.payloads < 1 or args.rounds < 1:
         parser.error("--payloads and --rounds must be >= 1")
-    try:
-        return run(args)
-    except (psycopg.Error, subprocess.CalledProcessError, RuntimeError, OSError) as exc:
-        detail = getattr(exc, "stderr", None) or ""
-        print(f"error: {exc} {detail}".strip(), file=sys.stderr)
-        return 1
+    return report_failure(run, args)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ from e2e_bench import (
     warm_up,
 )
 from loopback_capture import Capture, Owners, OwnerSampler, Segment, listening_ports
-from proc_cpu import children, cwd
+
+from harness.procs import children, cwd
 
 # The steps of one job: (name, the step it follows, flow, what the payload starts with or None),
 # each found as the first matching segment after the step it follows (the dispatcher may send
@@ -111,7 +112,7 @@ def processes(stack: Stack) -> dict[str, list[int]]:
         if role:
             roles.setdefault(role, []).append(part)
         for child in children(part):
-            where = cwd(child)
+            where = cwd(child) or ""
             if where.startswith(prefix):
                 slug = where[len(prefix) :].split("/", 1)[0]
                 name = "dispatcher" if slug == DISPATCHER else "target" if slug == TARGET else slug

@@ -12,21 +12,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.procs import children, cwd, stat_fields
+
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # the command name may hold spaces and parentheses: the fields start after the last ')'
-    return text.rsplit(")", 1)[1].split()
 
 
 def own_seconds(pid: int) -> float:
     """utime + stime of the process itself (all its threads)."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     if fields is None:
         return 0.0
     return (int(fields[11]) + int(fields[12])) * TICK_S
@@ -34,28 +27,10 @@ def own_seconds(pid: int) -> float:
 
 def tree_seconds(pid: int) -> float:
     """Own time plus the reaped children's (cutime + cstime)."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     if fields is None:
         return 0.0
     return sum(int(fields[i]) for i in (11, 12, 13, 14)) * TICK_S
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        fields = _stat_fields(int(entry.name))
-        if fields is not None and int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
-def cwd(pid: int) -> str:
-    try:
-        return os.readlink(f"/proc/{pid}/cwd")
-    except OSError:
-        return ""
 
 
 def machine_jiffies() -> tuple[int, int]:
@@ -96,7 +71,7 @@ def read_stack(postmaster: int, daemon: int, functions_dir: Path) -> CpuReading:
         if not pending:
             break
         child = pending.pop()
-        where = cwd(child)
+        where = cwd(child) or ""
         if where.startswith(prefix):
             slug = where[len(prefix) :].split(os.sep, 1)[0]
             key = f"function:{slug}"

@@ -21,9 +21,9 @@ import time
 
 import psycopg
 
+from harness.engine import FUNCTIONS_URL, SECRET, Engine
 from supaqueue import migrations
 from supaqueue.local_stack.postgres import Cluster
-from tests.engine.harness import FUNCTIONS_URL, SECRET, Engine
 
 # a tick (1 s), or the 1.5 s pause before pg_cron 1.4 starts the next minute's loop
 TARGET_MAX_MS = 2000

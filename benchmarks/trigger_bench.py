@@ -20,9 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from engine_bench import BENCH_DB, install, new_queue  # the same cluster setup
-
-from supaqueue.local_stack.postgres import Cluster
+from engine_bench import bench_database, new_queue, report_failure  # the same cluster setup
 
 WORKERS = 10
 ROW_LEVEL_FUNCTION = """
@@ -123,12 +121,7 @@ def drop_triggers(conn: psycopg.Connection) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with Cluster.temporary(prefix="supaqueue-trigger-bench-", fast=args.fast) as cluster:
-        with cluster.connect() as conn:
-            conn.execute(f"create database {BENCH_DB}")
-        cluster.bootstrap(BENCH_DB)
-        dsn = cluster.dsn(BENCH_DB)
-        install(dsn)
+    with bench_database("supaqueue-trigger-bench-", args.fast) as (_, dsn):
         emit({"bench": "setup", "durable": not args.fast, "workers": WORKERS})
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(
@@ -206,11 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rows < 1 or args.rounds < 1:
         parser.error("--rows and --rounds must be at least 1")
-    try:
-        return run(args)
-    except (psycopg.Error, RuntimeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return report_failure(run, args)
 
 
 if __name__ == "__main__":

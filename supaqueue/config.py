@@ -1,15 +1,18 @@
-"""Stack config (namespace `supaqueue`): parsing, defaults, validation.
+"""Stack config (namespace `supaqueue`): YAML mapped to the `Supaqueue` component's arguments.
 
 `target: local` takes the values it lacks from the environment that `supaqueue dev status -o env`
 prints (scripts/pulumi-stack.sh exports it), so `Pulumi.dev.yaml` holds no credentials.
-Every problem is reported at once, each naming its key, before any resource is declared.
+This module judges only the stack's own keys (known keys, target, credentials and URLs, YAML
+booleans): every such problem at once, each naming its key. What the stack declares (queues,
+triggers, schedules, installation mode, chain budget, Data API) is passed on as written and
+judged once, by the component (installation_spec.py), before any resource is declared.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -17,22 +20,10 @@ from urllib.parse import urlparse
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from supaqueue.chain_budget import CHAIN_SETTINGS, chain_rows
+from supaqueue.chain_budget import CHAIN_SETTINGS
 from supaqueue.clients.management_api import DEFAULT_URL as DEFAULT_MANAGEMENT_API_URL
 from supaqueue.clients.postgres import check_url
 from supaqueue.errors import ConfigError
-from supaqueue.providers.queue.spec import (
-    Problem,
-    dead_letter_problems,
-    validate_queue,
-    with_defaults,
-)
-from supaqueue.providers.schedule.spec import DEFAULT_TIMEZONE, validate_schedule
-from supaqueue.providers.trigger.spec import (
-    normalized_events,
-    normalized_when,
-    validate_trigger,
-)
 
 NAMESPACE = "supaqueue"
 TARGETS = ("local", "supabase")
@@ -63,9 +54,6 @@ KEYS = (
     "dataApi",
     *(setting.config_key for setting in CHAIN_SETTINGS),
 )
-# `owner`: this stack installs and owns supaqueue; `external`: it only declares its queues in an
-# installation another stack owns (see docs/architecture.md, "Ownership").
-INSTALLATION_MODES = ("owner", "external")
 SECRET_KEYS = ("accessToken", "dbUrl")
 # Keys that once meant something: a stack file that still sets one deploys as before, with a
 # warning saying to remove it (refusing would break a working stack for nothing).
@@ -78,7 +66,8 @@ RETIRED_KEYS = {
 
 @dataclass(frozen=True)
 class StackConfig:
-    """A validated stack config. Secret values are plain here; supaqueue wrap them as secrets."""
+    """A stack config, its own keys checked; what it declares is judged by the component.
+    Secret values are plain here; args_from_config wraps them as secrets."""
 
     target: str
     project_ref: str
@@ -87,15 +76,15 @@ class StackConfig:
     access_token: str = field(repr=False)
     db_url: str = field(repr=False)
     secret_version: str
-    queues: list[dict[str, Any]]
+    queues: list[Any]
     demo: bool
-    installation: str = "owner"
+    installation: Any = None  # None: the component's default mode
     drop_dependents_on_destroy: bool = False
     warnings: tuple[str, ...] = ()
-    triggers: list[dict[str, Any]] = field(default_factory=list)
-    schedules: list[dict[str, Any]] = field(default_factory=list)
-    # settings row -> value, for the chain budget keys the stack sets (supaqueue/chain_budget.py)
-    chain_budget: dict[str, str] = field(default_factory=dict)
+    triggers: list[Any] = field(default_factory=list)
+    schedules: list[Any] = field(default_factory=list)
+    # argument (= settings row) -> value as written, for the chain budget keys the stack sets
+    chain_budget: dict[str, Any] = field(default_factory=dict)
     # expose supaqueue_api to the project's Data API (supaqueue/providers/data_api.py)
     data_api: bool = False
 
@@ -159,9 +148,10 @@ def parse_stack_config(values: Mapping[str, Any], env: Mapping[str, str]) -> Sta
         if target == "local":
             problems.append(
                 f"{NAMESPACE}:{key}: not set, and {LOCAL_ENV[key]} is not in the environment: "
-                "start the local stack (`supaqueue dev up`) and run pulumi through "
-                "scripts/pulumi-stack.sh (it exports `supaqueue dev status -o env`), "
-                f"or set {NAMESPACE}:{key}"
+                "start the local stack (`supaqueue dev up`) and run pulumi with what "
+                "`supaqueue dev status -o env` prints exported "
+                '(`set -a; eval "$(supaqueue dev status -o env)"; set +a`; in the supaqueue '
+                f"repository, scripts/pulumi-stack.sh does it), or set {NAMESPACE}:{key}"
             )
         else:
             secret = " --secret" if key in SECRET_KEYS else ""
@@ -177,15 +167,8 @@ def parse_stack_config(values: Mapping[str, Any], env: Mapping[str, str]) -> Sta
             f"{NAMESPACE}:projectRef: must be the 20 lowercase letters of the project ref, "
             f"got {project_ref!r}"
         )
-    installation = values.get("installation", "owner")
-    if installation not in INSTALLATION_MODES:
-        problems.append(
-            f"{NAMESPACE}:installation: must be 'owner' (this stack installs supaqueue) or "
-            f"'external' (it only declares queues in another stack's installation), "
-            f"got {installation!r}"
-        )
-    # An external stack never calls the Management API: it needs no token.
-    access_token = required("accessToken") if installation != "external" else text("accessToken")
+    # Whether the installation mode needs a token is the component's rule (installation_spec).
+    access_token = text("accessToken")
     db_url = required("dbUrl")
     if db_url and (why := check_url(db_url)):
         problems.append(f"{NAMESPACE}:dbUrl: {why}")
@@ -206,46 +189,17 @@ def parse_stack_config(values: Mapping[str, Any], env: Mapping[str, str]) -> Sta
 
     demo = _boolean("demo", values, problems)
 
-    queues = _parse_queues(_as_object("queues", values.get("queues", []), problems), problems)
-    queue_names = {queue["name"] for queue in queues}
-    triggers = _parse_hooks(
-        "triggers",
-        _as_object("triggers", values.get("triggers", []), problems),
-        queue_names,
-        validate_trigger,
-        problems,
+    queues, triggers, schedules = (
+        _list(key, _as_object(key, values.get(key, []), problems), problems)
+        for key in ("queues", "triggers", "schedules")
     )
-    for trigger in triggers:
-        trigger["events"] = normalized_events(trigger["events"])
-        trigger["when"] = normalized_when(trigger.get("when"))
-    schedules = _parse_hooks(
-        "schedules",
-        _as_object("schedules", values.get("schedules", []), problems),
-        queue_names,
-        validate_schedule,
-        problems,
-    )
-    for schedule in schedules:
-        schedule.setdefault("payload", {})
-        schedule["timezone"] = schedule.get("timezone") or DEFAULT_TIMEZONE
     drop_dependents = _boolean("dropDependentObjectsOnDestroy", values, problems)
-    chain_budget = chain_rows(
-        values, problems, key=lambda setting: setting.config_key, prefix=f"{NAMESPACE}:"
-    )
+    chain_budget = {
+        setting.setting: _whole(values[setting.config_key])
+        for setting in CHAIN_SETTINGS
+        if values.get(setting.config_key) is not None
+    }
     data_api = _boolean("dataApi", values, problems)
-    if data_api and installation == "external":
-        problems.append(
-            f"{NAMESPACE}:dataApi: the Data API exposure belongs to the installation: set it on "
-            "the stack that owns it (this stack has installation: external)"
-        )
-    if installation == "external":
-        problems += [
-            f"{NAMESPACE}:{setting.config_key}: the chain budget belongs to the installation: "
-            "set it on the stack that owns it (this stack has installation: external), and "
-            f"`pulumi config rm {NAMESPACE}:{setting.config_key}` here"
-            for setting in CHAIN_SETTINGS
-            if values.get(setting.config_key) is not None
-        ]
 
     if problems:
         raise ConfigError("invalid stack config:\n  - " + "\n  - ".join(problems))
@@ -261,7 +215,7 @@ def parse_stack_config(values: Mapping[str, Any], env: Mapping[str, str]) -> Sta
         demo=bool(demo),
         triggers=triggers,
         schedules=schedules,
-        installation=str(installation),
+        installation=values.get("installation"),
         drop_dependents_on_destroy=drop_dependents,
         warnings=warnings,
         chain_budget=chain_budget,
@@ -296,62 +250,22 @@ def _kind(value: Any) -> str:
     return {list: "a list", dict: "an object", bool: "a boolean"}.get(type(value), "a value")
 
 
-def _parse_queues(raw: Any, problems: list[str]) -> list[dict[str, Any]]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        problems.append(f"{NAMESPACE}:queues: must be a list of queue objects")
-        return []
-    queues: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for index, queue in enumerate(raw):
-        found = validate_queue(queue, path=f"{NAMESPACE}:queues[{index}]")
-        problems.extend(str(problem) for problem in found)
-        if found:
-            continue
-        name = queue["name"]
-        if name in seen:
-            problems.append(f"{NAMESPACE}:queues[{index}].name: {name!r} is declared twice")
-        seen.add(name)
-        queues.append(with_defaults(queue))
-    if len(queues) == len(raw):  # else indexes would not be the config's (problems shown above)
-        problems.extend(str(p) for p in dead_letter_problems(queues, path=f"{NAMESPACE}:queues"))
-    return queues
-
-
-def _parse_hooks(
-    key: str,
-    raw: Any,
-    queue_names: set[str],
-    validate: Callable[..., list[Problem]],
-    problems: list[str],
-) -> list[dict[str, Any]]:
-    """Triggers or schedules: each valid, uniquely named, feeding a queue declared here."""
+def _list(key: str, raw: Any, problems: list[str]) -> list[Any]:
+    """A list of declarations (queues, triggers, schedules), each passed on as written."""
     if raw is None:
         return []
     if not isinstance(raw, list):
         problems.append(f"{NAMESPACE}:{key}: must be a list of objects")
         return []
-    parsed: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for index, item in enumerate(raw):
-        path = f"{NAMESPACE}:{key}[{index}]"
-        found = validate(item, path=path)
-        problems.extend(str(problem) for problem in found)
-        if found:
-            continue
-        if not isinstance(item["queue"], str) or item["queue"] not in queue_names:
-            declared = ", ".join(sorted(queue_names)) or "none"
-            problems.append(
-                f"{path}.queue: {item['queue']!r} is not a queue of this stack "
-                f"(declared in {NAMESPACE}:queues: {declared})"
-            )
-            continue
-        if item["name"] in seen:
-            problems.append(f"{path}.name: {item['name']!r} is declared twice")
-        seen.add(item["name"])
-        parsed.append(dict(item))
-    return parsed
+    return raw
+
+
+def _whole(value: Any) -> Any:
+    """A whole number written as text (the engine passes `chainMaxJobs: 100` as "100") as an
+    int; anything else as written, for the component to judge."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value.strip())
+    return value
 
 
 def raw_values() -> dict[str, Any]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from supaqueue import package_data
 from supaqueue.errors import ConfigError
 
 # The dispatcher's source as this package ships it (package data).
-PACKAGED_DISPATCHER = Path(__file__).resolve().parent / "edge"
+PACKAGED_DISPATCHER = package_data.folder("edge")
 
 # Tests and editor/tool droppings are not part of the deployed bundle.
 _SKIPPED_DIRS = {"node_modules", "tests", "__pycache__"}

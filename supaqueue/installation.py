@@ -2,8 +2,9 @@
 
 Children, in dependency order: the stack id (providers/stack_identity.py); the preflight
 (providers/preflight.py), on which every later child depends, so its check refuses a plan that
-would stop half-way before anything changes; the generated secret; a Deno type check of the Edge
-Function (so a TypeScript error fails `pulumi up` before anything changes); the ownership gate
+would stop half-way before anything changes; the generated secret; a Deno type check of each Edge
+Function source other than the shipped dispatcher (which our CI checks), so a TypeScript error
+fails `pulumi up` before anything changes; the ownership gate
 (providers/ownership_gate.py), on which everything that changes the project depends, so an
 installation another stack owns stops preview and `up` before any change; the function secret
 `SUPAQUEUE_SECRET`; the `supaqueue` Edge Function (verify_jwt off; deployed before the schema: a
@@ -21,6 +22,7 @@ entry or function.
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Required, TypedDict
 
@@ -30,11 +32,11 @@ import pulumi_random as random
 
 from supaqueue import migrations
 from supaqueue.chain_budget import chain_rows
-from supaqueue.clients.management_api import DEFAULT_URL as DEFAULT_MANAGEMENT_API_URL
 from supaqueue.config import StackConfig
 from supaqueue.deno import find_deno
 from supaqueue.edge_source import PACKAGED_DISPATCHER, folder_hash
 from supaqueue.errors import ConfigError
+from supaqueue.installation_spec import installation_problems, mode_of, setting
 from supaqueue.providers.api_props import ApiTarget
 from supaqueue.providers.data_api import DataApiSchema
 from supaqueue.providers.destroy_guard import DestroyGuard
@@ -45,14 +47,12 @@ from supaqueue.providers.migrations import Migrations
 from supaqueue.providers.ownership_gate import OwnershipGate
 from supaqueue.providers.plan import QUEUE_KEYS
 from supaqueue.providers.preflight import Preflight
-from supaqueue.providers.queue import Queue, QueueArgs, queue_problems
+from supaqueue.providers.queue import Queue, QueueArgs
 from supaqueue.providers.queue.spec import with_defaults
 from supaqueue.providers.schedule import Schedule, ScheduleArgs
-from supaqueue.providers.schedule.spec import validate_schedule
 from supaqueue.providers.settings import Settings
 from supaqueue.providers.stack_identity import StackIdentity
 from supaqueue.providers.trigger import Trigger, TriggerArgs
-from supaqueue.providers.trigger.spec import validate_trigger
 from supaqueue.providers.vault_secret import VaultSecret
 
 DISPATCHER_SLUG = "supaqueue"
@@ -60,7 +60,6 @@ DEMO_SLUG = "demo-target"
 VAULT_SECRET_NAME = "supaqueue_secret"
 FUNCTION_SECRET_NAME = "SUPAQUEUE_SECRET"
 SECRET_LENGTH = 48
-INSTALLATION_MODES = ("owner", "external")
 
 
 # A trigger or schedule as the stack config declares it: its queue by name.
@@ -119,31 +118,105 @@ def args_from_config(config: StackConfig) -> SupaqueueArgs:
     args = SupaqueueArgs(
         project_ref=config.project_ref,
         db_url=pulumi.Output.secret(config.db_url),
-        access_token=pulumi.Output.secret(config.access_token),
         api_url=config.api_url,
         management_api_url=config.management_api_url,
         secret_version=config.secret_version,
-        queues=[QueueArgs(**queue) for queue in config.queues],  # type: ignore[typeddict-item]
-        triggers=[dict(trigger) for trigger in config.triggers],
-        schedules=[dict(schedule) for schedule in config.schedules],
+        # As written: the component judges them (installation_spec.py).
+        queues=list(config.queues),
+        triggers=list(config.triggers),
+        schedules=list(config.schedules),
         demo=config.demo,
-        installation=config.installation,  # type: ignore[typeddict-item]
         drop_dependents_on_destroy=config.drop_dependents_on_destroy,
         data_api=config.data_api,
+        **config.chain_budget,  # type: ignore[typeddict-item]
     )
-    if "chain_max_jobs" in config.chain_budget:
-        args["chain_max_jobs"] = int(config.chain_budget["chain_max_jobs"])
-    if "chain_max_seconds" in config.chain_budget:
-        args["chain_max_seconds"] = int(config.chain_budget["chain_max_seconds"])
+    if config.installation is not None:
+        args["installation"] = config.installation
+    if config.access_token:  # an empty secret would still be a (truthy) Output
+        args["access_token"] = pulumi.Output.secret(config.access_token)
     return args
 
 
-def deno_binary() -> str:
-    """The Deno the toolchain installed (env SUPAQUEUE_DENO overrides)."""
+def deno_binary(folders: list[str]) -> str:
+    """The Deno that type-checks the function sources `folders` (`$SUPAQUEUE_DENO`, else PATH)."""
     found = find_deno()
     if found is None:
-        raise ConfigError("deno is not installed: run `make toolchain` (or set SUPAQUEUE_DENO)")
+        raise ConfigError(
+            f"deno is not installed; it type-checks the Edge Function source(s) "
+            f"{', '.join(folders)} before anything changes: install Deno (or set "
+            "SUPAQUEUE_DENO; in this repository `make toolchain`), or leave dispatcher_dir "
+            "unset to deploy the shipped function"
+        )
     return found
+
+
+@dataclass(frozen=True)
+class FunctionSource:
+    """An Edge Function the installation deploys, and whether Deno type-checks it first."""
+
+    slug: str
+    prefix: str  # of its resources' names: `<name>-<prefix>function`, `<name>-<prefix>deno-check`
+    folder: Path
+    content_hash: str
+    verify_jwt: bool
+    # False for the shipped source: our CI type-checks it, and a user's machine may lack Deno.
+    checked: bool
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The arguments, judged and resolved, before the first child is declared."""
+
+    owner_mode: bool
+    functions: list[FunctionSource]
+    deno: str | None
+    api: ApiTarget | None
+    chain_budget: dict[str, str]
+
+
+def resolve(args: SupaqueueArgs) -> Resolved:
+    """Everything that can be wrong with the arguments, found before any child is declared: a
+    child declared before an error would still be created or updated (the program waits for its
+    registrations), leaving the installation half-changed."""
+    problems = installation_problems(args)
+    if problems:
+        raise ConfigError("invalid supaqueue arguments:\n  - " + "\n  - ".join(map(str, problems)))
+    mode = mode_of(args)
+    assert mode is not None  # judged above
+    functions = _function_sources(args) if mode.owns else []
+    # Deno only where a source needs checking: never for an external stack, nor the shipped one.
+    checked = [str(f.folder) for f in functions if f.checked]
+    deno = deno_binary(checked) if checked else None
+    api = None
+    if args.get("access_token"):
+        api = ApiTarget(
+            url=setting(args, "management_api_url"),
+            project_ref=args["project_ref"],
+            access_token=args["access_token"],
+        )
+    chain_budget = chain_rows(args, [], key=lambda budget: budget.setting)  # judged above
+    return Resolved(mode.owns, functions, deno, api, chain_budget)
+
+
+def _function_sources(args: SupaqueueArgs) -> list[FunctionSource]:
+    """The dispatcher (the package's own source unless `dispatcher_dir` names another) and,
+    with `demo`, `demo-target` from `edge_dir`. Only a source other than the shipped one is
+    type-checked: ours is checked by our CI, and a user's machine may have no Deno."""
+    dispatcher = Path(args.get("dispatcher_dir") or PACKAGED_DISPATCHER)
+    sources = [(DISPATCHER_SLUG, "", dispatcher, False)]
+    if setting(args, "demo"):
+        sources.append((DEMO_SLUG, "demo-", Path(args["edge_dir"]) / DEMO_SLUG, True))
+    return [
+        FunctionSource(
+            slug=slug,
+            prefix=prefix,
+            folder=folder,
+            content_hash=folder_hash(folder),
+            verify_jwt=verify_jwt,
+            checked=folder.resolve() != PACKAGED_DISPATCHER.resolve(),
+        )
+        for slug, prefix, folder, verify_jwt in sources
+    ]
 
 
 class Supaqueue(pulumi.ComponentResource):
@@ -151,148 +224,118 @@ class Supaqueue(pulumi.ComponentResource):
     """URL of the `supaqueue` Edge Function."""
     schema_version: pulumi.Output[int]
     """Version of the newest applied migration."""
-    queue_ids: pulumi.Output[dict[str, str]]
-    """Queue name → queue id."""
-    schedule_next_runs: pulumi.Output[dict[str, list[str]]]
-    """Schedule name → its next run times (UTC, ISO 8601) as of the last `up`/`refresh`."""
-    owner: pulumi.Output[dict[str, str]]
-    """The stack declaring this component's queues (`{"stack", "stack_id"}`)."""
 
     def __init__(
         self, name: str, args: SupaqueueArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        resolved = resolve(args)  # before any registration, this component's included
         super().__init__("supaqueue:index:Supaqueue", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        # Everything that can be wrong with the arguments is found before the first child is
-        # declared: a child declared before an error would still be created or updated (the
-        # program waits for its registrations), leaving the installation half-changed.
-        dispatcher_dir = Path(args.get("dispatcher_dir") or PACKAGED_DISPATCHER)
-        dispatcher_hash = folder_hash(dispatcher_dir)
-        if args.get("demo") and not args.get("edge_dir"):
-            raise ConfigError("demo: set edge_dir, the folder holding the demo's demo-target/")
-        demo_dir = Path(args.get("edge_dir") or ".") / DEMO_SLUG
-        demo_hash = folder_hash(demo_dir) if args.get("demo") else ""
-        deno_binary()
-        queue_args = list(args.get("queues", []))
-        problems = [
-            str(problem)
-            for queue in queue_args
-            for problem in queue_problems(f"{name}-queue-{queue.get('name')}", queue)
-        ]
-        if problems:
-            raise ConfigError("invalid queue:\n  - " + "\n  - ".join(problems))
-        trigger_args = list(args.get("triggers", []))
-        schedule_args = list(args.get("schedules", []))
-        queue_names = {queue.get("name") for queue in queue_args}
-        problems = [
-            str(problem)
-            for kind, items, validate in (
-                ("trigger", trigger_args, validate_trigger),
-                ("schedule", schedule_args, validate_schedule),
-            )
-            for item in items
-            for problem in validate(item, path=f"{kind} {item.get('name')!r}")
-        ]
-        problems += [
-            f"{kind} {item.get('name')!r}.queue: {item.get('queue')!r} is not one of the queues "
-            "declared here"
-            for kind, items in (("trigger", trigger_args), ("schedule", schedule_args))
-            for item in items
-            if item.get("queue") is not None and item.get("queue") not in queue_names
-        ]
-        if problems:
-            raise ConfigError("invalid trigger or schedule:\n  - " + "\n  - ".join(problems))
-        mode = args.get("installation", "owner")
-        if mode not in INSTALLATION_MODES:
-            raise ConfigError(f"installation must be 'owner' or 'external', got {mode!r}")
-        problems.clear()
-        chain_budget = chain_rows(args, problems, key=lambda setting: setting.setting)
-        if problems:
-            raise ConfigError("invalid chain budget:\n  - " + "\n  - ".join(problems))
-        if chain_budget and mode == "external":
-            raise ConfigError(
-                f"{', '.join(sorted(chain_budget))}: the chain budget belongs to the "
-                "installation: set it on the stack that owns it, not with installation: external"
-            )
-        if args.get("data_api") and mode == "external":
-            raise ConfigError(
-                "data_api: the Data API exposure belongs to the installation: set it on the "
-                "stack that owns it, not with installation: external"
-            )
-        migrations_dir = Path(args.get("migrations_dir") or migrations.SQL_DIR)
-        self.migrations_dir = str(migrations_dir)
-        functions_url = f"{args['api_url'].rstrip('/')}/functions/v1"
+        self.migrations_dir = str(Path(args.get("migrations_dir") or migrations.SQL_DIR))
         self.db_url = args["db_url"]
+        functions_url = f"{args['api_url'].rstrip('/')}/functions/v1"
+        self._declare_preflight(name, args, resolved)
+        if resolved.owner_mode:
+            schema_version = self._install_owner(name, args, resolved, functions_url)
+        else:
+            schema_version = self._install_external(name)
+        child = pulumi.ResourceOptions(parent=self, depends_on=[self.preflight])
+        self._declare_queues(name, setting(args, "queues"), child)
+        self._declare_hooks(name, setting(args, "triggers"), setting(args, "schedules"), child)
+        if resolved.owner_mode:
+            self._declare_destroy_guard(name, args)
+        self._finish(functions_url, schema_version)
+
+    def _declare_preflight(self, name: str, args: SupaqueueArgs, resolved: Resolved) -> None:
+        """The stack id, then the preflight: its check refuses a plan that would stop half-way,
+        before the first change (providers/preflight.py). Every later child depends on it."""
         # Who this stack is, as the database records owners (providers/ownership.py).
         stack = f"{pulumi.get_project()}/{pulumi.get_stack()}"
+        child = pulumi.ResourceOptions(parent=self)
         self.identity = StackIdentity(f"{name}-stack-id", stack, opts=child)
         self.owner = self.identity.owner
         # The name plainly, the id as an output: a preview of a new stack knows who it is.
-        owner = {"stack": stack, "stack_id": self.identity.stack_id}
-        external = mode == "external"
-        if not external and not args.get("access_token"):
-            raise ConfigError("access_token is required to install supaqueue (installation: owner)")
-        api = (
-            ApiTarget(
-                url=args.get("management_api_url") or DEFAULT_MANAGEMENT_API_URL,
-                project_ref=args["project_ref"],
-                access_token=args["access_token"],
-            )
-            if args.get("access_token")
-            else None
-        )
-        deployed_here = [DISPATCHER_SLUG] + ([DEMO_SLUG] if args.get("demo") else [])
-        # Before anything else: its check refuses a plan that would stop half-way, before the
-        # first change (providers/preflight.py). Every later child depends on it.
+        self._declared_owner = {"stack": stack, "stack_id": self.identity.stack_id}
         self.preflight = Preflight(
             f"{name}-preflight",
             db_url=self.db_url,
-            owner=owner,
-            queues={queue["name"]: _live_settings(queue) for queue in queue_args},
-            triggers={trigger["name"]: trigger["queue"] for trigger in trigger_args},
-            schedules={schedule["name"]: schedule["queue"] for schedule in schedule_args},
-            functions=[] if external else deployed_here,
-            api=api.props() if api else None,
+            owner=self._declared_owner,
+            queues={queue["name"]: _live_settings(queue) for queue in setting(args, "queues")},
+            triggers={hook["name"]: hook["queue"] for hook in setting(args, "triggers")},
+            schedules={hook["name"]: hook["queue"] for hook in setting(args, "schedules")},
+            functions=[function.slug for function in resolved.functions],
+            api=resolved.api.props() if resolved.api else None,
             opts=child,
         )
-        child = pulumi.ResourceOptions(parent=self, depends_on=[self.preflight])
 
-        if external:
-            self.external = ExternalInstallation(
-                f"{name}-external", db_url=self.db_url, owner=owner, opts=child
+    def _install_external(self, name: str) -> pulumi.Output[int]:
+        """Only queues, in another stack's installation (providers/external_installation.py)."""
+        self.external = ExternalInstallation(
+            f"{name}-external",
+            db_url=self.db_url,
+            owner=self._declared_owner,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
+        )
+        self.queue_dependencies: list[pulumi.Resource] = [self.external]
+        return self.external.schema_version
+
+    def _install_owner(
+        self, name: str, args: SupaqueueArgs, resolved: Resolved, functions_url: str
+    ) -> pulumi.Output[int]:
+        """What the stack that owns supaqueue installs: secret, type checks, ownership gate,
+        Vault entry, function secret, functions, schema, settings, Data API exposure."""
+        assert resolved.api is not None  # an owner has an access token (installation_spec)
+        dispatcher, *others = resolved.functions
+        checks = self._deno_checks(name, [dispatcher], resolved.deno)
+        self._declare_gate_and_secrets(name, args, resolved.api, checks)
+        self.function = self._edge_function(
+            name, dispatcher, resolved.api, [*checks, self.gate, self.function_secret]
+        )
+        # The function first: a new function also runs what an older schema dispatches (whole
+        # jobs, no claim), while an old function cannot run what a newer schema dispatches.
+        self.schema = Migrations(
+            f"{name}-schema",
+            self.db_url,
+            Path(self.migrations_dir),
+            pulumi.ResourceOptions(
+                parent=self, depends_on=[*checks, self.gate, self.function, self.vault_secret]
+            ),
+            owner=self._declared_owner,
+            drop_dependents=bool(setting(args, "drop_dependents_on_destroy")),
+        )
+        self._declare_settings(name, args, resolved, functions_url)
+        self.queue_dependencies = [self.schema, self.settings, self.vault_secret, self.function]
+        for demo in others:  # `demo-target`, with `demo: true`
+            demo_checks = self._deno_checks(name, [demo], resolved.deno)
+            self.demo_function = self._edge_function(
+                name, demo, resolved.api, [*demo_checks, self.gate]
             )
-            self.queue_dependencies: list[pulumi.Resource] = [self.external]
-            self._declare_queues(name, queue_args, child)
-            self._declare_hooks(name, trigger_args, schedule_args, child)
-            self._finish(functions_url, self.external.schema_version)
-            return
+            self.queue_dependencies.append(self.demo_function)
+        return self.schema.schema_version
 
-        assert api is not None  # an owner has an access token (checked above)
-        drop_dependents = bool(args.get("drop_dependents_on_destroy", False))
-
+    def _declare_gate_and_secrets(
+        self, name: str, args: SupaqueueArgs, api: ApiTarget, checks: list[pulumi.Resource]
+    ) -> None:
+        """The generated secret, the ownership gate, the Vault entry and the function secret."""
         secret = random.RandomPassword(
             f"{name}-secret",
             length=SECRET_LENGTH,
             special=False,
-            keepers={"version": str(args.get("secret_version", "1"))},
-            opts=child,
+            keepers={"version": str(setting(args, "secret_version"))},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
         )
         # Secret whatever the random provider says: it feeds Vault and the function secret.
         secret_value: pulumi.Output[str] = pulumi.Output.secret(secret.result)  # type: ignore[arg-type]
-        check = self._deno_check(f"{name}-deno-check", dispatcher_dir, dispatcher_hash)
-
-        after_check = pulumi.ResourceOptions(parent=self, depends_on=[self.preflight, check])
         # The gate first: everything that changes the project depends on it, so another
         # stack's installation stops them all at preview, before any change.
         self.gate = OwnershipGate(
             f"{name}-ownership-gate",
             db_url=self.db_url,
-            owner=owner,
+            owner=self._declared_owner,
             secret=secret_value,
             vault_secret_name=VAULT_SECRET_NAME,
-            opts=after_check,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight, *checks]),
         )
-        after_gate = pulumi.ResourceOptions(parent=self, depends_on=[check, self.gate])
+        after_gate = pulumi.ResourceOptions(parent=self, depends_on=[*checks, self.gate])
         # Before the schema, so a destroy removes it after the schema: a destroy the schema's
         # delete refuses leaves the installation its secret (providers/destroy_guard.py).
         self.vault_secret = VaultSecret(
@@ -305,84 +348,67 @@ class Supaqueue(pulumi.ComponentResource):
             value=secret_value,
             opts=after_gate,
         )
-        self.function = EdgeFunction(
-            f"{name}-function",
-            api=api,
-            slug=DISPATCHER_SLUG,
-            source_dir=str(dispatcher_dir),
-            content_hash=dispatcher_hash,
-            verify_jwt=False,
-            import_map_path=_import_map(dispatcher_dir),
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[check, self.gate, self.function_secret]
-            ),
-        )
-        # The function first: a new function also runs what an older schema dispatches (whole
-        # jobs, no claim), while an old function cannot run what a newer schema dispatches.
-        self.schema = Migrations(
-            f"{name}-schema",
-            self.db_url,
-            migrations_dir,
-            pulumi.ResourceOptions(
-                parent=self, depends_on=[check, self.gate, self.function, self.vault_secret]
-            ),
-            owner=owner,
-            drop_dependents=drop_dependents,
-        )
+
+    def _declare_settings(
+        self, name: str, args: SupaqueueArgs, resolved: Resolved, functions_url: str
+    ) -> None:
+        """The settings rows and, with `data_api`, the Data API exposure: after the schema."""
         after_schema = pulumi.ResourceOptions(parent=self, depends_on=[self.schema])
         self.settings = Settings(
             f"{name}-settings",
             self.db_url,
             # Budget keys left unset are not rows of ours: SQL's default, or a value set in SQL,
             # stays (and a key removed from the stack is deleted: back to the default).
-            {"functions_url": functions_url, "dispatcher_slug": DISPATCHER_SLUG, **chain_budget},
+            {
+                "functions_url": functions_url,
+                "dispatcher_slug": DISPATCHER_SLUG,
+                **resolved.chain_budget,
+            },
             after_schema,
         )
-        if args.get("data_api"):
+        self.data_api: DataApiSchema | None = None
+        if setting(args, "data_api"):
+            assert resolved.api is not None
             # After the schema (it holds supaqueue_api), so a destroy hides it before dropping it.
-            self.data_api = DataApiSchema(f"{name}-data-api", api=api, opts=after_schema)
-        self.queue_dependencies = [
-            self.schema,
-            self.settings,
-            self.vault_secret,
-            self.function,
-        ]
+            self.data_api = DataApiSchema(f"{name}-data-api", api=resolved.api, opts=after_schema)
 
-        if args.get("demo"):
-            demo_check = self._deno_check(f"{name}-demo-deno-check", demo_dir, demo_hash)
-            self.demo_function = EdgeFunction(
-                f"{name}-demo-function",
-                api=api,
-                slug=DEMO_SLUG,
-                source_dir=str(demo_dir),
-                content_hash=demo_hash,
-                verify_jwt=True,
-                import_map_path=_import_map(demo_dir),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[demo_check, self.gate]),
-            )
-            self.queue_dependencies.append(self.demo_function)
+    def _edge_function(
+        self,
+        name: str,
+        source: FunctionSource,
+        api: ApiTarget,
+        depends_on: list[pulumi.Resource],
+    ) -> EdgeFunction:
+        return EdgeFunction(
+            f"{name}-{source.prefix}function",
+            api=api,
+            slug=source.slug,
+            source_dir=str(source.folder),
+            content_hash=source.content_hash,
+            verify_jwt=source.verify_jwt,
+            import_map_path=_import_map(source.folder),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+        )
 
-        self._declare_queues(name, queue_args, child)
-        self._declare_hooks(name, trigger_args, schedule_args, child)
-        # Deleted first by a destroy (it depends on everything above and on the queues).
+    def _declare_destroy_guard(self, name: str, args: SupaqueueArgs) -> None:
+        """Deleted first by a destroy (it depends on everything the installation declares)."""
         self.destroy_guard = DestroyGuard(
             f"{name}-destroy-guard",
             db_url=self.db_url,
             owner=self.owner,
-            drop_dependents=drop_dependents,
+            drop_dependents=bool(setting(args, "drop_dependents_on_destroy")),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[
                     *self.queue_dependencies,
                     self.function_secret,
-                    *([self.data_api] if args.get("data_api") else []),
+                    *([self.data_api] if self.data_api else []),
                     *self.queues.values(),
                     *self.triggers.values(),
                     *self.schedules.values(),
                 ],
             ),
         )
-        self._finish(functions_url, self.schema.schema_version)
 
     def _declare_queues(
         self, name: str, queue_args: list[QueueArgs], child: pulumi.ResourceOptions
@@ -459,15 +485,21 @@ class Supaqueue(pulumi.ComponentResource):
             }
         )
 
-    def _deno_check(self, name: str, folder: Path, content_hash: str) -> command.local.Command:
-        """`deno check` of a function folder, re-run whenever its files change."""
-        return command.local.Command(
-            name,
-            create=f"{shlex.quote(deno_binary())} check --quiet index.ts",
-            dir=str(folder),
-            triggers=[content_hash],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
-        )
+    def _deno_checks(
+        self, name: str, sources: list[FunctionSource], deno: str | None
+    ) -> list[pulumi.Resource]:
+        """`deno check` of each source that needs it, re-run whenever its files change."""
+        return [
+            command.local.Command(
+                f"{name}-{source.prefix}deno-check",
+                create=f"{shlex.quote(str(deno))} check --quiet index.ts",
+                dir=str(source.folder),
+                triggers=[source.content_hash],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]),
+            )
+            for source in sources
+            if source.checked
+        ]
 
 
 def _live_settings(queue: QueueArgs) -> dict[str, Any]:

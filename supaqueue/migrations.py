@@ -31,11 +31,12 @@ from pathlib import Path
 
 import psycopg
 
+from supaqueue import package_data
 from supaqueue.clients.postgres import connect
 from supaqueue.errors import DatabaseError, SupaqueueError
 
 # The migrations as this package ships them (package data).
-SQL_DIR = Path(__file__).resolve().parent / "sql"
+SQL_DIR = package_data.folder("sql")
 UNINSTALL_FILE = "uninstall.sql"
 REPEATABLE_DIR = "functions"
 

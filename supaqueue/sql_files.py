@@ -1,7 +1,8 @@
 """Named SQL queries kept in .sql files: each block starts with a `-- name: <name>` line.
 
-One loader for every such file (the providers' `supaqueue/providers/sql/`, the local stack's
-`local_stack/sql/`), read through `importlib.resources` so an installed package finds them too.
+One loader for every such file (the providers' `supaqueue/providers/sql/`, the console's
+`supaqueue/console/sql/`, the local stack's `supaqueue/local_stack/sql/`), read through
+`importlib.resources` so an installed package finds them too.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make toolchain`: installs everything supaqueue runs with, idempotently, cached outside the repo.
-# Only the package registries are used; see docs/architecture.md "Toolchain and cache".
+# Only the package registries are used; see docs/architecture/toolchain.md "Toolchain and cache".
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=env.sh
@@ -35,14 +35,15 @@ fi
 
 # 2. The project venv (Pulumi.yaml's `virtualenv` option points here).
 py_stamp="$root/.venv/.supaqueue-deps"
-py_hash=$(sha256sum "$root/pyproject.toml" | cut -c1-16)
+py_hash=$(cat "$root/pyproject.toml" "$root/constraints.txt" | sha256sum | cut -c1-16)
 if [ ! -x "$root/.venv/bin/python" ] || [ "$(cat "$py_stamp" 2>/dev/null)" != "$py_hash" ]; then
   step "creating .venv"
   python3 -m venv "$root/.venv"
   mkdir -p "$cache/logs"
-  # compat mode: a .pth pointing at the repo, so `supaqueue` imports from the checkout.
-  if ! "$root/.venv/bin/pip" install --disable-pip-version-check -e "$root[dev]" \
-       --config-settings editable_mode=compat >"$cache/logs/pip.log" 2>&1; then
+  # compat mode: a .pth pointing at the repo, so `supaqueue` imports from the checkout. The
+  # exact versions are constraints.txt's (pyproject.toml holds the package's ranges).
+  if ! "$root/.venv/bin/pip" install --disable-pip-version-check -c "$root/constraints.txt" \
+       -e "$root[dev]" --config-settings editable_mode=compat >"$cache/logs/pip.log" 2>&1; then
     tail -30 "$cache/logs/pip.log" >&2
     die "installing the Python dependencies failed (full log: $cache/logs/pip.log)"
   fi
@@ -56,7 +57,8 @@ if pulumi_path=$(PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -v "^$root/.too
 fi
 if [ -n "$official" ]; then
   step "using the Pulumi CLI on PATH ($official)"
-  for f in pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python; do
+  for f in pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python \
+           pulumi-language-nodejs pulumi-language-go pulumi-language-yaml; do
     [ -e "$official/$f" ] && ln -sfn "$official/$f" "$root/.toolchain/bin/$f"
   done
 else
@@ -73,6 +75,24 @@ else
   for f in pulumi pulumi-language-python-exec pulumi-resource-pulumi-python; do
     ln -sfn "$cache/bin/$f" "$root/.toolchain/bin/$f"
   done
+fi
+
+# 3b. The YAML language host, when the CLI on PATH has none, and pulumi-sdkgen (SDK generation
+# for the offline hosts) when there is no official CLI: built from Go modules like the CLI (about
+# 40 s and 15 s after the CLI build, whose compiled packages they reuse), one after the other in
+# the background of the network-bound steps 4 and 5. Waited for before the summary.
+go_pid=""
+go_log="$cache/logs/go-tools.log"
+if [ ! -e "$root/.toolchain/bin/pulumi-language-yaml" ] || [ -z "$official" ]; then
+  mkdir -p "$cache/logs"
+  if [ ! -x "$cache/bin/pulumi-language-yaml" ]; then
+    step "building pulumi-language-yaml from Go modules in the background (first run only)"
+  fi
+  (
+    "$here/build-pulumi-language-yaml.sh" "$cache/bin"
+    if [ -z "$official" ]; then "$here/build-pulumi-sdkgen.sh" "$cache/bin"; fi
+  ) >"$go_log" 2>&1 &
+  go_pid=$!
 fi
 
 # 4. Deno, from the npm registry.
@@ -97,4 +117,32 @@ if [ -n "$official" ]; then
 else
   "$here/install-offline-plugins.sh"
 fi
+if [ -n "$go_pid" ]; then
+  if ! wait "$go_pid"; then
+    tail -30 "$go_log" >&2
+    die "building pulumi-language-yaml or pulumi-sdkgen failed (full log: $go_log)"
+  fi
+  ln -sfn "$cache/bin/pulumi-language-yaml" "$root/.toolchain/bin/pulumi-language-yaml"
+  if [ -z "$official" ]; then
+    ln -sfn "$cache/bin/pulumi-sdkgen" "$root/.toolchain/bin/pulumi-sdkgen"
+  fi
+fi
+
+# 6. Say which language host serves each language: official, or our offline equivalent.
+host_kind() {
+  local link="$root/.toolchain/bin/pulumi-language-$1"
+  if [ ! -e "$link" ]; then
+    echo "none"
+  elif grep -qs "Offline equivalent of the official" <(head -c 400 "$(readlink -f "$link")"); then
+    echo "offline equivalent"
+  elif [[ "$(readlink -f "$link")" == "$cache/"* ]]; then
+    echo "official $(cut -d' ' -f1 "$cache/bin/.pulumi-language-$1.version"), built from Go modules"
+  else
+    echo "official, from $(dirname "$(readlink -f "$link")")"
+  fi
+}
+# Not a step (nothing is installed here): printed on every run, as the last line's preamble.
+for lang in python nodejs go yaml; do
+  printf '    language host %-6s %s\n' "$lang:" "$(host_kind "$lang")"
+done
 step "toolchain ready: $(pulumi version), $("$deno" --version | head -1)"

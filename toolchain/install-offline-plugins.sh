@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the project's offline equivalents of the Python language host and the random/command
-# resource plugins (offline_plugins/), for machines where the official binaries cannot be had.
+# Installs the project's offline equivalents of the Python, Node.js and Go language hosts and the
+# random/command resource plugins (offline_plugins/), for machines where the official binaries
+# cannot be had (the Node.js and Go hosts run programs with the machine's node and go).
 # They run from a venv and a source copy in the cache, so they never depend on one checkout.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -9,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$SUPAQUEUE_ROOT
 cache=$SUPAQUEUE_CACHE
 
-pins=$(grep -oE '"(pulumi|bcrypt)==[^"]+"' "$root/pyproject.toml" | tr -d '"' | sort | paste -sd' ')
+pins=$(grep -oE '^(pulumi|bcrypt)==[^ ]+' "$root/constraints.txt" | sort | paste -sd' ')
 venv="$cache/plugin-venv"
 if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$pins" ]; then
   echo "==> creating the offline plugins' venv ($pins)"
@@ -20,13 +21,15 @@ if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$pins" ]; then
   echo "$pins" >"$venv/.pins"
 fi
 
-hash=$( (cd "$root" && find offline_plugins -type f -name '*.py' -print0 | sort -z | xargs -0 sha256sum; echo "$pins") | sha256sum | cut -c1-16)
+# The launchers this script writes are part of the install: a change to it makes a new one too.
+hash=$( (cd "$root" && find offline_plugins -type f -name '*.py' -print0 | sort -z | xargs -0 sha256sum; echo "$pins"; cat "$here/install-offline-plugins.sh") | sha256sum | cut -c1-16)
 dest="$cache/offline-plugins/$hash"
 if [ ! -f "$dest/.complete" ]; then
   rm -rf "$dest"
   mkdir -p "$dest/bin"
   (cd "$root" && find offline_plugins -type f -name '*.py' -print0 | xargs -0 cp --parents -t "$dest")
-  for pair in pulumi-language-python:language_host pulumi-resource-random:random_provider \
+  for pair in pulumi-language-python:language_host pulumi-language-nodejs:nodejs_host \
+              pulumi-language-go:go_host pulumi-resource-random:random_provider \
               pulumi-resource-command:command_provider; do
     exe=${pair%%:*} module=${pair##*:}
     cat >"$dest/bin/$exe" <<SH
@@ -38,13 +41,15 @@ SH
   done
   touch "$dest/.complete"
 fi
-# A real file next to the CLI (not a symlink): the CLI warns about a language host on PATH
+# Real files next to the CLI (not symlinks): the CLI warns about a language host on PATH
 # unless it resolves to the folder of the pulumi binary itself.
-if ! cmp -s "$dest/bin/pulumi-language-python" "$cache/bin/pulumi-language-python"; then
-  install -m 0755 "$dest/bin/pulumi-language-python" "$cache/bin/.pulumi-language-python.tmp"
-  mv -f "$cache/bin/.pulumi-language-python.tmp" "$cache/bin/pulumi-language-python"
-fi
-ln -sfn "$cache/bin/pulumi-language-python" "$root/.toolchain/bin/pulumi-language-python"
+for exe in pulumi-language-python pulumi-language-nodejs pulumi-language-go; do
+  if ! cmp -s "$dest/bin/$exe" "$cache/bin/$exe"; then
+    install -m 0755 "$dest/bin/$exe" "$cache/bin/.$exe.tmp"
+    mv -f "$cache/bin/.$exe.tmp" "$cache/bin/$exe"
+  fi
+  ln -sfn "$cache/bin/$exe" "$root/.toolchain/bin/$exe"
+done
 
 stamp="$PULUMI_HOME/.supaqueue-offline-plugins"
 # Read the list once: `pulumi plugin ls | grep -q` under pipefail fails whenever grep exits first.

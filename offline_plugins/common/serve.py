@@ -23,7 +23,17 @@ GRPC_OPTIONS = [
 
 # Go-style flags the CLI may pass with their value as the next argument (`-tracing URL`).
 VALUE_FLAGS = frozenset(
-    {"tracing", "root", "binary", "virtualenv", "use-executor", "typechecker", "toolchain"}
+    {
+        "tracing",
+        "root",
+        "binary",
+        "virtualenv",
+        "use-executor",
+        "typechecker",
+        "toolchain",
+        "runtime",
+        "buildTarget",
+    }
 )
 
 

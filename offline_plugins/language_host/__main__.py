@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from pulumi.runtime.proto import language_pb2_grpc
-
-from offline_plugins.common.serve import engine_address, serve
+from offline_plugins.common.language_runtime import serve_language_host
+from offline_plugins.language_host import VERSION
 from offline_plugins.language_host.host import LanguageHost
-
-
-def main(argv: list[str]) -> int:
-    engine = engine_address(argv)
-    host = LanguageHost(engine)
-    return serve(
-        lambda server: language_pb2_grpc.add_LanguageRuntimeServicer_to_server(host, server),
-        engine=engine,
-        on_stop=host.running.stop_all,
-    )
-
 
 if __name__ == "__main__":
     try:
-        sys.exit(main(sys.argv[1:]))
+        sys.exit(serve_language_host(sys.argv[1:], LanguageHost, VERSION))
     except KeyboardInterrupt:
         # A signal before the handlers are installed: stopping is still the normal end.
         sys.exit(0)

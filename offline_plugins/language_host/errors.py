@@ -1,15 +1,10 @@
-"""The one error type the host reports to the engine as a plain message (never a traceback)."""
+"""The one error type the host reports to the engine as a plain message (never a traceback).
+
+Shared by every offline language host: defined in offline_plugins.common.language_runtime.
+"""
 
 from __future__ import annotations
 
-import grpc
+from offline_plugins.common.language_runtime import HostError
 
-
-class HostError(Exception):
-    """A failure answered with this message and gRPC status code."""
-
-    def __init__(
-        self, message: str, code: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION
-    ) -> None:
-        super().__init__(message)
-        self.code = code
+__all__ = ["HostError"]

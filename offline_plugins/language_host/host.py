@@ -2,78 +2,30 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
-import grpc
 from google.protobuf import empty_pb2
 from pulumi.runtime.proto import language_pb2, language_pb2_grpc, plugin_pb2
 
+from offline_plugins.common.language_runtime import (
+    package_dependency,
+    plugin_dependency,
+    reported,
+    reported_stream,
+)
+from offline_plugins.common.language_runtime import unimplemented as unimplemented_by
 from offline_plugins.language_host import VERSION
-from offline_plugins.language_host.errors import HostError
 from offline_plugins.language_host.install import install_dependencies
 from offline_plugins.language_host.inventory import take_inventory
 from offline_plugins.language_host.options import parse_options
-from offline_plugins.language_host.plugins import PluginRequirement, required_plugins
+from offline_plugins.language_host.plugins import required_plugins
 from offline_plugins.language_host.processes import RunningPrograms
 from offline_plugins.language_host.runner import run_program
 
-Handler = TypeVar("Handler", bound=Callable[..., Any])
-
-
-def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
-    if isinstance(exc, HostError):
-        context.abort(exc.code, str(exc))
-    context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
-
-
-def reported(handler: Handler) -> Handler:
-    """Answer failures with a status and a plain message rather than a Python traceback."""
-
-    @functools.wraps(handler)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return handler(self, request, context)
-        except Exception as exc:
-            _abort(context, exc)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def reported_stream(handler: Handler) -> Handler:
-    @functools.wraps(handler)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        try:
-            yield from handler(self, request, context)
-        except Exception as exc:
-            _abort(context, exc)
-
-    return wrapper  # type: ignore[return-value]
-
 
 def unimplemented(name: str) -> Callable[..., Any]:
-    def handler(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            f"{name} is not implemented by the offline Python language host "
-            "(it only runs programs; use the official pulumi-language-python for this)",
-        )
-
-    handler.__name__ = name
-    return handler
-
-
-def _package(req: PluginRequirement) -> plugin_pb2.PackageDependency:
-    dep = plugin_pb2.PackageDependency(
-        name=req.name, kind=req.kind, version=req.version, server=req.server
-    )
-    if req.parameterization is not None:
-        p = req.parameterization
-        dep.parameterization.CopyFrom(
-            plugin_pb2.PackageParameterization(name=p.name, version=p.version, value=p.value)
-        )
-    return dep
+    return unimplemented_by(name, "Python", "pulumi-language-python")
 
 
 class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
@@ -96,19 +48,16 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
     ) -> language_pb2.GetRequiredPackagesResponse:
         opts = parse_options(request.info)
         plugins = required_plugins(take_inventory(opts))
-        return language_pb2.GetRequiredPackagesResponse(packages=[_package(p) for p in plugins])
+        return language_pb2.GetRequiredPackagesResponse(
+            packages=[package_dependency(p) for p in plugins]
+        )
 
     @reported
     def GetRequiredPlugins(
         self, request: language_pb2.GetRequiredPluginsRequest, context: Any
     ) -> language_pb2.GetRequiredPluginsResponse:
         opts = parse_options(request.info, request.pwd)
-        plugins = [
-            plugin_pb2.PluginDependency(
-                name=p.name, kind=p.kind, version=p.version, server=p.server
-            )
-            for p in required_plugins(take_inventory(opts))
-        ]
+        plugins = [plugin_dependency(p) for p in required_plugins(take_inventory(opts))]
         return language_pb2.GetRequiredPluginsResponse(plugins=plugins)
 
     @reported
@@ -158,7 +107,13 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
 
     Template = unimplemented("Template")
     RunPlugin = unimplemented("RunPlugin")
-    GenerateProgram = unimplemented("GenerateProgram")
+
+    def GenerateProgram(self, request: Any, context: Any) -> Any:
+        # `pulumi import` prints the code this returns (codegen.py: what the importer writes).
+        from offline_plugins.language_host.codegen import answer
+
+        return answer(request, context)
+
     GenerateProject = unimplemented("GenerateProject")
     GeneratePackage = unimplemented("GeneratePackage")
     Pack = unimplemented("Pack")

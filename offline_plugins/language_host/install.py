@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import queue
-import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
-from offline_plugins.language_host.errors import HostError
+from offline_plugins.common.programs import Chunk, stream_command
 from offline_plugins.language_host.options import ProgramOptions
 from offline_plugins.language_host.python_env import (
     create_virtualenv,
@@ -19,8 +15,6 @@ from offline_plugins.language_host.python_env import (
 )
 
 REQUIREMENTS = "requirements.txt"
-# One output chunk: which stream ("stdout" | "stderr") and its bytes.
-Chunk = tuple[str, bytes]
 
 
 def requirements_file(opts: ProgramOptions) -> Path | None:
@@ -29,41 +23,6 @@ def requirements_file(opts: ProgramOptions) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
-
-
-def _pump(stream: IO[bytes], name: str, out: queue.Queue[Chunk | None]) -> None:
-    for line in iter(stream.readline, b""):
-        out.put((name, line))
-    out.put(None)
-
-
-def stream_command(command: list[str], cwd: Path, env: dict[str, str]) -> Iterator[Chunk]:
-    """Run a command, yielding its stdout and stderr lines as they come; fail on non-zero exit."""
-    proc = subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    lines: queue.Queue[Chunk | None] = queue.Queue()
-    pumps = [
-        threading.Thread(target=_pump, args=(proc.stdout, "stdout", lines), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, "stderr", lines), daemon=True),
-    ]
-    for pump in pumps:
-        pump.start()
-    finished = 0
-    try:
-        while finished < len(pumps):
-            item = lines.get()
-            if item is None:
-                finished += 1
-            else:
-                yield item
-    finally:
-        if proc.poll() is None:
-            proc.kill()  # the caller went away (e.g. the engine cancelled the stream)
-        proc.wait()
-    if proc.returncode != 0:
-        raise HostError(f"`{' '.join(command)}` failed with exit code {proc.returncode}")
 
 
 def install_dependencies(opts: ProgramOptions) -> Iterator[Chunk]:

@@ -7,13 +7,15 @@ own name and (PEP 440) version; `"resource": false` means the package needs no p
 
 from __future__ import annotations
 
-import base64
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from offline_plugins.common.language_runtime import (
+    PluginRequirement,
+    parameterization_from_json,
+)
 from offline_plugins.language_host.errors import HostError
 from offline_plugins.language_host.inventory import InstalledPackage, Inventory
 
@@ -26,22 +28,6 @@ PEP440 = re.compile(
     r"(?:\.dev(?P<dev>\d+))?$"
 )
 PRE_RELEASE = {"a": "alpha", "b": "beta", "rc": "rc"}
-
-
-@dataclass(frozen=True)
-class Parameterization:
-    name: str
-    version: str
-    value: bytes
-
-
-@dataclass(frozen=True)
-class PluginRequirement:
-    name: str
-    version: str  # "v"-prefixed semver
-    server: str = ""
-    parameterization: Parameterization | None = None
-    kind: str = "resource"
 
 
 def plugin_version(package_version: str) -> str | None:
@@ -89,19 +75,9 @@ def requirement_for(pkg: InstalledPackage) -> PluginRequirement | None:
     version = str(info.get("version") or "") or plugin_version(pkg.version)
     if not version:
         return None  # the official host skips packages whose plugin version it cannot tell
-    parameterization = None
-    raw_param = info.get("parameterization")
-    if isinstance(raw_param, dict):
-        try:
-            # Go's PulumiPluginJSON holds the value as []byte, so JSON carries it in base64.
-            value = base64.b64decode(str(raw_param.get("value", "")), validate=True)
-        except ValueError as exc:
-            raise HostError(f"{pkg.plugin_file}: parameterization value is not base64") from exc
-        parameterization = Parameterization(
-            name=str(raw_param.get("name", "")),
-            version=str(raw_param.get("version", "")),
-            value=value,
-        )
+    parameterization = parameterization_from_json(
+        info.get("parameterization"), str(pkg.plugin_file)
+    )
     return PluginRequirement(
         name=name,
         version=version if version.startswith("v") else f"v{version}",

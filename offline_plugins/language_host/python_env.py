@@ -8,12 +8,9 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-import offline_plugins
+from offline_plugins.common.programs import without_own_sources
 from offline_plugins.language_host.errors import HostError
 from offline_plugins.language_host.options import ProgramOptions
-
-# The launcher puts our own sources on PYTHONPATH; the program must not inherit that entry.
-OWN_SOURCES = str(Path(offline_plugins.__file__).resolve().parent.parent)
 
 
 def venv_python(venv: Path) -> Path:
@@ -63,12 +60,7 @@ def program_environment(
     opts: ProgramOptions, base: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """The environment for the program's Python: the virtualenv activated, our sources removed."""
-    env = dict(os.environ if base is None else base)
-    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != OWN_SOURCES]
-    if paths:
-        env["PYTHONPATH"] = os.pathsep.join(paths)
-    else:
-        env.pop("PYTHONPATH", None)
+    env = without_own_sources(base)
     if opts.virtualenv is not None:
         venv = str(opts.virtualenv.resolve())
         env["VIRTUAL_ENV"] = venv

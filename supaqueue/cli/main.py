@@ -11,6 +11,7 @@ from __future__ import annotations
 import click
 
 from supaqueue.console.commands import COMMANDS
+from supaqueue.extras import missing_extra
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,6 +26,10 @@ def root() -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def dev(args: tuple[str, ...]) -> None:
     """The local Supabase stack: up | down | status [-o env] | destroy [--dir D]."""
+    missing = missing_extra("local-stack", "supaqueue dev")
+    if missing:
+        click.echo(missing, err=True)
+        raise SystemExit(1)
     from supaqueue.local_stack import (
         cli as local_stack_cli,  # only when asked: it starts nothing itself
     )

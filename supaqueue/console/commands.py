@@ -25,6 +25,7 @@ from supaqueue.console import render
 from supaqueue.console.api import FINISHED_STATES, STATES, ConsoleError, Operator
 from supaqueue.console.target import connect_target, verified_db_url
 from supaqueue.console.timeparse import TimeParam, WindowParam, interval
+from supaqueue.extras import missing_extra
 
 EXIT_NOTHING_TO_DO = 4
 EXIT_NOT_CONFIRMED = 5
@@ -78,6 +79,12 @@ def operator(db_url: str | None, stack: str | None) -> Iterator[Operator]:
         yield Operator(conn)
     finally:
         conn.close()
+
+
+def _require_console_extra(command: str) -> None:
+    missing = missing_extra("console", command)
+    if missing:
+        raise ConsoleError(missing)
 
 
 def guarded(fn: F) -> F:
@@ -539,6 +546,7 @@ def resume(queue: str, db_url: str | None, stack: str | None, yes: bool, as_json
 @guarded
 def ui(db_url: str | None, stack: str | None, port: int, open_browser: bool) -> None:
     """The dashboard, on 127.0.0.1 only; prints a URL with a one-time token."""
+    _require_console_extra("supaqueue ui")
     from supaqueue.console.dashboard.server import serve
 
     serve(verified_db_url(db_url, stack), port=port, open_browser=open_browser)
@@ -635,6 +643,7 @@ def metrics(
     db_url: str | None, stack: str | None, listen: str, settle_seconds: float | None
 ) -> None:
     """Prometheus metrics of every queue on http://HOST:PORT/metrics, read at each scrape."""
+    _require_console_extra("supaqueue metrics")
     from supaqueue.console import metrics as exporter
 
     exporter.parse_listen(listen)  # a bad address is a usage error before anything else

@@ -15,7 +15,8 @@ What that resolves to is remembered (`StackCache`), because asking the Pulumi CL
   both readable by this user only; entries expire after `CACHE_TTL_SECONDS`;
 - a remembered URL that no longer connects (the local stack was recreated, the password rotated
   outside Pulumi) is forgotten and resolved again, once.
-`SUPAQUEUE_STACK_CACHE=0` turns it off; `rm -r ~/.cache/supaqueue/stack-targets` empties it.
+`SUPAQUEUE_STACK_CACHE=0` turns it off (so does a missing `console` extra);
+`rm -r ~/.cache/supaqueue/stack-targets` empties it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from supaqueue.console.api import BadInputError, ConsoleError, connect
+from supaqueue.extras import absent
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
@@ -112,7 +114,7 @@ def _resolve_stack(stack: str) -> str:
 
 def _local_stack_db_url() -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "cli", "dev", "status", "-o", "env"],
+        [sys.executable, "-m", "supaqueue.cli", "dev", "status", "-o", "env"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -165,6 +167,8 @@ class StackCache:
         import yaml  # here, not at the top: `--db-url` commands start faster without it
 
         if os.environ.get("SUPAQUEUE_STACK_CACHE", "1") == "0":
+            return None
+        if absent("cryptography"):  # the `console` extra is not installed: ask Pulumi each time
             return None
         root = project_root().resolve()
         stack_file = root / f"Pulumi.{stack}.yaml"

@@ -30,7 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument(
-            "--dir", type=Path, default=None, help="state folder (default .local-stack)"
+            "--dir",
+            type=Path,
+            default=None,
+            help="state folder (default: $SUPAQUEUE_LOCAL_STACK_DIR, else .local-stack/ in the "
+            "Pulumi project here or above, else ~/.local/state/supaqueue/local-stack)",
         )
         if name == "status":
             sub.add_argument("-o", "--output", choices=["pretty", "env"], default="pretty")

@@ -20,7 +20,7 @@ from supaqueue.local_stack.function_store import FunctionRecord, FunctionStore
 from supaqueue.local_stack.postgres import free_port
 from supaqueue.local_stack.processes import die_with_parent
 from supaqueue.local_stack.state import StackState
-from supaqueue.local_stack.toolchain import cache_dir, find_deno
+from supaqueue.local_stack.toolchain import INSTALL_DENO, cache_dir, find_deno
 
 log = logging.getLogger("supaqueue.edge")
 BOOTSTRAP = Path(__file__).with_name("edge_bootstrap.ts")
@@ -65,7 +65,7 @@ def deno_binary() -> str:
     """The toolchain's Deno (supaqueue.local_stack.toolchain.find_deno)."""
     found = find_deno()
     if found is None:
-        raise BootError("no Deno binary: set SUPAQUEUE_DENO or run `make toolchain`")
+        raise BootError(f"Deno is not installed: {INSTALL_DENO}")
     return found
 
 

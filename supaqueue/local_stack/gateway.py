@@ -105,7 +105,8 @@ async def invoke(request: web.Request) -> web.StreamResponse:
 
 def client_gone(request: web.Request) -> bool:
     """Whether the client has closed or reset its connection: a peek at its socket (end of
-    stream or an error), as a proxy checks before forwarding (docs/architecture.md, issue #21)."""
+    stream or an error), as a proxy checks before forwarding (docs/architecture/local-stack.md,
+    issue #21)."""
     transport = request.transport
     if transport is None or transport.is_closing():
         return True

@@ -28,6 +28,7 @@ from supaqueue.local_stack.postgres import (
     port_in_use,
 )
 from supaqueue.local_stack.state import STACK_FILE, StackState, StateError, load, load_or_create
+from supaqueue.local_stack.toolchain import local_stack_problems
 
 HEALTH_TIMEOUT_S = 15.0
 DOWN_TIMEOUT_S = DRAIN_MS / 1000 + 15
@@ -254,6 +255,10 @@ def up(state_dir: Path) -> tuple[StackState, bool]:
 
 
 def _up(state_dir: Path) -> tuple[StackState, bool]:
+    # What the machine lacks, before anything is made: the state folder included.
+    missing = local_stack_problems()
+    if missing:
+        raise StackError("; ".join(missing))
     try:
         state = load_or_create(state_dir)
     except (StateError, OSError) as exc:

@@ -26,9 +26,10 @@ from supaqueue.local_stack.standins import install_standins, standin_sql
 
 PG_BIN = Path(os.environ.get("SUPAQUEUE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_OS_USER = "postgres"
-# The role model of hosted Supabase (docs/architecture.md, "Roles"): the cluster's superuser is
-# ADMIN_ROLE, which sets everything up; `postgres`, the role users and supaqueue connect as, is not
-# a superuser. Roles and grants are in local_stack/sql/roles.sql and hosted_grants.sql.
+# The role model of hosted Supabase (docs/architecture/roles.md, "Roles"): the cluster's
+# superuser is ADMIN_ROLE, which sets everything up; `postgres`, the role users and supaqueue
+# connect as, is not a superuser. Roles and grants are in local_stack/sql/roles.sql and
+# hosted_grants.sql.
 ADMIN_ROLE = "supabase_admin"
 USER_ROLE = "postgres"
 LOG_TAIL_LINES = 30

@@ -14,16 +14,30 @@ from pathlib import Path
 
 from supaqueue.local_stack import jwt_keys
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK_FILE = "stack.json"
+# The state folder's name inside a Pulumi project (this repository's own: `make up`).
+PROJECT_FOLDER = ".local-stack"
+DIR_ENV = "SUPAQUEUE_LOCAL_STACK_DIR"
 
 
 class StateError(Exception):
     """The state folder is unreadable or inconsistent; the message says which file and why."""
 
 
-def default_dir() -> Path:
-    return REPO_ROOT / ".local-stack"
+def default_dir(cwd: Path | None = None) -> Path:
+    """Where `supaqueue dev` keeps the stack when no `--dir` is given: `$SUPAQUEUE_LOCAL_STACK_DIR`;
+    else `.local-stack/` in the Pulumi project around `cwd` (the nearest folder from it upwards
+    holding a `Pulumi.yaml`), so each project has its own stack; else, outside any project,
+    `${XDG_STATE_HOME:-~/.local/state}/supaqueue/local-stack`."""
+    explicit = os.environ.get(DIR_ENV)
+    if explicit:
+        return Path(explicit)
+    here = (cwd or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "Pulumi.yaml").is_file():
+            return folder / PROJECT_FOLDER
+    state_home = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state_home) / "supaqueue" / "local-stack"
 
 
 @dataclass
@@ -107,6 +121,9 @@ class StackState:
 
     def save(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        ignore = self.dir / ".gitignore"
+        if not ignore.exists():  # credentials and a database: never part of the user's repo
+            ignore.write_text("# made by supaqueue dev: nothing here belongs in git\n*\n")
         data = {k: v for k, v in asdict(self).items() if k != "dir"}
         write_private(self.stack_file, json.dumps(data, indent=2) + "\n")
 

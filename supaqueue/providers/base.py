@@ -1,8 +1,9 @@
-"""What every supaqueue dynamic provider shares: error presentation, unknowns, secret options.
+"""What every supaqueue provider shares: error presentation, unknowns, secret options.
 
-Provider methods run in the dynamic-provider plugin process, which reports a failing method with
-`traceback.format_exc()`. `sys.tracebacklimit = 0` there makes that the exception line alone, so a
-user sees "QueueNotEmptyError: cannot remove queue 'emails': ..." and no Python stack.
+Provider methods run in the provider plugin process (supaqueue/provider/server.py), which reports
+a failing method as its exception line alone, so a user sees "QueueNotEmptyError: cannot remove
+queue 'emails': ..." and no Python stack (`sys.tracebacklimit = 0` does the same for a stack's
+older dynamic-provider plugin, which reports `traceback.format_exc()`).
 """
 
 from __future__ import annotations
@@ -57,9 +58,21 @@ def presented(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+_PLUGIN_PROCESS = False
+
+
+def mark_plugin_process() -> None:
+    """Called first by the provider plugin (supaqueue/provider/server.py)."""
+    global _PLUGIN_PROCESS
+    _PLUGIN_PROCESS = True
+
+
 def in_provider_process() -> bool:
-    """True inside the dynamic-provider plugin (`python -m pulumi.dynamic`), the one process
-    where a traceback limit of 0 is wanted (the SDK's own resource code needs stack frames)."""
+    """True inside the provider plugin (`pulumi-resource-supaqueue`, or a stack's older
+    dynamic-provider plugin `python -m pulumi.dynamic`), the one process where a traceback limit
+    of 0 is wanted (the SDK's own resource code needs stack frames)."""
+    if _PLUGIN_PROCESS:
+        return True
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     return spec is not None and spec.name.startswith("pulumi.dynamic")
 

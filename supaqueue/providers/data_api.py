@@ -18,7 +18,6 @@ from pulumi.dynamic import (
     CreateResult,
     DiffResult,
     ReadResult,
-    Resource,
     ResourceProvider,
     UpdateResult,
 )
@@ -33,6 +32,7 @@ from supaqueue.providers.api_props import (
     check_api_props,
 )
 from supaqueue.providers.base import explicit_diff, presented, unknown_keys, with_secret_outputs
+from supaqueue.providers.custom import SupaqueueResource
 
 API_SCHEMA = "supaqueue_api"  # sql/0024_data_api.sql
 
@@ -110,7 +110,7 @@ class DataApiSchemaProvider(ResourceProvider):
                 api.set_postgrest_schemas([s for s in current if s != props["schema"]])
 
 
-class DataApiSchema(Resource, module="supaqueue", name="DataApiSchema"):
+class DataApiSchema(SupaqueueResource, kind="DataApiSchema"):
     """supaqueue's API schema exposed to the project's Data API (PostgREST)."""
 
     db_schema_after: pulumi.Output[str]
@@ -126,6 +126,4 @@ class DataApiSchema(Resource, module="supaqueue", name="DataApiSchema"):
     ) -> None:
         props = {**api.props(), "schema": schema, "db_schema_after": None, "exposed_now": None,
                  "added": None}  # fmt: skip
-        super().__init__(
-            DataApiSchemaProvider(), name, props, with_secret_outputs(opts, API_SECRET_OUTPUTS)
-        )
+        super().__init__(name, props, with_secret_outputs(opts, API_SECRET_OUTPUTS))

@@ -23,7 +23,6 @@ from pulumi.dynamic import (
     CreateResult,
     DiffResult,
     ReadResult,
-    Resource,
     ResourceProvider,
     UpdateResult,
 )
@@ -31,6 +30,7 @@ from pulumi.dynamic import (
 from supaqueue.clients.postgres import check_url, connect
 from supaqueue.providers import ownership, plan
 from supaqueue.providers.base import explicit_diff, presented, unknown_keys, with_secret_outputs
+from supaqueue.providers.custom import SupaqueueResource
 
 RESOURCE_ID = "supaqueue-destroy-guard"
 
@@ -72,7 +72,7 @@ class DestroyGuardProvider(ResourceProvider):
         ownership.refuse_destroy(problems)
 
 
-class DestroyGuard(Resource, module="supaqueue", name="DestroyGuard"):
+class DestroyGuard(SupaqueueResource, kind="DestroyGuard"):
     """Stops a destroy of the installation before its first delete (see the module doc)."""
 
     def __init__(
@@ -85,4 +85,4 @@ class DestroyGuard(Resource, module="supaqueue", name="DestroyGuard"):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {"db_url": db_url, "owner": owner, "drop_dependents": drop_dependents}
-        super().__init__(DestroyGuardProvider(), name, props, with_secret_outputs(opts, ["db_url"]))
+        super().__init__(name, props, with_secret_outputs(opts, ["db_url"]))

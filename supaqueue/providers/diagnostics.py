@@ -1,4 +1,4 @@
-"""Warnings from a dynamic provider, shown by `pulumi preview` and `up` like any provider's.
+"""Warnings from a provider, shown by `pulumi preview` and `up` like any provider's.
 
 Pulumi's Python dynamic providers cannot log: `pulumi.log` needs the engine connection that only
 the program has. But the engine starts every resource plugin, the dynamic provider's too, with
@@ -23,7 +23,7 @@ LOG_TIMEOUT_SECONDS = 10
 
 
 def engine_address() -> str | None:
-    """The engine's address when this is the dynamic-provider plugin (its last argument)."""
+    """The engine's address when this is the provider plugin (its last argument)."""
     if not in_provider_process() or len(sys.argv) < 2:
         return None
     last = sys.argv[-1]

@@ -18,7 +18,6 @@ from pulumi.dynamic import (
     CreateResult,
     DiffResult,
     ReadResult,
-    Resource,
     ResourceProvider,
     UpdateResult,
 )
@@ -40,6 +39,7 @@ from supaqueue.providers.base import (
     unknown_keys,
     with_secret_outputs,
 )
+from supaqueue.providers.custom import SupaqueueResource
 from supaqueue.providers.queue.spec import SLUG_PATTERN
 
 DEPLOY_KEYS = ("source_dir", "content_hash", "verify_jwt", "entrypoint_path", "import_map_path")
@@ -152,7 +152,7 @@ class EdgeFunctionProvider(ResourceProvider):
             api.delete_function(slug)
 
 
-class EdgeFunction(Resource, module="supaqueue", name="EdgeFunction"):
+class EdgeFunction(SupaqueueResource, kind="EdgeFunction"):
     """A deployed Edge Function; `content_hash` is what its diff compares."""
 
     function_id: pulumi.Output[str]
@@ -182,7 +182,6 @@ class EdgeFunction(Resource, module="supaqueue", name="EdgeFunction"):
             "import_map_path": import_map_path,
         }
         super().__init__(
-            EdgeFunctionProvider(),
             name,
             declared_outputs(props, OUTPUTS),
             with_secret_outputs(opts, API_SECRET_OUTPUTS),

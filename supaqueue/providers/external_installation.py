@@ -18,7 +18,6 @@ from pulumi.dynamic import (
     CreateResult,
     DiffResult,
     ReadResult,
-    Resource,
     ResourceProvider,
     UpdateResult,
 )
@@ -33,6 +32,7 @@ from supaqueue.providers.base import (
     unknown_keys,
     with_secret_outputs,
 )
+from supaqueue.providers.custom import SupaqueueResource
 from supaqueue.sql_files import queries
 
 RESOURCE_ID = "supaqueue-external"
@@ -94,7 +94,7 @@ class ExternalInstallationProvider(ResourceProvider):
         return None  # the installation is its owner's
 
 
-class ExternalInstallation(Resource, module="supaqueue", name="ExternalInstallation"):
+class ExternalInstallation(SupaqueueResource, kind="ExternalInstallation"):
     """supaqueue as installed by another stack; this stack only declares queues in it."""
 
     schema_version: pulumi.Output[int]
@@ -109,7 +109,6 @@ class ExternalInstallation(Resource, module="supaqueue", name="ExternalInstallat
     ) -> None:
         props = {"db_url": db_url, "owner": owner}
         super().__init__(
-            ExternalInstallationProvider(),
             name,
             declared_outputs(props, ["schema_version"]),
             with_secret_outputs(opts, ["db_url"]),

@@ -16,7 +16,6 @@ from pulumi.dynamic import (
     CreateResult,
     DiffResult,
     ReadResult,
-    Resource,
     ResourceProvider,
     UpdateResult,
 )
@@ -30,6 +29,7 @@ from supaqueue.providers.api_props import (
     check_api_props,
 )
 from supaqueue.providers.base import explicit_diff, presented, unknown_keys, with_secret_outputs
+from supaqueue.providers.custom import SupaqueueResource
 
 NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: `$` would allow a final \n
 MAX_VALUE_LENGTH = 24_576
@@ -107,7 +107,7 @@ class FunctionSecretProvider(ResourceProvider):
             api.delete_secrets([name])
 
 
-class FunctionSecret(Resource, module="supaqueue", name="FunctionSecret"):
+class FunctionSecret(SupaqueueResource, kind="FunctionSecret"):
     """A project-wide Edge Function secret (an environment variable of every function)."""
 
     digest: pulumi.Output[str]
@@ -128,7 +128,6 @@ class FunctionSecret(Resource, module="supaqueue", name="FunctionSecret"):
             "digest": None,
         }
         super().__init__(
-            FunctionSecretProvider(),
             name,
             props,
             with_secret_outputs(opts, [*API_SECRET_OUTPUTS, "value"]),

@@ -22,7 +22,6 @@ from pulumi.dynamic import (
     CreateResult,
     DiffResult,
     ReadResult,
-    Resource,
     ResourceProvider,
     UpdateResult,
 )
@@ -38,6 +37,7 @@ from supaqueue.providers.base import (
     unknown_keys,
     with_secret_outputs,
 )
+from supaqueue.providers.custom import SupaqueueResource
 from supaqueue.sql_files import queries
 
 SQL = "migrations.sql"
@@ -233,7 +233,7 @@ def _database_failures(
     return []
 
 
-class Migrations(Resource, module="supaqueue", name="Migrations"):
+class Migrations(SupaqueueResource, kind="Migrations"):
     """The supaqueue schema at the version of the newest migration in `migrations_dir`."""
 
     schema_version: pulumi.Output[int]
@@ -263,7 +263,6 @@ class Migrations(Resource, module="supaqueue", name="Migrations"):
             "drop_dependents": drop_dependents,
         }
         super().__init__(
-            MigrationsProvider(),
             name,
             declared_outputs(props, ["schema_version"]),
             with_secret_outputs(opts, ["db_url"]),

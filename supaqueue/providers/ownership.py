@@ -326,8 +326,9 @@ def queue_name_problem(conn: psycopg.Connection, name: str, me: Stack | None) ->
     return (
         f"queue {name!r} already exists in the database (id {queue_id}, {unfinished} unfinished "
         "job(s)) but not in this stack's state: the state was lost, or it was made by hand in "
-        "SQL. It cannot be adopted: `pulumi import` does not work for supaqueue queues (a limit "
-        "of Pulumi dynamic providers). Either remove it in SQL, "
+        "SQL. Adopt it, `pulumi import supaqueue:index:Queue <resource name> "
+        f"{name} --parent installation=<the Supaqueue component's URN>` (README: \"Adopting "
+        'what SQL made"); or remove it in SQL, '
         f"`select supaqueue.drop_queue('{queue_id}');` (`, true` as second argument discards "
         "its unfinished jobs), then run `pulumi up` again; or declare the queue under another name."
     )

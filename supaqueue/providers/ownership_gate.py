@@ -21,7 +21,6 @@ from pulumi.dynamic import (
     CreateResult,
     DiffResult,
     ReadResult,
-    Resource,
     ResourceProvider,
     UpdateResult,
 )
@@ -36,6 +35,7 @@ from supaqueue.providers.base import (
     unknown_keys,
     with_secret_outputs,
 )
+from supaqueue.providers.custom import SupaqueueResource
 from supaqueue.sql_files import queries
 
 RESOURCE_ID = "supaqueue-ownership-gate"
@@ -105,7 +105,7 @@ class OwnershipGateProvider(ResourceProvider):
         return None
 
 
-class OwnershipGate(Resource, module="supaqueue", name="OwnershipGate"):
+class OwnershipGate(SupaqueueResource, kind="OwnershipGate"):
     """Refuses, at preview and `up`, an installation this stack does not own."""
 
     def __init__(
@@ -124,6 +124,4 @@ class OwnershipGate(Resource, module="supaqueue", name="OwnershipGate"):
             "secret": secret,
             "vault_secret_name": vault_secret_name,
         }
-        super().__init__(
-            OwnershipGateProvider(), name, props, with_secret_outputs(opts, ["db_url", "secret"])
-        )
+        super().__init__(name, props, with_secret_outputs(opts, ["db_url", "secret"]))

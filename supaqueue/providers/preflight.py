@@ -28,7 +28,6 @@ from pulumi.dynamic import (
     CreateResult,
     DiffResult,
     ReadResult,
-    Resource,
     ResourceProvider,
     UpdateResult,
 )
@@ -39,6 +38,7 @@ from supaqueue.errors import SupaqueueError
 from supaqueue.providers import diagnostics, ownership, plan
 from supaqueue.providers.api_props import API_KEYS
 from supaqueue.providers.base import is_unknown, presented, unknown_keys, with_secret_outputs
+from supaqueue.providers.custom import SupaqueueResource
 
 RESOURCE_ID = "supaqueue-preflight"
 KEYS = ("db_url", "owner", "queues", "triggers", "schedules", "functions", *API_KEYS)
@@ -150,7 +150,7 @@ def _function_warnings(news: dict[str, Any]) -> list[str]:
     ]
 
 
-class Preflight(Resource, module="supaqueue", name="Preflight"):
+class Preflight(SupaqueueResource, kind="Preflight"):
     """Refuses at preview and `up`, before any change, a plan that would stop half-way."""
 
     def __init__(
@@ -176,4 +176,4 @@ class Preflight(Resource, module="supaqueue", name="Preflight"):
             **(api or {}),
         }
         secret = ["db_url", "access_token"]
-        super().__init__(PreflightProvider(), name, props, with_secret_outputs(opts, secret))
+        super().__init__(name, props, with_secret_outputs(opts, secret))

@@ -11,13 +11,13 @@ from pulumi.dynamic import (
     CreateResult,
     DiffResult,
     ReadResult,
-    Resource,
     ResourceProvider,
     UpdateResult,
 )
 
 from supaqueue.clients.postgres import check_url, connect
 from supaqueue.providers.base import explicit_diff, presented, unknown_keys, with_secret_outputs
+from supaqueue.providers.custom import SupaqueueResource
 from supaqueue.sql_files import queries
 
 SQL = "settings.sql"
@@ -83,7 +83,7 @@ class SettingsProvider(ResourceProvider):
         return None
 
 
-class Settings(Resource, module="supaqueue", name="Settings"):
+class Settings(SupaqueueResource, kind="Settings"):
     """Settings rows the SQL engine reads (no text substitution into SQL)."""
 
     values: pulumi.Output[dict[str, str]]
@@ -96,7 +96,6 @@ class Settings(Resource, module="supaqueue", name="Settings"):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(
-            SettingsProvider(),
             name,
             {"db_url": db_url, "values": values},
             with_secret_outputs(opts, ["db_url"]),

@@ -19,12 +19,12 @@ from pulumi.dynamic import (
     CreateResult,
     DiffResult,
     ReadResult,
-    Resource,
     ResourceProvider,
     UpdateResult,
 )
 
 from supaqueue.providers.base import declared_outputs, explicit_diff, presented
+from supaqueue.providers.custom import SupaqueueResource
 
 
 class StackIdentityProvider(ResourceProvider):
@@ -59,16 +59,14 @@ class StackIdentityProvider(ResourceProvider):
         return None
 
 
-class StackIdentity(Resource, module="supaqueue", name="StackIdentity"):
+class StackIdentity(SupaqueueResource, kind="StackIdentity"):
     """`owner`: `{"stack": "<project>/<stack>", "stack_id": ...}`, what the database records."""
 
     stack_id: pulumi.Output[str]
     owner: pulumi.Output[dict[str, str]]
 
     def __init__(self, name: str, stack: str, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(
-            StackIdentityProvider(), name, declared_outputs({"stack": stack}, ["stack_id"]), opts
-        )
+        super().__init__(name, declared_outputs({"stack": stack}, ["stack_id"]), opts)
         self.owner = pulumi.Output.all(stack, self.stack_id).apply(
             lambda values: {"stack": values[0], "stack_id": values[1]}
         )

@@ -15,13 +15,13 @@ from pulumi.dynamic import (
     CreateResult,
     DiffResult,
     ReadResult,
-    Resource,
     ResourceProvider,
     UpdateResult,
 )
 
 from supaqueue.clients.postgres import check_url, connect
 from supaqueue.providers.base import explicit_diff, presented, unknown_keys, with_secret_outputs
+from supaqueue.providers.custom import SupaqueueResource
 from supaqueue.sql_files import queries
 
 SQL = "vault_secret.sql"
@@ -96,7 +96,7 @@ class VaultSecretProvider(ResourceProvider):
             conn.execute(text["delete_by_name"], {"name": name})
 
 
-class VaultSecret(Resource, module="supaqueue", name="VaultSecret"):
+class VaultSecret(SupaqueueResource, kind="VaultSecret"):
     """A named Vault secret; `secret` is kept secret in state and outputs."""
 
     secret_id: pulumi.Output[str]
@@ -110,6 +110,4 @@ class VaultSecret(Resource, module="supaqueue", name="VaultSecret"):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {"db_url": db_url, "name": secret_name, "secret": secret, "secret_id": None}
-        super().__init__(
-            VaultSecretProvider(), name, props, with_secret_outputs(opts, ["db_url", "secret"])
-        )
+        super().__init__(name, props, with_secret_outputs(opts, ["db_url", "secret"]))

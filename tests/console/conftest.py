@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.harness import Engine, install
+from harness.engine import Engine, install
 
 SUPAQUEUE = str(Path(sys.executable).parent / "supaqueue")
 

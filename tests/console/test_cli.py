@@ -16,8 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from harness.toolchain import REPO as REPO_ROOT
 from tests.console.conftest import SUPAQUEUE, Jobs, supaqueue
-from tests.support.toolchain import REPO as REPO_ROOT
 
 
 def ok(*args: str, env: dict[str, str] | None = None) -> str:

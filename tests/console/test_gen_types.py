@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner
 from psycopg.types.json import Jsonb
 
+from harness.engine import Engine, install
+from harness.function_process import deno_binary, deno_env, free_port
 from supaqueue.cli.main import root
 from supaqueue.console.typegen import QueueTypes, generate
 from supaqueue.providers.queue.spec import DEFAULT_NON_RETRYABLE, PAYLOAD_SCHEMA_DIALECTS
-from tests.edge.function_process import deno_binary, deno_env, free_port
-from tests.engine.harness import Engine, install
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
@@ -454,7 +454,7 @@ def test_every_construct_converts_to_code_that_compiles_and_widenings_are_listed
 
 def test_payload_handler_module_is_lint_and_format_clean_with_npm_imports_only() -> None:
     """As the project's Edge Functions (tests/edge/test_deno.py): it is copied into users'."""
-    module = HERE.parent.parent / "console" / "typegen" / "payload_handler.ts"
+    module = HERE.parent.parent / "supaqueue" / "console" / "typegen" / "payload_handler.ts"
     for command in (["lint"], ["fmt", "--check", "--line-width", "100"]):
         done = deno(*command, str(module), cwd=module.parent)
         assert done.returncode == 0, f"deno {' '.join(command)}: {done.stdout}{done.stderr}"

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.e2e.pulumi_project import PulumiProject
+from harness.pulumi_project import PulumiProject
 from tests.e2e.test_lifecycle import enqueue, scalar, uninstall
 
 pytestmark = [pytest.mark.engine, pytest.mark.stack]

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.e2e.pulumi_project import PulumiProject
+from harness.pulumi_project import PulumiProject
 from tests.e2e.test_lifecycle import scalar, uninstall
 
 pytestmark = [pytest.mark.engine, pytest.mark.stack]

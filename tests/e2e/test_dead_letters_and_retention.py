@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from harness.pulumi_project import PulumiProject
 from supaqueue.providers.queue.spec import DEFAULT_RETENTION_SECONDS
-from tests.e2e.pulumi_project import PulumiProject
 from tests.e2e.test_lifecycle import scalar, uninstall
 from tests.e2e.test_two_stacks import failed
 

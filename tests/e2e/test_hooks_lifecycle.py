@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.e2e.pulumi_project import PulumiProject
+from harness.pulumi_project import PulumiProject
 from tests.e2e.test_lifecycle import scalar, uninstall
 from tests.e2e.test_two_stacks import failed as preview_fails
 

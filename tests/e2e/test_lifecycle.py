@@ -19,9 +19,10 @@ import httpx
 import psycopg
 import pytest
 
+from harness.engine import uninstall
+from harness.pulumi_project import PulumiProject
+from harness.toolchain import REPO
 from supaqueue.migrations import load_migrations
-from tests.e2e.pulumi_project import PulumiProject
-from tests.support.toolchain import REPO
 
 pytestmark = [pytest.mark.engine, pytest.mark.stack]
 
@@ -60,12 +61,6 @@ def project(local_stack: Any, tmp_path: Path) -> Iterator[PulumiProject]:
         yield created
     finally:
         created.cleanup()
-
-
-def uninstall(db_url: str) -> None:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute((REPO / "supaqueue" / "sql" / "uninstall.sql").read_text())
-        conn.execute("delete from vault.secrets where name = 'supaqueue_secret'")
 
 
 def scalar(db_url: str, query: str, *params: Any) -> Any:
@@ -268,7 +263,7 @@ def test_guard_rails(project: PulumiProject, local_stack: Any) -> None:
     )
     failed = project.run("preview", check=False)
     assert failed.returncode != 0
-    assert "supaqueue:queues[0].workers: must be at least 1, got -1" in failed.stdout
+    assert "queue 'e2e-guarded'.workers: must be at least 1, got -1" in failed.stdout
     assert "Traceback" not in failed.stdout + failed.stderr
 
     guarded = {"name": "e2e-guarded", "edge_function_name": "x", "paused": True}

@@ -14,8 +14,8 @@ import httpx
 import psycopg
 import pytest
 
+from harness.pulumi_project import PulumiProject
 from tests.console.conftest import supaqueue
-from tests.e2e.pulumi_project import PulumiProject
 from tests.e2e.test_lifecycle import enqueue, scalar, uninstall, wait_until_final
 
 pytestmark = [pytest.mark.engine, pytest.mark.stack]

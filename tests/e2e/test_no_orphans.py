@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.toolchain import PULUMI, TOOLBIN, VENV, pulumi_env
+from harness.toolchain import PULUMI, TOOLBIN, VENV, pulumi_env
 
 pytestmark = [pytest.mark.engine]
 

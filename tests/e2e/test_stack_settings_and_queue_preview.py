@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.pulumi_project import PulumiProject
+from harness.pulumi_project import PulumiProject
 from tests.e2e.test_lifecycle import scalar, uninstall
 from tests.e2e.test_two_stacks import failed
 
@@ -50,7 +50,7 @@ def test_chain_budget_and_queue_previews(
     # The chain budget: written by up, checked at preview, deleted when the key goes.
     dev.configure(target="local", demo=True, queues=DEV_QUEUES, chainMaxJobs=1001)
     out = failed(dev, "preview")
-    assert "supaqueue:chainMaxJobs: must be a whole number from 0 to 1000" in out, out[-3000:]
+    assert "chain_max_jobs: must be a whole number from 0 to 1000" in out, out[-3000:]
     dev.configure(target="local", demo=True, queues=DEV_QUEUES, chainMaxJobs=20)
     dev.up()
     assert scalar(db_url, CHAIN_ROW) == "20"

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.e2e.pulumi_project import PulumiProject
+from harness.pulumi_project import PulumiProject
 from tests.e2e.test_lifecycle import api_get, enqueue, scalar, uninstall
 
 pytestmark = [pytest.mark.engine, pytest.mark.stack, pytest.mark.timeout(1500)]

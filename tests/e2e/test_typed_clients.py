@@ -20,8 +20,8 @@ import pytest
 from click.testing import CliRunner
 from psycopg.types.json import Jsonb
 
+from harness.pulumi_project import PulumiProject
 from supaqueue.cli.main import root
-from tests.e2e.pulumi_project import PulumiProject
 from tests.e2e.test_lifecycle import scalar, uninstall
 from tests.e2e.test_two_stacks import failed
 
@@ -108,7 +108,8 @@ def test_payload_schema_from_the_stack_to_a_function_that_refuses_once(
     broken = {**QUEUE, "payload_schema": {"type": "object", "properties": {"to": {"type": 5}}}}
     dev.configure(target="local", demo=True, queues=[broken])
     out = failed(dev, "preview")
-    assert "supaqueue:queues[0].payload_schema: is not a valid JSON Schema" in out, out[-3000:]
+    expected = f"queue {QUEUE['name']!r}.payload_schema: is not a valid JSON Schema"
+    assert expected in out, out[-3000:]
     assert ".properties.to.type" in out
 
     dev.configure(target="local", demo=True, queues=[QUEUE])

@@ -11,10 +11,11 @@ import httpx
 import pytest
 from psycopg import sql
 
+from harness.edge_engine import Dispatched, Engine
+from harness.engine import install
+from harness.function_process import FunctionProcess, free_port
+from harness.target_server import TargetServer
 from supaqueue.local_stack.postgres import Cluster
-from tests.edge.engine import Dispatched, Engine, install
-from tests.edge.function_process import FunctionProcess, free_port
-from tests.edge.target_server import TargetServer
 
 TEMPLATE_DB = "supaqueue_test_template"  # built by the pg_cluster fixture in tests/conftest.py
 SERVICE_ROLE_KEY = "test-service-role-" + secrets.token_hex(8)

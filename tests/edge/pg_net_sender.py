@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.toolchain import REPO
+from harness.toolchain import REPO
 
 
 @dataclass

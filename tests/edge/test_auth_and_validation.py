@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.edge_engine import Dispatched, Engine
+from harness.function_process import FunctionProcess
+from harness.target_server import TargetServer
 from tests.edge.conftest import deliver, function_env
-from tests.edge.engine import Dispatched, Engine
-from tests.edge.function_process import FunctionProcess
-from tests.edge.target_server import TargetServer
 
 SETTLE_S = 1.0  # long enough for any background work a wrongly accepted request would start
 

@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
+from harness.edge_engine import Engine
+from harness.function_process import FunctionProcess
+from harness.target_server import TargetServer, max_in_flight
 from tests.edge.conftest import deliver, function_env
-from tests.edge.engine import Engine
-from tests.edge.function_process import FunctionProcess
-from tests.edge.target_server import TargetServer, max_in_flight
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 
 import psycopg
 
+from harness.edge_engine import Engine
+from harness.function_process import FunctionProcess
+from harness.target_server import TargetServer
 from tests.edge.conftest import deliver
-from tests.edge.engine import Engine
-from tests.edge.function_process import FunctionProcess
-from tests.edge.target_server import TargetServer
 
 
 def _worker(engine: Engine, job_id: str) -> dict[str, object]:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.edge.function_process import FunctionProcess
+from harness.function_process import FunctionProcess
 
 
 @pytest.fixture(scope="module")

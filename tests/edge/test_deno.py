@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.edge.function_process import DISPATCHER, deno_binary, deno_env, edge_source
+from harness.function_process import DISPATCHER, deno_binary, deno_env, edge_source
 
 HERE = Path(__file__).resolve().parent
 IMPORT = re.compile(r'(?:\bfrom|\bimport)\s*\(?\s*"([^"]+)"')

@@ -19,10 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.edge_engine import Engine
+from harness.engine import install, uninstall
+from harness.function_process import DISPATCHER
 from supaqueue.edge_source import source_files
 from tests.conftest import LocalStack
-from tests.edge.engine import Engine, install, uninstall
-from tests.edge.function_process import DISPATCHER
 
 # Echoes the request body byte for byte as the answer.
 RAW_ECHO = """Deno.serve(async (req) => new Response(await req.text(), {

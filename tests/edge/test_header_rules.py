@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import subprocess
 
+from harness.function_process import deno_binary, deno_env
 from supaqueue.providers.queue.spec import validate_queue
-from tests.edge.function_process import deno_binary, deno_env
 
 CHECK = """
 const cases = JSON.parse(await new Response(Deno.stdin.readable).text());

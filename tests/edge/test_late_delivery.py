@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
+from harness.edge_engine import Engine
+from harness.function_process import FunctionProcess
+from harness.target_server import TargetServer, max_in_flight
 from tests.edge.conftest import function_env
-from tests.edge.engine import Engine
-from tests.edge.function_process import FunctionProcess
 from tests.edge.pg_net_sender import SenderProcess
-from tests.edge.target_server import TargetServer, max_in_flight
 
 WORKERS = 5
 JOBS = 40

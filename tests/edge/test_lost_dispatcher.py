@@ -17,8 +17,8 @@ from pathlib import Path
 
 from psycopg.types.json import Jsonb
 
+from harness import procs
 from supaqueue.providers.queue import QueueProvider
-from tests import procs
 from tests.edge.test_on_local_stack import Installed, installed  # noqa: F401  (the fixture)
 
 WORKERS = 20

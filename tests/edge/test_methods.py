@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from harness.edge_engine import Engine
+from harness.function_process import FunctionProcess
+from harness.target_server import TargetServer
 from tests.edge.conftest import SERVICE_ROLE_KEY, deliver
-from tests.edge.engine import Engine
-from tests.edge.function_process import FunctionProcess
-from tests.edge.target_server import TargetServer
 
 PAYLOAD = {"n": 1, "text": "a b&c", "flag": True, "list": [1, "two"], "obj": {"k": "v"}}
 

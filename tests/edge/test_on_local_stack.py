@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from harness.edge_engine import Engine
+from harness.engine import install, uninstall
+from harness.function_process import edge_source
 from supaqueue.edge_source import source_files
 from tests.conftest import LocalStack
-from tests.edge.engine import Engine, install, uninstall
-from tests.edge.function_process import edge_source
 
 
 @dataclass

@@ -9,15 +9,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-from tests.edge.conftest import deliver, function_env
-from tests.edge.engine import Engine
-from tests.edge.function_process import FunctionProcess
-from tests.edge.target_server import (
+from harness.edge_engine import Engine
+from harness.function_process import FunctionProcess
+from harness.target_server import (
     BIG_BODY,
     RETRY_AFTER_DATE_SECONDS,
     TargetServer,
     max_in_flight,
 )
+from tests.edge.conftest import deliver, function_env
 
 # How long the held target keeps a call open after the 202 (the attempt lasts at least this).
 HELD_SECONDS = 0.3

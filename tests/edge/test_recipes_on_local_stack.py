@@ -26,11 +26,12 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.edge_engine import Engine
+from harness.engine import install, uninstall
+from harness.function_process import DISPATCHER, deno_binary, deno_env
+from harness.toolchain import REPO
 from supaqueue.edge_source import source_files
 from tests.conftest import LocalStack
-from tests.edge.engine import Engine, install, uninstall
-from tests.edge.function_process import DISPATCHER, deno_binary, deno_env
-from tests.support.toolchain import REPO
 
 EXAMPLES = REPO / "examples"
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from harness.edge_engine import Engine
+from harness.function_process import FunctionProcess
+from harness.target_server import TargetServer, json_of_size
 from tests.edge.conftest import deliver
-from tests.edge.engine import Engine
-from tests.edge.function_process import FunctionProcess
-from tests.edge.target_server import TargetServer, json_of_size
 
 MIB = 1024 * 1024
 

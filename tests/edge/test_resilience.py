@@ -9,11 +9,11 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from harness.edge_engine import Engine
+from harness.function_process import FunctionProcess, free_port
+from harness.target_server import TargetServer
 from supaqueue.local_stack.postgres import Cluster
 from tests.edge.conftest import SERVICE_ROLE_KEY, deliver, function_env
-from tests.edge.engine import Engine
-from tests.edge.function_process import FunctionProcess, free_port
-from tests.edge.target_server import TargetServer
 
 
 def wait_events(

@@ -14,10 +14,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from harness.edge_engine import Engine
+from harness.function_process import FunctionProcess
+from harness.target_server import TargetServer
 from tests.edge.conftest import deliver, function_env
-from tests.edge.engine import Engine
-from tests.edge.function_process import FunctionProcess
-from tests.edge.target_server import TargetServer
 
 
 class Relay:

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import pytest
 
+from harness.function_process import DISPATCHER, deno_binary, deno_env
 from supaqueue.local_stack.postgres import Cluster
-from tests.edge.function_process import DISPATCHER, deno_binary, deno_env
 
 # Prints literal(v) for each value of the JSON array on stdin, as a JSON array.
 SCRIPT = """

@@ -23,11 +23,12 @@ import httpx
 import psycopg
 import pytest
 
+from harness import procs
+from harness.edge_engine import Engine
+from harness.engine import install
+from harness.function_process import DISPATCHER, EDGE
 from supaqueue.edge_source import source_files
-from tests import procs
 from tests.conftest import LocalStack, supaqueue_dev
-from tests.edge.engine import Engine, install
-from tests.edge.function_process import DISPATCHER, EDGE
 
 T = TypeVar("T")
 JOBS = 40

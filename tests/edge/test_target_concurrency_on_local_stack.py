@@ -30,11 +30,12 @@ from datetime import datetime
 import httpx
 import pytest
 
+from harness.edge_engine import Engine
+from harness.engine import install, uninstall
+from harness.function_process import DISPATCHER
+from harness.target_server import TargetServer, max_in_flight
 from supaqueue.edge_source import source_files
 from tests.conftest import LocalStack
-from tests.edge.engine import Engine, install, uninstall
-from tests.edge.function_process import DISPATCHER
-from tests.edge.target_server import TargetServer, max_in_flight
 
 # The relay answers with what the target server answered; it records when the call reached it
 # (this machine's clock, as the database's) in a header the target server keeps.

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.engine.harness import Engine, install
+from harness.engine import Engine, install
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import hashlib
 import psycopg
 import pytest
 
+from harness.engine import Engine
 from supaqueue import migrations
-from tests.engine.harness import Engine
 from tests.engine.test_table_triggers import hook_functions, our_triggers, set_trigger
 
 # Any time a client library can hold (years 1..9999) is a run_at; beyond, `supaqueue jobs` and

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.engine.harness import Engine
+from harness.engine import Engine
 
 
 def _cj(claimed: dict[str, Any]) -> str:

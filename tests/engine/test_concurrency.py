@@ -8,7 +8,7 @@ import time
 import psycopg
 from psycopg.types.json import Jsonb
 
-from tests.engine.harness import Engine
+from harness.engine import Engine
 
 WORKERS = 3
 ENQUEUERS = 8

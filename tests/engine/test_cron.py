@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.engine.harness import Engine
+from harness.engine import Engine
 
 
 def runs(engine: Engine, cron: str, after: str, count: int = 4, tz: str = "UTC") -> list[str]:

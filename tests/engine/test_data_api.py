@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.engine.harness import Engine
+from harness.engine import Engine
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import psycopg
 
-from tests.engine.harness import Engine
+from harness.engine import Engine
 
 
 def test_job_waits_for_all_dependencies_and_receives_their_results(engine: Engine) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from harness.engine import FUNCTIONS_URL, SECRET, Engine
 from supaqueue.providers.queue.spec import MAX_RATE_PER_SECOND, MAX_TIMEOUT_MS
-from tests.engine.harness import FUNCTIONS_URL, SECRET, Engine
 
 
 def test_seed_statements_dispatch_one_post_with_the_contract_body(engine: Engine) -> None:
@@ -74,7 +74,7 @@ def test_request_timeout_and_settings_come_from_the_settings_table(engine: Engin
 
 
 def test_unconfigured_engine_keeps_jobs_pending_until_configured(pg_dsn: str) -> None:
-    from tests.engine.harness import install
+    from harness.engine import install
 
     install(pg_dsn, configure=False)
     engine = Engine(pg_dsn)

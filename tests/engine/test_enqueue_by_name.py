@@ -7,7 +7,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.engine.harness import Engine
+from harness.engine import Engine
 
 UNKNOWN_QUEUE = "SQ020"
 

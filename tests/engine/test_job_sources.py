@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from harness.engine import Engine, install
 from supaqueue import migrations
-from tests.engine.harness import Engine, install
 
 
 def sources(engine: Engine) -> list[tuple[str, str | None]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.engine.harness import Engine
+from harness.engine import Engine
 
 
 @pytest.mark.parametrize("grace_ms", [0, 1500, 30_000])

@@ -14,11 +14,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from harness.toolchain import REPO
 from supaqueue import migrations
 from supaqueue.local_stack import schema_snapshot
 from supaqueue.local_stack.postgres import Cluster
 from supaqueue.migrations import MigrationEdited, MigrationError
-from tests.support.toolchain import REPO
 
 
 def _copy_sql(tmp_path: Path) -> Path:

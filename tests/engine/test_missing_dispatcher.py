@@ -5,7 +5,7 @@ as pg_net writes them into net._http_response."""
 
 from __future__ import annotations
 
-from tests.engine.harness import FUNCTIONS_URL, Engine, Request
+from harness.engine import FUNCTIONS_URL, Engine, Request
 
 NOT_FOUND = '{"code":"NOT_FOUND","message":"Requested function was not found"}'
 

@@ -9,8 +9,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from harness.engine import Engine
 from supaqueue.providers.queue.spec import FIELDS
-from tests.engine.harness import Engine
 from tests.engine.test_operator_api import in_thread, invariants, joined, wait_until_blocked
 
 BOTH = ["pending", "in_progress"]

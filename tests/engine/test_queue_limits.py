@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from harness.function_process import DISPATCHER, deno_binary, deno_env
 from supaqueue.providers.queue.spec import (
     INT4_MAX,
     INT_LIMITS,
@@ -25,7 +26,6 @@ from supaqueue.providers.queue.spec import (
     METHODS,
     validate_queue,
 )
-from tests.edge.function_process import DISPATCHER, deno_binary, deno_env
 
 # Settings a probe needs so that only the probed value decides (e.g. a burst needs a rate).
 COMPANIONS: dict[str, dict[str, Any]] = {

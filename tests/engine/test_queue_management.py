@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.engine.harness import Engine
+from harness.engine import Engine
 
 
 def _workers(engine: Engine, q: str) -> list[dict[str, object]]:

@@ -6,7 +6,7 @@ import time
 
 import psycopg
 
-from tests.engine.harness import Engine
+from harness.engine import Engine
 
 
 def test_burst_then_rate(engine: Engine) -> None:

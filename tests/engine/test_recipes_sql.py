@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import subprocess
 
+from harness.engine import Engine
+from harness.toolchain import REPO
 from supaqueue.local_stack.postgres import PG_BIN
-from tests.engine.harness import Engine
-from tests.support.toolchain import REPO
 
 RECIPE = REPO / "examples" / "enqueue.sql"
 

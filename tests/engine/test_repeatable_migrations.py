@@ -17,11 +17,11 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from harness.engine import FUNCTIONS_URL, SECRET, Engine
 from supaqueue import migrations
 from supaqueue.local_stack import schema_snapshot
 from supaqueue.local_stack.postgres import Cluster
 from supaqueue.migrations import MigrationError
-from tests.engine.harness import FUNCTIONS_URL, SECRET, Engine
 
 # The migrations earlier releases applied, frozen as history: every installation recorded these
 # checksums, and an applied migration whose file changed is an error. This file is their

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.engine.harness import Engine
+from harness.engine import Engine
 
 
 def _fail_once(engine: Engine, job: str, **kwargs: Any) -> dict[str, Any]:

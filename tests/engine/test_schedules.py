@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.engine.harness import Engine, wait_for_room_in_the_minute
+from harness.engine import Engine, wait_for_room_in_the_minute
 
 
 def add_schedule(

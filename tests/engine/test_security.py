@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.engine.harness import Engine
+from harness.engine import Engine
 
 DENIED = ["anon", "authenticated"]
 

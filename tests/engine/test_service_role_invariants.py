@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from tests.engine.harness import Engine
+from harness.engine import Engine
 
 # Each statement, run as service_role, would break an invariant if it were allowed.
 BREAKERS = {

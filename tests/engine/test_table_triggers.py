@@ -13,9 +13,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from harness.engine import Engine
+from harness.toolchain import REPO
 from supaqueue.providers.trigger.spec import MAX_NAME_LENGTH
-from tests.engine.harness import Engine
-from tests.support.toolchain import REPO
 
 TABLE = "public.orders"
 

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.engine.harness import Engine
+from harness.engine import Engine
 
 TIMEOUT_MS = 2000
 WALL_CLOCK_MS = 5000

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from harness.engine import FUNCTIONS_URL, SECRET, Engine, wait_for_room_in_the_minute
 from supaqueue import migrations
 from supaqueue.local_stack.postgres import Cluster
-from tests.engine.harness import FUNCTIONS_URL, SECRET, Engine, wait_for_room_in_the_minute
 from tests.support.pg_cron import has_seconds_schedules, pg_cron_version, warn_not_tested_here
 
 LOOP_RUNNING = "select count(*) from pg_stat_activity where query ilike 'call supaqueue.tick_loop%'"

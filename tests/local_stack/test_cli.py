@@ -19,8 +19,8 @@ import jwt
 import psycopg
 import pytest
 
+from harness import procs
 from supaqueue.local_stack.postgres import port_in_use
-from tests import procs
 from tests.conftest import LocalStack, supaqueue_dev
 
 ENV_KEYS = ["API_URL", "DB_URL", "ANON_KEY", "SERVICE_ROLE_KEY", "JWT_SECRET", "PROJECT_REF",

@@ -20,10 +20,10 @@ import jwt
 import psycopg
 import pytest
 
+from harness.toolchain import REPO
 from supaqueue import migrations
 from tests.conftest import LocalStack
 from tests.support import supabase_js
-from tests.support.toolchain import REPO
 
 EXAMPLES = supabase_js.EXAMPLES
 QUEUES = {"welcome-emails": [], "user-exports": ["authenticated"], "internal-reports": []}

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from harness.toolchain import CACHE, VENV, require
 from tests.support.plugins import language_host_env, write_launcher
-from tests.support.toolchain import CACHE, VENV, require
 
 pytestmark = pytest.mark.engine
 

@@ -5,76 +5,42 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import platform
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Iterator
-from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import empty_pb2, struct_pb2
-from pulumi.runtime.proto import language_pb2, language_pb2_grpc
+from google.protobuf import empty_pb2
+from pulumi.runtime.proto import language_pb2
 
+from harness.toolchain import CACHE, REPO, VENV, pulumi_env, require
 from offline_plugins.common.serve import engine_address
 from offline_plugins.language_host import VERSION
 from offline_plugins.language_host.plugins import plugin_version
 from offline_plugins.language_host.processes import TERMINATE_GRACE_SECONDS
+from tests.support.language_hosts import Host, install_output, program_info
+from tests.support.language_hosts import fake_engine as fake_engine_server
+from tests.support.language_hosts import start_host as start_module_host
 from tests.support.plugins import language_host_env, launcher_env, link_cli_companions
-from tests.support.toolchain import CACHE, REPO, VENV, pulumi_env, require
 
 HOST_MODULE = "offline_plugins.language_host"
-STARTUP_TIMEOUT = 30.0
-
-
-@dataclass
-class Host:
-    proc: subprocess.Popen[str]
-    port: int
-    stub: language_pb2_grpc.LanguageRuntimeStub
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> tuple[int, str]:
-        """Signal the host; return its exit code and everything it wrote to stderr."""
-        self.proc.send_signal(sig)
-        _, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, err
 
 
 @pytest.fixture
 def fake_engine() -> Iterator[tuple[str, grpc.Server]]:
-    """A gRPC server standing where the engine would: the host only needs it to answer."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield f"127.0.0.1:{port}", server
-    server.stop(0)
+    with fake_engine_server() as engine:
+        yield engine
 
 
 def start_host(engine: str, extra_env: dict[str, str] | None = None) -> Host:
-    env = dict(os.environ, **(extra_env or {}))
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    # Flags before the address, as the CLI may pass them: the address is always last.
-    argv = [sys.executable, "-u", "-m", HOST_MODULE, "-tracing", "http://127.0.0.1:9", engine]
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO
-    )
-    assert proc.stdout is not None
-    first_line = proc.stdout.readline()
-    if not first_line.strip().isdigit():
-        proc.kill()
-        _, err = proc.communicate()
-        raise AssertionError(f"first stdout line {first_line!r} is not a port; stderr: {err}")
-    port = int(first_line)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    grpc.channel_ready_future(channel).result(timeout=STARTUP_TIMEOUT)
-    return Host(proc, port, language_pb2_grpc.LanguageRuntimeStub(channel))
+    return start_module_host(HOST_MODULE, engine, extra_env)
 
 
 @pytest.fixture
@@ -84,14 +50,6 @@ def host(fake_engine: tuple[str, grpc.Server]) -> Iterator[Host]:
     if started.proc.poll() is None:
         code, err = started.stop()
         assert code == 0 and "Traceback" not in err, err
-
-
-def program_info(root: Path, **options: object) -> language_pb2.ProgramInfo:
-    opts = struct_pb2.Struct()
-    opts.update(options)
-    return language_pb2.ProgramInfo(
-        root_directory=str(root), program_directory=str(root), entry_point=".", options=opts
-    )
 
 
 def repo_venv_info(tmp_path: Path) -> language_pb2.ProgramInfo:
@@ -201,15 +159,6 @@ def test_code_generation_answers_unimplemented(host: Host) -> None:
 def test_handshake_is_answered(host: Host, fake_engine: tuple[str, grpc.Server]) -> None:
     req = language_pb2.LanguageHandshakeRequest(engine_address=fake_engine[0])
     assert host.stub.Handshake(req) == language_pb2.LanguageHandshakeResponse()
-
-
-def install_output(host: Host, info: language_pb2.ProgramInfo) -> tuple[str, str]:
-    out, err = [], []
-    req = language_pb2.InstallDependenciesRequest(info=info)
-    for chunk in host.stub.InstallDependencies(req, timeout=300):
-        out.append(chunk.stdout.decode())
-        err.append(chunk.stderr.decode())
-    return "".join(out), "".join(err)
 
 
 def test_install_dependencies_without_requirements_is_a_no_op(host: Host, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from supaqueue.providers.queue.spec import (
     DEFAULT_RETENTION_SECONDS,
     FIELDS,
     expand_statuses,
+    queue_problems,
     with_defaults,
 )
 from tests.providers.conftest import QUEUE_OWNER, failure_text, sql_value
@@ -240,7 +241,7 @@ def test_create_of_a_name_taken_outside_the_state_says_what_to_do(
         assert "queue 'emails' already exists in the database" in said
         assert f"(id {existing}, 1 unfinished job(s))" in said
         assert "not in this stack's state" in said
-        assert "`pulumi import` does not work for supaqueue queues" in said
+        assert "Adopt it, `pulumi import supaqueue:index:Queue <resource name> emails" in said
         assert f"select supaqueue.drop_queue('{existing}');" in said
     assert "QueueExistsError: queue 'emails' already exists" in text
     assert "duplicate key" not in text and "Traceback" not in text
@@ -286,6 +287,20 @@ def test_check_names_the_field(change: dict[str, Any], field: str, fragment: str
     failures = QueueProvider().check({}, {**news, **change}).failures
     found = {f.property: f.reason for f in failures}
     assert field in found and fragment in found[field], found
+
+
+def test_check_says_what_the_program_says() -> None:
+    """One rule set: the engine-side check refuses with the program's own reasons (before, it
+    wrote its own for unknown keys and for statuses it could not read)."""
+    bad = {"name": "q", "edge_function_name": "f", "workers": 0, "colour": "x",
+           "non_retryable_statuses": "4xx", "backoff_jitter": 2}  # fmt: skip
+    program = {
+        p.field.removeprefix("queue 'q'."): p.reason for p in queue_problems(bad, "queue 'q'")
+    }
+    news = {**bad, "db_url": "postgresql://u:p@127.0.0.1:5432/db"}
+    engine = {f.property: f.reason for f in QueueProvider().check({}, news).failures}
+    assert engine == program
+    assert set(engine) == {"workers", "colour", "non_retryable_statuses", "backoff_jitter"}
 
 
 def test_numbers_arrive_as_floats_from_the_engine(installed: dict[str, Any], db_url: str) -> None:

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.support.toolchain import CACHE, REPO, VENV, require
+from harness.toolchain import CACHE, REPO, VENV, require
 
 # Files of the CLI build the language host and dynamic providers need next to the launchers.
 CLI_COMPANIONS = ("pulumi-language-python-exec", "pulumi-resource-pulumi-python")

@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from harness.toolchain import REPO
 from supaqueue.local_stack.toolchain import cache_dir
-from tests.support.toolchain import REPO
 
 EXAMPLES = REPO / "examples"
 PACKAGE = json.loads((Path(__file__).with_name("supabase_js") / "package.json").read_text())

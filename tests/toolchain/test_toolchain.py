@@ -7,7 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.support.toolchain import CACHE, PULUMI, REPO, TOOLBIN, VENV, pulumi_env, require
+from harness.toolchain import CACHE, PULUMI, REPO, TOOLBIN, VENV, pulumi_env, require
 
 
 def wheel_plugin_version(package: str) -> str:

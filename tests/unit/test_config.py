@@ -1,4 +1,6 @@
-"""Stack config validation: every problem named by its key, env fallback for target local."""
+"""Stack config: YAML mapped to the component's arguments, the stack's own keys named when bad,
+env fallback for target local. What the stack declares is judged by the component
+(supaqueue/installation_spec.py): `declared_problems` runs that on what the config maps to."""
 
 from __future__ import annotations
 
@@ -10,10 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.toolchain import REPO
 from supaqueue.config import parse_stack_config
 from supaqueue.errors import ConfigError
+from supaqueue.installation import args_from_config
+from supaqueue.installation_spec import installation_problems
 from supaqueue.stack_file import stack_file_problems
-from tests.support.toolchain import REPO
 
 LOCAL_ENV = {
     "API_URL": "http://127.0.0.1:54321",
@@ -36,6 +40,12 @@ def problems(values: dict[str, Any], env: dict[str, str] | None = None) -> str:
     return str(caught.value)
 
 
+def declared_problems(values: dict[str, Any]) -> str:
+    """What the component says of the stack config `values` (one per line)."""
+    args = args_from_config(parse_stack_config(values, {}))
+    return "\n".join(map(str, installation_problems(args)))
+
+
 def test_local_target_takes_missing_values_from_the_environment() -> None:
     config = parse_stack_config({"target": "local", "demo": "true"}, LOCAL_ENV)
     assert config.project_ref == "abcdefghijklmnopqrst"
@@ -56,19 +66,18 @@ def test_config_values_win_over_the_environment() -> None:
 
 def test_local_target_without_the_environment_says_how_to_get_it() -> None:
     text = problems({"target": "local"}, {})
-    for key, env in (
-        ("dbUrl", "DB_URL"),
-        ("accessToken", "ACCESS_TOKEN"),
-        ("projectRef", "PROJECT_REF"),
-    ):
+    for key, env in (("dbUrl", "DB_URL"), ("projectRef", "PROJECT_REF")):
         assert f"supaqueue:{key}: not set, and {env} is not in the environment" in text
     assert "supaqueue dev up" in text
 
 
 def test_supabase_target_needs_explicit_secrets_and_defaults_urls() -> None:
     text = problems({"target": "supabase"}, LOCAL_ENV)
-    assert "pulumi config set --secret supaqueue:accessToken" in text
     assert "pulumi config set --secret supaqueue:dbUrl" in text
+    no_token = {key: value for key, value in SUPABASE.items() if key != "accessToken"}
+    text = declared_problems(no_token)
+    assert "access_token: is required with installation: owner" in text
+    assert "pulumi config set --secret supaqueue:accessToken" in text
     config = parse_stack_config(SUPABASE, LOCAL_ENV)
     assert config.api_url == "https://qwertyuiopasdfghjklz.supabase.co"
     assert config.management_api_url == "https://api.supabase.com"
@@ -76,12 +85,13 @@ def test_supabase_target_needs_explicit_secrets_and_defaults_urls() -> None:
 
 def test_installation_modes() -> None:
     config = parse_stack_config(SUPABASE, LOCAL_ENV)
-    assert (config.installation, config.drop_dependents_on_destroy) == ("owner", False)
+    assert (config.installation, config.drop_dependents_on_destroy) == (None, False)
     # A stack that only declares queues never calls the Management API: no token needed.
     external = {k: v for k, v in SUPABASE.items() if k != "accessToken"}
     config = parse_stack_config({**external, "installation": "external"}, {})
     assert config.installation == "external" and config.access_token == ""
-    assert "supaqueue:accessToken" in problems(external)
+    assert declared_problems({**external, "installation": "external"}) == ""
+    assert "access_token: is required" in declared_problems(external)
     allowed = parse_stack_config({**SUPABASE, "dropDependentObjectsOnDestroy": "true"}, {})
     assert allowed.drop_dependents_on_destroy is True
 
@@ -102,7 +112,6 @@ def test_secrets_are_not_in_the_repr() -> None:
         ({"apiUrl": "ftp://x"}, "supaqueue:apiUrl: must be an http(s) URL"),
         ({"demo": "maybe"}, "supaqueue:demo:"),
         ({"queues": {"name": "q"}}, "supaqueue:queues: must be a list"),
-        ({"installation": "shared"}, "supaqueue:installation: must be 'owner'"),
         (
             {"dropDependentObjectsOnDestroy": "yes"},
             "supaqueue:dropDependentObjectsOnDestroy: must be true or false, got 'yes'",
@@ -117,19 +126,31 @@ def test_secrets_are_not_in_the_repr() -> None:
         ({"secretVersion": '{"v": 1}'}, "supaqueue:secretVersion: must be a string or number"),
         ({"secretVersion": True}, "supaqueue:secretVersion: must be a string or number"),
         ({"dropDependentObjectsOnDestroy": 1}, "supaqueue:dropDependentObjectsOnDestroy: must"),
-        ({"chainMaxJobs": "1001"}, "supaqueue:chainMaxJobs: must be a whole number from 0 to 1000"),
-        ({"chainMaxJobs": "-1"}, "supaqueue:chainMaxJobs: must be a whole number from 0 to 1000"),
-        ({"chainMaxJobs": "5.5"}, "supaqueue:chainMaxJobs: must be a whole number"),
-        ({"chainMaxJobs": True}, "supaqueue:chainMaxJobs: must be a whole number"),
-        ({"chainMaxSeconds": "0"}, "supaqueue:chainMaxSeconds: must be a whole number from 1 to"),
-        ({"chainMaxSeconds": "121"}, "supaqueue:chainMaxSeconds: must be a whole number"),
-        ({"chainMaxSeconds": "1 min"}, "supaqueue:chainMaxSeconds: must be a whole number"),
     ],
 )
 def test_bad_values_are_named(values: dict[str, Any], expected: str) -> None:
     text = problems({**SUPABASE, **values})
     assert expected in text
     assert "got None" not in text and "not valid JSON" not in text, text
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"installation": "shared"}, "installation: must be 'owner'"),
+        ({"chainMaxJobs": "1001"}, "chain_max_jobs: must be a whole number from 0 to 1000"),
+        ({"chainMaxJobs": "-1"}, "chain_max_jobs: must be a whole number from 0 to 1000"),
+        ({"chainMaxJobs": "5.5"}, "chain_max_jobs: must be a whole number"),
+        ({"chainMaxJobs": True}, "chain_max_jobs: must be a whole number"),
+        ({"chainMaxSeconds": "0"}, "chain_max_seconds: must be a whole number from 1 to"),
+        ({"chainMaxSeconds": "121"}, "chain_max_seconds: must be a whole number"),
+        ({"chainMaxSeconds": "1 min"}, "chain_max_seconds: must be a whole number"),
+    ],
+)
+def test_bad_declarations_are_named_by_the_component(values: dict[str, Any], expected: str) -> None:
+    """The config passes them on as written; the component's one check names them."""
+    parse_stack_config({**SUPABASE, **values}, {})  # no problem of the stack config's own
+    assert expected in declared_problems({**SUPABASE, **values})
 
 
 def test_keepers_and_booleans_as_the_engine_passes_them() -> None:
@@ -218,27 +239,24 @@ def test_queue_problems_name_the_queue_and_field() -> None:
         },
         {"name": "ok", "edge_function_name": "fn"},
     ]
-    text = problems({**SUPABASE, "queues": queues})
-    assert "supaqueue:queues[1].name: '1bad' is not a valid slug" in text
-    assert "supaqueue:queues[1].edge_function_name: must be a function slug" in text
+    text = declared_problems({**SUPABASE, "queues": queues})
+    assert "queue '1bad'.name: '1bad' is not a valid slug" in text
+    assert "queue '1bad'.edge_function_name: must be a function slug" in text
     assert "not a URL" in text
-    assert "supaqueue:queues[1].workers: must be at least 1, got -1" in text
-    assert "supaqueue:queues[1].method: must be one of GET, POST, PUT, PATCH, DELETE" in text
-    assert "supaqueue:queues[1].headers: value of header 'X-Num' must be a string" in text
-    assert "supaqueue:queues[1].colour: unknown key" in text
-    assert "supaqueue:queues[2].name: 'ok' is declared twice" in text
+    assert "queue '1bad'.workers: must be at least 1, got -1" in text
+    assert "queue '1bad'.method: must be one of GET, POST, PUT, PATCH, DELETE" in text
+    assert "queue '1bad'.headers: value of header 'X-Num' must be a string" in text
+    assert "queue '1bad'.colour: unknown key" in text
+    assert "queues[2].name: 'ok' is declared twice" in text
+    assert "queues[0].name: is required" in declared_problems({**SUPABASE, "queues": [{}]})
 
 
-def test_queues_arrive_as_json_text_from_the_engine_and_get_defaults() -> None:
+def test_queues_arrive_as_json_text_from_the_engine_and_are_passed_on_as_written() -> None:
+    """Defaults are the Queue resource's to apply (tests/unit/test_wiring.py), once."""
     config = parse_stack_config(
         {**SUPABASE, "queues": '[{"name": "emails", "edge_function_name": "send-email"}]'}, {}
     )
-    (queue,) = config.queues
-    assert queue["workers"] == 1
-    assert queue["method"] == "POST"
-    assert queue["max_attempts"] == 3
-    assert queue["headers"] == {}
-    assert queue["discard_unfinished_on_delete"] is False
+    assert config.queues == [{"name": "emails", "edge_function_name": "send-email"}]
 
 
 def stack_file(name: str) -> dict[str, Any]:
@@ -257,7 +275,8 @@ def test_the_prod_example_is_valid_once_its_secrets_are_set() -> None:
     values = stack_file("Pulumi.prod.example.yaml")
     assert "accessToken" not in values and "dbUrl" not in values  # secrets stay out of files
     text = problems(values)
-    assert "pulumi config set --secret supaqueue:accessToken" in text
+    assert "pulumi config set --secret supaqueue:dbUrl" in text
+    assert "supaqueue:accessToken" in declared_problems({**values, "dbUrl": SUPABASE["dbUrl"]})
     config = parse_stack_config(
         {**values, "accessToken": SUPABASE["accessToken"], "dbUrl": SUPABASE["dbUrl"]}, {}
     )
@@ -291,23 +310,22 @@ def test_project_ref_with_a_trailing_newline_is_refused() -> None:
 
 
 def test_the_chain_budget_is_stack_config() -> None:
-    """Set: the settings rows the program writes, as text. Unset: no row of the program's."""
+    """Set: the component's arguments (test_wiring: the settings rows). Unset: none."""
     config = parse_stack_config({**SUPABASE, "chainMaxJobs": "100", "chainMaxSeconds": 30}, {})
-    assert config.chain_budget == {"chain_max_jobs": "100", "chain_max_seconds": "30"}
+    assert config.chain_budget == {"chain_max_jobs": 100, "chain_max_seconds": 30}
     config = parse_stack_config({**SUPABASE, "chainMaxJobs": "0"}, {})
-    assert config.chain_budget == {"chain_max_jobs": "0"}
+    assert config.chain_budget == {"chain_max_jobs": 0}
     assert parse_stack_config(SUPABASE, {}).chain_budget == {}
 
 
 def test_an_external_stack_cannot_set_the_installations_chain_budget() -> None:
-    text = problems({**SUPABASE, "installation": "external", "chainMaxSeconds": "30"})
-    assert "supaqueue:chainMaxSeconds: the chain budget belongs to the installation" in text
-    assert "pulumi config rm supaqueue:chainMaxSeconds" in text
+    text = declared_problems({**SUPABASE, "installation": "external", "chainMaxSeconds": "30"})
+    assert "chain_max_seconds: the chain budget belongs to the installation" in text
 
 
 def test_data_api_is_a_boolean_of_the_owning_stack() -> None:
     assert parse_stack_config(SUPABASE, {}).data_api is False
     assert parse_stack_config({**SUPABASE, "dataApi": "true"}, {}).data_api is True
     assert "supaqueue:dataApi: must be true or false" in problems({**SUPABASE, "dataApi": "yes"})
-    text = problems({**SUPABASE, "installation": "external", "dataApi": True})
-    assert "supaqueue:dataApi: the Data API exposure belongs to the installation" in text
+    text = declared_problems({**SUPABASE, "installation": "external", "dataApi": True})
+    assert "data_api: the Data API exposure belongs to the installation" in text

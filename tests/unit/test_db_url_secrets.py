@@ -12,12 +12,12 @@ import re
 
 import pytest
 
+from harness.toolchain import REPO
 from supaqueue.clients.postgres import check_url, connect, describe
 from supaqueue.config import parse_stack_config
 from supaqueue.errors import DatabaseError, SupaqueueError
 from supaqueue.providers.migrations import MigrationsProvider
 from supaqueue.providers.queue import QueueProvider
-from tests.support.toolchain import REPO
 
 # Each password's pieces are distinctive, so any of them in a message is a leak.
 MALFORMED = {

@@ -14,9 +14,10 @@ import pytest
 from supaqueue.config import parse_stack_config
 from supaqueue.errors import ConfigError
 from supaqueue.installation import Supaqueue, args_from_config
+from supaqueue.installation_spec import installation_problems
 from supaqueue.providers.schedule import Schedule
 from supaqueue.providers.trigger import Trigger
-from tests.unit.test_wiring import DYNAMIC, ENV, QUEUES, Recorder, RecordingMonitor, by_name
+from tests.unit.test_wiring import ENV, QUEUES, TYPE_PREFIX, Recorder, RecordingMonitor, by_name
 
 TRIGGER = {"name": "new-orders", "table": "public.orders", "events": ["insert", "UPDATE"],
            "queue": "emails", "when": " NEW.status = 'paid' "}  # fmt: skip
@@ -40,12 +41,16 @@ def function_folders(tmp_path: Path) -> Path:
 
 
 def problems(**values: Any) -> str:
-    with pytest.raises(ConfigError) as caught:
-        parse_stack_config({"target": "local", "queues": QUEUES, **values}, ENV)
-    return str(caught.value)
+    """The stack config's problems, or else the component's (each names its field)."""
+    try:
+        config = parse_stack_config({"target": "local", "queues": QUEUES, **values}, ENV)
+    except ConfigError as caught:
+        return str(caught)
+    return "\n".join(map(str, installation_problems(args_from_config(config))))
 
 
-def test_triggers_and_schedules_parse_with_defaults() -> None:
+def test_triggers_and_schedules_are_passed_on_as_written() -> None:
+    """Their resources normalize and fill defaults (test_one_resource_each_after_its_queue)."""
     config = parse_stack_config(
         {
             "target": "local",
@@ -56,35 +61,34 @@ def test_triggers_and_schedules_parse_with_defaults() -> None:
         },
         ENV,
     )
-    assert config.triggers == [
-        {**TRIGGER, "events": ["INSERT", "UPDATE"], "when": "NEW.status = 'paid'"}
-    ]
-    assert config.schedules == [{**SCHEDULE, "payload": {}, "timezone": "UTC"}]
+    assert config.triggers == [TRIGGER]
+    assert config.schedules == [SCHEDULE]
 
 
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
         ({"triggers": [{**TRIGGER, "queue": "nope"}]},
-         "supaqueue:triggers[0].queue: 'nope' is not a queue of this stack"),
+         "trigger 'new-orders'.queue: 'nope' is not one of the queues declared here"),
         ({"triggers": [{**TRIGGER, "table": "orders"}]},
-         "supaqueue:triggers[0].table: must be a schema-qualified table name"),
+         "trigger 'new-orders'.table: must be a schema-qualified table name"),
         ({"triggers": [{**TRIGGER, "events": []}]},
-         "supaqueue:triggers[0].events: must be a non-empty list"),
+         "trigger 'new-orders'.events: must be a non-empty list"),
         ({"triggers": [{**TRIGGER, "name": "x" * 41}]},
-         "supaqueue:triggers[0].name: is longer than 40 characters"),
+         f"trigger {'x' * 41!r}.name: is longer than 40 characters"),
         ({"triggers": [TRIGGER, TRIGGER]},
-         "supaqueue:triggers[1].name: 'new-orders' is declared twice"),
-        ({"triggers": [{"name": "t"}]}, "supaqueue:triggers[0].table: is required"),
+         "triggers[1].name: 'new-orders' is declared twice"),
+        ({"triggers": [{"name": "t"}]}, "trigger 't'.table: is required"),
+        ({"triggers": [{"table": "public.t"}]}, "triggers[0].name: is required"),
         ({"triggers": {"name": "t"}}, "supaqueue:triggers: must be a list of objects"),
         ({"schedules": [{**SCHEDULE, "payload": [1]}]},
-         "supaqueue:schedules[0].payload: must be a JSON object, got list"),
+         "schedule 'nightly'.payload: must be a JSON object, got list"),
         ({"schedules": [{**SCHEDULE, "cron": ""}]},
-         "supaqueue:schedules[0].cron: must be a non-empty string"),
+         "schedule 'nightly'.cron: must be a non-empty string"),
         ({"schedules": [{**SCHEDULE, "every": "1h"}]},
-         "supaqueue:schedules[0].every: unknown key"),
+         "schedule 'nightly'.every: unknown key"),
         ({"schedules": [{**SCHEDULE, "queue": "emails"}, {**SCHEDULE, "queue": "gone"}]},
-         "supaqueue:schedules[1].queue: 'gone' is not a queue of this stack"),
+         "schedule 'nightly'.queue: 'gone' is not one of the queues declared here"),
     ],
 )  # fmt: skip
 def test_bad_triggers_and_schedules_are_named(values: dict[str, Any], expected: str) -> None:
@@ -114,7 +118,7 @@ def test_one_resource_each_after_its_queue(monitor: RecordingMonitor, edge_dir: 
     names = by_name(monitor)
     trigger = names["sq-trigger-new-orders"]
     schedule = names["sq-schedule-nightly"]
-    assert trigger.type == DYNAMIC + "Trigger" and schedule.type == DYNAMIC + "Schedule"
+    assert trigger.type == TYPE_PREFIX + "Trigger" and schedule.type == TYPE_PREFIX + "Schedule"
     assert trigger.parent == schedule.parent == names["sq"].urn
     assert names["sq-queue-emails"].urn in trigger.dependencies
     assert names["sq-queue-thumbs"].urn in schedule.dependencies
@@ -132,7 +136,7 @@ def test_python_api_needs_a_queue_resource(monitor: RecordingMonitor, edge_dir: 
     def program() -> None:
         sq = deploy(edge_dir, triggers=[], schedules=[])
         with pytest.raises(ConfigError, match=r"trigger 't'.queue: must be a declared Queue"):
-            Trigger("t", {**TRIGGER, "name": "t", "queue": "emails"}, installation=sq)  # type: ignore[typeddict-item]
+            Trigger("t", {**TRIGGER, "name": "t", "queue": "emails"}, installation=sq)  # type: ignore[typeddict-item,arg-type]
         with pytest.raises(ConfigError, match=r"schedule 's'.cron: must be a non-empty string"):
             Schedule("s", {"name": "s", "cron": " ", "queue": sq.queues["emails"]}, installation=sq)
         Schedule(
@@ -157,7 +161,9 @@ def test_a_bad_trigger_of_the_component_fails_before_any_child_is_declared(
             Supaqueue("sq", args)
 
     program()
-    assert [r.name for r in monitor.registrations if r.type.startswith(DYNAMIC)] == []
+    component = TYPE_PREFIX + "Supaqueue"
+    declared = [r.name for r in monitor.registrations if r.type.startswith(TYPE_PREFIX)]
+    assert [name for name in declared if by_name(monitor)[name].type != component] == []
 
 
 def test_with_an_external_installation_too(monitor: RecordingMonitor, edge_dir: Path) -> None:

@@ -1,22 +1,24 @@
-"""The Pulumi library stands alone: the core of the `supaqueue` package imports neither the dev
-tooling nor the package's own local stack, console or CLI (those may import the core)."""
+"""Who may import whom.
+
+- The shipped package `supaqueue/` imports none of the dev tooling (`tests/`, `benchmarks/`,
+  `harness/`, `offline_plugins/`, `scripts/`, `toolchain/`).
+- Its core, the Pulumi library, imports neither the package's local stack, console nor CLI (those
+  may import the core); the console imports neither the local stack nor the CLI.
+- `harness/` (what tests and benchmarks drive the real parts with) imports nothing of `tests/` or
+  `benchmarks/`; benchmarks never import tests: what both need lives in `harness/`."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-from tests.support.toolchain import REPO
+from harness.toolchain import REPO
 
-FORBIDDEN = (
-    "supaqueue.local_stack",
-    "supaqueue.console",
-    "supaqueue.cli",
-    "offline_plugins",
-    "benchmarks",
-    "tests",
-)
-# Parts of the package outside the core: the checks below skip them.
+DEV_TOOLING = ("tests", "benchmarks", "harness", "offline_plugins", "scripts", "toolchain")
+PACKAGE_PARTS = ("supaqueue.local_stack", "supaqueue.console", "supaqueue.cli")
+# What the core may not import.
+FORBIDDEN = PACKAGE_PARTS + DEV_TOOLING
+# Parts of the package outside the core: the core's check skips them.
 NOT_CORE = ("local_stack", "console", "cli")
 
 
@@ -48,8 +50,35 @@ def _violations(
     ]
 
 
+def _benchmark_modules() -> tuple[str, ...]:
+    """A benchmark imports its siblings by their bare names (`from proc_cpu import ...`)."""
+    return tuple(sorted(path.stem for path in (REPO / "benchmarks").glob("*.py")))
+
+
 def test_the_core_imports_nothing_of_the_dev_tooling() -> None:
     assert _violations(REPO / "supaqueue") == []
+
+
+def test_the_shipped_package_imports_nothing_of_the_dev_tooling() -> None:
+    assert _violations(REPO / "supaqueue", DEV_TOOLING, skip=()) == []
+
+
+def test_the_console_imports_neither_the_local_stack_nor_the_cli() -> None:
+    console = REPO / "supaqueue" / "console"
+    assert list(console.rglob("*.py")), "no console sources found"
+    not_for_the_console = tuple(bad for bad in FORBIDDEN if bad != "supaqueue.console")
+    assert _violations(console, not_for_the_console, skip=()) == []
+
+
+def test_benchmarks_import_nothing_of_the_tests() -> None:
+    found = _violations(REPO / "benchmarks", ("tests",), skip=())
+    assert found == [], "move what benchmarks and tests share into harness/:\n" + "\n".join(found)
+
+
+def test_the_harness_imports_neither_tests_nor_benchmarks() -> None:
+    assert "proc_cpu" in _benchmark_modules()
+    forbidden = ("tests", "benchmarks", *_benchmark_modules())
+    assert _violations(REPO / "harness", forbidden, skip=()) == []
 
 
 def test_the_check_sees_every_kind_of_import(tmp_path: Path) -> None:

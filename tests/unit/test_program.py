@@ -10,8 +10,8 @@ import pulumi
 import pytest
 from pulumi.runtime import config as runtime_config
 
+from harness.toolchain import REPO
 from supaqueue.errors import ConfigError
-from tests.support.toolchain import REPO
 from tests.unit.test_wiring import Recorder, RecordingMonitor, by_name
 
 CONFIG = {
@@ -49,7 +49,7 @@ def test_the_program_declares_the_installation_from_stack_config(
     run_program(CONFIG)
     regs = by_name(monitor)
     assert regs["supaqueue"].type == "supaqueue:index:Supaqueue"
-    assert regs["supaqueue-queue-emails"].type == "pulumi-python:dynamic/supaqueue:Queue"
+    assert regs["supaqueue-queue-emails"].type == "supaqueue:index:Queue"
     assert "supaqueue-demo-function" not in regs  # demo defaults to false
     function = regs["supaqueue-function"].raw.fields
     assert function["project_ref"].string_value == "qwertyuiopasdfghjklz"
@@ -64,12 +64,19 @@ def test_the_program_declares_the_installation_from_stack_config(
 def test_bad_stack_config_stops_the_program_with_every_problem(
     monitor: RecordingMonitor,
 ) -> None:
-    bad = {**CONFIG, "supaqueue:queues": json.dumps([{"name": "q"}]), "supaqueue:colour": "x"}
-    with pytest.raises(ConfigError) as caught:
-        run_program(bad)
-    message = str(caught.value)
-    assert "supaqueue:colour: unknown key" in message
-    assert "supaqueue:queues[0].edge_function_name: is required" in message
-    # Only the stack itself was registered: nothing half-declared.
-    assert by_name(monitor) == {}
-    assert isinstance(caught.value, pulumi.RunError)  # printed without a traceback
+    """The stack's own keys are named by the config, all at once; what it declares by the
+    component, all at once; both before any resource."""
+    bad_queue = json.dumps([{"name": "q"}, {"name": "r", "edge_function_name": "f", "workers": 0}])
+    for bad, expected in (
+        ({"supaqueue:colour": "x", "supaqueue:projectRef": "x"}, ["supaqueue:colour: unknown key",
+                                                                  "supaqueue:projectRef: must"]),
+        ({"supaqueue:queues": bad_queue}, ["queue 'q'.edge_function_name: is required",
+                                           "queue 'r'.workers: must be at least 1, got 0"]),
+    ):  # fmt: skip
+        with pytest.raises(ConfigError) as caught:
+            run_program({**CONFIG, **bad})
+        for line in expected:
+            assert line in str(caught.value)
+        # Only the stack itself was registered: nothing half-declared.
+        assert by_name(monitor) == {}
+        assert isinstance(caught.value, pulumi.RunError)  # printed without a traceback

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from tests.support.toolchain import REPO
+from harness.toolchain import REPO
 
 LINE = ". toolchain/env.sh"
 

@@ -22,7 +22,7 @@ from supaqueue.errors import ConfigError
 from supaqueue.installation import Supaqueue, args_from_config
 from supaqueue.providers.queue import Queue
 
-DYNAMIC = "pulumi-python:dynamic/supaqueue:"
+TYPE_PREFIX = "supaqueue:index:"
 SECRET_SIG = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
 DB_URL = "postgresql://postgres:hunter2hunter2@127.0.0.1:54322/postgres"
 TOKEN = "sbp_" + "c" * 40
@@ -64,9 +64,9 @@ class Registration:
 class Recorder(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         outs = dict(args.inputs)
-        if args.typ == DYNAMIC + "Queue":
+        if args.typ == TYPE_PREFIX + "Queue":
             outs["queue_id"] = f"id-of-{args.inputs['name']}"
-        if args.typ == DYNAMIC + "Migrations":
+        if args.typ == TYPE_PREFIX + "Migrations":
             outs["schema_version"] = 6
         if args.typ.startswith("random:"):
             outs["result"] = "r" * 48
@@ -158,22 +158,22 @@ def test_resources_names_and_parents(monitor: RecordingMonitor, edge_dir: Path) 
     regs = by_name(monitor)
     expected = {
         "sq": "supaqueue:index:Supaqueue",
-        "sq-stack-id": DYNAMIC + "StackIdentity",
-        "sq-preflight": DYNAMIC + "Preflight",
-        "sq-ownership-gate": DYNAMIC + "OwnershipGate",
+        "sq-stack-id": TYPE_PREFIX + "StackIdentity",
+        "sq-preflight": TYPE_PREFIX + "Preflight",
+        "sq-ownership-gate": TYPE_PREFIX + "OwnershipGate",
         "sq-secret": "random:index/randomPassword:RandomPassword",
         "sq-deno-check": "command:local:Command",
         "sq-demo-deno-check": "command:local:Command",
-        "sq-schema": DYNAMIC + "Migrations",
-        "sq-settings": DYNAMIC + "Settings",
-        "sq-vault-secret": DYNAMIC + "VaultSecret",
-        "sq-function-secret": DYNAMIC + "FunctionSecret",
-        "sq-function": DYNAMIC + "EdgeFunction",
-        "sq-demo-function": DYNAMIC + "EdgeFunction",
+        "sq-schema": TYPE_PREFIX + "Migrations",
+        "sq-settings": TYPE_PREFIX + "Settings",
+        "sq-vault-secret": TYPE_PREFIX + "VaultSecret",
+        "sq-function-secret": TYPE_PREFIX + "FunctionSecret",
+        "sq-function": TYPE_PREFIX + "EdgeFunction",
+        "sq-demo-function": TYPE_PREFIX + "EdgeFunction",
         # A queue is one resource: no component around it.
-        "sq-queue-emails": DYNAMIC + "Queue",
-        "sq-queue-thumbs": DYNAMIC + "Queue",
-        "sq-destroy-guard": DYNAMIC + "DestroyGuard",
+        "sq-queue-emails": TYPE_PREFIX + "Queue",
+        "sq-queue-thumbs": TYPE_PREFIX + "Queue",
+        "sq-destroy-guard": TYPE_PREFIX + "DestroyGuard",
     }
     assert {name: r.type for name, r in regs.items()} == expected
     component = regs["sq"].urn
@@ -214,8 +214,9 @@ def test_a_queue_from_the_python_api_is_one_resource(
     program()
     regs = by_name(monitor)
     reports = regs["reports"]
-    assert reports.type == DYNAMIC + "Queue"
-    assert not any(r.type == "supaqueue:index:Queue" for r in monitor.registrations)
+    assert reports.type == TYPE_PREFIX + "Queue"
+    # The resource itself, no component wrapping it (as queues were before).
+    assert [r.name for r in monitor.registrations if r.name.startswith("reports")] == ["reports"]
     assert resolved["queue_id"] == "id-of-reports"
     assert reports.is_secret("headers") and reports.is_secret("db_url")
     assert regs["sq-function"].urn in reports.dependencies
@@ -311,11 +312,11 @@ def test_an_external_installation_declares_only_queues(
     regs = by_name(monitor)
     assert {name: r.type for name, r in regs.items()} == {
         "sq": "supaqueue:index:Supaqueue",
-        "sq-stack-id": DYNAMIC + "StackIdentity",
-        "sq-preflight": DYNAMIC + "Preflight",
-        "sq-external": DYNAMIC + "ExternalInstallation",
-        "sq-queue-emails": DYNAMIC + "Queue",
-        "sq-queue-thumbs": DYNAMIC + "Queue",
+        "sq-stack-id": TYPE_PREFIX + "StackIdentity",
+        "sq-preflight": TYPE_PREFIX + "Preflight",
+        "sq-external": TYPE_PREFIX + "ExternalInstallation",
+        "sq-queue-emails": TYPE_PREFIX + "Queue",
+        "sq-queue-thumbs": TYPE_PREFIX + "Queue",
     }
     for queue in ("sq-queue-emails", "sq-queue-thumbs"):
         assert regs["sq-external"].urn in regs[queue].dependencies
@@ -336,8 +337,8 @@ def test_secrets_stay_secret(monitor: RecordingMonitor, edge_dir: Path) -> None:
     assert "value" in regs["sq-function-secret"].additional_secret_outputs
     assert regs["sq-queue-emails"].is_secret("headers")
     assert "headers" in regs["sq-queue-emails"].additional_secret_outputs
-    # The dynamic provider itself is serialized into state: always secret.
-    assert regs["sq-queue-emails"].is_secret("__provider")
+    # No provider code in the inputs any more (a dynamic provider pickled itself there).
+    assert all("__provider" not in reg.raw.fields for reg in monitor.registrations)
     # Nothing plain anywhere in what the engine receives.
     for reg in monitor.registrations:
         for key, value in reg.raw.fields.items():
@@ -434,7 +435,7 @@ def test_a_bad_queue_of_the_component_fails_before_any_child_is_declared(
 
     @pulumi.runtime.test
     def program() -> None:
-        with pytest.raises(ConfigError, match=r"queue 'sq-queue-bad'.workers: must be at least 1"):
+        with pytest.raises(ConfigError, match=r"queue 'bad'.workers: must be at least 1"):
             Supaqueue("sq", args)
 
     program()
@@ -491,7 +492,7 @@ def test_data_api_declares_the_exposure_after_the_schema(
     deploy(monitor, edge_dir, extra={"dataApi": True})
     regs = by_name(monitor)
     exposure = regs["sq-data-api"]
-    assert exposure.type == DYNAMIC + "DataApiSchema"
+    assert exposure.type == TYPE_PREFIX + "DataApiSchema"
     assert regs["sq-schema"].urn in exposure.dependencies
     assert exposure.is_secret("access_token")
     # a destroy deletes the guard first: it refuses before the schema is hidden

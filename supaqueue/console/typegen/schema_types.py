@@ -1,9 +1,10 @@
 """JSON Schema → TypeScript and Python types, for the common subset of payload schemas.
 
-Why our own converter (docs/architecture.md, "Payload schemas"): json-schema-to-typescript (npm)
-would need Node or Deno and the npm registry at every `gen types`, and covers TypeScript only;
-datamodel-code-generator (PyPI) covers Python only and brings a dozen packages (pydantic, black,
-isort…) into the operator's install. One small converter gives both languages the same rules.
+Why our own converter (docs/architecture/application-api.md, "Payload schemas"):
+json-schema-to-typescript (npm) would need Node or Deno and the npm registry at every
+`gen types`, and covers TypeScript only; datamodel-code-generator (PyPI) covers Python only and
+brings a dozen packages (pydantic, black, isort…) into the operator's install. One small
+converter gives both languages the same rules.
 
 Expressed: `type` (string, number, integer, boolean, null, array, object, or a list of them),
 `properties`/`required`, `additionalProperties: false`, `items`, `enum`, `const`, `anyOf`/`oneOf`,

@@ -6,6 +6,7 @@ it as `supaqueue.providers.queue.QueueProvider`: their state must still load (re
 """
 
 from supaqueue.providers.queue.provider import QueueProvider
-from supaqueue.providers.queue.resource import Queue, QueueArgs, queue_problems
+from supaqueue.providers.queue.resource import Queue, QueueArgs
+from supaqueue.providers.queue.spec import queue_problems
 
 __all__ = ["Queue", "QueueArgs", "QueueProvider", "queue_problems"]

@@ -4,8 +4,8 @@ Every setting updates in place (the queue keeps its id and its jobs); only a ren
 Delete refuses while unfinished jobs exist, unless `discard_unfinished_on_delete` (SQLSTATE SQ001
 from `supaqueue.drop_queue`, shown as the database's message). A name already taken by a queue
 the stack does not manage fails `check` (so preview), naming the stack that owns it, or saying how
-to resolve it when no other stack does; create refuses it again (QueueExistsError): the provider
-cannot adopt it, as Pulumi cannot import dynamic-provider resources (pulumi/pulumi#16175).
+to resolve it when no other stack does (`pulumi import` adopts it: providers/importing.py);
+create refuses it again (QueueExistsError).
 A queue in the state whose row was dropped in SQL fails `diff` (so preview), saying to refresh.
 Each queue records the stack that declared it (`owner`); a stack never changes or removes a
 queue another stack owns (providers/ownership.py). A queue with no owner yet (made before
@@ -58,6 +58,8 @@ SECRET_OUTPUTS = ["db_url", "headers"]
 DISCARD = "discard_unfinished_on_delete"
 DB_FIELDS = tuple(key for key in FIELDS if key != DISCARD)
 STATUSES = "non_retryable_statuses"  # a list in the declaration, compact ranges in state
+# Inputs the program adds to a declaration (the rest is judged by spec.validate_queue).
+ENGINE_KEYS = ("db_url", "owner", "queue_id", "__provider")
 
 
 def _compact(props: dict[str, Any]) -> dict[str, Any]:
@@ -121,17 +123,17 @@ class QueueProvider(ResourceProvider):
 
     @presented
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        spec = {key: value for key, value in news.items() if key in FIELDS}
-        if isinstance(spec.get(STATUSES), str):  # as this check stores them
-            spec[STATUSES] = expand_statuses(spec[STATUSES])
+        # The declaration's rules are the program's (spec.validate_queue), named without "queue.".
+        spec = {key: value for key, value in news.items() if key not in ENGINE_KEYS}
+        statuses = expand_statuses(spec.get(STATUSES))
+        if isinstance(spec.get(STATUSES), str) and statuses is not None:  # as this check stores
+            spec[STATUSES] = statuses
         spec = coerce_integers(spec)
         unknown = unknown_keys(news)
         failures = [
             CheckFailure(problem.field.removeprefix("queue."), problem.reason)
             for problem in validate_queue(spec, unknown=unknown)
         ]
-        if STATUSES in news and STATUSES not in unknown and spec[STATUSES] is None:
-            failures.append(CheckFailure(STATUSES, "must be a list of HTTP status codes"))
         db_url = news.get("db_url")
         if "db_url" not in unknown and (why := check_url(db_url)):
             failures.append(CheckFailure("db_url", f"the database URL {why}"))
@@ -139,11 +141,6 @@ class QueueProvider(ResourceProvider):
         # No owner: a queue like one made in SQL (programs from before ownership records).
         if "owner" not in unknown and owner is not None and ownership.stack_of(news) is None:
             failures.append(CheckFailure("owner", "must name the stack that declares the queue"))
-        extra = [
-            key for key in news if key not in (*FIELDS, "db_url", "owner", "queue_id", "__provider")
-        ]
-        known = ", ".join(FIELDS)
-        failures += [CheckFailure(key, f"unknown key; known keys: {known}") for key in extra]
         inputs = {
             **with_defaults(spec, nulls_dropped=True),
             **{k: v for k, v in spec.items() if k in unknown},

@@ -1,10 +1,10 @@
-"""`Queue`: one supaqueue queue as code, one resource (`pulumi-python:dynamic/supaqueue:Queue`).
+"""`Queue`: one supaqueue queue as code, one resource (`supaqueue:index:Queue`).
 
     emails = Queue("emails", {"name": "emails", "edge_function_name": "send-email",
                               "workers": 5, "rate_limit_per_second": 10}, installation=sq)
 
 Stack config `supaqueue:queues` declares the same objects; `Supaqueue` turns each into a Queue
-named `<installation>-queue-<name>`. A queue is the dynamic resource itself (no wrapping
+named `<installation>-queue-<name>`. A queue is the resource itself (no wrapping
 component), so adding one queue to a stack is exactly one create.
 """
 
@@ -13,12 +13,12 @@ from __future__ import annotations
 from typing import Any, Protocol, Required, TypedDict
 
 import pulumi
-from pulumi.dynamic import Resource
 
 from supaqueue.errors import ConfigError
 from supaqueue.providers.base import declared_outputs, with_secret_outputs
-from supaqueue.providers.queue.provider import SECRET_OUTPUTS, QueueProvider
-from supaqueue.providers.queue.spec import Problem, validate_queue, with_defaults
+from supaqueue.providers.custom import SupaqueueResource
+from supaqueue.providers.queue.provider import SECRET_OUTPUTS
+from supaqueue.providers.queue.spec import queue_problems, with_defaults
 
 
 class QueueArgs(TypedDict, total=False):
@@ -112,21 +112,54 @@ LEGACY_COMPONENT_TYPE = "supaqueue:index:Queue"
 TYPE = "pulumi-python:dynamic/supaqueue:Queue"
 
 
-class Queue(Resource, module="supaqueue", name="Queue"):
-    """One queue: its `supaqueue.queue` row and its workers (provider.py, beside this file)."""
+def keyword_args(what: str, name: str, args: Any, fields: dict[str, Any]) -> Any:
+    """The declaration: `args`, or the keywords of the form `pulumi import` prints
+    (`supaqueue.Queue("q", name="q", edge_function_name="f", opts=...)`), never both."""
+    if args is not None and fields:
+        raise ConfigError(
+            f"{what} {name!r}: give its settings as one dict or as keywords, not both "
+            f"(keywords: {', '.join(sorted(fields))})"
+        )
+    return dict(fields) if args is None else args
+
+
+def installation_of(
+    what: str, name: str, installation: Any, opts: pulumi.ResourceOptions | None
+) -> Any:
+    """`installation`, else the `Supaqueue` component that is the resource's parent (as in the
+    code `pulumi import --parent` prints)."""
+    if installation is not None:
+        return installation
+    parent = opts.parent if opts else None
+    if all(hasattr(parent, attr) for attr in ("db_url", "owner", "queue_dependencies")):
+        return parent
+    raise ConfigError(
+        f"{what} {name!r}: no installation: pass installation=<the Supaqueue component>, or make "
+        "that component its parent (opts=pulumi.ResourceOptions(parent=...))"
+    )
+
+
+class Queue(SupaqueueResource, kind="Queue"):
+    """One queue: its `supaqueue.queue` row and its workers (provider.py, beside this file).
+
+    Declared as `Queue(resource_name, {settings}, installation=sq)` or, as `pulumi import`
+    prints it, `Queue(resource_name, name=..., edge_function_name=..., opts=...(parent=sq))`."""
 
     queue_id: pulumi.Output[str]
     """The queue's id (`supaqueue.queue.id`), for `INSERT INTO supaqueue.job (queue, …)`."""
 
     def __init__(
         self,
-        name: str,
-        args: QueueArgs,
+        resource_name: str,
+        args: QueueArgs | None = None,
         *,
-        installation: Installation,
+        installation: Installation | None = None,
         opts: pulumi.ResourceOptions | None = None,
+        **fields: Any,
     ) -> None:
-        problems = queue_problems(name, args)
+        args = keyword_args("queue", resource_name, args, fields)
+        installation = installation_of("queue", resource_name, installation, opts)
+        problems = queue_problems(args, f"queue {resource_name!r}")
         if problems:
             raise ConfigError("invalid queue:\n  - " + "\n  - ".join(map(str, problems)))
         plain = {key: value for key, value in args.items() if not _is_output(value)}
@@ -137,21 +170,13 @@ class Queue(Resource, module="supaqueue", name="Queue"):
         props["owner"] = installation.owner
         own = pulumi.ResourceOptions(
             depends_on=installation.queue_dependencies,
-            aliases=[legacy_urn(name, opts.parent if opts else None)],
+            aliases=[legacy_urn(resource_name, opts.parent if opts else None)],
         )
         super().__init__(
-            QueueProvider(),
-            name,
+            resource_name,
             declared_outputs(props, ["queue_id"]),
             with_secret_outputs(pulumi.ResourceOptions.merge(opts, own), SECRET_OUTPUTS),
         )
-
-
-def queue_problems(name: str, args: QueueArgs) -> list[Problem]:
-    """What is wrong with the arguments of the queue resource `name` (outputs: not known yet)."""
-    plain = {key: value for key, value in args.items() if not _is_output(value)}
-    unknown = {key for key, value in args.items() if _is_output(value)}
-    return validate_queue(plain, path=f"queue {name!r}", unknown=unknown)
 
 
 def legacy_urn(name: str, parent: pulumi.Resource | str | None) -> pulumi.Output[str]:

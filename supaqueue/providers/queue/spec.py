@@ -1,7 +1,9 @@
 """What a queue declaration may say, its defaults, and validation with messages naming the field.
 
-Used twice: by the stack config (`supaqueue:queues`, a list of these objects) and by the queue
-provider's `check`, so a bad queue fails `pulumi preview` the same way whichever path made it.
+Written once, used everywhere a queue is judged: by the `Supaqueue` component for the queues
+it declares (installation_spec.py, whether they come from the stack config or from Python), by
+a `Queue` declared directly in Python (`queue_problems`), and by the queue provider's `check`,
+so a bad queue fails the same way, with the same message, whichever path made it.
 Keys are the column names of `supaqueue.queue` (sql/), except `headers` (`default_headers`),
 `workers` (rows of `supaqueue.worker`) and `discard_unfinished_on_delete` (Pulumi-side only).
 Defaults equal the columns' defaults, so a declaration states the whole effective policy.
@@ -14,6 +16,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import pulumi
 
 # ---- limits -----------------------------------------------------------------------------------
 # The authority for a queue's limits is the SQL schema: the constraints and column types of
@@ -233,12 +237,23 @@ def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = Non
     return problems
 
 
+def queue_problems(args: Mapping[str, Any] | Any, path: str) -> list[Problem]:
+    """What is wrong with one queue's arguments in a program, named `<path>.<field>`: values
+    that are outputs (not known until the engine resolves them) are judged by `check`."""
+    if not isinstance(args, Mapping):
+        return validate_queue(args, path=path)
+    plain = {key: value for key, value in args.items() if not isinstance(value, pulumi.Output)}
+    unknown = {key for key, value in args.items() if isinstance(value, pulumi.Output)}
+    return validate_queue(plain, path=path, unknown=unknown)
+
+
 def dead_letter_problems(
-    queues: Sequence[Mapping[str, Any]], path: str = "queues"
+    queues: Sequence[Mapping[str, Any]], labels: Sequence[str]
 ) -> list[Problem]:
-    """Dead-letter queues across one stack's queues: each names a queue declared beside it, and
-    no chain of them leads back to where it started (a dead letter that fails would loop; the
-    database refuses it too, trigger `queue_dead_letter_no_loop`)."""
+    """Dead-letter queues across one installation's queues (`labels[i]` names queue i): each
+    names a queue declared beside it, and no chain of them leads back to where it started (a
+    dead letter that fails would loop; the database refuses it too, trigger
+    `queue_dead_letter_no_loop`)."""
     names = {q.get("name"): index for index, q in enumerate(queues)}
     target = {q.get("name"): q.get("dead_letter_queue") for q in queues}
     problems: list[Problem] = []
@@ -246,11 +261,11 @@ def dead_letter_problems(
         dlq = queue.get("dead_letter_queue")
         if dlq is None:
             continue
-        field = f"{path}[{index}].dead_letter_queue"
+        field = f"{labels[index]}.dead_letter_queue"
         if dlq not in names:
             declared = ", ".join(sorted(str(n) for n in names))
             problems.append(
-                Problem(field, f"{dlq!r} is not a queue of this stack (declared: {declared})")
+                Problem(field, f"{dlq!r} is not one of the queues declared here ({declared})")
             )
             continue
         chain = [queue.get("name"), dlq]

@@ -1,4 +1,4 @@
-"""`Schedule`: jobs on a cron schedule, one resource (`pulumi-python:dynamic/supaqueue:Schedule`).
+"""`Schedule`: jobs on a cron schedule, one resource (`supaqueue:index:Schedule`).
 
     nightly = Schedule("nightly-report", {"name": "nightly-report", "cron": "0 3 * * *",
                                           "queue": reports, "payload": {"kind": "daily"},
@@ -15,13 +15,13 @@ from __future__ import annotations
 from typing import Any, Protocol, Required, TypedDict
 
 import pulumi
-from pulumi.dynamic import Resource
 
 from supaqueue.errors import ConfigError
 from supaqueue.providers.base import declared_outputs, with_secret_outputs
-from supaqueue.providers.queue.resource import Installation, Queue
+from supaqueue.providers.custom import SupaqueueResource
+from supaqueue.providers.queue.resource import Installation, Queue, installation_of, keyword_args
 from supaqueue.providers.queue.spec import Problem
-from supaqueue.providers.schedule.provider import SECRET_OUTPUTS, ScheduleProvider
+from supaqueue.providers.schedule.provider import SECRET_OUTPUTS
 from supaqueue.providers.schedule.spec import DEFAULT_TIMEZONE, validate_schedule
 
 
@@ -32,8 +32,10 @@ class ScheduleArgs(TypedDict, total=False):
     """Schedule name, unique in the project (letters, digits, '-', '_'; at most 40)."""
     cron: Required[str]
     """pg_cron syntax: 'minute hour day-of-month month day-of-week', or '<n> seconds' (1-59)."""
-    queue: Required[Queue]
+    queue: Queue
     """The queue the jobs go to (a declared `Queue`)."""
+    queue_id: pulumi.Input[str]
+    """Instead of `queue`: the queue's id (as the code `pulumi import` prints has it)."""
     payload: dict[str, Any]
     """The JSON object every job carries (default {})."""
     timezone: str
@@ -47,7 +49,7 @@ class ScheduleInstallation(Installation, Protocol):
     def migrations_dir(self) -> str: ...
 
 
-class Schedule(Resource, module="supaqueue", name="Schedule"):
+class Schedule(SupaqueueResource, kind="Schedule"):
     """One schedule → jobs of one queue (supaqueue/providers/schedule.py)."""
 
     schedule_id: pulumi.Output[str]
@@ -59,29 +61,32 @@ class Schedule(Resource, module="supaqueue", name="Schedule"):
 
     def __init__(
         self,
-        name: str,
-        args: ScheduleArgs,
+        resource_name: str,
+        args: ScheduleArgs | None = None,
         *,
-        installation: ScheduleInstallation,
+        installation: ScheduleInstallation | None = None,
         opts: pulumi.ResourceOptions | None = None,
+        **fields: Any,
     ) -> None:
-        problems = schedule_problems(name, args)
+        args = keyword_args("schedule", resource_name, args, fields)
+        installation = installation_of("schedule", resource_name, installation, opts)
+        problems = schedule_problems(resource_name, args)
         if problems:
             raise ConfigError("invalid schedule:\n  - " + "\n  - ".join(map(str, problems)))
-        queue = args["queue"]
+        queue = args.get("queue")
         props: dict[str, Any] = {
             "name": args["name"],
             "cron": args["cron"],
             "timezone": args.get("timezone") or DEFAULT_TIMEZONE,
             "payload": dict(args.get("payload") or {}),
-            "queue_id": queue.queue_id,
+            "queue_id": queue.queue_id if isinstance(queue, Queue) else args.get("queue_id"),
             "db_url": installation.db_url,
             "migrations_dir": installation.migrations_dir,
         }
-        own = pulumi.ResourceOptions(depends_on=[queue, *installation.queue_dependencies])
+        queues = [queue] if isinstance(queue, Queue) else []
+        own = pulumi.ResourceOptions(depends_on=[*queues, *installation.queue_dependencies])
         super().__init__(
-            ScheduleProvider(),
-            name,
+            resource_name,
             declared_outputs(props, ["schedule_id", "next_run_at", "next_runs"]),
             with_secret_outputs(pulumi.ResourceOptions.merge(opts, own), SECRET_OUTPUTS),
         )
@@ -89,8 +94,13 @@ class Schedule(Resource, module="supaqueue", name="Schedule"):
 
 def schedule_problems(name: str, args: ScheduleArgs) -> list[Problem]:
     """What is wrong with the arguments of the schedule resource `name` (without a database)."""
-    plain = {key: value for key, value in args.items() if key != "queue"}
+    plain = {key: value for key, value in args.items() if key not in ("queue", "queue_id")}
     problems = validate_schedule(plain, path=f"schedule {name!r}", queue_known=False)
-    if not isinstance(args.get("queue"), Queue):
-        problems.append(Problem(f"schedule {name!r}.queue", "must be a declared Queue resource"))
+    if not isinstance(args.get("queue"), Queue) and args.get("queue_id") is None:
+        problems.append(
+            Problem(
+                f"schedule {name!r}.queue",
+                "must be a declared Queue resource (or queue_id: the queue's id)",
+            )
+        )
     return problems

@@ -1,4 +1,4 @@
-"""`Trigger`: table events → jobs, one resource (`pulumi-python:dynamic/supaqueue:Trigger`).
+"""`Trigger`: table events → jobs, one resource (`supaqueue:index:Trigger`).
 
     new_orders = Trigger("new-orders", {"name": "new-orders", "table": "public.orders",
                                         "events": ["INSERT", "UPDATE"], "queue": emails,
@@ -15,14 +15,18 @@ from __future__ import annotations
 from typing import Any, Required, TypedDict
 
 import pulumi
-from pulumi.dynamic import Resource
 
 from supaqueue.errors import ConfigError
 from supaqueue.providers.base import declared_outputs, with_secret_outputs
-from supaqueue.providers.queue.resource import Installation, Queue
+from supaqueue.providers.custom import SupaqueueResource
+from supaqueue.providers.queue.resource import Installation, Queue, installation_of, keyword_args
 from supaqueue.providers.queue.spec import Problem
-from supaqueue.providers.trigger.provider import SECRET_OUTPUTS, TriggerProvider
-from supaqueue.providers.trigger.spec import validate_trigger
+from supaqueue.providers.trigger.provider import SECRET_OUTPUTS
+from supaqueue.providers.trigger.spec import (
+    normalized_events,
+    normalized_when,
+    validate_trigger,
+)
 
 
 class TriggerArgs(TypedDict, total=False):
@@ -34,14 +38,16 @@ class TriggerArgs(TypedDict, total=False):
     """The table, schema-qualified as it is named in the database: `public.orders`."""
     events: Required[list[str]]
     """Any of INSERT, UPDATE, DELETE."""
-    queue: Required[Queue]
+    queue: Queue
     """The queue the jobs go to (a declared `Queue`)."""
+    queue_id: pulumi.Input[str]
+    """Instead of `queue`: the queue's id (as the code `pulumi import` prints has it)."""
     when: str
     """Row condition, an SQL expression over NEW (INSERT, UPDATE) and OLD (UPDATE, DELETE);
     functions outside pg_catalog must be schema-qualified."""
 
 
-class Trigger(Resource, module="supaqueue", name="Trigger"):
+class Trigger(SupaqueueResource, kind="Trigger"):
     """Table events of one table → jobs of one queue (supaqueue/providers/trigger.py)."""
 
     trigger_id: pulumi.Output[str]
@@ -49,28 +55,31 @@ class Trigger(Resource, module="supaqueue", name="Trigger"):
 
     def __init__(
         self,
-        name: str,
-        args: TriggerArgs,
+        resource_name: str,
+        args: TriggerArgs | None = None,
         *,
-        installation: Installation,
+        installation: Installation | None = None,
         opts: pulumi.ResourceOptions | None = None,
+        **fields: Any,
     ) -> None:
-        problems = trigger_problems(name, args)
+        args = keyword_args("trigger", resource_name, args, fields)
+        installation = installation_of("trigger", resource_name, installation, opts)
+        problems = trigger_problems(resource_name, args)
         if problems:
             raise ConfigError("invalid trigger:\n  - " + "\n  - ".join(map(str, problems)))
-        queue = args["queue"]
+        queue = args.get("queue")
         props: dict[str, Any] = {
             "name": args["name"],
             "table": args["table"],
-            "events": list(args["events"]),
-            "when": args.get("when"),
-            "queue_id": queue.queue_id,
+            "events": normalized_events(args["events"]),
+            "when": normalized_when(args.get("when")),
+            "queue_id": queue.queue_id if isinstance(queue, Queue) else args.get("queue_id"),
             "db_url": installation.db_url,
         }
-        own = pulumi.ResourceOptions(depends_on=[queue, *installation.queue_dependencies])
+        queues = [queue] if isinstance(queue, Queue) else []
+        own = pulumi.ResourceOptions(depends_on=[*queues, *installation.queue_dependencies])
         super().__init__(
-            TriggerProvider(),
-            name,
+            resource_name,
             declared_outputs(props, ["trigger_id"]),
             with_secret_outputs(pulumi.ResourceOptions.merge(opts, own), SECRET_OUTPUTS),
         )
@@ -78,8 +87,13 @@ class Trigger(Resource, module="supaqueue", name="Trigger"):
 
 def trigger_problems(name: str, args: TriggerArgs) -> list[Problem]:
     """What is wrong with the arguments of the trigger resource `name`."""
-    plain = {key: value for key, value in args.items() if key != "queue"}
+    plain = {key: value for key, value in args.items() if key not in ("queue", "queue_id")}
     problems = validate_trigger(plain, path=f"trigger {name!r}", queue_known=False)
-    if not isinstance(args.get("queue"), Queue):
-        problems.append(Problem(f"trigger {name!r}.queue", "must be a declared Queue resource"))
+    if not isinstance(args.get("queue"), Queue) and args.get("queue_id") is None:
+        problems.append(
+            Problem(
+                f"trigger {name!r}.queue",
+                "must be a declared Queue resource (or queue_id: the queue's id)",
+            )
+        )
     return problems

@@ -1,5 +1,6 @@
-"""This machine's processes, read from /proc (Linux): the finders tests share to check what a
-stack runs and what it leaves behind. A process may end while it is read: it is then skipped."""
+"""This machine's processes, read from /proc (Linux): the finders tests use to check what a
+stack runs and what it leaves behind, and benchmarks to find the processes whose CPU time they
+read (benchmarks/proc_cpu.py). A process may end while it is read: it is then skipped."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def pids() -> Iterator[int]:
             yield int(entry.name)
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def stat_fields(pid: int) -> list[str] | None:
     """The fields of /proc/<pid>/stat after the command name (state first), or None if gone."""
     try:
         stat = (PROC / str(pid) / "stat").read_text()
@@ -27,12 +28,12 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 def alive(pid: int) -> bool:
     """Running: a zombie waiting for its parent counts as gone."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     return fields is not None and fields[0] != "Z"
 
 
 def children(pid: int) -> list[int]:
-    return [p for p in pids() if (f := _stat_fields(p)) is not None and int(f[1]) == pid]
+    return [p for p in pids() if (f := stat_fields(p)) is not None and int(f[1]) == pid]
 
 
 def cmdline(pid: int) -> str | None:

@@ -22,17 +22,32 @@ FUNCTIONS_URL = "http://127.0.0.1:54321/functions/v1"
 SECRET = "test-secret-not-real"
 
 
-def install(dsn: str, configure: bool = True) -> None:
+def install(
+    dsn: str,
+    functions_url: str = FUNCTIONS_URL,
+    secret: str = SECRET,
+    dispatcher_slug: str = "supaqueue",
+    *,
+    configure: bool = True,
+) -> None:
     """Apply every migration; then write what the Pulumi program writes (settings, Vault)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         migrations.apply(conn, migrations.load_migrations())
         if configure:
             conn.execute(
-                "insert into supaqueue.settings (key, value)"
-                " values ('functions_url', %s), ('dispatcher_slug', 'supaqueue')",
-                (FUNCTIONS_URL,),
+                "insert into supaqueue.settings (key, value) values"
+                " ('functions_url', %s), ('dispatcher_slug', %s)"
+                " on conflict (key) do update set value = excluded.value",
+                (functions_url, dispatcher_slug),
             )
-            conn.execute("select vault.create_secret(%s, 'supaqueue_secret')", (SECRET,))
+            conn.execute("select vault.create_secret(%s, 'supaqueue_secret')", (secret,))
+
+
+def uninstall(dsn: str) -> None:
+    """What `pulumi destroy` removes from the database: the schema, its cron jobs, the secret."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        migrations.uninstall(conn)
+        conn.execute("delete from vault.secrets where name = 'supaqueue_secret'")
 
 
 # Parameter types of supaqueue.end_current_job (Python floats would arrive as double precision).

@@ -2,7 +2,8 @@
 
 Jobs are dispatched by the engine's own SQL (enqueue → `supaqueue.dispatch` → `net.http_post`);
 no pg_net sender runs here, so each dispatch stays in `net.http_request_queue`, where a test
-takes its exact body and headers and POSTs them to the Edge Function itself.
+takes its exact body and headers and POSTs them to the Edge Function itself. Installed with
+`harness.engine.install` (the same installation the SQL tests use).
 """
 
 from __future__ import annotations
@@ -16,34 +17,6 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-
-from tests.support.toolchain import REPO
-
-SQL_DIR = REPO / "supaqueue" / "sql"
-
-
-def install(dsn: str, functions_url: str, secret: str, dispatcher_slug: str = "supaqueue") -> None:
-    """Apply every migration with the project's runner, then write what the Pulumi program would."""
-    from supaqueue import migrations
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        migrations.apply(conn, migrations.load_migrations(SQL_DIR))
-        conn.execute(
-            "insert into supaqueue.settings (key, value) values"
-            " ('functions_url', %s), ('dispatcher_slug', %s)"
-            " on conflict (key) do update set value = excluded.value",
-            (functions_url, dispatcher_slug),
-        )
-        conn.execute("select vault.create_secret(%s, 'supaqueue_secret')", (secret,))
-
-
-def uninstall(dsn: str) -> None:
-    """What `pulumi destroy` removes from the database: the schema, its cron jobs, the secret."""
-    from supaqueue import migrations
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        migrations.uninstall(conn, SQL_DIR)
-        conn.execute("delete from vault.secrets where name = 'supaqueue_secret'")
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 The copy holds the real `__main__.py`, `edge/` and `sql/` (so a test may edit the Edge Function
 without touching the repo) and a `Pulumi.yaml` whose `virtualenv` points at the repo's venv.
-Every command runs with the offline toolchain environment (tests/support/toolchain.py), a file
+Every command runs with the offline toolchain environment (harness/toolchain.py), a file
 backend in the temp folder and the local stack's `status -o env` values.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.toolchain import PULUMI, REPO, VENV, pulumi_env
+from harness.toolchain import PULUMI, REPO, VENV, pulumi_env
 
 COMMAND_TIMEOUT_SECONDS = 600
 
@@ -49,6 +49,9 @@ class PulumiProject:
         shutil.copytree(REPO / "supaqueue" / "edge", workdir / "edge" / "supaqueue")
         settings = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
         settings["runtime"]["options"]["virtualenv"] = str(VENV)
+        # The provider plugin, as the repo's Pulumi.yaml finds it (relative to the project).
+        for plugin in settings["plugins"]["providers"]:
+            plugin["path"] = str(VENV / "bin")
         (workdir / "Pulumi.yaml").write_text(yaml.safe_dump(settings))
         env = pulumi_env(root / "state")
         env.update(stack_env)

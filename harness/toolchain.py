@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from supaqueue.local_stack.toolchain import REPO, TOOLBIN, cache_dir, find_deno
+from supaqueue.local_stack.toolchain import cache_dir, find_deno
 
+# The checkout these tests belong to (the package knows no checkout: it may be installed).
+REPO = Path(__file__).resolve().parents[2]
+TOOLBIN = REPO / ".toolchain" / "bin"
 CACHE = cache_dir()
 PULUMI = TOOLBIN / "pulumi"
 VENV = REPO / ".venv"

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.toolchain import CACHE, REPO
-from tests.support.toolchain import deno as deno_binary
+from harness.toolchain import CACHE, REPO
+from harness.toolchain import deno as deno_binary
 
 PLAIN_BOOTSTRAP = Path(__file__).with_name("serve_function.ts")
 RUNTIME_BOOTSTRAP = REPO / "supaqueue" / "local_stack" / "edge_bootstrap.ts"

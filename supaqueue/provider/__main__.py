@@ -1,0 +1,3 @@
+from supaqueue.provider.server import main
+
+main()
