@@ -5,7 +5,7 @@ PY := .venv/bin/python
 ENV := . toolchain/env.sh &&
 STACK ?= dev
 
-.PHONY: help toolchain up down destroy-local env preview destroy pulumi test test-fast lint bench wheel
+.PHONY: help toolchain up down destroy-local env preview destroy pulumi test test-fast lint bench wheel sdks
 
 help:
 	@echo "make up        toolchain + local stack + pulumi up (dev) + a demo job"
@@ -14,6 +14,7 @@ help:
 	@echo "make down      stop the local stack (data kept); make destroy-local removes it"
 	@echo "make preview | destroy | pulumi ARGS='refresh'   pulumi on STACK (default dev)"
 	@echo "make bench     benchmarks, one JSON line per measurement"
+	@echo "make sdks      sdk/nodejs and sdk/go from the provider's schema (commit them)"
 	@echo "make wheel     dist/supaqueue-<version>-py3-none-any.whl, what a Pulumi project of yours installs"
 
 toolchain:
@@ -78,3 +79,7 @@ wheel: toolchain
 	@$(PY) -m pip wheel --no-deps --no-build-isolation -q -w dist .
 	@rm -rf build supaqueue.egg-info
 	@ls dist/supaqueue-*.whl
+
+# The TypeScript and Go SDKs from supaqueue/provider/schema.json (committed; a test checks they are current).
+sdks: toolchain
+	@$(ENV) $(PY) scripts/sdks.py

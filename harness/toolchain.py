@@ -8,7 +8,7 @@ from pathlib import Path
 from supaqueue.local_stack.toolchain import cache_dir, find_deno
 
 # The checkout these tests belong to (the package knows no checkout: it may be installed).
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 TOOLBIN = REPO / ".toolchain" / "bin"
 CACHE = cache_dir()
 PULUMI = TOOLBIN / "pulumi"

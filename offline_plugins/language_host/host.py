@@ -15,6 +15,7 @@ from offline_plugins.common.language_runtime import (
     reported_stream,
 )
 from offline_plugins.common.language_runtime import unimplemented as unimplemented_by
+from offline_plugins.common.sdkgen import generate_package
 from offline_plugins.language_host import VERSION
 from offline_plugins.language_host.install import install_dependencies
 from offline_plugins.language_host.inventory import take_inventory
@@ -115,6 +116,13 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
         return answer(request, context)
 
     GenerateProject = unimplemented("GenerateProject")
-    GeneratePackage = unimplemented("GeneratePackage")
+
+    @reported
+    def GeneratePackage(
+        self, request: language_pb2.GeneratePackageRequest, context: Any
+    ) -> language_pb2.GeneratePackageResponse:
+        # `pulumi package gen-sdk --language python`: pulumi-sdkgen, as the Node.js and Go hosts.
+        return generate_package("python", request)
+
     Pack = unimplemented("Pack")
     Link = unimplemented("Link")

@@ -15,6 +15,7 @@ import pytest
 
 from harness.toolchain import CACHE, PULUMI, REPO, pulumi_env
 from tests.support.language_hosts import announce_host, toolchain_host
+from tests.support.plugins import language_host_env
 from tests.support.pulumi_nodejs import program_node_modules
 
 GO_PROGRAM = REPO / "tests" / "support" / "pulumi_go"
@@ -151,6 +152,7 @@ PROBE_SCHEMA = {
     [
         ("nodejs", "nodejs/queue.ts", "export class Queue extends pulumi.CustomResource"),
         ("go", "go/probe/queue.go", "type Queue struct"),
+        ("python", "python/pulumi_probe/queue.py", "class Queue(pulumi.CustomResource)"),
     ],
 )
 def test_gen_sdk_through_the_language_host(
@@ -162,6 +164,9 @@ def test_gen_sdk_through_the_language_host(
     schema = tmp_path / "schema.json"
     schema.write_text(json.dumps(PROBE_SCHEMA))
     env = pulumi_env(tmp_path / "state")
+    if language == "python" and kind == "offline":
+        # The checked-out host (the toolchain's copy is the sources bootstrap last installed).
+        env = language_host_env(tmp_path / "launchers", env)
     out = tmp_path / "sdk"
     pulumi(
         tmp_path, env, "package", "gen-sdk", str(schema), "--language", language, "--out", str(out)

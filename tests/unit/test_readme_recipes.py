@@ -9,8 +9,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 MARKED = re.compile(r"<!-- recipe: (\S+) -->\n```\w*\n(.*?)```\n", re.DOTALL)
-# Files of an example that are not its recipe text (a function's Deno settings).
-NOT_SHOWN = {"deno.json"}
+# Files of an example that are not its recipe text (a function's Deno settings; a Node.js
+# program's package settings and ignore list; a Go program's module files).
+NOT_SHOWN = {"deno.json", "package.json", "tsconfig.json", ".gitignore", "go.mod", "go.sum"}
 
 
 def _marked() -> dict[str, str]:
