@@ -46,6 +46,16 @@ _REPEATABLE_NAME = re.compile(r"^\d{2}_[a-z0-9_]+\.sql$")
 _LOCK_SQL = "select pg_advisory_xact_lock(hashtextextended('supaqueue.migrations', 0))"
 # How many times one upgrade runs when it deadlocks with the running engine.
 _ATTEMPTS = 3
+# After an upgrade: touch supaqueue's pg_cron jobs (an UPDATE of cron.job, so pg_cron reloads its
+# job list). One large transaction can overflow the invalidation queue of pg_cron's idle
+# scheduler, and pg_cron 1.4 then misses that cron.job changed: the tick never ran (seen in the
+# e2e test: rate-limited jobs waited for a tick that never came).
+_CRON_RELOAD_SQL = """
+select cron.alter_job(j.jobid, active => j.active)
+from cron.job j
+where to_regprocedure('supaqueue.cron_job_names()') is not null
+  and j.jobname = any (supaqueue.cron_job_names())
+"""
 _LEDGER_SQL = """
 create schema if not exists supaqueue;
 create table if not exists supaqueue.migrations (
@@ -246,7 +256,10 @@ def apply(conn: psycopg.Connection, migrations: list[Migration]) -> list[Migrati
         raise MigrationError("apply() needs a connection that is not inside a transaction")
     for attempt in range(1, _ATTEMPTS + 1):
         try:
-            return _apply_once(conn, migrations)
+            done = _apply_once(conn, migrations)
+            if done:
+                _reload_cron(conn)
+            return done
         except psycopg.errors.DeadlockDetected as exc:
             # Re-creating a trigger locks its table: a running tick or dispatch that holds one
             # of supaqueue's tables and waits for another can deadlock with it. Postgres rolled
@@ -259,6 +272,20 @@ def apply(conn: psycopg.Connection, migrations: list[Migration]) -> list[Migrati
         except psycopg.OperationalError as exc:
             raise DatabaseError(f"database connection failed while migrating: {exc}") from exc
     raise AssertionError("unreachable")
+
+
+def _reload_cron(conn: psycopg.Connection) -> None:
+    exists = conn.execute(
+        "select to_regclass('cron.job') is not null"
+        " and to_regprocedure('cron.alter_job(bigint,text,text,text,text,boolean)') is not null"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return  # no pg_cron in this database: nothing schedules the tick here
+    try:
+        with conn.transaction():
+            conn.execute(_CRON_RELOAD_SQL)
+    except psycopg.errors.InsufficientPrivilege:
+        pass  # jobs another role scheduled: the upgrade stands; pg_cron reloads on its next change
 
 
 def _apply_once(
