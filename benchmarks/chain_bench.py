@@ -97,7 +97,9 @@ class Lane:
         cluster.bootstrap(self.db)
         self.dsn = cluster.dsn(self.db)
         self.admin_dsn = cluster.dsn(self.db, cluster.admin_user)
-        wanted = [m for m in migrations.load_migrations() if upto is None or m.version <= upto]
+        every = migrations.load_migrations()
+        # all of them with the repeatable files (sql/functions/), or an earlier version's without
+        wanted = every if upto is None else [m for m in every if m.version <= upto]
         self.version = wanted[-1].version
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             migrations.apply(conn, wanted)

@@ -1,6 +1,7 @@
-"""The checked schema snapshot `sql/schema.snapshot.sql`: every migration applied to a scratch
-database, dumped with pg_dump and normalised. Dev tooling (it needs a cluster with the Supabase
-roles and the net/vault stand-ins), so it lives here, not in the shipped `supaqueue/`.
+"""The checked schema snapshot `sql/schema.snapshot.sql`: every migration and repeatable file
+(`sql/functions/`) applied to a scratch database, dumped with pg_dump and normalised. Dev
+tooling (it needs a cluster with the Supabase roles and the net/vault stand-ins), so it lives
+here, not in the shipped library.
 
     python -m supaqueue.local_stack.schema_snapshot            # regenerate sql/schema.snapshot.sql
     python -m supaqueue.local_stack.schema_snapshot --check    # exit 1 when it is out of date
@@ -25,7 +26,8 @@ from supaqueue.local_stack.standins import install_standins, standin_sql
 from supaqueue.migrations import SQL_DIR, apply, load_migrations
 
 SNAPSHOT_FILE = "schema.snapshot.sql"
-SCHEMA = "supaqueue"
+# supaqueue_api: the Data API's wrappers (sql/0024, sql/functions/85_data_api.sql).
+SCHEMAS = ("supaqueue", "supaqueue_api")
 REGENERATE = "python -m supaqueue.local_stack.schema_snapshot"
 
 _DROP_LINE = re.compile(r"^(--.*|SET .*|SELECT pg_catalog\.set_config\(.*|\\(un)?restrict .*)$")
@@ -46,7 +48,7 @@ def normalise_dump(text: str) -> str:
 
 
 def dump_schema(dsn: str) -> str:
-    """`pg_dump --schema-only -n supaqueue` of the database at `dsn`, normalised."""
+    """`pg_dump --schema-only` of schemas supaqueue and supaqueue_api at `dsn`, normalised."""
     # The password goes through the environment, never the command line (visible in ps).
     params = psycopg.conninfo.conninfo_to_dict(dsn)
     password = params.pop("password", None)
@@ -57,8 +59,7 @@ def dump_schema(dsn: str) -> str:
         [
             str(PG_BIN / "pg_dump"),
             "--schema-only",
-            "--schema",
-            SCHEMA,
+            *(arg for schema in SCHEMAS for arg in ("--schema", schema)),
             "--dbname",
             psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items()}),
         ],

@@ -51,6 +51,14 @@ def declared(migrations_dir: Path) -> list[dict[str, Any]]:
     ]
 
 
+def declared_repeatables(migrations_dir: Path) -> list[dict[str, str]]:
+    """The repeatable files (`functions/`) as plain data: an edited one shows in the diff, and the
+    update applies them again."""
+    return [
+        {"name": r.name, "checksum": r.checksum} for r in runner.load_repeatables(migrations_dir)
+    ]
+
+
 def _ledger(conn: psycopg.Connection) -> list[dict[str, Any]] | None:
     """The applied migrations, or None when supaqueue is not installed."""
     text = queries(SQL)
@@ -61,6 +69,17 @@ def _ledger(conn: psycopg.Connection) -> list[dict[str, Any]] | None:
     return [{"version": v, "name": n, "checksum": c} for v, n, c in rows]
 
 
+def _repeatable_ledger(conn: psycopg.Connection) -> list[dict[str, str]]:
+    """The applied repeatable files, in file order; empty before the first (installations of
+    supaqueue before they existed)."""
+    text = queries(SQL)
+    exists = conn.execute(text["repeatable_ledger_exists"]).fetchone()
+    if not exists or not exists[0]:
+        return []
+    rows = conn.execute(text["repeatable_ledger"]).fetchall()
+    return [{"name": n, "checksum": c} for n, c in rows]
+
+
 def _claim(conn: psycopg.Connection, me: ownership.Stack) -> None:
     """Record `me` as the owner once the ownership table exists (migration 0007)."""
     row = conn.execute(queries("ownership.sql")["owner_table_exists"]).fetchone()
@@ -69,9 +88,11 @@ def _claim(conn: psycopg.Connection, me: ownership.Stack) -> None:
             ownership.claim(conn, me)
 
 
-def _outs(props: dict[str, Any], ledger: list[dict[str, Any]]) -> dict[str, Any]:
+def _outs(
+    props: dict[str, Any], ledger: list[dict[str, Any]], repeatables: list[dict[str, str]]
+) -> dict[str, Any]:
     version = max((m["version"] for m in ledger), default=0)
-    return {**props, "migrations": ledger, "schema_version": version}
+    return {**props, "migrations": ledger, "repeatables": repeatables, "schema_version": version}
 
 
 def _migrate(props: dict[str, Any], in_state: bool) -> dict[str, Any]:
@@ -94,10 +115,11 @@ def _migrate(props: dict[str, Any], in_state: bool) -> dict[str, Any]:
             raise
         _claim(conn, me)
         ledger = _ledger(conn)
+        repeatables = _repeatable_ledger(conn)
         cron_drift = cron_upkeep.reconcile(conn)
     if ledger is None:
         raise DatabaseError("migrations ran but supaqueue.migrations does not exist")
-    return {**_outs(props, ledger), cron_upkeep.KEY: cron_drift}
+    return {**_outs(props, ledger, repeatables), cron_upkeep.KEY: cron_drift}
 
 
 class MigrationsProvider(ResourceProvider):
@@ -123,6 +145,7 @@ class MigrationsProvider(ResourceProvider):
             "db_url": db_url,
             "migrations_dir": folder,
             "migrations": news.get("migrations"),
+            "repeatables": news.get("repeatables"),
             "owner": owner,
             "drop_dependents": drop_dependents,
         }
@@ -138,7 +161,14 @@ class MigrationsProvider(ResourceProvider):
         return explicit_diff(
             olds,
             news,
-            updatable=("migrations", "db_url", "owner", "drop_dependents", cron_upkeep.KEY),
+            updatable=(
+                "migrations",
+                "repeatables",
+                "db_url",
+                "owner",
+                "drop_dependents",
+                cron_upkeep.KEY,
+            ),
         )
 
     @presented
@@ -153,9 +183,10 @@ class MigrationsProvider(ResourceProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         with connect(props["db_url"]) as conn:
             ledger = _ledger(conn)
+            repeatables = _repeatable_ledger(conn) if ledger is not None else []
         if ledger is None:
             return ReadResult("", {})
-        return ReadResult(id_, _outs(props, ledger))
+        return ReadResult(id_, _outs(props, ledger, repeatables))
 
     @presented
     def delete(self, _id: str, props: dict[str, Any]) -> None:
@@ -207,6 +238,8 @@ class Migrations(SupaqueueResource, kind="Migrations"):
 
     schema_version: pulumi.Output[int]
     migrations: pulumi.Output[list[dict[str, Any]]]
+    repeatables: pulumi.Output[list[dict[str, str]]]
+    """The applied repeatable files (`sql/functions/`): `[{"name", "checksum"}]`."""
 
     owner: pulumi.Output[dict[str, str]]
     """The owning stack: `{"stack": "<project>/<stack>", "stack_id": ...}`."""
@@ -225,6 +258,7 @@ class Migrations(SupaqueueResource, kind="Migrations"):
             "db_url": db_url,
             "migrations_dir": str(migrations_dir),
             "migrations": declared(migrations_dir),
+            "repeatables": declared_repeatables(migrations_dir),
             "owner": owner,
             "drop_dependents": drop_dependents,
         }

@@ -203,24 +203,27 @@ def destroy_problems(
     return problems
 
 
-# What supaqueue makes in its schema: every object a migration creates by name (sql/NNNN_*.sql),
-# the runner's ledger, and the functions of table triggers (sql/*_hooks.sql: tg_hook_<name>_<part>).
+# What supaqueue makes in its schema: every object a migration or repeatable file creates by
+# name (sql/NNNN_*.sql, sql/functions/*.sql), the runner's ledgers, and the functions of table
+# triggers (sql/*_hooks.sql: tg_hook_<name>_<part>).
 _CREATED = re.compile(
     r"\bcreate\s+(?:or\s+replace\s+)?(?:unlogged\s+)?"
     r"(?:table|view|materialized\s+view|sequence|function|procedure|type|domain|aggregate)\s+"
     r"(?:if\s+not\s+exists\s+)?supaqueue\.(\"?)([A-Za-z_][A-Za-z0-9_]*)\1",
     re.IGNORECASE,
 )
-_RUNTIME_NAMES = ("migrations",)
+_RUNTIME_NAMES = ("migrations", "repeatable_migrations")  # the runner's ledgers
 _RUNTIME_PREFIXES = ("tg_hook_",)
 
 
 @functools.cache
 def supaqueue_object_names(directory: Path = SQL_DIR) -> frozenset[str]:
-    """The names of what supaqueue's own migrations make in schema supaqueue (any version)."""
+    """The names of what supaqueue's own migrations and repeatable files make in schema
+    supaqueue (any version)."""
     names = set(_RUNTIME_NAMES)
-    for migration in load_migrations(directory):
-        names.update(match.group(2) for match in _CREATED.finditer(migration.path.read_text()))
+    loaded = load_migrations(directory)
+    for text in [m.sql for m in loaded] + [r.sql for r in loaded.repeatables]:
+        names.update(match.group(2) for match in _CREATED.finditer(text))
     return frozenset(names)
 
 

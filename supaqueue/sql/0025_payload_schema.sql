@@ -5,7 +5,7 @@
 -- The engine does NOT validate payloads at enqueue (docs/architecture.md, "Payload schemas").
 -- Its validity as a JSON Schema is checked at `pulumi preview` (the `jsonschema` library); the
 -- database keeps only the shape and the size (the authority for the size limit:
--- supaqueue/providers/queue/spec.py mirrors it, tests/engine/test_queue_limits.py compares).
+-- components/providers/queue/spec.py mirrors it, tests/engine/test_queue_limits.py compares).
 
 alter table supaqueue.queue add column payload_schema jsonb;
 alter table supaqueue.queue add constraint queue_payload_schema_object

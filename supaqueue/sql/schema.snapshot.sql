@@ -2,6 +2,12 @@ CREATE SCHEMA supaqueue;
 
 ALTER SCHEMA supaqueue OWNER TO postgres;
 
+CREATE SCHEMA supaqueue_api;
+
+ALTER SCHEMA supaqueue_api OWNER TO postgres;
+
+COMMENT ON SCHEMA supaqueue_api IS 'supaqueue''s Data API: enqueue, enqueue_batch, get_job (docs/architecture.md, "Data API")';
+
 CREATE TYPE supaqueue.cron_spec AS (
 	seconds integer,
 	minutes integer[],
@@ -706,7 +712,7 @@ begin
       returning * into _job;
 
     _cj_id := gen_random_uuid();
-    _lease := _now + make_interval(secs => (_q.timeout_ms::bigint + _q.lease_grace_ms) / 1000.0);
+    _lease := supaqueue._lease_deadline(_now, _q.timeout_ms, _q.lease_grace_ms);
     _request := null;
     if _chain_worker is null then
       -- References only: the function claims the lease and reads the rest from the database, so
@@ -1135,6 +1141,14 @@ end
 $$;
 
 ALTER FUNCTION supaqueue._jobs_matching(_queue uuid, _states supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._lease_deadline(_from timestamp with time zone, _timeout_ms integer, _grace_ms integer) RETURNS timestamp with time zone
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+  select _from + make_interval(secs => (_timeout_ms::bigint + _grace_ms) / 1000.0)
+$$;
+
+ALTER FUNCTION supaqueue._lease_deadline(_from timestamp with time zone, _timeout_ms integer, _grace_ms integer) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) RETURNS SETOF uuid
     LANGUAGE sql STABLE SECURITY DEFINER
@@ -1645,8 +1659,7 @@ declare
 begin
   update supaqueue.current_job c
      set claimed_at = _now,
-         lease_expires_at = _now
-           + make_interval(secs => (q.timeout_ms::bigint + q.lease_grace_ms) / 1000.0)
+         lease_expires_at = supaqueue._lease_deadline(_now, q.timeout_ms, q.lease_grace_ms)
     from supaqueue.job j, supaqueue.queue q
    where c.id = cur_job_id
      and c.claimed_at is null
@@ -3425,6 +3438,50 @@ $$;
 
 ALTER FUNCTION supaqueue.uninstall() OWNER TO postgres;
 
+CREATE FUNCTION supaqueue_api.enqueue(queue text, payload jsonb DEFAULT '{}'::jsonb, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, dedup_key text DEFAULT NULL::text, depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  return supaqueue.enqueue(supaqueue._api_queue(queue, 'supaqueue_api.enqueue'), payload, run_at,
+                           priority, dedup_key, depends_on);
+end
+$$;
+
+ALTER FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[]) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, dedup_keys text[] DEFAULT NULL::text[], depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid[]
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  perform supaqueue._api_queue(queue, 'supaqueue_api.enqueue_batch');
+  return supaqueue.enqueue_batch(queue, payloads, run_at, priority, dedup_keys, depends_on);
+end
+$$;
+
+ALTER FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[]) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue_api.get_job(id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) RETURNS record
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _s record;
+begin
+  select * into _s from supaqueue.get_job(get_job.id);
+  -- no row lock here: a status read may run in a read-only transaction (PostgREST's GET)
+  perform supaqueue._api_check((select q.enqueue_roles from supaqueue.queue q
+                                 where q.name = _s.queue), _s.queue, 'supaqueue_api.get_job');
+  queue := _s.queue; status := _s.status; attempts := _s.attempts;
+  max_attempts := _s.max_attempts; result := _s.result; last_status_code := _s.last_status_code;
+  last_error := _s.last_error; run_at := _s.run_at; created_at := _s.created_at;
+  updated_at := _s.updated_at; finished_at := _s.finished_at;
+end
+$$;
+
+ALTER FUNCTION supaqueue_api.get_job(id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) OWNER TO postgres;
+
 CREATE TABLE supaqueue.dispatch_hold (
     id boolean DEFAULT true NOT NULL,
     since timestamp with time zone DEFAULT now() NOT NULL,
@@ -3602,6 +3659,14 @@ CREATE VIEW supaqueue.queue_stats AS
 
 ALTER TABLE supaqueue.queue_stats OWNER TO postgres;
 
+CREATE TABLE supaqueue.repeatable_migrations (
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+ALTER TABLE supaqueue.repeatable_migrations OWNER TO postgres;
+
 CREATE TABLE supaqueue.schedule (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     name text NOT NULL,
@@ -3692,6 +3757,9 @@ ALTER TABLE ONLY supaqueue.queue
 
 ALTER TABLE ONLY supaqueue.queue
     ADD CONSTRAINT queue_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY supaqueue.repeatable_migrations
+    ADD CONSTRAINT repeatable_migrations_pkey PRIMARY KEY (name);
 
 ALTER TABLE ONLY supaqueue.schedule
     ADD CONSTRAINT schedule_name_key UNIQUE (name);
@@ -3791,6 +3859,10 @@ ALTER TABLE ONLY supaqueue.worker
 
 GRANT USAGE ON SCHEMA supaqueue TO service_role;
 
+GRANT USAGE ON SCHEMA supaqueue_api TO anon;
+GRANT USAGE ON SCHEMA supaqueue_api TO authenticated;
+GRANT USAGE ON SCHEMA supaqueue_api TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue._api_caller_role() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._api_check(_roles text[], _name text, _caller text) FROM PUBLIC;
@@ -3842,6 +3914,8 @@ REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid) FROM P
 REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid, _functions_only boolean) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._jobs_matching(_queue uuid, _states supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._lease_deadline(_from timestamp with time zone, _timeout_ms integer, _grace_ms integer) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) FROM PUBLIC;
 
@@ -4039,6 +4113,21 @@ GRANT ALL ON FUNCTION supaqueue.unfinished_job_count(_queue uuid) TO service_rol
 
 REVOKE ALL ON FUNCTION supaqueue.uninstall() FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[]) TO anon;
+GRANT ALL ON FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[]) TO authenticated;
+GRANT ALL ON FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[]) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[]) TO anon;
+GRANT ALL ON FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[]) TO authenticated;
+GRANT ALL ON FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[]) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue_api.get_job(id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue_api.get_job(id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) TO anon;
+GRANT ALL ON FUNCTION supaqueue_api.get_job(id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) TO authenticated;
+GRANT ALL ON FUNCTION supaqueue_api.get_job(id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) TO service_role;
+
 GRANT SELECT ON TABLE supaqueue.dispatch_hold TO service_role;
 
 GRANT SELECT ON TABLE supaqueue.installation_owner TO service_role;
@@ -4068,6 +4157,8 @@ GRANT SELECT ON TABLE supaqueue.queue_bucket TO service_role;
 GRANT SELECT ON TABLE supaqueue.worker TO service_role;
 
 GRANT SELECT ON TABLE supaqueue.queue_stats TO service_role;
+
+GRANT SELECT ON TABLE supaqueue.repeatable_migrations TO service_role;
 
 GRANT SELECT ON TABLE supaqueue.schedule TO service_role;
 

@@ -4,7 +4,7 @@
 -- drops the schema.
 -- The same as supaqueue.uninstall() (sql/0007_ownership.sql), for databases where that function
 -- is missing or older; the dependency query below is a copy of supaqueue.external_dependents()
--- as last defined (sql/*_hooks.sql)
+-- as sql/functions/90_installation.sql defines it
 -- (tests/engine/test_uninstall.py keeps the two equal). Not a migration (the runner only loads
 -- NNNN_<name>.sql). The Vault secret is the provider's.
 create or replace function pg_temp.supaqueue_external_dependents()

@@ -35,6 +35,9 @@ def test_load_migrations_orders_and_checksums() -> None:
     assert all(len(m.checksum) == 64 for m in loaded)
     # the snapshot and uninstall scripts are not migrations
     assert not {m.path.name for m in loaded} & {"schema.snapshot.sql", "uninstall.sql"}
+    # the repeatable files apply in the order of their names, each once
+    names = [r.name for r in loaded.repeatables]
+    assert names == sorted(set(names)) and names[-1] == "99_privileges"
 
 
 def test_load_migrations_rejects_duplicate_versions(tmp_path: Path) -> None:
@@ -49,7 +52,7 @@ def test_apply_once_then_nothing_pending(pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         assert migrations.applied(conn) == {}
         assert migrations.plan(conn, loaded) == loaded
-        assert migrations.apply(conn, loaded) == loaded
+        assert migrations.apply(conn, loaded) == [*loaded, *loaded.repeatables]
         records = migrations.applied(conn)
         assert sorted(records) == [m.version for m in loaded]
         assert all(records[m.version].checksum == m.checksum for m in loaded)
@@ -78,7 +81,8 @@ def test_new_migration_applies_and_database_newer_than_code_is_refused(
         extra = sql_dir / "0099_extra.sql"
         extra.write_text("create table supaqueue.extra (x int);\n")
         done = migrations.apply(conn, migrations.load_migrations(sql_dir))
-        assert [m.label for m in done] == ["0099_extra"]
+        # the new migration, then every repeatable file again (sql/functions/)
+        assert [m.label for m in done][:2] == ["0099_extra", "functions/10_values"]
         extra.unlink()
         with pytest.raises(MigrationError, match=r"0099_extra.*newer supaqueue"):
             migrations.plan(conn, migrations.load_migrations(sql_dir))
@@ -86,16 +90,21 @@ def test_new_migration_applies_and_database_newer_than_code_is_refused(
 
 def test_failing_migration_leaves_nothing_behind(pg_dsn: str, tmp_path: Path) -> None:
     sql_dir = _copy_sql(tmp_path)
-    (sql_dir / "0099_broken.sql").write_text(
-        "create table supaqueue.half (x int);\nselect no_such_function();\n"
-    )
+    broken = sql_dir / "0099_broken.sql"
+    broken.write_text("create table supaqueue.half (x int);\nselect no_such_function();\n")
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        with pytest.raises(MigrationError, match="error applying migration 0099_broken"):
+            migrations.apply(conn, migrations.load_migrations(sql_dir))
+        # one upgrade is one transaction: not even the migrations before it
+        assert conn.execute("select to_regnamespace('supaqueue')").fetchone() == (None,)
+        broken.unlink()
+        migrations.apply(conn, migrations.load_migrations(sql_dir))
+        broken.write_text("create table supaqueue.half (x int);\nselect no_such_function();\n")
         with pytest.raises(MigrationError, match="error applying migration 0099_broken"):
             migrations.apply(conn, migrations.load_migrations(sql_dir))
         assert 99 not in migrations.applied(conn)
         assert conn.execute("select to_regclass('supaqueue.half')").fetchone() == (None,)
-        # the ones before it stay applied
-        assert 1 in migrations.applied(conn)
+        assert 1 in migrations.applied(conn)  # the installation stays as it was
 
 
 def test_racing_installers_apply_each_migration_once(pg_dsn: str) -> None:
@@ -120,7 +129,7 @@ def test_racing_installers_apply_each_migration_once(pg_dsn: str) -> None:
     assert not errors, errors
     applied_labels = [label for r in results for label in r]
     # every migration applied by exactly one of the four installers
-    assert sorted(applied_labels) == sorted(m.label for m in loaded)
+    assert sorted(applied_labels) == sorted(m.label for m in [*loaded, *loaded.repeatables])
     with psycopg.connect(pg_dsn) as conn:
         assert conn.execute("select count(*) from supaqueue.migrations").fetchone() == (
             len(loaded),
@@ -183,10 +192,12 @@ def test_cli_status_apply_and_bad_input(pg_dsn: str) -> None:
     first = run("status", "--dsn", pg_dsn)
     assert first.returncode == 0, first.stderr
     assert "0001_schema  pending" in first.stdout
+    assert "functions/40_dispatch  pending" in first.stdout
     applied = run("apply", "--dsn", pg_dsn)
     assert applied.returncode == 0 and "applied" in applied.stdout, applied.stderr
     second = run("status", "--dsn", pg_dsn)
     assert "pending" not in second.stdout and "0001_schema  applied" in second.stdout
+    assert "functions/40_dispatch  applied" in second.stdout
     bad = run("status", "--dsn", "postgresql://postgres:wrong@127.0.0.1:1/nope")
     assert bad.returncode == 1 and bad.stderr.startswith("error:")
     assert "Traceback" not in bad.stderr

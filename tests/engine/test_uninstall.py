@@ -136,16 +136,20 @@ def test_uninstall_without_dependents_drops_the_schema(
 
 
 def test_the_script_uses_the_same_dependency_query_as_the_function() -> None:
-    """One authority: sql/uninstall.sql carries a copy of supaqueue.external_dependents() as
-    the newest migration that (re)defines it has it."""
-    body = re.compile(r"external_dependents\(\)\n(returns table.*?\$\$;)", re.S)
+    """One authority: sql/uninstall.sql carries a copy of supaqueue.external_dependents()'s
+    body as sql/functions/ defines it."""
+    body = re.compile(
+        r"function (?:pg_temp\.supaqueue_|supaqueue\.)external_dependents\(\)"
+        r"[^$]*?\$\$\n(.*?)\n\$\$;",
+        re.S | re.I,
+    )
     definitions = [
         found
-        for migration in migrations.load_migrations()
-        for found in body.findall(migration.path.read_text())
+        for repeatable in migrations.load_migrations().repeatables
+        for found in body.findall(repeatable.sql)
     ]
     (script,) = body.findall(UNINSTALL_SCRIPT)
-    assert script == definitions[-1]
+    assert [script] == definitions
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from supaqueue.providers.migrations import MigrationsProvider, declared
+from supaqueue.providers.migrations import MigrationsProvider, declared, declared_repeatables
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,6 +53,7 @@ def migrations_props(
         "db_url": db_url,
         "migrations_dir": str(folder),
         "migrations": declared(folder),
+        "repeatables": declared_repeatables(folder),
         "owner": {"stack": stack, "stack_id": stack_id},
     }
 

@@ -125,3 +125,35 @@ def test_every_up_reconciles_the_cron_jobs(db_url: str) -> None:
         again = provider.check(updated, migrations_props(db_url))
         assert provider.diff("supaqueue", updated, again.inputs).changes is False
     uninstall(db_url)
+
+
+def test_an_edited_function_file_updates_in_place(db_url: str, sql_copy: Path) -> None:
+    """A repeatable file (sql/functions/) changed: a diff, and the update applies it again. An
+    installation whose state predates these files (no `repeatables`) updates once, then is
+    quiet."""
+    uninstall(db_url)
+    provider = MigrationsProvider()
+    outs = provider.create(provider.check({}, migrations_props(db_url, sql_copy)).inputs).outs
+    assert outs is not None
+    assert [r["name"] for r in outs["repeatables"]] == [
+        r.name for r in load_migrations(sql_copy).repeatables
+    ]
+    older_state = {k: v for k, v in outs.items() if k != "repeatables"}
+    checked = provider.check(older_state, migrations_props(db_url, sql_copy))
+    assert provider.diff("supaqueue", older_state, checked.inputs).changes is True
+
+    tick = sql_copy / "functions" / "60_tick.sql"
+    tick.write_text(
+        tick.read_text() + "\nCREATE OR REPLACE FUNCTION supaqueue.edited_here() RETURNS integer"
+        " LANGUAGE sql SET search_path TO '' AS $$ select 7 $$;\n"
+    )
+    checked = provider.check(outs, migrations_props(db_url, sql_copy))
+    assert checked.failures == []
+    diff = provider.diff("supaqueue", outs, checked.inputs)
+    assert diff.changes is True and diff.replaces == []
+    updated = provider.update("supaqueue", outs, checked.inputs).outs or {}
+    assert sql_value(db_url, "select supaqueue.edited_here()") == 7
+    assert updated["schema_version"] == outs["schema_version"]
+    again = provider.check(updated, migrations_props(db_url, sql_copy))
+    assert provider.diff("supaqueue", updated, again.inputs).changes is False
+    uninstall(db_url)

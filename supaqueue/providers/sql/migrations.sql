@@ -9,6 +9,14 @@ order by version;
 -- name: ledger_exists
 select to_regclass('supaqueue.migrations') is not null;
 
+-- name: repeatable_ledger
+select name, checksum
+from supaqueue.repeatable_migrations
+order by name;
+
+-- name: repeatable_ledger_exists
+select to_regclass('supaqueue.repeatable_migrations') is not null;
+
 -- name: uninstall_function_exists
 -- the guarded uninstall() came with external_dependents() (0007); older ones: sql/uninstall.sql
 select to_regprocedure('supaqueue.uninstall()') is not null

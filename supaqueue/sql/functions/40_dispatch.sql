@@ -1,0 +1,570 @@
+-- supaqueue functions/40_dispatch.sql: Dispatch: free workers take jobs, the function claims its
+-- lease, chained claims, held workers.
+-- Repeatable: re-applied whole whenever a file here changes (docs/architecture.md).
+
+-- What claiming a lease returns once it is claimed (the payload and dependency results within
+-- their limits, in one statement, then _claimed_job): the job, or {"refused": reason} (the attempt
+-- then ended as refused) when it cannot run.
+CREATE OR REPLACE FUNCTION supaqueue._claim_document(_cj supaqueue.current_job) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _bytes bigint;
+  _dependency_bytes bigint;
+  _reason text;
+begin
+  -- Enqueue refuses large payloads; this also covers a payload updated in place since.
+  select octet_length(j.payload::text),
+         (select coalesce(sum(octet_length(dj.result::text)), 0)
+            from supaqueue.job_dependency d
+            join supaqueue.job dj on dj.id = d.depends_on
+           where d.job = j.id)
+    into _bytes, _dependency_bytes
+    from supaqueue.job j where j.id = _cj.job;
+  if _bytes > supaqueue.max_payload_bytes() then
+    _reason := format('the payload is %s bytes, over the limit of %s bytes',
+                      _bytes, supaqueue.max_payload_bytes());
+  elsif _dependency_bytes > supaqueue.max_dependency_results_bytes() then
+    _reason := format('the results of the jobs it depends on total %s bytes, over the limit'
+                      ' of %s bytes', _dependency_bytes, supaqueue.max_dependency_results_bytes());
+  end if;
+  if _reason is not null then
+    perform supaqueue.refuse_current_job(_cj.id, _reason);
+    return jsonb_build_object('refused', _reason);
+  end if;
+  return supaqueue._claimed_job(_cj);
+end
+$$;
+
+-- The claim's document: the lease, the call's deadline, the job with `job.body` (the exact JSON
+-- text to send) and the queue's call settings. The body's rule: a step whose payload is an object
+-- without its own `dependency_results` key (or null) gets its dependencies' results under that key;
+-- any other payload is sent as it is.
+CREATE OR REPLACE FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _deps jsonb;
+  _payload jsonb;
+begin
+  select j.payload,
+         coalesce(
+           (select jsonb_object_agg(d.depends_on::text, coalesce(dj.result, 'null'::jsonb))
+              from supaqueue.job_dependency d
+              join supaqueue.job dj on dj.id = d.depends_on
+             where d.job = j.id),
+           '{}'::jsonb)
+    into _payload, _deps
+    from supaqueue.job j where j.id = _cj.job;
+  return (
+    select jsonb_build_object(
+      'current_job', jsonb_build_object(
+        'id', _cj.id, 'worker', _cj.worker, 'job', _cj.job,
+        'lease_expires_at', _cj.lease_expires_at, 'claimed_at', _cj.claimed_at,
+        -- 0017: the call's deadline on the database's clock, and the time left to it now: the
+        -- dispatcher counts that from when it sent the claim, so skew cannot make it later
+        'deadline', d.deadline,
+        'deadline_in_ms', greatest(0, floor(
+          extract(epoch from d.deadline - clock_timestamp()) * 1000))::bigint),
+      'job', jsonb_build_object(
+        'id', j.id, 'queue', j.queue, 'payload', _payload, 'attempts', j.attempts,
+        'dependency_results', _deps,
+        'body', (case
+                   when _deps = '{}'::jsonb then _payload
+                   when jsonb_typeof(_payload) = 'null'
+                     then jsonb_build_object('dependency_results', _deps)
+                   when jsonb_typeof(_payload) = 'object' and not _payload ? 'dependency_results'
+                     then _payload || jsonb_build_object('dependency_results', _deps)
+                   else _payload
+                 end)::text),
+      'queue', jsonb_build_object(
+        'id', q.id, 'name', q.name, 'edge_function_name', q.edge_function_name,
+        'method', q.method, 'default_headers', q.default_headers, 'timeout_ms', q.timeout_ms),
+      'limits', jsonb_build_object('max_result_bytes', supaqueue.max_result_bytes()))
+    from supaqueue.job j
+    join supaqueue.queue q on q.id = j.queue
+    cross join lateral (
+      select coalesce(_cj.claimed_at, _cj.started_at)
+               + make_interval(secs => q.timeout_ms / 1000.0) as deadline) d
+    where j.id = _cj.job
+  );
+end
+$$;
+
+CREATE OR REPLACE FUNCTION supaqueue._dispatch(_queue uuid, _chain_worker uuid) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _q supaqueue.queue;
+  _url text;
+  _secret text;
+  _now timestamptz := clock_timestamp();
+  _capacity double precision;
+  _tokens double precision;
+  _budget integer;
+  _job supaqueue.job;
+  _worker uuid;
+  _cj_id uuid;
+  _lease timestamptz;
+  _request bigint;
+  _body jsonb;
+  _n integer := 0;
+  _prio integer;
+  _from_run_at timestamptz;
+  _from_id uuid;
+  _held boolean := false;
+begin
+  -- Nothing to do when the queue is paused in the stack or by the operator (0013), or, but for
+  -- a chain, when every worker is busy (the usual case at saturation, after each report): no job
+  -- row gets probed or locked for nothing. One statement: each one a call runs costs more
+  -- (executor start) than the lookups it makes here.
+  select q.* into _q from supaqueue.queue q
+   where q.id = _queue and not q.paused and q.operator_paused_at is null
+     and (_chain_worker is not null
+          or exists (select 1 from supaqueue.worker w
+                      where w.queue = _queue and not w.locked and not w.retiring));
+  if not found then
+    return 0;
+  end if;
+
+  if _chain_worker is null then
+    -- Not configured yet (the Pulumi program writes it): jobs wait; the tick retries every second.
+    select rtrim(u.value, '/') || '/' || coalesce(s.value, 'supaqueue'),
+           exists (select 1 from supaqueue.dispatch_hold)
+      into _url, _held
+      from supaqueue.settings u
+      left join supaqueue.settings s on s.key = 'dispatcher_slug'
+      where u.key = 'functions_url';
+    if _url is null then
+      return 0;
+    end if;
+    -- 0018: the dispatcher answered 404 (deleted behind the stack's back): one job at a time
+    -- probes it, and none while a probe is out (supaqueue._hold_missing_dispatcher).
+    if _held and exists (select 1 from supaqueue.dispatch_hold h where h.probe_lease is not null)
+    then
+      return 0;
+    end if;
+  end if;
+
+  if _q.rate_limit_per_second is not null then
+    _capacity := greatest(1, coalesce(_q.rate_limit_burst, ceil(_q.rate_limit_per_second)));
+    -- Lock the bucket, never the queue row: enqueuers' foreign-key checks on queue stay unblocked.
+    -- SKIP LOCKED: while another transaction holds the bucket (it may be a user's transaction
+    -- that enqueued and is still open) that one dispatches this queue; the tick retries within a
+    -- second. Waiting instead would stall completions and the tick of every queue behind it.
+    select least(_capacity,
+                 b.tokens + extract(epoch from _now - b.refilled_at) * _q.rate_limit_per_second)
+      into _tokens
+      from supaqueue.queue_bucket b where b.queue = _queue for update skip locked;
+    if not found then
+      if exists (select 1 from supaqueue.queue_bucket b where b.queue = _queue) then
+        return 0;
+      end if;
+      insert into supaqueue.queue_bucket (queue, tokens, refilled_at)
+        values (_queue, _capacity, _now) on conflict (queue) do nothing;
+      select least(_capacity,
+                   b.tokens + extract(epoch from _now - b.refilled_at) * _q.rate_limit_per_second)
+        into _tokens
+        from supaqueue.queue_bucket b where b.queue = _queue for update skip locked;
+      if not found then
+        return 0;
+      end if;
+    end if;
+    -- a rate far beyond reach (1e10/s) must not overflow the integer budget
+    _budget := least(floor(_tokens), 2147483647);
+  end if;
+  if _chain_worker is not null or _held then
+    _budget := least(coalesce(_budget, 1), 1);
+  end if;
+
+  -- The highest priority that has ready jobs. Jobs are probed one priority at a time, so that
+  -- `run_at <= now()` bounds each index range: jobs delayed to later (run_at, backoff) are never
+  -- read, however many there are. The cost grows with the number of distinct priorities only.
+  -- The probe also returns where that priority's first ready entry is (_from): the selection
+  -- starts there instead of walking again over the entries of jobs taken since the last vacuum
+  -- (dead, but kept in job_ready_idx until then: thousands at a busy queue, read twice per job
+  -- before 0015). A job that became ready before _from since the probe is taken next time, as
+  -- one that became ready just after the selection would be.
+  select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
+    where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+    order by j.priority desc, j.run_at, j.id
+    limit 1;
+
+  loop
+    exit when _budget is not null and _n >= _budget;
+
+    -- Job first, then worker: a worker is only ever locked by a dispatcher that has a job for it.
+    loop
+      exit when _prio is null;
+      select * into _job from supaqueue.job
+        where queue = _queue and status = 'pending' and pending_dependencies = 0
+          and priority = _prio and run_at <= now()
+          and (run_at, id) >= (_from_run_at, _from_id)
+        order by run_at, id
+        limit 1
+        for update skip locked;
+      if found then
+        -- the next job of this call is after this one
+        _from_run_at := _job.run_at;
+        _from_id := _job.id;
+        exit;
+      end if;
+      -- nothing due (or everything taken) at this priority: the next lower one
+      select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
+        where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+          and j.priority < _prio
+        order by j.priority desc, j.run_at, j.id
+        limit 1;
+    end loop;
+    exit when _prio is null;
+
+    if _chain_worker is null then
+      select w.id into _worker from supaqueue.worker w
+        where w.queue = _queue and not w.locked and not w.retiring
+        limit 1 for update skip locked;
+    else
+      -- still locked from the job it just reported, and row-locked by the caller (which checked
+      -- that it is not retiring): no write to the worker at all
+      _worker := _chain_worker;
+    end if;
+    exit when _worker is null;
+
+    -- Decrypted only when there is something to send: idle ticks stay cheap.
+    if _chain_worker is null and _secret is null then
+      select ds.decrypted_secret into _secret
+        from vault.decrypted_secrets ds where ds.name = 'supaqueue_secret'
+        order by ds.created_at desc limit 1;
+      exit when _secret is null;  -- not configured yet, as above
+    end if;
+
+    if _chain_worker is null then
+      update supaqueue.worker set locked = true where id = _worker;
+    end if;
+    update supaqueue.job
+      set status = 'in_progress', attempts = attempts + 1, updated_at = now()
+      where id = _job.id
+      returning * into _job;
+
+    _cj_id := gen_random_uuid();
+    _lease := supaqueue._lease_deadline(_now, _q.timeout_ms, _q.lease_grace_ms);
+    _request := null;
+    if _chain_worker is null then
+      -- References only: the function claims the lease and reads the rest from the database, so
+      -- what goes through pg_net stays this small whatever the payload and dependency results.
+      _body := jsonb_build_object(
+        'current_job', jsonb_build_object('id', _cj_id, 'job', _job.id, 'attempt', _job.attempts));
+
+      -- pg_net sends it only if this transaction commits.
+      _request := net.http_post(
+        url := _url,
+        body := _body,
+        headers := jsonb_build_object('Content-Type', 'application/json', 'supaqueue-secret', _secret),
+        timeout_milliseconds := 5000);
+    end if;
+
+    -- A chained lease is claimed as it is taken (claim_current_job's deadline: timeout + grace
+    -- from the claim), so no UPDATE of the row just inserted has to follow.
+    insert into supaqueue.current_job (id, worker, job, started_at, lease_expires_at, request_id,
+                                       claimed_at)
+      values (_cj_id, _worker, _job.id, _now, _lease, _request,
+              case when _chain_worker is not null then _now end);
+    if _held then
+      update supaqueue.dispatch_hold set probe_lease = _cj_id, probed_at = _now;
+    end if;
+
+    _worker := null;
+    _n := _n + 1;
+  end loop;
+
+  if _q.rate_limit_per_second is not null then
+    update supaqueue.queue_bucket
+      set tokens = _tokens - _n, refilled_at = _now
+      where queue = _queue;
+  end if;
+  return _n;
+end
+$$;
+
+-- Frees a worker after its (last) job; a retiring one goes: its job was its last.
+CREATE OR REPLACE FUNCTION supaqueue._free_worker(_worker uuid) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  update supaqueue.worker set locked = false where id = _worker and not retiring;
+  if not found then
+    delete from supaqueue.worker where id = _worker;
+  end if;
+end
+$$;
+
+-- Called by the tick first. Unclaimed leases whose dispatch pg_net has answered with HTTP 404
+-- (the platform's gateway found no function at the dispatcher's URL: it never ran, so nothing
+-- claimed or called anything) go back to their jobs as if never dispatched: the job pending
+-- again with its attempt count as before, the worker free. A probe that is no longer an
+-- unclaimed lease (claimed, so the dispatcher is back; or ended otherwise) ends the hold.
+-- pg_net's responses are found by request id within those created since the lease began
+-- (net._http_response is indexed on `created` only); leases are normally claimed within
+-- milliseconds, so this reads only the last moments' answers. Returns the leases given back.
+CREATE OR REPLACE FUNCTION supaqueue._hold_missing_dispatcher() RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _r record;
+  _content text;
+  _n integer := 0;
+  _url text;
+  _h supaqueue.dispatch_hold;
+  _secret text;
+begin
+  delete from supaqueue.dispatch_hold h
+   where h.probe_lease is not null
+     and not exists (select 1 from supaqueue.current_job c
+                      where c.id = h.probe_lease and c.claimed_at is null);
+  -- An idle probe answered by anything but a 404 (the dispatcher answers a body without a lease
+  -- 400 and changes nothing): the function is back.
+  delete from supaqueue.dispatch_hold h
+   where h.probe_request is not null
+     and exists (select 1 from net._http_response r
+                  where r.id = h.probe_request and r.created >= h.probed_at - interval '1 minute'
+                    and r.status_code is not null and r.status_code <> 404);
+
+  for _r in
+    select c.id, c.job, c.worker, r.content
+      from supaqueue.current_job c
+      cross join lateral (
+        select r.status_code, r.content from net._http_response r
+         where r.id = c.request_id and r.created >= c.started_at - interval '1 minute'
+         limit 1) r
+     where c.claimed_at is null and c.request_id is not null and r.status_code = 404
+     for update of c skip locked
+  loop
+    delete from supaqueue.current_job where id = _r.id;
+    update supaqueue.job
+       set status = 'pending', attempts = greatest(attempts - 1, 0), updated_at = now()
+     where id = _r.job and status = 'in_progress';
+    perform supaqueue._free_worker(_r.worker);
+    _content := _r.content;
+    _n := _n + 1;
+  end loop;
+
+  if _n > 0 then
+    select rtrim(u.value, '/') || '/' || coalesce(s.value, 'supaqueue') into _url
+      from supaqueue.settings u
+      left join supaqueue.settings s on s.key = 'dispatcher_slug'
+     where u.key = 'functions_url';
+    insert into supaqueue.dispatch_hold as h (reason, returned, probed_at)
+      values (format('the dispatcher %s answered HTTP 404 (%s): it is not deployed; run '
+                     '`pulumi up` to deploy it again. Jobs wait, no attempt is counted.',
+                     coalesce(_url, '(no functions_url)'), left(coalesce(_content, ''), 200)),
+              _n, clock_timestamp())
+      on conflict (id) do update
+        set returned = h.returned + excluded.returned, probe_lease = null;
+  end if;
+
+  -- Held with no job to probe with (nothing ready, or every queue paused): probe every 5 s with a
+  -- request of no lease, so the hold ends once the function is back even while nothing waits.
+  select * into _h from supaqueue.dispatch_hold for update skip locked;
+  if found and _h.probe_lease is null
+     and (_h.probed_at is null or _h.probed_at < clock_timestamp() - interval '5 seconds') then
+    select rtrim(u.value, '/') || '/' || coalesce(s.value, 'supaqueue') into _url
+      from supaqueue.settings u
+      left join supaqueue.settings s on s.key = 'dispatcher_slug'
+     where u.key = 'functions_url';
+    select ds.decrypted_secret into _secret
+      from vault.decrypted_secrets ds where ds.name = 'supaqueue_secret'
+     order by ds.created_at desc limit 1;
+    if _url is not null and _secret is not null then
+      update supaqueue.dispatch_hold
+         set probe_request = net.http_post(
+               url := _url, body := '{"probe": "supaqueue dispatch hold"}'::jsonb,
+               headers := jsonb_build_object('Content-Type', 'application/json',
+                                             'supaqueue-secret', _secret),
+               timeout_milliseconds := 5000),
+             probed_at = clock_timestamp();
+    end if;
+  end if;
+  return _n;
+end
+$$;
+
+-- The worker of a call that may still be running stays locked until the call cannot be: the
+-- request reached the target before the dispatcher abandoned it (at `claimed_at + timeout_ms`
+-- at the latest: a proxy drops a request whose client has gone), and the platform stops the
+-- target `target_wall_clock_ms` after it arrived.
+CREATE OR REPLACE FUNCTION supaqueue._hold_worker(_cj supaqueue.current_job) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  update supaqueue.worker w
+     set locked = true,
+         held_until = greatest(clock_timestamp(),
+                               coalesce(_cj.claimed_at, _cj.started_at)
+                                 + make_interval(secs => q.timeout_ms / 1000.0))
+                      + make_interval(secs => q.target_wall_clock_ms / 1000.0)
+    from supaqueue.queue q
+   where w.id = _cj.worker and q.id = w.queue;
+end
+$$;
+
+-- Frees (or, retiring, removes) every held worker whose call can no longer be running.
+CREATE OR REPLACE FUNCTION supaqueue._release_held_workers() RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _worker uuid;
+  _n integer := 0;
+begin
+  for _worker in
+    select w.id from supaqueue.worker w
+     where w.held_until is not null and w.held_until <= clock_timestamp()
+     for update skip locked
+  loop
+    update supaqueue.worker set locked = false, held_until = null
+     where id = _worker and not retiring;
+    if not found then
+      delete from supaqueue.worker where id = _worker;
+    end if;
+    _n := _n + 1;
+  end loop;
+  return _n;
+end
+$$;
+
+-- The function's claim of a dispatched lease: only a current, unclaimed lease of an in-progress
+-- job; restarts its deadline (_lease_deadline) and returns _claim_document's answer, else null.
+CREATE OR REPLACE FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer DEFAULT NULL::integer) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    SET enable_seqscan TO 'off'
+    AS $$
+declare
+  _cj supaqueue.current_job;
+  _now timestamptz := clock_timestamp();
+begin
+  update supaqueue.current_job c
+     set claimed_at = _now,
+         lease_expires_at = supaqueue._lease_deadline(_now, q.timeout_ms, q.lease_grace_ms)
+    from supaqueue.job j, supaqueue.queue q
+   where c.id = cur_job_id
+     and c.claimed_at is null
+     and c.lease_expires_at > _now
+     and j.id = c.job and j.status = 'in_progress'
+     and (_attempt is null or j.attempts = _attempt)
+     and q.id = j.queue
+  returning c.* into _cj;
+  if not found then
+    return null;
+  end if;
+  -- The claim's commit need not wait for the WAL flush: the function's next step is an HTTP
+  -- call, not a write. A crash that loses the claim leaves the lease as dispatched (unclaimed,
+  -- deadline from the dispatch), and pg_net's queue is lost with it, so nothing claims it again:
+  -- at worst the job is retried once more (at-least-once), as after any crash.
+  perform set_config('synchronous_commit', 'off', true);
+  return supaqueue._claim_document(_cj);
+end
+$$;
+
+CREATE OR REPLACE FUNCTION supaqueue.dispatch(_queue uuid) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  return supaqueue._dispatch(_queue, null);
+end
+$$;
+
+-- Ends a claimed attempt that the dispatcher cannot run (invalid headers, a payload or dependency
+-- results over the limits): a final failure with the reason, never retried, dependents cancelled.
+-- Returns false, changing nothing, when the lease is not current or was never claimed.
+CREATE OR REPLACE FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _cj supaqueue.current_job;
+  _queue uuid;
+begin
+  delete from supaqueue.current_job where id = cur_job_id and claimed_at is not null
+    returning * into _cj;
+  if not found then
+    return false;
+  end if;
+  foreach _queue in array supaqueue._finish_attempt(
+    _cj, 'refused', null, null,
+    'refused by the dispatcher: ' || coalesce(_reason, 'no reason given'), null, null, null)
+  loop
+    perform supaqueue.dispatch(_queue);
+  end loop;
+  return true;
+end
+$$;
+
+CREATE OR REPLACE FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer DEFAULT NULL::integer, _response_excerpt text DEFAULT NULL::text, _error text DEFAULT NULL::text, _retry_after_seconds numeric DEFAULT NULL::numeric, _result jsonb DEFAULT NULL::jsonb, _duration_ms integer DEFAULT NULL::integer, _chain_jobs integer DEFAULT NULL::integer, _chain_elapsed_ms bigint DEFAULT NULL::bigint) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    SET enable_seqscan TO 'off'
+    AS $$
+declare
+  _cj supaqueue.current_job;
+  _next_cj supaqueue.current_job;
+  _chain boolean := _chain_jobs is not null and _chain_elapsed_ms is not null;
+  -- not complete: the dispatcher abandoned the call (deadline, lost connection, cut answer), so
+  -- it may still be running at the target; its worker is held, and no next call is chained on it
+  _running boolean := _is_complete is not true;
+  _queues uuid[];
+  _queue uuid;
+  _timeout_ms integer;
+  _budget record;
+  _next jsonb;
+  _dispatched integer;
+begin
+  -- Deleting the lease claims it: a concurrent duplicate waits here, then finds nothing.
+  delete from supaqueue.current_job where id = cur_job_id returning * into _cj;
+  if not found then
+    return jsonb_build_object('current', false, 'next', null);
+  end if;
+  _queues := supaqueue._end_attempt(
+    _cj,
+    case when coalesce(_is_complete and _is_successful, false) then 'success' else 'failure' end,
+    _status_code, _response_excerpt, _error,
+    -- capped at one year: a larger Retry-After (or NaN/Infinity) would overflow run_at and make
+    -- the report itself fail
+    case when _retry_after_seconds > 0 then least(_retry_after_seconds, 31536000) end,
+    _result, _duration_ms, _chain or _running);
+
+  if _running then
+    perform supaqueue._hold_worker(_cj);
+  elsif _chain then
+    _budget := supaqueue.chain_budget();
+    -- The worker's queue, the worker row-locked as freeing it would (a concurrent resize waits
+    -- for this report, or this report for it and then sees its change). None when the worker
+    -- went with a lowered worker count, or is retiring: the chain ends.
+    select q.id, q.timeout_ms into _queue, _timeout_ms
+      from supaqueue.worker w join supaqueue.queue q on q.id = w.queue
+     where w.id = _cj.worker and not w.retiring
+       for no key update of w;
+    if _queue is not null and _chain_jobs < _budget.max_jobs
+       and _chain_elapsed_ms + _timeout_ms <= _budget.max_seconds * 1000
+       and supaqueue._dispatch(_queue, _cj.worker) = 1 then
+      select c.* into _next_cj from supaqueue.current_job c where c.worker = _cj.worker;
+      -- Unlike claim_current_job, the commit waits for the WAL flush: it holds the report.
+      _next := supaqueue._claim_document(_next_cj);
+    else
+      perform supaqueue._free_worker(_cj.worker);
+    end if;
+  end if;
+
+  foreach _queue in array _queues loop
+    -- dispatch(_queue), called as an expression: PERFORM would run it as a query
+    _dispatched := supaqueue._dispatch(_queue, null);
+  end loop;
+  return jsonb_build_object('current', true, 'next', _next);
+end
+$$;

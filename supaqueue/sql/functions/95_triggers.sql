@@ -1,0 +1,160 @@
+-- supaqueue functions/95_triggers.sql: supaqueue's own triggers on its tables, and their functions.
+-- Repeatable: re-applied whole whenever a file here changes (docs/architecture.md).
+
+-- One trigger function for new jobs and new workers: either may let a queue dispatch.
+CREATE OR REPLACE FUNCTION supaqueue.tg__dispatch_after_insert() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _queue uuid;
+begin
+  if tg_table_name = 'job' then
+    -- Statement-level: a 100k-row INSERT dispatches once per queue, not once per row; a job that
+    -- waits for dependencies gives no reason to dispatch.
+    for _queue in
+      select distinct n.queue from new_rows n where n.status = 'pending' and n.pending_dependencies = 0
+    loop
+      perform supaqueue.dispatch(_queue);
+    end loop;
+  else
+    for _queue in select distinct n.queue from new_rows n loop
+      perform supaqueue.dispatch(_queue);
+    end loop;
+  end if;
+  return null;
+end
+$$;
+
+-- AFTER UPDATE: a job that has just failed for good (any way: attempts used up, a non-retryable
+-- status, refused, lease expired at the last attempt) enqueues one job in its queue's dead-letter
+-- queue, in the failure's transaction: {"job_id", "queue", "error", "response_excerpt",
+-- "status_code", "attempts", "failed_at", "payload"}. A payload too large to carry is left out
+-- (`payload_omitted` says so). If the enqueue still fails, the failure is recorded anyway and a
+-- WARNING names the job: a dead letter must never block the engine's failure path.
+CREATE OR REPLACE FUNCTION supaqueue.tg__job_dead_letter() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _q supaqueue.queue;
+  _letter jsonb;
+begin
+  select * into _q from supaqueue.queue where id = new.queue;
+  if _q.dead_letter_queue is null then
+    return null;
+  end if;
+  _letter := jsonb_build_object(
+    'job_id', new.id, 'queue', _q.name, 'error', new.last_error,
+    'response_excerpt', new.last_response_excerpt, 'status_code', new.last_status_code,
+    'attempts', new.attempts, 'failed_at', new.finished_at, 'payload', new.payload);
+  if octet_length(_letter::text) > supaqueue.max_payload_bytes() then
+    _letter := jsonb_set(_letter, '{payload}', 'null'::jsonb) || jsonb_build_object(
+      'payload_omitted', format('the payload (%s bytes) is too large for a dead letter; read it '
+                                'with `supaqueue job %s`', octet_length(new.payload::text), new.id));
+  end if;
+  begin
+    insert into supaqueue.job (queue, payload) values (_q.dead_letter_queue, _letter);
+  exception when others then
+    raise warning 'supaqueue: dead letter of job % (queue %) not enqueued: %', new.id, _q.name,
+      sqlerrm;
+  end;
+  return null;
+end
+$$;
+
+-- BEFORE UPDATE: an attempt that ended unsuccessfully (in_progress -> pending or failed) copies its
+-- answer's excerpt from the history row _end_attempt wrote just before (0014: it inserts the
+-- attempt, then updates the job). A success clears an excerpt left by an earlier failure. Only
+-- those transitions call it, so a success without an old excerpt costs no function call.
+CREATE OR REPLACE FUNCTION supaqueue.tg__job_last_response() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  if new.status = 'success' then
+    new.last_response_excerpt := null;
+  else
+    new.last_response_excerpt := (
+      select h.response_excerpt from supaqueue.job_attempt h
+       where h.job = new.id order by h.id desc limit 1);
+  end if;
+  return new;
+end
+$$;
+
+-- A payload over the limit fails the whole INSERT statement (enqueue included), naming the limit,
+-- never echoing the payload. Statement-level, before the dispatch trigger (_500_…) by name, so a
+-- 100k-row INSERT is checked in one pass.
+CREATE OR REPLACE FUNCTION supaqueue.tg__job_payload_limit() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _largest bigint;
+begin
+  select max(octet_length(n.payload::text)) into _largest from new_rows n;
+  if _largest > supaqueue.max_payload_bytes() then
+    raise exception 'supaqueue: a job payload is % bytes, over the limit of % bytes',
+      _largest, supaqueue.max_payload_bytes()
+      using errcode = '54000',
+            hint = 'Keep large data in a table or in Storage and put its key in the payload.';
+  end if;
+  return null;
+end
+$$;
+
+-- Refuses a chain of dead-letter queues that leads back to the queue (itself included): a dead
+-- letter that fails would go round for ever. `pulumi preview` refuses it first (config).
+CREATE OR REPLACE FUNCTION supaqueue.tg__queue_dead_letter_no_loop() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _path text[];
+begin
+  with recursive chain (id, path) as (
+    select new.dead_letter_queue, array[new.name]
+    union
+    select q.dead_letter_queue, c.path || q.name
+      from chain c join supaqueue.queue q on q.id = c.id
+     where c.id <> new.id and q.dead_letter_queue is not null and cardinality(c.path) < 1000
+  )
+  select c.path into _path from chain c where c.id = new.id limit 1;
+  if _path is not null then
+    raise exception 'queue %: dead_letter_queue leads back to it (% -> %): a dead letter would loop',
+      new.name, array_to_string(_path, ' -> '), new.name
+      using errcode = '23514', constraint = 'queue_dead_letter_no_loop';
+  end if;
+  return new;
+end
+$$;
+
+-- A queue that was resumed, or whose rate limit was raised, may now dispatch.
+CREATE OR REPLACE FUNCTION supaqueue.tg__queue_updated() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _queue uuid;
+begin
+  for _queue in select n.id from new_queues n where not n.paused loop
+    perform supaqueue.dispatch(_queue);
+  end loop;
+  return null;
+end
+$$;
+
+CREATE OR REPLACE TRIGGER _100_queue_dead_letter_no_loop BEFORE INSERT OR UPDATE OF dead_letter_queue ON supaqueue.queue FOR EACH ROW WHEN ((new.dead_letter_queue IS NOT NULL)) EXECUTE FUNCTION supaqueue.tg__queue_dead_letter_no_loop();
+
+CREATE OR REPLACE TRIGGER _300_job_last_response BEFORE UPDATE OF status ON supaqueue.job FOR EACH ROW WHEN (((old.status = 'in_progress'::supaqueue.job_status) AND ((new.status = ANY (ARRAY['pending'::supaqueue.job_status, 'failed'::supaqueue.job_status])) OR ((new.status = 'success'::supaqueue.job_status) AND (old.last_response_excerpt IS NOT NULL))))) EXECUTE FUNCTION supaqueue.tg__job_last_response();
+
+CREATE OR REPLACE TRIGGER _400_job_payload_limit AFTER INSERT ON supaqueue.job REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__job_payload_limit();
+
+CREATE OR REPLACE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.job REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__dispatch_after_insert();
+
+CREATE OR REPLACE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.worker REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__dispatch_after_insert();
+
+CREATE OR REPLACE TRIGGER _500_dispatch_after_update AFTER UPDATE ON supaqueue.queue REFERENCING NEW TABLE AS new_queues FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__queue_updated();
+
+CREATE OR REPLACE TRIGGER _600_job_dead_letter AFTER UPDATE OF status ON supaqueue.job FOR EACH ROW WHEN (((new.status = 'failed'::supaqueue.job_status) AND (old.status <> 'failed'::supaqueue.job_status))) EXECUTE FUNCTION supaqueue.tg__job_dead_letter();
