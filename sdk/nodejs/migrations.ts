@@ -61,13 +61,17 @@ export class Migrations extends pulumi.CustomResource {
      */
     declare public readonly migrations: pulumi.Output<any[] | undefined>;
     /**
-     * Folder of the numbered migrations.
+     * Folder of the numbered migrations (and their `functions/`).
      */
     declare public readonly migrations_dir: pulumi.Output<string | undefined>;
     /**
      * The stack declaring this resource: `{"stack": "<project>/<stack>", "stack_id": ...}`, as the database records owners.
      */
     declare public readonly owner: pulumi.Output<{[key: string]: string} | undefined>;
+    /**
+     * The repeatable files of `migrations_dir`/functions/ declared (name, checksum): every SQL function, view and trigger, applied again when one changes.
+     */
+    declare public readonly repeatables: pulumi.Output<any[] | undefined>;
     /**
      * Version of the newest applied migration.
      */
@@ -99,6 +103,7 @@ export class Migrations extends pulumi.CustomResource {
             resourceInputs["migrations"] = args?.migrations;
             resourceInputs["migrations_dir"] = args?.migrations_dir;
             resourceInputs["owner"] = args?.owner;
+            resourceInputs["repeatables"] = args?.repeatables;
             resourceInputs["schema_version"] = undefined /*out*/;
         } else {
             resourceInputs["cron_drift"] = undefined /*out*/;
@@ -107,6 +112,7 @@ export class Migrations extends pulumi.CustomResource {
             resourceInputs["migrations"] = undefined /*out*/;
             resourceInputs["migrations_dir"] = undefined /*out*/;
             resourceInputs["owner"] = undefined /*out*/;
+            resourceInputs["repeatables"] = undefined /*out*/;
             resourceInputs["schema_version"] = undefined /*out*/;
         }
         opts = pulumi.mergeOptions(utilities.resourceOptsDefaults(), opts);
@@ -137,11 +143,15 @@ export interface MigrationsArgs {
      */
     migrations?: pulumi.Input<any[] | undefined>;
     /**
-     * Folder of the numbered migrations.
+     * Folder of the numbered migrations (and their `functions/`).
      */
     migrations_dir: pulumi.Input<string>;
     /**
      * The stack declaring this resource: `{"stack": "<project>/<stack>", "stack_id": ...}`, as the database records owners.
      */
     owner: pulumi.Input<{[key: string]: pulumi.Input<string>}>;
+    /**
+     * The repeatable files of `migrations_dir`/functions/ declared (name, checksum): every SQL function, view and trigger, applied again when one changes.
+     */
+    repeatables?: pulumi.Input<any[] | undefined>;
 }

@@ -24,10 +24,12 @@ type Migrations struct {
 	Drop_dependents pulumi.BoolPtrOutput `pulumi:"drop_dependents"`
 	// The migrations declared (version, name, checksum).
 	Migrations pulumi.ArrayOutput `pulumi:"migrations"`
-	// Folder of the numbered migrations.
+	// Folder of the numbered migrations (and their `functions/`).
 	Migrations_dir pulumi.StringPtrOutput `pulumi:"migrations_dir"`
 	// The stack declaring this resource: `{"stack": "<project>/<stack>", "stack_id": ...}`, as the database records owners.
 	Owner pulumi.StringMapOutput `pulumi:"owner"`
+	// The repeatable files of `migrations_dir`/functions/ declared (name, checksum): every SQL function, view and trigger, applied again when one changes.
+	Repeatables pulumi.ArrayOutput `pulumi:"repeatables"`
 	// Version of the newest applied migration.
 	Schema_version pulumi.IntPtrOutput `pulumi:"schema_version"`
 }
@@ -102,10 +104,12 @@ type migrationsArgs struct {
 	Drop_dependents *bool `pulumi:"drop_dependents"`
 	// The migrations declared (version, name, checksum).
 	Migrations []interface{} `pulumi:"migrations"`
-	// Folder of the numbered migrations.
+	// Folder of the numbered migrations (and their `functions/`).
 	Migrations_dir string `pulumi:"migrations_dir"`
 	// The stack declaring this resource: `{"stack": "<project>/<stack>", "stack_id": ...}`, as the database records owners.
 	Owner map[string]string `pulumi:"owner"`
+	// The repeatable files of `migrations_dir`/functions/ declared (name, checksum): every SQL function, view and trigger, applied again when one changes.
+	Repeatables []interface{} `pulumi:"repeatables"`
 }
 
 // The set of arguments for constructing a Migrations resource.
@@ -118,10 +122,12 @@ type MigrationsArgs struct {
 	Drop_dependents pulumi.BoolPtrInput
 	// The migrations declared (version, name, checksum).
 	Migrations pulumi.ArrayInput
-	// Folder of the numbered migrations.
+	// Folder of the numbered migrations (and their `functions/`).
 	Migrations_dir pulumi.StringInput
 	// The stack declaring this resource: `{"stack": "<project>/<stack>", "stack_id": ...}`, as the database records owners.
 	Owner pulumi.StringMapInput
+	// The repeatable files of `migrations_dir`/functions/ declared (name, checksum): every SQL function, view and trigger, applied again when one changes.
+	Repeatables pulumi.ArrayInput
 }
 
 func (MigrationsArgs) ElementType() reflect.Type {
@@ -181,7 +187,7 @@ func (o MigrationsOutput) Migrations() pulumi.ArrayOutput {
 	return o.ApplyT(func(v *Migrations) pulumi.ArrayOutput { return v.Migrations }).(pulumi.ArrayOutput)
 }
 
-// Folder of the numbered migrations.
+// Folder of the numbered migrations (and their `functions/`).
 func (o MigrationsOutput) Migrations_dir() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v *Migrations) pulumi.StringPtrOutput { return v.Migrations_dir }).(pulumi.StringPtrOutput)
 }
@@ -189,6 +195,11 @@ func (o MigrationsOutput) Migrations_dir() pulumi.StringPtrOutput {
 // The stack declaring this resource: `{"stack": "<project>/<stack>", "stack_id": ...}`, as the database records owners.
 func (o MigrationsOutput) Owner() pulumi.StringMapOutput {
 	return o.ApplyT(func(v *Migrations) pulumi.StringMapOutput { return v.Owner }).(pulumi.StringMapOutput)
+}
+
+// The repeatable files of `migrations_dir`/functions/ declared (name, checksum): every SQL function, view and trigger, applied again when one changes.
+func (o MigrationsOutput) Repeatables() pulumi.ArrayOutput {
+	return o.ApplyT(func(v *Migrations) pulumi.ArrayOutput { return v.Repeatables }).(pulumi.ArrayOutput)
 }
 
 // Version of the newest applied migration.
