@@ -1,11 +1,12 @@
 """Upgrade without loss (issue 23 item 4), real Pulumi CLI, local stack:
 
 a stack deployed by the last released supaqueue (every resource a
-`pulumi-python:dynamic/supaqueue:*` dynamic resource, the code still in `components/`; that commit's
-code from `git archive`, run as its own program with its own dynamic providers) holds jobs; then the same project runs this
-checkout's program: `pulumi preview` shows no replace and no delete (the README's upgrade section:
-nothing to run), `up` keeps every queue, trigger and schedule id and every job, leaves no dynamic
-type and no pickled provider in the state, and the jobs then still run to success.
+`pulumi-python:dynamic/supaqueue:*` dynamic resource, the code still in `components/`; that
+commit's code from `git archive`, run as its own program with its own dynamic providers) holds
+jobs; then the same project runs this checkout's program: `pulumi preview` shows no replace
+and no delete (the README's upgrade section: nothing to run), `up` keeps every queue, trigger and
+schedule id and every job, leaves no dynamic type and no pickled provider in the state, and the
+jobs then still run to success.
 """
 
 from __future__ import annotations
