@@ -76,10 +76,13 @@ def installed(local_stack: LocalStack) -> Iterator[Installed]:
 def _enqueue(inst: Installed, payload: dict[str, object], **queue: object) -> tuple[str, int]:
     """(job id, pg_net request id) of a job enqueued with a plain INSERT."""
     queue_id = inst.engine.queue(inst.demo, **queue)  # type: ignore[arg-type]
-    job_id = inst.engine.enqueue(queue_id, payload)
-    row = inst.engine.conn.execute(
-        "select request_id from supaqueue.current_job where job = %s", (job_id,)
-    ).fetchone()
+    # Read the request id in the enqueue's own transaction: pg_net sends after the commit, and a
+    # fast target can finish the job (its current_job row gone) before a later read.
+    with inst.engine.conn.transaction():
+        job_id = inst.engine.enqueue(queue_id, payload)
+        row = inst.engine.conn.execute(
+            "select request_id from supaqueue.current_job where job = %s", (job_id,)
+        ).fetchone()
     assert row is not None and row["request_id"] is not None, inst.engine.job(job_id)
     return job_id, int(row["request_id"])
 
