@@ -170,9 +170,12 @@ $$;
 -- limits; serving it moves it to the back (due_at = now), so keys with ready jobs take turns.
 -- A key that cannot be served moves: held (held_until) → to held_until; out of tokens
 -- (rate_limit_per_key) → to its next token; at workers_per_key → to the back; no ready job → to
--- its next job's run_at, or idle (due_at null). The key's row stays locked (FOR NO KEY UPDATE)
--- until the caller's transaction ends, so concurrent dispatchers skip the key and its busy count
--- (workers whose `key` it is, held ones included; the chaining worker not) cannot be overtaken.
+-- its next job's run_at, or idle (due_at null).
+-- With per-key limits, the key's row stays locked (FOR NO KEY UPDATE) until the caller's
+-- transaction ends, so concurrent dispatchers skip the key and its busy count (workers whose
+-- `key` it is, held ones included; the chaining worker not) and its tokens cannot be overtaken.
+-- Without (fairness only), keys are read unlocked and moved only where no one else holds them:
+-- concurrent dispatchers may then serve one busy key at once, as they serve a queue without keys.
 -- _since_serve: keys moved to the back since the last job this dispatch took; meeting one again
 -- means every due key has been looked at. Returns the job (locked FOR UPDATE), or null.
 CREATE OR REPLACE FUNCTION supaqueue._next_keyed_job(_q supaqueue.queue, _chain_worker uuid, INOUT _since_serve text[], OUT _job uuid) RETURNS record
@@ -180,101 +183,110 @@ CREATE OR REPLACE FUNCTION supaqueue._next_keyed_job(_q supaqueue.queue, _chain_
     SET search_path TO ''
     AS $$
 declare
+  _limited boolean := _q.workers_per_key is not null or _q.rate_limit_per_key is not null;
   _k supaqueue.queue_key;
   _now timestamptz;
   _cap double precision;
   _tokens double precision;
   _busy integer;
   _next timestamptz;
+  _back boolean;
 begin
   -- bounded: each pass takes a job or moves a key (a key's moves are bounded by its jobs and
   -- tokens); what is left over is for the next dispatch
   for _pass in 1..10000 loop
     _now := clock_timestamp();
-    select * into _k from supaqueue.queue_key k
-     where k.queue = _q.id and k.due_at <= _now
-     order by k.due_at
-     limit 1
-       for no key update skip locked;
+    if _limited then
+      select * into _k from supaqueue.queue_key k
+       where k.queue = _q.id and k.due_at <= _now
+       order by k.due_at
+       limit 1
+         for no key update skip locked;
+    else
+      select * into _k from supaqueue.queue_key k
+       where k.queue = _q.id and k.due_at <= _now
+       order by k.due_at
+       limit 1;
+    end if;
     if not found or _k.key = any (_since_serve) then
       return;
     end if;
+    _next := null;
+    _back := false;
+    _tokens := null;
 
     if _k.held_until > _now then
-      update supaqueue.queue_key set due_at = _k.held_until
-       where queue = _q.id and key = _k.key;
-      continue;
-    end if;
-
-    if _q.workers_per_key is not null then
-      select count(*) into _busy from supaqueue.worker w
-       where w.queue = _q.id and w.key = _k.key and w.id is distinct from _chain_worker;
-      if _busy >= _q.workers_per_key then
-        update supaqueue.queue_key set due_at = clock_timestamp()
-         where queue = _q.id and key = _k.key;
-        _since_serve := _since_serve || _k.key;
-        continue;
+      _next := _k.held_until;
+    elsif _q.workers_per_key is not null
+          and (select count(*) from supaqueue.worker w
+                where w.queue = _q.id and w.key = _k.key
+                  and w.id is distinct from _chain_worker) >= _q.workers_per_key then
+      _back := true;
+    else
+      if _q.rate_limit_per_key is not null then
+        _cap := greatest(1, coalesce(_q.rate_limit_burst_per_key, ceil(_q.rate_limit_per_key)));
+        _tokens := least(_cap, coalesce(
+          _k.tokens + extract(epoch from _now - _k.refilled_at) * _q.rate_limit_per_key, _cap));
       end if;
-    end if;
-
-    _tokens := null;
-    if _q.rate_limit_per_key is not null then
-      _cap := greatest(1, coalesce(_q.rate_limit_burst_per_key, ceil(_q.rate_limit_per_key)));
-      _tokens := least(_cap, coalesce(
-        _k.tokens + extract(epoch from _now - _k.refilled_at) * _q.rate_limit_per_key, _cap));
       if _tokens < 1 then
-        update supaqueue.queue_key
-           set due_at = _now + make_interval(secs => (1 - _tokens) / _q.rate_limit_per_key),
-               tokens = _tokens, refilled_at = _now
-         where queue = _q.id and key = _k.key;
-        continue;
+        _next := _now + make_interval(secs => (1 - _tokens) / _q.rate_limit_per_key);
+      else
+        select j.id into _job from supaqueue.job j
+         where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+           and j.pending_dependencies = 0 and j.run_at <= _now
+         order by j.priority desc, j.run_at, j.id
+         limit 1
+           for update skip locked;
+        if _job is not null then
+          _tokens := _tokens - 1;
+          _since_serve := '{}';
+        end if;
+        -- the key's next ready job (one more probe now saves a turn later, as a key with one job
+        -- would otherwise come round again only to be found empty)
+        if exists (select 1 from supaqueue.job j
+                    where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+                      and j.pending_dependencies = 0 and j.run_at <= _now
+                      and j.id is distinct from _job) then
+          -- served: to the back; else a ready job another transaction holds (being taken, or
+          -- locked by an enqueue of a job that depends on it): look again after the other keys
+          _back := true;
+        else
+          select j.run_at into _next from supaqueue.job j
+           where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+             and j.pending_dependencies = 0 and j.id is distinct from _job
+           order by j.run_at
+           limit 1;
+          if _next is null then
+            -- Nothing (else) pending: idle. FOR UPDATE conflicts with the KEY SHARE of an
+            -- enqueue of this key that has not committed (its job is not visible yet), and with
+            -- a concurrent dispatcher's lock: then look again after the other keys.
+            perform 1 from supaqueue.queue_key k
+              where k.queue = _q.id and k.key = _k.key
+                for update skip locked;
+            _back := not found;
+          end if;
+        end if;
       end if;
     end if;
 
-    select j.id into _job from supaqueue.job j
-     where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
-       and j.pending_dependencies = 0 and j.run_at <= _now
-     order by j.priority desc, j.run_at, j.id
-     limit 1
-       for update skip locked;
+    if _back then
+      _next := clock_timestamp();
+      if _job is null then
+        _since_serve := _since_serve || _k.key;
+      end if;
+    end if;
+    -- (a row another dispatcher holds is moved by that one)
+    update supaqueue.queue_key k
+       set due_at = _next,
+           served_at = case when _job is not null then _now else coalesce(k.served_at, _now) end,
+           tokens = case when _tokens is not null then _tokens else k.tokens end,
+           refilled_at = case when _tokens is not null then _now else k.refilled_at end
+     where (k.queue, k.key) = (select l.queue, l.key from supaqueue.queue_key l
+                                where l.queue = _q.id and l.key = _k.key
+                                  for no key update skip locked);
     if _job is not null then
-      update supaqueue.queue_key
-         set due_at = clock_timestamp(), served_at = _now,
-             tokens = case when _tokens is not null then _tokens - 1 end,
-             refilled_at = case when _tokens is not null then _now end
-       where queue = _q.id and key = _k.key;
-      _since_serve := '{}';
       return;
     end if;
-
-    if exists (select 1 from supaqueue.job j
-                where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
-                  and j.pending_dependencies = 0 and j.run_at <= _now) then
-      -- a ready job another transaction holds (being taken, or locked by an enqueue of a job
-      -- that depends on it): look again after the other keys
-      _next := clock_timestamp();
-      _since_serve := _since_serve || _k.key;
-    else
-      select j.run_at into _next from supaqueue.job j
-       where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
-         and j.pending_dependencies = 0
-       order by j.run_at
-       limit 1;
-    end if;
-    if _next is null then
-      -- Nothing pending: idle. FOR UPDATE conflicts with the KEY SHARE of an enqueue of this
-      -- key that has not committed (its job is not visible yet): then look again soon.
-      perform 1 from supaqueue.queue_key k
-        where k.queue = _q.id and k.key = _k.key
-          for update skip locked;
-      if not found then
-        _next := clock_timestamp();
-        _since_serve := _since_serve || _k.key;
-      end if;
-    end if;
-    update supaqueue.queue_key
-       set due_at = _next, served_at = coalesce(served_at, _now)
-     where queue = _q.id and key = _k.key;
   end loop;
 end
 $$;
