@@ -727,14 +727,21 @@ begin
       -- that it is not retiring): no write to the worker at all
       _worker := _chain_worker;
     end if;
-    exit when _worker is null;
 
     -- Decrypted only when there is something to send: idle ticks stay cheap.
-    if _chain_worker is null and _secret is null then
+    if _worker is not null and _chain_worker is null and _secret is null then
       select ds.decrypted_secret into _secret
         from vault.decrypted_secrets ds where ds.name = 'supaqueue_secret'
         order by ds.created_at desc limit 1;
-      exit when _secret is null;  -- not configured yet, as above
+      -- not configured yet, as above
+    end if;
+    if _worker is null or (_chain_worker is null and _secret is null) then
+      -- The selected job stays pending. Its key must stay due: the selection may have made it
+      -- idle (its only ready job was this one) or moved it on.
+      if _job.key is not null then
+        perform supaqueue._key_ready(_queue, _job.key, _job.run_at);
+      end if;
+      exit;
     end if;
 
     if _chain_worker is null then

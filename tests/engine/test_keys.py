@@ -450,3 +450,19 @@ def test_priority_orders_jobs_within_a_key_and_keys_take_turns(engine: Engine) -
     # A's turn came before B's (A was last served before B's job came), then B's whatever its
     # priority, then A's again; within A by priority
     assert got == [high, b, low]
+
+
+def test_a_keys_last_job_selected_when_no_worker_is_left_is_not_stranded(engine: Engine) -> None:
+    # One INSERT, two keys of one job each, one worker: the dispatch takes A's job, selects B's,
+    # finds no worker left. B's key must stay due (it was made idle, its job never ran: keys
+    # bench, 10,000 keys).
+    q = engine.queue(workers=1, workers_per_key=1)
+    engine.conn.execute(
+        "select supaqueue.enqueue_batch(name, %s, _keys => array['A', 'B'])"
+        " from supaqueue.queue where id = %s",
+        (Jsonb([{}, {}]), q),
+    )
+    [first] = engine.new_requests()
+    assert engine.end(first.current_job)
+    [second] = engine.new_requests()
+    assert _key(engine, second.job) != _key(engine, first.job)
