@@ -354,7 +354,8 @@ class _Model:
         assert sum(s["n"] for s in states) == len(self.jobs)
         assert (
             self.e.one(
-                "select count(*) from supaqueue.worker where queue = %s and (locked or key is not null)",
+                "select count(*) from supaqueue.worker"
+                " where queue = %s and (locked or key is not null)",
                 (self.q,),
             )
             == 0
