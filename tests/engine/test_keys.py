@@ -467,3 +467,31 @@ def test_a_keys_last_job_selected_when_no_worker_is_left_is_not_stranded(engine:
     assert engine.end(first.current_job)
     [second] = engine.new_requests()
     assert _key(engine, second.job) != _key(engine, first.job)
+
+
+def test_the_tick_forgets_idle_keys_once_their_bucket_is_full_again(engine: Engine) -> None:
+    q = engine.queue(workers=2, rate_limit_per_key=1 / 3600, rate_limit_burst_per_key=1)
+    for k in ("A", "B"):
+        engine.enqueue(q, {}, _key=k)
+        [req] = engine.new_requests()
+        assert engine.end(req.current_job)
+    engine.tick()  # both keys found idle
+    rows = engine.conn.execute(
+        "select key, due_at from supaqueue.queue_key where queue = %s order by key", (q,)
+    ).fetchall()
+    assert rows == [{"key": "A", "due_at": None}, {"key": "B", "due_at": None}]
+    # idle for 11 minutes; A's last token was taken 11 minutes ago, B's two hours ago
+    engine.conn.execute(
+        "update supaqueue.queue_key set served_at = now() - interval '11 minutes',"
+        " refilled_at = now() - case key when 'A' then interval '11 minutes'"
+        " else interval '2 hours' end where queue = %s",
+        (q,),
+    )
+    engine.tick()
+    keys = engine.conn.execute(
+        "select key from supaqueue.queue_key where queue = %s", (q,)
+    ).fetchall()
+    # B's bucket is full again: its state goes; A's is not: kept, or A could run again now
+    assert keys == [{"key": "A"}]
+    engine.enqueue(q, {}, _key="A")
+    assert engine.new_requests() == []
