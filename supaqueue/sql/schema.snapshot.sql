@@ -580,6 +580,8 @@ declare
   _from_id uuid;
   _held boolean := false;
   _keyed boolean;
+  _wakes boolean;
+  _any_keys boolean;
   _keyed_turn boolean := random() < 0.5;
   _since_serve text[] := '{}';
   _kid uuid;
@@ -664,11 +666,19 @@ begin
       and j.key is null
     order by j.priority desc, j.run_at, j.id
     limit 1;
-  if exists (select 1 from supaqueue.queue_key_wake w where w.queue = _queue) then
+  -- Keys (0026), in one statement (each costs): wakes to apply, keys due, any key state at all
+  -- (a worker counts against a key only while its key has a row: the tick keeps those).
+  select exists (select 1 from supaqueue.queue_key_wake w where w.queue = _queue),
+         exists (select 1 from supaqueue.queue_key k
+                  where k.queue = _queue and k.due_at <= clock_timestamp()),
+         exists (select 1 from supaqueue.queue_key k where k.queue = _queue)
+    into _wakes, _keyed, _any_keys;
+  if _wakes then
     perform supaqueue._key_wakes(_queue);
+    _keyed := exists (select 1 from supaqueue.queue_key k
+                       where k.queue = _queue and k.due_at <= clock_timestamp());
+    _any_keys := true;
   end if;
-  _keyed := exists (select 1 from supaqueue.queue_key k
-                     where k.queue = _queue and k.due_at <= clock_timestamp());
 
   loop
     exit when _budget is not null and _n >= _budget;
@@ -746,8 +756,9 @@ begin
 
     if _chain_worker is null then
       update supaqueue.worker set locked = true, key = _job.key where id = _worker;
-    else
-      -- the key the chained worker now counts against (a write only when it changes)
+    elsif _job.key is not null or _any_keys then
+      -- the key the chained worker now counts against (a write only when it changes; in a queue
+      -- without key state no worker has a key, so none is read)
       update supaqueue.worker set key = _job.key
        where id = _worker and key is distinct from _job.key;
     end if;
