@@ -1198,6 +1198,16 @@ $$;
 
 ALTER FUNCTION supaqueue._jobs_matching(_queue uuid, _states supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue._key_insert_lock(_queue uuid, _key text) RETURNS boolean
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext(_queue::text),
+                                              pg_catalog.hashtext(_key) & 63)
+$$;
+
+ALTER FUNCTION supaqueue._key_insert_lock(_queue uuid, _key text) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue._key_ready(_queue uuid, _key text, _run_at timestamp with time zone) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -1222,7 +1232,7 @@ begin
     if found then
       return;
     end if;
-  else
+  elsif supaqueue._key_insert_lock(_queue, _key) then
     -- a new key (a row being made idle or removed is held FOR UPDATE: the insert conflicts)
     insert into supaqueue.queue_key (queue, key, due_at) values (_queue, _key, _run_at)
       on conflict (queue, key) do nothing;
@@ -1253,7 +1263,7 @@ begin
      where (k.queue, k.key) = (select l.queue, l.key from supaqueue.queue_key l
                                 where l.queue = _queue and l.key = _w.key
                                   for no key update skip locked);
-    if not found then
+    if not found and supaqueue._key_insert_lock(_queue, _w.key) then
       insert into supaqueue.queue_key (queue, key, due_at) values (_queue, _w.key, _w.run_at)
         on conflict (queue, key) do nothing;
     end if;
@@ -3420,6 +3430,7 @@ begin
           select r.queue, r.key, r.run_at from ready r
            where not exists (select 1 from supaqueue.queue_key k
                               where k.queue = r.queue and k.key = r.key)
+             and supaqueue._key_insert_lock(r.queue, r.key)
           on conflict (queue, key) do nothing
           returning queue, key)
       select r.queue, r.key, r.run_at from ready r
@@ -4322,6 +4333,8 @@ REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid) FROM P
 REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid, _functions_only boolean) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._jobs_matching(_queue uuid, _states supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._key_insert_lock(_queue uuid, _key text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._key_ready(_queue uuid, _key text, _run_at timestamp with time zone) FROM PUBLIC;
 

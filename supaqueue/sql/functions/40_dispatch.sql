@@ -121,7 +121,7 @@ begin
     if found then
       return;
     end if;
-  else
+  elsif supaqueue._key_insert_lock(_queue, _key) then
     -- a new key (a row being made idle or removed is held FOR UPDATE: the insert conflicts)
     insert into supaqueue.queue_key (queue, key, due_at) values (_queue, _key, _run_at)
       on conflict (queue, key) do nothing;
@@ -131,6 +131,20 @@ begin
   end if;
   insert into supaqueue.queue_key_wake (queue, key, run_at) values (_queue, _key, _run_at);
 end
+$$;
+
+-- Whether this transaction may insert the state row of a new key: it holds (or has just taken) the
+-- transaction-level advisory lock of the key's bucket (one of 64 per queue, so a batch over
+-- 10,000 new keys takes at most 64 locks). Every insert of a queue_key row takes it first, so an
+-- insert never meets another transaction's uncommitted row of the same key and never waits: two
+-- transactions each enqueueing new keys in the other's order would otherwise deadlock. False:
+-- another transaction is inserting a key of that bucket; the caller leaves a wake row instead.
+CREATE OR REPLACE FUNCTION supaqueue._key_insert_lock(_queue uuid, _key text) RETURNS boolean
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext(_queue::text),
+                                              pg_catalog.hashtext(_key) & 63)
 $$;
 
 -- Makes the keys of a queue's wake rows due (see _key_ready); a wake whose key row is still held
@@ -152,7 +166,7 @@ begin
      where (k.queue, k.key) = (select l.queue, l.key from supaqueue.queue_key l
                                 where l.queue = _queue and l.key = _w.key
                                   for no key update skip locked);
-    if not found then
+    if not found and supaqueue._key_insert_lock(_queue, _w.key) then
       insert into supaqueue.queue_key (queue, key, due_at) values (_queue, _w.key, _w.run_at)
         on conflict (queue, key) do nothing;
     end if;

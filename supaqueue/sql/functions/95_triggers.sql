@@ -46,6 +46,7 @@ begin
           select r.queue, r.key, r.run_at from ready r
            where not exists (select 1 from supaqueue.queue_key k
                               where k.queue = r.queue and k.key = r.key)
+             and supaqueue._key_insert_lock(r.queue, r.key)
           on conflict (queue, key) do nothing
           returning queue, key)
       select r.queue, r.key, r.run_at from ready r
