@@ -60,6 +60,7 @@ def with_unknowns(props: struct_pb2.Struct) -> dict[str, Any]:
     """`rpc.deserialize_properties(props, keep_unknowns=True)`, keeping an unknown that is
     secret unknown: the SDK reads a secret's value without `keep_unknowns`, so an unknown secret
     (a preview's generated password) would arrive as a secret None and fail `check`."""
+
     def bare(value: Any) -> Any:
         if isinstance(value, dict):
             if value.get(SIG_KEY) == SECRET_SIG and value.get("value") == rpc.UNKNOWN:
@@ -233,7 +234,10 @@ class SupaqueueProviderServicer(provider_pb2_grpc.ResourceProviderServicer):
         outs = dict(result.outs or {})
         if borrowed:  # the configured URL stays out of the state (no secret in plain text)
             outs.pop("db_url", None)
-        fields: dict[str, Any] = {"id": result.id, "properties": serialize(secret_like(outs, props))}
+        fields: dict[str, Any] = {
+            "id": result.id,
+            "properties": serialize(secret_like(outs, props)),
+        }
         if result.inputs is not None:
             fields["inputs"] = serialize(secret_like(dict(result.inputs), props))
         return proto.ReadResponse(**fields)

@@ -21,7 +21,13 @@ from supaqueue.providers.queue.spec import (
 from tests.providers.conftest import QUEUE_OWNER, failure_text, sql_value
 
 # Queue settings that are not columns of supaqueue.queue.
-NOT_COLUMNS = ("headers", "workers", "discard_unfinished_on_delete", "edge_function_name")
+NOT_COLUMNS = (
+    "headers",
+    "workers",
+    "discard_unfinished_on_delete",
+    "edge_function_name",
+    "keep_finished_forever",
+)
 
 
 def declare(db_url: str, **settings: Any) -> dict[str, Any]:

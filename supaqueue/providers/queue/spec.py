@@ -449,7 +449,9 @@ KEEP = "keep_finished_forever"
 
 
 def keeps_forever(raw: Mapping[str, Any]) -> bool:
-    return raw.get(KEEP) is True or ("retention_seconds" in raw and raw["retention_seconds"] is None)
+    return raw.get(KEEP) is True or (
+        "retention_seconds" in raw and raw["retention_seconds"] is None
+    )
 
 
 def with_defaults(raw: Mapping[str, Any]) -> dict[str, Any]:
