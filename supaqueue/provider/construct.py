@@ -33,6 +33,9 @@ from supaqueue.provider.version import plugin_version
 
 COMPONENT = "Supaqueue"
 PATH_ARGS = ("edge_dir", "dispatcher_dir", "migrations_dir")
+# What the component may take as an output of another resource (the rest it reads while the
+# program runs: a plain value, e.g. from config).
+OUTPUT_ARGS = ("project_ref", "db_url", "access_token")
 LISTS = {"queues": "QueueSpec", "triggers": "TriggerSpec", "schedules": "ScheduleSpec"}
 _one_at_a_time = threading.Lock()
 
@@ -83,6 +86,19 @@ def component_args(inputs: Mapping[str, Any]) -> dict[str, Any]:
         elif spec.get(key, {}).get("type") == "integer":
             value = _whole(value)
         args[key] = value
+    late = sorted(
+        key for key, value in args.items()
+        if isinstance(value, pulumi.Output) and key not in OUTPUT_ARGS
+    )  # fmt: skip
+    if late:
+        raise ConfigError(
+            "invalid supaqueue arguments:\n"
+            + "\n".join(
+                f"  - {key}: is another resource's output (or secret); the component reads it "
+                "while the program runs: give a plain value (e.g. from config)"
+                for key in late
+            )
+        )
     if isinstance(args.get("queues"), Mapping):
         args["queues"] = _queue_list(args["queues"])
     for key, type_name in LISTS.items():

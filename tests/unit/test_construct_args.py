@@ -43,3 +43,9 @@ def test_the_wire_inputs_become_the_component_arguments() -> None:
 def test_a_map_entry_naming_another_queue_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"queues.emails.name: 'other' differs from its key"):
         component_args({"queues": {"emails": {"name": "other", "edge_function_name": "f"}}})
+
+
+def test_an_output_where_the_component_needs_a_value_is_named() -> None:
+    later = pulumi.Output.from_input("http://127.0.0.1:1")
+    with pytest.raises(ConfigError, match=r"  - api_url: is another resource's output"):
+        component_args({"api_url": later, "db_url": "postgresql://u:p@127.0.0.1:1/db"})
