@@ -4,6 +4,9 @@ transaction, never by the tick. docs/architecture.md, "Retention"."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+
 import psycopg
 import pytest
 
@@ -149,7 +152,7 @@ def test_rows_another_transaction_holds_are_skipped_not_waited_for(engine: Engin
 
 
 @pytest.fixture
-def cron_cluster() -> object:
+def cron_cluster() -> Iterator[Cluster]:
     with Cluster.temporary(prefix="supaqueue-retention-test-") as cluster:
         yield cluster
 
@@ -171,3 +174,27 @@ def test_an_upgrade_schedules_the_retention_job_at_once(cron_cluster: Cluster) -
         assert conn.execute("select supaqueue.cron_drift()").fetchone() == ([],)
         migrations.uninstall(conn)
         assert [r[0] for r in conn.execute(jobs)] == []
+
+
+@pytest.mark.timeout(150)
+def test_pg_cron_runs_the_retention_job(cron_cluster: Cluster) -> None:
+    """Slow by nature: the job is per-minute on the pg_cron 1.4 here. pg_cron can run a procedure
+    that commits between batches, and it deletes."""
+    with psycopg.connect(cron_cluster.dsn(), autocommit=True) as conn:
+        migrations.apply(conn, migrations.load_migrations())
+        engine = Engine(cron_cluster.dsn())
+        try:
+            queue = engine.queue(workers=0, retention_seconds=0)
+            finished(engine, queue, 1000, "1 second")
+            deadline = time.monotonic() + 130
+            while count(engine, queue) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert count(engine, queue) == 0, "supaqueue-retention never ran"
+        finally:
+            engine.close()
+        runs = conn.execute(
+            "select d.status from cron.job_run_details d join cron.job j using (jobid)"
+            " where j.jobname = 'supaqueue-retention'"
+        ).fetchall()
+        assert ("succeeded",) in runs
+        migrations.uninstall(conn)
