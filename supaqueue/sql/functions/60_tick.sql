@@ -170,6 +170,7 @@ begin
       exception when others then
         -- one queue's failure must not stop the others
         raise warning 'supaqueue.prune_history: queue %: %', _queue, sqlerrm;
+        _deleted := 0;
         _at := null;
       end;
       commit;
