@@ -232,12 +232,16 @@ def soak(args: argparse.Namespace) -> int:
             conn.execute("set synchronous_commit = off")
             conn.execute("insert into supaqueue.settings values ('chain_max_jobs', '1000')")
             queue = new_queue(conn, "soak", 1)
+            if args.job_autovacuum:
+                # an experiment, not what supaqueue installs: per-table autovacuum options
+                conn.execute(f"alter table supaqueue.job set ({args.job_autovacuum})")
             conn.execute(
                 "update supaqueue.queue set retention_seconds = %s where id = %s",
                 (args.retention, queue),
             )
             emit({"bench": "soak_setup", "jobs": args.jobs, "retention_s": args.retention,
-                  "prune": args.prune, "chunk": chunk, "workers": 1})  # fmt: skip
+                  "prune": args.prune, "chunk": chunk, "workers": 1,
+                  "job_autovacuum": args.job_autovacuum})  # fmt: skip
             background = Background(dsn, args.prune)
             background.start()
             done = 0
@@ -326,6 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--prune", choices=("batched", "legacy"), default="batched")
     run.add_argument("--chunk", type=int, default=5000, help="jobs enqueued at a time")
     run.add_argument("--size-mark", type=int, default=200_000, help="sizes compared at this job")
+    run.add_argument(
+        "--job-autovacuum",
+        default="",
+        help="experiment: storage options for supaqueue.job, e.g."
+        " 'autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0'",
+    )
     args = parser.parse_args(argv)
     if args.command == "scaling":
         try:
