@@ -140,7 +140,8 @@ def test_security_definer_functions_pin_an_empty_search_path(engine: Engine) -> 
     # _lease_deadline: inlined into its callers, which a SET clause would prevent (pure).
     inlined = {"_lease_deadline"}
     assert invokers <= {
-        "tick_loop", "prune_history", "default_non_retryable_statuses", "backoff_ms", *constants, *inlined
+        "tick_loop", "prune_history", "default_non_retryable_statuses", "backoff_ms", *constants,
+        *inlined,
     } | (CRON_EVALUATOR | TABLE_TRIGGER_MANAGEMENT)  # fmt: skip
     # those run with the caller's rights on purpose, still under an empty search_path
     for r in routines:
