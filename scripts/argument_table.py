@@ -123,6 +123,7 @@ def _queue_limit(name: str) -> str:
         "rate_limit_per_second": f"above 0, at most {queue.INT4_MAX}",
         "payload_schema": f"a JSON Schema, at most {queue.MAX_PAYLOAD_SCHEMA_BYTES} bytes",
         "enqueue_roles": ", ".join(queue.ENQUEUE_ROLES),
+        "hold_on_retry_after": ", ".join(queue.HOLD_ON_RETRY_AFTER),
     }.get(name, "")
 
 

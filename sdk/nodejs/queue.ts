@@ -81,6 +81,10 @@ export class Queue extends pulumi.CustomResource {
      */
     declare public readonly headers: pulumi.Output<{[key: string]: string} | undefined>;
     /**
+     * What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry) or `queue` (every job of the queue, at most an hour).
+     */
+    declare public readonly hold_on_retry_after: pulumi.Output<string | undefined>;
+    /**
      * How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
      */
     declare public readonly lease_grace_ms: pulumi.Output<number | undefined>;
@@ -167,6 +171,7 @@ export class Queue extends pulumi.CustomResource {
             resourceInputs["edge_function_name"] = args?.edge_function_name;
             resourceInputs["enqueue_roles"] = args?.enqueue_roles;
             resourceInputs["headers"] = args?.headers ? pulumi.secret(args.headers) : undefined;
+            resourceInputs["hold_on_retry_after"] = args?.hold_on_retry_after;
             resourceInputs["lease_grace_ms"] = args?.lease_grace_ms;
             resourceInputs["max_attempts"] = args?.max_attempts;
             resourceInputs["method"] = args?.method;
@@ -192,6 +197,7 @@ export class Queue extends pulumi.CustomResource {
             resourceInputs["edge_function_name"] = undefined /*out*/;
             resourceInputs["enqueue_roles"] = undefined /*out*/;
             resourceInputs["headers"] = undefined /*out*/;
+            resourceInputs["hold_on_retry_after"] = undefined /*out*/;
             resourceInputs["lease_grace_ms"] = undefined /*out*/;
             resourceInputs["max_attempts"] = undefined /*out*/;
             resourceInputs["method"] = undefined /*out*/;
@@ -255,6 +261,10 @@ export interface QueueArgs {
      * Extra request headers, e.g. Authorization. Kept secret in state.
      */
     headers?: pulumi.Input<{[key: string]: pulumi.Input<string>} | undefined>;
+    /**
+     * What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry) or `queue` (every job of the queue, at most an hour).
+     */
+    hold_on_retry_after?: pulumi.Input<string | undefined>;
     /**
      * How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
      */

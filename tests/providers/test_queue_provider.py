@@ -426,3 +426,26 @@ def test_enqueue_roles_refuse_other_roles(db_url: str) -> None:
     checked = QueueProvider().check({}, {**spec, "db_url": db_url, "owner": QUEUE_OWNER})
     assert [f.property for f in checked.failures] == ["enqueue_roles"]
     assert "service_role may always enqueue" in checked.failures[0].reason
+
+
+def test_hold_on_retry_after_is_written_updated_and_read_back(
+    installed: dict[str, Any], db_url: str
+) -> None:
+    provider = QueueProvider()
+    props = declare(db_url, name="rate-limited")
+    created = provider.create(props)
+    hold = "select hold_on_retry_after from supaqueue.queue where id = %s"
+    assert sql_value(db_url, hold, created.id) == "job"  # the default: as before sql/0027
+    held = {**props, "hold_on_retry_after": "queue"}
+    assert provider.diff(created.id, created.outs or {}, held).changes is True
+    outs = provider.update(created.id, created.outs or {}, held).outs or {}
+    assert sql_value(db_url, hold, created.id) == "queue"
+    assert provider.read(created.id, outs).outs["hold_on_retry_after"] == "queue"  # type: ignore[index]
+    provider.delete(created.id, outs)
+
+
+def test_hold_on_retry_after_refuses_other_values(db_url: str) -> None:
+    spec = with_defaults({"name": "q", "edge_function_name": "f", "hold_on_retry_after": "all"})
+    checked = QueueProvider().check({}, {**spec, "db_url": db_url, "owner": QUEUE_OWNER})
+    assert [f.property for f in checked.failures] == ["hold_on_retry_after"]
+    assert checked.failures[0].reason == "must be one of job, queue, got 'all'"

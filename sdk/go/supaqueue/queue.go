@@ -34,6 +34,8 @@ type Queue struct {
 	Enqueue_roles pulumi.StringArrayOutput `pulumi:"enqueue_roles"`
 	// Extra request headers, e.g. Authorization. Kept secret in state.
 	Headers pulumi.StringMapOutput `pulumi:"headers"`
+	// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry) or `queue` (every job of the queue, at most an hour).
+	Hold_on_retry_after pulumi.StringPtrOutput `pulumi:"hold_on_retry_after"`
 	// How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
 	Lease_grace_ms pulumi.IntPtrOutput `pulumi:"lease_grace_ms"`
 	// Attempts before a job fails for good (default 3, at most 100).
@@ -147,6 +149,8 @@ type queueArgs struct {
 	Enqueue_roles []string `pulumi:"enqueue_roles"`
 	// Extra request headers, e.g. Authorization. Kept secret in state.
 	Headers map[string]string `pulumi:"headers"`
+	// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry) or `queue` (every job of the queue, at most an hour).
+	Hold_on_retry_after *string `pulumi:"hold_on_retry_after"`
 	// How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
 	Lease_grace_ms *int `pulumi:"lease_grace_ms"`
 	// Attempts before a job fails for good (default 3, at most 100).
@@ -197,6 +201,8 @@ type QueueArgs struct {
 	Enqueue_roles pulumi.StringArrayInput
 	// Extra request headers, e.g. Authorization. Kept secret in state.
 	Headers pulumi.StringMapInput
+	// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry) or `queue` (every job of the queue, at most an hour).
+	Hold_on_retry_after pulumi.StringPtrInput
 	// How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
 	Lease_grace_ms pulumi.IntPtrInput
 	// Attempts before a job fails for good (default 3, at most 100).
@@ -307,6 +313,11 @@ func (o QueueOutput) Enqueue_roles() pulumi.StringArrayOutput {
 // Extra request headers, e.g. Authorization. Kept secret in state.
 func (o QueueOutput) Headers() pulumi.StringMapOutput {
 	return o.ApplyT(func(v *Queue) pulumi.StringMapOutput { return v.Headers }).(pulumi.StringMapOutput)
+}
+
+// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry) or `queue` (every job of the queue, at most an hour).
+func (o QueueOutput) Hold_on_retry_after() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *Queue) pulumi.StringPtrOutput { return v.Hold_on_retry_after }).(pulumi.StringPtrOutput)
 }
 
 // How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).

@@ -111,8 +111,12 @@ FIELDS: dict[str, Field] = {
     "discard_unfinished_on_delete": Field(False),
     # API roles besides service_role that may enqueue through the Data API (sql/0024_data_api.sql)
     "enqueue_roles": Field([]),
+    "hold_on_retry_after": Field("job"),
 }
 ENQUEUE_ROLES = ("anon", "authenticated")  # the check constraint queue_enqueue_roles_known
+# What a 429/503 with Retry-After holds (sql/0027, constraint queue_hold_on_retry_after_known):
+# only that job's retry (the default, as before), or the whole queue.
+HOLD_ON_RETRY_AFTER = ("job", "queue")
 
 
 @dataclass(frozen=True)
@@ -228,6 +232,14 @@ def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = Non
         lambda v: None if isinstance(v, bool) else f"must be true or false, got {v!r}",
     )
     check("enqueue_roles", _enqueue_roles_problem)
+    check(
+        "hold_on_retry_after",
+        lambda v: (
+            None
+            if isinstance(v, str) and v in HOLD_ON_RETRY_AFTER
+            else f"must be one of {', '.join(HOLD_ON_RETRY_AFTER)}, got {v!r}"
+        ),
+    )
     base: Any = raw.get("backoff_base_ms")
     cap: Any = raw.get("backoff_max_ms")
     if _is_int(base) and _is_int(cap) and cap < base:
