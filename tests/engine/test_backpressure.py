@@ -27,6 +27,11 @@ def _hold(engine: Engine, queue: str) -> dict[str, Any] | None:
     return None if row is None else dict(row)
 
 
+def _setting(engine: Engine, queue: str) -> str:
+    query = "select hold_on_retry_after from supaqueue.queue where id = %s"
+    return str(engine.one(query, (queue,)))
+
+
 def _end_hold(engine: Engine, queue: str) -> None:
     """As if the hold's time had passed."""
     engine.conn.execute(
@@ -46,7 +51,7 @@ def _running(engine: Engine, jobs: list[str]) -> list[str]:
 
 def test_job_default_delays_only_the_answered_job(engine: Engine) -> None:
     q = engine.queue(workers=1, backoff_base_ms=0, backoff_jitter=0)
-    assert engine.one("select hold_on_retry_after from supaqueue.queue where id = %s", (q,)) == "job"
+    assert _setting(engine, q) == "job"
     first, second, third = _jobs(engine, q, 3)
     assert _running(engine, [first, second, third]) == [first]
     engine.end(engine.current_job_of(first), success=False, _status_code=429,
@@ -112,7 +117,8 @@ def test_a_held_queue_chains_nothing(engine: Engine) -> None:
                                      _status_code=429, _retry_after_seconds=2)  # fmt: skip
     assert answer == {"current": True, "next": None}
     # the chain ended: its worker is free (and took nothing), the next job waits for the hold
-    assert engine.one("select bool_or(locked) from supaqueue.worker where queue = %s", (q,)) is False
+    locked = "select bool_or(locked) from supaqueue.worker where queue = %s"
+    assert engine.one(locked, (q,)) is False
     assert engine.status(second) == "pending" and engine.in_flight(q) == 0
     # once the hold is over, the same report chains again (as before 0027)
     _end_hold(engine, q)
@@ -254,9 +260,7 @@ def test_an_upgrade_keeps_existing_queues_on_job(pg_dsn: str) -> None:
     engine = Engine(pg_dsn)
     try:
         q = str(engine.one("select id::text from supaqueue.queue where name = 'old'"))
-        assert engine.one("select hold_on_retry_after from supaqueue.queue where id = %s", (q,)) == (
-            "job"
-        )
+        assert _setting(engine, q) == "job"
         engine.conn.execute("select supaqueue.set_worker_count(%s, 1)", (q,))
         first, second = _jobs(engine, q, 2)
         [job] = _running(engine, [first, second])
