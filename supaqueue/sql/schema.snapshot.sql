@@ -1469,7 +1469,7 @@ begin
     grant usage on schema supaqueue to service_role;
     -- Reading is harmless; enqueueing by INSERT names only these columns (docs/architecture.md).
     grant select on all tables in schema supaqueue to service_role;
-    grant insert (queue, payload, priority, run_at, dedup_key) on supaqueue.job to service_role;
+    grant insert (queue, payload, priority, run_at, dedup_key, key) on supaqueue.job to service_role;
     -- Every routine but the internal ones (named `_…`, trigger functions) and the owner's (the
     -- Pulumi program's): those take the engine's rows as given, or change what a stack owns.
     for _routine in
@@ -1523,6 +1523,10 @@ CREATE TABLE supaqueue.queue (
     discard_unfinished_on_delete boolean DEFAULT false NOT NULL,
     enqueue_roles text[] DEFAULT '{}'::text[] NOT NULL,
     payload_schema jsonb,
+    key_from text,
+    workers_per_key integer,
+    rate_limit_per_key double precision,
+    rate_limit_burst_per_key integer,
     hold_on_retry_after text DEFAULT 'job'::text NOT NULL,
     CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
     CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
@@ -1530,16 +1534,20 @@ CREATE TABLE supaqueue.queue (
     CONSTRAINT queue_edge_function_name_is_slug CHECK ((edge_function_name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
     CONSTRAINT queue_enqueue_roles_known CHECK (((enqueue_roles <@ ARRAY['anon'::text, 'authenticated'::text]) AND (array_position(enqueue_roles, NULL::text) IS NULL))),
     CONSTRAINT queue_hold_on_retry_after_known CHECK ((hold_on_retry_after = ANY (ARRAY['job'::text, 'queue'::text]))),
+    CONSTRAINT queue_key_from_path CHECK (((key_from IS NULL) OR (key_from ~ '^\$(\.[A-Za-z_][A-Za-z0-9_]{0,62}){1,8}$'::text))),
     CONSTRAINT queue_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
     CONSTRAINT queue_method_known CHECK ((method = ANY (ARRAY['GET'::text, 'POST'::text, 'PUT'::text, 'PATCH'::text, 'DELETE'::text]))),
     CONSTRAINT queue_name_is_slug CHECK ((name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
     CONSTRAINT queue_payload_schema_object CHECK (((payload_schema IS NULL) OR (jsonb_typeof(payload_schema) = 'object'::text))),
     CONSTRAINT queue_payload_schema_size CHECK (((payload_schema IS NULL) OR (octet_length((payload_schema)::text) <= 65536))),
+    CONSTRAINT queue_rate_limit_burst_per_key_positive CHECK (((rate_limit_burst_per_key IS NULL) OR (rate_limit_burst_per_key >= 1))),
     CONSTRAINT queue_rate_limit_burst_positive CHECK (((rate_limit_burst IS NULL) OR (rate_limit_burst >= 1))),
+    CONSTRAINT queue_rate_limit_per_key_range CHECK (((rate_limit_per_key IS NULL) OR ((rate_limit_per_key > (0)::double precision) AND (rate_limit_per_key <= (2147483647)::double precision)))),
     CONSTRAINT queue_rate_limit_range CHECK (((rate_limit_per_second IS NULL) OR ((rate_limit_per_second > (0)::double precision) AND (rate_limit_per_second <= (2147483647)::double precision)))),
     CONSTRAINT queue_retention_non_negative CHECK (((retention_seconds IS NULL) OR (retention_seconds >= 0))),
     CONSTRAINT queue_target_wall_clock_range CHECK (((target_wall_clock_ms >= 1000) AND (target_wall_clock_ms <= 3600000))),
-    CONSTRAINT queue_timeout_range CHECK ((((timeout_ms >= 1) AND (timeout_ms <= 390000)) AND (lease_grace_ms >= 0)))
+    CONSTRAINT queue_timeout_range CHECK ((((timeout_ms >= 1) AND (timeout_ms <= 390000)) AND (lease_grace_ms >= 0))),
+    CONSTRAINT queue_workers_per_key_range CHECK (((workers_per_key IS NULL) OR ((workers_per_key >= 1) AND (workers_per_key <= 1000))))
 );
 
 ALTER TABLE supaqueue.queue OWNER TO postgres;
@@ -1968,19 +1976,19 @@ $$;
 
 ALTER FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) OWNER TO postgres;
 
-CREATE FUNCTION supaqueue.enqueue(_queue text, _payload jsonb DEFAULT '{}'::jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_key text DEFAULT NULL::text, _depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid
+CREATE FUNCTION supaqueue.enqueue(_queue text, _payload jsonb DEFAULT '{}'::jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_key text DEFAULT NULL::text, _depends_on uuid[] DEFAULT NULL::uuid[], _key text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 begin
   return supaqueue.enqueue(supaqueue._queue_by_name(_queue, 'supaqueue.enqueue'), _payload,
-                           _run_at, _priority, _dedup_key, _depends_on);
+                           _run_at, _priority, _dedup_key, _depends_on, _key);
 end
 $$;
 
-ALTER FUNCTION supaqueue.enqueue(_queue text, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) OWNER TO postgres;
+ALTER FUNCTION supaqueue.enqueue(_queue text, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[], _key text) OWNER TO postgres;
 
-CREATE FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb DEFAULT '{}'::jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_key text DEFAULT NULL::text, _depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid
+CREATE FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb DEFAULT '{}'::jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_key text DEFAULT NULL::text, _depends_on uuid[] DEFAULT NULL::uuid[], _key text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -2016,13 +2024,14 @@ begin
   loop
     -- One extra pending dependency holds the job back until its edges exist (see below).
     insert into supaqueue.job (queue, payload, run_at, priority, dedup_key, pending_dependencies,
-                               status, finished_at, last_error)
+                               status, finished_at, last_error, key)
       values (_queue, coalesce(_payload, '{}'::jsonb), coalesce(_run_at, now()),
               coalesce(_priority, 0), _dedup_key,
               case when cardinality(_deps) > 0 and not _doomed then _waiting + 1 else 0 end,
               case when _doomed then 'cancelled'::supaqueue.job_status else 'pending' end,
               case when _doomed then now() end,
-              case when _doomed then 'a job it depends on failed or was cancelled' end)
+              case when _doomed then 'a job it depends on failed or was cancelled' end,
+              _key)
       on conflict (queue, dedup_key)
         where dedup_key is not null and status in ('pending', 'in_progress')
         do nothing
@@ -2050,9 +2059,9 @@ begin
 end
 $$;
 
-ALTER FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) OWNER TO postgres;
+ALTER FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[], _key text) OWNER TO postgres;
 
-CREATE FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_keys text[] DEFAULT NULL::text[], _depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid[]
+CREATE FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_keys text[] DEFAULT NULL::text[], _depends_on uuid[] DEFAULT NULL::uuid[], _keys text[] DEFAULT NULL::text[]) RETURNS uuid[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -2081,6 +2090,13 @@ begin
       cardinality(_dedup_keys), _n
       using errcode = '22023', hint = 'Give one key per payload, null where a job has none.';
   end if;
+  if _keys is not null
+     and (array_ndims(_keys) > 1 or coalesce(array_lower(_keys, 1), 1) <> 1
+          or cardinality(_keys) <> _n) then
+    raise exception 'supaqueue.enqueue_batch: _keys has % keys for % payloads',
+      cardinality(_keys), _n
+      using errcode = '22023', hint = 'Give one key per payload, null where a job has none.';
+  end if;
   if _n = 0 then
     return '{}'::uuid[];
   end if;
@@ -2103,13 +2119,14 @@ begin
   _ids := array(select gen_random_uuid() from generate_series(1, _n));
   with ins as (
     insert into supaqueue.job (id, queue, payload, run_at, priority, dedup_key,
-                               pending_dependencies, status, finished_at, last_error)
+                               pending_dependencies, status, finished_at, last_error, key)
       select u.id, _q, e.value, coalesce(_run_at, now()), coalesce(_priority, 0),
              _dedup_keys[e.ord::integer],
              case when cardinality(_deps) > 0 and not _doomed then _waiting + 1 else 0 end,
              case when _doomed then 'cancelled'::supaqueue.job_status else 'pending' end,
              case when _doomed then now() end,
-             case when _doomed then 'a job it depends on failed or was cancelled' end
+             case when _doomed then 'a job it depends on failed or was cancelled' end,
+             _keys[e.ord::integer]
         from jsonb_array_elements(_payloads) with ordinality e(value, ord)
         join unnest(_ids) with ordinality u(id, ord) on u.ord = e.ord
        order by e.ord
@@ -2150,13 +2167,13 @@ begin
   -- through enqueue(uuid, …), which retries until it inserts or finds the holder.
   for _ord in select o from generate_subscripts(_out, 1) o where _out[o] is null loop
     _out[_ord] := supaqueue.enqueue(_q, _payloads -> (_ord - 1), _run_at, _priority,
-                                    _dedup_keys[_ord], _depends_on);
+                                    _dedup_keys[_ord], _depends_on, _keys[_ord]);
   end loop;
   return _out;
 end
 $$;
 
-ALTER FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone, _priority integer, _dedup_keys text[], _depends_on uuid[]) OWNER TO postgres;
+ALTER FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone, _priority integer, _dedup_keys text[], _depends_on uuid[], _keys text[]) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.enqueue_due_schedules() RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
@@ -3495,29 +3512,29 @@ $$;
 
 ALTER FUNCTION supaqueue.uninstall() OWNER TO postgres;
 
-CREATE FUNCTION supaqueue_api.enqueue(queue text, payload jsonb DEFAULT '{}'::jsonb, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, dedup_key text DEFAULT NULL::text, depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid
+CREATE FUNCTION supaqueue_api.enqueue(queue text, payload jsonb DEFAULT '{}'::jsonb, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, dedup_key text DEFAULT NULL::text, depends_on uuid[] DEFAULT NULL::uuid[], key text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 begin
   return supaqueue.enqueue(supaqueue._api_queue(queue, 'supaqueue_api.enqueue'), payload, run_at,
-                           priority, dedup_key, depends_on);
+                           priority, dedup_key, depends_on, key);
 end
 $$;
 
-ALTER FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[]) OWNER TO postgres;
+ALTER FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[], key text) OWNER TO postgres;
 
-CREATE FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, dedup_keys text[] DEFAULT NULL::text[], depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid[]
+CREATE FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, dedup_keys text[] DEFAULT NULL::text[], depends_on uuid[] DEFAULT NULL::uuid[], keys text[] DEFAULT NULL::text[]) RETURNS uuid[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 begin
   perform supaqueue._api_queue(queue, 'supaqueue_api.enqueue_batch');
-  return supaqueue.enqueue_batch(queue, payloads, run_at, priority, dedup_keys, depends_on);
+  return supaqueue.enqueue_batch(queue, payloads, run_at, priority, dedup_keys, depends_on, keys);
 end
 $$;
 
-ALTER FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[]) OWNER TO postgres;
+ALTER FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[], keys text[]) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue_api.get_job(id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) RETURNS record
     LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -3588,8 +3605,10 @@ CASE
     ELSE 'sql'::text
 END NOT NULL,
     source_name text,
+    key text,
     CONSTRAINT job_dedup_key_size CHECK (((dedup_key IS NULL) OR (octet_length(dedup_key) <= supaqueue.max_dedup_key_bytes()) OR supaqueue.refuse_job_value('job_dedup_key_size'::text, format('dedup_key: %s bytes, over the limit of %s bytes (supaqueue.max_dedup_key_bytes()); use a shorter key'::text, octet_length(dedup_key), supaqueue.max_dedup_key_bytes()), 'a long natural key can be hashed: md5(<key>) is 32 characters'::text))),
     CONSTRAINT job_finished_at_iff_final CHECK (((status = ANY (ARRAY['success'::supaqueue.job_status, 'failed'::supaqueue.job_status, 'cancelled'::supaqueue.job_status])) = (finished_at IS NOT NULL))),
+    CONSTRAINT job_key_size CHECK (((key IS NULL) OR (octet_length(key) <= 1024) OR supaqueue.refuse_job_value('job_key_size'::text, format('key: %s bytes, over the limit of 1024 bytes; use a shorter key'::text, octet_length(key)), 'a long natural key can be hashed: md5(<key>) is 32 characters'::text))),
     CONSTRAINT job_pending_dependencies_non_negative CHECK ((pending_dependencies >= 0)),
     CONSTRAINT job_run_at_readable CHECK ((((run_at >= '0001-01-01 00:00:00+00'::timestamp with time zone) AND (run_at < '10000-01-01 00:00:00+00'::timestamp with time zone)) OR supaqueue.refuse_job_value('job_run_at_readable'::text, format('run_at: %s is outside the times a job can have; give a time between 0001-01-01 and 9999-12-31 UTC, or none to run it now'::text, run_at), 'supaqueue.enqueue(..., _run_at => now() + interval ''1 hour'') delays a job by an hour'::text))),
     CONSTRAINT job_source_known CHECK ((source = ANY (ARRAY['sql'::text, 'api'::text, 'trigger'::text, 'schedule'::text])))
@@ -3678,13 +3697,45 @@ CREATE TABLE supaqueue.queue_hold (
 
 ALTER TABLE supaqueue.queue_hold OWNER TO postgres;
 
+CREATE TABLE supaqueue.queue_key (
+    queue uuid NOT NULL,
+    key text NOT NULL,
+    due_at timestamp with time zone,
+    served_at timestamp with time zone,
+    tokens double precision,
+    refilled_at timestamp with time zone,
+    held_until timestamp with time zone,
+    hold_reason text
+);
+
+ALTER TABLE supaqueue.queue_key OWNER TO postgres;
+
+CREATE TABLE supaqueue.queue_key_wake (
+    id bigint NOT NULL,
+    queue uuid NOT NULL,
+    key text NOT NULL,
+    run_at timestamp with time zone NOT NULL
+);
+
+ALTER TABLE supaqueue.queue_key_wake OWNER TO postgres;
+
+ALTER TABLE supaqueue.queue_key_wake ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME supaqueue.queue_key_wake_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE supaqueue.worker (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     queue uuid NOT NULL,
     locked boolean DEFAULT false NOT NULL,
     retiring boolean DEFAULT false NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    held_until timestamp with time zone
+    held_until timestamp with time zone,
+    key text
 );
 
 ALTER TABLE supaqueue.worker OWNER TO postgres;
@@ -3827,6 +3878,12 @@ ALTER TABLE ONLY supaqueue.queue_bucket
 ALTER TABLE ONLY supaqueue.queue_hold
     ADD CONSTRAINT queue_hold_pkey PRIMARY KEY (queue);
 
+ALTER TABLE ONLY supaqueue.queue_key
+    ADD CONSTRAINT queue_key_pkey PRIMARY KEY (queue, key);
+
+ALTER TABLE ONLY supaqueue.queue_key_wake
+    ADD CONSTRAINT queue_key_wake_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY supaqueue.queue
     ADD CONSTRAINT queue_name_key UNIQUE (name);
 
@@ -3868,19 +3925,29 @@ CREATE INDEX job_error_search_idx ON supaqueue.job USING gin ((((COALESCE(last_e
 
 CREATE INDEX job_finished_idx ON supaqueue.job USING btree (queue, finished_at) WHERE (finished_at IS NOT NULL);
 
+CREATE INDEX job_key_ready_idx ON supaqueue.job USING btree (queue, key, priority DESC, run_at, id) WHERE ((status = 'pending'::supaqueue.job_status) AND (pending_dependencies = 0) AND (key IS NOT NULL));
+
 CREATE INDEX job_operator_action_job_idx ON supaqueue.job_operator_action USING btree (job);
 
 CREATE INDEX job_queue_status_created_idx ON supaqueue.job USING btree (queue, status, created_at DESC, id DESC);
 
-CREATE INDEX job_ready_idx ON supaqueue.job USING btree (queue, priority DESC, run_at, id) WHERE ((status = 'pending'::supaqueue.job_status) AND (pending_dependencies = 0));
+CREATE INDEX job_ready_idx ON supaqueue.job USING btree (queue, priority DESC, run_at, id) WHERE ((status = 'pending'::supaqueue.job_status) AND (pending_dependencies = 0) AND (key IS NULL));
 
 CREATE INDEX job_source_idx ON supaqueue.job USING btree (source, source_name, created_at DESC, id DESC) WHERE (source = ANY (ARRAY['trigger'::text, 'schedule'::text]));
+
+CREATE INDEX queue_key_due_idx ON supaqueue.queue_key USING btree (queue, due_at) WHERE (due_at IS NOT NULL);
+
+CREATE INDEX queue_key_idle_idx ON supaqueue.queue_key USING btree (served_at) WHERE (due_at IS NULL);
+
+CREATE INDEX queue_key_wake_queue_idx ON supaqueue.queue_key_wake USING btree (queue, id);
 
 CREATE INDEX schedule_next_run_at_idx ON supaqueue.schedule USING btree (next_run_at);
 
 CREATE INDEX worker_free_idx ON supaqueue.worker USING btree (queue) WHERE ((NOT locked) AND (NOT retiring));
 
 CREATE INDEX worker_held_until_idx ON supaqueue.worker USING btree (held_until) WHERE (held_until IS NOT NULL);
+
+CREATE INDEX worker_key_idx ON supaqueue.worker USING btree (queue, key) WHERE (key IS NOT NULL);
 
 CREATE TRIGGER _100_queue_dead_letter_no_loop BEFORE INSERT OR UPDATE OF dead_letter_queue ON supaqueue.queue FOR EACH ROW WHEN ((new.dead_letter_queue IS NOT NULL)) EXECUTE FUNCTION supaqueue.tg__queue_dead_letter_no_loop();
 
@@ -3925,6 +3992,12 @@ ALTER TABLE ONLY supaqueue.queue
 
 ALTER TABLE ONLY supaqueue.queue_hold
     ADD CONSTRAINT queue_hold_queue_fkey FOREIGN KEY (queue) REFERENCES supaqueue.queue(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY supaqueue.queue_key
+    ADD CONSTRAINT queue_key_queue_fkey FOREIGN KEY (queue) REFERENCES supaqueue.queue(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY supaqueue.queue_key_wake
+    ADD CONSTRAINT queue_key_wake_queue_fkey FOREIGN KEY (queue) REFERENCES supaqueue.queue(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY supaqueue.schedule
     ADD CONSTRAINT schedule_queue_fkey FOREIGN KEY (queue) REFERENCES supaqueue.queue(id);
@@ -4064,14 +4137,14 @@ GRANT ALL ON FUNCTION supaqueue.drop_table_trigger(_id uuid) TO service_role;
 REVOKE ALL ON FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) TO service_role;
 
-REVOKE ALL ON FUNCTION supaqueue.enqueue(_queue text, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.enqueue(_queue text, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) TO service_role;
+REVOKE ALL ON FUNCTION supaqueue.enqueue(_queue text, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[], _key text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.enqueue(_queue text, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[], _key text) TO service_role;
 
-REVOKE ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) TO service_role;
+REVOKE ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[], _key text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[], _key text) TO service_role;
 
-REVOKE ALL ON FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone, _priority integer, _dedup_keys text[], _depends_on uuid[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone, _priority integer, _dedup_keys text[], _depends_on uuid[]) TO service_role;
+REVOKE ALL ON FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone, _priority integer, _dedup_keys text[], _depends_on uuid[], _keys text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone, _priority integer, _dedup_keys text[], _depends_on uuid[], _keys text[]) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.enqueue_due_schedules() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.enqueue_due_schedules() TO service_role;
@@ -4196,15 +4269,15 @@ GRANT ALL ON FUNCTION supaqueue.unfinished_job_count(_queue uuid) TO service_rol
 
 REVOKE ALL ON FUNCTION supaqueue.uninstall() FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[]) TO anon;
-GRANT ALL ON FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[]) TO authenticated;
-GRANT ALL ON FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[]) TO service_role;
+REVOKE ALL ON FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[], key text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[], key text) TO anon;
+GRANT ALL ON FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[], key text) TO authenticated;
+GRANT ALL ON FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[], key text) TO service_role;
 
-REVOKE ALL ON FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[]) TO anon;
-GRANT ALL ON FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[]) TO authenticated;
-GRANT ALL ON FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[]) TO service_role;
+REVOKE ALL ON FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[], keys text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[], keys text[]) TO anon;
+GRANT ALL ON FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[], keys text[]) TO authenticated;
+GRANT ALL ON FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[], keys text[]) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue_api.get_job(id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue_api.get_job(id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) TO anon;
@@ -4227,6 +4300,8 @@ GRANT INSERT(run_at) ON TABLE supaqueue.job TO service_role;
 
 GRANT INSERT(dedup_key) ON TABLE supaqueue.job TO service_role;
 
+GRANT INSERT(key) ON TABLE supaqueue.job TO service_role;
+
 GRANT SELECT ON TABLE supaqueue.job_attempt TO service_role;
 
 GRANT SELECT ON TABLE supaqueue.job_dependency TO service_role;
@@ -4238,6 +4313,10 @@ GRANT SELECT ON TABLE supaqueue.migrations TO service_role;
 GRANT SELECT ON TABLE supaqueue.queue_bucket TO service_role;
 
 GRANT SELECT ON TABLE supaqueue.queue_hold TO service_role;
+
+GRANT SELECT ON TABLE supaqueue.queue_key TO service_role;
+
+GRANT SELECT ON TABLE supaqueue.queue_key_wake TO service_role;
 
 GRANT SELECT ON TABLE supaqueue.worker TO service_role;
 
