@@ -81,7 +81,7 @@ export class Queue extends pulumi.CustomResource {
      */
     declare public readonly headers: pulumi.Output<{[key: string]: string} | undefined>;
     /**
-     * What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry) or `queue` (every job of the queue, at most an hour).
+     * What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry), `key` (every job of its key; the queue for a job without a key) or `queue` (every job of the queue); at most an hour.
      */
     declare public readonly hold_on_retry_after: pulumi.Output<string | undefined>;
     /**
@@ -262,7 +262,7 @@ export interface QueueArgs {
      */
     headers?: pulumi.Input<{[key: string]: pulumi.Input<string>} | undefined>;
     /**
-     * What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry) or `queue` (every job of the queue, at most an hour).
+     * What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry), `key` (every job of its key; the queue for a job without a key) or `queue` (every job of the queue); at most an hour.
      */
     hold_on_retry_after?: pulumi.Input<string | undefined>;
     /**

@@ -833,11 +833,12 @@ begin
           updated_at = now(), last_status_code = _status_code, last_error = left(_error, 2000)
       where id = _job.id;
   end if;
-  -- 0027: the target asked to be left alone (429/503 with Retry-After): hold its queue, whatever
-  -- becomes of this job (its attempts may be used up; the target's answer stands)
+  -- 0027: the target asked to be left alone (429/503 with Retry-After): hold the job's key or
+  -- queue, whatever becomes of this job (its attempts may be used up; the answer stands)
   if _status_code in (429, 503) and _retry_after_seconds > 0
      and _q.hold_on_retry_after <> 'job' then
-    perform supaqueue._hold_on_retry_after(_q.id, _job.id, _status_code, _retry_after_seconds);
+    perform supaqueue._hold_on_retry_after(_q.id, _q.hold_on_retry_after, _job.id, _job.key,
+                                           _status_code, _retry_after_seconds);
   end if;
   return _queues;
 end
@@ -980,7 +981,7 @@ $$;
 
 ALTER FUNCTION supaqueue._hold_missing_dispatcher() OWNER TO postgres;
 
-CREATE FUNCTION supaqueue._hold_on_retry_after(_queue uuid, _job uuid, _status_code integer, _retry_after_seconds numeric) RETURNS void
+CREATE FUNCTION supaqueue._hold_on_retry_after(_queue uuid, _mode text, _job uuid, _key text, _status_code integer, _retry_after_seconds numeric) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -988,18 +989,32 @@ declare
   _now timestamptz := clock_timestamp();
   _seconds numeric := least(_retry_after_seconds, supaqueue.max_hold_seconds());
   _until timestamptz := _now + make_interval(secs => _seconds::double precision);
-  _reason text;
+  _reason text := format('HTTP %s with Retry-After: %s s (job %s)%s', _status_code,
+                         trim_scale(_retry_after_seconds), _job,
+                         case when _seconds < _retry_after_seconds
+                           then format('; held %s s, the longest hold', _seconds) else '' end);
 begin
   -- Many calls in flight meet the same wall at once: only an answer that lengthens the hold
   -- writes (and locks) the row.
+  if _mode = 'key' and _key is not null then
+    if exists (select 1 from supaqueue.queue_key k
+                where k.queue = _queue and k.key = _key and k.held_until >= _until) then
+      return;
+    end if;
+    -- The key's turn (due_at) comes no sooner than the hold's end; an idle key (null: no ready
+    -- job) stays idle. A key without a row yet is due at the hold's end.
+    insert into supaqueue.queue_key as k (queue, key, due_at, held_until, hold_reason)
+      values (_queue, _key, _until, _until, _reason)
+      on conflict (queue, key) do update
+        set held_until = excluded.held_until, hold_reason = excluded.hold_reason,
+            due_at = case when k.due_at is not null then greatest(k.due_at, excluded.held_until) end
+        where k.held_until is null or k.held_until < excluded.held_until;
+    return;
+  end if;
   if exists (select 1 from supaqueue.queue_hold h
               where h.queue = _queue and h.held_until >= _until) then
     return;
   end if;
-  _reason := format('HTTP %s with Retry-After: %s s (job %s)%s', _status_code,
-                    trim_scale(_retry_after_seconds), _job,
-                    case when _seconds < _retry_after_seconds
-                      then format('; held %s s, the longest hold', _seconds) else '' end);
   insert into supaqueue.queue_hold as h (queue, since, held_until, reason)
     values (_queue, _now, _until, _reason)
     on conflict (queue) do update
@@ -1010,7 +1025,7 @@ begin
 end
 $$;
 
-ALTER FUNCTION supaqueue._hold_on_retry_after(_queue uuid, _job uuid, _status_code integer, _retry_after_seconds numeric) OWNER TO postgres;
+ALTER FUNCTION supaqueue._hold_on_retry_after(_queue uuid, _mode text, _job uuid, _key text, _status_code integer, _retry_after_seconds numeric) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._hold_worker(_cj supaqueue.current_job) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1533,7 +1548,7 @@ CREATE TABLE supaqueue.queue (
     CONSTRAINT queue_default_headers_object CHECK ((jsonb_typeof(default_headers) = 'object'::text)),
     CONSTRAINT queue_edge_function_name_is_slug CHECK ((edge_function_name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
     CONSTRAINT queue_enqueue_roles_known CHECK (((enqueue_roles <@ ARRAY['anon'::text, 'authenticated'::text]) AND (array_position(enqueue_roles, NULL::text) IS NULL))),
-    CONSTRAINT queue_hold_on_retry_after_known CHECK ((hold_on_retry_after = ANY (ARRAY['job'::text, 'queue'::text]))),
+    CONSTRAINT queue_hold_on_retry_after_known CHECK ((hold_on_retry_after = ANY (ARRAY['job'::text, 'key'::text, 'queue'::text]))),
     CONSTRAINT queue_key_from_path CHECK (((key_from IS NULL) OR (key_from ~ '^\$(\.[A-Za-z_][A-Za-z0-9_]{0,62}){1,8}$'::text))),
     CONSTRAINT queue_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
     CONSTRAINT queue_method_known CHECK ((method = ANY (ARRAY['GET'::text, 'POST'::text, 'PUT'::text, 'PATCH'::text, 'DELETE'::text]))),
@@ -3762,7 +3777,10 @@ CREATE VIEW supaqueue.queue_stats AS
     COALESCE(a.failures, (0)::bigint) AS failures_last_minute,
     q.operator_paused_at AS paused_by_operator_since,
     qh.held_until,
-    qh.hold_reason
+    qh.hold_reason,
+    ( SELECT count(*) AS count
+           FROM supaqueue.queue_key k
+          WHERE ((k.queue = q.id) AND (k.held_until > now()))) AS held_keys
    FROM (((supaqueue.queue q
      LEFT JOIN LATERAL ( SELECT count(*) FILTER (WHERE (j.status = 'pending'::supaqueue.job_status)) AS pending,
             count(*) FILTER (WHERE (j.status = 'in_progress'::supaqueue.job_status)) AS in_progress,
@@ -4058,7 +4076,7 @@ REVOKE ALL ON FUNCTION supaqueue._free_worker(_worker uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._hold_missing_dispatcher() FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION supaqueue._hold_on_retry_after(_queue uuid, _job uuid, _status_code integer, _retry_after_seconds numeric) FROM PUBLIC;
+REVOKE ALL ON FUNCTION supaqueue._hold_on_retry_after(_queue uuid, _mode text, _job uuid, _key text, _status_code integer, _retry_after_seconds numeric) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._hold_worker(_cj supaqueue.current_job) FROM PUBLIC;
 

@@ -270,3 +270,86 @@ def test_an_upgrade_keeps_existing_queues_on_job(pg_dsn: str) -> None:
         assert _hold(engine, q) is None and len(_running(engine, [first, second])) == 1
     finally:
         engine.close()
+
+
+# ---- key level (hold_on_retry_after = 'key': supaqueue.queue_key of migration 0026) ----------
+
+
+def _key_hold(engine: Engine, queue: str, key: str) -> dict[str, Any] | None:
+    row = engine.conn.execute(
+        "select held_until, hold_reason, due_at,"
+        " extract(epoch from held_until - now())::float as left_s"
+        " from supaqueue.queue_key where queue = %s and key = %s",
+        (queue, key),
+    ).fetchone()
+    return None if row is None else dict(row)
+
+
+def _keyed_job(engine: Engine, queue: str, key: str | None) -> str:
+    return str(
+        engine.one(
+            "insert into supaqueue.job (queue, payload, key) values (%s, '{}', %s)"
+            " returning id::text",
+            (queue, key),
+        )
+    )
+
+
+def test_key_hold_holds_the_answered_key_only(engine: Engine) -> None:
+    q = engine.queue(workers=2, hold_on_retry_after="key", backoff_base_ms=0, backoff_jitter=0)
+    a = _keyed_job(engine, q, "tenant-a")
+    b = _keyed_job(engine, q, "tenant-b")
+    engine.end(engine.current_job_of(a), success=False, _status_code=429,
+               _retry_after_seconds=2)  # fmt: skip
+    held = _key_hold(engine, q, "tenant-a")
+    assert held is not None and held["left_s"] == pytest.approx(2, abs=0.5)
+    assert held["hold_reason"] == f"HTTP 429 with Retry-After: 2 s (job {a})"
+    # its turn comes no sooner than the hold's end
+    assert held["due_at"] is not None and held["due_at"] >= held["held_until"]
+    # neither the queue nor the other key is held; tenant-b's call runs on
+    assert _hold(engine, q) is None
+    assert (_key_hold(engine, q, "tenant-b") or {}).get("held_until") is None
+    assert engine.status(b) == "in_progress"
+    # shown in queue_stats as a count of held keys
+    assert engine.one("select held_keys from supaqueue.queue_stats where queue = %s", (q,)) == 1
+
+
+def test_key_hold_is_never_shortened_and_capped(engine: Engine) -> None:
+    q = engine.queue(workers=3, hold_on_retry_after="key", backoff_base_ms=0)
+    one, two, three = (_keyed_job(engine, q, "k") for _ in range(3))
+    engine.end(engine.current_job_of(one), success=False, _status_code=503,
+               _retry_after_seconds=60)  # fmt: skip
+    first = _key_hold(engine, q, "k")
+    assert first is not None and first["left_s"] == pytest.approx(60, abs=1)
+    engine.end(engine.current_job_of(two), success=False, _status_code=429,
+               _retry_after_seconds=2)  # fmt: skip
+    assert _key_hold(engine, q, "k") == {**first, "left_s": pytest.approx(first["left_s"], abs=1)}
+    engine.end(engine.current_job_of(three), success=False, _status_code=429,
+               _retry_after_seconds=YEAR_S)  # fmt: skip
+    capped = _key_hold(engine, q, "k")
+    assert capped is not None and capped["left_s"] == pytest.approx(3600, abs=1)
+    assert capped["hold_reason"].endswith("; held 3600 s, the longest hold")
+
+
+def test_key_mode_holds_the_queue_for_a_job_without_a_key(engine: Engine) -> None:
+    q = engine.queue(workers=1, hold_on_retry_after="key", backoff_base_ms=0, backoff_jitter=0)
+    plain = _keyed_job(engine, q, None)
+    other = _keyed_job(engine, q, "tenant-a")
+    engine.end(engine.current_job_of(plain), success=False, _status_code=429,
+               _retry_after_seconds=2)  # fmt: skip
+    hold = _hold(engine, q)
+    assert hold is not None and f"(job {plain})" in hold["reason"]
+    assert engine.status(other) == "pending" and engine.in_flight(q) == 0
+    assert (
+        engine.one("select count(*) from supaqueue.queue_key where queue = %s", (q,)) == 0
+        or (_key_hold(engine, q, "tenant-a") or {}).get("held_until") is None
+    )
+
+
+def test_queue_mode_holds_the_queue_for_a_keyed_job(engine: Engine) -> None:
+    q = engine.queue(workers=1, hold_on_retry_after="queue", backoff_base_ms=0, backoff_jitter=0)
+    a = _keyed_job(engine, q, "tenant-a")
+    engine.end(engine.current_job_of(a), success=False, _status_code=429,
+               _retry_after_seconds=2)  # fmt: skip
+    assert _hold(engine, q) is not None
+    assert (_key_hold(engine, q, "tenant-a") or {}).get("held_until") is None

@@ -142,7 +142,7 @@ def test_hold_on_retry_after_agrees_with_sql(conn: psycopg.Connection) -> None:
         assert sql_ok is (value in HOLD_ON_RETRY_AFTER), value
         assert _python_accepts({"hold_on_retry_after": value}) is sql_ok, value
     assert validate_queue({"name": "q", "edge_function_name": "fn", "hold_on_retry_after": 1}) == [
-        Problem("queue.hold_on_retry_after", "must be one of job, queue, got 1")
+        Problem("queue.hold_on_retry_after", "must be one of job, key, queue, got 1")
     ]
 
 

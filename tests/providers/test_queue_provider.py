@@ -448,4 +448,4 @@ def test_hold_on_retry_after_refuses_other_values(db_url: str) -> None:
     spec = with_defaults({"name": "q", "edge_function_name": "f", "hold_on_retry_after": "all"})
     checked = QueueProvider().check({}, {**spec, "db_url": db_url, "owner": QUEUE_OWNER})
     assert [f.property for f in checked.failures] == ["hold_on_retry_after"]
-    assert checked.failures[0].reason == "must be one of job, queue, got 'all'"
+    assert checked.failures[0].reason == "must be one of job, key, queue, got 'all'"

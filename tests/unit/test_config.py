@@ -255,7 +255,7 @@ def test_hold_on_retry_after_from_yaml_is_judged_naming_the_queue_and_field() ->
     held = {"name": "held", "edge_function_name": "fn", "hold_on_retry_after": "queue"}
     assert declared_problems({**SUPABASE, "queues": [held]}) == ""
     bad = {**held, "hold_on_retry_after": "tenant"}
-    assert "queue 'held'.hold_on_retry_after: must be one of job, queue, got 'tenant'" in (
+    assert "queue 'held'.hold_on_retry_after: must be one of job, key, queue, got 'tenant'" in (
         declared_problems({**SUPABASE, "queues": [bad]})
     )
 

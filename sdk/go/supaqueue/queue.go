@@ -34,7 +34,7 @@ type Queue struct {
 	Enqueue_roles pulumi.StringArrayOutput `pulumi:"enqueue_roles"`
 	// Extra request headers, e.g. Authorization. Kept secret in state.
 	Headers pulumi.StringMapOutput `pulumi:"headers"`
-	// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry) or `queue` (every job of the queue, at most an hour).
+	// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry), `key` (every job of its key; the queue for a job without a key) or `queue` (every job of the queue); at most an hour.
 	Hold_on_retry_after pulumi.StringPtrOutput `pulumi:"hold_on_retry_after"`
 	// How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
 	Lease_grace_ms pulumi.IntPtrOutput `pulumi:"lease_grace_ms"`
@@ -149,7 +149,7 @@ type queueArgs struct {
 	Enqueue_roles []string `pulumi:"enqueue_roles"`
 	// Extra request headers, e.g. Authorization. Kept secret in state.
 	Headers map[string]string `pulumi:"headers"`
-	// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry) or `queue` (every job of the queue, at most an hour).
+	// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry), `key` (every job of its key; the queue for a job without a key) or `queue` (every job of the queue); at most an hour.
 	Hold_on_retry_after *string `pulumi:"hold_on_retry_after"`
 	// How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
 	Lease_grace_ms *int `pulumi:"lease_grace_ms"`
@@ -201,7 +201,7 @@ type QueueArgs struct {
 	Enqueue_roles pulumi.StringArrayInput
 	// Extra request headers, e.g. Authorization. Kept secret in state.
 	Headers pulumi.StringMapInput
-	// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry) or `queue` (every job of the queue, at most an hour).
+	// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry), `key` (every job of its key; the queue for a job without a key) or `queue` (every job of the queue); at most an hour.
 	Hold_on_retry_after pulumi.StringPtrInput
 	// How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
 	Lease_grace_ms pulumi.IntPtrInput
@@ -315,7 +315,7 @@ func (o QueueOutput) Headers() pulumi.StringMapOutput {
 	return o.ApplyT(func(v *Queue) pulumi.StringMapOutput { return v.Headers }).(pulumi.StringMapOutput)
 }
 
-// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry) or `queue` (every job of the queue, at most an hour).
+// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry), `key` (every job of its key; the queue for a job without a key) or `queue` (every job of the queue); at most an hour.
 func (o QueueOutput) Hold_on_retry_after() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v *Queue) pulumi.StringPtrOutput { return v.Hold_on_retry_after }).(pulumi.StringPtrOutput)
 }

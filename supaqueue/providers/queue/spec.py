@@ -115,8 +115,8 @@ FIELDS: dict[str, Field] = {
 }
 ENQUEUE_ROLES = ("anon", "authenticated")  # the check constraint queue_enqueue_roles_known
 # What a 429/503 with Retry-After holds (sql/0027, constraint queue_hold_on_retry_after_known):
-# only that job's retry (the default, as before), or the whole queue.
-HOLD_ON_RETRY_AFTER = ("job", "queue")
+# only that job's retry (the default, as before), the job's key, or the whole queue.
+HOLD_ON_RETRY_AFTER = ("job", "key", "queue")
 
 
 @dataclass(frozen=True)

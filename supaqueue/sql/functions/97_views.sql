@@ -23,7 +23,10 @@ CREATE OR REPLACE VIEW supaqueue.queue_stats AS
     COALESCE(a.failures, (0)::bigint) AS failures_last_minute,
     q.operator_paused_at AS paused_by_operator_since,
     qh.held_until,
-    qh.hold_reason
+    qh.hold_reason,
+    ( SELECT count(*) AS count
+           FROM supaqueue.queue_key k
+          WHERE ((k.queue = q.id) AND (k.held_until > now()))) AS held_keys
    FROM (((supaqueue.queue q
      LEFT JOIN LATERAL ( SELECT count(*) FILTER (WHERE (j.status = 'pending'::supaqueue.job_status)) AS pending,
             count(*) FILTER (WHERE (j.status = 'in_progress'::supaqueue.job_status)) AS in_progress,
