@@ -2,7 +2,7 @@
 -- Retry-After may hold the job's key (`hold_on_retry_after = 'key'`: supaqueue.queue_key of
 -- 0026) or the whole queue ('queue') until then, instead of delaying only that job's retry while
 -- its siblings hit the same wall. The default, 'job', is the behaviour before 0027: an upgrade
--- changes nothing. docs/architecture/dispatch.md, "Backpressure".
+-- changes nothing. docs/architecture.md, "Backpressure".
 
 alter table supaqueue.queue add column hold_on_retry_after text not null default 'job';
 -- The one authority for the values (supaqueue/providers/queue/spec.py mirrors them so that

@@ -1,6 +1,6 @@
 """Backpressure (issue 26 item 3, migration 0027): a 429 or 503 with Retry-After may hold the
 whole queue until then (`hold_on_retry_after = 'queue'`); the default, 'job', delays only the
-answered job's retry, as before. docs/architecture/dispatch.md, "Backpressure".
+answered job's retry, as before. docs/architecture.md, "Backpressure".
 
 The passing of time is simulated (a hold's `held_until` moved into the past), as make_due does
 for a job's run_at; tests/edge/test_backpressure_on_local_stack.py waits for a real 2 s hold."""

@@ -75,10 +75,11 @@ CREATE OR REPLACE FUNCTION supaqueue.max_result_bytes() RETURNS integer
     SET search_path TO ''
     AS $$ select 1048576 $$;
 
--- Longest hold a Retry-After may put on a queue (0027, docs/architecture/dispatch.md,
--- "Backpressure"): one hour. A hold stops every job of the queue, not only the one answered, so a
--- Retry-After far off (a date a year away, a wrong value) must not stop it for longer; after an
--- hour the jobs ready then ask the target again, and a target still busy holds the queue again.
+-- Longest hold a Retry-After may put on a queue or key (0027, docs/architecture.md,
+-- "Backpressure"): one hour. A hold stops every job of the queue (or key), not only the one
+-- answered, so a Retry-After far off (a date a year away, a wrong value) must not stop it for
+-- longer; after an hour the jobs ready then ask the target again, and a target still busy holds
+-- it again.
 -- The answered job's own retry keeps the whole Retry-After (capped at one year) as before.
 CREATE OR REPLACE FUNCTION supaqueue.max_hold_seconds() RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
