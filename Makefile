@@ -70,6 +70,7 @@ bench: toolchain
 	@$(ENV) $(PY) benchmarks/dispatch_answer_bench.py
 	@$(ENV) $(PY) benchmarks/dev_up_bench.py
 	@$(ENV) $(PY) benchmarks/tick_latency_bench.py
+	@$(ENV) $(PY) benchmarks/backpressure_bench.py
 
 # The package a user's project installs (README: "Add supaqueue to your Pulumi project"). No
 # build isolation: the venv's pinned setuptools builds it, nothing is fetched; build/ goes first,
