@@ -123,7 +123,7 @@ begin
     -- claimed: the dispatcher may be calling the target; the worker waits until it cannot be
     perform supaqueue._hold_worker(_cj);
   else
-    update supaqueue.worker set locked = false where id = _cj.worker and not retiring;
+    update supaqueue.worker set locked = false, key = null where id = _cj.worker and not retiring;
     if not found then
       delete from supaqueue.worker where id = _cj.worker;
     end if;
@@ -579,6 +579,11 @@ declare
   _from_run_at timestamptz;
   _from_id uuid;
   _held boolean := false;
+  _keyed boolean;
+  _keyed_turn boolean := random() < 0.5;
+  _since_serve text[] := '{}';
+  _kid uuid;
+  _have boolean;
 begin
   -- Nothing to do when the queue is paused in the stack or by the operator (0013), or, but for
   -- a chain, when every worker is busy (the usual case at saturation, after each report): no job
@@ -646,46 +651,75 @@ begin
     _budget := least(coalesce(_budget, 1), 1);
   end if;
 
-  -- The highest priority that has ready jobs. Jobs are probed one priority at a time, so that
-  -- `run_at <= now()` bounds each index range: jobs delayed to later (run_at, backoff) are never
-  -- read, however many there are. The cost grows with the number of distinct priorities only.
-  -- The probe also returns where that priority's first ready entry is (_from): the selection
+  -- Which job next (docs/architecture/dispatch.md, "Keys and fairness"): jobs without a key as
+  -- before (by priority, then run_at), keyed jobs by supaqueue._next_keyed_job; when both have
+  -- ready jobs the two take turns, the first turn drawn at random.
+  -- The highest priority that has ready jobs without a key. Jobs are probed one priority at a
+  -- time, so that `run_at <= now()` bounds each index range: jobs delayed to later (run_at, backoff)
+  -- are never read, however many there are. The cost grows with the number of distinct priorities
+  -- only. The probe also returns where that priority's first ready entry is (_from): the selection
   -- starts there instead of walking again over the entries of jobs taken since the last vacuum
   -- (dead, but kept in job_ready_idx until then: thousands at a busy queue, read twice per job
   -- before 0015). A job that became ready before _from since the probe is taken next time, as
   -- one that became ready just after the selection would be.
   select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
     where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+      and j.key is null
     order by j.priority desc, j.run_at, j.id
     limit 1;
+  if exists (select 1 from supaqueue.queue_key_wake w where w.queue = _queue) then
+    perform supaqueue._key_wakes(_queue);
+  end if;
+  _keyed := exists (select 1 from supaqueue.queue_key k
+                     where k.queue = _queue and k.due_at <= clock_timestamp());
 
   loop
     exit when _budget is not null and _n >= _budget;
 
     -- Job first, then worker: a worker is only ever locked by a dispatcher that has a job for it.
-    loop
-      exit when _prio is null;
-      select * into _job from supaqueue.job
-        where queue = _queue and status = 'pending' and pending_dependencies = 0
-          and priority = _prio and run_at <= now()
-          and (run_at, id) >= (_from_run_at, _from_id)
-        order by run_at, id
-        limit 1
-        for update skip locked;
-      if found then
-        -- the next job of this call is after this one
-        _from_run_at := _job.run_at;
-        _from_id := _job.id;
+    _have := false;
+    for _pass in 1..2 loop
+      if (_pass = 1) = _keyed_turn then
+        continue when not _keyed;
+        select n._job, n._since_serve into _kid, _since_serve
+          from supaqueue._next_keyed_job(_q, _chain_worker, _since_serve) n;
+        if _kid is null then
+          _keyed := false;
+          continue;
+        end if;
+        select * into _job from supaqueue.job where id = _kid;
+        _have := true;
         exit;
       end if;
-      -- nothing due (or everything taken) at this priority: the next lower one
-      select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
-        where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
-          and j.priority < _prio
-        order by j.priority desc, j.run_at, j.id
-        limit 1;
+      loop
+        exit when _prio is null;
+        select * into _job from supaqueue.job
+          where queue = _queue and status = 'pending' and pending_dependencies = 0
+            and key is null and priority = _prio and run_at <= now()
+            and (run_at, id) >= (_from_run_at, _from_id)
+          order by run_at, id
+          limit 1
+          for update skip locked;
+        if found then
+          -- the next job of this call is after this one
+          _from_run_at := _job.run_at;
+          _from_id := _job.id;
+          exit;
+        end if;
+        -- nothing due (or everything taken) at this priority: the next lower one
+        select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
+          where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+            and j.key is null and j.priority < _prio
+          order by j.priority desc, j.run_at, j.id
+          limit 1;
+      end loop;
+      if _prio is not null then
+        _have := true;
+        exit;
+      end if;
     end loop;
-    exit when _prio is null;
+    exit when not _have;
+    _keyed_turn := not _keyed_turn;
 
     if _chain_worker is null then
       select w.id into _worker from supaqueue.worker w
@@ -707,7 +741,11 @@ begin
     end if;
 
     if _chain_worker is null then
-      update supaqueue.worker set locked = true where id = _worker;
+      update supaqueue.worker set locked = true, key = _job.key where id = _worker;
+    else
+      -- the key the chained worker now counts against (a write only when it changes)
+      update supaqueue.worker set key = _job.key
+       where id = _worker and key is distinct from _job.key;
     end if;
     update supaqueue.job
       set status = 'in_progress', attempts = attempts + 1, updated_at = now()
@@ -887,7 +925,7 @@ CREATE FUNCTION supaqueue._free_worker(_worker uuid) RETURNS void
     SET search_path TO ''
     AS $$
 begin
-  update supaqueue.worker set locked = false where id = _worker and not retiring;
+  update supaqueue.worker set locked = false, key = null where id = _worker and not retiring;
   if not found then
     delete from supaqueue.worker where id = _worker;
   end if;
@@ -1198,6 +1236,76 @@ $$;
 
 ALTER FUNCTION supaqueue._jobs_matching(_queue uuid, _states supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue._key_ready(_queue uuid, _key text, _run_at timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _due timestamptz;
+begin
+  -- KEY SHARE until this transaction ends: a dispatcher makes a key idle only under FOR UPDATE
+  -- (SKIP LOCKED), so it cannot make this key idle before this job is visible to it.
+  select k.due_at into _due from supaqueue.queue_key k
+   where k.queue = _queue and k.key = _key
+     for key share skip locked;
+  if found then
+    if _due is not null and _due <= _run_at then
+      return;  -- due already (the usual case for a key with a backlog): nothing to write
+    end if;
+    update supaqueue.queue_key k
+       set due_at = least(coalesce(k.due_at, 'infinity'::timestamptz), _run_at)
+     where (k.queue, k.key) = (select l.queue, l.key from supaqueue.queue_key l
+                                where l.queue = _queue and l.key = _key
+                                  for no key update skip locked);
+    if found then
+      return;
+    end if;
+  else
+    -- a new key (a row being made idle or removed is held FOR UPDATE: the insert conflicts)
+    insert into supaqueue.queue_key (queue, key, due_at) values (_queue, _key, _run_at)
+      on conflict (queue, key) do nothing;
+    if found then
+      return;
+    end if;
+  end if;
+  insert into supaqueue.queue_key_wake (queue, key, run_at) values (_queue, _key, _run_at);
+end
+$$;
+
+ALTER FUNCTION supaqueue._key_ready(_queue uuid, _key text, _run_at timestamp with time zone) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._key_wakes(_queue uuid) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _w supaqueue.queue_key_wake;
+  _n integer := 0;
+begin
+  for _w in
+    select * from supaqueue.queue_key_wake w where w.queue = _queue
+     order by w.id limit 1000 for update skip locked
+  loop
+    update supaqueue.queue_key k
+       set due_at = least(coalesce(k.due_at, 'infinity'::timestamptz), _w.run_at)
+     where (k.queue, k.key) = (select l.queue, l.key from supaqueue.queue_key l
+                                where l.queue = _queue and l.key = _w.key
+                                  for no key update skip locked);
+    if not found then
+      insert into supaqueue.queue_key (queue, key, due_at) values (_queue, _w.key, _w.run_at)
+        on conflict (queue, key) do nothing;
+    end if;
+    if found then
+      delete from supaqueue.queue_key_wake where id = _w.id;
+      _n := _n + 1;
+    end if;
+  end loop;
+  return _n;
+end
+$$;
+
+ALTER FUNCTION supaqueue._key_wakes(_queue uuid) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue._lease_deadline(_from timestamp with time zone, _timeout_ms integer, _grace_ms integer) RETURNS timestamp with time zone
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $$
@@ -1205,6 +1313,179 @@ CREATE FUNCTION supaqueue._lease_deadline(_from timestamp with time zone, _timeo
 $$;
 
 ALTER FUNCTION supaqueue._lease_deadline(_from timestamp with time zone, _timeout_ms integer, _grace_ms integer) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.default_non_retryable_statuses() RETURNS integer[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select array(select s from pg_catalog.generate_series(400, 499) s where s not in (408, 429))
+$$;
+
+ALTER FUNCTION supaqueue.default_non_retryable_statuses() OWNER TO postgres;
+
+CREATE TABLE supaqueue.queue (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    name text NOT NULL,
+    edge_function_name text NOT NULL,
+    default_headers jsonb DEFAULT '{}'::jsonb NOT NULL,
+    method text DEFAULT 'POST'::text NOT NULL,
+    max_attempts integer DEFAULT 3 NOT NULL,
+    backoff_base_ms integer DEFAULT 1000 NOT NULL,
+    backoff_max_ms integer DEFAULT 300000 NOT NULL,
+    backoff_jitter double precision DEFAULT 0.1 NOT NULL,
+    non_retryable_statuses integer[] DEFAULT supaqueue.default_non_retryable_statuses() NOT NULL,
+    timeout_ms integer DEFAULT 30000 NOT NULL,
+    lease_grace_ms integer DEFAULT 30000 NOT NULL,
+    rate_limit_per_second double precision,
+    rate_limit_burst integer,
+    paused boolean DEFAULT false NOT NULL,
+    retention_seconds integer DEFAULT 604800,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    owner_stack text,
+    owner_stack_id text,
+    operator_paused_at timestamp with time zone,
+    target_wall_clock_ms integer DEFAULT 400000 NOT NULL,
+    dead_letter_queue uuid,
+    discard_unfinished_on_delete boolean DEFAULT false NOT NULL,
+    enqueue_roles text[] DEFAULT '{}'::text[] NOT NULL,
+    payload_schema jsonb,
+    key_from text,
+    workers_per_key integer,
+    rate_limit_per_key double precision,
+    rate_limit_burst_per_key integer,
+    hold_on_retry_after text DEFAULT 'job'::text NOT NULL,
+    CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
+    CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
+    CONSTRAINT queue_default_headers_object CHECK ((jsonb_typeof(default_headers) = 'object'::text)),
+    CONSTRAINT queue_edge_function_name_is_slug CHECK ((edge_function_name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
+    CONSTRAINT queue_enqueue_roles_known CHECK (((enqueue_roles <@ ARRAY['anon'::text, 'authenticated'::text]) AND (array_position(enqueue_roles, NULL::text) IS NULL))),
+    CONSTRAINT queue_hold_on_retry_after_known CHECK ((hold_on_retry_after = ANY (ARRAY['job'::text, 'key'::text, 'queue'::text]))),
+    CONSTRAINT queue_key_from_path CHECK (((key_from IS NULL) OR (key_from ~ '^\$(\.[A-Za-z_][A-Za-z0-9_]{0,62}){1,8}$'::text))),
+    CONSTRAINT queue_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
+    CONSTRAINT queue_method_known CHECK ((method = ANY (ARRAY['GET'::text, 'POST'::text, 'PUT'::text, 'PATCH'::text, 'DELETE'::text]))),
+    CONSTRAINT queue_name_is_slug CHECK ((name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
+    CONSTRAINT queue_payload_schema_object CHECK (((payload_schema IS NULL) OR (jsonb_typeof(payload_schema) = 'object'::text))),
+    CONSTRAINT queue_payload_schema_size CHECK (((payload_schema IS NULL) OR (octet_length((payload_schema)::text) <= 65536))),
+    CONSTRAINT queue_rate_limit_burst_per_key_positive CHECK (((rate_limit_burst_per_key IS NULL) OR (rate_limit_burst_per_key >= 1))),
+    CONSTRAINT queue_rate_limit_burst_positive CHECK (((rate_limit_burst IS NULL) OR (rate_limit_burst >= 1))),
+    CONSTRAINT queue_rate_limit_per_key_range CHECK (((rate_limit_per_key IS NULL) OR ((rate_limit_per_key > (0)::double precision) AND (rate_limit_per_key <= (2147483647)::double precision)))),
+    CONSTRAINT queue_rate_limit_range CHECK (((rate_limit_per_second IS NULL) OR ((rate_limit_per_second > (0)::double precision) AND (rate_limit_per_second <= (2147483647)::double precision)))),
+    CONSTRAINT queue_retention_non_negative CHECK (((retention_seconds IS NULL) OR (retention_seconds >= 0))),
+    CONSTRAINT queue_target_wall_clock_range CHECK (((target_wall_clock_ms >= 1000) AND (target_wall_clock_ms <= 3600000))),
+    CONSTRAINT queue_timeout_range CHECK ((((timeout_ms >= 1) AND (timeout_ms <= 390000)) AND (lease_grace_ms >= 0))),
+    CONSTRAINT queue_workers_per_key_range CHECK (((workers_per_key IS NULL) OR ((workers_per_key >= 1) AND (workers_per_key <= 1000))))
+);
+
+ALTER TABLE supaqueue.queue OWNER TO postgres;
+
+COMMENT ON COLUMN supaqueue.queue.discard_unfinished_on_delete IS 'Set by the Pulumi stack that owns the queue: removing it may discard its unfinished jobs.';
+
+CREATE FUNCTION supaqueue._next_keyed_job(_q supaqueue.queue, _chain_worker uuid, INOUT _since_serve text[], OUT _job uuid) RETURNS record
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _k supaqueue.queue_key;
+  _now timestamptz;
+  _cap double precision;
+  _tokens double precision;
+  _busy integer;
+  _next timestamptz;
+begin
+  -- bounded: each pass takes a job or moves a key (a key's moves are bounded by its jobs and
+  -- tokens); what is left over is for the next dispatch
+  for _pass in 1..10000 loop
+    _now := clock_timestamp();
+    select * into _k from supaqueue.queue_key k
+     where k.queue = _q.id and k.due_at <= _now
+     order by k.due_at
+     limit 1
+       for no key update skip locked;
+    if not found or _k.key = any (_since_serve) then
+      return;
+    end if;
+
+    if _k.held_until > _now then
+      update supaqueue.queue_key set due_at = _k.held_until
+       where queue = _q.id and key = _k.key;
+      continue;
+    end if;
+
+    if _q.workers_per_key is not null then
+      select count(*) into _busy from supaqueue.worker w
+       where w.queue = _q.id and w.key = _k.key and w.id is distinct from _chain_worker;
+      if _busy >= _q.workers_per_key then
+        update supaqueue.queue_key set due_at = clock_timestamp()
+         where queue = _q.id and key = _k.key;
+        _since_serve := _since_serve || _k.key;
+        continue;
+      end if;
+    end if;
+
+    _tokens := null;
+    if _q.rate_limit_per_key is not null then
+      _cap := greatest(1, coalesce(_q.rate_limit_burst_per_key, ceil(_q.rate_limit_per_key)));
+      _tokens := least(_cap, coalesce(
+        _k.tokens + extract(epoch from _now - _k.refilled_at) * _q.rate_limit_per_key, _cap));
+      if _tokens < 1 then
+        update supaqueue.queue_key
+           set due_at = _now + make_interval(secs => (1 - _tokens) / _q.rate_limit_per_key),
+               tokens = _tokens, refilled_at = _now
+         where queue = _q.id and key = _k.key;
+        continue;
+      end if;
+    end if;
+
+    select j.id into _job from supaqueue.job j
+     where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+       and j.pending_dependencies = 0 and j.run_at <= _now
+     order by j.priority desc, j.run_at, j.id
+     limit 1
+       for update skip locked;
+    if _job is not null then
+      update supaqueue.queue_key
+         set due_at = clock_timestamp(), served_at = _now,
+             tokens = case when _tokens is not null then _tokens - 1 end,
+             refilled_at = case when _tokens is not null then _now end
+       where queue = _q.id and key = _k.key;
+      _since_serve := '{}';
+      return;
+    end if;
+
+    if exists (select 1 from supaqueue.job j
+                where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+                  and j.pending_dependencies = 0 and j.run_at <= _now) then
+      -- a ready job another transaction holds (being taken, or locked by an enqueue of a job
+      -- that depends on it): look again after the other keys
+      _next := clock_timestamp();
+      _since_serve := _since_serve || _k.key;
+    else
+      select j.run_at into _next from supaqueue.job j
+       where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+         and j.pending_dependencies = 0
+       order by j.run_at
+       limit 1;
+    end if;
+    if _next is null then
+      -- Nothing pending: idle. FOR UPDATE conflicts with the KEY SHARE of an enqueue of this
+      -- key that has not committed (its job is not visible yet): then look again soon.
+      perform 1 from supaqueue.queue_key k
+        where k.queue = _q.id and k.key = _k.key
+          for update skip locked;
+      if not found then
+        _next := clock_timestamp();
+        _since_serve := _since_serve || _k.key;
+      end if;
+    end if;
+    update supaqueue.queue_key
+       set due_at = _next, served_at = coalesce(served_at, _now)
+     where queue = _q.id and key = _k.key;
+  end loop;
+end
+$$;
+
+ALTER FUNCTION supaqueue._next_keyed_job(_q supaqueue.queue, _chain_worker uuid, INOUT _since_serve text[], OUT _job uuid) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) RETURNS SETOF uuid
     LANGUAGE sql STABLE SECURITY DEFINER
@@ -1286,7 +1567,7 @@ begin
      where w.held_until is not null and w.held_until <= clock_timestamp()
      for update skip locked
   loop
-    update supaqueue.worker set locked = false, held_until = null
+    update supaqueue.worker set locked = false, held_until = null, key = null
      where id = _worker and not retiring;
     if not found then
       delete from supaqueue.worker where id = _worker;
@@ -1501,73 +1782,6 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.apply_privileges() OWNER TO postgres;
-
-CREATE FUNCTION supaqueue.default_non_retryable_statuses() RETURNS integer[]
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    SET search_path TO ''
-    AS $$
-  select array(select s from pg_catalog.generate_series(400, 499) s where s not in (408, 429))
-$$;
-
-ALTER FUNCTION supaqueue.default_non_retryable_statuses() OWNER TO postgres;
-
-CREATE TABLE supaqueue.queue (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    name text NOT NULL,
-    edge_function_name text NOT NULL,
-    default_headers jsonb DEFAULT '{}'::jsonb NOT NULL,
-    method text DEFAULT 'POST'::text NOT NULL,
-    max_attempts integer DEFAULT 3 NOT NULL,
-    backoff_base_ms integer DEFAULT 1000 NOT NULL,
-    backoff_max_ms integer DEFAULT 300000 NOT NULL,
-    backoff_jitter double precision DEFAULT 0.1 NOT NULL,
-    non_retryable_statuses integer[] DEFAULT supaqueue.default_non_retryable_statuses() NOT NULL,
-    timeout_ms integer DEFAULT 30000 NOT NULL,
-    lease_grace_ms integer DEFAULT 30000 NOT NULL,
-    rate_limit_per_second double precision,
-    rate_limit_burst integer,
-    paused boolean DEFAULT false NOT NULL,
-    retention_seconds integer DEFAULT 604800,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    owner_stack text,
-    owner_stack_id text,
-    operator_paused_at timestamp with time zone,
-    target_wall_clock_ms integer DEFAULT 400000 NOT NULL,
-    dead_letter_queue uuid,
-    discard_unfinished_on_delete boolean DEFAULT false NOT NULL,
-    enqueue_roles text[] DEFAULT '{}'::text[] NOT NULL,
-    payload_schema jsonb,
-    key_from text,
-    workers_per_key integer,
-    rate_limit_per_key double precision,
-    rate_limit_burst_per_key integer,
-    hold_on_retry_after text DEFAULT 'job'::text NOT NULL,
-    CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
-    CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
-    CONSTRAINT queue_default_headers_object CHECK ((jsonb_typeof(default_headers) = 'object'::text)),
-    CONSTRAINT queue_edge_function_name_is_slug CHECK ((edge_function_name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
-    CONSTRAINT queue_enqueue_roles_known CHECK (((enqueue_roles <@ ARRAY['anon'::text, 'authenticated'::text]) AND (array_position(enqueue_roles, NULL::text) IS NULL))),
-    CONSTRAINT queue_hold_on_retry_after_known CHECK ((hold_on_retry_after = ANY (ARRAY['job'::text, 'key'::text, 'queue'::text]))),
-    CONSTRAINT queue_key_from_path CHECK (((key_from IS NULL) OR (key_from ~ '^\$(\.[A-Za-z_][A-Za-z0-9_]{0,62}){1,8}$'::text))),
-    CONSTRAINT queue_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
-    CONSTRAINT queue_method_known CHECK ((method = ANY (ARRAY['GET'::text, 'POST'::text, 'PUT'::text, 'PATCH'::text, 'DELETE'::text]))),
-    CONSTRAINT queue_name_is_slug CHECK ((name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
-    CONSTRAINT queue_payload_schema_object CHECK (((payload_schema IS NULL) OR (jsonb_typeof(payload_schema) = 'object'::text))),
-    CONSTRAINT queue_payload_schema_size CHECK (((payload_schema IS NULL) OR (octet_length((payload_schema)::text) <= 65536))),
-    CONSTRAINT queue_rate_limit_burst_per_key_positive CHECK (((rate_limit_burst_per_key IS NULL) OR (rate_limit_burst_per_key >= 1))),
-    CONSTRAINT queue_rate_limit_burst_positive CHECK (((rate_limit_burst IS NULL) OR (rate_limit_burst >= 1))),
-    CONSTRAINT queue_rate_limit_per_key_range CHECK (((rate_limit_per_key IS NULL) OR ((rate_limit_per_key > (0)::double precision) AND (rate_limit_per_key <= (2147483647)::double precision)))),
-    CONSTRAINT queue_rate_limit_range CHECK (((rate_limit_per_second IS NULL) OR ((rate_limit_per_second > (0)::double precision) AND (rate_limit_per_second <= (2147483647)::double precision)))),
-    CONSTRAINT queue_retention_non_negative CHECK (((retention_seconds IS NULL) OR (retention_seconds >= 0))),
-    CONSTRAINT queue_target_wall_clock_range CHECK (((target_wall_clock_ms >= 1000) AND (target_wall_clock_ms <= 3600000))),
-    CONSTRAINT queue_timeout_range CHECK ((((timeout_ms >= 1) AND (timeout_ms <= 390000)) AND (lease_grace_ms >= 0))),
-    CONSTRAINT queue_workers_per_key_range CHECK (((workers_per_key IS NULL) OR ((workers_per_key >= 1) AND (workers_per_key <= 1000))))
-);
-
-ALTER TABLE supaqueue.queue OWNER TO postgres;
-
-COMMENT ON COLUMN supaqueue.queue.discard_unfinished_on_delete IS 'Set by the Pulumi stack that owns the queue: removing it may discard its unfinished jobs.';
 
 CREATE FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) RETURNS double precision
     LANGUAGE sql
@@ -3199,11 +3413,43 @@ ALTER FUNCTION supaqueue.source_jobs(_source text, _name text, _limit integer) O
 CREATE FUNCTION supaqueue.tg__dispatch_after_insert() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
-    AS $$
+    AS $_$
 declare
   _queue uuid;
+  _k record;
 begin
   if tg_table_name = 'job' then
+    -- 0026: a job without a key in a queue with `key_from` gets the key at that path into its
+    -- payload (`$.tenant_id`), so table-trigger, schedule and dead-letter jobs get keys too. A JSON
+    -- string gives its text, another value its JSON text; null or missing: no key. Here, once per
+    -- statement, rather than in a row trigger that every job of every queue would pay for; only
+    -- such jobs are written twice.
+    if exists (select 1 from supaqueue.queue q
+                where q.key_from is not null and q.id in (select n.queue from new_rows n)) then
+      for _k in
+        with keyed as (
+          update supaqueue.job j
+             -- queue_key_from_path allows only `$` and dotted field names
+             set key = j.payload #>> string_to_array(substr(q.key_from, 3), '.')
+            from new_rows n, supaqueue.queue q
+           where j.id = n.id and n.key is null and q.id = n.queue and q.key_from is not null
+             and j.payload #>> string_to_array(substr(q.key_from, 3), '.') is not null
+          returning j.queue, j.key, j.run_at, j.status, j.pending_dependencies)
+        select k.queue, k.key, min(k.run_at) as run_at from keyed k
+         where k.status = 'pending' and k.pending_dependencies = 0
+         group by k.queue, k.key
+      loop
+        perform supaqueue._key_ready(_k.queue, _k.key, _k.run_at);
+      end loop;
+    end if;
+    -- keyed jobs: their keys become due, once per key, before the dispatch below
+    for _k in
+      select n.queue, n.key, min(n.run_at) as run_at from new_rows n
+       where n.key is not null and n.status = 'pending' and n.pending_dependencies = 0
+       group by n.queue, n.key
+    loop
+      perform supaqueue._key_ready(_k.queue, _k.key, _k.run_at);
+    end loop;
     -- Statement-level: a 100k-row INSERT dispatches once per queue, not once per row; a job that
     -- waits for dependencies gives no reason to dispatch.
     for _queue in
@@ -3218,7 +3464,7 @@ begin
   end if;
   return null;
 end
-$$;
+$_$;
 
 ALTER FUNCTION supaqueue.tg__dispatch_after_insert() OWNER TO postgres;
 
@@ -3254,6 +3500,18 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.tg__job_dead_letter() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.tg__job_key_ready() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  perform supaqueue._key_ready(new.queue, new.key, new.run_at);
+  return null;
+end
+$$;
+
+ALTER FUNCTION supaqueue.tg__job_key_ready() OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.tg__job_last_response() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -3326,6 +3584,20 @@ CREATE FUNCTION supaqueue.tg__queue_updated() RETURNS trigger
 declare
   _queue uuid;
 begin
+  -- 0026: a changed per-key rate: keys waiting for a token (due later) are looked at again now
+  -- (the selection moves each to its next token under the new rate, or serves it)
+  for _queue in
+    select n.id from new_queues n join old_queues o on o.id = n.id
+     where n.rate_limit_per_key is distinct from o.rate_limit_per_key
+        or n.rate_limit_burst_per_key is distinct from o.rate_limit_burst_per_key
+  loop
+    update supaqueue.queue_key k set due_at = now()
+     where (k.queue, k.key) in (
+       select l.queue, l.key from supaqueue.queue_key l
+        where l.queue = _queue and l.due_at > now()
+          and (l.held_until is null or l.held_until <= now())
+          for no key update skip locked);
+  end loop;
   for _queue in select n.id from new_queues n where not n.paused loop
     perform supaqueue.dispatch(_queue);
   end loop;
@@ -3410,6 +3682,17 @@ begin
     get diagnostics _n = row_count;
     _pruned := _pruned + _n;
   end loop;
+
+  -- 0026: the state of keys idle for 10 minutes goes (their tokens are full again by then; a key
+  -- that comes back starts afresh). FOR UPDATE SKIP LOCKED: not a key an enqueue holds (KEY
+  -- SHARE) or a dispatch serves; a worker still counting against the key keeps it.
+  delete from supaqueue.queue_key k
+   where (k.queue, k.key) in (
+     select i.queue, i.key from supaqueue.queue_key i
+      where i.due_at is null and i.served_at < now() - interval '10 minutes'
+      order by i.served_at limit 1000
+        for update skip locked)
+     and not exists (select 1 from supaqueue.worker w where w.queue = k.queue and w.key = k.key);
 
   return jsonb_build_object('expired', _expired, 'dispatched', _dispatched, 'pruned', _pruned);
 end
@@ -3973,11 +4256,13 @@ CREATE TRIGGER _300_job_last_response BEFORE UPDATE OF status ON supaqueue.job F
 
 CREATE TRIGGER _400_job_payload_limit AFTER INSERT ON supaqueue.job REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__job_payload_limit();
 
+CREATE TRIGGER _450_job_key_ready AFTER UPDATE OF status, pending_dependencies, run_at ON supaqueue.job FOR EACH ROW WHEN (((new.key IS NOT NULL) AND (new.status = 'pending'::supaqueue.job_status) AND (new.pending_dependencies = 0) AND ((old.status <> 'pending'::supaqueue.job_status) OR (old.pending_dependencies <> 0) OR (new.run_at < old.run_at)))) EXECUTE FUNCTION supaqueue.tg__job_key_ready();
+
 CREATE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.job REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__dispatch_after_insert();
 
 CREATE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.worker REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__dispatch_after_insert();
 
-CREATE TRIGGER _500_dispatch_after_update AFTER UPDATE ON supaqueue.queue REFERENCING NEW TABLE AS new_queues FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__queue_updated();
+CREATE TRIGGER _500_dispatch_after_update AFTER UPDATE ON supaqueue.queue REFERENCING OLD TABLE AS old_queues NEW TABLE AS new_queues FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__queue_updated();
 
 CREATE TRIGGER _600_job_dead_letter AFTER UPDATE OF status ON supaqueue.job FOR EACH ROW WHEN (((new.status = 'failed'::supaqueue.job_status) AND (old.status <> 'failed'::supaqueue.job_status))) EXECUTE FUNCTION supaqueue.tg__job_dead_letter();
 
@@ -4086,7 +4371,18 @@ REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid, _funct
 
 REVOKE ALL ON FUNCTION supaqueue._jobs_matching(_queue uuid, _states supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue._key_ready(_queue uuid, _key text, _run_at timestamp with time zone) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._key_wakes(_queue uuid) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue._lease_deadline(_from timestamp with time zone, _timeout_ms integer, _grace_ms integer) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue.default_non_retryable_statuses() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.default_non_retryable_statuses() TO service_role;
+
+GRANT SELECT ON TABLE supaqueue.queue TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._next_keyed_job(_q supaqueue.queue, _chain_worker uuid, INOUT _since_serve text[], OUT _job uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) FROM PUBLIC;
 
@@ -4109,11 +4405,6 @@ REVOKE ALL ON FUNCTION supaqueue._table_trigger_parts(_events text[]) FROM PUBLI
 REVOKE ALL ON FUNCTION supaqueue._utc_offset(_at timestamp with time zone, _tz text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue.apply_privileges() FROM PUBLIC;
-
-REVOKE ALL ON FUNCTION supaqueue.default_non_retryable_statuses() FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.default_non_retryable_statuses() TO service_role;
-
-GRANT SELECT ON TABLE supaqueue.queue TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) TO service_role;
@@ -4265,6 +4556,8 @@ GRANT ALL ON FUNCTION supaqueue.source_jobs(_source text, _name text, _limit int
 REVOKE ALL ON FUNCTION supaqueue.tg__dispatch_after_insert() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue.tg__job_dead_letter() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue.tg__job_key_ready() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue.tg__job_last_response() FROM PUBLIC;
 

@@ -36,6 +36,8 @@ type Queue struct {
 	Headers pulumi.StringMapOutput `pulumi:"headers"`
 	// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry), `key` (every job of its key; the queue for a job without a key) or `queue` (every job of the queue); at most an hour.
 	Hold_on_retry_after pulumi.StringPtrOutput `pulumi:"hold_on_retry_after"`
+	// Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
+	Key_from pulumi.StringPtrOutput `pulumi:"key_from"`
 	// How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
 	Lease_grace_ms pulumi.IntPtrOutput `pulumi:"lease_grace_ms"`
 	// Attempts before a job fails for good (default 3, at most 100).
@@ -56,6 +58,10 @@ type Queue struct {
 	Queue_id pulumi.StringOutput `pulumi:"queue_id"`
 	// Calls allowed at once above the rate (default: the rate).
 	Rate_limit_burst pulumi.IntPtrOutput `pulumi:"rate_limit_burst"`
+	// Calls one key may start at once above its rate (default: the rate per key).
+	Rate_limit_burst_per_key pulumi.IntPtrOutput `pulumi:"rate_limit_burst_per_key"`
+	// Calls started per second at most per key (default: no limit per key).
+	Rate_limit_per_key pulumi.Float64PtrOutput `pulumi:"rate_limit_per_key"`
 	// Calls started per second at most (default: no limit).
 	Rate_limit_per_second pulumi.Float64PtrOutput `pulumi:"rate_limit_per_second"`
 	// Finished jobs are deleted this many seconds after they finished (default 604800; null: kept for ever).
@@ -66,6 +72,8 @@ type Queue struct {
 	Timeout_ms pulumi.IntPtrOutput `pulumi:"timeout_ms"`
 	// At most this many calls in flight (default 1, at most 1000).
 	Workers pulumi.IntPtrOutput `pulumi:"workers"`
+	// At most this many calls in flight per key (1..1000; default: no limit per key).
+	Workers_per_key pulumi.IntPtrOutput `pulumi:"workers_per_key"`
 }
 
 // NewQueue registers a new resource with the given unique name, arguments, and options.
@@ -151,6 +159,8 @@ type queueArgs struct {
 	Headers map[string]string `pulumi:"headers"`
 	// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry), `key` (every job of its key; the queue for a job without a key) or `queue` (every job of the queue); at most an hour.
 	Hold_on_retry_after *string `pulumi:"hold_on_retry_after"`
+	// Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
+	Key_from *string `pulumi:"key_from"`
 	// How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
 	Lease_grace_ms *int `pulumi:"lease_grace_ms"`
 	// Attempts before a job fails for good (default 3, at most 100).
@@ -169,6 +179,10 @@ type queueArgs struct {
 	Payload_schema interface{} `pulumi:"payload_schema"`
 	// Calls allowed at once above the rate (default: the rate).
 	Rate_limit_burst *int `pulumi:"rate_limit_burst"`
+	// Calls one key may start at once above its rate (default: the rate per key).
+	Rate_limit_burst_per_key *int `pulumi:"rate_limit_burst_per_key"`
+	// Calls started per second at most per key (default: no limit per key).
+	Rate_limit_per_key *float64 `pulumi:"rate_limit_per_key"`
 	// Calls started per second at most (default: no limit).
 	Rate_limit_per_second *float64 `pulumi:"rate_limit_per_second"`
 	// Finished jobs are deleted this many seconds after they finished (default 604800; null: kept for ever).
@@ -179,6 +193,8 @@ type queueArgs struct {
 	Timeout_ms *int `pulumi:"timeout_ms"`
 	// At most this many calls in flight (default 1, at most 1000).
 	Workers *int `pulumi:"workers"`
+	// At most this many calls in flight per key (1..1000; default: no limit per key).
+	Workers_per_key *int `pulumi:"workers_per_key"`
 }
 
 // The set of arguments for constructing a Queue resource.
@@ -203,6 +219,8 @@ type QueueArgs struct {
 	Headers pulumi.StringMapInput
 	// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry), `key` (every job of its key; the queue for a job without a key) or `queue` (every job of the queue); at most an hour.
 	Hold_on_retry_after pulumi.StringPtrInput
+	// Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
+	Key_from pulumi.StringPtrInput
 	// How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
 	Lease_grace_ms pulumi.IntPtrInput
 	// Attempts before a job fails for good (default 3, at most 100).
@@ -221,6 +239,10 @@ type QueueArgs struct {
 	Payload_schema pulumi.Input
 	// Calls allowed at once above the rate (default: the rate).
 	Rate_limit_burst pulumi.IntPtrInput
+	// Calls one key may start at once above its rate (default: the rate per key).
+	Rate_limit_burst_per_key pulumi.IntPtrInput
+	// Calls started per second at most per key (default: no limit per key).
+	Rate_limit_per_key pulumi.Float64PtrInput
 	// Calls started per second at most (default: no limit).
 	Rate_limit_per_second pulumi.Float64PtrInput
 	// Finished jobs are deleted this many seconds after they finished (default 604800; null: kept for ever).
@@ -231,6 +253,8 @@ type QueueArgs struct {
 	Timeout_ms pulumi.IntPtrInput
 	// At most this many calls in flight (default 1, at most 1000).
 	Workers pulumi.IntPtrInput
+	// At most this many calls in flight per key (1..1000; default: no limit per key).
+	Workers_per_key pulumi.IntPtrInput
 }
 
 func (QueueArgs) ElementType() reflect.Type {
@@ -320,6 +344,11 @@ func (o QueueOutput) Hold_on_retry_after() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v *Queue) pulumi.StringPtrOutput { return v.Hold_on_retry_after }).(pulumi.StringPtrOutput)
 }
 
+// Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
+func (o QueueOutput) Key_from() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *Queue) pulumi.StringPtrOutput { return v.Key_from }).(pulumi.StringPtrOutput)
+}
+
 // How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
 func (o QueueOutput) Lease_grace_ms() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v *Queue) pulumi.IntPtrOutput { return v.Lease_grace_ms }).(pulumi.IntPtrOutput)
@@ -370,6 +399,16 @@ func (o QueueOutput) Rate_limit_burst() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v *Queue) pulumi.IntPtrOutput { return v.Rate_limit_burst }).(pulumi.IntPtrOutput)
 }
 
+// Calls one key may start at once above its rate (default: the rate per key).
+func (o QueueOutput) Rate_limit_burst_per_key() pulumi.IntPtrOutput {
+	return o.ApplyT(func(v *Queue) pulumi.IntPtrOutput { return v.Rate_limit_burst_per_key }).(pulumi.IntPtrOutput)
+}
+
+// Calls started per second at most per key (default: no limit per key).
+func (o QueueOutput) Rate_limit_per_key() pulumi.Float64PtrOutput {
+	return o.ApplyT(func(v *Queue) pulumi.Float64PtrOutput { return v.Rate_limit_per_key }).(pulumi.Float64PtrOutput)
+}
+
 // Calls started per second at most (default: no limit).
 func (o QueueOutput) Rate_limit_per_second() pulumi.Float64PtrOutput {
 	return o.ApplyT(func(v *Queue) pulumi.Float64PtrOutput { return v.Rate_limit_per_second }).(pulumi.Float64PtrOutput)
@@ -393,6 +432,11 @@ func (o QueueOutput) Timeout_ms() pulumi.IntPtrOutput {
 // At most this many calls in flight (default 1, at most 1000).
 func (o QueueOutput) Workers() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v *Queue) pulumi.IntPtrOutput { return v.Workers }).(pulumi.IntPtrOutput)
+}
+
+// At most this many calls in flight per key (1..1000; default: no limit per key).
+func (o QueueOutput) Workers_per_key() pulumi.IntPtrOutput {
+	return o.ApplyT(func(v *Queue) pulumi.IntPtrOutput { return v.Workers_per_key }).(pulumi.IntPtrOutput)
 }
 
 func init() {

@@ -93,6 +93,192 @@ begin
 end
 $$;
 
+-- Keys (issue 26; docs/architecture/dispatch.md, "Keys and fairness"). A keyed job that became
+-- ready (enqueued, retried, its dependencies done, retried by the operator): its key must be
+-- due by the job's run_at. Called by the job triggers _450_job_key_ready_*. Never waits for a
+-- dispatcher: a key row another transaction holds gets a wake row instead (_key_wakes).
+CREATE OR REPLACE FUNCTION supaqueue._key_ready(_queue uuid, _key text, _run_at timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _due timestamptz;
+begin
+  -- KEY SHARE until this transaction ends: a dispatcher makes a key idle only under FOR UPDATE
+  -- (SKIP LOCKED), so it cannot make this key idle before this job is visible to it.
+  select k.due_at into _due from supaqueue.queue_key k
+   where k.queue = _queue and k.key = _key
+     for key share skip locked;
+  if found then
+    if _due is not null and _due <= _run_at then
+      return;  -- due already (the usual case for a key with a backlog): nothing to write
+    end if;
+    update supaqueue.queue_key k
+       set due_at = least(coalesce(k.due_at, 'infinity'::timestamptz), _run_at)
+     where (k.queue, k.key) = (select l.queue, l.key from supaqueue.queue_key l
+                                where l.queue = _queue and l.key = _key
+                                  for no key update skip locked);
+    if found then
+      return;
+    end if;
+  else
+    -- a new key (a row being made idle or removed is held FOR UPDATE: the insert conflicts)
+    insert into supaqueue.queue_key (queue, key, due_at) values (_queue, _key, _run_at)
+      on conflict (queue, key) do nothing;
+    if found then
+      return;
+    end if;
+  end if;
+  insert into supaqueue.queue_key_wake (queue, key, run_at) values (_queue, _key, _run_at);
+end
+$$;
+
+-- Makes the keys of a queue's wake rows due (see _key_ready); a wake whose key row is still held
+-- by another transaction stays for the next dispatch. Returns the wakes done.
+CREATE OR REPLACE FUNCTION supaqueue._key_wakes(_queue uuid) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _w supaqueue.queue_key_wake;
+  _n integer := 0;
+begin
+  for _w in
+    select * from supaqueue.queue_key_wake w where w.queue = _queue
+     order by w.id limit 1000 for update skip locked
+  loop
+    update supaqueue.queue_key k
+       set due_at = least(coalesce(k.due_at, 'infinity'::timestamptz), _w.run_at)
+     where (k.queue, k.key) = (select l.queue, l.key from supaqueue.queue_key l
+                                where l.queue = _queue and l.key = _w.key
+                                  for no key update skip locked);
+    if not found then
+      insert into supaqueue.queue_key (queue, key, due_at) values (_queue, _w.key, _w.run_at)
+        on conflict (queue, key) do nothing;
+    end if;
+    if found then
+      delete from supaqueue.queue_key_wake where id = _w.id;
+      _n := _n + 1;
+    end if;
+  end loop;
+  return _n;
+end
+$$;
+
+-- Which keyed job next. The due key with the earliest due_at (one probe of queue_key_due_idx,
+-- however many keys) gives its first ready job by priority, then run_at, if it is within its
+-- limits; serving it moves it to the back (due_at = now), so keys with ready jobs take turns.
+-- A key that cannot be served moves: held (held_until) → to held_until; out of tokens
+-- (rate_limit_per_key) → to its next token; at workers_per_key → to the back; no ready job → to
+-- its next job's run_at, or idle (due_at null). The key's row stays locked (FOR NO KEY UPDATE)
+-- until the caller's transaction ends, so concurrent dispatchers skip the key and its busy count
+-- (workers whose `key` it is, held ones included; the chaining worker not) cannot be overtaken.
+-- _since_serve: keys moved to the back since the last job this dispatch took; meeting one again
+-- means every due key has been looked at. Returns the job (locked FOR UPDATE), or null.
+CREATE OR REPLACE FUNCTION supaqueue._next_keyed_job(_q supaqueue.queue, _chain_worker uuid, INOUT _since_serve text[], OUT _job uuid) RETURNS record
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _k supaqueue.queue_key;
+  _now timestamptz;
+  _cap double precision;
+  _tokens double precision;
+  _busy integer;
+  _next timestamptz;
+begin
+  -- bounded: each pass takes a job or moves a key (a key's moves are bounded by its jobs and
+  -- tokens); what is left over is for the next dispatch
+  for _pass in 1..10000 loop
+    _now := clock_timestamp();
+    select * into _k from supaqueue.queue_key k
+     where k.queue = _q.id and k.due_at <= _now
+     order by k.due_at
+     limit 1
+       for no key update skip locked;
+    if not found or _k.key = any (_since_serve) then
+      return;
+    end if;
+
+    if _k.held_until > _now then
+      update supaqueue.queue_key set due_at = _k.held_until
+       where queue = _q.id and key = _k.key;
+      continue;
+    end if;
+
+    if _q.workers_per_key is not null then
+      select count(*) into _busy from supaqueue.worker w
+       where w.queue = _q.id and w.key = _k.key and w.id is distinct from _chain_worker;
+      if _busy >= _q.workers_per_key then
+        update supaqueue.queue_key set due_at = clock_timestamp()
+         where queue = _q.id and key = _k.key;
+        _since_serve := _since_serve || _k.key;
+        continue;
+      end if;
+    end if;
+
+    _tokens := null;
+    if _q.rate_limit_per_key is not null then
+      _cap := greatest(1, coalesce(_q.rate_limit_burst_per_key, ceil(_q.rate_limit_per_key)));
+      _tokens := least(_cap, coalesce(
+        _k.tokens + extract(epoch from _now - _k.refilled_at) * _q.rate_limit_per_key, _cap));
+      if _tokens < 1 then
+        update supaqueue.queue_key
+           set due_at = _now + make_interval(secs => (1 - _tokens) / _q.rate_limit_per_key),
+               tokens = _tokens, refilled_at = _now
+         where queue = _q.id and key = _k.key;
+        continue;
+      end if;
+    end if;
+
+    select j.id into _job from supaqueue.job j
+     where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+       and j.pending_dependencies = 0 and j.run_at <= _now
+     order by j.priority desc, j.run_at, j.id
+     limit 1
+       for update skip locked;
+    if _job is not null then
+      update supaqueue.queue_key
+         set due_at = clock_timestamp(), served_at = _now,
+             tokens = case when _tokens is not null then _tokens - 1 end,
+             refilled_at = case when _tokens is not null then _now end
+       where queue = _q.id and key = _k.key;
+      _since_serve := '{}';
+      return;
+    end if;
+
+    if exists (select 1 from supaqueue.job j
+                where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+                  and j.pending_dependencies = 0 and j.run_at <= _now) then
+      -- a ready job another transaction holds (being taken, or locked by an enqueue of a job
+      -- that depends on it): look again after the other keys
+      _next := clock_timestamp();
+      _since_serve := _since_serve || _k.key;
+    else
+      select j.run_at into _next from supaqueue.job j
+       where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+         and j.pending_dependencies = 0
+       order by j.run_at
+       limit 1;
+    end if;
+    if _next is null then
+      -- Nothing pending: idle. FOR UPDATE conflicts with the KEY SHARE of an enqueue of this
+      -- key that has not committed (its job is not visible yet): then look again soon.
+      perform 1 from supaqueue.queue_key k
+        where k.queue = _q.id and k.key = _k.key
+          for update skip locked;
+      if not found then
+        _next := clock_timestamp();
+        _since_serve := _since_serve || _k.key;
+      end if;
+    end if;
+    update supaqueue.queue_key
+       set due_at = _next, served_at = coalesce(served_at, _now)
+     where queue = _q.id and key = _k.key;
+  end loop;
+end
+$$;
+
 CREATE OR REPLACE FUNCTION supaqueue._dispatch(_queue uuid, _chain_worker uuid) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -116,6 +302,11 @@ declare
   _from_run_at timestamptz;
   _from_id uuid;
   _held boolean := false;
+  _keyed boolean;
+  _keyed_turn boolean := random() < 0.5;
+  _since_serve text[] := '{}';
+  _kid uuid;
+  _have boolean;
 begin
   -- Nothing to do when the queue is paused in the stack or by the operator (0013), or, but for
   -- a chain, when every worker is busy (the usual case at saturation, after each report): no job
@@ -183,46 +374,75 @@ begin
     _budget := least(coalesce(_budget, 1), 1);
   end if;
 
-  -- The highest priority that has ready jobs. Jobs are probed one priority at a time, so that
-  -- `run_at <= now()` bounds each index range: jobs delayed to later (run_at, backoff) are never
-  -- read, however many there are. The cost grows with the number of distinct priorities only.
-  -- The probe also returns where that priority's first ready entry is (_from): the selection
+  -- Which job next (docs/architecture/dispatch.md, "Keys and fairness"): jobs without a key as
+  -- before (by priority, then run_at), keyed jobs by supaqueue._next_keyed_job; when both have
+  -- ready jobs the two take turns, the first turn drawn at random.
+  -- The highest priority that has ready jobs without a key. Jobs are probed one priority at a
+  -- time, so that `run_at <= now()` bounds each index range: jobs delayed to later (run_at, backoff)
+  -- are never read, however many there are. The cost grows with the number of distinct priorities
+  -- only. The probe also returns where that priority's first ready entry is (_from): the selection
   -- starts there instead of walking again over the entries of jobs taken since the last vacuum
   -- (dead, but kept in job_ready_idx until then: thousands at a busy queue, read twice per job
   -- before 0015). A job that became ready before _from since the probe is taken next time, as
   -- one that became ready just after the selection would be.
   select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
     where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+      and j.key is null
     order by j.priority desc, j.run_at, j.id
     limit 1;
+  if exists (select 1 from supaqueue.queue_key_wake w where w.queue = _queue) then
+    perform supaqueue._key_wakes(_queue);
+  end if;
+  _keyed := exists (select 1 from supaqueue.queue_key k
+                     where k.queue = _queue and k.due_at <= clock_timestamp());
 
   loop
     exit when _budget is not null and _n >= _budget;
 
     -- Job first, then worker: a worker is only ever locked by a dispatcher that has a job for it.
-    loop
-      exit when _prio is null;
-      select * into _job from supaqueue.job
-        where queue = _queue and status = 'pending' and pending_dependencies = 0
-          and priority = _prio and run_at <= now()
-          and (run_at, id) >= (_from_run_at, _from_id)
-        order by run_at, id
-        limit 1
-        for update skip locked;
-      if found then
-        -- the next job of this call is after this one
-        _from_run_at := _job.run_at;
-        _from_id := _job.id;
+    _have := false;
+    for _pass in 1..2 loop
+      if (_pass = 1) = _keyed_turn then
+        continue when not _keyed;
+        select n._job, n._since_serve into _kid, _since_serve
+          from supaqueue._next_keyed_job(_q, _chain_worker, _since_serve) n;
+        if _kid is null then
+          _keyed := false;
+          continue;
+        end if;
+        select * into _job from supaqueue.job where id = _kid;
+        _have := true;
         exit;
       end if;
-      -- nothing due (or everything taken) at this priority: the next lower one
-      select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
-        where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
-          and j.priority < _prio
-        order by j.priority desc, j.run_at, j.id
-        limit 1;
+      loop
+        exit when _prio is null;
+        select * into _job from supaqueue.job
+          where queue = _queue and status = 'pending' and pending_dependencies = 0
+            and key is null and priority = _prio and run_at <= now()
+            and (run_at, id) >= (_from_run_at, _from_id)
+          order by run_at, id
+          limit 1
+          for update skip locked;
+        if found then
+          -- the next job of this call is after this one
+          _from_run_at := _job.run_at;
+          _from_id := _job.id;
+          exit;
+        end if;
+        -- nothing due (or everything taken) at this priority: the next lower one
+        select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
+          where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+            and j.key is null and j.priority < _prio
+          order by j.priority desc, j.run_at, j.id
+          limit 1;
+      end loop;
+      if _prio is not null then
+        _have := true;
+        exit;
+      end if;
     end loop;
-    exit when _prio is null;
+    exit when not _have;
+    _keyed_turn := not _keyed_turn;
 
     if _chain_worker is null then
       select w.id into _worker from supaqueue.worker w
@@ -244,7 +464,11 @@ begin
     end if;
 
     if _chain_worker is null then
-      update supaqueue.worker set locked = true where id = _worker;
+      update supaqueue.worker set locked = true, key = _job.key where id = _worker;
+    else
+      -- the key the chained worker now counts against (a write only when it changes)
+      update supaqueue.worker set key = _job.key
+       where id = _worker and key is distinct from _job.key;
     end if;
     update supaqueue.job
       set status = 'in_progress', attempts = attempts + 1, updated_at = now()
@@ -297,7 +521,7 @@ CREATE OR REPLACE FUNCTION supaqueue._free_worker(_worker uuid) RETURNS void
     SET search_path TO ''
     AS $$
 begin
-  update supaqueue.worker set locked = false where id = _worker and not retiring;
+  update supaqueue.worker set locked = false, key = null where id = _worker and not retiring;
   if not found then
     delete from supaqueue.worker where id = _worker;
   end if;
@@ -429,7 +653,7 @@ begin
      where w.held_until is not null and w.held_until <= clock_timestamp()
      for update skip locked
   loop
-    update supaqueue.worker set locked = false, held_until = null
+    update supaqueue.worker set locked = false, held_until = null, key = null
      where id = _worker and not retiring;
     if not found then
       delete from supaqueue.worker where id = _worker;

@@ -77,6 +77,17 @@ begin
     _pruned := _pruned + _n;
   end loop;
 
+  -- 0026: the state of keys idle for 10 minutes goes (their tokens are full again by then; a key
+  -- that comes back starts afresh). FOR UPDATE SKIP LOCKED: not a key an enqueue holds (KEY
+  -- SHARE) or a dispatch serves; a worker still counting against the key keeps it.
+  delete from supaqueue.queue_key k
+   where (k.queue, k.key) in (
+     select i.queue, i.key from supaqueue.queue_key i
+      where i.due_at is null and i.served_at < now() - interval '10 minutes'
+      order by i.served_at limit 1000
+        for update skip locked)
+     and not exists (select 1 from supaqueue.worker w where w.queue = k.queue and w.key = k.key);
+
   return jsonb_build_object('expired', _expired, 'dispatched', _dispatched, 'pruned', _pruned);
 end
 $$;
