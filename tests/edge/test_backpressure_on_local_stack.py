@@ -5,6 +5,7 @@ the deployed supaqueue function → gateway → a deployed target that answers 4
 - `hold_on_retry_after: queue`: after the 429 no call of the queue starts until the Retry-After
   has passed (every later dispatch's time, the database's own, is at or after the 429's report +
   2 s), and the calls resume by themselves (no one acts: the tick ends the hold).
+- `key`: only that key's calls wait; another key's jobs are served meanwhile.
 - the default, `job`: only the answered job waits; the others are called meanwhile.
 Failed before the fix: the queue's other jobs were dispatched at once (no setting, no hold).
 """
@@ -181,3 +182,38 @@ def test_by_default_only_the_answered_job_waits(stack: Stack) -> None:
         "select count(*) as n from supaqueue.queue_hold where queue = %s", (q,)
     ).fetchone() == {"n": 0}
     stack.conn.execute("select supaqueue.cancel_job(%s)", (busy,))
+
+
+def _keyed(s: Stack, queue: str, key: str, payload: dict[str, Any]) -> str:
+    row = s.conn.execute(
+        "insert into supaqueue.job (queue, key, payload) values (%s, %s, %s)"
+        " returning id::text as id",
+        (queue, key, json.dumps(payload)),
+    ).fetchone()
+    assert row is not None
+    return str(row["id"])
+
+
+def test_a_key_hold_stops_that_keys_calls_while_other_keys_run(stack: Stack) -> None:
+    q = _queue(stack, hold_on_retry_after="key")
+    stack.conn.execute("select supaqueue.set_worker_count(%s, 2)", (q,))
+    busy = _keyed(stack, q, "a", {"busy_attempts": 1, "retry_after": 10})
+    [answered] = _wait("the 429", lambda: _attempts(stack, busy))
+    assert answered["status_code"] == 429
+    key = stack.conn.execute(
+        "select held_until, hold_reason from supaqueue.queue_key where queue = %s and key = 'a'",
+        (q,),
+    ).fetchone()
+    assert key is not None and key["hold_reason"] == f"HTTP 429 with Retry-After: 10 s (job {busy})"
+    a_jobs = [_keyed(stack, q, "a", {"n": i}) for i in range(2)]
+    b_jobs = [_keyed(stack, q, "b", {"n": i}) for i in range(3)]
+    # b is served while a waits (the queue is not held)
+    _wait("b's jobs done", lambda: all(_status(stack, j) == "success" for j in b_jobs))
+    assert stack.conn.execute(
+        "select count(*) as n from supaqueue.queue_hold where queue = %s", (q,)
+    ).fetchone() == {"n": 0}
+    # a's calls resume by themselves, each dispatched after the key's hold ended
+    _wait("a's jobs done", lambda: all(_status(stack, j) == "success" for j in [busy, *a_jobs]))
+    later = _attempts(stack, busy)[1:] + [a for j in a_jobs for a in _attempts(stack, j)]
+    assert len(later) == 3
+    assert min(a["started_at"] for a in later) >= key["held_until"]
