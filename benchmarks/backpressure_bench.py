@@ -5,9 +5,11 @@ payload says `"busy": true`); beside it run jobs the same target answers at once
 the queue setting `hold_on_retry_after` = `job` (the default: only the answered job waits) and
 the hold (`queue`; or `key` with --level key), in the same run:
 
-- calls to the busy target while a hold is on (goal 0 with a hold): calls dispatched after a 429
-  was reported and before its Retry-After ended (from `job_attempt`: dispatch time vs the 429
-  attempt's end);
+- calls to the busy target while a hold is on (goal 0): calls dispatched (`job_attempt`'s
+  start, the database's clock) after the hold was first seen committed (a watcher polls it every
+  20 ms) and before its end; and, for both settings, calls dispatched within the Retry-After of a
+  429 reported before (what the target asked not to get: with a hold, only calls that were being
+  dispatched as the 429's report committed);
 - calls to it per second, all told (what the hold saves the target);
 - the other jobs' throughput (jobs/s, enqueue to the last one done) beside the busy ones, as a
   ratio to the same jobs alone (goal >= 0.9: unaffected).
@@ -17,7 +19,7 @@ another queue. --level key: one queue, the busy jobs under key `busy`, the other
 `free` (the hold holds the key; needs the keys' selection, which skips a held key).
 
 Usage: python benchmarks/backpressure_bench.py [--jobs 10000] [--busy-jobs 200] [--workers 10]
-                                              [--retry-after 2] [--level queue|key] [--keep]
+                                              [--retry-after 2] [--level key|queue] [--keep]
 Small run: --jobs 1000 --busy-jobs 50.
 """
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -38,6 +41,7 @@ from e2e_bench import BenchError, emit, install, local_stack, warm_up
 BUSY_TARGET = "busy-target"
 BUSY_TARGET_DIR = Path(__file__).resolve().with_name("busy_target")
 POLL_S = 0.1
+POLL_HOLD_S = 0.02
 GOAL_RATIO = 0.9
 
 
@@ -102,11 +106,51 @@ def succeeded(conn: psycopg.Connection, group: Group, expected: int) -> None:
         raise BenchError(f"{row[0]} of {expected} jobs succeeded: {row[1]}")
 
 
+class HoldWatch:
+    """Watches the busy group's hold (queue_hold, or the key's queue_key row) every POLL_HOLD_S
+    on a connection of its own: each hold as (first seen, held_until) on the database's clock.
+    First seen is after the hold's commit, so a dispatch that began later must have seen it."""
+
+    def __init__(self, dsn: str, group: Group) -> None:
+        self.group = group
+        self.holds: dict[Any, Any] = {}  # held_until -> first seen
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(dsn,), daemon=True)
+
+    def _run(self, dsn: str) -> None:
+        if self.group.key is None:
+            query = "select held_until from supaqueue.queue_hold where queue = %s"
+        else:
+            query = "select held_until from supaqueue.queue_key where queue = %s and key = %s"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while not self._stop.is_set():
+                row = conn.execute(
+                    f"select clock_timestamp(), ({query})", self.group.params()
+                ).fetchone()
+                if row is not None and row[1] is not None and row[1] > row[0]:
+                    self.holds.setdefault(row[1], row[0])
+                self._stop.wait(POLL_HOLD_S)
+
+    def __enter__(self) -> HoldWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
 def busy_calls(
-    conn: psycopg.Connection, group: Group, since: float, until: float, retry_after: float
+    conn: psycopg.Connection,
+    group: Group,
+    since: float,
+    until: float,
+    retry_after: float,
+    holds: dict[Any, Any],
 ) -> dict[str, Any]:
-    """The busy group's calls between two times (epoch s): all, and those dispatched while a hold
-    its own 429s set was on (after the 429's report, before its Retry-After ended)."""
+    """The busy group's calls between two times (epoch s): all; those dispatched within the
+    Retry-After of a 429 reported before (what the target would rather not get); and those
+    dispatched while a hold was on (after it was first seen, before its end: goal 0)."""
     row = conn.execute(
         f"""
         with calls as (
@@ -114,18 +158,23 @@ def busy_calls(
             join supaqueue.job j on j.id = a.job
            where a.queue = %s {"and j.key = %s" if group.key is not None else ""}
              and a.started_at >= to_timestamp(%s) and a.started_at < to_timestamp(%s)
-        ), holds as (
+        ), after_429 as (
           select ended_at as t0, ended_at + make_interval(secs => %s) as t1
             from calls where status_code = 429
+        ), holds as (
+          select * from unnest(%s::timestamptz[], %s::timestamptz[]) h (t0, t1)
         )
         select count(*),
                count(*) filter (where status_code = 429),
+               count(*) filter (where exists (select 1 from after_429 h
+                                               where c.started_at > h.t0
+                                                 and c.started_at < h.t1)),
                count(*) filter (where exists (select 1 from holds h
                                                where c.started_at > h.t0
                                                  and c.started_at < h.t1))
           from calls c
         """,
-        (*group.params(), since, until, retry_after),
+        (*group.params(), since, until, retry_after, list(holds.values()), list(holds)),
     ).fetchone()
     assert row is not None
     seconds = until - since
@@ -133,7 +182,9 @@ def busy_calls(
         "busy_calls": int(row[0]),
         "busy_calls_429": int(row[1]),
         "busy_calls_per_s": round(row[0] / seconds, 2) if seconds > 0 else None,
-        "busy_calls_during_hold": int(row[2]),
+        "busy_calls_within_retry_after_of_a_429": int(row[2]),
+        "hold_ends_seen": len(holds),  # distinct held_until values (a hold lengthened counts again)
+        "busy_calls_during_hold": int(row[3]),
     }
 
 
@@ -150,14 +201,15 @@ def run_once(
     queues = {free.queue, busy.queue}
     try:
         started_wall = time.time()
-        if hold is not None:
-            enqueue(conn, busy, args.busy_jobs, True, args.retry_after)
-            # the busy target's wall is met before the free jobs come: a hold (if any) is on
-            time.sleep(args.retry_after / 2)
-        started = time.monotonic()
-        enqueue(conn, free, args.jobs, False, args.retry_after)
-        done = wait_finished(conn, free, timeout=600)
-        until = time.time()
+        with HoldWatch(args.dsn, busy) as watch:
+            if hold is not None:
+                enqueue(conn, busy, args.busy_jobs, True, args.retry_after)
+                # the busy target's wall is met before the free jobs come: a hold (if any) is on
+                time.sleep(args.retry_after / 2)
+            started = time.monotonic()
+            enqueue(conn, free, args.jobs, False, args.retry_after)
+            done = wait_finished(conn, free, timeout=600)
+            until = time.time()
         succeeded(conn, free, args.jobs)
         record: dict[str, Any] = {
             "free_jobs": args.jobs,
@@ -166,7 +218,9 @@ def run_once(
         if hold is not None:
             for queue in queues:
                 conn.execute("select supaqueue.pause_queue(%s)", (queue,))
-            record.update(busy_calls(conn, busy, started_wall, until, args.retry_after))
+            record.update(
+                busy_calls(conn, busy, started_wall, until, args.retry_after, watch.holds)
+            )
             record["window_s"] = round(until - started_wall, 2)
         return record
     finally:
@@ -193,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
     with local_stack(args.keep) as stack:
         install(stack)
         stack.deploy(BUSY_TARGET, BUSY_TARGET_DIR, verify_jwt=True)
+        args.dsn = stack.env["DB_URL"]
         with psycopg.connect(stack.env["DB_URL"], autocommit=True) as conn:
             warm_up(conn)
             wait_for_the_tick(conn)
@@ -221,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--busy-jobs", type=int, default=200, help="jobs answered 429")
     parser.add_argument("--workers", type=int, default=10)
     parser.add_argument("--retry-after", type=float, default=2.0, help="seconds")
-    parser.add_argument("--level", choices=("queue", "key"), default="queue")
+    parser.add_argument("--level", choices=("queue", "key"), default="key")
     parser.add_argument("--keep", action="store_true", help="keep the local stack (debugging)")
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.busy_jobs < 1 or not 1 <= args.workers <= 1000:
