@@ -449,3 +449,18 @@ def test_hold_on_retry_after_refuses_other_values(db_url: str) -> None:
     checked = QueueProvider().check({}, {**spec, "db_url": db_url, "owner": QUEUE_OWNER})
     assert [f.property for f in checked.failures] == ["hold_on_retry_after"]
     assert checked.failures[0].reason == "must be one of job, key, queue, got 'all'"
+
+
+def test_a_state_from_before_hold_on_retry_after_is_no_change(
+    installed: dict[str, Any], db_url: str
+) -> None:
+    """An upgrade: the state of a queue made by an older provider has no hold_on_retry_after;
+    migration 0027 gave the queue the default, so the first preview after it shows no change."""
+    provider = QueueProvider()
+    props = declare(db_url, name="older-state")
+    created = provider.create(props)
+    older = {k: v for k, v in (created.outs or {}).items() if k != "hold_on_retry_after"}
+    assert provider.diff(created.id, older, props).changes is False
+    held = {**props, "hold_on_retry_after": "queue"}
+    assert provider.diff(created.id, older, held).changes is True
+    provider.delete(created.id, created.outs or {})
