@@ -8,9 +8,9 @@ the hold (`queue`; or `key` with --level key), in the same run:
 - calls to the busy target while a hold is on (goal 0): calls dispatched (`job_attempt`'s
   start, the database's clock) after the hold was first seen committed (a watcher polls it every
   20 ms) and before its end (more than 50 ms before: a dispatch's recorded time is when it
-  began, a moment before it checks the hold); and, for both settings, calls dispatched within the Retry-After of a
-  429 reported before (what the target asked not to get: with a hold, only calls that were being
-  dispatched as the 429's report committed);
+  began, a moment before it checks the hold); and, for both settings, calls dispatched within
+  the Retry-After of a 429 reported before (what the target asked not to get: with a hold, only
+  calls that were being dispatched as the 429's report committed);
 - calls to it per second, all told (what the hold saves the target);
 - the other jobs' throughput (jobs/s, enqueue to the last one done) beside the busy ones, as a
   ratio to the same jobs alone (goal >= 0.9: unaffected).
