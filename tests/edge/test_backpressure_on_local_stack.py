@@ -2,9 +2,9 @@
 the deployed supaqueue function → gateway → a deployed target that answers 429 with
 `Retry-After: 2` to a job's first attempts, as its payload asks; the real pg_cron ticks.
 
-- `hold_on_retry_after: queue`: after the 429 no call of the queue starts until the Retry-After
-  has passed (every later dispatch's time, the database's own, is at or after the 429's report +
-  2 s), and the calls resume by themselves (no one acts: the tick ends the hold).
+- `hold_on_retry_after: queue`: after the 429 no call of the queue reaches the target until the
+  hold's end (the report's time + 2 s; every later call arrived after it, by the target's clock,
+  which is the database's), and the calls resume by themselves (no one acts: the tick ends it).
 - `key`: only that key's calls wait; another key's jobs are served meanwhile.
 - the default, `job`: only the answered job waits; the others are called meanwhile.
 Failed before the fix: the queue's other jobs were dispatched at once (no setting, no hold).
@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -32,7 +32,8 @@ from supaqueue.edge_source import source_files
 from tests.conftest import LocalStack
 
 # Answers 429 with the payload's Retry-After (default 2 s) while the attempt (the header the
-# dispatcher sends) is at most the payload's `busy_attempts`; 200 after.
+# dispatcher sends) is at most the payload's `busy_attempts`; 200 after, with when the call
+# arrived (this machine's clock, as the database's), which the job keeps as its result.
 TARGET = """
 Deno.serve(async (request: Request) => {
   const payload = await request.json().catch(() => ({}));
@@ -43,7 +44,7 @@ Deno.serve(async (request: Request) => {
       headers: { "Retry-After": String(payload.retry_after ?? 2) },
     });
   }
-  return Response.json({ ok: true, attempt });
+  return Response.json({ ok: true, attempt, arrived_ms: Date.now() });
 });
 """
 WAIT_S = 120  # generous: a loaded CI machine, pg_cron 1.4's tick gap at each minute's end
@@ -139,6 +140,17 @@ def _attempts(s: Stack, job: str) -> list[dict[str, Any]]:
     )
 
 
+def _arrived(s: Stack, job: str) -> datetime:
+    """When the job's successful call reached the target (the target's answer, its result)."""
+    row = s.conn.execute(
+        "select to_timestamp((result->>'arrived_ms')::float8 / 1000) as at from supaqueue.job"
+        " where id = %s",
+        (job,),
+    ).fetchone()
+    assert row is not None and row["at"] is not None, job
+    return row["at"]  # type: ignore[no-any-return]
+
+
 def _status(s: Stack, job: str) -> str:
     return str(s.conn.execute("select status::text as s from supaqueue.job where id = %s", (job,))
                .fetchone()["s"])  # type: ignore[index]  # fmt: skip
@@ -161,8 +173,7 @@ def test_a_queue_hold_stops_every_call_until_the_retry_after_and_ends_by_itself(
     _wait("every job done", lambda: all(_status(stack, j) == "success" for j in [busy, *others]))
     later = _attempts(stack, busy)[1:] + [a for j in others for a in _attempts(stack, j)]
     assert len(later) == 4  # the retry and the three others, one call each
-    # the database's own times: every later call was dispatched after the hold's end
-    assert min(a["started_at"] for a in later) >= hold["held_until"]
+    assert min(_arrived(stack, j) for j in [busy, *others]) >= hold["held_until"]
     assert stack.conn.execute(
         "select count(*) as n from supaqueue.queue_hold where queue = %s and held_until > now()",
         (q,),
@@ -216,4 +227,4 @@ def test_a_key_hold_stops_that_keys_calls_while_other_keys_run(stack: Stack) -> 
     _wait("a's jobs done", lambda: all(_status(stack, j) == "success" for j in [busy, *a_jobs]))
     later = _attempts(stack, busy)[1:] + [a for j in a_jobs for a in _attempts(stack, j)]
     assert len(later) == 3
-    assert min(a["started_at"] for a in later) >= key["held_until"]
+    assert min(_arrived(stack, j) for j in [busy, *a_jobs]) >= key["held_until"]
