@@ -153,6 +153,17 @@ def fairness(conn: psycopg.Connection, args: argparse.Namespace) -> None:
           "ratio": round(ratio, 2) if ratio is not None else None,
           "target_max_ratio": TARGET_FAIRNESS,
           "ok": ratio is not None and ratio <= TARGET_FAIRNESS})  # fmt: skip
+    # A's backlog is discarded once its running calls are over: drop_queue beside reports that
+    # are still coming can deadlock with them (drop_queue locks the jobs, then the leases)
+    conn.execute("update supaqueue.queue set paused = true where id = %s", (queue,))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "select exists (select 1 from supaqueue.worker where queue = %s and locked)", (queue,)
+        ).fetchone()
+        if row == (False,):
+            break
+        time.sleep(0.1)
     conn.execute("select supaqueue.drop_queue(%s, true)", (queue,))
 
 

@@ -580,6 +580,8 @@ declare
   _from_id uuid;
   _held boolean := false;
   _keyed boolean;
+  _wakes boolean;
+  _any_keys boolean;
   _keyed_turn boolean := random() < 0.5;
   _since_serve text[] := '{}';
   _kid uuid;
@@ -667,11 +669,19 @@ begin
       and j.key is null
     order by j.priority desc, j.run_at, j.id
     limit 1;
-  if exists (select 1 from supaqueue.queue_key_wake w where w.queue = _queue) then
+  -- Keys (0026), in one statement (each costs): wakes to apply, keys due, any key state at all
+  -- (a worker counts against a key only while its key has a row: the tick keeps those).
+  select exists (select 1 from supaqueue.queue_key_wake w where w.queue = _queue),
+         exists (select 1 from supaqueue.queue_key k
+                  where k.queue = _queue and k.due_at <= clock_timestamp()),
+         exists (select 1 from supaqueue.queue_key k where k.queue = _queue)
+    into _wakes, _keyed, _any_keys;
+  if _wakes then
     perform supaqueue._key_wakes(_queue);
+    _keyed := exists (select 1 from supaqueue.queue_key k
+                       where k.queue = _queue and k.due_at <= clock_timestamp());
+    _any_keys := true;
   end if;
-  _keyed := exists (select 1 from supaqueue.queue_key k
-                     where k.queue = _queue and k.due_at <= clock_timestamp());
 
   loop
     exit when _budget is not null and _n >= _budget;
@@ -730,20 +740,28 @@ begin
       -- that it is not retiring): no write to the worker at all
       _worker := _chain_worker;
     end if;
-    exit when _worker is null;
 
     -- Decrypted only when there is something to send: idle ticks stay cheap.
-    if _chain_worker is null and _secret is null then
+    if _worker is not null and _chain_worker is null and _secret is null then
       select ds.decrypted_secret into _secret
         from vault.decrypted_secrets ds where ds.name = 'supaqueue_secret'
         order by ds.created_at desc limit 1;
-      exit when _secret is null;  -- not configured yet, as above
+      -- not configured yet, as above
+    end if;
+    if _worker is null or (_chain_worker is null and _secret is null) then
+      -- The selected job stays pending. Its key must stay due: the selection may have made it
+      -- idle (its only ready job was this one) or moved it on.
+      if _job.key is not null then
+        perform supaqueue._key_ready(_queue, _job.key, _job.run_at);
+      end if;
+      exit;
     end if;
 
     if _chain_worker is null then
       update supaqueue.worker set locked = true, key = _job.key where id = _worker;
-    else
-      -- the key the chained worker now counts against (a write only when it changes)
+    elsif _job.key is not null or _any_keys then
+      -- the key the chained worker now counts against (a write only when it changes; in a queue
+      -- without key state no worker has a key, so none is read)
       update supaqueue.worker set key = _job.key
        where id = _worker and key is distinct from _job.key;
     end if;
@@ -1236,6 +1254,16 @@ $$;
 
 ALTER FUNCTION supaqueue._jobs_matching(_queue uuid, _states supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue._key_insert_lock(_queue uuid, _key text) RETURNS boolean
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext(_queue::text),
+                                              pg_catalog.hashtext(_key) & 63)
+$$;
+
+ALTER FUNCTION supaqueue._key_insert_lock(_queue uuid, _key text) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue._key_ready(_queue uuid, _key text, _run_at timestamp with time zone) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -1260,7 +1288,7 @@ begin
     if found then
       return;
     end if;
-  else
+  elsif supaqueue._key_insert_lock(_queue, _key) then
     -- a new key (a row being made idle or removed is held FOR UPDATE: the insert conflicts)
     insert into supaqueue.queue_key (queue, key, due_at) values (_queue, _key, _run_at)
       on conflict (queue, key) do nothing;
@@ -1291,7 +1319,7 @@ begin
      where (k.queue, k.key) = (select l.queue, l.key from supaqueue.queue_key l
                                 where l.queue = _queue and l.key = _w.key
                                   for no key update skip locked);
-    if not found then
+    if not found and supaqueue._key_insert_lock(_queue, _w.key) then
       insert into supaqueue.queue_key (queue, key, due_at) values (_queue, _w.key, _w.run_at)
         on conflict (queue, key) do nothing;
     end if;
@@ -1386,101 +1414,110 @@ CREATE FUNCTION supaqueue._next_keyed_job(_q supaqueue.queue, _chain_worker uuid
     SET search_path TO ''
     AS $$
 declare
+  _limited boolean := _q.workers_per_key is not null or _q.rate_limit_per_key is not null;
   _k supaqueue.queue_key;
   _now timestamptz;
   _cap double precision;
   _tokens double precision;
   _busy integer;
   _next timestamptz;
+  _back boolean;
 begin
   -- bounded: each pass takes a job or moves a key (a key's moves are bounded by its jobs and
   -- tokens); what is left over is for the next dispatch
   for _pass in 1..10000 loop
     _now := clock_timestamp();
-    select * into _k from supaqueue.queue_key k
-     where k.queue = _q.id and k.due_at <= _now
-     order by k.due_at
-     limit 1
-       for no key update skip locked;
+    if _limited then
+      select * into _k from supaqueue.queue_key k
+       where k.queue = _q.id and k.due_at <= _now
+       order by k.due_at
+       limit 1
+         for no key update skip locked;
+    else
+      select * into _k from supaqueue.queue_key k
+       where k.queue = _q.id and k.due_at <= _now
+       order by k.due_at
+       limit 1;
+    end if;
     if not found or _k.key = any (_since_serve) then
       return;
     end if;
+    _next := null;
+    _back := false;
+    _tokens := null;
 
     if _k.held_until > _now then
-      update supaqueue.queue_key set due_at = _k.held_until
-       where queue = _q.id and key = _k.key;
-      continue;
-    end if;
-
-    if _q.workers_per_key is not null then
-      select count(*) into _busy from supaqueue.worker w
-       where w.queue = _q.id and w.key = _k.key and w.id is distinct from _chain_worker;
-      if _busy >= _q.workers_per_key then
-        update supaqueue.queue_key set due_at = clock_timestamp()
-         where queue = _q.id and key = _k.key;
-        _since_serve := _since_serve || _k.key;
-        continue;
+      _next := _k.held_until;
+    elsif _q.workers_per_key is not null
+          and (select count(*) from supaqueue.worker w
+                where w.queue = _q.id and w.key = _k.key
+                  and w.id is distinct from _chain_worker) >= _q.workers_per_key then
+      _back := true;
+    else
+      if _q.rate_limit_per_key is not null then
+        _cap := greatest(1, coalesce(_q.rate_limit_burst_per_key, ceil(_q.rate_limit_per_key)));
+        _tokens := least(_cap, coalesce(
+          _k.tokens + extract(epoch from _now - _k.refilled_at) * _q.rate_limit_per_key, _cap));
       end if;
-    end if;
-
-    _tokens := null;
-    if _q.rate_limit_per_key is not null then
-      _cap := greatest(1, coalesce(_q.rate_limit_burst_per_key, ceil(_q.rate_limit_per_key)));
-      _tokens := least(_cap, coalesce(
-        _k.tokens + extract(epoch from _now - _k.refilled_at) * _q.rate_limit_per_key, _cap));
       if _tokens < 1 then
-        update supaqueue.queue_key
-           set due_at = _now + make_interval(secs => (1 - _tokens) / _q.rate_limit_per_key),
-               tokens = _tokens, refilled_at = _now
-         where queue = _q.id and key = _k.key;
-        continue;
+        _next := _now + make_interval(secs => (1 - _tokens) / _q.rate_limit_per_key);
+      else
+        select j.id into _job from supaqueue.job j
+         where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+           and j.pending_dependencies = 0 and j.run_at <= _now
+         order by j.priority desc, j.run_at, j.id
+         limit 1
+           for update skip locked;
+        if _job is not null then
+          _tokens := _tokens - 1;
+          _since_serve := '{}';
+        end if;
+        -- the key's next ready job (one more probe now saves a turn later, as a key with one job
+        -- would otherwise come round again only to be found empty)
+        if exists (select 1 from supaqueue.job j
+                    where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+                      and j.pending_dependencies = 0 and j.run_at <= _now
+                      and j.id is distinct from _job) then
+          -- served: to the back; else a ready job another transaction holds (being taken, or
+          -- locked by an enqueue of a job that depends on it): look again after the other keys
+          _back := true;
+        else
+          select j.run_at into _next from supaqueue.job j
+           where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+             and j.pending_dependencies = 0 and j.id is distinct from _job
+           order by j.run_at
+           limit 1;
+          if _next is null then
+            -- Nothing (else) pending: idle. FOR UPDATE conflicts with the KEY SHARE of an
+            -- enqueue of this key that has not committed (its job is not visible yet), and with
+            -- a concurrent dispatcher's lock: then look again after the other keys.
+            perform 1 from supaqueue.queue_key k
+              where k.queue = _q.id and k.key = _k.key
+                for update skip locked;
+            _back := not found;
+          end if;
+        end if;
       end if;
     end if;
 
-    select j.id into _job from supaqueue.job j
-     where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
-       and j.pending_dependencies = 0 and j.run_at <= _now
-     order by j.priority desc, j.run_at, j.id
-     limit 1
-       for update skip locked;
+    if _back then
+      _next := clock_timestamp();
+      if _job is null then
+        _since_serve := _since_serve || _k.key;
+      end if;
+    end if;
+    -- (a row another dispatcher holds is moved by that one)
+    update supaqueue.queue_key k
+       set due_at = _next,
+           served_at = case when _job is not null then _now else coalesce(k.served_at, _now) end,
+           tokens = case when _tokens is not null then _tokens else k.tokens end,
+           refilled_at = case when _tokens is not null then _now else k.refilled_at end
+     where (k.queue, k.key) = (select l.queue, l.key from supaqueue.queue_key l
+                                where l.queue = _q.id and l.key = _k.key
+                                  for no key update skip locked);
     if _job is not null then
-      update supaqueue.queue_key
-         set due_at = clock_timestamp(), served_at = _now,
-             tokens = case when _tokens is not null then _tokens - 1 end,
-             refilled_at = case when _tokens is not null then _now end
-       where queue = _q.id and key = _k.key;
-      _since_serve := '{}';
       return;
     end if;
-
-    if exists (select 1 from supaqueue.job j
-                where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
-                  and j.pending_dependencies = 0 and j.run_at <= _now) then
-      -- a ready job another transaction holds (being taken, or locked by an enqueue of a job
-      -- that depends on it): look again after the other keys
-      _next := clock_timestamp();
-      _since_serve := _since_serve || _k.key;
-    else
-      select j.run_at into _next from supaqueue.job j
-       where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
-         and j.pending_dependencies = 0
-       order by j.run_at
-       limit 1;
-    end if;
-    if _next is null then
-      -- Nothing pending: idle. FOR UPDATE conflicts with the KEY SHARE of an enqueue of this
-      -- key that has not committed (its job is not visible yet): then look again soon.
-      perform 1 from supaqueue.queue_key k
-        where k.queue = _q.id and k.key = _k.key
-          for update skip locked;
-      if not found then
-        _next := clock_timestamp();
-        _since_serve := _since_serve || _k.key;
-      end if;
-    end if;
-    update supaqueue.queue_key
-       set due_at = _next, served_at = coalesce(served_at, _now)
-     where queue = _q.id and key = _k.key;
   end loop;
 end
 $$;
@@ -2903,10 +2940,14 @@ CREATE FUNCTION supaqueue.queue_figures(_window interval DEFAULT '01:00:00'::int
       select count(*) filter (where j.status = 'pending') as pending,
              count(*) filter (where j.status = 'in_progress') as in_progress,
              min(j.created_at) filter (where j.status = 'pending') as oldest_pending,
-             -- job_ready_idx holds exactly the pending jobs without unfinished dependencies
+             -- job_ready_idx and job_key_ready_idx (0026) hold exactly the pending jobs without
+             -- unfinished dependencies, without and with a key
              (select count(*) from supaqueue.job r
                where r.queue = q.id and r.status = 'pending' and r.pending_dependencies = 0
-                 and r.run_at <= now()) as ready
+                 and r.key is null and r.run_at <= now())
+             + (select count(*) from supaqueue.job r
+                 where r.queue = q.id and r.status = 'pending' and r.pending_dependencies = 0
+                   and r.key is not null and r.run_at <= now()) as ready
         from supaqueue.job j
        where j.queue = q.id and j.status in ('pending', 'in_progress')) u
     cross join lateral (
@@ -3442,11 +3483,23 @@ begin
         perform supaqueue._key_ready(_k.queue, _k.key, _k.run_at);
       end loop;
     end if;
-    -- keyed jobs: their keys become due, once per key, before the dispatch below
+    -- keyed jobs: their keys become due, once per key, before the dispatch below. New keys in one
+    -- statement (a batch over 10,000 tenants: no call per key); the others by _key_ready.
     for _k in
-      select n.queue, n.key, min(n.run_at) as run_at from new_rows n
-       where n.key is not null and n.status = 'pending' and n.pending_dependencies = 0
-       group by n.queue, n.key
+      with ready as (
+        select n.queue, n.key, min(n.run_at) as run_at from new_rows n
+         where n.key is not null and n.status = 'pending' and n.pending_dependencies = 0
+         group by n.queue, n.key),
+      made as (
+        insert into supaqueue.queue_key (queue, key, due_at)
+          select r.queue, r.key, r.run_at from ready r
+           where not exists (select 1 from supaqueue.queue_key k
+                              where k.queue = r.queue and k.key = r.key)
+             and supaqueue._key_insert_lock(r.queue, r.key)
+          on conflict (queue, key) do nothing
+          returning queue, key)
+      select r.queue, r.key, r.run_at from ready r
+       where not exists (select 1 from made m where m.queue = r.queue and m.key = r.key)
     loop
       perform supaqueue._key_ready(_k.queue, _k.key, _k.run_at);
     end loop;
@@ -3683,15 +3736,23 @@ begin
     _pruned := _pruned + _n;
   end loop;
 
-  -- 0026: the state of keys idle for 10 minutes goes (their tokens are full again by then; a key
-  -- that comes back starts afresh). FOR UPDATE SKIP LOCKED: not a key an enqueue holds (KEY
-  -- SHARE) or a dispatch serves; a worker still counting against the key keeps it.
+  -- 0026: the state of keys idle for 10 minutes goes, once their bucket is full again (a key
+  -- that comes back starts afresh, with a full bucket: never a call too many). FOR UPDATE SKIP
+  -- LOCKED: not a key an enqueue holds (KEY SHARE) or a dispatch serves; a worker still counting
+  -- against the key keeps it; so does a hold.
   delete from supaqueue.queue_key k
+   using supaqueue.queue q
    where (k.queue, k.key) in (
      select i.queue, i.key from supaqueue.queue_key i
       where i.due_at is null and i.served_at < now() - interval '10 minutes'
       order by i.served_at limit 1000
         for update skip locked)
+     and q.id = k.queue
+     and (k.held_until is null or k.held_until < now())
+     and (k.refilled_at is null or q.rate_limit_per_key is null
+          or k.refilled_at + make_interval(secs => greatest(1, coalesce(
+               q.rate_limit_burst_per_key, ceil(q.rate_limit_per_key))) / q.rate_limit_per_key)
+             < now())
      and not exists (select 1 from supaqueue.worker w where w.queue = k.queue and w.key = k.key);
 
   return jsonb_build_object('expired', _expired, 'dispatched', _dispatched, 'pruned', _pruned);
@@ -4370,6 +4431,8 @@ REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid) FROM P
 REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid, _functions_only boolean) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._jobs_matching(_queue uuid, _states supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._key_insert_lock(_queue uuid, _key text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._key_ready(_queue uuid, _key text, _run_at timestamp with time zone) FROM PUBLIC;
 

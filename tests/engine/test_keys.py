@@ -354,7 +354,8 @@ class _Model:
         assert sum(s["n"] for s in states) == len(self.jobs)
         assert (
             self.e.one(
-                "select count(*) from supaqueue.worker where queue = %s and (locked or key is not null)",
+                "select count(*) from supaqueue.worker"
+                " where queue = %s and (locked or key is not null)",
                 (self.q,),
             )
             == 0
@@ -450,3 +451,156 @@ def test_priority_orders_jobs_within_a_key_and_keys_take_turns(engine: Engine) -
     # A's turn came before B's (A was last served before B's job came), then B's whatever its
     # priority, then A's again; within A by priority
     assert got == [high, b, low]
+
+
+def test_a_keys_last_job_selected_when_no_worker_is_left_is_not_stranded(engine: Engine) -> None:
+    # One INSERT, two keys of one job each, one worker: the dispatch takes A's job, selects B's,
+    # finds no worker left. B's key must stay due (it was made idle, its job never ran: keys
+    # bench, 10,000 keys).
+    q = engine.queue(workers=1, workers_per_key=1)
+    engine.conn.execute(
+        "select supaqueue.enqueue_batch(name, %s, _keys => array['A', 'B'])"
+        " from supaqueue.queue where id = %s",
+        (Jsonb([{}, {}]), q),
+    )
+    [first] = engine.new_requests()
+    assert engine.end(first.current_job)
+    [second] = engine.new_requests()
+    assert _key(engine, second.job) != _key(engine, first.job)
+
+
+def test_the_tick_forgets_idle_keys_once_their_bucket_is_full_again(engine: Engine) -> None:
+    q = engine.queue(workers=2, rate_limit_per_key=1 / 3600, rate_limit_burst_per_key=1)
+    for k in ("A", "B"):
+        engine.enqueue(q, {}, _key=k)
+        [req] = engine.new_requests()
+        assert engine.end(req.current_job)
+    engine.tick()  # both keys found idle
+    rows = engine.conn.execute(
+        "select key, due_at from supaqueue.queue_key where queue = %s order by key", (q,)
+    ).fetchall()
+    assert rows == [{"key": "A", "due_at": None}, {"key": "B", "due_at": None}]
+    # idle for 11 minutes; A's last token was taken 11 minutes ago, B's two hours ago
+    engine.conn.execute(
+        "update supaqueue.queue_key set served_at = now() - interval '11 minutes',"
+        " refilled_at = now() - case key when 'A' then interval '11 minutes'"
+        " else interval '2 hours' end where queue = %s",
+        (q,),
+    )
+    engine.tick()
+    keys = engine.conn.execute(
+        "select key from supaqueue.queue_key where queue = %s", (q,)
+    ).fetchall()
+    # B's bucket is full again: its state goes; A's is not: kept, or A could run again now
+    assert keys == [{"key": "A"}]
+    engine.enqueue(q, {}, _key="A")
+    assert engine.new_requests() == []
+
+
+# -- concurrency: enqueuers, chaining completers and a monitor on their own connections ---------
+
+
+def test_key_limits_hold_under_concurrent_enqueuers_and_chaining_reports(engine_dsn: str) -> None:
+    import random
+    import threading
+    import time
+
+    workers, per_key, enqueuers, per_enqueuer = 4, 2, 6, 30
+    engine = Engine(engine_dsn)
+    q = engine.queue(workers=workers, workers_per_key=per_key)
+    name = engine.one("select name from supaqueue.queue where id = %s", (q,))
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    worst: dict[str, int] = {"total": 0, "key": 0}
+    keys = ["a", "b", "c", None]
+
+    def enqueuer(n: int) -> None:
+        rnd = random.Random(n)
+        try:
+            with psycopg.connect(engine_dsn, autocommit=True) as conn:
+                for i in range(0, per_enqueuer, 3):
+                    if i % 2:
+                        conn.execute(
+                            "select supaqueue.enqueue_batch(%s, %s, _keys => %s)",
+                            (name, Jsonb([{}] * 3), [rnd.choice(keys) for _ in range(3)]),
+                        )
+                    else:
+                        with conn.transaction():
+                            for _ in range(3):
+                                conn.execute(
+                                    "select supaqueue.enqueue(%s, '{}'::jsonb, _key => %s)",
+                                    (name, rnd.choice(keys)),
+                                )
+        except BaseException as exc:
+            errors.append(exc)
+
+    def completer() -> None:
+        try:
+            with psycopg.connect(engine_dsn, autocommit=True) as conn:
+                while not stop.is_set():
+                    rows = conn.execute(
+                        "select c.id::text, c.claimed_at is not null from supaqueue.current_job c"
+                        " join supaqueue.worker w on w.id = c.worker where w.queue = %s",
+                        (q,),
+                    ).fetchall()
+                    for cj, claimed in rows:
+                        if not claimed and conn.execute(
+                            "select supaqueue.claim_current_job(%s) is not null", (cj,)
+                        ).fetchone() != (True,):
+                            continue
+                        while cj is not None:  # the chain goes on while it claims a next job
+                            out = conn.execute(
+                                "select supaqueue.report_and_claim(%s, true, true, 200,"
+                                " _chain_jobs => 1, _chain_elapsed_ms => 0)",
+                                (cj,),
+                            ).fetchone()
+                            nxt = out[0]["next"] if out else None
+                            cj = nxt["current_job"]["id"] if nxt else None
+                    if not rows:
+                        time.sleep(0.002)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def monitor() -> None:
+        try:
+            with psycopg.connect(engine_dsn, autocommit=True) as conn:
+                while not stop.is_set():
+                    rows = conn.execute(
+                        "select coalesce(key, ''), count(*) from supaqueue.worker"
+                        " where queue = %s and locked group by key",
+                        (q,),
+                    ).fetchall()
+                    worst["total"] = max(worst["total"], sum(n for _, n in rows))
+                    worst["key"] = max([worst["key"], *(n for k, n in rows if k)])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=enqueuer, args=(n,)) for n in range(enqueuers)]
+    helpers = [threading.Thread(target=completer) for _ in range(3)]
+    helpers.append(threading.Thread(target=monitor))
+    try:
+        for t in [*helpers, *threads]:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        expected = enqueuers * per_enqueuer
+        deadline = time.monotonic() + 90
+        done = 0
+        while time.monotonic() < deadline and not errors:
+            done = engine.one(
+                "select count(*) from supaqueue.job where queue = %s and status = 'success'", (q,)
+            )
+            if done == expected:
+                break
+            engine.tick()  # covers a commit that raced a dispatch, as in production
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in helpers:
+            t.join(timeout=30)
+        engine.close()
+    assert not errors, errors
+    assert done == expected, f"{done} of {expected} jobs succeeded"
+    assert worst["total"] <= workers
+    assert worst["key"] <= per_key, worst
+    assert worst["key"] >= 1, "the monitor should have seen keys at work"

@@ -148,7 +148,10 @@ export async function enqueueBatch<Q extends QueueName>(
   sql: SqlClient,
   queue: Q,
   payloads: readonly Payloads[Q][],
-  options: Omit<EnqueueOptions, "dedupKey" | "key"> & {{ keys?: readonly (string | null)[] }} = {{}},
+  options: Omit<EnqueueOptions, "dedupKey" | "key"> & {{
+    /** One key (or null) per payload. */
+    keys?: readonly (string | null)[];
+  }} = {{}},
 ): Promise<string[]> {{
   const rows = await sql.unsafe(
     "select supaqueue.enqueue_batch($1::text, $2::text::jsonb, $3::timestamptz, $4::integer," +

@@ -121,7 +121,7 @@ begin
     if found then
       return;
     end if;
-  else
+  elsif supaqueue._key_insert_lock(_queue, _key) then
     -- a new key (a row being made idle or removed is held FOR UPDATE: the insert conflicts)
     insert into supaqueue.queue_key (queue, key, due_at) values (_queue, _key, _run_at)
       on conflict (queue, key) do nothing;
@@ -131,6 +131,20 @@ begin
   end if;
   insert into supaqueue.queue_key_wake (queue, key, run_at) values (_queue, _key, _run_at);
 end
+$$;
+
+-- Whether this transaction may insert the state row of a new key: it holds (or has just taken) the
+-- transaction-level advisory lock of the key's bucket (one of 64 per queue, so a batch over
+-- 10,000 new keys takes at most 64 locks). Every insert of a queue_key row takes it first, so an
+-- insert never meets another transaction's uncommitted row of the same key and never waits: two
+-- transactions each enqueueing new keys in the other's order would otherwise deadlock. False:
+-- another transaction is inserting a key of that bucket; the caller leaves a wake row instead.
+CREATE OR REPLACE FUNCTION supaqueue._key_insert_lock(_queue uuid, _key text) RETURNS boolean
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext(_queue::text),
+                                              pg_catalog.hashtext(_key) & 63)
 $$;
 
 -- Makes the keys of a queue's wake rows due (see _key_ready); a wake whose key row is still held
@@ -152,7 +166,7 @@ begin
      where (k.queue, k.key) = (select l.queue, l.key from supaqueue.queue_key l
                                 where l.queue = _queue and l.key = _w.key
                                   for no key update skip locked);
-    if not found then
+    if not found and supaqueue._key_insert_lock(_queue, _w.key) then
       insert into supaqueue.queue_key (queue, key, due_at) values (_queue, _w.key, _w.run_at)
         on conflict (queue, key) do nothing;
     end if;
@@ -170,9 +184,12 @@ $$;
 -- limits; serving it moves it to the back (due_at = now), so keys with ready jobs take turns.
 -- A key that cannot be served moves: held (held_until) → to held_until; out of tokens
 -- (rate_limit_per_key) → to its next token; at workers_per_key → to the back; no ready job → to
--- its next job's run_at, or idle (due_at null). The key's row stays locked (FOR NO KEY UPDATE)
--- until the caller's transaction ends, so concurrent dispatchers skip the key and its busy count
--- (workers whose `key` it is, held ones included; the chaining worker not) cannot be overtaken.
+-- its next job's run_at, or idle (due_at null).
+-- With per-key limits, the key's row stays locked (FOR NO KEY UPDATE) until the caller's
+-- transaction ends, so concurrent dispatchers skip the key and its busy count (workers whose
+-- `key` it is, held ones included; the chaining worker not) and its tokens cannot be overtaken.
+-- Without (fairness only), keys are read unlocked and moved only where no one else holds them:
+-- concurrent dispatchers may then serve one busy key at once, as they serve a queue without keys.
 -- _since_serve: keys moved to the back since the last job this dispatch took; meeting one again
 -- means every due key has been looked at. Returns the job (locked FOR UPDATE), or null.
 CREATE OR REPLACE FUNCTION supaqueue._next_keyed_job(_q supaqueue.queue, _chain_worker uuid, INOUT _since_serve text[], OUT _job uuid) RETURNS record
@@ -180,101 +197,110 @@ CREATE OR REPLACE FUNCTION supaqueue._next_keyed_job(_q supaqueue.queue, _chain_
     SET search_path TO ''
     AS $$
 declare
+  _limited boolean := _q.workers_per_key is not null or _q.rate_limit_per_key is not null;
   _k supaqueue.queue_key;
   _now timestamptz;
   _cap double precision;
   _tokens double precision;
   _busy integer;
   _next timestamptz;
+  _back boolean;
 begin
   -- bounded: each pass takes a job or moves a key (a key's moves are bounded by its jobs and
   -- tokens); what is left over is for the next dispatch
   for _pass in 1..10000 loop
     _now := clock_timestamp();
-    select * into _k from supaqueue.queue_key k
-     where k.queue = _q.id and k.due_at <= _now
-     order by k.due_at
-     limit 1
-       for no key update skip locked;
+    if _limited then
+      select * into _k from supaqueue.queue_key k
+       where k.queue = _q.id and k.due_at <= _now
+       order by k.due_at
+       limit 1
+         for no key update skip locked;
+    else
+      select * into _k from supaqueue.queue_key k
+       where k.queue = _q.id and k.due_at <= _now
+       order by k.due_at
+       limit 1;
+    end if;
     if not found or _k.key = any (_since_serve) then
       return;
     end if;
+    _next := null;
+    _back := false;
+    _tokens := null;
 
     if _k.held_until > _now then
-      update supaqueue.queue_key set due_at = _k.held_until
-       where queue = _q.id and key = _k.key;
-      continue;
-    end if;
-
-    if _q.workers_per_key is not null then
-      select count(*) into _busy from supaqueue.worker w
-       where w.queue = _q.id and w.key = _k.key and w.id is distinct from _chain_worker;
-      if _busy >= _q.workers_per_key then
-        update supaqueue.queue_key set due_at = clock_timestamp()
-         where queue = _q.id and key = _k.key;
-        _since_serve := _since_serve || _k.key;
-        continue;
+      _next := _k.held_until;
+    elsif _q.workers_per_key is not null
+          and (select count(*) from supaqueue.worker w
+                where w.queue = _q.id and w.key = _k.key
+                  and w.id is distinct from _chain_worker) >= _q.workers_per_key then
+      _back := true;
+    else
+      if _q.rate_limit_per_key is not null then
+        _cap := greatest(1, coalesce(_q.rate_limit_burst_per_key, ceil(_q.rate_limit_per_key)));
+        _tokens := least(_cap, coalesce(
+          _k.tokens + extract(epoch from _now - _k.refilled_at) * _q.rate_limit_per_key, _cap));
       end if;
-    end if;
-
-    _tokens := null;
-    if _q.rate_limit_per_key is not null then
-      _cap := greatest(1, coalesce(_q.rate_limit_burst_per_key, ceil(_q.rate_limit_per_key)));
-      _tokens := least(_cap, coalesce(
-        _k.tokens + extract(epoch from _now - _k.refilled_at) * _q.rate_limit_per_key, _cap));
       if _tokens < 1 then
-        update supaqueue.queue_key
-           set due_at = _now + make_interval(secs => (1 - _tokens) / _q.rate_limit_per_key),
-               tokens = _tokens, refilled_at = _now
-         where queue = _q.id and key = _k.key;
-        continue;
+        _next := _now + make_interval(secs => (1 - _tokens) / _q.rate_limit_per_key);
+      else
+        select j.id into _job from supaqueue.job j
+         where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+           and j.pending_dependencies = 0 and j.run_at <= _now
+         order by j.priority desc, j.run_at, j.id
+         limit 1
+           for update skip locked;
+        if _job is not null then
+          _tokens := _tokens - 1;
+          _since_serve := '{}';
+        end if;
+        -- the key's next ready job (one more probe now saves a turn later, as a key with one job
+        -- would otherwise come round again only to be found empty)
+        if exists (select 1 from supaqueue.job j
+                    where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+                      and j.pending_dependencies = 0 and j.run_at <= _now
+                      and j.id is distinct from _job) then
+          -- served: to the back; else a ready job another transaction holds (being taken, or
+          -- locked by an enqueue of a job that depends on it): look again after the other keys
+          _back := true;
+        else
+          select j.run_at into _next from supaqueue.job j
+           where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+             and j.pending_dependencies = 0 and j.id is distinct from _job
+           order by j.run_at
+           limit 1;
+          if _next is null then
+            -- Nothing (else) pending: idle. FOR UPDATE conflicts with the KEY SHARE of an
+            -- enqueue of this key that has not committed (its job is not visible yet), and with
+            -- a concurrent dispatcher's lock: then look again after the other keys.
+            perform 1 from supaqueue.queue_key k
+              where k.queue = _q.id and k.key = _k.key
+                for update skip locked;
+            _back := not found;
+          end if;
+        end if;
       end if;
     end if;
 
-    select j.id into _job from supaqueue.job j
-     where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
-       and j.pending_dependencies = 0 and j.run_at <= _now
-     order by j.priority desc, j.run_at, j.id
-     limit 1
-       for update skip locked;
+    if _back then
+      _next := clock_timestamp();
+      if _job is null then
+        _since_serve := _since_serve || _k.key;
+      end if;
+    end if;
+    -- (a row another dispatcher holds is moved by that one)
+    update supaqueue.queue_key k
+       set due_at = _next,
+           served_at = case when _job is not null then _now else coalesce(k.served_at, _now) end,
+           tokens = case when _tokens is not null then _tokens else k.tokens end,
+           refilled_at = case when _tokens is not null then _now else k.refilled_at end
+     where (k.queue, k.key) = (select l.queue, l.key from supaqueue.queue_key l
+                                where l.queue = _q.id and l.key = _k.key
+                                  for no key update skip locked);
     if _job is not null then
-      update supaqueue.queue_key
-         set due_at = clock_timestamp(), served_at = _now,
-             tokens = case when _tokens is not null then _tokens - 1 end,
-             refilled_at = case when _tokens is not null then _now end
-       where queue = _q.id and key = _k.key;
-      _since_serve := '{}';
       return;
     end if;
-
-    if exists (select 1 from supaqueue.job j
-                where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
-                  and j.pending_dependencies = 0 and j.run_at <= _now) then
-      -- a ready job another transaction holds (being taken, or locked by an enqueue of a job
-      -- that depends on it): look again after the other keys
-      _next := clock_timestamp();
-      _since_serve := _since_serve || _k.key;
-    else
-      select j.run_at into _next from supaqueue.job j
-       where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
-         and j.pending_dependencies = 0
-       order by j.run_at
-       limit 1;
-    end if;
-    if _next is null then
-      -- Nothing pending: idle. FOR UPDATE conflicts with the KEY SHARE of an enqueue of this
-      -- key that has not committed (its job is not visible yet): then look again soon.
-      perform 1 from supaqueue.queue_key k
-        where k.queue = _q.id and k.key = _k.key
-          for update skip locked;
-      if not found then
-        _next := clock_timestamp();
-        _since_serve := _since_serve || _k.key;
-      end if;
-    end if;
-    update supaqueue.queue_key
-       set due_at = _next, served_at = coalesce(served_at, _now)
-     where queue = _q.id and key = _k.key;
   end loop;
 end
 $$;
@@ -303,6 +329,8 @@ declare
   _from_id uuid;
   _held boolean := false;
   _keyed boolean;
+  _wakes boolean;
+  _any_keys boolean;
   _keyed_turn boolean := random() < 0.5;
   _since_serve text[] := '{}';
   _kid uuid;
@@ -390,11 +418,19 @@ begin
       and j.key is null
     order by j.priority desc, j.run_at, j.id
     limit 1;
-  if exists (select 1 from supaqueue.queue_key_wake w where w.queue = _queue) then
+  -- Keys (0026), in one statement (each costs): wakes to apply, keys due, any key state at all
+  -- (a worker counts against a key only while its key has a row: the tick keeps those).
+  select exists (select 1 from supaqueue.queue_key_wake w where w.queue = _queue),
+         exists (select 1 from supaqueue.queue_key k
+                  where k.queue = _queue and k.due_at <= clock_timestamp()),
+         exists (select 1 from supaqueue.queue_key k where k.queue = _queue)
+    into _wakes, _keyed, _any_keys;
+  if _wakes then
     perform supaqueue._key_wakes(_queue);
+    _keyed := exists (select 1 from supaqueue.queue_key k
+                       where k.queue = _queue and k.due_at <= clock_timestamp());
+    _any_keys := true;
   end if;
-  _keyed := exists (select 1 from supaqueue.queue_key k
-                     where k.queue = _queue and k.due_at <= clock_timestamp());
 
   loop
     exit when _budget is not null and _n >= _budget;
@@ -453,20 +489,28 @@ begin
       -- that it is not retiring): no write to the worker at all
       _worker := _chain_worker;
     end if;
-    exit when _worker is null;
 
     -- Decrypted only when there is something to send: idle ticks stay cheap.
-    if _chain_worker is null and _secret is null then
+    if _worker is not null and _chain_worker is null and _secret is null then
       select ds.decrypted_secret into _secret
         from vault.decrypted_secrets ds where ds.name = 'supaqueue_secret'
         order by ds.created_at desc limit 1;
-      exit when _secret is null;  -- not configured yet, as above
+      -- not configured yet, as above
+    end if;
+    if _worker is null or (_chain_worker is null and _secret is null) then
+      -- The selected job stays pending. Its key must stay due: the selection may have made it
+      -- idle (its only ready job was this one) or moved it on.
+      if _job.key is not null then
+        perform supaqueue._key_ready(_queue, _job.key, _job.run_at);
+      end if;
+      exit;
     end if;
 
     if _chain_worker is null then
       update supaqueue.worker set locked = true, key = _job.key where id = _worker;
-    else
-      -- the key the chained worker now counts against (a write only when it changes)
+    elsif _job.key is not null or _any_keys then
+      -- the key the chained worker now counts against (a write only when it changes; in a queue
+      -- without key state no worker has a key, so none is read)
       update supaqueue.worker set key = _job.key
        where id = _worker and key is distinct from _job.key;
     end if;
