@@ -14,7 +14,10 @@ Deno.serve(async (request) => {
   if (payload.busy === true) {
     return Response.json(
       { busy: true, received_at_ms: receivedAtMs },
-      { status: 429, headers: { "Retry-After": String(payload.retry_after ?? 2) } },
+      {
+        status: 429,
+        headers: { "Retry-After": String(payload.retry_after ?? 2) },
+      },
     );
   }
   return Response.json({ received_at_ms: receivedAtMs });
