@@ -1255,7 +1255,7 @@ $$;
 ALTER FUNCTION supaqueue._jobs_matching(_queue uuid, _states supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._key_insert_lock(_queue uuid, _key text) RETURNS boolean
-    LANGUAGE sql
+    LANGUAGE sql SECURITY DEFINER
     SET search_path TO ''
     AS $$
   select pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext(_queue::text),

@@ -140,7 +140,7 @@ $$;
 -- transactions each enqueueing new keys in the other's order would otherwise deadlock. False:
 -- another transaction is inserting a key of that bucket; the caller leaves a wake row instead.
 CREATE OR REPLACE FUNCTION supaqueue._key_insert_lock(_queue uuid, _key text) RETURNS boolean
-    LANGUAGE sql
+    LANGUAGE sql SECURITY DEFINER
     SET search_path TO ''
     AS $$
   select pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext(_queue::text),
