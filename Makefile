@@ -73,6 +73,7 @@ bench: toolchain
 	@$(ENV) $(PY) benchmarks/dev_up_bench.py
 	@$(ENV) $(PY) benchmarks/tick_latency_bench.py
 	@$(ENV) $(PY) benchmarks/history_bench.py scaling
+	@$(ENV) $(PY) benchmarks/backpressure_bench.py
 
 # Long: issue 26's soak (SQL-level). A short run of the same shape:
 # make soak SOAK_ARGS='--jobs 200000 --retention 60'

@@ -127,6 +127,7 @@ def _queue_limit(name: str) -> str:
         "key_from": "`$` then 1..8 dotted field names",
         "payload_schema": f"a JSON Schema, at most {queue.MAX_PAYLOAD_SCHEMA_BYTES} bytes",
         "enqueue_roles": ", ".join(queue.ENQUEUE_ROLES),
+        "hold_on_retry_after": ", ".join(queue.HOLD_ON_RETRY_AFTER),
     }.get(name, "")
 
 

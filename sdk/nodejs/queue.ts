@@ -81,6 +81,10 @@ export class Queue extends pulumi.CustomResource {
      */
     declare public readonly headers: pulumi.Output<{[key: string]: string} | undefined>;
     /**
+     * What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry), `key` (every job of its key; the queue for a job without a key) or `queue` (every job of the queue); at most an hour.
+     */
+    declare public readonly hold_on_retry_after: pulumi.Output<string | undefined>;
+    /**
      * Never delete finished jobs (default false). Refused together with `retention_seconds`.
      */
     declare public readonly keep_finished_forever: pulumi.Output<boolean | undefined>;
@@ -187,6 +191,7 @@ export class Queue extends pulumi.CustomResource {
             resourceInputs["edge_function_name"] = args?.edge_function_name;
             resourceInputs["enqueue_roles"] = args?.enqueue_roles;
             resourceInputs["headers"] = args?.headers ? pulumi.secret(args.headers) : undefined;
+            resourceInputs["hold_on_retry_after"] = args?.hold_on_retry_after;
             resourceInputs["keep_finished_forever"] = args?.keep_finished_forever;
             resourceInputs["key_from"] = args?.key_from;
             resourceInputs["lease_grace_ms"] = args?.lease_grace_ms;
@@ -217,6 +222,7 @@ export class Queue extends pulumi.CustomResource {
             resourceInputs["edge_function_name"] = undefined /*out*/;
             resourceInputs["enqueue_roles"] = undefined /*out*/;
             resourceInputs["headers"] = undefined /*out*/;
+            resourceInputs["hold_on_retry_after"] = undefined /*out*/;
             resourceInputs["keep_finished_forever"] = undefined /*out*/;
             resourceInputs["key_from"] = undefined /*out*/;
             resourceInputs["lease_grace_ms"] = undefined /*out*/;
@@ -285,6 +291,10 @@ export interface QueueArgs {
      * Extra request headers, e.g. Authorization. Kept secret in state.
      */
     headers?: pulumi.Input<{[key: string]: pulumi.Input<string>} | undefined>;
+    /**
+     * What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry), `key` (every job of its key; the queue for a job without a key) or `queue` (every job of the queue); at most an hour.
+     */
+    hold_on_retry_after?: pulumi.Input<string | undefined>;
     /**
      * Never delete finished jobs (default false). Refused together with `retention_seconds`.
      */

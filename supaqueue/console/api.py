@@ -19,6 +19,8 @@ from supaqueue.clients.postgres import check_url, describe, sql_message
 
 STATES = ("pending", "in_progress", "success", "failed", "cancelled")
 FINISHED_STATES = ("success", "failed", "cancelled")
+# What `figures` adds to each queue about holds by a Retry-After (sql/0027)
+HOLD_FIELDS = ("held_until", "hold_reason", "held_keys", "key_held_until", "key_hold_reason")
 # SQLSTATEs the operator API raises (sql/0013_operator.sql)
 _NOT_FOUND = "SQ005"
 
@@ -126,7 +128,26 @@ class Operator:
         for row in rows:
             row["dispatch_held_since"] = hold["since"] if hold else None
             row["dispatch_hold_reason"] = hold["reason"] if hold else None
+        # Holds by the target's Retry-After (sql/0027): the queue's, and its held keys.
+        holds = self.queue_holds()
+        for row in rows:
+            held = holds.get(str(row["queue"]), {})
+            for key in HOLD_FIELDS:
+                row[key] = held.get(key, 0 if key == "held_keys" else None)
         return rows
+
+    def queue_holds(self) -> dict[str, dict[str, Any]]:
+        """Per queue id, the holds of queues and keys by a Retry-After (sql/0027): held_until,
+        hold_reason, held_keys, key_held_until, key_hold_reason. Only queues with a hold."""
+        try:
+            rows: list[dict[str, Any]] = list(
+                self.conn.execute(_queries()["queue_holds"]).fetchall()  # type: ignore[arg-type]
+            )
+        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+            return {}  # installed before sql/0027: nothing can be held
+        except psycopg.Error as exc:
+            raise ConsoleError(sql_message(exc)) from None
+        return {str(r["queue"]): dict(r) for r in rows}
 
     def dispatch_hold(self) -> dict[str, Any] | None:
         """Since when and why dispatch is held (the dispatcher answered 404), or None."""

@@ -92,6 +92,11 @@ class QueueCollector(Collector):
     def _read(self) -> list[dict[str, Any]]:
         op = self._operator()
         figures = op.figures_only("1 minute")
+        holds = op.queue_holds()  # by a target's Retry-After (sql/0027)
+        for row in figures:
+            held = holds.get(str(row["queue"]), {})
+            row["queue_held"] = 1 if held.get("held_until") is not None else 0
+            row["keys_held"] = held.get("held_keys", 0)
         until = op.database_now(self.settle_seconds)
         if self._watermark is None:
             self._watermark = until  # counters start at 0 now
@@ -152,6 +157,14 @@ class QueueCollector(Collector):
             "queue_paused": (
                 "1 if the queue is paused (by the stack or by an operator)",
                 lambda r: 1 if r["paused_by_stack"] or r["paused_by_operator_since"] else 0,
+            ),
+            "queue_held": (
+                "1 if the queue is held by its target's Retry-After (hold_on_retry_after: queue)",
+                lambda r: r.get("queue_held", 0),
+            ),
+            "keys_held": (
+                "Keys of the queue held by their target's Retry-After (hold_on_retry_after: key)",
+                lambda r: r.get("keys_held", 0),
             ),
         }
         for name, (text, value) in gauges.items():

@@ -67,7 +67,34 @@ def queue_state(row: dict[str, Any]) -> Text:
         return Text("paused (stack)", style="yellow")
     if row.get("dispatch_held_since") is not None:
         return Text("held: no dispatcher", style="red")
+    if row.get("held_until") is not None:
+        # the target answered 429/503 with Retry-After (sql/0027); the reason is under the table
+        return Text(f"held until {clock(row['held_until'])}", style="yellow")
+    if row.get("held_keys"):
+        keys = row["held_keys"]
+        return Text(f"running, {keys} key{'s' if keys != 1 else ''} held", style="yellow")
     return Text("running", style="green")
+
+
+def clock(value: datetime) -> str:
+    """A time of today as the local HH:MM:SS (a hold lasts at most an hour)."""
+    return value.astimezone().strftime("%H:%M:%S")
+
+
+def hold_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Why each held queue or key is held (`supaqueue status` prints them under the table)."""
+    lines = []
+    for row in rows:
+        if row.get("held_until") is not None:
+            lines.append(
+                f"queue {row['name']} held until {when(row['held_until'])}: {row['hold_reason']}"
+            )
+        if row.get("held_keys"):
+            lines.append(
+                f"queue {row['name']}: {row['held_keys']} key(s) held, the longest until "
+                f"{when(row['key_held_until'])}: {row['key_hold_reason']}"
+            )
+    return lines
 
 
 @dataclass(frozen=True)
@@ -111,11 +138,16 @@ def status_table(rows: list[dict[str, Any]], window: str) -> Table:
     for row in rows:
         table.add_row(*(column.cell(row) for column in STATUS_COLUMNS))
     held = next((r for r in rows if r.get("dispatch_held_since") is not None), None)
+    captions = hold_lines(rows)
     if held is not None:
-        table.caption = f"dispatch held since {when(held['dispatch_held_since'])}: " + str(
-            held["dispatch_hold_reason"]
+        captions.insert(
+            0,
+            f"dispatch held since {when(held['dispatch_held_since'])}: "
+            + str(held["dispatch_hold_reason"]),
         )
-        table.caption_style = "red"
+    if captions:
+        table.caption = "\n".join(captions)
+        table.caption_style = "red" if held is not None else "yellow"
         table.caption_justify = "left"
     return table
 

@@ -591,8 +591,11 @@ begin
   -- a chain, when every worker is busy (the usual case at saturation, after each report): no job
   -- row gets probed or locked for nothing. One statement: each one a call runs costs more
   -- (executor start) than the lookups it makes here.
+  -- 0027: nor while its target holds it (Retry-After; a primary-key probe of a tiny table).
   select q.* into _q from supaqueue.queue q
    where q.id = _queue and not q.paused and q.operator_paused_at is null
+     and not exists (select 1 from supaqueue.queue_hold h
+                      where h.queue = _queue and h.held_until > _now)
      and (_chain_worker is not null
           or exists (select 1 from supaqueue.worker w
                       where w.queue = _queue and not w.locked and not w.retiring));
@@ -886,6 +889,13 @@ begin
           updated_at = now(), last_status_code = _status_code, last_error = left(_error, 2000)
       where id = _job.id;
   end if;
+  -- 0027: the target asked to be left alone (429/503 with Retry-After): hold the job's key or
+  -- queue, whatever becomes of this job (its attempts may be used up; the answer stands)
+  if _status_code in (429, 503) and _retry_after_seconds > 0
+     and _q.hold_on_retry_after <> 'job' then
+    perform supaqueue._hold_on_retry_after(_q.id, _q.hold_on_retry_after, _job.id, _job.key,
+                                           _status_code, _retry_after_seconds);
+  end if;
   return _queues;
 end
 $$;
@@ -1026,6 +1036,52 @@ end
 $$;
 
 ALTER FUNCTION supaqueue._hold_missing_dispatcher() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._hold_on_retry_after(_queue uuid, _mode text, _job uuid, _key text, _status_code integer, _retry_after_seconds numeric) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _now timestamptz := clock_timestamp();
+  _seconds numeric := least(_retry_after_seconds, supaqueue.max_hold_seconds());
+  _until timestamptz := _now + make_interval(secs => _seconds::double precision);
+  _reason text := format('HTTP %s with Retry-After: %s s (job %s)%s', _status_code,
+                         trim_scale(_retry_after_seconds), _job,
+                         case when _seconds < _retry_after_seconds
+                           then format('; held %s s, the longest hold', _seconds) else '' end);
+begin
+  -- Many calls in flight meet the same wall at once: only an answer that lengthens the hold
+  -- writes (and locks) the row.
+  if _mode = 'key' and _key is not null then
+    if exists (select 1 from supaqueue.queue_key k
+                where k.queue = _queue and k.key = _key and k.held_until >= _until) then
+      return;
+    end if;
+    -- The key's turn (due_at) comes no sooner than the hold's end; an idle key (null: no ready
+    -- job) stays idle. A key without a row yet is due at the hold's end.
+    insert into supaqueue.queue_key as k (queue, key, due_at, held_until, hold_reason)
+      values (_queue, _key, _until, _until, _reason)
+      on conflict (queue, key) do update
+        set held_until = excluded.held_until, hold_reason = excluded.hold_reason,
+            due_at = case when k.due_at is not null then greatest(k.due_at, excluded.held_until) end
+        where k.held_until is null or k.held_until < excluded.held_until;
+    return;
+  end if;
+  if exists (select 1 from supaqueue.queue_hold h
+              where h.queue = _queue and h.held_until >= _until) then
+    return;
+  end if;
+  insert into supaqueue.queue_hold as h (queue, since, held_until, reason)
+    values (_queue, _now, _until, _reason)
+    on conflict (queue) do update
+      set held_until = excluded.held_until, reason = excluded.reason,
+          -- a hold that had ended begins again; one going on keeps its start
+          since = case when h.held_until > _now then h.since else excluded.since end
+      where h.held_until < excluded.held_until;
+end
+$$;
+
+ALTER FUNCTION supaqueue._hold_on_retry_after(_queue uuid, _mode text, _job uuid, _key text, _status_code integer, _retry_after_seconds numeric) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._hold_worker(_cj supaqueue.current_job) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1326,11 +1382,13 @@ CREATE TABLE supaqueue.queue (
     workers_per_key integer,
     rate_limit_per_key double precision,
     rate_limit_burst_per_key integer,
+    hold_on_retry_after text DEFAULT 'job'::text NOT NULL,
     CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
     CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
     CONSTRAINT queue_default_headers_object CHECK ((jsonb_typeof(default_headers) = 'object'::text)),
     CONSTRAINT queue_edge_function_name_is_slug CHECK ((edge_function_name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
     CONSTRAINT queue_enqueue_roles_known CHECK (((enqueue_roles <@ ARRAY['anon'::text, 'authenticated'::text]) AND (array_position(enqueue_roles, NULL::text) IS NULL))),
+    CONSTRAINT queue_hold_on_retry_after_known CHECK ((hold_on_retry_after = ANY (ARRAY['job'::text, 'key'::text, 'queue'::text]))),
     CONSTRAINT queue_key_from_path CHECK (((key_from IS NULL) OR (key_from ~ '^\$(\.[A-Za-z_][A-Za-z0-9_]{0,62}){1,8}$'::text))),
     CONSTRAINT queue_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
     CONSTRAINT queue_method_known CHECK ((method = ANY (ARRAY['GET'::text, 'POST'::text, 'PUT'::text, 'PATCH'::text, 'DELETE'::text]))),
@@ -2774,6 +2832,13 @@ CREATE FUNCTION supaqueue.max_dependency_results_bytes() RETURNS integer
 
 ALTER FUNCTION supaqueue.max_dependency_results_bytes() OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.max_hold_seconds() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select 3600 $$;
+
+ALTER FUNCTION supaqueue.max_hold_seconds() OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.max_payload_bytes() RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
@@ -3730,9 +3795,16 @@ begin
   -- 0017: workers whose abandoned call can no longer be running become free for the loop below
   perform supaqueue._release_held_workers();
 
+  -- 0027: holds whose time has passed (they hold nothing any more; the table stays tiny)
+  delete from supaqueue.queue_hold h
+   where h.queue in (select o.queue from supaqueue.queue_hold o
+                      where o.held_until <= clock_timestamp() for update skip locked);
+
   for _queue in
     select q.id from supaqueue.queue q
       where not q.paused and q.operator_paused_at is null
+        and not exists (select 1 from supaqueue.queue_hold h
+                         where h.queue = q.id and h.held_until > clock_timestamp())
         and exists (select 1 from supaqueue.worker w
                      where w.queue = q.id and not w.locked and not w.retiring)
   loop
@@ -4059,6 +4131,15 @@ CREATE TABLE supaqueue.queue_bucket (
 
 ALTER TABLE supaqueue.queue_bucket OWNER TO postgres;
 
+CREATE TABLE supaqueue.queue_hold (
+    queue uuid NOT NULL,
+    since timestamp with time zone DEFAULT now() NOT NULL,
+    held_until timestamp with time zone NOT NULL,
+    reason text NOT NULL
+);
+
+ALTER TABLE supaqueue.queue_hold OWNER TO postgres;
+
 CREATE TABLE supaqueue.queue_key (
     queue uuid NOT NULL,
     key text NOT NULL,
@@ -4122,8 +4203,13 @@ CREATE VIEW supaqueue.queue_stats AS
           WHERE ((w.queue = q.id) AND w.locked)) AS busy_workers,
     COALESCE(a.attempts, (0)::bigint) AS attempts_last_minute,
     COALESCE(a.failures, (0)::bigint) AS failures_last_minute,
-    q.operator_paused_at AS paused_by_operator_since
-   FROM ((supaqueue.queue q
+    q.operator_paused_at AS paused_by_operator_since,
+    qh.held_until,
+    qh.hold_reason,
+    ( SELECT count(*) AS count
+           FROM supaqueue.queue_key k
+          WHERE ((k.queue = q.id) AND (k.held_until > now()))) AS held_keys
+   FROM (((supaqueue.queue q
      LEFT JOIN LATERAL ( SELECT count(*) FILTER (WHERE (j.status = 'pending'::supaqueue.job_status)) AS pending,
             count(*) FILTER (WHERE (j.status = 'in_progress'::supaqueue.job_status)) AS in_progress,
             count(*) FILTER (WHERE (j.status = 'success'::supaqueue.job_status)) AS success,
@@ -4134,7 +4220,11 @@ CREATE VIEW supaqueue.queue_stats AS
      LEFT JOIN LATERAL ( SELECT count(*) AS attempts,
             count(*) FILTER (WHERE (h.outcome <> 'success'::text)) AS failures
            FROM supaqueue.job_attempt h
-          WHERE ((h.queue = q.id) AND (h.ended_at > (now() - '00:01:00'::interval)))) a ON (true));
+          WHERE ((h.queue = q.id) AND (h.ended_at > (now() - '00:01:00'::interval)))) a ON (true))
+     LEFT JOIN LATERAL ( SELECT qhr.held_until,
+            qhr.reason AS hold_reason
+           FROM supaqueue.queue_hold qhr
+          WHERE ((qhr.queue = q.id) AND (qhr.held_until > now()))) qh ON (true));
 
 ALTER TABLE supaqueue.queue_stats OWNER TO postgres;
 
@@ -4230,6 +4320,9 @@ ALTER TABLE ONLY supaqueue.migrations
 
 ALTER TABLE ONLY supaqueue.queue_bucket
     ADD CONSTRAINT queue_bucket_pkey PRIMARY KEY (queue);
+
+ALTER TABLE ONLY supaqueue.queue_hold
+    ADD CONSTRAINT queue_hold_pkey PRIMARY KEY (queue);
 
 ALTER TABLE ONLY supaqueue.queue_key
     ADD CONSTRAINT queue_key_pkey PRIMARY KEY (queue, key);
@@ -4345,6 +4438,9 @@ ALTER TABLE ONLY supaqueue.queue_bucket
 ALTER TABLE ONLY supaqueue.queue
     ADD CONSTRAINT queue_dead_letter_queue_fkey FOREIGN KEY (dead_letter_queue) REFERENCES supaqueue.queue(id);
 
+ALTER TABLE ONLY supaqueue.queue_hold
+    ADD CONSTRAINT queue_hold_queue_fkey FOREIGN KEY (queue) REFERENCES supaqueue.queue(id) ON DELETE CASCADE;
+
 ALTER TABLE ONLY supaqueue.queue_key
     ADD CONSTRAINT queue_key_queue_fkey FOREIGN KEY (queue) REFERENCES supaqueue.queue(id) ON DELETE CASCADE;
 
@@ -4409,6 +4505,8 @@ REVOKE ALL ON FUNCTION supaqueue._finish_attempt(_cj supaqueue.current_job, _out
 REVOKE ALL ON FUNCTION supaqueue._free_worker(_worker uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._hold_missing_dispatcher() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._hold_on_retry_after(_queue uuid, _mode text, _job uuid, _key text, _status_code integer, _retry_after_seconds numeric) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._hold_worker(_cj supaqueue.current_job) FROM PUBLIC;
 
@@ -4532,6 +4630,9 @@ GRANT ALL ON FUNCTION supaqueue.max_dedup_key_bytes() TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.max_dependency_results_bytes() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.max_dependency_results_bytes() TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.max_hold_seconds() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.max_hold_seconds() TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.max_payload_bytes() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.max_payload_bytes() TO service_role;
@@ -4672,6 +4773,8 @@ GRANT SELECT ON TABLE supaqueue.job_operator_action TO service_role;
 GRANT SELECT ON TABLE supaqueue.migrations TO service_role;
 
 GRANT SELECT ON TABLE supaqueue.queue_bucket TO service_role;
+
+GRANT SELECT ON TABLE supaqueue.queue_hold TO service_role;
 
 GRANT SELECT ON TABLE supaqueue.queue_key TO service_role;
 

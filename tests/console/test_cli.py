@@ -352,6 +352,41 @@ def test_status_shows_each_queues_next_scheduled_run(jobs: Jobs) -> None:
     assert "nightly" in table and "next schedule" in table
 
 
+def test_status_shows_queues_and_keys_held_by_a_retry_after(jobs: Jobs) -> None:
+    """Issue 26 item 3 (sql/0027): a 429/503 with Retry-After held `reports`, and two keys of
+    `emails`: the table's state and a line each under it, the --json rows' fields."""
+    rows = {r["name"]: r for r in json.loads(ok("status", "--db-url", jobs.dsn, "--json"))}
+    assert rows["emails"]["held_until"] is None and rows["emails"]["held_keys"] == 0
+    conn = jobs.engine.conn
+    conn.execute(
+        "insert into supaqueue.queue_hold (queue, held_until, reason)"
+        " values (%s, now() + interval '30 minutes', 'HTTP 429 with Retry-After: 1800 s (job x)')",
+        (jobs.reports,),
+    )
+    conn.execute(
+        "insert into supaqueue.queue_key (queue, key, held_until, hold_reason) values"
+        " (%(q)s, 'a', now() + interval '1 minute', 'HTTP 503 with Retry-After: 60 s (job y)'),"
+        " (%(q)s, 'b', now() + interval '2 seconds', 'HTTP 429 with Retry-After: 2 s (job z)'),"
+        " (%(q)s, 'c', now() - interval '1 second', 'over')",
+        {"q": jobs.emails},
+    )
+    try:
+        table = ok("status", "--db-url", jobs.dsn)
+        assert "held until" in table and "running, 2 keys held" in table
+        assert "queue reports held until" in table
+        assert "HTTP 429 with Retry-After: 1800 s (job x)" in table
+        assert "queue emails: 2 key(s) held, the longest until" in table
+        assert "HTTP 503 with Retry-After: 60 s (job y)" in table
+        rows = {r["name"]: r for r in json.loads(ok("status", "--db-url", jobs.dsn, "--json"))}
+        assert rows["reports"]["hold_reason"] == "HTTP 429 with Retry-After: 1800 s (job x)"
+        assert rows["reports"]["held_until"] is not None and rows["reports"]["held_keys"] == 0
+        assert rows["emails"]["held_until"] is None and rows["emails"]["held_keys"] == 2
+        assert rows["emails"]["key_hold_reason"] == "HTTP 503 with Retry-After: 60 s (job y)"
+    finally:
+        conn.execute("delete from supaqueue.queue_hold")
+        conn.execute("update supaqueue.queue_key set held_until = null, hold_reason = null")
+
+
 def test_status_shows_a_dispatch_held_for_a_missing_dispatcher(jobs: Jobs) -> None:
     """Issue 21 item 6: the tick holds dispatch when the dispatcher answers 404 (sql/0018)."""
     import psycopg

@@ -446,3 +446,36 @@ def test_a_held_dispatch_shows_on_the_queues_page(browser: WebDriver, ui: Ui, jo
     )
     title = browser.find_element(By.CSS_SELECTOR, state).get_attribute("title")
     assert title == "the dispatcher answered HTTP 404"
+
+
+def test_holds_by_a_retry_after_show_on_the_queues_page(
+    browser: WebDriver, ui: Ui, jobs: Jobs
+) -> None:
+    """Issue 26 item 3 (sql/0027): a queue held by its target's Retry-After shows until when,
+    with why as the state's title; a queue with held keys shows how many; both end by
+    themselves (here: the holds are moved into the past)."""
+    login(browser, ui)
+    browser.get(ui.origin + "/")
+    wait_for("the queues", lambda: rows(browser, "queues"))
+    conn = jobs.engine.conn
+    conn.execute(
+        "insert into supaqueue.queue_hold (queue, held_until, reason)"
+        " values (%s, now() + interval '30 minutes', 'HTTP 429 with Retry-After: 1800 s (job x)')",
+        (jobs.reports,),
+    )
+    conn.execute(
+        "insert into supaqueue.queue_key (queue, key, held_until, hold_reason)"
+        " values (%s, 'tenant-a', now() + interval '1 minute', 'HTTP 503 with Retry-After: 60 s')",
+        (jobs.emails,),
+    )
+
+    def state(queue: str) -> Any:
+        return browser.find_element(By.CSS_SELECTOR, f'#queues tr[data-queue="{queue}"] .state')
+
+    wait_for("the held queue", lambda: state("reports").text.startswith("held until "))
+    assert state("reports").get_attribute("title") == "HTTP 429 with Retry-After: 1800 s (job x)"
+    wait_for("the held key", lambda: state("emails").text == "running, 1 key held")
+    assert state("emails").get_attribute("title") == "HTTP 503 with Retry-After: 60 s"
+    conn.execute("update supaqueue.queue_hold set held_until = now() - interval '1 second'")
+    conn.execute("update supaqueue.queue_key set held_until = now() - interval '1 second'")
+    wait_for("the holds' end", lambda: state("reports").text == state("emails").text == "running")

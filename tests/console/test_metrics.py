@@ -126,6 +126,28 @@ def test_scraped_metrics_per_queue(exporter: Exporter, jobs: Jobs) -> None:
     assert third[q("supaqueue_jobs_failed_total", queue="emails")] == 1
 
 
+def test_holds_by_a_retry_after_are_gauges(exporter: Exporter, jobs: Jobs) -> None:
+    """Issue 26 item 3 (sql/0027): a held queue, and a queue's held keys."""
+    first = exporter.scrape()
+    assert first[q("supaqueue_queue_held", queue="reports")] == 0
+    assert first[q("supaqueue_keys_held", queue="emails")] == 0
+    jobs.engine.conn.execute(
+        "insert into supaqueue.queue_hold (queue, held_until, reason)"
+        " values (%s, now() + interval '10 minutes', 'HTTP 429 with Retry-After: 600 s')",
+        (jobs.reports,),
+    )
+    jobs.engine.conn.execute(
+        "insert into supaqueue.queue_key (queue, key, held_until, hold_reason) values"
+        " (%(q)s, 'a', now() + interval '1 minute', 'x'), (%(q)s, 'b', now() + interval '1 minute',"
+        " 'y')",
+        {"q": jobs.emails},
+    )
+    second = exporter.scrape()
+    assert second[q("supaqueue_queue_held", queue="reports")] == 1
+    assert second[q("supaqueue_queue_held", queue="emails")] == 0
+    assert second[q("supaqueue_keys_held", queue="emails")] == 2
+
+
 def test_the_database_going_away_is_a_metric_not_a_crash(exporter: Exporter, jobs: Jobs) -> None:
     assert exporter.scrape()[q("supaqueue_database_up")] == 1
     # the exporter's own session ends (as when the database restarts)

@@ -18,12 +18,14 @@ from psycopg import sql
 
 from harness.function_process import DISPATCHER, deno_binary, deno_env
 from supaqueue.providers.queue.spec import (
+    HOLD_ON_RETRY_AFTER,
     INT4_MAX,
     INT_LIMITS,
     MAX_RATE_PER_SECOND,
     MAX_SLUG_LENGTH,
     MAX_TIMEOUT_MS,
     METHODS,
+    Problem,
     validate_queue,
 )
 
@@ -132,6 +134,17 @@ def test_methods_agree_with_sql(conn: psycopg.Connection) -> None:
         sql_ok = _sql_accepts(conn, {"method": method})
         assert sql_ok is (method in METHODS)
         assert _python_accepts({"method": method}) is sql_ok, method
+
+
+def test_hold_on_retry_after_agrees_with_sql(conn: psycopg.Connection) -> None:
+    # sql/0027, constraint queue_hold_on_retry_after_known
+    for value in [*HOLD_ON_RETRY_AFTER, "Queue", "all", "none", ""]:
+        sql_ok = _sql_accepts(conn, {"hold_on_retry_after": value})
+        assert sql_ok is (value in HOLD_ON_RETRY_AFTER), value
+        assert _python_accepts({"hold_on_retry_after": value}) is sql_ok, value
+    assert validate_queue({"name": "q", "edge_function_name": "fn", "hold_on_retry_after": 1}) == [
+        Problem("queue.hold_on_retry_after", "must be one of job, key, queue, got 1")
+    ]
 
 
 def test_a_rate_at_the_maximum_refills_without_overflow(conn: psycopg.Connection) -> None:

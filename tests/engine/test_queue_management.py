@@ -145,6 +145,8 @@ def test_stats_view_shows_the_operators_pause_after_its_old_columns(engine: Engi
         "queue", "name", "paused", "pending", "in_progress", "success", "failed", "cancelled",
         "oldest_pending_age", "workers", "busy_workers", "attempts_last_minute",
         "failures_last_minute", "paused_by_operator_since",
+        # 0027: a hold by the target's Retry-After (docs/architecture.md, "Backpressure")
+        "held_until", "hold_reason", "held_keys",
     ]  # fmt: skip
     stats = "select paused, paused_by_operator_since from supaqueue.queue_stats where queue = %s"
     assert engine.conn.execute(stats, (q,)).fetchone() == {

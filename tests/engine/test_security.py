@@ -136,6 +136,7 @@ def test_security_definer_functions_pin_an_empty_search_path(engine: Engine) -> 
         "max_dependency_results_bytes",
         "max_dedup_key_bytes",
         "refuse_job_value",
+        "max_hold_seconds",  # 0027: the longest hold a Retry-After may put on a queue or key
     }
     # _lease_deadline: inlined into its callers, which a SET clause would prevent (pure).
     inlined = {"_lease_deadline"}

@@ -475,3 +475,41 @@ def test_a_state_from_before_the_flag_upgrades_without_a_change(
     assert provider.diff(made.id, old_state, news).changes is False
     kept = declare(db_url, name="legacy")  # the default now: an update, shown at preview
     assert provider.diff(made.id, old_state, kept).changes is True
+
+
+def test_hold_on_retry_after_is_written_updated_and_read_back(
+    installed: dict[str, Any], db_url: str
+) -> None:
+    provider = QueueProvider()
+    props = declare(db_url, name="rate-limited")
+    created = provider.create(props)
+    hold = "select hold_on_retry_after from supaqueue.queue where id = %s"
+    assert sql_value(db_url, hold, created.id) == "job"  # the default: as before sql/0027
+    held = {**props, "hold_on_retry_after": "queue"}
+    assert provider.diff(created.id, created.outs or {}, held).changes is True
+    outs = provider.update(created.id, created.outs or {}, held).outs or {}
+    assert sql_value(db_url, hold, created.id) == "queue"
+    assert provider.read(created.id, outs).outs["hold_on_retry_after"] == "queue"  # type: ignore[index]
+    provider.delete(created.id, outs)
+
+
+def test_hold_on_retry_after_refuses_other_values(db_url: str) -> None:
+    spec = with_defaults({"name": "q", "edge_function_name": "f", "hold_on_retry_after": "all"})
+    checked = QueueProvider().check({}, {**spec, "db_url": db_url, "owner": QUEUE_OWNER})
+    assert [f.property for f in checked.failures] == ["hold_on_retry_after"]
+    assert checked.failures[0].reason == "must be one of job, key, queue, got 'all'"
+
+
+def test_a_state_from_before_hold_on_retry_after_is_no_change(
+    installed: dict[str, Any], db_url: str
+) -> None:
+    """An upgrade: the state of a queue made by an older provider has no hold_on_retry_after;
+    migration 0027 gave the queue the default, so the first preview after it shows no change."""
+    provider = QueueProvider()
+    props = declare(db_url, name="older-state")
+    created = provider.create(props)
+    older = {k: v for k, v in (created.outs or {}).items() if k != "hold_on_retry_after"}
+    assert provider.diff(created.id, older, props).changes is False
+    held = {**props, "hold_on_retry_after": "queue"}
+    assert provider.diff(created.id, older, held).changes is True
+    provider.delete(created.id, created.outs or {})

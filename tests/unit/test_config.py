@@ -251,6 +251,15 @@ def test_queue_problems_name_the_queue_and_field() -> None:
     assert "queues[0].name: is required" in declared_problems({**SUPABASE, "queues": [{}]})
 
 
+def test_hold_on_retry_after_from_yaml_is_judged_naming_the_queue_and_field() -> None:
+    held = {"name": "held", "edge_function_name": "fn", "hold_on_retry_after": "queue"}
+    assert declared_problems({**SUPABASE, "queues": [held]}) == ""
+    bad = {**held, "hold_on_retry_after": "tenant"}
+    assert "queue 'held'.hold_on_retry_after: must be one of job, key, queue, got 'tenant'" in (
+        declared_problems({**SUPABASE, "queues": [bad]})
+    )
+
+
 def test_queues_arrive_as_json_text_from_the_engine_and_are_passed_on_as_written() -> None:
     """Defaults are the Queue resource's to apply (tests/unit/test_wiring.py), once."""
     config = parse_stack_config(

@@ -31,6 +31,8 @@ type QueueSpec struct {
 	Enqueue_roles []string `pulumi:"enqueue_roles"`
 	// Extra request headers, e.g. Authorization. Kept secret in state.
 	Headers map[string]string `pulumi:"headers"`
+	// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry), `key` (every job of its key; the queue for a job without a key) or `queue` (every job of the queue); at most an hour.
+	Hold_on_retry_after *string `pulumi:"hold_on_retry_after"`
 	// Never delete finished jobs (default false). Refused together with `retention_seconds`.
 	Keep_finished_forever *bool `pulumi:"keep_finished_forever"`
 	// Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
@@ -98,6 +100,8 @@ type QueueSpecArgs struct {
 	Enqueue_roles pulumi.StringArrayInput `pulumi:"enqueue_roles"`
 	// Extra request headers, e.g. Authorization. Kept secret in state.
 	Headers pulumi.StringMapInput `pulumi:"headers"`
+	// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry), `key` (every job of its key; the queue for a job without a key) or `queue` (every job of the queue); at most an hour.
+	Hold_on_retry_after pulumi.StringPtrInput `pulumi:"hold_on_retry_after"`
 	// Never delete finished jobs (default false). Refused together with `retention_seconds`.
 	Keep_finished_forever pulumi.BoolPtrInput `pulumi:"keep_finished_forever"`
 	// Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
@@ -251,6 +255,11 @@ func (o QueueSpecOutput) Enqueue_roles() pulumi.StringArrayOutput {
 // Extra request headers, e.g. Authorization. Kept secret in state.
 func (o QueueSpecOutput) Headers() pulumi.StringMapOutput {
 	return o.ApplyT(func(v QueueSpec) map[string]string { return v.Headers }).(pulumi.StringMapOutput)
+}
+
+// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry), `key` (every job of its key; the queue for a job without a key) or `queue` (every job of the queue); at most an hour.
+func (o QueueSpecOutput) Hold_on_retry_after() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v QueueSpec) *string { return v.Hold_on_retry_after }).(pulumi.StringPtrOutput)
 }
 
 // Never delete finished jobs (default false). Refused together with `retention_seconds`.

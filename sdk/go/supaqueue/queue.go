@@ -34,6 +34,8 @@ type Queue struct {
 	Enqueue_roles pulumi.StringArrayOutput `pulumi:"enqueue_roles"`
 	// Extra request headers, e.g. Authorization. Kept secret in state.
 	Headers pulumi.StringMapOutput `pulumi:"headers"`
+	// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry), `key` (every job of its key; the queue for a job without a key) or `queue` (every job of the queue); at most an hour.
+	Hold_on_retry_after pulumi.StringPtrOutput `pulumi:"hold_on_retry_after"`
 	// Never delete finished jobs (default false). Refused together with `retention_seconds`.
 	Keep_finished_forever pulumi.BoolPtrOutput `pulumi:"keep_finished_forever"`
 	// Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
@@ -157,6 +159,8 @@ type queueArgs struct {
 	Enqueue_roles []string `pulumi:"enqueue_roles"`
 	// Extra request headers, e.g. Authorization. Kept secret in state.
 	Headers map[string]string `pulumi:"headers"`
+	// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry), `key` (every job of its key; the queue for a job without a key) or `queue` (every job of the queue); at most an hour.
+	Hold_on_retry_after *string `pulumi:"hold_on_retry_after"`
 	// Never delete finished jobs (default false). Refused together with `retention_seconds`.
 	Keep_finished_forever *bool `pulumi:"keep_finished_forever"`
 	// Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
@@ -217,6 +221,8 @@ type QueueArgs struct {
 	Enqueue_roles pulumi.StringArrayInput
 	// Extra request headers, e.g. Authorization. Kept secret in state.
 	Headers pulumi.StringMapInput
+	// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry), `key` (every job of its key; the queue for a job without a key) or `queue` (every job of the queue); at most an hour.
+	Hold_on_retry_after pulumi.StringPtrInput
 	// Never delete finished jobs (default false). Refused together with `retention_seconds`.
 	Keep_finished_forever pulumi.BoolPtrInput
 	// Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
@@ -337,6 +343,11 @@ func (o QueueOutput) Enqueue_roles() pulumi.StringArrayOutput {
 // Extra request headers, e.g. Authorization. Kept secret in state.
 func (o QueueOutput) Headers() pulumi.StringMapOutput {
 	return o.ApplyT(func(v *Queue) pulumi.StringMapOutput { return v.Headers }).(pulumi.StringMapOutput)
+}
+
+// What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry), `key` (every job of its key; the queue for a job without a key) or `queue` (every job of the queue); at most an hour.
+func (o QueueOutput) Hold_on_retry_after() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *Queue) pulumi.StringPtrOutput { return v.Hold_on_retry_after }).(pulumi.StringPtrOutput)
 }
 
 // Never delete finished jobs (default false). Refused together with `retention_seconds`.

@@ -42,6 +42,10 @@ export interface QueueSpecArgs {
      */
     headers?: pulumi.Input<{[key: string]: pulumi.Input<string>} | undefined>;
     /**
+     * What an answer 429 or 503 with Retry-After holds until then: `job` (default: only that job's retry), `key` (every job of its key; the queue for a job without a key) or `queue` (every job of the queue); at most an hour.
+     */
+    hold_on_retry_after?: pulumi.Input<string | undefined>;
+    /**
      * Never delete finished jobs (default false). Refused together with `retention_seconds`.
      */
     keep_finished_forever?: pulumi.Input<boolean | undefined>;

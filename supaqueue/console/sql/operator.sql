@@ -20,6 +20,20 @@ select f.*, s.name as next_schedule, s.next_run_at as next_schedule_at
 -- Dispatch held because the dispatcher answered HTTP 404 (sql/0018): one row, or none.
 select since, reason, returned from supaqueue.dispatch_hold
 
+-- name: queue_holds
+-- Queues and keys their target holds (429/503 with Retry-After, sql/0027): per queue with a hold,
+-- the queue's hold, and how many keys are held with the reason of the one held longest.
+select q.id as queue, h.held_until, h.reason as hold_reason,
+       coalesce(k.held_keys, 0) as held_keys, k.key_held_until, k.key_hold_reason
+  from supaqueue.queue q
+  left join supaqueue.queue_hold h on h.queue = q.id and h.held_until > now()
+  left join lateral (
+    select count(*) as held_keys, max(qk.held_until) as key_held_until,
+           (array_agg(qk.hold_reason order by qk.held_until desc))[1] as key_hold_reason
+      from supaqueue.queue_key qk where qk.queue = q.id and qk.held_until > now()
+  ) k on true
+ where h.queue is not null or k.held_keys > 0
+
 -- name: series
 select queue, bucket, succeeded, failed, cancelled, failed_attempts, depth
   from supaqueue.queue_series(%(window)s::interval, %(bucket_seconds)s)

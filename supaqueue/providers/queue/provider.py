@@ -180,6 +180,9 @@ class QueueProvider(ResourceProvider):
 
         # A queue dropped in SQL is not "unchanged": preview stops, saying what to run.
         fail_if_vanished(olds, news, vanished)
+        # A state written before sql/0027 has no hold_on_retry_after: the migration gave every
+        # queue the default, so an upgrade is no change (preview stays clean).
+        olds = {"hold_on_retry_after": FIELDS["hold_on_retry_after"].default, **olds}
         # Statuses compare as sets (an older state holds them as a list); an older state's
         # missing retention was the explicit null (spec.settled_retention).
         diff = explicit_diff(

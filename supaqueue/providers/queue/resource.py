@@ -108,6 +108,11 @@ class QueueArgs(TypedDict, total=False):
     """API roles besides `service_role` that may enqueue into the queue (and read its jobs'
     status) through the Data API schema `supaqueue_api`: `authenticated` (signed-in users)
     and/or `anon`; default none."""
+    hold_on_retry_after: str
+    """What an answer 429 or 503 with `Retry-After` holds until then: `job` (default) only that
+    job's retry, as before; `key` every job of the job's key (the queue for a job without a
+    key); `queue` every job of the queue. No call of what is held starts, calls running go on;
+    the hold ends by itself, at most after an hour, and shows in `supaqueue status`."""
 
 
 class Installation(Protocol):

@@ -122,8 +122,12 @@ FIELDS: dict[str, Field] = {
     "discard_unfinished_on_delete": Field(False),
     # API roles besides service_role that may enqueue through the Data API (sql/0024_data_api.sql)
     "enqueue_roles": Field([]),
+    "hold_on_retry_after": Field("job"),
 }
 ENQUEUE_ROLES = ("anon", "authenticated")  # the check constraint queue_enqueue_roles_known
+# What a 429/503 with Retry-After holds (sql/0027, constraint queue_hold_on_retry_after_known):
+# only that job's retry (the default, as before), the job's key, or the whole queue.
+HOLD_ON_RETRY_AFTER = ("job", "key", "queue")
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,14 @@ def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = Non
             f"keeps finished jobs for ever, but retention_seconds ({raw['retention_seconds']!r}) "
             "deletes them: set one of the two",
         )
+    check(
+        "hold_on_retry_after",
+        lambda v: (
+            None
+            if isinstance(v, str) and v in HOLD_ON_RETRY_AFTER
+            else f"must be one of {', '.join(HOLD_ON_RETRY_AFTER)}, got {v!r}"
+        ),
+    )
     base: Any = raw.get("backoff_base_ms")
     cap: Any = raw.get("backoff_max_ms")
     if _is_int(base) and _is_int(cap) and cap < base:

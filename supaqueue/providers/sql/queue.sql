@@ -7,7 +7,7 @@ insert into supaqueue.queue (
   backoff_max_ms, backoff_jitter, non_retryable_statuses, timeout_ms, lease_grace_ms,
   rate_limit_per_second, rate_limit_burst, paused, retention_seconds, owner_stack, owner_stack_id,
   dead_letter_queue, target_wall_clock_ms, payload_schema, enqueue_roles,
-  key_from, workers_per_key, rate_limit_per_key, rate_limit_burst_per_key
+  key_from, workers_per_key, rate_limit_per_key, rate_limit_burst_per_key, hold_on_retry_after
 ) values (
   %(name)s, %(edge_function_name)s, %(method)s, %(default_headers)s, %(max_attempts)s,
   %(backoff_base_ms)s, %(backoff_max_ms)s, %(backoff_jitter)s,
@@ -19,7 +19,8 @@ insert into supaqueue.queue (
   %(target_wall_clock_ms)s,
   %(payload_schema)s,
   %(enqueue_roles)s::text[],
-  %(key_from)s, %(workers_per_key)s, %(rate_limit_per_key)s, %(rate_limit_burst_per_key)s
+  %(key_from)s, %(workers_per_key)s, %(rate_limit_per_key)s, %(rate_limit_burst_per_key)s,
+  %(hold_on_retry_after)s
 )
 returning id::text;
 
@@ -49,6 +50,7 @@ update supaqueue.queue set
   workers_per_key = %(workers_per_key)s,
   rate_limit_per_key = %(rate_limit_per_key)s,
   rate_limit_burst_per_key = %(rate_limit_burst_per_key)s,
+  hold_on_retry_after = %(hold_on_retry_after)s,
   -- claims a queue made before ownership records (providers/ownership.py checked the owner)
   owner_stack = %(owner_stack)s,
   owner_stack_id = %(owner_stack_id)s,
@@ -66,7 +68,7 @@ select q.id::text, q.name, q.edge_function_name, q.method, q.default_headers, q.
        q.retention_seconds, q.target_wall_clock_ms, q.payload_schema,
        (select d.name from supaqueue.queue d where d.id = q.dead_letter_queue) as dead_letter_queue,
        q.enqueue_roles,
-       q.key_from, q.workers_per_key, q.rate_limit_per_key, q.rate_limit_burst_per_key,
+       q.key_from, q.workers_per_key, q.rate_limit_per_key, q.rate_limit_burst_per_key, q.hold_on_retry_after,
        (select count(*) from supaqueue.worker w where w.queue = q.id and not w.retiring)::int
          as workers
 from supaqueue.queue q

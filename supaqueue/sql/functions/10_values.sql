@@ -75,6 +75,17 @@ CREATE OR REPLACE FUNCTION supaqueue.max_result_bytes() RETURNS integer
     SET search_path TO ''
     AS $$ select 1048576 $$;
 
+-- Longest hold a Retry-After may put on a queue or key (0027, docs/architecture.md,
+-- "Backpressure"): one hour. A hold stops every job of the queue (or key), not only the one
+-- answered, so a Retry-After far off (a date a year away, a wrong value) must not stop it for
+-- longer; after an hour the jobs ready then ask the target again, and a target still busy holds
+-- it again.
+-- The answered job's own retry keeps the whole Retry-After (capped at one year) as before.
+CREATE OR REPLACE FUNCTION supaqueue.max_hold_seconds() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$ select 3600 $$;
+
 -- Raised by a job constraint instead of its bare "violates check constraint": the message names
 -- the field and what to do, never echoes the row (a payload or a key of a megabyte). Called only
 -- when the constraint's own test failed (the OR before it is evaluated first), so it costs

@@ -340,8 +340,11 @@ begin
   -- a chain, when every worker is busy (the usual case at saturation, after each report): no job
   -- row gets probed or locked for nothing. One statement: each one a call runs costs more
   -- (executor start) than the lookups it makes here.
+  -- 0027: nor while its target holds it (Retry-After; a primary-key probe of a tiny table).
   select q.* into _q from supaqueue.queue q
    where q.id = _queue and not q.paused and q.operator_paused_at is null
+     and not exists (select 1 from supaqueue.queue_hold h
+                      where h.queue = _queue and h.held_until > _now)
      and (_chain_worker is not null
           or exists (select 1 from supaqueue.worker w
                       where w.queue = _queue and not w.locked and not w.retiring));

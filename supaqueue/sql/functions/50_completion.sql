@@ -142,7 +142,63 @@ begin
           updated_at = now(), last_status_code = _status_code, last_error = left(_error, 2000)
       where id = _job.id;
   end if;
+  -- 0027: the target asked to be left alone (429/503 with Retry-After): hold the job's key or
+  -- queue, whatever becomes of this job (its attempts may be used up; the answer stands)
+  if _status_code in (429, 503) and _retry_after_seconds > 0
+     and _q.hold_on_retry_after <> 'job' then
+    perform supaqueue._hold_on_retry_after(_q.id, _q.hold_on_retry_after, _job.id, _job.key,
+                                           _status_code, _retry_after_seconds);
+  end if;
   return _queues;
+end
+$$;
+
+-- Holds the job's key (hold_on_retry_after = 'key': supaqueue.queue_key, whose selection skips a
+-- key held) or its queue ('queue', and 'key' for a job without a key: nothing narrower to hold)
+-- for the target's Retry-After, at most max_hold_seconds(): no job of it is dispatched, chained
+-- claims included, until then. A hold already longer is kept: a later, shorter answer never
+-- shortens it.
+CREATE OR REPLACE FUNCTION supaqueue._hold_on_retry_after(_queue uuid, _mode text, _job uuid, _key text, _status_code integer, _retry_after_seconds numeric) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _now timestamptz := clock_timestamp();
+  _seconds numeric := least(_retry_after_seconds, supaqueue.max_hold_seconds());
+  _until timestamptz := _now + make_interval(secs => _seconds::double precision);
+  _reason text := format('HTTP %s with Retry-After: %s s (job %s)%s', _status_code,
+                         trim_scale(_retry_after_seconds), _job,
+                         case when _seconds < _retry_after_seconds
+                           then format('; held %s s, the longest hold', _seconds) else '' end);
+begin
+  -- Many calls in flight meet the same wall at once: only an answer that lengthens the hold
+  -- writes (and locks) the row.
+  if _mode = 'key' and _key is not null then
+    if exists (select 1 from supaqueue.queue_key k
+                where k.queue = _queue and k.key = _key and k.held_until >= _until) then
+      return;
+    end if;
+    -- The key's turn (due_at) comes no sooner than the hold's end; an idle key (null: no ready
+    -- job) stays idle. A key without a row yet is due at the hold's end.
+    insert into supaqueue.queue_key as k (queue, key, due_at, held_until, hold_reason)
+      values (_queue, _key, _until, _until, _reason)
+      on conflict (queue, key) do update
+        set held_until = excluded.held_until, hold_reason = excluded.hold_reason,
+            due_at = case when k.due_at is not null then greatest(k.due_at, excluded.held_until) end
+        where k.held_until is null or k.held_until < excluded.held_until;
+    return;
+  end if;
+  if exists (select 1 from supaqueue.queue_hold h
+              where h.queue = _queue and h.held_until >= _until) then
+    return;
+  end if;
+  insert into supaqueue.queue_hold as h (queue, since, held_until, reason)
+    values (_queue, _now, _until, _reason)
+    on conflict (queue) do update
+      set held_until = excluded.held_until, reason = excluded.reason,
+          -- a hold that had ended begins again; one going on keeps its start
+          since = case when h.held_until > _now then h.since else excluded.since end
+      where h.held_until < excluded.held_until;
 end
 $$;
 

@@ -35,9 +35,16 @@ begin
   -- 0017: workers whose abandoned call can no longer be running become free for the loop below
   perform supaqueue._release_held_workers();
 
+  -- 0027: holds whose time has passed (they hold nothing any more; the table stays tiny)
+  delete from supaqueue.queue_hold h
+   where h.queue in (select o.queue from supaqueue.queue_hold o
+                      where o.held_until <= clock_timestamp() for update skip locked);
+
   for _queue in
     select q.id from supaqueue.queue q
       where not q.paused and q.operator_paused_at is null
+        and not exists (select 1 from supaqueue.queue_hold h
+                         where h.queue = q.id and h.held_until > clock_timestamp())
         and exists (select 1 from supaqueue.worker w
                      where w.queue = q.id and not w.locked and not w.retiring)
   loop

@@ -21,8 +21,13 @@ CREATE OR REPLACE VIEW supaqueue.queue_stats AS
           WHERE ((w.queue = q.id) AND w.locked)) AS busy_workers,
     COALESCE(a.attempts, (0)::bigint) AS attempts_last_minute,
     COALESCE(a.failures, (0)::bigint) AS failures_last_minute,
-    q.operator_paused_at AS paused_by_operator_since
-   FROM ((supaqueue.queue q
+    q.operator_paused_at AS paused_by_operator_since,
+    qh.held_until,
+    qh.hold_reason,
+    ( SELECT count(*) AS count
+           FROM supaqueue.queue_key k
+          WHERE ((k.queue = q.id) AND (k.held_until > now()))) AS held_keys
+   FROM (((supaqueue.queue q
      LEFT JOIN LATERAL ( SELECT count(*) FILTER (WHERE (j.status = 'pending'::supaqueue.job_status)) AS pending,
             count(*) FILTER (WHERE (j.status = 'in_progress'::supaqueue.job_status)) AS in_progress,
             count(*) FILTER (WHERE (j.status = 'success'::supaqueue.job_status)) AS success,
@@ -33,4 +38,8 @@ CREATE OR REPLACE VIEW supaqueue.queue_stats AS
      LEFT JOIN LATERAL ( SELECT count(*) AS attempts,
             count(*) FILTER (WHERE (h.outcome <> 'success'::text)) AS failures
            FROM supaqueue.job_attempt h
-          WHERE ((h.queue = q.id) AND (h.ended_at > (now() - '00:01:00'::interval)))) a ON (true));
+          WHERE ((h.queue = q.id) AND (h.ended_at > (now() - '00:01:00'::interval)))) a ON (true))
+     LEFT JOIN LATERAL ( SELECT qhr.held_until,
+            qhr.reason AS hold_reason
+           FROM supaqueue.queue_hold qhr
+          WHERE ((qhr.queue = q.id) AND (qhr.held_until > now()))) qh ON (true));

@@ -145,6 +145,15 @@ function queueState(q) {
     return el("span", {class: "state held", title: q.dispatch_hold_reason || ""},
               "held: no dispatcher");
   }
+  // the target answered 429/503 with Retry-After (sql/0027): the queue, or some of its keys
+  if (q.held_until) {
+    return el("span", {class: "state backoff", title: q.hold_reason || ""},
+              `held until ${new Date(q.held_until).toLocaleTimeString()}`);
+  }
+  if (q.held_keys) {
+    return el("span", {class: "state backoff", title: q.key_hold_reason || ""},
+              `running, ${q.held_keys} key${q.held_keys === 1 ? "" : "s"} held`);
+  }
   return el("span", {class: "state running"}, "running");
 }
 
