@@ -193,6 +193,10 @@ class Engine:
     def tick(self) -> dict[str, int]:
         return dict(self.one("select supaqueue.tick()"))
 
+    def prune(self) -> int:
+        """One run of the retention (the cron job `supaqueue-retention`): finished jobs deleted."""
+        return int(self.one("call supaqueue.prune_history(_seconds => 120)"))
+
     def job(self, job_id: str) -> dict[str, Any]:
         row = self.conn.execute(
             "select status::text, attempts, result, last_status_code, last_error, priority,"

@@ -91,7 +91,7 @@ def test_retention_prunes_old_finished_jobs_and_their_history(engine: Engine) ->
                         " where finished_at is not null")  # fmt: skip
     recent = engine.insert_job(q)
     engine.end(engine.current_job_of(recent))
-    assert engine.tick()["pruned"] == 3
+    assert engine.prune() == 3
     remaining = {r["id"] for r in engine.conn.execute("select id::text from supaqueue.job")}
     assert remaining == {waiting, kept, recent}
     history = engine.one(
@@ -106,7 +106,7 @@ def test_retention_keeps_a_result_that_a_waiting_dependent_needs(engine: Engine)
     b = engine.enqueue(q, _run_at="2999-01-01T00:00:00Z")
     c = engine.enqueue(q, _depends_on=[a, b])
     engine.end(engine.current_job_of(a), _result={"x": 1})
-    engine.tick()
+    assert engine.prune() == 0
     assert engine.status(a) == "success" and engine.status(c) == "pending"
 
 

@@ -107,7 +107,8 @@ def test_every_up_reconciles_the_cron_jobs(db_url: str) -> None:
     jobs = "select jobname, schedule, command from cron.job where jobname like 'supaqueue-%%'"
     with psycopg.connect(db_url, autocommit=True) as conn:
         scheduled = conn.execute(jobs + " order by 1").fetchall()
-        assert len(scheduled) == 2
+        names = ["supaqueue-cron-history", "supaqueue-retention", "supaqueue-tick"]
+        assert [name for name, _, _ in scheduled] == names
         checked = provider.check(outs, migrations_props(db_url))
         assert checked.inputs["cron_drift"] == []
         assert provider.diff("supaqueue", outs, checked.inputs).changes is False
