@@ -56,9 +56,10 @@ test: lint
 	@SUPAQUEUE_WITH_BROWSER=1 bash toolchain/bootstrap.sh
 	@$(ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-# The contributor's inner loop: no browser, no Pulumi engine, no local stack (CI runs `make test`).
+# The contributor's inner loop: no browser, no Pulumi engine, nothing that waits on pg_cron's own
+# clock (marker `clock`); the provider tests share one local stack (CI runs `make test`).
 test-fast: toolchain
-	@$(ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests/unit tests/engine tests/providers
+	@$(ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not clock" tests/unit tests/engine tests/providers
 
 bench: toolchain
 	@$(ENV) $(PY) benchmarks/engine_bench.py

@@ -177,6 +177,7 @@ def test_an_upgrade_schedules_the_retention_job_at_once(cron_cluster: Cluster) -
 
 
 @pytest.mark.timeout(150)
+@pytest.mark.clock
 def test_pg_cron_runs_the_retention_job(cron_cluster: Cluster) -> None:
     """Slow by nature: the job is per-minute on the pg_cron 1.4 here. pg_cron can run a procedure
     that commits between batches, and it deletes."""

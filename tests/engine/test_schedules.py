@@ -138,6 +138,7 @@ def test_schedule_in_a_time_zone_enqueues_at_its_wall_clock(engine: Engine) -> N
     assert (local.hour, local.minute) == (9, 30)
 
 
+@pytest.mark.clock
 def test_schedules_fire_on_the_looping_tick(engine: Engine) -> None:
     """The pg_cron 1.4 path here: `call supaqueue.tick_loop()` (what the per-minute cron job
     runs) ticks every second; a '1 seconds' schedule gets one job per second, each slot once,

@@ -149,6 +149,7 @@ def _wait_until_ticking(engine: Engine, version: str, timeout: float) -> None:
 
 
 @pytest.mark.timeout(150)
+@pytest.mark.clock
 def test_pg_cron_job_exists_and_actually_ticks(cron_cluster: Cluster) -> None:
     """Slow by nature: pg_cron 1.4 starts the loop at the next minute boundary (waits <= ~70 s)."""
     dsn = cron_cluster.dsn()
