@@ -154,8 +154,9 @@ export class JobError extends Error {
 }
 
 /**
- * A request handler for a batched queue (docs/architecture/application-api.md, "Batch
- * delivery"): the body is a JSON array of `{id, attempt, payload}`; each payload is validated
+ * A request handler for a batched queue (`batch_size` > 1; its contract:
+ * docs/architecture/application-api.md, "Batch contract"): the body is a JSON array of
+ * `{id, attempt, payload}`; each payload is validated
  * against `schema` (a bad one fails that job alone with 422, naming the field) and `handle` runs
  * for each valid job, all at once (a batch of N counts N workers). What `handle` returns is the
  * job's result; a `JobError` fails the job with its status, any other error with 500 (retried).
