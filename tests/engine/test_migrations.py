@@ -31,7 +31,8 @@ def test_load_migrations_orders_and_checksums() -> None:
     loaded = migrations.load_migrations()
     versions = [m.version for m in loaded]
     assert versions == sorted(versions) and versions[0] == 1
-    assert versions == list(range(1, len(versions) + 1)), "no gaps between versions"
+    # numbers are handed out per branch, so a gap may stand until the branch before it merges
+    assert len(set(versions)) == len(versions), "each version once"
     assert all(len(m.checksum) == 64 for m in loaded)
     # the snapshot and uninstall scripts are not migrations
     assert not {m.path.name for m in loaded} & {"schema.snapshot.sql", "uninstall.sql"}
