@@ -669,6 +669,11 @@ begin
   -- batch's report frees its workers and dispatches again). Fewer ready jobs than a full batch
   -- (batch_size, or the queue's workers if fewer) wait while the first of them in dispatch
   -- order has been due for less than batch_max_wait_ms (docs/architecture.md, "Batch delivery").
+  if _chain_worker is not null and _q.batch_size > 1 then
+    -- a chain begun before the queue was set to batch: its target now expects arrays, so the
+    -- worker goes back to pg_net dispatch (report_and_claim frees it)
+    return 0;
+  end if;
   if _chain_worker is null and _q.batch_size > 1 then
     _batch_size := _q.batch_size;
     if _q.batch_max_wait_ms > 0 and not _held and _prio is not null then

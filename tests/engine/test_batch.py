@@ -256,6 +256,20 @@ def test_a_partial_batch_waits_up_to_its_max_wait(engine: Engine) -> None:
     assert [lease["job"] for lease in _leases(engine, _batch_of(lone))] == late
 
 
+def test_a_chain_ends_when_its_queue_starts_batching(engine: Engine) -> None:
+    """A single-job chain running when `batch_size` is raised hands no more single jobs to a
+    target that now expects arrays: its worker is freed and the next jobs go as a batch."""
+    q = _queue(engine, workers=1, batch_size=1)
+    _insert(engine, q, 3)
+    [req] = engine.new_requests()
+    assert engine.claim(req.current_job, req.attempt) is not None
+    engine.conn.execute("update supaqueue.queue set batch_size = 2 where id = %s", (q,))
+    reported = engine.report_and_claim(req.current_job, chain_jobs=1, elapsed_ms=10)
+    assert reported == {"current": True, "next": None}
+    [batch] = engine.new_requests()
+    assert len(_leases(engine, _batch_of(batch))) == 1  # one worker: a batch of one
+
+
 @pytest.mark.parametrize(
     ("columns", "constraint"),
     [
