@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import psycopg
@@ -43,6 +44,45 @@ def pg_cluster() -> Iterator[Cluster]:
         yield cluster
 
 
+@contextlib.contextmanager
+def fresh_database(cluster: Cluster, template: str) -> Iterator[str]:
+    """DSN (as `postgres`) of a new database copied from `template`; dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    with cluster.connect() as conn:
+        conn.execute(
+            sql.SQL("create database {} template {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
+    try:
+        yield cluster.dsn(name)
+    finally:
+        with cluster.connect() as conn:
+            drop = sql.SQL("drop database if exists {} with (force)")
+            conn.execute(drop.format(sql.Identifier(name)))
+
+
+def make_template(cluster: Cluster, name: str, prepare: Callable[[str], None]) -> str:
+    """A template database: a copy of the bootstrapped one, then `prepare(dsn)` (once per
+    session, instead of once per test), then closed to connections so that concurrent
+    CREATE DATABASE … TEMPLATE never fails."""
+    with cluster.connect() as conn:
+        conn.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("create database {} template {}").format(
+                sql.Identifier(name), sql.Identifier(TEMPLATE_DB)
+            )
+        )
+    prepare(cluster.dsn(name))
+    with cluster.connect() as conn:
+        conn.execute(
+            sql.SQL("alter database {} with allow_connections false is_template true").format(
+                sql.Identifier(name)
+            )
+        )
+    return name
+
+
 @pytest.fixture
 def pg_dsn(pg_cluster: Cluster) -> Iterator[str]:
     """DSN (as `postgres`) of a fresh database for this test, copied from the bootstrapped template.
@@ -50,19 +90,8 @@ def pg_dsn(pg_cluster: Cluster) -> Iterator[str]:
     It has pgcrypto, `net` and `vault` but no `cron` schema (pg_cron is in `postgres` only: use
     `pg_cluster.dsn()` and `cron.schedule_in_database(...)` for cron tests). Dropped afterwards.
     """
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    with pg_cluster.connect() as conn:
-        conn.execute(
-            sql.SQL("create database {} template {}").format(
-                sql.Identifier(name), sql.Identifier(TEMPLATE_DB)
-            )
-        )
-    try:
-        yield pg_cluster.dsn(name)
-    finally:
-        with pg_cluster.connect() as conn:
-            drop = sql.SQL("drop database if exists {} with (force)")
-            conn.execute(drop.format(sql.Identifier(name)))
+    with fresh_database(pg_cluster, TEMPLATE_DB) as dsn:
+        yield dsn
 
 
 @pytest.fixture
