@@ -256,6 +256,28 @@ def test_a_partial_batch_waits_up_to_its_max_wait(engine: Engine) -> None:
     assert [lease["job"] for lease in _leases(engine, _batch_of(lone))] == late
 
 
+def test_a_job_of_a_batch_that_cannot_run_is_refused_alone(engine: Engine) -> None:
+    q = _queue(engine, workers=2, batch_size=2)
+    jobs = _insert(engine, q, 2)
+    [req] = engine.new_requests()
+    # a payload grown past the limit in place since the enqueue: the claim refuses that job only
+    engine.conn.execute(
+        "update supaqueue.job set payload = jsonb_build_object('pad', repeat('x', 1100000))"
+        " where id = %s",
+        (jobs[0],),
+    )
+    claimed = _claim(engine, _batch_of(req))
+    refused = [c for c in claimed if "refused" in c]
+    assert len(claimed) == 2 and len(refused) == 1
+    assert refused[0]["current_job"]["job"] == jobs[0]
+    assert "over the limit" in refused[0]["refused"]
+    assert engine.status(jobs[0]) == "failed"
+    [ok] = [c for c in claimed if "refused" not in c]
+    assert ok["job"]["id"] == jobs[1]
+    assert _report(engine, [_ok(ok["current_job"]["id"])]) == [True]
+    assert engine.status(jobs[1]) == "success"
+
+
 def test_a_chain_ends_when_its_queue_starts_batching(engine: Engine) -> None:
     """A single-job chain running when `batch_size` is raised hands no more single jobs to a
     target that now expects arrays: its worker is freed and the next jobs go as a batch."""
