@@ -307,3 +307,18 @@ def test_batch_settings_are_checked(
 ) -> None:
     with pytest.raises(psycopg.errors.CheckViolation, match=constraint):
         engine.queue(workers=0, **columns)
+
+
+def test_pulumi_preview_names_the_batch_field_as_sql_refuses_it(engine: Engine) -> None:
+    """spec.validate_queue (what `pulumi preview` says) agrees with the constraint
+    queue_batch_method: a batch needs a method with a body."""
+    from supaqueue.providers.queue.spec import validate_queue
+
+    base = {"name": "q-batch", "edge_function_name": "fn"}
+    [problem] = validate_queue({**base, "method": "GET", "batch_size": 2}, "queue")
+    assert problem.field == "queue.batch_size" and "'GET'" in problem.reason
+    assert validate_queue({**base, "method": "PATCH", "batch_size": 2}, "queue") == []
+    assert validate_queue({**base, "method": "DELETE", "batch_size": 1}, "queue") == []
+    with pytest.raises(psycopg.errors.CheckViolation, match="queue_batch_method"):
+        engine.queue(workers=0, method="DELETE", batch_size=2)
+    engine.queue(workers=0, method="PATCH", batch_size=2)
