@@ -12,7 +12,13 @@ WAL records / bytes / full-page images per job (pg_stat_wal), and the job table'
 With --statements, pg_stat_statements (track = all) and track_functions = all are loaded in
 this throwaway cluster only, and the top statements of the last round are printed per database.
 
+Keys (issue 26): --before-keys / --after-keys N spread a lane's jobs over N keys (0: none, as
+before), with --workers-per-key on lanes of more than one key; --before-upto -1 gives `before`
+this version too, so that e.g. 1 key and 10,000 keys are compared in one run.
+
 Usage: python benchmarks/chain_bench.py [--workers 10] [--jobs 2000] [--rounds 5]
+                                        [--before-upto 14] [--before-keys 0] [--after-keys 0]
+                                        [--workers-per-key N]
 """
 
 from __future__ import annotations
@@ -99,7 +105,7 @@ class Lane:
         self.admin_dsn = cluster.dsn(self.db, cluster.admin_user)
         every = migrations.load_migrations()
         # all of them with the repeatable files (sql/functions/), or an earlier version's without
-        wanted = every if upto is None else [m for m in every if m.version <= upto]
+        wanted = every if upto is None or upto < 0 else [m for m in every if m.version <= upto]
         self.version = wanted[-1].version
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             migrations.apply(conn, wanted)
@@ -117,11 +123,26 @@ class Lane:
             conn.execute("select supaqueue.set_worker_count(%s, %s)", (self.queue, args.workers))
             # every round's jobs, plus a margin so that no chain runs dry
             total = args.jobs * (args.rounds + 1) + 10 * args.workers
-            conn.execute(
-                "insert into supaqueue.job (queue, payload)"
-                " select %s, jsonb_build_object('i', g) from generate_series(1, %s) g",
-                (self.queue, total),
-            )
+            keys = args.before_keys if label == "before" else args.after_keys
+            self.keys = keys
+            if keys > 1 and args.workers_per_key is not None:
+                conn.execute(
+                    "update supaqueue.queue set workers_per_key = %s where id = %s",
+                    (args.workers_per_key, self.queue),
+                )
+            if keys:
+                conn.execute(
+                    "insert into supaqueue.job (queue, payload, key)"
+                    " select %s, jsonb_build_object('i', g), 'k' || (g %% %s)"
+                    " from generate_series(1, %s) g",
+                    (self.queue, keys, total),
+                )
+            else:
+                conn.execute(
+                    "insert into supaqueue.job (queue, payload)"
+                    " select %s, jsonb_build_object('i', g) from generate_series(1, %s) g",
+                    (self.queue, total),
+                )
             leases = [str(r[0]) for r in conn.execute(LEASES, (self.queue,)).fetchall()]
             conn.execute("vacuum analyze")
         assert len(leases) == args.workers, leases
@@ -243,7 +264,9 @@ def measure(cluster: Cluster, args: argparse.Namespace) -> int:
                 conn.execute("create extension if not exists pg_stat_statements")
     postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
     emit({"bench": "chain_setup", "workers": args.workers, "jobs_per_round": args.jobs,
-          "before_version": lanes[0].version, "after_version": lanes[1].version})  # fmt: skip
+          "before_version": lanes[0].version, "after_version": lanes[1].version,
+          "before_keys": lanes[0].keys, "after_keys": lanes[1].keys,
+          "workers_per_key": args.workers_per_key})  # fmt: skip
     for lane in lanes:
         lane.round(args.workers * 5)  # warm up plans and caches
     figures: dict[str, list[dict[str, float]]] = {lane.label: [] for lane in lanes}
@@ -307,7 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=2000, help="jobs per round and database")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--before-upto", type=int, default=14, help="last migration of `before`")
+    parser.add_argument("--before-upto", type=int, default=14,
+                        help="last migration of `before` (-1: all, this version)")  # fmt: skip
+    parser.add_argument("--before-keys", type=int, default=0, help="keys of `before`'s jobs")
+    parser.add_argument("--after-keys", type=int, default=0, help="keys of `after`'s jobs")
+    parser.add_argument("--workers-per-key", type=int, default=None,
+                        help="on lanes of more than one key")  # fmt: skip
     parser.add_argument(
         "--statements", type=int, default=0,
         help="load pg_stat_statements and print this many top statements",

@@ -5,6 +5,10 @@ SELECT supaqueue.enqueue('emails', '{"to": "ada@example.com"}') AS job_id \gset
 SELECT supaqueue.enqueue('emails', '{"to": "bob@example.com"}', _run_at => now() + interval '5 minutes',
                          _priority => 10, _dedup_key => 'welcome-bob');
 
+-- With a key (a tenant, a customer): keys share the queue round-robin, and the queue's
+-- workers_per_key / rate_limit_per_key limit each one (a queue's key_from sets it from the payload).
+SELECT supaqueue.enqueue('emails', '{"to": "kim@example.com"}', _key => 'tenant-42');
+
 -- Many jobs in one statement; the ids come back in the payloads' order.
 SELECT supaqueue.enqueue_batch('emails', '[{"to": "eve@example.com"}, {"to": "joe@example.com"}]');
 

@@ -111,6 +111,8 @@ def _queue_limit(name: str) -> str:
             text += ", at least `backoff_base_ms`"
         if name == "rate_limit_burst":
             text += ", needs `rate_limit_per_second`"
+        if name == "rate_limit_burst_per_key":
+            text += ", needs `rate_limit_per_key`"
         return text
     return {
         "name": SLUG,
@@ -121,6 +123,8 @@ def _queue_limit(name: str) -> str:
         "backoff_jitter": "0..1",
         "non_retryable_statuses": "100..599 each",
         "rate_limit_per_second": f"above 0, at most {queue.INT4_MAX}",
+        "rate_limit_per_key": f"above 0, at most {queue.INT4_MAX}",
+        "key_from": "`$` then 1..8 dotted field names",
         "payload_schema": f"a JSON Schema, at most {queue.MAX_PAYLOAD_SCHEMA_BYTES} bytes",
         "enqueue_roles": ", ".join(queue.ENQUEUE_ROLES),
     }.get(name, "")

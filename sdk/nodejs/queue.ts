@@ -89,6 +89,10 @@ export class Queue extends pulumi.CustomResource {
      */
     declare public readonly headers: pulumi.Output<{[key: string]: string} | undefined>;
     /**
+     * Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
+     */
+    declare public readonly key_from: pulumi.Output<string | undefined>;
+    /**
      * How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
      */
     declare public readonly lease_grace_ms: pulumi.Output<number | undefined>;
@@ -129,6 +133,14 @@ export class Queue extends pulumi.CustomResource {
      */
     declare public readonly rate_limit_burst: pulumi.Output<number | undefined>;
     /**
+     * Calls one key may start at once above its rate (default: the rate per key).
+     */
+    declare public readonly rate_limit_burst_per_key: pulumi.Output<number | undefined>;
+    /**
+     * Calls started per second at most per key (default: no limit per key).
+     */
+    declare public readonly rate_limit_per_key: pulumi.Output<number | undefined>;
+    /**
      * Calls started per second at most (default: no limit).
      */
     declare public readonly rate_limit_per_second: pulumi.Output<number | undefined>;
@@ -148,6 +160,10 @@ export class Queue extends pulumi.CustomResource {
      * At most this many calls in flight (default 1, at most 1000).
      */
     declare public readonly workers: pulumi.Output<number | undefined>;
+    /**
+     * At most this many calls in flight per key (1..1000; default: no limit per key).
+     */
+    declare public readonly workers_per_key: pulumi.Output<number | undefined>;
 
     /**
      * Create a Queue resource with the given unique name, arguments, and options.
@@ -177,6 +193,7 @@ export class Queue extends pulumi.CustomResource {
             resourceInputs["edge_function_name"] = args?.edge_function_name;
             resourceInputs["enqueue_roles"] = args?.enqueue_roles;
             resourceInputs["headers"] = args?.headers ? pulumi.secret(args.headers) : undefined;
+            resourceInputs["key_from"] = args?.key_from;
             resourceInputs["lease_grace_ms"] = args?.lease_grace_ms;
             resourceInputs["max_attempts"] = args?.max_attempts;
             resourceInputs["method"] = args?.method;
@@ -186,11 +203,14 @@ export class Queue extends pulumi.CustomResource {
             resourceInputs["paused"] = args?.paused;
             resourceInputs["payload_schema"] = args?.payload_schema;
             resourceInputs["rate_limit_burst"] = args?.rate_limit_burst;
+            resourceInputs["rate_limit_burst_per_key"] = args?.rate_limit_burst_per_key;
+            resourceInputs["rate_limit_per_key"] = args?.rate_limit_per_key;
             resourceInputs["rate_limit_per_second"] = args?.rate_limit_per_second;
             resourceInputs["retention_seconds"] = args?.retention_seconds;
             resourceInputs["target_wall_clock_ms"] = args?.target_wall_clock_ms;
             resourceInputs["timeout_ms"] = args?.timeout_ms;
             resourceInputs["workers"] = args?.workers;
+            resourceInputs["workers_per_key"] = args?.workers_per_key;
             resourceInputs["queue_id"] = undefined /*out*/;
         } else {
             resourceInputs["backoff_base_ms"] = undefined /*out*/;
@@ -204,6 +224,7 @@ export class Queue extends pulumi.CustomResource {
             resourceInputs["edge_function_name"] = undefined /*out*/;
             resourceInputs["enqueue_roles"] = undefined /*out*/;
             resourceInputs["headers"] = undefined /*out*/;
+            resourceInputs["key_from"] = undefined /*out*/;
             resourceInputs["lease_grace_ms"] = undefined /*out*/;
             resourceInputs["max_attempts"] = undefined /*out*/;
             resourceInputs["method"] = undefined /*out*/;
@@ -214,11 +235,14 @@ export class Queue extends pulumi.CustomResource {
             resourceInputs["payload_schema"] = undefined /*out*/;
             resourceInputs["queue_id"] = undefined /*out*/;
             resourceInputs["rate_limit_burst"] = undefined /*out*/;
+            resourceInputs["rate_limit_burst_per_key"] = undefined /*out*/;
+            resourceInputs["rate_limit_per_key"] = undefined /*out*/;
             resourceInputs["rate_limit_per_second"] = undefined /*out*/;
             resourceInputs["retention_seconds"] = undefined /*out*/;
             resourceInputs["target_wall_clock_ms"] = undefined /*out*/;
             resourceInputs["timeout_ms"] = undefined /*out*/;
             resourceInputs["workers"] = undefined /*out*/;
+            resourceInputs["workers_per_key"] = undefined /*out*/;
         }
         opts = pulumi.mergeOptions(utilities.resourceOptsDefaults(), opts);
         const secretOpts = { additionalSecretOutputs: ["db_url", "headers"] };
@@ -276,6 +300,10 @@ export interface QueueArgs {
      */
     headers?: pulumi.Input<{[key: string]: pulumi.Input<string>} | undefined>;
     /**
+     * Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
+     */
+    key_from?: pulumi.Input<string | undefined>;
+    /**
      * How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
      */
     lease_grace_ms?: pulumi.Input<number | undefined>;
@@ -312,6 +340,14 @@ export interface QueueArgs {
      */
     rate_limit_burst?: pulumi.Input<number | undefined>;
     /**
+     * Calls one key may start at once above its rate (default: the rate per key).
+     */
+    rate_limit_burst_per_key?: pulumi.Input<number | undefined>;
+    /**
+     * Calls started per second at most per key (default: no limit per key).
+     */
+    rate_limit_per_key?: pulumi.Input<number | undefined>;
+    /**
      * Calls started per second at most (default: no limit).
      */
     rate_limit_per_second?: pulumi.Input<number | undefined>;
@@ -331,4 +367,8 @@ export interface QueueArgs {
      * At most this many calls in flight (default 1, at most 1000).
      */
     workers?: pulumi.Input<number | undefined>;
+    /**
+     * At most this many calls in flight per key (1..1000; default: no limit per key).
+     */
+    workers_per_key?: pulumi.Input<number | undefined>;
 }

@@ -124,7 +124,7 @@ begin
     -- claimed: the dispatcher may be calling the target; the worker waits until it cannot be
     perform supaqueue._hold_worker(_cj);
   else
-    update supaqueue.worker set locked = false where id = _cj.worker and not retiring;
+    update supaqueue.worker set locked = false, key = null where id = _cj.worker and not retiring;
     if not found then
       delete from supaqueue.worker where id = _cj.worker;
     end if;
@@ -588,6 +588,13 @@ declare
   _target integer;
   _ready integer;
   _oldest timestamptz;
+  _keyed boolean;
+  _wakes boolean;
+  _any_keys boolean;
+  _keyed_turn boolean := random() < 0.5;
+  _since_serve text[] := '{}';
+  _kid uuid;
+  _have boolean;
 begin
   -- Nothing to do when the queue is paused in the stack or by the operator (0013), or, but for
   -- a chain, when every worker is busy (the usual case at saturation, after each report): no job
@@ -652,18 +659,35 @@ begin
     _budget := least(coalesce(_budget, 1), 1);
   end if;
 
-  -- The highest priority that has ready jobs. Jobs are probed one priority at a time, so that
-  -- `run_at <= now()` bounds each index range: jobs delayed to later (run_at, backoff) are never
-  -- read, however many there are. The cost grows with the number of distinct priorities only.
-  -- The probe also returns where that priority's first ready entry is (_from): the selection
+  -- Which job next (docs/architecture/dispatch.md, "Keys and fairness"): jobs without a key as
+  -- before (by priority, then run_at), keyed jobs by supaqueue._next_keyed_job; when both have
+  -- ready jobs the two take turns, the first turn drawn at random.
+  -- The highest priority that has ready jobs without a key. Jobs are probed one priority at a
+  -- time, so that `run_at <= now()` bounds each index range: jobs delayed to later (run_at, backoff)
+  -- are never read, however many there are. The cost grows with the number of distinct priorities
+  -- only. The probe also returns where that priority's first ready entry is (_from): the selection
   -- starts there instead of walking again over the entries of jobs taken since the last vacuum
   -- (dead, but kept in job_ready_idx until then: thousands at a busy queue, read twice per job
   -- before 0015). A job that became ready before _from since the probe is taken next time, as
   -- one that became ready just after the selection would be.
   select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
     where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+      and j.key is null
     order by j.priority desc, j.run_at, j.id
     limit 1;
+  -- Keys (0026), in one statement (each costs): wakes to apply, keys due, any key state at all
+  -- (a worker counts against a key only while its key has a row: the tick keeps those).
+  select exists (select 1 from supaqueue.queue_key_wake w where w.queue = _queue),
+         exists (select 1 from supaqueue.queue_key k
+                  where k.queue = _queue and k.due_at <= clock_timestamp()),
+         exists (select 1 from supaqueue.queue_key k where k.queue = _queue)
+    into _wakes, _keyed, _any_keys;
+  if _wakes then
+    perform supaqueue._key_wakes(_queue);
+    _keyed := exists (select 1 from supaqueue.queue_key k
+                       where k.queue = _queue and k.due_at <= clock_timestamp());
+    _any_keys := true;
+  end if;
 
   -- 0028: a batched queue's calls carry up to batch_size leases each (chains never batch: a
   -- batch's report frees its workers and dispatches again). Fewer ready jobs than a full batch
@@ -676,19 +700,37 @@ begin
   end if;
   if _chain_worker is null and _q.batch_size > 1 then
     _batch_size := _q.batch_size;
-    if _q.batch_max_wait_ms > 0 and not _held and _prio is not null then
+    if _q.batch_max_wait_ms > 0 and not _held and (_prio is not null or _keyed) then
       _target := least(_batch_size, (select count(*) from supaqueue.worker w
                                       where w.queue = _queue and not w.retiring));
+      -- Ready jobs without a key (job_ready_idx), then keyed ones (0026): those of the first
+      -- due keys (queue_key_due_idx, job_key_ready_idx), each probe bounded by _target, so the
+      -- cost does not grow with keys or backlog. Held keys and keys out of tokens are not due:
+      -- their jobs cannot join a batch now and do not count. A due key without a ready job may
+      -- hide a later one: the wait then ends by the oldest job seen (at once if none is seen).
       select count(*) into _ready from (
         select 1 from supaqueue.job j
          where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
-           and j.run_at <= now()
+           and j.key is null and j.run_at <= now()
          limit _target) r;
       select j.run_at into _oldest from supaqueue.job j
        where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
-         and j.run_at <= now()
+         and j.key is null and j.run_at <= now()
        order by j.priority desc, j.run_at, j.id
        limit 1;
+      if _keyed and _ready < _target then
+        select _ready + coalesce(sum(r.n), 0), least(_oldest, min(r.oldest))
+          into _ready, _oldest
+          from (select k.key from supaqueue.queue_key k
+                 where k.queue = _queue and k.due_at <= clock_timestamp()
+                 order by k.due_at
+                 limit _target - _ready) k,
+               lateral (select count(*) as n, min(j.run_at) as oldest from (
+                          select j.run_at from supaqueue.job j
+                           where j.queue = _queue and j.key = k.key and j.status = 'pending'
+                             and j.pending_dependencies = 0 and j.run_at <= now()
+                           limit _target) j) r;
+      end if;
       if _ready < _target
          and _oldest > now() - make_interval(secs => _q.batch_max_wait_ms / 1000.0) then
         return 0;  -- the tick (every second) or the next enqueue looks again
@@ -700,29 +742,49 @@ begin
     exit when _budget is not null and _n >= _budget;
 
     -- Job first, then worker: a worker is only ever locked by a dispatcher that has a job for it.
-    loop
-      exit when _prio is null;
-      select * into _job from supaqueue.job
-        where queue = _queue and status = 'pending' and pending_dependencies = 0
-          and priority = _prio and run_at <= now()
-          and (run_at, id) >= (_from_run_at, _from_id)
-        order by run_at, id
-        limit 1
-        for update skip locked;
-      if found then
-        -- the next job of this call is after this one
-        _from_run_at := _job.run_at;
-        _from_id := _job.id;
+    _have := false;
+    for _pass in 1..2 loop
+      if (_pass = 1) = _keyed_turn then
+        continue when not _keyed;
+        select n._job, n._since_serve into _kid, _since_serve
+          from supaqueue._next_keyed_job(_q, _chain_worker, _since_serve) n;
+        if _kid is null then
+          _keyed := false;
+          continue;
+        end if;
+        select * into _job from supaqueue.job where id = _kid;
+        _have := true;
         exit;
       end if;
-      -- nothing due (or everything taken) at this priority: the next lower one
-      select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
-        where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
-          and j.priority < _prio
-        order by j.priority desc, j.run_at, j.id
-        limit 1;
+      loop
+        exit when _prio is null;
+        select * into _job from supaqueue.job
+          where queue = _queue and status = 'pending' and pending_dependencies = 0
+            and key is null and priority = _prio and run_at <= now()
+            and (run_at, id) >= (_from_run_at, _from_id)
+          order by run_at, id
+          limit 1
+          for update skip locked;
+        if found then
+          -- the next job of this call is after this one
+          _from_run_at := _job.run_at;
+          _from_id := _job.id;
+          exit;
+        end if;
+        -- nothing due (or everything taken) at this priority: the next lower one
+        select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
+          where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+            and j.key is null and j.priority < _prio
+          order by j.priority desc, j.run_at, j.id
+          limit 1;
+      end loop;
+      if _prio is not null then
+        _have := true;
+        exit;
+      end if;
     end loop;
-    exit when _prio is null;
+    exit when not _have;
+    _keyed_turn := not _keyed_turn;
 
     if _chain_worker is null then
       select w.id into _worker from supaqueue.worker w
@@ -733,18 +795,30 @@ begin
       -- that it is not retiring): no write to the worker at all
       _worker := _chain_worker;
     end if;
-    exit when _worker is null;
 
     -- Decrypted only when there is something to send: idle ticks stay cheap.
-    if _chain_worker is null and _secret is null then
+    if _worker is not null and _chain_worker is null and _secret is null then
       select ds.decrypted_secret into _secret
         from vault.decrypted_secrets ds where ds.name = 'supaqueue_secret'
         order by ds.created_at desc limit 1;
-      exit when _secret is null;  -- not configured yet, as above
+      -- not configured yet, as above
+    end if;
+    if _worker is null or (_chain_worker is null and _secret is null) then
+      -- The selected job stays pending. Its key must stay due: the selection may have made it
+      -- idle (its only ready job was this one) or moved it on.
+      if _job.key is not null then
+        perform supaqueue._key_ready(_queue, _job.key, _job.run_at);
+      end if;
+      exit;
     end if;
 
     if _chain_worker is null then
-      update supaqueue.worker set locked = true where id = _worker;
+      update supaqueue.worker set locked = true, key = _job.key where id = _worker;
+    elsif _job.key is not null or _any_keys then
+      -- the key the chained worker now counts against (a write only when it changes; in a queue
+      -- without key state no worker has a key, so none is read)
+      update supaqueue.worker set key = _job.key
+       where id = _worker and key is distinct from _job.key;
     end if;
     update supaqueue.job
       set status = 'in_progress', attempts = attempts + 1, updated_at = now()
@@ -932,7 +1006,7 @@ CREATE FUNCTION supaqueue._free_worker(_worker uuid) RETURNS void
     SET search_path TO ''
     AS $$
 begin
-  update supaqueue.worker set locked = false where id = _worker and not retiring;
+  update supaqueue.worker set locked = false, key = null where id = _worker and not retiring;
   if not found then
     delete from supaqueue.worker where id = _worker;
   end if;
@@ -1197,6 +1271,86 @@ $$;
 
 ALTER FUNCTION supaqueue._jobs_matching(_queue uuid, _states supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue._key_insert_lock(_queue uuid, _key text) RETURNS boolean
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext(_queue::text),
+                                              pg_catalog.hashtext(_key) & 63)
+$$;
+
+ALTER FUNCTION supaqueue._key_insert_lock(_queue uuid, _key text) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._key_ready(_queue uuid, _key text, _run_at timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _due timestamptz;
+begin
+  -- KEY SHARE until this transaction ends: a dispatcher makes a key idle only under FOR UPDATE
+  -- (SKIP LOCKED), so it cannot make this key idle before this job is visible to it.
+  select k.due_at into _due from supaqueue.queue_key k
+   where k.queue = _queue and k.key = _key
+     for key share skip locked;
+  if found then
+    if _due is not null and _due <= _run_at then
+      return;  -- due already (the usual case for a key with a backlog): nothing to write
+    end if;
+    update supaqueue.queue_key k
+       set due_at = least(coalesce(k.due_at, 'infinity'::timestamptz), _run_at)
+     where (k.queue, k.key) = (select l.queue, l.key from supaqueue.queue_key l
+                                where l.queue = _queue and l.key = _key
+                                  for no key update skip locked);
+    if found then
+      return;
+    end if;
+  elsif supaqueue._key_insert_lock(_queue, _key) then
+    -- a new key (a row being made idle or removed is held FOR UPDATE: the insert conflicts)
+    insert into supaqueue.queue_key (queue, key, due_at) values (_queue, _key, _run_at)
+      on conflict (queue, key) do nothing;
+    if found then
+      return;
+    end if;
+  end if;
+  insert into supaqueue.queue_key_wake (queue, key, run_at) values (_queue, _key, _run_at);
+end
+$$;
+
+ALTER FUNCTION supaqueue._key_ready(_queue uuid, _key text, _run_at timestamp with time zone) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._key_wakes(_queue uuid) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _w supaqueue.queue_key_wake;
+  _n integer := 0;
+begin
+  for _w in
+    select * from supaqueue.queue_key_wake w where w.queue = _queue
+     order by w.id limit 1000 for update skip locked
+  loop
+    update supaqueue.queue_key k
+       set due_at = least(coalesce(k.due_at, 'infinity'::timestamptz), _w.run_at)
+     where (k.queue, k.key) = (select l.queue, l.key from supaqueue.queue_key l
+                                where l.queue = _queue and l.key = _w.key
+                                  for no key update skip locked);
+    if not found and supaqueue._key_insert_lock(_queue, _w.key) then
+      insert into supaqueue.queue_key (queue, key, due_at) values (_queue, _w.key, _w.run_at)
+        on conflict (queue, key) do nothing;
+    end if;
+    if found then
+      delete from supaqueue.queue_key_wake where id = _w.id;
+      _n := _n + 1;
+    end if;
+  end loop;
+  return _n;
+end
+$$;
+
+ALTER FUNCTION supaqueue._key_wakes(_queue uuid) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue._lease_deadline(_from timestamp with time zone, _timeout_ms integer, _grace_ms integer) RETURNS timestamp with time zone
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $$
@@ -1204,6 +1358,191 @@ CREATE FUNCTION supaqueue._lease_deadline(_from timestamp with time zone, _timeo
 $$;
 
 ALTER FUNCTION supaqueue._lease_deadline(_from timestamp with time zone, _timeout_ms integer, _grace_ms integer) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.default_non_retryable_statuses() RETURNS integer[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select array(select s from pg_catalog.generate_series(400, 499) s where s not in (408, 429))
+$$;
+
+ALTER FUNCTION supaqueue.default_non_retryable_statuses() OWNER TO postgres;
+
+CREATE TABLE supaqueue.queue (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    name text NOT NULL,
+    edge_function_name text NOT NULL,
+    default_headers jsonb DEFAULT '{}'::jsonb NOT NULL,
+    method text DEFAULT 'POST'::text NOT NULL,
+    max_attempts integer DEFAULT 3 NOT NULL,
+    backoff_base_ms integer DEFAULT 1000 NOT NULL,
+    backoff_max_ms integer DEFAULT 300000 NOT NULL,
+    backoff_jitter double precision DEFAULT 0.1 NOT NULL,
+    non_retryable_statuses integer[] DEFAULT supaqueue.default_non_retryable_statuses() NOT NULL,
+    timeout_ms integer DEFAULT 30000 NOT NULL,
+    lease_grace_ms integer DEFAULT 30000 NOT NULL,
+    rate_limit_per_second double precision,
+    rate_limit_burst integer,
+    paused boolean DEFAULT false NOT NULL,
+    retention_seconds integer DEFAULT 604800,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    owner_stack text,
+    owner_stack_id text,
+    operator_paused_at timestamp with time zone,
+    target_wall_clock_ms integer DEFAULT 400000 NOT NULL,
+    dead_letter_queue uuid,
+    discard_unfinished_on_delete boolean DEFAULT false NOT NULL,
+    enqueue_roles text[] DEFAULT '{}'::text[] NOT NULL,
+    payload_schema jsonb,
+    key_from text,
+    workers_per_key integer,
+    rate_limit_per_key double precision,
+    rate_limit_burst_per_key integer,
+    batch_size integer DEFAULT 1 NOT NULL,
+    batch_max_wait_ms integer DEFAULT 0 NOT NULL,
+    CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
+    CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
+    CONSTRAINT queue_batch_max_wait_range CHECK (((batch_max_wait_ms >= 0) AND (batch_max_wait_ms <= 300000))),
+    CONSTRAINT queue_batch_method CHECK (((batch_size = 1) OR (method = ANY (ARRAY['POST'::text, 'PUT'::text, 'PATCH'::text])))),
+    CONSTRAINT queue_batch_size_range CHECK (((batch_size >= 1) AND (batch_size <= 100))),
+    CONSTRAINT queue_default_headers_object CHECK ((jsonb_typeof(default_headers) = 'object'::text)),
+    CONSTRAINT queue_edge_function_name_is_slug CHECK ((edge_function_name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
+    CONSTRAINT queue_enqueue_roles_known CHECK (((enqueue_roles <@ ARRAY['anon'::text, 'authenticated'::text]) AND (array_position(enqueue_roles, NULL::text) IS NULL))),
+    CONSTRAINT queue_key_from_path CHECK (((key_from IS NULL) OR (key_from ~ '^\$(\.[A-Za-z_][A-Za-z0-9_]{0,62}){1,8}$'::text))),
+    CONSTRAINT queue_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
+    CONSTRAINT queue_method_known CHECK ((method = ANY (ARRAY['GET'::text, 'POST'::text, 'PUT'::text, 'PATCH'::text, 'DELETE'::text]))),
+    CONSTRAINT queue_name_is_slug CHECK ((name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
+    CONSTRAINT queue_payload_schema_object CHECK (((payload_schema IS NULL) OR (jsonb_typeof(payload_schema) = 'object'::text))),
+    CONSTRAINT queue_payload_schema_size CHECK (((payload_schema IS NULL) OR (octet_length((payload_schema)::text) <= 65536))),
+    CONSTRAINT queue_rate_limit_burst_per_key_positive CHECK (((rate_limit_burst_per_key IS NULL) OR (rate_limit_burst_per_key >= 1))),
+    CONSTRAINT queue_rate_limit_burst_positive CHECK (((rate_limit_burst IS NULL) OR (rate_limit_burst >= 1))),
+    CONSTRAINT queue_rate_limit_per_key_range CHECK (((rate_limit_per_key IS NULL) OR ((rate_limit_per_key > (0)::double precision) AND (rate_limit_per_key <= (2147483647)::double precision)))),
+    CONSTRAINT queue_rate_limit_range CHECK (((rate_limit_per_second IS NULL) OR ((rate_limit_per_second > (0)::double precision) AND (rate_limit_per_second <= (2147483647)::double precision)))),
+    CONSTRAINT queue_retention_non_negative CHECK (((retention_seconds IS NULL) OR (retention_seconds >= 0))),
+    CONSTRAINT queue_target_wall_clock_range CHECK (((target_wall_clock_ms >= 1000) AND (target_wall_clock_ms <= 3600000))),
+    CONSTRAINT queue_timeout_range CHECK ((((timeout_ms >= 1) AND (timeout_ms <= 390000)) AND (lease_grace_ms >= 0))),
+    CONSTRAINT queue_workers_per_key_range CHECK (((workers_per_key IS NULL) OR ((workers_per_key >= 1) AND (workers_per_key <= 1000))))
+);
+
+ALTER TABLE supaqueue.queue OWNER TO postgres;
+
+COMMENT ON COLUMN supaqueue.queue.discard_unfinished_on_delete IS 'Set by the Pulumi stack that owns the queue: removing it may discard its unfinished jobs.';
+
+CREATE FUNCTION supaqueue._next_keyed_job(_q supaqueue.queue, _chain_worker uuid, INOUT _since_serve text[], OUT _job uuid) RETURNS record
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _limited boolean := _q.workers_per_key is not null or _q.rate_limit_per_key is not null;
+  _k supaqueue.queue_key;
+  _now timestamptz;
+  _cap double precision;
+  _tokens double precision;
+  _busy integer;
+  _next timestamptz;
+  _back boolean;
+begin
+  -- bounded: each pass takes a job or moves a key (a key's moves are bounded by its jobs and
+  -- tokens); what is left over is for the next dispatch
+  for _pass in 1..10000 loop
+    _now := clock_timestamp();
+    if _limited then
+      select * into _k from supaqueue.queue_key k
+       where k.queue = _q.id and k.due_at <= _now
+       order by k.due_at
+       limit 1
+         for no key update skip locked;
+    else
+      select * into _k from supaqueue.queue_key k
+       where k.queue = _q.id and k.due_at <= _now
+       order by k.due_at
+       limit 1;
+    end if;
+    if not found or _k.key = any (_since_serve) then
+      return;
+    end if;
+    _next := null;
+    _back := false;
+    _tokens := null;
+
+    if _k.held_until > _now then
+      _next := _k.held_until;
+    elsif _q.workers_per_key is not null
+          and (select count(*) from supaqueue.worker w
+                where w.queue = _q.id and w.key = _k.key
+                  and w.id is distinct from _chain_worker) >= _q.workers_per_key then
+      _back := true;
+    else
+      if _q.rate_limit_per_key is not null then
+        _cap := greatest(1, coalesce(_q.rate_limit_burst_per_key, ceil(_q.rate_limit_per_key)));
+        _tokens := least(_cap, coalesce(
+          _k.tokens + extract(epoch from _now - _k.refilled_at) * _q.rate_limit_per_key, _cap));
+      end if;
+      if _tokens < 1 then
+        _next := _now + make_interval(secs => (1 - _tokens) / _q.rate_limit_per_key);
+      else
+        select j.id into _job from supaqueue.job j
+         where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+           and j.pending_dependencies = 0 and j.run_at <= _now
+         order by j.priority desc, j.run_at, j.id
+         limit 1
+           for update skip locked;
+        if _job is not null then
+          _tokens := _tokens - 1;
+          _since_serve := '{}';
+        end if;
+        -- the key's next ready job (one more probe now saves a turn later, as a key with one job
+        -- would otherwise come round again only to be found empty)
+        if exists (select 1 from supaqueue.job j
+                    where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+                      and j.pending_dependencies = 0 and j.run_at <= _now
+                      and j.id is distinct from _job) then
+          -- served: to the back; else a ready job another transaction holds (being taken, or
+          -- locked by an enqueue of a job that depends on it): look again after the other keys
+          _back := true;
+        else
+          select j.run_at into _next from supaqueue.job j
+           where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+             and j.pending_dependencies = 0 and j.id is distinct from _job
+           order by j.run_at
+           limit 1;
+          if _next is null then
+            -- Nothing (else) pending: idle. FOR UPDATE conflicts with the KEY SHARE of an
+            -- enqueue of this key that has not committed (its job is not visible yet), and with
+            -- a concurrent dispatcher's lock: then look again after the other keys.
+            perform 1 from supaqueue.queue_key k
+              where k.queue = _q.id and k.key = _k.key
+                for update skip locked;
+            _back := not found;
+          end if;
+        end if;
+      end if;
+    end if;
+
+    if _back then
+      _next := clock_timestamp();
+      if _job is null then
+        _since_serve := _since_serve || _k.key;
+      end if;
+    end if;
+    -- (a row another dispatcher holds is moved by that one)
+    update supaqueue.queue_key k
+       set due_at = _next,
+           served_at = case when _job is not null then _now else coalesce(k.served_at, _now) end,
+           tokens = case when _tokens is not null then _tokens else k.tokens end,
+           refilled_at = case when _tokens is not null then _now else k.refilled_at end
+     where (k.queue, k.key) = (select l.queue, l.key from supaqueue.queue_key l
+                                where l.queue = _q.id and l.key = _k.key
+                                  for no key update skip locked);
+    if _job is not null then
+      return;
+    end if;
+  end loop;
+end
+$$;
+
+ALTER FUNCTION supaqueue._next_keyed_job(_q supaqueue.queue, _chain_worker uuid, INOUT _since_serve text[], OUT _job uuid) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) RETURNS SETOF uuid
     LANGUAGE sql STABLE SECURITY DEFINER
@@ -1285,7 +1624,7 @@ begin
      where w.held_until is not null and w.held_until <= clock_timestamp()
      for update skip locked
   loop
-    update supaqueue.worker set locked = false, held_until = null
+    update supaqueue.worker set locked = false, held_until = null, key = null
      where id = _worker and not retiring;
     if not found then
       delete from supaqueue.worker where id = _worker;
@@ -1483,7 +1822,7 @@ begin
     grant usage on schema supaqueue to service_role;
     -- Reading is harmless; enqueueing by INSERT names only these columns (docs/architecture.md).
     grant select on all tables in schema supaqueue to service_role;
-    grant insert (queue, payload, priority, run_at, dedup_key) on supaqueue.job to service_role;
+    grant insert (queue, payload, priority, run_at, dedup_key, key) on supaqueue.job to service_role;
     -- Every routine but the internal ones (named `_…`, trigger functions) and the owner's (the
     -- Pulumi program's): those take the engine's rows as given, or change what a stack owns.
     for _routine in
@@ -1500,68 +1839,6 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.apply_privileges() OWNER TO postgres;
-
-CREATE FUNCTION supaqueue.default_non_retryable_statuses() RETURNS integer[]
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    SET search_path TO ''
-    AS $$
-  select array(select s from pg_catalog.generate_series(400, 499) s where s not in (408, 429))
-$$;
-
-ALTER FUNCTION supaqueue.default_non_retryable_statuses() OWNER TO postgres;
-
-CREATE TABLE supaqueue.queue (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    name text NOT NULL,
-    edge_function_name text NOT NULL,
-    default_headers jsonb DEFAULT '{}'::jsonb NOT NULL,
-    method text DEFAULT 'POST'::text NOT NULL,
-    max_attempts integer DEFAULT 3 NOT NULL,
-    backoff_base_ms integer DEFAULT 1000 NOT NULL,
-    backoff_max_ms integer DEFAULT 300000 NOT NULL,
-    backoff_jitter double precision DEFAULT 0.1 NOT NULL,
-    non_retryable_statuses integer[] DEFAULT supaqueue.default_non_retryable_statuses() NOT NULL,
-    timeout_ms integer DEFAULT 30000 NOT NULL,
-    lease_grace_ms integer DEFAULT 30000 NOT NULL,
-    rate_limit_per_second double precision,
-    rate_limit_burst integer,
-    paused boolean DEFAULT false NOT NULL,
-    retention_seconds integer DEFAULT 604800,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    owner_stack text,
-    owner_stack_id text,
-    operator_paused_at timestamp with time zone,
-    target_wall_clock_ms integer DEFAULT 400000 NOT NULL,
-    dead_letter_queue uuid,
-    discard_unfinished_on_delete boolean DEFAULT false NOT NULL,
-    enqueue_roles text[] DEFAULT '{}'::text[] NOT NULL,
-    payload_schema jsonb,
-    batch_size integer DEFAULT 1 NOT NULL,
-    batch_max_wait_ms integer DEFAULT 0 NOT NULL,
-    CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
-    CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
-    CONSTRAINT queue_batch_max_wait_range CHECK (((batch_max_wait_ms >= 0) AND (batch_max_wait_ms <= 300000))),
-    CONSTRAINT queue_batch_method CHECK (((batch_size = 1) OR (method = ANY (ARRAY['POST'::text, 'PUT'::text, 'PATCH'::text])))),
-    CONSTRAINT queue_batch_size_range CHECK (((batch_size >= 1) AND (batch_size <= 100))),
-    CONSTRAINT queue_default_headers_object CHECK ((jsonb_typeof(default_headers) = 'object'::text)),
-    CONSTRAINT queue_edge_function_name_is_slug CHECK ((edge_function_name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
-    CONSTRAINT queue_enqueue_roles_known CHECK (((enqueue_roles <@ ARRAY['anon'::text, 'authenticated'::text]) AND (array_position(enqueue_roles, NULL::text) IS NULL))),
-    CONSTRAINT queue_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
-    CONSTRAINT queue_method_known CHECK ((method = ANY (ARRAY['GET'::text, 'POST'::text, 'PUT'::text, 'PATCH'::text, 'DELETE'::text]))),
-    CONSTRAINT queue_name_is_slug CHECK ((name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
-    CONSTRAINT queue_payload_schema_object CHECK (((payload_schema IS NULL) OR (jsonb_typeof(payload_schema) = 'object'::text))),
-    CONSTRAINT queue_payload_schema_size CHECK (((payload_schema IS NULL) OR (octet_length((payload_schema)::text) <= 65536))),
-    CONSTRAINT queue_rate_limit_burst_positive CHECK (((rate_limit_burst IS NULL) OR (rate_limit_burst >= 1))),
-    CONSTRAINT queue_rate_limit_range CHECK (((rate_limit_per_second IS NULL) OR ((rate_limit_per_second > (0)::double precision) AND (rate_limit_per_second <= (2147483647)::double precision)))),
-    CONSTRAINT queue_retention_non_negative CHECK (((retention_seconds IS NULL) OR (retention_seconds >= 0))),
-    CONSTRAINT queue_target_wall_clock_range CHECK (((target_wall_clock_ms >= 1000) AND (target_wall_clock_ms <= 3600000))),
-    CONSTRAINT queue_timeout_range CHECK ((((timeout_ms >= 1) AND (timeout_ms <= 390000)) AND (lease_grace_ms >= 0)))
-);
-
-ALTER TABLE supaqueue.queue OWNER TO postgres;
-
-COMMENT ON COLUMN supaqueue.queue.discard_unfinished_on_delete IS 'Set by the Pulumi stack that owns the queue: removing it may discard its unfinished jobs.';
 
 CREATE FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) RETURNS double precision
     LANGUAGE sql
@@ -2023,19 +2300,19 @@ $$;
 
 ALTER FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) OWNER TO postgres;
 
-CREATE FUNCTION supaqueue.enqueue(_queue text, _payload jsonb DEFAULT '{}'::jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_key text DEFAULT NULL::text, _depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid
+CREATE FUNCTION supaqueue.enqueue(_queue text, _payload jsonb DEFAULT '{}'::jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_key text DEFAULT NULL::text, _depends_on uuid[] DEFAULT NULL::uuid[], _key text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 begin
   return supaqueue.enqueue(supaqueue._queue_by_name(_queue, 'supaqueue.enqueue'), _payload,
-                           _run_at, _priority, _dedup_key, _depends_on);
+                           _run_at, _priority, _dedup_key, _depends_on, _key);
 end
 $$;
 
-ALTER FUNCTION supaqueue.enqueue(_queue text, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) OWNER TO postgres;
+ALTER FUNCTION supaqueue.enqueue(_queue text, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[], _key text) OWNER TO postgres;
 
-CREATE FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb DEFAULT '{}'::jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_key text DEFAULT NULL::text, _depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid
+CREATE FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb DEFAULT '{}'::jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_key text DEFAULT NULL::text, _depends_on uuid[] DEFAULT NULL::uuid[], _key text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -2071,13 +2348,14 @@ begin
   loop
     -- One extra pending dependency holds the job back until its edges exist (see below).
     insert into supaqueue.job (queue, payload, run_at, priority, dedup_key, pending_dependencies,
-                               status, finished_at, last_error)
+                               status, finished_at, last_error, key)
       values (_queue, coalesce(_payload, '{}'::jsonb), coalesce(_run_at, now()),
               coalesce(_priority, 0), _dedup_key,
               case when cardinality(_deps) > 0 and not _doomed then _waiting + 1 else 0 end,
               case when _doomed then 'cancelled'::supaqueue.job_status else 'pending' end,
               case when _doomed then now() end,
-              case when _doomed then 'a job it depends on failed or was cancelled' end)
+              case when _doomed then 'a job it depends on failed or was cancelled' end,
+              _key)
       on conflict (queue, dedup_key)
         where dedup_key is not null and status in ('pending', 'in_progress')
         do nothing
@@ -2105,9 +2383,9 @@ begin
 end
 $$;
 
-ALTER FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) OWNER TO postgres;
+ALTER FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[], _key text) OWNER TO postgres;
 
-CREATE FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_keys text[] DEFAULT NULL::text[], _depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid[]
+CREATE FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_keys text[] DEFAULT NULL::text[], _depends_on uuid[] DEFAULT NULL::uuid[], _keys text[] DEFAULT NULL::text[]) RETURNS uuid[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -2136,6 +2414,13 @@ begin
       cardinality(_dedup_keys), _n
       using errcode = '22023', hint = 'Give one key per payload, null where a job has none.';
   end if;
+  if _keys is not null
+     and (array_ndims(_keys) > 1 or coalesce(array_lower(_keys, 1), 1) <> 1
+          or cardinality(_keys) <> _n) then
+    raise exception 'supaqueue.enqueue_batch: _keys has % keys for % payloads',
+      cardinality(_keys), _n
+      using errcode = '22023', hint = 'Give one key per payload, null where a job has none.';
+  end if;
   if _n = 0 then
     return '{}'::uuid[];
   end if;
@@ -2158,13 +2443,14 @@ begin
   _ids := array(select gen_random_uuid() from generate_series(1, _n));
   with ins as (
     insert into supaqueue.job (id, queue, payload, run_at, priority, dedup_key,
-                               pending_dependencies, status, finished_at, last_error)
+                               pending_dependencies, status, finished_at, last_error, key)
       select u.id, _q, e.value, coalesce(_run_at, now()), coalesce(_priority, 0),
              _dedup_keys[e.ord::integer],
              case when cardinality(_deps) > 0 and not _doomed then _waiting + 1 else 0 end,
              case when _doomed then 'cancelled'::supaqueue.job_status else 'pending' end,
              case when _doomed then now() end,
-             case when _doomed then 'a job it depends on failed or was cancelled' end
+             case when _doomed then 'a job it depends on failed or was cancelled' end,
+             _keys[e.ord::integer]
         from jsonb_array_elements(_payloads) with ordinality e(value, ord)
         join unnest(_ids) with ordinality u(id, ord) on u.ord = e.ord
        order by e.ord
@@ -2205,13 +2491,13 @@ begin
   -- through enqueue(uuid, …), which retries until it inserts or finds the holder.
   for _ord in select o from generate_subscripts(_out, 1) o where _out[o] is null loop
     _out[_ord] := supaqueue.enqueue(_q, _payloads -> (_ord - 1), _run_at, _priority,
-                                    _dedup_keys[_ord], _depends_on);
+                                    _dedup_keys[_ord], _depends_on, _keys[_ord]);
   end loop;
   return _out;
 end
 $$;
 
-ALTER FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone, _priority integer, _dedup_keys text[], _depends_on uuid[]) OWNER TO postgres;
+ALTER FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone, _priority integer, _dedup_keys text[], _depends_on uuid[], _keys text[]) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.enqueue_due_schedules() RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
@@ -2705,10 +2991,14 @@ CREATE FUNCTION supaqueue.queue_figures(_window interval DEFAULT '01:00:00'::int
       select count(*) filter (where j.status = 'pending') as pending,
              count(*) filter (where j.status = 'in_progress') as in_progress,
              min(j.created_at) filter (where j.status = 'pending') as oldest_pending,
-             -- job_ready_idx holds exactly the pending jobs without unfinished dependencies
+             -- job_ready_idx and job_key_ready_idx (0026) hold exactly the pending jobs without
+             -- unfinished dependencies, without and with a key
              (select count(*) from supaqueue.job r
                where r.queue = q.id and r.status = 'pending' and r.pending_dependencies = 0
-                 and r.run_at <= now()) as ready
+                 and r.key is null and r.run_at <= now())
+             + (select count(*) from supaqueue.job r
+                 where r.queue = q.id and r.status = 'pending' and r.pending_dependencies = 0
+                   and r.key is not null and r.run_at <= now()) as ready
         from supaqueue.job j
        where j.queue = q.id and j.status in ('pending', 'in_progress')) u
     cross join lateral (
@@ -3261,11 +3551,55 @@ ALTER FUNCTION supaqueue.source_jobs(_source text, _name text, _limit integer) O
 CREATE FUNCTION supaqueue.tg__dispatch_after_insert() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
-    AS $$
+    AS $_$
 declare
   _queue uuid;
+  _k record;
 begin
   if tg_table_name = 'job' then
+    -- 0026: a job without a key in a queue with `key_from` gets the key at that path into its
+    -- payload (`$.tenant_id`), so table-trigger, schedule and dead-letter jobs get keys too. A JSON
+    -- string gives its text, another value its JSON text; null or missing: no key. Here, once per
+    -- statement, rather than in a row trigger that every job of every queue would pay for; only
+    -- such jobs are written twice.
+    if exists (select 1 from supaqueue.queue q
+                where q.key_from is not null and q.id in (select n.queue from new_rows n)) then
+      for _k in
+        with keyed as (
+          update supaqueue.job j
+             -- queue_key_from_path allows only `$` and dotted field names
+             set key = j.payload #>> string_to_array(substr(q.key_from, 3), '.')
+            from new_rows n, supaqueue.queue q
+           where j.id = n.id and n.key is null and q.id = n.queue and q.key_from is not null
+             and j.payload #>> string_to_array(substr(q.key_from, 3), '.') is not null
+          returning j.queue, j.key, j.run_at, j.status, j.pending_dependencies)
+        select k.queue, k.key, min(k.run_at) as run_at from keyed k
+         where k.status = 'pending' and k.pending_dependencies = 0
+         group by k.queue, k.key
+      loop
+        perform supaqueue._key_ready(_k.queue, _k.key, _k.run_at);
+      end loop;
+    end if;
+    -- keyed jobs: their keys become due, once per key, before the dispatch below. New keys in one
+    -- statement (a batch over 10,000 tenants: no call per key); the others by _key_ready.
+    for _k in
+      with ready as (
+        select n.queue, n.key, min(n.run_at) as run_at from new_rows n
+         where n.key is not null and n.status = 'pending' and n.pending_dependencies = 0
+         group by n.queue, n.key),
+      made as (
+        insert into supaqueue.queue_key (queue, key, due_at)
+          select r.queue, r.key, r.run_at from ready r
+           where not exists (select 1 from supaqueue.queue_key k
+                              where k.queue = r.queue and k.key = r.key)
+             and supaqueue._key_insert_lock(r.queue, r.key)
+          on conflict (queue, key) do nothing
+          returning queue, key)
+      select r.queue, r.key, r.run_at from ready r
+       where not exists (select 1 from made m where m.queue = r.queue and m.key = r.key)
+    loop
+      perform supaqueue._key_ready(_k.queue, _k.key, _k.run_at);
+    end loop;
     -- Statement-level: a 100k-row INSERT dispatches once per queue, not once per row; a job that
     -- waits for dependencies gives no reason to dispatch.
     for _queue in
@@ -3280,7 +3614,7 @@ begin
   end if;
   return null;
 end
-$$;
+$_$;
 
 ALTER FUNCTION supaqueue.tg__dispatch_after_insert() OWNER TO postgres;
 
@@ -3316,6 +3650,18 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.tg__job_dead_letter() OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.tg__job_key_ready() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  perform supaqueue._key_ready(new.queue, new.key, new.run_at);
+  return null;
+end
+$$;
+
+ALTER FUNCTION supaqueue.tg__job_key_ready() OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.tg__job_last_response() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -3388,6 +3734,20 @@ CREATE FUNCTION supaqueue.tg__queue_updated() RETURNS trigger
 declare
   _queue uuid;
 begin
+  -- 0026: a changed per-key rate: keys waiting for a token (due later) are looked at again now
+  -- (the selection moves each to its next token under the new rate, or serves it)
+  for _queue in
+    select n.id from new_queues n join old_queues o on o.id = n.id
+     where n.rate_limit_per_key is distinct from o.rate_limit_per_key
+        or n.rate_limit_burst_per_key is distinct from o.rate_limit_burst_per_key
+  loop
+    update supaqueue.queue_key k set due_at = now()
+     where (k.queue, k.key) in (
+       select l.queue, l.key from supaqueue.queue_key l
+        where l.queue = _queue and l.due_at > now()
+          and (l.held_until is null or l.held_until <= now())
+          for no key update skip locked);
+  end loop;
   for _queue in select n.id from new_queues n where not n.paused loop
     perform supaqueue.dispatch(_queue);
   end loop;
@@ -3465,6 +3825,25 @@ begin
     get diagnostics _n = row_count;
     _pruned := _pruned + _n;
   end loop;
+
+  -- 0026: the state of keys idle for 10 minutes goes, once their bucket is full again (a key
+  -- that comes back starts afresh, with a full bucket: never a call too many). FOR UPDATE SKIP
+  -- LOCKED: not a key an enqueue holds (KEY SHARE) or a dispatch serves; a worker still counting
+  -- against the key keeps it; so does a hold.
+  delete from supaqueue.queue_key k
+   using supaqueue.queue q
+   where (k.queue, k.key) in (
+     select i.queue, i.key from supaqueue.queue_key i
+      where i.due_at is null and i.served_at < now() - interval '10 minutes'
+      order by i.served_at limit 1000
+        for update skip locked)
+     and q.id = k.queue
+     and (k.held_until is null or k.held_until < now())
+     and (k.refilled_at is null or q.rate_limit_per_key is null
+          or k.refilled_at + make_interval(secs => greatest(1, coalesce(
+               q.rate_limit_burst_per_key, ceil(q.rate_limit_per_key))) / q.rate_limit_per_key)
+             < now())
+     and not exists (select 1 from supaqueue.worker w where w.queue = k.queue and w.key = k.key);
 
   return jsonb_build_object('expired', _expired, 'dispatched', _dispatched, 'pruned', _pruned);
 end
@@ -3582,29 +3961,29 @@ $$;
 
 ALTER FUNCTION supaqueue.uninstall() OWNER TO postgres;
 
-CREATE FUNCTION supaqueue_api.enqueue(queue text, payload jsonb DEFAULT '{}'::jsonb, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, dedup_key text DEFAULT NULL::text, depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid
+CREATE FUNCTION supaqueue_api.enqueue(queue text, payload jsonb DEFAULT '{}'::jsonb, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, dedup_key text DEFAULT NULL::text, depends_on uuid[] DEFAULT NULL::uuid[], key text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 begin
   return supaqueue.enqueue(supaqueue._api_queue(queue, 'supaqueue_api.enqueue'), payload, run_at,
-                           priority, dedup_key, depends_on);
+                           priority, dedup_key, depends_on, key);
 end
 $$;
 
-ALTER FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[]) OWNER TO postgres;
+ALTER FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[], key text) OWNER TO postgres;
 
-CREATE FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, dedup_keys text[] DEFAULT NULL::text[], depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid[]
+CREATE FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, dedup_keys text[] DEFAULT NULL::text[], depends_on uuid[] DEFAULT NULL::uuid[], keys text[] DEFAULT NULL::text[]) RETURNS uuid[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 begin
   perform supaqueue._api_queue(queue, 'supaqueue_api.enqueue_batch');
-  return supaqueue.enqueue_batch(queue, payloads, run_at, priority, dedup_keys, depends_on);
+  return supaqueue.enqueue_batch(queue, payloads, run_at, priority, dedup_keys, depends_on, keys);
 end
 $$;
 
-ALTER FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[]) OWNER TO postgres;
+ALTER FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[], keys text[]) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue_api.get_job(id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) RETURNS record
     LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -3675,8 +4054,10 @@ CASE
     ELSE 'sql'::text
 END NOT NULL,
     source_name text,
+    key text,
     CONSTRAINT job_dedup_key_size CHECK (((dedup_key IS NULL) OR (octet_length(dedup_key) <= supaqueue.max_dedup_key_bytes()) OR supaqueue.refuse_job_value('job_dedup_key_size'::text, format('dedup_key: %s bytes, over the limit of %s bytes (supaqueue.max_dedup_key_bytes()); use a shorter key'::text, octet_length(dedup_key), supaqueue.max_dedup_key_bytes()), 'a long natural key can be hashed: md5(<key>) is 32 characters'::text))),
     CONSTRAINT job_finished_at_iff_final CHECK (((status = ANY (ARRAY['success'::supaqueue.job_status, 'failed'::supaqueue.job_status, 'cancelled'::supaqueue.job_status])) = (finished_at IS NOT NULL))),
+    CONSTRAINT job_key_size CHECK (((key IS NULL) OR (octet_length(key) <= 1024) OR supaqueue.refuse_job_value('job_key_size'::text, format('key: %s bytes, over the limit of 1024 bytes; use a shorter key'::text, octet_length(key)), 'a long natural key can be hashed: md5(<key>) is 32 characters'::text))),
     CONSTRAINT job_pending_dependencies_non_negative CHECK ((pending_dependencies >= 0)),
     CONSTRAINT job_run_at_readable CHECK ((((run_at >= '0001-01-01 00:00:00+00'::timestamp with time zone) AND (run_at < '10000-01-01 00:00:00+00'::timestamp with time zone)) OR supaqueue.refuse_job_value('job_run_at_readable'::text, format('run_at: %s is outside the times a job can have; give a time between 0001-01-01 and 9999-12-31 UTC, or none to run it now'::text, run_at), 'supaqueue.enqueue(..., _run_at => now() + interval ''1 hour'') delays a job by an hour'::text))),
     CONSTRAINT job_source_known CHECK ((source = ANY (ARRAY['sql'::text, 'api'::text, 'trigger'::text, 'schedule'::text])))
@@ -3756,13 +4137,45 @@ CREATE TABLE supaqueue.queue_bucket (
 
 ALTER TABLE supaqueue.queue_bucket OWNER TO postgres;
 
+CREATE TABLE supaqueue.queue_key (
+    queue uuid NOT NULL,
+    key text NOT NULL,
+    due_at timestamp with time zone,
+    served_at timestamp with time zone,
+    tokens double precision,
+    refilled_at timestamp with time zone,
+    held_until timestamp with time zone,
+    hold_reason text
+);
+
+ALTER TABLE supaqueue.queue_key OWNER TO postgres;
+
+CREATE TABLE supaqueue.queue_key_wake (
+    id bigint NOT NULL,
+    queue uuid NOT NULL,
+    key text NOT NULL,
+    run_at timestamp with time zone NOT NULL
+);
+
+ALTER TABLE supaqueue.queue_key_wake OWNER TO postgres;
+
+ALTER TABLE supaqueue.queue_key_wake ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME supaqueue.queue_key_wake_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE supaqueue.worker (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     queue uuid NOT NULL,
     locked boolean DEFAULT false NOT NULL,
     retiring boolean DEFAULT false NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    held_until timestamp with time zone
+    held_until timestamp with time zone,
+    key text
 );
 
 ALTER TABLE supaqueue.worker OWNER TO postgres;
@@ -3896,6 +4309,12 @@ ALTER TABLE ONLY supaqueue.migrations
 ALTER TABLE ONLY supaqueue.queue_bucket
     ADD CONSTRAINT queue_bucket_pkey PRIMARY KEY (queue);
 
+ALTER TABLE ONLY supaqueue.queue_key
+    ADD CONSTRAINT queue_key_pkey PRIMARY KEY (queue, key);
+
+ALTER TABLE ONLY supaqueue.queue_key_wake
+    ADD CONSTRAINT queue_key_wake_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY supaqueue.queue
     ADD CONSTRAINT queue_name_key UNIQUE (name);
 
@@ -3939,13 +4358,21 @@ CREATE INDEX job_error_search_idx ON supaqueue.job USING gin ((((COALESCE(last_e
 
 CREATE INDEX job_finished_idx ON supaqueue.job USING btree (queue, finished_at) WHERE (finished_at IS NOT NULL);
 
+CREATE INDEX job_key_ready_idx ON supaqueue.job USING btree (queue, key, priority DESC, run_at, id) WHERE ((status = 'pending'::supaqueue.job_status) AND (pending_dependencies = 0) AND (key IS NOT NULL));
+
 CREATE INDEX job_operator_action_job_idx ON supaqueue.job_operator_action USING btree (job);
 
 CREATE INDEX job_queue_status_created_idx ON supaqueue.job USING btree (queue, status, created_at DESC, id DESC);
 
-CREATE INDEX job_ready_idx ON supaqueue.job USING btree (queue, priority DESC, run_at, id) WHERE ((status = 'pending'::supaqueue.job_status) AND (pending_dependencies = 0));
+CREATE INDEX job_ready_idx ON supaqueue.job USING btree (queue, priority DESC, run_at, id) WHERE ((status = 'pending'::supaqueue.job_status) AND (pending_dependencies = 0) AND (key IS NULL));
 
 CREATE INDEX job_source_idx ON supaqueue.job USING btree (source, source_name, created_at DESC, id DESC) WHERE (source = ANY (ARRAY['trigger'::text, 'schedule'::text]));
+
+CREATE INDEX queue_key_due_idx ON supaqueue.queue_key USING btree (queue, due_at) WHERE (due_at IS NOT NULL);
+
+CREATE INDEX queue_key_idle_idx ON supaqueue.queue_key USING btree (served_at) WHERE (due_at IS NULL);
+
+CREATE INDEX queue_key_wake_queue_idx ON supaqueue.queue_key_wake USING btree (queue, id);
 
 CREATE INDEX schedule_next_run_at_idx ON supaqueue.schedule USING btree (next_run_at);
 
@@ -3953,17 +4380,21 @@ CREATE INDEX worker_free_idx ON supaqueue.worker USING btree (queue) WHERE ((NOT
 
 CREATE INDEX worker_held_until_idx ON supaqueue.worker USING btree (held_until) WHERE (held_until IS NOT NULL);
 
+CREATE INDEX worker_key_idx ON supaqueue.worker USING btree (queue, key) WHERE (key IS NOT NULL);
+
 CREATE TRIGGER _100_queue_dead_letter_no_loop BEFORE INSERT OR UPDATE OF dead_letter_queue ON supaqueue.queue FOR EACH ROW WHEN ((new.dead_letter_queue IS NOT NULL)) EXECUTE FUNCTION supaqueue.tg__queue_dead_letter_no_loop();
 
 CREATE TRIGGER _300_job_last_response BEFORE UPDATE OF status ON supaqueue.job FOR EACH ROW WHEN (((old.status = 'in_progress'::supaqueue.job_status) AND ((new.status = ANY (ARRAY['pending'::supaqueue.job_status, 'failed'::supaqueue.job_status])) OR ((new.status = 'success'::supaqueue.job_status) AND (old.last_response_excerpt IS NOT NULL))))) EXECUTE FUNCTION supaqueue.tg__job_last_response();
 
 CREATE TRIGGER _400_job_payload_limit AFTER INSERT ON supaqueue.job REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__job_payload_limit();
 
+CREATE TRIGGER _450_job_key_ready AFTER UPDATE OF status, pending_dependencies, run_at ON supaqueue.job FOR EACH ROW WHEN (((new.key IS NOT NULL) AND (new.status = 'pending'::supaqueue.job_status) AND (new.pending_dependencies = 0) AND ((old.status <> 'pending'::supaqueue.job_status) OR (old.pending_dependencies <> 0) OR (new.run_at < old.run_at)))) EXECUTE FUNCTION supaqueue.tg__job_key_ready();
+
 CREATE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.job REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__dispatch_after_insert();
 
 CREATE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.worker REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__dispatch_after_insert();
 
-CREATE TRIGGER _500_dispatch_after_update AFTER UPDATE ON supaqueue.queue REFERENCING NEW TABLE AS new_queues FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__queue_updated();
+CREATE TRIGGER _500_dispatch_after_update AFTER UPDATE ON supaqueue.queue REFERENCING OLD TABLE AS old_queues NEW TABLE AS new_queues FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__queue_updated();
 
 CREATE TRIGGER _600_job_dead_letter AFTER UPDATE OF status ON supaqueue.job FOR EACH ROW WHEN (((new.status = 'failed'::supaqueue.job_status) AND (old.status <> 'failed'::supaqueue.job_status))) EXECUTE FUNCTION supaqueue.tg__job_dead_letter();
 
@@ -3993,6 +4424,12 @@ ALTER TABLE ONLY supaqueue.queue_bucket
 
 ALTER TABLE ONLY supaqueue.queue
     ADD CONSTRAINT queue_dead_letter_queue_fkey FOREIGN KEY (dead_letter_queue) REFERENCES supaqueue.queue(id);
+
+ALTER TABLE ONLY supaqueue.queue_key
+    ADD CONSTRAINT queue_key_queue_fkey FOREIGN KEY (queue) REFERENCES supaqueue.queue(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY supaqueue.queue_key_wake
+    ADD CONSTRAINT queue_key_wake_queue_fkey FOREIGN KEY (queue) REFERENCES supaqueue.queue(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY supaqueue.schedule
     ADD CONSTRAINT schedule_queue_fkey FOREIGN KEY (queue) REFERENCES supaqueue.queue(id);
@@ -4061,7 +4498,20 @@ REVOKE ALL ON FUNCTION supaqueue._install_table_trigger_objects(_id uuid, _funct
 
 REVOKE ALL ON FUNCTION supaqueue._jobs_matching(_queue uuid, _states supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue._key_insert_lock(_queue uuid, _key text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._key_ready(_queue uuid, _key text, _run_at timestamp with time zone) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._key_wakes(_queue uuid) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue._lease_deadline(_from timestamp with time zone, _timeout_ms integer, _grace_ms integer) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue.default_non_retryable_statuses() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.default_non_retryable_statuses() TO service_role;
+
+GRANT SELECT ON TABLE supaqueue.queue TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._next_keyed_job(_q supaqueue.queue, _chain_worker uuid, INOUT _since_serve text[], OUT _job uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) FROM PUBLIC;
 
@@ -4084,11 +4534,6 @@ REVOKE ALL ON FUNCTION supaqueue._table_trigger_parts(_events text[]) FROM PUBLI
 REVOKE ALL ON FUNCTION supaqueue._utc_offset(_at timestamp with time zone, _tz text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue.apply_privileges() FROM PUBLIC;
-
-REVOKE ALL ON FUNCTION supaqueue.default_non_retryable_statuses() FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.default_non_retryable_statuses() TO service_role;
-
-GRANT SELECT ON TABLE supaqueue.queue TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.backoff_ms(_q supaqueue.queue, _attempts integer) TO service_role;
@@ -4133,14 +4578,14 @@ GRANT ALL ON FUNCTION supaqueue.drop_table_trigger(_id uuid) TO service_role;
 REVOKE ALL ON FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.end_current_job(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer) TO service_role;
 
-REVOKE ALL ON FUNCTION supaqueue.enqueue(_queue text, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.enqueue(_queue text, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) TO service_role;
+REVOKE ALL ON FUNCTION supaqueue.enqueue(_queue text, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[], _key text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.enqueue(_queue text, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[], _key text) TO service_role;
 
-REVOKE ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[]) TO service_role;
+REVOKE ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[], _key text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb, _run_at timestamp with time zone, _priority integer, _dedup_key text, _depends_on uuid[], _key text) TO service_role;
 
-REVOKE ALL ON FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone, _priority integer, _dedup_keys text[], _depends_on uuid[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone, _priority integer, _dedup_keys text[], _depends_on uuid[]) TO service_role;
+REVOKE ALL ON FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone, _priority integer, _dedup_keys text[], _depends_on uuid[], _keys text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone, _priority integer, _dedup_keys text[], _depends_on uuid[], _keys text[]) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.enqueue_due_schedules() FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.enqueue_due_schedules() TO service_role;
@@ -4244,6 +4689,8 @@ REVOKE ALL ON FUNCTION supaqueue.tg__dispatch_after_insert() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue.tg__job_dead_letter() FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue.tg__job_key_ready() FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue.tg__job_last_response() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue.tg__job_payload_limit() FROM PUBLIC;
@@ -4265,15 +4712,15 @@ GRANT ALL ON FUNCTION supaqueue.unfinished_job_count(_queue uuid) TO service_rol
 
 REVOKE ALL ON FUNCTION supaqueue.uninstall() FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[]) TO anon;
-GRANT ALL ON FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[]) TO authenticated;
-GRANT ALL ON FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[]) TO service_role;
+REVOKE ALL ON FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[], key text) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[], key text) TO anon;
+GRANT ALL ON FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[], key text) TO authenticated;
+GRANT ALL ON FUNCTION supaqueue_api.enqueue(queue text, payload jsonb, run_at timestamp with time zone, priority integer, dedup_key text, depends_on uuid[], key text) TO service_role;
 
-REVOKE ALL ON FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[]) TO anon;
-GRANT ALL ON FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[]) TO authenticated;
-GRANT ALL ON FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[]) TO service_role;
+REVOKE ALL ON FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[], keys text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[], keys text[]) TO anon;
+GRANT ALL ON FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[], keys text[]) TO authenticated;
+GRANT ALL ON FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone, priority integer, dedup_keys text[], depends_on uuid[], keys text[]) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue_api.get_job(id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue_api.get_job(id uuid, OUT queue text, OUT status text, OUT attempts integer, OUT max_attempts integer, OUT result jsonb, OUT last_status_code integer, OUT last_error text, OUT run_at timestamp with time zone, OUT created_at timestamp with time zone, OUT updated_at timestamp with time zone, OUT finished_at timestamp with time zone) TO anon;
@@ -4296,6 +4743,8 @@ GRANT INSERT(run_at) ON TABLE supaqueue.job TO service_role;
 
 GRANT INSERT(dedup_key) ON TABLE supaqueue.job TO service_role;
 
+GRANT INSERT(key) ON TABLE supaqueue.job TO service_role;
+
 GRANT SELECT ON TABLE supaqueue.job_attempt TO service_role;
 
 GRANT SELECT ON TABLE supaqueue.job_dependency TO service_role;
@@ -4305,6 +4754,10 @@ GRANT SELECT ON TABLE supaqueue.job_operator_action TO service_role;
 GRANT SELECT ON TABLE supaqueue.migrations TO service_role;
 
 GRANT SELECT ON TABLE supaqueue.queue_bucket TO service_role;
+
+GRANT SELECT ON TABLE supaqueue.queue_key TO service_role;
+
+GRANT SELECT ON TABLE supaqueue.queue_key_wake TO service_role;
 
 GRANT SELECT ON TABLE supaqueue.worker TO service_role;
 

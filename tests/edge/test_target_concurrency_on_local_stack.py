@@ -303,3 +303,34 @@ def test_a_frozen_gateway_drops_a_request_whose_client_has_gone(
     assert reply.status_code == 200, reply.text
     assert stack.target.requests_for(after), "the call after the thaw did not arrive"
     assert stack.target.requests_for(gone) == [], "a request whose client had gone was forwarded"
+
+
+def test_a_keyed_queue_holds_each_key_to_its_workers_at_the_target(stack: Stack) -> None:
+    """Keys (issue 26): key_from takes each job's key from its payload; workers_per_key holds
+    at the target, through the real dispatcher (chaining on), not only in the database."""
+    workers, per_key, jobs, sleep_ms = 4, 1, 12, 400
+    slug = f"slow-{sleep_ms}"
+    before = len(stack.target.requests_for(slug))
+    q = _queue(stack, workers, key_from="$.tenant", workers_per_key=per_key, max_attempts=1)
+    url = f"{stack.target.url}/functions/v1/{slug}"
+    stack.engine.conn.execute(
+        "insert into supaqueue.job (queue, payload)"
+        " select %s, jsonb_build_object('url', %s::text, 'tenant', 't' || (g %% 3))"
+        " from generate_series(1, %s) g",
+        (q, url, jobs),
+    )
+    _wait_finished(stack, q, jobs, slug)
+    calls = stack.target.requests_for(slug)[before:]
+    keys = {
+        str(r["id"]): r["key"]
+        for r in stack.engine.conn.execute(
+            "select id, key from supaqueue.job where queue = %s and status = 'success'", (q,)
+        ).fetchall()
+    }
+    assert len(keys) == jobs and set(keys.values()) == {"t0", "t1", "t2"}
+    assert len(calls) == jobs
+    per = {k: max_in_flight([c for c in calls if keys[c.headers["supaqueue-job-id"]] == k])
+           for k in ("t0", "t1", "t2")}  # fmt: skip
+    print(f"\nkeyed queue: workers {workers}, per key {per_key}, most in flight per key {per}")
+    assert all(n <= per_key for n in per.values()), per
+    assert max_in_flight(calls) <= workers

@@ -6,6 +6,7 @@ retry, result and worker; a batch of N takes N workers and N tokens."""
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import psycopg
@@ -322,3 +323,185 @@ def test_pulumi_preview_names_the_batch_field_as_sql_refuses_it(engine: Engine) 
     with pytest.raises(psycopg.errors.CheckViolation, match="queue_batch_method"):
         engine.queue(workers=0, method="DELETE", batch_size=2)
     engine.queue(workers=0, method="PATCH", batch_size=2)
+
+
+# -- batches and keys (sql/0026 + 0028) -----------------------------------------------------------
+
+
+def _insert_keyed(engine: Engine, queue: str, keys: list[str | None]) -> list[str]:
+    """One job per key (None: no key), in one statement."""
+    rows = engine.conn.execute(
+        "insert into supaqueue.job (queue, payload, key)"
+        " select %s, jsonb_build_object('n', u.i), u.k"
+        " from unnest(%s::text[]) with ordinality u(k, i) returning id::text",
+        (queue, keys),
+    ).fetchall()
+    return [str(r["id"]) for r in rows]
+
+
+def _check_key_limits(engine: Engine, q: str, workers: int, per_key: int) -> None:
+    """Busy workers (running or held) per key, and leases per key inside each batch."""
+    busy = engine.conn.execute(
+        "select key, count(*)::int as n from supaqueue.worker"
+        " where queue = %s and locked group by key",
+        (q,),
+    ).fetchall()
+    assert sum(r["n"] for r in busy) <= workers, busy
+    assert all(r["key"] is None or r["n"] <= per_key for r in busy), busy
+    in_batch = engine.conn.execute(
+        "select c.batch, j.key, count(*)::int as n from supaqueue.current_job c"
+        " join supaqueue.job j on j.id = c.job"
+        " where j.queue = %s and j.key is not null group by 1, 2",
+        (q,),
+    ).fetchall()
+    assert all(r["n"] <= per_key for r in in_batch), in_batch
+    # every lease's worker counts against its job's key
+    assert (
+        engine.one(
+            "select count(*) from supaqueue.current_job c join supaqueue.job j on j.id = c.job"
+            " join supaqueue.worker w on w.id = c.worker"
+            " where j.queue = %s and w.key is distinct from j.key",
+            (q,),
+        )
+        == 0
+    )
+
+
+def _release_holds(engine: Engine, q: str) -> None:
+    engine.conn.execute(
+        "update supaqueue.worker set held_until = now() - interval '1 millisecond'"
+        " where queue = %s and held_until is not null",
+        (q,),
+    )
+    # retries wait for no backoff here, but their run_at may be a moment ahead
+    engine.conn.execute(
+        "update supaqueue.job set run_at = now() - interval '1 millisecond'"
+        " where queue = %s and status = 'pending' and run_at > now()",
+        (q,),
+    )
+    engine.tick()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_per_key_limits_hold_inside_and_across_batches_and_every_job_ends(
+    engine: Engine, seed: int
+) -> None:
+    """A batch is filled by the keyed selection, so workers_per_key holds inside a batch and
+    across batches; a batch's workers take their jobs' keys and give them back on report, on
+    lease expiry and when a timed-out batch's held workers are released."""
+    rnd = random.Random(seed)
+    workers, per_key = 6, 2
+    q = _queue(engine, workers=workers, batch_size=4, workers_per_key=per_key, max_attempts=3)
+    keys: list[str | None] = ["A"] * 10 + ["B"] * 6 + ["C"] + ["D"] * 3 + [None] * 2
+    rnd.shuffle(keys)
+    jobs = _insert_keyed(engine, q, keys)
+    _check_key_limits(engine, q, workers, per_key)
+    first = [_batch_of(r) for r in engine.new_requests()]
+    assert first  # the enqueue dispatched batches at once (no max wait)
+
+    for _ in range(300):
+        engine.new_requests()
+        batches = [
+            r["batch"]
+            for r in engine.conn.execute(
+                "select distinct c.batch::text as batch from supaqueue.current_job c"
+                " join supaqueue.job j on j.id = c.job where j.queue = %s order by 1",
+                (q,),
+            ).fetchall()
+        ]
+        if not batches:
+            _release_holds(engine, q)
+            _check_key_limits(engine, q, workers, per_key)
+            if (
+                engine.one(
+                    "select count(*) from supaqueue.current_job c join supaqueue.job j"
+                    " on j.id = c.job where j.queue = %s",
+                    (q,),
+                )
+                == 0
+            ):
+                break
+            continue
+        batch = rnd.choice(batches)
+        claimed = [c for c in _claim(engine, batch) if "refused" not in c]
+        r = rnd.random()
+        if r < 0.15:  # the call timed out: every worker of the batch is held with its key
+            _report(engine, [
+                {**_failed(c["current_job"]["id"], None, "timed out"), "is_complete": False}
+                for c in claimed
+            ])  # fmt: skip
+        elif r < 0.25:  # the dispatcher was lost after the claim: the leases expire
+            engine.conn.execute(
+                "update supaqueue.current_job set lease_expires_at = now() - interval '1s'"
+                " where batch = %s",
+                (batch,),
+            )
+            engine.tick()
+        elif r < 0.35:
+            _release_holds(engine, q)
+        else:
+            _report(engine, [
+                _ok(c["current_job"]["id"]) if rnd.random() < 0.8
+                else _failed(c["current_job"]["id"], 500, "boom")
+                for c in claimed
+            ])  # fmt: skip
+        _check_key_limits(engine, q, workers, per_key)
+
+    states = engine.conn.execute(
+        "select status::text, count(*)::int as n from supaqueue.job where queue = %s group by 1",
+        (q,),
+    ).fetchall()
+    assert {s["status"] for s in states} <= {"success", "failed"}, states
+    assert sum(s["n"] for s in states) == len(jobs)
+    assert (
+        engine.one(
+            "select count(*) from supaqueue.worker"
+            " where queue = %s and (locked or key is not null)",
+            (q,),
+        )
+        == 0
+    )
+
+
+def test_a_batch_takes_no_more_of_a_key_than_workers_per_key(engine: Engine) -> None:
+    q = _queue(engine, workers=8, batch_size=8, workers_per_key=2)
+    _insert_keyed(engine, q, ["A"] * 6 + ["B"] * 6)
+    [req] = engine.new_requests()
+    leases = _leases(engine, _batch_of(req))
+    assert len(leases) == 4  # two of A, two of B: the rest wait for their keys' workers
+    keys = sorted(
+        engine.one("select key from supaqueue.job where id = %s", (lease["job"],))
+        for lease in leases
+    )
+    assert keys == ["A", "A", "B", "B"]
+    # one job of A ends: the next batch takes one more A (its key at 1 of 2), none of B
+    claimed = _claim(engine, _batch_of(req))
+    a_done = next(c for c in claimed if engine.one(
+        "select key from supaqueue.job where id = %s", (c["job"]["id"],)) == "A")  # fmt: skip
+    _report(engine, [_ok(a_done["current_job"]["id"])])
+    [nxt] = engine.new_requests()
+    [lease] = _leases(engine, _batch_of(nxt))
+    assert engine.one("select key from supaqueue.job where id = %s", (lease["job"],)) == "A"
+
+
+def test_a_partial_batch_of_keyed_jobs_waits_up_to_its_max_wait(engine: Engine) -> None:
+    """The max wait counts keyed ready jobs (their keys' turns), not only jobs without a key."""
+    q = _queue(engine, workers=4, batch_size=4, batch_max_wait_ms=60_000, workers_per_key=2)
+    jobs = _insert_keyed(engine, q, ["A", "B"])
+    assert engine.new_requests() == []  # two of four: wait for more
+    assert engine.tick()["dispatched"] == 0
+    more = _insert_keyed(engine, q, ["C", "A"])
+    [full] = engine.new_requests()  # full: at once
+    assert {lease["job"] for lease in _leases(engine, _batch_of(full))} == set(jobs + more)
+
+    claimed = _claim(engine, _batch_of(full))
+    _report(engine, [_ok(c["current_job"]["id"]) for c in claimed])
+    late = _insert_keyed(engine, q, ["B"])
+    assert engine.new_requests() == []  # alone: waits while younger than the max wait
+    assert engine.tick()["dispatched"] == 0
+    engine.conn.execute(
+        "update supaqueue.job set run_at = now() - interval '61 seconds' where id = %s", late
+    )
+    assert engine.tick()["dispatched"] == 1
+    [lone] = engine.new_requests()
+    assert [lease["job"] for lease in _leases(engine, _batch_of(lone))] == late

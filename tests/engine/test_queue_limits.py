@@ -32,6 +32,7 @@ COMPANIONS: dict[str, dict[str, Any]] = {
     "backoff_base_ms": {"backoff_max_ms": INT4_MAX},
     "backoff_max_ms": {"backoff_base_ms": 0},
     "rate_limit_burst": {"rate_limit_per_second": 1},
+    "rate_limit_burst_per_key": {"rate_limit_per_key": 1},
 }
 SQL_REFUSALS = (psycopg.errors.CheckViolation, psycopg.errors.NumericValueOutOfRange)
 
@@ -250,3 +251,30 @@ def test_payload_schema_size_agrees_with_sql(conn: psycopg.Connection) -> None:
         assert _sql_accepts(conn, {"payload_schema": Jsonb(schema)}) is inside, size
         assert _python_accepts({"payload_schema": schema}) is inside, size
     assert not _sql_accepts(conn, {"payload_schema": Jsonb(["not", "an", "object"])})
+
+
+# Keys (sql/0026): the per-key rate as the queue's, and `key_from`'s path rule.
+KEY_FROM_SAMPLES = [
+    "$.tenant_id", "$.a.b.c.d.e.f.g.h", "$._x9", "$." + "a" * 63,
+    "tenant_id", "$", "$.", "$.a.b.c.d.e.f.g.h.i", "$.a b", "$.9a", "$.a\n", "$['a']",
+    "$." + "a" * 64, "$.a-b", "$.é",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("value", "inside"), [
+    (5e-324, True), (MAX_RATE_PER_SECOND, True), (0.0, False),
+    (math.nextafter(MAX_RATE_PER_SECOND, math.inf), False), (math.inf, False), (math.nan, False),
+])  # fmt: skip
+def test_rate_limit_per_key_agrees_with_sql(
+    conn: psycopg.Connection, value: float, inside: bool
+) -> None:
+    assert _sql_accepts(conn, {"rate_limit_per_key": value}) is inside, value
+    assert _python_accepts({"rate_limit_per_key": value}) is inside, value
+
+
+def test_key_from_rule_agrees_with_sql(conn: psycopg.Connection) -> None:
+    for path in KEY_FROM_SAMPLES:
+        sql_ok = _sql_accepts(conn, {"key_from": path})
+        assert _python_accepts({"key_from": path}) is sql_ok, f"{path!r}: SQL says {sql_ok}"
+    assert _sql_accepts(conn, {"key_from": "$.tenant_id"})
+    assert not _sql_accepts(conn, {"key_from": "tenant_id"})

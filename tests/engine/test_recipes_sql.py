@@ -25,17 +25,18 @@ def test_the_sql_recipe_runs_in_psql(engine: Engine) -> None:
     proc = _psql(engine.dsn)
     assert proc.returncode == 0, proc.stderr
     jobs = engine.conn.execute(
-        "select payload, priority, dedup_key, run_at > now() as later, pending_dependencies"
+        "select payload, priority, dedup_key, run_at > now() as later, pending_dependencies, key"
         " from supaqueue.job where queue = %s order by created_at, payload->>'to'",
         (q,),
     ).fetchall()
-    assert len(jobs) == 6
+    assert len(jobs) == 7
     by_to = {(j["payload"].get("to"), j["payload"].get("step")): j for j in jobs}
     assert by_to[("bob@example.com", None)]["priority"] == 10
     assert by_to[("bob@example.com", None)]["dedup_key"] == "welcome-bob"
     assert by_to[("bob@example.com", None)]["later"] is True
     assert {("eve@example.com", None), ("joe@example.com", None)} <= set(by_to)
     assert by_to[(None, 2)]["pending_dependencies"] == 1
+    assert by_to[("kim@example.com", None)]["key"] == "tenant-42"
     # the last statement read the first job through get_job: pending, no attempt yet
     assert proc.stdout.strip().splitlines()[-1] == "pending|0||"
 

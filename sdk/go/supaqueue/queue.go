@@ -38,6 +38,8 @@ type Queue struct {
 	Enqueue_roles pulumi.StringArrayOutput `pulumi:"enqueue_roles"`
 	// Extra request headers, e.g. Authorization. Kept secret in state.
 	Headers pulumi.StringMapOutput `pulumi:"headers"`
+	// Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
+	Key_from pulumi.StringPtrOutput `pulumi:"key_from"`
 	// How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
 	Lease_grace_ms pulumi.IntPtrOutput `pulumi:"lease_grace_ms"`
 	// Attempts before a job fails for good (default 3, at most 100).
@@ -58,6 +60,10 @@ type Queue struct {
 	Queue_id pulumi.StringOutput `pulumi:"queue_id"`
 	// Calls allowed at once above the rate (default: the rate).
 	Rate_limit_burst pulumi.IntPtrOutput `pulumi:"rate_limit_burst"`
+	// Calls one key may start at once above its rate (default: the rate per key).
+	Rate_limit_burst_per_key pulumi.IntPtrOutput `pulumi:"rate_limit_burst_per_key"`
+	// Calls started per second at most per key (default: no limit per key).
+	Rate_limit_per_key pulumi.Float64PtrOutput `pulumi:"rate_limit_per_key"`
 	// Calls started per second at most (default: no limit).
 	Rate_limit_per_second pulumi.Float64PtrOutput `pulumi:"rate_limit_per_second"`
 	// Finished jobs are deleted this many seconds after they finished (default 604800; null: kept for ever).
@@ -68,6 +74,8 @@ type Queue struct {
 	Timeout_ms pulumi.IntPtrOutput `pulumi:"timeout_ms"`
 	// At most this many calls in flight (default 1, at most 1000).
 	Workers pulumi.IntPtrOutput `pulumi:"workers"`
+	// At most this many calls in flight per key (1..1000; default: no limit per key).
+	Workers_per_key pulumi.IntPtrOutput `pulumi:"workers_per_key"`
 }
 
 // NewQueue registers a new resource with the given unique name, arguments, and options.
@@ -155,6 +163,8 @@ type queueArgs struct {
 	Enqueue_roles []string `pulumi:"enqueue_roles"`
 	// Extra request headers, e.g. Authorization. Kept secret in state.
 	Headers map[string]string `pulumi:"headers"`
+	// Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
+	Key_from *string `pulumi:"key_from"`
 	// How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
 	Lease_grace_ms *int `pulumi:"lease_grace_ms"`
 	// Attempts before a job fails for good (default 3, at most 100).
@@ -173,6 +183,10 @@ type queueArgs struct {
 	Payload_schema interface{} `pulumi:"payload_schema"`
 	// Calls allowed at once above the rate (default: the rate).
 	Rate_limit_burst *int `pulumi:"rate_limit_burst"`
+	// Calls one key may start at once above its rate (default: the rate per key).
+	Rate_limit_burst_per_key *int `pulumi:"rate_limit_burst_per_key"`
+	// Calls started per second at most per key (default: no limit per key).
+	Rate_limit_per_key *float64 `pulumi:"rate_limit_per_key"`
 	// Calls started per second at most (default: no limit).
 	Rate_limit_per_second *float64 `pulumi:"rate_limit_per_second"`
 	// Finished jobs are deleted this many seconds after they finished (default 604800; null: kept for ever).
@@ -183,6 +197,8 @@ type queueArgs struct {
 	Timeout_ms *int `pulumi:"timeout_ms"`
 	// At most this many calls in flight (default 1, at most 1000).
 	Workers *int `pulumi:"workers"`
+	// At most this many calls in flight per key (1..1000; default: no limit per key).
+	Workers_per_key *int `pulumi:"workers_per_key"`
 }
 
 // The set of arguments for constructing a Queue resource.
@@ -209,6 +225,8 @@ type QueueArgs struct {
 	Enqueue_roles pulumi.StringArrayInput
 	// Extra request headers, e.g. Authorization. Kept secret in state.
 	Headers pulumi.StringMapInput
+	// Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
+	Key_from pulumi.StringPtrInput
 	// How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
 	Lease_grace_ms pulumi.IntPtrInput
 	// Attempts before a job fails for good (default 3, at most 100).
@@ -227,6 +245,10 @@ type QueueArgs struct {
 	Payload_schema pulumi.Input
 	// Calls allowed at once above the rate (default: the rate).
 	Rate_limit_burst pulumi.IntPtrInput
+	// Calls one key may start at once above its rate (default: the rate per key).
+	Rate_limit_burst_per_key pulumi.IntPtrInput
+	// Calls started per second at most per key (default: no limit per key).
+	Rate_limit_per_key pulumi.Float64PtrInput
 	// Calls started per second at most (default: no limit).
 	Rate_limit_per_second pulumi.Float64PtrInput
 	// Finished jobs are deleted this many seconds after they finished (default 604800; null: kept for ever).
@@ -237,6 +259,8 @@ type QueueArgs struct {
 	Timeout_ms pulumi.IntPtrInput
 	// At most this many calls in flight (default 1, at most 1000).
 	Workers pulumi.IntPtrInput
+	// At most this many calls in flight per key (1..1000; default: no limit per key).
+	Workers_per_key pulumi.IntPtrInput
 }
 
 func (QueueArgs) ElementType() reflect.Type {
@@ -331,6 +355,11 @@ func (o QueueOutput) Headers() pulumi.StringMapOutput {
 	return o.ApplyT(func(v *Queue) pulumi.StringMapOutput { return v.Headers }).(pulumi.StringMapOutput)
 }
 
+// Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
+func (o QueueOutput) Key_from() pulumi.StringPtrOutput {
+	return o.ApplyT(func(v *Queue) pulumi.StringPtrOutput { return v.Key_from }).(pulumi.StringPtrOutput)
+}
+
 // How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
 func (o QueueOutput) Lease_grace_ms() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v *Queue) pulumi.IntPtrOutput { return v.Lease_grace_ms }).(pulumi.IntPtrOutput)
@@ -381,6 +410,16 @@ func (o QueueOutput) Rate_limit_burst() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v *Queue) pulumi.IntPtrOutput { return v.Rate_limit_burst }).(pulumi.IntPtrOutput)
 }
 
+// Calls one key may start at once above its rate (default: the rate per key).
+func (o QueueOutput) Rate_limit_burst_per_key() pulumi.IntPtrOutput {
+	return o.ApplyT(func(v *Queue) pulumi.IntPtrOutput { return v.Rate_limit_burst_per_key }).(pulumi.IntPtrOutput)
+}
+
+// Calls started per second at most per key (default: no limit per key).
+func (o QueueOutput) Rate_limit_per_key() pulumi.Float64PtrOutput {
+	return o.ApplyT(func(v *Queue) pulumi.Float64PtrOutput { return v.Rate_limit_per_key }).(pulumi.Float64PtrOutput)
+}
+
 // Calls started per second at most (default: no limit).
 func (o QueueOutput) Rate_limit_per_second() pulumi.Float64PtrOutput {
 	return o.ApplyT(func(v *Queue) pulumi.Float64PtrOutput { return v.Rate_limit_per_second }).(pulumi.Float64PtrOutput)
@@ -404,6 +443,11 @@ func (o QueueOutput) Timeout_ms() pulumi.IntPtrOutput {
 // At most this many calls in flight (default 1, at most 1000).
 func (o QueueOutput) Workers() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v *Queue) pulumi.IntPtrOutput { return v.Workers }).(pulumi.IntPtrOutput)
+}
+
+// At most this many calls in flight per key (1..1000; default: no limit per key).
+func (o QueueOutput) Workers_per_key() pulumi.IntPtrOutput {
+	return o.ApplyT(func(v *Queue) pulumi.IntPtrOutput { return v.Workers_per_key }).(pulumi.IntPtrOutput)
 }
 
 func init() {

@@ -109,6 +109,9 @@ export interface EnqueueOptions {{
   dedupKey?: string;
   /** Job ids this job waits for (their results arrive as dependency_results). */
   dependsOn?: string[];
+  /** The job's key (a tenant, a customer): keys share the queue fairly and may have their own
+   * limits (default: the queue's `key_from` path into the payload, else none). */
+  key?: string;
 }}
 
 /** What the client needs of a postgres.js connection (`postgres(url)` from npm:postgres). */
@@ -126,7 +129,7 @@ export async function enqueue<Q extends QueueName>(
 ): Promise<string> {{
   const rows = await sql.unsafe(
     "select supaqueue.enqueue($1::text, $2::text::jsonb, $3::timestamptz, $4::integer, $5::text," +
-      " $6::uuid[])::text as id",
+      " $6::uuid[], $7::text)::text as id",
     [
       queue,
       JSON.stringify(payload),
@@ -134,6 +137,7 @@ export async function enqueue<Q extends QueueName>(
       options.priority ?? 0,
       options.dedupKey ?? null,
       options.dependsOn ?? null,
+      options.key ?? null,
     ],
   );
   return String(rows[0].id);
@@ -144,17 +148,21 @@ export async function enqueueBatch<Q extends QueueName>(
   sql: SqlClient,
   queue: Q,
   payloads: readonly Payloads[Q][],
-  options: Omit<EnqueueOptions, "dedupKey"> = {{}},
+  options: Omit<EnqueueOptions, "dedupKey" | "key"> & {{
+    /** One key (or null) per payload. */
+    keys?: readonly (string | null)[];
+  }} = {{}},
 ): Promise<string[]> {{
   const rows = await sql.unsafe(
     "select supaqueue.enqueue_batch($1::text, $2::text::jsonb, $3::timestamptz, $4::integer," +
-      " null, $5::uuid[])::text[] as ids",
+      " null, $5::uuid[], $6::text[])::text[] as ids",
     [
       queue,
       JSON.stringify(payloads),
       options.runAt instanceof Date ? options.runAt.toISOString() : (options.runAt ?? null),
       options.priority ?? 0,
       options.dependsOn ?? null,
+      options.keys ?? null,
     ],
   );
   return (rows[0].ids as string[]).map(String);
@@ -196,6 +204,7 @@ function apiOptions(options: EnqueueOptions): Record<string, unknown> {{
   if (options.priority !== undefined) args.priority = options.priority;
   if (options.dedupKey !== undefined) args.dedup_key = options.dedupKey;
   if (options.dependsOn !== undefined) args.depends_on = options.dependsOn;
+  if (options.key !== undefined) args.key = options.key;
   return args;
 }}
 
@@ -296,15 +305,16 @@ def enqueue(
     priority: int = 0,
     dedup_key: str | None = None,
     depends_on: Sequence[str] | None = None,
+    key: str | None = None,
 ) -> str:{body}"""
 
 ENQUEUE_BODY = '''
     """Enqueues one job into `queue` by name (in the connection's transaction); its id. An
     unknown queue name raises (SQLSTATE SQ020), naming it."""
     row = conn.execute(
-        "select supaqueue.enqueue(%s::text, %s::jsonb, %s, %s, %s, %s::uuid[])::text",
+        "select supaqueue.enqueue(%s::text, %s::jsonb, %s, %s, %s, %s::uuid[], %s::text)::text",
         (queue, Jsonb(payload), run_at, priority, dedup_key,
-         list(depends_on) if depends_on is not None else None),
+         list(depends_on) if depends_on is not None else None, key),
     ).fetchone()
     assert row is not None
     return str(row[0])
@@ -320,14 +330,18 @@ def enqueue_batch(
     run_at: datetime | None = None,
     priority: int = 0,
     depends_on: Sequence[str] | None = None,
+    keys: Sequence[str | None] | None = None,
 ) -> list[str]:{body}"""
 
 BATCH_BODY = '''
-    """Enqueues one job per payload into `queue` in one statement; the ids in the same order."""
+    """Enqueues one job per payload into `queue` in one statement; the ids in the same order.
+    `keys`: one key (or None) per payload."""
     row = conn.execute(
-        "select supaqueue.enqueue_batch(%s::text, %s::jsonb, %s, %s, null, %s::uuid[])::text[]",
+        "select supaqueue.enqueue_batch(%s::text, %s::jsonb, %s, %s, null, %s::uuid[],"
+        " %s::text[])::text[]",
         (queue, Jsonb(list(payloads)), run_at, priority,
-         list(depends_on) if depends_on is not None else None),
+         list(depends_on) if depends_on is not None else None,
+         list(keys) if keys is not None else None),
     ).fetchone()
     assert row is not None
     return [str(i) for i in row[0]]

@@ -53,6 +53,20 @@ class QueueArgs(TypedDict, total=False):
     """Calls started per second at most (default: no limit; at most 2147483647)."""
     rate_limit_burst: int
     """Calls allowed at once above the rate (default: the rate)."""
+    key_from: str
+    """Where a job's key is in its payload, e.g. `$.tenant_id` (`$` then 1 to 8 dotted field
+    names; default: none). Jobs enqueued without a key get the value there (a string as it is,
+    another JSON value as JSON text; none when missing or null), table-trigger and schedule jobs
+    too; a key given at enqueue wins. Keys share the queue fairly (round-robin) and may be limited
+    one by one (`workers_per_key`, `rate_limit_per_key`)."""
+    workers_per_key: int
+    """At most this many calls in flight per key (1..1000; default: no limit per key), within
+    `workers`. Jobs without a key have no per-key limit."""
+    rate_limit_per_key: float
+    """Calls started per second at most per key (default: no limit per key), within
+    `rate_limit_per_second`."""
+    rate_limit_burst_per_key: int
+    """Calls one key may start at once above its rate (default: `rate_limit_per_key`)."""
     timeout_ms: int
     """Timeout of one call in ms (default 30000, at most 390000: the dispatcher's own wall clock
     is 400 s on paid plans, 150 s on Free, and it must still report the outcome)."""

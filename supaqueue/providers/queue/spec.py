@@ -45,8 +45,10 @@ MAX_BATCH_SIZE = 100
 MAX_BATCH_MAX_WAIT_MS = 300_000
 BATCH_METHODS = ("POST", "PUT", "PATCH")  # queue_batch_method: a batch is a JSON body
 # Beyond this the default burst (ceil(rate)) is no integer and the refill could overflow
-# (queue_rate_limit_range).
+# (queue_rate_limit_range; queue_rate_limit_per_key_range for rate_limit_per_key).
 MAX_RATE_PER_SECOND = float(INT4_MAX)
+# A queue's `key_from`: `$` then one to eight dotted field names (queue_key_from_path, sql/0026).
+KEY_FROM_PATTERN = re.compile(r"\$(\.[A-Za-z_][A-Za-z0-9_]{0,62}){1,8}")  # use fullmatch
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ INT_LIMITS: dict[str, IntRange] = {
     "backoff_base_ms": IntRange(0, INT4_MAX),  # queue_backoff_valid
     "backoff_max_ms": IntRange(0, INT4_MAX),  # queue_backoff_valid (and >= backoff_base_ms)
     "rate_limit_burst": IntRange(1, INT4_MAX),  # queue_rate_limit_burst_positive
+    "workers_per_key": IntRange(1, 1000),  # queue_workers_per_key_range (sql/0026)
+    "rate_limit_burst_per_key": IntRange(1, INT4_MAX),  # queue_rate_limit_burst_per_key_positive
     "timeout_ms": IntRange(1, MAX_TIMEOUT_MS),  # queue_timeout_range
     "lease_grace_ms": IntRange(0, INT4_MAX),  # queue_timeout_range (lease_grace_ms >= 0)
     # queue_target_wall_clock_range
@@ -109,6 +113,11 @@ FIELDS: dict[str, Field] = {
     "non_retryable_statuses": Field(DEFAULT_NON_RETRYABLE),
     "rate_limit_per_second": Field(None),
     "rate_limit_burst": Field(None),
+    # keys (sql/0026; docs/architecture/dispatch.md, "Keys and fairness"): none by default
+    "key_from": Field(None),
+    "workers_per_key": Field(None),
+    "rate_limit_per_key": Field(None),
+    "rate_limit_burst_per_key": Field(None),
     "timeout_ms": Field(30_000),
     "lease_grace_ms": Field(30_000),
     "target_wall_clock_ms": Field(400_000),  # Supabase's paid-plan wall clock (150 s on Free)
@@ -178,6 +187,15 @@ def _rate_problem(value: Any) -> str | None:
     return None
 
 
+def _key_from_problem(value: Any) -> str | None:
+    if not isinstance(value, str) or not KEY_FROM_PATTERN.fullmatch(value):
+        return (
+            "must be a path into the payload such as '$.tenant_id' or '$.customer.id' ('$' then "
+            f"1 to 8 dotted field names of letters, digits and '_'), got {value!r}"
+        )
+    return None
+
+
 def _enqueue_roles_problem(value: Any) -> str | None:
     if not isinstance(value, list) or any(role not in ENQUEUE_ROLES for role in value):
         return (
@@ -232,6 +250,8 @@ def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = Non
     )
     check("non_retryable_statuses", _statuses_problem)
     check("rate_limit_per_second", _rate_problem)
+    check("rate_limit_per_key", _rate_problem)
+    check("key_from", _key_from_problem)
     check("paused", lambda v: None if isinstance(v, bool) else f"must be true or false, got {v!r}")
     check("payload_schema", payload_schema_problem)
     check(
@@ -253,6 +273,8 @@ def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = Non
         )
     if raw.get("rate_limit_burst") is not None and raw.get("rate_limit_per_second") is None:
         bad("rate_limit_burst", "needs rate_limit_per_second")
+    if raw.get("rate_limit_burst_per_key") is not None and raw.get("rate_limit_per_key") is None:
+        bad("rate_limit_burst_per_key", "needs rate_limit_per_key")
     return problems
 
 

@@ -47,19 +47,19 @@ $_$;
 
 -- One job into the queue named `_queue`; the options are the id form's, and it returns the job id
 -- (for a `_dedup_key` held by an unfinished job, that job's id).
-CREATE OR REPLACE FUNCTION supaqueue.enqueue(_queue text, _payload jsonb DEFAULT '{}'::jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_key text DEFAULT NULL::text, _depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid
+CREATE OR REPLACE FUNCTION supaqueue.enqueue(_queue text, _payload jsonb DEFAULT '{}'::jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_key text DEFAULT NULL::text, _depends_on uuid[] DEFAULT NULL::uuid[], _key text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 begin
   return supaqueue.enqueue(supaqueue._queue_by_name(_queue, 'supaqueue.enqueue'), _payload,
-                           _run_at, _priority, _dedup_key, _depends_on);
+                           _run_at, _priority, _dedup_key, _depends_on, _key);
 end
 $$;
 
 -- One job into the queue named `_queue`; the options are the id form's, and it returns the job id
 -- (for a `_dedup_key` held by an unfinished job, that job's id).
-CREATE OR REPLACE FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb DEFAULT '{}'::jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_key text DEFAULT NULL::text, _depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid
+CREATE OR REPLACE FUNCTION supaqueue.enqueue(_queue uuid, _payload jsonb DEFAULT '{}'::jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_key text DEFAULT NULL::text, _depends_on uuid[] DEFAULT NULL::uuid[], _key text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -95,13 +95,14 @@ begin
   loop
     -- One extra pending dependency holds the job back until its edges exist (see below).
     insert into supaqueue.job (queue, payload, run_at, priority, dedup_key, pending_dependencies,
-                               status, finished_at, last_error)
+                               status, finished_at, last_error, key)
       values (_queue, coalesce(_payload, '{}'::jsonb), coalesce(_run_at, now()),
               coalesce(_priority, 0), _dedup_key,
               case when cardinality(_deps) > 0 and not _doomed then _waiting + 1 else 0 end,
               case when _doomed then 'cancelled'::supaqueue.job_status else 'pending' end,
               case when _doomed then now() end,
-              case when _doomed then 'a job it depends on failed or was cancelled' end)
+              case when _doomed then 'a job it depends on failed or was cancelled' end,
+              _key)
       on conflict (queue, dedup_key)
         where dedup_key is not null and status in ('pending', 'in_progress')
         do nothing
@@ -134,8 +135,9 @@ $$;
 -- triggers (payload limit, dispatch) fire once for the batch, not once per job.
 -- `_dedup_keys`, when given, has one key (or null) per payload; a key already held by an
 -- unfinished job (or by an earlier element of the batch) gives that job's id, as in `enqueue`.
+-- `_keys`, when given, has one key (or null) per payload, as `_dedup_keys`.
 -- `_run_at`, `_priority` and `_depends_on` apply to every job of the batch.
-CREATE OR REPLACE FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_keys text[] DEFAULT NULL::text[], _depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid[]
+CREATE OR REPLACE FUNCTION supaqueue.enqueue_batch(_queue text, _payloads jsonb, _run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, _priority integer DEFAULT 0, _dedup_keys text[] DEFAULT NULL::text[], _depends_on uuid[] DEFAULT NULL::uuid[], _keys text[] DEFAULT NULL::text[]) RETURNS uuid[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -164,6 +166,13 @@ begin
       cardinality(_dedup_keys), _n
       using errcode = '22023', hint = 'Give one key per payload, null where a job has none.';
   end if;
+  if _keys is not null
+     and (array_ndims(_keys) > 1 or coalesce(array_lower(_keys, 1), 1) <> 1
+          or cardinality(_keys) <> _n) then
+    raise exception 'supaqueue.enqueue_batch: _keys has % keys for % payloads',
+      cardinality(_keys), _n
+      using errcode = '22023', hint = 'Give one key per payload, null where a job has none.';
+  end if;
   if _n = 0 then
     return '{}'::uuid[];
   end if;
@@ -186,13 +195,14 @@ begin
   _ids := array(select gen_random_uuid() from generate_series(1, _n));
   with ins as (
     insert into supaqueue.job (id, queue, payload, run_at, priority, dedup_key,
-                               pending_dependencies, status, finished_at, last_error)
+                               pending_dependencies, status, finished_at, last_error, key)
       select u.id, _q, e.value, coalesce(_run_at, now()), coalesce(_priority, 0),
              _dedup_keys[e.ord::integer],
              case when cardinality(_deps) > 0 and not _doomed then _waiting + 1 else 0 end,
              case when _doomed then 'cancelled'::supaqueue.job_status else 'pending' end,
              case when _doomed then now() end,
-             case when _doomed then 'a job it depends on failed or was cancelled' end
+             case when _doomed then 'a job it depends on failed or was cancelled' end,
+             _keys[e.ord::integer]
         from jsonb_array_elements(_payloads) with ordinality e(value, ord)
         join unnest(_ids) with ordinality u(id, ord) on u.ord = e.ord
        order by e.ord
@@ -233,7 +243,7 @@ begin
   -- through enqueue(uuid, …), which retries until it inserts or finds the holder.
   for _ord in select o from generate_subscripts(_out, 1) o where _out[o] is null loop
     _out[_ord] := supaqueue.enqueue(_q, _payloads -> (_ord - 1), _run_at, _priority,
-                                    _dedup_keys[_ord], _depends_on);
+                                    _dedup_keys[_ord], _depends_on, _keys[_ord]);
   end loop;
   return _out;
 end

@@ -93,6 +93,218 @@ begin
 end
 $$;
 
+-- Keys (issue 26; docs/architecture/dispatch.md, "Keys and fairness"). A keyed job that became
+-- ready (enqueued, retried, its dependencies done, retried by the operator): its key must be
+-- due by the job's run_at. Called by the job triggers _450_job_key_ready_*. Never waits for a
+-- dispatcher: a key row another transaction holds gets a wake row instead (_key_wakes).
+CREATE OR REPLACE FUNCTION supaqueue._key_ready(_queue uuid, _key text, _run_at timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _due timestamptz;
+begin
+  -- KEY SHARE until this transaction ends: a dispatcher makes a key idle only under FOR UPDATE
+  -- (SKIP LOCKED), so it cannot make this key idle before this job is visible to it.
+  select k.due_at into _due from supaqueue.queue_key k
+   where k.queue = _queue and k.key = _key
+     for key share skip locked;
+  if found then
+    if _due is not null and _due <= _run_at then
+      return;  -- due already (the usual case for a key with a backlog): nothing to write
+    end if;
+    update supaqueue.queue_key k
+       set due_at = least(coalesce(k.due_at, 'infinity'::timestamptz), _run_at)
+     where (k.queue, k.key) = (select l.queue, l.key from supaqueue.queue_key l
+                                where l.queue = _queue and l.key = _key
+                                  for no key update skip locked);
+    if found then
+      return;
+    end if;
+  elsif supaqueue._key_insert_lock(_queue, _key) then
+    -- a new key (a row being made idle or removed is held FOR UPDATE: the insert conflicts)
+    insert into supaqueue.queue_key (queue, key, due_at) values (_queue, _key, _run_at)
+      on conflict (queue, key) do nothing;
+    if found then
+      return;
+    end if;
+  end if;
+  insert into supaqueue.queue_key_wake (queue, key, run_at) values (_queue, _key, _run_at);
+end
+$$;
+
+-- Whether this transaction may insert the state row of a new key: it holds (or has just taken) the
+-- transaction-level advisory lock of the key's bucket (one of 64 per queue, so a batch over
+-- 10,000 new keys takes at most 64 locks). Every insert of a queue_key row takes it first, so an
+-- insert never meets another transaction's uncommitted row of the same key and never waits: two
+-- transactions each enqueueing new keys in the other's order would otherwise deadlock. False:
+-- another transaction is inserting a key of that bucket; the caller leaves a wake row instead.
+CREATE OR REPLACE FUNCTION supaqueue._key_insert_lock(_queue uuid, _key text) RETURNS boolean
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  select pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext(_queue::text),
+                                              pg_catalog.hashtext(_key) & 63)
+$$;
+
+-- Makes the keys of a queue's wake rows due (see _key_ready); a wake whose key row is still held
+-- by another transaction stays for the next dispatch. Returns the wakes done.
+CREATE OR REPLACE FUNCTION supaqueue._key_wakes(_queue uuid) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _w supaqueue.queue_key_wake;
+  _n integer := 0;
+begin
+  for _w in
+    select * from supaqueue.queue_key_wake w where w.queue = _queue
+     order by w.id limit 1000 for update skip locked
+  loop
+    update supaqueue.queue_key k
+       set due_at = least(coalesce(k.due_at, 'infinity'::timestamptz), _w.run_at)
+     where (k.queue, k.key) = (select l.queue, l.key from supaqueue.queue_key l
+                                where l.queue = _queue and l.key = _w.key
+                                  for no key update skip locked);
+    if not found and supaqueue._key_insert_lock(_queue, _w.key) then
+      insert into supaqueue.queue_key (queue, key, due_at) values (_queue, _w.key, _w.run_at)
+        on conflict (queue, key) do nothing;
+    end if;
+    if found then
+      delete from supaqueue.queue_key_wake where id = _w.id;
+      _n := _n + 1;
+    end if;
+  end loop;
+  return _n;
+end
+$$;
+
+-- Which keyed job next. The due key with the earliest due_at (one probe of queue_key_due_idx,
+-- however many keys) gives its first ready job by priority, then run_at, if it is within its
+-- limits; serving it moves it to the back (due_at = now), so keys with ready jobs take turns.
+-- A key that cannot be served moves: held (held_until) → to held_until; out of tokens
+-- (rate_limit_per_key) → to its next token; at workers_per_key → to the back; no ready job → to
+-- its next job's run_at, or idle (due_at null).
+-- With per-key limits, the key's row stays locked (FOR NO KEY UPDATE) until the caller's
+-- transaction ends, so concurrent dispatchers skip the key and its busy count (workers whose
+-- `key` it is, held ones included; the chaining worker not) and its tokens cannot be overtaken.
+-- Without (fairness only), keys are read unlocked and moved only where no one else holds them:
+-- concurrent dispatchers may then serve one busy key at once, as they serve a queue without keys.
+-- _since_serve: keys moved to the back since the last job this dispatch took; meeting one again
+-- means every due key has been looked at. Returns the job (locked FOR UPDATE), or null.
+CREATE OR REPLACE FUNCTION supaqueue._next_keyed_job(_q supaqueue.queue, _chain_worker uuid, INOUT _since_serve text[], OUT _job uuid) RETURNS record
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _limited boolean := _q.workers_per_key is not null or _q.rate_limit_per_key is not null;
+  _k supaqueue.queue_key;
+  _now timestamptz;
+  _cap double precision;
+  _tokens double precision;
+  _busy integer;
+  _next timestamptz;
+  _back boolean;
+begin
+  -- bounded: each pass takes a job or moves a key (a key's moves are bounded by its jobs and
+  -- tokens); what is left over is for the next dispatch
+  for _pass in 1..10000 loop
+    _now := clock_timestamp();
+    if _limited then
+      select * into _k from supaqueue.queue_key k
+       where k.queue = _q.id and k.due_at <= _now
+       order by k.due_at
+       limit 1
+         for no key update skip locked;
+    else
+      select * into _k from supaqueue.queue_key k
+       where k.queue = _q.id and k.due_at <= _now
+       order by k.due_at
+       limit 1;
+    end if;
+    if not found or _k.key = any (_since_serve) then
+      return;
+    end if;
+    _next := null;
+    _back := false;
+    _tokens := null;
+
+    if _k.held_until > _now then
+      _next := _k.held_until;
+    elsif _q.workers_per_key is not null
+          and (select count(*) from supaqueue.worker w
+                where w.queue = _q.id and w.key = _k.key
+                  and w.id is distinct from _chain_worker) >= _q.workers_per_key then
+      _back := true;
+    else
+      if _q.rate_limit_per_key is not null then
+        _cap := greatest(1, coalesce(_q.rate_limit_burst_per_key, ceil(_q.rate_limit_per_key)));
+        _tokens := least(_cap, coalesce(
+          _k.tokens + extract(epoch from _now - _k.refilled_at) * _q.rate_limit_per_key, _cap));
+      end if;
+      if _tokens < 1 then
+        _next := _now + make_interval(secs => (1 - _tokens) / _q.rate_limit_per_key);
+      else
+        select j.id into _job from supaqueue.job j
+         where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+           and j.pending_dependencies = 0 and j.run_at <= _now
+         order by j.priority desc, j.run_at, j.id
+         limit 1
+           for update skip locked;
+        if _job is not null then
+          _tokens := _tokens - 1;
+          _since_serve := '{}';
+        end if;
+        -- the key's next ready job (one more probe now saves a turn later, as a key with one job
+        -- would otherwise come round again only to be found empty)
+        if exists (select 1 from supaqueue.job j
+                    where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+                      and j.pending_dependencies = 0 and j.run_at <= _now
+                      and j.id is distinct from _job) then
+          -- served: to the back; else a ready job another transaction holds (being taken, or
+          -- locked by an enqueue of a job that depends on it): look again after the other keys
+          _back := true;
+        else
+          select j.run_at into _next from supaqueue.job j
+           where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+             and j.pending_dependencies = 0 and j.id is distinct from _job
+           order by j.run_at
+           limit 1;
+          if _next is null then
+            -- Nothing (else) pending: idle. FOR UPDATE conflicts with the KEY SHARE of an
+            -- enqueue of this key that has not committed (its job is not visible yet), and with
+            -- a concurrent dispatcher's lock: then look again after the other keys.
+            perform 1 from supaqueue.queue_key k
+              where k.queue = _q.id and k.key = _k.key
+                for update skip locked;
+            _back := not found;
+          end if;
+        end if;
+      end if;
+    end if;
+
+    if _back then
+      _next := clock_timestamp();
+      if _job is null then
+        _since_serve := _since_serve || _k.key;
+      end if;
+    end if;
+    -- (a row another dispatcher holds is moved by that one)
+    update supaqueue.queue_key k
+       set due_at = _next,
+           served_at = case when _job is not null then _now else coalesce(k.served_at, _now) end,
+           tokens = case when _tokens is not null then _tokens else k.tokens end,
+           refilled_at = case when _tokens is not null then _now else k.refilled_at end
+     where (k.queue, k.key) = (select l.queue, l.key from supaqueue.queue_key l
+                                where l.queue = _q.id and l.key = _k.key
+                                  for no key update skip locked);
+    if _job is not null then
+      return;
+    end if;
+  end loop;
+end
+$$;
+
 CREATE OR REPLACE FUNCTION supaqueue._dispatch(_queue uuid, _chain_worker uuid) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -124,6 +336,13 @@ declare
   _target integer;
   _ready integer;
   _oldest timestamptz;
+  _keyed boolean;
+  _wakes boolean;
+  _any_keys boolean;
+  _keyed_turn boolean := random() < 0.5;
+  _since_serve text[] := '{}';
+  _kid uuid;
+  _have boolean;
 begin
   -- Nothing to do when the queue is paused in the stack or by the operator (0013), or, but for
   -- a chain, when every worker is busy (the usual case at saturation, after each report): no job
@@ -188,18 +407,35 @@ begin
     _budget := least(coalesce(_budget, 1), 1);
   end if;
 
-  -- The highest priority that has ready jobs. Jobs are probed one priority at a time, so that
-  -- `run_at <= now()` bounds each index range: jobs delayed to later (run_at, backoff) are never
-  -- read, however many there are. The cost grows with the number of distinct priorities only.
-  -- The probe also returns where that priority's first ready entry is (_from): the selection
+  -- Which job next (docs/architecture/dispatch.md, "Keys and fairness"): jobs without a key as
+  -- before (by priority, then run_at), keyed jobs by supaqueue._next_keyed_job; when both have
+  -- ready jobs the two take turns, the first turn drawn at random.
+  -- The highest priority that has ready jobs without a key. Jobs are probed one priority at a
+  -- time, so that `run_at <= now()` bounds each index range: jobs delayed to later (run_at, backoff)
+  -- are never read, however many there are. The cost grows with the number of distinct priorities
+  -- only. The probe also returns where that priority's first ready entry is (_from): the selection
   -- starts there instead of walking again over the entries of jobs taken since the last vacuum
   -- (dead, but kept in job_ready_idx until then: thousands at a busy queue, read twice per job
   -- before 0015). A job that became ready before _from since the probe is taken next time, as
   -- one that became ready just after the selection would be.
   select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
     where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+      and j.key is null
     order by j.priority desc, j.run_at, j.id
     limit 1;
+  -- Keys (0026), in one statement (each costs): wakes to apply, keys due, any key state at all
+  -- (a worker counts against a key only while its key has a row: the tick keeps those).
+  select exists (select 1 from supaqueue.queue_key_wake w where w.queue = _queue),
+         exists (select 1 from supaqueue.queue_key k
+                  where k.queue = _queue and k.due_at <= clock_timestamp()),
+         exists (select 1 from supaqueue.queue_key k where k.queue = _queue)
+    into _wakes, _keyed, _any_keys;
+  if _wakes then
+    perform supaqueue._key_wakes(_queue);
+    _keyed := exists (select 1 from supaqueue.queue_key k
+                       where k.queue = _queue and k.due_at <= clock_timestamp());
+    _any_keys := true;
+  end if;
 
   -- 0028: a batched queue's calls carry up to batch_size leases each (chains never batch: a
   -- batch's report frees its workers and dispatches again). Fewer ready jobs than a full batch
@@ -212,19 +448,37 @@ begin
   end if;
   if _chain_worker is null and _q.batch_size > 1 then
     _batch_size := _q.batch_size;
-    if _q.batch_max_wait_ms > 0 and not _held and _prio is not null then
+    if _q.batch_max_wait_ms > 0 and not _held and (_prio is not null or _keyed) then
       _target := least(_batch_size, (select count(*) from supaqueue.worker w
                                       where w.queue = _queue and not w.retiring));
+      -- Ready jobs without a key (job_ready_idx), then keyed ones (0026): those of the first
+      -- due keys (queue_key_due_idx, job_key_ready_idx), each probe bounded by _target, so the
+      -- cost does not grow with keys or backlog. Held keys and keys out of tokens are not due:
+      -- their jobs cannot join a batch now and do not count. A due key without a ready job may
+      -- hide a later one: the wait then ends by the oldest job seen (at once if none is seen).
       select count(*) into _ready from (
         select 1 from supaqueue.job j
          where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
-           and j.run_at <= now()
+           and j.key is null and j.run_at <= now()
          limit _target) r;
       select j.run_at into _oldest from supaqueue.job j
        where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
-         and j.run_at <= now()
+         and j.key is null and j.run_at <= now()
        order by j.priority desc, j.run_at, j.id
        limit 1;
+      if _keyed and _ready < _target then
+        select _ready + coalesce(sum(r.n), 0), least(_oldest, min(r.oldest))
+          into _ready, _oldest
+          from (select k.key from supaqueue.queue_key k
+                 where k.queue = _queue and k.due_at <= clock_timestamp()
+                 order by k.due_at
+                 limit _target - _ready) k,
+               lateral (select count(*) as n, min(j.run_at) as oldest from (
+                          select j.run_at from supaqueue.job j
+                           where j.queue = _queue and j.key = k.key and j.status = 'pending'
+                             and j.pending_dependencies = 0 and j.run_at <= now()
+                           limit _target) j) r;
+      end if;
       if _ready < _target
          and _oldest > now() - make_interval(secs => _q.batch_max_wait_ms / 1000.0) then
         return 0;  -- the tick (every second) or the next enqueue looks again
@@ -236,29 +490,49 @@ begin
     exit when _budget is not null and _n >= _budget;
 
     -- Job first, then worker: a worker is only ever locked by a dispatcher that has a job for it.
-    loop
-      exit when _prio is null;
-      select * into _job from supaqueue.job
-        where queue = _queue and status = 'pending' and pending_dependencies = 0
-          and priority = _prio and run_at <= now()
-          and (run_at, id) >= (_from_run_at, _from_id)
-        order by run_at, id
-        limit 1
-        for update skip locked;
-      if found then
-        -- the next job of this call is after this one
-        _from_run_at := _job.run_at;
-        _from_id := _job.id;
+    _have := false;
+    for _pass in 1..2 loop
+      if (_pass = 1) = _keyed_turn then
+        continue when not _keyed;
+        select n._job, n._since_serve into _kid, _since_serve
+          from supaqueue._next_keyed_job(_q, _chain_worker, _since_serve) n;
+        if _kid is null then
+          _keyed := false;
+          continue;
+        end if;
+        select * into _job from supaqueue.job where id = _kid;
+        _have := true;
         exit;
       end if;
-      -- nothing due (or everything taken) at this priority: the next lower one
-      select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
-        where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
-          and j.priority < _prio
-        order by j.priority desc, j.run_at, j.id
-        limit 1;
+      loop
+        exit when _prio is null;
+        select * into _job from supaqueue.job
+          where queue = _queue and status = 'pending' and pending_dependencies = 0
+            and key is null and priority = _prio and run_at <= now()
+            and (run_at, id) >= (_from_run_at, _from_id)
+          order by run_at, id
+          limit 1
+          for update skip locked;
+        if found then
+          -- the next job of this call is after this one
+          _from_run_at := _job.run_at;
+          _from_id := _job.id;
+          exit;
+        end if;
+        -- nothing due (or everything taken) at this priority: the next lower one
+        select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
+          where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+            and j.key is null and j.priority < _prio
+          order by j.priority desc, j.run_at, j.id
+          limit 1;
+      end loop;
+      if _prio is not null then
+        _have := true;
+        exit;
+      end if;
     end loop;
-    exit when _prio is null;
+    exit when not _have;
+    _keyed_turn := not _keyed_turn;
 
     if _chain_worker is null then
       select w.id into _worker from supaqueue.worker w
@@ -269,18 +543,30 @@ begin
       -- that it is not retiring): no write to the worker at all
       _worker := _chain_worker;
     end if;
-    exit when _worker is null;
 
     -- Decrypted only when there is something to send: idle ticks stay cheap.
-    if _chain_worker is null and _secret is null then
+    if _worker is not null and _chain_worker is null and _secret is null then
       select ds.decrypted_secret into _secret
         from vault.decrypted_secrets ds where ds.name = 'supaqueue_secret'
         order by ds.created_at desc limit 1;
-      exit when _secret is null;  -- not configured yet, as above
+      -- not configured yet, as above
+    end if;
+    if _worker is null or (_chain_worker is null and _secret is null) then
+      -- The selected job stays pending. Its key must stay due: the selection may have made it
+      -- idle (its only ready job was this one) or moved it on.
+      if _job.key is not null then
+        perform supaqueue._key_ready(_queue, _job.key, _job.run_at);
+      end if;
+      exit;
     end if;
 
     if _chain_worker is null then
-      update supaqueue.worker set locked = true where id = _worker;
+      update supaqueue.worker set locked = true, key = _job.key where id = _worker;
+    elsif _job.key is not null or _any_keys then
+      -- the key the chained worker now counts against (a write only when it changes; in a queue
+      -- without key state no worker has a key, so none is read)
+      update supaqueue.worker set key = _job.key
+       where id = _worker and key is distinct from _job.key;
     end if;
     update supaqueue.job
       set status = 'in_progress', attempts = attempts + 1, updated_at = now()
@@ -348,7 +634,7 @@ CREATE OR REPLACE FUNCTION supaqueue._free_worker(_worker uuid) RETURNS void
     SET search_path TO ''
     AS $$
 begin
-  update supaqueue.worker set locked = false where id = _worker and not retiring;
+  update supaqueue.worker set locked = false, key = null where id = _worker and not retiring;
   if not found then
     delete from supaqueue.worker where id = _worker;
   end if;
@@ -480,7 +766,7 @@ begin
      where w.held_until is not null and w.held_until <= clock_timestamp()
      for update skip locked
   loop
-    update supaqueue.worker set locked = false, held_until = null
+    update supaqueue.worker set locked = false, held_until = null, key = null
      where id = _worker and not retiring;
     if not found then
       delete from supaqueue.worker where id = _worker;

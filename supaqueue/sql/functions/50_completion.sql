@@ -18,7 +18,7 @@ begin
     -- claimed: the dispatcher may be calling the target; the worker waits until it cannot be
     perform supaqueue._hold_worker(_cj);
   else
-    update supaqueue.worker set locked = false where id = _cj.worker and not retiring;
+    update supaqueue.worker set locked = false, key = null where id = _cj.worker and not retiring;
     if not found then
       delete from supaqueue.worker where id = _cj.worker;
     end if;

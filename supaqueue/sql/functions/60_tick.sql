@@ -70,6 +70,25 @@ begin
     _pruned := _pruned + _n;
   end loop;
 
+  -- 0026: the state of keys idle for 10 minutes goes, once their bucket is full again (a key
+  -- that comes back starts afresh, with a full bucket: never a call too many). FOR UPDATE SKIP
+  -- LOCKED: not a key an enqueue holds (KEY SHARE) or a dispatch serves; a worker still counting
+  -- against the key keeps it; so does a hold.
+  delete from supaqueue.queue_key k
+   using supaqueue.queue q
+   where (k.queue, k.key) in (
+     select i.queue, i.key from supaqueue.queue_key i
+      where i.due_at is null and i.served_at < now() - interval '10 minutes'
+      order by i.served_at limit 1000
+        for update skip locked)
+     and q.id = k.queue
+     and (k.held_until is null or k.held_until < now())
+     and (k.refilled_at is null or q.rate_limit_per_key is null
+          or k.refilled_at + make_interval(secs => greatest(1, coalesce(
+               q.rate_limit_burst_per_key, ceil(q.rate_limit_per_key))) / q.rate_limit_per_key)
+             < now())
+     and not exists (select 1 from supaqueue.worker w where w.queue = k.queue and w.key = k.key);
+
   return jsonb_build_object('expired', _expired, 'dispatched', _dispatched, 'pruned', _pruned);
 end
 $$;

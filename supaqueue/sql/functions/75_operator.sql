@@ -550,10 +550,14 @@ CREATE OR REPLACE FUNCTION supaqueue.queue_figures(_window interval DEFAULT '01:
       select count(*) filter (where j.status = 'pending') as pending,
              count(*) filter (where j.status = 'in_progress') as in_progress,
              min(j.created_at) filter (where j.status = 'pending') as oldest_pending,
-             -- job_ready_idx holds exactly the pending jobs without unfinished dependencies
+             -- job_ready_idx and job_key_ready_idx (0026) hold exactly the pending jobs without
+             -- unfinished dependencies, without and with a key
              (select count(*) from supaqueue.job r
                where r.queue = q.id and r.status = 'pending' and r.pending_dependencies = 0
-                 and r.run_at <= now()) as ready
+                 and r.key is null and r.run_at <= now())
+             + (select count(*) from supaqueue.job r
+                 where r.queue = q.id and r.status = 'pending' and r.pending_dependencies = 0
+                   and r.key is not null and r.run_at <= now()) as ready
         from supaqueue.job j
        where j.queue = q.id and j.status in ('pending', 'in_progress')) u
     cross join lateral (

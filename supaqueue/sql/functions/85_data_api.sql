@@ -75,25 +75,25 @@ SET default_tablespace = '';
 SET default_table_access_method = heap;
 
 -- = supaqueue.enqueue(text, …) for the caller's role.
-CREATE OR REPLACE FUNCTION supaqueue_api.enqueue(queue text, payload jsonb DEFAULT '{}'::jsonb, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, dedup_key text DEFAULT NULL::text, depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid
+CREATE OR REPLACE FUNCTION supaqueue_api.enqueue(queue text, payload jsonb DEFAULT '{}'::jsonb, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, dedup_key text DEFAULT NULL::text, depends_on uuid[] DEFAULT NULL::uuid[], key text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 begin
   return supaqueue.enqueue(supaqueue._api_queue(queue, 'supaqueue_api.enqueue'), payload, run_at,
-                           priority, dedup_key, depends_on);
+                           priority, dedup_key, depends_on, key);
 end
 $$;
 
 -- = supaqueue.enqueue_batch(text, …) for the caller's role: one job per element of the
 -- JSON array `payloads`, the ids in the same order.
-CREATE OR REPLACE FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, dedup_keys text[] DEFAULT NULL::text[], depends_on uuid[] DEFAULT NULL::uuid[]) RETURNS uuid[]
+CREATE OR REPLACE FUNCTION supaqueue_api.enqueue_batch(queue text, payloads jsonb, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, dedup_keys text[] DEFAULT NULL::text[], depends_on uuid[] DEFAULT NULL::uuid[], keys text[] DEFAULT NULL::text[]) RETURNS uuid[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 begin
   perform supaqueue._api_queue(queue, 'supaqueue_api.enqueue_batch');
-  return supaqueue.enqueue_batch(queue, payloads, run_at, priority, dedup_keys, depends_on);
+  return supaqueue.enqueue_batch(queue, payloads, run_at, priority, dedup_keys, depends_on, keys);
 end
 $$;
 

@@ -31,7 +31,7 @@ begin
     grant usage on schema supaqueue to service_role;
     -- Reading is harmless; enqueueing by INSERT names only these columns (docs/architecture.md).
     grant select on all tables in schema supaqueue to service_role;
-    grant insert (queue, payload, priority, run_at, dedup_key) on supaqueue.job to service_role;
+    grant insert (queue, payload, priority, run_at, dedup_key, key) on supaqueue.job to service_role;
     -- Every routine but the internal ones (named `_…`, trigger functions) and the owner's (the
     -- Pulumi program's): those take the engine's rows as given, or change what a stack owns.
     for _routine in

@@ -8,8 +8,52 @@ CREATE OR REPLACE FUNCTION supaqueue.tg__dispatch_after_insert() RETURNS trigger
     AS $$
 declare
   _queue uuid;
+  _k record;
 begin
   if tg_table_name = 'job' then
+    -- 0026: a job without a key in a queue with `key_from` gets the key at that path into its
+    -- payload (`$.tenant_id`), so table-trigger, schedule and dead-letter jobs get keys too. A JSON
+    -- string gives its text, another value its JSON text; null or missing: no key. Here, once per
+    -- statement, rather than in a row trigger that every job of every queue would pay for; only
+    -- such jobs are written twice.
+    if exists (select 1 from supaqueue.queue q
+                where q.key_from is not null and q.id in (select n.queue from new_rows n)) then
+      for _k in
+        with keyed as (
+          update supaqueue.job j
+             -- queue_key_from_path allows only `$` and dotted field names
+             set key = j.payload #>> string_to_array(substr(q.key_from, 3), '.')
+            from new_rows n, supaqueue.queue q
+           where j.id = n.id and n.key is null and q.id = n.queue and q.key_from is not null
+             and j.payload #>> string_to_array(substr(q.key_from, 3), '.') is not null
+          returning j.queue, j.key, j.run_at, j.status, j.pending_dependencies)
+        select k.queue, k.key, min(k.run_at) as run_at from keyed k
+         where k.status = 'pending' and k.pending_dependencies = 0
+         group by k.queue, k.key
+      loop
+        perform supaqueue._key_ready(_k.queue, _k.key, _k.run_at);
+      end loop;
+    end if;
+    -- keyed jobs: their keys become due, once per key, before the dispatch below. New keys in one
+    -- statement (a batch over 10,000 tenants: no call per key); the others by _key_ready.
+    for _k in
+      with ready as (
+        select n.queue, n.key, min(n.run_at) as run_at from new_rows n
+         where n.key is not null and n.status = 'pending' and n.pending_dependencies = 0
+         group by n.queue, n.key),
+      made as (
+        insert into supaqueue.queue_key (queue, key, due_at)
+          select r.queue, r.key, r.run_at from ready r
+           where not exists (select 1 from supaqueue.queue_key k
+                              where k.queue = r.queue and k.key = r.key)
+             and supaqueue._key_insert_lock(r.queue, r.key)
+          on conflict (queue, key) do nothing
+          returning queue, key)
+      select r.queue, r.key, r.run_at from ready r
+       where not exists (select 1 from made m where m.queue = r.queue and m.key = r.key)
+    loop
+      perform supaqueue._key_ready(_k.queue, _k.key, _k.run_at);
+    end loop;
     -- Statement-level: a 100k-row INSERT dispatches once per queue, not once per row; a job that
     -- waits for dependencies gives no reason to dispatch.
     for _queue in
@@ -22,6 +66,18 @@ begin
       perform supaqueue.dispatch(_queue);
     end loop;
   end if;
+  return null;
+end
+$$;
+
+-- AFTER UPDATE, a keyed job that became ready (retried, its dependencies done, retried or run now
+-- by the operator, given back after a missing dispatcher): its key must be due by its run_at.
+CREATE OR REPLACE FUNCTION supaqueue.tg__job_key_ready() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  perform supaqueue._key_ready(new.queue, new.key, new.run_at);
   return null;
 end
 $$;
@@ -138,6 +194,20 @@ CREATE OR REPLACE FUNCTION supaqueue.tg__queue_updated() RETURNS trigger
 declare
   _queue uuid;
 begin
+  -- 0026: a changed per-key rate: keys waiting for a token (due later) are looked at again now
+  -- (the selection moves each to its next token under the new rate, or serves it)
+  for _queue in
+    select n.id from new_queues n join old_queues o on o.id = n.id
+     where n.rate_limit_per_key is distinct from o.rate_limit_per_key
+        or n.rate_limit_burst_per_key is distinct from o.rate_limit_burst_per_key
+  loop
+    update supaqueue.queue_key k set due_at = now()
+     where (k.queue, k.key) in (
+       select l.queue, l.key from supaqueue.queue_key l
+        where l.queue = _queue and l.due_at > now()
+          and (l.held_until is null or l.held_until <= now())
+          for no key update skip locked);
+  end loop;
   for _queue in select n.id from new_queues n where not n.paused loop
     perform supaqueue.dispatch(_queue);
   end loop;
@@ -155,6 +225,8 @@ CREATE OR REPLACE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.j
 
 CREATE OR REPLACE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.worker REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__dispatch_after_insert();
 
-CREATE OR REPLACE TRIGGER _500_dispatch_after_update AFTER UPDATE ON supaqueue.queue REFERENCING NEW TABLE AS new_queues FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__queue_updated();
+CREATE OR REPLACE TRIGGER _500_dispatch_after_update AFTER UPDATE ON supaqueue.queue REFERENCING OLD TABLE AS old_queues NEW TABLE AS new_queues FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__queue_updated();
+
+CREATE OR REPLACE TRIGGER _450_job_key_ready AFTER UPDATE OF status, pending_dependencies, run_at ON supaqueue.job FOR EACH ROW WHEN (((new.key IS NOT NULL) AND (new.status = 'pending'::supaqueue.job_status) AND (new.pending_dependencies = 0) AND ((old.status <> 'pending'::supaqueue.job_status) OR (old.pending_dependencies <> 0) OR (new.run_at < old.run_at)))) EXECUTE FUNCTION supaqueue.tg__job_key_ready();
 
 CREATE OR REPLACE TRIGGER _600_job_dead_letter AFTER UPDATE OF status ON supaqueue.job FOR EACH ROW WHEN (((new.status = 'failed'::supaqueue.job_status) AND (old.status <> 'failed'::supaqueue.job_status))) EXECUTE FUNCTION supaqueue.tg__job_dead_letter();

@@ -1,0 +1,233 @@
+"""Keys benchmark on the local stack (issue 26 items 1, 2 and 4). Prints one JSON line per
+measurement.
+
+Same stack and install as benchmarks/e2e_bench.py (the real `supaqueue` function, a no-op
+target, pg_cron ticking, chaining on), then:
+
+- keys_throughput: one INSERT of --jobs jobs into a queue of --workers workers, spread over
+  1, 1,000 and 10,000 keys (`workers_per_key` --workers-per-key; the 1-key run has no per-key
+  limit, or its key could use only that many workers), and without keys (the path of queues that
+  have none), in one run: jobs/s end to end, each as a ratio to the 1-key figure (goal >= 0.9),
+  and Postgres CPU per job (dispatch cost must not grow with the number of keys).
+- keys_fairness: queue workers 20, workers_per_key 10. Key B enqueues 10 jobs alone, then key A
+  enqueues --a-jobs jobs and, once A's calls are running, B enqueues 10 more: B's enqueue → done
+  p95 with and without A's backlog (goal: within 2x of B alone).
+
+Usage: python benchmarks/keys_bench.py [--jobs 10000] [--keys 1,1000,10000] [--workers 50]
+                                       [--workers-per-key 2] [--a-jobs 50000] [--keep]
+Small run: --jobs 2000 --a-jobs 2000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import uuid
+
+import httpx
+import psycopg
+from e2e_bench import (
+    BenchError,
+    Stack,
+    check_succeeded,
+    emit,
+    install,
+    local_stack,
+    per_job,
+    read,
+    wait_done,
+    warm_up,
+)
+
+TARGET = "noop-target"
+TARGET_RATIO = 0.9
+TARGET_FAIRNESS = 2.0
+B_JOBS = 10
+
+
+def keyed_queue(conn: psycopg.Connection, name: str, workers: int, per_key: int | None) -> str:
+    row = conn.execute(
+        "insert into supaqueue.queue (name, edge_function_name, max_attempts, workers_per_key)"
+        " values (%s, %s, 1, %s) returning id::text",
+        (name, TARGET, per_key),
+    ).fetchone()
+    assert row is not None
+    conn.execute("select supaqueue.set_worker_count(%s, %s)", (row[0], workers))
+    return str(row[0])
+
+
+def throughput(
+    stack: Stack, conn: psycopg.Connection, keys: int | None, args: argparse.Namespace
+) -> dict[str, float]:
+    per_key = args.workers_per_key if keys is not None and keys > 1 else None
+    queue = keyed_queue(conn, f"bench-keys-{keys}-{uuid.uuid4().hex[:6]}", args.workers, per_key)
+    before = read(stack, conn)
+    conn.execute(
+        "insert into supaqueue.job (queue, payload, key)"
+        " select %s, jsonb_build_object('i', g), case when %s::int is not null"
+        " then 'k' || (g %% %s::int) end from generate_series(1, %s) g",
+        (queue, keys, keys or 1, args.jobs),
+    )
+    wait_done(conn, queue, timeout=max(600.0, args.jobs / 10))
+    after = read(stack, conn)
+    check_succeeded(conn, queue, args.jobs)
+    row = conn.execute(
+        "select extract(epoch from max(finished_at) - min(created_at))::float8"
+        " from supaqueue.job where queue = %s",
+        (queue,),
+    ).fetchone()
+    assert row is not None
+    figures = per_job(before, after, args.jobs)
+    conn.execute("select supaqueue.drop_queue(%s, true)", (queue,))
+    return {
+        "seconds": round(float(row[0]), 2),
+        "jobs_per_s": round(args.jobs / float(row[0]), 1),
+        "postgres_cpu_ms_per_job": figures["postgres_cpu_ms_per_job"],
+        "pg_net_requests_per_job": figures["pg_net_requests_per_job"],
+        "machine_busy_fraction": figures["machine_busy_fraction"],
+    }
+
+
+def b_latencies(conn: psycopg.Connection, queue: str) -> list[float]:
+    ids = conn.execute(
+        "select unnest(supaqueue.enqueue_batch(name, %s, _keys => array_fill('B'::text, %s)))"
+        " from supaqueue.queue where id = %s",
+        (psycopg.types.json.Jsonb([{}] * B_JOBS), [B_JOBS], queue),
+    ).fetchall()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "select count(*) filter (where finished_at is null) from supaqueue.job"
+            " where id = any(%s::uuid[])",
+            ([i[0] for i in ids],),
+        ).fetchone()
+        if row == (0,):
+            break
+        time.sleep(0.05)
+    else:
+        raise BenchError("key B's jobs did not finish within 300 s")
+    rows = conn.execute(
+        "select extract(epoch from finished_at - created_at)::float8 * 1000 from supaqueue.job"
+        " where id = any(%s::uuid[])",
+        ([i[0] for i in ids],),
+    ).fetchall()
+    return sorted(float(r[0]) for r in rows)
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1] if len(values) >= 2 else values[0]
+
+
+def fairness(conn: psycopg.Connection, args: argparse.Namespace) -> None:
+    queue = keyed_queue(conn, f"bench-fair-{uuid.uuid4().hex[:6]}", 20, 10)
+    alone = b_latencies(conn, queue)
+    conn.execute(
+        "insert into supaqueue.job (queue, payload, key)"
+        " select %s, jsonb_build_object('i', g), 'A' from generate_series(1, %s) g",
+        (queue, args.a_jobs),
+    )
+    # A's calls running and its backlog queued before B comes
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "select count(*) from supaqueue.job where queue = %s and key = 'A'"
+            " and status = 'success'",
+            (queue,),
+        ).fetchone()
+        if row is not None and row[0] >= 20:
+            break
+        time.sleep(0.05)
+    backlog = conn.execute(
+        "select count(*) from supaqueue.job where queue = %s and key = 'A' and status = 'pending'",
+        (queue,),
+    ).fetchone()
+    behind = b_latencies(conn, queue)
+    ratio = p95(behind) / p95(alone) if p95(alone) > 0 else None
+    emit({"bench": "keys_fairness", "workers": 20, "workers_per_key": 10, "a_jobs": args.a_jobs,
+          "a_backlog_when_b_came": backlog[0] if backlog else None, "b_jobs": B_JOBS,
+          "b_alone_p95_ms": round(p95(alone), 1), "b_behind_a_p95_ms": round(p95(behind), 1),
+          "b_alone_p50_ms": round(statistics.median(alone), 1),
+          "b_behind_a_p50_ms": round(statistics.median(behind), 1),
+          "ratio": round(ratio, 2) if ratio is not None else None,
+          "target_max_ratio": TARGET_FAIRNESS,
+          "ok": ratio is not None and ratio <= TARGET_FAIRNESS})  # fmt: skip
+    # A's backlog is discarded once its running calls are over: drop_queue beside reports that
+    # are still coming can deadlock with them (drop_queue locks the jobs, then the leases)
+    conn.execute("update supaqueue.queue set paused = true where id = %s", (queue,))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "select exists (select 1 from supaqueue.worker where queue = %s and locked)", (queue,)
+        ).fetchone()
+        if row == (False,):
+            break
+        time.sleep(0.1)
+    conn.execute("select supaqueue.drop_queue(%s, true)", (queue,))
+
+
+def run(args: argparse.Namespace) -> int:
+    with local_stack(args.keep) as stack:
+        install(stack)
+        with psycopg.connect(stack.env["DB_URL"], autocommit=True) as conn:
+            warm_up(conn)
+            emit({"bench": "keys_setup", "jobs": args.jobs, "keys": args.keys,
+                  "workers": args.workers, "workers_per_key": args.workers_per_key,
+                  "a_jobs": args.a_jobs})  # fmt: skip
+            results: dict[str, dict[str, float]] = {}
+            for keys in [None, *args.keys]:
+                label = "none" if keys is None else str(keys)
+                results[label] = throughput(stack, conn, keys, args)
+            reference = results.get("1")
+            for label, figures in results.items():
+                ratio = figures["jobs_per_s"] / reference["jobs_per_s"] if reference else None
+                cpu_ratio = (
+                    figures["postgres_cpu_ms_per_job"] / reference["postgres_cpu_ms_per_job"]
+                    if reference and reference["postgres_cpu_ms_per_job"]
+                    else None
+                )
+                emit({"bench": "keys_throughput", "keys": label, "workers": args.workers,
+                      "workers_per_key": args.workers_per_key if label not in ("none", "1")
+                      else None, "jobs": args.jobs, **figures,
+                      "ratio_to_1_key": round(ratio, 3) if ratio is not None else None,
+                      "postgres_cpu_ratio_to_1_key":
+                          round(cpu_ratio, 3) if cpu_ratio is not None else None,
+                      "target_min_ratio": TARGET_RATIO,
+                      "ok": ratio is not None and ratio >= TARGET_RATIO})  # fmt: skip
+            fairness(conn, args)
+    return 0
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--keys: {exc}") from exc
+    if not counts or any(c < 1 for c in counts):
+        raise argparse.ArgumentTypeError("--keys: counts of at least 1, comma-separated")
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--jobs", type=int, default=10_000, help="jobs per throughput run")
+    parser.add_argument("--keys", type=_counts, default=[1, 1000, 10_000], help="e.g. 1,1000")
+    parser.add_argument("--workers", type=int, default=50)
+    parser.add_argument("--workers-per-key", type=int, default=2)
+    parser.add_argument("--a-jobs", type=int, default=50_000, help="key A's backlog (fairness)")
+    parser.add_argument("--keep", action="store_true", help="keep the local stack (debugging)")
+    args = parser.parse_args(argv)
+    if args.jobs < 1 or args.a_jobs < 1 or not 1 <= args.workers <= 1000:
+        parser.error("--jobs >= 1, --a-jobs >= 1, 1 <= --workers <= 1000")
+    if not 1 <= args.workers_per_key <= 1000:
+        parser.error("--workers-per-key: 1..1000")
+    try:
+        return run(args)
+    except (BenchError, psycopg.Error, httpx.HTTPError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
