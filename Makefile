@@ -5,7 +5,7 @@ PY := .venv/bin/python
 ENV := . toolchain/env.sh &&
 STACK ?= dev
 
-.PHONY: help toolchain up down destroy-local env preview destroy pulumi test test-fast lint bench wheel sdks
+.PHONY: help toolchain up down destroy-local env preview destroy pulumi test test-fast lint bench soak wheel sdks
 
 help:
 	@echo "make up        toolchain + local stack + pulumi up (dev) + a demo job"
@@ -14,6 +14,7 @@ help:
 	@echo "make down      stop the local stack (data kept); make destroy-local removes it"
 	@echo "make preview | destroy | pulumi ARGS='refresh'   pulumi on STACK (default dev)"
 	@echo "make bench     benchmarks, one JSON line per measurement"
+	@echo "make soak      2,000,000 jobs through one queue, 10-minute retention (about an hour; SOAK_ARGS=...)"
 	@echo "make sdks      sdk/nodejs and sdk/go from the provider's schema (commit them)"
 	@echo "make wheel     dist/supaqueue-<version>-py3-none-any.whl, what a Pulumi project of yours installs"
 
@@ -72,6 +73,13 @@ bench: toolchain
 	@$(ENV) $(PY) benchmarks/dispatch_answer_bench.py
 	@$(ENV) $(PY) benchmarks/dev_up_bench.py
 	@$(ENV) $(PY) benchmarks/tick_latency_bench.py
+	@$(ENV) $(PY) benchmarks/history_bench.py scaling
+
+# Long: issue 26's soak (SQL-level). A short run of the same shape:
+# make soak SOAK_ARGS='--jobs 200000 --retention 60'
+SOAK_ARGS ?= --jobs 2000000 --retention 600
+soak: toolchain
+	@$(ENV) $(PY) benchmarks/history_bench.py soak $(SOAK_ARGS)
 
 # The package a user's project installs (README: "Add supaqueue to your Pulumi project"). No
 # build isolation: the venv's pinned setuptools builds it, nothing is fetched; build/ goes first,

@@ -4,7 +4,8 @@
     python scripts/sdks.py --check    # fail, naming the files, if the committed SDKs are stale
 
 Through `pulumi package gen-sdk` (the language hosts' GeneratePackage), from the schema the
-plugin's GetSchema serves: `supaqueue/provider/schema.json` with the plugin's version added, so
+plugin's GetSchema serves: `supaqueue/provider/schema.json` with the plugin's version and the
+component's argument types (derived from the resources' inputs) added, so
 the SDKs ask for the plugin of the same version (`respectSchemaVersion` in the schema). The SDKs
 are committed, as Pulumi's own providers commit theirs: a Go SDK is fetched from the repository
 itself, and a reviewer sees what a schema change does to each language. The hand-written
@@ -22,7 +23,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from supaqueue.provider.version import plugin_version
+from supaqueue.provider.schema import served
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = REPO / "supaqueue" / "provider" / "schema.json"
@@ -36,8 +37,7 @@ def generate(out: Path, pulumi: str = "pulumi", env: dict[str, str] | None = Non
     """Every language's SDK under `out` (laid out as sdk/)."""
     with tempfile.TemporaryDirectory(prefix="supaqueue-sdks-") as scratch:
         schema = Path(scratch) / "schema.json"
-        served = {**json.loads(SCHEMA.read_text()), "version": plugin_version()}  # as GetSchema
-        schema.write_text(json.dumps(served))
+        schema.write_text(json.dumps(served()))  # as GetSchema serves it
         for language in GENERATED:
             done = subprocess.run(
                 [pulumi, "package", "gen-sdk", str(schema), "--language", language,

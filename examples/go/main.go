@@ -1,5 +1,6 @@
-// Two queues, a trigger and a schedule, with the SDK generated from supaqueue's provider schema
-// (sdk/go), in the installation the Python program's stack owns.
+// supaqueue installed with two queues, a trigger and a schedule, in Go: the `Supaqueue`
+// component from the SDK generated from supaqueue's provider schema (sdk/go). The provider
+// plugin runs it (the Python program's component), so the installation is the same.
 package main
 
 import (
@@ -10,77 +11,53 @@ import (
 
 func main() {
 	pulumi.Run(func(ctx *pulumi.Context) error {
-		dbUrl := config.RequireSecret(ctx, "dbUrl")
-
-		// Who this stack is, as the database records owners (the Python component does the same).
-		stack := ctx.Project() + "/" + ctx.Stack()
-		identity, err := supaqueue.NewStackIdentity(ctx, "identity", &supaqueue.StackIdentityArgs{
-			Stack: pulumi.String(stack),
+		cfg := config.New(ctx, "")
+		var managementApiUrl pulumi.StringPtrInput // unset: https://api.supabase.com
+		if url := cfg.Get("managementApiUrl"); url != "" {
+			managementApiUrl = pulumi.String(url)
+		}
+		installation, err := supaqueue.NewSupaqueue(ctx, "supaqueue", &supaqueue.SupaqueueArgs{
+			Project_ref:        pulumi.String(cfg.Require("projectRef")),
+			Api_url:            pulumi.String(cfg.Require("apiUrl")),
+			Management_api_url: managementApiUrl,
+			Db_url:             cfg.RequireSecret("dbUrl"),
+			Access_token:       cfg.RequireSecret("accessToken"),
+			// The example target function, deployed from the repository's edge/ folder.
+			Demo:     pulumi.BoolPtr(true),
+			Edge_dir: pulumi.StringPtr("../../edge"),
+			Queues: supaqueue.QueueSpecMap{
+				"go-signups": supaqueue.QueueSpecArgs{
+					Edge_function_name: pulumi.String("demo-target"),
+					Workers:            pulumi.IntPtr(2),
+				},
+				// Finished jobs stay for ever (unset: deleted after 7 days).
+				"go-reports": supaqueue.QueueSpecArgs{
+					Edge_function_name:    pulumi.String("demo-target"),
+					Max_attempts:          pulumi.IntPtr(3),
+					Keep_finished_forever: pulumi.BoolPtr(true),
+				},
+			},
+			// One job per new row of public.signups (the table is the application's).
+			Triggers: supaqueue.TriggerSpecArray{supaqueue.TriggerSpecArgs{
+				Name:   pulumi.String("go-new-signup"),
+				Table:  pulumi.String("public.signups"),
+				Events: pulumi.StringArray{pulumi.String("INSERT")},
+				Queue:  pulumi.String("go-signups"),
+			}},
+			Schedules: supaqueue.ScheduleSpecArray{supaqueue.ScheduleSpecArgs{
+				Name:    pulumi.String("go-nightly-report"),
+				Cron:    pulumi.String("0 3 * * *"),
+				Payload: pulumi.Map{"report": pulumi.String("daily")},
+				Queue:   pulumi.String("go-reports"),
+			}},
 		})
 		if err != nil {
 			return err
 		}
-		owner := pulumi.StringMap{"stack": pulumi.String(stack), "stack_id": identity.Stack_id}
-
-		// Refuses (at preview) when supaqueue is not installed or this stack owns it; removes nothing.
-		installation, err := supaqueue.NewExternalInstallation(ctx, "installation",
-			&supaqueue.ExternalInstallationArgs{Db_url: dbUrl, Owner: owner})
-		if err != nil {
-			return err
-		}
-		after := pulumi.DependsOn([]pulumi.Resource{installation})
-
-		signups, err := supaqueue.NewQueue(ctx, "signups", &supaqueue.QueueArgs{
-			Name:               pulumi.String("go-signups"),
-			Edge_function_name: pulumi.String("demo-target"),
-			Workers:            pulumi.Int(2),
-			// Unset is read as null (jobs kept for ever): say the default.
-			Retention_seconds: pulumi.Int(604800),
-			Db_url:            dbUrl,
-			Owner:             owner,
-		}, after)
-		if err != nil {
-			return err
-		}
-		reports, err := supaqueue.NewQueue(ctx, "reports", &supaqueue.QueueArgs{
-			Name:               pulumi.String("go-reports"),
-			Edge_function_name: pulumi.String("demo-target"),
-			Workers:            pulumi.Int(1),
-			Max_attempts:       pulumi.Int(3),
-			Retention_seconds:  pulumi.Int(604800),
-			Db_url:             dbUrl,
-			Owner:              owner,
-		}, after)
-		if err != nil {
-			return err
-		}
-
-		// One job per new row of public.signups (the table is the application's).
-		if _, err := supaqueue.NewTrigger(ctx, "newSignup", &supaqueue.TriggerArgs{
-			Name:     pulumi.String("go-new-signup"),
-			Table:    pulumi.String("public.signups"),
-			Events:   pulumi.StringArray{pulumi.String("INSERT")},
-			Queue_id: signups.Queue_id,
-			Db_url:   dbUrl,
-		}); err != nil {
-			return err
-		}
-		nightly, err := supaqueue.NewSchedule(ctx, "nightlyReport", &supaqueue.ScheduleArgs{
-			Name:     pulumi.String("go-nightly-report"),
-			Cron:     pulumi.String("0 3 * * *"),
-			Payload:  pulumi.Map{"report": pulumi.String("daily")},
-			Queue_id: reports.Queue_id,
-			Db_url:   dbUrl,
-		})
-		if err != nil {
-			return err
-		}
-
-		ctx.Export("queueIds", pulumi.StringMap{
-			"go-signups": signups.Queue_id,
-			"go-reports": reports.Queue_id,
-		})
-		ctx.Export("nextReportRun", nightly.Next_run_at)
+		ctx.Export("functionUrl", installation.Function_url)
+		ctx.Export("queueIds", installation.Queue_ids)
+		ctx.Export("nextReportRuns", installation.Schedule_next_runs.ApplyT(
+			func(runs map[string][]string) []string { return runs["go-nightly-report"] }))
 		return nil
 	})
 }

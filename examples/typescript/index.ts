@@ -1,55 +1,32 @@
-// Two queues, a trigger and a schedule, with the SDK generated from supaqueue's provider schema
-// (sdk/nodejs), in the installation the Python program's stack owns.
+// supaqueue installed with two queues, a trigger and a schedule, in TypeScript: the `Supaqueue`
+// component from the SDK generated from supaqueue's provider schema (sdk/nodejs). The provider
+// plugin runs it (the Python program's component), so the installation is the same.
 import * as pulumi from "@pulumi/pulumi";
 import * as supaqueue from "@supaqueue/pulumi";
 
 const config = new pulumi.Config();
-const dbUrl = config.requireSecret("dbUrl");
 
-// Who this stack is, as the database records owners (the Python component does the same).
-const stack = `${pulumi.getProject()}/${pulumi.getStack()}`;
-const identity = new supaqueue.StackIdentity("identity", { stack });
-const owner = { stack, stack_id: identity.stack_id };
-
-// Refuses (at preview) when supaqueue is not installed or this stack owns it; removes nothing.
-const installation = new supaqueue.ExternalInstallation("installation", { db_url: dbUrl, owner });
-const after = { dependsOn: [installation] };
-
-const signups = new supaqueue.Queue("signups", {
-    name: "ts-signups",
-    edge_function_name: "demo-target",
-    workers: 2,
-    retention_seconds: 604800, // unset is read as null (jobs kept for ever): say the default
-    db_url: dbUrl,
-    owner,
-}, after);
-
-const reports = new supaqueue.Queue("reports", {
-    name: "ts-reports",
-    edge_function_name: "demo-target",
-    workers: 1,
-    max_attempts: 3,
-    retention_seconds: 604800,
-    db_url: dbUrl,
-    owner,
-}, after);
-
-// One job per new row of public.signups (the table is the application's).
-new supaqueue.Trigger("newSignup", {
-    name: "ts-new-signup",
-    table: "public.signups",
-    events: ["INSERT"],
-    queue_id: signups.queue_id,
-    db_url: dbUrl,
+const installation = new supaqueue.Supaqueue("supaqueue", {
+    project_ref: config.require("projectRef"),
+    api_url: config.require("apiUrl"),
+    management_api_url: config.get("managementApiUrl"),
+    db_url: config.requireSecret("dbUrl"),
+    access_token: config.requireSecret("accessToken"),
+    // The example target function, deployed from the repository's edge/ folder.
+    demo: true,
+    edge_dir: "../../edge",
+    queues: {
+        "ts-signups": { edge_function_name: "demo-target", workers: 2 },
+        // Finished jobs stay for ever (unset: deleted after 7 days).
+        "ts-reports": { edge_function_name: "demo-target", max_attempts: 3, keep_finished_forever: true },
+    },
+    // One job per new row of public.signups (the table is the application's).
+    triggers: [{ name: "ts-new-signup", table: "public.signups", events: ["INSERT"], queue: "ts-signups" }],
+    schedules: [
+        { name: "ts-nightly-report", cron: "0 3 * * *", payload: { report: "daily" }, queue: "ts-reports" },
+    ],
 });
 
-const nightly = new supaqueue.Schedule("nightlyReport", {
-    name: "ts-nightly-report",
-    cron: "0 3 * * *",
-    payload: { report: "daily" },
-    queue_id: reports.queue_id,
-    db_url: dbUrl,
-});
-
-export const queueIds = { "ts-signups": signups.queue_id, "ts-reports": reports.queue_id };
-export const nextReportRun = nightly.next_run_at;
+export const functionUrl = installation.function_url;
+export const queueIds = installation.queue_ids;
+export const nextReportRuns = installation.schedule_next_runs.apply((runs) => runs["ts-nightly-report"]);

@@ -70,6 +70,11 @@ export type StackIdentity = import("./stackIdentity").StackIdentity;
 export const StackIdentity: typeof import("./stackIdentity").StackIdentity = null as any;
 utilities.lazyLoad(exports, ["StackIdentity"], () => require("./stackIdentity"));
 
+export { SupaqueueArgs } from "./supaqueue";
+export type Supaqueue = import("./supaqueue").Supaqueue;
+export const Supaqueue: typeof import("./supaqueue").Supaqueue = null as any;
+utilities.lazyLoad(exports, ["Supaqueue"], () => require("./supaqueue"));
+
 export { TriggerArgs } from "./trigger";
 export type Trigger = import("./trigger").Trigger;
 export const Trigger: typeof import("./trigger").Trigger = null as any;
@@ -80,6 +85,13 @@ export type VaultSecret = import("./vaultSecret").VaultSecret;
 export const VaultSecret: typeof import("./vaultSecret").VaultSecret = null as any;
 utilities.lazyLoad(exports, ["VaultSecret"], () => require("./vaultSecret"));
 
+
+// Export sub-modules:
+import * as types from "./types";
+
+export {
+    types,
+};
 
 const _module = {
     version: utilities.getVersion(),
@@ -109,6 +121,8 @@ const _module = {
                 return new Settings(name, <any>undefined, { urn })
             case "supaqueue:index:StackIdentity":
                 return new StackIdentity(name, <any>undefined, { urn })
+            case "supaqueue:index:Supaqueue":
+                return new Supaqueue(name, <any>undefined, { urn })
             case "supaqueue:index:Trigger":
                 return new Trigger(name, <any>undefined, { urn })
             case "supaqueue:index:VaultSecret":

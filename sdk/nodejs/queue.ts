@@ -89,6 +89,10 @@ export class Queue extends pulumi.CustomResource {
      */
     declare public readonly headers: pulumi.Output<{[key: string]: string} | undefined>;
     /**
+     * Never delete finished jobs (default false). Refused together with `retention_seconds`.
+     */
+    declare public readonly keep_finished_forever: pulumi.Output<boolean | undefined>;
+    /**
      * Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
      */
     declare public readonly key_from: pulumi.Output<string | undefined>;
@@ -145,7 +149,7 @@ export class Queue extends pulumi.CustomResource {
      */
     declare public readonly rate_limit_per_second: pulumi.Output<number | undefined>;
     /**
-     * Finished jobs are deleted this many seconds after they finished (default 604800; null: kept for ever).
+     * Finished jobs are deleted this many seconds after they finished (unset: 604800, 7 days; 0: at the next tick). To keep them for ever, leave it unset and set `keep_finished_forever`.
      */
     declare public readonly retention_seconds: pulumi.Output<number | undefined>;
     /**
@@ -193,6 +197,7 @@ export class Queue extends pulumi.CustomResource {
             resourceInputs["edge_function_name"] = args?.edge_function_name;
             resourceInputs["enqueue_roles"] = args?.enqueue_roles;
             resourceInputs["headers"] = args?.headers ? pulumi.secret(args.headers) : undefined;
+            resourceInputs["keep_finished_forever"] = args?.keep_finished_forever;
             resourceInputs["key_from"] = args?.key_from;
             resourceInputs["lease_grace_ms"] = args?.lease_grace_ms;
             resourceInputs["max_attempts"] = args?.max_attempts;
@@ -224,6 +229,7 @@ export class Queue extends pulumi.CustomResource {
             resourceInputs["edge_function_name"] = undefined /*out*/;
             resourceInputs["enqueue_roles"] = undefined /*out*/;
             resourceInputs["headers"] = undefined /*out*/;
+            resourceInputs["keep_finished_forever"] = undefined /*out*/;
             resourceInputs["key_from"] = undefined /*out*/;
             resourceInputs["lease_grace_ms"] = undefined /*out*/;
             resourceInputs["max_attempts"] = undefined /*out*/;
@@ -300,6 +306,10 @@ export interface QueueArgs {
      */
     headers?: pulumi.Input<{[key: string]: pulumi.Input<string>} | undefined>;
     /**
+     * Never delete finished jobs (default false). Refused together with `retention_seconds`.
+     */
+    keep_finished_forever?: pulumi.Input<boolean | undefined>;
+    /**
      * Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
      */
     key_from?: pulumi.Input<string | undefined>;
@@ -352,7 +362,7 @@ export interface QueueArgs {
      */
     rate_limit_per_second?: pulumi.Input<number | undefined>;
     /**
-     * Finished jobs are deleted this many seconds after they finished (default 604800; null: kept for ever).
+     * Finished jobs are deleted this many seconds after they finished (unset: 604800, 7 days; 0: at the next tick). To keep them for ever, leave it unset and set `keep_finished_forever`.
      */
     retention_seconds?: pulumi.Input<number | undefined>;
     /**

@@ -9,9 +9,11 @@ dynamic-provider server gave it (`rpc.deserialize_properties`: unknowns as `rpc.
 secrets wrapped in check/diff), which this server passes exactly as that one did
 (pulumi/dynamic/__main__.py is the reference), so preview with unknowns behaves as before.
 
-Secrets: like the dynamic provider, the plugin does not take secrets over the wire
-(`acceptSecrets: false`); the engine keeps every output secret whose input was, and the
-resource classes mark the schema's secret properties `additionalSecretOutputs`.
+Secrets: the plugin takes secrets over the wire (`acceptSecrets: true`; the engine constructs
+components only with plugins that do). The provider logic gets them plain (`base.presented`), and
+the plugin marks secret every output whose input was (`secret_like`, what the engine's
+`annotateSecrets` does for plugins that do not take secrets, as the dynamic provider did); the
+resource classes also mark the schema's secret properties `additionalSecretOutputs`.
 """
 
 from __future__ import annotations
@@ -29,17 +31,19 @@ from concurrent import futures
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import empty_pb2, struct_pb2
+from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime import proto, rpc
 from pulumi.runtime._grpc_settings import _GRPC_CHANNEL_OPTIONS
 from pulumi.runtime.proto import provider_pb2_grpc
 
-from supaqueue.provider import dynamic_state, registry
-from supaqueue.provider.schema import kind_of, schema
+from supaqueue.provider import construct, dynamic_state, registry
+from supaqueue.provider.schema import kind_of, served
 from supaqueue.provider.version import plugin_version
 from supaqueue.providers import base, importing
 
 T = TypeVar("T")
+SIG_KEY = "4dabf18193072939515e22adb298388d"  # the wire's special-value key (sdk/resource/sig)
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 MAX_WORKERS = 4  # as the dynamic-provider server
 PARENT_POLL_SECONDS = 1.0
 
@@ -50,6 +54,53 @@ def serialize(props: dict[str, Any]) -> struct_pb2.Struct:
         return loop.run_until_complete(rpc.serialize_properties(props, {}))
     finally:
         loop.close()
+
+
+def with_unknowns(props: struct_pb2.Struct) -> dict[str, Any]:
+    """`rpc.deserialize_properties(props, keep_unknowns=True)`, keeping an unknown that is
+    secret unknown: the SDK reads a secret's value without `keep_unknowns`, so an unknown secret
+    (a preview's generated password) would arrive as a secret None and fail `check`."""
+
+    def bare(value: Any) -> Any:
+        if isinstance(value, dict):
+            if value.get(SIG_KEY) == SECRET_SIG and value.get("value") == rpc.UNKNOWN:
+                return rpc.UNKNOWN  # nothing to hide yet; create gets the secret value
+            return {key: bare(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [bare(item) for item in value]
+        return value
+
+    plain = struct_pb2.Struct()
+    plain.update(bare(json_format.MessageToDict(props)))
+    return rpc.deserialize_properties(plain, True)
+
+
+def secret_like(outs: dict[str, Any], ins: dict[str, Any]) -> dict[str, Any]:
+    """`outs` with every property secret whose input (same key, nested objects alike) held a
+    secret: the engine's `annotateSecrets` (provider_plugin.go), which it leaves to a plugin
+    that accepts secrets."""
+    marked = dict(outs)
+    for key, given in ins.items():
+        if key not in marked:
+            continue
+        out = marked[key]
+        if rpc.is_rpc_secret(out):
+            continue
+        if isinstance(out, dict) and isinstance(given, dict) and not rpc.is_rpc_secret(given):
+            marked[key] = secret_like(out, given)
+        elif _holds_secret(given):
+            marked[key] = rpc.wrap_rpc_secret(out)
+    return marked
+
+
+def _holds_secret(value: Any) -> bool:
+    if rpc.is_rpc_secret(value):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_secret(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_secret(item) for item in value)
+    return False
 
 
 def type_of(request: Any) -> str:
@@ -83,13 +134,17 @@ class SupaqueueProviderServicer(provider_pb2_grpc.ResourceProviderServicer):
     db_url: str | None = None
     """The database the stack config names, for `pulumi import` (providers/importing.py)."""
 
+    def __init__(self, engine_address: str = "") -> None:
+        super().__init__()
+        self.engine_address = engine_address
+
     @reported
     def GetPluginInfo(self, request: Any, context: Any) -> Any:
         return proto.PluginInfo(version=plugin_version())
 
     @reported
     def GetSchema(self, request: Any, context: Any) -> Any:
-        return proto.GetSchemaResponse(schema=json.dumps({**schema(), "version": plugin_version()}))
+        return proto.GetSchemaResponse(schema=json.dumps(served()))
 
     @reported
     def Configure(self, request: Any, context: Any) -> Any:
@@ -97,7 +152,7 @@ class SupaqueueProviderServicer(provider_pb2_grpc.ResourceProviderServicer):
         # (a project named supaqueue has its own settings there). Only its database is read:
         # `pulumi import` reads there, and an imported resource's state names none.
         self.db_url = importing.config_db_url(dict(request.variables), os.environ)
-        return proto.ConfigureResponse(acceptSecrets=False, supportsPreview=False)
+        return proto.ConfigureResponse(acceptSecrets=True, supportsPreview=False)
 
     @reported
     def CheckConfig(self, request: Any, context: Any) -> Any:
@@ -110,8 +165,8 @@ class SupaqueueProviderServicer(provider_pb2_grpc.ResourceProviderServicer):
 
     @reported
     def Check(self, request: Any, context: Any) -> Any:
-        olds = rpc.deserialize_properties(request.olds, True)
-        news = rpc.deserialize_properties(request.news, True)
+        olds = with_unknowns(request.olds)
+        news = with_unknowns(request.news)
         if importing.needs_db_url(kind_of(type_of(request)), news):
             # `pulumi import` checks what the read gave (no URL): the configured one serves.
             news = importing.with_db_url(kind_of(type_of(request)), news, self.db_url)
@@ -119,12 +174,13 @@ class SupaqueueProviderServicer(provider_pb2_grpc.ResourceProviderServicer):
         failures = [
             proto.CheckFailure(property=f.property, reason=f.reason) for f in result.failures
         ]
-        return proto.CheckResponse(inputs=serialize(dict(result.inputs)), failures=failures)
+        inputs = secret_like(dict(result.inputs), news)
+        return proto.CheckResponse(inputs=serialize(inputs), failures=failures)
 
     @reported
     def Diff(self, request: Any, context: Any) -> Any:
-        olds = rpc.deserialize_properties(request.olds, True)
-        news = rpc.deserialize_properties(request.news, True)
+        olds = with_unknowns(request.olds)
+        news = with_unknowns(request.news)
         kind = kind_of(type_of(request))
         pickled = dynamic_state.has_pickle(olds)
         olds = importing.fill_imported(kind, dynamic_state.without_pickle(olds), news)
@@ -157,7 +213,7 @@ class SupaqueueProviderServicer(provider_pb2_grpc.ResourceProviderServicer):
         props = rpc.deserialize_properties(request.properties)
         result = registry.provider_for(type_of(request)).create(props)
         outs = result.outs if result.outs is not None else {}
-        return proto.CreateResponse(id=result.id, properties=serialize(outs))
+        return proto.CreateResponse(id=result.id, properties=serialize(secret_like(outs, props)))
 
     @reported
     def Read(self, request: Any, context: Any) -> Any:
@@ -178,9 +234,12 @@ class SupaqueueProviderServicer(provider_pb2_grpc.ResourceProviderServicer):
         outs = dict(result.outs or {})
         if borrowed:  # the configured URL stays out of the state (no secret in plain text)
             outs.pop("db_url", None)
-        fields: dict[str, Any] = {"id": result.id, "properties": serialize(outs)}
+        fields: dict[str, Any] = {
+            "id": result.id,
+            "properties": serialize(secret_like(outs, props)),
+        }
         if result.inputs is not None:
-            fields["inputs"] = serialize(dict(result.inputs))
+            fields["inputs"] = serialize(secret_like(dict(result.inputs), props))
         return proto.ReadResponse(**fields)
 
     @reported
@@ -196,9 +255,9 @@ class SupaqueueProviderServicer(provider_pb2_grpc.ResourceProviderServicer):
                 is False
             ):
                 # Only the pickle differed (see Diff): the state without it, nothing run.
-                return proto.UpdateResponse(properties=serialize(olds))
+                return proto.UpdateResponse(properties=serialize(secret_like(olds, news)))
         result = provider.update(request.id, olds, news)
-        return proto.UpdateResponse(properties=serialize(result.outs or {}))
+        return proto.UpdateResponse(properties=serialize(secret_like(result.outs or {}, news)))
 
     @reported
     def Delete(self, request: Any, context: Any) -> Any:
@@ -206,6 +265,12 @@ class SupaqueueProviderServicer(provider_pb2_grpc.ResourceProviderServicer):
         props = importing.with_db_url(kind_of(type_of(request)), props, self.db_url)
         registry.provider_for(type_of(request)).delete(request.id, props)
         return empty_pb2.Empty()
+
+    @reported
+    def Construct(self, request: Any, context: Any) -> Any:
+        # The `Supaqueue` component from another language: the Python component, run here
+        # against the engine's monitor (construct.py). Its errors read as the CRUD ones.
+        return construct.construct(request, context, self.engine_address)
 
     def Cancel(self, request: Any, context: Any) -> Any:
         return empty_pb2.Empty()
@@ -236,7 +301,11 @@ def main() -> None:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=MAX_WORKERS), options=_GRPC_CHANNEL_OPTIONS
     )
-    provider_pb2_grpc.add_ResourceProviderServicer_to_server(SupaqueueProviderServicer(), server)
+    # The engine's address is the last argument (Construct's children log through it).
+    engine = sys.argv[-1] if len(sys.argv) > 1 else ""
+    provider_pb2_grpc.add_ResourceProviderServicer_to_server(
+        SupaqueueProviderServicer(engine), server
+    )
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     sys.stdout.write(f"{port}\n")

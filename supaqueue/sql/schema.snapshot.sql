@@ -1544,6 +1544,52 @@ $$;
 
 ALTER FUNCTION supaqueue._next_keyed_job(_q supaqueue.queue, _chain_worker uuid, INOUT _since_serve text[], OUT _job uuid) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue._prune_batch(_queue uuid, _limit integer, _after_at timestamp with time zone, _after_id uuid, OUT deleted integer, OUT last_at timestamp with time zone, OUT last_id uuid) RETURNS record
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _cutoff timestamptz;
+  _seen integer;
+begin
+  deleted := 0;
+  select now() - make_interval(secs => q.retention_seconds) into _cutoff
+    from supaqueue.queue q where q.id = _queue and q.retention_seconds is not null;
+  if _cutoff is null then
+    return;  -- the queue is gone or keeps its jobs for ever now
+  end if;
+  with candidate as materialized (
+    select j.id, j.finished_at from supaqueue.job j
+     where j.queue = _queue and j.finished_at is not null and j.finished_at < _cutoff
+       and j.finished_at >= coalesce(_after_at, '-infinity')
+       and (_after_at is null or (j.finished_at, j.id) > (_after_at, _after_id))
+     order by j.finished_at, j.id
+     limit _limit
+     for update skip locked),
+  gone as (
+    delete from supaqueue.job dead using candidate c
+     where dead.id = c.id
+       and dead.finished_at is not null and dead.finished_at < _cutoff
+       and not exists (
+         select 1 from supaqueue.job_dependency d
+           join supaqueue.job dj on dj.id = d.job
+          where d.depends_on = dead.id and dj.status in ('pending', 'in_progress'))
+     returning 1)
+  select (select count(*) from gone), (select count(*) from candidate), l.finished_at, l.id
+    into deleted, _seen, last_at, last_id
+    from (select 1) one
+    left join lateral (select c.finished_at, c.id from candidate c
+                        order by c.finished_at desc, c.id desc limit 1) l on true;
+  if _seen < _limit then
+    -- nothing older is left in this queue (rows skipped as locked: the next run takes them)
+    last_at := null;
+    last_id := null;
+  end if;
+end
+$$;
+
+ALTER FUNCTION supaqueue._prune_batch(_queue uuid, _limit integer, _after_at timestamp with time zone, _after_id uuid, OUT deleted integer, OUT last_at timestamp with time zone, OUT last_id uuid) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) RETURNS SETOF uuid
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -2115,7 +2161,11 @@ CREATE FUNCTION supaqueue.cron_jobs_for(_pg_cron_version text) RETURNS TABLE(job
     ('supaqueue-tick',
      case when v.seconds then '1 seconds' else '* * * * *' end,
      case when v.seconds then 'select supaqueue.tick()' else 'call supaqueue.tick_loop()' end),
-    ('supaqueue-cron-history', '*/10 * * * *', 'select supaqueue.prune_cron_history()')
+    ('supaqueue-cron-history', '*/10 * * * *', 'select supaqueue.prune_cron_history()'),
+    -- 0029: retention in small batches, out of the tick (supaqueue.prune_history)
+    ('supaqueue-retention',
+     case when v.seconds then '10 seconds' else '* * * * *' end,
+     'call supaqueue.prune_history()')
   ) j (jobname, schedule, command)
 $$;
 
@@ -2890,7 +2940,8 @@ CREATE FUNCTION supaqueue.owner_only_routines() RETURNS text[]
     'apply_privileges', 'owner_only_routines', 'uninstall',
     -- pg_cron runs these; the Pulumi program changes queues and the schedule
     'tick_loop', 'dispatch', 'set_worker_count', 'drop_queue',
-    'cron_jobs_for', 'cron_drift', 'reconcile_cron', 'prune_cron_history', 'cron_job_names']
+    'cron_jobs_for', 'cron_drift', 'reconcile_cron', 'prune_cron_history', 'cron_job_names',
+    'prune_history']
 $$;
 
 ALTER FUNCTION supaqueue.owner_only_routines() OWNER TO postgres;
@@ -2936,6 +2987,56 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.prune_cron_history(_keep interval) OWNER TO postgres;
+
+CREATE PROCEDURE supaqueue.prune_history(IN _seconds numeric DEFAULT 50, IN _batch_ms numeric DEFAULT 50, INOUT _pruned bigint DEFAULT NULL::bigint)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  _until timestamptz := pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => _seconds);
+  _queues uuid[];
+  _queue uuid;
+  _limit integer := 500;
+  _started timestamptz;
+  _ms numeric;
+  _deleted integer;
+  _at timestamptz;
+  _id uuid;
+begin
+  _pruned := 0;
+  _queues := array(select q.id from supaqueue.queue q
+                    where q.retention_seconds is not null order by q.id);
+  foreach _queue in array _queues loop
+    _at := null;
+    _id := null;
+    loop
+      -- uninstalled while running
+      exit when pg_catalog.to_regprocedure(
+        'supaqueue._prune_batch(uuid,integer,timestamp with time zone,uuid)') is null;
+      _started := pg_catalog.clock_timestamp();
+      begin
+        select b.deleted, b.last_at, b.last_id into _deleted, _at, _id
+          from supaqueue._prune_batch(_queue, _limit, _at, _id) b;
+      exception when others then
+        -- one queue's failure must not stop the others
+        raise warning 'supaqueue.prune_history: queue %: %', _queue, sqlerrm;
+        _deleted := 0;
+        _at := null;
+      end;
+      commit;
+      _pruned := _pruned + coalesce(_deleted, 0);
+      exit when _at is null;
+      _ms := extract(epoch from pg_catalog.clock_timestamp() - _started) * 1000;
+      -- at most doubled or halved per batch, so one slow batch (a checkpoint) does not swing it
+      _limit := least(10000, greatest(100, round(_limit * least(2, greatest(0.5,
+                  _batch_ms / greatest(_ms, 1))))))::integer;
+      exit when pg_catalog.clock_timestamp() >= _until;
+    end loop;
+    exit when pg_catalog.clock_timestamp() >= _until;
+  end loop;
+end
+$$;
+
+ALTER PROCEDURE supaqueue.prune_history(IN _seconds numeric, IN _batch_ms numeric, INOUT _pruned bigint) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[] DEFAULT ARRAY['success'::supaqueue.job_status, 'failed'::supaqueue.job_status, 'cancelled'::supaqueue.job_status], _older_than timestamp with time zone DEFAULT NULL::timestamp with time zone, _dry_run boolean DEFAULT false) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
@@ -3765,11 +3866,9 @@ declare
   _cj supaqueue.current_job;
   _queues uuid[] := '{}';
   _queue uuid;
-  _q record;
   _expired integer := 0;
   _dispatched integer := 0;
   _pruned integer := 0;
-  _n integer;
 begin
   perform supaqueue.enqueue_due_schedules();
   -- 0018: leases whose dispatch met no dispatcher (HTTP 404) go back without an attempt
@@ -3807,24 +3906,9 @@ begin
     end;
   end loop;
 
-  for _q in select id, retention_seconds from supaqueue.queue where retention_seconds is not null
-  loop
-    -- A finished job is kept while a dependent still waits: its result goes into that dispatch.
-    delete from supaqueue.job dead
-      where dead.finished_at is not null
-        and dead.id in (
-        select j.id from supaqueue.job j
-          where j.queue = _q.id and j.finished_at is not null
-            and j.finished_at < now() - make_interval(secs => _q.retention_seconds)
-            and not exists (
-              select 1 from supaqueue.job_dependency d
-                join supaqueue.job dj on dj.id = d.job
-               where d.depends_on = j.id and dj.status in ('pending', 'in_progress'))
-          order by j.finished_at
-          limit 5000);
-    get diagnostics _n = row_count;
-    _pruned := _pruned + _n;
-  end loop;
+  -- Retention is no longer done here (0029): `supaqueue.prune_history()`, its own cron job, deletes
+  -- in small committed batches, so this transaction (whose dispatches pg_net sends only when it
+  -- commits) never waits on a large delete. `pruned` stays in the answer for callers that read it.
 
   -- 0026: the state of keys idle for 10 minutes goes, once their bucket is full again (a key
   -- that comes back starts afresh, with a full bucket: never a call too many). FOR UPDATE SKIP
@@ -4513,6 +4597,8 @@ GRANT SELECT ON TABLE supaqueue.queue TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._next_keyed_job(_q supaqueue.queue, _chain_worker uuid, INOUT _since_serve text[], OUT _job uuid) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue._prune_batch(_queue uuid, _limit integer, _after_at timestamp with time zone, _after_id uuid, OUT deleted integer, OUT last_at timestamp with time zone, OUT last_id uuid) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._queue_by_name(_queue text, _caller text) FROM PUBLIC;
@@ -4629,6 +4715,8 @@ REVOKE ALL ON FUNCTION supaqueue.pause_queue(_queue uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.pause_queue(_queue uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.prune_cron_history(_keep interval) FROM PUBLIC;
+
+REVOKE ALL ON PROCEDURE supaqueue.prune_history(IN _seconds numeric, IN _batch_ms numeric, INOUT _pruned bigint) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone, _dry_run boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.purge_jobs(_queue uuid, _statuses supaqueue.job_status[], _older_than timestamp with time zone, _dry_run boolean) TO service_role;

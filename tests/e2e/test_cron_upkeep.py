@@ -39,7 +39,11 @@ def test_every_up_puts_the_cron_jobs_back(project: PulumiProject) -> None:
     )
     with psycopg.connect(db_url, autocommit=True) as conn:
         scheduled = conn.execute(JOBS).fetchall()
-        assert [job[0] for job in scheduled] == ["supaqueue-cron-history", "supaqueue-tick"]
+        assert [job[0] for job in scheduled] == [
+            "supaqueue-cron-history",
+            "supaqueue-retention",
+            "supaqueue-tick",
+        ]
     project.run("preview", "--expect-no-changes")
 
     # Changed behind supaqueue's back (or left per-minute by a pg_cron upgrade): no migration is

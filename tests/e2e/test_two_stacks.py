@@ -115,7 +115,11 @@ def test_two_stacks_on_one_project(
     wait_for(db_url, done, 5, dev_ids["dev-echo"])
     before = dev_side(env)
     assert before["jobs"] == [("dev-echo", "success", 5), ("dev-held", "pending", 3)]
-    assert [row[0] for row in before["cron"]] == ["supaqueue-cron-history", "supaqueue-tick"]
+    assert [row[0] for row in before["cron"]] == [
+        "supaqueue-cron-history",
+        "supaqueue-retention",
+        "supaqueue-tick",
+    ]
 
     # 1. prod pointed at dev's project (the README's steps): refused, nothing changed.
     prod.configure(target="local", queues=PROD_QUEUES)

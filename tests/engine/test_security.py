@@ -127,8 +127,8 @@ def test_security_definer_functions_pin_an_empty_search_path(engine: Engine) -> 
         config: list[str] = r["config"]  # type: ignore[assignment]
         assert config[0] == 'search_path=""', r["signature"]
         assert set(config[1:]) <= {"jit=off", "enable_seqscan=off"}, r["signature"]
-    # the only routine allowed to run without SECURITY DEFINER + search_path is the tick loop
-    # (a procedure with either may not COMMIT); it qualifies every name it uses.
+    # the only routines allowed to run without SECURITY DEFINER + search_path are the tick loop
+    # and retention (0029) (a procedure with either may not COMMIT); they qualify every name.
     invokers = {str(r["name"]) for r in routines if not r["definer"]}
     constants = {
         "max_payload_bytes",
@@ -140,7 +140,8 @@ def test_security_definer_functions_pin_an_empty_search_path(engine: Engine) -> 
     # _lease_deadline: inlined into its callers, which a SET clause would prevent (pure).
     inlined = {"_lease_deadline"}
     assert invokers <= {
-        "tick_loop", "default_non_retryable_statuses", "backoff_ms", *constants, *inlined
+        "tick_loop", "prune_history", "default_non_retryable_statuses", "backoff_ms", *constants,
+        *inlined,
     } | (CRON_EVALUATOR | TABLE_TRIGGER_MANAGEMENT)  # fmt: skip
     # those run with the caller's rights on purpose, still under an empty search_path
     for r in routines:

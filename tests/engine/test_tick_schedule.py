@@ -99,6 +99,8 @@ OWN_RUNS = (
 LOOP = ("* * * * *", "call supaqueue.tick_loop()")
 EVERY_SECOND = ("1 seconds", "select supaqueue.tick()")
 HISTORY = ("supaqueue-cron-history", "*/10 * * * *", "select supaqueue.prune_cron_history()")
+# 0029: retention in batches, its own job (every 10 s where pg_cron has seconds, else every minute)
+RETENTION = "call supaqueue.prune_history()"
 
 
 def test_the_schedule_is_a_function_of_the_pg_cron_version(engine: Engine) -> None:
@@ -117,7 +119,8 @@ def test_the_schedule_is_a_function_of_the_pg_cron_version(engine: Engine) -> No
             (version,),
         ).fetchall()
         jobs = [(r["jobname"], r["schedule"], r["command"]) for r in rows]
-        assert jobs == [HISTORY, ("supaqueue-tick", *tick)], version
+        retention = ("supaqueue-retention", "10 seconds" if tick == EVERY_SECOND else "* * * * *")
+        assert jobs == [HISTORY, (*retention, RETENTION), ("supaqueue-tick", *tick)], version
         assert has_seconds_schedules(version) == (tick == EVERY_SECOND)
 
 
@@ -153,8 +156,10 @@ def test_pg_cron_job_exists_and_actually_ticks(cron_cluster: Cluster) -> None:
         migrations.apply(conn, migrations.load_migrations())
         version = pg_cron_version(conn)
         tick = EVERY_SECOND if has_seconds_schedules(version) else LOOP
+        retention = "10 seconds" if tick == EVERY_SECOND else "* * * * *"
         assert conn.execute(TICK_JOBS).fetchall() == [
             (*HISTORY[:3], "postgres", True),
+            ("supaqueue-retention", retention, RETENTION, "postgres", True),
             ("supaqueue-tick", *tick, "postgres", True),
         ]
         if tick == LOOP:
@@ -242,8 +247,10 @@ def test_the_schedule_is_reconciled_to_the_pg_cron_present(cron_cluster: Cluster
         if tick == LOOP:
             [upgraded] = conn.execute("select supaqueue.cron_drift('1.6')").fetchone() or [None]
             assert upgraded == [
+                "supaqueue-retention runs 'call supaqueue.prune_history()' at '* * * * *';"
+                " pg_cron 1.6 needs 'call supaqueue.prune_history()' at '10 seconds'",
                 "supaqueue-tick runs 'call supaqueue.tick_loop()' at '* * * * *'; pg_cron 1.6"
-                " needs 'select supaqueue.tick()' at '1 seconds'"
+                " needs 'select supaqueue.tick()' at '1 seconds'",
             ]
             warn_not_tested_here(version, "rescheduling supaqueue-tick to '1 seconds'")
 
@@ -377,7 +384,7 @@ def test_pruning_needs_only_the_grants_postgres_has_on_supabase(cron_cluster: Cl
         # as if hosted_postgres had installed supaqueue (jobs inactive: nobody logs in as it)
         conn.execute(
             "update cron.job set username = 'hosted_postgres', active = false"
-            " where jobname in ('supaqueue-tick', 'supaqueue-cron-history')"
+            " where jobname in ('supaqueue-tick', 'supaqueue-cron-history', 'supaqueue-retention')"
         )
         with psycopg.connect(cron_cluster.dsn(), autocommit=True) as other:  # another user's
             other.execute("select cron.schedule('supaqueue-tick', '0 0 1 1 *', 'select 1')")
@@ -389,7 +396,7 @@ def test_pruning_needs_only_the_grants_postgres_has_on_supabase(cron_cluster: Cl
                 " now() - interval '3 hours', now() - interval '3 hours')",
                 (jobid, runid, username),
             )
-        assert conn.execute("select supaqueue.prune_cron_history()").fetchone() == (4,)
+        assert conn.execute("select supaqueue.prune_cron_history()").fetchone() == (6,)
         left = conn.execute(
             "select username, count(*) from cron.job_run_details where runid >= 20000000 group by 1"
         ).fetchall()

@@ -167,7 +167,7 @@ def test_only_supaqueues_own_cron_jobs_are_unscheduled(cron_cluster: Cluster) ->
         with as_owner(dsn) as conn:
             migrations.apply(conn, migrations.load_migrations())
             names = conn.execute("select supaqueue.cron_job_names()").fetchone()
-            assert names == (["supaqueue-cron-history", "supaqueue-tick"],)
+            assert names == (["supaqueue-cron-history", "supaqueue-retention", "supaqueue-tick"],)
             # The user's own jobs, one of them named like supaqueue's.
             conn.execute(
                 "select cron.schedule('supaqueue-nightly-report', '0 3 * * *', 'select 1')"
@@ -177,6 +177,7 @@ def test_only_supaqueues_own_cron_jobs_are_unscheduled(cron_cluster: Cluster) ->
                 "cleanup",
                 "supaqueue-cron-history",
                 "supaqueue-nightly-report",
+                "supaqueue-retention",
                 "supaqueue-tick",
             ]
             WAYS[way](conn)

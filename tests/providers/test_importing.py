@@ -68,6 +68,27 @@ def test_the_database_is_the_stack_configs() -> None:
     assert stack_of_urn("urn:pulumi:dev::supaqueue::supaqueue:index:Queue::q") == "supaqueue/dev"
 
 
+def test_a_queue_kept_for_ever_imports_with_the_flag(
+    plugin: Plugin, installed: dict[str, Any], db_url: str
+) -> None:
+    """A null retention (kept for ever) is printed as `keep_finished_forever`, so the printed
+    code keeps it (it printed nothing: the code then declared the default, 7 days)."""
+    execute(
+        db_url,
+        "insert into supaqueue.queue (name, edge_function_name, retention_seconds) "
+        "values ('kept', 'demo-target', null)",
+        "select supaqueue.set_worker_count(id, 1) from supaqueue.queue where name = 'kept'",
+    )
+    configure(plugin, db_url)
+    found = read(plugin, "Queue", "kept")
+    assert plain(found.inputs) == {
+        "name": "kept",
+        "edge_function_name": "demo-target",
+        "keep_finished_forever": True,
+    }
+    assert plain(found.properties)["keep_finished_forever"] is True
+
+
 def test_a_queue_made_in_sql_is_read_by_name_and_becomes_the_stacks(
     plugin: Plugin, installed: dict[str, Any], db_url: str
 ) -> None:

@@ -116,18 +116,23 @@ def test_the_plugin_reports_the_package_version_and_serves_the_package_schema(
     assert served["name"] == "supaqueue"
     assert served["version"] == info.version
     assert (
-        set(served["resources"])
+        set(served["resources"]) - {token("Supaqueue")}
         == {token(kind) for kind in PROVIDERS}
         == set(DYNAMIC_TYPES.values())
     )
     assert served["resources"][token("Queue")]["inputProperties"]["db_url"]["secret"] is True
     assert kinds() == sorted(PROVIDERS)
+    # The component, constructed by the plugin, with its argument types (schema.served).
+    assert served["resources"][token("Supaqueue")]["isComponent"] is True
+    queue_spec = served["types"][token("QueueSpec")]["properties"]
+    assert "keep_finished_forever" in queue_spec and "db_url" not in queue_spec
 
 
-def test_configure_takes_no_secrets_and_a_config_change_never_replaces(plugin: Plugin) -> None:
+def test_configure_takes_secrets_and_a_config_change_never_replaces(plugin: Plugin) -> None:
     configured = plugin.call("Configure", proto.ConfigureRequest())
-    # As the dynamic provider: the engine keeps outputs secret whose inputs were.
-    assert (configured.acceptSecrets, configured.supportsPreview) == (False, False)
+    # The engine constructs components only with a plugin that takes secrets; the plugin then
+    # marks outputs secret whose inputs were (test_outputs_of_secret_inputs_are_secret).
+    assert (configured.acceptSecrets, configured.supportsPreview) == (True, False)
     # The stack config keys `supaqueue:*` reach the default provider: a change of them must not
     # replace it (that would replace every resource), nor may a move from the dynamic provider.
     diff = plugin.call(
@@ -175,6 +180,9 @@ def test_a_queue_through_the_plugin_create_read_update_delete(
     created = plugin.call("Create", proto.CreateRequest(urn=target, properties=checked.inputs))
     outs = plain(created.properties)
     assert outs["queue_id"] == created.id
+    # Secret in, secret out (what the engine did for a plugin that took no secrets).
+    assert rpc.is_rpc_secret(plain(checked.inputs)["db_url"])
+    assert rpc.is_rpc_secret(outs["db_url"]) and not rpc.is_rpc_secret(outs["workers"])
     with psycopg.connect(db_url) as conn:
         row = conn.execute("select name from supaqueue.queue where id = %s", (created.id,))
         assert row.fetchone() == ("plugin-q",)
@@ -205,6 +213,20 @@ def test_a_queue_through_the_plugin_create_read_update_delete(
     with psycopg.connect(db_url) as conn:
         gone = conn.execute("select count(*) from supaqueue.queue where id = %s", (created.id,))
         assert gone.fetchone() == (0,)
+
+
+def test_an_unknown_secret_is_unknown_to_check(plugin: Plugin) -> None:
+    """A preview's generated password is a secret not known yet: check leaves it to create
+    (the SDK's deserialization made it a secret None, which failed the check)."""
+    checked = plugin.call(
+        "Check",
+        proto.CheckRequest(urn=urn("VaultSecret", "v"), olds=struct({}), news=struct({
+            "db_url": "postgresql://u:p@127.0.0.1:1/db", "name": "supaqueue_secret",
+            "secret": {**SECRET, "value": rpc.UNKNOWN},
+        })),
+    )  # fmt: skip
+    assert list(checked.failures) == []
+    assert is_unknown(plain(checked.inputs)["secret"])
 
 
 def test_a_refusal_reaches_the_engine_as_one_line_without_a_traceback(

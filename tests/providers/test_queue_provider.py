@@ -21,7 +21,13 @@ from supaqueue.providers.queue.spec import (
 from tests.providers.conftest import QUEUE_OWNER, failure_text, sql_value
 
 # Queue settings that are not columns of supaqueue.queue.
-NOT_COLUMNS = ("headers", "workers", "discard_unfinished_on_delete", "edge_function_name")
+NOT_COLUMNS = (
+    "headers",
+    "workers",
+    "discard_unfinished_on_delete",
+    "edge_function_name",
+    "keep_finished_forever",
+)
 
 
 def declare(db_url: str, **settings: Any) -> dict[str, Any]:
@@ -426,3 +432,46 @@ def test_enqueue_roles_refuse_other_roles(db_url: str) -> None:
     checked = QueueProvider().check({}, {**spec, "db_url": db_url, "owner": QUEUE_OWNER})
     assert [f.property for f in checked.failures] == ["enqueue_roles"]
     assert "service_role may always enqueue" in checked.failures[0].reason
+
+
+def test_retention_from_another_language_unset_is_the_default_and_the_flag_keeps_for_ever(
+    installed: dict[str, Any], db_url: str
+) -> None:
+    """A queue declared outside Python: no defaults filled in, a null dropped. Unset retention
+    was read as the explicit null (kept for ever); it is the default, and
+    `keep_finished_forever` is the way to keep jobs for ever."""
+    provider = QueueProvider()
+    bare = {"edge_function_name": "send-email", "db_url": db_url, "owner": QUEUE_OWNER}
+    unset = provider.check({}, {**bare, "name": "ts-unset"})
+    flagged = provider.check({}, {**bare, "name": "ts-forever", "keep_finished_forever": True})
+    assert unset.failures == [] and flagged.failures == []
+    assert unset.inputs["retention_seconds"] == DEFAULT_RETENTION_SECONDS
+    assert flagged.inputs["retention_seconds"] is None
+    made = {name: provider.create(dict(c.inputs)) for name, c in (("unset", unset), ("f", flagged))}
+    retention = "select retention_seconds from supaqueue.queue where id = %s"
+    assert sql_value(db_url, retention, made["unset"].id) == DEFAULT_RETENTION_SECONDS
+    assert sql_value(db_url, retention, made["f"].id) is None
+    assert (made["f"].outs or {})["keep_finished_forever"] is True
+    assert provider.diff(made["f"].id, made["f"].outs or {}, dict(flagged.inputs)).changes is False
+    both = provider.check({}, {**bare, "name": "x", "keep_finished_forever": True,
+                               "retention_seconds": 60})  # fmt: skip
+    assert [f.property for f in both.failures] == ["keep_finished_forever"]
+
+
+def test_a_state_from_before_the_flag_upgrades_without_a_change(
+    installed: dict[str, Any], db_url: str
+) -> None:
+    """A queue kept for ever by the old explicit null: its state has no flag and no retention;
+    the same declaration today (Python's `retention_seconds=None`) is no change."""
+    provider = QueueProvider()
+    made = provider.create(declare(db_url, name="legacy", retention_seconds=None))
+    old_state = {
+        k: v
+        for k, v in (made.outs or {}).items()
+        if k not in ("keep_finished_forever", "retention_seconds")
+    }
+    news = declare(db_url, name="legacy", retention_seconds=None)
+    assert news["keep_finished_forever"] is True
+    assert provider.diff(made.id, old_state, news).changes is False
+    kept = declare(db_url, name="legacy")  # the default now: an update, shown at preview
+    assert provider.diff(made.id, old_state, kept).changes is True

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +106,26 @@ def test_plugin_versions_are_semver() -> None:
     assert semver("1.0.0.post1") == "1.0.0+post.1"
     with pytest.raises(ValueError, match="no semantic-version form"):
         semver("1!2.0")
+
+
+def test_the_component_and_its_argument_types_are_served() -> None:
+    """`Supaqueue` is the one component; its queue/trigger/schedule types are the resources'
+    inputs less what the component supplies, and every reference resolves."""
+    import json
+
+    from supaqueue.provider.schema import components, served
+
+    assert components() == ["Supaqueue"]
+    whole = served()
+    refs = re.findall(r'"#/types/([^"]+)"', json.dumps(whole["resources"]))
+    assert refs and set(refs) <= set(whole["types"])
+    queue = whole["types"][token("QueueSpec")]
+    inputs = resource("Queue")["inputProperties"]
+    assert set(queue["properties"]) == set(inputs) - {"db_url", "owner"}
+    assert queue["required"] == ["edge_function_name"]  # the name may be the map's key
+    trigger = whole["types"][token("TriggerSpec")]
+    assert "queue" in trigger["required"] and "queue_id" not in trigger["properties"]
+    component = resource("Supaqueue")
+    from supaqueue.installation import SupaqueueArgs
+
+    assert set(component["inputProperties"]) == set(SupaqueueArgs.__annotations__)

@@ -203,3 +203,23 @@ def test_valid_payload_schemas_pass_and_pulumi_floats_come_back_whole() -> None:
     fixed = coerce_integers({**BASE, "payload_schema": schema})["payload_schema"]
     assert fixed["properties"]["to"]["maxLength"] == 5
     assert isinstance(fixed["properties"]["to"]["maxLength"], int)
+
+
+def test_keep_finished_forever_is_the_null_retention_in_every_language() -> None:
+    from supaqueue.providers.queue.spec import settled_retention
+
+    base = {"name": "q", "edge_function_name": "f"}
+    assert with_defaults(base)["retention_seconds"] == 604800
+    assert with_defaults(base)["keep_finished_forever"] is False
+    for forever in ({"keep_finished_forever": True}, {"retention_seconds": None}):
+        filled = with_defaults({**base, **forever})
+        assert (filled["retention_seconds"], filled["keep_finished_forever"]) == (None, True)
+    problems = validate_queue({**base, "keep_finished_forever": True, "retention_seconds": 5})
+    assert [p.field for p in problems] == ["queue.keep_finished_forever"]
+    assert validate_queue({**base, "keep_finished_forever": "yes"})[0].reason.startswith(
+        "must be true or false"
+    )
+    # A state from before the flag: a missing retention was the explicit null.
+    assert settled_retention({"name": "q"})["keep_finished_forever"] is True
+    assert settled_retention({"retention_seconds": 60})["keep_finished_forever"] is False
+    assert settled_retention({"keep_finished_forever": False})["keep_finished_forever"] is False

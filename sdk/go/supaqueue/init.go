@@ -45,6 +45,8 @@ func (m *module) Construct(ctx *pulumi.Context, name, typ, urn string) (r pulumi
 		r = &Settings{}
 	case "supaqueue:index:StackIdentity":
 		r = &StackIdentity{}
+	case "supaqueue:index:Supaqueue":
+		r = &Supaqueue{}
 	case "supaqueue:index:Trigger":
 		r = &Trigger{}
 	case "supaqueue:index:VaultSecret":

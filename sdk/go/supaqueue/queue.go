@@ -38,6 +38,8 @@ type Queue struct {
 	Enqueue_roles pulumi.StringArrayOutput `pulumi:"enqueue_roles"`
 	// Extra request headers, e.g. Authorization. Kept secret in state.
 	Headers pulumi.StringMapOutput `pulumi:"headers"`
+	// Never delete finished jobs (default false). Refused together with `retention_seconds`.
+	Keep_finished_forever pulumi.BoolPtrOutput `pulumi:"keep_finished_forever"`
 	// Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
 	Key_from pulumi.StringPtrOutput `pulumi:"key_from"`
 	// How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
@@ -66,7 +68,7 @@ type Queue struct {
 	Rate_limit_per_key pulumi.Float64PtrOutput `pulumi:"rate_limit_per_key"`
 	// Calls started per second at most (default: no limit).
 	Rate_limit_per_second pulumi.Float64PtrOutput `pulumi:"rate_limit_per_second"`
-	// Finished jobs are deleted this many seconds after they finished (default 604800; null: kept for ever).
+	// Finished jobs are deleted this many seconds after they finished (unset: 604800, 7 days; 0: at the next tick). To keep them for ever, leave it unset and set `keep_finished_forever`.
 	Retention_seconds pulumi.IntPtrOutput `pulumi:"retention_seconds"`
 	// How long the target function may run, in ms (default 400000; 1000..3600000).
 	Target_wall_clock_ms pulumi.IntPtrOutput `pulumi:"target_wall_clock_ms"`
@@ -163,6 +165,8 @@ type queueArgs struct {
 	Enqueue_roles []string `pulumi:"enqueue_roles"`
 	// Extra request headers, e.g. Authorization. Kept secret in state.
 	Headers map[string]string `pulumi:"headers"`
+	// Never delete finished jobs (default false). Refused together with `retention_seconds`.
+	Keep_finished_forever *bool `pulumi:"keep_finished_forever"`
 	// Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
 	Key_from *string `pulumi:"key_from"`
 	// How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
@@ -189,7 +193,7 @@ type queueArgs struct {
 	Rate_limit_per_key *float64 `pulumi:"rate_limit_per_key"`
 	// Calls started per second at most (default: no limit).
 	Rate_limit_per_second *float64 `pulumi:"rate_limit_per_second"`
-	// Finished jobs are deleted this many seconds after they finished (default 604800; null: kept for ever).
+	// Finished jobs are deleted this many seconds after they finished (unset: 604800, 7 days; 0: at the next tick). To keep them for ever, leave it unset and set `keep_finished_forever`.
 	Retention_seconds *int `pulumi:"retention_seconds"`
 	// How long the target function may run, in ms (default 400000; 1000..3600000).
 	Target_wall_clock_ms *int `pulumi:"target_wall_clock_ms"`
@@ -225,6 +229,8 @@ type QueueArgs struct {
 	Enqueue_roles pulumi.StringArrayInput
 	// Extra request headers, e.g. Authorization. Kept secret in state.
 	Headers pulumi.StringMapInput
+	// Never delete finished jobs (default false). Refused together with `retention_seconds`.
+	Keep_finished_forever pulumi.BoolPtrInput
 	// Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
 	Key_from pulumi.StringPtrInput
 	// How long a call's lease lasts beyond `timeout_ms`, in ms (default 30000).
@@ -251,7 +257,7 @@ type QueueArgs struct {
 	Rate_limit_per_key pulumi.Float64PtrInput
 	// Calls started per second at most (default: no limit).
 	Rate_limit_per_second pulumi.Float64PtrInput
-	// Finished jobs are deleted this many seconds after they finished (default 604800; null: kept for ever).
+	// Finished jobs are deleted this many seconds after they finished (unset: 604800, 7 days; 0: at the next tick). To keep them for ever, leave it unset and set `keep_finished_forever`.
 	Retention_seconds pulumi.IntPtrInput
 	// How long the target function may run, in ms (default 400000; 1000..3600000).
 	Target_wall_clock_ms pulumi.IntPtrInput
@@ -355,6 +361,11 @@ func (o QueueOutput) Headers() pulumi.StringMapOutput {
 	return o.ApplyT(func(v *Queue) pulumi.StringMapOutput { return v.Headers }).(pulumi.StringMapOutput)
 }
 
+// Never delete finished jobs (default false). Refused together with `retention_seconds`.
+func (o QueueOutput) Keep_finished_forever() pulumi.BoolPtrOutput {
+	return o.ApplyT(func(v *Queue) pulumi.BoolPtrOutput { return v.Keep_finished_forever }).(pulumi.BoolPtrOutput)
+}
+
 // Where a job's key is in its payload, e.g. `$.tenant_id` (default: none); a key given at enqueue wins. Keys share the queue round-robin.
 func (o QueueOutput) Key_from() pulumi.StringPtrOutput {
 	return o.ApplyT(func(v *Queue) pulumi.StringPtrOutput { return v.Key_from }).(pulumi.StringPtrOutput)
@@ -425,7 +436,7 @@ func (o QueueOutput) Rate_limit_per_second() pulumi.Float64PtrOutput {
 	return o.ApplyT(func(v *Queue) pulumi.Float64PtrOutput { return v.Rate_limit_per_second }).(pulumi.Float64PtrOutput)
 }
 
-// Finished jobs are deleted this many seconds after they finished (default 604800; null: kept for ever).
+// Finished jobs are deleted this many seconds after they finished (unset: 604800, 7 days; 0: at the next tick). To keep them for ever, leave it unset and set `keep_finished_forever`.
 func (o QueueOutput) Retention_seconds() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v *Queue) pulumi.IntPtrOutput { return v.Retention_seconds }).(pulumi.IntPtrOutput)
 }

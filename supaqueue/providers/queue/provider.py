@@ -41,9 +41,11 @@ from supaqueue.providers.base import (
 from supaqueue.providers.drift import fail_if_vanished
 from supaqueue.providers.queue.spec import (
     FIELDS,
+    KEEP,
     coerce_integers,
     compact_statuses,
     expand_statuses,
+    settled_retention,
     validate_queue,
     with_defaults,
 )
@@ -56,7 +58,7 @@ UPDATABLE = (*(key for key in FIELDS if key not in IDENTITY), "db_url", "owner")
 SECRET_OUTPUTS = ["db_url", "headers"]
 # Read back from the database on refresh, so changes made behind Pulumi's back show as drift.
 DISCARD = "discard_unfinished_on_delete"
-DB_FIELDS = tuple(key for key in FIELDS if key != DISCARD)
+DB_FIELDS = tuple(key for key in FIELDS if key not in (DISCARD, KEEP))
 STATUSES = "non_retryable_statuses"  # a list in the declaration, compact ranges in state
 # Inputs the program adds to a declaration (the rest is judged by spec.validate_queue).
 ENGINE_KEYS = ("db_url", "owner", "queue_id", "__provider")
@@ -96,6 +98,7 @@ def _outs(props: dict[str, Any], queue_id: str, row: dict[str, Any] | None) -> d
         outs[STATUSES] = compact_statuses(list(row[STATUSES] or []))
         if "enqueue_roles" in row:
             outs["enqueue_roles"] = list(row["enqueue_roles"] or [])
+        outs[KEEP] = row["retention_seconds"] is None
     return outs
 
 
@@ -142,7 +145,7 @@ class QueueProvider(ResourceProvider):
         if "owner" not in unknown and owner is not None and ownership.stack_of(news) is None:
             failures.append(CheckFailure("owner", "must name the stack that declares the queue"))
         inputs = {
-            **with_defaults(spec, nulls_dropped=True),
+            **with_defaults(spec),
             **{k: v for k, v in spec.items() if k in unknown},
         }
         if not failures:
@@ -177,8 +180,14 @@ class QueueProvider(ResourceProvider):
 
         # A queue dropped in SQL is not "unchanged": preview stops, saying what to run.
         fail_if_vanished(olds, news, vanished)
-        # Statuses compare as sets (an older state holds them as a list).
-        diff = explicit_diff(_compact(olds), _compact(news), updatable=UPDATABLE, identity=IDENTITY)
+        # Statuses compare as sets (an older state holds them as a list); an older state's
+        # missing retention was the explicit null (spec.settled_retention).
+        diff = explicit_diff(
+            _compact(settled_retention(olds)),
+            _compact(settled_retention(news)),
+            updatable=UPDATABLE,
+            identity=IDENTITY,
+        )
         stale = recorded.get(DISCARD) is not None and recorded[DISCARD] != news.get(DISCARD)
         if stale and isinstance(news.get(DISCARD), bool) and not diff.changes:
             # The database does not hold the declared flag yet (written since sql/0022): an

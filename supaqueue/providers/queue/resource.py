@@ -85,7 +85,12 @@ class QueueArgs(TypedDict, total=False):
     """A paused queue keeps its jobs and dispatches none (default false)."""
     retention_seconds: int | None
     """Finished jobs are deleted this many seconds after they finished (default 604800, 7 days;
-    `None` / `null`: kept for ever). A job another job still waits for is kept."""
+    0: at the next tick; `None` / `null`: kept for ever, as `keep_finished_forever`). A job
+    another job still waits for is kept."""
+    keep_finished_forever: bool
+    """Never delete finished jobs (default false; leave `retention_seconds` unset): the way to
+    say it in every language (Pulumi drops a null input, so there an unset and a null
+    `retention_seconds` both mean the default)."""
     dead_letter_queue: str
     """Name of another queue of the stack: a job that fails for good enqueues one job there
     (`{"job_id", "queue", "error", "response_excerpt", "status_code", "attempts", "failed_at",

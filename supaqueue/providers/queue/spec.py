@@ -82,8 +82,8 @@ INTEGER_FIELDS = tuple(INT_LIMITS)
 # How long finished jobs are kept by default (= the column default of supaqueue.queue
 # .retention_seconds, sql/0020; tests/engine/test_operator_day.py keeps them equal): 7 days, so a
 # failure on a Friday can still be read on Monday (after a long weekend, too), while the table
-# stays bounded by a week of traffic instead of growing for ever. `retention_seconds: null` keeps
-# them for ever on purpose. docs/architecture.md, "Retention".
+# stays bounded by a week of traffic instead of growing for ever. `keep_finished_forever: true`
+# keeps them for ever on purpose (the column's null). docs/architecture.md, "Retention".
 DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600
 
 # = supaqueue.default_non_retryable_statuses() (sql/0001): a timeout or a rate limit is worth
@@ -123,6 +123,8 @@ FIELDS: dict[str, Field] = {
     "target_wall_clock_ms": Field(400_000),  # Supabase's paid-plan wall clock (150 s on Free)
     "paused": Field(False),
     "retention_seconds": Field(DEFAULT_RETENTION_SECONDS),
+    # Not a column: true writes retention_seconds null (with_defaults).
+    "keep_finished_forever": Field(False),
     "dead_letter_queue": Field(None),
     "payload_schema": Field(None),
     "discard_unfinished_on_delete": Field(False),
@@ -259,6 +261,13 @@ def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = Non
         lambda v: None if isinstance(v, bool) else f"must be true or false, got {v!r}",
     )
     check("enqueue_roles", _enqueue_roles_problem)
+    check(KEEP, lambda v: None if isinstance(v, bool) else f"must be true or false, got {v!r}")
+    if raw.get(KEEP) is True and raw.get("retention_seconds") is not None:
+        bad(
+            KEEP,
+            f"keeps finished jobs for ever, but retention_seconds ({raw['retention_seconds']!r}) "
+            "deletes them: set one of the two",
+        )
     base: Any = raw.get("backoff_base_ms")
     cap: Any = raw.get("backoff_max_ms")
     if _is_int(base) and _is_int(cap) and cap < base:
@@ -473,25 +482,38 @@ def _whole_numbers(value: Any) -> Any:
     return value
 
 
-# Fields whose explicit null differs from leaving them out: `retention_seconds: null` keeps
-# finished jobs for ever, an unset one gets DEFAULT_RETENTION_SECONDS.
-EXPLICIT_NULL_FIELDS = ("retention_seconds",)
+# Retention (docs/architecture/pulumi.md, "Queue objects"): unset is the default in every
+# language (Pulumi drops null inputs, so a null cannot say "for ever" outside Python);
+# `keep_finished_forever: true` keeps finished jobs for ever (the column's null). Python's
+# `retention_seconds=None` (and the stack config's `null`) still means it.
+KEEP = "keep_finished_forever"
 
 
-def with_defaults(raw: Mapping[str, Any], *, nulls_dropped: bool = False) -> dict[str, Any]:
-    """A complete declaration: every field, defaults filled in.
+def keeps_forever(raw: Mapping[str, Any]) -> bool:
+    return raw.get(KEEP) is True or (
+        "retention_seconds" in raw and raw["retention_seconds"] is None
+    )
 
-    `nulls_dropped`: `raw` comes through Pulumi, which drops inputs whose value is null. The
-    program filled in every default before (resource.py), so there a missing field of
-    EXPLICIT_NULL_FIELDS can only be an explicit null."""
+
+def with_defaults(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A complete declaration: every field, defaults filled in."""
     filled = {key: raw.get(key, field.default) for key, field in FIELDS.items()}
-    if nulls_dropped:
-        for key in EXPLICIT_NULL_FIELDS:
-            filled[key] = raw.get(key)
+    if keeps_forever(raw):
+        filled[KEEP] = True
+        filled["retention_seconds"] = None
     filled["headers"] = dict(filled["headers"] or {})
     filled["non_retryable_statuses"] = list(filled["non_retryable_statuses"])
     filled["enqueue_roles"] = list(filled["enqueue_roles"] or [])
     return filled
+
+
+def settled_retention(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A queue's state with `keep_finished_forever` said: a state written before it existed
+    holds no flag, and its missing `retention_seconds` was an explicit null (the program then
+    filled every default first), so: kept for ever."""
+    if KEEP in state:
+        return dict(state)
+    return {**state, KEEP: state.get("retention_seconds") is None}
 
 
 # ---- compact status lists ---------------------------------------------------------------------

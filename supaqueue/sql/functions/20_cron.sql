@@ -301,7 +301,8 @@ $$;
 -- 2 ---------------------------------------------------------------------------------------------
 -- supaqueue's pg_cron jobs for a pg_cron version: pg_cron >= 1.5 (Supabase ships 1.6) runs the
 -- tick every second itself; older ones only once a minute, so that job runs the looping call.
--- The run history job keeps pg_cron's job_run_details bounded (pg_cron never prunes it).
+-- The run history job keeps pg_cron's job_run_details bounded (pg_cron never prunes it); the
+-- retention job deletes finished jobs past their queue's retention_seconds.
 CREATE OR REPLACE FUNCTION supaqueue.cron_jobs_for(_pg_cron_version text) RETURNS TABLE(jobname text, schedule text, command text)
     LANGUAGE sql IMMUTABLE SECURITY DEFINER
     SET search_path TO ''
@@ -313,7 +314,11 @@ CREATE OR REPLACE FUNCTION supaqueue.cron_jobs_for(_pg_cron_version text) RETURN
     ('supaqueue-tick',
      case when v.seconds then '1 seconds' else '* * * * *' end,
      case when v.seconds then 'select supaqueue.tick()' else 'call supaqueue.tick_loop()' end),
-    ('supaqueue-cron-history', '*/10 * * * *', 'select supaqueue.prune_cron_history()')
+    ('supaqueue-cron-history', '*/10 * * * *', 'select supaqueue.prune_cron_history()'),
+    -- 0029: retention in small batches, out of the tick (supaqueue.prune_history)
+    ('supaqueue-retention',
+     case when v.seconds then '10 seconds' else '* * * * *' end,
+     'call supaqueue.prune_history()')
   ) j (jobname, schedule, command)
 $$;
 

@@ -145,7 +145,8 @@ CREATE OR REPLACE FUNCTION supaqueue.owner_only_routines() RETURNS text[]
     'apply_privileges', 'owner_only_routines', 'uninstall',
     -- pg_cron runs these; the Pulumi program changes queues and the schedule
     'tick_loop', 'dispatch', 'set_worker_count', 'drop_queue',
-    'cron_jobs_for', 'cron_drift', 'reconcile_cron', 'prune_cron_history', 'cron_job_names']
+    'cron_jobs_for', 'cron_drift', 'reconcile_cron', 'prune_cron_history', 'cron_job_names',
+    'prune_history']
 $$;
 
 -- Removes supaqueue (owner only): refuses while external_dependents() is not empty unless
