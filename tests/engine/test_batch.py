@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -328,13 +329,13 @@ def test_pulumi_preview_names_the_batch_field_as_sql_refuses_it(engine: Engine) 
 # -- batches and keys (sql/0026 + 0028) -----------------------------------------------------------
 
 
-def _insert_keyed(engine: Engine, queue: str, keys: list[str | None]) -> list[str]:
+def _insert_keyed(engine: Engine, queue: str, keys: Sequence[str | None]) -> list[str]:
     """One job per key (None: no key), in one statement."""
     rows = engine.conn.execute(
         "insert into supaqueue.job (queue, payload, key)"
         " select %s, jsonb_build_object('n', u.i), u.k"
         " from unnest(%s::text[]) with ordinality u(k, i) returning id::text",
-        (queue, keys),
+        (queue, list(keys)),
     ).fetchall()
     return [str(r["id"]) for r in rows]
 
