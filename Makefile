@@ -65,6 +65,7 @@ bench: toolchain
 	@$(ENV) $(PY) benchmarks/engine_bench.py
 	@$(ENV) $(PY) benchmarks/pulumi_bench.py
 	@$(ENV) $(PY) benchmarks/e2e_bench.py
+	@$(ENV) $(PY) benchmarks/batch_bench.py
 	@$(ENV) $(PY) benchmarks/keys_bench.py
 	@$(ENV) $(PY) benchmarks/gateway_bench.py
 	@$(ENV) $(PY) benchmarks/net_sender_bench.py

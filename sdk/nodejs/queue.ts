@@ -57,6 +57,14 @@ export class Queue extends pulumi.CustomResource {
      */
     declare public readonly backoff_max_ms: pulumi.Output<number | undefined>;
     /**
+     * How long ready jobs may wait for a fuller batch, in ms (default 0; at most 300000).
+     */
+    declare public readonly batch_max_wait_ms: pulumi.Output<number | undefined>;
+    /**
+     * Jobs per call to the target (default 1; 1..100; POST, PUT or PATCH): the target receives a JSON array of `{id, attempt, payload}` and answers one outcome per job.
+     */
+    declare public readonly batch_size: pulumi.Output<number | undefined>;
+    /**
      * Postgres connection string of the project's database.
      */
     declare public readonly db_url: pulumi.Output<string | undefined>;
@@ -185,6 +193,8 @@ export class Queue extends pulumi.CustomResource {
             resourceInputs["backoff_base_ms"] = args?.backoff_base_ms;
             resourceInputs["backoff_jitter"] = args?.backoff_jitter;
             resourceInputs["backoff_max_ms"] = args?.backoff_max_ms;
+            resourceInputs["batch_max_wait_ms"] = args?.batch_max_wait_ms;
+            resourceInputs["batch_size"] = args?.batch_size;
             resourceInputs["db_url"] = args?.db_url ? pulumi.secret(args.db_url) : undefined;
             resourceInputs["dead_letter_queue"] = args?.dead_letter_queue;
             resourceInputs["discard_unfinished_on_delete"] = args?.discard_unfinished_on_delete;
@@ -216,6 +226,8 @@ export class Queue extends pulumi.CustomResource {
             resourceInputs["backoff_base_ms"] = undefined /*out*/;
             resourceInputs["backoff_jitter"] = undefined /*out*/;
             resourceInputs["backoff_max_ms"] = undefined /*out*/;
+            resourceInputs["batch_max_wait_ms"] = undefined /*out*/;
+            resourceInputs["batch_size"] = undefined /*out*/;
             resourceInputs["db_url"] = undefined /*out*/;
             resourceInputs["dead_letter_queue"] = undefined /*out*/;
             resourceInputs["discard_unfinished_on_delete"] = undefined /*out*/;
@@ -267,6 +279,14 @@ export interface QueueArgs {
      * Longest retry delay in ms (default 300000).
      */
     backoff_max_ms?: pulumi.Input<number | undefined>;
+    /**
+     * How long ready jobs may wait for a fuller batch, in ms (default 0; at most 300000).
+     */
+    batch_max_wait_ms?: pulumi.Input<number | undefined>;
+    /**
+     * Jobs per call to the target (default 1; 1..100; POST, PUT or PATCH): the target receives a JSON array of `{id, attempt, payload}` and answers one outcome per job.
+     */
+    batch_size?: pulumi.Input<number | undefined>;
     /**
      * Postgres connection string of the project's database. Unset: the database the stack config names (`supaqueue:dbUrl`, or with `supaqueue:target: local` the environment's DB_URL), as for a resource `pulumi import` made.
      */

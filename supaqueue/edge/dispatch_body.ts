@@ -1,5 +1,6 @@
 // What the function receives (docs/architecture.md, "Dispatch body"): pg_net's body carries only
-// references to a lease, `{"current_job": {"id", "job", "attempt"}}`; the claim
+// references to a lease, `{"current_job": {"id", "job", "attempt"}}`, or for a batched queue to
+// a batch of leases, `{"batch": {"id"}}` (supaqueue.claim_batch claims them all); the claim
 // (`supaqueue.claim_current_job`) returns the job to run in the shape of `Dispatch`.
 // Both are validated strictly; unknown extra keys are ignored so the engine may add fields.
 export type JsonValue =
@@ -20,6 +21,8 @@ export interface DispatchRef {
   job: string | null;
   attempt: number | null;
   legacy: unknown;
+  // A batch's id (= `currentJob`, its first lease's): claim every lease of it (batch.ts).
+  batch: string | null;
 }
 
 export interface Dispatch {
@@ -148,11 +151,15 @@ function bodyText(value: unknown): string | null {
 export function parseRef(text: string): DispatchRef {
   const raw = parseJson(text);
   if (!isObject(raw)) throw new InvalidDispatch("body must be a JSON object");
+  if ("batch" in raw) {
+    const batch = uuid(object(raw, "batch", ""), "id", "batch.");
+    return { currentJob: batch, job: null, attempt: null, legacy: null, batch };
+  }
   const cj = object(raw, "current_job", "");
   const job = "job" in cj ? uuid(cj, "job", "current_job.") : null;
   const attempt = "attempt" in cj ? integer(cj, "attempt", "current_job.", 1, 1_000_000) : null;
   const legacy = isObject(raw.job) && isObject(raw.queue) ? raw : null;
-  return { currentJob: uuid(cj, "id", "current_job."), job, attempt, legacy };
+  return { currentJob: uuid(cj, "id", "current_job."), job, attempt, legacy, batch: null };
 }
 
 // A claimed job (an object from the database) or, for the legacy path, a whole old body.

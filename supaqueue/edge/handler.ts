@@ -3,6 +3,7 @@
 // worker's next job (a chain, docs/architecture.md), run the same way. pg_net waits for the
 // slowest request of each batch, so nothing slow (not even the claim) happens before the answer.
 import { runInBackground } from "./background.ts";
+import { batchCallSettings, batchOutcomes, buildBatchRequest } from "./batch.ts";
 import { readCapped } from "./capped_read.ts";
 import { readConfig } from "./config.ts";
 import {
@@ -15,9 +16,11 @@ import {
 import { log } from "./log.ts";
 import {
   type Claim,
+  claimBatch,
   claimCurrentJob,
   database,
   refuseCurrentJob,
+  reportBatch,
   reportOutcome,
   type Sql,
 } from "./report.ts";
@@ -173,6 +176,89 @@ async function runJobs(
   }
 }
 
+// A batched queue's dispatch (docs/architecture.md, "Batch delivery"): claims every lease of the
+// batch in one statement, calls the target once with all their jobs, reports every outcome in
+// one statement. Never chains: the report frees the batch's workers and dispatches again.
+async function runBatch(
+  batch: string,
+  target: TargetEnv,
+  dbUrl: string,
+  receivedAt: number,
+): Promise<void> {
+  try {
+    const sql = database(dbUrl);
+    const asked = performance.now();
+    const claims = await claimBatch(sql, batch);
+    if (claims === null) return; // logged as claim_failed; the leases expire, jobs are retried
+    if (claims.length === 0) {
+      log("warn", "dispatch_not_current", { current_job: batch, batch });
+      return;
+    }
+    const ds: Dispatch[] = [];
+    for (const claimed of claims) {
+      if (claimed.kind === "refused") {
+        // refused by the claim itself (already ended as a final failure)
+        log("error", "dispatch_refused", {
+          current_job: claimed.lease ?? null,
+          batch,
+          reason: claimed.reason,
+        });
+        continue;
+      }
+      const d = await accept(sql, claimed, { currentJob: null, job: null, legacy: null });
+      if (d !== null) ds.push(d);
+    }
+    if (ds.length === 0) return;
+    const deadlines = ds.map((d) => d.currentJob.deadlineInMs).filter((x): x is number =>
+      x !== null
+    );
+    const deadlineAt = deadlines.length === 0 ? null : asked + Math.min(...deadlines);
+    const call = await callTarget(
+      batchCallSettings(ds),
+      target,
+      deadlineAt,
+      buildBatchRequest(ds, target),
+    );
+    const outcomes = batchOutcomes(ds, call);
+    const current = await reportBatch(
+      sql,
+      ds.map((d, i) => ({ currentJob: d.currentJob.id, outcome: outcomes[i] })),
+    );
+    let failed = 0;
+    ds.forEach((d, i) => {
+      const outcome = outcomes[i];
+      if (!outcome.isSuccessful) failed += 1;
+      if (!outcome.isSuccessful || outcome.note !== null || current[i] !== true) {
+        log(current[i] === null ? "error" : "warn", "job_reported", {
+          current_job: d.currentJob.id,
+          job: d.job.id,
+          queue: d.queue.name,
+          batch,
+          status_code: outcome.statusCode,
+          successful: outcome.isSuccessful,
+          duration_ms: outcome.durationMs,
+          error: outcome.error,
+          note: outcome.note,
+          lease_current: current[i],
+        });
+      }
+    });
+    log("info", "dispatch_done", {
+      current_job: batch,
+      batch,
+      jobs: ds.length,
+      succeeded: ds.length - failed,
+      failed,
+      elapsed_ms: Math.round(performance.now() - receivedAt),
+    });
+  } catch (err) {
+    log("error", "run_failed", {
+      current_job: batch,
+      message: err instanceof Error ? err.message : String(err),
+    });
+  }
+}
+
 export type Env = (name: string) => string | undefined;
 
 export function createHandler(env: Env): (request: Request) => Promise<Response> {
@@ -217,7 +303,11 @@ export function createHandler(env: Env): (request: Request) => Promise<Response>
       return json(400, { error: "could not read the request body" });
     }
     const { supabaseUrl, serviceRoleKey, dbUrl } = config.config;
-    runInBackground(runJobs(ref, { supabaseUrl, serviceRoleKey }, dbUrl, receivedAt));
+    runInBackground(
+      ref.batch !== null
+        ? runBatch(ref.batch, { supabaseUrl, serviceRoleKey }, dbUrl, receivedAt)
+        : runJobs(ref, { supabaseUrl, serviceRoleKey }, dbUrl, receivedAt),
+    );
     return json(202, { accepted: true, current_job: ref.currentJob });
   };
 }

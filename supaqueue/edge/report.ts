@@ -102,7 +102,8 @@ const UNDEFINED_FUNCTION = "42883";
 export type Claim =
   | { kind: "claimed"; job: unknown }
   | { kind: "not_current" }
-  | { kind: "refused"; reason: string }
+  // `lease`: the refused lease, where the claim names it (a batch's claim does)
+  | { kind: "refused"; reason: string; lease?: string }
   // the database has no claim function yet (its migrations are older than this function)
   | { kind: "no_claim_function" }
   | { kind: "failed" };
@@ -111,7 +112,12 @@ export type Claim =
 function claimOf(claimed: unknown): Claim {
   if (claimed === null || claimed === undefined) return { kind: "not_current" };
   const refused = (claimed as { refused?: unknown }).refused;
-  if (typeof refused === "string") return { kind: "refused", reason: refused };
+  if (typeof refused === "string") {
+    const lease = (claimed as { current_job?: { id?: unknown } }).current_job?.id;
+    return typeof lease === "string"
+      ? { kind: "refused", reason: refused, lease }
+      : { kind: "refused", reason: refused };
+  }
   return { kind: "claimed", job: claimed };
 }
 
@@ -254,4 +260,70 @@ export async function endCurrentJob(
   outcome: Outcome,
 ): Promise<boolean | null> {
   return (await reportOutcome(sql, currentJobId, outcome)).current;
+}
+
+// A batch's leases (docs/architecture.md, "Batch delivery"), claimed in one statement: each as
+// a Claim (leases no longer current are left out by the database). Null: the claim failed
+// (logged); the leases then expire and their jobs are retried, nothing was called.
+export async function claimBatch(sql: Sql, batch: string): Promise<Claim[] | null> {
+  try {
+    const rows = await withRetries(
+      "claim_failed",
+      batch,
+      () => call(sql, "claim_batch", "claimed", [[batch, "uuid"]]),
+    );
+    const jobs = (rows[0]?.claimed as { jobs?: unknown } | null)?.jobs;
+    return Array.isArray(jobs) ? jobs.map(claimOf) : [];
+  } catch {
+    return null;
+  }
+}
+
+// JSON text Postgres accepts in jsonb: lone surrogates (an excerpt cut inside a pair) replaced.
+function jsonText(value: string | null): string {
+  return value === null ? "null" : JSON.stringify(value.toWellFormed());
+}
+
+// One report for every lease of a batch (supaqueue.report_batch): the outcomes as a jsonb array,
+// each result spliced in as the JSON text it is (never re-serialised: no number is rounded).
+// Where the database refuses it (a result it cannot store as jsonb, or no report_batch: an
+// upgrade in progress) each lease is reported on its own as a single job would be, with the
+// result kept as text if need be. Returns per lease whether it was still current (null: failed).
+export async function reportBatch(
+  sql: Sql,
+  items: { currentJob: string; outcome: Outcome }[],
+): Promise<(boolean | null)[]> {
+  const text = `[${
+    items.map(({ currentJob, outcome: o }) =>
+      `{"current_job":${jsonText(currentJob)},"is_complete":${o.over},` +
+      `"is_successful":${o.isSuccessful},"status_code":${o.statusCode ?? "null"},` +
+      `"response_excerpt":${jsonText(o.responseExcerpt)},"error":${jsonText(o.error ?? o.note)},` +
+      `"retry_after_seconds":${o.retryAfterSeconds ?? "null"},"duration_ms":${o.durationMs}` +
+      `${o.result === null ? "" : `,"result":${o.result}`}}`
+    ).join(",")
+  }]`;
+  const id = items[0]?.currentJob ?? "";
+  try {
+    const rows = await withRetries(
+      "report_failed",
+      id,
+      () => call(sql, "report_batch", "reported", [[text, "jsonb"]]),
+      [UNDEFINED_FUNCTION],
+    );
+    const current = rows[0]?.reported;
+    if (Array.isArray(current) && current.length === items.length) {
+      return current.map((c) => c === true);
+    }
+    return items.map(() => null);
+  } catch (err) {
+    const failure = err instanceof Permanent ? err.failure : err;
+    if (sqlState(failure) !== UNDEFINED_FUNCTION && !unstorable(failure)) {
+      return items.map(() => null);
+    }
+  }
+  const out: (boolean | null)[] = [];
+  for (const { currentJob, outcome } of items) {
+    out.push((await reportOutcome(sql, currentJob, outcome)).current);
+  }
+  return out;
 }

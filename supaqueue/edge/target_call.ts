@@ -116,7 +116,7 @@ function withoutNul(text: string): string {
   return text.includes("\u0000") ? text.replaceAll("\u0000", "") : text;
 }
 
-function excerpt(text: string): string {
+export function excerpt(text: string): string {
   let cut = text.slice(0, EXCERPT_CHARS);
   const last = cut.charCodeAt(cut.length - 1);
   if (last >= 0xd800 && last <= 0xdbff) cut = cut.slice(0, -1); // half a surrogate pair
@@ -174,12 +174,15 @@ const REFUSED = /connection refused|ECONNREFUSED|os error 111/i;
 // `deadlineAt`: the call's deadline on this runtime's monotonic clock (performance.now()), no
 // later than the database's (handler.ts counts the claim's `deadline_in_ms` from when it sent the
 // claim). No call starts past it, and the call is abandoned at it.
+// `request`: what to send instead of `d`'s own request (a batch's, batch.ts); `d` then gives only
+// the timeout and the cap on the answer read.
 export async function callTarget(
   d: Dispatch,
   env: TargetEnv,
   deadlineAt: number | null = null,
+  request: { url: string; init: RequestInit } | null = null,
 ): Promise<Outcome> {
-  const { url, init } = buildRequest(d, env);
+  const { url, init } = request ?? buildRequest(d, env);
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
   let waitMs = d.queue.timeoutMs;

@@ -101,7 +101,8 @@ CREATE TABLE supaqueue.current_job (
     started_at timestamp with time zone DEFAULT now() NOT NULL,
     lease_expires_at timestamp with time zone NOT NULL,
     request_id bigint,
-    claimed_at timestamp with time zone
+    claimed_at timestamp with time zone,
+    batch uuid
 );
 
 ALTER TABLE supaqueue.current_job OWNER TO postgres;
@@ -579,6 +580,14 @@ declare
   _from_run_at timestamptz;
   _from_id uuid;
   _held boolean := false;
+  -- 0028: leases per call (1 unless the queue batches), the current call's batch id (its first
+  -- lease's) and how many leases it has so far
+  _batch_size integer := 1;
+  _batch uuid;
+  _in_batch integer := 0;
+  _target integer;
+  _ready integer;
+  _oldest timestamptz;
   _keyed boolean;
   _wakes boolean;
   _any_keys boolean;
@@ -683,6 +692,55 @@ begin
     _any_keys := true;
   end if;
 
+  -- 0028: a batched queue's calls carry up to batch_size leases each (chains never batch: a
+  -- batch's report frees its workers and dispatches again). Fewer ready jobs than a full batch
+  -- (batch_size, or the queue's workers if fewer) wait while the first of them in dispatch
+  -- order has been due for less than batch_max_wait_ms (docs/architecture.md, "Batch delivery").
+  if _chain_worker is not null and _q.batch_size > 1 then
+    -- a chain begun before the queue was set to batch: its target now expects arrays, so the
+    -- worker goes back to pg_net dispatch (report_and_claim frees it)
+    return 0;
+  end if;
+  if _chain_worker is null and _q.batch_size > 1 then
+    _batch_size := _q.batch_size;
+    if _q.batch_max_wait_ms > 0 and not _held and (_prio is not null or _keyed) then
+      _target := least(_batch_size, (select count(*) from supaqueue.worker w
+                                      where w.queue = _queue and not w.retiring));
+      -- Ready jobs without a key (job_ready_idx), then keyed ones (0026): those of the first
+      -- due keys (queue_key_due_idx, job_key_ready_idx), each probe bounded by _target, so the
+      -- cost does not grow with keys or backlog. Held keys and keys out of tokens are not due:
+      -- their jobs cannot join a batch now and do not count. A due key without a ready job may
+      -- hide a later one: the wait then ends by the oldest job seen (at once if none is seen).
+      select count(*) into _ready from (
+        select 1 from supaqueue.job j
+         where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+           and j.key is null and j.run_at <= now()
+         limit _target) r;
+      select j.run_at into _oldest from supaqueue.job j
+       where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+         and j.key is null and j.run_at <= now()
+       order by j.priority desc, j.run_at, j.id
+       limit 1;
+      if _keyed and _ready < _target then
+        select _ready + coalesce(sum(r.n), 0), least(_oldest, min(r.oldest))
+          into _ready, _oldest
+          from (select k.key from supaqueue.queue_key k
+                 where k.queue = _queue and k.due_at <= clock_timestamp()
+                 order by k.due_at
+                 limit _target - _ready) k,
+               lateral (select count(*) as n, min(j.run_at) as oldest from (
+                          select j.run_at from supaqueue.job j
+                           where j.queue = _queue and j.key = k.key and j.status = 'pending'
+                             and j.pending_dependencies = 0 and j.run_at <= now()
+                           limit _target) j) r;
+      end if;
+      if _ready < _target
+         and _oldest > now() - make_interval(secs => _q.batch_max_wait_ms / 1000.0) then
+        return 0;  -- the tick (every second) or the next enqueue looks again
+      end if;
+    end if;
+  end if;
+
   loop
     exit when _budget is not null and _n >= _budget;
 
@@ -772,12 +830,21 @@ begin
 
     _cj_id := gen_random_uuid();
     _lease := supaqueue._lease_deadline(_now, _q.timeout_ms, _q.lease_grace_ms);
-    _request := null;
-    if _chain_worker is null then
+    if _chain_worker is not null then
+      _request := null;
+    elsif _in_batch = 0 then
       -- References only: the function claims the lease and reads the rest from the database, so
       -- what goes through pg_net stays this small whatever the payload and dependency results.
-      _body := jsonb_build_object(
-        'current_job', jsonb_build_object('id', _cj_id, 'job', _job.id, 'attempt', _job.attempts));
+      -- A batch's request names only its id (= its first lease's): the function claims every
+      -- lease of the batch at once (claim_batch); the rest of them follow below, and pg_net
+      -- sends the request only once this transaction committed them all.
+      if _batch_size > 1 then
+        _batch := _cj_id;
+        _body := jsonb_build_object('batch', jsonb_build_object('id', _batch));
+      else
+        _body := jsonb_build_object(
+          'current_job', jsonb_build_object('id', _cj_id, 'job', _job.id, 'attempt', _job.attempts));
+      end if;
 
       -- pg_net sends it only if this transaction commits.
       _request := net.http_post(
@@ -790,15 +857,21 @@ begin
     -- A chained lease is claimed as it is taken (claim_current_job's deadline: timeout + grace
     -- from the claim), so no UPDATE of the row just inserted has to follow.
     insert into supaqueue.current_job (id, worker, job, started_at, lease_expires_at, request_id,
-                                       claimed_at)
+                                       claimed_at, batch)
       values (_cj_id, _worker, _job.id, _now, _lease, _request,
-              case when _chain_worker is not null then _now end);
+              case when _chain_worker is not null then _now end, _batch);
     if _held then
       update supaqueue.dispatch_hold set probe_lease = _cj_id, probed_at = _now;
     end if;
 
     _worker := null;
     _n := _n + 1;
+    if _batch_size > 1 then
+      _in_batch := _in_batch + 1;
+      if _in_batch >= _batch_size then
+        _in_batch := 0;  -- full: the next lease starts another call
+      end if;
+    end if;
   end loop;
 
   if _q.rate_limit_per_second is not null then
@@ -1383,8 +1456,13 @@ CREATE TABLE supaqueue.queue (
     rate_limit_per_key double precision,
     rate_limit_burst_per_key integer,
     hold_on_retry_after text DEFAULT 'job'::text NOT NULL,
+    batch_size integer DEFAULT 1 NOT NULL,
+    batch_max_wait_ms integer DEFAULT 0 NOT NULL,
     CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
     CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
+    CONSTRAINT queue_batch_max_wait_range CHECK (((batch_max_wait_ms >= 0) AND (batch_max_wait_ms <= 300000))),
+    CONSTRAINT queue_batch_method CHECK (((batch_size = 1) OR (method = ANY (ARRAY['POST'::text, 'PUT'::text, 'PATCH'::text])))),
+    CONSTRAINT queue_batch_size_range CHECK (((batch_size >= 1) AND (batch_size <= 100))),
     CONSTRAINT queue_default_headers_object CHECK ((jsonb_typeof(default_headers) = 'object'::text)),
     CONSTRAINT queue_edge_function_name_is_slug CHECK ((edge_function_name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
     CONSTRAINT queue_enqueue_roles_known CHECK (((enqueue_roles <@ ARRAY['anon'::text, 'authenticated'::text]) AND (array_position(enqueue_roles, NULL::text) IS NULL))),
@@ -2010,6 +2088,44 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.chain_budget(OUT max_jobs integer, OUT max_seconds integer) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.claim_batch(_batch uuid) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    SET enable_seqscan TO 'off'
+    AS $$
+declare
+  _cj supaqueue.current_job;
+  _now timestamptz := clock_timestamp();
+  _doc jsonb;
+  _jobs jsonb := '[]'::jsonb;
+begin
+  for _cj in
+    update supaqueue.current_job c
+       set claimed_at = _now,
+           lease_expires_at = supaqueue._lease_deadline(_now, q.timeout_ms, q.lease_grace_ms)
+      from supaqueue.job j, supaqueue.queue q
+     where c.batch = _batch
+       and c.claimed_at is null
+       and c.lease_expires_at > _now
+       and j.id = c.job and j.status = 'in_progress'
+       and q.id = j.queue
+    returning c.*
+  loop
+    _doc := supaqueue._claim_document(_cj);
+    if _doc ? 'refused' then
+      _doc := _doc || jsonb_build_object('current_job', jsonb_build_object('id', _cj.id,
+                                                                           'job', _cj.job));
+    end if;
+    _jobs := _jobs || jsonb_build_array(_doc);
+  end loop;
+  -- as claim_current_job: the next step is an HTTP call, not a write
+  perform set_config('synchronous_commit', 'off', true);
+  return jsonb_build_object('jobs', _jobs);
+end
+$$;
+
+ALTER FUNCTION supaqueue.claim_batch(_batch uuid) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer DEFAULT NULL::integer) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
@@ -3273,6 +3389,52 @@ $$;
 
 ALTER FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer, _chain_jobs integer, _chain_elapsed_ms bigint) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.report_batch(_outcomes jsonb) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    SET enable_seqscan TO 'off'
+    AS $$
+declare
+  _o jsonb;
+  _cj supaqueue.current_job;
+  _running boolean;
+  _retry numeric;
+  _queues uuid[] := '{}';
+  _queue uuid;
+  _current jsonb := '[]'::jsonb;
+  _dispatched integer;
+begin
+  for _o in select e.value from jsonb_array_elements(_outcomes) e loop
+    delete from supaqueue.current_job where id = (_o ->> 'current_job')::uuid returning * into _cj;
+    if not found then
+      _current := _current || 'false'::jsonb;
+      continue;
+    end if;
+    _current := _current || 'true'::jsonb;
+    _running := (_o -> 'is_complete') is distinct from 'true'::jsonb;
+    _retry := (_o ->> 'retry_after_seconds')::numeric;
+    _queues := _queues || supaqueue._end_attempt(
+      _cj,
+      case when not _running and (_o -> 'is_successful') = 'true'::jsonb
+           then 'success' else 'failure' end,
+      (_o ->> 'status_code')::integer, _o ->> 'response_excerpt', _o ->> 'error',
+      case when _retry > 0 then least(_retry, 31536000) end,
+      case when _o ? 'result' then _o -> 'result' end,
+      (_o ->> 'duration_ms')::integer, _running);
+    if _running then
+      perform supaqueue._hold_worker(_cj);
+    end if;
+  end loop;
+
+  for _queue in select distinct u from unnest(_queues) u loop
+    _dispatched := supaqueue._dispatch(_queue, null);
+  end loop;
+  return _current;
+end
+$$;
+
+ALTER FUNCTION supaqueue.report_batch(_outcomes jsonb) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.resume_queue(_queue uuid) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -4357,6 +4519,8 @@ ALTER TABLE ONLY supaqueue.table_trigger
 ALTER TABLE ONLY supaqueue.worker
     ADD CONSTRAINT worker_pkey PRIMARY KEY (id);
 
+CREATE INDEX current_job_batch_idx ON supaqueue.current_job USING btree (batch) WHERE (batch IS NOT NULL);
+
 CREATE INDEX current_job_lease_idx ON supaqueue.current_job USING btree (lease_expires_at);
 
 CREATE INDEX job_attempt_job_idx ON supaqueue.job_attempt USING btree (job);
@@ -4567,6 +4731,9 @@ GRANT ALL ON FUNCTION supaqueue.cancel_jobs(_queue uuid, _statuses supaqueue.job
 REVOKE ALL ON FUNCTION supaqueue.chain_budget(OUT max_jobs integer, OUT max_seconds integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.chain_budget(OUT max_jobs integer, OUT max_seconds integer) TO service_role;
 
+REVOKE ALL ON FUNCTION supaqueue.claim_batch(_batch uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.claim_batch(_batch uuid) TO service_role;
+
 REVOKE ALL ON FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.claim_current_job(cur_job_id uuid, _attempt integer) TO service_role;
 
@@ -4674,6 +4841,9 @@ GRANT ALL ON FUNCTION supaqueue.refuse_job_value(_constraint text, _message text
 
 REVOKE ALL ON FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer, _chain_jobs integer, _chain_elapsed_ms bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.report_and_claim(cur_job_id uuid, _is_complete boolean, _is_successful boolean, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer, _chain_jobs integer, _chain_elapsed_ms bigint) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.report_batch(_outcomes jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.report_batch(_outcomes jsonb) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.resume_queue(_queue uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.resume_queue(_queue uuid) TO service_role;

@@ -1,6 +1,8 @@
 // The payload handler (supaqueue/console/typegen/payload_handler.ts) behind a real HTTP server on
 // loopback: run by tests/console/test_gen_types.py with `deno test --allow-net`.
 import {
+  batchHandler,
+  JobError,
   payloadHandler,
   payloadProblems,
   REJECT_STATUS,
@@ -108,5 +110,44 @@ Deno.test("every dialect pulumi preview accepts is validated", () => {
       message: "must be string",
     }]);
     assertEquals(payloadProblems(schema, { a: "x" }), []);
+  }
+});
+
+Deno.test("a batch gets one outcome per job: result, 422 naming the field, JobError, 500", async () => {
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    batchHandler<{ to: string }>(schema, (payload, job) => {
+      if (payload.to === "busy") throw new JobError(503, "busy", 2);
+      if (payload.to === "boom") throw new Error("boom");
+      return { sent: payload.to, attempt: job.attempt };
+    }),
+  );
+  try {
+    const jobs = [
+      { id: "a", attempt: 1, payload: { to: "a@b", dependency_results: {} } },
+      { id: "b", attempt: 2, payload: { to: 5 } },
+      { id: "c", attempt: 1, payload: { to: "busy" } },
+      { id: "d", attempt: 1, payload: { to: "boom" } },
+    ];
+    const response = await fetch(`http://127.0.0.1:${server.addr.port}/`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "supaqueue-batch-size": "4" },
+      body: JSON.stringify(jobs),
+    });
+    assertEquals(response.status, 200);
+    assertEquals(await response.json(), [
+      { id: "a", result: { sent: "a@b", attempt: 1 } },
+      { id: "b", status: 422, error: "payload.to must be string" },
+      { id: "c", status: 503, error: "busy", retry_after: 2 },
+      { id: "d", status: 500, error: "boom" },
+    ]);
+    const single = await fetch(`http://127.0.0.1:${server.addr.port}/`, {
+      method: "POST",
+      body: JSON.stringify({ to: "a@b" }),
+    });
+    assertEquals(single.status, 400); // not a batch
+    await single.body?.cancel();
+  } finally {
+    await server.shutdown();
   }
 });

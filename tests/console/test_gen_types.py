@@ -293,7 +293,8 @@ def test_a_database_without_supaqueue_is_named_not_a_traceback(pg_dsn: str) -> N
 
 def test_payload_handler_answers_422_naming_the_field(tmp_path: Path) -> None:
     """The Deno module (`supaqueue gen handler`) behind a real HTTP server: a bad payload gets
-    422 (in the default non_retryable_statuses) naming the field; a good one reaches the code."""
+    422 (in the default non_retryable_statuses) naming the field; a good one reaches the code;
+    its batch handler answers one outcome per job (batch delivery, sql/0028)."""
     assert 422 in DEFAULT_NON_RETRYABLE
     test_dialects = (HERE / "payload_handler_test.ts").read_text()
     for dialect in PAYLOAD_SCHEMA_DIALECTS:
@@ -307,7 +308,7 @@ def test_payload_handler_answers_422_naming_the_field(tmp_path: Path) -> None:
     )
     ran = deno("test", "--allow-net", "payload_handler_test.ts", cwd=tmp_path)
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    assert "5 passed" in ran.stdout, ran.stdout
+    assert "6 passed" in ran.stdout, ran.stdout
 
 
 FUNCTION = """

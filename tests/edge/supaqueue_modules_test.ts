@@ -4,6 +4,8 @@ import { InvalidDispatch, parseDispatch, parseRef } from "../../supaqueue/edge/d
 import { buildRequest, callTarget } from "../../supaqueue/edge/target_call.ts";
 import { storableJsonText } from "../../supaqueue/edge/exact_json.ts";
 import { secretMatches } from "../../supaqueue/edge/secret.ts";
+import { batchOutcomes, buildBatchRequest } from "../../supaqueue/edge/batch.ts";
+import type { Outcome } from "../../supaqueue/edge/target_call.ts";
 
 function assertEquals(actual: unknown, expected: unknown, what = ""): void {
   const a = JSON.stringify(actual);
@@ -222,7 +224,7 @@ Deno.test("request: GET query parameters keep numbers as written", () => {
 Deno.test("dispatch reference: only current_job is needed; job and attempt are checked", () => {
   assertEquals(
     parseRef(JSON.stringify({ current_job: { id: ID, job: JOB, attempt: 2 } })),
-    { currentJob: ID, job: JOB, attempt: 2, legacy: null },
+    { currentJob: ID, job: JOB, attempt: 2, legacy: null, batch: null },
   );
   assertEquals(parseRef(JSON.stringify({ current_job: { id: ID } })).attempt, null);
   assertThrows(() => parseRef(JSON.stringify({ current_job: { id: "x" } })), /uuid/);
@@ -316,4 +318,120 @@ Deno.test("request: the call carries its deadline (the database's clock) in UTC"
     () => parseDispatch(body((b) => (b.current_job.deadline_in_ms = -1))),
     /deadline_in_ms/,
   );
+});
+
+// --- batch delivery (batch.ts) ---------------------------------------------------------------
+
+const JOB2 = "44444444-4444-4444-8444-444444444444";
+const JOB3 = "55555555-5555-4555-8555-555555555555";
+const JOB4 = "66666666-6666-4666-8666-666666666666";
+
+function batchJob(id: string, text: string) {
+  return parseDispatch(body((b) => {
+    b.current_job.job = id;
+    b.current_job.deadline = "2026-11-28T01:00:00.000Z";
+    b.job.id = id;
+    b.job.body = text;
+  }));
+}
+
+function answered(text: string, status = 200): Outcome {
+  return {
+    isSuccessful: status >= 200 && status < 300,
+    statusCode: status,
+    responseExcerpt: text.slice(0, 2048),
+    error: status >= 200 && status < 300 ? null : `HTTP ${status}`,
+    retryAfterSeconds: status === 429 ? 3 : null,
+    result: text,
+    resultText: text,
+    note: null,
+    durationMs: 7,
+    over: true,
+  };
+}
+
+Deno.test("batch reference: {batch: {id}} names the batch to claim", () => {
+  assertEquals(parseRef(JSON.stringify({ batch: { id: ID } })), {
+    currentJob: ID,
+    job: null,
+    attempt: null,
+    legacy: null,
+    batch: ID,
+  });
+  assertThrows(() => parseRef(JSON.stringify({ batch: { id: "x" } })), /batch.id must be a uuid/);
+});
+
+Deno.test("batch request: a JSON array of the jobs' exact bodies, with the batch's headers", async () => {
+  const ds = [batchJob(JOB, '{"big": 12345678901234567890123}'), batchJob(JOB2, "[1e1000]")];
+  const { url, init } = buildBatchRequest(ds, { supabaseUrl: "http://h/", serviceRoleKey: "k" });
+  assertEquals(url, "http://h/functions/v1/fn");
+  assertEquals(
+    init.body,
+    `[{"id":"${JOB}","attempt":1,"payload":{"big": 12345678901234567890123}},` +
+      `{"id":"${JOB2}","attempt":1,"payload":[1e1000]}]`,
+  );
+  const headers = new Headers(init.headers);
+  assertEquals(headers.get("supaqueue-batch-size"), "2");
+  assertEquals(headers.get("supaqueue-deadline"), "2026-11-28T01:00:00.000Z");
+  assertEquals(headers.get("supaqueue-job-id"), null);
+  assertEquals(headers.get("authorization"), "Bearer k");
+  await Promise.resolve();
+});
+
+Deno.test("batch answer: one outcome per job; missing, twice and bad status fail only that job", () => {
+  const ds = [JOB, JOB2, JOB3, JOB4].map((id) => batchJob(id, "{}"));
+  const answer = JSON.stringify([
+    { id: JOB, result: { n: 1 } },
+    { id: JOB2.toUpperCase(), status: 503, error: "busy", retry_after: 2 },
+    { id: JOB3, status: 1000 },
+    { id: "77777777-7777-4777-8777-777777777777", result: 1 },
+  ]).replace('{"n":1}', '{"n":12345678901234567890123}');
+  const [one, two, three, four] = batchOutcomes(ds, answered(answer));
+  assertEquals([one.isSuccessful, one.statusCode, one.result], [
+    true,
+    200,
+    '{"n":12345678901234567890123}',
+  ]);
+  assertEquals([two.isSuccessful, two.statusCode, two.error, two.retryAfterSeconds], [
+    false,
+    503,
+    "busy",
+    2,
+  ]);
+  assertEquals([three.isSuccessful, three.error], [
+    false,
+    "malformed batch answer: its status must be an integer 100-599",
+  ]);
+  assertEquals([four.isSuccessful, four.statusCode, four.error], [
+    false,
+    null,
+    "missing from the batch answer (4 outcomes for 4 jobs)",
+  ]);
+  const [twice] = batchOutcomes(
+    [ds[0]],
+    answered(JSON.stringify([{ id: JOB }, { id: JOB, status: 500 }])),
+  );
+  assertEquals(twice.error, "malformed batch answer: the job is answered twice");
+});
+
+Deno.test("batch answer: a failed call or an answer that is no array fails every job alike", () => {
+  const ds = [JOB, JOB2].map((id) => batchJob(id, "{}"));
+  const limited = batchOutcomes(ds, answered('{"error": "slow down"}', 429));
+  for (const o of limited) {
+    assertEquals([o.isSuccessful, o.statusCode, o.retryAfterSeconds, o.result], [
+      false,
+      429,
+      3,
+      null,
+    ]);
+  }
+  for (const o of batchOutcomes(ds, answered('{"ok": true}'))) {
+    assertEquals([o.isSuccessful, o.statusCode, o.error], [
+      false,
+      200,
+      "malformed batch answer: not a JSON array of outcomes",
+    ]);
+  }
+  const timedOut = { ...answered("", 200), isSuccessful: false, over: false, resultText: null };
+  for (const o of batchOutcomes(ds, timedOut)) assertEquals(o.over, false); // workers held
 });

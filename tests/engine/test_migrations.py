@@ -33,6 +33,7 @@ def test_load_migrations_orders_and_checksums() -> None:
     assert versions == sorted(versions) and versions[0] == 1
     # gaps are allowed: parallel work reserves numbers (0026..0029), some may never be used
     assert versions[:25] == list(range(1, 26)), "the released versions 1..25, no gaps"
+    assert len(set(versions)) == len(versions), "each version once"
     assert all(len(m.checksum) == 64 for m in loaded)
     # the snapshot and uninstall scripts are not migrations
     assert not {m.path.name for m in loaded} & {"schema.snapshot.sql", "uninstall.sql"}

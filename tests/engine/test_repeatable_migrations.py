@@ -100,8 +100,9 @@ def test_an_upgrade_keeps_queued_and_running_jobs(pg_dsn: str) -> None:
         with psycopg.connect(pg_dsn, autocommit=True, row_factory=dict_row) as conn:
             after = {t: _rows(conn, t) for t in tables}
         # every row and value as before; columns added since (0026: job.key, …) hold null, or
-        # the value that means "as before" (0027: hold_on_retry_after 'job')
-        as_before = {"hold_on_retry_after": "job"}
+        # the value that means "as before" (0027: hold_on_retry_after 'job'; 0028: one job per
+        # call, no wait)
+        as_before = {"hold_on_retry_after": "job", "batch_size": 1, "batch_max_wait_ms": 0}
         for t, rows in after.items():
             old = before[t][0].keys() if before[t] else set()
             assert [{c: r[c] for c in old} for r in rows] == before[t], t

@@ -21,6 +21,10 @@ type QueueSpec struct {
 	Backoff_jitter *float64 `pulumi:"backoff_jitter"`
 	// Longest retry delay in ms (default 300000).
 	Backoff_max_ms *int `pulumi:"backoff_max_ms"`
+	// How long ready jobs may wait for a fuller batch, in ms (default 0; at most 300000).
+	Batch_max_wait_ms *int `pulumi:"batch_max_wait_ms"`
+	// Jobs per call to the target (default 1; 1..100; POST, PUT or PATCH): the target receives a JSON array of `{id, attempt, payload}` and answers one outcome per job.
+	Batch_size *int `pulumi:"batch_size"`
 	// Name of another queue of the stack that receives one job per job failing for good.
 	Dead_letter_queue *string `pulumi:"dead_letter_queue"`
 	// Removing the queue may discard its unfinished jobs (default false: removal fails).
@@ -90,6 +94,10 @@ type QueueSpecArgs struct {
 	Backoff_jitter pulumi.Float64PtrInput `pulumi:"backoff_jitter"`
 	// Longest retry delay in ms (default 300000).
 	Backoff_max_ms pulumi.IntPtrInput `pulumi:"backoff_max_ms"`
+	// How long ready jobs may wait for a fuller batch, in ms (default 0; at most 300000).
+	Batch_max_wait_ms pulumi.IntPtrInput `pulumi:"batch_max_wait_ms"`
+	// Jobs per call to the target (default 1; 1..100; POST, PUT or PATCH): the target receives a JSON array of `{id, attempt, payload}` and answers one outcome per job.
+	Batch_size pulumi.IntPtrInput `pulumi:"batch_size"`
 	// Name of another queue of the stack that receives one job per job failing for good.
 	Dead_letter_queue pulumi.StringPtrInput `pulumi:"dead_letter_queue"`
 	// Removing the queue may discard its unfinished jobs (default false: removal fails).
@@ -230,6 +238,16 @@ func (o QueueSpecOutput) Backoff_jitter() pulumi.Float64PtrOutput {
 // Longest retry delay in ms (default 300000).
 func (o QueueSpecOutput) Backoff_max_ms() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v QueueSpec) *int { return v.Backoff_max_ms }).(pulumi.IntPtrOutput)
+}
+
+// How long ready jobs may wait for a fuller batch, in ms (default 0; at most 300000).
+func (o QueueSpecOutput) Batch_max_wait_ms() pulumi.IntPtrOutput {
+	return o.ApplyT(func(v QueueSpec) *int { return v.Batch_max_wait_ms }).(pulumi.IntPtrOutput)
+}
+
+// Jobs per call to the target (default 1; 1..100; POST, PUT or PATCH): the target receives a JSON array of `{id, attempt, payload}` and answers one outcome per job.
+func (o QueueSpecOutput) Batch_size() pulumi.IntPtrOutput {
+	return o.ApplyT(func(v QueueSpec) *int { return v.Batch_size }).(pulumi.IntPtrOutput)
 }
 
 // Name of another queue of the stack that receives one job per job failing for good.

@@ -22,6 +22,10 @@ type Queue struct {
 	Backoff_jitter pulumi.Float64PtrOutput `pulumi:"backoff_jitter"`
 	// Longest retry delay in ms (default 300000).
 	Backoff_max_ms pulumi.IntPtrOutput `pulumi:"backoff_max_ms"`
+	// How long ready jobs may wait for a fuller batch, in ms (default 0; at most 300000).
+	Batch_max_wait_ms pulumi.IntPtrOutput `pulumi:"batch_max_wait_ms"`
+	// Jobs per call to the target (default 1; 1..100; POST, PUT or PATCH): the target receives a JSON array of `{id, attempt, payload}` and answers one outcome per job.
+	Batch_size pulumi.IntPtrOutput `pulumi:"batch_size"`
 	// Postgres connection string of the project's database.
 	Db_url pulumi.StringPtrOutput `pulumi:"db_url"`
 	// Name of another queue of the stack that receives one job per job failing for good.
@@ -147,6 +151,10 @@ type queueArgs struct {
 	Backoff_jitter *float64 `pulumi:"backoff_jitter"`
 	// Longest retry delay in ms (default 300000).
 	Backoff_max_ms *int `pulumi:"backoff_max_ms"`
+	// How long ready jobs may wait for a fuller batch, in ms (default 0; at most 300000).
+	Batch_max_wait_ms *int `pulumi:"batch_max_wait_ms"`
+	// Jobs per call to the target (default 1; 1..100; POST, PUT or PATCH): the target receives a JSON array of `{id, attempt, payload}` and answers one outcome per job.
+	Batch_size *int `pulumi:"batch_size"`
 	// Postgres connection string of the project's database. Unset: the database the stack config names (`supaqueue:dbUrl`, or with `supaqueue:target: local` the environment's DB_URL), as for a resource `pulumi import` made.
 	Db_url *string `pulumi:"db_url"`
 	// Name of another queue of the stack that receives one job per job failing for good.
@@ -209,6 +217,10 @@ type QueueArgs struct {
 	Backoff_jitter pulumi.Float64PtrInput
 	// Longest retry delay in ms (default 300000).
 	Backoff_max_ms pulumi.IntPtrInput
+	// How long ready jobs may wait for a fuller batch, in ms (default 0; at most 300000).
+	Batch_max_wait_ms pulumi.IntPtrInput
+	// Jobs per call to the target (default 1; 1..100; POST, PUT or PATCH): the target receives a JSON array of `{id, attempt, payload}` and answers one outcome per job.
+	Batch_size pulumi.IntPtrInput
 	// Postgres connection string of the project's database. Unset: the database the stack config names (`supaqueue:dbUrl`, or with `supaqueue:target: local` the environment's DB_URL), as for a resource `pulumi import` made.
 	Db_url pulumi.StringPtrInput
 	// Name of another queue of the stack that receives one job per job failing for good.
@@ -313,6 +325,16 @@ func (o QueueOutput) Backoff_jitter() pulumi.Float64PtrOutput {
 // Longest retry delay in ms (default 300000).
 func (o QueueOutput) Backoff_max_ms() pulumi.IntPtrOutput {
 	return o.ApplyT(func(v *Queue) pulumi.IntPtrOutput { return v.Backoff_max_ms }).(pulumi.IntPtrOutput)
+}
+
+// How long ready jobs may wait for a fuller batch, in ms (default 0; at most 300000).
+func (o QueueOutput) Batch_max_wait_ms() pulumi.IntPtrOutput {
+	return o.ApplyT(func(v *Queue) pulumi.IntPtrOutput { return v.Batch_max_wait_ms }).(pulumi.IntPtrOutput)
+}
+
+// Jobs per call to the target (default 1; 1..100; POST, PUT or PATCH): the target receives a JSON array of `{id, attempt, payload}` and answers one outcome per job.
+func (o QueueOutput) Batch_size() pulumi.IntPtrOutput {
+	return o.ApplyT(func(v *Queue) pulumi.IntPtrOutput { return v.Batch_size }).(pulumi.IntPtrOutput)
 }
 
 // Postgres connection string of the project's database.

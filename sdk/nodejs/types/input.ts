@@ -22,6 +22,14 @@ export interface QueueSpecArgs {
      */
     backoff_max_ms?: pulumi.Input<number | undefined>;
     /**
+     * How long ready jobs may wait for a fuller batch, in ms (default 0; at most 300000).
+     */
+    batch_max_wait_ms?: pulumi.Input<number | undefined>;
+    /**
+     * Jobs per call to the target (default 1; 1..100; POST, PUT or PATCH): the target receives a JSON array of `{id, attempt, payload}` and answers one outcome per job.
+     */
+    batch_size?: pulumi.Input<number | undefined>;
+    /**
      * Name of another queue of the stack that receives one job per job failing for good.
      */
     dead_letter_queue?: pulumi.Input<string | undefined>;

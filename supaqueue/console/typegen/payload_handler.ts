@@ -124,3 +124,95 @@ export function payloadHandler<P>(
     return await handle(body as P, request);
   };
 }
+
+/** One job of a batch (a queue with `batch_size` > 1), as the called function receives it. */
+export interface BatchJob<P> {
+  id: string;
+  attempt: number;
+  payload: P;
+}
+
+/** One job's outcome in a batch's answer: status 2xx (default 200) is success with `result`. */
+export interface BatchOutcome {
+  id: string;
+  status?: number;
+  result?: unknown;
+  error?: string;
+  retry_after?: number;
+}
+
+/** Thrown by a batch handler's code: that job alone fails with this status (a status in the
+ * queue's non_retryable_statuses fails it for good; `retryAfterSeconds` delays its retry). */
+export class JobError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly retryAfterSeconds: number | null = null,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A request handler for a batched queue (`batch_size` > 1; its contract:
+ * docs/architecture/application-api.md, "Batch contract"): the body is a JSON array of
+ * `{id, attempt, payload}`; each payload is validated
+ * against `schema` (a bad one fails that job alone with 422, naming the field) and `handle` runs
+ * for each valid job, all at once (a batch of N counts N workers). What `handle` returns is the
+ * job's result; a `JobError` fails the job with its status, any other error with 500 (retried).
+ * The answer is the JSON array of one outcome per job that supaqueue expects.
+ */
+export function batchHandler<P>(
+  schema: Record<string, unknown> | null,
+  handle: (payload: P, job: BatchJob<P>, request: Request) => unknown,
+): (request: Request) => Promise<Response> {
+  const validate = schema === null ? null : validatorFor(schema); // compiled once
+  return async (request: Request): Promise<Response> => {
+    let body: unknown;
+    try {
+      body = JSON.parse(await request.text());
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      return Response.json({ error: `the request body is not JSON (${why})` }, { status: 400 });
+    }
+    if (!Array.isArray(body)) {
+      return Response.json(
+        { error: "not a batch: the body must be a JSON array of {id, attempt, payload}" },
+        { status: 400 },
+      );
+    }
+    const outcomes = await Promise.all(
+      (body as BatchJob<unknown>[]).map(async (job): Promise<BatchOutcome> => {
+        let payload = job.payload;
+        if (payload !== null && typeof payload === "object" && !Array.isArray(payload)) {
+          const { dependency_results: _, ...rest } = payload as Record<string, unknown>;
+          if ("dependency_results" in payload) payload = rest;
+        }
+        if (validate !== null && !validate(payload)) {
+          const first = (validate.errors ?? [])[0];
+          const error = first ? `${fieldOf(first)} ${message(first)}` : "payload is invalid";
+          return { id: job.id, status: REJECT_STATUS, error };
+        }
+        try {
+          const result = await handle(job.payload as P, job as BatchJob<P>, request);
+          return { id: job.id, result: result ?? null };
+        } catch (err) {
+          if (err instanceof JobError) {
+            return {
+              id: job.id,
+              status: err.status,
+              error: err.message,
+              ...(err.retryAfterSeconds === null ? {} : { retry_after: err.retryAfterSeconds }),
+            };
+          }
+          return {
+            id: job.id,
+            status: 500,
+            error: err instanceof Error ? err.message : String(err),
+          };
+        }
+      }),
+    );
+    return Response.json(outcomes);
+  };
+}

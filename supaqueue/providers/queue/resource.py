@@ -104,6 +104,13 @@ class QueueArgs(TypedDict, total=False):
     retried). The engine itself does not validate payloads at enqueue."""
     discard_unfinished_on_delete: bool
     """Removing the queue may discard its unfinished jobs (default false: removal fails)."""
+    batch_size: int
+    """Jobs per call to the target (default 1; 1..100; POST, PUT or PATCH only): the target
+    receives a JSON array of `{id, attempt, payload}` and answers one outcome per job; a batch of
+    N takes N workers and N rate tokens. See "Batch delivery" in the README."""
+    batch_max_wait_ms: int
+    """How long ready jobs may wait for a fuller batch, in ms (default 0: send what is ready;
+    at most 300000). Rounded up to the tick (every second)."""
     enqueue_roles: list[str]
     """API roles besides `service_role` that may enqueue into the queue (and read its jobs'
     status) through the Data API schema `supaqueue_api`: `authenticated` (signed-in users)

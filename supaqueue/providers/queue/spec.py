@@ -38,6 +38,12 @@ MAX_TIMEOUT_MS = 390_000
 # (queue_target_wall_clock_range, sql/0017; docs/architecture.md, "Concurrency at the target").
 MIN_TARGET_WALL_CLOCK_MS = 1_000
 MAX_TARGET_WALL_CLOCK_MS = 3_600_000
+# A batch's request carries every payload and its answer every result, in one Edge Function's
+# memory (queue_batch_size_range, sql/0028); a partial batch waits at most 5 minutes
+# (queue_batch_max_wait_range). docs/architecture.md, "Batch delivery".
+MAX_BATCH_SIZE = 100
+MAX_BATCH_MAX_WAIT_MS = 300_000
+BATCH_METHODS = ("POST", "PUT", "PATCH")  # queue_batch_method: a batch is a JSON body
 # Beyond this the default burst (ceil(rate)) is no integer and the refill could overflow
 # (queue_rate_limit_range; queue_rate_limit_per_key_range for rate_limit_per_key).
 MAX_RATE_PER_SECOND = float(INT4_MAX)
@@ -67,6 +73,8 @@ INT_LIMITS: dict[str, IntRange] = {
     # queue_target_wall_clock_range
     "target_wall_clock_ms": IntRange(MIN_TARGET_WALL_CLOCK_MS, MAX_TARGET_WALL_CLOCK_MS),
     "retention_seconds": IntRange(0, INT4_MAX),  # queue_retention_non_negative
+    "batch_size": IntRange(1, MAX_BATCH_SIZE),  # queue_batch_size_range
+    "batch_max_wait_ms": IntRange(0, MAX_BATCH_MAX_WAIT_MS),  # queue_batch_max_wait_range
 }
 INTEGER_FIELDS = tuple(INT_LIMITS)
 
@@ -123,6 +131,9 @@ FIELDS: dict[str, Field] = {
     # API roles besides service_role that may enqueue through the Data API (sql/0024_data_api.sql)
     "enqueue_roles": Field([]),
     "hold_on_retry_after": Field("job"),
+    # batch delivery (sql/0028): jobs per call, and how long ready jobs may wait for a full batch
+    "batch_size": Field(1),
+    "batch_max_wait_ms": Field(0),
 }
 ENQUEUE_ROLES = ("anon", "authenticated")  # the check constraint queue_enqueue_roles_known
 # What a 429/503 with Retry-After holds (sql/0027, constraint queue_hold_on_retry_after_known):
@@ -273,6 +284,14 @@ def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = Non
     cap: Any = raw.get("backoff_max_ms")
     if _is_int(base) and _is_int(cap) and cap < base:
         bad("backoff_max_ms", f"must be at least backoff_base_ms ({base}), got {cap}")
+    size: Any = raw.get("batch_size")
+    method: Any = raw.get("method", FIELDS["method"].default)
+    if _is_int(size) and size > 1 and isinstance(method, str) and method not in BATCH_METHODS:
+        bad(
+            "batch_size",
+            f"needs a method with a body ({', '.join(BATCH_METHODS)}): a batch is a JSON array "
+            f"in the request body, and method is {method!r}",
+        )
     if raw.get("rate_limit_burst") is not None and raw.get("rate_limit_per_second") is None:
         bad("rate_limit_burst", "needs rate_limit_per_second")
     if raw.get("rate_limit_burst_per_key") is not None and raw.get("rate_limit_per_key") is None:

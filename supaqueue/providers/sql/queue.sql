@@ -6,8 +6,9 @@ insert into supaqueue.queue (
   name, edge_function_name, method, default_headers, max_attempts, backoff_base_ms,
   backoff_max_ms, backoff_jitter, non_retryable_statuses, timeout_ms, lease_grace_ms,
   rate_limit_per_second, rate_limit_burst, paused, retention_seconds, owner_stack, owner_stack_id,
-  dead_letter_queue, target_wall_clock_ms, payload_schema, enqueue_roles,
-  key_from, workers_per_key, rate_limit_per_key, rate_limit_burst_per_key, hold_on_retry_after
+  dead_letter_queue, target_wall_clock_ms, payload_schema, enqueue_roles, batch_size,
+  batch_max_wait_ms, key_from, workers_per_key, rate_limit_per_key, rate_limit_burst_per_key,
+  hold_on_retry_after
 ) values (
   %(name)s, %(edge_function_name)s, %(method)s, %(default_headers)s, %(max_attempts)s,
   %(backoff_base_ms)s, %(backoff_max_ms)s, %(backoff_jitter)s,
@@ -19,6 +20,8 @@ insert into supaqueue.queue (
   %(target_wall_clock_ms)s,
   %(payload_schema)s,
   %(enqueue_roles)s::text[],
+  %(batch_size)s,
+  %(batch_max_wait_ms)s,
   %(key_from)s, %(workers_per_key)s, %(rate_limit_per_key)s, %(rate_limit_burst_per_key)s,
   %(hold_on_retry_after)s
 )
@@ -46,6 +49,8 @@ update supaqueue.queue set
   dead_letter_queue = (select d.id from supaqueue.queue d where d.name = %(dead_letter_queue)s),
   payload_schema = %(payload_schema)s,
   enqueue_roles = %(enqueue_roles)s::text[],
+  batch_size = %(batch_size)s,
+  batch_max_wait_ms = %(batch_max_wait_ms)s,
   key_from = %(key_from)s,
   workers_per_key = %(workers_per_key)s,
   rate_limit_per_key = %(rate_limit_per_key)s,
@@ -67,8 +72,9 @@ select q.id::text, q.name, q.edge_function_name, q.method, q.default_headers, q.
        q.timeout_ms, q.lease_grace_ms, q.rate_limit_per_second, q.rate_limit_burst, q.paused,
        q.retention_seconds, q.target_wall_clock_ms, q.payload_schema,
        (select d.name from supaqueue.queue d where d.id = q.dead_letter_queue) as dead_letter_queue,
-       q.enqueue_roles,
-       q.key_from, q.workers_per_key, q.rate_limit_per_key, q.rate_limit_burst_per_key, q.hold_on_retry_after,
+       q.enqueue_roles, q.batch_size, q.batch_max_wait_ms,
+       q.key_from, q.workers_per_key, q.rate_limit_per_key, q.rate_limit_burst_per_key,
+       q.hold_on_retry_after,
        (select count(*) from supaqueue.worker w where w.queue = q.id and not w.retiring)::int
          as workers
 from supaqueue.queue q
