@@ -10,7 +10,7 @@ STACK ?= dev
 help:
 	@echo "make up        toolchain + local stack + pulumi up (dev) + a demo job"
 	@echo "make test      lint (ruff, mypy) and the whole test suite"
-	@echo "make test-fast unit, SQL and provider tests only (no browser, no Pulumi engine; about 3.5 min)"
+	@echo "make test-fast unit, SQL and provider tests only (no browser, no Pulumi engine; about 3 min)"
 	@echo "make down      stop the local stack (data kept); make destroy-local removes it"
 	@echo "make preview | destroy | pulumi ARGS='refresh'   pulumi on STACK (default dev)"
 	@echo "make bench     benchmarks, one JSON line per measurement"
