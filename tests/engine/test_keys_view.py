@@ -39,7 +39,8 @@ def test_queue_keys_counts_running_ready_and_held_keys(engine: Engine) -> None:
         engine.enqueue(q, {}, _key="B")
     engine.enqueue(q, {}, _key="C")
     engine.conn.execute(
-        "select supaqueue.enqueue(%s, '{}'::jsonb, _key => 'C', _run_at => now() + interval '1 hour')",
+        "select supaqueue.enqueue(%s, '{}'::jsonb, _key => 'C',"
+        " _run_at => now() + interval '1 hour')",
         (q,),
     )
     engine.enqueue(q, {})  # no key: not a key's
