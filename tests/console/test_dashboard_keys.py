@@ -5,6 +5,7 @@ key's text is shown as text, never as HTML."""
 
 from __future__ import annotations
 
+import httpx
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -73,6 +74,9 @@ def test_the_queue_page_lists_its_busiest_keys(browser: WebDriver, ui: Ui, jobs:
 
 
 def test_the_page_of_an_unknown_queue_says_so(browser: WebDriver, ui: Ui, jobs: Jobs) -> None:
+    with httpx.Client(base_url=ui.origin, timeout=30) as client:  # no session: nothing served
+        assert client.get("/queues/emails").status_code == 401
+        assert client.get("/api/queues/emails/keys").status_code == 401
     login(browser, ui)
     browser.get(ui.origin + "/queues/nope")
     box = lambda: browser.find_element(By.ID, "problem")  # noqa: E731
