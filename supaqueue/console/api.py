@@ -134,7 +134,34 @@ class Operator:
             held = holds.get(str(row["queue"]), {})
             for key in HOLD_FIELDS:
                 row[key] = held.get(key, 0 if key == "held_keys" else None)
+        # Keys with work (issue #26): 0 for a queue without keys
+        counts = self.active_keys()
+        for row in rows:
+            row["active_keys"] = counts.get(str(row["queue"]), 0)
         return rows
+
+    def active_keys(self) -> dict[str, int]:
+        """Per queue id, its keys with work: due for a turn, held, or with a call running."""
+        try:
+            rows: list[dict[str, Any]] = list(
+                self.conn.execute(_queries()["active_keys"]).fetchall()  # type: ignore[arg-type]
+            )
+        except psycopg.errors.UndefinedFunction:
+            return {}  # an installation older than this console: its keys are not counted
+        except psycopg.Error as exc:
+            raise ConsoleError(sql_message(exc)) from None
+        return {str(r["queue"]): int(r["active_keys"]) for r in rows}
+
+    def queue_keys(self, queue: str, limit: int = 20) -> dict[str, Any]:
+        """The busiest keys of a queue (at most `limit`, 1..100) and its number of active keys:
+        `{queue, active_keys, keys: [{key, ready, ready_capped, running, next_turn_at,
+        held_until, hold_reason}]}` (functions/75_operator.sql `queue_keys`)."""
+        if not 1 <= limit <= 100:
+            raise BadInputError(f"--limit {limit} is out of range: give 1 to 100 keys")
+        rows = self._rows("queue_keys", queue=self.queue_id(queue), limit=limit)
+        active = int(rows[0]["active_keys"]) if rows else 0
+        keys = [{k: v for k, v in r.items() if k != "active_keys"} for r in rows]
+        return {"queue": queue, "active_keys": active, "keys": keys}
 
     def queue_holds(self) -> dict[str, dict[str, Any]]:
         """Per queue id, the holds of queues and keys by a Retry-After (sql/0027): held_until,

@@ -1,4 +1,4 @@
-"""The operator commands: `supaqueue status | jobs | job | retry | cancel | purge | pause |
+"""The operator commands: `supaqueue status | keys | jobs | job | retry | cancel | purge | pause |
 resume | ui | run-now`.
 
 Exit codes (scripts may rely on them):
@@ -184,6 +184,39 @@ def status(
         def draw() -> Any:
             rows = op.figures(interval(window))
             return render.to_json(rows) if as_json else render.status_table(rows, window)
+
+        repeat(watch, times, draw, as_json)
+
+
+@click.command()
+@click.argument("queue")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100),
+    default=20,
+    show_default=True,
+    help="show at most this many keys",
+)
+@database_options
+@json_option
+@watch_options
+@guarded
+def keys(
+    queue: str,
+    limit: int,
+    db_url: str | None,
+    stack: str | None,
+    as_json: bool,
+    watch: float | None,
+    times: int | None,
+) -> None:
+    """A queue's busiest keys: calls running, ready jobs, next turn, hold; and how many keys
+    have work."""
+    with operator(db_url, stack) as op:
+
+        def draw() -> Any:
+            view = op.queue_keys(queue, limit)
+            return render.to_json(view) if as_json else render.keys_table(view)
 
         repeat(watch, times, draw, as_json)
 
@@ -654,6 +687,7 @@ def metrics(
 
 
 COMMANDS += [schedules, triggers, run_schedule, metrics]
+COMMANDS += [keys]  # issue #26: the busiest keys of a queue
 
 
 # --- typed clients --------------------------------------------------------------------------

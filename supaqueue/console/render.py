@@ -114,6 +114,8 @@ STATUS_COLUMNS: list[Column] = [
     Column("pending", lambda r: str(r["pending"])),
     Column("ready", lambda r: str(r["ready"])),
     Column("running", lambda r: str(r["in_progress"])),
+    # keys with work (issue #26; `supaqueue keys QUEUE` lists the busiest); - for none
+    Column("keys", lambda r: str(r.get("active_keys") or "-")),
     Column("oldest", lambda r: seconds(r["oldest_pending_age_seconds"])),
     # the last minute's count (the window's averages are `*_per_minute` in --json)
     Column("ok/min", lambda r: str(r["succeeded_last_minute"])),
@@ -149,6 +151,36 @@ def status_table(rows: list[dict[str, Any]], window: str) -> Table:
         table.caption = "\n".join(captions)
         table.caption_style = "red" if held is not None else "yellow"
         table.caption_justify = "left"
+    return table
+
+
+def keys_table(view: dict[str, Any]) -> Table:
+    """The busiest keys of a queue (`supaqueue keys QUEUE`): calls running, ready jobs, hold."""
+    table = Table(
+        title=f"keys of queue {view['queue']}: {view['active_keys']} active", title_justify="left"
+    )
+    for header in ("key", "running", "ready", "next turn", "held until", "hold reason"):
+        justify = "right" if header in ("running", "ready") else "left"
+        overflow = "fold" if header in ("key", "hold reason") else "ellipsis"
+        table.add_column(header, justify=justify, overflow=overflow)  # type: ignore[arg-type]
+    for row in view["keys"]:
+        held = row["held_until"] is not None
+        table.add_row(
+            Text(str(row["key"])),  # a tenant's own text: never read as markup
+            str(row["running"]),
+            f"{row['ready']}+" if row["ready_capped"] else str(row["ready"]),
+            when(row["next_turn_at"]) if row["next_turn_at"] is not None else "idle",
+            Text(when(row["held_until"]), style="yellow") if held else "-",
+            Text(str(row["hold_reason"])) if held else "-",
+        )
+    if not view["keys"]:
+        table.caption = "no key has work (jobs of this queue carry no key, or none is waiting)"
+    elif view["active_keys"] > len(view["keys"]):
+        table.caption = (
+            f"the busiest {len(view['keys'])} of {view['active_keys']}: most calls running, then "
+            "most ready, among the keys running, held or next in turn (--limit up to 100)"
+        )
+    table.caption_justify = "left"
     return table
 
 

@@ -57,6 +57,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 SINCE_CHOICES = {"15m": 15, "1h": 60, "24h": 1440, "7d": 10080}  # minutes
+KEYS_SHOWN = 20  # the queue page's busiest keys (as `supaqueue keys`' default)
 
 
 class Dashboard:
@@ -185,6 +186,11 @@ class Dashboard:
     async def queues_page(self, request: web.Request) -> web.Response:
         return self.page(request, "queues.html", page="queues", title="Queues")
 
+    async def queue_page(self, request: web.Request) -> web.Response:
+        # the name only fills the template (escaped); the page reads the keys from the API
+        name = request.match_info["name"]
+        return self.page(request, "queue.html", page="queue", title=f"Queue {name}", queue=name)
+
     async def jobs_page(self, request: web.Request) -> web.Response:
         return self.page(request, "jobs.html", page="jobs", title="Jobs")
 
@@ -249,6 +255,10 @@ class Dashboard:
             return await self.answer(lambda op: {"changed": op.retry(job_id)})
         return await self.answer(lambda op: {"changed": op.cancel(job_id)})
 
+    async def api_queue_keys(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        return await self.answer(lambda op: op.queue_keys(name, KEYS_SHOWN))
+
     async def api_queue_action(self, request: web.Request) -> web.Response:
         name, action = request.match_info["name"], request.match_info["action"]
         if action == "pause":
@@ -310,6 +320,8 @@ class Dashboard:
         app = web.Application(middlewares=[self.guard], client_max_size=64 * 1024)
         app.router.add_get("/", self.queues_page)
         app.router.add_get("/jobs", self.jobs_page)
+        app.router.add_get("/queues/{name}", self.queue_page)  # issue #26: its busiest keys
+        app.router.add_get("/api/queues/{name}/keys", self.api_queue_keys)
         app.router.add_get("/jobs/{id}", self.job_page)
         app.router.add_get("/api/figures", self.api_figures)
         app.router.add_get("/api/series", self.api_series)

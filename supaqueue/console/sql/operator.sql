@@ -34,6 +34,14 @@ select q.id as queue, h.held_until, h.reason as hold_reason,
   ) k on true
  where h.queue is not null or k.held_keys > 0
 
+-- name: active_keys
+-- Keys with work per queue (functions/75_operator.sql): `status` shows them for a queue with keys.
+select q.id as queue, supaqueue.active_key_count(q.id) as active_keys from supaqueue.queue q
+
+-- name: queue_keys
+-- The busiest keys of one queue, bounded (functions/75_operator.sql): `supaqueue keys`, the dashboard.
+select * from supaqueue.queue_keys(%(queue)s::uuid, %(limit)s)
+
 -- name: series
 select queue, bucket, succeeded, failed, cancelled, failed_attempts, depth
   from supaqueue.queue_series(%(window)s::interval, %(bucket_seconds)s)

@@ -823,3 +823,81 @@ CREATE OR REPLACE FUNCTION supaqueue.trigger_overview() RETURNS TABLE(id uuid, n
        order by j.created_at desc, j.id desc limit 1) l on true
    order by t.name
 $$;
+
+-- Keys of a queue with work (issue #26, docs/architecture/console.md): due for a turn (a ready or
+-- delayed job), held by a Retry-After, or with a call running. Reads the queue's rows of
+-- queue_key (one per key, idle ones deleted by the tick) and its workers, never its jobs.
+CREATE OR REPLACE FUNCTION supaqueue.active_key_count(_queue uuid) RETURNS bigint
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    SET jit TO 'off'
+    AS $$
+  select count(*) from (
+    select k.key from supaqueue.queue_key k
+     where k.queue = _queue and (k.due_at is not null or k.held_until > now())
+    union
+    select w.key from supaqueue.worker w where w.queue = _queue and w.key is not null
+  ) a
+$$;
+
+-- The busiest keys of a queue, at most _limit (1..100), most running calls first, then most
+-- ready jobs: taken from a bounded set of candidates, the _limit keys with most running calls,
+-- the _limit held longest and the _limit next in turn (queue_key_due_idx), so the cost never
+-- follows the number of keys or jobs. `ready` (pending, due, no unfinished dependency) is counted
+-- from job_key_ready_idx up to _ready_cap per key (1..100000): `ready_capped` says there are more.
+CREATE OR REPLACE FUNCTION supaqueue.queue_keys(_queue uuid, _limit integer DEFAULT 20, _ready_cap integer DEFAULT 1000) RETURNS TABLE(key text, ready bigint, ready_capped boolean, running bigint, next_turn_at timestamp with time zone, held_until timestamp with time zone, hold_reason text, active_keys bigint)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    SET jit TO 'off'
+    AS $$
+#variable_conflict use_column
+declare
+  _active bigint;
+begin
+  if _limit is null or _limit < 1 or _limit > 100 then
+    raise exception 'supaqueue.queue_keys: _limit % is out of range: give 1 to 100 keys', _limit
+      using errcode = '22023';
+  end if;
+  if _ready_cap is null or _ready_cap < 1 or _ready_cap > 100000 then
+    raise exception 'supaqueue.queue_keys: _ready_cap % is out of range: give 1 to 100000', _ready_cap
+      using errcode = '22023';
+  end if;
+  if not exists (select 1 from supaqueue.queue q where q.id = _queue) then
+    raise exception 'supaqueue.queue_keys: there is no queue with id %', _queue using errcode = 'SQ005';
+  end if;
+  _active := supaqueue.active_key_count(_queue);
+  return query
+  with busy as (
+    select w.key from supaqueue.worker w
+     where w.queue = _queue and w.key is not null
+     group by w.key order by count(*) desc, w.key limit _limit
+  ), held as (
+    select k.key from supaqueue.queue_key k
+     where k.queue = _queue and k.held_until > now()
+     order by k.held_until desc limit _limit
+  ), due as (
+    select k.key from supaqueue.queue_key k
+     where k.queue = _queue and k.due_at is not null
+     order by k.due_at limit _limit
+  ), candidate as (
+    select b.key from busy b union select h.key from held h union select d.key from due d
+  )
+  select c.key, least(r.n, _ready_cap)::bigint, r.n > _ready_cap, b.n,
+         qk.due_at, case when qk.held_until > now() then qk.held_until end,
+         case when qk.held_until > now() then qk.hold_reason end, _active
+    from candidate c
+    left join supaqueue.queue_key qk on qk.queue = _queue and qk.key = c.key
+    cross join lateral (
+      select count(*) as n from (
+        select 1 from supaqueue.job j
+         where j.queue = _queue and j.key = c.key and j.key is not null
+           and j.status = 'pending' and j.pending_dependencies = 0 and j.run_at <= now()
+         limit _ready_cap + 1) x
+    ) r
+    cross join lateral (
+      select count(*) as n from supaqueue.worker w where w.queue = _queue and w.key = c.key
+    ) b
+   order by b.n desc, r.n desc, c.key
+   limit _limit;
+end
+$$;

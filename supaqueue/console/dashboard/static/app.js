@@ -211,6 +211,9 @@ async function refreshFigures() {
     el("td", {class: "num"}, String(q.failed_last_minute)),
     el("td", {class: "num"}, fmt.ms(q.attempt_p50_ms)),
     el("td", {class: "num"}, fmt.ms(q.attempt_p95_ms)),
+    // keys with work (issue #26): the queue's page lists the busiest
+    el("td", {class: "num keys"}, q.active_keys
+      ? el("a", {href: `/queues/${encodeURIComponent(q.name)}`}, String(q.active_keys)) : "–"),
     queueActions(q))));
   for (const q of rows) chartsOf(q.name);
 }
@@ -258,6 +261,31 @@ async function refreshSeries(names) {
 function queuesPage() {
   every(FIGURES_EVERY_MS, refreshFigures);
   every(SERIES_EVERY_MS, refreshSeries);
+}
+
+// --- queue page: its busiest keys (issue #26) ------------------------------------------
+
+function queuePage() {
+  const name = document.body.dataset.queue;
+  async function load() {
+    const view = await api(`/api/queues/${encodeURIComponent(name)}/keys`);
+    const shown = view.keys.length;
+    document.getElementById("keys-summary").textContent = shown === 0
+      ? "No key has work: this queue's jobs carry no key, or none is waiting."
+      : `${view.active_keys} active key${view.active_keys === 1 ? "" : "s"}` +
+        (view.active_keys > shown ? `; the busiest ${shown} shown` : "");
+    document.querySelector("#keys tbody").replaceChildren(...view.keys.map((k) =>
+      el("tr", {"data-key": k.key},
+        el("td", {class: "key"}, k.key),
+        el("td", {class: "num"}, String(k.running)),
+        el("td", {class: "num"}, k.ready_capped ? `${k.ready}+` : String(k.ready)),
+        el("td", {}, k.next_turn_at ? fmt.time(k.next_turn_at) : "idle"),
+        el("td", {}, k.held_until ? el("span", {class: "state backoff"}, fmt.time(k.held_until))
+                                  : "–"),
+        el("td", {}, k.hold_reason ?? "–"))));
+    document.body.dataset.loads = String(Number(document.body.dataset.loads || 0) + 1);
+  }
+  every(FIGURES_EVERY_MS, load);
 }
 
 // --- jobs page -------------------------------------------------------------------------
@@ -571,5 +599,6 @@ function schedulesPage() {
   every(JOB_EVERY_MS, refresh);
 }
 
-const pages = {queues: queuesPage, jobs: jobsPage, job: jobPage, schedules: schedulesPage};
+const pages = {queues: queuesPage, queue: queuePage, jobs: jobsPage, job: jobPage,
+               schedules: schedulesPage};
 pages[document.body.dataset.page]?.();
