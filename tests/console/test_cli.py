@@ -366,7 +366,7 @@ def test_status_shows_queues_and_keys_held_by_a_retry_after(jobs: Jobs) -> None:
     conn.execute(
         "insert into supaqueue.queue_key (queue, key, held_until, hold_reason) values"
         " (%(q)s, 'a', now() + interval '1 minute', 'HTTP 503 with Retry-After: 60 s (job y)'),"
-        " (%(q)s, 'b', now() + interval '2 seconds', 'HTTP 429 with Retry-After: 2 s (job z)'),"
+        " (%(q)s, 'b', now() + interval '50 seconds', 'HTTP 429 with Retry-After: 50 s (job z)'),"
         " (%(q)s, 'c', now() - interval '1 second', 'over')",
         {"q": jobs.emails},
     )

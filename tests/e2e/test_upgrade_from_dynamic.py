@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -46,6 +47,7 @@ TRIGGERS = [{"name": "up-orders", "table": "public.up_orders", "events": ["INSER
 SCHEDULES = [{"name": "up-nightly", "cron": "0 3 * * *", "queue": HELD}]
 # Steps that would recreate or remove something; none may show.
 FORBIDDEN = {"replace", "create-replacement", "delete-replaced", "delete", "discard"}
+RECHECKED = re.compile(r"\$command:local:Command::[\w-]*deno-check$")
 
 
 @pytest.fixture
@@ -181,7 +183,13 @@ def test_upgrade_from_dynamic_resources_keeps_ids_and_jobs(
     # 3. The upgrade: this checkout's program on the same stack. Nothing to run first (README).
     planned = steps(project)
     print("upgrade preview:", sorted({(op, urn.split("::")[-1]) for op, urn in planned}))
-    forbidden = [(op, urn) for op, urn in planned if op in FORBIDDEN]
+    # A `deno check` command is replaced whenever its function's files change (its trigger is their
+    # hash, supaqueue/installation.py): it runs a check and holds nothing, so it may be.
+    forbidden = [
+        (op, urn)
+        for op, urn in planned
+        if op in FORBIDDEN and not (op == "replace" and RECHECKED.search(urn))
+    ]
     assert not forbidden, f"the upgrade's preview would recreate or remove: {forbidden}"
     created = [urn for op, urn in planned if op == "create"]
     assert all("::pulumi:providers:supaqueue::" in urn for urn in created), created
