@@ -62,6 +62,9 @@ def project(local_stack: Any, tmp_path: Path) -> Iterator[PulumiProject]:
         yield created
     finally:
         created.cleanup()
+        # a failed test may leave the baseline's installation (its Vault secret collided with the
+        # next module's install on this worker's stack)
+        uninstall(db_url)
         with psycopg.connect(db_url, autocommit=True) as conn:
             conn.execute("drop table if exists public.up_orders")
 
