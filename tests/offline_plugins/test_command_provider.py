@@ -247,11 +247,15 @@ def test_stopping_the_plugin_kills_running_scripts(tmp_path: Path) -> None:
 
         worker = threading.Thread(target=create)
         worker.start()
+        # The shell creates the file before `echo` writes it: wait for the whole line (CI once
+        # read it empty).
         deadline = time.monotonic() + 30
-        while not pid_file.exists() and time.monotonic() < deadline:
+        written = ""
+        while not written.endswith("\n") and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert pid_file.exists(), "the script did not start within 30 s"
-        script_pid = int(pid_file.read_text())
+            written = pid_file.read_text() if pid_file.exists() else ""
+        assert written.endswith("\n"), f"the script did not start within 30 s ({written!r})"
+        script_pid = int(written)
         assert proc.stop() == 0
         worker.join(timeout=20)
     assert errors, "the create call should fail when the plugin stops"
