@@ -3,19 +3,22 @@ real Deno, and a real loopback target. Nothing here is mocked; a missing part fa
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import httpx
 import pytest
 from psycopg import sql
 
 from harness.edge_engine import Dispatched, Engine
-from harness.engine import install
-from harness.function_process import FunctionProcess, free_port
+from harness.engine import install, uninstall
+from harness.function_process import DISPATCHER, FunctionProcess, free_port
 from harness.target_server import TargetServer
+from supaqueue.edge_source import source_files
 from supaqueue.local_stack.postgres import Cluster
+from tests.conftest import LocalStack
 
 TEMPLATE_DB = "supaqueue_test_template"  # built by the pg_cluster fixture in tests/conftest.py
 SERVICE_ROLE_KEY = "test-service-role-" + secrets.token_hex(8)
@@ -125,3 +128,40 @@ def deliver(
             sent[name] = value
     content = d.body if body is None else body if isinstance(body, bytes) else body.encode()
     return httpx.post(fn.url, content=content, headers=sent, timeout=10)
+
+
+def management_api(
+    stack: LocalStack, method: str, path: str, body: object = None
+) -> httpx.Response:
+    """A call to the local stack's Management API stand-in for its project."""
+    url = f"{stack.env['MANAGEMENT_API_URL']}/v1/projects/{stack.env['PROJECT_REF']}{path}"
+    headers = {"Authorization": f"Bearer {stack.env['ACCESS_TOKEN']}"}
+    return httpx.request(method, url, headers=headers, json=body, timeout=60)
+
+
+@contextlib.contextmanager
+def dispatcher_installed(
+    stack: LocalStack, target: str, target_files: Mapping[str, str]
+) -> Iterator[str]:
+    """The dispatcher (a slug of its own) and a target deployed to the local stack, its secret
+    set, supaqueue installed and configured for them; all of it removed afterwards. Yields the
+    dispatcher's slug."""
+    dispatcher = f"supaqueue-{uuid.uuid4().hex[:8]}"
+    secret = secrets.token_urlsafe(32)
+    db_url = stack.env["DB_URL"]
+    try:
+        stack.deploy(
+            dispatcher, dict(source_files(DISPATCHER)), verify_jwt=False, import_map="deno.json"
+        )
+        stack.deploy(target, dict(target_files))
+        created = management_api(
+            stack, "POST", "/secrets", [{"name": "SUPAQUEUE_SECRET", "value": secret}]
+        )
+        assert created.status_code == 201, created.text
+        install(db_url, stack.env["FUNCTIONS_URL"], secret, dispatcher_slug=dispatcher)
+        yield dispatcher
+    finally:
+        uninstall(db_url)
+        management_api(stack, "DELETE", "/secrets", ["SUPAQUEUE_SECRET"])
+        for slug in (dispatcher, target):
+            management_api(stack, "DELETE", f"/functions/{slug}")

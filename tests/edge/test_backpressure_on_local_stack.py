@@ -13,7 +13,6 @@ Failed before the fix: the queue's other jobs were dispatched at once (no settin
 from __future__ import annotations
 
 import json
-import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,15 +20,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from harness.engine import install, uninstall
-from harness.function_process import DISPATCHER
-from supaqueue.edge_source import source_files
 from tests.conftest import LocalStack
+from tests.edge.conftest import dispatcher_installed
 
 # Answers 429 with the payload's Retry-After (default 2 s) while the attempt (the header the
 # dispatcher sends) is at most the payload's `busy_attempts`; 200 after, with when the call
@@ -57,12 +53,6 @@ class Stack:
     target: str
 
 
-def _mgmt(stack: LocalStack, method: str, path: str, body: object = None) -> httpx.Response:
-    url = f"{stack.env['MANAGEMENT_API_URL']}/v1/projects/{stack.env['PROJECT_REF']}{path}"
-    headers = {"Authorization": f"Bearer {stack.env['ACCESS_TOKEN']}"}
-    return httpx.request(method, url, headers=headers, json=body, timeout=60)
-
-
 def _wait(what: str, check: Any, timeout: float = WAIT_S) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -74,38 +64,23 @@ def _wait(what: str, check: Any, timeout: float = WAIT_S) -> Any:
 
 @pytest.fixture(scope="module")
 def stack(local_stack: LocalStack) -> Iterator[Stack]:
-    suffix = uuid.uuid4().hex[:8]
-    dispatcher, target = f"supaqueue-{suffix}", f"busy-{suffix}"
-    secret = secrets.token_urlsafe(32)
-    db_url = local_stack.env["DB_URL"]
-    local_stack.deploy(
-        dispatcher, dict(source_files(DISPATCHER)), verify_jwt=False, import_map="deno.json"
-    )
-    local_stack.deploy(target, {"index.ts": TARGET})
-    created = _mgmt(
-        local_stack, "POST", "/secrets", [{"name": "SUPAQUEUE_SECRET", "value": secret}]
-    )
-    assert created.status_code == 201, created.text
-    install(db_url, local_stack.env["FUNCTIONS_URL"], secret, dispatcher_slug=dispatcher)
-    conn = psycopg.connect(db_url, autocommit=True, row_factory=dict_row)
-    try:
-        # pg_cron 1.4 (the local stack's) starts the tick's loop at the next minute: the hold's
-        # end is the tick's to notice
-        _wait(
-            "the supaqueue-tick cron job running",
-            lambda: conn.execute(
-                "select exists (select 1 from cron.job_run_details d join cron.job j using (jobid)"
-                " where j.jobname = 'supaqueue-tick'"
-                " and d.start_time > now() - interval '70 seconds') as ok"
-            ).fetchone()["ok"],  # type: ignore[index]
-        )
-        yield Stack(local_stack, conn, target)
-    finally:
-        conn.close()
-        uninstall(db_url)
-        _mgmt(local_stack, "DELETE", "/secrets", ["SUPAQUEUE_SECRET"])
-        for slug in (dispatcher, target):
-            _mgmt(local_stack, "DELETE", f"/functions/{slug}")
+    target = f"busy-{uuid.uuid4().hex[:8]}"
+    with dispatcher_installed(local_stack, target, {"index.ts": TARGET}):
+        conn = psycopg.connect(local_stack.env["DB_URL"], autocommit=True, row_factory=dict_row)
+        try:
+            # pg_cron 1.4 (the local stack's) starts the tick's loop at the next minute: the
+            # hold's end is the tick's to notice
+            _wait(
+                "the supaqueue-tick cron job running",
+                lambda: conn.execute(
+                    "select exists (select 1 from cron.job_run_details d"
+                    " join cron.job j using (jobid) where j.jobname = 'supaqueue-tick'"
+                    " and d.start_time > now() - interval '70 seconds') as ok"
+                ).fetchone()["ok"],  # type: ignore[index]
+            )
+            yield Stack(local_stack, conn, target)
+        finally:
+            conn.close()
 
 
 def _queue(s: Stack, **columns: Any) -> str:

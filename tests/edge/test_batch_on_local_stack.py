@@ -7,7 +7,6 @@ timeout holds its N workers."""
 
 from __future__ import annotations
 
-import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,10 +17,8 @@ import httpx
 import pytest
 
 from harness.edge_engine import Engine
-from harness.engine import install, uninstall
-from harness.function_process import DISPATCHER
-from supaqueue.edge_source import source_files
 from tests.conftest import LocalStack
+from tests.edge.conftest import dispatcher_installed
 
 # Answers each job by its payload's `do`; sleeps (the whole call) for the largest `sleep_ms`.
 TARGET = """
@@ -50,38 +47,15 @@ class Stack:
     target: str
 
 
-def _mgmt(stack: LocalStack, method: str, path: str, body: object = None) -> httpx.Response:
-    url = f"{stack.env['MANAGEMENT_API_URL']}/v1/projects/{stack.env['PROJECT_REF']}{path}"
-    headers = {"Authorization": f"Bearer {stack.env['ACCESS_TOKEN']}"}
-    return httpx.request(method, url, headers=headers, json=body, timeout=60)
-
-
 @pytest.fixture(scope="module")
 def stack(local_stack: LocalStack) -> Iterator[Stack]:
-    suffix = uuid.uuid4().hex[:8]
-    dispatcher, target = f"supaqueue-{suffix}", f"batch-target-{suffix}"
-    secret = secrets.token_urlsafe(32)
-    db_url = local_stack.env["DB_URL"]
-    engine: Engine | None = None
-    try:
-        local_stack.deploy(
-            dispatcher, dict(source_files(DISPATCHER)), verify_jwt=False, import_map="deno.json"
-        )
-        local_stack.deploy(target, {"index.ts": TARGET})
-        created = _mgmt(
-            local_stack, "POST", "/secrets", [{"name": "SUPAQUEUE_SECRET", "value": secret}]
-        )
-        assert created.status_code == 201, created.text
-        install(db_url, local_stack.env["FUNCTIONS_URL"], secret, dispatcher_slug=dispatcher)
-        engine = Engine(db_url)
-        yield Stack(local_stack, engine, target)
-    finally:
-        if engine is not None:
+    target = f"batch-target-{uuid.uuid4().hex[:8]}"
+    with dispatcher_installed(local_stack, target, {"index.ts": TARGET}):
+        engine = Engine(local_stack.env["DB_URL"])
+        try:
+            yield Stack(local_stack, engine, target)
+        finally:
             engine.close()
-        uninstall(db_url)
-        _mgmt(local_stack, "DELETE", "/secrets", ["SUPAQUEUE_SECRET"])
-        for slug in (dispatcher, target):
-            _mgmt(local_stack, "DELETE", f"/functions/{slug}")
 
 
 def _queue(s: Stack, workers: int, **columns: object) -> str:
