@@ -497,6 +497,93 @@ def test_the_tick_forgets_idle_keys_once_their_bucket_is_full_again(engine: Engi
     assert engine.new_requests() == []
 
 
+def _serve_one(engine: Engine, q: str) -> None:
+    """One keyed selection, in its own transaction (the job stays pending, its key moves on)."""
+    engine.conn.execute(
+        "select n._job from supaqueue.queue q, supaqueue._next_keyed_job(q, null, '{}') n"
+        " where q.id = %s",
+        (q,),
+    )
+
+
+def test_one_insert_over_new_known_and_contended_keys_makes_every_key_due(engine: Engine) -> None:
+    # The insert trigger makes new keys due in one statement, under one insert lock per bucket
+    # (_key_bucket), and leaves the rest to _key_ready: a key with a row already, and the new keys
+    # of a bucket another transaction is inserting into (a wake row each, applied later).
+    q = engine.queue(workers=0)
+    engine.enqueue(q, {}, _key="known")
+    bucket = engine.one("select supaqueue._key_bucket('k1')")
+    keys = ["known", *(f"k{i}" for i in range(1, 1000))]
+    contended = {
+        r["k"]
+        for r in engine.conn.execute(
+            "select k from unnest(%s::text[]) k where supaqueue._key_bucket(k) = %s",
+            (keys[1:], bucket),
+        ).fetchall()
+    }
+    with psycopg.connect(engine.dsn, autocommit=True) as other:
+        with other.transaction():
+            other.execute("select pg_advisory_xact_lock(hashtext(%s), %s)", (q, bucket))
+            # two jobs per key: its row is due at the earlier one's run_at
+            engine.conn.execute(
+                "insert into supaqueue.job (queue, payload, key, run_at)"
+                " select %s, '{}', k, now() + d * interval '1 hour'"
+                " from unnest(%s::text[]) k, (values (1), (2)) v(d)",
+                (q, keys),
+            )
+            rows = engine.conn.execute(
+                "select k.key, k.due_at = (select min(j.run_at) from supaqueue.job j"
+                " where j.queue = k.queue and j.key = k.key and j.status = 'pending') as exact"
+                " from supaqueue.queue_key k where k.queue = %s",
+                (q,),
+            ).fetchall()
+            wakes = engine.conn.execute(
+                "select key from supaqueue.queue_key_wake where queue = %s", (q,)
+            ).fetchall()
+        assert {r["key"] for r in rows} == set(keys) - contended
+        assert all(r["exact"] for r in rows if r["key"] != "known")
+        assert sorted(w["key"] for w in wakes) == sorted(contended)
+        assert contended
+    assert engine.one("select supaqueue._key_wakes(%s)", (q,)) == len(contended)
+    assert engine.one(
+        "select count(*) from supaqueue.queue_key where queue = %s and due_at is not null", (q,)
+    ) == len(keys)
+
+
+def test_a_key_goes_idle_only_when_no_enqueue_of_it_is_open(engine: Engine) -> None:
+    # The selection takes a key's only visible job and makes the key idle in the same statement
+    # as its FOR UPDATE lock; an enqueue of the key that has not committed holds the key
+    # row KEY SHARE, so the key goes to the back instead, and its new job is served once
+    # committed: no wake-up lost.
+    q = engine.queue(workers=0, workers_per_key=1)
+    first = engine.enqueue(q, {}, _key="A")
+    with psycopg.connect(engine.dsn, autocommit=True) as other:
+        with other.transaction():
+            second = other.execute(
+                "select supaqueue.enqueue(%s::uuid, '{}'::jsonb, _key => 'A')::text", (q,)
+            ).fetchone()
+            _serve_one(engine, q)  # takes `first` (the only job it sees) and cannot idle A
+            due = engine.one(
+                "select due_at from supaqueue.queue_key where queue = %s and key = 'A'", (q,)
+            )
+            assert due is not None
+        assert second is not None
+    engine.conn.execute(
+        "update supaqueue.job set status = 'cancelled', finished_at = now() where id = %s", (first,)
+    )
+    job = engine.one(
+        "select n._job::text from supaqueue.queue q, supaqueue._next_keyed_job(q, null, '{}') n"
+        " where q.id = %s",
+        (q,),
+    )
+    assert job == second[0]
+    # its last job taken, nothing open: A goes idle now
+    assert (
+        engine.one("select due_at from supaqueue.queue_key where queue = %s and key = 'A'", (q,))
+        is None
+    )
+
+
 # -- concurrency: enqueuers, chaining completers and a monitor on their own connections ---------
 
 

@@ -138,8 +138,9 @@ def test_security_definer_functions_pin_an_empty_search_path(engine: Engine) -> 
         "refuse_job_value",
         "max_hold_seconds",  # 0027: the longest hold a Retry-After may put on a queue or key
     }
-    # _lease_deadline: inlined into its callers, which a SET clause would prevent (pure).
-    inlined = {"_lease_deadline"}
+    # _lease_deadline, _key_bucket: inlined into their callers, which a SET clause would prevent
+    # (pure).
+    inlined = {"_lease_deadline", "_key_bucket"}
     assert invokers <= {
         "tick_loop", "prune_history", "default_non_retryable_statuses", "backoff_ms", *constants,
         *inlined,

@@ -133,6 +133,15 @@ begin
 end
 $$;
 
+-- The bucket of a key's insert lock (_key_insert_lock), 0..63: a batch over many new keys takes
+-- each of its buckets' lock once (tg__dispatch_after_insert), not once per key. Pure; inlined
+-- into its callers, which a SET clause would prevent.
+CREATE OR REPLACE FUNCTION supaqueue._key_bucket(_key text) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+  select pg_catalog.hashtext(_key) & 63
+$$;
+
 -- Whether this transaction may insert the state row of a new key: it holds (or has just taken) the
 -- transaction-level advisory lock of the key's bucket (one of 64 per queue, so a batch over
 -- 10,000 new keys takes at most 64 locks). Every insert of a queue_key row takes it first, so an
@@ -144,7 +153,7 @@ CREATE OR REPLACE FUNCTION supaqueue._key_insert_lock(_queue uuid, _key text) RE
     SET search_path TO ''
     AS $$
   select pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext(_queue::text),
-                                              pg_catalog.hashtext(_key) & 63)
+                                              supaqueue._key_bucket(_key))
 $$;
 
 -- Makes the keys of a queue's wake rows due (see _key_ready); a wake whose key row is still held
@@ -205,6 +214,7 @@ declare
   _busy integer;
   _next timestamptz;
   _back boolean;
+  _idle boolean;
 begin
   -- bounded: each pass takes a job or moves a key (a key's moves are bounded by its jobs and
   -- tokens); what is left over is for the next dispatch
@@ -227,6 +237,7 @@ begin
     end if;
     _next := null;
     _back := false;
+    _idle := false;
     _tokens := null;
 
     if _k.held_until > _now then
@@ -255,49 +266,59 @@ begin
           _tokens := _tokens - 1;
           _since_serve := '{}';
         end if;
-        -- the key's next ready job (one more probe now saves a turn later, as a key with one job
-        -- would otherwise come round again only to be found empty)
-        if exists (select 1 from supaqueue.job j
-                    where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
-                      and j.pending_dependencies = 0 and j.run_at <= _now
-                      and j.id is distinct from _job) then
-          -- served: to the back; else a ready job another transaction holds (being taken, or
-          -- locked by an enqueue of a job that depends on it): look again after the other keys
-          _back := true;
-        else
-          select j.run_at into _next from supaqueue.job j
-           where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
-             and j.pending_dependencies = 0 and j.id is distinct from _job
-           order by j.run_at
-           limit 1;
-          if _next is null then
-            -- Nothing (else) pending: idle. FOR UPDATE conflicts with the KEY SHARE of an
-            -- enqueue of this key that has not committed (its job is not visible yet), and with
-            -- a concurrent dispatcher's lock: then look again after the other keys.
-            perform 1 from supaqueue.queue_key k
-              where k.queue = _q.id and k.key = _k.key
-                for update skip locked;
-            _back := not found;
-          end if;
-        end if;
+        -- The key's next ready job (one more probe now saves a turn later, as a key with one job
+        -- would otherwise come round again only to be found empty), else its next pending job's
+        -- run_at (null: none), in one statement. A ready one: served, to the back; not served, a
+        -- ready job another transaction holds (being taken, or locked by an enqueue of a job that
+        -- depends on it): look again after the other keys.
+        select r.ready,
+               case when not r.ready then (
+                 select j.run_at from supaqueue.job j
+                  where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+                    and j.pending_dependencies = 0 and j.id is distinct from _job
+                  order by j.run_at
+                  limit 1) end
+          into _back, _next
+          from (select exists (select 1 from supaqueue.job j
+                                where j.queue = _q.id and j.key = _k.key and j.status = 'pending'
+                                  and j.pending_dependencies = 0 and j.run_at <= _now
+                                  and j.id is distinct from _job) as ready) r;
+        _idle := not _back and _next is null;
       end if;
     end if;
 
+    if _idle then
+      -- Nothing (else) pending: idle, locking and writing in one statement (a key with one job,
+      -- e.g. 10,000 tenants of one job each, goes idle once per job). FOR UPDATE conflicts with
+      -- the KEY SHARE of an enqueue of this key that has not committed (its job is not visible
+      -- yet), and with a concurrent dispatcher's lock: then look again after the other keys.
+      update supaqueue.queue_key k
+         set due_at = null,
+             served_at = case when _job is not null then _now else coalesce(k.served_at, _now) end,
+             tokens = case when _tokens is not null then _tokens else k.tokens end,
+             refilled_at = case when _tokens is not null then _now else k.refilled_at end
+       where (k.queue, k.key) = (select l.queue, l.key from supaqueue.queue_key l
+                                  where l.queue = _q.id and l.key = _k.key
+                                    for update skip locked);
+      _back := not found;
+    end if;
     if _back then
       _next := clock_timestamp();
       if _job is null then
         _since_serve := _since_serve || _k.key;
       end if;
     end if;
-    -- (a row another dispatcher holds is moved by that one)
-    update supaqueue.queue_key k
-       set due_at = _next,
-           served_at = case when _job is not null then _now else coalesce(k.served_at, _now) end,
-           tokens = case when _tokens is not null then _tokens else k.tokens end,
-           refilled_at = case when _tokens is not null then _now else k.refilled_at end
-     where (k.queue, k.key) = (select l.queue, l.key from supaqueue.queue_key l
-                                where l.queue = _q.id and l.key = _k.key
-                                  for no key update skip locked);
+    if _back or not _idle then
+      -- (a row another dispatcher holds is moved by that one)
+      update supaqueue.queue_key k
+         set due_at = _next,
+             served_at = case when _job is not null then _now else coalesce(k.served_at, _now) end,
+             tokens = case when _tokens is not null then _tokens else k.tokens end,
+             refilled_at = case when _tokens is not null then _now else k.refilled_at end
+       where (k.queue, k.key) = (select l.queue, l.key from supaqueue.queue_key l
+                                  where l.queue = _q.id and l.key = _k.key
+                                    for no key update skip locked);
+    end if;
     if _job is not null then
       return;
     end if;
