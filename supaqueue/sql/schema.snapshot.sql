@@ -1060,8 +1060,10 @@ begin
      for update of c skip locked
   loop
     delete from supaqueue.current_job where id = _r.id;
+    -- run_at named (unchanged) so that a keyed job's key becomes due again (_450_job_key_ready)
     update supaqueue.job
-       set status = 'pending', attempts = greatest(attempts - 1, 0), updated_at = now()
+       set status = 'pending', attempts = greatest(attempts - 1, 0), run_at = run_at,
+           updated_at = now()
      where id = _r.job and status = 'in_progress';
     perform supaqueue._free_worker(_r.worker);
     _content := _r.content;
@@ -4670,7 +4672,7 @@ CREATE TRIGGER _300_job_last_response BEFORE UPDATE OF status ON supaqueue.job F
 
 CREATE TRIGGER _400_job_payload_limit AFTER INSERT ON supaqueue.job REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__job_payload_limit();
 
-CREATE TRIGGER _450_job_key_ready AFTER UPDATE OF status, pending_dependencies, run_at ON supaqueue.job FOR EACH ROW WHEN (((new.key IS NOT NULL) AND (new.status = 'pending'::supaqueue.job_status) AND (new.pending_dependencies = 0) AND ((old.status <> 'pending'::supaqueue.job_status) OR (old.pending_dependencies <> 0) OR (new.run_at < old.run_at)))) EXECUTE FUNCTION supaqueue.tg__job_key_ready();
+CREATE TRIGGER _450_job_key_ready AFTER UPDATE OF pending_dependencies, run_at ON supaqueue.job FOR EACH ROW WHEN (((new.key IS NOT NULL) AND (new.status = 'pending'::supaqueue.job_status) AND (new.pending_dependencies = 0) AND ((old.status <> 'pending'::supaqueue.job_status) OR (old.pending_dependencies <> 0) OR (new.run_at < old.run_at)))) EXECUTE FUNCTION supaqueue.tg__job_key_ready();
 
 CREATE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.job REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__dispatch_after_insert();
 

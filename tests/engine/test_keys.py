@@ -550,6 +550,37 @@ def test_one_insert_over_new_known_and_contended_keys_makes_every_key_due(engine
     ) == len(keys)
 
 
+def test_a_keyed_job_ready_again_makes_its_idle_key_due(engine: Engine) -> None:
+    # _450_job_key_ready fires on updates naming run_at or pending_dependencies (not status
+    # alone): a dependency done, an operator's retry, run now; each finds the key idle here.
+    q = engine.queue(workers=1, max_attempts=1)
+    first = engine.enqueue(q, {}, _key="A")
+    [req] = engine.new_requests()
+    then = engine.enqueue(q, {}, _key="B", _depends_on=[first])
+    later = engine.enqueue(q, {}, _key="C", _run_at="2999-01-01T00:00:00Z")
+
+    def due(key: str) -> Any:
+        return engine.one("select due_at from supaqueue.queue_key where key = %s", (key,))
+
+    assert due("A") is None and due("C") is not None
+    engine.conn.execute("update supaqueue.queue_key set due_at = null where key = 'C'")
+    assert engine.end(req.current_job, success=False)  # final: B's job is cancelled
+    assert engine.status(first) == "failed" and engine.status(then) == "cancelled"
+    # the operator retries A's job (and so revives B's): A due, and served
+    assert engine.one("select supaqueue.retry_job(%s)", (first,))
+    [again] = engine.new_requests()
+    assert again.job == first
+    assert engine.end(again.current_job)
+    # its dependency done, B's job is ready: B due, and served
+    [dependent] = engine.new_requests()
+    assert dependent.job == then
+    assert engine.end(dependent.current_job)
+    # run now: C due, and served
+    assert engine.one("select supaqueue.run_job_now(%s)", (later,))
+    [now] = engine.new_requests()
+    assert now.job == later
+
+
 def test_a_key_goes_idle_only_when_no_enqueue_of_it_is_open(engine: Engine) -> None:
     # The selection takes a key's only visible job and makes the key idle in the same statement
     # as its FOR UPDATE lock; an enqueue of the key that has not committed holds the key

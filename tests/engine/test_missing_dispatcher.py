@@ -118,3 +118,18 @@ def test_an_idle_hold_probes_without_a_job_and_ends_when_answered(engine: Engine
     engine.tick()
     assert _hold(engine) is None
     assert engine.one("select count(*) from supaqueue.job_attempt") == 0
+
+
+def test_a_keyed_job_given_back_is_dispatched_again_by_its_key(engine: Engine) -> None:
+    # Its key went idle when its only job was taken; given back (pending again), the key must be
+    # due again (_450_job_key_ready, which fires on updates naming run_at or
+    # pending_dependencies), or the probe finds nothing and the job waits for ever.
+    q = engine.queue(workers=1, workers_per_key=1)
+    job = engine.enqueue(q, {}, _key="A")
+    [request] = engine.new_requests()
+    assert engine.one("select due_at from supaqueue.queue_key where key = 'A'") is None
+    _answer(engine, request, 404)
+    engine.tick()
+    [probe] = engine.new_requests()
+    assert probe.job == job and probe.current_job != request.current_job
+    assert engine.one("select count(*) from supaqueue.job_attempt") == 0

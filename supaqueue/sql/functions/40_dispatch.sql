@@ -708,8 +708,10 @@ begin
      for update of c skip locked
   loop
     delete from supaqueue.current_job where id = _r.id;
+    -- run_at named (unchanged) so that a keyed job's key becomes due again (_450_job_key_ready)
     update supaqueue.job
-       set status = 'pending', attempts = greatest(attempts - 1, 0), updated_at = now()
+       set status = 'pending', attempts = greatest(attempts - 1, 0), run_at = run_at,
+           updated_at = now()
      where id = _r.job and status = 'in_progress';
     perform supaqueue._free_worker(_r.worker);
     _content := _r.content;

@@ -83,6 +83,10 @@ $$;
 
 -- AFTER UPDATE, a keyed job that became ready (retried, its dependencies done, retried or run now
 -- by the operator, given back after a missing dispatcher): its key must be due by its run_at.
+-- The trigger (_450_job_key_ready) is on updates that name pending_dependencies or run_at, not
+-- status: the two updates of every job's attempt (taken, ended) name only status, and each
+-- UPDATE statement pays for every trigger it names (its WHEN prepared again), keys or not. So
+-- an update that makes a job pending must name run_at (its retry time, or `run_at = run_at`).
 CREATE OR REPLACE FUNCTION supaqueue.tg__job_key_ready() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -238,6 +242,6 @@ CREATE OR REPLACE TRIGGER _500_dispatch_after_insert AFTER INSERT ON supaqueue.w
 
 CREATE OR REPLACE TRIGGER _500_dispatch_after_update AFTER UPDATE ON supaqueue.queue REFERENCING OLD TABLE AS old_queues NEW TABLE AS new_queues FOR EACH STATEMENT EXECUTE FUNCTION supaqueue.tg__queue_updated();
 
-CREATE OR REPLACE TRIGGER _450_job_key_ready AFTER UPDATE OF status, pending_dependencies, run_at ON supaqueue.job FOR EACH ROW WHEN (((new.key IS NOT NULL) AND (new.status = 'pending'::supaqueue.job_status) AND (new.pending_dependencies = 0) AND ((old.status <> 'pending'::supaqueue.job_status) OR (old.pending_dependencies <> 0) OR (new.run_at < old.run_at)))) EXECUTE FUNCTION supaqueue.tg__job_key_ready();
+CREATE OR REPLACE TRIGGER _450_job_key_ready AFTER UPDATE OF pending_dependencies, run_at ON supaqueue.job FOR EACH ROW WHEN (((new.key IS NOT NULL) AND (new.status = 'pending'::supaqueue.job_status) AND (new.pending_dependencies = 0) AND ((old.status <> 'pending'::supaqueue.job_status) OR (old.pending_dependencies <> 0) OR (new.run_at < old.run_at)))) EXECUTE FUNCTION supaqueue.tg__job_key_ready();
 
 CREATE OR REPLACE TRIGGER _600_job_dead_letter AFTER UPDATE OF status ON supaqueue.job FOR EACH ROW WHEN (((new.status = 'failed'::supaqueue.job_status) AND (old.status <> 'failed'::supaqueue.job_status))) EXECUTE FUNCTION supaqueue.tg__job_dead_letter();
