@@ -550,6 +550,27 @@ def test_one_insert_over_new_known_and_contended_keys_makes_every_key_due(engine
     ) == len(keys)
 
 
+def test_one_insert_keyed_by_key_from_makes_every_key_due(engine: Engine) -> None:
+    # key_from's keys are set after the INSERT (new_rows has the jobs without them): they take
+    # the same set-based path as keys given explicitly, an idle key's row included.
+    q = engine.queue(workers=0, key_from="$.tenant")
+    engine.enqueue(q, {"tenant": "t0"})
+    engine.conn.execute("update supaqueue.queue_key set due_at = null where key = 't0'")
+    engine.conn.execute(
+        "insert into supaqueue.job (queue, payload, key)"
+        " select %s::uuid, jsonb_build_object('tenant', 't' || (g %% 100)),"
+        " case when g = 7 then 'own' end from generate_series(1, 300) g"
+        " union all select %s::uuid, '{}', null",
+        (q, q),
+    )
+    rows = engine.conn.execute(
+        "select key, due_at is not null as due from supaqueue.queue_key where queue = %s", (q,)
+    ).fetchall()
+    assert sorted(r["key"] for r in rows) == sorted([*(f"t{i}" for i in range(100)), "own"])
+    assert all(r["due"] for r in rows)
+    assert engine.one("select count(*) from supaqueue.queue_key_wake") == 0
+
+
 def test_a_keyed_job_ready_again_makes_its_idle_key_due(engine: Engine) -> None:
     # _450_job_key_ready fires on updates naming run_at or pending_dependencies (not status
     # alone): a dependency done, an operator's retry, run now; each finds the key idle here.

@@ -9,30 +9,23 @@ CREATE OR REPLACE FUNCTION supaqueue.tg__dispatch_after_insert() RETURNS trigger
 declare
   _queue uuid;
   _k record;
+  _key_from boolean := false;
 begin
   if tg_table_name = 'job' then
     -- 0026: a job without a key in a queue with `key_from` gets the key at that path into its
     -- payload (`$.tenant_id`), so table-trigger, schedule and dead-letter jobs get keys too. A JSON
     -- string gives its text, another value its JSON text; null or missing: no key. Here, once per
     -- statement, rather than in a row trigger that every job of every queue would pay for; only
-    -- such jobs are written twice.
+    -- such jobs are written twice. Their keys are then read back from the jobs below.
     if exists (select 1 from supaqueue.queue q
                 where q.key_from is not null and q.id in (select n.queue from new_rows n)) then
-      for _k in
-        with keyed as (
-          update supaqueue.job j
-             -- queue_key_from_path allows only `$` and dotted field names
-             set key = j.payload #>> string_to_array(substr(q.key_from, 3), '.')
-            from new_rows n, supaqueue.queue q
-           where j.id = n.id and n.key is null and q.id = n.queue and q.key_from is not null
-             and j.payload #>> string_to_array(substr(q.key_from, 3), '.') is not null
-          returning j.queue, j.key, j.run_at, j.status, j.pending_dependencies)
-        select k.queue, k.key, min(k.run_at) as run_at from keyed k
-         where k.status = 'pending' and k.pending_dependencies = 0
-         group by k.queue, k.key
-      loop
-        perform supaqueue._key_ready(_k.queue, _k.key, _k.run_at);
-      end loop;
+      update supaqueue.job j
+         -- queue_key_from_path allows only `$` and dotted field names
+         set key = j.payload #>> string_to_array(substr(q.key_from, 3), '.')
+        from new_rows n, supaqueue.queue q
+       where j.id = n.id and n.key is null and q.id = n.queue and q.key_from is not null
+         and j.payload #>> string_to_array(substr(q.key_from, 3), '.') is not null;
+      _key_from := found;
     end if;
     -- keyed jobs: their keys become due, once per key, before the dispatch below. New keys in one
     -- statement (a batch over 10,000 tenants: no call per key), under one insert lock per
@@ -44,8 +37,15 @@ begin
     for _k in
       with ready as (
         select n.queue, n.key, min(n.run_at) as run_at from new_rows n
-         where n.key is not null and n.status = 'pending' and n.pending_dependencies = 0
-         group by n.queue, n.key),
+         where not _key_from
+           and n.key is not null and n.status = 'pending' and n.pending_dependencies = 0
+         group by n.queue, n.key
+        union all
+        -- keys set by key_from above: new_rows has the jobs as inserted, without them
+        select j.queue, j.key, min(j.run_at) from new_rows n join supaqueue.job j on j.id = n.id
+         where _key_from
+           and j.key is not null and j.status = 'pending' and j.pending_dependencies = 0
+         group by j.queue, j.key),
       fresh as (
         select r.queue, r.key, r.run_at, supaqueue._key_bucket(r.key) as bucket from ready r
          where not exists (select 1 from supaqueue.queue_key k
