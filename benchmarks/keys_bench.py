@@ -185,7 +185,11 @@ def fairness(conn: psycopg.Connection, args: argparse.Namespace) -> None:
         "select count(*) from supaqueue.job where queue = %s and key = 'A' and status = 'pending'",
         (queue,),
     ).fetchone()
+    requests = pg_net_requests(conn)
     behind = b_rounds(conn, queue, args.rounds)
+    # A's jobs that went through pg_net while B was behind it (B's own are one each): the rest
+    # were chained
+    a_requests = pg_net_requests(conn) - requests - len(behind)
     backlog_after = conn.execute(
         "select count(*) from supaqueue.job where queue = %s and key = 'A' and status = 'pending'",
         (queue,),
@@ -202,6 +206,8 @@ def fairness(conn: psycopg.Connection, args: argparse.Namespace) -> None:
     emit({"bench": "keys_fairness", "workers": 20, "workers_per_key": 10, "a_jobs": args.a_jobs,
           "a_backlog_when_b_came": backlog[0] if backlog else None,
           "a_backlog_after_b": backlog_after[0] if backlog_after else None,
+          "a_pg_net_requests_per_job_behind": round(a_requests / (backlog[0] - backlog_after[0]), 3)
+          if backlog and backlog_after and backlog[0] > backlog_after[0] else None,
           "b_jobs": B_JOBS, "rounds": args.rounds,
           "b_alone_samples": len(alone) + len(after), "b_behind_samples": len(behind),
           "b_alone_p95_ms": round(alone_p95, 1),
@@ -213,6 +219,14 @@ def fairness(conn: psycopg.Connection, args: argparse.Namespace) -> None:
     # the jobs, then the leases): wait until the last calls are over
     wait_idle(conn, queue)
     conn.execute("select supaqueue.drop_queue(%s, true)", (queue,))
+
+
+def pg_net_requests(conn: psycopg.Connection) -> int:
+    row = conn.execute(
+        "select case when is_called then last_value else 0 end from net.http_request_queue_id_seq"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def wait_idle(conn: psycopg.Connection, queue: str) -> None:

@@ -554,7 +554,9 @@ def test_a_chain_does_not_go_on_with_its_key_over_a_lowered_limit_or_a_token(
         engine.claim(first.current_job)
         engine.claim(second.current_job)
         if "workers_per_key" in columns:
-            engine.conn.execute("update supaqueue.queue set workers_per_key = 1 where id = %s", (q,))
+            engine.conn.execute(
+                "update supaqueue.queue set workers_per_key = 1 where id = %s", (q,)
+            )
         other, _ = _held_key_report(engine, first.current_job)
         try:
             # above the lowered limit (the other worker still counts), or a token to take
