@@ -540,6 +540,31 @@ def test_a_chain_goes_on_with_its_key_while_another_report_holds_the_keys_row(
     _drain(engine, q, limits={"A": 2}, workers=4)
 
 
+def test_a_fresh_keys_jobs_are_dispatched_in_their_enqueue_while_another_keys_report_is_open(
+    engine: Engine,
+) -> None:
+    # keys_bench's fairness run: B's enqueue → lease stays under 2 ms behind A's chains, so B
+    # waits for no tick, turn or lock of A's; the enqueue itself hands B's jobs to free workers
+    q = engine.queue(workers=4, workers_per_key=2)
+    engine.conn.execute(
+        "select supaqueue.enqueue_batch(name, %s, _keys => array_fill('A'::text, array[10]))"
+        " from supaqueue.queue where id = %s",
+        (Jsonb([{}] * 10), q),
+    )
+    first, _ = engine.new_requests()
+    engine.claim(first.current_job)
+    other, theirs = _held_key_report(engine, first.current_job)  # A's row held, A at its limit
+    try:
+        assert theirs["next"] is not None
+        b_jobs = [engine.enqueue(q, {}, _key="B") for _ in range(2)]
+        sent = engine.new_requests()
+        assert sorted(r.job for r in sent) == sorted(b_jobs)
+        other.commit()
+    finally:
+        other.close()
+    assert _busy_by_key(engine, q) == {"A": 2, "B": 2}
+
+
 def test_a_chain_does_not_go_on_with_its_key_over_a_lowered_limit_or_a_token(
     engine: Engine,
 ) -> None:
