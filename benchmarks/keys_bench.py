@@ -22,7 +22,10 @@ target, pg_cron ticking, chaining on), then:
   `job_attempt.started_at`, in the enqueue when a worker is free), lease → target (the no-op
   target answers with the time the call arrived: the enqueue's commit, pg_net, the dispatcher,
   its claim, the call through the gateway), target → report (the answer back to the
-  dispatcher and its report's start, `finished_at`).
+  dispatcher and its report's start, `finished_at`). Last, the control: --rounds rounds of B
+  alone beside one busy-loop process per core (no A): behind_over_beside_cpu_hogs near 1 means
+  B's wait behind A is the machine's CPU shared with A's calls (every stage slows), not a wait
+  for A's backlog.
 
 Usage: python benchmarks/keys_bench.py [--jobs 10000] [--keys 1,1000,10000] [--workers 50]
                                        [--workers-per-key 2] [--a-jobs 50000] [--rounds 5]
@@ -33,10 +36,14 @@ Small runs: --jobs 2000 --a-jobs 2000; fairness alone: --fairness-only --a-jobs 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
+import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import psycopg
@@ -199,6 +206,11 @@ def fairness(conn: psycopg.Connection, args: argparse.Namespace) -> None:
     conn.execute("select supaqueue.cancel_jobs(%s)", (queue,))
     wait_idle(conn, queue)
     after = b_rounds(conn, queue, args.rounds)
+    # The control: B alone while one busy loop per core takes the CPU that A's calls took (no
+    # backlog, no other key): what B's latency owes to CPU contention on this machine, whatever
+    # the dispatch order. behind / beside_hogs near 1 says the rest of the wait is not fairness.
+    with cpu_hogs():
+        beside = b_rounds(conn, queue, args.rounds)
     # the goal's ratio against the lower of the two alone figures: never flattered by an alone
     # side slowed by something else (A's dead rows being vacuumed, others' load)
     alone_p95 = min(p95([s["total"] for s in alone]), p95([s["total"] for s in after]))
@@ -212,13 +224,31 @@ def fairness(conn: psycopg.Connection, args: argparse.Namespace) -> None:
           "b_alone_samples": len(alone) + len(after), "b_behind_samples": len(behind),
           "b_alone_p95_ms": round(alone_p95, 1),
           **figures(alone, "b_alone_before"), **figures(after, "b_alone_after"),
-          **figures(behind, "b_behind_a"),
+          **figures(behind, "b_behind_a"), **figures(beside, "b_beside_cpu_hogs"),
+          "cpu_hogs": os.cpu_count() or 1,
+          "behind_over_beside_cpu_hogs": round(
+              p95([s["total"] for s in behind]) / p95([s["total"] for s in beside]), 2),
           "ratio": round(ratio, 2), "target_max_ratio": TARGET_FAIRNESS,
           "ok": ratio <= TARGET_FAIRNESS})  # fmt: skip
     # drop_queue beside reports that are still coming can deadlock with them (drop_queue locks
     # the jobs, then the leases): wait until the last calls are over
     wait_idle(conn, queue)
     conn.execute("select supaqueue.drop_queue(%s, true)", (queue,))
+
+
+@contextlib.contextmanager
+def cpu_hogs(limit_s: float = 120.0) -> Iterator[None]:
+    """One busy-loop process per core for the block's duration (each stops by itself after
+    limit_s at the latest)."""
+    code = f"import time\nend = time.monotonic() + {limit_s}\nwhile time.monotonic() < end: pass\n"
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.5)  # running before B's first round
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 def pg_net_requests(conn: psycopg.Connection) -> int:
