@@ -11,20 +11,39 @@ target, pg_cron ticking, chaining on), then:
   and Postgres CPU per job (dispatch cost must not grow with the number of keys).
 - keys_fairness: queue workers 20, workers_per_key 10. Key B enqueues 10 jobs alone, then key A
   enqueues --a-jobs jobs and, once A's calls are running, B enqueues 10 more: B's enqueue → done
-  p95 with and without A's backlog (goal: within 2x of B alone).
+  p95 with and without A's backlog (goal: within 2x of B alone). Method (since issue 26's
+  fairness work): one B round first, not counted (the queue's and key B's first dispatch);
+  then --rounds rounds of B alone, --rounds rounds behind A (each round once the last one is
+  done, 0.3 s apart), A's backlog cancelled and its calls ended, --rounds rounds of B alone
+  again: an alone figure on each side of the behind one, in the same sitting. One round of 10
+  jobs made p95 an extrapolation past the largest of 10 correlated samples. The ratio is
+  against the lower of the two alone p95s, so that neither side's slowing (A's dead rows being
+  vacuumed, others' load) flatters it. Per stage, medians: enqueue → lease (the dispatch:
+  `job_attempt.started_at`, in the enqueue when a worker is free), lease → target (the no-op
+  target answers with the time the call arrived: the enqueue's commit, pg_net, the dispatcher,
+  its claim, the call through the gateway), target → report (the answer back to the
+  dispatcher and its report's start, `finished_at`). Last, the control: --rounds rounds of B
+  alone beside one busy-loop process per core (no A): behind_over_beside_cpu_hogs near 1 means
+  B's wait behind A is the machine's CPU shared with A's calls (every stage slows), not a wait
+  for A's backlog.
 
 Usage: python benchmarks/keys_bench.py [--jobs 10000] [--keys 1,1000,10000] [--workers 50]
-                                       [--workers-per-key 2] [--a-jobs 50000] [--keep]
-Small run: --jobs 2000 --a-jobs 2000.
+                                       [--workers-per-key 2] [--a-jobs 50000] [--rounds 5]
+                                       [--fairness-only] [--keep]
+Small runs: --jobs 2000 --a-jobs 2000; fairness alone: --fairness-only --a-jobs 20000.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
+import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import psycopg
@@ -45,6 +64,7 @@ TARGET = "noop-target"
 TARGET_RATIO = 0.9
 TARGET_FAIRNESS = 2.0
 B_JOBS = 10
+ROUND_GAP_S = 0.3
 
 
 def keyed_queue(conn: psycopg.Connection, name: str, workers: int, per_key: int | None) -> str:
@@ -95,7 +115,12 @@ def throughput(
     }
 
 
-def b_latencies(conn: psycopg.Connection, queue: str) -> list[float]:
+def b_round(conn: psycopg.Connection, queue: str) -> list[dict[str, float]]:
+    """Key B enqueues B_JOBS jobs in one call; once all are done, per job: enqueue → done (the
+    goal's figure: `finished_at - created_at`, both the database's clock) and where the time
+    went: enqueue → lease (`job_attempt.started_at`: the dispatch), lease → target (the no-op
+    target answers with the time the call arrived: pg_net, the dispatcher, its claim, the call
+    through the gateway), target → report (the answer back, the report's start)."""
     ids = conn.execute(
         "select unnest(supaqueue.enqueue_batch(name, %s, _keys => array_fill('B'::text, %s)))"
         " from supaqueue.queue where id = %s",
@@ -110,24 +135,48 @@ def b_latencies(conn: psycopg.Connection, queue: str) -> list[float]:
         ).fetchone()
         if row == (0,):
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     else:
         raise BenchError("key B's jobs did not finish within 300 s")
     rows = conn.execute(
-        "select extract(epoch from finished_at - created_at)::float8 * 1000 from supaqueue.job"
-        " where id = any(%s::uuid[])",
+        "select extract(epoch from j.finished_at - j.created_at)::float8 * 1000,"
+        " extract(epoch from a.started_at - j.created_at)::float8 * 1000,"
+        " (j.result->>'received_at_ms')::float8 - extract(epoch from a.started_at)::float8 * 1000,"
+        " extract(epoch from j.finished_at)::float8 * 1000 - (j.result->>'received_at_ms')::float8"
+        " from supaqueue.job j join supaqueue.job_attempt a on a.job = j.id"
+        " where j.id = any(%s::uuid[])",
         ([i[0] for i in ids],),
     ).fetchall()
-    return sorted(float(r[0]) for r in rows)
+    return [{"total": r[0], "to_lease": r[1], "lease_to_target": r[2], "target_to_report": r[3]}
+            for r in rows]  # fmt: skip
 
 
 def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1] if len(values) >= 2 else values[0]
 
 
+def b_rounds(conn: psycopg.Connection, queue: str, rounds: int) -> list[dict[str, float]]:
+    samples: list[dict[str, float]] = []
+    for _ in range(rounds):
+        time.sleep(ROUND_GAP_S)  # the last round's reports and chains are over
+        samples += b_round(conn, queue)
+    return samples
+
+
+def figures(samples: list[dict[str, float]], prefix: str) -> dict[str, float]:
+    totals = [s["total"] for s in samples]
+    out = {f"{prefix}_p50_ms": round(statistics.median(totals), 1),
+           f"{prefix}_p95_ms": round(p95(totals), 1)}  # fmt: skip
+    for stage in ("to_lease", "lease_to_target", "target_to_report"):
+        out[f"{prefix}_{stage}_p50_ms"] = round(statistics.median(s[stage] for s in samples), 1)
+    return out
+
+
 def fairness(conn: psycopg.Connection, args: argparse.Namespace) -> None:
     queue = keyed_queue(conn, f"bench-fair-{uuid.uuid4().hex[:6]}", 20, 10)
-    alone = b_latencies(conn, queue)
+    # not counted: the queue's and key B's first dispatch (its key row is made)
+    b_round(conn, queue)
+    alone = b_rounds(conn, queue, args.rounds)
     conn.execute(
         "insert into supaqueue.job (queue, payload, key)"
         " select %s, jsonb_build_object('i', g), 'A' from generate_series(1, %s) g",
@@ -148,28 +197,84 @@ def fairness(conn: psycopg.Connection, args: argparse.Namespace) -> None:
         "select count(*) from supaqueue.job where queue = %s and key = 'A' and status = 'pending'",
         (queue,),
     ).fetchone()
-    behind = b_latencies(conn, queue)
-    ratio = p95(behind) / p95(alone) if p95(alone) > 0 else None
+    requests = pg_net_requests(conn)
+    behind = b_rounds(conn, queue, args.rounds)
+    # A's jobs that went through pg_net while B was behind it (B's own are one each): the rest
+    # were chained
+    a_requests = pg_net_requests(conn) - requests - len(behind)
+    backlog_after = conn.execute(
+        "select count(*) from supaqueue.job where queue = %s and key = 'A' and status = 'pending'",
+        (queue,),
+    ).fetchone()
+    # A's backlog is discarded once B is done (cancelled: running calls end as usual), then B
+    # alone again: an alone figure on each side of the behind one, in the same sitting
+    conn.execute("select supaqueue.cancel_jobs(%s)", (queue,))
+    wait_idle(conn, queue)
+    after = b_rounds(conn, queue, args.rounds)
+    # The control: B alone while one busy loop per core takes the CPU that A's calls took (no
+    # backlog, no other key): what B's latency owes to CPU contention on this machine, whatever
+    # the dispatch order. behind / beside_hogs near 1 says the rest of the wait is not fairness.
+    with cpu_hogs():
+        beside = b_rounds(conn, queue, args.rounds)
+    # the goal's ratio against the lower of the two alone figures: never flattered by an alone
+    # side slowed by something else (A's dead rows being vacuumed, others' load)
+    alone_p95 = min(p95([s["total"] for s in alone]), p95([s["total"] for s in after]))
+    ratio = p95([s["total"] for s in behind]) / alone_p95
     emit({"bench": "keys_fairness", "workers": 20, "workers_per_key": 10, "a_jobs": args.a_jobs,
-          "a_backlog_when_b_came": backlog[0] if backlog else None, "b_jobs": B_JOBS,
-          "b_alone_p95_ms": round(p95(alone), 1), "b_behind_a_p95_ms": round(p95(behind), 1),
-          "b_alone_p50_ms": round(statistics.median(alone), 1),
-          "b_behind_a_p50_ms": round(statistics.median(behind), 1),
-          "ratio": round(ratio, 2) if ratio is not None else None,
-          "target_max_ratio": TARGET_FAIRNESS,
-          "ok": ratio is not None and ratio <= TARGET_FAIRNESS})  # fmt: skip
-    # A's backlog is discarded once its running calls are over: drop_queue beside reports that
-    # are still coming can deadlock with them (drop_queue locks the jobs, then the leases)
-    conn.execute("update supaqueue.queue set paused = true where id = %s", (queue,))
+          "a_backlog_when_b_came": backlog[0] if backlog else None,
+          "a_backlog_after_b": backlog_after[0] if backlog_after else None,
+          "a_pg_net_requests_per_job_behind": round(a_requests / (backlog[0] - backlog_after[0]), 3)
+          if backlog and backlog_after and backlog[0] > backlog_after[0] else None,
+          "b_jobs": B_JOBS, "rounds": args.rounds,
+          "b_alone_samples": len(alone) + len(after), "b_behind_samples": len(behind),
+          "b_alone_p95_ms": round(alone_p95, 1),
+          **figures(alone, "b_alone_before"), **figures(after, "b_alone_after"),
+          **figures(behind, "b_behind_a"), **figures(beside, "b_beside_cpu_hogs"),
+          "cpu_hogs": os.cpu_count() or 1,
+          "behind_over_beside_cpu_hogs": round(
+              p95([s["total"] for s in behind]) / p95([s["total"] for s in beside]), 2),
+          "ratio": round(ratio, 2), "target_max_ratio": TARGET_FAIRNESS,
+          "ok": ratio <= TARGET_FAIRNESS})  # fmt: skip
+    # drop_queue beside reports that are still coming can deadlock with them (drop_queue locks
+    # the jobs, then the leases): wait until the last calls are over
+    wait_idle(conn, queue)
+    conn.execute("select supaqueue.drop_queue(%s, true)", (queue,))
+
+
+@contextlib.contextmanager
+def cpu_hogs(limit_s: float = 120.0) -> Iterator[None]:
+    """One busy-loop process per core for the block's duration (each stops by itself after
+    limit_s at the latest)."""
+    code = f"import time\nend = time.monotonic() + {limit_s}\nwhile time.monotonic() < end: pass\n"
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.5)  # running before B's first round
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def pg_net_requests(conn: psycopg.Connection) -> int:
+    row = conn.execute(
+        "select case when is_called then last_value else 0 end from net.http_request_queue_id_seq"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def wait_idle(conn: psycopg.Connection, queue: str) -> None:
+    """Until no call of the queue runs (no worker locked)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         row = conn.execute(
             "select exists (select 1 from supaqueue.worker where queue = %s and locked)", (queue,)
         ).fetchone()
         if row == (False,):
-            break
+            return
         time.sleep(0.1)
-    conn.execute("select supaqueue.drop_queue(%s, true)", (queue,))
+    raise BenchError(f"calls of queue {queue} still running after 120 s")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -181,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
                   "workers": args.workers, "workers_per_key": args.workers_per_key,
                   "a_jobs": args.a_jobs})  # fmt: skip
             results: dict[str, dict[str, float]] = {}
-            for keys in [None, *args.keys]:
+            for keys in [] if args.fairness_only else [None, *args.keys]:
                 label = "none" if keys is None else str(keys)
                 results[label] = throughput(stack, conn, keys, args)
             reference = results.get("1")
@@ -221,10 +326,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=50)
     parser.add_argument("--workers-per-key", type=int, default=2)
     parser.add_argument("--a-jobs", type=int, default=50_000, help="key A's backlog (fairness)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="fairness: rounds of key B's jobs alone (before and after A) and"
+                        " behind A")  # fmt: skip
+    parser.add_argument("--fairness-only", action="store_true", help="skip keys_throughput")
     parser.add_argument("--keep", action="store_true", help="keep the local stack (debugging)")
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.a_jobs < 1 or not 1 <= args.workers <= 1000:
         parser.error("--jobs >= 1, --a-jobs >= 1, 1 <= --workers <= 1000")
+    if not 1 <= args.rounds <= 100:
+        parser.error("--rounds: 1..100")
     if not 1 <= args.workers_per_key <= 1000:
         parser.error("--workers-per-key: 1..1000")
     try:

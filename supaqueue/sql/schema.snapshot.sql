@@ -171,6 +171,113 @@ $$;
 
 ALTER FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.default_non_retryable_statuses() RETURNS integer[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select array(select s from pg_catalog.generate_series(400, 499) s where s not in (408, 429))
+$$;
+
+ALTER FUNCTION supaqueue.default_non_retryable_statuses() OWNER TO postgres;
+
+CREATE TABLE supaqueue.queue (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    name text NOT NULL,
+    edge_function_name text NOT NULL,
+    default_headers jsonb DEFAULT '{}'::jsonb NOT NULL,
+    method text DEFAULT 'POST'::text NOT NULL,
+    max_attempts integer DEFAULT 3 NOT NULL,
+    backoff_base_ms integer DEFAULT 1000 NOT NULL,
+    backoff_max_ms integer DEFAULT 300000 NOT NULL,
+    backoff_jitter double precision DEFAULT 0.1 NOT NULL,
+    non_retryable_statuses integer[] DEFAULT supaqueue.default_non_retryable_statuses() NOT NULL,
+    timeout_ms integer DEFAULT 30000 NOT NULL,
+    lease_grace_ms integer DEFAULT 30000 NOT NULL,
+    rate_limit_per_second double precision,
+    rate_limit_burst integer,
+    paused boolean DEFAULT false NOT NULL,
+    retention_seconds integer DEFAULT 604800,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    owner_stack text,
+    owner_stack_id text,
+    operator_paused_at timestamp with time zone,
+    target_wall_clock_ms integer DEFAULT 400000 NOT NULL,
+    dead_letter_queue uuid,
+    discard_unfinished_on_delete boolean DEFAULT false NOT NULL,
+    enqueue_roles text[] DEFAULT '{}'::text[] NOT NULL,
+    payload_schema jsonb,
+    key_from text,
+    workers_per_key integer,
+    rate_limit_per_key double precision,
+    rate_limit_burst_per_key integer,
+    hold_on_retry_after text DEFAULT 'job'::text NOT NULL,
+    batch_size integer DEFAULT 1 NOT NULL,
+    batch_max_wait_ms integer DEFAULT 0 NOT NULL,
+    CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
+    CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
+    CONSTRAINT queue_batch_max_wait_range CHECK (((batch_max_wait_ms >= 0) AND (batch_max_wait_ms <= 300000))),
+    CONSTRAINT queue_batch_method CHECK (((batch_size = 1) OR (method = ANY (ARRAY['POST'::text, 'PUT'::text, 'PATCH'::text])))),
+    CONSTRAINT queue_batch_size_range CHECK (((batch_size >= 1) AND (batch_size <= 100))),
+    CONSTRAINT queue_default_headers_object CHECK ((jsonb_typeof(default_headers) = 'object'::text)),
+    CONSTRAINT queue_edge_function_name_is_slug CHECK ((edge_function_name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
+    CONSTRAINT queue_enqueue_roles_known CHECK (((enqueue_roles <@ ARRAY['anon'::text, 'authenticated'::text]) AND (array_position(enqueue_roles, NULL::text) IS NULL))),
+    CONSTRAINT queue_hold_on_retry_after_known CHECK ((hold_on_retry_after = ANY (ARRAY['job'::text, 'key'::text, 'queue'::text]))),
+    CONSTRAINT queue_key_from_path CHECK (((key_from IS NULL) OR (key_from ~ '^\$(\.[A-Za-z_][A-Za-z0-9_]{0,62}){1,8}$'::text))),
+    CONSTRAINT queue_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
+    CONSTRAINT queue_method_known CHECK ((method = ANY (ARRAY['GET'::text, 'POST'::text, 'PUT'::text, 'PATCH'::text, 'DELETE'::text]))),
+    CONSTRAINT queue_name_is_slug CHECK ((name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
+    CONSTRAINT queue_payload_schema_object CHECK (((payload_schema IS NULL) OR (jsonb_typeof(payload_schema) = 'object'::text))),
+    CONSTRAINT queue_payload_schema_size CHECK (((payload_schema IS NULL) OR (octet_length((payload_schema)::text) <= 65536))),
+    CONSTRAINT queue_rate_limit_burst_per_key_positive CHECK (((rate_limit_burst_per_key IS NULL) OR (rate_limit_burst_per_key >= 1))),
+    CONSTRAINT queue_rate_limit_burst_positive CHECK (((rate_limit_burst IS NULL) OR (rate_limit_burst >= 1))),
+    CONSTRAINT queue_rate_limit_per_key_range CHECK (((rate_limit_per_key IS NULL) OR ((rate_limit_per_key > (0)::double precision) AND (rate_limit_per_key <= (2147483647)::double precision)))),
+    CONSTRAINT queue_rate_limit_range CHECK (((rate_limit_per_second IS NULL) OR ((rate_limit_per_second > (0)::double precision) AND (rate_limit_per_second <= (2147483647)::double precision)))),
+    CONSTRAINT queue_retention_non_negative CHECK (((retention_seconds IS NULL) OR (retention_seconds >= 0))),
+    CONSTRAINT queue_target_wall_clock_range CHECK (((target_wall_clock_ms >= 1000) AND (target_wall_clock_ms <= 3600000))),
+    CONSTRAINT queue_timeout_range CHECK ((((timeout_ms >= 1) AND (timeout_ms <= 390000)) AND (lease_grace_ms >= 0))),
+    CONSTRAINT queue_workers_per_key_range CHECK (((workers_per_key IS NULL) OR ((workers_per_key >= 1) AND (workers_per_key <= 1000))))
+);
+
+ALTER TABLE supaqueue.queue OWNER TO postgres;
+
+COMMENT ON COLUMN supaqueue.queue.discard_unfinished_on_delete IS 'Set by the Pulumi stack that owns the queue: removing it may discard its unfinished jobs.';
+
+CREATE FUNCTION supaqueue._chain_own_key_job(_q supaqueue.queue, _chain_worker uuid, _since_serve text[]) RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _key text;
+  _now timestamptz := clock_timestamp();
+  _job uuid;
+begin
+  if _q.rate_limit_per_key is not null then
+    return null;
+  end if;
+  select w.key into _key from supaqueue.worker w where w.id = _chain_worker;
+  if _key is null or _key = any (_since_serve)
+     or not exists (select 1 from supaqueue.queue_key k
+                     where k.queue = _q.id and k.key = _key and k.due_at <= _now
+                       and (k.held_until is null or k.held_until <= _now))
+     or (_q.workers_per_key is not null
+         and (select count(*) from supaqueue.worker w
+               where w.queue = _q.id and w.key = _key
+                 and w.id <> _chain_worker) >= _q.workers_per_key) then
+    return null;
+  end if;
+  select j.id into _job from supaqueue.job j
+   where j.queue = _q.id and j.key = _key and j.status = 'pending'
+     and j.pending_dependencies = 0 and j.run_at <= _now
+   order by j.priority desc, j.run_at, j.id
+   limit 1
+     for update skip locked;
+  return _job;
+end
+$$;
+
+ALTER FUNCTION supaqueue._chain_own_key_job(_q supaqueue.queue, _chain_worker uuid, _since_serve text[]) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue._check_table_trigger_condition(_table_schema text, _table_name text, _events text[], _condition text) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -1425,78 +1532,6 @@ $$;
 
 ALTER FUNCTION supaqueue._lease_deadline(_from timestamp with time zone, _timeout_ms integer, _grace_ms integer) OWNER TO postgres;
 
-CREATE FUNCTION supaqueue.default_non_retryable_statuses() RETURNS integer[]
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    SET search_path TO ''
-    AS $$
-  select array(select s from pg_catalog.generate_series(400, 499) s where s not in (408, 429))
-$$;
-
-ALTER FUNCTION supaqueue.default_non_retryable_statuses() OWNER TO postgres;
-
-CREATE TABLE supaqueue.queue (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    name text NOT NULL,
-    edge_function_name text NOT NULL,
-    default_headers jsonb DEFAULT '{}'::jsonb NOT NULL,
-    method text DEFAULT 'POST'::text NOT NULL,
-    max_attempts integer DEFAULT 3 NOT NULL,
-    backoff_base_ms integer DEFAULT 1000 NOT NULL,
-    backoff_max_ms integer DEFAULT 300000 NOT NULL,
-    backoff_jitter double precision DEFAULT 0.1 NOT NULL,
-    non_retryable_statuses integer[] DEFAULT supaqueue.default_non_retryable_statuses() NOT NULL,
-    timeout_ms integer DEFAULT 30000 NOT NULL,
-    lease_grace_ms integer DEFAULT 30000 NOT NULL,
-    rate_limit_per_second double precision,
-    rate_limit_burst integer,
-    paused boolean DEFAULT false NOT NULL,
-    retention_seconds integer DEFAULT 604800,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    owner_stack text,
-    owner_stack_id text,
-    operator_paused_at timestamp with time zone,
-    target_wall_clock_ms integer DEFAULT 400000 NOT NULL,
-    dead_letter_queue uuid,
-    discard_unfinished_on_delete boolean DEFAULT false NOT NULL,
-    enqueue_roles text[] DEFAULT '{}'::text[] NOT NULL,
-    payload_schema jsonb,
-    key_from text,
-    workers_per_key integer,
-    rate_limit_per_key double precision,
-    rate_limit_burst_per_key integer,
-    hold_on_retry_after text DEFAULT 'job'::text NOT NULL,
-    batch_size integer DEFAULT 1 NOT NULL,
-    batch_max_wait_ms integer DEFAULT 0 NOT NULL,
-    CONSTRAINT queue_backoff_jitter_fraction CHECK (((backoff_jitter >= (0)::double precision) AND (backoff_jitter <= (1)::double precision))),
-    CONSTRAINT queue_backoff_valid CHECK (((backoff_base_ms >= 0) AND (backoff_max_ms >= backoff_base_ms))),
-    CONSTRAINT queue_batch_max_wait_range CHECK (((batch_max_wait_ms >= 0) AND (batch_max_wait_ms <= 300000))),
-    CONSTRAINT queue_batch_method CHECK (((batch_size = 1) OR (method = ANY (ARRAY['POST'::text, 'PUT'::text, 'PATCH'::text])))),
-    CONSTRAINT queue_batch_size_range CHECK (((batch_size >= 1) AND (batch_size <= 100))),
-    CONSTRAINT queue_default_headers_object CHECK ((jsonb_typeof(default_headers) = 'object'::text)),
-    CONSTRAINT queue_edge_function_name_is_slug CHECK ((edge_function_name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
-    CONSTRAINT queue_enqueue_roles_known CHECK (((enqueue_roles <@ ARRAY['anon'::text, 'authenticated'::text]) AND (array_position(enqueue_roles, NULL::text) IS NULL))),
-    CONSTRAINT queue_hold_on_retry_after_known CHECK ((hold_on_retry_after = ANY (ARRAY['job'::text, 'key'::text, 'queue'::text]))),
-    CONSTRAINT queue_key_from_path CHECK (((key_from IS NULL) OR (key_from ~ '^\$(\.[A-Za-z_][A-Za-z0-9_]{0,62}){1,8}$'::text))),
-    CONSTRAINT queue_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
-    CONSTRAINT queue_method_known CHECK ((method = ANY (ARRAY['GET'::text, 'POST'::text, 'PUT'::text, 'PATCH'::text, 'DELETE'::text]))),
-    CONSTRAINT queue_name_is_slug CHECK ((name ~ '^[A-Za-z][A-Za-z0-9_-]{0,62}$'::text)),
-    CONSTRAINT queue_payload_schema_object CHECK (((payload_schema IS NULL) OR (jsonb_typeof(payload_schema) = 'object'::text))),
-    CONSTRAINT queue_payload_schema_size CHECK (((payload_schema IS NULL) OR (octet_length((payload_schema)::text) <= 65536))),
-    CONSTRAINT queue_rate_limit_burst_per_key_positive CHECK (((rate_limit_burst_per_key IS NULL) OR (rate_limit_burst_per_key >= 1))),
-    CONSTRAINT queue_rate_limit_burst_positive CHECK (((rate_limit_burst IS NULL) OR (rate_limit_burst >= 1))),
-    CONSTRAINT queue_rate_limit_per_key_range CHECK (((rate_limit_per_key IS NULL) OR ((rate_limit_per_key > (0)::double precision) AND (rate_limit_per_key <= (2147483647)::double precision)))),
-    CONSTRAINT queue_rate_limit_range CHECK (((rate_limit_per_second IS NULL) OR ((rate_limit_per_second > (0)::double precision) AND (rate_limit_per_second <= (2147483647)::double precision)))),
-    CONSTRAINT queue_retention_non_negative CHECK (((retention_seconds IS NULL) OR (retention_seconds >= 0))),
-    CONSTRAINT queue_target_wall_clock_range CHECK (((target_wall_clock_ms >= 1000) AND (target_wall_clock_ms <= 3600000))),
-    CONSTRAINT queue_timeout_range CHECK ((((timeout_ms >= 1) AND (timeout_ms <= 390000)) AND (lease_grace_ms >= 0))),
-    CONSTRAINT queue_workers_per_key_range CHECK (((workers_per_key IS NULL) OR ((workers_per_key >= 1) AND (workers_per_key <= 1000))))
-);
-
-ALTER TABLE supaqueue.queue OWNER TO postgres;
-
-COMMENT ON COLUMN supaqueue.queue.discard_unfinished_on_delete IS 'Set by the Pulumi stack that owns the queue: removing it may discard its unfinished jobs.';
-
 CREATE FUNCTION supaqueue._next_keyed_job(_q supaqueue.queue, _chain_worker uuid, INOUT _since_serve text[], OUT _job uuid) RETURNS record
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -1529,6 +1564,10 @@ begin
        limit 1;
     end if;
     if not found or _k.key = any (_since_serve) then
+      if _chain_worker is not null and _limited then
+        -- no other key to serve now: a chain may go on with its own key's next job
+        _job := supaqueue._chain_own_key_job(_q, _chain_worker, _since_serve);
+      end if;
       return;
     end if;
     _next := null;
@@ -4745,6 +4784,13 @@ REVOKE ALL ON FUNCTION supaqueue._cancel_attempt(_cj supaqueue.current_job) FROM
 
 REVOKE ALL ON FUNCTION supaqueue._cancel_dependents(_job uuid, _reason text) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue.default_non_retryable_statuses() FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.default_non_retryable_statuses() TO service_role;
+
+GRANT SELECT ON TABLE supaqueue.queue TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue._chain_own_key_job(_q supaqueue.queue, _chain_worker uuid, _since_serve text[]) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue._check_table_trigger_condition(_table_schema text, _table_name text, _events text[], _condition text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._check_timezone(_tz text) FROM PUBLIC;
@@ -4796,11 +4842,6 @@ REVOKE ALL ON FUNCTION supaqueue._key_ready(_queue uuid, _key text, _run_at time
 REVOKE ALL ON FUNCTION supaqueue._key_wakes(_queue uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._lease_deadline(_from timestamp with time zone, _timeout_ms integer, _grace_ms integer) FROM PUBLIC;
-
-REVOKE ALL ON FUNCTION supaqueue.default_non_retryable_statuses() FROM PUBLIC;
-GRANT ALL ON FUNCTION supaqueue.default_non_retryable_statuses() TO service_role;
-
-GRANT SELECT ON TABLE supaqueue.queue TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue._next_keyed_job(_q supaqueue.queue, _chain_worker uuid, INOUT _since_serve text[], OUT _job uuid) FROM PUBLIC;
 

@@ -636,6 +636,102 @@ def test_a_key_goes_idle_only_when_no_enqueue_of_it_is_open(engine: Engine) -> N
     )
 
 
+def _held_key_report(engine: Engine, current_job: str) -> tuple[psycopg.Connection, Any]:
+    """A chaining report in a transaction left open (as one that has not committed yet): it
+    holds its key's row, as concurrent reports of a busy key do all the time."""
+    other = psycopg.connect(engine.dsn)
+    row = other.execute(
+        "select supaqueue.report_and_claim(%s, true, true, 200, _chain_jobs => 1,"
+        " _chain_elapsed_ms => 0)",
+        (current_job,),
+    ).fetchone()
+    assert row is not None
+    return other, row[0]
+
+
+def test_a_chain_goes_on_with_its_key_while_another_report_holds_the_keys_row(
+    engine: Engine,
+) -> None:
+    # keys_bench's fairness run: two thirds of one busy key's jobs went through pg_net, as each
+    # chain ended whenever another report of that key held the key's row
+    q = engine.queue(workers=4, workers_per_key=2)
+    engine.conn.execute(
+        "select supaqueue.enqueue_batch(name, %s, _keys => array_fill('A'::text, array[10]))"
+        " from supaqueue.queue where id = %s",
+        (Jsonb([{}] * 10), q),
+    )
+    first, second = engine.new_requests()
+    engine.claim(first.current_job)
+    engine.claim(second.current_job)
+    other, theirs = _held_key_report(engine, first.current_job)
+    try:
+        assert theirs["next"] is not None
+        mine = engine.report_and_claim(second.current_job)
+        assert mine["current"] is True
+        assert mine["next"] is not None, "the chain ended: the other report held its key's row"
+        assert mine["next"]["job"]["id"] != theirs["next"]["job"]["id"]
+        assert _key(engine, mine["next"]["job"]["id"]) == "A"
+        other.commit()
+    finally:
+        other.close()
+    assert _busy_by_key(engine, q) == {"A": 2}
+    assert engine.new_requests() == []  # both went on chained: nothing through pg_net
+    _drain(engine, q, limits={"A": 2}, workers=4)
+
+
+def test_a_fresh_keys_jobs_are_dispatched_in_their_enqueue_while_another_keys_report_is_open(
+    engine: Engine,
+) -> None:
+    # keys_bench's fairness run: B's enqueue → lease stays under 2 ms behind A's chains, so B
+    # waits for no tick, turn or lock of A's; the enqueue itself hands B's jobs to free workers
+    q = engine.queue(workers=4, workers_per_key=2)
+    engine.conn.execute(
+        "select supaqueue.enqueue_batch(name, %s, _keys => array_fill('A'::text, array[10]))"
+        " from supaqueue.queue where id = %s",
+        (Jsonb([{}] * 10), q),
+    )
+    first, _ = engine.new_requests()
+    engine.claim(first.current_job)
+    other, theirs = _held_key_report(engine, first.current_job)  # A's row held, A at its limit
+    try:
+        assert theirs["next"] is not None
+        b_jobs = [engine.enqueue(q, {}, _key="B") for _ in range(2)]
+        sent = engine.new_requests()
+        assert sorted(r.job for r in sent) == sorted(b_jobs)
+        other.commit()
+    finally:
+        other.close()
+    assert _busy_by_key(engine, q) == {"A": 2, "B": 2}
+
+
+def test_a_chain_does_not_go_on_with_its_key_over_a_lowered_limit_or_a_token(
+    engine: Engine,
+) -> None:
+    for columns in ({"workers_per_key": 2}, {"rate_limit_per_key": 1000}):
+        q = engine.queue(workers=4, **columns)
+        engine.conn.execute(
+            "select supaqueue.enqueue_batch(name, %s, _keys => array_fill('A'::text, array[10]))"
+            " from supaqueue.queue where id = %s",
+            (Jsonb([{}] * 10), q),
+        )
+        first, second = engine.new_requests()[:2]
+        engine.claim(first.current_job)
+        engine.claim(second.current_job)
+        if "workers_per_key" in columns:
+            engine.conn.execute(
+                "update supaqueue.queue set workers_per_key = 1 where id = %s", (q,)
+            )
+        other, _ = _held_key_report(engine, first.current_job)
+        try:
+            # above the lowered limit (the other worker still counts), or a token to take
+            # from the key's row that the other report holds: the chain ends
+            assert engine.report_and_claim(second.current_job)["next"] is None, columns
+            other.commit()
+        finally:
+            other.close()
+        engine.conn.execute("select supaqueue.cancel_jobs(%s)", (q,))
+
+
 # -- concurrency: enqueuers, chaining completers and a monitor on their own connections ---------
 
 

@@ -188,6 +188,48 @@ begin
 end
 $$;
 
+-- A chain's next job from its own key when _next_keyed_job finds no other key to serve (none is
+-- due, or every due one is being served by another dispatcher, whose lock it skips: usually its
+-- own key's row, locked by a concurrent report of the same key). Without this, the chains of one
+-- busy key ended whenever two reports met, and their jobs went back through pg_net
+-- (docs/architecture/dispatch.md, "Keys and fairness"). No key lock is needed: the chaining
+-- worker already counts against its key (worker.key), so taking that key's next job adds no busy
+-- worker, and the count (others than this worker) only stops a chain above a lowered limit. The
+-- key's turn is not moved (its row is another's to write): only when its turn has come (due, not
+-- held), and never with rate_limit_per_key (a token is a write to the row). Null: none.
+CREATE OR REPLACE FUNCTION supaqueue._chain_own_key_job(_q supaqueue.queue, _chain_worker uuid, _since_serve text[]) RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _key text;
+  _now timestamptz := clock_timestamp();
+  _job uuid;
+begin
+  if _q.rate_limit_per_key is not null then
+    return null;
+  end if;
+  select w.key into _key from supaqueue.worker w where w.id = _chain_worker;
+  if _key is null or _key = any (_since_serve)
+     or not exists (select 1 from supaqueue.queue_key k
+                     where k.queue = _q.id and k.key = _key and k.due_at <= _now
+                       and (k.held_until is null or k.held_until <= _now))
+     or (_q.workers_per_key is not null
+         and (select count(*) from supaqueue.worker w
+               where w.queue = _q.id and w.key = _key
+                 and w.id <> _chain_worker) >= _q.workers_per_key) then
+    return null;
+  end if;
+  select j.id into _job from supaqueue.job j
+   where j.queue = _q.id and j.key = _key and j.status = 'pending'
+     and j.pending_dependencies = 0 and j.run_at <= _now
+   order by j.priority desc, j.run_at, j.id
+   limit 1
+     for update skip locked;
+  return _job;
+end
+$$;
+
 -- Which keyed job next. The due key with the earliest due_at (one probe of queue_key_due_idx,
 -- however many keys) gives its first ready job by priority, then run_at, if it is within its
 -- limits; serving it moves it to the back (due_at = now), so keys with ready jobs take turns.
@@ -233,6 +275,10 @@ begin
        limit 1;
     end if;
     if not found or _k.key = any (_since_serve) then
+      if _chain_worker is not null and _limited then
+        -- no other key to serve now: a chain may go on with its own key's next job
+        _job := supaqueue._chain_own_key_job(_q, _chain_worker, _since_serve);
+      end if;
       return;
     end if;
     _next := null;
