@@ -95,11 +95,8 @@ class Lane:
             batches = [str(r[1]) for r in conn.execute(NEW_BATCHES, (self.seen,)).fetchall()]
             if not batches:
                 break
-            self.seen = max(
-                self.seen,
-                int(conn.execute("select coalesce(max(id), 0) from net.http_request_queue")
-                    .fetchone()[0]),  # type: ignore[index]
-            )
+            last = conn.execute("select coalesce(max(id), 0) from net.http_request_queue")
+            self.seen = max(self.seen, int(last.fetchone()[0]))  # type: ignore[index]
             for batch in batches:
                 t0 = time.perf_counter()
                 row = conn.execute(CLAIM, (batch,)).fetchone()
@@ -174,9 +171,9 @@ def measure(cluster: Cluster, args: argparse.Namespace) -> int:
                 c0 = cpu_by_kind(postmaster)
                 row = lane.round(args.jobs)
                 c1 = cpu_by_kind(postmaster)
-                row["postgres_cpu_ms_per_job"] = sum(
-                    c1.get(k, 0.0) - c0.get(k, 0.0) for k in c1
-                ) * 1000 / args.jobs
+                row["postgres_cpu_ms_per_job"] = (
+                    sum(c1.get(k, 0.0) - c0.get(k, 0.0) for k in c1) * 1000 / args.jobs
+                )
                 figures[lane.label].append(row)
                 emit({"bench": "batch_sql_round", "db": lane.label, "round": r,
                       **{k: round(v, 4) for k, v in row.items()}})  # fmt: skip

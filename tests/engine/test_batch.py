@@ -508,7 +508,7 @@ def test_a_partial_batch_of_keyed_jobs_waits_up_to_its_max_wait(engine: Engine) 
     assert [lease["job"] for lease in _leases(engine, _batch_of(lone))] == late
 
 
-# -- set-based batch paths (0030): the same outcome as one lease at a time ----------------------
+# -- set-based batch paths (issue 26 item 5): the same outcomes as one lease at a time ----------
 
 
 def _by_n(engine: Engine, claimed: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
@@ -589,8 +589,14 @@ def test_a_batch_report_ends_every_lease_as_its_own_report_would(engine: Engine)
     and notes, a retried and a final failure, a Retry-After, a call that may still run, a lease
     that expired and a job cancelled before the report, an outcome without is_complete."""
     # retries a minute away, held workers for ten: nothing moves on its own while the test runs
-    columns = {"max_attempts": 2, "backoff_base_ms": 60_000, "backoff_jitter": 0,
-               "timeout_ms": TIMEOUT_MS, "lease_grace_ms": 3000, "target_wall_clock_ms": 600_000}
+    columns = {
+        "max_attempts": 2,
+        "backoff_base_ms": 60_000,
+        "backoff_jitter": 0,
+        "timeout_ms": TIMEOUT_MS,
+        "lease_grace_ms": 3000,
+        "target_wall_clock_ms": 600_000,
+    }
     batched, single = (engine.queue(workers=10, batch_size=10, **columns) for _ in range(2))
     answers = {}
     for q in (batched, single):
@@ -632,9 +638,12 @@ def test_a_report_naming_a_lease_twice_ends_it_once(engine: Engine) -> None:
         True, False, True,
     ]  # fmt: skip
     assert engine.one("select count(*) from supaqueue.job_attempt where queue = %s", (q,)) == 2
-    assert engine.one(
-        "select count(*) from supaqueue.job where queue = %s and status = 'success'", (q,)
-    ) == 2
+    assert (
+        engine.one(
+            "select count(*) from supaqueue.job where queue = %s and status = 'success'", (q,)
+        )
+        == 2
+    )
 
 
 def test_a_batch_takes_ready_jobs_by_priority_then_run_at_for_its_free_workers(
@@ -730,7 +739,11 @@ def test_jobs_without_a_key_and_keyed_ones_share_a_queue_within_every_limit(
         _report(engine, [_ok(c["current_job"]["id"]) for c in claimed])
         _check_key_limits(engine, q, workers, per_key)
     assert all(engine.status(j) == "success" for j in jobs)
-    assert engine.one(
-        "select count(*) from supaqueue.worker where queue = %s and (locked or key is not null)",
-        (q,),
-    ) == 0
+    assert (
+        engine.one(
+            "select count(*) from supaqueue.worker"
+            " where queue = %s and (locked or key is not null)",
+            (q,),
+        )
+        == 0
+    )

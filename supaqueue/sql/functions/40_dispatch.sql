@@ -43,6 +43,7 @@ $$;
 CREATE OR REPLACE FUNCTION supaqueue._claimed_jobs(_cjs supaqueue.current_job[]) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 begin
   return (
@@ -355,7 +356,7 @@ declare
   _since_serve text[] := '{}';
   _kid uuid;
   _have boolean;
-  -- 0030: the set-based selection of a batched queue
+  -- set-based batches (issue 26 item 5)
   _want integer;
   _jobs uuid[];
   _workers uuid[];
@@ -507,13 +508,13 @@ begin
     end if;
   end if;
 
-  -- 0030: a batched queue's jobs without a key, while none of its keys is due (the common case),
-  -- are taken for all free workers at once in a few set-based statements, not job by job (docs/
-  -- architecture/dispatch.md, "Batch delivery"): up to as many ready jobs as free workers and
-  -- rate tokens, in the loop's order (priority, then run_at, one index range per priority), then
-  -- a free worker for each, the jobs in progress, one request per batch_size leases, the leases.
-  -- Jobs first, then workers, as below. Anything else (keys due, a chain, a held dispatcher)
-  -- goes job by job through the loop below.
+  -- Set-based batches (issue 26 item 5; docs/architecture.md, "Batch delivery"): a batched
+  -- queue's jobs without a key, while none of its keys is due (the common case), are taken for
+  -- all free workers at once in a few statements, not job by job: up to as many ready jobs as
+  -- free workers and rate tokens, in the loop's order (priority, then run_at, one index range
+  -- per priority), then a free worker for each, the jobs in progress, one request per
+  -- batch_size leases, the leases. Jobs first, then workers, as below. Anything else (keys due,
+  -- a chain, a held dispatcher) goes job by job through the loop below.
   if _batch_size > 1 and not _keyed and not _held and _prio is not null then
     select count(*) into _want from supaqueue.worker w
      where w.queue = _queue and not w.locked and not w.retiring;
@@ -1006,7 +1007,7 @@ $$;
 -- UPDATE with claim_current_job's conditions and deadline for each lease. Returns
 -- {"jobs": [...]}: per lease claimed, _claim_document's answer (a refusal with its lease's
 -- `current_job` {id, job} added); leases not current are left out (empty: nothing to call).
--- 0030: the documents in one statement (_claimed_jobs), not one call per lease.
+-- Set-based (issue 26 item 5): every document in one statement (_claimed_jobs).
 CREATE OR REPLACE FUNCTION supaqueue.claim_batch(_batch uuid) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -1051,10 +1052,11 @@ $$;
 -- `duration_ms`). Each lease ends exactly as end_current_job would end it (its own attempt,
 -- retry, result; a call that may still run holds its worker); never chains. Then each queue
 -- concerned dispatches once. Returns a JSON array of booleans: whether each lease was current.
--- 0030: the successes (complete and successful: the common case) end in a few set-based
--- statements (leases, jobs, attempt rows, workers, dependents), each doing for every such lease
--- what _end_attempt does for one; every other outcome ends through _end_attempt as before. A
--- report naming a lease twice goes the per-lease way whole (the second one is then not current).
+-- Set-based (issue 26 item 5): the successes (complete and successful: the common case) end in
+-- a few statements (leases, jobs, attempt rows, workers, dependents), each doing for every such
+-- lease what _end_attempt does for one (keep the two in step); every other outcome ends through
+-- _end_attempt as before. A report naming a lease twice goes lease by lease whole (the second
+-- one is then not current).
 CREATE OR REPLACE FUNCTION supaqueue.report_batch(_outcomes jsonb) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -1081,7 +1083,8 @@ begin
     with o as (
       select e.ordinality as ord, (e.value ->> 'current_job')::uuid as lease, e.value as o
         from jsonb_array_elements(_outcomes) with ordinality e
-       where e.value -> 'is_complete' = 'true'::jsonb and e.value -> 'is_successful' = 'true'::jsonb),
+       where e.value -> 'is_complete' = 'true'::jsonb
+         and e.value -> 'is_successful' = 'true'::jsonb),
     ended as (
       delete from supaqueue.current_job c using o
        where c.id = o.lease
