@@ -259,6 +259,7 @@ ALTER FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) OWNER TO postgr
 CREATE FUNCTION supaqueue._claimed_jobs(_cjs supaqueue.current_job[]) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
+    SET enable_seqscan TO 'off'
     SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 begin

@@ -39,10 +39,13 @@ $$;
 -- send) and the queue's call settings. The body's rule: a step whose payload is an object
 -- without its own `dependency_results` key (or null) gets its dependencies' results under that
 -- key; any other payload is sent as it is.
--- plpgsql, not SQL: a SQL function's plan is not cached between calls (Postgres 15).
+-- plpgsql, not SQL: a SQL function's plan is not cached between calls (Postgres 15); a generic
+-- plan, the same for one lease or fifty (a custom plan per call cost a chained job 0.5 ms), by
+-- index only (a hash join over the whole job table otherwise looks cheap to it).
 CREATE OR REPLACE FUNCTION supaqueue._claimed_jobs(_cjs supaqueue.current_job[]) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
+    SET enable_seqscan TO 'off'
     SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 begin
