@@ -747,3 +747,91 @@ def test_jobs_without_a_key_and_keyed_ones_share_a_queue_within_every_limit(
         )
         == 0
     )
+
+
+def test_concurrent_batch_dispatchers_never_exceed_workers_and_end_every_job_once(
+    engine_dsn: str, engine: Engine
+) -> None:
+    """Three connections play dispatchers at once (claim a batch, report it; each report
+    dispatches set-based) while a fourth ticks: never more leases than workers, no job leased
+    twice, no error, and every job ends after exactly one attempt. Each batch is claimed by one
+    of them only: a duplicate delivery's claim racing the first one's report may deadlock (the
+    function retries it), before these paths too."""
+    import threading
+
+    workers, jobs = 12, 300
+    # leases that outlive any slow run: an expiry would retry a job (a second attempt)
+    q = _queue(engine, workers=workers, batch_size=4, timeout_ms=60_000, lease_grace_ms=60_000)
+    _insert(engine, q, jobs)
+    errors: list[str] = []
+    over: list[int] = []
+    stop = threading.Event()
+
+    def dispatcher(me: int) -> None:
+        try:
+            with psycopg.connect(engine_dsn, autocommit=True) as conn:
+                for _ in range(jobs * 50):  # bounded
+                    if stop.is_set():
+                        return
+                    row = conn.execute(
+                        "select c.batch::text from supaqueue.current_job c"
+                        " join supaqueue.job j on j.id = c.job"
+                        " where j.queue = %s and c.claimed_at is null"
+                        " and abs(hashtext(c.batch::text)) %% 3 = %s limit 1",
+                        (q, me),
+                    ).fetchone()
+                    if row is None:
+                        left = conn.execute(
+                            "select count(*) from supaqueue.job"
+                            " where queue = %s and status <> 'success'",
+                            (q,),
+                        ).fetchone()
+                        if left == (0,):
+                            return
+                        stop.wait(0.001)  # the other dispatchers' reports dispatch this one's
+                        continue
+                    claimed = conn.execute("select supaqueue.claim_batch(%s)", (row[0],)).fetchone()
+                    assert claimed is not None
+                    leases = [c["current_job"]["id"] for c in claimed[0]["jobs"]]
+                    if leases:
+                        conn.execute(
+                            "select supaqueue.report_batch(%s)",
+                            (Jsonb([_ok(lease) for lease in leases]),),
+                        )
+        except Exception as exc:  # reported below
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    def watcher() -> None:
+        with psycopg.connect(engine_dsn, autocommit=True) as conn:
+            while not stop.is_set():
+                conn.execute("select supaqueue.tick()")
+                row = conn.execute(
+                    "select count(*), count(distinct c.job) from supaqueue.current_job c"
+                    " join supaqueue.job j on j.id = c.job where j.queue = %s",
+                    (q,),
+                ).fetchone()
+                if row is not None and (row[0] > workers or row[0] != row[1]):
+                    over.append(row[0])
+                stop.wait(0.01)
+
+    threads = [threading.Thread(target=dispatcher, args=(i,)) for i in range(3)]
+    watch = threading.Thread(target=watcher)
+    watch.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    stop.set()
+    watch.join(timeout=30)
+    assert errors == [] and over == []
+    states = engine.conn.execute(
+        "select status::text, attempts, count(*)::int as n from supaqueue.job where queue = %s"
+        " group by 1, 2",
+        (q,),
+    ).fetchall()
+    assert states == [{"status": "success", "attempts": 1, "n": jobs}]
+    assert engine.one("select count(*) from supaqueue.job_attempt where queue = %s", (q,)) == jobs
+    assert (
+        engine.one("select count(*) from supaqueue.worker where queue = %s and not locked", (q,))
+        == workers
+    )
