@@ -12,12 +12,16 @@ WAL records / bytes / full-page images per job (pg_stat_wal), and the job table'
 With --statements, pg_stat_statements (track = all) and track_functions = all are loaded in
 this throwaway cluster only, and the top statements of the last round are printed per database.
 
+--before-sql DIR gives `before` the engine of another version's `supaqueue/sql` directory (e.g.
+`git archive main supaqueue/sql | tar -x -C DIR`), with --before-upto -1.
+
 Keys (issue 26): --before-keys / --after-keys N spread a lane's jobs over N keys (0: none, as
 before), with --workers-per-key on lanes of more than one key; --before-upto -1 gives `before`
 this version too, so that e.g. 1 key and 10,000 keys are compared in one run.
 
 Usage: python benchmarks/chain_bench.py [--workers 10] [--jobs 2000] [--rounds 5]
-                                        [--before-upto 14] [--before-keys 0] [--after-keys 0]
+                                        [--before-upto 14] [--before-sql DIR]
+                                        [--before-keys 0] [--after-keys 0]
                                         [--workers-per-key N]
 """
 
@@ -103,7 +107,9 @@ class Lane:
         cluster.bootstrap(self.db)
         self.dsn = cluster.dsn(self.db)
         self.admin_dsn = cluster.dsn(self.db, cluster.admin_user)
-        every = migrations.load_migrations()
+        every = migrations.load_migrations(
+            args.before_sql if label == "before" and args.before_sql else migrations.SQL_DIR
+        )
         # all of them with the repeatable files (sql/functions/), or an earlier version's without
         wanted = every if upto is None or upto < 0 else [m for m in every if m.version <= upto]
         self.version = wanted[-1].version
@@ -332,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--before-upto", type=int, default=14,
                         help="last migration of `before` (-1: all, this version)")  # fmt: skip
+    parser.add_argument("--before-sql", type=Path, default=None,
+                        help="`before`'s supaqueue/sql directory (another version's)")  # fmt: skip
     parser.add_argument("--before-keys", type=int, default=0, help="keys of `before`'s jobs")
     parser.add_argument("--after-keys", type=int, default=0, help="keys of `after`'s jobs")
     parser.add_argument("--workers-per-key", type=int, default=None,

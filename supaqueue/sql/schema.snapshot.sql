@@ -340,30 +340,13 @@ CREATE FUNCTION supaqueue._claim_document(_cj supaqueue.current_job) RETURNS jso
     SET search_path TO ''
     AS $$
 declare
-  _bytes bigint;
-  _dependency_bytes bigint;
-  _reason text;
+  _doc jsonb := supaqueue._claimed_jobs(array[_cj]) -> 0;
 begin
-  -- Enqueue refuses large payloads; this also covers a payload updated in place since.
-  select octet_length(j.payload::text),
-         (select coalesce(sum(octet_length(dj.result::text)), 0)
-            from supaqueue.job_dependency d
-            join supaqueue.job dj on dj.id = d.depends_on
-           where d.job = j.id)
-    into _bytes, _dependency_bytes
-    from supaqueue.job j where j.id = _cj.job;
-  if _bytes > supaqueue.max_payload_bytes() then
-    _reason := format('the payload is %s bytes, over the limit of %s bytes',
-                      _bytes, supaqueue.max_payload_bytes());
-  elsif _dependency_bytes > supaqueue.max_dependency_results_bytes() then
-    _reason := format('the results of the jobs it depends on total %s bytes, over the limit'
-                      ' of %s bytes', _dependency_bytes, supaqueue.max_dependency_results_bytes());
+  if _doc ? 'refused' then
+    perform supaqueue.refuse_current_job(_cj.id, _doc ->> 'refused');
+    return jsonb_build_object('refused', _doc ->> 'refused');
   end if;
-  if _reason is not null then
-    perform supaqueue.refuse_current_job(_cj.id, _reason);
-    return jsonb_build_object('refused', _reason);
-  end if;
-  return supaqueue._claimed_job(_cj);
+  return _doc;
 end
 $$;
 
@@ -373,55 +356,81 @@ CREATE FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
-declare
-  _deps jsonb;
-  _payload jsonb;
 begin
-  select j.payload,
-         coalesce(
-           (select jsonb_object_agg(d.depends_on::text, coalesce(dj.result, 'null'::jsonb))
-              from supaqueue.job_dependency d
-              join supaqueue.job dj on dj.id = d.depends_on
-             where d.job = j.id),
-           '{}'::jsonb)
-    into _payload, _deps
-    from supaqueue.job j where j.id = _cj.job;
-  return (
-    select jsonb_build_object(
-      'current_job', jsonb_build_object(
-        'id', _cj.id, 'worker', _cj.worker, 'job', _cj.job,
-        'lease_expires_at', _cj.lease_expires_at, 'claimed_at', _cj.claimed_at,
-        -- 0017: the call's deadline on the database's clock, and the time left to it now: the
-        -- dispatcher counts that from when it sent the claim, so skew cannot make it later
-        'deadline', d.deadline,
-        'deadline_in_ms', greatest(0, floor(
-          extract(epoch from d.deadline - clock_timestamp()) * 1000))::bigint),
-      'job', jsonb_build_object(
-        'id', j.id, 'queue', j.queue, 'payload', _payload, 'attempts', j.attempts,
-        'dependency_results', _deps,
-        'body', (case
-                   when _deps = '{}'::jsonb then _payload
-                   when jsonb_typeof(_payload) = 'null'
-                     then jsonb_build_object('dependency_results', _deps)
-                   when jsonb_typeof(_payload) = 'object' and not _payload ? 'dependency_results'
-                     then _payload || jsonb_build_object('dependency_results', _deps)
-                   else _payload
-                 end)::text),
-      'queue', jsonb_build_object(
-        'id', q.id, 'name', q.name, 'edge_function_name', q.edge_function_name,
-        'method', q.method, 'default_headers', q.default_headers, 'timeout_ms', q.timeout_ms),
-      'limits', jsonb_build_object('max_result_bytes', supaqueue.max_result_bytes()))
-    from supaqueue.job j
-    join supaqueue.queue q on q.id = j.queue
-    cross join lateral (
-      select coalesce(_cj.claimed_at, _cj.started_at)
-               + make_interval(secs => q.timeout_ms / 1000.0) as deadline) d
-    where j.id = _cj.job
-  );
+  return supaqueue._claimed_jobs(array[_cj]) -> 0;
 end
 $$;
 
 ALTER FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._claimed_jobs(_cjs supaqueue.current_job[]) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    SET enable_seqscan TO 'off'
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+begin
+  return (
+    select coalesce(jsonb_agg(
+      case
+        when r.reason is not null then jsonb_build_object(
+          'refused', r.reason, 'current_job', jsonb_build_object('id', c.id, 'job', c.job))
+        else jsonb_build_object(
+          'current_job', jsonb_build_object(
+            'id', c.id, 'worker', c.worker, 'job', c.job,
+            'lease_expires_at', c.lease_expires_at, 'claimed_at', c.claimed_at,
+            -- 0017: the call's deadline on the database's clock, and the time left to it now:
+            -- the dispatcher counts that from when it sent the claim, so skew cannot make it
+            -- later
+            'deadline', t.deadline,
+            'deadline_in_ms', greatest(0, floor(
+              extract(epoch from t.deadline - clock_timestamp()) * 1000))::bigint),
+          'job', jsonb_build_object(
+            'id', j.id, 'queue', j.queue, 'payload', j.payload, 'attempts', j.attempts,
+            'dependency_results', d.deps,
+            'body', case
+                      when d.deps = '{}'::jsonb then p.text
+                      when jsonb_typeof(j.payload) = 'null'
+                        then jsonb_build_object('dependency_results', d.deps)::text
+                      when jsonb_typeof(j.payload) = 'object'
+                           and not j.payload ? 'dependency_results'
+                        then (j.payload || jsonb_build_object('dependency_results', d.deps))::text
+                      else p.text
+                    end),
+          'queue', jsonb_build_object(
+            'id', q.id, 'name', q.name, 'edge_function_name', q.edge_function_name,
+            'method', q.method, 'default_headers', q.default_headers, 'timeout_ms', q.timeout_ms),
+          'limits', jsonb_build_object('max_result_bytes', supaqueue.max_result_bytes()))
+      end
+      order by c.ordinality), '[]'::jsonb)
+    from unnest(_cjs) with ordinality c
+    join supaqueue.job j on j.id = c.job
+    join supaqueue.queue q on q.id = j.queue
+    cross join lateral (select j.payload::text as text) p
+    cross join lateral (
+      select coalesce(jsonb_object_agg(dd.depends_on::text, coalesce(dj.result, 'null'::jsonb)),
+                      '{}'::jsonb) as deps,
+             coalesce(sum(octet_length(dj.result::text)), 0) as bytes
+        from supaqueue.job_dependency dd
+        join supaqueue.job dj on dj.id = dd.depends_on
+       where dd.job = j.id) d
+    cross join lateral (
+      select case
+               when octet_length(p.text) > supaqueue.max_payload_bytes() then format(
+                 'the payload is %s bytes, over the limit of %s bytes',
+                 octet_length(p.text), supaqueue.max_payload_bytes())
+               when d.bytes > supaqueue.max_dependency_results_bytes() then format(
+                 'the results of the jobs it depends on total %s bytes, over the limit of %s bytes',
+                 d.bytes, supaqueue.max_dependency_results_bytes())
+             end as reason) r
+    cross join lateral (
+      select coalesce(c.claimed_at, c.started_at)
+               + make_interval(secs => q.timeout_ms / 1000.0) as deadline) t
+  );
+end
+$$;
+
+ALTER FUNCTION supaqueue._claimed_jobs(_cjs supaqueue.current_job[]) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._contains_pattern(_text text) RETURNS text
     LANGUAGE sql IMMUTABLE SECURITY DEFINER PARALLEL SAFE
@@ -702,6 +711,12 @@ declare
   _since_serve text[] := '{}';
   _kid uuid;
   _have boolean;
+  -- set-based batches (issue 26 item 5)
+  _want integer;
+  _jobs uuid[];
+  _workers uuid[];
+  _leases uuid[];
+  _requests bigint[] := '{}';
 begin
   -- Nothing to do when the queue is paused in the stack or by the operator (0013), or, but for
   -- a chain, when every worker is busy (the usual case at saturation, after each report): no job
@@ -846,6 +861,78 @@ begin
         return 0;  -- the tick (every second) or the next enqueue looks again
       end if;
     end if;
+  end if;
+
+  -- Set-based batches (issue 26 item 5; docs/architecture.md, "Batch delivery"): a batched
+  -- queue's jobs without a key, while none of its keys is due (the common case), are taken for
+  -- all free workers at once in a few statements, not job by job: up to as many ready jobs as
+  -- free workers and rate tokens, in the loop's order (priority, then run_at, one index range
+  -- per priority), then a free worker for each, the jobs in progress, one request per
+  -- batch_size leases, the leases. Jobs first, then workers, as below. Anything else (keys due,
+  -- a chain, a held dispatcher) goes job by job through the loop below.
+  if _batch_size > 1 and not _keyed and not _held and _prio is not null then
+    select count(*) into _want from supaqueue.worker w
+     where w.queue = _queue and not w.locked and not w.retiring;
+    _want := least(_want, coalesce(_budget, _want));
+    _jobs := '{}';
+    loop
+      exit when _prio is null or cardinality(_jobs) >= _want;
+      _jobs := _jobs || array(
+        select j.id from supaqueue.job j
+         where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+           and j.key is null and j.priority = _prio and j.run_at <= now()
+           and (j.run_at, j.id) >= (_from_run_at, _from_id)
+         order by j.run_at, j.id
+         limit _want - cardinality(_jobs)
+           for update skip locked);
+      exit when cardinality(_jobs) >= _want;
+      -- nothing more due (or everything taken) at this priority: the next lower one
+      select j.priority, j.run_at, j.id into _prio, _from_run_at, _from_id from supaqueue.job j
+       where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+         and j.key is null and j.priority < _prio
+       order by j.priority desc, j.run_at, j.id
+       limit 1;
+    end loop;
+    if cardinality(_jobs) > 0 then
+      _workers := array(
+        select w.id from supaqueue.worker w
+         where w.queue = _queue and not w.locked and not w.retiring
+         limit cardinality(_jobs)
+           for update skip locked);
+      if cardinality(_workers) > 0 then
+        select ds.decrypted_secret into _secret
+          from vault.decrypted_secrets ds where ds.name = 'supaqueue_secret'
+         order by ds.created_at desc limit 1;
+      end if;
+      -- jobs without a worker (another dispatcher took it) stay pending, unwritten
+      if cardinality(_workers) > 0 and _secret is not null then
+        _n := cardinality(_workers);
+        _jobs := _jobs[1:_n];
+        update supaqueue.worker set locked = true, key = null where id = any (_workers);
+        update supaqueue.job
+           set status = 'in_progress', attempts = attempts + 1, updated_at = now()
+         where id = any (_jobs);
+        _leases := array(select gen_random_uuid() from generate_series(1, _n));
+        -- a batch's id is its first lease's (as below)
+        for _b in 0 .. (_n - 1) / _batch_size loop
+          _requests := _requests || net.http_post(
+            url := _url,
+            body := jsonb_build_object('batch', jsonb_build_object(
+                      'id', _leases[_b * _batch_size + 1])),
+            headers := jsonb_build_object('Content-Type', 'application/json',
+                                          'supaqueue-secret', _secret),
+            timeout_milliseconds := 5000);
+        end loop;
+        _lease := supaqueue._lease_deadline(_now, _q.timeout_ms, _q.lease_grace_ms);
+        insert into supaqueue.current_job (id, worker, job, started_at, lease_expires_at,
+                                           request_id, batch)
+          select u.id, u.worker, u.job, _now, _lease,
+                 _requests[((u.i - 1) / _batch_size + 1)::integer],
+                 _leases[(((u.i - 1) / _batch_size) * _batch_size + 1)::integer]
+            from unnest(_leases, _workers, _jobs) with ordinality u(id, worker, job, i);
+      end if;
+    end if;
+    _budget := _n;  -- done: the loop below takes nothing more
   end if;
 
   loop
@@ -2171,12 +2258,12 @@ CREATE FUNCTION supaqueue.claim_batch(_batch uuid) RETURNS jsonb
     SET enable_seqscan TO 'off'
     AS $$
 declare
-  _cj supaqueue.current_job;
+  _cjs supaqueue.current_job[];
   _now timestamptz := clock_timestamp();
-  _doc jsonb;
-  _jobs jsonb := '[]'::jsonb;
+  _jobs jsonb;
+  _refused jsonb;
 begin
-  for _cj in
+  with claimed as (
     update supaqueue.current_job c
        set claimed_at = _now,
            lease_expires_at = supaqueue._lease_deadline(_now, q.timeout_ms, q.lease_grace_ms)
@@ -2186,14 +2273,16 @@ begin
        and c.lease_expires_at > _now
        and j.id = c.job and j.status = 'in_progress'
        and q.id = j.queue
-    returning c.*
-  loop
-    _doc := supaqueue._claim_document(_cj);
-    if _doc ? 'refused' then
-      _doc := _doc || jsonb_build_object('current_job', jsonb_build_object('id', _cj.id,
-                                                                           'job', _cj.job));
-    end if;
-    _jobs := _jobs || jsonb_build_array(_doc);
+    returning c as cj)
+  select array_agg(x.cj) into _cjs from claimed x;
+  if _cjs is null then
+    return jsonb_build_object('jobs', '[]'::jsonb);
+  end if;
+  _jobs := supaqueue._claimed_jobs(_cjs);
+  -- what cannot run ends now as refused (rare: a payload updated in place past the limit)
+  for _refused in select e.value from jsonb_array_elements(_jobs) e where e.value ? 'refused' loop
+    perform supaqueue.refuse_current_job((_refused -> 'current_job' ->> 'id')::uuid,
+                                         _refused ->> 'refused');
   end loop;
   -- as claim_current_job: the next step is an HTTP call, not a write
   perform set_config('synchronous_commit', 'off', true);
@@ -3531,21 +3620,88 @@ CREATE FUNCTION supaqueue.report_batch(_outcomes jsonb) RETURNS jsonb
     AS $$
 declare
   _o jsonb;
+  _i integer;
   _cj supaqueue.current_job;
   _running boolean;
   _retry numeric;
   _queues uuid[] := '{}';
   _queue uuid;
-  _current jsonb := '[]'::jsonb;
+  _current boolean[] := array_fill(false, array[jsonb_array_length(_outcomes)]);
+  _set boolean;
+  _ords integer[] := '{}';
+  _jobs uuid[];
+  _workers uuid[];
   _dispatched integer;
 begin
-  for _o in select e.value from jsonb_array_elements(_outcomes) e loop
+  _set := (select count(*) = count(distinct e.value ->> 'current_job')
+             from jsonb_array_elements(_outcomes) e);
+  if _set then
+    with o as (
+      select e.ordinality as ord, (e.value ->> 'current_job')::uuid as lease, e.value as o
+        from jsonb_array_elements(_outcomes) with ordinality e
+       where e.value -> 'is_complete' = 'true'::jsonb
+         and e.value -> 'is_successful' = 'true'::jsonb),
+    ended as (
+      delete from supaqueue.current_job c using o
+       where c.id = o.lease
+      returning c.job, c.worker, c.started_at, o.ord, o.o),
+    done as (
+      -- as _end_attempt's success: locks, ends and reads the job in one statement
+      update supaqueue.job j
+         set status = 'success', result = case when e.o ? 'result' then e.o -> 'result' end,
+             finished_at = now(), updated_at = now(),
+             last_status_code = (e.o ->> 'status_code')::integer, last_error = null
+        from ended e
+       where j.id = e.job
+      returning j.id, j.queue, j.attempts, e.worker, e.started_at, e.ord, e.o),
+    attempts as (
+      insert into supaqueue.job_attempt (job, queue, attempt, worker, started_at, ended_at, outcome,
+                                         status_code, error, duration_ms, response_excerpt)
+        select d.id, d.queue, d.attempts, d.worker, d.started_at, clock_timestamp(), 'success',
+               (d.o ->> 'status_code')::integer, left(d.o ->> 'error', 2000),
+               coalesce((d.o ->> 'duration_ms')::integer,
+                        (extract(epoch from clock_timestamp() - d.started_at) * 1000)::integer),
+               left(d.o ->> 'response_excerpt', 2000)
+          from done d
+         order by d.ord)
+    select coalesce(array_agg(d.ord::integer), '{}'), coalesce(array_agg(d.id), '{}'),
+           coalesce(array_agg(d.worker), '{}'), coalesce(array_agg(distinct d.queue), '{}')
+      into _ords, _jobs, _workers, _queues
+      from done d;
+    if cardinality(_ords) > 0 then
+      foreach _i in array _ords loop
+        _current[_i] := true;
+      end loop;
+      -- _free_worker for each: a retiring one goes (its job was its last)
+      update supaqueue.worker set locked = false, key = null
+       where id = any (_workers) and not retiring;
+      delete from supaqueue.worker where id = any (_workers) and retiring;
+      -- Dependents whose last dependency this was become ready (one decrement per dependency
+      -- that succeeded here: a job may depend on several jobs of the batch).
+      with released as (
+        update supaqueue.job j
+           set pending_dependencies = j.pending_dependencies - r.n, updated_at = now()
+          from (select d.job, count(*)::integer as n from supaqueue.job_dependency d
+                 where d.depends_on = any (_jobs) group by d.job) r
+         where j.id = r.job and j.status = 'pending'
+        returning j.queue, j.pending_dependencies)
+      select _queues || coalesce(array_agg(distinct r.queue), '{}')
+        into _queues
+        from released r where r.pending_dependencies = 0;
+    end if;
+  end if;
+
+  -- the rest, in order (the successes above were ended there, or were not current)
+  for _o, _i in
+    select e.value, e.ordinality from jsonb_array_elements(_outcomes) with ordinality e
+     where not (_set and coalesce(e.value -> 'is_complete' = 'true'::jsonb
+                                  and e.value -> 'is_successful' = 'true'::jsonb, false))
+  loop
     delete from supaqueue.current_job where id = (_o ->> 'current_job')::uuid returning * into _cj;
     if not found then
-      _current := _current || 'false'::jsonb;
       continue;
     end if;
-    _current := _current || 'true'::jsonb;
+    _current[_i] := true;
     _running := (_o -> 'is_complete') is distinct from 'true'::jsonb;
     _retry := (_o ->> 'retry_after_seconds')::numeric;
     _queues := _queues || supaqueue._end_attempt(
@@ -3564,7 +3720,7 @@ begin
   for _queue in select distinct u from unnest(_queues) u loop
     _dispatched := supaqueue._dispatch(_queue, null);
   end loop;
-  return _current;
+  return to_jsonb(_current);
 end
 $$;
 
@@ -4798,6 +4954,8 @@ REVOKE ALL ON FUNCTION supaqueue._check_timezone(_tz text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION supaqueue._claim_document(_cj supaqueue.current_job) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._claimed_job(_cj supaqueue.current_job) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._claimed_jobs(_cjs supaqueue.current_job[]) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._contains_pattern(_text text) FROM PUBLIC;
 

@@ -506,3 +506,332 @@ def test_a_partial_batch_of_keyed_jobs_waits_up_to_its_max_wait(engine: Engine) 
     assert engine.tick()["dispatched"] == 1
     [lone] = engine.new_requests()
     assert [lease["job"] for lease in _leases(engine, _batch_of(lone))] == late
+
+
+# -- set-based batch paths (issue 26 item 5): the same outcomes as one lease at a time ----------
+
+
+def _by_n(engine: Engine, claimed: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    return {int(c["job"]["payload"]["n"]): c for c in claimed}
+
+
+def _end_one(engine: Engine, o: dict[str, Any]) -> bool:
+    """One outcome through end_current_job (the per-lease path), as a single job's report."""
+    return bool(engine.one(
+        "select supaqueue.end_current_job(%s::uuid, %s, %s, %s::integer, %s::text, %s::text,"
+        " %s::numeric, %s::jsonb, %s::integer)",
+        (o["current_job"], o.get("is_complete"), o.get("is_successful"), o.get("status_code"),
+         o.get("response_excerpt"), o.get("error"), o.get("retry_after_seconds"),
+         Jsonb(o["result"]) if "result" in o else None, o.get("duration_ms")),
+    ))  # fmt: skip
+
+
+def _outcome_of_n(n: int, lease: str) -> dict[str, Any]:
+    match n:
+        case 1:
+            return {**_ok(lease, {"a": 1, "big": 123456789012345678901234567890}),
+                    "response_excerpt": '{"a":1}'}  # fmt: skip
+        case 2:
+            return _ok(lease)
+        case 3:
+            return {**_ok(lease, "kept as text"), "error": "result kept as text: not JSON"}
+        case 4:
+            return _failed(lease, 500, "boom", response_excerpt="boom body", duration_ms=7)
+        case 5:
+            return _failed(lease, 422, "payload.to must be a string")
+        case 6:
+            return _failed(lease, 503, "busy", retry_after_seconds=120)
+        case 7:
+            return {**_failed(lease, None, "timed out"), "is_complete": False}
+        case 8 | 9:  # 8: its lease expired first, 9: its job was cancelled first: not current
+            return _ok(lease, {"late": n})
+        case _:  # no is_complete: the call may still run (held), as for end_current_job
+            return {"current_job": lease, "status_code": 200}
+
+
+# a lease's expiry time in an error: not the same in two queues
+_NO_TIME = "regexp_replace({0}, '\\d{{4}}-\\d\\d-\\d\\d [0-9:.+]+', '<time>') as error"
+
+
+def _state(engine: Engine, q: str) -> dict[str, Any]:
+    """Everything the outcomes wrote, by job payload n (ids and times left out)."""
+    jobs = engine.conn.execute(
+        "select (payload ->> 'n')::int as n, status::text, attempts, result, last_status_code,"
+        f" {_NO_TIME.format('last_error')}, last_response_excerpt,"
+        " finished_at is not null as finished,"
+        " case when status = 'pending'"
+        "   then round(extract(epoch from run_at - updated_at)::numeric) end as delay_s"
+        " from supaqueue.job where queue = %s order by 1",
+        (q,),
+    ).fetchall()
+    attempts = engine.conn.execute(
+        "select (j.payload ->> 'n')::int as n, a.attempt, a.outcome, a.status_code,"
+        f" {_NO_TIME.format('a.error')},"
+        " a.response_excerpt, a.duration_ms = 7 as given_duration, a.worker is not null as worker"
+        " from supaqueue.job_attempt a join supaqueue.job j on j.id = a.job"
+        " where a.queue = %s order by 1, a.id",
+        (q,),
+    ).fetchall()
+    workers = engine.one(
+        "select jsonb_build_object('n', count(*), 'locked', count(*) filter (where locked),"
+        " 'held', count(*) filter (where held_until is not null),"
+        " 'keyed', count(*) filter (where key is not null))"
+        " from supaqueue.worker where queue = %s",
+        (q,),
+    )
+    return {"jobs": jobs, "attempts": attempts, "workers": workers,
+            "in_flight": engine.in_flight(q)}  # fmt: skip
+
+
+def test_a_batch_report_ends_every_lease_as_its_own_report_would(engine: Engine) -> None:
+    """report_batch (successes set-based, the rest per lease) and end_current_job lease by lease
+    leave the same jobs, attempt rows, workers and answers: successes with and without results
+    and notes, a retried and a final failure, a Retry-After, a call that may still run, a lease
+    that expired and a job cancelled before the report, an outcome without is_complete."""
+    # retries a minute away, held workers for ten: nothing moves on its own while the test runs
+    columns = {
+        "max_attempts": 2,
+        "backoff_base_ms": 60_000,
+        "backoff_jitter": 0,
+        "timeout_ms": TIMEOUT_MS,
+        "lease_grace_ms": 3000,
+        "target_wall_clock_ms": 600_000,
+    }
+    batched, single = (engine.queue(workers=10, batch_size=10, **columns) for _ in range(2))
+    answers = {}
+    for q in (batched, single):
+        _insert(engine, q, 10)
+        [req] = engine.new_requests()
+        claimed = _by_n(engine, _claim(engine, _batch_of(req)))
+        assert sorted(claimed) == list(range(1, 11))
+        engine.expire_lease(claimed[8]["current_job"]["id"])
+        assert engine.tick()["expired"] == 1
+        assert engine.one("select supaqueue.cancel_job(%s)", (claimed[9]["job"]["id"],))
+        outcomes = [_outcome_of_n(n, claimed[n]["current_job"]["id"]) for n in range(1, 11)]
+        if q == batched:
+            answers[q] = _report(engine, outcomes)
+        else:
+            answers[q] = [_end_one(engine, o) for o in outcomes]
+    assert answers[batched] == [True] * 7 + [False, False, True]
+    assert answers[single] == answers[batched]
+    state, alone = _state(engine, batched), _state(engine, single)
+    for part in ("jobs", "attempts"):
+        for row, one in zip(state[part], alone[part], strict=True):
+            assert row == one
+    assert state == alone
+    assert [j["status"] for j in state["jobs"]] == [
+        "success", "success", "success", "pending", "failed", "pending", "pending", "pending",
+        "cancelled", "pending",
+    ]  # fmt: skip
+    assert state["jobs"][0]["result"] == {"a": 1, "big": 123456789012345678901234567890}
+    delays = [j["delay_s"] for j in state["jobs"] if j["status"] == "pending"]
+    assert delays == [60, 120, 60, 60, 60]  # backoff; 6: its Retry-After
+    assert state["workers"] == {"n": 10, "locked": 4, "held": 4, "keyed": 0}  # 7-10 held
+
+
+def test_a_report_naming_a_lease_twice_ends_it_once(engine: Engine) -> None:
+    q = _queue(engine, workers=2, batch_size=2)
+    _insert(engine, q, 2)
+    [req] = engine.new_requests()
+    first, second = (c["current_job"]["id"] for c in _claim(engine, _batch_of(req)))
+    assert _report(engine, [_ok(first), _failed(first, 500, "again"), _ok(second)]) == [
+        True, False, True,
+    ]  # fmt: skip
+    assert engine.one("select count(*) from supaqueue.job_attempt where queue = %s", (q,)) == 2
+    assert (
+        engine.one(
+            "select count(*) from supaqueue.job where queue = %s and status = 'success'", (q,)
+        )
+        == 2
+    )
+
+
+def test_a_batch_takes_ready_jobs_by_priority_then_run_at_for_its_free_workers(
+    engine: Engine,
+) -> None:
+    q = _queue(engine, workers=4, batch_size=10)
+    rows = engine.conn.execute(
+        "insert into supaqueue.job (queue, payload, priority, run_at)"
+        " select %s, jsonb_build_object('n', i), p, now() + d"
+        " from (values (1, 0, interval '0'), (2, 0, interval '0'), (3, 5, interval '-2 s'),"
+        "              (4, 5, interval '1 hour'), (5, 5, interval '-1 s'), (6, 1, interval '0'),"
+        "              (7, 1, interval '-1 s'), (8, 9, interval '1 hour')) v(i, p, d)"
+        " returning (payload ->> 'n')::int as n, id::text",
+        (q,),
+    ).fetchall()
+    ids = {r["n"]: r["id"] for r in rows}
+    [req] = engine.new_requests()
+    leases = _leases(engine, _batch_of(req))
+    # priority 5's two due jobs, then priority 1's: four workers, four jobs; delayed ones never
+    assert {lease["job"] for lease in leases} == {ids[3], ids[5], ids[6], ids[7]}
+    assert engine.in_flight(q) == 4
+    claimed = _claim(engine, _batch_of(req))
+    _report(engine, [_ok(c["current_job"]["id"]) for c in claimed])
+    [nxt] = engine.new_requests()
+    assert {lease["job"] for lease in _leases(engine, _batch_of(nxt))} == {ids[1], ids[2]}
+
+
+def test_dependents_of_jobs_of_one_batch_are_released_once_each_dependency_succeeded(
+    engine: Engine,
+) -> None:
+    """A job that depends on two jobs of the same batch becomes ready when the batch's report
+    ends both (one decrement each), in its own queue too."""
+    q = _queue(engine, workers=2, batch_size=2)
+    other = _queue(engine, workers=1, batch_size=1)
+    a, b = _insert(engine, q, 2)
+    both = engine.enqueue(other, {"step": "both"}, _depends_on=[a, b])
+    one = engine.enqueue(q, {"step": "one"}, _depends_on=[a])
+    assert engine.job(both)["pending_dependencies"] == 2
+    [req] = engine.new_requests()
+    claimed = _claim(engine, _batch_of(req))
+    assert _report(engine, [_ok(c["current_job"]["id"], {"r": 1}) for c in claimed]) == [True] * 2
+    for job in (both, one):
+        j = engine.job(job)
+        assert (j["pending_dependencies"], j["status"], j["attempts"]) == (0, "in_progress", 1)
+    reqs = engine.new_requests()
+    assert [r.job for r in reqs if "current_job" in r.body] == [both]
+    [step] = [r for r in reqs if "batch" in r.body]
+    assert [lease["job"] for lease in _leases(engine, _batch_of(step))] == [one]
+
+
+def test_a_worker_count_lowered_during_a_batch_never_lets_more_calls_run(engine: Engine) -> None:
+    q = _queue(engine, workers=4, batch_size=4)
+    _insert(engine, q, 12)
+    [req] = engine.new_requests()
+    assert engine.in_flight(q) == 4
+    engine.conn.execute("select supaqueue.set_worker_count(%s, 2)", (q,))
+    claimed = _claim(engine, _batch_of(req))
+    assert _report(engine, [_ok(c["current_job"]["id"]) for c in claimed]) == [True] * 4
+    # the two retiring workers went with their jobs; the two left took the next two jobs
+    assert engine.one("select count(*) from supaqueue.worker where queue = %s", (q,)) == 2
+    [nxt] = engine.new_requests()
+    assert len(_leases(engine, _batch_of(nxt))) == 2 and engine.in_flight(q) == 2
+    engine.conn.execute("select supaqueue.set_worker_count(%s, 5)", (q,))
+    [more] = engine.new_requests()  # the three new workers took three more at once
+    assert len(_leases(engine, _batch_of(more))) == 3 and engine.in_flight(q) == 5
+
+
+def test_jobs_without_a_key_and_keyed_ones_share_a_queue_within_every_limit(
+    engine: Engine,
+) -> None:
+    """Jobs without a key go set-based while no key is due, keyed ones job by job; a batch's
+    workers count against their keys either way, and every job ends."""
+    workers, per_key = 4, 1
+    q = _queue(engine, workers=workers, batch_size=4, workers_per_key=per_key)
+    jobs = _insert(engine, q, 6)
+    [first] = engine.new_requests()
+    assert len(_leases(engine, _batch_of(first))) == 4
+    jobs += _insert_keyed(engine, q, ["A", "A", "A", "B", None])
+    _check_key_limits(engine, q, workers, per_key)
+    for _ in range(50):
+        batches = [
+            r["batch"]
+            for r in engine.conn.execute(
+                "select distinct c.batch::text as batch from supaqueue.current_job c"
+                " join supaqueue.job j on j.id = c.job where j.queue = %s order by 1",
+                (q,),
+            ).fetchall()
+        ]
+        if not batches:
+            break
+        engine.new_requests()
+        claimed = _claim(engine, batches[0])
+        _report(engine, [_ok(c["current_job"]["id"]) for c in claimed])
+        _check_key_limits(engine, q, workers, per_key)
+    assert all(engine.status(j) == "success" for j in jobs)
+    assert (
+        engine.one(
+            "select count(*) from supaqueue.worker"
+            " where queue = %s and (locked or key is not null)",
+            (q,),
+        )
+        == 0
+    )
+
+
+def test_concurrent_batch_dispatchers_never_exceed_workers_and_end_every_job_once(
+    engine_dsn: str, engine: Engine
+) -> None:
+    """Three connections play dispatchers at once (claim a batch, report it; each report
+    dispatches set-based) while a fourth ticks: never more leases than workers, no job leased
+    twice, no error, and every job ends after exactly one attempt. Each batch is claimed by one
+    of them only: a duplicate delivery's claim racing the first one's report may deadlock (the
+    function retries it), before these paths too."""
+    import threading
+
+    workers, jobs = 12, 300
+    # leases that outlive any slow run: an expiry would retry a job (a second attempt)
+    q = _queue(engine, workers=workers, batch_size=4, timeout_ms=60_000, lease_grace_ms=60_000)
+    _insert(engine, q, jobs)
+    errors: list[str] = []
+    over: list[int] = []
+    stop = threading.Event()
+
+    def dispatcher(me: int) -> None:
+        try:
+            with psycopg.connect(engine_dsn, autocommit=True) as conn:
+                for _ in range(jobs * 50):  # bounded
+                    if stop.is_set():
+                        return
+                    row = conn.execute(
+                        "select c.batch::text from supaqueue.current_job c"
+                        " join supaqueue.job j on j.id = c.job"
+                        " where j.queue = %s and c.claimed_at is null"
+                        " and abs(hashtext(c.batch::text)) %% 3 = %s limit 1",
+                        (q, me),
+                    ).fetchone()
+                    if row is None:
+                        left = conn.execute(
+                            "select count(*) from supaqueue.job"
+                            " where queue = %s and status <> 'success'",
+                            (q,),
+                        ).fetchone()
+                        if left == (0,):
+                            return
+                        stop.wait(0.001)  # the other dispatchers' reports dispatch this one's
+                        continue
+                    claimed = conn.execute("select supaqueue.claim_batch(%s)", (row[0],)).fetchone()
+                    assert claimed is not None
+                    leases = [c["current_job"]["id"] for c in claimed[0]["jobs"]]
+                    if leases:
+                        conn.execute(
+                            "select supaqueue.report_batch(%s)",
+                            (Jsonb([_ok(lease) for lease in leases]),),
+                        )
+        except Exception as exc:  # reported below
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    def watcher() -> None:
+        with psycopg.connect(engine_dsn, autocommit=True) as conn:
+            while not stop.is_set():
+                conn.execute("select supaqueue.tick()")
+                row = conn.execute(
+                    "select count(*), count(distinct c.job) from supaqueue.current_job c"
+                    " join supaqueue.job j on j.id = c.job where j.queue = %s",
+                    (q,),
+                ).fetchone()
+                if row is not None and (row[0] > workers or row[0] != row[1]):
+                    over.append(row[0])
+                stop.wait(0.01)
+
+    threads = [threading.Thread(target=dispatcher, args=(i,)) for i in range(3)]
+    watch = threading.Thread(target=watcher)
+    watch.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    stop.set()
+    watch.join(timeout=30)
+    assert errors == [] and over == []
+    states = engine.conn.execute(
+        "select status::text, attempts, count(*)::int as n from supaqueue.job where queue = %s"
+        " group by 1, 2",
+        (q,),
+    ).fetchall()
+    assert states == [{"status": "success", "attempts": 1, "n": jobs}]
+    assert engine.one("select count(*) from supaqueue.job_attempt where queue = %s", (q,)) == jobs
+    assert (
+        engine.one("select count(*) from supaqueue.worker where queue = %s and not locked", (q,))
+        == workers
+    )

@@ -123,10 +123,12 @@ def test_security_definer_functions_pin_an_empty_search_path(engine: Engine) -> 
     assert len(definers) >= 10
     for r in definers:
         # Planner settings are allowed besides: jit=off (the operator's read functions,
-        # sql/0013_operator.sql) and enable_seqscan=off (the function's hot calls, sql/0015).
+        # sql/0013_operator.sql), enable_seqscan=off (the function's hot calls, sql/0015) and
+        # plan_cache_mode=force_generic_plan (_claimed_jobs: one plan for one lease or a batch).
         config: list[str] = r["config"]  # type: ignore[assignment]
         assert config[0] == 'search_path=""', r["signature"]
-        assert set(config[1:]) <= {"jit=off", "enable_seqscan=off"}, r["signature"]
+        allowed = {"jit=off", "enable_seqscan=off", "plan_cache_mode=force_generic_plan"}
+        assert set(config[1:]) <= allowed, r["signature"]
     # the only routines allowed to run without SECURITY DEFINER + search_path are the tick loop
     # and retention (0029) (a procedure with either may not COMMIT); they qualify every name.
     invokers = {str(r["name"]) for r in routines if not r["definer"]}

@@ -64,7 +64,8 @@ $$;
 
 -- Ends an attempt (history row, retry or final state, dependents). _keep_worker: true leaves the
 -- worker locked (its chain goes on, or the caller frees it). Returns the queues that may now
--- dispatch.
+-- dispatch. report_batch (40_dispatch.sql) ends a batch's successes set-based the same way:
+-- keep the two in step.
 CREATE OR REPLACE FUNCTION supaqueue._end_attempt(_cj supaqueue.current_job, _outcome text, _status_code integer, _response_excerpt text, _error text, _retry_after_seconds numeric, _result jsonb, _duration_ms integer, _keep_worker boolean) RETURNS uuid[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
