@@ -14,6 +14,7 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from psycopg.types.json import Jsonb
 
@@ -64,6 +65,32 @@ def _wait(what: str, test: object, timeout: float) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"{what} within {timeout} s")
+
+
+def _state(conn: Any, queue: str) -> str:
+    """What a stall left behind, for the failure message."""
+    queries = {
+        "jobs": "select status::text, attempts, run_at < now() as due, count(*) from supaqueue.job"
+        " where queue = %s group by 1, 2, 3",
+        "leases": "select c.claimed_at is not null as claimed,"
+        " c.lease_expires_at < now() as expired, c.request_id is not null as sent, count(*)"
+        " from supaqueue.current_job c"
+        " join supaqueue.job j on j.id = c.job where j.queue = %s group by 1, 2, 3",
+        "workers": "select locked, retiring, held_until is not null as held, count(*)"
+        " from supaqueue.worker where queue = %s group by 1, 2, 3",
+        "responses": "select status_code, timed_out, left(error_msg, 80) as error, count(*)"
+        " from net._http_response where %s is not null group by 1, 2, 3",
+        "hold": "select count(*) filter (where probe_lease is not null) as probing, count(*)"
+        " from supaqueue.dispatch_hold where %s is not null",
+        "tick": LOOP_RUNNING + " and %s is not null",
+    }
+    out = []
+    for name, sql in queries.items():
+        try:
+            out.append(f"{name}: {conn.execute(sql, (queue,)).fetchall()}")
+        except Exception as error:  # a diagnostic must not hide the stall
+            out.append(f"{name}: ({error})")
+    return "; ".join(out)
 
 
 def test_a_killed_dispatcher_stalls_the_queue_for_timeout_plus_grace_only(
@@ -145,7 +172,10 @@ def test_a_killed_dispatcher_stalls_the_queue_for_timeout_plus_grace_only(
             ).fetchone()
             return int(row["count"]) if row else 0
 
-        _wait(f"all {total} jobs final", lambda: finished() == total, FINAL_WITHIN_S)
+        try:
+            _wait(f"all {total} jobs final", lambda: finished() == total, FINAL_WITHIN_S)
+        except AssertionError as stalled:
+            raise AssertionError(f"{stalled}; {_state(conn, queue.id)}") from None
         all_final_s = time.monotonic() - killed
 
         jobs = conn.execute(
