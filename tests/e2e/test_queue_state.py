@@ -144,3 +144,47 @@ def test_a_queue_name_taken_outside_the_state_fails_up_with_what_to_do(
         assert "not in this stack's state" in output
         assert f"select supaqueue.drop_queue('{queue_id}');" in output
         assert "duplicate key" not in output and "Traceback" not in output
+
+
+# A queue declared in the program with settings that are outputs (another resource's value, a
+# secret, a config lookup): each reaches the database as given, none is replaced by its default.
+OUTPUT_SETTINGS_PROGRAM = """
+
+import supaqueue as _sq
+
+_known = pulumi.Output.from_input
+_from_outputs = _sq.Queue(
+    "from-outputs",
+    {
+        "name": _known("from-outputs"),
+        "edge_function_name": _known("demo-target"),
+        "workers": _known(3),
+        "max_attempts": _known(7),
+        "timeout_ms": pulumi.Output.secret(12000),
+        "paused": True,
+    },
+    installation=installation,
+)
+pulumi.export("from_outputs", _from_outputs.queue_id)
+"""
+
+
+def test_a_queue_setting_given_as_an_output_is_applied_not_defaulted(
+    project: PulumiProject,
+) -> None:
+    program = project.workdir / "__main__.py"
+    program.write_text(program.read_text() + OUTPUT_SETTINGS_PROGRAM)
+    project.configure(target="local")
+    project.up()
+    queue_id = project.outputs()["from_outputs"]
+    with psycopg.connect(project.env["DB_URL"], autocommit=True) as conn:
+        row = conn.execute(
+            "select q.name, q.edge_function_name, q.max_attempts, q.timeout_ms,"
+            " (select count(*) from supaqueue.worker w where w.queue = q.id and not w.retiring)"
+            " from supaqueue.queue q where q.id = %s",
+            (queue_id,),
+        ).fetchone()
+    assert row == ("from-outputs", "demo-target", 7, 12000, 3)
+    # And the next preview is clean: the outputs' values are what the state holds.
+    ops = project.preview_ops()
+    assert ops.get("from-outputs") == "same", ops

@@ -338,3 +338,17 @@ def test_data_api_is_a_boolean_of_the_owning_stack() -> None:
     assert "supaqueue:dataApi: must be true or false" in problems({**SUPABASE, "dataApi": "yes"})
     text = declared_problems({**SUPABASE, "installation": "external", "dataApi": True})
     assert "data_api: the Data API exposure belongs to the installation" in text
+
+
+def test_a_required_queue_setting_given_as_an_output_is_not_missing() -> None:
+    """A `Queue` resource's name or function given as another resource's output is judged by
+    the provider's check once known: the program does not call it missing."""
+    import pulumi
+
+    from supaqueue.providers.queue.spec import queue_problems
+
+    later = pulumi.Output.from_input
+    args = {"name": later("emails"), "edge_function_name": later("send-email"), "workers": 0}
+    assert [str(p) for p in queue_problems(args, "queue 'q'")] == [
+        "queue 'q'.workers: must be at least 1, got 0"
+    ]

@@ -194,7 +194,12 @@ class Queue(SupaqueueResource, kind="Queue"):
         if problems:
             raise ConfigError("invalid queue:\n  - " + "\n  - ".join(map(str, problems)))
         plain = {key: value for key, value in args.items() if not _is_output(value)}
-        props: dict[str, Any] = with_defaults(plain)
+        # Defaults for what was not given; a setting given as an output stays that output (its
+        # value is judged by the provider's check once the engine knows it).
+        props: dict[str, Any] = {
+            **with_defaults(plain),
+            **{key: value for key, value in args.items() if _is_output(value)},
+        }
         # Headers often carry credentials: secret in state whatever the caller passed.
         props["headers"] = pulumi.Output.secret(args.get("headers") or {})
         props["db_url"] = installation.db_url

@@ -226,7 +226,7 @@ def validate_queue(raw: Any, path: str = "queue", unknown: set[str] | None = Non
         if key not in FIELDS:
             bad(str(key), f"unknown key; known keys: {', '.join(FIELDS)}")
     for key, field in FIELDS.items():
-        if field.required and raw.get(key) is None:
+        if field.required and key not in not_yet_known and raw.get(key) is None:
             bad(key, "is required")
 
     def check(field: str, test: Any) -> None:
