@@ -2508,11 +2508,23 @@ CREATE FUNCTION supaqueue.drop_queue(_queue uuid, _discard_unfinished boolean DE
 declare
   _name text;
   _unfinished bigint;
+  _referrers text;
 begin
   -- FOR UPDATE also blocks new jobs (their foreign-key check) until this transaction ends.
   select name into _name from supaqueue.queue where id = _queue for update;
   if not found then
     return false;
+  end if;
+  -- Named as another queue's dead-letter queue: refused before anything is discarded, in words
+  -- (the foreign key would refuse the delete at the end, naming only its constraint).
+  select string_agg(format('"%s"', q.name), ', ' order by q.name) into _referrers
+    from supaqueue.queue q where q.dead_letter_queue = _queue and q.id <> _queue;
+  if _referrers is not null then
+    raise exception 'queue "%" is the dead-letter queue of queue(s) %: it cannot be dropped while they name it',
+                    _name, _referrers
+      using errcode = '23503', constraint = 'queue_dead_letter_queue_fkey',
+            hint = 'Remove dead_letter_queue from those queues first (in Pulumi: delete it from '
+                   'their declaration and run pulumi up), then drop this one.';
   end if;
   _unfinished := supaqueue.unfinished_job_count(_queue);
   if _unfinished > 0 and not coalesce(_discard_unfinished, false) then
