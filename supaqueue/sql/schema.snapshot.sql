@@ -4120,7 +4120,8 @@ begin
                                 'with `supaqueue job %s`', octet_length(new.payload::text), new.id));
   end if;
   begin
-    insert into supaqueue.job (queue, payload) values (_q.dead_letter_queue, _letter);
+    insert into supaqueue.job (queue, payload, source, source_name)
+      values (_q.dead_letter_queue, _letter, 'dead_letter', _q.name);
   exception when others then
     raise warning 'supaqueue: dead letter of job % (queue %) not enqueued: %', new.id, _q.name,
       sqlerrm;
@@ -4529,8 +4530,7 @@ END NOT NULL,
     CONSTRAINT job_finished_at_iff_final CHECK (((status = ANY (ARRAY['success'::supaqueue.job_status, 'failed'::supaqueue.job_status, 'cancelled'::supaqueue.job_status])) = (finished_at IS NOT NULL))),
     CONSTRAINT job_key_size CHECK (((key IS NULL) OR (octet_length(key) <= 1024) OR supaqueue.refuse_job_value('job_key_size'::text, format('key: %s bytes, over the limit of 1024 bytes; use a shorter key'::text, octet_length(key)), 'a long natural key can be hashed: md5(<key>) is 32 characters'::text))),
     CONSTRAINT job_pending_dependencies_non_negative CHECK ((pending_dependencies >= 0)),
-    CONSTRAINT job_run_at_readable CHECK ((((run_at >= '0001-01-01 00:00:00+00'::timestamp with time zone) AND (run_at < '10000-01-01 00:00:00+00'::timestamp with time zone)) OR supaqueue.refuse_job_value('job_run_at_readable'::text, format('run_at: %s is outside the times a job can have; give a time between 0001-01-01 and 9999-12-31 UTC, or none to run it now'::text, run_at), 'supaqueue.enqueue(..., _run_at => now() + interval ''1 hour'') delays a job by an hour'::text))),
-    CONSTRAINT job_source_known CHECK ((source = ANY (ARRAY['sql'::text, 'api'::text, 'trigger'::text, 'schedule'::text])))
+    CONSTRAINT job_run_at_readable CHECK ((((run_at >= '0001-01-01 00:00:00+00'::timestamp with time zone) AND (run_at < '10000-01-01 00:00:00+00'::timestamp with time zone)) OR supaqueue.refuse_job_value('job_run_at_readable'::text, format('run_at: %s is outside the times a job can have; give a time between 0001-01-01 and 9999-12-31 UTC, or none to run it now'::text, run_at), 'supaqueue.enqueue(..., _run_at => now() + interval ''1 hour'') delays a job by an hour'::text)))
 );
 
 ALTER TABLE supaqueue.job OWNER TO postgres;
@@ -4790,6 +4790,9 @@ ALTER TABLE ONLY supaqueue.job_operator_action
 
 ALTER TABLE ONLY supaqueue.job
     ADD CONSTRAINT job_pkey PRIMARY KEY (id);
+
+ALTER TABLE supaqueue.job
+    ADD CONSTRAINT job_source_known CHECK ((source = ANY (ARRAY['sql'::text, 'api'::text, 'trigger'::text, 'schedule'::text, 'dead_letter'::text]))) NOT VALID;
 
 ALTER TABLE ONLY supaqueue.migrations
     ADD CONSTRAINT migrations_pkey PRIMARY KEY (version);

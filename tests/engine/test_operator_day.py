@@ -55,6 +55,11 @@ def test_a_job_failing_for_good_enqueues_exactly_one_dead_letter(engine: Engine)
     name = engine.one("select name from supaqueue.queue where id = %s", (q,))
     assert letter["job_id"] == job and letter["queue"] == name
     assert letter["payload"] == {"order": 7}
+    # it says where it came from (0031; it said `sql` before)
+    source = engine.conn.execute(
+        "select source, source_name from supaqueue.job where queue = %s", (dlq,)
+    ).fetchone()
+    assert source == {"source": "dead_letter", "source_name": name}
     assert letter["error"] == "HTTP 503 Something" and letter["status_code"] == 503
     assert letter["response_excerpt"] == '{"msg": "Requested function was not found"}'
     assert letter["attempts"] == 2 and letter["failed_at"]

@@ -125,7 +125,8 @@ begin
                                 'with `supaqueue job %s`', octet_length(new.payload::text), new.id));
   end if;
   begin
-    insert into supaqueue.job (queue, payload) values (_q.dead_letter_queue, _letter);
+    insert into supaqueue.job (queue, payload, source, source_name)
+      values (_q.dead_letter_queue, _letter, 'dead_letter', _q.name);
   exception when others then
     raise warning 'supaqueue: dead letter of job % (queue %) not enqueued: %', new.id, _q.name,
       sqlerrm;
