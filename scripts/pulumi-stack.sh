@@ -38,5 +38,17 @@ fi
 if [ -f "Pulumi.$stack.yaml" ] && [ -x "$SUPAQUEUE_ROOT/.venv/bin/python" ]; then
   "$SUPAQUEUE_ROOT/.venv/bin/python" -m supaqueue.stack_file "Pulumi.$stack.yaml" || exit 1
 fi
-pulumi stack select "$stack" >/dev/null 2>&1 || pulumi stack init "$stack" >/dev/null
+if ! pulumi stack select "$stack" >/dev/null 2>&1; then
+  # A missing stack is made only by a command that starts one (config, preview, up, import, stack):
+  # a misspelt `destroy` or `refresh` must not make an empty stack and report success on it.
+  case "${1:-}" in
+    config|preview|up|import|stack) pulumi stack init "$stack" >/dev/null ;;
+    *)
+      echo "No stack '$stack' in this backend: 'pulumi ${1:-}' needs an existing stack and makes none." \
+        "The stacks here:" >&2
+      pulumi stack ls >&2 || true
+      echo "Check the name; a new stack starts with 'scripts/pulumi-stack.sh $stack config set ...' or '... $stack up'." >&2
+      exit 2 ;;
+  esac
+fi
 exec pulumi --stack "$stack" "$@"

@@ -163,7 +163,9 @@ def test_dead_letter_loops_are_refused(engine: Engine) -> None:
     assert named.value.diag.constraint_name == "queue_dead_letter_queue_fkey"
     # in words: which queue names it, and what to do
     assert 'queue "loop-a" is the dead-letter queue of queue(s) "loop-b"' in str(named.value)
-    assert "Remove dead_letter_queue from those queues first" in (named.value.diag.message_hint or "")
+    assert "Remove dead_letter_queue from those queues first" in (
+        named.value.diag.message_hint or ""
+    )
     assert engine.one("select count(*) from supaqueue.queue where id = %s", (b,)) == 1
 
 

@@ -50,3 +50,53 @@ def test_a_file_backend_folder_is_created(tmp_path: Path) -> None:
     done = run(tmp_path, f"file://{state}")
     assert done.returncode == 0, done.stderr
     assert state.is_dir()
+
+
+def run_on_missing_stack(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The script on a stack that does not exist: the stand-in `pulumi` fails `stack select`."""
+    bin_dir = root / ".toolchain" / "bin"
+    bin_dir.mkdir(parents=True)
+    fake = bin_dir / "pulumi"
+    fake.write_text(
+        '#!/bin/sh\necho "$@" >> "$SUPAQUEUE_ROOT/pulumi-calls"\n'
+        'if [ "$1 $2" = "stack select" ]; then exit 255; fi\n'
+        'if [ "$1 $2" = "stack ls" ]; then echo "dev"; echo "prod"; fi\n'
+    )
+    fake.chmod(0o755)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(root),
+        "SUPAQUEUE_ROOT": str(root),
+        "SUPAQUEUE_CACHE": str(root / "cache"),
+        "PULUMI_BACKEND_URL": f"file://{root / 'state'}",
+    }
+    return subprocess.run(
+        ["bash", str(SCRIPT), "prdo", *args],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize("command", ["destroy", "refresh"])
+def test_a_misspelt_stack_is_not_made_by_a_command_that_needs_one(
+    tmp_path: Path, command: str
+) -> None:
+    done = run_on_missing_stack(tmp_path, command, "--yes")
+    assert done.returncode == 2
+    assert f"No stack 'prdo' in this backend: 'pulumi {command}' needs an existing stack" in (
+        done.stderr
+    )
+    assert "dev\nprod" in done.stderr  # the stacks that do exist
+    calls = (tmp_path / "pulumi-calls").read_text().splitlines()
+    assert not any(c.startswith("stack init") for c in calls), calls
+    assert not any(command in c for c in calls), calls
+
+
+def test_a_new_stack_starts_with_config_set(tmp_path: Path) -> None:
+    done = run_on_missing_stack(tmp_path, "config", "set", "supaqueue:projectRef", "abc")
+    assert done.returncode == 0, done.stderr
+    calls = (tmp_path / "pulumi-calls").read_text().splitlines()
+    assert calls[-2:] == ["stack init prdo", "--stack prdo config set supaqueue:projectRef abc"]
