@@ -27,9 +27,15 @@ target, pg_cron ticking, chaining on), then:
   B's wait behind A is the machine's CPU shared with A's calls (every stage slows), not a wait
   for A's backlog.
 
+The fairness run is made once per --target-ms value (default 0,20): 0 is the no-op target, as
+in the throughput runs, where B's calls share the two cores with A's as fast as they go (the
+control tells how much of B's wait that is); 20 is a target that answers after 20 ms of waiting
+(benchmarks/slow_target: an API call's wait, no CPU), for A's and B's jobs alike, so the ratio
+measures the dispatch order more than the machine's CPU.
+
 Usage: python benchmarks/keys_bench.py [--jobs 10000] [--keys 1,1000,10000] [--workers 50]
                                        [--workers-per-key 2] [--a-jobs 50000] [--rounds 5]
-                                       [--fairness-only] [--keep]
+                                       [--target-ms 0,20] [--fairness-only] [--keep]
 Small runs: --jobs 2000 --a-jobs 2000; fairness alone: --fairness-only --a-jobs 20000.
 """
 
@@ -44,6 +50,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -61,17 +68,22 @@ from e2e_bench import (
 )
 
 TARGET = "noop-target"
+# --target-ms > 0: a target that answers after that long (waiting, not computing)
+SLOW_TARGET = "slow-target"
+SLOW_TARGET_DIR = Path(__file__).resolve().with_name("slow_target")
 TARGET_RATIO = 0.9
 TARGET_FAIRNESS = 2.0
 B_JOBS = 10
 ROUND_GAP_S = 0.3
 
 
-def keyed_queue(conn: psycopg.Connection, name: str, workers: int, per_key: int | None) -> str:
+def keyed_queue(
+    conn: psycopg.Connection, name: str, workers: int, per_key: int | None, target: str = TARGET
+) -> str:
     row = conn.execute(
         "insert into supaqueue.queue (name, edge_function_name, max_attempts, workers_per_key)"
         " values (%s, %s, 1, %s) returning id::text",
-        (name, TARGET, per_key),
+        (name, target, per_key),
     ).fetchone()
     assert row is not None
     conn.execute("select supaqueue.set_worker_count(%s, %s)", (row[0], workers))
@@ -115,16 +127,17 @@ def throughput(
     }
 
 
-def b_round(conn: psycopg.Connection, queue: str) -> list[dict[str, float]]:
+def b_round(conn: psycopg.Connection, queue: str, target_ms: int) -> list[dict[str, float]]:
     """Key B enqueues B_JOBS jobs in one call; once all are done, per job: enqueue → done (the
     goal's figure: `finished_at - created_at`, both the database's clock) and where the time
     went: enqueue → lease (`job_attempt.started_at`: the dispatch), lease → target (the no-op
     target answers with the time the call arrived: pg_net, the dispatcher, its claim, the call
     through the gateway), target → report (the answer back, the report's start)."""
+    payload = {"sleep_ms": target_ms} if target_ms else {}
     ids = conn.execute(
         "select unnest(supaqueue.enqueue_batch(name, %s, _keys => array_fill('B'::text, %s)))"
         " from supaqueue.queue where id = %s",
-        (psycopg.types.json.Jsonb([{}] * B_JOBS), [B_JOBS], queue),
+        (psycopg.types.json.Jsonb([payload] * B_JOBS), [B_JOBS], queue),
     ).fetchall()
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -155,11 +168,13 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1] if len(values) >= 2 else values[0]
 
 
-def b_rounds(conn: psycopg.Connection, queue: str, rounds: int) -> list[dict[str, float]]:
+def b_rounds(
+    conn: psycopg.Connection, queue: str, rounds: int, target_ms: int
+) -> list[dict[str, float]]:
     samples: list[dict[str, float]] = []
     for _ in range(rounds):
         time.sleep(ROUND_GAP_S)  # the last round's reports and chains are over
-        samples += b_round(conn, queue)
+        samples += b_round(conn, queue, target_ms)
     return samples
 
 
@@ -172,15 +187,17 @@ def figures(samples: list[dict[str, float]], prefix: str) -> dict[str, float]:
     return out
 
 
-def fairness(conn: psycopg.Connection, args: argparse.Namespace) -> None:
-    queue = keyed_queue(conn, f"bench-fair-{uuid.uuid4().hex[:6]}", 20, 10)
+def fairness(conn: psycopg.Connection, args: argparse.Namespace, target_ms: int) -> None:
+    target = SLOW_TARGET if target_ms else TARGET
+    queue = keyed_queue(conn, f"bench-fair-{uuid.uuid4().hex[:6]}", 20, 10, target)
     # not counted: the queue's and key B's first dispatch (its key row is made)
-    b_round(conn, queue)
-    alone = b_rounds(conn, queue, args.rounds)
+    b_round(conn, queue, target_ms)
+    alone = b_rounds(conn, queue, args.rounds, target_ms)
     conn.execute(
         "insert into supaqueue.job (queue, payload, key)"
-        " select %s, jsonb_build_object('i', g), 'A' from generate_series(1, %s) g",
-        (queue, args.a_jobs),
+        " select %s, case when %s::int > 0 then jsonb_build_object('i', g, 'sleep_ms', %s::int)"
+        " else jsonb_build_object('i', g) end, 'A' from generate_series(1, %s) g",
+        (queue, target_ms, target_ms, args.a_jobs),
     )
     # A's calls running and its backlog queued before B comes
     deadline = time.monotonic() + 60
@@ -198,7 +215,7 @@ def fairness(conn: psycopg.Connection, args: argparse.Namespace) -> None:
         (queue,),
     ).fetchone()
     requests = pg_net_requests(conn)
-    behind = b_rounds(conn, queue, args.rounds)
+    behind = b_rounds(conn, queue, args.rounds, target_ms)
     # A's jobs that went through pg_net while B was behind it (B's own are one each): the rest
     # were chained
     a_requests = pg_net_requests(conn) - requests - len(behind)
@@ -210,17 +227,18 @@ def fairness(conn: psycopg.Connection, args: argparse.Namespace) -> None:
     # alone again: an alone figure on each side of the behind one, in the same sitting
     conn.execute("select supaqueue.cancel_jobs(%s)", (queue,))
     wait_idle(conn, queue)
-    after = b_rounds(conn, queue, args.rounds)
+    after = b_rounds(conn, queue, args.rounds, target_ms)
     # The control: B alone while one busy loop per core takes the CPU that A's calls took (no
     # backlog, no other key): what B's latency owes to CPU contention on this machine, whatever
     # the dispatch order. behind / beside_hogs near 1 says the rest of the wait is not fairness.
     with cpu_hogs():
-        beside = b_rounds(conn, queue, args.rounds)
+        beside = b_rounds(conn, queue, args.rounds, target_ms)
     # the goal's ratio against the lower of the two alone figures: never flattered by an alone
     # side slowed by something else (A's dead rows being vacuumed, others' load)
     alone_p95 = min(p95([s["total"] for s in alone]), p95([s["total"] for s in after]))
     ratio = p95([s["total"] for s in behind]) / alone_p95
-    emit({"bench": "keys_fairness", "workers": 20, "workers_per_key": 10, "a_jobs": args.a_jobs,
+    emit({"bench": "keys_fairness", "target": target, "target_ms": target_ms,
+          "workers": 20, "workers_per_key": 10, "a_jobs": args.a_jobs,
           "a_backlog_when_b_came": backlog[0] if backlog else None,
           "a_backlog_after_b": backlog_after[0] if backlog_after else None,
           "a_pg_net_requests_per_job_behind": round(a_requests / (backlog[0] - backlog_after[0]), 3)
@@ -305,8 +323,21 @@ def run(args: argparse.Namespace) -> int:
                           round(cpu_ratio, 3) if cpu_ratio is not None else None,
                       "target_min_ratio": TARGET_RATIO,
                       "ok": ratio is not None and ratio >= TARGET_RATIO})  # fmt: skip
-            fairness(conn, args)
+            if any(args.target_ms):
+                stack.deploy(SLOW_TARGET, SLOW_TARGET_DIR, verify_jwt=True)
+            for target_ms in args.target_ms:
+                fairness(conn, args, target_ms)
     return 0
+
+
+def _millis(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--target-ms: {exc}") from exc
+    if not values or any(not 0 <= v <= 10_000 for v in values):
+        raise argparse.ArgumentTypeError("--target-ms: 0 to 10000 ms, comma-separated")
+    return values
 
 
 def _counts(text: str) -> list[int]:
@@ -329,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5,
                         help="fairness: rounds of key B's jobs alone (before and after A) and"
                         " behind A")  # fmt: skip
+    parser.add_argument("--target-ms", type=_millis, default=[0, 20],
+                        help="fairness runs, one per value: the target answers after this long"
+                        " (0: the no-op target); e.g. 0,20")  # fmt: skip
     parser.add_argument("--fairness-only", action="store_true", help="skip keys_throughput")
     parser.add_argument("--keep", action="store_true", help="keep the local stack (debugging)")
     args = parser.parse_args(argv)
