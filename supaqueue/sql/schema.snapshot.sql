@@ -2533,6 +2533,12 @@ begin
             hint = 'Let them finish, or drop the queue with _discard_unfinished => true '
                    '(in Pulumi: discard_unfinished_on_delete: true) to discard them.';
   end if;
+  -- The leases first, then the jobs: the order of a report (its lease, then its job), so that a
+  -- report still ending one of them is waited for instead of deadlocking with this drop.
+  -- (From the leases' side: they are few, the queue's finished jobs may be many.)
+  perform 1 from supaqueue.current_job c join supaqueue.job j on j.id = c.job
+   where j.queue = _queue
+     for update of c;
   -- Wait for enqueues that hold one of these jobs FOR SHARE (a new dependent elsewhere), so that
   -- the pass below sees their edges; later ones find the jobs gone and fail.
   perform 1 from supaqueue.job where queue = _queue and status in ('pending', 'in_progress')

@@ -172,3 +172,51 @@ def test_stats_view_shows_the_operators_pause_after_its_old_columns(engine: Engi
         )
         is None
     )
+
+
+def test_drop_queue_discarding_beside_a_report_does_not_deadlock(engine: Engine) -> None:
+    """A report ends its lease first, then its job (end_current_job, report_and_claim,
+    report_batch); drop_queue(…, true) locked the jobs first, then the leases: each waited for the
+    other and Postgres rolled one back (seen beside keys_bench's last reports). The report's
+    order, played by hand, then the drop: both go through."""
+    import threading
+
+    q = engine.queue(workers=1)
+    job = engine.insert_job(q)
+    lease = engine.current_job_of(job)
+    outcome: dict[str, object] = {}
+    with psycopg.connect(engine.dsn) as reporter:
+        # the report's first step: its lease, locked (deleted) in its transaction
+        reporter.execute("delete from supaqueue.current_job where id = %s", (lease,))
+        pid = reporter.execute("select pg_backend_pid()").fetchone()
+
+        def drop() -> None:
+            try:
+                with psycopg.connect(engine.dsn, autocommit=True) as conn:
+                    row = conn.execute("select supaqueue.drop_queue(%s, true)", (q,)).fetchone()
+                    outcome["dropped"] = row[0] if row else None
+            except psycopg.Error as exc:
+                outcome["drop_error"] = f"{exc.sqlstate}: {exc}"
+
+        dropper = threading.Thread(target=drop)
+        dropper.start()
+        # until the drop waits for a lock (bounded)
+        for _ in range(500):
+            waiting = engine.one(
+                "select count(*) from pg_stat_activity where wait_event_type = 'Lock'"
+                " and pid <> %s and query like '%%drop_queue%%'",
+                (pid[0] if pid else 0,),
+            )
+            if waiting:
+                break
+            dropper.join(0.01)
+        # the report's second step: its job
+        try:
+            reporter.execute("select 1 from supaqueue.job where id = %s for update", (job,))
+            reporter.commit()
+        except psycopg.Error as exc:
+            outcome["report_error"] = f"{exc.sqlstate}: {exc}"
+        dropper.join(30)
+    assert not dropper.is_alive()
+    assert outcome == {"dropped": True}, outcome
+    assert engine.one("select count(*) from supaqueue.queue where id = %s", (q,)) == 0
