@@ -28,7 +28,9 @@ GEN = (
     "supabase/functions/_shared/supaqueue.gen.ts"
 )
 BATCH = 'import { batchHandler, JobError } from "./_shared/payload_handler.ts";'
-CLIENT = '// Deno or Node, over SQL (postgres.js; in an Edge Function: Deno.env.get("SUPABASE_DB_URL"))'
+CLIENT = (
+    '// Deno or Node, over SQL (postgres.js; in an Edge Function: Deno.env.get("SUPABASE_DB_URL"))'
+)
 PYTHON = "import psycopg"
 CALLED = "// the called function (supabase/functions/send-email/index.ts)"
 EMAILS = {
@@ -108,11 +110,13 @@ def test_the_readme_snippets_type_check_and_run(
     # "mypy checks the queue name and the payload"
     good_py = '"emails", {"to": "ada@example.com", "template": "welcome"}'
     assert good_py in python
-    for wrong_py, said in (('"emials", {"to": "ada@example.com"}', "Literal['emials']"),
-                           ('"emails", {"to": 5}', 'TypedDict item "to" has type "str"')):  # fmt: skip
+    for wrong_py, said in (
+        ('"emials", {"to": "ada@example.com"}', "Literal['emials']"),
+        ('"emails", {"to": 5}', 'TypedDict item "to" has type "str"'),
+    ):
         (app / "wrong.py").write_text(DB_URL_LINE + python.replace(good_py, wrong_py, 1))
-        wrong = mypy(app, "wrong.py")
-        assert wrong.returncode != 0 and said in wrong.stdout, wrong.stdout
+        refused = mypy(app, "wrong.py")
+        assert refused.returncode != 0 and said in refused.stdout, refused.stdout
     done = subprocess.run(
         [sys.executable, "enqueue.py"],
         cwd=app, env={**os.environ, "DB_URL": db},

@@ -86,8 +86,9 @@ def test_the_history_queries_run_and_show_what_their_comments_say(engine: Engine
         )
     )
     assert [row["name"] for row in stats] == ["emails"], proc.stdout
-    for column in ("oldest_pending_age", "attempts_last_minute", "paused",
-                   "paused_by_operator_since", "held_until", "hold_reason", "held_keys"):  # fmt: skip
+    commented = ("oldest_pending_age", "attempts_last_minute", "paused",
+                 "paused_by_operator_since", "held_until", "hold_reason", "held_keys")  # fmt: skip
+    for column in commented:
         assert column in stats[0], (column, sorted(stats[0]))
     assert stats[0]["attempts_last_minute"] == "1"
     assert [(row["job"], row["outcome"]) for row in attempts] == [(job, "success")], proc.stdout

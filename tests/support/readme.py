@@ -66,39 +66,37 @@ def block(key: str) -> Block:
     return matching[0]
 
 
+# The tests that check unmarked blocks
+COMMANDS = "tests/unit/test_readme_commands.py::"
+CONFIG = "tests/unit/test_readme_config_blocks.py::"
+TYPED = "tests/console/test_readme_typed_clients.py::test_the_readme_snippets_type_check_and_run"
+WARNINGS = (
+    "tests/providers/test_readme_preview_warnings.py::test_the_warnings_are_what_preview_says"
+)
+
 # Each unmarked README block (by its first line) and the test that checks exactly its text.
 CHECKED = {
     "make up     # installs the toolchain, starts the local stack, runs `pulumi up` on the dev "
-    "stack, runs a demo job": "tests/unit/test_readme_commands.py::test_make_lines_name_real_targets",
+    "stack, runs a demo job": COMMANDS + "test_make_lines_name_real_targets",
     "supaqueue:chainMaxJobs: 100        # 0-1000, default 50; 0 or 1: no chaining": (
-        "tests/unit/test_readme_config_blocks.py::test_the_chain_budget_block"
+        CONFIG + "test_the_chain_budget_block"
     ),
-    "- name: emails": "tests/unit/test_readme_config_blocks.py::test_the_batch_queue_block",
-    'import { batchHandler, JobError } from "./_shared/payload_handler.ts";': (
-        "tests/console/test_readme_typed_clients.py::test_the_readme_snippets_type_check_and_run"
-    ),
+    "- name: emails": CONFIG + "test_the_batch_queue_block",
+    'import { batchHandler, JobError } from "./_shared/payload_handler.ts";': TYPED,
     "supaqueue gen types --lang typescript --stack dev --out "
-    "supabase/functions/_shared/supaqueue.gen.ts": (
-        "tests/console/test_readme_typed_clients.py::test_the_readme_snippets_type_check_and_run"
-    ),
-    '// Deno or Node, over SQL (postgres.js; in an Edge Function: Deno.env.get("SUPABASE_DB_URL"))': (
-        "tests/console/test_readme_typed_clients.py::test_the_readme_snippets_type_check_and_run"
-    ),
-    "import psycopg": (
-        "tests/console/test_readme_typed_clients.py::test_the_readme_snippets_type_check_and_run"
-    ),
-    "// the called function (supabase/functions/send-email/index.ts)": (
-        "tests/console/test_readme_typed_clients.py::test_the_readme_snippets_type_check_and_run"
-    ),
+    "supabase/functions/_shared/supaqueue.gen.ts": TYPED,
+    "// Deno or Node, over SQL (postgres.js; in an Edge Function: "
+    'Deno.env.get("SUPABASE_DB_URL"))': TYPED,
+    "import psycopg": TYPED,
+    "// the called function (supabase/functions/send-email/index.ts)": TYPED,
     "supaqueue status --stack dev                 # every queue: state, workers busy/total, "
-    "rate limit,": "tests/unit/test_readme_commands.py::test_the_operator_commands_parse",
-    "supaqueue:triggers:": "tests/unit/test_readme_config_blocks.py::test_the_trigger_block",
-    "supaqueue:schedules:": "tests/unit/test_readme_config_blocks.py::test_the_schedule_block",
+    "rate limit,": COMMANDS + "test_the_operator_commands_parse",
+    "supaqueue:triggers:": CONFIG + "test_the_trigger_block",
+    "supaqueue:schedules:": CONFIG + "test_the_schedule_block",
     "export PULUMI_CONFIG_PASSPHRASE=...      # or a secrets provider of your own": (
-        "tests/unit/test_readme_commands.py::test_the_prod_secrets_block_runs_the_stack_script"
+        COMMANDS + "test_the_prod_secrets_block_runs_the_stack_script"
     ),
     "warning: supaqueue: queue 'emails': workers 10 → 2: the 8 calls in flight finish first "
-    "(none is cut short; …)": (
-        "tests/providers/test_readme_preview_warnings.py::test_the_warnings_are_what_preview_says"
-    ),
+    "(none is cut short; …); a new call starts only when one of the 2 remaining worker(s) "
+    "is free": WARNINGS,
 }

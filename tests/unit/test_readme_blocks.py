@@ -32,9 +32,7 @@ def test_each_checking_test_exists_and_reads_its_block() -> None:
         path, name = where.split("::")
         source = (REPO / path).read_text()
         functions = {
-            node.name
-            for node in ast.walk(ast.parse(source))
-            if isinstance(node, ast.FunctionDef)
+            node.name for node in ast.walk(ast.parse(source)) if isinstance(node, ast.FunctionDef)
         }
         assert name in functions, f"{where} (checking {key!r}) does not exist"
         strings = {

@@ -121,7 +121,9 @@ def test_the_prod_secrets_block_runs_the_stack_script(tmp_path: Path) -> None:
     """In a project root with a stand-in `pulumi` on the toolchain's path (as
     tests/unit/test_pulumi_stack_script.py): the script reaches pulumi with the README's
     arguments, the keys are the config's secret keys, and the URL, filled in, is accepted."""
-    text = block("export PULUMI_CONFIG_PASSPHRASE=...      # or a secrets provider of your own").text
+    text = block(
+        "export PULUMI_CONFIG_PASSPHRASE=...      # or a secrets provider of your own"
+    ).text
     bin_dir = tmp_path / ".toolchain" / "bin"
     bin_dir.mkdir(parents=True)
     fake = bin_dir / "pulumi"

@@ -45,7 +45,9 @@ def accepted(stack_file: str) -> tuple[StackConfig, dict[str, Any]]:
 
 
 def test_the_chain_budget_block() -> None:
-    text = block("supaqueue:chainMaxJobs: 100        # 0-1000, default 50; 0 or 1: no chaining").text
+    text = block(
+        "supaqueue:chainMaxJobs: 100        # 0-1000, default 50; 0 or 1: no chaining"
+    ).text
     config, args = accepted(BASE + text)
     assert config.chain_budget == {"chain_max_jobs": 100, "chain_max_seconds": 60}
     assert (args["chain_max_jobs"], args["chain_max_seconds"]) == (100, 60)  # SupaqueueArgs
