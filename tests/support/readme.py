@@ -69,13 +69,14 @@ def block(key: str) -> Block:
 # The tests that check unmarked blocks
 COMMANDS = "tests/unit/test_readme_commands.py::"
 CONFIG = "tests/unit/test_readme_config_blocks.py::"
+HOOKS = "tests/engine/test_readme_hooks.py::"
 TYPED = "tests/console/test_readme_typed_clients.py::test_the_readme_snippets_type_check_and_run"
 WARNINGS = (
     "tests/providers/test_readme_preview_warnings.py::test_the_warnings_are_what_preview_says"
 )
 
-# Each unmarked README block (by its first line) and the test that checks exactly its text.
-CHECKED = {
+# Each unmarked README block (by its first line) and the test(s) that check exactly its text.
+CHECKED: dict[str, str | tuple[str, ...]] = {
     "make up     # installs the toolchain, starts the local stack, runs `pulumi up` on the dev "
     "stack, runs a demo job": COMMANDS + "test_make_lines_name_real_targets",
     "supaqueue:chainMaxJobs: 100        # 0-1000, default 50; 0 or 1: no chaining": (
@@ -84,15 +85,24 @@ CHECKED = {
     "- name: emails": CONFIG + "test_the_batch_queue_block",
     'import { batchHandler, JobError } from "./_shared/payload_handler.ts";': TYPED,
     "supaqueue gen types --lang typescript --stack dev --out "
-    "supabase/functions/_shared/supaqueue.gen.ts": TYPED,
+    "supabase/functions/_shared/supaqueue.gen.ts": (
+        TYPED,
+        COMMANDS + "test_the_gen_commands_parse",
+    ),
     "// Deno or Node, over SQL (postgres.js; in an Edge Function: "
     'Deno.env.get("SUPABASE_DB_URL"))': TYPED,
     "import psycopg": TYPED,
     "// the called function (supabase/functions/send-email/index.ts)": TYPED,
     "supaqueue status --stack dev                 # every queue: state, workers busy/total, "
     "rate limit,": COMMANDS + "test_the_operator_commands_parse",
-    "supaqueue:triggers:": CONFIG + "test_the_trigger_block",
-    "supaqueue:schedules:": CONFIG + "test_the_schedule_block",
+    "supaqueue:triggers:": (
+        CONFIG + "test_the_trigger_block",
+        HOOKS + "test_the_trigger_blocks_condition_is_valid_on_its_table",
+    ),
+    "supaqueue:schedules:": (
+        CONFIG + "test_the_schedule_block",
+        HOOKS + "test_the_schedule_blocks_cron_runs_at_three_in_paris",
+    ),
     "export PULUMI_CONFIG_PASSPHRASE=...      # or a secrets provider of your own": (
         COMMANDS + "test_the_prod_secrets_block_runs_the_stack_script"
     ),
