@@ -57,7 +57,7 @@ class PreflightProvider(ResourceProvider):
         failures: list[CheckFailure] = []
         if "db_url" not in unknown and (why := check_url(news.get("db_url"))):
             return CheckResult(inputs, [CheckFailure("db_url", f"the database URL {why}")])
-        effects = _function_warnings(news)
+        effects = function_warnings(news)
         me = ownership.stack_of(news)
         if "db_url" not in unknown and me is not None and me.stack_id is not None:
             try:
@@ -71,8 +71,8 @@ class PreflightProvider(ResourceProvider):
                 # No property: the engine then prints the reason alone (with one, also that
                 # property's whole value).
                 failures.append(CheckFailure(PLAN, refusal(found.blockers)))
-        for effect in effects:
-            diagnostics.warn(f"supaqueue: {effect}")
+        for message in warnings(effects):
+            diagnostics.warn(message)
         return CheckResult(inputs, failures)
 
     @presented
@@ -118,7 +118,13 @@ def _still_removing(
     return {name: {plan.DISCARD: plan.discards(olds, name)} for name in removed if name in present}
 
 
-def _function_warnings(news: dict[str, Any]) -> list[str]:
+def warnings(effects: list[str]) -> list[str]:
+    """The preflight's warnings as it sends them (the engine prints `warning: ` before each;
+    the README shows them)."""
+    return [f"supaqueue: {effect}" for effect in effects]
+
+
+def function_warnings(news: dict[str, Any]) -> list[str]:
     """A warning per queue whose Edge Function is not deployed (every job of it would fail
     with HTTP 404); nothing when the Management API is not known here or does not answer."""
     queues = news.get("queues")

@@ -1,0 +1,1 @@
+SELECT supaqueue.enqueue('emails', '{"to": "ada@example.com"}');
