@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 
 from harness.engine import Engine, install
 from supaqueue import migrations
+from tests.engine.test_operator_api import in_thread, invariants, joined, wait_until_blocked
 
 TIMEOUT_MS = 2000
 WALL_CLOCK_MS = 400_000  # the default: a hold the tests never see end by itself
@@ -302,6 +303,57 @@ def test_a_batch_reports_late_failures_and_incomplete_outcomes_lease_by_lease(
     assert _report_batch(engine, [_outcome(leases[2]), _outcome(leases[2])]) == [False, False]
     assert _held(engine, q) == 1
     assert [engine.status(j) for j in jobs] == ["cancelled"] * 3
+
+
+def _late_answer_behind(engine: Engine, lease: str, holder_sql: str, queue: str) -> bool:
+    """The late answer of `lease` while another transaction holds its worker's row (the tick
+    releasing it, a resize): it waits, then sees what that transaction did."""
+    with psycopg.connect(engine.dsn, autocommit=False) as holder:
+        holder.execute(
+            "select 1 from supaqueue.worker where queue = %s and held_for = %s for update",
+            (queue, lease),
+        )
+        thread, out = in_thread(
+            engine.dsn,
+            "late-answer",
+            lambda c: c.execute(
+                "select supaqueue.end_current_job(%s, true, true)", (lease,)
+            ).fetchone()[0],  # type: ignore[index]
+        )
+        wait_until_blocked(engine, "late-answer")
+        holder.execute(holder_sql, (queue,))
+        holder.commit()
+    return bool(joined(thread, out))
+
+
+def test_a_late_answer_behind_the_ticks_release_frees_nothing_more(engine: Engine) -> None:
+    q = _queue(engine)
+    job, lease = _claimed(engine, q)
+    _cancel(engine, job)
+    waiting = _insert(engine, q)
+    # as _release_held_workers frees it (and the tick then dispatches: not here)
+    release = (
+        "update supaqueue.worker set locked = false, held_until = null, held_for = null,"
+        " key = null where queue = %s"
+    )
+    assert _late_answer_behind(engine, lease, release, q) is False
+    [worker] = _workers(engine, q)
+    assert not worker["locked"] and worker["held_until"] is None
+    assert engine.status(waiting) == "pending"  # the answer found nothing held: no dispatch
+    engine.tick()
+    assert engine.status(waiting) == "in_progress"
+    invariants(engine)
+
+
+def test_a_late_answer_behind_a_resize_removes_the_now_retiring_worker(engine: Engine) -> None:
+    q = _queue(engine)
+    job, lease = _claimed(engine, q)
+    _cancel(engine, job)
+    # as set_worker_count(q, 0) marks a locked worker retiring
+    retire = "update supaqueue.worker set retiring = true where queue = %s"
+    assert _late_answer_behind(engine, lease, retire, q) is False
+    assert _workers(engine, q) == []
+    invariants(engine)
 
 
 def test_a_worker_held_before_the_upgrade_is_freed_by_the_tick_as_before(pg_dsn: str) -> None:
