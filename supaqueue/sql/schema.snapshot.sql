@@ -1359,6 +1359,7 @@ CREATE FUNCTION supaqueue._hold_worker(_cj supaqueue.current_job) RETURNS void
 begin
   update supaqueue.worker w
      set locked = true,
+         held_for = _cj.id,
          held_until = greatest(clock_timestamp(),
                                coalesce(_cj.claimed_at, _cj.started_at)
                                  + make_interval(secs => q.timeout_ms / 1000.0))
@@ -1863,6 +1864,26 @@ $$;
 
 ALTER FUNCTION supaqueue._record_action(_job uuid, _action text) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue._release_held_for(_leases uuid[]) RETURNS uuid[]
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _queues uuid[];
+begin
+  with freed as (
+    update supaqueue.worker set locked = false, held_until = null, held_for = null, key = null
+     where held_for = any (_leases) and held_for is not null and not retiring
+    returning queue)
+  select coalesce(array_agg(distinct f.queue), '{}') into _queues from freed f;
+  -- a statement of its own: it sees a worker that a concurrent resize made retiring meanwhile
+  delete from supaqueue.worker where held_for = any (_leases) and held_for is not null;
+  return _queues;
+end
+$$;
+
+ALTER FUNCTION supaqueue._release_held_for(_leases uuid[]) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue._release_held_workers() RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -1876,7 +1897,7 @@ begin
      where w.held_until is not null and w.held_until <= clock_timestamp()
      for update skip locked
   loop
-    update supaqueue.worker set locked = false, held_until = null, key = null
+    update supaqueue.worker set locked = false, held_until = null, held_for = null, key = null
      where id = _worker and not retiring;
     if not found then
       delete from supaqueue.worker where id = _worker;
@@ -3588,6 +3609,13 @@ begin
   -- Deleting the lease claims it: a concurrent duplicate waits here, then finds nothing.
   delete from supaqueue.current_job where id = cur_job_id returning * into _cj;
   if not found then
+    -- 0029: the whole answer of a call whose worker is held for it: the call is over, so the
+    -- worker is freed and its queue dispatches; the answer itself is dropped (no chain either)
+    if _is_complete then
+      foreach _queue in array supaqueue._release_held_for(array[cur_job_id]) loop
+        _dispatched := supaqueue._dispatch(_queue, null);
+      end loop;
+    end if;
     return jsonb_build_object('current', false, 'next', null);
   end if;
   _queues := supaqueue._end_attempt(
@@ -3734,6 +3762,14 @@ begin
       perform supaqueue._hold_worker(_cj);
     end if;
   end loop;
+
+  -- 0029: the whole answers of leases no longer current free the workers held for their calls
+  if false = any (_current) then
+    _queues := _queues || supaqueue._release_held_for(array(
+      select (e.value ->> 'current_job')::uuid
+        from jsonb_array_elements(_outcomes) with ordinality e
+       where e.value -> 'is_complete' = 'true'::jsonb and not _current[e.ordinality::integer]));
+  end if;
 
   for _queue in select distinct u from unnest(_queues) u loop
     _dispatched := supaqueue._dispatch(_queue, null);
@@ -4660,7 +4696,8 @@ CREATE TABLE supaqueue.worker (
     retiring boolean DEFAULT false NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     held_until timestamp with time zone,
-    key text
+    key text,
+    held_for uuid
 );
 
 ALTER TABLE supaqueue.worker OWNER TO postgres;
@@ -4878,6 +4915,8 @@ CREATE INDEX schedule_next_run_at_idx ON supaqueue.schedule USING btree (next_ru
 
 CREATE INDEX worker_free_idx ON supaqueue.worker USING btree (queue) WHERE ((NOT locked) AND (NOT retiring));
 
+CREATE UNIQUE INDEX worker_held_for_idx ON supaqueue.worker USING btree (held_for) WHERE (held_for IS NOT NULL);
+
 CREATE INDEX worker_held_until_idx ON supaqueue.worker USING btree (held_until) WHERE (held_until IS NOT NULL);
 
 CREATE INDEX worker_key_idx ON supaqueue.worker USING btree (queue, key) WHERE (key IS NOT NULL);
@@ -5031,6 +5070,8 @@ REVOKE ALL ON FUNCTION supaqueue._purgeable_jobs(_queue uuid, _statuses supaqueu
 REVOKE ALL ON FUNCTION supaqueue._queue_by_name(_queue text, _caller text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._record_action(_job uuid, _action text) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION supaqueue._release_held_for(_leases uuid[]) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._release_held_workers() FROM PUBLIC;
 

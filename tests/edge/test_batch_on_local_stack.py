@@ -2,8 +2,8 @@
 sender) → gateway → the deployed supaqueue function → gateway → a deployed batch target, with
 pg_cron ticking. The target answers one outcome per job of the JSON array it receives; each job
 ends on its own (success with its result, a retried 503 with Retry-After, a final 422, a job
-left out of the answer retried), a batch of N takes one call, and a batch abandoned at its
-timeout holds its N workers."""
+left out of the answer retried), a batch of N takes one call, a batch abandoned at its
+timeout holds its N workers, and a cancelled call's late answer frees its workers at once."""
 
 from __future__ import annotations
 
@@ -21,10 +21,16 @@ from tests.conftest import LocalStack
 from tests.edge.conftest import dispatcher_installed
 
 # Answers each job by its payload's `do`; sleeps (the whole call) for the largest `sleep_ms`.
+# A call of one job (batch_size 1) carries its payload: it sleeps for its `sleep_ms`.
 TARGET = """
 Deno.serve(async (request: Request) => {
   const size = Number(request.headers.get("supaqueue-batch-size"));
-  const jobs = await request.json();
+  const body = await request.json();
+  if (!Array.isArray(body)) {
+    await new Promise((resolve) => setTimeout(resolve, Number(body.sleep_ms ?? 0)));
+    return Response.json({ n: body.n });
+  }
+  const jobs = body;
   const sleep = Math.max(0, ...jobs.map((j: any) => Number(j.payload.sleep_ms ?? 0)));
   if (sleep > 0) await new Promise((resolve) => setTimeout(resolve, sleep));
   const out = [];
@@ -188,3 +194,45 @@ def test_a_batch_abandoned_at_its_timeout_holds_all_its_workers(stack: Stack) ->
     _wait(stack, q, "bool_and(j.finished_at is not null)")
     assert all(_status(stack, j) == "success" for j in more)
     assert all(_status(stack, j) == "failed" for j in slow)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_a_cancelled_calls_late_answer_frees_its_workers_at_once(
+    stack: Stack, batch_size: int
+) -> None:
+    """The operator cancels calls in flight: their workers are held (the calls may still run),
+    until the dispatcher reports their whole answers (report_and_claim for a single call,
+    report_batch for a batch); then the workers are free at once, not target_wall_clock_ms
+    later (0029), and the answers are dropped. Failed before 0029: the next jobs waited for
+    the 10 minutes' hold, past this test's wait."""
+    q = _queue(
+        stack, batch_size, batch_size=batch_size, timeout_ms=20_000, target_wall_clock_ms=600_000
+    )
+    slow = _enqueue(stack, q, [{"n": n, "sleep_ms": 3000} for n in range(batch_size)])
+    deadline = time.monotonic() + 60
+    while (
+        _one(
+            stack,
+            "select count(*) from supaqueue.current_job where job = any(%s::uuid[])"
+            " and claimed_at is not null",
+            (slow,),
+        )
+        < batch_size
+    ):
+        assert time.monotonic() < deadline, "the slow calls were never claimed"
+        time.sleep(0.05)
+    for job in slow:
+        assert _one(stack, "select supaqueue.cancel_job(%s)", (job,)) is True
+    held = "select count(*) from supaqueue.worker where queue = %s and held_until is not null"
+    assert _one(stack, held, (q,)) == batch_size  # the calls are still running
+    more = _enqueue(stack, q, [{"n": n} for n in range(batch_size)])
+    _wait(stack, q, "bool_and(j.status in ('success', 'cancelled'))", timeout=90)
+    assert all(_status(stack, j) == "success" for j in more)
+    assert _one(stack, held, (q,)) == 0
+    for job in slow:
+        assert _status(stack, job) == "cancelled"
+        assert _one(stack, "select result from supaqueue.job where id = %s", (job,)) is None
+        outcomes = stack.engine.conn.execute(
+            "select outcome from supaqueue.job_attempt where job = %s", (job,)
+        ).fetchall()
+        assert outcomes == [{"outcome": "cancelled"}]

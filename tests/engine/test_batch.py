@@ -231,8 +231,13 @@ def test_a_batch_whose_dispatcher_is_lost_expires_and_loses_nothing(engine: Engi
         assert "lease expired" in j["last_error"]
     # claimed leases: their call may still run, so the workers are held
     assert all(w["locked"] and w["held_until"] is not None for w in _workers(engine, q))
-    # a late report from the lost dispatcher changes nothing
+    # a late report from the lost dispatcher changes nothing of the jobs (0029: but its calls
+    # are over, so it frees their workers, which take the retries at once)
     assert _report(engine, [_ok(c["current_job"]["id"]) for c in claimed]) == [False] * 4
+    assert all(engine.job(j)["attempts"] == 2 and engine.job(j)["result"] is None for j in jobs)
+    assert all(w["locked"] and w["held_until"] is None for w in _workers(engine, q))
+    [retry] = engine.new_requests()
+    assert len(_leases(engine, _batch_of(retry))) == 4
 
 
 def test_a_partial_batch_waits_up_to_its_max_wait(engine: Engine) -> None:
@@ -626,7 +631,9 @@ def test_a_batch_report_ends_every_lease_as_its_own_report_would(engine: Engine)
     assert state["jobs"][0]["result"] == {"a": 1, "big": 123456789012345678901234567890}
     delays = [j["delay_s"] for j in state["jobs"] if j["status"] == "pending"]
     assert delays == [60, 120, 60, 60, 60]  # backoff; 6: its Retry-After
-    assert state["workers"] == {"n": 10, "locked": 4, "held": 4, "keyed": 0}  # 7-10 held
+    # 7 and 10 held (the call may still run); 8 and 9 held by the expiry and the cancel, then
+    # freed by their late answers (0029)
+    assert state["workers"] == {"n": 10, "locked": 2, "held": 2, "keyed": 0}
 
 
 def test_a_report_naming_a_lease_twice_ends_it_once(engine: Engine) -> None:

@@ -901,7 +901,8 @@ $$;
 -- The worker of a call that may still be running stays locked until the call cannot be: the
 -- request reached the target before the dispatcher abandoned it (at `claimed_at + timeout_ms`
 -- at the latest: a proxy drops a request whose client has gone), and the platform stops the
--- target `target_wall_clock_ms` after it arrived.
+-- target `target_wall_clock_ms` after it arrived. 0029: it names the lease (`held_for`), so that
+-- the call's late answer can free it sooner (_release_held_for).
 CREATE OR REPLACE FUNCTION supaqueue._hold_worker(_cj supaqueue.current_job) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -909,6 +910,7 @@ CREATE OR REPLACE FUNCTION supaqueue._hold_worker(_cj supaqueue.current_job) RET
 begin
   update supaqueue.worker w
      set locked = true,
+         held_for = _cj.id,
          held_until = greatest(clock_timestamp(),
                                coalesce(_cj.claimed_at, _cj.started_at)
                                  + make_interval(secs => q.timeout_ms / 1000.0))
@@ -932,7 +934,7 @@ begin
      where w.held_until is not null and w.held_until <= clock_timestamp()
      for update skip locked
   loop
-    update supaqueue.worker set locked = false, held_until = null, key = null
+    update supaqueue.worker set locked = false, held_until = null, held_for = null, key = null
      where id = _worker and not retiring;
     if not found then
       delete from supaqueue.worker where id = _worker;
@@ -940,6 +942,30 @@ begin
     _n := _n + 1;
   end loop;
   return _n;
+end
+$$;
+
+-- 0029: the whole answer (`is_complete` true) of calls whose leases are no longer current came
+-- after all (the operator cancelled the job, or the tick expired the lease of a slow dispatcher):
+-- those calls are over, so the workers held for them are freed now, as _release_held_workers
+-- frees them (a retiring one goes). Nothing for a lease no worker is held for (never held,
+-- already released, a duplicate). Returns the queues of the workers freed, to dispatch.
+-- A concurrent release by the tick or a resize locks the row first; this then sees its change.
+CREATE OR REPLACE FUNCTION supaqueue._release_held_for(_leases uuid[]) RETURNS uuid[]
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _queues uuid[];
+begin
+  with freed as (
+    update supaqueue.worker set locked = false, held_until = null, held_for = null, key = null
+     where held_for = any (_leases) and held_for is not null and not retiring
+    returning queue)
+  select coalesce(array_agg(distinct f.queue), '{}') into _queues from freed f;
+  -- a statement of its own: it sees a worker that a concurrent resize made retiring meanwhile
+  delete from supaqueue.worker where held_for = any (_leases) and held_for is not null;
+  return _queues;
 end
 $$;
 
@@ -1034,6 +1060,13 @@ begin
   -- Deleting the lease claims it: a concurrent duplicate waits here, then finds nothing.
   delete from supaqueue.current_job where id = cur_job_id returning * into _cj;
   if not found then
+    -- 0029: the whole answer of a call whose worker is held for it: the call is over, so the
+    -- worker is freed and its queue dispatches; the answer itself is dropped (no chain either)
+    if _is_complete then
+      foreach _queue in array supaqueue._release_held_for(array[cur_job_id]) loop
+        _dispatched := supaqueue._dispatch(_queue, null);
+      end loop;
+    end if;
     return jsonb_build_object('current', false, 'next', null);
   end if;
   _queues := supaqueue._end_attempt(
@@ -1124,6 +1157,8 @@ $$;
 -- `duration_ms`). Each lease ends exactly as end_current_job would end it (its own attempt,
 -- retry, result; a call that may still run holds its worker); never chains. Then each queue
 -- concerned dispatches once. Returns a JSON array of booleans: whether each lease was current.
+-- An outcome with `is_complete` true of a lease no longer current frees the worker held for its
+-- call (0029, _release_held_for); the job is not touched.
 -- Set-based (issue 26 item 5): the successes (complete and successful: the common case) end in
 -- a few statements (leases, jobs, attempt rows, workers, dependents), each doing for every such
 -- lease what _end_attempt does for one (keep the two in step); every other outcome ends through
@@ -1232,6 +1267,14 @@ begin
       perform supaqueue._hold_worker(_cj);
     end if;
   end loop;
+
+  -- 0029: the whole answers of leases no longer current free the workers held for their calls
+  if false = any (_current) then
+    _queues := _queues || supaqueue._release_held_for(array(
+      select (e.value ->> 'current_job')::uuid
+        from jsonb_array_elements(_outcomes) with ordinality e
+       where e.value -> 'is_complete' = 'true'::jsonb and not _current[e.ordinality::integer]));
+  end if;
 
   for _queue in select distinct u from unnest(_queues) u loop
     _dispatched := supaqueue._dispatch(_queue, null);
