@@ -1,4 +1,4 @@
--- Queries of the operator console (`supaqueue status|jobs|job|retry|cancel|purge|pause|resume|ui`).
+-- Queries of the operator console (`supaqueue status|jobs|job|retry|cancel|purge|pause|resume|lift-hold|ui`).
 -- Each calls the operator API of sql/0013_operator.sql, the one authority for what they do.
 
 -- name: queue_by_name
