@@ -2,7 +2,7 @@
 
 - `supaqueue dev up|down|status|destroy`: the local stack; its own parser in local_stack/cli.py
   gets the arguments unchanged (it behaves exactly as `python -m supaqueue.local_stack.cli dev …`).
-- `supaqueue status|jobs|job|retry|cancel|purge|pause|resume|ui`: the operator console
+- `supaqueue status|jobs|job|retry|cancel|purge|pause|resume|lift-hold|ui`: the operator console
   (console/commands.py).
 """
 

@@ -280,6 +280,31 @@ class Operator:
     def resume(self, queue: str) -> dict[str, Any]:
         return dict(self._value("resume_queue", queue=self.queue_id(queue)))
 
+    def holds_of(self, queue: str, key: str | None = None) -> dict[str, Any]:
+        """What holds a queue now (sql/0027): `{held_until, hold_reason, held_keys,
+        key_held_until, key_hold_reason}`; with `key`, also that key's `key_hold` (held_until,
+        hold_reason) or None."""
+        queue_id = self.queue_id(queue)
+        holds = self.queue_holds().get(queue_id, {})
+        view = {k: holds.get(k, 0 if k == "held_keys" else None) for k in HOLD_FIELDS}
+        if key is not None:
+            rows = self._rows("key_hold", queue=queue_id, key=key)
+            view["key_hold"] = dict(rows[0]) if rows else None
+        return view
+
+    def lift_hold(
+        self, queue: str, key: str | None = None, all_keys: bool = False
+    ) -> dict[str, Any]:
+        """End a hold by a Retry-After now and dispatch the queue (functions/75_operator.sql
+        `lift_hold`): the queue's own hold, one key's (`key`) or every key's (`all_keys`).
+        `{queue, name, key, all_keys, lifted, lifted_queue, lifted_keys, held_until,
+        held_keys, dispatched}`; `lifted` 0: nothing was held."""
+        if key is not None and all_keys:
+            raise BadInputError("give --key or --all-keys, not both")
+        return dict(
+            self._value("lift_hold", queue=self.queue_id(queue), key=key, all_keys=all_keys)
+        )
+
     # --- issue 22: job id prefixes, runs, bulk actions on a filter, run now -----------------
 
     def resolve_job(self, value: str, what: str = "job id") -> str:

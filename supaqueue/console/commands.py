@@ -1,5 +1,5 @@
 """The operator commands: `supaqueue status | keys | jobs | job | retry | cancel | purge | pause |
-resume | ui | run-now`.
+resume | lift-hold | ui | run-now`.
 
 Exit codes (scripts may rely on them):
   0 done · 1 error (database, connection, stack config) · 2 bad usage · 3 no such job or queue ·
@@ -566,6 +566,93 @@ def resume(queue: str, db_url: str | None, stack: str | None, yes: bool, as_json
     report(as_json, state, _pause_state(state), 1)
 
 
+def _clock(value: Any) -> str:
+    """A time of the operator API's JSON answer (ISO text) as the status table shows it."""
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return render.clock(when) if isinstance(when, datetime) else "-"
+
+
+def _other_holds(queue: str, holds: dict[str, Any]) -> str:
+    """What (else) holds the queue, and how to lift it: its own hold, its held keys."""
+    left = []
+    if holds.get("held_until"):
+        left.append(
+            f"queue {queue} itself is held until {_clock(holds['held_until'])} "
+            f"(`supaqueue lift-hold {queue}`)"
+        )
+    if holds.get("held_keys"):
+        left.append(f"{holds['held_keys']} key(s) held (--key KEY or --all-keys)")
+    return "".join(f"; {part}" for part in left)
+
+
+def _lifted_text(queue: str, key: str | None, answer: dict[str, Any]) -> str:
+    if key is not None:
+        what = f"hold of key {key!r} lifted"
+    elif answer["all_keys"]:
+        what = f"holds of {answer['lifted_keys']} key(s) lifted"
+    else:
+        what = "hold lifted"
+    return f"queue {queue}: {what}; {answer['dispatched']} job(s) dispatched" + _other_holds(
+        queue, answer
+    )
+
+
+@click.command(name="lift-hold")
+@click.argument("queue")
+@click.option("--key", metavar="KEY", default=None, help="lift the hold of this key only")
+@click.option("--all-keys", is_flag=True, help="lift the hold of every key of the queue")
+@database_options
+@yes_option
+@json_option
+@guarded
+def lift_hold(
+    queue: str,
+    key: str | None,
+    all_keys: bool,
+    db_url: str | None,
+    stack: str | None,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """End a hold by the target's Retry-After now (the queue's, or its keys'); the queue
+    dispatches at once."""
+    if key is not None and all_keys:
+        raise click.UsageError("give --key or --all-keys, not both")
+    with operator(db_url, stack) as op:
+        holds = op.holds_of(queue, key)
+        if key is not None:
+            held = holds["key_hold"]
+            lifting = (
+                f"key {key!r} of queue {queue} (held until {_clock(held['held_until'])}: "
+                f"{held['hold_reason']})"
+                if held
+                else None
+            )
+        elif all_keys:
+            count = holds["held_keys"]
+            lifting = f"{count} key(s) of queue {queue}" if count else None
+        else:
+            lifting = (
+                f"queue {queue} (held until {_clock(holds['held_until'])}: {holds['hold_reason']})"
+                if holds["held_until"]
+                else None
+            )
+        if lifting is None:  # exit 4: nothing held
+            if key is not None:
+                nothing = f"key {key!r} of queue {queue} is not held"
+            else:
+                nothing = (
+                    f"no key of queue {queue} is held" if all_keys else f"queue {queue} is not held"
+                )
+            answer = {"queue": queue, "lifted": 0, **holds}
+            report(as_json, answer, f"nothing to do: {nothing}{_other_holds(queue, holds)}", 0)
+        confirm(f"Lift the hold of {lifting}; its jobs are dispatched at once", yes)
+        answer = op.lift_hold(queue, key, all_keys)
+    if not answer["lifted"]:  # the hold ended by itself meanwhile
+        report(as_json, answer, "nothing to do: the hold had ended already", 0)
+    report(as_json, answer, _lifted_text(queue, key, answer), int(answer["lifted"]))
+
+
 @click.command()
 @database_options
 @click.option(
@@ -688,6 +775,7 @@ def metrics(
 
 COMMANDS += [schedules, triggers, run_schedule, metrics]
 COMMANDS += [keys]  # issue #26: the busiest keys of a queue
+COMMANDS += [lift_hold]  # issue #26 item 3: end a Retry-After hold early
 
 
 # --- typed clients --------------------------------------------------------------------------

@@ -3049,6 +3049,60 @@ $$;
 
 ALTER FUNCTION supaqueue.job_runs(_job uuid) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue.lift_hold(_queue uuid, _key text DEFAULT NULL::text, _all_keys boolean DEFAULT false) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _name text;
+  _lifted_queue boolean := false;
+  _lifted_keys integer := 0;
+  _dispatched integer;
+begin
+  if _key is not null and _all_keys then
+    raise exception 'supaqueue.lift_hold: give one key or _all_keys, not both'
+      using errcode = '22023';
+  end if;
+  select q.name into _name from supaqueue.queue q where q.id = _queue;
+  if not found then
+    raise exception 'supaqueue.lift_hold: there is no queue with id %', _queue
+      using errcode = 'SQ005';
+  end if;
+  if _key is null and not coalesce(_all_keys, false) then
+    -- a row past its time holds nothing (the tick deletes it): it goes too, but is not counted
+    with gone as (
+      delete from supaqueue.queue_hold h where h.queue = _queue returning h.held_until
+    )
+    select coalesce(bool_or(g.held_until > clock_timestamp()), false) into _lifted_queue
+      from gone g;
+  else
+    with lifted as (
+      update supaqueue.queue_key k
+         set held_until = null, hold_reason = null,
+             due_at = case when k.due_at > clock_timestamp() then clock_timestamp() else k.due_at end
+       where k.queue = _queue and (_all_keys or k.key = _key)
+         and k.held_until > clock_timestamp()
+      returning 1
+    )
+    select count(*) into _lifted_keys from lifted;
+  end if;
+  _dispatched := case when _lifted_queue or _lifted_keys > 0
+                      then supaqueue.dispatch(_queue) else 0 end;
+  return jsonb_build_object(
+    'queue', _queue, 'name', _name, 'key', _key, 'all_keys', coalesce(_all_keys, false),
+    'lifted', _lifted_keys + _lifted_queue::integer,
+    'lifted_queue', _lifted_queue, 'lifted_keys', _lifted_keys,
+    -- what still holds: the queue's hold (when keys were lifted), other keys
+    'held_until', (select h.held_until from supaqueue.queue_hold h
+                    where h.queue = _queue and h.held_until > clock_timestamp()),
+    'held_keys', (select count(*) from supaqueue.queue_key k
+                   where k.queue = _queue and k.held_until > clock_timestamp()),
+    'dispatched', _dispatched);
+end
+$$;
+
+ALTER FUNCTION supaqueue.lift_hold(_queue uuid, _key text, _all_keys boolean) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue.list_jobs(_queue uuid DEFAULT NULL::uuid, _statuses supaqueue.job_status[] DEFAULT NULL::supaqueue.job_status[], _created_after timestamp with time zone DEFAULT NULL::timestamp with time zone, _created_before timestamp with time zone DEFAULT NULL::timestamp with time zone, _error_contains text DEFAULT NULL::text, _before_created timestamp with time zone DEFAULT NULL::timestamp with time zone, _before_id uuid DEFAULT NULL::uuid, _limit integer DEFAULT 50) RETURNS TABLE(id uuid, queue uuid, queue_name text, status supaqueue.job_status, attempts integer, priority integer, run_at timestamp with time zone, created_at timestamp with time zone, finished_at timestamp with time zone, pending_dependencies integer, last_status_code integer, last_error text)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO ''
@@ -5161,6 +5215,9 @@ GRANT ALL ON FUNCTION supaqueue.job_ids_with_prefix(_prefix text, _limit integer
 
 REVOKE ALL ON FUNCTION supaqueue.job_runs(_job uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.job_runs(_job uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.lift_hold(_queue uuid, _key text, _all_keys boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.lift_hold(_queue uuid, _key text, _all_keys boolean) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.list_jobs(_queue uuid, _statuses supaqueue.job_status[], _created_after timestamp with time zone, _created_before timestamp with time zone, _error_contains text, _before_created timestamp with time zone, _before_id uuid, _limit integer) TO service_role;

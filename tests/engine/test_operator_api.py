@@ -705,6 +705,7 @@ def test_operator_functions_are_denied_to_api_roles(engine: Engine, role: str) -
             "supaqueue.queue_figures()",
             "supaqueue.retry_job(gen_random_uuid())",
             "supaqueue.pause_queue(gen_random_uuid())",
+            "supaqueue.lift_hold(gen_random_uuid())",
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"select {fn}")

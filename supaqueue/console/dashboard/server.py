@@ -272,6 +272,26 @@ class Dashboard:
         older = datetime.now(UTC) - timedelta(hours=hours) if hours is not None else None
         return await self.answer(lambda op: {"purged": op.purge(name, states, older)})
 
+    async def api_queue_lift_hold(self, request: web.Request) -> web.Response:
+        """POST /api/queues/<name>/lift-hold {key?, all_keys?}: ends a hold by a Retry-After now
+        (the queue's; one key's; every key's) and dispatches the queue: `lift_hold`'s answer."""
+        name = request.match_info["name"]
+        try:
+            body = json.loads(await request.read() or b"{}")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or set(body) - {"key", "all_keys"}:
+            return web.json_response(
+                {"error": 'the body must be a JSON object, {"key": KEY} or {"all_keys": true}'},
+                status=400,
+            )
+        key, all_keys = body.get("key"), body.get("all_keys", False)
+        if not isinstance(key, str | None) or not isinstance(all_keys, bool):
+            return web.json_response(
+                {"error": "key must be text and all_keys true or false"}, status=400
+            )
+        return await self.answer(lambda op: op.lift_hold(name, key, all_keys))
+
     # --- issue 22: job id prefixes, run now, bulk actions on the jobs filter ----------------
 
     async def job_prefix_page(self, request: web.Request) -> web.Response:
@@ -329,6 +349,7 @@ class Dashboard:
         app.router.add_get("/api/jobs/{id}", self.api_job)
         app.router.add_post("/api/jobs/{id}/{action:retry|cancel}", self.api_job_action)
         app.router.add_post("/api/queues/{name}/{action:pause|resume|purge}", self.api_queue_action)
+        app.router.add_post("/api/queues/{name}/lift-hold", self.api_queue_lift_hold)
         app.router.add_post("/api/jobs/{id}/run-now", self.api_job_run_now)
         app.router.add_post("/api/bulk/{action:retry-failed|cancel-pending}", self.api_bulk)
         self.add_source_routes(app)

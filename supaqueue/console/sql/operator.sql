@@ -1,4 +1,4 @@
--- Queries of the operator console (`supaqueue status|jobs|job|retry|cancel|purge|pause|resume|ui`).
+-- Queries of the operator console (`supaqueue status|jobs|job|retry|cancel|purge|pause|resume|lift-hold|ui`).
 -- Each calls the operator API of sql/0013_operator.sql, the one authority for what they do.
 
 -- name: queue_by_name
@@ -82,6 +82,15 @@ select supaqueue.pause_queue(%(queue)s::uuid)
 
 -- name: resume_queue
 select supaqueue.resume_queue(%(queue)s::uuid)
+
+-- name: lift_hold
+-- End a hold by a Retry-After now (functions/75_operator.sql): the queue's, one key's or every key's.
+select supaqueue.lift_hold(%(queue)s::uuid, %(key)s::text, %(all_keys)s)
+
+-- name: key_hold
+-- One key's hold while it lasts (`supaqueue lift-hold --key` says what it will lift): a row, or none.
+select k.held_until, k.hold_reason from supaqueue.queue_key k
+ where k.queue = %(queue)s::uuid and k.key = %(key)s and k.held_until > now()
 
 -- name: job_ids_with_prefix
 select id::text from supaqueue.job_ids_with_prefix(%(prefix)s, %(limit)s) id

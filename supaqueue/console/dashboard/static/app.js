@@ -191,7 +191,58 @@ function queueActions(q) {
     await refreshFigures();
     return `purged ${answer.purged} job(s) of ${q.name}`;
   }));
-  return el("td", {class: "actions"}, toggle, " ", purge);
+  const lift = liftHoldButton(q);
+  return el("td", {class: "actions"}, toggle, " ", purge, ...(lift ? [" ", lift] : []));
+}
+
+// A hold by the target's Retry-After (sql/0027) ended early by the operator (`lift_hold`): the
+// queue's own hold, else (none) the holds of its keys. The queue dispatches at once.
+function liftHoldButton(q) {
+  if (!q.held_until && !q.held_keys) return null;
+  const allKeys = !q.held_until;
+  const button = el("button", {type: "button", class: "lift-hold"},
+                    allKeys ? "Lift key holds" : "Lift hold");
+  button.dataset.queue = q.name;
+  button.addEventListener("click", () => guarded("Lift hold", async () => {
+    const text = allKeys
+      ? `Lift the holds of ${q.held_keys} key${q.held_keys === 1 ? "" : "s"} of queue ` +
+        `${q.name}? Their jobs are dispatched at once.`
+      : `Lift the hold of queue ${q.name} (held until ${fmt.time(q.held_until)}: ` +
+        `${q.hold_reason})? Its jobs are dispatched at once.`;
+    if (!(await confirmAction(text))) return null;
+    const answer = await act(`/api/queues/${encodeURIComponent(q.name)}/lift-hold`,
+                             allKeys ? {all_keys: true} : {});
+    await refreshFigures();
+    return liftedText(answer);
+  }));
+  return button;
+}
+
+// lift_hold's answer, as `supaqueue lift-hold` says it
+function liftedText(answer) {
+  if (!answer.lifted) {
+    return answer.key !== null ? `nothing to do: key ${answer.key} of queue ${answer.name} was not held`
+      : answer.all_keys ? `nothing to do: no key of queue ${answer.name} was held`
+      : `nothing to do: queue ${answer.name} was not held`;
+  }
+  const lifted = answer.key !== null ? `hold of key ${answer.key} lifted`
+    : answer.all_keys ? `holds of ${answer.lifted_keys} key(s) lifted` : "hold lifted";
+  let text = `queue ${answer.name}: ${lifted}; ${answer.dispatched} job(s) dispatched`;
+  if (answer.held_until) text += `; the queue itself is held until ${fmt.time(answer.held_until)}`;
+  if (answer.held_keys) text += `; ${answer.held_keys} key(s) still held`;
+  return text;
+}
+
+function liftKeyButton(name, k) {
+  const button = el("button", {type: "button", class: "lift-hold"}, "Lift hold");
+  button.addEventListener("click", () => guarded("Lift hold", async () => {
+    const text = `Lift the hold of key ${k.key} of queue ${name} (held until ` +
+      `${fmt.time(k.held_until)}: ${k.hold_reason})? Its jobs are dispatched at once.`;
+    if (!(await confirmAction(text))) return null;
+    const answer = await act(`/api/queues/${encodeURIComponent(name)}/lift-hold`, {key: k.key});
+    return liftedText(answer);
+  }));
+  return button;
 }
 
 async function refreshFigures() {
@@ -282,7 +333,8 @@ function queuePage() {
         el("td", {}, k.next_turn_at ? fmt.time(k.next_turn_at) : "idle"),
         el("td", {}, k.held_until ? el("span", {class: "state backoff"}, fmt.time(k.held_until))
                                   : "–"),
-        el("td", {}, k.hold_reason ?? "–"))));
+        el("td", {}, k.hold_reason ?? "–"),
+        el("td", {class: "actions"}, k.held_until ? liftKeyButton(name, k) : ""))));
     document.body.dataset.loads = String(Number(document.body.dataset.loads || 0) + 1);
   }
   every(FIGURES_EVERY_MS, load);
