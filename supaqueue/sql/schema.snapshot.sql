@@ -2406,7 +2406,7 @@ CREATE FUNCTION supaqueue.cron_jobs_for(_pg_cron_version text) RETURNS TABLE(job
      case when v.seconds then '1 seconds' else '* * * * *' end,
      case when v.seconds then 'select supaqueue.tick()' else 'call supaqueue.tick_loop()' end),
     ('supaqueue-cron-history', '*/10 * * * *', 'select supaqueue.prune_cron_history()'),
-    -- 0029: retention in small batches, out of the tick (supaqueue.prune_history)
+    -- Issue 26 item 4: retention in small batches, out of the tick (supaqueue.prune_history)
     ('supaqueue-retention',
      case when v.seconds then '10 seconds' else '* * * * *' end,
      'call supaqueue.prune_history()')
@@ -4389,7 +4389,7 @@ begin
     end;
   end loop;
 
-  -- Retention is no longer done here (0029): `supaqueue.prune_history()`, its own cron job, deletes
+  -- Retention is no longer done here (issue 26 item 4): `supaqueue.prune_history()`, its own cron job, deletes
   -- in small committed batches, so this transaction (whose dispatches pg_net sends only when it
   -- commits) never waits on a large delete. `pruned` stays in the answer for callers that read it.
 

@@ -315,7 +315,7 @@ CREATE OR REPLACE FUNCTION supaqueue.cron_jobs_for(_pg_cron_version text) RETURN
      case when v.seconds then '1 seconds' else '* * * * *' end,
      case when v.seconds then 'select supaqueue.tick()' else 'call supaqueue.tick_loop()' end),
     ('supaqueue-cron-history', '*/10 * * * *', 'select supaqueue.prune_cron_history()'),
-    -- 0029: retention in small batches, out of the tick (supaqueue.prune_history)
+    -- Issue 26 item 4: retention in small batches, out of the tick (supaqueue.prune_history)
     ('supaqueue-retention',
      case when v.seconds then '10 seconds' else '* * * * *' end,
      'call supaqueue.prune_history()')

@@ -56,7 +56,7 @@ begin
     end;
   end loop;
 
-  -- Retention is no longer done here (0029): `supaqueue.prune_history()`, its own cron job, deletes
+  -- Retention is no longer done here (issue 26 item 4): `supaqueue.prune_history()`, its own cron job, deletes
   -- in small committed batches, so this transaction (whose dispatches pg_net sends only when it
   -- commits) never waits on a large delete. `pruned` stays in the answer for callers that read it.
 
@@ -109,7 +109,7 @@ begin
 end
 $$;
 
--- Retention (0029; docs/architecture.md, "Retention"): one batch of one queue's finished jobs
+-- Retention (issue 26 item 4; docs/architecture.md, "Retention"): one batch of one queue's finished jobs
 -- older than its retention_seconds, oldest first, after (_after_at, _after_id) (null: from the
 -- oldest). A finished job is kept while a dependent still waits (its result goes into that
 -- dispatch). Rows another transaction holds (an operator's retry, an enqueue's foreign-key check)
@@ -159,7 +159,7 @@ begin
 end
 $$;
 
--- Retention (0029), run by the cron job `supaqueue-retention` (see cron_jobs_for), never inside the
+-- Retention (issue 26 item 4), run by the cron job `supaqueue-retention` (see cron_jobs_for), never inside the
 -- tick: each batch is its own short transaction, so no lock is held for longer than one batch and
 -- dispatch, completion and enqueue never wait on a large delete. The batch size adapts so that a
 -- batch takes about _batch_ms (100..10000 rows; per-row cost grows with attempts, dependencies
@@ -213,7 +213,7 @@ begin
 end
 $$;
 
--- 0029 moved retention from the tick into its own cron job: schedule it at once where supaqueue's
+-- Issue 26 item 4 moved retention from the tick into its own cron job: schedule it at once where supaqueue's
 -- cron jobs are already scheduled by this role in this database, so that retention does not
 -- pause between this upgrade and the next `pulumi up` (which reconciles too).
 DO $$
