@@ -71,7 +71,8 @@ def test_the_operator_commands_parse() -> None:
         "rate limit,"
     ).text
     lines = commands(text)
-    assert len(lines) == 20, lines  # the block's 19 lines, and `supaqueue resume emails`
+    # the block's 20 lines and `supaqueue resume emails`
+    assert len(lines) == 21, lines
     parsed = {line: parse(line) for line in lines}
     # what the lines say reaches the command as its parameters
     job = parsed["supaqueue job 1a2b3c4d --stack prod"]
