@@ -541,7 +541,8 @@ def _outcome_of_n(n: int, lease: str) -> dict[str, Any]:
         case 3:
             return {**_ok(lease, "kept as text"), "error": "result kept as text: not JSON"}
         case 4:
-            return _failed(lease, 500, "boom", response_excerpt="boom body", duration_ms=7)
+            # a duration no measured one can equal (7 ms did: a cancel measured as 7 ms)
+            return _failed(lease, 500, "boom", response_excerpt="boom body", duration_ms=7_777_777)
         case 5:
             return _failed(lease, 422, "payload.to must be a string")
         case 6:
@@ -572,7 +573,8 @@ def _state(engine: Engine, q: str) -> dict[str, Any]:
     attempts = engine.conn.execute(
         "select (j.payload ->> 'n')::int as n, a.attempt, a.outcome, a.status_code,"
         f" {_NO_TIME.format('a.error')},"
-        " a.response_excerpt, a.duration_ms = 7 as given_duration, a.worker is not null as worker"
+        " a.response_excerpt, a.duration_ms = 7777777 as given_duration,"
+        " a.worker is not null as worker"
         " from supaqueue.job_attempt a join supaqueue.job j on j.id = a.job"
         " where a.queue = %s order by 1, a.id",
         (q,),
