@@ -362,14 +362,18 @@ def _check_key_limits(engine: Engine, q: str, workers: int, per_key: int) -> Non
     ).fetchall()
     assert all(r["n"] <= per_key for r in in_batch), in_batch
     # every lease's worker counts against its job's key
-    assert (
+    assert leases_off_their_key(engine, q) == 0
+
+
+def leases_off_their_key(engine: Engine, q: str) -> int:
+    """Leases of queue q whose worker does not carry their job's key."""
+    return int(
         engine.one(
             "select count(*) from supaqueue.current_job c join supaqueue.job j on j.id = c.job"
             " join supaqueue.worker w on w.id = c.worker"
             " where j.queue = %s and w.key is distinct from j.key",
             (q,),
         )
-        == 0
     )
 
 

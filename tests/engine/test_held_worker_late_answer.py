@@ -14,18 +14,15 @@ from psycopg.types.json import Jsonb
 
 from harness.engine import Engine, install
 from supaqueue import migrations
+from tests.engine.test_batch import leases_off_their_key
 from tests.engine.test_operator_api import in_thread, invariants, joined, wait_until_blocked
+from tests.engine.test_target_concurrency import held_queue
 
-TIMEOUT_MS = 2000
 WALL_CLOCK_MS = 400_000  # the default: a hold the tests never see end by itself
 
 
 def _queue(engine: Engine, workers: int = 1, **columns: Any) -> str:
-    columns.setdefault("timeout_ms", TIMEOUT_MS)
-    columns.setdefault("lease_grace_ms", 3000)
-    columns.setdefault("backoff_base_ms", 0)
-    columns.setdefault("backoff_jitter", 0)
-    return engine.queue(workers=workers, target_wall_clock_ms=WALL_CLOCK_MS, **columns)
+    return held_queue(engine, workers, WALL_CLOCK_MS, **columns)
 
 
 def _insert(engine: Engine, queue: str, key: str | None = None) -> str:
@@ -240,15 +237,7 @@ def test_a_keyed_held_worker_frees_its_key_at_the_late_answer(engine: Engine) ->
     assert [(r["key"], r["n"]) for r in busy] == [("a", 1), ("b", 1)]
     assert _held(engine, q) == 0
     # every lease's worker counts against its job's key
-    assert (
-        engine.one(
-            "select count(*) from supaqueue.current_job c join supaqueue.job j on j.id = c.job"
-            " join supaqueue.worker w on w.id = c.worker"
-            " where j.queue = %s and w.key is distinct from j.key",
-            (q,),
-        )
-        == 0
-    )
+    assert leases_off_their_key(engine, q) == 0
 
 
 def _batch(engine: Engine, queue: str, n: int) -> tuple[list[str], list[str]]:

@@ -20,12 +20,14 @@ TIMEOUT_MS = 2000
 WALL_CLOCK_MS = 5000
 
 
-def _queue(engine: Engine, workers: int = 1, **columns: Any) -> str:
+def held_queue(
+    engine: Engine, workers: int = 1, wall_clock_ms: int = WALL_CLOCK_MS, **columns: Any
+) -> str:
     columns.setdefault("timeout_ms", TIMEOUT_MS)
     columns.setdefault("lease_grace_ms", 3000)
     columns.setdefault("backoff_base_ms", 0)
     columns.setdefault("backoff_jitter", 0)
-    return engine.queue(workers=workers, target_wall_clock_ms=WALL_CLOCK_MS, **columns)
+    return engine.queue(workers=workers, target_wall_clock_ms=wall_clock_ms, **columns)
 
 
 def _dispatched_and_claimed(engine: Engine, queue: str, payload: Any = None) -> tuple[str, str]:
@@ -67,7 +69,7 @@ def _abandon(engine: Engine, current_job: str, chain: bool = False) -> dict[str,
 
 
 def test_an_abandoned_call_holds_its_worker_while_its_job_is_retried(engine: Engine) -> None:
-    q = _queue(engine)
+    q = held_queue(engine)
     job1, cj1 = _dispatched_and_claimed(engine, q, {"n": 1})
     job2 = engine.insert_job(q, {"n": 2})
     claimed_at = engine.one("select claimed_at from supaqueue.current_job where id = %s", (cj1,))
@@ -97,7 +99,7 @@ def test_an_abandoned_call_holds_its_worker_while_its_job_is_retried(engine: Eng
 
 
 def test_a_report_with_an_answer_frees_the_worker_at_once(engine: Engine) -> None:
-    q = _queue(engine)
+    q = held_queue(engine)
     _job1, cj1 = _dispatched_and_claimed(engine, q)
     job2 = engine.insert_job(q)
     assert engine.end(cj1, success=False, _status_code=500) is True
@@ -107,7 +109,7 @@ def test_a_report_with_an_answer_frees_the_worker_at_once(engine: Engine) -> Non
 
 
 def test_an_abandoned_call_never_chains_onto_its_worker(engine: Engine) -> None:
-    q = _queue(engine)
+    q = held_queue(engine)
     _job1, cj1 = _dispatched_and_claimed(engine, q)
     engine.insert_job(q)
     assert _abandon(engine, cj1, chain=True) == {"current": True, "next": None}
@@ -120,7 +122,7 @@ def test_an_abandoned_call_never_chains_onto_its_worker(engine: Engine) -> None:
 def test_a_claimed_lease_that_expires_holds_its_worker_an_unclaimed_one_does_not(
     engine: Engine,
 ) -> None:
-    q = _queue(engine, workers=2)
+    q = held_queue(engine, workers=2)
     job1, cj1 = _dispatched_and_claimed(engine, q)
     job2 = engine.insert_job(q)
     [req2] = engine.new_requests()  # dispatched, never delivered (never claimed)
@@ -138,7 +140,7 @@ def test_a_claimed_lease_that_expires_holds_its_worker_an_unclaimed_one_does_not
 
 
 def test_cancelling_a_claimed_job_holds_its_worker(engine: Engine) -> None:
-    q = _queue(engine)
+    q = held_queue(engine)
     job1, _cj1 = _dispatched_and_claimed(engine, q)
     job2 = engine.insert_job(q)
     assert engine.one("select supaqueue.cancel_job(%s)", (job1,)) is True
@@ -151,7 +153,7 @@ def test_cancelling_a_claimed_job_holds_its_worker(engine: Engine) -> None:
 
 
 def test_cancelling_an_unclaimed_job_frees_its_worker(engine: Engine) -> None:
-    q = _queue(engine)
+    q = held_queue(engine)
     job1 = engine.insert_job(q)
     engine.new_requests()
     job2 = engine.insert_job(q)
@@ -161,7 +163,7 @@ def test_cancelling_an_unclaimed_job_frees_its_worker(engine: Engine) -> None:
 
 
 def test_a_held_worker_of_a_lowered_worker_count_goes_when_released(engine: Engine) -> None:
-    q = _queue(engine, workers=1)
+    q = held_queue(engine, workers=1)
     _job1, cj1 = _dispatched_and_claimed(engine, q)
     _abandon(engine, cj1)
     assert engine.one("select supaqueue.set_worker_count(%s, 0)", (q,)) == 0
@@ -176,7 +178,7 @@ def test_a_held_worker_of_a_lowered_worker_count_goes_when_released(engine: Engi
 
 
 def test_a_paused_queue_releases_held_workers_and_dispatches_nothing(engine: Engine) -> None:
-    q = _queue(engine)
+    q = held_queue(engine)
     _job1, cj1 = _dispatched_and_claimed(engine, q)
     _abandon(engine, cj1)
     engine.conn.execute("update supaqueue.queue set paused = true where id = %s", (q,))
@@ -188,7 +190,7 @@ def test_a_paused_queue_releases_held_workers_and_dispatches_nothing(engine: Eng
 
 
 def test_the_claim_carries_the_calls_deadline(engine: Engine) -> None:
-    q = _queue(engine)
+    q = held_queue(engine)
     engine.insert_job(q)
     [req] = engine.new_requests()
     claimed = engine.claim(req.current_job, req.attempt)
@@ -205,7 +207,7 @@ def test_the_claim_carries_the_calls_deadline(engine: Engine) -> None:
 
 def test_a_claim_answered_after_its_deadline_says_no_time_is_left(engine: Engine) -> None:
     """The claim's clock starts before it waits for a lock: the time left can be none."""
-    q = _queue(engine, timeout_ms=100)
+    q = held_queue(engine, timeout_ms=100)
     engine.insert_job(q)
     [req] = engine.new_requests()
     box: dict[str, Any] = {}

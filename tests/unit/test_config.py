@@ -4,7 +4,6 @@ env fallback for target local. What the stack declares is judged by the componen
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from supaqueue.errors import ConfigError
 from supaqueue.installation import args_from_config
 from supaqueue.installation_spec import installation_problems
 from supaqueue.stack_file import stack_file_problems
+from tests.support.stack_script import stand_in_pulumi
 
 LOCAL_ENV = {
     "API_URL": "http://127.0.0.1:54321",
@@ -200,20 +200,10 @@ def test_the_stack_script_names_a_nan_before_pulumi_runs(tmp_path: Path) -> None
     """A project folder of this checkout's code with a stand-in `pulumi` that must not run."""
     for name in ("supaqueue", ".venv"):
         (tmp_path / name).symlink_to(REPO / name)
-    (tmp_path / ".toolchain" / "bin").mkdir(parents=True)
-    fake = tmp_path / ".toolchain" / "bin" / "pulumi"
-    fake.write_text('#!/bin/sh\necho "$@" >> "$SUPAQUEUE_ROOT/pulumi-calls"\n')
-    fake.chmod(0o755)
+    env = stand_in_pulumi(tmp_path, "s3://not-used")
     (tmp_path / "Pulumi.nan.yaml").write_text(
         "config:\n  supaqueue:queues:\n    - name: q\n      workers: .NaN\n"
     )
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "SUPAQUEUE_ROOT": str(tmp_path),
-        "SUPAQUEUE_CACHE": str(tmp_path / "cache"),
-        "PULUMI_BACKEND_URL": "s3://not-used",
-    }
     done = subprocess.run(
         ["bash", str(REPO / "scripts" / "pulumi-stack.sh"), "nan", "preview"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.support.stack_script import RECORD, stand_in_pulumi
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "pulumi-stack.sh"
@@ -14,18 +15,7 @@ SCRIPT = REPO / "scripts" / "pulumi-stack.sh"
 
 def run(root: Path, backend: str) -> subprocess.CompletedProcess[str]:
     """The script on stack `prod`, with a stand-in `pulumi` that records its arguments."""
-    bin_dir = root / ".toolchain" / "bin"
-    bin_dir.mkdir(parents=True)
-    fake = bin_dir / "pulumi"
-    fake.write_text('#!/bin/sh\necho "$@" >> "$SUPAQUEUE_ROOT/pulumi-calls"\n')
-    fake.chmod(0o755)
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(root),
-        "SUPAQUEUE_ROOT": str(root),
-        "SUPAQUEUE_CACHE": str(root / "cache"),
-        "PULUMI_BACKEND_URL": backend,
-    }
+    env = stand_in_pulumi(root, backend)
     return subprocess.run(
         ["bash", str(SCRIPT), "prod", "preview"],
         env=env,
@@ -54,22 +44,13 @@ def test_a_file_backend_folder_is_created(tmp_path: Path) -> None:
 
 def run_on_missing_stack(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The script on a stack that does not exist: the stand-in `pulumi` fails `stack select`."""
-    bin_dir = root / ".toolchain" / "bin"
-    bin_dir.mkdir(parents=True)
-    fake = bin_dir / "pulumi"
-    fake.write_text(
-        '#!/bin/sh\necho "$@" >> "$SUPAQUEUE_ROOT/pulumi-calls"\n'
-        'if [ "$1 $2" = "stack select" ]; then exit 255; fi\n'
-        'if [ "$1 $2" = "stack ls" ]; then echo "dev"; echo "prod"; fi\n'
+    env = stand_in_pulumi(
+        root,
+        f"file://{root / 'state'}",
+        RECORD
+        + 'if [ "$1 $2" = "stack select" ]; then exit 255; fi\n'
+        + 'if [ "$1 $2" = "stack ls" ]; then echo "dev"; echo "prod"; fi\n',
     )
-    fake.chmod(0o755)
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(root),
-        "SUPAQUEUE_ROOT": str(root),
-        "SUPAQUEUE_CACHE": str(root / "cache"),
-        "PULUMI_BACKEND_URL": f"file://{root / 'state'}",
-    }
     return subprocess.run(
         ["bash", str(SCRIPT), "prdo", *args],
         env=env,

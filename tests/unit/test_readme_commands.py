@@ -5,7 +5,6 @@ of the Makefile, and the production-secrets block runs scripts/pulumi-stack.sh a
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
@@ -18,6 +17,7 @@ import pytest
 from supaqueue.cli.main import root
 from supaqueue.config import SECRET_KEYS, parse_stack_config
 from tests.support.readme import REPO, block
+from tests.support.stack_script import stand_in_pulumi
 
 # The README's placeholders, as a user fills them in
 PLACEHOLDERS = {
@@ -125,18 +125,9 @@ def test_the_prod_secrets_block_runs_the_stack_script(tmp_path: Path) -> None:
     text = block(
         "export PULUMI_CONFIG_PASSPHRASE=...      # or a secrets provider of your own"
     ).text
-    bin_dir = tmp_path / ".toolchain" / "bin"
-    bin_dir.mkdir(parents=True)
-    fake = bin_dir / "pulumi"
-    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$*" >> "$SUPAQUEUE_ROOT/pulumi-calls"\n')
-    fake.chmod(0o755)
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "SUPAQUEUE_ROOT": str(tmp_path),
-        "SUPAQUEUE_CACHE": str(tmp_path / "cache"),
-        "PULUMI_BACKEND_URL": "s3://not-used",
-    }
+    env = stand_in_pulumi(
+        tmp_path, "s3://not-used", 'printf "%s\\n" "$*" >> "$SUPAQUEUE_ROOT/pulumi-calls"\n'
+    )
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", fill(text)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
