@@ -243,3 +243,71 @@ def test_triggers_and_schedules_lifecycle(project: PulumiProject, local_stack: A
     assert triggers_on_orders(db_url) == []
     assert scalar(db_url, "select count(*) from public.e2e_orders") == 5
     assert scalar(db_url, "select status from public.e2e_orders where id = 0") == "before supaqueue"
+
+
+# A trigger and a schedule declared in the program with settings that are outputs (a config
+# secret, another resource's value): each reaches the database as given, normalized as a plain
+# value is, and the next preview is clean. Before, the program refused events and when ("must be
+# a non-empty list", "must be a non-empty SQL expression") and raised a TypeError on a payload.
+OUTPUTS_PROGRAM = """
+
+import supaqueue as _sq
+
+_later = pulumi.Output.from_input
+_queue = installation.queues["e2e-hooks"]
+_sq.Trigger(
+    "from-outputs-trigger",
+    {"name": _later("e2e-outputs"), "table": _later("public.e2e_orders"),
+     "events": _later(["update", "insert"]), "when": _later(" NEW.status = 'paid' "),
+     "queue": _queue},
+    installation=installation,
+)
+_sq.Schedule(
+    "from-outputs-schedule",
+    {"name": _later("e2e-outputs"), "cron": _later("0 3 * * *"), "timezone": _later("Europe/Paris"),
+     "payload": pulumi.Output.secret({"token": "from-a-secret"}), "queue": _queue},
+    installation=installation,
+)
+"""
+
+
+def test_trigger_and_schedule_settings_given_as_outputs(
+    project: PulumiProject, local_stack: Any
+) -> None:
+    db_url = local_stack.env["DB_URL"]
+    program = project.workdir / "__main__.py"
+    program.write_text(program.read_text() + OUTPUTS_PROGRAM)
+    project.configure(target="local", demo=True, queues=[QUEUE])
+    project.up()
+    trigger = scalar(
+        db_url,
+        "select jsonb_build_object('table', t.table_schema || '.' || t.table_name,"
+        " 'events', t.events, 'when', t.condition)"
+        " from supaqueue.table_trigger t where t.name = 'e2e-outputs'",
+    )
+    assert trigger == {
+        "table": "public.e2e_orders", "events": ["INSERT", "UPDATE"], "when": "NEW.status = 'paid'"
+    }  # fmt: skip
+    schedule = scalar(
+        db_url,
+        "select jsonb_build_object('cron', s.cron, 'timezone', s.timezone, 'payload', s.payload)"
+        " from supaqueue.schedule s where s.name = 'e2e-outputs'",
+    )
+    assert schedule == {
+        "cron": "0 3 * * *", "timezone": "Europe/Paris", "payload": {"token": "from-a-secret"}
+    }  # fmt: skip
+    # the secret payload stays secret in the state
+    state = project.exported_state()
+    assert "from-a-secret" not in state
+    ops = project.preview_ops()
+    assert ops.get("from-outputs-trigger") == ops.get("from-outputs-schedule") == "same", ops
+    # An output whose value is bad is refused by the provider's check, naming it as given.
+    program.write_text(
+        program.read_text().replace(
+            '_later(["update", "insert"])', '_later(["update", "truncate"])'
+        )
+    )
+    failed = project.run("preview", check=False)
+    assert failed.returncode != 0
+    assert "'truncate' is not one of INSERT, UPDATE, DELETE" in failed.stdout, failed.stdout[-3000:]
+    assert "Traceback" not in failed.stdout + failed.stderr

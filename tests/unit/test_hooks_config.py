@@ -199,3 +199,39 @@ def test_the_destroy_guard_goes_first(monitor: RecordingMonitor, edge_dir: Path)
     guard = regs["sq-destroy-guard"].dependencies
     assert regs["sq-trigger-new-orders"].urn in guard
     assert regs["sq-schedule-nightly"].urn in guard
+
+
+def test_settings_given_as_outputs_are_passed_on_not_refused(
+    monitor: RecordingMonitor, edge_dir: Path
+) -> None:
+    """A trigger's events or condition, a schedule's cron or payload, given as another
+    resource's output (a config secret, a computed value): judged by the provider's check once
+    known, normalized as plain values are. Before, events and when were refused as not a list /
+    not a string, and an output payload raised a TypeError."""
+    later = pulumi.Output.from_input
+
+    @pulumi.runtime.test
+    def program() -> None:
+        sq = deploy(edge_dir, triggers=[], schedules=[])
+        Trigger(
+            "t",
+            {"name": later("t"), "table": later("public.orders"),
+             "events": later(["update", "insert"]), "when": later(" NEW.status = 'paid' "),
+             "queue": sq.queues["emails"]},
+            installation=sq,
+        )  # fmt: skip
+        Schedule(
+            "s",
+            {"name": later("s"), "cron": later("@daily"), "timezone": later("Europe/Paris"),
+             "payload": pulumi.Output.secret({"token": "x"}), "queue": sq.queues["emails"]},
+            installation=sq,
+        )  # fmt: skip
+
+    program()
+    trigger, schedule = by_name(monitor)["t"].raw.fields, by_name(monitor)["s"].raw.fields
+    assert [v.string_value for v in trigger["events"].list_value.values] == ["INSERT", "UPDATE"]
+    assert trigger["when"].string_value == "NEW.status = 'paid'"
+    assert trigger["table"].string_value == "public.orders"
+    assert schedule["cron"].string_value == "@daily"
+    assert schedule["timezone"].string_value == "Europe/Paris"
+    assert by_name(monitor)["s"].is_secret("payload")

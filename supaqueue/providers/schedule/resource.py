@@ -19,10 +19,21 @@ import pulumi
 from supaqueue.errors import ConfigError
 from supaqueue.providers.base import declared_outputs, with_secret_outputs
 from supaqueue.providers.custom import SupaqueueResource
-from supaqueue.providers.queue.resource import Installation, Queue, installation_of, keyword_args
+from supaqueue.providers.queue.resource import (
+    Installation,
+    Queue,
+    installation_of,
+    keyword_args,
+    normalized,
+    output_keys,
+)
 from supaqueue.providers.queue.spec import Problem
 from supaqueue.providers.schedule.provider import SECRET_OUTPUTS
-from supaqueue.providers.schedule.spec import DEFAULT_TIMEZONE, validate_schedule
+from supaqueue.providers.schedule.spec import (
+    DEFAULT_TIMEZONE,
+    payload_problem,
+    validate_schedule,
+)
 
 
 class ScheduleArgs(TypedDict, total=False):
@@ -78,7 +89,7 @@ class Schedule(SupaqueueResource, kind="Schedule"):
             "name": args["name"],
             "cron": args["cron"],
             "timezone": args.get("timezone") or DEFAULT_TIMEZONE,
-            "payload": dict(args.get("payload") or {}),
+            "payload": normalized(args.get("payload") or {}, dict, payload_problem),
             "queue_id": queue.queue_id if isinstance(queue, Queue) else args.get("queue_id"),
             "db_url": installation.db_url,
             "migrations_dir": installation.migrations_dir,
@@ -95,7 +106,9 @@ class Schedule(SupaqueueResource, kind="Schedule"):
 def schedule_problems(name: str, args: ScheduleArgs) -> list[Problem]:
     """What is wrong with the arguments of the schedule resource `name` (without a database)."""
     plain = {key: value for key, value in args.items() if key not in ("queue", "queue_id")}
-    problems = validate_schedule(plain, path=f"schedule {name!r}", queue_known=False)
+    problems = validate_schedule(
+        plain, path=f"schedule {name!r}", unknown=output_keys(args), queue_known=False
+    )
     if not isinstance(args.get("queue"), Queue) and args.get("queue_id") is None:
         problems.append(
             Problem(

@@ -19,13 +19,22 @@ import pulumi
 from supaqueue.errors import ConfigError
 from supaqueue.providers.base import declared_outputs, with_secret_outputs
 from supaqueue.providers.custom import SupaqueueResource
-from supaqueue.providers.queue.resource import Installation, Queue, installation_of, keyword_args
+from supaqueue.providers.queue.resource import (
+    Installation,
+    Queue,
+    installation_of,
+    keyword_args,
+    normalized,
+    output_keys,
+)
 from supaqueue.providers.queue.spec import Problem
 from supaqueue.providers.trigger.provider import SECRET_OUTPUTS
 from supaqueue.providers.trigger.spec import (
+    events_problem,
     normalized_events,
     normalized_when,
     validate_trigger,
+    when_problem,
 )
 
 
@@ -71,8 +80,8 @@ class Trigger(SupaqueueResource, kind="Trigger"):
         props: dict[str, Any] = {
             "name": args["name"],
             "table": args["table"],
-            "events": normalized_events(args["events"]),
-            "when": normalized_when(args.get("when")),
+            "events": normalized(args["events"], normalized_events, events_problem),
+            "when": normalized(args.get("when"), normalized_when, _when_problem),
             "queue_id": queue.queue_id if isinstance(queue, Queue) else args.get("queue_id"),
             "db_url": installation.db_url,
         }
@@ -88,7 +97,9 @@ class Trigger(SupaqueueResource, kind="Trigger"):
 def trigger_problems(name: str, args: TriggerArgs) -> list[Problem]:
     """What is wrong with the arguments of the trigger resource `name`."""
     plain = {key: value for key, value in args.items() if key not in ("queue", "queue_id")}
-    problems = validate_trigger(plain, path=f"trigger {name!r}", queue_known=False)
+    problems = validate_trigger(
+        plain, path=f"trigger {name!r}", unknown=output_keys(args), queue_known=False
+    )
     if not isinstance(args.get("queue"), Queue) and args.get("queue_id") is None:
         problems.append(
             Problem(
@@ -97,3 +108,8 @@ def trigger_problems(name: str, args: TriggerArgs) -> list[Problem]:
             )
         )
     return problems
+
+
+def _when_problem(value: object) -> str | None:
+    """`when` may be left out (None)."""
+    return None if value is None else when_problem(value)
