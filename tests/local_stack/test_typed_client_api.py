@@ -152,6 +152,9 @@ const out = {
     enqueueViaApi(service, "Emails" as QueueName, { to: "x@example.com" })
   ),
   empty: await outcome(() => enqueueBatchViaApi(service, "emails", [])),
+  // JSON null is a payload of a queue without a schema, as over SQL
+  nullOne: await outcome(() => enqueueViaApi(user, "exports", null)),
+  nullBatch: await outcome(() => enqueueBatchViaApi(user, "exports", [null])),
   runAt: runAt.toISOString(),
 };
 console.log(JSON.stringify(out));
@@ -219,6 +222,9 @@ def test_the_generated_client_enqueues_through_the_data_api(
     assert run_at.isoformat(timespec="milliseconds").replace("+00:00", "Z") == out["runAt"]
     assert out["dedup"] == {"ok": options_id}
     assert out["empty"] == {"ok": []}
+    # JSON null stays JSON null (not the default `{}`), alone as in a batch, as over SQL.
+    assert [jobs[i][:2] for i in (out["nullOne"]["ok"], *out["nullBatch"]["ok"])] == [
+        ("exports", None), ("exports", None)]  # fmt: skip
 
     # Refusals throw EnqueueError with PostgREST's message, code and hint; they add no job.
     hint = ("a queue names the roles that may use it in its enqueue_roles (supaqueue:queues);"
@@ -234,4 +240,4 @@ def test_the_generated_client_enqueues_through_the_data_api(
         "enqueueError": True, "name": "EnqueueError", "code": "SQ020",
         "hint": "Names are case-sensitive: did you mean 'emails'?",
         "message": "supaqueue_api.enqueue: there is no queue named 'Emails'"}}  # fmt: skip
-    assert len(rows) == 3 + 1 + 2 + 1, rows
+    assert len(rows) == 3 + 1 + 2 + 1 + 2, rows
