@@ -4533,8 +4533,9 @@ CREATE FUNCTION supaqueue_api.enqueue(queue text, payload jsonb DEFAULT '{}'::js
     SET search_path TO ''
     AS $$
 begin
-  return supaqueue.enqueue(supaqueue._api_queue(queue, 'supaqueue_api.enqueue'), payload, run_at,
-                           priority, dedup_key, depends_on, key);
+  return supaqueue.enqueue(supaqueue._api_queue(queue, 'supaqueue_api.enqueue'),
+                           coalesce(payload, 'null'::jsonb), run_at, priority, dedup_key,
+                           depends_on, key);
 end
 $$;
 

@@ -23,6 +23,7 @@ from harness.function_process import deno_binary, deno_env, free_port
 from supaqueue.cli.main import root
 from supaqueue.console.typegen import QueueTypes, generate
 from supaqueue.providers.queue.spec import DEFAULT_NON_RETRYABLE, PAYLOAD_SCHEMA_DIALECTS
+from tests.support import supabase_js
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
@@ -83,7 +84,7 @@ def deno(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 TS_GOOD = """
 import postgres from "npm:postgres@3.4.9";
-import { createClient } from "npm:@supabase/supabase-js@2.119.2";
+import { createClient } from "npm:@supabase/supabase-js@SUPABASE_JS";
 import {
   enqueue,
   enqueueBatch,
@@ -92,8 +93,8 @@ import {
   type Payloads,
 } from "./supaqueue.gen.ts";
 
-// Type-checked against the real supabase-js; not run here (the Data API stand-in is another
-// branch's): a function never called.
+// Type-checked here against the real supabase-js, never called: the Data API functions run
+// against the local stack's /rest/v1 in tests/local_stack/test_typed_client_api.py.
 export async function viaApi(): Promise<string[]> {
   const supabase = createClient("http://127.0.0.1:54321", "service-role-key");
   const one = await enqueueViaApi(supabase, "send-email", { to: "a", kind: "reset" });
@@ -111,12 +112,12 @@ const odd: Payloads["odd"] = { anything: true };
 const later = await enqueue(sql, "odd", odd, { runAt: new Date(Date.now() + 3600_000) });
 console.log(JSON.stringify({ id, ids, later }));
 await sql.end();
-"""
+""".replace("SUPABASE_JS", supabase_js.VERSION)  # the project's pin, as the code that runs it
 
 # Each line is a wrong payload; `@ts-expect-error` fails the check if the line compiles.
 TS_WRONG = """
 import postgres from "npm:postgres@3.4.9";
-import { createClient } from "npm:@supabase/supabase-js@2.119.2";
+import { createClient } from "npm:@supabase/supabase-js@SUPABASE_JS";
 import { enqueue, enqueueViaApi } from "./supaqueue.gen.ts";
 
 const sql = postgres("postgres://unused");
@@ -134,7 +135,7 @@ await enqueue(sql, "send-email", { to: "a", kind: "reset", bcc: "b" });
 await enqueue(sql, "send-emails", { to: "a", kind: "reset" });
 // @ts-expect-error: through the Data API too
 await enqueueViaApi(createClient("http://x", "k"), "send-email", { to: 1, kind: "reset" });
-"""
+""".replace("SUPABASE_JS", supabase_js.VERSION)
 
 
 def test_generated_typescript_checks_runs_and_refuses_wrong_payloads(

@@ -53,6 +53,22 @@ def test_service_role_enqueues_into_every_queue(api: psycopg.Connection[Any]) ->
     assert len(ids) == 3
 
 
+def test_a_null_payload_is_json_null_an_omitted_one_the_default(
+    api: psycopg.Connection[Any],
+) -> None:
+    """PostgREST passes a JSON `null` argument as SQL NULL: that payload is JSON null, as the
+    typed client's SQL `enqueue` and `enqueue_batch('[null]')` store it; omitted, it is `{}`."""
+    with api.transaction():
+        api.execute("select set_config('role', 'service_role', true)")
+        given = api.execute("select supaqueue_api.enqueue('internal', null)").fetchone()
+        omitted = api.execute("select supaqueue_api.enqueue('internal')").fetchone()
+    assert given is not None and omitted is not None
+    stored = api.execute(
+        "select id, payload::text from supaqueue.job where id = any(%s)", ([given[0], omitted[0]],)
+    ).fetchall()
+    assert dict(stored) == {given[0]: "null", omitted[0]: "{}"}
+
+
 def test_authenticated_only_where_the_queue_allows(api: psycopg.Connection[Any]) -> None:
     assert as_role(api, "authenticated", "select supaqueue_api.enqueue('signups')") is not None
     error = refused(api, "authenticated", "select supaqueue_api.enqueue('internal', '{}')")

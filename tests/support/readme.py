@@ -71,6 +71,10 @@ COMMANDS = "tests/unit/test_readme_commands.py::"
 CONFIG = "tests/unit/test_readme_config_blocks.py::"
 HOOKS = "tests/engine/test_readme_hooks.py::"
 TYPED = "tests/console/test_readme_typed_clients.py::test_the_readme_snippets_type_check_and_run"
+TYPED_API = (
+    "tests/local_stack/test_typed_client_api.py::"
+    "test_the_generated_client_enqueues_through_the_data_api"
+)
 WARNINGS = (
     "tests/providers/test_readme_preview_warnings.py::test_the_warnings_are_what_preview_says"
 )
@@ -91,6 +95,9 @@ CHECKED: dict[str, str | tuple[str, ...]] = {
     ),
     "// Deno or Node, over SQL (postgres.js; in an Edge Function: "
     'Deno.env.get("SUPABASE_DB_URL"))': TYPED,
+    "// Through the Data API with supabase-js (`supaqueue:dataApi: true` exposes supaqueue_api)": (
+        TYPED_API
+    ),
     "import psycopg": TYPED,
     "// the called function (supabase/functions/send-email/index.ts)": TYPED,
     "supaqueue status --stack dev                 # every queue: state, workers busy/total, "

@@ -74,14 +74,17 @@ SET default_tablespace = '';
 
 SET default_table_access_method = heap;
 
--- = supaqueue.enqueue(text, …) for the caller's role.
+-- = supaqueue.enqueue(text, …) for the caller's role. PostgREST passes a JSON `null` argument as
+-- SQL NULL, which supaqueue.enqueue reads as "no payload" (`{}`): here it is the JSON null the
+-- caller sent, as over SQL and in enqueue_batch (an omitted payload still takes the default).
 CREATE OR REPLACE FUNCTION supaqueue_api.enqueue(queue text, payload jsonb DEFAULT '{}'::jsonb, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT 0, dedup_key text DEFAULT NULL::text, depends_on uuid[] DEFAULT NULL::uuid[], key text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 begin
-  return supaqueue.enqueue(supaqueue._api_queue(queue, 'supaqueue_api.enqueue'), payload, run_at,
-                           priority, dedup_key, depends_on, key);
+  return supaqueue.enqueue(supaqueue._api_queue(queue, 'supaqueue_api.enqueue'),
+                           coalesce(payload, 'null'::jsonb), run_at, priority, dedup_key,
+                           depends_on, key);
 end
 $$;
 
