@@ -306,6 +306,19 @@ class Operator:
             self._value("lift_hold", queue=self.queue_id(queue), key=key, all_keys=all_keys)
         )
 
+    def retry_after_delayed(
+        self, queue: str, key: str | None = None, all_keys: bool = False
+    ) -> int:
+        """How many jobs `lift_hold` with these arguments would make due now (0033: those whose
+        retry waits for the target's Retry-After, of what is held now)."""
+        if key is not None and all_keys:
+            raise BadInputError("give --key or --all-keys, not both")
+        return int(
+            self._value(
+                "retry_after_delayed", queue=self.queue_id(queue), key=key, all_keys=all_keys
+            )
+        )
+
     # --- issue 22: job id prefixes, runs, bulk actions on a filter, run now -----------------
 
     def resolve_job(self, value: str, what: str = "job id") -> str:

@@ -648,9 +648,10 @@ def lift_hold(
                 )
             answer = {"queue": queue, "lifted": 0, **holds}
             report(as_json, answer, f"nothing to do: {nothing}{_other_holds(queue, holds)}", 0)
+        delayed = op.retry_after_delayed(queue, key, all_keys)
         confirm(
-            f"Lift the hold of {lifting}; its jobs are dispatched at once, and those its "
-            "Retry-After delayed are due now",
+            f"Lift the hold of {lifting}; its jobs are dispatched at once, and {delayed} job(s) "
+            "its Retry-After delayed are due now",
             yes,
         )
         answer = op.lift_hold(queue, key, all_keys)

@@ -1947,6 +1947,32 @@ $$;
 
 ALTER FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) OWNER TO postgres;
 
+CREATE FUNCTION supaqueue._retry_after_delayed(_queue uuid, _keys text[], _queue_hold boolean) RETURNS SETOF uuid
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _by_key boolean := (select q.hold_on_retry_after = 'key' from supaqueue.queue q
+                       where q.id = _queue);
+begin
+  return query
+    select j.id from supaqueue.job j
+     where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+       and j.run_at > now() and j.last_status_code in (429, 503)
+       and (j.key = any (_keys) or (_queue_hold and (j.key is null or not _by_key)))
+       and exists (
+         select 1
+           from (select a.status_code, a.retry_after_seconds, a.ended_at
+                   from supaqueue.job_attempt a where a.job = j.id
+                  order by a.id desc limit 1) last
+          where last.status_code in (429, 503) and last.retry_after_seconds > 0
+            and j.run_at <= last.ended_at
+                             + make_interval(secs => last.retry_after_seconds::double precision));
+end
+$$;
+
+ALTER FUNCTION supaqueue._retry_after_delayed(_queue uuid, _keys text[], _queue_hold boolean) OWNER TO postgres;
+
 CREATE FUNCTION supaqueue._retry_job(_job uuid, _strict boolean) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -3059,7 +3085,6 @@ CREATE FUNCTION supaqueue.lift_hold(_queue uuid, _key text DEFAULT NULL::text, _
     AS $$
 declare
   _name text;
-  _by_key boolean;
   _lifted_queue boolean := false;
   _lifted_keys text[] := '{}';
   _made_due integer := 0;
@@ -3069,8 +3094,7 @@ begin
     raise exception 'supaqueue.lift_hold: give one key or _all_keys, not both'
       using errcode = '22023';
   end if;
-  select q.name, q.hold_on_retry_after = 'key' into _name, _by_key
-    from supaqueue.queue q where q.id = _queue;
+  select q.name into _name from supaqueue.queue q where q.id = _queue;
   if not found then
     raise exception 'supaqueue.lift_hold: there is no queue with id %', _queue
       using errcode = 'SQ005';
@@ -3094,22 +3118,13 @@ begin
     select coalesce(array_agg(l.key), '{}') into _lifted_keys from lifted l;
   end if;
   if _lifted_queue or cardinality(_lifted_keys) > 0 then
-    -- run_at named: a keyed job's key becomes due with it (_450_job_key_ready)
+    -- run_at named: a keyed job's key becomes due with it (_450_job_key_ready); still pending
+    -- and delayed, checked again as each row is locked (a dispatch or run-now may come first)
     with due as (
       update supaqueue.job j
          set run_at = now(), updated_at = now()
-       where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
-         and j.run_at > now() and j.last_status_code in (429, 503)
-         and (j.key = any (_lifted_keys)
-              or (_lifted_queue and (j.key is null or not _by_key)))
-         and exists (
-           select 1
-             from (select a.status_code, a.retry_after_seconds, a.ended_at
-                     from supaqueue.job_attempt a where a.job = j.id
-                    order by a.id desc limit 1) last
-            where last.status_code in (429, 503) and last.retry_after_seconds > 0
-              and j.run_at <= last.ended_at
-                               + make_interval(secs => last.retry_after_seconds::double precision))
+       where j.id in (select supaqueue._retry_after_delayed(_queue, _lifted_keys, _lifted_queue))
+         and j.status = 'pending' and j.run_at > now()
       returning 1
     )
     select count(*) into _made_due from due;
@@ -3882,6 +3897,34 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.resume_queue(_queue uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.retry_after_delayed(_queue uuid, _key text DEFAULT NULL::text, _all_keys boolean DEFAULT false) RETURNS bigint
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _whole boolean := _key is null and not coalesce(_all_keys, false);
+begin
+  if _key is not null and _all_keys then
+    raise exception 'supaqueue.retry_after_delayed: give one key or _all_keys, not both'
+      using errcode = '22023';
+  end if;
+  if not exists (select 1 from supaqueue.queue q where q.id = _queue) then
+    raise exception 'supaqueue.retry_after_delayed: there is no queue with id %', _queue
+      using errcode = 'SQ005';
+  end if;
+  return (select count(*) from supaqueue._retry_after_delayed(
+    _queue,
+    case when _whole then '{}'::text[]
+         else array(select k.key from supaqueue.queue_key k
+                     where k.queue = _queue and (_all_keys or k.key = _key)
+                       and k.held_until > clock_timestamp()) end,
+    _whole and exists (select 1 from supaqueue.queue_hold h
+                        where h.queue = _queue and h.held_until > clock_timestamp())));
+end
+$$;
+
+ALTER FUNCTION supaqueue.retry_after_delayed(_queue uuid, _key text, _all_keys boolean) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone DEFAULT NULL::timestamp with time zone, _error_contains text DEFAULT NULL::text, _dry_run boolean DEFAULT false) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
@@ -5161,6 +5204,8 @@ REVOKE ALL ON FUNCTION supaqueue._release_held_workers() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue._retry_after_delayed(_queue uuid, _keys text[], _queue_hold boolean) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue._retry_job(_job uuid, _strict boolean) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._revive_dependents(_job uuid) FROM PUBLIC;
@@ -5310,6 +5355,9 @@ GRANT ALL ON FUNCTION supaqueue.report_batch(_outcomes jsonb) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.resume_queue(_queue uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.resume_queue(_queue uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.retry_after_delayed(_queue uuid, _key text, _all_keys boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.retry_after_delayed(_queue uuid, _key text, _all_keys boolean) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text, _dry_run boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text, _dry_run boolean) TO service_role;

@@ -47,7 +47,8 @@ def test_lift_hold_of_the_queue_then_of_a_key(jobs: Jobs) -> None:
     refused = supaqueue("lift-hold", "busy", *db)
     assert refused.returncode == 5 and "Lift the hold of queue busy" in refused.stderr
     assert "HTTP 429 with Retry-After: 3600 s" in refused.stderr
-    assert "those its Retry-After delayed are due now" in refused.stderr
+    # and how many jobs it makes due: the unkeyed one, not the keyed one (its key's hold)
+    assert "and 1 job(s) its Retry-After delayed are due now" in refused.stderr
     assert e.status(waiting_plain) == "pending"
 
     out = ok("lift-hold", "busy", *db, "--yes")
@@ -61,6 +62,9 @@ def test_lift_hold_of_the_queue_then_of_a_key(jobs: Jobs) -> None:
     assert e.status(waiting_keyed) == e.status(answered_keyed) == "pending"
     assert e.job(answered_keyed)["run_in_s"] > 3500
 
+    asked = supaqueue("lift-hold", "busy", "--key", "tenant-42", *db)
+    assert asked.returncode == 5
+    assert "and 1 job(s) its Retry-After delayed are due now" in asked.stderr
     answer = json.loads(ok("lift-hold", "busy", "--key", "tenant-42", *db, "--yes", "--json"))
     assert answer["lifted"] == 1 and answer["lifted_keys"] == 1 and answer["key"] == "tenant-42"
     assert (answer["made_due"], answer["dispatched"], answer["held_keys"]) == (1, 2, 0)

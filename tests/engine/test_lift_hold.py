@@ -23,6 +23,13 @@ def _lift(engine: Engine, queue: str, **kwargs: Any) -> dict[str, Any]:
     return answer
 
 
+def _delayed(engine: Engine, queue: str, **kwargs: Any) -> int:
+    """retry_after_delayed: how many jobs lift_hold with these arguments would make due now."""
+    args = "".join(f", _{name} => %({name})s" for name in kwargs)
+    query = f"select supaqueue.retry_after_delayed(%(queue)s{args})"
+    return int(engine.one(query, {"queue": queue, **kwargs}))
+
+
 def test_lifting_a_queue_hold_dispatches_at_once(engine: Engine) -> None:
     q = engine.queue(workers=2, hold_on_retry_after="queue", name="held",
                      backoff_base_ms=0, backoff_jitter=0)  # fmt: skip
@@ -33,6 +40,7 @@ def test_lifting_a_queue_hold_dispatches_at_once(engine: Engine) -> None:
     engine.end(engine.current_job_of(second))
     assert _hold(engine, q) is not None and engine.in_flight(q) == 0
     engine.new_requests()
+    assert _delayed(engine, q) == 1
 
     answer = _lift(engine, q)
     assert answer == {
@@ -181,9 +189,14 @@ def test_only_a_delay_by_the_targets_retry_after_is_made_due(engine: Engine) -> 
     before = {j: engine.one("select run_at from supaqueue.job where id = %s", (j,))
               for j in delayed}  # fmt: skip
 
+    # what lift-hold says when it asks: the same rule, for what is held now (a and b)
+    assert _delayed(engine, q, key="a") == 1 and _delayed(engine, q, all_keys=True) == 2
+    assert _delayed(engine, q) == 0  # the queue itself is not held
+
     answer = _lift(engine, q, key="a")
     assert (answer["lifted_keys"], answer["made_due"], answer["dispatched"]) == (1, 1, 1)
     assert engine.status(held) == "in_progress"
+    assert _delayed(engine, q, key="a") == 0 and _delayed(engine, q, all_keys=True) == 1
     after = {j: engine.one("select run_at from supaqueue.job where id = %s", (j,))
              for j in delayed}  # fmt: skip
     assert after == before
@@ -223,6 +236,12 @@ def test_unknown_queue_and_bad_arguments(engine: Engine) -> None:
     with pytest.raises(psycopg.Error, match="one key or _all_keys") as bad:
         engine.conn.execute("select supaqueue.lift_hold(%s, 'a', true)", (q,))
     assert bad.value.diag.sqlstate == "22023"
+    with pytest.raises(psycopg.Error, match="no queue with id") as info:
+        engine.conn.execute("select supaqueue.retry_after_delayed(gen_random_uuid())")
+    assert info.value.diag.sqlstate == "SQ005"
+    with pytest.raises(psycopg.Error, match="one key or _all_keys") as bad:
+        engine.conn.execute("select supaqueue.retry_after_delayed(%s, 'a', true)", (q,))
+    assert bad.value.diag.sqlstate == "22023"
 
 
 @pytest.mark.parametrize("role", ["anon", "authenticated"])
@@ -230,9 +249,12 @@ def test_denied_to_api_roles_allowed_to_service_role(engine: Engine, role: str) 
     q = engine.queue(workers=0)
     with psycopg.connect(engine.dsn, autocommit=True, row_factory=dict_row) as conn:
         conn.execute(f"set role {role}")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("select supaqueue.lift_hold(%s)", (q,))
+        for fn in ("lift_hold", "retry_after_delayed"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"select supaqueue.{fn}(%s)", (q,))
         conn.execute("reset role")
         conn.execute("set role service_role")
         row = conn.execute("select supaqueue.lift_hold(%s) as answer", (q,)).fetchone()
         assert row is not None and row["answer"]["lifted"] == 0
+        row = conn.execute("select supaqueue.retry_after_delayed(%s) as n", (q,)).fetchone()
+        assert row is not None and row["n"] == 0
