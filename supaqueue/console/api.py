@@ -296,13 +296,27 @@ class Operator:
         self, queue: str, key: str | None = None, all_keys: bool = False
     ) -> dict[str, Any]:
         """End a hold by a Retry-After now and dispatch the queue (functions/75_operator.sql
-        `lift_hold`): the queue's own hold, one key's (`key`) or every key's (`all_keys`).
+        `lift_hold`): the queue's own hold, one key's (`key`) or every key's (`all_keys`); the
+        jobs whose retry waits for the target's Retry-After are made due now (`made_due`).
         `{queue, name, key, all_keys, lifted, lifted_queue, lifted_keys, held_until,
-        held_keys, dispatched}`; `lifted` 0: nothing was held."""
+        held_keys, made_due, dispatched}`; `lifted` 0: nothing was held."""
         if key is not None and all_keys:
             raise BadInputError("give --key or --all-keys, not both")
         return dict(
             self._value("lift_hold", queue=self.queue_id(queue), key=key, all_keys=all_keys)
+        )
+
+    def retry_after_delayed(
+        self, queue: str, key: str | None = None, all_keys: bool = False
+    ) -> int:
+        """How many jobs `lift_hold` with these arguments would make due now (0033: those whose
+        retry waits for the target's Retry-After, of what is held now)."""
+        if key is not None and all_keys:
+            raise BadInputError("give --key or --all-keys, not both")
+        return int(
+            self._value(
+                "retry_after_delayed", queue=self.queue_id(queue), key=key, all_keys=all_keys
+            )
         )
 
     # --- issue 22: job id prefixes, runs, bulk actions on a filter, run now -----------------

@@ -592,8 +592,10 @@ def _lifted_text(queue: str, key: str | None, answer: dict[str, Any]) -> str:
         what = f"holds of {answer['lifted_keys']} key(s) lifted"
     else:
         what = "hold lifted"
-    return f"queue {queue}: {what}; {answer['dispatched']} job(s) dispatched" + _other_holds(
-        queue, answer
+    # made_due (0033): the jobs whose retry waited for the target's Retry-After, due now
+    return (
+        f"queue {queue}: {what}; {answer['made_due']} job(s) delayed by a Retry-After made due"
+        f" now; {answer['dispatched']} job(s) dispatched" + _other_holds(queue, answer)
     )
 
 
@@ -614,8 +616,8 @@ def lift_hold(
     yes: bool,
     as_json: bool,
 ) -> None:
-    """End a hold by the target's Retry-After now (the queue's, or its keys'); the queue
-    dispatches at once."""
+    """End a hold by the target's Retry-After now (the queue's, or its keys'): the jobs the
+    Retry-After delayed are due now, and the queue dispatches at once."""
     if key is not None and all_keys:
         raise click.UsageError("give --key or --all-keys, not both")
     with operator(db_url, stack) as op:
@@ -646,7 +648,12 @@ def lift_hold(
                 )
             answer = {"queue": queue, "lifted": 0, **holds}
             report(as_json, answer, f"nothing to do: {nothing}{_other_holds(queue, holds)}", 0)
-        confirm(f"Lift the hold of {lifting}; its jobs are dispatched at once", yes)
+        delayed = op.retry_after_delayed(queue, key, all_keys)
+        confirm(
+            f"Lift the hold of {lifting}; its jobs are dispatched at once, and {delayed} job(s) "
+            "its Retry-After delayed are due now",
+            yes,
+        )
         answer = op.lift_hold(queue, key, all_keys)
     if not answer["lifted"]:  # the hold ended by itself meanwhile
         report(as_json, answer, "nothing to do: the hold had ended already", 0)

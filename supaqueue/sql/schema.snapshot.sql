@@ -1107,13 +1107,17 @@ begin
   end if;
   _queues := array[_job.queue];
 
+  -- 0033: retry_after_seconds as the retry uses it (lift_hold tells its delay by it)
   insert into supaqueue.job_attempt (job, queue, attempt, worker, started_at, ended_at, outcome,
-                                     status_code, error, duration_ms, response_excerpt)
+                                     status_code, error, duration_ms, response_excerpt,
+                                     retry_after_seconds)
     values (_job.id, _job.queue, _job.attempts, _cj.worker, _cj.started_at, clock_timestamp(),
             case when _refused then 'failure' else _outcome end, _status_code, left(_error, 2000),
             coalesce(_duration_ms,
                      (extract(epoch from clock_timestamp() - _cj.started_at) * 1000)::integer),
-            left(_response_excerpt, 2000));
+            left(_response_excerpt, 2000),
+            case when _outcome <> 'success' and _retry_after_seconds > 0
+                 then _retry_after_seconds end);
 
   if not _keep_worker then
     perform supaqueue._free_worker(_cj.worker);
@@ -1942,6 +1946,32 @@ end
 $$;
 
 ALTER FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue._retry_after_delayed(_queue uuid, _keys text[], _queue_hold boolean) RETURNS SETOF uuid
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _by_key boolean := (select q.hold_on_retry_after = 'key' from supaqueue.queue q
+                       where q.id = _queue);
+begin
+  return query
+    select j.id from supaqueue.job j
+     where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+       and j.run_at > now() and j.last_status_code in (429, 503)
+       and (j.key = any (_keys) or (_queue_hold and (j.key is null or not _by_key)))
+       and exists (
+         select 1
+           from (select a.status_code, a.retry_after_seconds, a.ended_at
+                   from supaqueue.job_attempt a where a.job = j.id
+                  order by a.id desc limit 1) last
+          where last.status_code in (429, 503) and last.retry_after_seconds > 0
+            and j.run_at <= last.ended_at
+                             + make_interval(secs => last.retry_after_seconds::double precision));
+end
+$$;
+
+ALTER FUNCTION supaqueue._retry_after_delayed(_queue uuid, _keys text[], _queue_hold boolean) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue._retry_job(_job uuid, _strict boolean) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
@@ -3056,7 +3086,8 @@ CREATE FUNCTION supaqueue.lift_hold(_queue uuid, _key text DEFAULT NULL::text, _
 declare
   _name text;
   _lifted_queue boolean := false;
-  _lifted_keys integer := 0;
+  _lifted_keys text[] := '{}';
+  _made_due integer := 0;
   _dispatched integer;
 begin
   if _key is not null and _all_keys then
@@ -3082,21 +3113,34 @@ begin
              due_at = case when k.due_at > clock_timestamp() then clock_timestamp() else k.due_at end
        where k.queue = _queue and (_all_keys or k.key = _key)
          and k.held_until > clock_timestamp()
+      returning k.key
+    )
+    select coalesce(array_agg(l.key), '{}') into _lifted_keys from lifted l;
+  end if;
+  if _lifted_queue or cardinality(_lifted_keys) > 0 then
+    -- run_at named: a keyed job's key becomes due with it (_450_job_key_ready); still pending
+    -- and delayed, checked again as each row is locked (a dispatch or run-now may come first)
+    with due as (
+      update supaqueue.job j
+         set run_at = now(), updated_at = now()
+       where j.id in (select supaqueue._retry_after_delayed(_queue, _lifted_keys, _lifted_queue))
+         and j.status = 'pending' and j.run_at > now()
       returning 1
     )
-    select count(*) into _lifted_keys from lifted;
+    select count(*) into _made_due from due;
   end if;
-  _dispatched := case when _lifted_queue or _lifted_keys > 0
+  _dispatched := case when _lifted_queue or cardinality(_lifted_keys) > 0
                       then supaqueue.dispatch(_queue) else 0 end;
   return jsonb_build_object(
     'queue', _queue, 'name', _name, 'key', _key, 'all_keys', coalesce(_all_keys, false),
-    'lifted', _lifted_keys + _lifted_queue::integer,
-    'lifted_queue', _lifted_queue, 'lifted_keys', _lifted_keys,
+    'lifted', cardinality(_lifted_keys) + _lifted_queue::integer,
+    'lifted_queue', _lifted_queue, 'lifted_keys', cardinality(_lifted_keys),
     -- what still holds: the queue's hold (when keys were lifted), other keys
     'held_until', (select h.held_until from supaqueue.queue_hold h
                     where h.queue = _queue and h.held_until > clock_timestamp()),
     'held_keys', (select count(*) from supaqueue.queue_key k
                    where k.queue = _queue and k.held_until > clock_timestamp()),
+    'made_due', _made_due,
     'dispatched', _dispatched);
 end
 $$;
@@ -3853,6 +3897,34 @@ end
 $$;
 
 ALTER FUNCTION supaqueue.resume_queue(_queue uuid) OWNER TO postgres;
+
+CREATE FUNCTION supaqueue.retry_after_delayed(_queue uuid, _key text DEFAULT NULL::text, _all_keys boolean DEFAULT false) RETURNS bigint
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _whole boolean := _key is null and not coalesce(_all_keys, false);
+begin
+  if _key is not null and _all_keys then
+    raise exception 'supaqueue.retry_after_delayed: give one key or _all_keys, not both'
+      using errcode = '22023';
+  end if;
+  if not exists (select 1 from supaqueue.queue q where q.id = _queue) then
+    raise exception 'supaqueue.retry_after_delayed: there is no queue with id %', _queue
+      using errcode = 'SQ005';
+  end if;
+  return (select count(*) from supaqueue._retry_after_delayed(
+    _queue,
+    case when _whole then '{}'::text[]
+         else array(select k.key from supaqueue.queue_key k
+                     where k.queue = _queue and (_all_keys or k.key = _key)
+                       and k.held_until > clock_timestamp()) end,
+    _whole and exists (select 1 from supaqueue.queue_hold h
+                        where h.queue = _queue and h.held_until > clock_timestamp())));
+end
+$$;
+
+ALTER FUNCTION supaqueue.retry_after_delayed(_queue uuid, _key text, _all_keys boolean) OWNER TO postgres;
 
 CREATE FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone DEFAULT NULL::timestamp with time zone, _error_contains text DEFAULT NULL::text, _dry_run boolean DEFAULT false) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
@@ -4644,7 +4716,8 @@ CREATE TABLE supaqueue.job_attempt (
     status_code integer,
     error text,
     duration_ms integer,
-    response_excerpt text
+    response_excerpt text,
+    retry_after_seconds numeric
 );
 
 ALTER TABLE supaqueue.job_attempt OWNER TO postgres;
@@ -5132,6 +5205,8 @@ REVOKE ALL ON FUNCTION supaqueue._release_held_workers() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._remove_table_trigger_objects(_id uuid) FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION supaqueue._retry_after_delayed(_queue uuid, _keys text[], _queue_hold boolean) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION supaqueue._retry_job(_job uuid, _strict boolean) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION supaqueue._revive_dependents(_job uuid) FROM PUBLIC;
@@ -5281,6 +5356,9 @@ GRANT ALL ON FUNCTION supaqueue.report_batch(_outcomes jsonb) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.resume_queue(_queue uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.resume_queue(_queue uuid) TO service_role;
+
+REVOKE ALL ON FUNCTION supaqueue.retry_after_delayed(_queue uuid, _key text, _all_keys boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION supaqueue.retry_after_delayed(_queue uuid, _key text, _all_keys boolean) TO service_role;
 
 REVOKE ALL ON FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text, _dry_run boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION supaqueue.retry_failed_jobs(_queue uuid, _since timestamp with time zone, _error_contains text, _dry_run boolean) TO service_role;

@@ -33,7 +33,7 @@ def flash(browser: WebDriver) -> str:
 
 
 def test_lift_hold_from_the_queues_page(browser: WebDriver, ui: Ui, jobs: Jobs) -> None:
-    waiting_keyed, waiting_plain = held_queue(jobs)
+    waiting_keyed, waiting_plain, answered_keyed, answered_plain = held_queue(jobs)
     e = jobs.engine
     login(browser, ui)
     browser.get(ui.origin + "/")
@@ -47,13 +47,18 @@ def test_lift_hold_from_the_queues_page(browser: WebDriver, ui: Ui, jobs: Jobs) 
     click(browser, button)
     text = confirm_dialog(browser, yes=False)
     assert "Lift the hold of queue busy" in text and "HTTP 429 with Retry-After: 3600 s" in text
+    assert "those its Retry-After delayed are due now" in text
     assert e.one(HELD) == 1  # not confirmed: still held (the dialog sends nothing)
 
     click(browser, button)
     confirm_dialog(browser, yes=True)
     wait_for("the answer", lambda: "hold lifted" in flash(browser))
-    assert flash(browser) == "queue busy: hold lifted; 1 job(s) dispatched; 1 key(s) still held"
-    assert e.one(HELD) == 0 and e.status(waiting_plain) == "in_progress"
+    assert flash(browser) == (
+        "queue busy: hold lifted; 1 job(s) delayed by a Retry-After made due now;"
+        " 2 job(s) dispatched; 1 key(s) still held"
+    )
+    assert e.one(HELD) == 0
+    assert e.status(waiting_plain) == e.status(answered_plain) == "in_progress"
     # the row follows: its key is still held, and the button now lifts the keys' holds
     wait_for("the key holds' button", lambda: browser.find_element(By.CSS_SELECTOR, button).text
              == "Lift key holds")  # fmt: skip
@@ -61,8 +66,12 @@ def test_lift_hold_from_the_queues_page(browser: WebDriver, ui: Ui, jobs: Jobs) 
     click(browser, button)
     assert "Lift the holds of 1 key of queue busy" in confirm_dialog(browser, yes=True)
     wait_for("the answer", lambda: "key(s) lifted" in flash(browser))
-    assert flash(browser) == "queue busy: holds of 1 key(s) lifted; 1 job(s) dispatched"
-    assert e.one(HELD_KEYS) == 0 and e.status(waiting_keyed) == "in_progress"
+    assert flash(browser) == (
+        "queue busy: holds of 1 key(s) lifted; 1 job(s) delayed by a Retry-After made due now;"
+        " 2 job(s) dispatched"
+    )
+    assert e.one(HELD_KEYS) == 0
+    assert e.status(waiting_keyed) == e.status(answered_keyed) == "in_progress"
     wait_for("no hold left", lambda: not browser.find_elements(By.CSS_SELECTOR, button))
 
 
@@ -82,7 +91,7 @@ def test_at_1024_px_the_lift_buttons_fit(browser: WebDriver, ui: Ui, jobs: Jobs)
 
 
 def test_lift_a_key_hold_from_the_queue_page(browser: WebDriver, ui: Ui, jobs: Jobs) -> None:
-    waiting_keyed, _ = held_queue(jobs)
+    waiting_keyed, _, answered_keyed, _ = held_queue(jobs)
     e = jobs.engine
     e.conn.execute("select supaqueue.lift_hold(id) from supaqueue.queue where name = 'busy'")
     login(browser, ui)
@@ -92,9 +101,14 @@ def test_lift_a_key_hold_from_the_queue_page(browser: WebDriver, ui: Ui, jobs: J
     click(browser, row + " button.lift-hold")
     text = confirm_dialog(browser, yes=True)
     assert "Lift the hold of key tenant-42 of queue busy" in text
+    assert "those its Retry-After delayed are due now" in text
     wait_for("the answer", lambda: "key tenant-42" in flash(browser))
-    assert flash(browser) == "queue busy: hold of key tenant-42 lifted; 1 job(s) dispatched"
-    assert e.one(HELD_KEYS) == 0 and e.status(waiting_keyed) == "in_progress"
+    assert flash(browser) == (
+        "queue busy: hold of key tenant-42 lifted; 1 job(s) delayed by a Retry-After made due"
+        " now; 2 job(s) dispatched"
+    )
+    assert e.one(HELD_KEYS) == 0
+    assert e.status(waiting_keyed) == e.status(answered_keyed) == "in_progress"
     # the table follows: no longer held, no button
     wait_for(
         "the row to follow",

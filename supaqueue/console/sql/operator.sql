@@ -87,6 +87,10 @@ select supaqueue.resume_queue(%(queue)s::uuid)
 -- End a hold by a Retry-After now (functions/75_operator.sql): the queue's, one key's or every key's.
 select supaqueue.lift_hold(%(queue)s::uuid, %(key)s::text, %(all_keys)s)
 
+-- name: retry_after_delayed
+-- How many jobs lift_hold would make due now (0033): `supaqueue lift-hold` says it when it asks.
+select supaqueue.retry_after_delayed(%(queue)s::uuid, %(key)s::text, %(all_keys)s)
+
 -- name: key_hold
 -- One key's hold while it lasts (`supaqueue lift-hold --key` says what it will lift): a row, or none.
 select k.held_until, k.hold_reason from supaqueue.queue_key k

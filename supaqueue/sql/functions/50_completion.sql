@@ -94,13 +94,17 @@ begin
   end if;
   _queues := array[_job.queue];
 
+  -- 0033: retry_after_seconds as the retry uses it (lift_hold tells its delay by it)
   insert into supaqueue.job_attempt (job, queue, attempt, worker, started_at, ended_at, outcome,
-                                     status_code, error, duration_ms, response_excerpt)
+                                     status_code, error, duration_ms, response_excerpt,
+                                     retry_after_seconds)
     values (_job.id, _job.queue, _job.attempts, _cj.worker, _cj.started_at, clock_timestamp(),
             case when _refused then 'failure' else _outcome end, _status_code, left(_error, 2000),
             coalesce(_duration_ms,
                      (extract(epoch from clock_timestamp() - _cj.started_at) * 1000)::integer),
-            left(_response_excerpt, 2000));
+            left(_response_excerpt, 2000),
+            case when _outcome <> 'success' and _retry_after_seconds > 0
+                 then _retry_after_seconds end);
 
   if not _keep_worker then
     perform supaqueue._free_worker(_cj.worker);

@@ -902,13 +902,75 @@ begin
 end
 $$;
 
+-- The rule of the jobs a lifted hold makes due now (0033, docs/architecture/console.md, "Lifting
+-- a hold early"), its one authority (lift_hold, retry_after_delayed): the pending jobs of what
+-- is lifted (_keys: those keys' jobs; _queue_hold: the queue's jobs without a key, and its keyed
+-- ones unless it holds by key, whose answers held their keys) whose last attempt answered 429 or
+-- 503 with a Retry-After and whose run_at is that Retry-After's: later than now, and no later
+-- than the attempt's end plus its Retry-After (a longer backoff is ours, not the target's word).
+-- A delay for any other reason (a user's run_at, a backoff after a 500 or a 429 without
+-- Retry-After) is not one of them. Reads, locks nothing.
+CREATE OR REPLACE FUNCTION supaqueue._retry_after_delayed(_queue uuid, _keys text[], _queue_hold boolean) RETURNS SETOF uuid
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _by_key boolean := (select q.hold_on_retry_after = 'key' from supaqueue.queue q
+                       where q.id = _queue);
+begin
+  return query
+    select j.id from supaqueue.job j
+     where j.queue = _queue and j.status = 'pending' and j.pending_dependencies = 0
+       and j.run_at > now() and j.last_status_code in (429, 503)
+       and (j.key = any (_keys) or (_queue_hold and (j.key is null or not _by_key)))
+       and exists (
+         select 1
+           from (select a.status_code, a.retry_after_seconds, a.ended_at
+                   from supaqueue.job_attempt a where a.job = j.id
+                  order by a.id desc limit 1) last
+          where last.status_code in (429, 503) and last.retry_after_seconds > 0
+            and j.run_at <= last.ended_at
+                             + make_interval(secs => last.retry_after_seconds::double precision));
+end
+$$;
+
+-- How many jobs lift_hold(_queue, _key, _all_keys) would make due now (`supaqueue lift-hold`
+-- says it when it asks): those of _retry_after_delayed for what is held now; 0 when nothing is.
+CREATE OR REPLACE FUNCTION supaqueue.retry_after_delayed(_queue uuid, _key text DEFAULT NULL::text, _all_keys boolean DEFAULT false) RETURNS bigint
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  _whole boolean := _key is null and not coalesce(_all_keys, false);
+begin
+  if _key is not null and _all_keys then
+    raise exception 'supaqueue.retry_after_delayed: give one key or _all_keys, not both'
+      using errcode = '22023';
+  end if;
+  if not exists (select 1 from supaqueue.queue q where q.id = _queue) then
+    raise exception 'supaqueue.retry_after_delayed: there is no queue with id %', _queue
+      using errcode = 'SQ005';
+  end if;
+  return (select count(*) from supaqueue._retry_after_delayed(
+    _queue,
+    case when _whole then '{}'::text[]
+         else array(select k.key from supaqueue.queue_key k
+                     where k.queue = _queue and (_all_keys or k.key = _key)
+                       and k.held_until > clock_timestamp()) end,
+    _whole and exists (select 1 from supaqueue.queue_hold h
+                        where h.queue = _queue and h.held_until > clock_timestamp())));
+end
+$$;
+
 -- Ends holds by the target's Retry-After (0027, docs/architecture.md, "Backpressure") now, for
 -- an operator who knows better (the target is fixed, or its Retry-After was a mistake): the
 -- queue's own hold (no _key), one key's (_key) or every key's (_all_keys); then dispatches the
 -- queue, so the jobs that waited run at once (a paused queue stays paused). A key's turn moved
 -- to the hold's end comes now: the selection would otherwise wait for it (*Keys and fairness*).
--- Nothing held is no error: `lifted` 0 says so. The jobs whose answer set the hold keep their
--- own retry delay (run_job_now). Answers what it ended and what is still held.
+-- Nothing held is no error: `lifted` 0 says so. Answers what it ended and what is still held.
+-- 0033: the jobs whose own retry waits for the target's Retry-After (_retry_after_delayed) are
+-- made due now too (`made_due`), else the very jobs whose answers set the hold would still wait
+-- (up to the Retry-After); a delay for any other reason stays.
 CREATE OR REPLACE FUNCTION supaqueue.lift_hold(_queue uuid, _key text DEFAULT NULL::text, _all_keys boolean DEFAULT false) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -916,7 +978,8 @@ CREATE OR REPLACE FUNCTION supaqueue.lift_hold(_queue uuid, _key text DEFAULT NU
 declare
   _name text;
   _lifted_queue boolean := false;
-  _lifted_keys integer := 0;
+  _lifted_keys text[] := '{}';
+  _made_due integer := 0;
   _dispatched integer;
 begin
   if _key is not null and _all_keys then
@@ -942,21 +1005,34 @@ begin
              due_at = case when k.due_at > clock_timestamp() then clock_timestamp() else k.due_at end
        where k.queue = _queue and (_all_keys or k.key = _key)
          and k.held_until > clock_timestamp()
+      returning k.key
+    )
+    select coalesce(array_agg(l.key), '{}') into _lifted_keys from lifted l;
+  end if;
+  if _lifted_queue or cardinality(_lifted_keys) > 0 then
+    -- run_at named: a keyed job's key becomes due with it (_450_job_key_ready); still pending
+    -- and delayed, checked again as each row is locked (a dispatch or run-now may come first)
+    with due as (
+      update supaqueue.job j
+         set run_at = now(), updated_at = now()
+       where j.id in (select supaqueue._retry_after_delayed(_queue, _lifted_keys, _lifted_queue))
+         and j.status = 'pending' and j.run_at > now()
       returning 1
     )
-    select count(*) into _lifted_keys from lifted;
+    select count(*) into _made_due from due;
   end if;
-  _dispatched := case when _lifted_queue or _lifted_keys > 0
+  _dispatched := case when _lifted_queue or cardinality(_lifted_keys) > 0
                       then supaqueue.dispatch(_queue) else 0 end;
   return jsonb_build_object(
     'queue', _queue, 'name', _name, 'key', _key, 'all_keys', coalesce(_all_keys, false),
-    'lifted', _lifted_keys + _lifted_queue::integer,
-    'lifted_queue', _lifted_queue, 'lifted_keys', _lifted_keys,
+    'lifted', cardinality(_lifted_keys) + _lifted_queue::integer,
+    'lifted_queue', _lifted_queue, 'lifted_keys', cardinality(_lifted_keys),
     -- what still holds: the queue's hold (when keys were lifted), other keys
     'held_until', (select h.held_until from supaqueue.queue_hold h
                     where h.queue = _queue and h.held_until > clock_timestamp()),
     'held_keys', (select count(*) from supaqueue.queue_key k
                    where k.queue = _queue and k.held_until > clock_timestamp()),
+    'made_due', _made_due,
     'dispatched', _dispatched);
 end
 $$;

@@ -206,9 +206,11 @@ function liftHoldButton(q) {
   button.addEventListener("click", () => guarded("Lift hold", async () => {
     const text = allKeys
       ? `Lift the holds of ${q.held_keys} key${q.held_keys === 1 ? "" : "s"} of queue ` +
-        `${q.name}? Their jobs are dispatched at once.`
+        `${q.name}? Their jobs are dispatched at once, and those their Retry-After delayed ` +
+        "are due now."
       : `Lift the hold of queue ${q.name} (held until ${fmt.time(q.held_until)}: ` +
-        `${q.hold_reason})? Its jobs are dispatched at once.`;
+        `${q.hold_reason})? Its jobs are dispatched at once, and those its Retry-After ` +
+        "delayed are due now.";
     if (!(await confirmAction(text))) return null;
     const answer = await act(`/api/queues/${encodeURIComponent(q.name)}/lift-hold`,
                              allKeys ? {all_keys: true} : {});
@@ -227,7 +229,9 @@ function liftedText(answer) {
   }
   const lifted = answer.key !== null ? `hold of key ${answer.key} lifted`
     : answer.all_keys ? `holds of ${answer.lifted_keys} key(s) lifted` : "hold lifted";
-  let text = `queue ${answer.name}: ${lifted}; ${answer.dispatched} job(s) dispatched`;
+  // made_due (sql/0033): the jobs whose retry waited for the target's Retry-After, due now
+  let text = `queue ${answer.name}: ${lifted}; ${answer.made_due} job(s) delayed by a ` +
+    `Retry-After made due now; ${answer.dispatched} job(s) dispatched`;
   if (answer.held_until) text += `; the queue itself is held until ${fmt.time(answer.held_until)}`;
   if (answer.held_keys) text += `; ${answer.held_keys} key(s) still held`;
   return text;
@@ -237,7 +241,8 @@ function liftKeyButton(name, k) {
   const button = el("button", {type: "button", class: "lift-hold"}, "Lift hold");
   button.addEventListener("click", () => guarded("Lift hold", async () => {
     const text = `Lift the hold of key ${k.key} of queue ${name} (held until ` +
-      `${fmt.time(k.held_until)}: ${k.hold_reason})? Its jobs are dispatched at once.`;
+      `${fmt.time(k.held_until)}: ${k.hold_reason})? Its jobs are dispatched at once, and ` +
+      "those its Retry-After delayed are due now.";
     if (!(await confirmAction(text))) return null;
     const answer = await act(`/api/queues/${encodeURIComponent(name)}/lift-hold`, {key: k.key});
     return liftedText(answer);
