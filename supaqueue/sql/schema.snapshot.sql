@@ -3610,10 +3610,14 @@ CREATE FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) RETU
 declare
   _cj supaqueue.current_job;
   _queue uuid;
+  _dispatched integer;
 begin
   delete from supaqueue.current_job where id = cur_job_id and claimed_at is not null
     returning * into _cj;
   if not found then
+    foreach _queue in array supaqueue._release_held_for(array[cur_job_id]) loop
+      _dispatched := supaqueue._dispatch(_queue, null);
+    end loop;
     return false;
   end if;
   foreach _queue in array supaqueue._finish_attempt(

@@ -946,7 +946,8 @@ end
 $$;
 
 -- 0029: the whole answer (`is_complete` true) of calls whose leases are no longer current came
--- after all (the operator cancelled the job, or the tick expired the lease of a slow dispatcher):
+-- after all (the operator cancelled the job, or the tick expired the lease of a slow dispatcher),
+-- or the dispatcher refused such a lease instead of calling (refuse_current_job):
 -- those calls are over, so the workers held for them are freed now, as _release_held_workers
 -- frees them (a retiring one goes). Nothing for a lease no worker is held for (never held,
 -- already released, a duplicate). Returns the queues of the workers freed, to dispatch.
@@ -1014,7 +1015,11 @@ $$;
 
 -- Ends a claimed attempt that the dispatcher cannot run (invalid headers, a payload or dependency
 -- results over the limits): a final failure with the reason, never retried, dependents cancelled.
--- Returns false, changing nothing, when the lease is not current or was never claimed.
+-- Returns false, changing nothing of the job, when the lease is not current or was never claimed.
+-- A refusal of a lease no longer current (cancelled, or expired by the tick) still frees the
+-- worker held for it: the dispatcher refuses instead of calling the target (edge/handler.ts
+-- `accept`, the one caller outside this file), and only the one that claimed the lease has its
+-- document, so that call never began (_release_held_for; the queue then dispatches).
 CREATE OR REPLACE FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -1022,10 +1027,14 @@ CREATE OR REPLACE FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason
 declare
   _cj supaqueue.current_job;
   _queue uuid;
+  _dispatched integer;
 begin
   delete from supaqueue.current_job where id = cur_job_id and claimed_at is not null
     returning * into _cj;
   if not found then
+    foreach _queue in array supaqueue._release_held_for(array[cur_job_id]) loop
+      _dispatched := supaqueue._dispatch(_queue, null);
+    end loop;
     return false;
   end if;
   foreach _queue in array supaqueue._finish_attempt(
