@@ -298,9 +298,7 @@ def test_a_batch_reports_late_failures_and_incomplete_outcomes_lease_by_lease(
 def _refuse(engine: Engine, lease: str) -> bool:
     """The dispatcher's refusal of a lease it claimed: the claimed document cannot be sent (a
     header HTTP cannot carry; edge/handler.ts `accept`), so it never calls the target."""
-    return bool(
-        engine.one("select supaqueue.refuse_current_job(%s, 'invalid header')", (lease,))
-    )
+    return bool(engine.one("select supaqueue.refuse_current_job(%s, 'invalid header')", (lease,)))
 
 
 def test_a_refusal_of_a_cancelled_claimed_lease_frees_its_worker_at_once(engine: Engine) -> None:
