@@ -769,8 +769,9 @@ def test_concurrent_batch_dispatchers_never_exceed_workers_and_end_every_job_onc
     """Three connections play dispatchers at once (claim a batch, report it; each report
     dispatches set-based) while a fourth ticks: never more leases than workers, no job leased
     twice, no error, and every job ends after exactly one attempt. Each batch is claimed by one
-    of them only: a duplicate delivery's claim racing the first one's report may deadlock (the
-    function retries it), before these paths too."""
+    of them only: a duplicate delivery's claim racing the first one's report deadlocked (the
+    function retries it) until both locked a batch's leases in one order (session 9; forced in
+    test_a_report_in_any_order_beside_a_claim_of_its_batch_does_not_deadlock)."""
     import threading
 
     workers, jobs = 12, 300
