@@ -2314,18 +2314,24 @@ declare
   _jobs jsonb;
   _refused jsonb;
 begin
-  with claimed as (
+  with locked as materialized (
+    -- ORDER BY runs before the lock: the leases are locked in id order
+    select c.id from supaqueue.current_job c
+     where c.batch = _batch and c.claimed_at is null and c.lease_expires_at > _now
+     order by c.id
+       for no key update of c),
+  claimed as (
     update supaqueue.current_job c
        set claimed_at = _now,
            lease_expires_at = supaqueue._lease_deadline(_now, q.timeout_ms, q.lease_grace_ms)
-      from supaqueue.job j, supaqueue.queue q
-     where c.batch = _batch
+      from locked l, supaqueue.job j, supaqueue.queue q
+     where c.id = l.id
        and c.claimed_at is null
        and c.lease_expires_at > _now
        and j.id = c.job and j.status = 'in_progress'
        and q.id = j.queue
     returning c as cj)
-  select array_agg(x.cj) into _cjs from claimed x;
+  select array_agg(x.cj order by (x.cj).id) into _cjs from claimed x;
   if _cjs is null then
     return jsonb_build_object('jobs', '[]'::jsonb);
   end if;
@@ -3654,10 +3660,14 @@ CREATE FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) RETU
 declare
   _cj supaqueue.current_job;
   _queue uuid;
+  _dispatched integer;
 begin
   delete from supaqueue.current_job where id = cur_job_id and claimed_at is not null
     returning * into _cj;
   if not found then
+    foreach _queue in array supaqueue._release_held_for(array[cur_job_id]) loop
+      _dispatched := supaqueue._dispatch(_queue, null);
+    end loop;
     return false;
   end if;
   foreach _queue in array supaqueue._finish_attempt(
@@ -3777,8 +3787,18 @@ declare
   _workers uuid[];
   _dispatched integer;
 begin
-  _set := (select count(*) = count(distinct e.value ->> 'current_job')
-             from jsonb_array_elements(_outcomes) e);
+  -- Every lease of the report first, locked in lease id order (claim_batch's order: see there;
+  -- then jobs and workers), whatever the outcomes' order; in the statement that was already
+  -- here, so the hot path takes no statement more. Whether each lease is named once.
+  select u.once into _set
+    from (select count(*) = count(distinct e.value ->> 'current_job') as once
+            from jsonb_array_elements(_outcomes) e) u,
+         (select count(*) from (
+            select from supaqueue.current_job c
+             where c.id in (select (e.value ->> 'current_job')::uuid
+                              from jsonb_array_elements(_outcomes) e)
+             order by c.id
+               for update of c) l) n;
   if _set then
     with o as (
       select e.ordinality as ord, (e.value ->> 'current_job')::uuid as lease, e.value as o

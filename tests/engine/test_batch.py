@@ -15,6 +15,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from harness.engine import Engine, Request
+from tests.engine.test_operator_api import in_thread, joined, wait_until_blocked
 
 TIMEOUT_MS = 2000
 WALL_CLOCK_MS = 5000
@@ -768,8 +769,9 @@ def test_concurrent_batch_dispatchers_never_exceed_workers_and_end_every_job_onc
     """Three connections play dispatchers at once (claim a batch, report it; each report
     dispatches set-based) while a fourth ticks: never more leases than workers, no job leased
     twice, no error, and every job ends after exactly one attempt. Each batch is claimed by one
-    of them only: a duplicate delivery's claim racing the first one's report may deadlock (the
-    function retries it), before these paths too."""
+    of them only: a duplicate delivery's claim racing the first one's report deadlocked (the
+    function retries it) until both locked a batch's leases in one order (session 9; forced in
+    test_a_report_in_any_order_beside_a_claim_of_its_batch_does_not_deadlock)."""
     import threading
 
     workers, jobs = 12, 300
@@ -848,3 +850,87 @@ def test_concurrent_batch_dispatchers_never_exceed_workers_and_end_every_job_onc
         engine.one("select count(*) from supaqueue.worker where queue = %s and not locked", (q,))
         == workers
     )
+
+
+def _claim_beside_report(
+    engine: Engine, batch: str, held: str, outcomes: list[str]
+) -> tuple[Any, Any]:
+    """claim_batch and report_batch of one batch at once, in a forced interleaving: a third
+    transaction holds lease `held` for a moment; the claim waits for it, then the report (its
+    outcomes in the order given) waits too, then the holder lets go. In the field the claim is a
+    second delivery's whose UPDATE began before the first claim committed: it locks each lease it
+    visits though the first one claimed it (Postgres locks the newest version, then finds it
+    claimed), while the first delivery's report ends them (a race on that commit: 2 runs of 8
+    deadlocked here); holding a lease forces the same lock orders every time."""
+    with psycopg.connect(engine.dsn) as holder:
+        holder.execute("select 1 from supaqueue.current_job where id = %s for share", (held,))
+        claim = in_thread(
+            engine.dsn,
+            "batch-claim",
+            lambda c: c.execute("select supaqueue.claim_batch(%s)", (batch,)).fetchone(),
+        )
+        wait_until_blocked(engine, "batch-claim")
+        report_body = Jsonb([_ok(lease) for lease in outcomes])
+        report = in_thread(
+            engine.dsn,
+            "batch-report",
+            lambda c: c.execute("select supaqueue.report_batch(%s)", (report_body,)).fetchone(),
+        )
+        wait_until_blocked(engine, "batch-report")
+        holder.commit()
+    errors: list[str] = []
+    answers: list[Any] = []
+    for thread, out in (claim, report):
+        try:
+            answers.append(joined(thread, out))
+        except psycopg.Error as exc:
+            errors.append(f"{exc.sqlstate}: {exc}")
+    assert errors == []
+    # the claim went first (it waited first): both leases claimed, then both reported
+    [(claimed,), (reported,)] = answers
+    return claimed, reported
+
+
+def _batch_of_two(engine: Engine) -> tuple[str, list[str], str]:
+    q = _queue(engine, workers=2, batch_size=2)
+    jobs = _insert(engine, q, 2)
+    [req] = engine.new_requests()
+    return q, jobs, _batch_of(req)
+
+
+def test_a_report_in_any_order_beside_a_claim_of_its_batch_does_not_deadlock(
+    engine: Engine,
+) -> None:
+    """report_batch locked a batch's leases in its outcomes' order, claim_batch in its own: the
+    outcomes in the other order than the claim's made each wait for the other (40P01). Failed
+    before; both lock a batch's leases in lease id order now (dispatch.md, "Batch delivery")."""
+    q, jobs, batch = _batch_of_two(engine)
+    # the claim's order: the order of its answer (a claim rolled back)
+    with psycopg.connect(engine.dsn) as probe:
+        row = probe.execute("select supaqueue.claim_batch(%s)", (batch,)).fetchone()
+        assert row is not None
+        first, second = [c["current_job"]["id"] for c in row[0]["jobs"]]
+        probe.rollback()
+    claimed, reported = _claim_beside_report(engine, batch, first, [second, first])
+    assert len(claimed["jobs"]) == 2 and reported == [True, True]
+    assert [engine.status(j) for j in jobs] == ["success", "success"]
+    assert engine.in_flight(q) == 0
+
+
+def test_a_claim_beside_a_report_of_its_batch_locks_in_lease_id_order(engine: Engine) -> None:
+    """claim_batch's UPDATE locked a batch's leases in its plan's order (here: by job id,
+    descending), not the report's: with lease ids set the other way round, a report in lease
+    id order deadlocked with it (40P01). Failed before; the claim locks in lease id order."""
+    q, jobs, batch = _batch_of_two(engine)
+    # the lease of the job with the greater id gets the greater lease id (nothing refers to it)
+    for n, job in enumerate(sorted(jobs), start=1):
+        engine.conn.execute(
+            "update supaqueue.current_job set id = %s where job = %s",
+            (f"00000000-0000-0000-0000-00000000000{n}", job),
+        )
+    low, high = (f"00000000-0000-0000-0000-00000000000{n}" for n in (1, 2))
+    claimed, reported = _claim_beside_report(engine, batch, high, [low, high])
+    assert [c["current_job"]["id"] for c in claimed["jobs"]] == [low, high]
+    assert reported == [True, True]
+    assert [engine.status(j) for j in jobs] == ["success", "success"]
+    assert engine.in_flight(q) == 0

@@ -2,8 +2,9 @@
 "Concurrency at the target"). A worker whose call may still run at the target (the operator
 cancelled the claimed job, the dispatcher's lease expired) is held until the target's wall clock
 has passed; but once the dispatcher reports that call's whole answer (`is_complete` true, through
-`end_current_job`, `report_and_claim`, chained or not, or `report_batch`), the call is over and
-the worker is freed at once. The answer itself is still dropped: the job is not touched."""
+`end_current_job`, `report_and_claim`, chained or not, or `report_batch`), or refuses the lease
+(`refuse_current_job`: it refuses instead of calling), the call is over (or never began) and the
+worker is freed at once. The answer itself is still dropped: the job is not touched."""
 
 from __future__ import annotations
 
@@ -292,6 +293,75 @@ def test_a_batch_reports_late_failures_and_incomplete_outcomes_lease_by_lease(
     assert _report_batch(engine, [_outcome(leases[2]), _outcome(leases[2])]) == [False, False]
     assert _held(engine, q) == 1
     assert [engine.status(j) for j in jobs] == ["cancelled"] * 3
+
+
+def _refuse(engine: Engine, lease: str) -> bool:
+    """The dispatcher's refusal of a lease it claimed: the claimed document cannot be sent (a
+    header HTTP cannot carry; edge/handler.ts `accept`), so it never calls the target."""
+    return bool(engine.one("select supaqueue.refuse_current_job(%s, 'invalid header')", (lease,)))
+
+
+def test_a_refusal_of_a_cancelled_claimed_lease_frees_its_worker_at_once(engine: Engine) -> None:
+    """Failed before: refuse_current_job of a lease no longer current changed nothing, so the
+    worker stayed held for a call that never began until the target's wall clock had passed."""
+    q = _queue(engine)
+    job1, lease1 = _claimed(engine, q)
+    job2 = _insert(engine, q)
+    _cancel(engine, job1)
+    assert _held(engine, q) == 1 and engine.new_requests() == []
+
+    # the dispatcher refuses the claimed job instead of calling: the worker is free, job2 runs
+    assert _refuse(engine, lease1) is False
+    assert _held(engine, q) == 0
+    [req] = engine.new_requests()
+    assert req.job == job2 and engine.status(job2) == "in_progress"
+    # the cancelled job is not touched: no refused attempt, no final failure
+    assert engine.status(job1) == "cancelled"
+    assert _history(engine, job1) == [(1, "cancelled")]
+    # a second refusal (a retried call) frees nothing more: job2's worker stays busy
+    assert _refuse(engine, lease1) is False
+    assert engine.in_flight(q) == 1 and engine.new_requests() == []
+    invariants(engine)
+
+
+def test_a_refusal_of_an_expired_claimed_lease_frees_its_worker_for_the_retry(
+    engine: Engine,
+) -> None:
+    """The tick expired the claimed lease of a slow dispatcher, which then refuses the job: the
+    retry runs at once on the freed worker, and the refusal does not end the retried job."""
+    q = _queue(engine, max_attempts=3)
+    job, lease1 = _claimed(engine, q)
+    engine.expire_lease(lease1)
+    assert engine.tick()["expired"] == 1
+    assert _held(engine, q) == 1 and engine.new_requests() == []
+
+    assert _refuse(engine, lease1) is False
+    [req] = engine.new_requests()
+    assert (req.job, req.attempt) == (job, 2)
+    assert engine.status(job) == "in_progress"
+    assert _history(engine, job) == [(1, "lease_expired")]
+
+
+def test_a_refusal_in_a_batch_frees_only_its_own_held_worker(engine: Engine) -> None:
+    """A batch's dispatcher refuses one claimed job and calls the target with the others: only
+    the refused lease's call never began, so only its worker is freed; a retiring one goes."""
+    q = _queue(engine, workers=3, batch_size=3)
+    jobs, leases = _batch(engine, q, 3)
+    for j in jobs[:2]:
+        _cancel(engine, j)
+    assert _held(engine, q) == 2
+    assert _refuse(engine, leases[0]) is False
+    assert _held(engine, q) == 1  # leases[1]'s call may still run
+    # a refusal of a lease no worker is held for (never claimed here) frees nothing
+    assert _refuse(engine, "00000000-0000-0000-0000-000000000000") is False
+    assert _held(engine, q) == 1
+    # the current lease is refused as before: a final failure, its worker freed
+    assert _refuse(engine, leases[2]) is True
+    assert engine.status(jobs[2]) == "failed"
+    # the remaining held worker, retiring (a lowered count), goes at its lease's refusal
+    assert engine.one("select supaqueue.set_worker_count(%s, 0)", (q,)) == 0
+    assert _refuse(engine, leases[1]) is False
+    assert _workers(engine, q) == []
 
 
 def _late_answer_behind(engine: Engine, lease: str, holder_sql: str, queue: str) -> bool:

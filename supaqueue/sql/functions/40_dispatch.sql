@@ -946,7 +946,8 @@ end
 $$;
 
 -- 0029: the whole answer (`is_complete` true) of calls whose leases are no longer current came
--- after all (the operator cancelled the job, or the tick expired the lease of a slow dispatcher):
+-- after all (the operator cancelled the job, or the tick expired the lease of a slow dispatcher),
+-- or the dispatcher refused such a lease instead of calling (refuse_current_job):
 -- those calls are over, so the workers held for them are freed now, as _release_held_workers
 -- frees them (a retiring one goes). Nothing for a lease no worker is held for (never held,
 -- already released, a duplicate). Returns the queues of the workers freed, to dispatch.
@@ -1014,7 +1015,11 @@ $$;
 
 -- Ends a claimed attempt that the dispatcher cannot run (invalid headers, a payload or dependency
 -- results over the limits): a final failure with the reason, never retried, dependents cancelled.
--- Returns false, changing nothing, when the lease is not current or was never claimed.
+-- Returns false, changing nothing of the job, when the lease is not current or was never claimed.
+-- A refusal of a lease no longer current (cancelled, or expired by the tick) still frees the
+-- worker held for it: the dispatcher refuses instead of calling the target (edge/handler.ts
+-- `accept`, the one caller outside this file), and only the one that claimed the lease has its
+-- document, so that call never began (_release_held_for; the queue then dispatches).
 CREATE OR REPLACE FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason text) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -1022,10 +1027,14 @@ CREATE OR REPLACE FUNCTION supaqueue.refuse_current_job(cur_job_id uuid, _reason
 declare
   _cj supaqueue.current_job;
   _queue uuid;
+  _dispatched integer;
 begin
   delete from supaqueue.current_job where id = cur_job_id and claimed_at is not null
     returning * into _cj;
   if not found then
+    foreach _queue in array supaqueue._release_held_for(array[cur_job_id]) loop
+      _dispatched := supaqueue._dispatch(_queue, null);
+    end loop;
     return false;
   end if;
   foreach _queue in array supaqueue._finish_attempt(
@@ -1113,6 +1122,11 @@ $$;
 -- {"jobs": [...]}: per lease claimed, _claim_document's answer (a refusal with its lease's
 -- `current_job` {id, job} added); leases not current are left out (empty: nothing to call).
 -- Set-based (issue 26 item 5): every document in one statement (_claimed_jobs).
+-- Lock order (session 9): a batch's leases in lease id order, then (report_batch, a refusal
+-- here) their jobs and workers. report_batch locks them in the same order: a second delivery's
+-- claim, whose statement began before the first claim committed, locks each lease it visits
+-- though the first one claimed it (Postgres locks the newest version, then finds it claimed),
+-- and so met the first delivery's report ending the same leases in another order (40P01).
 CREATE OR REPLACE FUNCTION supaqueue.claim_batch(_batch uuid) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -1124,18 +1138,24 @@ declare
   _jobs jsonb;
   _refused jsonb;
 begin
-  with claimed as (
+  with locked as materialized (
+    -- ORDER BY runs before the lock: the leases are locked in id order
+    select c.id from supaqueue.current_job c
+     where c.batch = _batch and c.claimed_at is null and c.lease_expires_at > _now
+     order by c.id
+       for no key update of c),
+  claimed as (
     update supaqueue.current_job c
        set claimed_at = _now,
            lease_expires_at = supaqueue._lease_deadline(_now, q.timeout_ms, q.lease_grace_ms)
-      from supaqueue.job j, supaqueue.queue q
-     where c.batch = _batch
+      from locked l, supaqueue.job j, supaqueue.queue q
+     where c.id = l.id
        and c.claimed_at is null
        and c.lease_expires_at > _now
        and j.id = c.job and j.status = 'in_progress'
        and q.id = j.queue
     returning c as cj)
-  select array_agg(x.cj) into _cjs from claimed x;
+  select array_agg(x.cj order by (x.cj).id) into _cjs from claimed x;
   if _cjs is null then
     return jsonb_build_object('jobs', '[]'::jsonb);
   end if;
@@ -1184,8 +1204,18 @@ declare
   _workers uuid[];
   _dispatched integer;
 begin
-  _set := (select count(*) = count(distinct e.value ->> 'current_job')
-             from jsonb_array_elements(_outcomes) e);
+  -- Every lease of the report first, locked in lease id order (claim_batch's order: see there;
+  -- then jobs and workers), whatever the outcomes' order; in the statement that was already
+  -- here, so the hot path takes no statement more. Whether each lease is named once.
+  select u.once into _set
+    from (select count(*) = count(distinct e.value ->> 'current_job') as once
+            from jsonb_array_elements(_outcomes) e) u,
+         (select count(*) from (
+            select from supaqueue.current_job c
+             where c.id in (select (e.value ->> 'current_job')::uuid
+                              from jsonb_array_elements(_outcomes) e)
+             order by c.id
+               for update of c) l) n;
   if _set then
     with o as (
       select e.ordinality as ord, (e.value ->> 'current_job')::uuid as lease, e.value as o
