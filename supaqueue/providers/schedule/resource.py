@@ -39,17 +39,17 @@ from supaqueue.providers.schedule.spec import (
 class ScheduleArgs(TypedDict, total=False):
     """A schedule. `payload` and `timezone` are optional."""
 
-    name: Required[str]
+    name: Required[pulumi.Input[str]]
     """Schedule name, unique in the project (letters, digits, '-', '_'; at most 40)."""
-    cron: Required[str]
+    cron: Required[pulumi.Input[str]]
     """pg_cron syntax: 'minute hour day-of-month month day-of-week', or '<n> seconds' (1-59)."""
     queue: Queue
     """The queue the jobs go to (a declared `Queue`)."""
     queue_id: pulumi.Input[str]
     """Instead of `queue`: the queue's id (as the code `pulumi import` prints has it)."""
-    payload: dict[str, Any]
+    payload: pulumi.Input[dict[str, Any]]
     """The JSON object every job carries (default {})."""
-    timezone: str
+    timezone: pulumi.Input[str]
     """IANA time zone the cron fields are read in (default UTC)."""
 
 

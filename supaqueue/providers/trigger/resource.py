@@ -41,17 +41,17 @@ from supaqueue.providers.trigger.spec import (
 class TriggerArgs(TypedDict, total=False):
     """A table trigger. `when` is optional."""
 
-    name: Required[str]
+    name: Required[pulumi.Input[str]]
     """Trigger name, unique in the project (letters, digits, '-', '_'; at most 40)."""
-    table: Required[str]
+    table: Required[pulumi.Input[str]]
     """The table, schema-qualified as it is named in the database: `public.orders`."""
-    events: Required[list[str]]
+    events: Required[pulumi.Input[list[str]]]
     """Any of INSERT, UPDATE, DELETE."""
     queue: Queue
     """The queue the jobs go to (a declared `Queue`)."""
     queue_id: pulumi.Input[str]
     """Instead of `queue`: the queue's id (as the code `pulumi import` prints has it)."""
-    when: str
+    when: pulumi.Input[str]
     """Row condition, an SQL expression over NEW (INSERT, UPDATE) and OLD (UPDATE, DELETE);
     functions outside pg_catalog must be schema-qualified."""
 
