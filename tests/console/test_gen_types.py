@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 from harness.engine import Engine, install
 from harness.function_process import deno_binary, deno_env, free_port
 from supaqueue.cli.main import root
-from supaqueue.console.typegen import QueueTypes, generate
+from supaqueue.console.typegen import BATCH_OPTIONS, OPTIONS, QueueTypes, generate
 from supaqueue.providers.queue.spec import DEFAULT_NON_RETRYABLE, PAYLOAD_SCHEMA_DIALECTS
 from tests.support import supabase_js
 
@@ -98,7 +98,13 @@ import {
 export async function viaApi(): Promise<string[]> {
   const supabase = createClient("http://127.0.0.1:54321", "service-role-key");
   const one = await enqueueViaApi(supabase, "send-email", { to: "a", kind: "reset" });
-  return [one, ...await enqueueBatchViaApi(supabase, "reports", [1, "two"])];
+  return [one, ...await enqueueBatchViaApi(supabase, "reports", [1, "two"], {
+    runAt: "2030-01-01T00:00:00Z",
+    priority: 1,
+    dedupKeys: ["d", null],
+    dependsOn: [one],
+    keys: [null, "k"],
+  })];
 }
 
 const sql = postgres(Deno.args[0], { max: 1, onnotice: () => {} });
@@ -110,7 +116,14 @@ const id = await enqueue(sql, "send-email", {
 const ids = await enqueueBatch(sql, "reports", [{ any: ["json", 1] }, 2, "three"]);
 const odd: Payloads["odd"] = { anything: true };
 const later = await enqueue(sql, "odd", odd, { runAt: new Date(Date.now() + 3600_000) });
-console.log(JSON.stringify({ id, ids, later }));
+// Every batch option over SQL: per job a dedup key (the third holds the first's) and a key.
+const options = await enqueueBatch(sql, "reports", ["a", "b", "c"], {
+  priority: 4,
+  dedupKeys: ["ts-once", null, "ts-once"],
+  dependsOn: [later],
+  keys: ["tenant-a", null, "tenant-c"],
+});
+console.log(JSON.stringify({ id, ids, later, options }));
 await sql.end();
 """.replace("SUPABASE_JS", supabase_js.VERSION)  # the project's pin, as the code that runs it
 
@@ -118,9 +131,10 @@ await sql.end();
 TS_WRONG = """
 import postgres from "npm:postgres@3.4.9";
 import { createClient } from "npm:@supabase/supabase-js@SUPABASE_JS";
-import { enqueue, enqueueViaApi } from "./supaqueue.gen.ts";
+import { enqueue, enqueueBatch, enqueueBatchViaApi, enqueueViaApi } from "./supaqueue.gen.ts";
 
 const sql = postgres("postgres://unused");
+const api = createClient("http://x", "k");
 // @ts-expect-error: `to` is required
 await enqueue(sql, "send-email", { kind: "welcome" });
 // @ts-expect-error: `to` must be a string
@@ -134,7 +148,15 @@ await enqueue(sql, "send-email", { to: "a", kind: "reset", bcc: "b" });
 // @ts-expect-error: no such queue
 await enqueue(sql, "send-emails", { to: "a", kind: "reset" });
 // @ts-expect-error: through the Data API too
-await enqueueViaApi(createClient("http://x", "k"), "send-email", { to: 1, kind: "reset" });
+await enqueueViaApi(api, "send-email", { to: 1, kind: "reset" });
+// @ts-expect-error: a batch's keys are strings (or null), one per payload
+await enqueueBatchViaApi(api, "reports", [1], { keys: [1] });
+// @ts-expect-error: dependsOn is a list of job ids
+await enqueueBatchViaApi(api, "reports", [1], { dependsOn: "a-job-id" });
+// @ts-expect-error: a batch takes dedupKeys (one per payload), not one dedupKey
+await enqueueBatch(sql, "reports", [1], { dedupKey: "once" });
+// @ts-expect-error: and one job takes key, not keys
+await enqueue(sql, "reports", 1, { keys: ["k"] });
 """.replace("SUPABASE_JS", supabase_js.VERSION)
 
 
@@ -154,7 +176,7 @@ def test_generated_typescript_checks_runs_and_refuses_wrong_payloads(
     )
     failed = deno("check", "wrong_plain.ts", cwd=tmp_path)
     assert failed.returncode != 0
-    assert "Found 7 errors" in failed.stderr, failed.stderr  # one per wrong line
+    assert "Found 11 errors" in failed.stderr, failed.stderr  # one per wrong line
     assert "Property '\"to\"' is missing" in failed.stderr, failed.stderr
     assert "Type '\"goodbye\"' is not assignable" in failed.stderr, failed.stderr
 
@@ -176,6 +198,31 @@ def test_generated_typescript_checks_runs_and_refuses_wrong_payloads(
                                 "address": {"zip": 12345, "from": None}}  # fmt: skip
     assert [rows[i] for i in made["ids"]] == [{"any": ["json", 1]}, 2, "three"]
     assert delayed == (True,)
+    assert_batch_options(db, made["options"], made["later"], priority=4, dedup_key="ts-once")
+
+
+def assert_batch_options(
+    db: str, ids: list[str], depends_on: str, *, priority: int, dedup_key: str
+) -> None:
+    """A batch of payloads "a", "b", "c" given every option over SQL: the third holds the first's
+    dedup key (so it is the first job), the others have their key, and each waits for the job
+    `depends_on` (pending: no workers)."""
+    assert ids[2] == ids[0] and len(set(ids)) == 2, ids
+    with psycopg.connect(db) as conn:
+        jobs = [
+            conn.execute(
+                "select payload, priority, dedup_key, key, pending_dependencies,"
+                " array(select d.depends_on::text from supaqueue.job_dependency d"
+                "       where d.job = j.id)"
+                " from supaqueue.job j where id = %s",
+                (i,),
+            ).fetchone()
+            for i in ids[:2]
+        ]
+    assert jobs == [
+        ("a", priority, dedup_key, "tenant-a", 1, [depends_on]),
+        ("b", priority, None, None, 1, [depends_on]),
+    ]
 
 
 PY_GOOD = """
@@ -192,6 +239,12 @@ def run(conn: psycopg.Connection[Any]) -> list[str]:
     report: ReportsPayload = {"rows": [1, 2.5, None]}
     many = enqueue_batch(conn, "reports", [report, "text", 3])
     return [one, *many]
+
+
+def options(conn: psycopg.Connection[Any], first: str) -> list[str]:
+    return enqueue_batch(conn, "reports", ["a", "b", "c"], priority=6,
+                         dedup_keys=("py-once", None, "py-once"), depends_on=[first],
+                         keys=["tenant-a", None, "tenant-c"])
 """
 
 PY_WRONG = """
@@ -199,7 +252,7 @@ from typing import Any
 
 import psycopg
 
-from supaqueue_gen import enqueue
+from supaqueue_gen import enqueue, enqueue_batch
 
 
 def run(conn: psycopg.Connection[Any]) -> None:
@@ -207,6 +260,9 @@ def run(conn: psycopg.Connection[Any]) -> None:
     enqueue(conn, "send-email", {"to": 5, "kind": "reset"})
     enqueue(conn, "send-email", {"to": "a", "kind": "goodbye"})
     enqueue(conn, "send-emails", {"to": "a", "kind": "reset"})
+    enqueue_batch(conn, "reports", [1], keys=[1])
+    enqueue_batch(conn, "reports", [1], dedup_key="once")
+    enqueue_batch(conn, "reports", [1], depends_on=[1])
 """
 
 
@@ -234,8 +290,10 @@ def test_generated_python_passes_mypy_runs_and_refuses_wrong_payloads(
     failed = mypy(tmp_path, "wrong.py")
     assert failed.returncode != 0
     errors = [line for line in failed.stdout.splitlines() if ": error:" in line]
-    # one error per wrong call (lines 10-13 of PY_WRONG)
-    assert sorted({int(line.split(":")[1]) for line in errors}) == [10, 11, 12, 13], failed.stdout
+    # one error per wrong call (lines 10-16 of PY_WRONG)
+    assert sorted({int(line.split(":")[1]) for line in errors}) == list(range(10, 17)), (
+        failed.stdout
+    )
 
     sys.path.insert(0, str(tmp_path))
     try:
@@ -247,8 +305,14 @@ def test_generated_python_passes_mypy_runs_and_refuses_wrong_payloads(
                 conn.execute("select payload from supaqueue.job where id = %s", (i,)).fetchone()
                 for i in ids
             ]
+            batch = good.options(conn, ids[0])
+            conn.commit()
             with pytest.raises(psycopg.Error) as unknown:
                 good.enqueue(conn, "send-emails", {})
+            conn.rollback()
+            # a list that is not one per payload: the SQL function's refusal, naming it
+            with pytest.raises(psycopg.Error) as mismatch:
+                good.enqueue_batch(conn, "reports", [1, 2], dedup_keys=["x"])
     finally:
         sys.path.remove(str(tmp_path))
         for module in ("good", "supaqueue_gen"):
@@ -260,6 +324,42 @@ def test_generated_python_passes_mypy_runs_and_refuses_wrong_payloads(
         3,
     ]
     assert unknown.value.sqlstate == "SQ020" and "send-emails" in str(unknown.value)
+    assert mismatch.value.sqlstate == "22023"
+    assert "_dedup_keys has 1 keys for 2 payloads" in str(mismatch.value)
+    assert_batch_options(db, batch, ids[0], priority=6, dedup_key="py-once")
+
+
+# The optional arguments of a function after the queue and the payload(s), as (name, type).
+ARGUMENTS = """
+select a.name, a.type::regtype::text
+  from pg_proc p
+  join pg_namespace s on s.oid = p.pronamespace
+  cross join unnest(p.proargnames, p.proargtypes::oid[]) with ordinality a(name, type, n)
+ where s.nspname = %s and p.proname = %s and p.proargtypes[0] = 'text'::regtype and a.n > 2
+ order by a.n
+"""
+
+
+def test_the_clients_options_are_the_sql_and_data_api_functions_arguments(db: str) -> None:
+    """The generator's one list of options (and the batch's, derived from it) is what
+    supaqueue.enqueue(text, …) / enqueue_batch take after the queue and the payload(s), in their
+    order and types, and what the Data API wrappers take by name: an argument added there and
+    not offered by the clients fails here."""
+    with psycopg.connect(db) as conn:
+        for function, options in (("enqueue", OPTIONS), ("enqueue_batch", BATCH_OPTIONS)):
+            types: dict[str, str] = dict(
+                conn.execute(
+                    "select t, t::regtype::text from unnest(%s::text[]) t",
+                    ([o.sql_type for o in options],),
+                ).fetchall()
+            )
+            expected = [(o.name, types[o.sql_type]) for o in options]
+            sql = conn.execute(ARGUMENTS, ("supaqueue", function)).fetchall()
+            api = conn.execute(ARGUMENTS, ("supaqueue_api", function)).fetchall()
+            assert [(name.removeprefix("_"), kind) for name, kind in sql] == expected, function
+            assert api == expected, function
+    assert [o.name for o in BATCH_OPTIONS] == [
+        "run_at", "priority", "dedup_keys", "depends_on", "keys"]  # fmt: skip
 
 
 def test_a_single_queue_and_no_queue_still_type_check(tmp_path: Path) -> None:

@@ -128,7 +128,28 @@ async function outcome(call: () => Promise<unknown>): Promise<unknown> {
 }
 
 const runAt = new Date(Date.now() + 3600_000);
+// a job for a batch to depend on (no workers: it stays pending, so the batch waits for it)
+const first = await enqueueViaApi(service, "exports", "first");
 const out = {
+  first,
+  // Every batch option a signed-in user can give: a key (or none) per job, a dedup key (or none)
+  // per job (the third holds the first's, so it gets the first's id), the jobs it waits for.
+  batchOptions: await outcome(() =>
+    enqueueBatchViaApi(user, "exports", ["a", "b", "c"], {
+      runAt,
+      priority: 2,
+      dedupKeys: ["batch-once", null, "batch-once"],
+      dependsOn: [first],
+      keys: ["tenant-a", "tenant-b", null],
+    })
+  ),
+  // A list that is not one entry per payload: the SQL function's refusal, naming it.
+  keysMismatch: await outcome(() =>
+    enqueueBatchViaApi(service, "exports", [1, 2, 3], { keys: ["x", "y"] })
+  ),
+  dedupKeysMismatch: await outcome(() =>
+    enqueueBatchViaApi(service, "exports", [1], { dedupKeys: ["x", "y"] })
+  ),
   userOne: await outcome(() => enqueueViaApi(user, "exports", "just text")),
   userBatch: await outcome(() =>
     enqueueBatchViaApi(user, "exports", [1, { a: [true, null] }], { priority: 5 })
@@ -203,12 +224,13 @@ def test_the_generated_client_enqueues_through_the_data_api(
     jobs = {r[0]: r[1:] for r in rows}
     assert all(r[-1] == "api" for r in rows), rows
 
-    # The README's snippet: the service role, one job and a batch into `emails`.
+    # The README's snippet: the service role, one job and a batch into `emails` (a key per job).
     options_id = out["options"]["ok"]
-    readme = [r[2] for r in rows if r[1] == "emails" and r[0] != options_id]
+    readme = [[r[2], r[6]] for r in rows if r[1] == "emails" and r[0] != options_id]
     assert sorted(readme, key=json.dumps) == sorted(
-        [{"to": "ada@example.com", "template": "welcome"}, {"to": "bo@example.com"},
-         {"to": "cy@example.com", "template": "reset"}],
+        [[{"to": "ada@example.com", "template": "welcome"}, None],
+         [{"to": "bo@example.com"}, "tenant-1"],
+         [{"to": "cy@example.com", "template": "reset"}, "tenant-2"]],
         key=json.dumps,
     )  # fmt: skip
     # A signed-in user into a queue that allows it: any JSON, the batch in order, its options.
@@ -240,4 +262,29 @@ def test_the_generated_client_enqueues_through_the_data_api(
         "enqueueError": True, "name": "EnqueueError", "code": "SQ020",
         "hint": "Names are case-sensitive: did you mean 'emails'?",
         "message": "supaqueue_api.enqueue: there is no queue named 'Emails'"}}  # fmt: skip
-    assert len(rows) == 3 + 1 + 2 + 1 + 2, rows
+
+    # A batch's options reach their columns, per job where they are lists; the held dedup key
+    # gives the holder's id; each new job waits for the job it depends on (job_dependency).
+    batch = out["batchOptions"]["ok"]
+    assert batch[2] == batch[0] and len(set(batch)) == 2, batch
+    assert [jobs[i][:6] for i in batch[:2]] == [
+        ("exports", "a", 2, jobs[batch[0]][3], "batch-once", "tenant-a"),
+        ("exports", "b", 2, jobs[batch[0]][3], None, "tenant-b")]  # fmt: skip
+    assert (
+        jobs[batch[0]][3].isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        == (out["runAt"])
+    )
+    with psycopg.connect(stack.env["DB_URL"]) as conn:
+        waits = conn.execute(
+            "select d.job::text, d.depends_on::text, j.pending_dependencies"
+            " from supaqueue.job_dependency d join supaqueue.job j on j.id = d.job order by 1"
+        ).fetchall()
+    assert waits == sorted((i, out["first"], 1) for i in batch[:2]), waits
+    mismatch = "Give one key per payload, null where a job has none."
+    assert out["keysMismatch"] == {"error": {
+        "enqueueError": True, "name": "EnqueueError", "code": "22023", "hint": mismatch,
+        "message": "supaqueue.enqueue_batch: _keys has 2 keys for 3 payloads"}}  # fmt: skip
+    assert out["dedupKeysMismatch"] == {"error": {
+        "enqueueError": True, "name": "EnqueueError", "code": "22023", "hint": mismatch,
+        "message": "supaqueue.enqueue_batch: _dedup_keys has 2 keys for 1 payloads"}}  # fmt: skip
+    assert len(rows) == 3 + 1 + 2 + 1 + 2 + 1 + 2, rows

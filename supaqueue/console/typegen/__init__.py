@@ -34,6 +34,62 @@ READ_QUEUES = (
 )
 
 
+@dataclass(frozen=True)
+class Option:
+    """An optional argument of `supaqueue.enqueue(text, …)` (sql/functions/30_enqueue.sql), in
+    the function's order after the queue and the payload. `name` is the argument without its
+    leading `_`: the name the Data API wrapper takes (supaqueue_api, sql/functions/85_data_api.sql)
+    and the Python keyword; TypeScript's is its camelCase. A `per_job` option is, in a batch, a
+    list with one entry (or null) per payload named with an `s` (`enqueue_batch(…, _keys)`); the
+    others apply to every job of the batch."""
+
+    name: str
+    sql_type: str
+    ts_type: str
+    py_type: str
+    default: int | None
+    doc: str
+    per_job: bool = False
+
+    @property
+    def camel(self) -> str:
+        head, *rest = self.name.split("_")
+        return head + "".join(part.capitalize() for part in rest)
+
+    def batch(self) -> Option:
+        if not self.per_job:
+            return self
+        one = self.py_type.removesuffix(" | None")
+        return Option(
+            f"{self.name}s",
+            f"{self.sql_type}[]",
+            f"readonly ({self.ts_type} | null)[]",
+            f"Sequence[{one} | None] | None",
+            None,
+            f"One per payload, null for none. {self.doc}",
+        )
+
+
+# The one authority for the options the clients offer: every function written below (TypeScript
+# over SQL and through the Data API, Python) takes these, and enqueue_batch's are derived from
+# them (tests/console/test_gen_types.py compares both lists with the SQL functions' arguments).
+OPTIONS = (
+    Option("run_at", "timestamptz", "Date | string", "datetime | None", None,
+           "Not before this time (default: now)."),
+    Option("priority", "integer", "number", "int", 0, "Higher runs first (default 0)."),
+    Option("dedup_key", "text", "string", "str | None", None,
+           "An unfinished job holding the dedup key (in a batch, also an earlier payload's) is"
+           " returned instead of a new one.", per_job=True),
+    Option("depends_on", "uuid[]", "readonly string[]", "Sequence[str] | None", None,
+           "Job ids each job waits for (their results arrive as dependency_results)."),
+    Option("key", "text", "string", "str | None", None,
+           "The job's key (a tenant, a customer): keys share the queue fairly and may have their"
+           " own limits (default: the queue's `key_from` path into the payload, else none).",
+           per_job=True),
+)  # fmt: skip
+BATCH_OPTIONS = tuple(option.batch() for option in OPTIONS)
+
+
 def read_queues(conn: Any) -> list[QueueTypes]:
     from psycopg.rows import tuple_row
 
@@ -100,23 +156,37 @@ export const payloadSchemas: {{
   readonly [Q in QueueName]: Record<string, unknown> | null;
 }} = {schemas};
 
-export interface EnqueueOptions {{
-  /** Not before this time (default: now). */
-  runAt?: Date | string;
-  /** Higher runs first (default 0). */
-  priority?: number;
-  /** An unfinished job holding the key is returned instead of a new one. */
-  dedupKey?: string;
-  /** Job ids this job waits for (their results arrive as dependency_results). */
-  dependsOn?: string[];
-  /** The job's key (a tenant, a customer): keys share the queue fairly and may have their own
-   * limits (default: the queue's `key_from` path into the payload, else none). */
-  key?: string;
-}}
+{interfaces}
 
 /** What the client needs of a postgres.js connection (`postgres(url)` from npm:postgres). */
 export interface SqlClient {{
   unsafe(query: string, parameters?: any[]): PromiseLike<readonly any[]>;
+}}
+
+// Each option's argument of the SQL function, in its order after the queue and the payload(s):
+// [option, the argument's name (the Data API function's too), its default].
+type Args = readonly (readonly [string, string, unknown])[];
+const ENQUEUE_ARGS: Args = {enqueue_args};
+const ENQUEUE_BATCH_ARGS: Args = {batch_args};
+
+function argValue(value: unknown): unknown {{
+  return value instanceof Date ? value.toISOString() : value;
+}}
+
+/** The options as the SQL function's parameters after the queue and the payload(s). */
+function sqlArgs(options: object, args: Args): unknown[] {{
+  const given = options as Record<string, unknown>;
+  return args.map(([option, , fallback]) => argValue(given[option] ?? fallback));
+}}
+
+/** The options given, as the Data API function's named arguments. */
+function apiArgs(options: object, args: Args): Record<string, unknown> {{
+  const given = options as Record<string, unknown>;
+  const named: Record<string, unknown> = {{}};
+  for (const [option, name] of args) {{
+    if (given[option] !== undefined) named[name] = argValue(given[option]);
+  }}
+  return named;
 }}
 
 /** Enqueues one job into `queue` by name; resolves to its id. An unknown queue name
@@ -128,42 +198,23 @@ export async function enqueue<Q extends QueueName>(
   options: EnqueueOptions = {{}},
 ): Promise<string> {{
   const rows = await sql.unsafe(
-    "select supaqueue.enqueue($1::text, $2::text::jsonb, $3::timestamptz, $4::integer, $5::text," +
-      " $6::uuid[], $7::text)::text as id",
-    [
-      queue,
-      JSON.stringify(payload),
-      options.runAt instanceof Date ? options.runAt.toISOString() : (options.runAt ?? null),
-      options.priority ?? 0,
-      options.dedupKey ?? null,
-      options.dependsOn ?? null,
-      options.key ?? null,
-    ],
+    {enqueue_sql},
+    [queue, JSON.stringify(payload), ...sqlArgs(options, ENQUEUE_ARGS)],
   );
   return String(rows[0].id);
 }}
 
-/** Enqueues one job per payload into `queue` in one statement; the ids in the same order. */
+/** Enqueues one job per payload into `queue` in one statement; the ids in the same order. A
+ * list option that is not one entry per payload rejects (SQLSTATE 22023, naming it). */
 export async function enqueueBatch<Q extends QueueName>(
   sql: SqlClient,
   queue: Q,
   payloads: readonly Payloads[Q][],
-  options: Omit<EnqueueOptions, "dedupKey" | "key"> & {{
-    /** One key (or null) per payload. */
-    keys?: readonly (string | null)[];
-  }} = {{}},
+  options: EnqueueBatchOptions = {{}},
 ): Promise<string[]> {{
   const rows = await sql.unsafe(
-    "select supaqueue.enqueue_batch($1::text, $2::text::jsonb, $3::timestamptz, $4::integer," +
-      " null, $5::uuid[], $6::text[])::text[] as ids",
-    [
-      queue,
-      JSON.stringify(payloads),
-      options.runAt instanceof Date ? options.runAt.toISOString() : (options.runAt ?? null),
-      options.priority ?? 0,
-      options.dependsOn ?? null,
-      options.keys ?? null,
-    ],
+    {batch_sql},
+    [queue, JSON.stringify(payloads), ...sqlArgs(options, ENQUEUE_BATCH_ARGS)],
   );
   return (rows[0].ids as string[]).map(String);
 }}
@@ -196,18 +247,6 @@ function apiError(error: unknown): EnqueueError {{
   return new EnqueueError(String(e.message ?? "enqueue failed"), code, hint);
 }}
 
-function apiOptions(options: EnqueueOptions): Record<string, unknown> {{
-  const args: Record<string, unknown> = {{}};
-  if (options.runAt !== undefined) {{
-    args.run_at = options.runAt instanceof Date ? options.runAt.toISOString() : options.runAt;
-  }}
-  if (options.priority !== undefined) args.priority = options.priority;
-  if (options.dedupKey !== undefined) args.dedup_key = options.dedupKey;
-  if (options.dependsOn !== undefined) args.depends_on = options.dependsOn;
-  if (options.key !== undefined) args.key = options.key;
-  return args;
-}}
-
 /** As `enqueue`, through the Data API (supabase-js): for a server or a signed-in browser. */
 export async function enqueueViaApi<Q extends QueueName>(
   client: DataApiClient,
@@ -217,7 +256,7 @@ export async function enqueueViaApi<Q extends QueueName>(
 ): Promise<string> {{
   const {{ data, error }} = await client
     .schema("supaqueue_api")
-    .rpc("enqueue", {{ queue, payload, ...apiOptions(options) }});
+    .rpc("enqueue", {{ queue, payload, ...apiArgs(options, ENQUEUE_ARGS) }});
   if (error) throw apiError(error);
   return String(data);
 }}
@@ -227,22 +266,46 @@ export async function enqueueBatchViaApi<Q extends QueueName>(
   client: DataApiClient,
   queue: Q,
   payloads: readonly Payloads[Q][],
-  options: Pick<EnqueueOptions, "runAt" | "priority"> = {{}},
+  options: EnqueueBatchOptions = {{}},
 ): Promise<string[]> {{
   const {{ data, error }} = await client
     .schema("supaqueue_api")
-    .rpc("enqueue_batch", {{ queue, payloads, ...apiOptions(options) }});
+    .rpc("enqueue_batch", {{ queue, payloads, ...apiArgs(options, ENQUEUE_BATCH_ARGS) }});
   if (error) throw apiError(error);
   return (data as string[]).map(String);
 }}
 """
 
 
+def _ts_interface(name: str, doc: str, options: Sequence[Option]) -> str:
+    lines = [f"/** {doc} */", f"export interface {name} {{"]
+    for option in options:
+        lines += textwrap.wrap(
+            f"/** {option.doc} */", 96, initial_indent="  ", subsequent_indent="   * "
+        )
+        lines.append(f"  {option.camel}?: {option.ts_type};")
+    return "\n".join([*lines, "}"])
+
+
+def _ts_args(options: Sequence[Option]) -> str:
+    entries = [f'  ["{o.camel}", "{o.name}", {json.dumps(o.default)}],' for o in options]
+    return "\n".join(["[", *entries, "]"])
+
+
+def _ts_sql(function: str, options: Sequence[Option], returns: str) -> str:
+    """The query (a JSON string literal), its parameters: the queue, the payload(s), the options."""
+    params = ["$1::text", "$2::text::jsonb"] + [
+        f"${n}::{o.sql_type}" for n, o in enumerate(options, start=3)
+    ]
+    return json.dumps(f"select supaqueue.{function}({', '.join(params)})::{returns}")
+
+
 def typescript(queues: list[QueueTypes]) -> str:
     notes = Notes()
     payloads = []
     aliases = []
-    taken = {"JsonValue", "QueueName", "Payloads", "EnqueueOptions", "SqlClient", "DataApiClient"}
+    taken = {"JsonValue", "QueueName", "Payloads", "EnqueueOptions", "EnqueueBatchOptions",
+             "SqlClient", "DataApiClient", "EnqueueError", "Args"}  # fmt: skip
     for queue in queues:
         kind = ts_type(
             queue.payload_schema if queue.payload_schema is not None else True,
@@ -260,7 +323,25 @@ def typescript(queues: list[QueueTypes]) -> str:
         payloads.append(f"  {literal(queue.name)}: {alias};")
     names = " | ".join(literal(q.name) for q in queues) or "never"
     schemas = json.dumps({q.name: q.payload_schema for q in queues}, indent=2)
-    body = TS_BODY.format(names=names, payloads="\n".join(payloads), schemas=schemas)
+    per_job = " and ".join(f"`{o.batch().camel}`" for o in OPTIONS if o.per_job)
+    interfaces = [
+        _ts_interface("EnqueueOptions", "The options of one job.", OPTIONS),
+        _ts_interface(
+            "EnqueueBatchOptions",
+            f"The options of a batch: one job's, with {per_job} one per payload.",
+            BATCH_OPTIONS,
+        ),
+    ]
+    body = TS_BODY.format(
+        names=names,
+        payloads="\n".join(payloads),
+        schemas=schemas,
+        interfaces="\n\n".join(interfaces),
+        enqueue_args=_ts_args(OPTIONS),
+        batch_args=_ts_args(BATCH_OPTIONS),
+        enqueue_sql=_ts_sql("enqueue", OPTIONS, "text as id"),
+        batch_sql=_ts_sql("enqueue_batch", BATCH_OPTIONS, "text[] as ids"),
+    )
     header = "// deno-fmt-ignore-file\n// deno-lint-ignore-file\n" + _comment(
         _header("typescript", queues, notes), "//"
     )
@@ -294,58 +375,62 @@ JsonValue: TypeAlias = "dict[str, JsonValue] | list[JsonValue] | str | int | flo
 QueueName: TypeAlias = {names}
 '''
 
-PY_ENQUEUE = """
+PY_LIST = """
+def _list(items: Sequence[Any] | None) -> list[Any] | None:
+    return list(items) if items is not None else None
+"""
 
-def enqueue(
+PY_FUNCTION = """
+
+def {function}(
     conn: psycopg.Connection[Any],
-    queue: {queue},
-    payload: {payload},
+    queue: {{queue}},
+    {payload}: {payload_type},
     *,
-    run_at: datetime | None = None,
-    priority: int = 0,
-    dedup_key: str | None = None,
-    depends_on: Sequence[str] | None = None,
-    key: str | None = None,
-) -> str:{body}"""
+{params}
+) -> {returns}:{{body}}"""
 
-ENQUEUE_BODY = '''
-    """Enqueues one job into `queue` by name (in the connection's transaction); its id. An
+ENQUEUE_DOC = """Enqueues one job into `queue` by name (in the connection's transaction); its id. An
     unknown queue name raises (SQLSTATE SQ020), naming it."""
+
+BATCH_DOC = """Enqueues one job per payload into `queue` in one statement; the ids in the same
+    order. {per_job}: one entry (or None) per payload, else SQLSTATE 22023 naming it."""
+
+PY_BODY = '''
+    """{doc}"""
     row = conn.execute(
-        "select supaqueue.enqueue(%s::text, %s::jsonb, %s, %s, %s, %s::uuid[], %s::text)::text",
-        (queue, Jsonb(payload), run_at, priority, dedup_key,
-         list(depends_on) if depends_on is not None else None, key),
+        "{query}",
+        ({values}),
     ).fetchone()
     assert row is not None
-    return str(row[0])
+    return {result}
 '''
 
-PY_BATCH = """
 
-def enqueue_batch(
-    conn: psycopg.Connection[Any],
-    queue: {queue},
-    payloads: Sequence[{payload}],
-    *,
-    run_at: datetime | None = None,
-    priority: int = 0,
-    depends_on: Sequence[str] | None = None,
-    keys: Sequence[str | None] | None = None,
-) -> list[str]:{body}"""
-
-BATCH_BODY = '''
-    """Enqueues one job per payload into `queue` in one statement; the ids in the same order.
-    `keys`: one key (or None) per payload."""
-    row = conn.execute(
-        "select supaqueue.enqueue_batch(%s::text, %s::jsonb, %s, %s, null, %s::uuid[],"
-        " %s::text[])::text[]",
-        (queue, Jsonb(list(payloads)), run_at, priority,
-         list(depends_on) if depends_on is not None else None,
-         list(keys) if keys is not None else None),
-    ).fetchone()
-    assert row is not None
-    return [str(i) for i in row[0]]
-'''
+def _py_function(function: str, payload: str, options: Sequence[Option]) -> tuple[str, str]:
+    """The function's template (its queue and payload types to fill in), and its body."""
+    batch = function == "enqueue_batch"
+    params = "\n".join(f"    {o.name}: {o.py_type} = {o.default!r}," for o in options)
+    template = PY_FUNCTION.format(
+        function=function,
+        payload=payload,
+        # the queue's payload type is filled in later (`{payload}` stays for that)
+        payload_type="Sequence[{payload}]" if batch else "{payload}",
+        params=params,
+        returns="list[str]" if batch else "str",
+    )
+    casts = ["%s::text", "%s::jsonb"] + [f"%s::{o.sql_type}" for o in options]
+    values = ["queue", "Jsonb(list(payloads))" if batch else "Jsonb(payload)"] + [
+        f"_list({o.name})" if o.sql_type.endswith("[]") else o.name for o in options
+    ]
+    per_job = " and ".join(f"`{o.batch().name}`" for o in OPTIONS if o.per_job)
+    body = PY_BODY.format(
+        doc=BATCH_DOC.format(per_job=per_job) if batch else ENQUEUE_DOC,
+        query=f"select supaqueue.{function}({', '.join(casts)})::{'text[]' if batch else 'text'}",
+        values=", ".join(values),
+        result="[str(i) for i in row[0]]" if batch else "str(row[0])",
+    )
+    return template, body
 
 
 def python(queues: list[QueueTypes]) -> str:
@@ -375,7 +460,10 @@ def python(queues: list[QueueTypes]) -> str:
         aliases.append((queue.name, alias))
     if not queues:
         return out
-    for template, body in ((PY_ENQUEUE, ENQUEUE_BODY), (PY_BATCH, BATCH_BODY)):
+    out += PY_LIST
+    functions = (_py_function("enqueue", "payload", OPTIONS),
+                 _py_function("enqueue_batch", "payloads", BATCH_OPTIONS))  # fmt: skip
+    for template, body in functions:
         if len(aliases) == 1:  # one queue: no overloads (mypy wants two at least)
             name, alias = aliases[0]
             out += "\n" + template.format(
