@@ -313,6 +313,19 @@ def test_generated_python_passes_mypy_runs_and_refuses_wrong_payloads(
             # a list that is not one per payload: the SQL function's refusal, naming it
             with pytest.raises(psycopg.Error) as mismatch:
                 good.enqueue_batch(conn, "reports", [1, 2], dedup_keys=["x"])
+            conn.rollback()
+            # a string is a Sequence[str] to mypy: refused at run time, not split into letters
+            strings = []
+            for call in (
+                lambda: good.enqueue_batch(conn, "reports", [1, 2], keys="ab"),
+                lambda: good.enqueue_batch(conn, "reports", [1], depends_on=ids[0]),
+                lambda: good.enqueue(conn, "reports", 1, depends_on=ids[0]),
+                lambda: good.enqueue_batch(conn, "reports", "ab"),
+            ):
+                with pytest.raises(TypeError) as refused:
+                    call()
+                strings.append(str(refused.value))
+            conn.rollback()
     finally:
         sys.path.remove(str(tmp_path))
         for module in ("good", "supaqueue_gen"):
@@ -327,6 +340,12 @@ def test_generated_python_passes_mypy_runs_and_refuses_wrong_payloads(
     assert mismatch.value.sqlstate == "22023"
     assert "_dedup_keys has 1 keys for 2 payloads" in str(mismatch.value)
     assert_batch_options(db, batch, ids[0], priority=6, dedup_key="py-once")
+    assert strings == [
+        "keys must be a list (one entry per payload), not a string: keys=['ab']",
+        f"depends_on must be a list of job ids, not a string: depends_on=['{ids[0]}']",
+        f"depends_on must be a list of job ids, not a string: depends_on=['{ids[0]}']",
+        "payloads must be a list (one job each), not a string: payloads=['ab']",
+    ]
 
 
 # The optional arguments of a function after the queue and the payload(s), as (name, type).

@@ -376,7 +376,10 @@ QueueName: TypeAlias = {names}
 '''
 
 PY_LIST = """
-def _list(items: Sequence[Any] | None) -> list[Any] | None:
+def _list(name: str, items: Sequence[Any] | None, what: str) -> list[Any] | None:
+    # a string is a Sequence[str] to a type checker: refused, not split into its letters
+    if isinstance(items, (str, bytes)):
+        raise TypeError(f"{name} must be a list{what}, not a string: {name}=[{items!r}]")
     return list(items) if items is not None else None
 """
 
@@ -407,6 +410,11 @@ PY_BODY = '''
 '''
 
 
+def _what(option: Option) -> str:
+    """What a list option holds, for the error a string given instead gets."""
+    return " of job ids" if option.name == "depends_on" else " (one entry per payload)"
+
+
 def _py_function(function: str, payload: str, options: Sequence[Option]) -> tuple[str, str]:
     """The function's template (its queue and payload types to fill in), and its body."""
     batch = function == "enqueue_batch"
@@ -420,8 +428,10 @@ def _py_function(function: str, payload: str, options: Sequence[Option]) -> tupl
         returns="list[str]" if batch else "str",
     )
     casts = ["%s::text", "%s::jsonb"] + [f"%s::{o.sql_type}" for o in options]
-    values = ["queue", "Jsonb(list(payloads))" if batch else "Jsonb(payload)"] + [
-        f"_list({o.name})" if o.sql_type.endswith("[]") else o.name for o in options
+    payloads = "Jsonb(_list('payloads', payloads, ' (one job each)'))"
+    values = ["queue", payloads if batch else "Jsonb(payload)"] + [
+        f"_list({o.name!r}, {o.name}, {_what(o)!r})" if o.sql_type.endswith("[]") else o.name
+        for o in options
     ]
     per_job = " and ".join(f"`{o.batch().name}`" for o in OPTIONS if o.per_job)
     body = PY_BODY.format(
