@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import jwt
 import psycopg
 import pytest
 
-from harness.toolchain import REPO
-from supaqueue import migrations
 from tests.conftest import LocalStack
 from tests.support import supabase_js
+from tests.support.data_api import supaqueue_api_exposed, user_token
 
 EXAMPLES = supabase_js.EXAMPLES
 QUEUES = {"welcome-emails": [], "user-exports": ["authenticated"], "internal-reports": []}
@@ -32,32 +29,9 @@ QUEUES = {"welcome-emails": [], "user-exports": ["authenticated"], "internal-rep
 @pytest.fixture(scope="module")
 def stack(local_stack: LocalStack) -> Iterator[LocalStack]:
     supabase_js.node_modules()
-    db_url = local_stack.env["DB_URL"]
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        migrations.apply(conn, migrations.load_migrations(REPO / "supaqueue" / "sql"))
-        for name, roles in QUEUES.items():
-            # no workers: the jobs stay pending, nothing is dispatched
-            conn.execute(
-                "insert into supaqueue.queue (name, edge_function_name, enqueue_roles)"
-                " values (%s, 'nowhere', %s)",
-                (name, roles),
-            )
-    before = _postgrest(local_stack, "GET").json()["db_schema"]
-    _postgrest(local_stack, "PATCH", {"db_schema": before + ",supaqueue_api"})
-    try:
-        yield local_stack
-    finally:
-        _postgrest(local_stack, "PATCH", {"db_schema": before})
-        with psycopg.connect(db_url, autocommit=True) as conn:
-            migrations.uninstall(conn, REPO / "supaqueue" / "sql")
-
-
-def _postgrest(stack: LocalStack, method: str, body: Any = None) -> httpx.Response:
-    url = f"{stack.env['MANAGEMENT_API_URL']}/v1/projects/{stack.env['PROJECT_REF']}/postgrest"
-    headers = {"Authorization": f"Bearer {stack.env['ACCESS_TOKEN']}"}
-    response = httpx.request(method, url, headers=headers, json=body, timeout=30)
-    assert response.status_code == 200, response.text
-    return response
+    queues = [(name, None, roles) for name, roles in QUEUES.items()]
+    with supaqueue_api_exposed(local_stack, queues) as exposed:
+        yield exposed
 
 
 def _jobs(stack: LocalStack, queue: str) -> list[dict[str, Any]]:
@@ -140,13 +114,6 @@ def _browser(stack: LocalStack, tmp_path: Path, token: str | None) -> dict[str, 
     return result
 
 
-def user_token(stack: LocalStack) -> str:
-    now = int(time.time())
-    claims = {"sub": str(uuid.uuid4()), "role": "authenticated", "aud": "authenticated",
-              "email": "user@example.com", "iat": now, "exp": now + 3600}  # fmt: skip
-    return jwt.encode(claims, stack.env["JWT_SECRET"], algorithm="HS256")
-
-
 def test_recipe_signed_in_user_enqueues_only_where_allowed(
     stack: LocalStack, tmp_path: Path
 ) -> None:
@@ -155,7 +122,7 @@ def test_recipe_signed_in_user_enqueues_only_where_allowed(
                      " values ('gone-queue', 'nowhere', '{authenticated}')")  # fmt: skip
         conn.execute("select supaqueue.drop_queue(id, false) from supaqueue.queue"
                      " where name = 'gone-queue'")  # fmt: skip
-    out = _browser(stack, tmp_path, user_token(stack))
+    out = _browser(stack, tmp_path, user_token(stack, email="user@example.com"))
     job_id = out["user-exports"]["job_id"]
     assert [j["payload"] for j in _jobs(stack, "user-exports") if j["id"] == job_id] == [
         {"report_id": 7}]  # fmt: skip

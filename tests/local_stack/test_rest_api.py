@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import LocalStack
 from tests.support import supabase_js
+from tests.support.data_api import postgrest, user_token
 
 HERE = Path(__file__).parent
 SCHEMA = "rest_contract"
@@ -70,29 +71,15 @@ def stack(local_stack: LocalStack) -> Iterator[LocalStack]:
     with psycopg.connect(local_stack.env["DB_URL"], autocommit=True) as conn:
         conn.execute(f"drop schema if exists {SCHEMA} cascade")
         conn.execute(SETUP)
-    before = _postgrest(local_stack, "GET").json()["db_schema"]
-    patched = _postgrest(local_stack, "PATCH", {"db_schema": f"public,graphql_public,{SCHEMA}"})
+    before = postgrest(local_stack, "GET").json()["db_schema"]
+    patched = postgrest(local_stack, "PATCH", {"db_schema": f"public,graphql_public,{SCHEMA}"})
     assert patched.status_code == 200, patched.text
     try:
         yield local_stack
     finally:
-        _postgrest(local_stack, "PATCH", {"db_schema": before})
+        postgrest(local_stack, "PATCH", {"db_schema": before})
         with psycopg.connect(local_stack.env["DB_URL"], autocommit=True) as conn:
             conn.execute(f"drop schema if exists {SCHEMA} cascade")
-
-
-def _postgrest(stack: LocalStack, method: str, body: Any = None) -> httpx.Response:
-    url = f"{stack.env['MANAGEMENT_API_URL']}/v1/projects/{stack.env['PROJECT_REF']}/postgrest"
-    headers = {"Authorization": f"Bearer {stack.env['ACCESS_TOKEN']}"}
-    return httpx.request(method, url, headers=headers, json=body, timeout=30)
-
-
-def user_token(stack: LocalStack, role: str = "authenticated", **claims: Any) -> str:
-    """A signed-in user's access token as Supabase Auth issues it (HS256, the project's secret)."""
-    now = int(time.time())
-    payload = {"sub": str(uuid.uuid4()), "role": role, "aud": "authenticated",
-               "iat": now, "exp": now + 3600, **claims}  # fmt: skip
-    return jwt.encode(payload, stack.env["JWT_SECRET"], algorithm="HS256")
 
 
 def calls(stack: LocalStack, tmp_path: Path, *specs: dict[str, Any]) -> list[dict[str, Any]]:
@@ -235,15 +222,15 @@ def test_gateway_and_jwt_refusals(stack: LocalStack) -> None:
 
 
 def test_exposed_schemas_follow_the_management_api(stack: LocalStack, tmp_path: Path) -> None:
-    config = _postgrest(stack, "GET").json()
+    config = postgrest(stack, "GET").json()
     assert config["db_schema"] == f"public,graphql_public,{SCHEMA}"
     assert config["jwt_secret"] == stack.env["JWT_SECRET"]
-    assert _postgrest(stack, "PATCH", {"db_schema": "public"}).json()["db_schema"] == "public"
+    assert postgrest(stack, "PATCH", {"db_schema": "public"}).json()["db_schema"] == "public"
     try:
         hidden = calls(stack, tmp_path, anon(stack, "add", args={"a": 1}))[0]
         assert hidden["status"] == 406 and hidden["error"]["code"] == "PGRST106"
     finally:
-        _postgrest(stack, "PATCH", {"db_schema": f"public,graphql_public,{SCHEMA}"})
+        postgrest(stack, "PATCH", {"db_schema": f"public,graphql_public,{SCHEMA}"})
     assert calls(stack, tmp_path, anon(stack, "add", args={"a": 1}))[0]["data"] == 11
-    refused = _postgrest(stack, "PATCH", {"max_rows": -1})
+    refused = postgrest(stack, "PATCH", {"max_rows": -1})
     assert refused.status_code == 400

@@ -11,25 +11,19 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-import jwt
 import psycopg
 import pytest
 from click.testing import CliRunner
-from psycopg.types.json import Jsonb
 
 from harness.function_process import deno_binary, deno_env
-from harness.toolchain import REPO
-from supaqueue import migrations
 from supaqueue.cli.main import root
 from tests.conftest import LocalStack
 from tests.support import supabase_js
+from tests.support.data_api import supaqueue_api_exposed, user_token
 from tests.support.readme import block
 
 SNIPPET = (
@@ -51,40 +45,9 @@ QUEUES: dict[str, tuple[dict[str, Any] | None, list[str]]] = {
 
 @pytest.fixture(scope="module")
 def stack(local_stack: LocalStack) -> Iterator[LocalStack]:
-    db_url = local_stack.env["DB_URL"]
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        migrations.apply(conn, migrations.load_migrations(REPO / "supaqueue" / "sql"))
-        for name, (schema, roles) in QUEUES.items():
-            # no workers: the jobs stay pending, nothing is dispatched
-            conn.execute(
-                "insert into supaqueue.queue (name, edge_function_name, payload_schema,"
-                " enqueue_roles) values (%s, 'nowhere', %s, %s)",
-                (name, None if schema is None else Jsonb(schema), roles),
-            )
-    before = _postgrest(local_stack, "GET").json()["db_schema"]
-    _postgrest(local_stack, "PATCH", {"db_schema": before + ",supaqueue_api"})
-    try:
-        yield local_stack
-    finally:
-        _postgrest(local_stack, "PATCH", {"db_schema": before})
-        with psycopg.connect(db_url, autocommit=True) as conn:
-            migrations.uninstall(conn, REPO / "supaqueue" / "sql")
-
-
-def _postgrest(stack: LocalStack, method: str, body: Any = None) -> httpx.Response:
-    url = f"{stack.env['MANAGEMENT_API_URL']}/v1/projects/{stack.env['PROJECT_REF']}/postgrest"
-    headers = {"Authorization": f"Bearer {stack.env['ACCESS_TOKEN']}"}
-    response = httpx.request(method, url, headers=headers, json=body, timeout=30)
-    assert response.status_code == 200, response.text
-    return response
-
-
-def user_token(stack: LocalStack) -> str:
-    """A signed-in user's access token as Supabase Auth issues it (HS256, the project's secret)."""
-    now = int(time.time())
-    claims = {"sub": str(uuid.uuid4()), "role": "authenticated", "aud": "authenticated",
-              "iat": now, "exp": now + 3600}  # fmt: skip
-    return jwt.encode(claims, stack.env["JWT_SECRET"], algorithm="HS256")
+    queues = [(name, schema, roles) for name, (schema, roles) in QUEUES.items()]
+    with supaqueue_api_exposed(local_stack, queues) as exposed:
+        yield exposed
 
 
 # After the README's snippet (imported: it runs as written), the calls other callers make. Each
