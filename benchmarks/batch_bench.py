@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 
 import psycopg
+from cli_args import int_list
 from e2e_bench import (
     DISPATCHER,
     TARGET,
@@ -114,21 +115,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--batch-sizes: {exc}") from exc
-    if not sizes or any(not 1 <= s <= 100 for s in sizes):
-        raise argparse.ArgumentTypeError("--batch-sizes: sizes from 1 to 100, comma-separated")
-    return sizes
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=100_000, help="jobs per batch size")
     parser.add_argument("--workers", type=int, default=100, help="the queue's workers")
-    parser.add_argument("--batch-sizes", type=_sizes, default=[1, 50], help="e.g. 1,50")
+    parser.add_argument(
+        "--batch-sizes", type=int_list("--batch-sizes", 1, 100), default=[1, 50], help="e.g. 1,50"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the local stack (debugging)")
     args = parser.parse_args(argv)
     if not 1 <= args.workers <= 1000 or args.jobs < 1:

@@ -49,6 +49,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from cli_args import int_list
 from proc_cpu import CpuReading, read_stack
 
 from supaqueue import migrations
@@ -393,16 +394,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _workers(text: str) -> list[int]:
-    try:
-        counts = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--workers: {exc}") from exc
-    if not counts or any(c < 1 or c > 1000 for c in counts):
-        raise argparse.ArgumentTypeError("--workers: counts from 1 to 1000, comma-separated")
-    return counts
-
-
 def _modes(text: str) -> list[str]:
     modes = [part.strip() for part in text.split(",") if part.strip()]
     if not modes or set(modes) - {"off", "on"}:
@@ -413,7 +404,9 @@ def _modes(text: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs per throughput run")
-    parser.add_argument("--workers", type=_workers, default=[10, 50], help="e.g. 10,50")
+    parser.add_argument(
+        "--workers", type=int_list("--workers", 1, 1000), default=[10, 50], help="e.g. 10,50"
+    )
     parser.add_argument("--rate", type=float, default=20.0, help="jobs/s of the latency run")
     parser.add_argument("--rate-seconds", type=float, default=10.0)
     parser.add_argument("--chain", type=_modes, default=["off", "on"], help="e.g. on or off,on")

@@ -40,6 +40,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+from cli_args import int_list
 from proc_cpu import own_seconds
 
 from supaqueue.edge_source import source_files
@@ -248,20 +249,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _counts(text: str) -> list[int]:
-    try:
-        counts = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--concurrency: {exc}") from exc
-    if not counts or any(c < 1 or c > 500 for c in counts):
-        raise argparse.ArgumentTypeError("--concurrency: counts from 1 to 500, comma-separated")
-    return counts
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=3000, help="requests per measurement")
-    parser.add_argument("--concurrency", type=_counts, default=[1, 10, 50], help="e.g. 1,10,50")
+    parser.add_argument(
+        "--concurrency",
+        type=int_list("--concurrency", 1, 500),
+        default=[1, 10, 50],
+        help="e.g. 1,10,50",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="measurements per concurrency")
     parser.add_argument("--baseline", help="also run the gateway of this git ref, interleaved")
     args = parser.parse_args(argv)

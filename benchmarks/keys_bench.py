@@ -54,6 +54,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+from cli_args import int_list
 from e2e_bench import (
     BenchError,
     Stack,
@@ -330,37 +331,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _millis(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--target-ms: {exc}") from exc
-    if not values or any(not 0 <= v <= 10_000 for v in values):
-        raise argparse.ArgumentTypeError("--target-ms: 0 to 10000 ms, comma-separated")
-    return values
-
-
-def _counts(text: str) -> list[int]:
-    try:
-        counts = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--keys: {exc}") from exc
-    if not counts or any(c < 1 for c in counts):
-        raise argparse.ArgumentTypeError("--keys: counts of at least 1, comma-separated")
-    return counts
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs per throughput run")
-    parser.add_argument("--keys", type=_counts, default=[1, 1000, 10_000], help="e.g. 1,1000")
+    parser.add_argument(
+        "--keys", type=int_list("--keys", 1), default=[1, 1000, 10_000], help="e.g. 1,1000"
+    )
     parser.add_argument("--workers", type=int, default=50)
     parser.add_argument("--workers-per-key", type=int, default=2)
     parser.add_argument("--a-jobs", type=int, default=50_000, help="key A's backlog (fairness)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="fairness: rounds of key B's jobs alone (before and after A) and"
                         " behind A")  # fmt: skip
-    parser.add_argument("--target-ms", type=_millis, default=[0, 20],
+    parser.add_argument("--target-ms", type=int_list("--target-ms", 0, 10_000), default=[0, 20],
                         help="fairness runs, one per value: the target answers after this long"
                         " (0: the no-op target); e.g. 0,20")  # fmt: skip
     parser.add_argument("--fairness-only", action="store_true", help="skip keys_throughput")
