@@ -225,16 +225,6 @@ def _is_output(value: Any) -> bool:
     return isinstance(value, pulumi.Output)
 
 
-def output_keys(args: Any) -> set[str]:
-    """The settings given as outputs: not known until the engine resolves them, so judged by
-    the provider's check, not here."""
-    return (
-        {key for key, value in args.items() if _is_output(value)}
-        if isinstance(args, dict)
-        else set()
-    )
-
-
 def normalized(value: Any, normalize: Any, problem: Any) -> Any:
     """`normalize(value)`, applied to an output's value once known; a value with a problem is
     left as it is, so that the provider's check names it as given."""

@@ -304,9 +304,15 @@ def queue_problems(args: Mapping[str, Any] | Any, path: str) -> list[Problem]:
     that are outputs (not known until the engine resolves them) are judged by `check`."""
     if not isinstance(args, Mapping):
         return validate_queue(args, path=path)
-    plain = {key: value for key, value in args.items() if not isinstance(value, pulumi.Output)}
-    unknown = {key for key, value in args.items() if isinstance(value, pulumi.Output)}
+    unknown = output_keys(args)
+    plain = {key: value for key, value in args.items() if key not in unknown}
     return validate_queue(plain, path=path, unknown=unknown)
+
+
+def output_keys(args: Mapping[str, Any]) -> set[str]:
+    """The settings given as outputs: not known until the engine resolves them, so judged by
+    the provider's check, not in the program."""
+    return {key for key, value in args.items() if isinstance(value, pulumi.Output)}
 
 
 def dead_letter_problems(

@@ -25,9 +25,8 @@ from supaqueue.providers.queue.resource import (
     installation_of,
     keyword_args,
     normalized,
-    output_keys,
 )
-from supaqueue.providers.queue.spec import Problem
+from supaqueue.providers.queue.spec import Problem, output_keys
 from supaqueue.providers.trigger.provider import SECRET_OUTPUTS
 from supaqueue.providers.trigger.spec import (
     events_problem,
